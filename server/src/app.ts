@@ -1,0 +1,243 @@
+/**
+ * buildApp(): one HTTP server carrying GraphQL over HTTP (graphql-yoga), GraphQL over WebSocket
+ * (graphql-ws, same path), health and metrics endpoints and the built console.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
+import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
+import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
+import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
+import { type ExecutionArgs, GraphQLError } from 'graphql';
+import { useServer } from 'graphql-ws/use/ws';
+import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { WebSocketServer } from 'ws';
+import type { Context, Deps } from './context.js';
+import { REPO_ROOT } from './db/paths.js';
+import { bodyTooLarge, isAllowedOrigin, sendJson, setSecurityHeaders } from './http/security.js';
+import { serveConsole } from './http/static.js';
+import { createMetrics, type Metrics, useOperationMetrics } from './metrics.js';
+import { checkHealth } from './modules/health/service.js';
+import { schema } from './schema.js';
+
+export interface App {
+  deps: Deps;
+  metrics: Metrics;
+  /** Listens on config.host:config.port (0 picks a free port); resolves with the base URL. */
+  start(): Promise<string>;
+  /** Stops accepting, lets in-flight requests finish, closes sockets, then the databases. */
+  stop(): Promise<void>;
+}
+
+export interface BuildAppOptions {
+  /** Milliseconds in-flight requests get to finish on stop. @default 10000 */
+  drainTimeoutMs?: number;
+}
+
+/** What the node adapter and the WebSocket server hand to yoga's context factory. */
+interface ServerContext {
+  req: IncomingMessage;
+  requestId: string;
+}
+
+const CONSOLE_DIST = resolve(REPO_ROOT, 'console/dist');
+
+export function buildApp(deps: Deps, options: BuildAppOptions = {}): App {
+  const { config, logger } = deps;
+  const production = config.env === 'production';
+  const metrics = createMetrics();
+  let stopping = false;
+
+  const createContext = (server: ServerContext): Context => ({
+    deps,
+    viewer: null,
+    requestId: server.requestId,
+    ip: server.req.socket.remoteAddress ?? null,
+    logger: logger.child({ requestId: server.requestId }),
+  });
+
+  const plugins: Plugin[] = [
+    // Limits are enforced but never described to clients ("exposeLimits: false").
+    EnvelopArmorPlugin({
+      maxDepth: { n: 10, exposeLimits: false, flattenFragments: true },
+      costLimit: { maxCost: 5000, exposeLimits: false },
+      maxAliases: { n: 15, exposeLimits: false },
+      maxTokens: { n: 3000, exposeLimits: false },
+      maxDirectives: { n: 30, exposeLimits: false },
+      blockFieldSuggestion: { enabled: true },
+    }) as Plugin,
+    useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'graphql-require-preflight'] }),
+    useOperationMetrics(metrics),
+  ];
+  if (production) plugins.push(useDisableIntrospection());
+
+  const yoga: YogaServerInstance<ServerContext, Context> = createYoga<ServerContext, Context>({
+    schema,
+    graphqlEndpoint: '/graphql',
+    healthCheckEndpoint: '/__yoga_health', // ours are /healthz and /readyz
+    landingPage: false,
+    graphiql: production ? false : { title: 'Onramp GraphiQL', subscriptionsProtocol: 'WS' },
+    renderGraphiQL: production ? undefined : async (opts) => (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(opts),
+    context: ({ req, requestId }) => createContext({ req, requestId }),
+    cors: (request) =>
+      isAllowedOrigin(request.headers.get('origin'), request.headers.get('host') ?? undefined, config)
+        ? {
+            origin: request.headers.get('origin') ?? undefined,
+            methods: ['GET', 'POST'],
+            allowedHeaders: ['content-type', 'authorization', 'x-master-key', 'x-graphql-yoga-csrf'],
+            credentials: false,
+            maxAge: 600,
+          }
+        : false,
+    maskedErrors: {
+      maskError(error, message) {
+        const original = error instanceof GraphQLError ? error.originalError : error;
+        if (error instanceof GraphQLError && (!original || original instanceof GraphQLError)) return error;
+        logger.error({ err: original }, 'unexpected error in a GraphQL operation');
+        return new GraphQLError(message, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+      },
+    },
+    logging: {
+      debug: (...args) => logger.debug({ source: 'yoga' }, args.map(String).join(' ')),
+      info: (...args) => logger.info({ source: 'yoga' }, args.map(String).join(' ')),
+      warn: (...args) => logger.warn({ source: 'yoga' }, args.map(String).join(' ')),
+      error: (...args) => logger.error({ source: 'yoga' }, args.map(String).join(' ')),
+    },
+    plugins,
+  });
+
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const requestId = validRequestId(req.headers['x-request-id']) ?? randomUUID();
+    const pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
+    res.setHeader('X-Request-Id', requestId);
+    setSecurityHeaders(res, pathname, config);
+
+    if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
+    if (pathname === '/readyz') {
+      if (stopping) return sendJson(res, 503, { status: 'stopping' });
+      const health = await checkHealth(deps);
+      return sendJson(res, health.status === 'OK' ? 200 : 503, { status: health.status.toLowerCase(), checks: health.checks });
+    }
+    if (pathname === '/metrics') {
+      res.writeHead(200, { 'Content-Type': metrics.registry.contentType, 'Cache-Control': 'no-store' });
+      res.end(await metrics.registry.metrics());
+      return;
+    }
+    if (pathname === '/graphql' || pathname === '/__yoga_health') {
+      if (bodyTooLarge(req, res)) return;
+      await yoga.requestListener(req, res, { req, requestId });
+      return;
+    }
+    if (serveConsole(CONSOLE_DIST, pathname, req, res)) return;
+    sendJson(res, 404, { error: 'Not found' });
+  }
+
+  const server = createServer((req, res) => {
+    inFlight += 1;
+    res.once('close', () => {
+      inFlight -= 1;
+      if (inFlight === 0) drained?.();
+    });
+    handle(req, res).catch((error: unknown) => {
+      logger.error({ err: error, url: req.url }, 'request failed');
+      if (!res.headersSent) sendJson(res, 500, { error: 'Internal error' });
+      else res.destroy();
+    });
+  });
+  server.requestTimeout = 60_000;
+  server.headersTimeout = 15_000;
+
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 256 * 1024 });
+  server.on('upgrade', (req, socket, head) => {
+    const pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (stopping || pathname !== '/graphql' || !isAllowedOrigin(req.headers.origin, req.headers.host, config)) {
+      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+  });
+
+  interface EnvelopedRoot {
+    execute: (args: ExecutionArgs) => unknown;
+    subscribe: (args: ExecutionArgs) => unknown;
+  }
+  const wsServer = useServer<Record<string, unknown>>(
+    {
+      execute: (args) => (args.rootValue as EnvelopedRoot).execute(args) as never,
+      subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args) as never,
+      onSubscribe: async (ctx, _id, payload) => {
+        const requestId = randomUUID();
+        const enveloped = yoga.getEnveloped({ req: ctx.extra.request, requestId, params: payload });
+        let document: ReturnType<typeof enveloped.parse>;
+        try {
+          document = enveloped.parse(payload.query);
+        } catch (error) {
+          return [error instanceof GraphQLError ? error : new GraphQLError('Syntax error')];
+        }
+        const errors = enveloped.validate(enveloped.schema, document);
+        if (errors.length > 0) return errors;
+        return {
+          schema: enveloped.schema,
+          document,
+          operationName: payload.operationName,
+          variableValues: payload.variables,
+          contextValue: await enveloped.contextFactory(),
+          rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe } satisfies EnvelopedRoot,
+        };
+      },
+    },
+    wss,
+  );
+
+  const drainTimeoutMs = options.drainTimeoutMs ?? 10_000;
+  let stopped: Promise<void> | undefined;
+
+  return {
+    deps,
+    metrics,
+    start: () =>
+      new Promise((resolvePromise, reject) => {
+        server.once('error', reject);
+        server.listen(config.port, config.host, () => {
+          server.off('error', reject);
+          const { port } = server.address() as AddressInfo;
+          const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+          const url = `http://${host}:${port}`;
+          logger.info({ url, graphiql: !production }, 'Onramp listening');
+          resolvePromise(url);
+        });
+      }),
+    stop: () => {
+      stopped ??= (async () => {
+        stopping = true;
+        const closed = new Promise<void>((done) => server.close(() => done()));
+        server.closeIdleConnections();
+        for (const client of wss.clients) client.close(1001, 'Server shutting down');
+        await wsServer.dispose();
+        if (inFlight > 0) {
+          await Promise.race([
+            new Promise<void>((done) => {
+              drained = done;
+            }),
+            new Promise((done) => setTimeout(done, drainTimeoutMs).unref()),
+          ]);
+        }
+        server.closeAllConnections();
+        await closed;
+        await new Promise<void>((done) => wss.close(() => done()));
+        await yoga.dispose();
+        await deps.db.close();
+        logger.info('Onramp stopped');
+      })();
+      return stopped;
+    },
+  };
+}
+
+function validRequestId(header: string | string[] | undefined): string | undefined {
+  return typeof header === 'string' && /^[A-Za-z0-9._-]{8,64}$/.test(header) ? header : undefined;
+}

@@ -1,0 +1,102 @@
+/**
+ * The Pothos builder: plugins, Context, scalars, and the `Error` interface every expected
+ * failure implements.
+ */
+import SchemaBuilder from '@pothos/core';
+import ErrorsPlugin from '@pothos/plugin-errors';
+import PrismaPlugin from '@pothos/plugin-prisma';
+import RelayPlugin from '@pothos/plugin-relay';
+import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
+import ValidationPlugin from '@pothos/plugin-validation';
+import { DateTimeResolver, JSONResolver } from './scalars.js';
+import type { Context } from './context.js';
+import { ERROR_CODES, type FieldError, forbidden, OnrampError, unauthenticated, ValidationError } from './errors.js';
+import type PrismaTypes from './generated/central/pothos-types.js';
+import { getDatamodel } from './generated/central/pothos-types.js';
+
+export const builder = new SchemaBuilder<{
+  Context: Context;
+  PrismaTypes: PrismaTypes;
+  AuthScopes: {
+    authenticated: boolean;
+    superAdmin: boolean;
+  };
+  Scalars: {
+    DateTime: { Input: Date; Output: Date };
+    JSON: { Input: unknown; Output: unknown };
+  };
+  DefaultFieldNullability: false;
+}>({
+  defaultFieldNullability: false,
+  plugins: [ScopeAuthPlugin, ErrorsPlugin, ValidationPlugin, PrismaPlugin, RelayPlugin],
+  scopeAuth: {
+    authScopes: (context) => ({
+      authenticated: context.viewer !== null,
+      superAdmin: context.viewer?.role === 'SUPER_ADMIN',
+    }),
+    unauthorizedError: (_parent, context) => (context.viewer ? forbidden() : unauthenticated()),
+  },
+  errors: {
+    defaultTypes: [ValidationError],
+    directResult: true,
+    // Validation failures become ValidationError data instead of GraphQL errors. They are
+    // returned before authorization runs; they reveal only the input's own problems.
+    unsafelyHandleInputErrors: true,
+  },
+  validation: {
+    validationError: (result) =>
+      new ValidationError(
+        result.issues.map(
+          (issue): FieldError => ({
+            path: (issue.path ?? []).map((part) => String(typeof part === 'object' ? part.key : part)),
+            message: issue.message,
+          }),
+        ),
+      ),
+  },
+  prisma: {
+    client: (context) => context.deps.db.prisma,
+    dmmf: getDatamodel(),
+    exposeDescriptions: true,
+    filterConnectionTotalCount: true,
+  },
+  relay: {
+    clientMutationId: 'omit',
+    cursorType: 'String',
+    nodeQueryOptions: false,
+    nodesQueryOptions: false,
+  },
+});
+
+builder.addScalarType('DateTime', DateTimeResolver);
+builder.addScalarType('JSON', JSONResolver);
+
+builder.queryType({});
+// builder.mutationType / subscriptionType are declared by the first module that needs them
+// (an empty root type is invalid GraphQL).
+
+export const ErrorCodeEnum = builder.enumType('ErrorCode', { values: ERROR_CODES });
+
+export const ErrorInterface = builder.interfaceRef<OnrampError>('Error').implement({
+  description: 'An expected failure. `message` is safe to show to the user.',
+  fields: (t) => ({
+    code: t.field({ type: ErrorCodeEnum, resolve: (error) => error.code }),
+    message: t.exposeString('message'),
+  }),
+});
+
+const FieldErrorRef = builder.objectRef<FieldError>('FieldError').implement({
+  fields: (t) => ({
+    path: t.exposeStringList('path', { description: 'Path of the invalid input, e.g. ["input", "adminEmail"].' }),
+    message: t.exposeString('message'),
+  }),
+});
+
+builder.objectType(ValidationError, {
+  name: 'ValidationError',
+  interfaces: [ErrorInterface],
+  isTypeOf: (value) => value instanceof ValidationError,
+  fields: (t) => ({
+    fields: t.field({ type: [FieldErrorRef], resolve: (error) => error.fields }),
+  }),
+});

@@ -1,0 +1,79 @@
+/**
+ * The clinic template: a database migrated once to the current clinic schema, from which every
+ * clinic database is cloned with CREATE DATABASE … TEMPLATE (docs/decisions/002). It is named
+ * by the schema version, so a new clinic migration produces a new template and old ones go.
+ */
+import type { Logger } from '../logger.js';
+import { type Migration, migrate, schemaVersion } from './migrator.js';
+import { databaseUrl, quoteIdent, withClient } from './sql.js';
+
+export const TEMPLATE_PREFIX = 'onramp_clinic_template_';
+
+export interface ClinicTemplate {
+  /** Database name on its server. */
+  name: string;
+  /** Clinic schema version the template is at. */
+  version: string;
+}
+
+/** Serialises template builds of concurrent processes on the same server. */
+const TEMPLATE_LOCK_KEY = 0x6f6e746d706c; // "ontmpl"
+
+export function templateName(version: string): string {
+  return `${TEMPLATE_PREFIX}${version.replaceAll('-', '_')}`;
+}
+
+/**
+ * Makes sure the server at `serverUrl` (an admin connection) has the template for `migrations`,
+ * building it when missing. Cheap when it exists: one catalog query.
+ */
+export async function ensureClinicTemplate(
+  serverUrl: string,
+  migrations: readonly Migration[],
+  logger: Logger,
+): Promise<ClinicTemplate> {
+  const version = schemaVersion(migrations);
+  const name = templateName(version);
+  return withClient(serverUrl, async (admin) => {
+    await admin.query('SELECT pg_advisory_lock($1)', [TEMPLATE_LOCK_KEY]);
+    try {
+      const { rows } = await admin.query<{ datname: string; datistemplate: boolean }>(
+        'SELECT datname, datistemplate FROM pg_database WHERE datname LIKE $1',
+        [`${TEMPLATE_PREFIX}%`],
+      );
+      const current = rows.find((row) => row.datname === name);
+      if (!current?.datistemplate) {
+        const started = Date.now();
+        // A build interrupted by a crash leaves a half-made database under the building name.
+        const building = `${name}_building`;
+        await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(building)} WITH (FORCE)`);
+        if (current) await dropTemplate(admin, name);
+        await admin.query(`CREATE DATABASE ${quoteIdent(building)} TEMPLATE template0 ENCODING 'UTF8'`);
+        await withClient(databaseUrl(serverUrl, building), async (client) => {
+          await migrate(client, migrations);
+          // Clinic roles get their grants per database; nobody else may connect or create objects.
+          await client.query('REVOKE ALL ON SCHEMA public FROM PUBLIC');
+        });
+        await admin.query(`ALTER DATABASE ${quoteIdent(building)} RENAME TO ${quoteIdent(name)}`);
+        // Cloning needs the template to have no connections; forbidding them guarantees it.
+        await admin.query(`ALTER DATABASE ${quoteIdent(name)} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false`);
+        await admin.query(`REVOKE CONNECT ON DATABASE ${quoteIdent(name)} FROM PUBLIC`);
+        logger.info({ template: name, ms: Date.now() - started }, 'clinic template built');
+      }
+      for (const row of rows) {
+        if (row.datname !== name) {
+          await dropTemplate(admin, row.datname);
+          logger.info({ template: row.datname }, 'outdated clinic template dropped');
+        }
+      }
+      return { name, version };
+    } finally {
+      await admin.query('SELECT pg_advisory_unlock($1)', [TEMPLATE_LOCK_KEY]).catch(() => {});
+    }
+  });
+}
+
+async function dropTemplate(admin: { query(sql: string): Promise<unknown> }, name: string): Promise<void> {
+  await admin.query(`ALTER DATABASE ${quoteIdent(name)} WITH IS_TEMPLATE false`);
+  await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+}

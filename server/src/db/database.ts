@@ -1,0 +1,129 @@
+/**
+ * Database bootstrap: the central PostgreSQL (embedded or DATABASE_URL), its migrations, the
+ * clinic database servers and their clinic templates.
+ */
+import { join } from 'node:path';
+import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
+import type { Config } from '../env.js';
+import { redactUrl } from '../env.js';
+import { PrismaClient } from '../generated/central/client.js';
+import type { Logger } from '../logger.js';
+import { type ClinicTemplate, ensureClinicTemplate } from './clinic-template.js';
+import { startEmbeddedPostgres } from './embedded.js';
+import { appliedMigrations, type Migration, migrate, readMigrations } from './migrator.js';
+import { CENTRAL_MIGRATIONS_DIR, CLINIC_MIGRATIONS_DIR } from './paths.js';
+import { databaseUrl, quoteIdent, withClient } from './sql.js';
+
+export type CentralPrisma = PrismaClient;
+
+/** Name of the central database created inside the embedded server. */
+export const EMBEDDED_CENTRAL_DATABASE = 'onramp';
+
+export interface ClinicServer {
+  /** Stable key stored on each clinic: `host:port`, never credentials. */
+  key: string;
+  /** Admin connection URL (may create databases and roles). */
+  url: string;
+  template: ClinicTemplate;
+}
+
+export interface Databases {
+  centralUrl: string;
+  prisma: CentralPrisma;
+  /** Small pool beside Prisma's for health checks and raw admin SQL on the central database. */
+  pool: pg.Pool;
+  clinicServers: ClinicServer[];
+  clinicMigrations: Migration[];
+  /** Throws when the central database is unreachable or behind its migrations. */
+  checkReady(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface OpenDatabasesOptions {
+  /** Tests pass an already migrated database; migrations are then only verified. */
+  skipMigrations?: boolean;
+}
+
+export async function openDatabases(config: Config, logger: Logger, options: OpenDatabasesOptions = {}): Promise<Databases> {
+  const embedded = config.databaseUrl
+    ? undefined
+    : await startEmbeddedPostgres({ dir: join(config.dataDir, 'postgres'), logger });
+  try {
+    let centralUrl = config.databaseUrl;
+    if (!centralUrl && embedded) {
+      await ensureDatabase(embedded.url, EMBEDDED_CENTRAL_DATABASE);
+      centralUrl = databaseUrl(embedded.url, EMBEDDED_CENTRAL_DATABASE);
+    }
+    if (!centralUrl) throw new Error('no central database');
+
+    const centralMigrations = readMigrations(CENTRAL_MIGRATIONS_DIR);
+    if (!options.skipMigrations) {
+      const { applied } = await withClient(centralUrl, (client) => migrate(client, centralMigrations));
+      if (applied.length > 0) logger.info({ applied }, 'central migrations applied');
+    }
+
+    const clinicMigrations = readMigrations(CLINIC_MIGRATIONS_DIR);
+    const serverUrls = config.clinicDatabaseServers.length > 0 ? config.clinicDatabaseServers : [centralUrl];
+    const clinicServers: ClinicServer[] = [];
+    for (const url of serverUrls) {
+      const template = await ensureClinicTemplate(url, clinicMigrations, logger);
+      clinicServers.push({ key: serverKey(url), url, template });
+    }
+
+    const pool = new pg.Pool({ connectionString: centralUrl, max: 4, application_name: 'onramp-health' });
+    pool.on('error', (error) => logger.warn({ err: error }, 'idle central connection lost'));
+    const prisma = new PrismaClient({
+      adapter: new PrismaPg({ connectionString: centralUrl, max: 10, application_name: 'onramp' }),
+    });
+
+    logger.info({ central: redactUrl(centralUrl), clinicServers: clinicServers.map((server) => server.key) }, 'databases ready');
+    const expected = centralMigrations.map((migration) => migration.name);
+
+    return {
+      centralUrl,
+      prisma,
+      pool,
+      clinicServers,
+      clinicMigrations,
+      async checkReady() {
+        const client = await pool.connect();
+        try {
+          const applied = new Set((await appliedMigrations(client)).map((migration) => migration.name));
+          const missing = expected.filter((name) => !applied.has(name));
+          if (missing.length > 0) throw new Error(`central migrations not applied: ${missing.join(', ')}`);
+        } finally {
+          client.release();
+        }
+      },
+      async close() {
+        await prisma.$disconnect().catch((error) => logger.warn({ err: error }, 'prisma disconnect failed'));
+        await pool.end().catch(() => {});
+        await embedded?.stop();
+      },
+    };
+  } catch (error) {
+    await embedded?.stop();
+    throw error;
+  }
+}
+
+export function serverKey(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.hostname}:${parsed.port || '5432'}`;
+}
+
+/** CREATE DATABASE if missing; concurrent callers race safely on the unique name. */
+export async function ensureDatabase(adminUrl: string, name: string): Promise<void> {
+  await withClient(adminUrl, async (client) => {
+    const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+    if (rowCount) return;
+    try {
+      await client.query(`CREATE DATABASE ${quoteIdent(name)} ENCODING 'UTF8'`);
+    } catch (error) {
+      // 42P04 duplicate_database, 23505 unique_violation: another process created it first.
+      const code = (error as { code?: string }).code;
+      if (code !== '42P04' && code !== '23505') throw error;
+    }
+  });
+}

@@ -1,0 +1,256 @@
+/**
+ * The only reader of process.env. Every variable of CONTRACT.md section 2 is parsed here,
+ * all problems are reported together, and the rest of the code receives a typed Config.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import { PROVISIONING_STEP_NAMES, type ProvisioningStepName } from './modules/provisioning/step-names.js';
+
+const postgresUrl = z
+  .url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// or postgresql:// URL' })
+  .transform((url) => url.trim());
+
+const list = (raw: string | undefined) =>
+  (raw ?? '')
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0);
+
+const optionalText = z
+  .string()
+  .optional()
+  .transform((value) => (value?.trim() ? value.trim() : undefined));
+
+const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
+
+/** 32 bytes, given as 64 hex characters or as base64. */
+const encryptionKey = z
+  .string()
+  .transform((raw, ctx) => {
+    const text = raw.trim();
+    const key = /^[0-9a-f]{64}$/i.test(text) ? Buffer.from(text, 'hex') : Buffer.from(text, 'base64');
+    if (key.length !== 32) {
+      ctx.addIssue({ code: 'custom', message: 'must be 32 bytes, as 64 hex characters or base64' });
+      return z.NEVER;
+    }
+    return key;
+  })
+  .optional();
+
+const rawSchema = z.object({
+  DATABASE_URL: postgresUrl.optional(),
+  CLINIC_DATABASE_SERVERS: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      const urls = list(raw);
+      for (const url of urls) {
+        if (!postgresUrl.safeParse(url).success) {
+          ctx.addIssue({ code: 'custom', message: `"${redactUrl(url)}" is not a postgres:// URL` });
+        }
+      }
+      return urls;
+    }),
+  PORT: port(4000),
+  HOST: z.string().trim().min(1).default('127.0.0.1'),
+  ONRAMP_ENV: z.enum(['development', 'test', 'production']).default('development'),
+  ONRAMP_DATA_DIR: z.string().trim().min(1).default('.onramp'),
+  REGISTRATION_MODE: z.enum(['strict', 'hybrid']).default('strict'),
+  SMTP_URL: z.url({ protocol: /^smtps?$/, error: 'must be an smtp:// or smtps:// URL' }).optional(),
+  SMS_GATEWAY_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s):// URL' }).optional(),
+  SMS_GATEWAY_TOKEN: optionalText,
+  BASE_DOMAIN: z
+    .string()
+    .trim()
+    .toLowerCase()
+    .regex(/^(?=.{1,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, {
+      error: 'must be a domain name such as onramp.localhost',
+    })
+    .default('onramp.localhost'),
+  DNS_PORT: port(5354),
+  ONRAMP_ADMIN_EMAIL: z
+    .string()
+    .trim()
+    .toLowerCase()
+    .pipe(z.email({ error: 'must be an e-mail address' }))
+    .default('admin@onramp.localhost'),
+  JWT_SECRET: z
+    .string()
+    .min(32, { error: 'must be at least 32 characters' })
+    .optional(),
+  ENCRYPTION_KEY: encryptionKey,
+  REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).optional(),
+  FAULT_INJECTION: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      const steps = list(raw);
+      for (const step of steps) {
+        if (!(PROVISIONING_STEP_NAMES as readonly string[]).includes(step)) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `unknown step "${step}"; expected one of ${PROVISIONING_STEP_NAMES.join(', ')}`,
+          });
+        }
+      }
+      return steps as ProvisioningStepName[];
+    }),
+  CLINIC_POOL_SIZE: z.coerce.number().int().min(0).max(50).default(2),
+  CORS_ORIGINS: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      const origins = list(raw);
+      for (const origin of origins) {
+        try {
+          if (new URL(origin).origin !== origin) throw new Error();
+        } catch {
+          ctx.addIssue({ code: 'custom', message: `"${origin}" is not an origin such as https://app.example.com` });
+        }
+      }
+      return origins;
+    }),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
+});
+
+type RawEnv = z.output<typeof rawSchema>;
+
+export type OnrampEnv = RawEnv['ONRAMP_ENV'];
+
+export interface Config {
+  env: OnrampEnv;
+  /** Central database; undefined means "start the embedded PostgreSQL". */
+  databaseUrl: string | undefined;
+  /** Admin URLs of clinic database servers; empty means "the central server". */
+  clinicDatabaseServers: string[];
+  port: number;
+  host: string;
+  /** Absolute path. */
+  dataDir: string;
+  registrationMode: RawEnv['REGISTRATION_MODE'];
+  smtpUrl: string | undefined;
+  smsGatewayUrl: string | undefined;
+  smsGatewayToken: string | undefined;
+  baseDomain: string;
+  dnsPort: number;
+  adminEmail: string;
+  jwtSecret: string;
+  encryptionKey: Buffer;
+  redisUrl: string | undefined;
+  faultInjection: ProvisioningStepName[];
+  clinicPoolSize: number;
+  /** Extra origins allowed by CORS and on WebSocket upgrades; the server's own origin always is. */
+  corsOrigins: string[];
+  logLevel: NonNullable<RawEnv['LOG_LEVEL']>;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Parses an environment. Secrets missing outside production are generated once into the
+ * data dir (`secrets.json`, mode 0600) so that sessions and encrypted data survive restarts.
+ * @throws ConfigError listing every problem at once.
+ */
+export function loadConfig(source: Record<string, string | undefined> = process.env, cwd = process.cwd()): Config {
+  // Empty strings mean "unset": `FOO= pnpm start` should not trip URL validation.
+  const cleaned = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== ''));
+  const parsed = rawSchema.safeParse(cleaned);
+  const problems = parsed.success
+    ? []
+    : parsed.error.issues.map((issue) => `${issue.path.join('.') || '(environment)'}: ${issue.message}`);
+
+  if (parsed.success) problems.push(...productionProblems(parsed.data));
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
+
+  const raw = parsed.data;
+  const dataDir = resolve(cwd, raw.ONRAMP_DATA_DIR);
+  const secrets =
+    raw.JWT_SECRET && raw.ENCRYPTION_KEY
+      ? { jwtSecret: raw.JWT_SECRET, encryptionKey: raw.ENCRYPTION_KEY }
+      : devSecrets(dataDir, raw);
+
+  return {
+    env: raw.ONRAMP_ENV,
+    databaseUrl: raw.DATABASE_URL,
+    clinicDatabaseServers: raw.CLINIC_DATABASE_SERVERS,
+    port: raw.PORT,
+    host: raw.HOST,
+    dataDir,
+    registrationMode: raw.REGISTRATION_MODE,
+    smtpUrl: raw.SMTP_URL,
+    smsGatewayUrl: raw.SMS_GATEWAY_URL,
+    smsGatewayToken: raw.SMS_GATEWAY_TOKEN,
+    baseDomain: raw.BASE_DOMAIN,
+    dnsPort: raw.DNS_PORT,
+    adminEmail: raw.ONRAMP_ADMIN_EMAIL,
+    ...secrets,
+    redisUrl: raw.REDIS_URL,
+    faultInjection: raw.FAULT_INJECTION,
+    clinicPoolSize: raw.CLINIC_POOL_SIZE,
+    corsOrigins: raw.CORS_ORIGINS,
+    logLevel: raw.LOG_LEVEL ?? (raw.ONRAMP_ENV === 'test' ? 'warn' : 'info'),
+  };
+}
+
+function productionProblems(raw: RawEnv): string[] {
+  if (raw.ONRAMP_ENV !== 'production') return [];
+  const problems: string[] = [];
+  const require = (value: unknown, name: string, why: string) => {
+    if (value === undefined) problems.push(`${name}: required in production (${why})`);
+  };
+  require(raw.JWT_SECRET, 'JWT_SECRET', 'sessions must not be signed with a generated key');
+  require(raw.ENCRYPTION_KEY, 'ENCRYPTION_KEY', 'stored secrets must survive a new data dir');
+  require(raw.SMTP_URL, 'SMTP_URL', 'the dev mailbox never delivers mail');
+  require(raw.SMS_GATEWAY_URL, 'SMS_GATEWAY_URL', 'the dev outbox never delivers SMS');
+  if (raw.FAULT_INJECTION.length > 0) problems.push('FAULT_INJECTION: refused in production');
+  return problems;
+}
+
+interface StoredSecrets {
+  jwtSecret: string;
+  encryptionKey: string;
+}
+
+function devSecrets(dataDir: string, raw: RawEnv): { jwtSecret: string; encryptionKey: Buffer } {
+  const file = join(dataDir, 'secrets.json');
+  let stored: StoredSecrets;
+  if (existsSync(file)) {
+    stored = JSON.parse(readFileSync(file, 'utf8')) as StoredSecrets;
+  } else {
+    stored = {
+      jwtSecret: randomBytes(48).toString('base64url'),
+      encryptionKey: randomBytes(32).toString('hex'),
+    };
+    mkdirSync(dataDir, { recursive: true });
+    // 'wx' fails if another process created the file meanwhile; then read theirs.
+    try {
+      writeFileSync(file, `${JSON.stringify(stored, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      stored = JSON.parse(readFileSync(file, 'utf8')) as StoredSecrets;
+    }
+    chmodSync(file, 0o600);
+  }
+  return {
+    jwtSecret: raw.JWT_SECRET ?? stored.jwtSecret,
+    encryptionKey: raw.ENCRYPTION_KEY ?? Buffer.from(stored.encryptionKey, 'hex'),
+  };
+}
+
+/** postgres://user:secret@host/db → postgres://user:***@host/db, for messages and logs. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparseable URL)';
+  }
+}

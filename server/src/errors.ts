@@ -1,0 +1,77 @@
+/**
+ * Errors shared by every module. Expected failures are data: a mutation returns a union of its
+ * success type and error types implementing the `Error` interface. Authentication, authorization
+ * and rate limits are GraphQL errors with `extensions.code` (CONTRACT.md section 3).
+ */
+import { GraphQLError } from 'graphql';
+
+/** Codes of expected failures; each module throws its own subclasses of {@link OnrampError}. */
+export const ERROR_CODES = [
+  'VALIDATION_FAILED',
+  'EMAIL_TAKEN',
+  'PROVISIONING_FAILED',
+  'INVALID_CREDENTIALS',
+  'INVALID_CODE',
+  'TOO_MANY_ATTEMPTS',
+  'DELIVERY_FAILED',
+  'CLINIC_UNAVAILABLE',
+  'EMAIL_NOT_VERIFIED',
+  'INVALID_REFRESH_TOKEN',
+  'NOT_FOUND',
+  'CONFLICT',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** An expected failure, safe to show its message to the caller. */
+export abstract class OnrampError extends Error {
+  abstract readonly code: ErrorCode;
+}
+
+export interface FieldError {
+  /** Input path, e.g. ["input", "adminEmail"]. */
+  path: string[];
+  message: string;
+}
+
+export class ValidationError extends OnrampError {
+  readonly code = 'VALIDATION_FAILED' as const;
+  constructor(readonly fields: FieldError[]) {
+    super(fields.length === 1 ? (fields[0]?.message ?? 'Invalid input') : `${fields.length} inputs are invalid`);
+    this.name = 'ValidationError';
+  }
+}
+
+export class NotFoundError extends OnrampError {
+  readonly code = 'NOT_FOUND' as const;
+  constructor(what = 'resource') {
+    super(`No such ${what}`);
+    this.name = 'NotFoundError';
+  }
+}
+
+export class ConflictError extends OnrampError {
+  readonly code = 'CONFLICT' as const;
+}
+
+/** Codes of the GraphQL errors (not data) that clients must handle. */
+export type GraphQLErrorCode = 'UNAUTHENTICATED' | 'FORBIDDEN' | 'RATE_LIMITED';
+
+export function unauthenticated(message = 'Sign in first'): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } } });
+}
+
+export function forbidden(message = 'Not allowed'): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: 'FORBIDDEN', http: { status: 403 } } });
+}
+
+export function rateLimited(retryAfterSeconds: number): GraphQLError {
+  const retryAfter = Math.max(1, Math.ceil(retryAfterSeconds));
+  return new GraphQLError(`Too many requests; retry in ${retryAfter} s`, {
+    extensions: {
+      code: 'RATE_LIMITED',
+      retryAfter,
+      http: { status: 429, headers: { 'Retry-After': String(retryAfter) } },
+    },
+  });
+}

@@ -1,0 +1,58 @@
+import type { DocumentNode, OperationDefinitionNode } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+import { Histogram, collectDefaultMetrics, Registry } from 'prom-client';
+
+export interface Metrics {
+  registry: Registry;
+  graphqlDuration: Histogram<'operation_name' | 'operation_type' | 'outcome'>;
+}
+
+/** One registry per app instance, so tests can build several apps in one process. */
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'onramp_' });
+  const graphqlDuration = new Histogram({
+    name: 'onramp_graphql_operation_duration_seconds',
+    help: 'Duration of GraphQL operations (parse and validate excluded)',
+    labelNames: ['operation_name', 'operation_type', 'outcome'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  return { registry, graphqlDuration };
+}
+
+/** Distinct operation names labelled before the rest are counted as "other". */
+const MAX_OPERATION_NAMES = 500;
+
+/**
+ * Times every executed operation. Operation names come from clients, so unknown or overly long
+ * names are folded to keep label cardinality bounded.
+ */
+export function useOperationMetrics(metrics: Metrics): Plugin {
+  const seen = new Set<string>();
+  const labelFor = (name: string) => {
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(name)) return 'invalid';
+    if (seen.has(name)) return name;
+    if (seen.size >= MAX_OPERATION_NAMES) return 'other';
+    seen.add(name);
+    return name;
+  };
+  return {
+    onExecute({ args }) {
+      const started = performance.now();
+      const operation = (args.document as DocumentNode).definitions.find(
+        (definition): definition is OperationDefinitionNode => definition.kind === 'OperationDefinition',
+      );
+      const labels = {
+        operation_name: labelFor(operation?.name?.value ?? args.operationName ?? 'anonymous'),
+        operation_type: operation?.operation ?? 'unknown',
+      };
+      return {
+        onExecuteDone({ result }) {
+          const outcome = 'errors' in result && result.errors?.length ? 'error' : 'ok';
+          metrics.graphqlDuration.observe({ ...labels, outcome }, (performance.now() - started) / 1000);
+        },
+      };
+    },
+  };
+}

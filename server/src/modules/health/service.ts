@@ -1,0 +1,33 @@
+import type { Deps } from '../../context.js';
+
+export type HealthStatus = 'OK' | 'DEGRADED';
+
+export interface HealthCheck {
+  name: string;
+  ok: boolean;
+  latencyMs: number;
+}
+
+export interface Health {
+  status: HealthStatus;
+  uptimeSeconds: number;
+  checks: HealthCheck[];
+}
+
+/** What `health` and `/readyz` report: the central database reachable and fully migrated. */
+export async function checkHealth(deps: Deps): Promise<Health> {
+  const started = performance.now();
+  const ok = await deps.db.checkReady().then(
+    () => true,
+    (error: unknown) => {
+      deps.logger.warn({ err: error }, 'central database not ready');
+      return false;
+    },
+  );
+  const checks = [{ name: 'central_database', ok, latencyMs: Math.round(performance.now() - started) }];
+  return {
+    status: checks.every((check) => check.ok) ? 'OK' : 'DEGRADED',
+    uptimeSeconds: Math.floor((Date.now() - deps.startedAt.getTime()) / 1000),
+    checks,
+  };
+}

@@ -1,0 +1,11 @@
+/** The schema's single entry point: every module's schema file, then toSchema(). */
+import { lexicographicSortSchema, printSchema } from 'graphql';
+import { builder } from './builder.js';
+import './modules/health/schema.js';
+
+export const schema = builder.toSchema();
+
+/** SDL as committed in server/schema.graphql. */
+export function printedSchema(): string {
+  return `${printSchema(lexicographicSortSchema(schema))}\n`;
+}

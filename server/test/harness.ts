@@ -1,0 +1,126 @@
+/** Helpers for test files: a fresh database per file, a running app, GraphQL over HTTP and WS. */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createClient, type Client } from 'graphql-ws';
+import { afterAll, inject } from 'vitest';
+import WebSocket from 'ws';
+import { type App, buildApp } from '../src/app.js';
+import { openDatabases } from '../src/db/database.js';
+import { databaseUrl, quoteIdent, withClient } from '../src/db/sql.js';
+import { type Config, loadConfig } from '../src/env.js';
+import { createLogger } from '../src/logger.js';
+
+export const TEST_SECRETS = {
+  JWT_SECRET: 'test-jwt-secret-that-is-long-enough-0123456789',
+  ENCRYPTION_KEY: '00'.repeat(32),
+};
+
+/** Creates a database cloned from the migrated central template; dropped after the file. */
+export async function createTestDatabase(prefix = 'test'): Promise<string> {
+  const admin = inject('pgAdminUrl');
+  const name = `${prefix}_${randomBytes(6).toString('hex')}`;
+  await withClient(admin, (client) =>
+    client.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE ${quoteIdent(inject('centralTemplate'))}`),
+  );
+  afterAll(() => dropDatabase(name));
+  return databaseUrl(admin, name);
+}
+
+export async function dropDatabase(name: string): Promise<void> {
+  await withClient(inject('pgAdminUrl'), (client) =>
+    client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`),
+  );
+}
+
+/** A test Config; the data dir is a fresh temporary folder removed after the file. */
+export function testConfig(env: Record<string, string | undefined> = {}): Config {
+  const dataDir = mkdtempSync(join(tmpdir(), 'onramp-test-data-'));
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+  return loadConfig({
+    ONRAMP_ENV: 'test',
+    PORT: '0',
+    ONRAMP_DATA_DIR: dataDir,
+    CLINIC_DATABASE_SERVERS: inject('pgAdminUrl'),
+    ...TEST_SECRETS,
+    ...env,
+  });
+}
+
+export interface TestApp {
+  app: App;
+  url: string;
+  config: Config;
+  /** POSTs a GraphQL operation as a browser or API client would. */
+  gql<T = Record<string, unknown>>(
+    query: string,
+    variables?: Record<string, unknown>,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; body: { data?: T; errors?: GraphQLErrorBody[] }; headers: Headers }>;
+  /** A graphql-ws client on the app's /graphql, closed after the file. */
+  ws(options?: { headers?: Record<string, string> }): Client;
+}
+
+export interface GraphQLErrorBody {
+  message: string;
+  extensions?: Record<string, unknown>;
+}
+
+/** Starts an app on its own fresh central database (unless DATABASE_URL is given). */
+export async function startTestApp(env: Record<string, string | undefined> = {}): Promise<TestApp> {
+  const config = testConfig({ DATABASE_URL: env.DATABASE_URL ?? (await createTestDatabase()), ...env });
+  const logger = createLogger(config);
+  const db = await openDatabases(config, logger);
+  const app = buildApp({ config, logger, db, startedAt: new Date() }, { drainTimeoutMs: 2_000 });
+  const url = await app.start();
+  const clients: Client[] = [];
+  afterAll(async () => {
+    await Promise.all(clients.map((client) => client.dispose()));
+    await app.stop();
+  });
+  return {
+    app,
+    url,
+    config,
+    async gql(query, variables, headers = {}) {
+      const response = await fetch(`${url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ query, variables }),
+      });
+      return { status: response.status, body: (await response.json()) as never, headers: response.headers };
+    },
+    ws(options = {}) {
+      const client = createClient({
+        url: `${url.replace(/^http/, 'ws')}/graphql`,
+        webSocketImpl: class extends WebSocket {
+          constructor(address: string, protocols?: string | string[]) {
+            super(address, protocols, { headers: options.headers });
+          }
+        },
+        retryAttempts: 0,
+        lazy: true,
+      });
+      clients.push(client);
+      return client;
+    },
+  };
+}
+
+/** Runs one operation over a graphql-ws client and resolves with its first result. */
+export function wsQuery<T>(client: Client, query: string): Promise<{ data?: T; errors?: readonly GraphQLErrorBody[] }> {
+  return new Promise((resolve, reject) => {
+    let result: { data?: T; errors?: readonly GraphQLErrorBody[] } | undefined;
+    client.subscribe<T>(
+      { query },
+      {
+        next: (value) => {
+          result = value as typeof result;
+        },
+        error: reject,
+        complete: () => (result ? resolve(result) : reject(new Error('completed without a result'))),
+      },
+    );
+  });
+}
