@@ -1,6 +1,11 @@
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  resolve: {
+    // graphql ships CJS (main) and ESM (module) builds. Node loads the CJS one for Pothos and
+    // Yoga; Vite would pick the ESM one for our sources, and two graphql realms cannot mix.
+    alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }],
+  },
   test: {
     include: ['server/src/**/*.test.ts', 'server/test/**/*.test.ts'],
     // One embedded PostgreSQL for the whole run; each test file clones its own database.
@@ -9,6 +14,5 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 120_000,
     teardownTimeout: 30_000,
-    reporters: process.env.CI ? ['default'] : ['default'],
   },
 });

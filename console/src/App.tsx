@@ -1,6 +1,8 @@
 export function App() {
   return (
-    <main style={{ fontFamily: 'system-ui, sans-serif', maxWidth: 720, margin: '4rem auto', padding: '0 1rem' }}>
+    <main
+      style={{ fontFamily: 'system-ui, sans-serif', maxWidth: 720, margin: '4rem auto', padding: '0 1rem' }}
+    >
       <h1>Onramp</h1>
       <p>
         The admin console arrives with its own issue. Meanwhile, explore the API in{' '}

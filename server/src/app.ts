@@ -78,7 +78,9 @@ export function buildApp(deps: Deps, options: BuildAppOptions = {}): App {
     healthCheckEndpoint: '/__yoga_health', // ours are /healthz and /readyz
     landingPage: false,
     graphiql: production ? false : { title: 'Onramp GraphiQL', subscriptionsProtocol: 'WS' },
-    renderGraphiQL: production ? undefined : async (opts) => (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(opts),
+    renderGraphiQL: production
+      ? undefined
+      : async (opts) => (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(opts),
     context: ({ req, requestId }) => createContext({ req, requestId }),
     cors: (request) =>
       isAllowedOrigin(request.headers.get('origin'), request.headers.get('host') ?? undefined, config)
@@ -92,8 +94,9 @@ export function buildApp(deps: Deps, options: BuildAppOptions = {}): App {
         : false,
     maskedErrors: {
       maskError(error, message) {
-        const original = error instanceof GraphQLError ? error.originalError : error;
-        if (error instanceof GraphQLError && (!original || original instanceof GraphQLError)) return error;
+        // Checked by name: graphql's CJS and ESM builds can both be loaded, breaking instanceof.
+        const original = isGraphQLError(error) ? error.originalError : error;
+        if (isGraphQLError(error) && (!original || isGraphQLError(original))) return error;
         logger.error({ err: original }, 'unexpected error in a GraphQL operation');
         return new GraphQLError(message, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
       },
@@ -120,7 +123,10 @@ export function buildApp(deps: Deps, options: BuildAppOptions = {}): App {
     if (pathname === '/readyz') {
       if (stopping) return sendJson(res, 503, { status: 'stopping' });
       const health = await checkHealth(deps);
-      return sendJson(res, health.status === 'OK' ? 200 : 503, { status: health.status.toLowerCase(), checks: health.checks });
+      return sendJson(res, health.status === 'OK' ? 200 : 503, {
+        status: health.status.toLowerCase(),
+        checks: health.checks,
+      });
     }
     if (pathname === '/metrics') {
       res.writeHead(200, { 'Content-Type': metrics.registry.contentType, 'Cache-Control': 'no-store' });
@@ -129,7 +135,7 @@ export function buildApp(deps: Deps, options: BuildAppOptions = {}): App {
     }
     if (pathname === '/graphql' || pathname === '/__yoga_health') {
       if (bodyTooLarge(req, res)) return;
-      await yoga.requestListener(req, res, { req, requestId });
+      await yoga(req, res, { req, requestId });
       return;
     }
     if (serveConsole(CONSOLE_DIST, pathname, req, res)) return;
@@ -154,7 +160,11 @@ export function buildApp(deps: Deps, options: BuildAppOptions = {}): App {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 256 * 1024 });
   server.on('upgrade', (req, socket, head) => {
     const pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
-    if (stopping || pathname !== '/graphql' || !isAllowedOrigin(req.headers.origin, req.headers.host, config)) {
+    if (
+      stopping ||
+      pathname !== '/graphql' ||
+      !isAllowedOrigin(req.headers.origin, req.headers.host, config)
+    ) {
       socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n');
       return;
     }
@@ -236,6 +246,10 @@ export function buildApp(deps: Deps, options: BuildAppOptions = {}): App {
       return stopped;
     },
   };
+}
+
+function isGraphQLError(error: unknown): error is GraphQLError {
+  return error instanceof Error && error.name === 'GraphQLError';
 }
 
 function validRequestId(header: string | string[] | undefined): string | undefined {

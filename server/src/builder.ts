@@ -8,11 +8,18 @@ import PrismaPlugin from '@pothos/plugin-prisma';
 import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import ValidationPlugin from '@pothos/plugin-validation';
-import { DateTimeResolver, JSONResolver } from './scalars.js';
 import type { Context } from './context.js';
-import { ERROR_CODES, type FieldError, forbidden, OnrampError, unauthenticated, ValidationError } from './errors.js';
+import {
+  ERROR_CODES,
+  type FieldError,
+  forbidden,
+  type OnrampError,
+  unauthenticated,
+  ValidationError,
+} from './errors.js';
 import type PrismaTypes from './generated/central/pothos-types.js';
 import { getDatamodel } from './generated/central/pothos-types.js';
+import { DateTimeResolver, JSONResolver } from './scalars.js';
 
 export const builder = new SchemaBuilder<{
   Context: Context;
@@ -87,7 +94,9 @@ export const ErrorInterface = builder.interfaceRef<OnrampError>('Error').impleme
 
 const FieldErrorRef = builder.objectRef<FieldError>('FieldError').implement({
   fields: (t) => ({
-    path: t.exposeStringList('path', { description: 'Path of the invalid input, e.g. ["input", "adminEmail"].' }),
+    path: t.exposeStringList('path', {
+      description: 'Path of the invalid input, e.g. ["input", "adminEmail"].',
+    }),
     message: t.exposeString('message'),
   }),
 });

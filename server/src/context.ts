@@ -1,7 +1,7 @@
 import type { Databases } from './db/database.js';
 import type { Config } from './env.js';
-import type { Logger } from './logger.js';
 import type { UserRole } from './generated/central/enums.js';
+import type { Logger } from './logger.js';
 
 /** Long-lived dependencies, built once by buildApp() and shared by every request. */
 export interface Deps {

@@ -69,7 +69,10 @@ describe('loadConfig', () => {
       },
       tmp(),
     );
-    expect(config.clinicDatabaseServers).toEqual(['postgres://a@one:5432/postgres', 'postgres://b@two:6543/postgres']);
+    expect(config.clinicDatabaseServers).toEqual([
+      'postgres://a@one:5432/postgres',
+      'postgres://b@two:6543/postgres',
+    ]);
     expect(config.baseDomain).toBe('clinics.example.com');
     expect(config.adminEmail).toBe('root@example.com');
     expect(config.faultInjection).toEqual(['create_database', 'seed_provider']);
@@ -128,7 +131,10 @@ describe('loadConfig', () => {
   });
 
   it('treats empty variables as unset', () => {
-    expect(loadConfig({ DATABASE_URL: '', PORT: '' }, tmp())).toMatchObject({ databaseUrl: undefined, port: 4000 });
+    expect(loadConfig({ DATABASE_URL: '', PORT: '' }, tmp())).toMatchObject({
+      databaseUrl: undefined,
+      port: 4000,
+    });
   });
 
   it('never prints a password in a URL', () => {

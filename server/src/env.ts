@@ -76,10 +76,7 @@ const rawSchema = z.object({
     .toLowerCase()
     .pipe(z.email({ error: 'must be an e-mail address' }))
     .default('admin@onramp.localhost'),
-  JWT_SECRET: z
-    .string()
-    .min(32, { error: 'must be at least 32 characters' })
-    .optional(),
+  JWT_SECRET: z.string().min(32, { error: 'must be at least 32 characters' }).optional(),
   ENCRYPTION_KEY: encryptionKey,
   REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).optional(),
   FAULT_INJECTION: z
@@ -107,7 +104,10 @@ const rawSchema = z.object({
         try {
           if (new URL(origin).origin !== origin) throw new Error();
         } catch {
-          ctx.addIssue({ code: 'custom', message: `"${origin}" is not an origin such as https://app.example.com` });
+          ctx.addIssue({
+            code: 'custom',
+            message: `"${origin}" is not an origin such as https://app.example.com`,
+          });
         }
       }
       return origins;
@@ -158,7 +158,10 @@ export class ConfigError extends Error {
  * data dir (`secrets.json`, mode 0600) so that sessions and encrypted data survive restarts.
  * @throws ConfigError listing every problem at once.
  */
-export function loadConfig(source: Record<string, string | undefined> = process.env, cwd = process.cwd()): Config {
+export function loadConfig(
+  source: Record<string, string | undefined> = process.env,
+  cwd = process.cwd(),
+): Config {
   // Empty strings mean "unset": `FOO= pnpm start` should not trip URL validation.
   const cleaned = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== ''));
   const parsed = rawSchema.safeParse(cleaned);

@@ -37,7 +37,9 @@ export interface FieldError {
 export class ValidationError extends OnrampError {
   readonly code = 'VALIDATION_FAILED' as const;
   constructor(readonly fields: FieldError[]) {
-    super(fields.length === 1 ? (fields[0]?.message ?? 'Invalid input') : `${fields.length} inputs are invalid`);
+    super(
+      fields.length === 1 ? (fields[0]?.message ?? 'Invalid input') : `${fields.length} inputs are invalid`,
+    );
     this.name = 'ValidationError';
   }
 }

@@ -37,15 +37,39 @@ export const REDACT_PATHS = [
   'variables.*',
 ];
 
-export function createLogger(config: Pick<Config, 'env' | 'logLevel'>, destination?: pino.DestinationStream): Logger {
+/**
+ * Errors are logged by type, message, stack and code only: driver errors carry their client
+ * object, connection parameters included, which must never reach a log line.
+ */
+export function serializeError(error: unknown): Record<string, unknown> {
+  if (!(error instanceof Error)) return { message: String(error) };
+  const { code, errno, syscall } = error as NodeJS.ErrnoException;
+  return {
+    type: error.name,
+    message: error.message,
+    stack: error.stack,
+    ...(code !== undefined ? { errorCode: code } : {}),
+    ...(errno !== undefined ? { errno, syscall } : {}),
+    ...(error.cause !== undefined ? { cause: serializeError(error.cause) } : {}),
+  };
+}
+
+export function createLogger(
+  config: Pick<Config, 'env' | 'logLevel'>,
+  destination?: pino.DestinationStream,
+): Logger {
   const options: pino.LoggerOptions = {
     level: config.logLevel,
     base: { service: 'onramp' },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    serializers: { err: serializeError },
   };
   if (destination) return pino(options, destination);
   if (config.env === 'development') {
-    return pino({ ...options, transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss' } } });
+    return pino({
+      ...options,
+      transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss' } },
+    });
   }
   return pino(options);
 }

@@ -1,6 +1,7 @@
 /** Boot: environment → databases → app.start(); SIGINT/SIGTERM stop gracefully. */
-import { openDatabases } from './db/database.js';
+
 import { buildApp } from './app.js';
+import { openDatabases } from './db/database.js';
 import { ConfigError, loadConfig } from './env.js';
 import { createLogger } from './logger.js';
 
@@ -45,6 +46,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`Onramp failed to start: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.stderr.write(
+    `Onramp failed to start: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
   process.exit(1);
 });

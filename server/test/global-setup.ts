@@ -35,7 +35,9 @@ export default async function setup(project: TestProject) {
       migrate(client, readMigrations(CENTRAL_MIGRATIONS_DIR)),
     );
     await withClient(pg.url, (client) =>
-      client.query(`ALTER DATABASE ${quoteIdent(CENTRAL_TEMPLATE)} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false`),
+      client.query(
+        `ALTER DATABASE ${quoteIdent(CENTRAL_TEMPLATE)} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false`,
+      ),
     );
     await ensureClinicTemplate(pg.url, readMigrations(CLINIC_MIGRATIONS_DIR), logger);
   } catch (error) {

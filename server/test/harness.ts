@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createClient, type Client } from 'graphql-ws';
+import { type Client, createClient } from 'graphql-ws';
 import { afterAll, inject } from 'vitest';
 import WebSocket from 'ws';
 import { type App, buildApp } from '../src/app.js';
@@ -43,6 +43,8 @@ export function testConfig(env: Record<string, string | undefined> = {}): Config
     PORT: '0',
     ONRAMP_DATA_DIR: dataDir,
     CLINIC_DATABASE_SERVERS: inject('pgAdminUrl'),
+    // Expected failures (a stopped database, say) log warnings; keep the run's output readable.
+    LOG_LEVEL: 'error',
     ...TEST_SECRETS,
     ...env,
   });
@@ -109,7 +111,10 @@ export async function startTestApp(env: Record<string, string | undefined> = {})
 }
 
 /** Runs one operation over a graphql-ws client and resolves with its first result. */
-export function wsQuery<T>(client: Client, query: string): Promise<{ data?: T; errors?: readonly GraphQLErrorBody[] }> {
+export function wsQuery<T>(
+  client: Client,
+  query: string,
+): Promise<{ data?: T; errors?: readonly GraphQLErrorBody[] }> {
   return new Promise((resolve, reject) => {
     let result: { data?: T; errors?: readonly GraphQLErrorBody[] } | undefined;
     client.subscribe<T>(

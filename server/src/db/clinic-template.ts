@@ -19,27 +19,32 @@ export interface ClinicTemplate {
 /** Serialises template builds of concurrent processes on the same server. */
 const TEMPLATE_LOCK_KEY = 0x6f6e746d706c; // "ontmpl"
 
-export function templateName(version: string): string {
-  return `${TEMPLATE_PREFIX}${version.replaceAll('-', '_')}`;
+export function templateName(version: string, prefix = TEMPLATE_PREFIX): string {
+  return `${prefix}${version.replaceAll('-', '_')}`;
 }
 
 /**
  * Makes sure the server at `serverUrl` (an admin connection) has the template for `migrations`,
  * building it when missing. Cheap when it exists: one catalog query.
+ *
+ * Older templates are dropped except the newest previous one: during a rolling deploy, instances
+ * still running the previous version keep cloning from it.
  */
 export async function ensureClinicTemplate(
   serverUrl: string,
   migrations: readonly Migration[],
   logger: Logger,
+  prefix = TEMPLATE_PREFIX,
 ): Promise<ClinicTemplate> {
   const version = schemaVersion(migrations);
-  const name = templateName(version);
+  const name = templateName(version, prefix);
   return withClient(serverUrl, async (admin) => {
     await admin.query('SELECT pg_advisory_lock($1)', [TEMPLATE_LOCK_KEY]);
     try {
+      // Newest first: OIDs grow as databases are created.
       const { rows } = await admin.query<{ datname: string; datistemplate: boolean }>(
-        'SELECT datname, datistemplate FROM pg_database WHERE datname LIKE $1',
-        [`${TEMPLATE_PREFIX}%`],
+        `SELECT datname, datistemplate FROM pg_database WHERE starts_with(datname, $1) ORDER BY oid DESC`,
+        [prefix],
       );
       const current = rows.find((row) => row.datname === name);
       if (!current?.datistemplate) {
@@ -60,11 +65,12 @@ export async function ensureClinicTemplate(
         await admin.query(`REVOKE CONNECT ON DATABASE ${quoteIdent(name)} FROM PUBLIC`);
         logger.info({ template: name, ms: Date.now() - started }, 'clinic template built');
       }
-      for (const row of rows) {
-        if (row.datname !== name) {
-          await dropTemplate(admin, row.datname);
-          logger.info({ template: row.datname }, 'outdated clinic template dropped');
-        }
+      const others = rows.filter((row) => row.datname !== name);
+      const previous = others.find((row) => row.datistemplate);
+      for (const row of others) {
+        if (row === previous) continue;
+        await dropTemplate(admin, row.datname);
+        logger.info({ template: row.datname }, 'outdated clinic template dropped');
       }
       return { name, version };
     } finally {
@@ -74,6 +80,10 @@ export async function ensureClinicTemplate(
 }
 
 async function dropTemplate(admin: { query(sql: string): Promise<unknown> }, name: string): Promise<void> {
-  await admin.query(`ALTER DATABASE ${quoteIdent(name)} WITH IS_TEMPLATE false`);
+  try {
+    await admin.query(`ALTER DATABASE ${quoteIdent(name)} WITH IS_TEMPLATE false`);
+  } catch (error) {
+    if ((error as { code?: string }).code !== '3D000') throw error; // already gone
+  }
   await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
 }

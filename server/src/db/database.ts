@@ -45,7 +45,11 @@ export interface OpenDatabasesOptions {
   skipMigrations?: boolean;
 }
 
-export async function openDatabases(config: Config, logger: Logger, options: OpenDatabasesOptions = {}): Promise<Databases> {
+export async function openDatabases(
+  config: Config,
+  logger: Logger,
+  options: OpenDatabasesOptions = {},
+): Promise<Databases> {
   const embedded = config.databaseUrl
     ? undefined
     : await startEmbeddedPostgres({ dir: join(config.dataDir, 'postgres'), logger });
@@ -77,7 +81,10 @@ export async function openDatabases(config: Config, logger: Logger, options: Ope
       adapter: new PrismaPg({ connectionString: centralUrl, max: 10, application_name: 'onramp' }),
     });
 
-    logger.info({ central: redactUrl(centralUrl), clinicServers: clinicServers.map((server) => server.key) }, 'databases ready');
+    logger.info(
+      { central: redactUrl(centralUrl), clinicServers: clinicServers.map((server) => server.key) },
+      'databases ready',
+    );
     const expected = centralMigrations.map((migration) => migration.name);
 
     return {

@@ -45,11 +45,16 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   await clearStaleLock(databaseDir, logger);
 
   const flags = [
-    '-c', 'listen_addresses=127.0.0.1',
+    '-c',
+    'listen_addresses=127.0.0.1',
     // No Unix socket: two clusters on one machine must never collide on /tmp/.s.PGSQL.<port>.
-    '-c', 'unix_socket_directories=',
-    '-c', `max_connections=${options.maxConnections ?? 200}`,
-    ...(options.ephemeral ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : []),
+    '-c',
+    'unix_socket_directories=',
+    '-c',
+    `max_connections=${options.maxConnections ?? 200}`,
+    ...(options.ephemeral
+      ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']
+      : []),
   ];
   const pg = new EmbeddedPostgres({
     databaseDir,
@@ -74,7 +79,9 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   } catch (error) {
     throw new Error(
       `embedded PostgreSQL did not start in ${databaseDir} on port ${settings.port}` +
-        (error instanceof Error ? `: ${error.message}` : ' (the server exited; run with LOG_LEVEL=trace to see its log)'),
+        (error instanceof Error
+          ? `: ${error.message}`
+          : ' (the server exited; run with LOG_LEVEL=trace to see its log)'),
     );
   }
   logger.info({ port: settings.port, dir: databaseDir }, 'embedded PostgreSQL started');
@@ -115,7 +122,8 @@ async function clearStaleLock(databaseDir: string, logger: Logger): Promise<void
     process.kill(pid, 'SIGINT'); // "fast" shutdown: rolls back open transactions, checkpoints
     const deadline = Date.now() + 30_000;
     while (isAlive(pid)) {
-      if (Date.now() > deadline) throw new Error(`PostgreSQL (pid ${pid}) still holds ${databaseDir} after 30 s`);
+      if (Date.now() > deadline)
+        throw new Error(`PostgreSQL (pid ${pid}) still holds ${databaseDir} after 30 s`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   } else {
@@ -158,7 +166,9 @@ function freePort(): Promise<number> {
       .once('error', reject)
       .listen(0, '127.0.0.1', () => {
         const address = server.address();
-        server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+        server.close(() =>
+          typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+        );
       });
   });
 }

@@ -2,11 +2,18 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, inject, it, onTestFinished } from 'vitest';
+import { dropDatabase } from '../../test/harness.js';
 import { ensureDatabase } from './database.js';
-import { checksum, type Migration, MigrationError, migrate, readMigrations, schemaVersion } from './migrator.js';
+import {
+  checksum,
+  type Migration,
+  MigrationError,
+  migrate,
+  readMigrations,
+  schemaVersion,
+} from './migrator.js';
 import { CENTRAL_MIGRATIONS_DIR } from './paths.js';
 import { databaseUrl, withClient } from './sql.js';
-import { dropDatabase } from '../../test/harness.js';
 
 /** An empty database (not cloned from the migrated template). */
 async function emptyDatabase(): Promise<string> {
@@ -20,7 +27,10 @@ function migration(name: string, sql: string): Migration {
   return { name, sql, checksum: checksum(sql) };
 }
 
-const first = migration('20260101000000_first', 'CREATE TABLE widgets (id serial PRIMARY KEY, name text NOT NULL);');
+const first = migration(
+  '20260101000000_first',
+  'CREATE TABLE widgets (id serial PRIMARY KEY, name text NOT NULL);',
+);
 const second = migration('20260102000000_second', 'ALTER TABLE widgets ADD COLUMN colour text;');
 
 describe('migrator', () => {
@@ -40,9 +50,18 @@ describe('migrator', () => {
       );
       return { rows, tables: tables.rows.map((row) => row.table_name) };
     });
-    expect(recorded.rows).toEqual(migrations.map((m) => ({ migration_name: m.name, checksum: m.checksum, finished: true })));
+    expect(recorded.rows).toEqual(
+      migrations.map((m) => ({ migration_name: m.name, checksum: m.checksum, finished: true })),
+    );
     expect(recorded.tables).toEqual(
-      expect.arrayContaining(['companies', 'clinics', 'users', 'provisioning_runs', 'provisioning_steps', 'audit_log']),
+      expect.arrayContaining([
+        'companies',
+        'clinics',
+        'users',
+        'provisioning_runs',
+        'provisioning_steps',
+        'audit_log',
+      ]),
     );
   });
 
@@ -64,9 +83,13 @@ describe('migrator', () => {
       const edited = migration(first.name, `${first.sql}\n-- sneaky edit`);
       const error = await migrate(client, [edited, second]).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(MigrationError);
-      expect((error as Error).message).toMatch(/migration 20260101000000_first was edited after it was applied/);
+      expect((error as Error).message).toMatch(
+        /migration 20260101000000_first was edited after it was applied/,
+      );
       // Nothing after the tampered one ran.
-      const { rows } = await client.query("SELECT to_regclass('widgets') IS NOT NULL AS t, count(*)::int AS n FROM \"_prisma_migrations\"");
+      const { rows } = await client.query(
+        'SELECT to_regclass(\'widgets\') IS NOT NULL AS t, count(*)::int AS n FROM "_prisma_migrations"',
+      );
       expect(rows[0]).toEqual({ t: true, n: 1 });
     });
   });
@@ -76,16 +99,25 @@ describe('migrator', () => {
     await withClient(url, async (client) => {
       const later = migration('20260105000000_later', 'CREATE TABLE later (id int);');
       await migrate(client, [later]);
-      await expect(migrate(client, [])).rejects.toThrow(/20260105000000_later is applied to the database but missing/);
-      await expect(migrate(client, [first, later])).rejects.toThrow(/20260101000000_first sorts before the already applied/);
+      await expect(migrate(client, [])).rejects.toThrow(
+        /20260105000000_later is applied to the database but missing/,
+      );
+      await expect(migrate(client, [first, later])).rejects.toThrow(
+        /20260101000000_first sorts before the already applied/,
+      );
     });
   });
 
   it('rolls back a failing migration entirely and records nothing for it', async () => {
     const url = await emptyDatabase();
-    const broken = migration('20260103000000_broken', 'CREATE TABLE half_made (id int); SELECT * FROM no_such_table;');
+    const broken = migration(
+      '20260103000000_broken',
+      'CREATE TABLE half_made (id int); SELECT * FROM no_such_table;',
+    );
     await withClient(url, async (client) => {
-      await expect(migrate(client, [first, broken])).rejects.toThrow(/migration 20260103000000_broken failed and was rolled back/);
+      await expect(migrate(client, [first, broken])).rejects.toThrow(
+        /migration 20260103000000_broken failed and was rolled back/,
+      );
       const { rows } = await client.query(
         `SELECT to_regclass('half_made') IS NULL AS gone, (SELECT array_agg(migration_name) FROM "_prisma_migrations") AS names`,
       );
@@ -103,7 +135,9 @@ describe('migrator', () => {
     const appliedCounts = results.map((result) => result.applied.length).sort();
     expect(appliedCounts).toEqual([0, 0, 0, 0, 0, 0, 0, 3]);
     const { rows } = await withClient(url, (client) =>
-      client.query('SELECT migration_name, count(*)::int AS n FROM "_prisma_migrations" GROUP BY 1 ORDER BY 1'),
+      client.query(
+        'SELECT migration_name, count(*)::int AS n FROM "_prisma_migrations" GROUP BY 1 ORDER BY 1',
+      ),
     );
     expect(rows).toEqual([first, second, slow].map((m) => ({ migration_name: m.name, n: 1 })));
   });
@@ -122,6 +156,8 @@ describe('migrator', () => {
 
   it('names a schema version by count and content', () => {
     expect(schemaVersion([first])).toMatch(/^1-[0-9a-f]{10}$/);
-    expect(schemaVersion([first, second])).not.toBe(schemaVersion([first, migration(second.name, 'SELECT 1;')]));
+    expect(schemaVersion([first, second])).not.toBe(
+      schemaVersion([first, migration(second.name, 'SELECT 1;')]),
+    );
   });
 });

@@ -61,7 +61,10 @@ export function schemaVersion(migrations: readonly Pick<Migration, 'name' | 'che
  * lock, so each migration is applied once; each runs in its own transaction with its record.
  * @throws MigrationError when an applied migration was edited or removed, or one fails.
  */
-export async function migrate(client: pg.ClientBase, migrations: readonly Migration[]): Promise<MigrateResult> {
+export async function migrate(
+  client: pg.ClientBase,
+  migrations: readonly Migration[],
+): Promise<MigrateResult> {
   await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
   try {
     await client.query(`CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
@@ -103,7 +106,9 @@ export async function migrate(client: pg.ClientBase, migrations: readonly Migrat
 }
 
 /** Applied migrations of a database, or [] when it has never been migrated. */
-export async function appliedMigrations(client: pg.ClientBase): Promise<Pick<Migration, 'name' | 'checksum'>[]> {
+export async function appliedMigrations(
+  client: pg.ClientBase,
+): Promise<Pick<Migration, 'name' | 'checksum'>[]> {
   const table = await client.query<{ exists: boolean }>(
     `SELECT to_regclass('"_prisma_migrations"') IS NOT NULL AS exists`,
   );

@@ -46,7 +46,11 @@ export function setSecurityHeaders(res: ServerResponse, pathname: string, config
  * only when listed in CORS_ORIGINS. Requests without an Origin header (curl, servers) are not
  * browser cross-origin requests and are allowed.
  */
-export function isAllowedOrigin(origin: string | null | undefined, host: string | undefined, config: Config): boolean {
+export function isAllowedOrigin(
+  origin: string | null | undefined,
+  host: string | undefined,
+  config: Config,
+): boolean {
   if (!origin) return true;
   if (config.corsOrigins.includes(origin)) return true;
   try {
@@ -75,7 +79,12 @@ export function bodyTooLarge(req: IncomingMessage, res: ServerResponse): boolean
   return false;
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   const payload = JSON.stringify(body);
   res.writeHead(status, {
     'Content-Type': 'application/json; charset=utf-8',

@@ -19,7 +19,12 @@ const TYPES: Record<string, string> = {
  * other GET that accepts HTML so client-side routes survive a reload.
  * @returns false when nothing was served.
  */
-export function serveConsole(root: string, pathname: string, req: IncomingMessage, res: ServerResponse): boolean {
+export function serveConsole(
+  root: string,
+  pathname: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+): boolean {
   if (req.method !== 'GET' && req.method !== 'HEAD') return false;
   const index = join(root, 'index.html');
   if (!existsSync(index)) return false;

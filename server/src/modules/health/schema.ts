@@ -1,8 +1,11 @@
 import { builder } from '../../builder.js';
-import { checkHealth, type HealthCheck, type Health } from './service.js';
+import { checkHealth, type Health, type HealthCheck } from './service.js';
 
 const HealthStatusEnum = builder.enumType('HealthStatus', {
-  values: { OK: { description: 'Every dependency answers.' }, DEGRADED: { description: 'A dependency failed.' } },
+  values: {
+    OK: { description: 'Every dependency answers.' },
+    DEGRADED: { description: 'A dependency failed.' },
+  },
 });
 
 const HealthCheckRef = builder.objectRef<HealthCheck>('HealthCheck').implement({

@@ -1,0 +1,127 @@
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startTestApp, TEST_SECRETS } from '../../test/harness.js';
+import { loadConfig } from '../env.js';
+import { createLogger } from '../logger.js';
+import { EMBEDDED_CENTRAL_DATABASE, ensureDatabase, openDatabases } from './database.js';
+import { startEmbeddedPostgres } from './embedded.js';
+import { REPO_ROOT } from './paths.js';
+import { databaseUrl, withClient } from './sql.js';
+
+const logger = createLogger({ env: 'test', logLevel: 'silent' });
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'onramp-db-test-'));
+  chmodSync(dir, 0o711); // as root, PostgreSQL runs as `postgres` and must traverse it
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+describe('an external PostgreSQL through DATABASE_URL', async () => {
+  // A second, independent PostgreSQL server stands in for the operator's.
+  const other = await startEmbeddedPostgres({ dir: tempDir(), logger, ephemeral: true });
+  afterAll(() => other.stop());
+  await ensureDatabase(other.url, 'central');
+  const t = await startTestApp({
+    DATABASE_URL: databaseUrl(other.url, 'central'),
+    CLINIC_DATABASE_SERVERS: '',
+  });
+
+  it('is migrated and hosts the clinic template when no clinic servers are configured', async () => {
+    expect((await t.gql('{ health { status } }')).body).toEqual({ data: { health: { status: 'OK' } } });
+    const { migrations, templates } = await withClient(other.url, async (client) => ({
+      migrations: (
+        await withClient(databaseUrl(other.url, 'central'), (central) =>
+          central.query('SELECT count(*)::int AS n FROM "_prisma_migrations"'),
+        )
+      ).rows[0].n,
+      templates: (
+        await client.query(
+          "SELECT datname FROM pg_database WHERE datistemplate AND datname LIKE 'onramp_clinic_template_%'",
+        )
+      ).rows,
+    }));
+    expect(migrations).toBeGreaterThan(0);
+    expect(templates).toHaveLength(1);
+    expect(t.app.deps.db.clinicServers.map((server) => server.key)).toEqual([new URL(other.url).host]);
+  });
+
+  it('reports /readyz 503 and health DEGRADED while the database is down', async () => {
+    expect((await fetch(`${t.url}/readyz`)).status).toBe(200);
+    await other.stop();
+    const ready = await fetch(`${t.url}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toMatchObject({
+      status: 'degraded',
+      checks: [{ name: 'central_database', ok: false }],
+    });
+    expect((await t.gql('{ health { status } }')).body).toEqual({ data: { health: { status: 'DEGRADED' } } });
+    expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+  });
+});
+
+describe('the embedded PostgreSQL', () => {
+  const dataDir = tempDir();
+  const config = loadConfig({ ONRAMP_ENV: 'test', ONRAMP_DATA_DIR: dataDir, ...TEST_SECRETS });
+
+  it('keeps data between runs and reuses its port', async () => {
+    const first = await openDatabases(config, logger);
+    await first.prisma.company.create({ data: { name: 'Survives restarts' } });
+    const port = new URL(first.centralUrl).port;
+    await first.close();
+
+    const second = await openDatabases(config, logger);
+    try {
+      expect(new URL(second.centralUrl).pathname).toBe(`/${EMBEDDED_CENTRAL_DATABASE}`);
+      expect(new URL(second.centralUrl).port).toBe(port);
+      expect(await second.prisma.company.findMany({ select: { name: true } })).toEqual([
+        { name: 'Survives restarts' },
+      ]);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('starts after a crash left a stale lock file', async () => {
+    const lock = join(dataDir, 'postgres', 'pg', 'postmaster.pid');
+    writeFileSync(lock, '999999\n/nowhere\n0\n1\n');
+    const db = await openDatabases(config, logger);
+    try {
+      expect(await db.prisma.company.count()).toBe(1);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('takes over from a server orphaned by a SIGKILLed Onramp', async () => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', resolve(REPO_ROOT, 'server/test/fixtures/hold-embedded.ts'), dataDir],
+      {
+        cwd: resolve(REPO_ROOT, 'server'),
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    await new Promise<void>((ready, fail) => {
+      child.stdout.on('data', (chunk: Buffer) => chunk.toString().includes('READY') && ready());
+      child.once('exit', (code) => fail(new Error(`fixture exited with ${code}`)));
+    });
+    const orphanPid = Number(
+      readFileSync(join(dataDir, 'postgres', 'pg', 'postmaster.pid'), 'utf8').split('\n')[0],
+    );
+    child.kill('SIGKILL');
+    await new Promise((done) => child.once('exit', done));
+    expect(() => process.kill(orphanPid, 0)).not.toThrow(); // still running, parentless
+
+    const db = await openDatabases(config, logger);
+    try {
+      expect(await db.prisma.company.count()).toBe(1);
+      expect(() => process.kill(orphanPid, 0)).toThrow();
+    } finally {
+      await db.close();
+    }
+  }, 60_000);
+});
