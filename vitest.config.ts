@@ -14,5 +14,6 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 120_000,
     teardownTimeout: 30_000,
+    reporters: ['default', './server/test/summary-reporter.ts'],
   },
 });
