@@ -199,3 +199,34 @@ describe('graceful stop', async () => {
     await expect(fetch(`${t.url}/healthz`)).rejects.toThrow();
   });
 });
+
+describe('the console', async () => {
+  const { mkdtempSync, mkdirSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'onramp-console-'));
+  mkdirSync(join(dir, 'assets'));
+  writeFileSync(join(dir, 'index.html'), '<!doctype html><title>Onramp console</title>');
+  writeFileSync(join(dir, 'assets', 'app-1234.js'), 'console.log(1)');
+  writeFileSync(join(tmpdir(), 'outside-console.txt'), 'secret');
+  const t = await startTestApp({}, { consoleDir: dir });
+
+  it('serves index.html at / and for client-side routes, fingerprinted assets as immutable', async () => {
+    const root = await fetch(`${t.url}/`);
+    expect(await root.text()).toContain('Onramp console');
+    expect(root.headers.get('content-type')).toMatch(/text\/html/);
+    const route = await fetch(`${t.url}/clinics/42`, { headers: { accept: 'text/html' } });
+    expect(await route.text()).toContain('Onramp console');
+    const asset = await fetch(`${t.url}/assets/app-1234.js`);
+    expect(asset.headers.get('cache-control')).toContain('immutable');
+    expect(asset.headers.get('content-type')).toMatch(/javascript/);
+  });
+
+  it('never serves files outside its folder', async () => {
+    const response = await fetch(`${t.url}/..%2Foutside-console.txt`, {
+      headers: { accept: 'application/json' },
+    });
+    expect(response.status).toBe(404);
+    expect(await response.text()).not.toContain('secret');
+  });
+});

@@ -33,6 +33,8 @@ export interface App {
 export interface BuildAppOptions {
   /** Milliseconds in-flight requests get to finish on stop. @default 10000 */
   drainTimeoutMs?: number;
+  /** Built console to serve at `/`. @default console/dist */
+  consoleDir?: string;
 }
 
 /** What the node adapter and the WebSocket server hand to yoga's context factory. */
@@ -47,6 +49,7 @@ export function buildApp(deps: Deps, options: BuildAppOptions = {}): App {
   const { config, logger } = deps;
   const production = config.env === 'production';
   const metrics = createMetrics();
+  const consoleDir = options.consoleDir ?? CONSOLE_DIST;
   let stopping = false;
 
   const createContext = (server: ServerContext): Context => ({
@@ -138,7 +141,7 @@ export function buildApp(deps: Deps, options: BuildAppOptions = {}): App {
       await yoga(req, res, { req, requestId });
       return;
     }
-    if (serveConsole(CONSOLE_DIST, pathname, req, res)) return;
+    if (serveConsole(consoleDir, pathname, req, res)) return;
     sendJson(res, 404, { error: 'Not found' });
   }
 

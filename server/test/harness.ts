@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { type Client, createClient } from 'graphql-ws';
 import { afterAll, inject } from 'vitest';
 import WebSocket from 'ws';
-import { type App, buildApp } from '../src/app.js';
+import { type App, type BuildAppOptions, buildApp } from '../src/app.js';
 import { openDatabases } from '../src/db/database.js';
 import { databaseUrl, quoteIdent, withClient } from '../src/db/sql.js';
 import { type Config, loadConfig } from '../src/env.js';
@@ -70,11 +70,14 @@ export interface GraphQLErrorBody {
 }
 
 /** Starts an app on its own fresh central database (unless DATABASE_URL is given). */
-export async function startTestApp(env: Record<string, string | undefined> = {}): Promise<TestApp> {
+export async function startTestApp(
+  env: Record<string, string | undefined> = {},
+  options: BuildAppOptions = {},
+): Promise<TestApp> {
   const config = testConfig({ DATABASE_URL: env.DATABASE_URL ?? (await createTestDatabase()), ...env });
   const logger = createLogger(config);
   const db = await openDatabases(config, logger);
-  const app = buildApp({ config, logger, db, startedAt: new Date() }, { drainTimeoutMs: 2_000 });
+  const app = buildApp({ config, logger, db, startedAt: new Date() }, { drainTimeoutMs: 2_000, ...options });
   const url = await app.start();
   const clients: Client[] = [];
   afterAll(async () => {

@@ -35,9 +35,9 @@ export function serveConsole(
   } catch {
     return false;
   }
-  const file = join(root, relative);
+  const file = join(root, relative || 'index.html');
   const inside = file === root || file.startsWith(root + sep);
-  if (inside && relative !== '' && existsSync(file) && statSync(file).isFile()) {
+  if (inside && existsSync(file) && statSync(file).isFile()) {
     // Vite fingerprints everything under assets/, so those never change.
     const immutable = relative.startsWith(`assets${sep}`);
     send(res, file, immutable ? 'public, max-age=31536000, immutable' : 'no-cache', req.method === 'HEAD');
