@@ -13,17 +13,18 @@ import { type ExecutionArgs, GraphQLError } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
-import type { Context, Deps } from './context.js';
+import type { BaseDeps, Context, Deps } from './context.js';
 import { REPO_ROOT } from './db/paths.js';
 import { bodyTooLarge, isAllowedOrigin, sendJson, setSecurityHeaders } from './http/security.js';
 import { serveConsole } from './http/static.js';
-import { createMetrics, type Metrics, useOperationMetrics } from './metrics.js';
+import { createMetrics, useOperationMetrics } from './metrics.js';
 import { checkHealth } from './modules/health/service.js';
+import { ProvisioningService } from './modules/provisioning/service.js';
+import { createEventBus } from './pubsub/index.js';
 import { schema } from './schema.js';
 
 export interface App {
   deps: Deps;
-  metrics: Metrics;
   /** Listens on config.host:config.port (0 picks a free port); resolves with the base URL. */
   start(): Promise<string>;
   /** Stops accepting, lets in-flight requests finish, closes sockets, then the databases. */
@@ -45,10 +46,32 @@ interface ServerContext {
 
 const CONSOLE_DIST = resolve(REPO_ROOT, 'console/dist');
 
-export function buildApp(deps: Deps, options: BuildAppOptions = {}): App {
-  const { config, logger } = deps;
+export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): Promise<App> {
+  const { config, logger } = base;
   const production = config.env === 'production';
   const metrics = createMetrics();
+  const events = await createEventBus({ config, connectionString: base.db.centralUrl, logger });
+  // Losing an event must never fail the operation that emitted it.
+  const safely = (topic: string, send: () => void) => {
+    try {
+      send();
+    } catch (error) {
+      logger.warn({ err: error, topic }, 'event not published');
+    }
+  };
+  const provisioning = new ProvisioningService({
+    ...base,
+    metrics,
+    publishProgress: (event) =>
+      safely('provisioning', () =>
+        events.pubsub.publish('provisioning', { ...event, at: event.at.toISOString() }),
+      ),
+    publishHealth: (health) =>
+      safely('clinicHealth', () =>
+        events.pubsub.publish('clinicHealth', { ...health, lastCheck: health.lastCheck.toISOString() }),
+      ),
+  });
+  const deps: Deps = { ...base, metrics, events, provisioning };
   const consoleDir = options.consoleDir ?? CONSOLE_DIST;
   let stopping = false;
 
@@ -211,7 +234,6 @@ export function buildApp(deps: Deps, options: BuildAppOptions = {}): App {
 
   return {
     deps,
-    metrics,
     start: () =>
       new Promise((resolvePromise, reject) => {
         server.once('error', reject);
@@ -221,6 +243,7 @@ export function buildApp(deps: Deps, options: BuildAppOptions = {}): App {
           const host = config.host.includes(':') ? `[${config.host}]` : config.host;
           const url = `http://${host}:${port}`;
           logger.info({ url, graphiql: !production }, 'Onramp listening');
+          provisioning.start();
           resolvePromise(url);
         });
       }),
@@ -243,6 +266,8 @@ export function buildApp(deps: Deps, options: BuildAppOptions = {}): App {
         await closed;
         await new Promise<void>((done) => wss.close(() => done()));
         await yoga.dispose();
+        await provisioning.close();
+        await events.close();
         await deps.db.close();
         logger.info('Onramp stopped');
       })();

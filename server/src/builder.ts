@@ -10,9 +10,11 @@ import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import ValidationPlugin from '@pothos/plugin-validation';
 import type { Context } from './context.js';
 import {
+  ConflictError,
   ERROR_CODES,
   type FieldError,
   forbidden,
+  NotFoundError,
   type OnrampError,
   unauthenticated,
   ValidationError,
@@ -27,6 +29,10 @@ export const builder = new SchemaBuilder<{
   AuthScopes: {
     authenticated: boolean;
     superAdmin: boolean;
+    /** Platform operations (clinic health, repair, runs): super-admins; in tests, anyone. */
+    operator: boolean;
+    /** injectFault: anyone outside production. */
+    faultInjection: boolean;
   };
   Scalars: {
     DateTime: { Input: Date; Output: Date };
@@ -40,6 +46,9 @@ export const builder = new SchemaBuilder<{
     authScopes: (context) => ({
       authenticated: context.viewer !== null,
       superAdmin: context.viewer?.role === 'SUPER_ADMIN',
+      // Until sign-in exists (identity issue) the test suite is the only operator.
+      operator: context.viewer?.role === 'SUPER_ADMIN' || context.deps.config.env === 'test',
+      faultInjection: context.deps.config.env !== 'production',
     }),
     unauthorizedError: (_parent, context) => (context.viewer ? forbidden() : unauthenticated()),
   },
@@ -79,8 +88,8 @@ builder.addScalarType('DateTime', DateTimeResolver);
 builder.addScalarType('JSON', JSONResolver);
 
 builder.queryType({});
-// builder.mutationType / subscriptionType are declared by the first module that needs them
-// (an empty root type is invalid GraphQL).
+builder.mutationType({});
+builder.subscriptionType({});
 
 export const ErrorCodeEnum = builder.enumType('ErrorCode', { values: ERROR_CODES });
 
@@ -108,4 +117,18 @@ builder.objectType(ValidationError, {
   fields: (t) => ({
     fields: t.field({ type: [FieldErrorRef], resolve: (error) => error.fields }),
   }),
+});
+
+builder.objectType(NotFoundError, {
+  name: 'NotFoundError',
+  interfaces: [ErrorInterface],
+  isTypeOf: (value) => value instanceof NotFoundError,
+  fields: () => ({}),
+});
+
+builder.objectType(ConflictError, {
+  name: 'ConflictError',
+  interfaces: [ErrorInterface],
+  isTypeOf: (value) => value instanceof ConflictError,
+  fields: () => ({}),
 });

@@ -2,13 +2,23 @@ import type { Databases } from './db/database.js';
 import type { Config } from './env.js';
 import type { UserRole } from './generated/central/enums.js';
 import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import type { ProvisioningService } from './modules/provisioning/service.js';
+import type { EventBus } from './pubsub/index.js';
 
-/** Long-lived dependencies, built once by buildApp() and shared by every request. */
-export interface Deps {
+/** What main.ts (or a test) hands to buildApp(). */
+export interface BaseDeps {
   config: Config;
   logger: Logger;
   db: Databases;
   startedAt: Date;
+}
+
+/** Long-lived dependencies, built once by buildApp() and shared by every request. */
+export interface Deps extends BaseDeps {
+  metrics: Metrics;
+  events: EventBus;
+  provisioning: ProvisioningService;
 }
 
 /** Who is calling; null for anonymous callers. */

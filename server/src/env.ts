@@ -95,6 +95,8 @@ const rawSchema = z.object({
       return steps as ProvisioningStepName[];
     }),
   CLINIC_POOL_SIZE: z.coerce.number().int().min(0).max(50).default(2),
+  CLINIC_HEALTH_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(8),
+  CLINIC_HEALTH_INTERVAL_SECONDS: z.coerce.number().int().min(0).max(86_400).default(60),
   CORS_ORIGINS: z
     .string()
     .optional()
@@ -141,6 +143,10 @@ export interface Config {
   redisUrl: string | undefined;
   faultInjection: ProvisioningStepName[];
   clinicPoolSize: number;
+  /** Most clinic databases probed at once by health checks (connections opened at once). */
+  clinicHealthConcurrency: number;
+  /** Seconds between background health sweeps; 0 disables them. */
+  clinicHealthIntervalSeconds: number;
   /** Extra origins allowed by CORS and on WebSocket upgrades; the server's own origin always is. */
   corsOrigins: string[];
   logLevel: NonNullable<RawEnv['LOG_LEVEL']>;
@@ -197,6 +203,8 @@ export function loadConfig(
     redisUrl: raw.REDIS_URL,
     faultInjection: raw.FAULT_INJECTION,
     clinicPoolSize: raw.CLINIC_POOL_SIZE,
+    clinicHealthConcurrency: raw.CLINIC_HEALTH_CONCURRENCY,
+    clinicHealthIntervalSeconds: raw.CLINIC_HEALTH_INTERVAL_SECONDS,
     corsOrigins: raw.CORS_ORIGINS,
     logLevel: raw.LOG_LEVEL ?? (raw.ONRAMP_ENV === 'test' ? 'warn' : 'info'),
   };

@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config);
   const db = await openDatabases(config, logger);
-  const app = buildApp({ config, logger, db, startedAt: new Date() });
+  const app = await buildApp({ config, logger, db, startedAt: new Date() });
 
   let stopping = false;
   const shutdown = (signal: string) => {

@@ -1,10 +1,12 @@
 import type { DocumentNode, OperationDefinitionNode } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
-import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 
 export interface Metrics {
   registry: Registry;
   graphqlDuration: Histogram<'operation_name' | 'operation_type' | 'outcome'>;
+  provisioningRuns: Counter<'kind' | 'outcome'>;
+  provisioningStepDuration: Histogram<'step' | 'outcome'>;
 }
 
 /** One registry per app instance, so tests can build several apps in one process. */
@@ -18,7 +20,20 @@ export function createMetrics(): Metrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   });
-  return { registry, graphqlDuration };
+  const provisioningRuns = new Counter({
+    name: 'onramp_provisioning_runs_total',
+    help: 'Provisioning runs by kind and outcome (success, failure)',
+    labelNames: ['kind', 'outcome'] as const,
+    registers: [registry],
+  });
+  const provisioningStepDuration = new Histogram({
+    name: 'onramp_provisioning_step_duration_seconds',
+    help: 'Duration of provisioning steps',
+    labelNames: ['step', 'outcome'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  return { registry, graphqlDuration, provisioningRuns, provisioningStepDuration };
 }
 
 /** Distinct operation names labelled before the rest are counted as "other". */

@@ -2,6 +2,7 @@
 import { lexicographicSortSchema, printSchema } from 'graphql';
 import { builder } from './builder.js';
 import './modules/health/schema.js';
+import './modules/provisioning/schema.js';
 
 export const schema = builder.toSchema();
 

@@ -77,7 +77,10 @@ export async function startTestApp(
   const config = testConfig({ DATABASE_URL: env.DATABASE_URL ?? (await createTestDatabase()), ...env });
   const logger = createLogger(config);
   const db = await openDatabases(config, logger);
-  const app = buildApp({ config, logger, db, startedAt: new Date() }, { drainTimeoutMs: 2_000, ...options });
+  const app = await buildApp(
+    { config, logger, db, startedAt: new Date() },
+    { drainTimeoutMs: 2_000, ...options },
+  );
   const url = await app.start();
   const clients: Client[] = [];
   afterAll(async () => {

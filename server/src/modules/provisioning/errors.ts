@@ -1,0 +1,19 @@
+import { ConflictError, OnrampError } from '../../errors.js';
+import type { ProvisioningStepName } from './step-names.js';
+
+/** A provisioning run failed and was rolled back: nothing it created remains. */
+export class ProvisioningFailedError extends OnrampError {
+  readonly code = 'PROVISIONING_FAILED' as const;
+  constructor(
+    readonly step: ProvisioningStepName,
+    readonly runId: string,
+  ) {
+    super(`Provisioning failed at step ${step} and was rolled back; nothing was kept. Please try again.`);
+    this.name = 'ProvisioningFailedError';
+  }
+}
+
+/** The operation conflicts with the clinic's current state (e.g. still provisioning). */
+export class ClinicBusyError extends ConflictError {
+  override name = 'ClinicBusyError';
+}

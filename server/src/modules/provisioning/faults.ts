@@ -1,0 +1,41 @@
+/**
+ * Fault injection (development and test only): make the next run(s) of a step fail, to exercise
+ * rollback. Seeded from FAULT_INJECTION; the `injectFault` mutation adds more at run time.
+ */
+import type { ProvisioningStepName } from './step-names.js';
+
+export class InjectedFault extends Error {
+  override name = 'InjectedFault';
+  constructor(readonly step: ProvisioningStepName) {
+    super(`injected fault in step ${step}`);
+  }
+}
+
+export class FaultInjector {
+  private readonly remaining = new Map<ProvisioningStepName, number>();
+
+  constructor(
+    private readonly enabled: boolean,
+    initial: readonly ProvisioningStepName[] = [],
+  ) {
+    for (const step of initial) this.inject(step, 1);
+  }
+
+  inject(step: ProvisioningStepName, times: number): void {
+    if (!this.enabled) throw new Error('fault injection is disabled in production');
+    this.remaining.set(step, (this.remaining.get(step) ?? 0) + times);
+  }
+
+  /** Throws (and consumes one fault) when `step` has a pending fault. */
+  check(step: ProvisioningStepName): void {
+    const left = this.remaining.get(step) ?? 0;
+    if (left <= 0) return;
+    if (left === 1) this.remaining.delete(step);
+    else this.remaining.set(step, left - 1);
+    throw new InjectedFault(step);
+  }
+
+  pending(): Record<string, number> {
+    return Object.fromEntries(this.remaining);
+  }
+}

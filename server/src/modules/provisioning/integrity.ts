@@ -1,0 +1,207 @@
+/**
+ * Clinic database integrity: does the database exist, can the clinic's own role connect, are
+ * all expected tables there and usable by that role, is it at the current schema version.
+ */
+import pg from 'pg';
+import type { ClinicServer } from '../../db/database.js';
+import { schemaVersion } from '../../db/migrator.js';
+import { databaseUrl, withClient } from '../../db/sql.js';
+import type { ClinicSchemaShape } from './schema-shape.js';
+import { decryptSecret } from './secrets.js';
+
+export type DbStatus = 'HEALTHY' | 'DEGRADED' | 'UNHEALTHY' | 'MISSING' | 'PROVISIONING';
+
+export interface ClinicHealth {
+  clinicId: string;
+  name: string;
+  dbStatus: DbStatus;
+  tablesCount: number;
+  expectedTables: number;
+  missingTables: string[];
+  schemaVersion: string | null;
+  errors: string[];
+  lastCheck: Date;
+}
+
+/** The clinic columns a check needs. */
+export interface ClinicRecord {
+  id: string;
+  name: string;
+  status: string;
+  databaseName: string;
+  databaseServer: string;
+  databaseRole: string;
+  databasePasswordEnc: string | null;
+}
+
+export interface IntegrityContext {
+  servers: ReadonlyMap<string, ClinicServer>;
+  shape: ClinicSchemaShape;
+  /** Current clinic schema version. */
+  version: string;
+  encryptionKey: Buffer;
+  /** @default 3000 */
+  connectTimeoutMs?: number;
+}
+
+/** URL of a clinic database as its own role. */
+export function clinicRoleUrl(serverUrl: string, database: string, role: string, password: string): string {
+  const url = new URL(databaseUrl(serverUrl, database));
+  url.username = encodeURIComponent(role);
+  url.password = encodeURIComponent(password);
+  return url.toString();
+}
+
+export function clinicPassword(clinic: ClinicRecord, key: Buffer): string | null {
+  if (!clinic.databasePasswordEnc) return null;
+  try {
+    return decryptSecret(clinic.databasePasswordEnc, key, clinic.id);
+  } catch {
+    return null;
+  }
+}
+
+function report(
+  clinic: ClinicRecord,
+  ctx: IntegrityContext,
+  fields: Partial<ClinicHealth> & Pick<ClinicHealth, 'dbStatus'>,
+): ClinicHealth {
+  return {
+    clinicId: clinic.id,
+    name: clinic.name,
+    tablesCount: 0,
+    expectedTables: ctx.shape.tables.length,
+    missingTables: [],
+    schemaVersion: null,
+    errors: [],
+    lastCheck: new Date(),
+    ...fields,
+  };
+}
+
+/** Which of `names` exist on the server: one catalog query for any number of clinics. */
+export async function existingDatabases(server: ClinicServer, names: string[]): Promise<Set<string>> {
+  if (names.length === 0) return new Set();
+  const { rows } = await withClient(server.url, (admin) =>
+    admin.query<{ datname: string }>('SELECT datname FROM pg_database WHERE datname = ANY($1)', [names]),
+  );
+  return new Set(rows.map((row) => row.datname));
+}
+
+/**
+ * Checks one clinic. `exists` lets a caller that already asked the catalog skip that query.
+ * Never throws: every failure becomes a status and a message.
+ */
+export async function checkClinicDatabaseIntegrity(
+  clinic: ClinicRecord,
+  ctx: IntegrityContext,
+  exists?: boolean,
+): Promise<ClinicHealth> {
+  if (clinic.status === 'PROVISIONING' || clinic.status === 'PENDING' || clinic.status === 'DELETING') {
+    return report(clinic, ctx, { dbStatus: 'PROVISIONING' });
+  }
+  const server = ctx.servers.get(clinic.databaseServer);
+  if (!server) {
+    return report(clinic, ctx, {
+      dbStatus: 'UNHEALTHY',
+      errors: [`database server ${clinic.databaseServer} is not configured`],
+    });
+  }
+  try {
+    const present =
+      exists ?? (await existingDatabases(server, [clinic.databaseName])).has(clinic.databaseName);
+    if (!present) {
+      return report(clinic, ctx, {
+        dbStatus: 'MISSING',
+        missingTables: ctx.shape.tables,
+        errors: ['database does not exist'],
+      });
+    }
+  } catch (error) {
+    return report(clinic, ctx, {
+      dbStatus: 'UNHEALTHY',
+      errors: [`database server unreachable: ${message(error)}`],
+    });
+  }
+
+  const password = clinicPassword(clinic, ctx.encryptionKey);
+  if (!password) {
+    return report(clinic, ctx, {
+      dbStatus: 'UNHEALTHY',
+      errors: ['the clinic role password cannot be decrypted'],
+    });
+  }
+  const client = new pg.Client({
+    connectionString: clinicRoleUrl(server.url, clinic.databaseName, clinic.databaseRole, password),
+    connectionTimeoutMillis: ctx.connectTimeoutMs ?? 3000,
+    statement_timeout: 5000,
+    application_name: 'onramp-health',
+  });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+  } catch (error) {
+    return report(clinic, ctx, {
+      dbStatus: 'UNHEALTHY',
+      errors: [`the clinic role cannot connect: ${message(error)}`],
+    });
+  }
+  try {
+    // pg_class, not information_schema: the latter hides tables the role has no grant on.
+    const { rows: tables } = await client.query<{ name: string; usable: boolean }>(
+      `SELECT c.relname AS name,
+              has_table_privilege(current_user, c.oid, 'SELECT') AS usable
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')`,
+    );
+    const present = new Map(tables.map((table) => [table.name, table.usable]));
+    const missingTables = ctx.shape.tables.filter((table) => !present.has(table));
+    const errors: string[] = [];
+    const unusable = ctx.shape.tables.filter((table) => present.get(table) === false);
+    if (unusable.length > 0) errors.push(`the clinic role cannot read ${unusable.join(', ')}`);
+
+    let version: string | null = null;
+    if (present.get('_prisma_migrations')) {
+      const { rows } = await client.query<{ name: string; checksum: string }>(
+        `SELECT migration_name AS name, checksum FROM "_prisma_migrations"
+          WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL ORDER BY migration_name`,
+      );
+      version = schemaVersion(rows);
+      if (version !== ctx.version) errors.push(`schema version ${version}, expected ${ctx.version}`);
+    }
+    if (missingTables.length > 0) errors.unshift(`missing tables: ${missingTables.join(', ')}`);
+    return report(clinic, ctx, {
+      dbStatus: errors.length > 0 ? 'DEGRADED' : 'HEALTHY',
+      tablesCount: ctx.shape.tables.length - missingTables.length,
+      missingTables,
+      schemaVersion: version,
+      errors,
+    });
+  } catch (error) {
+    return report(clinic, ctx, { dbStatus: 'UNHEALTHY', errors: [`check failed: ${message(error)}`] });
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+function message(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).replace(/\s+/g, ' ').slice(0, 300);
+}
+
+/** Runs `work` over `items` with at most `limit` in flight; results keep the input order. */
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await work(items[index] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}

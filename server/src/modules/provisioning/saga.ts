@@ -1,0 +1,205 @@
+/**
+ * The saga runner: runs provisioning steps in order, records the run and every step transition
+ * in the central database, publishes a ProvisioningEvent for each, and on failure undoes the
+ * finished steps in reverse (ROLLED_BACK). docs/decisions/005 explains why a saga and not one
+ * transaction: a database, a role and DNS records cannot join a PostgreSQL transaction.
+ */
+import type { CentralPrisma } from '../../db/database.js';
+import type { ProvisioningRunKind } from '../../generated/central/enums.js';
+import type { Logger } from '../../logger.js';
+import type { FaultInjector } from './faults.js';
+import type { ProvisioningStepName } from './step-names.js';
+
+export type ProvisioningEventStatus = 'STARTED' | 'SUCCEEDED' | 'FAILED' | 'ROLLED_BACK' | 'SKIPPED';
+
+export interface ProvisioningEvent {
+  runId: string;
+  clinicId: string;
+  step: ProvisioningStepName;
+  status: ProvisioningEventStatus;
+  attempt: number;
+  message: string | null;
+  at: Date;
+  durationMs: number | null;
+}
+
+export interface StepResult {
+  /** The step had nothing to do (e.g. DNS not configured); recorded as SKIPPED. */
+  skipped?: string;
+  /** What the step did, when worth telling (the event's message). */
+  note?: string;
+}
+
+export interface SagaStep<S> {
+  name: ProvisioningStepName;
+  run(state: S): Promise<StepResult | undefined>;
+  /** Reverses `run`. Must tolerate a partial `run` (it is also called for the failed step). */
+  undo?(state: S): Promise<void>;
+}
+
+export interface SagaDeps {
+  prisma: CentralPrisma;
+  logger: Logger;
+  faults: FaultInjector;
+  publish(event: ProvisioningEvent): void;
+  observeStep(step: ProvisioningStepName, outcome: 'ok' | 'error', seconds: number): void;
+}
+
+export interface SagaInput<S> {
+  kind: ProvisioningRunKind;
+  clinicId: string;
+  steps: readonly SagaStep<S>[];
+  state: S;
+  /** Attempt number recorded on the run and its steps (retries of a background job). @default 1 */
+  attempt?: number;
+}
+
+export type SagaResult =
+  | { ok: true; runId: string }
+  | { ok: false; runId: string; failedStep: ProvisioningStepName; error: Error; rolledBack: boolean };
+
+/** How long a RUNNING run may go without a heartbeat before a reconciler may take it over. */
+export const RUN_LEASE_MS = 60_000;
+
+export async function runSaga<S>(deps: SagaDeps, input: SagaInput<S>): Promise<SagaResult> {
+  const { prisma, logger } = deps;
+  const attempt = input.attempt ?? 1;
+  const run = await prisma.provisioningRun.create({
+    data: {
+      clinicId: input.clinicId,
+      kind: input.kind,
+      attempt,
+      leaseUntil: new Date(Date.now() + RUN_LEASE_MS),
+    },
+    select: { id: true },
+  });
+  const log = logger.child({ runId: run.id, clinicId: input.clinicId, kind: input.kind });
+  const heartbeat = setInterval(() => {
+    prisma.provisioningRun
+      .update({ where: { id: run.id }, data: { leaseUntil: new Date(Date.now() + RUN_LEASE_MS) } })
+      .catch((error: unknown) => log.warn({ err: error }, 'provisioning lease renewal failed'));
+  }, RUN_LEASE_MS / 3);
+  heartbeat.unref();
+
+  const emit = async (
+    step: ProvisioningStepName,
+    status: ProvisioningEventStatus,
+    fields: { message?: string | null; durationMs?: number | null } = {},
+  ) => {
+    const at = new Date();
+    const message = fields.message ?? null;
+    const durationMs = fields.durationMs ?? null;
+    const key = { runId_name_attempt: { runId: run.id, name: step, attempt } };
+    await prisma.provisioningStep.upsert({
+      where: key,
+      create: {
+        runId: run.id,
+        name: step,
+        attempt,
+        status,
+        error: status === 'FAILED' ? message : null,
+        startedAt: at,
+      },
+      update: {
+        status,
+        ...(status === 'FAILED' ? { error: message } : {}),
+        ...(status === 'STARTED' ? {} : { finishedAt: at }),
+        ...(durationMs !== null ? { durationMs } : {}),
+      },
+    });
+    deps.publish({ runId: run.id, clinicId: input.clinicId, step, status, attempt, message, at, durationMs });
+  };
+
+  const done: SagaStep<S>[] = [];
+  try {
+    for (const step of input.steps) {
+      await emit(step.name, 'STARTED');
+      const started = performance.now();
+      try {
+        deps.faults.check(step.name);
+        const result = await step.run(input.state);
+        const durationMs = Math.round(performance.now() - started);
+        deps.observeStep(step.name, 'ok', durationMs / 1000);
+        done.push(step);
+        await emit(step.name, result?.skipped ? 'SKIPPED' : 'SUCCEEDED', {
+          message: result?.skipped ?? result?.note ?? null,
+          durationMs,
+        });
+      } catch (caught) {
+        const error = caught instanceof Error ? caught : new Error(String(caught));
+        const durationMs = Math.round(performance.now() - started);
+        deps.observeStep(step.name, 'error', durationMs / 1000);
+        log.warn({ err: error, step: step.name }, 'provisioning step failed; rolling back');
+        await emit(step.name, 'FAILED', { message: describe(error), durationMs });
+        // The failed step may have half-done its work: undo it quietly (its record stays
+        // FAILED), then the finished ones in reverse, each recorded ROLLED_BACK.
+        let rolledBack = await undoQuietly(step, input.state, log);
+        rolledBack = (await rollBack(done, input.state, emit, log)) && rolledBack;
+        await finish(
+          prisma,
+          run.id,
+          rolledBack ? 'ROLLED_BACK' : 'FAILED',
+          `${step.name}: ${describe(error)}`,
+        );
+        return { ok: false, runId: run.id, failedStep: step.name, error, rolledBack };
+      }
+    }
+    await finish(prisma, run.id, 'SUCCEEDED', null);
+    return { ok: true, runId: run.id };
+  } finally {
+    clearInterval(heartbeat);
+  }
+}
+
+async function undoQuietly<S>(step: SagaStep<S>, state: S, log: Logger): Promise<boolean> {
+  try {
+    await step.undo?.(state);
+    return true;
+  } catch (error) {
+    log.error({ err: error, step: step.name }, 'undo of the failed step failed');
+    return false;
+  }
+}
+
+async function rollBack<S>(
+  steps: SagaStep<S>[],
+  state: S,
+  emit: (
+    step: ProvisioningStepName,
+    status: ProvisioningEventStatus,
+    fields?: { message?: string | null },
+  ) => Promise<void>,
+  log: Logger,
+): Promise<boolean> {
+  let clean = true;
+  for (const step of steps.reverse()) {
+    try {
+      await step.undo?.(state);
+      await emit(step.name, 'ROLLED_BACK');
+    } catch (error) {
+      // Left for the reconciler (orphan sweep); the run ends FAILED rather than ROLLED_BACK.
+      clean = false;
+      log.error({ err: error, step: step.name }, 'undo failed');
+      await emit(step.name, 'FAILED', { message: `undo failed: ${describe(error)}` }).catch(() => {});
+    }
+  }
+  return clean;
+}
+
+async function finish(
+  prisma: CentralPrisma,
+  runId: string,
+  status: 'SUCCEEDED' | 'FAILED' | 'ROLLED_BACK',
+  error: string | null,
+): Promise<void> {
+  await prisma.provisioningRun.update({
+    where: { id: runId },
+    data: { status, error, finishedAt: new Date(), leaseUntil: null },
+  });
+}
+
+/** A short, single-line description safe to store and show to operators. */
+export function describe(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/\s+/g, ' ').slice(0, 500);
+}

@@ -1,0 +1,445 @@
+/**
+ * The provisioning engine: creates, checks, repairs, upgrades and deletes clinic databases.
+ * Other modules use only this file's exports.
+ */
+
+import type { CentralPrisma, ClinicServer, Databases } from '../../db/database.js';
+import { migrate } from '../../db/migrator.js';
+import { databaseUrl, withClient } from '../../db/sql.js';
+import type { Config } from '../../env.js';
+import { NotFoundError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import type { Metrics } from '../../metrics.js';
+import {
+  cloneDatabase,
+  databaseExists,
+  dropClinicObjects,
+  ensureRole,
+  grantClinicRole,
+  roleExists,
+} from './admin.js';
+import { ClinicClientCache } from './clinic-clients.js';
+import { ClinicBusyError, ProvisioningFailedError } from './errors.js';
+import { FaultInjector } from './faults.js';
+import {
+  type ClinicHealth,
+  type ClinicRecord,
+  checkClinicDatabaseIntegrity,
+  clinicPassword,
+  clinicRoleUrl,
+  existingDatabases,
+  type IntegrityContext,
+  mapLimit,
+} from './integrity.js';
+import { type ProvisioningEvent, runSaga, type SagaStep } from './saga.js';
+import { clinicSchemaShape } from './schema-shape.js';
+import { encryptSecret, randomPassword } from './secrets.js';
+import type { ProvisioningStepName } from './step-names.js';
+import {
+  type ClinicAdmin,
+  centralRecordsStep,
+  commitStep,
+  createDatabaseStep,
+  migrateDatabaseStep,
+  newProvisionState,
+  type ProvisionState,
+  type StepDeps,
+  seedProviderStep,
+  verifyDatabaseStep,
+} from './steps.js';
+import { WarmPool } from './warm-pool.js';
+
+export { ProvisioningFailedError } from './errors.js';
+export type { ClinicHealth, DbStatus } from './integrity.js';
+export type { ProvisioningEvent } from './saga.js';
+
+export interface ClinicsHealthReport {
+  checkedAt: Date;
+  total: number;
+  healthy: number;
+  unhealthy: number;
+  clinics: ClinicHealth[];
+}
+
+export interface RepairResult {
+  before: ClinicHealth;
+  after: ClinicHealth;
+  actions: string[];
+  alreadyHealthy: boolean;
+}
+
+export interface MigrateClinicsReport {
+  total: number;
+  migrated: number;
+  upToDate: number;
+  failed: { clinicId: string; error: string }[];
+}
+
+export interface ProvisionClinicInput {
+  clinicName: string;
+  country: string;
+  companyName?: string;
+  admin?: ClinicAdmin | null;
+}
+
+export interface ProvisioningDeps {
+  config: Config;
+  logger: Logger;
+  db: Databases;
+  metrics: Metrics;
+  publishProgress(event: ProvisioningEvent): void;
+  publishHealth(health: ClinicHealth): void;
+}
+
+const CLINIC_RECORD = {
+  id: true,
+  name: true,
+  status: true,
+  databaseName: true,
+  databaseServer: true,
+  databaseRole: true,
+  databasePasswordEnc: true,
+} as const;
+
+export class ProvisioningService {
+  readonly faults: FaultInjector;
+  readonly pool: WarmPool;
+  readonly clients: ClinicClientCache;
+  readonly integrity: IntegrityContext;
+  private readonly prisma: CentralPrisma;
+  private readonly servers: Map<string, ClinicServer>;
+  private readonly stepDeps: StepDeps;
+  private lastStatus = new Map<string, string>();
+  private healthTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly deps: ProvisioningDeps) {
+    const { config, db } = deps;
+    this.prisma = db.prisma;
+    this.servers = new Map(db.clinicServers.map((server) => [server.key, server]));
+    this.faults = new FaultInjector(config.env !== 'production', config.faultInjection);
+    this.pool = new WarmPool(config.clinicPoolSize, deps.logger);
+    this.integrity = {
+      servers: this.servers,
+      shape: clinicSchemaShape(db.clinicMigrations),
+      version: db.clinicServers[0]?.template.version ?? '',
+      encryptionKey: config.encryptionKey,
+    };
+    this.clients = new ClinicClientCache({
+      logger: deps.logger,
+      resolve: async (clinicId) => {
+        const clinic = await this.findClinic(clinicId);
+        const server = this.serverOf(clinic);
+        const password = clinicPassword(clinic, config.encryptionKey);
+        if (!password) throw new Error('clinic role password unavailable');
+        return clinicRoleUrl(server.url, clinic.databaseName, clinic.databaseRole, password);
+      },
+    });
+    this.stepDeps = {
+      prisma: this.prisma,
+      pool: this.pool,
+      clients: this.clients,
+      clinicMigrations: db.clinicMigrations,
+      integrity: this.integrity,
+      encryptionKey: config.encryptionKey,
+    };
+  }
+
+  /** Fills the warm pools and starts the periodic health sweep. */
+  start(): void {
+    for (const server of this.servers.values()) this.pool.refillInBackground(server);
+    const seconds = this.deps.config.clinicHealthIntervalSeconds;
+    if (seconds > 0) {
+      this.healthTimer = setInterval(() => {
+        this.clinicsHealth().catch((error: unknown) =>
+          this.deps.logger.warn({ err: error }, 'health sweep failed'),
+        );
+      }, seconds * 1000);
+      this.healthTimer.unref();
+    }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.healthTimer);
+    await this.pool.close();
+    await this.clients.close();
+  }
+
+  /** The configured server with the fewest clinics (ties: the first listed). */
+  async placeClinic(): Promise<ClinicServer> {
+    const counts = await this.prisma.clinic.groupBy({ by: ['databaseServer'], _count: { _all: true } });
+    const load = new Map(counts.map((row) => [row.databaseServer, row._count._all]));
+    let best: ClinicServer | undefined;
+    for (const server of this.servers.values()) {
+      if (!best || (load.get(server.key) ?? 0) < (load.get(best.key) ?? 0)) best = server;
+    }
+    if (!best) throw new Error('no clinic database server configured');
+    return best;
+  }
+
+  /** The database steps of a registration, in order; registration adds its own around them. */
+  databaseSteps(): SagaStep<ProvisionState>[] {
+    return [
+      createDatabaseStep(this.stepDeps),
+      migrateDatabaseStep(this.stepDeps),
+      verifyDatabaseStep(this.stepDeps),
+      seedProviderStep(this.stepDeps),
+    ];
+  }
+
+  async newState(input: ProvisionClinicInput): Promise<ProvisionState> {
+    return newProvisionState({ ...input, server: await this.placeClinic() });
+  }
+
+  /**
+   * Provisions a clinic end to end: central records, database, verification, provider, commit.
+   * @throws ProvisioningFailedError after rolling everything back.
+   */
+  async provisionClinic(input: ProvisionClinicInput): Promise<{ clinicId: string; runId: string }> {
+    const state = await this.newState(input);
+    const steps = [centralRecordsStep(this.stepDeps), ...this.databaseSteps(), commitStep(this.stepDeps)];
+    const result = await this.runSaga('REGISTER', state, steps);
+    if (!result.ok) throw new ProvisioningFailedError(result.failedStep, result.runId);
+    return { clinicId: state.clinicId, runId: result.runId };
+  }
+
+  async runSaga(
+    kind: 'REGISTER' | 'REPAIR' | 'UPGRADE',
+    state: ProvisionState,
+    steps: SagaStep<ProvisionState>[],
+    attempt = 1,
+  ) {
+    const result = await runSaga(
+      {
+        prisma: this.prisma,
+        logger: this.deps.logger,
+        faults: this.faults,
+        publish: this.deps.publishProgress,
+        observeStep: (step, outcome, seconds) =>
+          this.deps.metrics.provisioningStepDuration.observe({ step, outcome }, seconds),
+      },
+      { kind, clinicId: state.clinicId, steps, state, attempt },
+    );
+    this.deps.metrics.provisioningRuns.inc({ kind, outcome: result.ok ? 'success' : 'failure' });
+    return result;
+  }
+
+  injectFault(step: ProvisioningStepName, times: number): Record<string, number> {
+    this.faults.inject(step, times);
+    return this.faults.pending();
+  }
+
+  async checkClinic(clinicId: string): Promise<ClinicHealth> {
+    const clinic = await this.findClinic(clinicId);
+    const health = await checkClinicDatabaseIntegrity(clinic, this.integrity);
+    this.noteHealth(health);
+    return health;
+  }
+
+  /**
+   * Checks every clinic: one catalog query per server for existence, then at most
+   * CLINIC_HEALTH_CONCURRENCY probes (connections) at once.
+   */
+  async clinicsHealth(): Promise<ClinicsHealthReport> {
+    const clinics = await this.prisma.clinic.findMany({
+      select: CLINIC_RECORD,
+      orderBy: { createdAt: 'asc' },
+    });
+    const existing = new Map<string, Set<string> | Error>();
+    for (const server of this.servers.values()) {
+      const names = clinics
+        .filter((clinic) => clinic.databaseServer === server.key)
+        .map((clinic) => clinic.databaseName);
+      existing.set(server.key, await existingDatabases(server, names).catch((error: Error) => error));
+    }
+    const results = await mapLimit(clinics, this.deps.config.clinicHealthConcurrency, (clinic) => {
+      const known = existing.get(clinic.databaseServer);
+      const exists = known instanceof Set ? known.has(clinic.databaseName) : undefined;
+      return checkClinicDatabaseIntegrity(clinic, this.integrity, exists);
+    });
+    for (const health of results) this.noteHealth(health);
+    const healthy = results.filter((health) => health.dbStatus === 'HEALTHY').length;
+    const provisioning = results.filter((health) => health.dbStatus === 'PROVISIONING').length;
+    return {
+      checkedAt: new Date(),
+      total: results.length,
+      healthy,
+      unhealthy: results.length - healthy - provisioning,
+      clinics: results,
+    };
+  }
+
+  /** Publishes clinicHealthChanged when a clinic's status differs from the last one seen. */
+  private noteHealth(health: ClinicHealth): void {
+    const previous = this.lastStatus.get(health.clinicId);
+    this.lastStatus.set(health.clinicId, health.dbStatus);
+    if (previous !== undefined && previous !== health.dbStatus) this.deps.publishHealth(health);
+  }
+
+  /**
+   * Brings a broken clinic back: recreates a missing database from the template, restores the
+   * role and its grants, applies missing migrations, re-creates dropped tables and re-seeds the
+   * provider. Idempotent; concurrent repairs of one clinic are serialised.
+   */
+  async repairClinic(clinicId: string): Promise<RepairResult> {
+    const before = await this.checkClinic(clinicId);
+    if (before.dbStatus === 'HEALTHY') return { before, after: before, actions: [], alreadyHealthy: true };
+    if (before.dbStatus === 'PROVISIONING')
+      throw new ClinicBusyError('The clinic is still being provisioned');
+
+    const clinic = await this.findClinic(clinicId);
+    const server = this.serverOf(clinic);
+    const actions: string[] = [];
+    await withClient(server.url, async (admin) => {
+      await admin.query('SELECT pg_advisory_lock(hashtext($1))', [`repair:${clinicId}`]);
+      try {
+        if (!(await databaseExists(admin, clinic.databaseName))) {
+          await cloneDatabase(admin, clinic.databaseName, server.template.name);
+          actions.push(`recreated database ${clinic.databaseName} from template ${server.template.name}`);
+        }
+        let password = clinicPassword(clinic, this.deps.config.encryptionKey);
+        const hadRole = await roleExists(admin, clinic.databaseRole);
+        if (!hadRole || !password || before.dbStatus === 'UNHEALTHY') {
+          password = randomPassword();
+          await ensureRole(admin, clinic.databaseRole, password);
+          await this.prisma.clinic.update({
+            where: { id: clinic.id },
+            data: { databasePasswordEnc: encryptSecret(password, this.deps.config.encryptionKey, clinic.id) },
+          });
+          actions.push(
+            hadRole
+              ? `reset the password of role ${clinic.databaseRole}`
+              : `recreated role ${clinic.databaseRole}`,
+          );
+        }
+      } finally {
+        await admin.query('SELECT pg_advisory_unlock(hashtext($1))', [`repair:${clinicId}`]).catch(() => {});
+      }
+    });
+    await this.clients.evict(clinicId);
+
+    await withClient(databaseUrl(server.url, clinic.databaseName), async (client) => {
+      const { applied, version } = await migrate(client, this.deps.db.clinicMigrations);
+      for (const name of applied) actions.push(`applied migration ${name}`);
+      await this.prisma.clinic.update({ where: { id: clinic.id }, data: { schemaVersion: version } });
+      const { rows } = await client.query<{ relname: string }>(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')",
+      );
+      const present = new Set(rows.map((row) => row.relname));
+      for (const table of this.integrity.shape.tables.filter((name) => !present.has(name))) {
+        await client.query('BEGIN');
+        try {
+          for (const statement of this.integrity.shape.statementsFor(table)) await client.query(statement);
+          await client.query('COMMIT');
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => {});
+          throw error;
+        }
+        actions.push(`recreated table ${table}`);
+      }
+    });
+    await grantClinicRole(server.url, clinic.databaseName, clinic.databaseRole);
+    actions.push(`restored grants of role ${clinic.databaseRole}`);
+
+    if (await this.seedAdminProvider(clinic.id))
+      actions.push('seeded the healthcare provider of the clinic admin');
+    if (clinic.status === 'FAILED') {
+      await this.prisma.clinic.update({ where: { id: clinic.id }, data: { status: 'READY' } });
+    }
+    const after = await this.checkClinic(clinicId);
+    await this.prisma.auditLog.create({
+      data: {
+        action: 'clinic.repair',
+        clinicId,
+        targetType: 'clinic',
+        targetId: clinicId,
+        data: { actions, before: before.dbStatus, after: after.dbStatus },
+      },
+    });
+    return { before, after, actions, alreadyHealthy: false };
+  }
+
+  /** Re-creates the clinic admin's provider when absent. @returns whether it was created. */
+  private async seedAdminProvider(clinicId: string): Promise<boolean> {
+    const admin = await this.prisma.user.findFirst({
+      where: { clinicId, role: 'CLINIC_ADMIN' },
+      orderBy: { createdAt: 'asc' },
+      select: { id: true, firstName: true, lastName: true, email: true },
+    });
+    if (!admin) return false;
+    const prisma = await this.clients.get(clinicId);
+    if (await prisma.healthcareProvider.findUnique({ where: { userId: admin.id }, select: { id: true } }))
+      return false;
+    await prisma.healthcareProvider.create({
+      data: { userId: admin.id, firstName: admin.firstName, lastName: admin.lastName, email: admin.email },
+    });
+    return true;
+  }
+
+  /** Drops the clinic's database and role, then its central records (company included when empty). */
+  async deleteClinic(clinicId: string): Promise<void> {
+    const clinic = await this.findClinic(clinicId);
+    await this.prisma.clinic.update({ where: { id: clinicId }, data: { status: 'DELETING' } });
+    await this.clients.evict(clinicId);
+    const server = this.servers.get(clinic.databaseServer);
+    if (server) await dropClinicObjects(server.url, clinic.databaseName, clinic.databaseRole);
+    const { companyId } = await this.prisma.clinic.delete({
+      where: { id: clinicId },
+      select: { companyId: true },
+    });
+    await this.prisma.company.deleteMany({ where: { id: companyId, clinics: { none: {} } } });
+    await this.prisma.auditLog.create({
+      data: {
+        action: 'clinic.delete',
+        clinicId,
+        targetType: 'clinic',
+        targetId: clinicId,
+        data: { databaseName: clinic.databaseName },
+      },
+    });
+    this.lastStatus.delete(clinicId);
+  }
+
+  /**
+   * Applies pending clinic migrations to every READY clinic, `concurrency` at a time; a failure
+   * is reported for its clinic and does not stop the others.
+   */
+  async migrateClinics(concurrency = 4): Promise<MigrateClinicsReport> {
+    const clinics = await this.prisma.clinic.findMany({ where: { status: 'READY' }, select: CLINIC_RECORD });
+    const report: MigrateClinicsReport = { total: clinics.length, migrated: 0, upToDate: 0, failed: [] };
+    await mapLimit(clinics, concurrency, async (clinic) => {
+      try {
+        const server = this.serverOf(clinic);
+        const { applied, version } = await withClient(
+          databaseUrl(server.url, clinic.databaseName),
+          (client) => migrate(client, this.deps.db.clinicMigrations),
+        );
+        if (applied.length === 0) {
+          report.upToDate += 1;
+          return;
+        }
+        await grantClinicRole(server.url, clinic.databaseName, clinic.databaseRole);
+        await this.prisma.clinic.update({ where: { id: clinic.id }, data: { schemaVersion: version } });
+        report.migrated += 1;
+      } catch (error) {
+        report.failed.push({
+          clinicId: clinic.id,
+          error: error instanceof Error ? error.message : String(error),
+        });
+        this.deps.logger.error({ err: error, clinicId: clinic.id }, 'clinic migration failed');
+      }
+    });
+    return report;
+  }
+
+  private async findClinic(clinicId: string): Promise<ClinicRecord> {
+    const clinic = await this.prisma.clinic.findUnique({ where: { id: clinicId }, select: CLINIC_RECORD });
+    if (!clinic) throw new NotFoundError('clinic');
+    return clinic;
+  }
+
+  private serverOf(clinic: Pick<ClinicRecord, 'databaseServer'>): ClinicServer {
+    const server = this.servers.get(clinic.databaseServer);
+    if (!server) throw new Error(`database server ${clinic.databaseServer} is not configured`);
+    return server;
+  }
+}

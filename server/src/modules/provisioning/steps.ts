@@ -1,0 +1,214 @@
+/**
+ * The provisioning steps of a clinic's database. Each is idempotent (safe to re-run after a
+ * partial failure) and has an undo; they share one mutable state object through the saga.
+ */
+import { randomUUID } from 'node:crypto';
+import type { CentralPrisma, ClinicServer } from '../../db/database.js';
+import { type Migration, migrate } from '../../db/migrator.js';
+import { databaseUrl, withClient } from '../../db/sql.js';
+import { cloneDatabase, databaseExists, dropClinicObjects, ensureRole, grantClinicRole } from './admin.js';
+import type { ClinicClientCache } from './clinic-clients.js';
+import { checkClinicDatabaseIntegrity, type IntegrityContext } from './integrity.js';
+import { clinicDatabaseName, clinicRoleName, slug } from './names.js';
+import type { SagaStep } from './saga.js';
+import { encryptSecret, randomPassword } from './secrets.js';
+import type { WarmPool } from './warm-pool.js';
+
+export interface ClinicAdmin {
+  userId: string | null;
+  firstName: string;
+  lastName: string;
+  email: string;
+}
+
+export interface ProvisionState {
+  clinicId: string;
+  clinicName: string;
+  country: string;
+  companyName: string;
+  admin: ClinicAdmin | null;
+  server: ClinicServer;
+  databaseName: string;
+  roleName: string;
+  /** Set by create_database; kept in memory only for the run (stored encrypted). */
+  password?: string;
+  /** How create_database got its database, for metrics and events. */
+  databaseSource?: 'pool' | 'clone' | 'existing';
+}
+
+export interface StepDeps {
+  prisma: CentralPrisma;
+  pool: WarmPool;
+  clients: ClinicClientCache;
+  clinicMigrations: readonly Migration[];
+  integrity: IntegrityContext;
+  encryptionKey: Buffer;
+}
+
+export function newProvisionState(input: {
+  clinicName: string;
+  country: string;
+  companyName?: string;
+  admin?: ClinicAdmin | null;
+  server: ClinicServer;
+}): ProvisionState {
+  const clinicId = randomUUID();
+  return {
+    clinicId,
+    clinicName: input.clinicName,
+    country: input.country,
+    companyName: input.companyName ?? input.clinicName,
+    admin: input.admin ?? null,
+    server: input.server,
+    databaseName: clinicDatabaseName(clinicId, input.clinicName),
+    roleName: clinicRoleName(clinicId),
+  };
+}
+
+/** A DNS label from the clinic name, unique thanks to the id suffix. */
+export function defaultSubdomain(state: Pick<ProvisionState, 'clinicId' | 'clinicName'>): string {
+  const base = slug(state.clinicName, 40).replaceAll('_', '-');
+  const suffix = state.clinicId.slice(0, 8);
+  return base ? `${base}-${suffix}` : `clinic-${suffix}`;
+}
+
+export function centralRecordsStep(deps: StepDeps): SagaStep<ProvisionState> {
+  return {
+    name: 'central_records',
+    async run(state) {
+      await deps.prisma.company.create({
+        data: {
+          name: state.companyName,
+          clinics: {
+            create: {
+              id: state.clinicId,
+              name: state.clinicName,
+              country: state.country,
+              subdomain: defaultSubdomain(state),
+              status: 'PROVISIONING',
+              databaseName: state.databaseName,
+              databaseServer: state.server.key,
+              databaseRole: state.roleName,
+            },
+          },
+        },
+      });
+      return undefined;
+    },
+    async undo(state) {
+      // Deleting the company cascades to the clinic and its users.
+      const clinic = await deps.prisma.clinic.findUnique({
+        where: { id: state.clinicId },
+        select: { companyId: true },
+      });
+      if (clinic) await deps.prisma.company.delete({ where: { id: clinic.companyId } });
+    },
+  };
+}
+
+export function createDatabaseStep(deps: StepDeps): SagaStep<ProvisionState> {
+  return {
+    name: 'create_database',
+    async run(state) {
+      const { server } = state;
+      await withClient(server.url, async (admin) => {
+        if (await databaseExists(admin, state.databaseName)) state.databaseSource = 'existing';
+        else if (await deps.pool.claim(server, state.databaseName)) state.databaseSource = 'pool';
+        else {
+          await cloneDatabase(admin, state.databaseName, server.template.name);
+          state.databaseSource = 'clone';
+        }
+        state.password = randomPassword();
+        await ensureRole(admin, state.roleName, state.password);
+      });
+      await grantClinicRole(server.url, state.databaseName, state.roleName);
+      await deps.prisma.clinic.update({
+        where: { id: state.clinicId },
+        data: {
+          databasePasswordEnc: encryptSecret(state.password as string, deps.encryptionKey, state.clinicId),
+        },
+      });
+      const notes = {
+        pool: 'claimed a warm spare',
+        clone: 'cloned from the template',
+        existing: 'database already existed',
+      };
+      return { note: notes[state.databaseSource ?? 'clone'] };
+    },
+    async undo(state) {
+      await deps.clients.evict(state.clinicId);
+      await dropClinicObjects(state.server.url, state.databaseName, state.roleName);
+    },
+  };
+}
+
+export function migrateDatabaseStep(deps: StepDeps): SagaStep<ProvisionState> {
+  return {
+    name: 'migrate_database',
+    async run(state) {
+      const { applied, version } = await withClient(
+        databaseUrl(state.server.url, state.databaseName),
+        (client) => migrate(client, deps.clinicMigrations),
+      );
+      await deps.prisma.clinic.update({ where: { id: state.clinicId }, data: { schemaVersion: version } });
+      // A fresh clone is already current; anything applied came after the template was built.
+      return applied.length > 0 ? { note: `applied ${applied.join(', ')}` } : undefined;
+    },
+  };
+}
+
+export function verifyDatabaseStep(deps: StepDeps): SagaStep<ProvisionState> {
+  return {
+    name: 'verify_database',
+    async run(state) {
+      const clinic = await deps.prisma.clinic.findUniqueOrThrow({ where: { id: state.clinicId } });
+      // Checked as READY: the clinic row still says PROVISIONING, which the check would skip.
+      const health = await checkClinicDatabaseIntegrity({ ...clinic, status: 'READY' }, deps.integrity);
+      if (health.dbStatus !== 'HEALTHY') {
+        throw new Error(`clinic database is ${health.dbStatus}: ${health.errors.join('; ')}`);
+      }
+      return undefined;
+    },
+  };
+}
+
+export function seedProviderStep(deps: StepDeps): SagaStep<ProvisionState> {
+  return {
+    name: 'seed_provider',
+    async run(state) {
+      const admin = state.admin;
+      if (!admin) return { skipped: 'no clinic admin to seed' };
+      const prisma = await deps.clients.get(state.clinicId);
+      const existing = admin.userId
+        ? await prisma.healthcareProvider.findUnique({
+            where: { userId: admin.userId },
+            select: { id: true },
+          })
+        : await prisma.healthcareProvider.findFirst({ where: { email: admin.email }, select: { id: true } });
+      if (!existing) {
+        await prisma.healthcareProvider.create({
+          data: {
+            userId: admin.userId,
+            firstName: admin.firstName,
+            lastName: admin.lastName,
+            email: admin.email,
+          },
+        });
+      }
+      return undefined;
+    },
+  };
+}
+
+export function commitStep(deps: StepDeps): SagaStep<ProvisionState> {
+  return {
+    name: 'commit',
+    async run(state) {
+      await deps.prisma.clinic.update({ where: { id: state.clinicId }, data: { status: 'READY' } });
+      return undefined;
+    },
+    async undo(state) {
+      await deps.prisma.clinic.updateMany({ where: { id: state.clinicId }, data: { status: 'FAILED' } });
+    },
+  };
+}
