@@ -75,7 +75,7 @@ export async function openDatabases(
       clinicServers.push({ key: serverKey(url), url, template });
     }
 
-    const pool = new pg.Pool({ connectionString: centralUrl, max: 4, application_name: 'onramp-health' });
+    const pool = new pg.Pool({ connectionString: centralUrl, max: 4, application_name: 'onramp-ready' });
     pool.on('error', (error) => logger.warn({ err: error }, 'idle central connection lost'));
     const prisma = new PrismaClient({
       adapter: new PrismaPg({ connectionString: centralUrl, max: 10, application_name: 'onramp' }),

@@ -111,6 +111,7 @@ export class ProvisioningService {
   private readonly stepDeps: StepDeps;
   private lastStatus = new Map<string, string>();
   private healthTimer: NodeJS.Timeout | undefined;
+  private upgrading: Promise<void> | undefined;
 
   constructor(private readonly deps: ProvisioningDeps) {
     const { config, db } = deps;
@@ -144,9 +145,18 @@ export class ProvisioningService {
     };
   }
 
-  /** Fills the warm pools and starts the periodic health sweep. */
+  /**
+   * Fills the warm pools, upgrades clinic databases left behind by a new clinic migration (in
+   * the background) and starts the periodic health sweep.
+   */
   start(): void {
     for (const server of this.servers.values()) this.pool.refillInBackground(server);
+    this.upgrading = this.migrateClinics({ onlyOutdated: true })
+      .then((report) => {
+        if (report.migrated > 0 || report.failed.length > 0)
+          this.deps.logger.info({ report }, 'clinic databases upgraded');
+      })
+      .catch((error: unknown) => this.deps.logger.error({ err: error }, 'clinic database upgrade failed'));
     const seconds = this.deps.config.clinicHealthIntervalSeconds;
     if (seconds > 0) {
       this.healthTimer = setInterval(() => {
@@ -160,6 +170,7 @@ export class ProvisioningService {
 
   async close(): Promise<void> {
     clearInterval(this.healthTimer);
+    await this.upgrading;
     await this.pool.close();
     await this.clients.close();
   }
@@ -403,8 +414,19 @@ export class ProvisioningService {
    * Applies pending clinic migrations to every READY clinic, `concurrency` at a time; a failure
    * is reported for its clinic and does not stop the others.
    */
-  async migrateClinics(concurrency = 4): Promise<MigrateClinicsReport> {
-    const clinics = await this.prisma.clinic.findMany({ where: { status: 'READY' }, select: CLINIC_RECORD });
+  async migrateClinics(
+    options: { concurrency?: number; onlyOutdated?: boolean } = {},
+  ): Promise<MigrateClinicsReport> {
+    const concurrency = options.concurrency ?? 4;
+    const clinics = await this.prisma.clinic.findMany({
+      where: {
+        status: 'READY',
+        ...(options.onlyOutdated
+          ? { OR: [{ schemaVersion: null }, { schemaVersion: { not: this.integrity.version } }] }
+          : {}),
+      },
+      select: CLINIC_RECORD,
+    });
     const report: MigrateClinicsReport = { total: clinics.length, migrated: 0, upToDate: 0, failed: [] };
     await mapLimit(clinics, concurrency, async (clinic) => {
       try {
