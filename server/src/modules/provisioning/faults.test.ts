@@ -1,0 +1,103 @@
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startTestApp } from '../../../test/harness.js';
+import { startEmbeddedPostgres } from '../../db/embedded.js';
+import { withClient } from '../../db/sql.js';
+import { createLogger } from '../../logger.js';
+import { ProvisioningFailedError } from './errors.js';
+
+const logger = createLogger({ env: 'test', logLevel: 'silent' });
+
+// A small server of its own: these tests exhaust its connections.
+const dir = mkdtempSync(join(tmpdir(), 'onramp-small-server-'));
+chmodSync(dir, 0o711);
+const small = await startEmbeddedPostgres({ dir, logger, ephemeral: true, maxConnections: 12 });
+afterAll(async () => {
+  await small.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function leftovers() {
+  return withClient(small.url, async (client) => ({
+    databases: (await client.query("SELECT datname FROM pg_database WHERE datname LIKE 'clinic\\_%'")).rows
+      .length,
+    roles: (await client.query("SELECT rolname FROM pg_roles WHERE rolname LIKE 'clinic\\_role\\_%'")).rows
+      .length,
+  }));
+}
+
+describe('server faults during provisioning', async () => {
+  const t = await startTestApp({
+    CLINIC_DATABASE_SERVERS: small.url,
+    CLINIC_POOL_SIZE: '0',
+    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+  });
+  const { provisioning, db } = t.app.deps;
+  const provision = (clinicName: string) =>
+    provisioning.provisionClinic({ clinicName, country: 'FR', admin: null });
+
+  it('fails cleanly when the clinic server has no connection left, and works again afterwards', async () => {
+    const hogs: pg.Client[] = [];
+    let refusal = '';
+    try {
+      while (!refusal) {
+        const client = new pg.Client({ connectionString: small.url });
+        client.on('error', () => {});
+        try {
+          await client.connect();
+          hogs.push(client);
+        } catch (error) {
+          refusal = (error as Error).message;
+        }
+        if (hogs.length > 20) throw new Error('the server never refused a connection');
+      }
+      expect(refusal).toMatch(/too many clients|connection slots/);
+      const error = await provision('Starved').catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ProvisioningFailedError);
+      expect((error as ProvisioningFailedError).step).toBe('create_database');
+    } finally {
+      await Promise.all(hogs.map((client) => client.end()));
+    }
+    expect(await db.prisma.clinic.count({ where: { name: 'Starved' } })).toBe(0);
+    expect(await leftovers()).toEqual({ databases: 0, roles: 0 });
+    const { clinicId } = await provision('Fed');
+    expect((await provisioning.checkClinic(clinicId)).dbStatus).toBe('HEALTHY');
+  });
+
+  it('fails cleanly when its database connection is killed in the middle of a step', async () => {
+    const before = await leftovers();
+    // Hold a lock so central_records blocks, then kill the blocked backend.
+    const locker = new pg.Client({ connectionString: db.centralUrl });
+    await locker.connect();
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE companies IN ACCESS EXCLUSIVE MODE');
+    const running = provision('Killed').catch((e: unknown) => e);
+    try {
+      await withClient(db.centralUrl, async (client) => {
+        for (let i = 0; i < 200; i++) {
+          const { rows } = await client.query<{ pid: number }>(
+            `SELECT pid FROM pg_stat_activity
+              WHERE wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO%companies%' AND pid <> pg_backend_pid()`,
+          );
+          if (rows[0]) {
+            await client.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
+            return;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 25));
+        }
+        throw new Error('central_records never blocked on the lock');
+      });
+    } finally {
+      await locker.query('ROLLBACK');
+      await locker.end();
+    }
+    const error = await running;
+    expect(error).toBeInstanceOf(ProvisioningFailedError);
+    expect((error as ProvisioningFailedError).step).toBe('central_records');
+    expect(await db.prisma.clinic.count({ where: { name: 'Killed' } })).toBe(0);
+    expect(await leftovers()).toEqual(before);
+  });
+});
