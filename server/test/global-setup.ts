@@ -13,6 +13,7 @@ import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import { migrate, readMigrations } from '../src/db/migrator.js';
 import { CENTRAL_MIGRATIONS_DIR, CLINIC_MIGRATIONS_DIR } from '../src/db/paths.js';
 import { databaseUrl, quoteIdent, withClient } from '../src/db/sql.js';
+import { installJobSchema } from '../src/jobs/index.js';
 import { createLogger } from '../src/logger.js';
 
 export const CENTRAL_TEMPLATE = 'onramp_test_central_template';
@@ -34,6 +35,7 @@ export default async function setup(project: TestProject) {
     await withClient(databaseUrl(pg.url, CENTRAL_TEMPLATE), (client) =>
       migrate(client, readMigrations(CENTRAL_MIGRATIONS_DIR)),
     );
+    await installJobSchema(databaseUrl(pg.url, CENTRAL_TEMPLATE), logger);
     await withClient(pg.url, (client) =>
       client.query(
         `ALTER DATABASE ${quoteIdent(CENTRAL_TEMPLATE)} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false`,

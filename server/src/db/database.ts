@@ -8,6 +8,7 @@ import pg from 'pg';
 import type { Config } from '../env.js';
 import { redactUrl } from '../env.js';
 import { PrismaClient } from '../generated/central/client.js';
+import { installJobSchema } from '../jobs/index.js';
 import type { Logger } from '../logger.js';
 import { type ClinicTemplate, ensureClinicTemplate } from './clinic-template.js';
 import { startEmbeddedPostgres } from './embedded.js';
@@ -65,6 +66,7 @@ export async function openDatabases(
     if (!options.skipMigrations) {
       const { applied } = await withClient(centralUrl, (client) => migrate(client, centralMigrations));
       if (applied.length > 0) logger.info({ applied }, 'central migrations applied');
+      await installJobSchema(centralUrl, logger);
     }
 
     const clinicMigrations = readMigrations(CLINIC_MIGRATIONS_DIR);

@@ -27,11 +27,15 @@ afterAll(async () => {
   });
 });
 
-/** Backends connected to the given clinic databases (all of them by default). */
+/**
+ * Client backends connected to the given clinic databases (all of them by default). Autovacuum
+ * workers also appear in pg_stat_activity under a database's name, so they are left out.
+ */
 async function backends(names: readonly string[] = clinics): Promise<number> {
   return withClient(admin, async (client) => {
     const { rows } = await client.query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = ANY($1)',
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE datname = ANY($1) AND backend_type = 'client backend'`,
       [names],
     );
     return rows[0]!.n;
@@ -128,7 +132,7 @@ describe('ClinicClientCache', () => {
     // Evicts a while its queries still run; b's first query sees whatever a still holds.
     const prisma = await cache.get(b);
     const [{ n }] = await prisma.$queryRaw<[{ n: number }]>`
-      SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = ${a}`;
+      SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = ${a} AND backend_type = 'client backend'`;
     expect(n).toBe(0);
     // Eviction let a's running queries finish rather than cutting them off.
     await expect(busy).resolves.toBeUndefined();

@@ -1,0 +1,94 @@
+/**
+ * Background jobs on graphile-worker, in the central PostgreSQL: a job can be enqueued in the
+ * same transaction as the rows it works on, so it exists exactly when they do.
+ * Payloads are typed by task name; every handler must be safe to run twice.
+ */
+import { Logger as WorkerLogger, run, runMigrations, type Runner, type Task, type TaskList } from 'graphile-worker';
+import type { Logger } from '../logger.js';
+
+export interface TaskPayloads {
+  /** Deliver one mail_outbox row. */
+  send_email: { outboxId: string };
+  /** Finish (or give up on) a hybrid-mode registration. */
+  provision_clinic: { clinicId: string; attempt: number };
+}
+
+export type TaskName = keyof TaskPayloads;
+
+export type TaskHandlers = { [T in TaskName]: (payload: TaskPayloads[T]) => Promise<void> };
+
+export interface AddJobOptions {
+  runAt?: Date;
+  /** graphile-worker retries a throwing handler with exponential backoff up to this. @default 10 */
+  maxAttempts?: number;
+  /** At most one pending job per key: adding again replaces it. */
+  jobKey?: string;
+}
+
+/** Anything that can run a raw statement: a Prisma client or interactive transaction. */
+export interface RawExecutor {
+  $executeRaw(query: TemplateStringsArray, ...values: unknown[]): Promise<number>;
+}
+
+export async function addJob<T extends TaskName>(
+  db: RawExecutor,
+  task: T,
+  payload: TaskPayloads[T],
+  options: AddJobOptions = {},
+): Promise<void> {
+  await db.$executeRaw`SELECT graphile_worker.add_job(
+    ${task}::text,
+    ${JSON.stringify(payload)}::json,
+    run_at => ${options.runAt ?? null}::timestamptz,
+    max_attempts => ${options.maxAttempts ?? 10}::int,
+    job_key => ${options.jobKey ?? null}::text
+  )`;
+}
+
+/** Installs or upgrades graphile-worker's own schema (idempotent, concurrency-safe). */
+export async function installJobSchema(connectionString: string, logger: Logger): Promise<void> {
+  await runMigrations({ connectionString, logger: workerLogger(logger) });
+}
+
+export interface Worker {
+  stop(): Promise<void>;
+}
+
+export interface StartWorkerOptions {
+  connectionString: string;
+  logger: Logger;
+  handlers: TaskHandlers;
+  /** @default 4 */
+  concurrency?: number;
+  /** Milliseconds between polls when LISTEN misses a job. @default 2000 */
+  pollInterval?: number;
+}
+
+export async function startWorker(options: StartWorkerOptions): Promise<Worker> {
+  const taskList: TaskList = {};
+  for (const [name, handler] of Object.entries(options.handlers)) {
+    taskList[name] = (async (payload: unknown) => {
+      await (handler as (payload: unknown) => Promise<void>)(payload);
+    }) satisfies Task;
+  }
+  const runner: Runner = await run({
+    connectionString: options.connectionString,
+    concurrency: options.concurrency ?? 4,
+    pollInterval: options.pollInterval ?? 2000,
+    noHandleSignals: true,
+    taskList,
+    logger: workerLogger(options.logger),
+  });
+  return { stop: () => runner.stop() };
+}
+
+/** graphile-worker's logs through pino; payloads are never logged. */
+function workerLogger(logger: Logger): WorkerLogger {
+  const child = logger.child({ source: 'graphile-worker' });
+  return new WorkerLogger(() => (level, message) => {
+    if (level === 'error') child.error(message);
+    else if (level === 'warning') child.warn(message);
+    else if (level === 'info') child.debug(message);
+    else child.trace(message);
+  });
+}
