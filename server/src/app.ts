@@ -19,7 +19,10 @@ import { bodyTooLarge, isAllowedOrigin, sendJson, setSecurityHeaders } from './h
 import { serveConsole } from './http/static.js';
 import { createMetrics, useOperationMetrics } from './metrics.js';
 import { checkHealth } from './modules/health/service.js';
+import { startWorker, type Worker } from './jobs/index.js';
+import { createMailTransport, deliverMail } from './modules/mail/service.js';
 import { ProvisioningService } from './modules/provisioning/service.js';
+import { RegistrationService } from './modules/registration/service.js';
 import { createEventBus } from './pubsub/index.js';
 import { schema } from './schema.js';
 
@@ -36,6 +39,8 @@ export interface BuildAppOptions {
   drainTimeoutMs?: number;
   /** Built console to serve at `/`. @default console/dist */
   consoleDir?: string;
+  /** How often the job worker polls besides LISTEN. @default 2000 */
+  jobPollIntervalMs?: number;
 }
 
 /** What the node adapter and the WebSocket server hand to yoga's context factory. */
@@ -71,7 +76,10 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         events.pubsub.publish('clinicHealth', { ...health, lastCheck: health.lastCheck.toISOString() }),
       ),
   });
-  const deps: Deps = { ...base, metrics, events, provisioning };
+  const registration = new RegistrationService({ ...base, prisma: base.db.prisma, provisioning });
+  const mail = createMailTransport(config, logger);
+  const deps: Deps = { ...base, metrics, events, provisioning, registration, mail };
+  let worker: Worker | undefined;
   const consoleDir = options.consoleDir ?? CONSOLE_DIST;
   let stopping = false;
 
@@ -244,7 +252,21 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
           const url = `http://${host}:${port}`;
           logger.info({ url, graphiql: !production }, 'Onramp listening');
           provisioning.start();
-          resolvePromise(url);
+          startWorker({
+            connectionString: base.db.centralUrl,
+            logger,
+            pollInterval: options.jobPollIntervalMs,
+            handlers: {
+              send_email: ({ outboxId }) => deliverMail({ prisma: base.db.prisma, transport: mail, logger }, outboxId),
+              provision_clinic: ({ clinicId, attempt }) => registration.continueRegistration(clinicId, attempt),
+            },
+          }).then(
+            (started) => {
+              worker = started;
+              resolvePromise(url);
+            },
+            reject,
+          );
         });
       }),
     stop: () => {
@@ -266,6 +288,8 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         await closed;
         await new Promise<void>((done) => wss.close(() => done()));
         await yoga.dispose();
+        await worker?.stop();
+        mail.close();
         await provisioning.close();
         await events.close();
         await deps.db.close();

@@ -3,7 +3,9 @@ import type { Config } from './env.js';
 import type { UserRole } from './generated/central/enums.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
+import type { MailTransport } from './modules/mail/service.js';
 import type { ProvisioningService } from './modules/provisioning/service.js';
+import type { RegistrationService } from './modules/registration/service.js';
 import type { EventBus } from './pubsub/index.js';
 
 /** What main.ts (or a test) hands to buildApp(). */
@@ -19,6 +21,8 @@ export interface Deps extends BaseDeps {
   metrics: Metrics;
   events: EventBus;
   provisioning: ProvisioningService;
+  registration: RegistrationService;
+  mail: MailTransport;
 }
 
 /** Who is calling; null for anonymous callers. */

@@ -94,7 +94,10 @@ const rawSchema = z.object({
       }
       return steps as ProvisioningStepName[];
     }),
+  PUBLIC_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s):// URL' }).optional(),
   CLINIC_POOL_SIZE: z.coerce.number().int().min(0).max(50).default(2),
+  PROVISIONING_RETRY_BASE_MS: z.coerce.number().int().min(1).max(600_000).default(5000),
+  PROVISIONING_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
   CLINIC_HEALTH_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(8),
   CLINIC_HEALTH_INTERVAL_SECONDS: z.coerce.number().int().min(0).max(86_400).default(60),
   CORS_ORIGINS: z
@@ -143,6 +146,12 @@ export interface Config {
   redisUrl: string | undefined;
   faultInjection: ProvisioningStepName[];
   clinicPoolSize: number;
+  /** Base URL of links in e-mails (verification). @default http://localhost:<PORT> */
+  publicUrl: string;
+  /** Hybrid mode: first retry delay; each next one doubles, with jitter. */
+  provisioningRetryBaseMs: number;
+  /** A RUNNING provisioning run not renewed for this long was abandoned (crash). */
+  provisioningLeaseSeconds: number;
   /** Most clinic databases probed at once by health checks (connections opened at once). */
   clinicHealthConcurrency: number;
   /** Seconds between background health sweeps; 0 disables them. */
@@ -203,6 +212,9 @@ export function loadConfig(
     redisUrl: raw.REDIS_URL,
     faultInjection: raw.FAULT_INJECTION,
     clinicPoolSize: raw.CLINIC_POOL_SIZE,
+    publicUrl: (raw.PUBLIC_URL ?? `http://localhost:${raw.PORT || 4000}`).replace(/\/+$/, ''),
+    provisioningRetryBaseMs: raw.PROVISIONING_RETRY_BASE_MS,
+    provisioningLeaseSeconds: raw.PROVISIONING_LEASE_SECONDS,
     clinicHealthConcurrency: raw.CLINIC_HEALTH_CONCURRENCY,
     clinicHealthIntervalSeconds: raw.CLINIC_HEALTH_INTERVAL_SECONDS,
     corsOrigins: raw.CORS_ORIGINS,

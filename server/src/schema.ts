@@ -2,7 +2,9 @@
 import { lexicographicSortSchema, printSchema } from 'graphql';
 import { builder } from './builder.js';
 import './modules/health/schema.js';
+import './modules/mail/schema.js';
 import './modules/provisioning/schema.js';
+import './modules/registration/schema.js';
 
 export const schema = builder.toSchema();
 

@@ -79,7 +79,7 @@ export async function startTestApp(
   const db = await openDatabases(config, logger);
   const app = await buildApp(
     { config, logger, db, startedAt: new Date() },
-    { drainTimeoutMs: 2_000, ...options },
+    { drainTimeoutMs: 2_000, jobPollIntervalMs: 100, ...options },
   );
   const url = await app.start();
   const clients: Client[] = [];

@@ -35,6 +35,11 @@ export interface SagaStep<S> {
   run(state: S): Promise<StepResult | undefined>;
   /** Reverses `run`. Must tolerate a partial `run` (it is also called for the failed step). */
   undo?(state: S): Promise<void>;
+  /**
+   * Runs after the point of no return (the commit): a failure is recorded, never undone, and
+   * the run still succeeds (e.g. a mail the outbox will retry).
+   */
+  afterCommit?: boolean;
 }
 
 export interface SagaDeps {
@@ -43,6 +48,8 @@ export interface SagaDeps {
   faults: FaultInjector;
   publish(event: ProvisioningEvent): void;
   observeStep(step: ProvisioningStepName, outcome: 'ok' | 'error', seconds: number): void;
+  /** Lease of a RUNNING run, renewed every third of it. @default RUN_LEASE_MS */
+  leaseMs?: number;
 }
 
 export interface SagaInput<S> {
@@ -52,11 +59,23 @@ export interface SagaInput<S> {
   state: S;
   /** Attempt number recorded on the run and its steps (retries of a background job). @default 1 */
   attempt?: number;
+  /**
+   * When it returns true for a failure, the run stops without undoing anything (FAILED,
+   * `suspended`): the caller will resume it later, e.g. in a background job (hybrid mode).
+   */
+  suspendOn?: (error: Error, step: ProvisioningStepName) => boolean;
 }
 
 export type SagaResult =
   | { ok: true; runId: string }
-  | { ok: false; runId: string; failedStep: ProvisioningStepName; error: Error; rolledBack: boolean };
+  | {
+      ok: false;
+      runId: string;
+      failedStep: ProvisioningStepName;
+      error: Error;
+      rolledBack: boolean;
+      suspended: boolean;
+    };
 
 /** How long a RUNNING run may go without a heartbeat before a reconciler may take it over. */
 export const RUN_LEASE_MS = 60_000;
@@ -64,21 +83,22 @@ export const RUN_LEASE_MS = 60_000;
 export async function runSaga<S>(deps: SagaDeps, input: SagaInput<S>): Promise<SagaResult> {
   const { prisma, logger } = deps;
   const attempt = input.attempt ?? 1;
+  const leaseMs = deps.leaseMs ?? RUN_LEASE_MS;
   const run = await prisma.provisioningRun.create({
     data: {
       clinicId: input.clinicId,
       kind: input.kind,
       attempt,
-      leaseUntil: new Date(Date.now() + RUN_LEASE_MS),
+      leaseUntil: new Date(Date.now() + leaseMs),
     },
     select: { id: true },
   });
   const log = logger.child({ runId: run.id, clinicId: input.clinicId, kind: input.kind });
   const heartbeat = setInterval(() => {
     prisma.provisioningRun
-      .update({ where: { id: run.id }, data: { leaseUntil: new Date(Date.now() + RUN_LEASE_MS) } })
+      .update({ where: { id: run.id }, data: { leaseUntil: new Date(Date.now() + leaseMs) } })
       .catch((error: unknown) => log.warn({ err: error }, 'provisioning lease renewal failed'));
-  }, RUN_LEASE_MS / 3);
+  }, leaseMs / 3);
   heartbeat.unref();
 
   const emit = async (
@@ -129,8 +149,17 @@ export async function runSaga<S>(deps: SagaDeps, input: SagaInput<S>): Promise<S
         const error = caught instanceof Error ? caught : new Error(String(caught));
         const durationMs = Math.round(performance.now() - started);
         deps.observeStep(step.name, 'error', durationMs / 1000);
-        log.warn({ err: error, step: step.name }, 'provisioning step failed; rolling back');
         await emit(step.name, 'FAILED', { message: describe(error), durationMs });
+        if (step.afterCommit) {
+          log.warn({ err: error, step: step.name }, 'provisioning step after commit failed; kept');
+          continue;
+        }
+        if (input.suspendOn?.(error, step.name)) {
+          log.warn({ err: error, step: step.name }, 'provisioning step failed; suspended for a retry');
+          await finish(prisma, run.id, 'FAILED', `${step.name} (will retry): ${describe(error)}`);
+          return { ok: false, runId: run.id, failedStep: step.name, error, rolledBack: false, suspended: true };
+        }
+        log.warn({ err: error, step: step.name }, 'provisioning step failed; rolling back');
         // The failed step may have half-done its work: undo it quietly (its record stays
         // FAILED), then the finished ones in reverse, each recorded ROLLED_BACK.
         let rolledBack = await undoQuietly(step, input.state, log);
@@ -141,7 +170,7 @@ export async function runSaga<S>(deps: SagaDeps, input: SagaInput<S>): Promise<S
           rolledBack ? 'ROLLED_BACK' : 'FAILED',
           `${step.name}: ${describe(error)}`,
         );
-        return { ok: false, runId: run.id, failedStep: step.name, error, rolledBack };
+        return { ok: false, runId: run.id, failedStep: step.name, error, rolledBack, suspended: false };
       }
     }
     await finish(prisma, run.id, 'SUCCEEDED', null);

@@ -58,19 +58,20 @@ const ClinicsHealthReportRef = builder.objectRef<ClinicsHealthReport>('ClinicsHe
 });
 
 export const ClinicRef = builder.prismaObject('Clinic', {
-  authScopes: { operator: true },
   fields: (t) => ({
     id: t.exposeID('id'),
     name: t.exposeString('name'),
     country: t.exposeString('country'),
     subdomain: t.exposeString('subdomain'),
     status: t.expose('status', { type: ClinicStatusEnum }),
-    databaseName: t.exposeString('databaseName'),
-    databaseServer: t.exposeString('databaseServer'),
-    schemaVersion: t.exposeString('schemaVersion', { nullable: true }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    // Where and how the database lives: platform operators only.
+    databaseName: t.exposeString('databaseName', { authScopes: { operator: true } }),
+    databaseServer: t.exposeString('databaseServer', { authScopes: { operator: true } }),
+    schemaVersion: t.exposeString('schemaVersion', { nullable: true, authScopes: { operator: true } }),
     health: t.field({
       type: ClinicHealthRef,
+      authScopes: { operator: true },
       description: 'Checks the database now (one connection).',
       resolve: (clinic, _args, context) => context.deps.provisioning.checkClinic(clinic.id),
     }),

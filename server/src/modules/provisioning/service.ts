@@ -31,7 +31,7 @@ import {
   type IntegrityContext,
   mapLimit,
 } from './integrity.js';
-import { type ProvisioningEvent, runSaga, type SagaStep } from './saga.js';
+import { type ProvisioningEvent, runSaga, type SagaInput, type SagaResult, type SagaStep } from './saga.js';
 import { clinicSchemaShape } from './schema-shape.js';
 import { encryptSecret, randomPassword } from './secrets.js';
 import type { ProvisioningStepName } from './step-names.js';
@@ -112,6 +112,7 @@ export class ProvisioningService {
   private lastStatus = new Map<string, string>();
   private healthTimer: NodeJS.Timeout | undefined;
   private upgrading: Promise<void> | undefined;
+  private sweep: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly deps: ProvisioningDeps) {
     const { config, db } = deps;
@@ -189,6 +190,7 @@ export class ProvisioningService {
 
   /** The database steps of a registration, in order; registration adds its own around them. */
   databaseSteps(): SagaStep<ProvisionState>[] {
+    // create_database … seed_provider are idempotent, so a retry simply runs them all again.
     return [
       createDatabaseStep(this.stepDeps),
       migrateDatabaseStep(this.stepDeps),
@@ -213,12 +215,13 @@ export class ProvisioningService {
     return { clinicId: state.clinicId, runId: result.runId };
   }
 
-  async runSaga(
+  /** Runs provisioning steps as one recorded, observable saga (see saga.ts). */
+  async runSaga<S extends ProvisionState>(
     kind: 'REGISTER' | 'REPAIR' | 'UPGRADE',
-    state: ProvisionState,
-    steps: SagaStep<ProvisionState>[],
-    attempt = 1,
-  ) {
+    state: S,
+    steps: SagaStep<S>[],
+    options: Pick<SagaInput<S>, 'attempt' | 'suspendOn'> = {},
+  ): Promise<SagaResult> {
     const result = await runSaga(
       {
         prisma: this.prisma,
@@ -227,10 +230,11 @@ export class ProvisioningService {
         publish: this.deps.publishProgress,
         observeStep: (step, outcome, seconds) =>
           this.deps.metrics.provisioningStepDuration.observe({ step, outcome }, seconds),
+        leaseMs: this.deps.config.provisioningLeaseSeconds * 1000,
       },
-      { kind, clinicId: state.clinicId, steps, state, attempt },
+      { kind, clinicId: state.clinicId, steps, state, ...options },
     );
-    this.deps.metrics.provisioningRuns.inc({ kind, outcome: result.ok ? 'success' : 'failure' });
+    this.deps.metrics.provisioningRuns.inc({ kind, outcome: result.ok ? 'success' : result.suspended ? 'suspended' : 'failure' });
     return result;
   }
 
@@ -250,7 +254,15 @@ export class ProvisioningService {
    * Checks every clinic: one catalog query per server for existence, then at most
    * CLINIC_HEALTH_CONCURRENCY probes (connections) at once.
    */
-  async clinicsHealth(): Promise<ClinicsHealthReport> {
+  clinicsHealth(): Promise<ClinicsHealthReport> {
+    // One sweep at a time, so the connection bound holds overall; a caller arriving during a
+    // sweep gets the next one, which sees everything that happened before its call.
+    const next = this.sweep.catch(() => undefined).then(() => this.sweepHealth());
+    this.sweep = next;
+    return next;
+  }
+
+  private async sweepHealth(): Promise<ClinicsHealthReport> {
     const clinics = await this.prisma.clinic.findMany({
       select: CLINIC_RECORD,
       orderBy: { createdAt: 'asc' },

@@ -1,0 +1,353 @@
+// Registers devMailbox on the builder before ../../schema.js builds the schema (not wired there yet).
+import './schema.js';
+import { graphql } from 'graphql';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, testConfig } from '../../../test/harness.js';
+import { type SmtpSink, startSmtpSink } from '../../../test/smtp-sink.js';
+import type { Context } from '../../context.js';
+import { type Databases, openDatabases } from '../../db/database.js';
+import type { Config } from '../../env.js';
+import { startWorker, type Worker } from '../../jobs/index.js';
+import { createLogger } from '../../logger.js';
+import { schema } from '../../schema.js';
+import {
+  createMailTransport,
+  deliverMail,
+  devMailbox,
+  enqueueMail,
+  MAIL_MAX_ATTEMPTS,
+  MailDeliveryError,
+  type MailTransport,
+} from './service.js';
+
+interface MailStack {
+  config: Config;
+  db: Databases;
+  transport: MailTransport;
+  deliver(outboxId: string): Promise<void>;
+}
+
+/** A fresh central database, its mail transport and a real worker running `send_email`. */
+async function startMailStack(env: Record<string, string>): Promise<MailStack> {
+  // The retry tests fail on purpose; graphile-worker logs each failure as an error.
+  const config = testConfig({ DATABASE_URL: await createTestDatabase('mail'), LOG_LEVEL: 'fatal', ...env });
+  const logger = createLogger(config);
+  const db = await openDatabases(config, logger);
+  const transport = createMailTransport(config, logger);
+  const deliver = (outboxId: string) => deliverMail({ prisma: db.prisma, transport, logger }, outboxId);
+  let worker: Worker | undefined;
+  try {
+    worker = await startWorker({
+      connectionString: db.centralUrl,
+      logger,
+      pollInterval: 100,
+      handlers: {
+        send_email: ({ outboxId }) => deliver(outboxId),
+        provision_clinic: async () => {
+          throw new Error('not part of the mail tests');
+        },
+      },
+    });
+  } finally {
+    // Registered even when the worker fails to start, so the database can be dropped.
+    afterAll(async () => {
+      await worker?.stop();
+      transport.close();
+      await db.close();
+    });
+  }
+  return { config, db, transport, deliver };
+}
+
+async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function settledRow(db: Databases, id: string) {
+  return eventually(async () => {
+    const row = await db.prisma.mailOutbox.findUniqueOrThrow({ where: { id } });
+    return row.status === 'PENDING' ? undefined : row;
+  });
+}
+
+async function jobCount(db: Databases, key?: string): Promise<number> {
+  const { rows } = await db.pool.query<{ count: number }>(
+    'SELECT count(*)::int AS count FROM graphile_worker.jobs WHERE $1::text IS NULL OR key = $1',
+    [key ?? null],
+  );
+  return rows[0]?.count ?? 0;
+}
+
+/** Waits until graphile-worker has recorded failure number `attempt` of the job and released it. */
+async function failedJob(db: Databases, key: string, attempt: number): Promise<string> {
+  return eventually(async () => {
+    const { rows } = await db.pool.query<{ id: string }>(
+      `SELECT id FROM graphile_worker.jobs
+        WHERE key = $1 AND attempts = $2 AND locked_at IS NULL AND last_error IS NOT NULL`,
+      [key, attempt],
+    );
+    return rows[0]?.id;
+  });
+}
+
+/**
+ * Makes a failed job due now. The retry itself stays graphile-worker's (same job, its attempt
+ * counter and max_attempts); only its exponential backoff (e^1 ≈ 2.7 s, e^2 ≈ 7.4 s, …) is
+ * skipped to keep the test fast.
+ */
+async function retryNow(db: Databases, jobId: string): Promise<void> {
+  await db.pool.query('SELECT graphile_worker.reschedule_jobs(ARRAY[$1::bigint], run_at := now())', [jobId]);
+}
+
+let counter = 0;
+function uniqueSubject(label: string): string {
+  counter += 1;
+  return `${label} #${counter} ${Date.now()}`;
+}
+
+describe('mail over SMTP', () => {
+  let sink: SmtpSink;
+  let stack: MailStack;
+
+  beforeAll(async () => {
+    sink = await startSmtpSink();
+    afterAll(() => sink.stop());
+    const url = new URL(sink.url);
+    url.username = 'onramp';
+    url.password = 's3cret-smtp-pass';
+    stack = await startMailStack({ SMTP_URL: url.toString() });
+  });
+
+  it('sends a message enqueued in a committed transaction', async () => {
+    const subject = uniqueSubject('Verify your e-mail');
+    const { id } = await stack.db.prisma.$transaction(async (tx) =>
+      enqueueMail(tx, {
+        to: '  Dana@Example.COM ',
+        subject,
+        text: 'Your link: https://onramp.localhost/verify?token=abc',
+        html: '<p>Your <a href="https://onramp.localhost/verify?token=abc">link</a></p>',
+        kind: 'verify_email',
+      }),
+    );
+
+    const message = await sink.waitFor((mail) => mail.subject === subject);
+    expect(message.text?.trim()).toBe('Your link: https://onramp.localhost/verify?token=abc');
+    expect(message.html).toContain('<a href="https://onramp.localhost/verify?token=abc">link</a>');
+    expect(message.from?.value).toEqual([{ name: 'Onramp', address: 'no-reply@onramp.localhost' }]);
+    expect(message.to && !Array.isArray(message.to) ? message.to.text : undefined).toBe('dana@example.com');
+    expect(message.messageId).toBe(`<${id}@onramp.localhost>`);
+
+    const row = await settledRow(stack.db, id);
+    expect(row).toMatchObject({ status: 'SENT', transport: 'smtp', attempts: 1, lastError: null });
+    expect(row.sentAt).toBeInstanceOf(Date);
+    expect(await jobCount(stack.db, `mail:${id}`)).toBe(0);
+  });
+
+  it('leaves neither row nor job when the transaction rolls back', async () => {
+    const jobsBefore = await jobCount(stack.db);
+    let id = '';
+    await expect(
+      stack.db.prisma.$transaction(async (tx) => {
+        ({ id } = await enqueueMail(tx, {
+          to: 'rolled@example.com',
+          subject: uniqueSubject('Never sent'),
+          text: 'nothing',
+          kind: 'test',
+        }));
+        const [inside] = await tx.$queryRaw<{ count: number }[]>`
+          SELECT count(*)::int AS count FROM graphile_worker.jobs WHERE key = ${`mail:${id}`}`;
+        expect(inside?.count).toBe(1);
+        throw new Error('caller failed after enqueueing');
+      }),
+    ).rejects.toThrow('caller failed after enqueueing');
+
+    expect(id).not.toBe('');
+    expect(await stack.db.prisma.mailOutbox.findUnique({ where: { id } })).toBeNull();
+    expect(await jobCount(stack.db, `mail:${id}`)).toBe(0);
+    expect(await jobCount(stack.db)).toBe(jobsBefore);
+    expect(sink.messages.some((mail) => mail.to && JSON.stringify(mail.to).includes('rolled@'))).toBe(false);
+  });
+
+  it('retries after temporary failures and delivers on the third attempt', async () => {
+    sink.failNext(2);
+    const rejectedBefore = sink.rejected;
+    const subject = uniqueSubject('Retry me');
+    const { id } = await stack.db.prisma.$transaction((tx) =>
+      enqueueMail(tx, { to: 'retry@example.com', subject, text: 'third time lucky', kind: 'test' }),
+    );
+
+    const jobId = await failedJob(stack.db, `mail:${id}`, 1);
+    const afterFirst = await stack.db.prisma.mailOutbox.findUniqueOrThrow({ where: { id } });
+    expect(afterFirst.status).toBe('PENDING');
+    expect(afterFirst.attempts).toBe(1);
+    expect(afterFirst.lastError).toContain('451');
+    expect(afterFirst.lastError).not.toContain('s3cret-smtp-pass');
+    expect(afterFirst.lastError).not.toContain('third time lucky');
+    expect(afterFirst.lastError).not.toContain('retry@example.com');
+
+    await retryNow(stack.db, jobId);
+    expect(await failedJob(stack.db, `mail:${id}`, 2)).toBe(jobId);
+    await retryNow(stack.db, jobId);
+    const message = await sink.waitFor((mail) => mail.subject === subject);
+    expect(message.text?.trim()).toBe('third time lucky');
+    expect(sink.rejected - rejectedBefore).toBe(2);
+
+    const row = await settledRow(stack.db, id);
+    expect(row).toMatchObject({ status: 'SENT', transport: 'smtp', attempts: 3, lastError: null });
+  });
+
+  it('marks the message FAILED on its last attempt instead of retrying', async () => {
+    // A row without a job: deliverMail is called directly as the last attempt.
+    const row = await stack.db.prisma.mailOutbox.create({
+      data: {
+        toAddress: 'last@example.com',
+        subject: uniqueSubject('Last chance'),
+        textBody: 'x',
+        kind: 'test',
+        attempts: MAIL_MAX_ATTEMPTS - 2,
+      },
+    });
+    sink.failNext(2);
+    await expect(stack.deliver(row.id)).rejects.toBeInstanceOf(MailDeliveryError);
+    await expect(stack.deliver(row.id)).resolves.toBeUndefined();
+    const failed = await stack.db.prisma.mailOutbox.findUniqueOrThrow({ where: { id: row.id } });
+    expect(failed).toMatchObject({ status: 'FAILED', attempts: MAIL_MAX_ATTEMPTS, sentAt: null });
+    expect(failed.lastError).toContain('451');
+
+    // Settled: another run neither sends nor counts an attempt.
+    await stack.deliver(row.id);
+    expect(await stack.db.prisma.mailOutbox.findUniqueOrThrow({ where: { id: row.id } })).toMatchObject({
+      attempts: MAIL_MAX_ATTEMPTS,
+    });
+    expect(sink.messages.some((mail) => mail.subject === row.subject)).toBe(false);
+  });
+
+  it('sends once when the same outbox id is delivered twice', async () => {
+    const subject = uniqueSubject('Only once');
+    const { id } = await stack.db.prisma.$transaction((tx) =>
+      enqueueMail(tx, { to: 'once@example.com', subject, text: 'once', kind: 'test' }),
+    );
+    await sink.waitFor((mail) => mail.subject === subject);
+    await settledRow(stack.db, id);
+    await stack.deliver(id);
+
+    // Two concurrent runs of a row nobody has sent yet (no job: called directly).
+    const concurrentSubject = uniqueSubject('Raced');
+    const raced = await stack.db.prisma.mailOutbox.create({
+      data: { toAddress: 'race@example.com', subject: concurrentSubject, textBody: 'r', kind: 'test' },
+    });
+    await Promise.all([stack.deliver(raced.id), stack.deliver(raced.id)]);
+    await sink.waitFor((mail) => mail.subject === concurrentSubject);
+    // Give a duplicate, if any, time to arrive.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+
+    expect(sink.messages.filter((mail) => mail.subject === subject)).toHaveLength(1);
+    expect(sink.messages.filter((mail) => mail.subject === concurrentSubject)).toHaveLength(1);
+    expect(await stack.db.prisma.mailOutbox.findUniqueOrThrow({ where: { id } })).toMatchObject({
+      status: 'SENT',
+      attempts: 1,
+    });
+    expect(await stack.db.prisma.mailOutbox.findUniqueOrThrow({ where: { id: raced.id } })).toMatchObject({
+      status: 'SENT',
+      attempts: 1,
+    });
+  });
+
+  it('refuses a recipient that is not a single address', async () => {
+    for (const to of [
+      'a@example.com, b@example.com',
+      'Eve <eve@example.com>',
+      'no-at-sign',
+      'x@y\r\nBcc: z@w.com',
+    ]) {
+      await expect(
+        enqueueMail(stack.db.prisma, { to, subject: 's', text: 't', kind: 'test' }),
+      ).rejects.toThrow('single e-mail address');
+    }
+  });
+
+  it('keeps SMTP mail out of the dev mailbox', async () => {
+    expect(await devMailbox(stack.db.prisma, 'dana@example.com')).toEqual([]);
+  });
+});
+
+describe('mail without SMTP_URL (dev mailbox)', () => {
+  let stack: MailStack;
+
+  beforeAll(async () => {
+    stack = await startMailStack({});
+  });
+
+  function execute(query: string, variables: Record<string, unknown>, config = stack.config) {
+    const context = {
+      deps: { config, db: stack.db },
+      viewer: null,
+      requestId: 'test',
+      ip: null,
+      logger: createLogger(config),
+    } as unknown as Context;
+    return graphql({ schema, source: query, variableValues: variables, contextValue: context });
+  }
+
+  const MAILBOX = /* GraphQL */ `
+    query Mailbox($to: String!) {
+      devMailbox(to: $to) { id to subject text html kind status createdAt sentAt }
+    }
+  `;
+
+  it('accepts the message in the dev transport and lists it newest first', async () => {
+    expect(stack.transport.name).toBe('dev');
+    const first = await stack.db.prisma.$transaction((tx) =>
+      enqueueMail(tx, { to: 'Pat@Clinic.test', subject: 'First', text: 'code 123456', kind: 'login_code' }),
+    );
+    await settledRow(stack.db, first.id);
+    const second = await stack.db.prisma.$transaction((tx) =>
+      enqueueMail(tx, {
+        to: 'pat@clinic.test',
+        subject: 'Second',
+        text: 'plain',
+        html: '<b>rich</b>',
+        kind: 'invite',
+      }),
+    );
+    const row = await settledRow(stack.db, second.id);
+    expect(row).toMatchObject({ status: 'SENT', transport: 'dev', attempts: 1 });
+
+    const mailbox = await devMailbox(stack.db.prisma, '  PAT@clinic.test ');
+    expect(mailbox.map((message) => message.subject)).toEqual(['Second', 'First']);
+    expect(mailbox[1]).toMatchObject({
+      to: 'pat@clinic.test',
+      text: 'code 123456',
+      kind: 'login_code',
+      html: null,
+    });
+    expect(await devMailbox(stack.db.prisma, 'someone-else@clinic.test')).toEqual([]);
+
+    const result = await execute(MAILBOX, { to: 'Pat@Clinic.Test' });
+    expect(result.errors).toBeUndefined();
+    const messages = (result.data as { devMailbox: Record<string, unknown>[] }).devMailbox;
+    expect(messages).toHaveLength(2);
+    expect(messages[0]).toMatchObject({
+      id: second.id,
+      to: 'pat@clinic.test',
+      subject: 'Second',
+      text: 'plain',
+      html: '<b>rich</b>',
+      kind: 'invite',
+      status: 'SENT',
+    });
+    expect(typeof messages[0]?.sentAt).toBe('string');
+  });
+
+  it('answers FORBIDDEN in production', async () => {
+    const result = await execute(MAILBOX, { to: 'pat@clinic.test' }, { ...stack.config, env: 'production' });
+    expect(result.data).toBeNull();
+    expect(result.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+  });
+});

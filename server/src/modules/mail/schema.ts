@@ -1,0 +1,41 @@
+import { builder } from '../../builder.js';
+import { forbidden } from '../../errors.js';
+import { type DevMailMessage, devMailbox } from './service.js';
+
+const MailStatusEnum = builder.enumType('MailStatus', {
+  values: {
+    PENDING: { description: 'Waiting for a (next) delivery attempt.' },
+    SENT: { description: 'Accepted by the transport.' },
+    FAILED: { description: 'Every attempt failed; not retried.' },
+  } as const,
+});
+
+const MailMessageRef = builder.objectRef<DevMailMessage>('MailMessage').implement({
+  description: 'A message the built-in dev mailbox accepted instead of sending it.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    to: t.exposeString('to'),
+    subject: t.exposeString('subject'),
+    text: t.exposeString('text'),
+    html: t.exposeString('html', { nullable: true }),
+    kind: t.exposeString('kind'),
+    status: t.field({ type: MailStatusEnum, resolve: (message) => message.status }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    sentAt: t.expose('sentAt', { type: 'DateTime', nullable: true }),
+  }),
+});
+
+builder.queryField('devMailbox', (t) =>
+  t.field({
+    type: [MailMessageRef],
+    description:
+      'Development and test only (FORBIDDEN in production): what the dev mailbox accepted for `to`, newest first.',
+    args: { to: t.arg.string({ required: true }) },
+    // The field exists in every environment so that the printed schema does not depend on one.
+    resolve: (_root, { to }, context) => {
+      if (context.deps.config.env === 'production')
+        throw forbidden('devMailbox is not available in production');
+      return devMailbox(context.deps.db.prisma, to);
+    },
+  }),
+);

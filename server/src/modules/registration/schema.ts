@@ -1,0 +1,147 @@
+import { z } from 'zod';
+import { builder, ErrorInterface } from '../../builder.js';
+import { ConflictError, NotFoundError } from '../../errors.js';
+import { ClinicRef } from '../provisioning/schema.js';
+import { ProvisioningFailedError } from '../provisioning/service.js';
+import { EmailTakenError, InvalidCodeError } from './errors.js';
+import { registerClinicSchema } from './validation.js';
+
+const RegistrationStatusEnum = builder.enumType('RegistrationStatus', {
+  values: {
+    READY: { description: 'The clinic database is provisioned and verified.' },
+    PENDING: { description: 'Hybrid mode: a transient failure; provisioning continues in the background.' },
+  } as const,
+});
+
+const UserRoleEnum = builder.enumType('UserRole', {
+  values: ['SUPER_ADMIN', 'CLINIC_ADMIN', 'PRACTITIONER', 'STAFF', 'CLIENT'] as const,
+});
+
+export const UserRef = builder.prismaObject('User', {
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    email: t.exposeString('email'),
+    firstName: t.exposeString('firstName'),
+    lastName: t.exposeString('lastName'),
+    role: t.expose('role', { type: UserRoleEnum }),
+    emailVerified: t.boolean({ resolve: (user) => user.emailVerifiedAt !== null }),
+    clinic: t.relation('clinic', { nullable: true }),
+  }),
+});
+
+for (const [ErrorClass, name] of [
+  [EmailTakenError, 'EmailTakenError'],
+  [InvalidCodeError, 'InvalidCodeError'],
+] as const) {
+  builder.objectType(ErrorClass, {
+    name,
+    interfaces: [ErrorInterface],
+    isTypeOf: (value) => value instanceof ErrorClass,
+    fields: () => ({}),
+  });
+}
+
+interface RegisterClinicResult {
+  clinicId: string;
+  userId: string;
+  status: 'READY' | 'PENDING';
+}
+
+const RegisterClinicSuccess = builder.objectRef<RegisterClinicResult>('RegisterClinicSuccess').implement({
+  fields: (t) => ({
+    clinic: t.prismaField({
+      type: ClinicRef,
+      resolve: (query, result, _args, context) =>
+        context.deps.db.prisma.clinic.findUniqueOrThrow({ ...query, where: { id: result.clinicId } }),
+    }),
+    user: t.prismaField({
+      type: UserRef,
+      resolve: (query, result, _args, context) =>
+        context.deps.db.prisma.user.findUniqueOrThrow({ ...query, where: { id: result.userId } }),
+    }),
+    status: t.field({ type: RegistrationStatusEnum, resolve: (result) => result.status }),
+  }),
+});
+
+const RegisterClinicInput = builder.inputType('RegisterClinicInput', {
+  fields: (t) => ({
+    clinicName: t.string({ required: true }),
+    country: t.string({ required: true, description: 'ISO 3166-1 alpha-2, e.g. FR.' }),
+    adminEmail: t.string({ required: true }),
+    adminPassword: t.string({ required: true, description: 'At least 12 characters; not the e-mail; not a common password.' }),
+    adminFirstName: t.string({ required: true }),
+    adminLastName: t.string({ required: true }),
+    adminPhone: t.string({ description: 'International format, e.g. +33612345678.' }),
+  }),
+});
+
+const VerifyEmailSuccess = builder.objectRef<{ userId: string }>('VerifyEmailSuccess').implement({
+  fields: (t) => ({
+    user: t.prismaField({
+      type: UserRef,
+      resolve: (query, result, _args, context) =>
+        context.deps.db.prisma.user.findUniqueOrThrow({ ...query, where: { id: result.userId } }),
+    }),
+  }),
+});
+
+const ResendVerificationEmailSuccess = builder
+  .objectRef<{ accepted: true }>('ResendVerificationEmailSuccess')
+  .implement({
+    description: 'The same answer whether or not the e-mail belongs to an account.',
+    fields: (t) => ({ accepted: t.exposeBoolean('accepted') }),
+  });
+
+const RetryProvisioningSuccess = builder.objectRef<{ clinicId: string }>('RetryProvisioningSuccess').implement({
+  fields: (t) => ({
+    clinic: t.prismaField({
+      type: ClinicRef,
+      resolve: (query, result, _args, context) =>
+        context.deps.db.prisma.clinic.findUniqueOrThrow({ ...query, where: { id: result.clinicId } }),
+    }),
+  }),
+});
+
+builder.mutationFields((t) => ({
+  registerClinic: t.field({
+    type: RegisterClinicSuccess,
+    description: 'Creates a company, its clinic with its own database, and the clinic admin: all or nothing.',
+    errors: { types: [EmailTakenError, ProvisioningFailedError] },
+    args: { input: t.arg({ type: RegisterClinicInput, required: true }) },
+    validate: z.object({ input: registerClinicSchema }),
+    resolve: (_root, args, context) =>
+      context.deps.registration.register(registerClinicSchema.parse(args.input)),
+  }),
+  verifyEmail: t.field({
+    type: VerifyEmailSuccess,
+    errors: { types: [InvalidCodeError] },
+    args: { token: t.arg.string({ required: true, validate: z.string().min(1).max(200) }) },
+    resolve: async (_root, { token }, context) => ({ userId: await context.deps.registration.verifyEmail(token) }),
+  }),
+  resendVerificationEmail: t.field({
+    type: ResendVerificationEmailSuccess,
+    errors: {},
+    args: { email: t.arg.string({ required: true, validate: z.string().max(254) }) },
+    resolve: async (_root, { email }, context) => {
+      // Same answer, known e-mail or not: no account enumeration here.
+      await context.deps.registration.resendVerificationEmail(email);
+      return { accepted: true as const };
+    },
+  }),
+  retryProvisioning: t.field({
+    type: RetryProvisioningSuccess,
+    authScopes: { operator: true },
+    errors: { types: [NotFoundError, ConflictError] },
+    args: { clinicId: t.arg.id({ required: true, validate: z.uuid({ error: 'must be a clinic id (UUID)' }) }) },
+    resolve: async (_root, { clinicId }, context) => {
+      const id = String(clinicId);
+      const clinic = await context.deps.db.prisma.clinic.findUnique({ where: { id }, select: { status: true } });
+      if (!clinic) throw new NotFoundError('clinic');
+      if (clinic.status !== 'FAILED' && clinic.status !== 'PENDING') {
+        throw new ConflictError(`Only FAILED or PENDING clinics can be retried; this one is ${clinic.status}`);
+      }
+      await context.deps.registration.retry(id);
+      return { clinicId: id };
+    },
+  }),
+}));

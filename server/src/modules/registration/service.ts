@@ -1,0 +1,372 @@
+/**
+ * Clinic registration: validates, then runs one provisioning saga — central records, subdomain,
+ * the clinic database, DNS, certificate, commit, verification e-mail. Strict mode undoes
+ * everything on any failure; hybrid mode turns a transient failure into a background job
+ * (up to 3 attempts in all) that was enqueued with the central records, so even a crash right
+ * after them cannot strand the clinic.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { CentralPrisma } from '../../db/database.js';
+import type { Config } from '../../env.js';
+import type { Prisma } from '../../generated/central/client.js';
+import { addJob } from '../../jobs/index.js';
+import type { Logger } from '../../logger.js';
+import { hashPassword } from '../auth/passwords.js';
+import { enqueueMail } from '../mail/service.js';
+import { slug } from '../provisioning/names.js';
+import type { SagaStep } from '../provisioning/saga.js';
+import type { ProvisioningService } from '../provisioning/service.js';
+import { ProvisioningFailedError } from '../provisioning/service.js';
+import { defaultSubdomain, type ProvisionState } from '../provisioning/steps.js';
+import { EmailTakenError, InvalidCodeError } from './errors.js';
+import { isTransient } from './transient.js';
+import { normaliseEmail, type RegisterClinicInput } from './validation.js';
+
+/** Attempts in all, the synchronous one included (hybrid mode). */
+export const MAX_ATTEMPTS = 3;
+/** Hybrid mode: when the synchronous attempt neither finishes nor reschedules (a crash), the job runs after this. */
+const CRASH_FALLBACK_MS = 5 * 60_000;
+const VERIFICATION_TTL_MS = 24 * 60 * 60_000;
+/** Names a clinic may not take as its subdomain. */
+const RESERVED_SUBDOMAINS = new Set(['www', 'api', 'app', 'admin', 'mail', 'smtp', 'imap', 'ns1', 'ns2', 'console', 'status', 'static', 'cdn', 'auth', 'onramp']);
+
+export type RegistrationStatus = 'READY' | 'PENDING';
+
+interface RegistrationState extends ProvisionState {
+  passwordHash: string;
+  phone: string | null;
+  hybrid: boolean;
+}
+
+export interface RegistrationDeps {
+  config: Config;
+  logger: Logger;
+  prisma: CentralPrisma;
+  provisioning: ProvisioningService;
+}
+
+export interface Registered {
+  clinicId: string;
+  userId: string;
+  status: RegistrationStatus;
+}
+
+const jobKey = (clinicId: string) => `provision:${clinicId}`;
+const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
+
+export class RegistrationService {
+  constructor(private readonly deps: RegistrationDeps) {}
+
+  /**
+   * @throws EmailTakenError when the e-mail is in use (also when a concurrent registration wins).
+   * @throws ProvisioningFailedError after undoing everything.
+   */
+  async register(input: RegisterClinicInput): Promise<Registered> {
+    const { prisma, provisioning, config } = this.deps;
+    // Fast path; the unique index decides races (central_records maps its violation).
+    if (await prisma.user.findUnique({ where: { email: input.adminEmail }, select: { id: true } })) {
+      throw new EmailTakenError();
+    }
+    const hybrid = config.registrationMode === 'hybrid';
+    const base = await provisioning.newState({
+      clinicName: input.clinicName,
+      country: input.country,
+      admin: { userId: null, firstName: input.adminFirstName, lastName: input.adminLastName, email: input.adminEmail },
+    });
+    const state: RegistrationState = {
+      ...base,
+      passwordHash: await hashPassword(input.adminPassword),
+      phone: input.adminPhone ?? null,
+      hybrid,
+    };
+    const steps = [this.centralRecordsStep(), ...this.remainingSteps()];
+    const result = await provisioning.runSaga('REGISTER', state, steps, {
+      // Only once the central records exist is there something to resume.
+      suspendOn: (error, step) => hybrid && step !== 'central_records' && isTransient(error),
+    });
+    const userId = state.admin?.userId as string;
+    if (result.ok) return { clinicId: state.clinicId, userId, status: 'READY' };
+    if (result.error instanceof EmailTakenError) throw result.error;
+    if (result.suspended) {
+      await prisma.$transaction(async (tx) => {
+        await tx.clinic.update({ where: { id: state.clinicId }, data: { status: 'PENDING' } });
+        await this.scheduleAttempt(tx, state.clinicId, 2);
+      });
+      return { clinicId: state.clinicId, userId, status: 'PENDING' };
+    }
+    throw new ProvisioningFailedError(result.failedStep, result.runId);
+  }
+
+  /** The `provision_clinic` job: the next attempt of a suspended registration. */
+  async continueRegistration(clinicId: string, attempt: number): Promise<void> {
+    const { prisma, provisioning, logger } = this.deps;
+    const clinic = await prisma.clinic.findUnique({
+      where: { id: clinicId },
+      include: { users: { where: { role: 'CLINIC_ADMIN' }, orderBy: { createdAt: 'asc' }, take: 1 } },
+    });
+    if (!clinic || clinic.status === 'READY' || clinic.status === 'FAILED') return; // nothing left to do
+    const admin = clinic.users[0];
+    const server = provisioning.integrity.servers.get(clinic.databaseServer);
+    if (!admin || !server) {
+      logger.error({ clinicId }, 'pending clinic without admin or known server; giving up');
+      await this.giveUp(clinicId, attempt, 'clinic admin or database server missing');
+      return;
+    }
+    const state: RegistrationState = {
+      clinicId,
+      clinicName: clinic.name,
+      country: clinic.country,
+      companyName: clinic.name,
+      admin: { userId: admin.id, firstName: admin.firstName, lastName: admin.lastName, email: admin.email },
+      server,
+      databaseName: clinic.databaseName,
+      roleName: clinic.databaseRole,
+      passwordHash: '',
+      phone: admin.phone,
+      hybrid: true,
+    };
+    const last = attempt >= MAX_ATTEMPTS;
+    const result = await provisioning.runSaga('REGISTER', state, this.remainingSteps(), {
+      attempt,
+      // Before the last attempt a failure keeps what exists for the next one; the last undoes.
+      suspendOn: () => !last,
+    });
+    if (result.ok) return;
+    if (!last) {
+      await this.scheduleAttempt(prisma, clinicId, attempt + 1);
+      return;
+    }
+    await this.giveUp(clinicId, attempt, result.error.message);
+  }
+
+  /** Final failure of a hybrid registration: the database work is undone (by the saga), the clinic marked FAILED. */
+  private async giveUp(clinicId: string, attempt: number, reason: string): Promise<void> {
+    const { prisma, config } = this.deps;
+    const clinic = await prisma.clinic.update({ where: { id: clinicId }, data: { status: 'FAILED' } });
+    const admins = await prisma.user.findMany({ where: { role: 'SUPER_ADMIN' }, select: { email: true } });
+    const recipients = [...new Set([config.adminEmail, ...admins.map((user) => user.email)])];
+    await prisma.$transaction(async (tx) => {
+      for (const to of recipients) {
+        await enqueueMail(tx, {
+          to,
+          kind: 'provisioning_failed',
+          subject: `Onramp: provisioning of "${clinic.name}" failed`,
+          text: [
+            `Provisioning of clinic "${clinic.name}" (${clinic.id}) failed after ${attempt} attempts and was rolled back.`,
+            `Last error: ${reason.slice(0, 300)}`,
+            'The clinic is marked FAILED; retry it with retryProvisioning or remove it with deleteClinic.',
+          ].join('\n\n'),
+        });
+      }
+      await tx.auditLog.create({
+        data: { action: 'registration.failed', clinicId, targetType: 'clinic', targetId: clinicId, data: { attempt, reason: reason.slice(0, 300), alerted: recipients.length } },
+      });
+    });
+  }
+
+  private async scheduleAttempt(db: Prisma.TransactionClient | CentralPrisma, clinicId: string, attempt: number): Promise<void> {
+    const base = this.deps.config.provisioningRetryBaseMs * 2 ** (attempt - 2);
+    const delay = Math.round(base * (0.5 + Math.random())); // jitter: spread retries of a shared outage
+    await addJob(db, 'provision_clinic', { clinicId, attempt }, {
+      jobKey: jobKey(clinicId),
+      runAt: new Date(Date.now() + delay),
+      maxAttempts: 1, // attempts are counted here, not by graphile-worker
+    });
+  }
+
+  /** Operator action: schedule a new attempt for a FAILED or PENDING clinic. */
+  async retry(clinicId: string): Promise<void> {
+    const { prisma } = this.deps;
+    await prisma.$transaction(async (tx) => {
+      await tx.clinic.update({ where: { id: clinicId }, data: { status: 'PENDING' } });
+      await addJob(tx, 'provision_clinic', { clinicId, attempt: 1 }, { jobKey: jobKey(clinicId), maxAttempts: 1 });
+    });
+  }
+
+  private centralRecordsStep(): SagaStep<RegistrationState> {
+    const { prisma } = this.deps;
+    return {
+      name: 'central_records',
+      run: async (state) => {
+        const admin = state.admin;
+        if (!admin) throw new Error('registration without admin');
+        try {
+          await prisma.$transaction(async (tx) => {
+            const company = await tx.company.create({ data: { name: state.companyName } });
+            await tx.clinic.create({
+              data: {
+                id: state.clinicId,
+                companyId: company.id,
+                name: state.clinicName,
+                country: state.country,
+                subdomain: defaultSubdomain(state),
+                status: 'PROVISIONING',
+                databaseName: state.databaseName,
+                databaseServer: state.server.key,
+                databaseRole: state.roleName,
+              },
+            });
+            const user = await tx.user.create({
+              data: {
+                email: admin.email,
+                passwordHash: state.passwordHash,
+                firstName: admin.firstName,
+                lastName: admin.lastName,
+                phone: state.phone,
+                role: 'CLINIC_ADMIN',
+                clinicId: state.clinicId,
+              },
+            });
+            admin.userId = user.id;
+            // Hybrid: the job that finishes the work exists from the moment the records do.
+            if (state.hybrid) {
+              await addJob(tx, 'provision_clinic', { clinicId: state.clinicId, attempt: 2 }, {
+                jobKey: jobKey(state.clinicId),
+                runAt: new Date(Date.now() + CRASH_FALLBACK_MS),
+                maxAttempts: 1,
+              });
+            }
+          });
+        } catch (error) {
+          if ((error as { code?: string }).code === 'P2002') throw new EmailTakenError();
+          throw error;
+        }
+        return undefined;
+      },
+      undo: async (state) => {
+        await prisma.$transaction(async (tx) => {
+          const clinic = await tx.clinic.findUnique({ where: { id: state.clinicId }, select: { companyId: true } });
+          // Cascades to the clinic, its users and their tokens.
+          if (clinic) await tx.company.delete({ where: { id: clinic.companyId } });
+          await tx.$executeRaw`SELECT graphile_worker.remove_job(${jobKey(state.clinicId)})`;
+        });
+      },
+    };
+  }
+
+  private remainingSteps(): SagaStep<RegistrationState>[] {
+    const { provisioning } = this.deps;
+    return [this.subdomainStep(), ...provisioning.databaseSteps(), skipped('dns'), skipped('ssl'), this.commitStep(), this.verificationEmailStep()];
+  }
+
+  /** Upgrades the unique `name-1a2b3c4d` subdomain to the bare name when nobody has it. */
+  private subdomainStep(): SagaStep<RegistrationState> {
+    const { prisma } = this.deps;
+    return {
+      name: 'subdomain',
+      run: async (state) => {
+        const bare = slug(state.clinicName, 40).replaceAll('_', '-');
+        if (bare.length < 3 || RESERVED_SUBDOMAINS.has(bare)) return { note: 'kept the generated subdomain' };
+        try {
+          await prisma.clinic.update({ where: { id: state.clinicId }, data: { subdomain: bare } });
+          return { note: `reserved ${bare}` };
+        } catch (error) {
+          if ((error as { code?: string }).code !== 'P2002') throw error;
+          return { note: `${bare} is taken; kept the generated subdomain` };
+        }
+      },
+    };
+  }
+
+  /** The point of no return: READY, the verification token and its e-mail, in one transaction. */
+  private commitStep(): SagaStep<RegistrationState> {
+    const { prisma, config } = this.deps;
+    return {
+      name: 'commit',
+      run: async (state) => {
+        const admin = state.admin;
+        if (!admin?.userId) throw new Error('commit without admin user');
+        const userId = admin.userId;
+        await prisma.$transaction(async (tx) => {
+          await tx.clinic.update({ where: { id: state.clinicId }, data: { status: 'READY' } });
+          await this.issueVerification(tx, { id: userId, email: admin.email, firstName: admin.firstName }, state.clinicName);
+          await tx.$executeRaw`SELECT graphile_worker.remove_job(${jobKey(state.clinicId)})`;
+        });
+        void config;
+        return undefined;
+      },
+    };
+  }
+
+  private verificationEmailStep(): SagaStep<RegistrationState> {
+    const { prisma } = this.deps;
+    return {
+      name: 'verification_email',
+      afterCommit: true,
+      run: async (state) => {
+        const queued = await prisma.mailOutbox.count({ where: { toAddress: state.admin?.email ?? '', kind: 'email_verification' } });
+        if (queued === 0) throw new Error('verification e-mail missing from the outbox');
+        return { note: 'queued for delivery' };
+      },
+    };
+  }
+
+  private async issueVerification(
+    tx: Prisma.TransactionClient,
+    user: { id: string; email: string; firstName: string },
+    clinicName: string,
+  ): Promise<void> {
+    const token = randomBytes(32).toString('base64url');
+    await tx.emailVerificationToken.create({
+      data: { userId: user.id, tokenHash: hashToken(token), expiresAt: new Date(Date.now() + VERIFICATION_TTL_MS) },
+    });
+    const link = `${this.deps.config.publicUrl}/verify-email?token=${token}`;
+    await enqueueMail(tx, {
+      to: user.email,
+      kind: 'email_verification',
+      subject: `Confirm your e-mail for ${clinicName}`,
+      text: [
+        `Hello ${user.firstName},`,
+        `Your clinic "${clinicName}" is ready on Onramp. Confirm your e-mail address to sign in:`,
+        link,
+        'The link works once and expires in 24 hours.',
+      ].join('\n\n'),
+    });
+  }
+
+  /** Marks the e-mail verified. Single use, 24 h. @throws InvalidCodeError */
+  async verifyEmail(token: string): Promise<string> {
+    const { prisma } = this.deps;
+    return prisma.$transaction(async (tx) => {
+      // The conditional update makes two concurrent uses of one token succeed once.
+      const used = await tx.emailVerificationToken.updateManyAndReturn({
+        where: { tokenHash: hashToken(token), usedAt: null, expiresAt: { gt: new Date() } },
+        data: { usedAt: new Date() },
+        select: { userId: true },
+      });
+      const userId = used[0]?.userId;
+      if (!userId) throw new InvalidCodeError();
+      await tx.user.update({ where: { id: userId }, data: { emailVerifiedAt: new Date() } });
+      await tx.auditLog.create({ data: { action: 'user.email_verified', actorId: userId, targetType: 'user', targetId: userId } });
+      return userId;
+    });
+  }
+
+  /**
+   * Sends a new link to an unverified user of a READY clinic. Says nothing about whether the
+   * e-mail exists: the caller answers the same either way, and at most one mail per minute goes out.
+   */
+  async resendVerificationEmail(rawEmail: string): Promise<void> {
+    const { prisma } = this.deps;
+    const email = normaliseEmail(rawEmail);
+    const user = await prisma.user.findUnique({ where: { email }, include: { clinic: true } });
+    if (!user || user.emailVerifiedAt || !user.clinic || user.clinic.status !== 'READY') return;
+    const recent = await prisma.mailOutbox.count({
+      where: { toAddress: email, kind: 'email_verification', createdAt: { gt: new Date(Date.now() - 60_000) } },
+    });
+    if (recent > 0) return;
+    const clinicName = user.clinic.name;
+    await prisma.$transaction(async (tx) => {
+      // Only the newest link works.
+      await tx.emailVerificationToken.updateMany({ where: { userId: user.id, usedAt: null }, data: { usedAt: new Date() } });
+      await this.issueVerification(tx, user, clinicName);
+    });
+  }
+}
+
+function skipped(name: 'dns' | 'ssl'): SagaStep<RegistrationState> {
+  return {
+    name,
+    run: async () => ({ skipped: name === 'dns' ? 'no DNS provider configured' : 'no certificate provider configured' }),
+  };
+}
