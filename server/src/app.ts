@@ -17,11 +17,12 @@ import type { BaseDeps, Context, Deps } from './context.js';
 import { REPO_ROOT } from './db/paths.js';
 import { bodyTooLarge, isAllowedOrigin, sendJson, setSecurityHeaders } from './http/security.js';
 import { serveConsole } from './http/static.js';
+import { startWorker, type Worker } from './jobs/index.js';
 import { createMetrics, useOperationMetrics } from './metrics.js';
 import { checkHealth } from './modules/health/service.js';
-import { startWorker, type Worker } from './jobs/index.js';
 import { createMailTransport, deliverMail } from './modules/mail/service.js';
 import { ProvisioningService } from './modules/provisioning/service.js';
+import { Reconciler } from './modules/registration/reconciler.js';
 import { RegistrationService } from './modules/registration/service.js';
 import { createEventBus } from './pubsub/index.js';
 import { schema } from './schema.js';
@@ -78,8 +79,18 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   });
   const registration = new RegistrationService({ ...base, prisma: base.db.prisma, provisioning });
   const mail = createMailTransport(config, logger);
-  const deps: Deps = { ...base, metrics, events, provisioning, registration, mail };
+  const reconciler = new Reconciler({ prisma: base.db.prisma, logger, provisioning });
+  const deps: Deps = { ...base, metrics, events, provisioning, registration, mail, reconciler };
   let worker: Worker | undefined;
+  let reconcileTimer: NodeJS.Timeout | undefined;
+  const reconcile = () =>
+    reconciler
+      .reconcile()
+      .then((result) => {
+        if (Object.values(result).some((count) => count > 0))
+          logger.info({ result }, 'reconciled provisioning');
+      })
+      .catch((error: unknown) => logger.error({ err: error }, 'reconciliation failed'));
   const consoleDir = options.consoleDir ?? CONSOLE_DIST;
   let stopping = false;
 
@@ -257,16 +268,19 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
             logger,
             pollInterval: options.jobPollIntervalMs,
             handlers: {
-              send_email: ({ outboxId }) => deliverMail({ prisma: base.db.prisma, transport: mail, logger }, outboxId),
-              provision_clinic: ({ clinicId, attempt }) => registration.continueRegistration(clinicId, attempt),
+              send_email: ({ outboxId }) =>
+                deliverMail({ prisma: base.db.prisma, transport: mail, logger }, outboxId),
+              provision_clinic: ({ clinicId, attempt }) =>
+                registration.continueRegistration(clinicId, attempt),
             },
-          }).then(
-            (started) => {
-              worker = started;
-              resolvePromise(url);
-            },
-            reject,
-          );
+          }).then((started) => {
+            worker = started;
+            // Runs abandoned by a crash (expired leases) and orphans: now, then every lease period.
+            void reconcile();
+            reconcileTimer = setInterval(reconcile, config.provisioningLeaseSeconds * 1000);
+            reconcileTimer.unref();
+            resolvePromise(url);
+          }, reject);
         });
       }),
     stop: () => {
@@ -288,6 +302,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         await closed;
         await new Promise<void>((done) => wss.close(() => done()));
         await yoga.dispose();
+        clearInterval(reconcileTimer);
         await worker?.stop();
         mail.close();
         await provisioning.close();

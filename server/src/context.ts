@@ -5,6 +5,7 @@ import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import type { MailTransport } from './modules/mail/service.js';
 import type { ProvisioningService } from './modules/provisioning/service.js';
+import type { Reconciler } from './modules/registration/reconciler.js';
 import type { RegistrationService } from './modules/registration/service.js';
 import type { EventBus } from './pubsub/index.js';
 
@@ -22,6 +23,7 @@ export interface Deps extends BaseDeps {
   events: EventBus;
   provisioning: ProvisioningService;
   registration: RegistrationService;
+  reconciler: Reconciler;
   mail: MailTransport;
 }
 

@@ -31,6 +31,8 @@ export interface ClinicServer {
 
 export interface Databases {
   centralUrl: string;
+  /** Tags the clinic databases and roles this deployment owns (see the `deployment` table). */
+  deploymentId: string;
   prisma: CentralPrisma;
   /** Small pool beside Prisma's for health checks and raw admin SQL on the central database. */
   pool: pg.Pool;
@@ -83,6 +85,10 @@ export async function openDatabases(
       adapter: new PrismaPg({ connectionString: centralUrl, max: 10, application_name: 'onramp' }),
     });
 
+    const deploymentId = await withClient(centralUrl, async (client) => {
+      await client.query('INSERT INTO deployment DEFAULT VALUES ON CONFLICT (singleton) DO NOTHING');
+      return (await client.query<{ id: string }>('SELECT id FROM deployment')).rows[0]?.id as string;
+    });
     logger.info(
       { central: redactUrl(centralUrl), clinicServers: clinicServers.map((server) => server.key) },
       'databases ready',
@@ -91,6 +97,7 @@ export async function openDatabases(
 
     return {
       centralUrl,
+      deploymentId,
       prisma,
       pool,
       clinicServers,

@@ -3,7 +3,14 @@
  * same transaction as the rows it works on, so it exists exactly when they do.
  * Payloads are typed by task name; every handler must be safe to run twice.
  */
-import { Logger as WorkerLogger, run, runMigrations, type Runner, type Task, type TaskList } from 'graphile-worker';
+import {
+  type Runner,
+  run,
+  runMigrations,
+  type Task,
+  type TaskList,
+  Logger as WorkerLogger,
+} from 'graphile-worker';
 import type { Logger } from '../logger.js';
 
 export interface TaskPayloads {

@@ -70,6 +70,23 @@ export async function grantClinicRole(serverUrl: string, database: string, role:
   });
 }
 
+/** The comment that marks a clinic database or role as this deployment's own. */
+export function ownerTag(deploymentId: string): string {
+  return `onramp:${deploymentId}`;
+}
+
+/** Tags the database and role so this deployment (and only it) may ever sweep them as orphans. */
+export async function tagClinicObjects(
+  admin: Queryable,
+  deploymentId: string,
+  database: string,
+  role: string,
+): Promise<void> {
+  const tag = quoteLiteral(ownerTag(deploymentId));
+  await admin.query(`COMMENT ON DATABASE ${quoteIdent(database)} IS ${tag}`);
+  await admin.query(`COMMENT ON ROLE ${quoteIdent(role)} IS ${tag}`);
+}
+
 /** Drops the database (closing its connections) and then the role; missing ones are fine. */
 export async function dropClinicObjects(
   serverUrl: string,

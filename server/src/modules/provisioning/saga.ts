@@ -157,7 +157,14 @@ export async function runSaga<S>(deps: SagaDeps, input: SagaInput<S>): Promise<S
         if (input.suspendOn?.(error, step.name)) {
           log.warn({ err: error, step: step.name }, 'provisioning step failed; suspended for a retry');
           await finish(prisma, run.id, 'FAILED', `${step.name} (will retry): ${describe(error)}`);
-          return { ok: false, runId: run.id, failedStep: step.name, error, rolledBack: false, suspended: true };
+          return {
+            ok: false,
+            runId: run.id,
+            failedStep: step.name,
+            error,
+            rolledBack: false,
+            suspended: true,
+          };
         }
         log.warn({ err: error, step: step.name }, 'provisioning step failed; rolling back');
         // The failed step may have half-done its work: undo it quietly (its record stays

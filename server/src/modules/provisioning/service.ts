@@ -17,6 +17,7 @@ import {
   ensureRole,
   grantClinicRole,
   roleExists,
+  tagClinicObjects,
 } from './admin.js';
 import { ClinicClientCache } from './clinic-clients.js';
 import { ClinicBusyError, ProvisioningFailedError } from './errors.js';
@@ -143,7 +144,13 @@ export class ProvisioningService {
       clinicMigrations: db.clinicMigrations,
       integrity: this.integrity,
       encryptionKey: config.encryptionKey,
+      deploymentId: db.deploymentId,
     };
+  }
+
+  /** This deployment's identity, tagged on every clinic database and role it creates. */
+  get deploymentId(): string {
+    return this.deps.db.deploymentId;
   }
 
   /**
@@ -234,7 +241,10 @@ export class ProvisioningService {
       },
       { kind, clinicId: state.clinicId, steps, state, ...options },
     );
-    this.deps.metrics.provisioningRuns.inc({ kind, outcome: result.ok ? 'success' : result.suspended ? 'suspended' : 'failure' });
+    this.deps.metrics.provisioningRuns.inc({
+      kind,
+      outcome: result.ok ? 'success' : result.suspended ? 'suspended' : 'failure',
+    });
     return result;
   }
 
@@ -334,6 +344,7 @@ export class ProvisioningService {
               : `recreated role ${clinic.databaseRole}`,
           );
         }
+        await tagClinicObjects(admin, this.deps.db.deploymentId, clinic.databaseName, clinic.databaseRole);
       } finally {
         await admin.query('SELECT pg_advisory_unlock(hashtext($1))', [`repair:${clinicId}`]).catch(() => {});
       }

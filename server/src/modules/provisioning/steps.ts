@@ -6,7 +6,14 @@ import { randomUUID } from 'node:crypto';
 import type { CentralPrisma, ClinicServer } from '../../db/database.js';
 import { type Migration, migrate } from '../../db/migrator.js';
 import { databaseUrl, withClient } from '../../db/sql.js';
-import { cloneDatabase, databaseExists, dropClinicObjects, ensureRole, grantClinicRole } from './admin.js';
+import {
+  cloneDatabase,
+  databaseExists,
+  dropClinicObjects,
+  ensureRole,
+  grantClinicRole,
+  tagClinicObjects,
+} from './admin.js';
 import type { ClinicClientCache } from './clinic-clients.js';
 import { checkClinicDatabaseIntegrity, type IntegrityContext } from './integrity.js';
 import { clinicDatabaseName, clinicRoleName, slug } from './names.js';
@@ -43,6 +50,7 @@ export interface StepDeps {
   clinicMigrations: readonly Migration[];
   integrity: IntegrityContext;
   encryptionKey: Buffer;
+  deploymentId: string;
 }
 
 export function newProvisionState(input: {
@@ -120,6 +128,7 @@ export function createDatabaseStep(deps: StepDeps): SagaStep<ProvisionState> {
         }
         state.password = randomPassword();
         await ensureRole(admin, state.roleName, state.password);
+        await tagClinicObjects(admin, deps.deploymentId, state.databaseName, state.roleName);
       });
       await grantClinicRole(server.url, state.databaseName, state.roleName);
       await deps.prisma.clinic.update({

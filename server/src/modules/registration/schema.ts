@@ -4,6 +4,7 @@ import { ConflictError, NotFoundError } from '../../errors.js';
 import { ClinicRef } from '../provisioning/schema.js';
 import { ProvisioningFailedError } from '../provisioning/service.js';
 import { EmailTakenError, InvalidCodeError } from './errors.js';
+import type { OrphanObject, ZombieAccount, ZombieReport } from './reconciler.js';
 import { registerClinicSchema } from './validation.js';
 
 const RegistrationStatusEnum = builder.enumType('RegistrationStatus', {
@@ -68,7 +69,10 @@ const RegisterClinicInput = builder.inputType('RegisterClinicInput', {
     clinicName: t.string({ required: true }),
     country: t.string({ required: true, description: 'ISO 3166-1 alpha-2, e.g. FR.' }),
     adminEmail: t.string({ required: true }),
-    adminPassword: t.string({ required: true, description: 'At least 12 characters; not the e-mail; not a common password.' }),
+    adminPassword: t.string({
+      required: true,
+      description: 'At least 12 characters; not the e-mail; not a common password.',
+    }),
     adminFirstName: t.string({ required: true }),
     adminLastName: t.string({ required: true }),
     adminPhone: t.string({ description: 'International format, e.g. +33612345678.' }),
@@ -92,15 +96,17 @@ const ResendVerificationEmailSuccess = builder
     fields: (t) => ({ accepted: t.exposeBoolean('accepted') }),
   });
 
-const RetryProvisioningSuccess = builder.objectRef<{ clinicId: string }>('RetryProvisioningSuccess').implement({
-  fields: (t) => ({
-    clinic: t.prismaField({
-      type: ClinicRef,
-      resolve: (query, result, _args, context) =>
-        context.deps.db.prisma.clinic.findUniqueOrThrow({ ...query, where: { id: result.clinicId } }),
+const RetryProvisioningSuccess = builder
+  .objectRef<{ clinicId: string }>('RetryProvisioningSuccess')
+  .implement({
+    fields: (t) => ({
+      clinic: t.prismaField({
+        type: ClinicRef,
+        resolve: (query, result, _args, context) =>
+          context.deps.db.prisma.clinic.findUniqueOrThrow({ ...query, where: { id: result.clinicId } }),
+      }),
     }),
-  }),
-});
+  });
 
 builder.mutationFields((t) => ({
   registerClinic: t.field({
@@ -116,7 +122,9 @@ builder.mutationFields((t) => ({
     type: VerifyEmailSuccess,
     errors: { types: [InvalidCodeError] },
     args: { token: t.arg.string({ required: true, validate: z.string().min(1).max(200) }) },
-    resolve: async (_root, { token }, context) => ({ userId: await context.deps.registration.verifyEmail(token) }),
+    resolve: async (_root, { token }, context) => ({
+      userId: await context.deps.registration.verifyEmail(token),
+    }),
   }),
   resendVerificationEmail: t.field({
     type: ResendVerificationEmailSuccess,
@@ -132,16 +140,64 @@ builder.mutationFields((t) => ({
     type: RetryProvisioningSuccess,
     authScopes: { operator: true },
     errors: { types: [NotFoundError, ConflictError] },
-    args: { clinicId: t.arg.id({ required: true, validate: z.uuid({ error: 'must be a clinic id (UUID)' }) }) },
+    args: {
+      clinicId: t.arg.id({ required: true, validate: z.uuid({ error: 'must be a clinic id (UUID)' }) }),
+    },
     resolve: async (_root, { clinicId }, context) => {
       const id = String(clinicId);
-      const clinic = await context.deps.db.prisma.clinic.findUnique({ where: { id }, select: { status: true } });
+      const clinic = await context.deps.db.prisma.clinic.findUnique({
+        where: { id },
+        select: { status: true },
+      });
       if (!clinic) throw new NotFoundError('clinic');
       if (clinic.status !== 'FAILED' && clinic.status !== 'PENDING') {
-        throw new ConflictError(`Only FAILED or PENDING clinics can be retried; this one is ${clinic.status}`);
+        throw new ConflictError(
+          `Only FAILED or PENDING clinics can be retried; this one is ${clinic.status}`,
+        );
       }
       await context.deps.registration.retry(id);
       return { clinicId: id };
     },
   }),
 }));
+
+const ZombieAccountRef = builder.objectRef<ZombieAccount>('ZombieAccount').implement({
+  fields: (t) => ({
+    clinicId: t.exposeID('clinicId'),
+    name: t.exposeString('name'),
+    status: t.exposeString('status'),
+    dbStatus: t.exposeString('dbStatus'),
+    reason: t.exposeString('reason'),
+  }),
+});
+
+const OrphanObjectRef = builder.objectRef<OrphanObject>('OrphanObject').implement({
+  description: 'A clinic database or role of this deployment that no clinic owns.',
+  fields: (t) => ({
+    server: t.exposeString('server'),
+    name: t.exposeString('name'),
+    kind: t.exposeString('kind'),
+  }),
+});
+
+const ZombieReportRef = builder.objectRef<ZombieReport>('ZombieReport').implement({
+  fields: (t) => ({
+    checkedAt: t.expose('checkedAt', { type: 'DateTime' }),
+    accounts: t.field({
+      type: [ZombieAccountRef],
+      description: 'Clinics whose users could sign in to a broken database, or stuck provisioning.',
+      resolve: (report) => report.accounts,
+    }),
+    orphans: t.field({ type: [OrphanObjectRef], resolve: (report) => report.orphans }),
+    empty: t.boolean({ resolve: (report) => report.accounts.length === 0 && report.orphans.length === 0 }),
+  }),
+});
+
+builder.queryField('zombieReport', (t) =>
+  t.field({
+    type: ZombieReportRef,
+    authScopes: { operator: true },
+    description: 'Accounts without a healthy database and databases without an account. Should be empty.',
+    resolve: (_root, _args, context) => context.deps.reconciler.zombieReport(),
+  }),
+);

@@ -28,7 +28,23 @@ export const MAX_ATTEMPTS = 3;
 const CRASH_FALLBACK_MS = 5 * 60_000;
 const VERIFICATION_TTL_MS = 24 * 60 * 60_000;
 /** Names a clinic may not take as its subdomain. */
-const RESERVED_SUBDOMAINS = new Set(['www', 'api', 'app', 'admin', 'mail', 'smtp', 'imap', 'ns1', 'ns2', 'console', 'status', 'static', 'cdn', 'auth', 'onramp']);
+const RESERVED_SUBDOMAINS = new Set([
+  'www',
+  'api',
+  'app',
+  'admin',
+  'mail',
+  'smtp',
+  'imap',
+  'ns1',
+  'ns2',
+  'console',
+  'status',
+  'static',
+  'cdn',
+  'auth',
+  'onramp',
+]);
 
 export type RegistrationStatus = 'READY' | 'PENDING';
 
@@ -71,7 +87,12 @@ export class RegistrationService {
     const base = await provisioning.newState({
       clinicName: input.clinicName,
       country: input.country,
-      admin: { userId: null, firstName: input.adminFirstName, lastName: input.adminLastName, email: input.adminEmail },
+      admin: {
+        userId: null,
+        firstName: input.adminFirstName,
+        lastName: input.adminLastName,
+        email: input.adminEmail,
+      },
     });
     const state: RegistrationState = {
       ...base,
@@ -159,19 +180,34 @@ export class RegistrationService {
         });
       }
       await tx.auditLog.create({
-        data: { action: 'registration.failed', clinicId, targetType: 'clinic', targetId: clinicId, data: { attempt, reason: reason.slice(0, 300), alerted: recipients.length } },
+        data: {
+          action: 'registration.failed',
+          clinicId,
+          targetType: 'clinic',
+          targetId: clinicId,
+          data: { attempt, reason: reason.slice(0, 300), alerted: recipients.length },
+        },
       });
     });
   }
 
-  private async scheduleAttempt(db: Prisma.TransactionClient | CentralPrisma, clinicId: string, attempt: number): Promise<void> {
+  private async scheduleAttempt(
+    db: Prisma.TransactionClient | CentralPrisma,
+    clinicId: string,
+    attempt: number,
+  ): Promise<void> {
     const base = this.deps.config.provisioningRetryBaseMs * 2 ** (attempt - 2);
     const delay = Math.round(base * (0.5 + Math.random())); // jitter: spread retries of a shared outage
-    await addJob(db, 'provision_clinic', { clinicId, attempt }, {
-      jobKey: jobKey(clinicId),
-      runAt: new Date(Date.now() + delay),
-      maxAttempts: 1, // attempts are counted here, not by graphile-worker
-    });
+    await addJob(
+      db,
+      'provision_clinic',
+      { clinicId, attempt },
+      {
+        jobKey: jobKey(clinicId),
+        runAt: new Date(Date.now() + delay),
+        maxAttempts: 1, // attempts are counted here, not by graphile-worker
+      },
+    );
   }
 
   /** Operator action: schedule a new attempt for a FAILED or PENDING clinic. */
@@ -179,7 +215,12 @@ export class RegistrationService {
     const { prisma } = this.deps;
     await prisma.$transaction(async (tx) => {
       await tx.clinic.update({ where: { id: clinicId }, data: { status: 'PENDING' } });
-      await addJob(tx, 'provision_clinic', { clinicId, attempt: 1 }, { jobKey: jobKey(clinicId), maxAttempts: 1 });
+      await addJob(
+        tx,
+        'provision_clinic',
+        { clinicId, attempt: 1 },
+        { jobKey: jobKey(clinicId), maxAttempts: 1 },
+      );
     });
   }
 
@@ -220,11 +261,16 @@ export class RegistrationService {
             admin.userId = user.id;
             // Hybrid: the job that finishes the work exists from the moment the records do.
             if (state.hybrid) {
-              await addJob(tx, 'provision_clinic', { clinicId: state.clinicId, attempt: 2 }, {
-                jobKey: jobKey(state.clinicId),
-                runAt: new Date(Date.now() + CRASH_FALLBACK_MS),
-                maxAttempts: 1,
-              });
+              await addJob(
+                tx,
+                'provision_clinic',
+                { clinicId: state.clinicId, attempt: 2 },
+                {
+                  jobKey: jobKey(state.clinicId),
+                  runAt: new Date(Date.now() + CRASH_FALLBACK_MS),
+                  maxAttempts: 1,
+                },
+              );
             }
           });
         } catch (error) {
@@ -235,7 +281,10 @@ export class RegistrationService {
       },
       undo: async (state) => {
         await prisma.$transaction(async (tx) => {
-          const clinic = await tx.clinic.findUnique({ where: { id: state.clinicId }, select: { companyId: true } });
+          const clinic = await tx.clinic.findUnique({
+            where: { id: state.clinicId },
+            select: { companyId: true },
+          });
           // Cascades to the clinic, its users and their tokens.
           if (clinic) await tx.company.delete({ where: { id: clinic.companyId } });
           await tx.$executeRaw`SELECT graphile_worker.remove_job(${jobKey(state.clinicId)})`;
@@ -246,7 +295,14 @@ export class RegistrationService {
 
   private remainingSteps(): SagaStep<RegistrationState>[] {
     const { provisioning } = this.deps;
-    return [this.subdomainStep(), ...provisioning.databaseSteps(), skipped('dns'), skipped('ssl'), this.commitStep(), this.verificationEmailStep()];
+    return [
+      this.subdomainStep(),
+      ...provisioning.databaseSteps(),
+      skipped('dns'),
+      skipped('ssl'),
+      this.commitStep(),
+      this.verificationEmailStep(),
+    ];
   }
 
   /** Upgrades the unique `name-1a2b3c4d` subdomain to the bare name when nobody has it. */
@@ -279,7 +335,11 @@ export class RegistrationService {
         const userId = admin.userId;
         await prisma.$transaction(async (tx) => {
           await tx.clinic.update({ where: { id: state.clinicId }, data: { status: 'READY' } });
-          await this.issueVerification(tx, { id: userId, email: admin.email, firstName: admin.firstName }, state.clinicName);
+          await this.issueVerification(
+            tx,
+            { id: userId, email: admin.email, firstName: admin.firstName },
+            state.clinicName,
+          );
           await tx.$executeRaw`SELECT graphile_worker.remove_job(${jobKey(state.clinicId)})`;
         });
         void config;
@@ -294,7 +354,9 @@ export class RegistrationService {
       name: 'verification_email',
       afterCommit: true,
       run: async (state) => {
-        const queued = await prisma.mailOutbox.count({ where: { toAddress: state.admin?.email ?? '', kind: 'email_verification' } });
+        const queued = await prisma.mailOutbox.count({
+          where: { toAddress: state.admin?.email ?? '', kind: 'email_verification' },
+        });
         if (queued === 0) throw new Error('verification e-mail missing from the outbox');
         return { note: 'queued for delivery' };
       },
@@ -308,7 +370,11 @@ export class RegistrationService {
   ): Promise<void> {
     const token = randomBytes(32).toString('base64url');
     await tx.emailVerificationToken.create({
-      data: { userId: user.id, tokenHash: hashToken(token), expiresAt: new Date(Date.now() + VERIFICATION_TTL_MS) },
+      data: {
+        userId: user.id,
+        tokenHash: hashToken(token),
+        expiresAt: new Date(Date.now() + VERIFICATION_TTL_MS),
+      },
     });
     const link = `${this.deps.config.publicUrl}/verify-email?token=${token}`;
     await enqueueMail(tx, {
@@ -337,7 +403,9 @@ export class RegistrationService {
       const userId = used[0]?.userId;
       if (!userId) throw new InvalidCodeError();
       await tx.user.update({ where: { id: userId }, data: { emailVerifiedAt: new Date() } });
-      await tx.auditLog.create({ data: { action: 'user.email_verified', actorId: userId, targetType: 'user', targetId: userId } });
+      await tx.auditLog.create({
+        data: { action: 'user.email_verified', actorId: userId, targetType: 'user', targetId: userId },
+      });
       return userId;
     });
   }
@@ -352,13 +420,20 @@ export class RegistrationService {
     const user = await prisma.user.findUnique({ where: { email }, include: { clinic: true } });
     if (!user || user.emailVerifiedAt || !user.clinic || user.clinic.status !== 'READY') return;
     const recent = await prisma.mailOutbox.count({
-      where: { toAddress: email, kind: 'email_verification', createdAt: { gt: new Date(Date.now() - 60_000) } },
+      where: {
+        toAddress: email,
+        kind: 'email_verification',
+        createdAt: { gt: new Date(Date.now() - 60_000) },
+      },
     });
     if (recent > 0) return;
     const clinicName = user.clinic.name;
     await prisma.$transaction(async (tx) => {
       // Only the newest link works.
-      await tx.emailVerificationToken.updateMany({ where: { userId: user.id, usedAt: null }, data: { usedAt: new Date() } });
+      await tx.emailVerificationToken.updateMany({
+        where: { userId: user.id, usedAt: null },
+        data: { usedAt: new Date() },
+      });
       await this.issueVerification(tx, user, clinicName);
     });
   }
@@ -367,6 +442,8 @@ export class RegistrationService {
 function skipped(name: 'dns' | 'ssl'): SagaStep<RegistrationState> {
   return {
     name,
-    run: async () => ({ skipped: name === 'dns' ? 'no DNS provider configured' : 'no certificate provider configured' }),
+    run: async () => ({
+      skipped: name === 'dns' ? 'no DNS provider configured' : 'no certificate provider configured',
+    }),
   };
 }

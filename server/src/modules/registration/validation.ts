@@ -28,7 +28,9 @@ export const registerClinicSchema = z
       .string()
       .trim()
       .toUpperCase()
-      .refine((code) => COUNTRY_CODES.has(code), { error: 'Country must be an ISO 3166-1 alpha-2 code, e.g. FR' }),
+      .refine((code) => COUNTRY_CODES.has(code), {
+        error: 'Country must be an ISO 3166-1 alpha-2 code, e.g. FR',
+      }),
     adminEmail: emailSchema,
     adminPassword: z
       .string()
@@ -40,16 +42,28 @@ export const registerClinicSchema = z
     adminPhone: z
       .string()
       .transform((phone) => phone.replace(/[\s().-]/g, ''))
-      .pipe(z.string().regex(/^\+[1-9]\d{6,14}$/, { error: 'Phone must be in international format, e.g. +33612345678' }))
+      .pipe(
+        z
+          .string()
+          .regex(/^\+[1-9]\d{6,14}$/, { error: 'Phone must be in international format, e.g. +33612345678' }),
+      )
       .nullish(),
   })
   .superRefine((input, ctx) => {
     const password = input.adminPassword.toLowerCase();
     if (password === input.adminEmail || password === input.adminEmail.split('@')[0]) {
-      ctx.addIssue({ code: 'custom', path: ['adminPassword'], message: 'Password must not be your e-mail address' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['adminPassword'],
+        message: 'Password must not be your e-mail address',
+      });
     }
     if (COMMON_PASSWORDS.has(password)) {
-      ctx.addIssue({ code: 'custom', path: ['adminPassword'], message: 'This password is too common; choose another' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['adminPassword'],
+        message: 'This password is too common; choose another',
+      });
     }
   });
 
