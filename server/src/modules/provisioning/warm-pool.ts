@@ -14,6 +14,7 @@ export const SPARE_PREFIX = 'onramp_spare_';
 
 export class WarmPool {
   private filling = new Map<string, Promise<void>>();
+  private again = new Set<string>();
   private closed = false;
 
   constructor(

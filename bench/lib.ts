@@ -1,0 +1,168 @@
+/**
+ * What a benchmark suite returns and the small helpers suites share. Speed and memory are judged
+ * as ratios against a baseline measured side by side in the same run, never as absolute numbers:
+ * a slow CI machine slows the baseline too.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+/** Knobs handed to every suite (bench/run.ts reads them from the environment). */
+export interface BenchOptions {
+  /** Timed iterations per latency benchmark. */
+  iterations: number;
+  /** Clinic counts for the fleet benchmarks, ascending. */
+  clinics: number[];
+  /** Progress lines (stderr), so stdout keeps only the table. */
+  log(line: string): void;
+}
+
+export interface Target {
+  op: '<=' | '>=';
+  value: number;
+  /** As printed, e.g. "≤ 0.50× raw". */
+  text: string;
+}
+
+export interface Row {
+  name: string;
+  /** Number of samples (or of clinics, for fleet rows). */
+  n: number;
+  p50Ms?: number;
+  p95Ms?: number;
+  /** The compared quantity, in the terms of `target` (e.g. pool p50 ÷ raw p50). */
+  ratio?: number;
+  /** How the ratio is printed, e.g. "0.42× raw" or "27 / 19 backends". */
+  ratioText?: string;
+  target?: Target;
+  /** Set by `judge` when the row has a target. */
+  pass?: boolean;
+  /** Raw samples, kept in the JSON only. */
+  samplesMs?: number[];
+}
+
+export interface SuiteResult {
+  rows: Row[];
+  /** Free-form lines printed under the table (setup costs, caveats). */
+  notes: string[];
+  /** Anything worth keeping in the JSON (server version, settings). */
+  meta: Record<string, unknown>;
+}
+
+export interface Suite {
+  name: string;
+  run(options: BenchOptions): Promise<SuiteResult>;
+}
+
+/** Nearest-rank percentile; `p` in [0, 100]. */
+export function percentile(samples: readonly number[], p: number): number {
+  if (samples.length === 0) return Number.NaN;
+  const sorted = [...samples].sort((a, b) => a - b);
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(Math.max(rank, 1), sorted.length) - 1] as number;
+}
+
+export const median = (samples: readonly number[]) => percentile(samples, 50);
+
+/** A latency row from samples. */
+export function latencyRow(name: string, samplesMs: readonly number[], extra: Partial<Row> = {}): Row {
+  return {
+    name,
+    n: samplesMs.length,
+    p50Ms: percentile(samplesMs, 50),
+    p95Ms: percentile(samplesMs, 95),
+    samplesMs: samplesMs.map((ms) => Math.round(ms * 100) / 100),
+    ...extra,
+  };
+}
+
+/** Sets `pass` from `ratio` and `target`. */
+export function judge(row: Row): Row {
+  if (!row.target || row.ratio === undefined) return row;
+  const { op, value } = row.target;
+  return { ...row, pass: op === '<=' ? row.ratio <= value : row.ratio >= value };
+}
+
+export async function timed<T>(work: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const started = performance.now();
+  const value = await work();
+  return { ms: performance.now() - started, value };
+}
+
+/** Runs `work` over `items`, at most `limit` at once; results keep the input order. */
+export async function inParallel<T, R>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await work(items[index] as T, index);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+/**
+ * Polls `probe` every `intervalMs` until stopped; `stop()` resolves with the highest value seen.
+ * Polls never overlap, so a slow probe lowers the rate instead of piling up.
+ */
+export function samplePeak(probe: () => Promise<number>, intervalMs: number): { stop(): Promise<number> } {
+  let peak = Number.NEGATIVE_INFINITY;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      peak = Math.max(peak, await probe());
+      await sleep(intervalMs);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return peak;
+    },
+  };
+}
+
+/**
+ * A full garbage collection, when one can be had: `global.gc` under --expose-gc, otherwise the
+ * same function taken from a fresh V8 context after enabling the flag at run time.
+ * @returns whether a collection ran.
+ */
+export function collectGarbage(): boolean {
+  let gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) {
+    try {
+      setFlagsFromString('--expose-gc');
+      gc = runInNewContext('gc') as () => void;
+    } catch {
+      return false;
+    }
+  }
+  gc();
+  return true;
+}
+
+/** Resident set size after letting timers settle and collecting garbage. */
+export async function settledRss(): Promise<{ bytes: number; collected: boolean }> {
+  await sleep(200);
+  const collected = collectGarbage();
+  collectGarbage();
+  await sleep(50);
+  return { bytes: process.memoryUsage().rss, collected };
+}
+
+/** Milliseconds with as many decimals as are meaningful. */
+export function formatMs(ms: number | undefined): string {
+  if (ms === undefined || Number.isNaN(ms)) return '';
+  if (ms < 10) return ms.toFixed(2);
+  if (ms < 100) return ms.toFixed(1);
+  return Math.round(ms).toString();
+}
+
+export const mb = (bytes: number) => `${Math.round(bytes / 1024 / 1024)} MB`;

@@ -1,0 +1,515 @@
+/**
+ * Provisioning benchmarks, all on one throw-away embedded PostgreSQL:
+ *
+ *   latency  raw template clone · naive create + migrate · Onramp without and with the warm pool,
+ *            measured round-robin so every variant sees the same machine at the same time
+ *   fleet    clinicsHealth at each clinic count: time, peak server backends, process memory
+ *
+ * See bench/README.md for what each number means and how the targets are derived.
+ */
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type App, buildApp } from '../server/src/app.js';
+import { ensureDatabase, openDatabases } from '../server/src/db/database.js';
+import { type RunningPostgres, startEmbeddedPostgres } from '../server/src/db/embedded.js';
+import { migrate, readMigrations } from '../server/src/db/migrator.js';
+import { CLINIC_MIGRATIONS_DIR } from '../server/src/db/paths.js';
+import { databaseUrl, quoteIdent, withClient } from '../server/src/db/sql.js';
+import { loadConfig } from '../server/src/env.js';
+import { createLogger, type Logger } from '../server/src/logger.js';
+import type { ProvisioningService } from '../server/src/modules/provisioning/service.js';
+import {
+  type BenchOptions,
+  formatMs,
+  inParallel,
+  judge,
+  latencyRow,
+  mb,
+  median,
+  type Row,
+  type Suite,
+  type SuiteResult,
+  samplePeak,
+  settledRss,
+  timed,
+} from './lib.js';
+
+/** Untimed rounds first: Prisma, pg and V8 warm up on them. */
+const WARMUP_ROUNDS = 1;
+/** Clinics provisioned at once when filling the fleet. */
+const FLEET_CONCURRENCY = 4;
+/** Past this, creating the fleet is called out as too slow to run routinely. */
+const FLEET_SLOW_MS = 5 * 60_000;
+const PROBE_RUNS = 20;
+const HEALTH_RUNS = 3;
+const BACKEND_SAMPLE_MS = 20;
+/** env.ts caps CLINIC_POOL_SIZE here. */
+const MAX_POOL_SIZE = 50;
+/** The steps between "the clinic row exists" and "its database is ready to use". */
+const DB_READY_STEPS = ['create_database', 'migrate_database', 'verify_database', 'seed_provider'];
+
+const TARGETS = {
+  poolVsRaw: { op: '<=', value: 0.5, text: '≤ 0.50× raw' },
+  noPoolVsRaw: { op: '<=', value: 1.5, text: '≤ 1.50× raw' },
+  poolSpeedupVsNaive: { op: '>=', value: 5, text: '≥ 5× faster' },
+  healthVsProbes: { op: '<=', value: 1.3, text: '≤ 1.30× (N÷C)·probe' },
+  backends: { op: '<=', value: 1, text: '≤ C + idle' },
+  memory: { op: '<=', value: 1.5, text: '≤ 1.50× idle rss' },
+} as const;
+
+export const provisioning: Suite = { name: 'provisioning', run };
+
+/** An admin connection to the benchmark server (pg resolves from server/, so no direct import). */
+type Sql = Parameters<Parameters<typeof withClient>[1]>[0];
+
+interface Provisioned {
+  totalMs: number;
+  dbReadyMs: number;
+  stepMs: Map<string, number>;
+  /** The clinic database existed before the call started: a claimed warm spare. */
+  fromSpare: boolean;
+}
+
+/** What the measuring functions share. */
+interface Bench {
+  options: BenchOptions;
+  tmp: string;
+  serverUrl: string;
+  /** The benchmark's own admin connection: raw clones, catalog lookups, backend sampling. */
+  sql: Sql;
+  /** Running apps, stopped by `run` whatever happens. */
+  apps: Set<App>;
+}
+
+async function run(options: BenchOptions): Promise<SuiteResult> {
+  const tmp = mkdtempSync(join(tmpdir(), 'onramp-bench-'));
+  // As root PostgreSQL runs as `postgres`, which must be able to traverse the temp dir.
+  if (process.getuid?.() === 0) chmodSync(tmp, 0o711);
+  const logger = createLogger({ env: 'test', logLevel: 'error' });
+  const apps = new Set<App>();
+  let server: RunningPostgres | undefined;
+  try {
+    options.log('starting embedded PostgreSQL');
+    server = await startEmbeddedPostgres({
+      dir: join(tmp, 'postgres'),
+      logger,
+      ephemeral: true,
+      maxConnections: 300,
+    });
+    const serverUrl = server.url;
+    return await withClient(serverUrl, (sql) => measure({ options, tmp, serverUrl, sql, apps }));
+  } finally {
+    for (const app of apps) await app.stop().catch((error) => logError(logger, error, 'app stop failed'));
+    await server?.stop().catch((error) => logError(logger, error, 'PostgreSQL stop failed'));
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+async function measure(bench: Bench): Promise<SuiteResult> {
+  const { options, sql } = bench;
+  const poolSize = Math.min(options.iterations + 2, MAX_POOL_SIZE);
+  options.log('starting the app without a warm pool');
+  const noPool = await startApp(bench, 'bench_central_no_pool', 0);
+  options.log(`starting the app with a warm pool of ${poolSize}`);
+  const withPool = await startApp(bench, 'bench_central_pool', poolSize);
+  const idleRss = await settledRss();
+
+  const latency = await measureLatency(bench, noPool, withPool);
+  // Only the pooled app keeps running for the fleet, so the server's backends are its own.
+  bench.apps.delete(noPool);
+  await noPool.stop();
+  const fleet = await measureFleet(bench, withPool, idleRss);
+
+  const serverVersion = (await sql.query<{ server_version: string }>('SHOW server_version')).rows[0]
+    ?.server_version;
+  return {
+    rows: [...latency.rows, ...fleet.rows],
+    notes: [
+      `PostgreSQL ${serverVersion}, template ${latency.template}, warm pool of ${poolSize} spares, ` +
+        `${WARMUP_ROUNDS} untimed warm-up round(s), idle rss ${mb(idleRss.bytes)}` +
+        (idleRss.collected ? ' (after GC).' : ' (no GC available).'),
+      ...latency.notes,
+      ...fleet.notes,
+    ],
+    meta: {
+      postgres: serverVersion,
+      template: latency.template,
+      poolSize,
+      warmupRounds: WARMUP_ROUNDS,
+      idleRssBytes: idleRss.bytes,
+      gc: idleRss.collected,
+      sessionsPerProvision: latency.sessions,
+      fleet: fleet.meta,
+    },
+  };
+}
+
+/** An app on its own central database of the benchmark server, started and with a full pool. */
+async function startApp(bench: Bench, database: string, poolSize: number): Promise<App> {
+  await ensureDatabase(bench.serverUrl, database);
+  const config = loadConfig({
+    ONRAMP_ENV: 'test',
+    DATABASE_URL: databaseUrl(bench.serverUrl, database),
+    JWT_SECRET: 'x'.repeat(40),
+    ENCRYPTION_KEY: '00'.repeat(32),
+    CLINIC_POOL_SIZE: String(poolSize),
+    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+    LOG_LEVEL: 'error',
+    ONRAMP_DATA_DIR: join(bench.tmp, 'data'),
+    PORT: '0',
+  });
+  const logger = createLogger(config);
+  const db = await openDatabases(config, logger);
+  let app: App;
+  try {
+    app = await buildApp({ config, logger, db, startedAt: new Date() }, { drainTimeoutMs: 1000 });
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+  bench.apps.add(app);
+  await app.start();
+  await app.deps.provisioning.pool.idle();
+  return app;
+}
+
+/**
+ * Raw clone, naive create + migrate, Onramp without and with the pool, round-robin: every
+ * variant sees the same machine at the same moment, so their ratios survive a noisy host.
+ */
+async function measureLatency(bench: Bench, noPool: App, withPool: App) {
+  const { options, sql, serverUrl } = bench;
+  const [clinicServer] = noPool.deps.db.clinicServers;
+  if (!clinicServer) throw new Error('no clinic database server');
+  const template = clinicServer.template.name;
+  const migrations = readMigrations(CLINIC_MIGRATIONS_DIR);
+
+  const raw: number[] = [];
+  const naive: number[] = [];
+  const runsNoPool: Provisioned[] = [];
+  const runsPool: Provisioned[] = [];
+  const rounds = WARMUP_ROUNDS + options.iterations;
+  for (let round = 0; round < rounds; round++) {
+    const keep = round >= WARMUP_ROUNDS;
+    options.log(`latency round ${round + 1}/${rounds}${keep ? '' : ' (warm-up)'}`);
+
+    const rawName = `bench_raw_${round}`;
+    const rawTime = await timed(() =>
+      sql.query(`CREATE DATABASE ${quoteIdent(rawName)} TEMPLATE ${quoteIdent(template)}`),
+    );
+    await sql.query(`DROP DATABASE ${quoteIdent(rawName)}`);
+
+    const naiveName = `bench_naive_${round}`;
+    const naiveTime = await timed(async () => {
+      await sql.query(`CREATE DATABASE ${quoteIdent(naiveName)} TEMPLATE template0`);
+      await withClient(databaseUrl(serverUrl, naiveName), (client) => migrate(client, migrations));
+    });
+    await sql.query(`DROP DATABASE ${quoteIdent(naiveName)} WITH (FORCE)`);
+
+    const plain = await provisionOne(noPool, sql, `Bench no pool ${round}`);
+
+    // Timed with a full pool; the refill its claim starts is awaited before anything else runs.
+    await withPool.deps.provisioning.pool.idle();
+    const pooled = await provisionOne(withPool, sql, `Bench pool ${round}`);
+    await withPool.deps.provisioning.pool.idle();
+
+    if (keep) {
+      raw.push(rawTime.ms);
+      naive.push(naiveTime.ms);
+      runsNoPool.push(plain);
+      runsPool.push(pooled);
+    }
+  }
+
+  const rawP50 = median(raw);
+  const naiveP50 = median(naive);
+  const vsRaw = (samples: number[]) => {
+    const ratio = median(samples) / rawP50;
+    return { ratio, ratioText: `${ratio.toFixed(2)}× raw` };
+  };
+  const totalNoPool = runsNoPool.map((run) => run.totalMs);
+  const totalPool = runsPool.map((run) => run.totalMs);
+  const readyNoPool = runsNoPool.map((run) => run.dbReadyMs);
+  const readyPool = runsPool.map((run) => run.dbReadyMs);
+  const speedup = naiveP50 / median(readyPool);
+
+  const rows: Row[] = [
+    latencyRow('raw: CREATE DATABASE … TEMPLATE', raw, { ratio: 1, ratioText: 'baseline' }),
+    latencyRow('naive: CREATE DATABASE + migrations', naive, vsRaw(naive)),
+    latencyRow('no pool: provisionClinic (whole call)', totalNoPool, vsRaw(totalNoPool)),
+    judge(
+      latencyRow('no pool: db-ready', readyNoPool, { ...vsRaw(readyNoPool), target: TARGETS.noPoolVsRaw }),
+    ),
+    ...stepRows('no pool', runsNoPool),
+    latencyRow('pool: provisionClinic (whole call)', totalPool, vsRaw(totalPool)),
+    judge(latencyRow('pool: db-ready', readyPool, { ...vsRaw(readyPool), target: TARGETS.poolVsRaw })),
+    ...stepRows('pool', runsPool),
+    judge({
+      name: 'pool: db-ready speed-up over naive',
+      n: readyPool.length,
+      ratio: speedup,
+      ratioText: `${speedup.toFixed(1)}× faster`,
+      target: TARGETS.poolSpeedupVsNaive,
+    }),
+  ];
+  const sessions = {
+    noPool: await sessionsDuring(sql, () => provisionOne(noPool, sql, 'Bench sessions no pool')),
+    pool: await sessionsDuring(sql, async () => {
+      await provisionOne(withPool, sql, 'Bench sessions pool');
+      await withPool.deps.provisioning.pool.idle();
+    }),
+  };
+  const notes = [
+    'Claimed warm spares (clinic database older than the call): ' +
+      `pool ${count(runsPool, (run) => run.fromSpare)}/${runsPool.length}, ` +
+      `no pool ${count(runsNoPool, (run) => run.fromSpare)}/${runsNoPool.length}.`,
+    `Server sessions opened by one provisionClinic (pg_stat_database.sessions): no pool ${sessions.noPool}, ` +
+      `pool ${sessions.pool} (its refill's included); one superuser connect+disconnect costs ` +
+      `${formatMs(await connectCost(serverUrl))} ms here.`,
+  ];
+  return { rows, notes, template, sessions };
+}
+
+/**
+ * For each clinic count: tops the pooled app up to that many clinics, then times clinicsHealth
+ * against one probe while sampling the server's backends, and compares the process's memory
+ * with its idle memory.
+ */
+async function measureFleet(bench: Bench, app: App, idleRss: { bytes: number }) {
+  const { options, sql } = bench;
+  const { provisioning, db, config } = app.deps;
+  const concurrency = config.clinicHealthConcurrency;
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  const meta: Record<string, unknown>[] = [];
+  const backends = async () =>
+    (
+      await sql.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend'",
+      )
+    ).rows[0]?.n ?? 0;
+
+  let created = 0;
+  for (const wanted of options.clinics) {
+    const missing = Math.max(0, wanted - (await db.prisma.clinic.count({ where: { status: 'READY' } })));
+    options.log(`fleet ${wanted}: provisioning ${missing} clinics, ${FLEET_CONCURRENCY} at a time`);
+    const fill = await timed(() =>
+      inParallel(Array.from({ length: missing }), FLEET_CONCURRENCY, async () => {
+        const index = created++;
+        try {
+          return (await timed(() => provisioning.provisionClinic(clinicInput(`Bench fleet ${index}`, index))))
+            .ms;
+        } catch (error) {
+          options.log(`fleet clinic ${index} failed: ${error instanceof Error ? error.message : error}`);
+          return undefined;
+        }
+      }),
+    );
+    await provisioning.pool.idle();
+    // The fill leaves gigabytes of WAL and dirty buffers; flush them now rather than during timing.
+    await sql.query('CHECKPOINT');
+    const fillMs = fill.value.filter((ms): ms is number => ms !== undefined);
+    const failed = missing - fillMs.length;
+    const clinics = await db.prisma.clinic.count();
+    if (missing > 0) {
+      rows.push(latencyRow(`fleet ${clinics}: provisionClinic, ${FLEET_CONCURRENCY} at once`, fillMs));
+      notes.push(
+        `fleet ${clinics}: created ${fillMs.length} clinics in ${(fill.ms / 1000).toFixed(1)} s ` +
+          `(${((fillMs.length / fill.ms) * 1000).toFixed(1)}/s${failed > 0 ? `, ${failed} FAILED` : ''})` +
+          (fill.ms > FLEET_SLOW_MS
+            ? `: too slow to run routinely, lower BENCH_CLINICS (e.g. ${Math.floor(fillMs.length / 2)}).`
+            : '.'),
+      );
+    }
+
+    const rss = await settledRss();
+
+    const probed = await db.prisma.clinic.findFirst({
+      where: { status: 'READY' },
+      orderBy: { createdAt: 'asc' },
+      select: { id: true },
+    });
+    if (!probed) throw new Error('no READY clinic to probe');
+    await provisioning.checkClinic(probed.id);
+    const probes: number[] = [];
+    for (let i = 0; i < PROBE_RUNS; i++) {
+      probes.push((await timed(() => provisioning.checkClinic(probed.id))).ms);
+    }
+
+    const burst = await db.prisma.clinic.findMany({
+      where: { status: 'READY' },
+      orderBy: { createdAt: 'asc' },
+      take: concurrency,
+      select: { id: true },
+    });
+    const parallel = await probeParallelism(
+      provisioning,
+      burst.map((clinic) => clinic.id),
+      median(probes),
+    );
+
+    const idleBackends = await backends();
+    const sweeps: number[] = [];
+    let peak = 0;
+    let report = { total: 0, healthy: 0 };
+    for (let i = 0; i < HEALTH_RUNS; i++) {
+      options.log(`fleet ${clinics}: clinicsHealth ${i + 1}/${HEALTH_RUNS}`);
+      const sampler = samplePeak(backends, BACKEND_SAMPLE_MS);
+      const sweep = await timed(() => provisioning.clinicsHealth());
+      peak = Math.max(peak, await sampler.stop());
+      sweeps.push(sweep.ms);
+      report = sweep.value;
+    }
+    const expectedMs = (report.total / concurrency) * median(probes);
+    const healthRatio = median(sweeps) / expectedMs;
+
+    rows.push(
+      latencyRow(`fleet ${clinics}: checkClinic (one probe)`, probes),
+      judge(
+        latencyRow(`fleet ${clinics}: clinicsHealth`, sweeps, {
+          ratio: healthRatio,
+          ratioText: `${healthRatio.toFixed(2)}× ${Math.round(expectedMs)} ms`,
+          target: TARGETS.healthVsProbes,
+        }),
+      ),
+      judge({
+        name: `fleet ${clinics}: peak backends`,
+        n: HEALTH_RUNS,
+        ratio: peak / (concurrency + idleBackends),
+        ratioText: `${peak} / ${concurrency}+${idleBackends}`,
+        target: TARGETS.backends,
+      }),
+      judge({
+        name: `fleet ${clinics}: process rss`,
+        n: clinics,
+        ratio: rss.bytes / idleRss.bytes,
+        ratioText: `${mb(rss.bytes)} / ${mb(idleRss.bytes)}`,
+        target: TARGETS.memory,
+      }),
+    );
+    notes.push(
+      `fleet ${clinics}: C = ${concurrency}, idle backends ${idleBackends}, peak ${peak}; ` +
+        `clinicsHealth found ${report.healthy}/${report.total} HEALTHY; ` +
+        `${provisioning.clients.size} clinic Prisma clients cached.`,
+    );
+    notes.push(
+      `fleet ${clinics}: ${concurrency} probes at once take ${formatMs(parallel.burstMs)} ms vs ` +
+        `${concurrency} × ${formatMs(median(probes))} ms one by one: ${parallel.speedup.toFixed(1)}× parallel ` +
+        `speed-up on ${cpus().length} CPUs (the clinicsHealth target assumes ~${concurrency}×).`,
+    );
+    meta.push({
+      clinics,
+      created: fillMs.length,
+      failed,
+      fillMs: Math.round(fill.ms),
+      concurrency,
+      idleBackends,
+      peakBackends: peak,
+      healthy: report.healthy,
+      total: report.total,
+      rssBytes: rss.bytes,
+      cachedClinicClients: provisioning.clients.size,
+      parallelProbeSpeedup: parallel.speedup,
+    });
+  }
+  return { rows, notes, meta };
+}
+
+function clinicInput(clinicName: string, index: number) {
+  return {
+    clinicName,
+    country: 'FR',
+    admin: { userId: null, firstName: 'Ada', lastName: 'Lovelace', email: `ada+${index}@example.com` },
+  };
+}
+
+let provisioned = 0;
+
+/** One provisionClinic call, with its step durations read back from provisioning_steps. */
+async function provisionOne(app: App, sql: Sql, clinicName: string): Promise<Provisioned> {
+  const { provisioning, db } = app.deps;
+  const before = await sql.query<{ oid: number }>('SELECT max(oid)::bigint AS oid FROM pg_database');
+  const newest = Number(before.rows[0]?.oid);
+  const index = provisioned++;
+  const call = await timed(() => provisioning.provisionClinic(clinicInput(clinicName, index)));
+  const { runId, clinicId } = call.value;
+  const steps = await db.prisma.provisioningStep.findMany({
+    where: { runId },
+    select: { name: true, durationMs: true },
+  });
+  const stepMs = new Map(steps.map((step) => [step.name, step.durationMs ?? 0]));
+  const clinic = await db.prisma.clinic.findUniqueOrThrow({
+    where: { id: clinicId },
+    select: { databaseName: true },
+  });
+  const { rows } = await sql.query<{ oid: number }>(
+    'SELECT oid::bigint AS oid FROM pg_database WHERE datname = $1',
+    [clinic.databaseName],
+  );
+  return {
+    totalMs: call.ms,
+    dbReadyMs: DB_READY_STEPS.reduce((sum, name) => sum + (stepMs.get(name) ?? 0), 0),
+    stepMs,
+    fromSpare: Number(rows[0]?.oid) <= newest,
+  };
+}
+
+/** Where the time of a provisionClinic call goes: each db-ready step, then everything else. */
+function stepRows(label: string, runs: readonly Provisioned[]): Row[] {
+  const rows = DB_READY_STEPS.map((name) =>
+    latencyRow(
+      `  ${label}: ${name}`,
+      runs.map((run) => run.stepMs.get(name) ?? 0),
+    ),
+  );
+  rows.push(
+    latencyRow(
+      `  ${label}: rest (records, commit, saga)`,
+      runs.map((run) => run.totalMs - run.dbReadyMs),
+    ),
+  );
+  return rows;
+}
+
+/**
+ * How much faster `concurrency` probes run at once than one after another: clinicsHealth can
+ * only approach (N÷C)·probe when this is close to C.
+ */
+async function probeParallelism(provisioning: ProvisioningService, ids: readonly string[], probeMs: number) {
+  const bursts: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    bursts.push((await timed(() => Promise.all(ids.map((id) => provisioning.checkClinic(id))))).ms);
+  }
+  const burstMs = median(bursts);
+  return { burstMs, speedup: (ids.length * probeMs) / burstMs };
+}
+
+/** Sessions the server saw start while `work` ran (stats are flushed within a second). */
+async function sessionsDuring(sql: Sql, work: () => Promise<unknown>): Promise<number> {
+  const total = async () => {
+    await sleep(1100);
+    await sql.query('SELECT pg_stat_clear_snapshot()');
+    const { rows } = await sql.query<{ n: number }>('SELECT sum(sessions)::int AS n FROM pg_stat_database');
+    return rows[0]?.n ?? 0;
+  };
+  const before = await total();
+  await work();
+  return (await total()) - before;
+}
+
+/** Median time to open and close one superuser connection: the unit cost of every withClient. */
+async function connectCost(serverUrl: string): Promise<number> {
+  const samples: number[] = [];
+  for (let i = 0; i < 10; i++) samples.push((await timed(() => withClient(serverUrl, async () => {}))).ms);
+  return median(samples);
+}
+
+function count<T>(items: readonly T[], predicate: (item: T) => boolean): number {
+  return items.filter(predicate).length;
+}
+
+function logError(logger: Logger, error: unknown, message: string): void {
+  logger.error({ err: error }, message);
+}

@@ -1,0 +1,143 @@
+/**
+ * `pnpm bench`: runs every suite of SUITES, prints one table per suite and writes
+ * bench/results/<suite>.json. Missed targets are printed, never turned into a failing exit
+ * code: the numbers are ratios measured on whatever machine runs them, for people to read.
+ *
+ * Benchmarks are not the server, so this file (and only this one) reads its knobs from
+ * process.env:
+ *   BENCH_ITERATIONS  timed iterations per latency benchmark (default 30)
+ *   BENCH_CLINICS     comma-separated clinic counts for the fleet benchmarks (default 200,1000)
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type BenchOptions, formatMs, type Row, type Suite } from './lib.js';
+import { provisioning } from './provisioning.js';
+
+/** Add a suite here (a module exporting a `Suite`) to have it run, printed and saved. */
+const SUITES: Suite[] = [provisioning];
+
+const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'results');
+
+function readOptions(env: NodeJS.ProcessEnv): BenchOptions {
+  const problems: string[] = [];
+  const positive = (name: string, raw: string) => {
+    const value = Number(raw.trim());
+    if (!Number.isInteger(value) || value < 1) problems.push(`${name}: "${raw}" is not a positive integer`);
+    return value;
+  };
+  const iterations = positive('BENCH_ITERATIONS', env.BENCH_ITERATIONS || '30');
+  const clinics = (env.BENCH_CLINICS || '200,1000')
+    .split(',')
+    .filter((item) => item.trim() !== '')
+    .map((item) => positive('BENCH_CLINICS', item));
+  if (problems.length > 0) {
+    console.error(`Invalid benchmark settings:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
+    process.exit(2);
+  }
+  return {
+    iterations,
+    clinics: [...new Set(clinics)].sort((a, b) => a - b),
+    log: (line) => process.stderr.write(`  … ${line}\n`),
+  };
+}
+
+function verdict(row: Row): string {
+  if (row.pass === undefined) return '';
+  return row.pass ? 'PASS' : 'FAIL';
+}
+
+function table(rows: readonly Row[]): string {
+  const header = ['benchmark', 'n', 'p50 ms', 'p95 ms', 'ratio', 'target', 'result'];
+  const cells = rows.map((row) => [
+    row.name,
+    String(row.n),
+    formatMs(row.p50Ms),
+    formatMs(row.p95Ms),
+    row.ratioText ?? (row.ratio === undefined ? '' : `${row.ratio.toFixed(2)}×`),
+    row.target?.text ?? '',
+    verdict(row),
+  ]);
+  const widths = header.map((title, column) =>
+    Math.max(title.length, ...cells.map((line) => (line[column] ?? '').length)),
+  );
+  // Text columns left-aligned, numbers right-aligned.
+  const leftAligned = new Set([0, 4, 5, 6]);
+  const format = (line: string[]) =>
+    line
+      .map((cell, column) => {
+        const width = widths[column] ?? 0;
+        return leftAligned.has(column) ? cell.padEnd(width) : cell.padStart(width);
+      })
+      .join('  ')
+      .trimEnd();
+  const rule = widths.map((width) => '─'.repeat(width)).join('  ');
+  return [format(header), rule, ...cells.map(format)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const options = readOptions(process.env);
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  console.log(
+    `Onramp benchmarks — ${options.iterations} iterations, clinics ${options.clinics.join(', ')} ` +
+      `(BENCH_ITERATIONS, BENCH_CLINICS); node ${process.version}, ${cpus().length} CPUs`,
+  );
+  const allMissed: string[] = [];
+
+  for (const suite of SUITES) {
+    console.log(`\n▶ ${suite.name}`);
+    const startedAt = new Date();
+    const result = await suite.run(options);
+    const seconds = (Date.now() - startedAt.getTime()) / 1000;
+    const missed = result.rows.filter((row) => row.pass === false);
+    const judged = result.rows.filter((row) => row.pass !== undefined);
+
+    console.log(`\n${table(result.rows)}\n`);
+    for (const note of result.notes) console.log(`  · ${note}`);
+    console.log(
+      missed.length === 0
+        ? `\n  ${judged.length}/${judged.length} targets met (${seconds.toFixed(0)} s).`
+        : `\n  ✗ ${missed.length}/${judged.length} targets MISSED (${seconds.toFixed(0)} s):\n` +
+            missed
+              .map(
+                (row) =>
+                  `      ${row.name.trim()}: ${row.ratioText ?? row.ratio}, target ${row.target?.text}`,
+              )
+              .join('\n'),
+    );
+    allMissed.push(...missed.map((row) => `${suite.name}: ${row.name.trim()}`));
+
+    const file = join(RESULTS_DIR, `${suite.name}.json`);
+    const json = {
+      suite: suite.name,
+      startedAt: startedAt.toISOString(),
+      durationSeconds: Math.round(seconds),
+      options: { iterations: options.iterations, clinics: options.clinics },
+      host: {
+        node: process.version,
+        platform: `${process.platform}-${process.arch}`,
+        cpus: cpus().length,
+        cpuModel: cpus()[0]?.model,
+        memoryBytes: totalmem(),
+      },
+      meta: result.meta,
+      rows: result.rows,
+      notes: result.notes,
+      missed: missed.map((row) => row.name.trim()),
+    };
+    writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
+    console.log(`  results: ${relative(process.cwd(), file)}`);
+  }
+
+  if (allMissed.length > 0) {
+    console.log(
+      `\nMISSED TARGETS (${allMissed.length}):\n${allMissed.map((name) => `  - ${name}`).join('\n')}`,
+    );
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
