@@ -4,6 +4,7 @@
  * by the schema version, so a new clinic migration produces a new template and old ones go.
  */
 import type { Logger } from '../logger.js';
+import { ensureGroupRole, grantGroupPrivileges } from '../modules/provisioning/admin.js';
 import { type Migration, migrate, schemaVersion } from './migrator.js';
 import { databaseUrl, quoteIdent, withClient } from './sql.js';
 
@@ -19,8 +20,11 @@ export interface ClinicTemplate {
 /** Serialises template builds of concurrent processes on the same server. */
 const TEMPLATE_LOCK_KEY = 0x6f6e746d706c; // "ontmpl"
 
+/** Bumped when what a template holds besides the migrations changes (grants, settings). */
+const TEMPLATE_FORMAT = 'f2';
+
 export function templateName(version: string, prefix = TEMPLATE_PREFIX): string {
-  return `${prefix}${version.replaceAll('-', '_')}`;
+  return `${prefix}${TEMPLATE_FORMAT}_${version.replaceAll('-', '_')}`;
 }
 
 /**
@@ -54,10 +58,12 @@ export async function ensureClinicTemplate(
         await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(building)} WITH (FORCE)`);
         if (current) await dropTemplate(admin, name);
         await admin.query(`CREATE DATABASE ${quoteIdent(building)} TEMPLATE template0 ENCODING 'UTF8'`);
+        await ensureGroupRole(admin);
         await withClient(databaseUrl(serverUrl, building), async (client) => {
           await migrate(client, migrations);
-          // Clinic roles get their grants per database; nobody else may connect or create objects.
+          // Nobody may create objects; clinic roles read and write data through the group.
           await client.query('REVOKE ALL ON SCHEMA public FROM PUBLIC');
+          await grantGroupPrivileges(client);
         });
         await admin.query(`ALTER DATABASE ${quoteIdent(building)} RENAME TO ${quoteIdent(name)}`);
         // Cloning needs the template to have no connections; forbidding them guarantees it.

@@ -11,6 +11,37 @@ type Queryable = Pick<pg.ClientBase, 'query'>;
 /** Longest a clinic role may hold connections open; the client cache uses 1–2. */
 const ROLE_CONNECTION_LIMIT = 10;
 
+/**
+ * NOLOGIN group role holding the table privileges inside every clinic database (granted once,
+ * in the template, so clones carry them). Clinic roles are members; what keeps clinic A out of
+ * clinic B is CONNECT, granted per database to that clinic's own role only.
+ */
+export const CLINIC_GROUP_ROLE = 'onramp_clinic_rw';
+
+export async function ensureGroupRole(admin: Queryable): Promise<void> {
+  try {
+    await admin.query(`CREATE ROLE ${quoteIdent(CLINIC_GROUP_ROLE)} NOLOGIN`);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    // duplicate_object, or unique_violation when two servers' first starts race.
+    if (code !== '42710' && code !== '23505') throw error;
+  }
+}
+
+/** Data privileges for the group inside one database; also used for tables added later. */
+export async function grantGroupPrivileges(client: Queryable): Promise<void> {
+  const g = quoteIdent(CLINIC_GROUP_ROLE);
+  await client.query(`GRANT USAGE ON SCHEMA public TO ${g}`);
+  await client.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${g}`);
+  await client.query(`GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ${g}`);
+  await client.query(`REVOKE INSERT, UPDATE, DELETE ON "_prisma_migrations" FROM ${g}`);
+  // Tables that later migrations (run by this admin) create get the same grants.
+  await client.query(
+    `ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ${g}`,
+  );
+  await client.query(`ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO ${g}`);
+}
+
 export function quoteLiteral(value: string): string {
   if (value.includes('\0')) throw new Error('literal contains NUL');
   return `'${value.replaceAll("'", "''")}'`;
@@ -32,15 +63,23 @@ export async function ensureRole(
   role: string,
   password: string,
 ): Promise<'created' | 'updated'> {
-  const options = `LOGIN PASSWORD ${quoteLiteral(password)} CONNECTION LIMIT ${ROLE_CONNECTION_LIMIT} NOCREATEDB NOCREATEROLE NOINHERIT`;
+  const options = `LOGIN PASSWORD ${quoteLiteral(password)} CONNECTION LIMIT ${ROLE_CONNECTION_LIMIT} NOCREATEDB NOCREATEROLE INHERIT`;
+  let outcome: 'created' | 'updated' = 'created';
   try {
     await admin.query(`CREATE ROLE ${quoteIdent(role)} ${options}`);
-    return 'created';
   } catch (error) {
     if ((error as { code?: string }).code !== '42710') throw error; // duplicate_object
     await admin.query(`ALTER ROLE ${quoteIdent(role)} ${options}`);
-    return 'updated';
+    outcome = 'updated';
   }
+  await admin.query(`GRANT ${quoteIdent(CLINIC_GROUP_ROLE)} TO ${quoteIdent(role)}`);
+  return outcome;
+}
+
+/** Only the clinic's own role may connect to its database. */
+export async function grantConnect(admin: Queryable, database: string, role: string): Promise<void> {
+  await admin.query(`REVOKE ALL ON DATABASE ${quoteIdent(database)} FROM PUBLIC`);
+  await admin.query(`GRANT CONNECT, TEMPORARY ON DATABASE ${quoteIdent(database)} TO ${quoteIdent(role)}`);
 }
 
 export async function cloneDatabase(admin: Queryable, name: string, template: string): Promise<void> {
@@ -48,26 +87,17 @@ export async function cloneDatabase(admin: Queryable, name: string, template: st
 }
 
 /**
- * Only the clinic's role may connect; inside, it may read and write data but not change the
- * schema or the migration history (the admin connection owns both).
+ * Restores every grant of a clinic (repair, upgrades): CONNECT for its role, membership of the
+ * group, and the group's privileges on every table, including tables created since.
+ * The role may read and write data, never change the schema or the migration history.
  */
 export async function grantClinicRole(serverUrl: string, database: string, role: string): Promise<void> {
   await withClient(serverUrl, async (admin) => {
-    await admin.query(`REVOKE ALL ON DATABASE ${quoteIdent(database)} FROM PUBLIC`);
-    await admin.query(`GRANT CONNECT, TEMPORARY ON DATABASE ${quoteIdent(database)} TO ${quoteIdent(role)}`);
+    await ensureGroupRole(admin);
+    await grantConnect(admin, database, role);
+    await admin.query(`GRANT ${quoteIdent(CLINIC_GROUP_ROLE)} TO ${quoteIdent(role)}`);
   });
-  await withClient(databaseUrl(serverUrl, database), async (client) => {
-    const r = quoteIdent(role);
-    await client.query(`GRANT USAGE ON SCHEMA public TO ${r}`);
-    await client.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${r}`);
-    await client.query(`GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ${r}`);
-    await client.query(`REVOKE INSERT, UPDATE, DELETE ON "_prisma_migrations" FROM ${r}`);
-    // Tables added later by migrations (run by the admin connection) get the same grants.
-    await client.query(
-      `ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ${r}`,
-    );
-    await client.query(`ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO ${r}`);
-  });
+  await withClient(databaseUrl(serverUrl, database), grantGroupPrivileges);
 }
 
 /** The comment that marks a clinic database or role as this deployment's own. */

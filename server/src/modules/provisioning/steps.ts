@@ -12,10 +12,12 @@ import {
   dropClinicObjects,
   ensureRole,
   grantClinicRole,
+  grantConnect,
+  grantGroupPrivileges,
   tagClinicObjects,
 } from './admin.js';
 import type { ClinicClientCache } from './clinic-clients.js';
-import { checkClinicDatabaseIntegrity, type IntegrityContext } from './integrity.js';
+import { checkClinicDatabaseIntegrity, clinicRoleUrl, type IntegrityContext } from './integrity.js';
 import { clinicDatabaseName, clinicRoleName, slug } from './names.js';
 import type { SagaStep } from './saga.js';
 import { encryptSecret, randomPassword } from './secrets.js';
@@ -119,23 +121,27 @@ export function createDatabaseStep(deps: StepDeps): SagaStep<ProvisionState> {
     name: 'create_database',
     async run(state) {
       const { server } = state;
+      const password = randomPassword();
+      // One admin session for all of it: new connections are the dominant cost here.
       await withClient(server.url, async (admin) => {
         if (await databaseExists(admin, state.databaseName)) state.databaseSource = 'existing';
-        else if (await deps.pool.claim(server, state.databaseName)) state.databaseSource = 'pool';
+        else if (await deps.pool.claim(admin, server, state.databaseName)) state.databaseSource = 'pool';
         else {
           await cloneDatabase(admin, state.databaseName, server.template.name);
           state.databaseSource = 'clone';
         }
-        state.password = randomPassword();
-        await ensureRole(admin, state.roleName, state.password);
+        await ensureRole(admin, state.roleName, password);
+        await grantConnect(admin, state.databaseName, state.roleName);
         await tagClinicObjects(admin, deps.deploymentId, state.databaseName, state.roleName);
       });
-      await grantClinicRole(server.url, state.databaseName, state.roleName);
+      // A clone carries the group's grants from the template; a database found from an earlier
+      // attempt may predate a repair or an upgrade, so its grants are restored in full.
+      if (state.databaseSource === 'existing')
+        await grantClinicRole(server.url, state.databaseName, state.roleName);
+      state.password = password;
       await deps.prisma.clinic.update({
         where: { id: state.clinicId },
-        data: {
-          databasePasswordEnc: encryptSecret(state.password as string, deps.encryptionKey, state.clinicId),
-        },
+        data: { databasePasswordEnc: encryptSecret(password, deps.encryptionKey, state.clinicId) },
       });
       const notes = {
         pool: 'claimed a warm spare',
@@ -155,12 +161,16 @@ export function migrateDatabaseStep(deps: StepDeps): SagaStep<ProvisionState> {
   return {
     name: 'migrate_database',
     async run(state) {
-      const { applied, version } = await withClient(
-        databaseUrl(state.server.url, state.databaseName),
-        (client) => migrate(client, deps.clinicMigrations),
-      );
+      // A fresh clone (or spare) is at the template's version by construction.
+      const fresh = state.databaseSource === 'clone' || state.databaseSource === 'pool';
+      const { applied, version } = fresh
+        ? { applied: [], version: state.server.template.version }
+        : await withClient(databaseUrl(state.server.url, state.databaseName), async (client) => {
+            const result = await migrate(client, deps.clinicMigrations);
+            if (result.applied.length > 0) await grantGroupPrivileges(client);
+            return result;
+          });
       await deps.prisma.clinic.update({ where: { id: state.clinicId }, data: { schemaVersion: version } });
-      // A fresh clone is already current; anything applied came after the template was built.
       return applied.length > 0 ? { note: `applied ${applied.join(', ')}` } : undefined;
     },
   };
@@ -172,7 +182,8 @@ export function verifyDatabaseStep(deps: StepDeps): SagaStep<ProvisionState> {
     async run(state) {
       const clinic = await deps.prisma.clinic.findUniqueOrThrow({ where: { id: state.clinicId } });
       // Checked as READY: the clinic row still says PROVISIONING, which the check would skip.
-      const health = await checkClinicDatabaseIntegrity({ ...clinic, status: 'READY' }, deps.integrity);
+      // Existence is known (create_database just made it); the probe connects as the clinic role.
+      const health = await checkClinicDatabaseIntegrity({ ...clinic, status: 'READY' }, deps.integrity, true);
       if (health.dbStatus !== 'HEALTHY') {
         throw new Error(`clinic database is ${health.dbStatus}: ${health.errors.join('; ')}`);
       }
@@ -187,24 +198,18 @@ export function seedProviderStep(deps: StepDeps): SagaStep<ProvisionState> {
     async run(state) {
       const admin = state.admin;
       if (!admin) return { skipped: 'no clinic admin to seed' };
-      const prisma = await deps.clients.get(state.clinicId);
-      const existing = admin.userId
-        ? await prisma.healthcareProvider.findUnique({
-            where: { userId: admin.userId },
-            select: { id: true },
-          })
-        : await prisma.healthcareProvider.findFirst({ where: { email: admin.email }, select: { id: true } });
-      if (!existing) {
-        await prisma.healthcareProvider.create({
-          data: {
-            userId: admin.userId,
-            firstName: admin.firstName,
-            lastName: admin.lastName,
-            email: admin.email,
-          },
-        });
-      }
-      return undefined;
+      if (!state.password) throw new Error('seed_provider needs the role password from create_database');
+      // As the clinic role, on a short session: no pooled client lingers per new clinic.
+      const url = clinicRoleUrl(state.server.url, state.databaseName, state.roleName, state.password);
+      const inserted = await withClient(url, (client) =>
+        client.query(
+          `INSERT INTO healthcare_providers (user_id, first_name, last_name, email)
+           SELECT $1::uuid, $2, $3, $4
+            WHERE NOT EXISTS (SELECT 1 FROM healthcare_providers WHERE user_id IS NOT DISTINCT FROM $1::uuid AND email = $4)`,
+          [admin.userId, admin.firstName, admin.lastName, admin.email],
+        ),
+      );
+      return inserted.rowCount ? undefined : { note: 'provider already present' };
     },
   };
 }

@@ -5,10 +5,13 @@
  * which `refill` drops.
  */
 import { randomBytes } from 'node:crypto';
+import type pg from 'pg';
 import type { ClinicServer } from '../../db/database.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
 import type { Logger } from '../../logger.js';
 import { cloneDatabase } from './admin.js';
+
+type Queryable = Pick<pg.ClientBase, 'query'>;
 
 export const SPARE_PREFIX = 'onramp_spare_';
 
@@ -30,9 +33,9 @@ export class WarmPool {
    * Renames a spare to `target`. Returns false when the pool is empty (the caller clones).
    * Concurrent claims race on the rename: the loser sees "does not exist" and tries the next.
    */
-  async claim(server: ClinicServer, target: string): Promise<boolean> {
+  async claim(admin: Queryable, server: ClinicServer, target: string): Promise<boolean> {
     if (this.size === 0) return false;
-    const claimed = await withClient(server.url, async (admin) => {
+    const claimed = await (async () => {
       const { rows } = await admin.query<{ datname: string }>(
         'SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY oid',
         [this.prefix(server)],
@@ -48,7 +51,7 @@ export class WarmPool {
         }
       }
       return false;
-    });
+    })();
     this.refillInBackground(server);
     return claimed;
   }
