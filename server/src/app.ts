@@ -19,6 +19,7 @@ import { bodyTooLarge, isAllowedOrigin, sendJson, setSecurityHeaders } from './h
 import { serveConsole } from './http/static.js';
 import { startWorker, type Worker } from './jobs/index.js';
 import { createMetrics, useOperationMetrics } from './metrics.js';
+import { AuthService } from './modules/auth/service.js';
 import { checkHealth } from './modules/health/service.js';
 import { createMailTransport, deliverMail } from './modules/mail/service.js';
 import { ProvisioningService } from './modules/provisioning/service.js';
@@ -80,7 +81,9 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   const registration = new RegistrationService({ ...base, prisma: base.db.prisma, provisioning });
   const mail = createMailTransport(config, logger);
   const reconciler = new Reconciler({ prisma: base.db.prisma, logger, provisioning });
-  const deps: Deps = { ...base, metrics, events, provisioning, registration, mail, reconciler };
+  const auth = new AuthService({ ...base, prisma: base.db.prisma, provisioning });
+  await auth.bootstrapSuperAdmin();
+  const deps: Deps = { ...base, metrics, events, provisioning, registration, mail, reconciler, auth };
   let worker: Worker | undefined;
   let reconcileTimer: NodeJS.Timeout | undefined;
   const reconcile = () =>
@@ -94,11 +97,15 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   const consoleDir = options.consoleDir ?? CONSOLE_DIST;
   let stopping = false;
 
-  const createContext = (server: ServerContext): Context => ({
+  const createContext = async (
+    server: ServerContext,
+    authorization: string | null | undefined,
+  ): Promise<Context> => ({
     deps,
-    viewer: null,
+    viewer: await auth.viewerFromAuthorization(authorization),
     requestId: server.requestId,
     ip: server.req.socket.remoteAddress ?? null,
+    userAgent: server.req.headers['user-agent'] ?? null,
     logger: logger.child({ requestId: server.requestId }),
   });
 
@@ -126,7 +133,16 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     renderGraphiQL: production
       ? undefined
       : async (opts) => (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(opts),
-    context: ({ req, requestId }) => createContext({ req, requestId }),
+    context: (initial) => {
+      const { req, requestId } = initial as unknown as ServerContext;
+      // Over WebSocket the token travels in connectionParams (see onSubscribe).
+      const wsAuthorization = (initial as { connectionParams?: { authorization?: unknown } }).connectionParams
+        ?.authorization;
+      return createContext(
+        { req, requestId },
+        typeof wsAuthorization === 'string' ? wsAuthorization : req.headers.authorization,
+      );
+    },
     cors: (request) =>
       isAllowedOrigin(request.headers.get('origin'), request.headers.get('host') ?? undefined, config)
         ? {
@@ -226,7 +242,12 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
       subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args) as never,
       onSubscribe: async (ctx, _id, payload) => {
         const requestId = randomUUID();
-        const enveloped = yoga.getEnveloped({ req: ctx.extra.request, requestId, params: payload });
+        const enveloped = yoga.getEnveloped({
+          req: ctx.extra.request,
+          requestId,
+          params: payload,
+          connectionParams: ctx.connectionParams,
+        });
         let document: ReturnType<typeof enveloped.parse>;
         try {
           document = enveloped.parse(payload.query);

@@ -3,6 +3,7 @@ import type { Config } from './env.js';
 import type { UserRole } from './generated/central/enums.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
+import type { AuthService } from './modules/auth/service.js';
 import type { MailTransport } from './modules/mail/service.js';
 import type { ProvisioningService } from './modules/provisioning/service.js';
 import type { Reconciler } from './modules/registration/reconciler.js';
@@ -24,6 +25,7 @@ export interface Deps extends BaseDeps {
   provisioning: ProvisioningService;
   registration: RegistrationService;
   reconciler: Reconciler;
+  auth: AuthService;
   mail: MailTransport;
 }
 
@@ -40,5 +42,6 @@ export interface Context {
   requestId: string;
   /** Client address, for rate limits and the audit log. */
   ip: string | null;
+  userAgent: string | null;
   logger: Logger;
 }

@@ -1,6 +1,7 @@
 /** The schema's single entry point: every module's schema file, then toSchema(). */
 import { lexicographicSortSchema, printSchema } from 'graphql';
 import { builder } from './builder.js';
+import './modules/auth/schema.js';
 import './modules/health/schema.js';
 import './modules/mail/schema.js';
 import './modules/provisioning/schema.js';

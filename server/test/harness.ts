@@ -61,7 +61,7 @@ export interface TestApp {
     headers?: Record<string, string>,
   ): Promise<{ status: number; body: { data?: T; errors?: GraphQLErrorBody[] }; headers: Headers }>;
   /** A graphql-ws client on the app's /graphql, closed after the file. */
-  ws(options?: { headers?: Record<string, string> }): Client;
+  ws(options?: { headers?: Record<string, string>; connectionParams?: Record<string, unknown> }): Client;
 }
 
 export interface GraphQLErrorBody {
@@ -109,6 +109,7 @@ export async function startTestApp(
         },
         retryAttempts: 0,
         lazy: true,
+        connectionParams: options.connectionParams,
       });
       clients.push(client);
       return client;

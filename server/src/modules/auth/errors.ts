@@ -1,0 +1,34 @@
+import { OnrampError } from '../../errors.js';
+
+/** Wrong e-mail or password: one answer for both, so it reveals neither. */
+export class InvalidCredentialsError extends OnrampError {
+  readonly code = 'INVALID_CREDENTIALS' as const;
+  constructor() {
+    super('Wrong e-mail or password');
+    this.name = 'InvalidCredentialsError';
+  }
+}
+
+export class EmailNotVerifiedError extends OnrampError {
+  readonly code = 'EMAIL_NOT_VERIFIED' as const;
+  constructor() {
+    super('Confirm your e-mail address first; we can send the link again');
+    this.name = 'EmailNotVerifiedError';
+  }
+}
+
+export class ClinicUnavailableError extends OnrampError {
+  readonly code = 'CLINIC_UNAVAILABLE' as const;
+  constructor(message = 'Your clinic is not available right now; our team has been notified') {
+    super(message);
+    this.name = 'ClinicUnavailableError';
+  }
+}
+
+export class InvalidRefreshTokenError extends OnrampError {
+  readonly code = 'INVALID_REFRESH_TOKEN' as const;
+  constructor() {
+    super('This session has ended; sign in again');
+    this.name = 'InvalidRefreshTokenError';
+  }
+}

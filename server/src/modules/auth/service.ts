@@ -1,0 +1,265 @@
+/**
+ * Sessions: short-lived JWT access tokens (15 min) and opaque refresh tokens stored as sha256,
+ * rotated on every use; presenting a spent token revokes its whole family. Password sign-in
+ * with argon2id, the same cost for unknown e-mails, growing lockouts, and the clinic health
+ * check of the seed: a broken clinic database is repaired (within 5 s) before anyone enters it.
+ */
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { jwtVerify, SignJWT } from 'jose';
+import type { Viewer } from '../../context.js';
+import type { CentralPrisma } from '../../db/database.js';
+import type { Config } from '../../env.js';
+import { rateLimited } from '../../errors.js';
+import type { UserRole } from '../../generated/central/enums.js';
+import type { Logger } from '../../logger.js';
+import type { ProvisioningService } from '../provisioning/service.js';
+import { normaliseEmail } from '../registration/validation.js';
+import {
+  ClinicUnavailableError,
+  EmailNotVerifiedError,
+  InvalidCredentialsError,
+  InvalidRefreshTokenError,
+} from './errors.js';
+import { Lockout } from './lockout.js';
+import { hashPassword, verifyPassword } from './passwords.js';
+
+export const ACCESS_TOKEN_TTL_SECONDS = 15 * 60;
+const REFRESH_TOKEN_TTL_MS = 30 * 24 * 60 * 60_000;
+/** A client that lost the response to a refresh may present the spent token again this long. */
+export const REFRESH_GRACE_MS = 10_000;
+/** How long sign-in waits for a repair of a broken clinic database. */
+const LOGIN_REPAIR_BUDGET_MS = 5_000;
+
+export interface IssuedSession {
+  accessToken: string;
+  refreshToken: string;
+  expiresAt: Date;
+  userId: string;
+}
+
+export interface RequestMeta {
+  ip: string | null;
+  userAgent?: string | null;
+}
+
+export interface AuthDeps {
+  config: Config;
+  logger: Logger;
+  prisma: CentralPrisma;
+  provisioning: ProvisioningService;
+}
+
+const sha256 = (value: string) => createHash('sha256').update(value).digest('hex');
+
+export class AuthService {
+  private readonly secret: Uint8Array;
+  private readonly accounts = new Lockout({ threshold: 5, baseSeconds: 60 });
+  private readonly addresses = new Lockout({ threshold: 20, baseSeconds: 60 });
+  /** Verified against when the e-mail is unknown, so both cases cost one argon2 verify. */
+  private dummyHash: Promise<string> | undefined;
+
+  constructor(private readonly deps: AuthDeps) {
+    this.secret = new TextEncoder().encode(deps.config.jwtSecret);
+  }
+
+  /** The platform super-admin of ONRAMP_ADMIN_EMAIL exists (no password: signs in by e-mail code). */
+  async bootstrapSuperAdmin(): Promise<void> {
+    const { prisma, config } = this.deps;
+    await prisma.user.upsert({
+      where: { email: config.adminEmail },
+      create: {
+        email: config.adminEmail,
+        firstName: 'Platform',
+        lastName: 'Admin',
+        role: 'SUPER_ADMIN',
+        emailVerifiedAt: new Date(),
+      },
+      update: { role: 'SUPER_ADMIN' },
+    });
+  }
+
+  /**
+   * @throws InvalidCredentialsError, EmailNotVerifiedError, ClinicUnavailableError, or a
+   * RATE_LIMITED GraphQL error while the account or address is locked out.
+   */
+  async signInWithPassword(rawEmail: string, password: string, meta: RequestMeta): Promise<IssuedSession> {
+    const { prisma } = this.deps;
+    const email = normaliseEmail(rawEmail);
+    const accountKey = `account:${email}`;
+    const addressKey = `ip:${meta.ip ?? 'unknown'}`;
+    const wait = Math.max(this.accounts.retryAfter(accountKey), this.addresses.retryAfter(addressKey));
+    if (wait > 0) throw rateLimited(wait);
+
+    const user = await prisma.user.findUnique({ where: { email }, include: { clinic: true } });
+    // Unknown e-mail or no password: verify against a dummy hash anyway, so the answer takes
+    // as long as for a known account and reveals nothing.
+    this.dummyHash ??= hashPassword(randomBytes(16).toString('hex'));
+    const ok = await verifyPassword(user?.passwordHash ?? (await this.dummyHash), password);
+    if (!user?.passwordHash || !ok) {
+      this.accounts.fail(accountKey);
+      this.addresses.fail(addressKey);
+      await prisma.auditLog.create({
+        data: {
+          action: 'auth.sign_in_failed',
+          actorId: user?.id ?? null,
+          clinicId: user?.clinicId ?? null,
+          ip: meta.ip,
+          data: { method: 'password' },
+        },
+      });
+      throw new InvalidCredentialsError();
+    }
+    this.accounts.succeed(accountKey);
+    if (!user.emailVerifiedAt) throw new EmailNotVerifiedError();
+    if (user.clinic) await this.ensureClinicUsable(user.clinic.id, user.clinic.status);
+    return this.issue(user.id, randomUUID(), meta, 'password');
+  }
+
+  /** Health check at sign-in (seed): never let anyone into a half-made or broken clinic. */
+  private async ensureClinicUsable(clinicId: string, status: string): Promise<void> {
+    const { provisioning, logger } = this.deps;
+    if (status === 'PENDING' || status === 'PROVISIONING') {
+      throw new ClinicUnavailableError(
+        'Your clinic is still being set up; we will e-mail you when it is ready',
+      );
+    }
+    if (status !== 'READY') throw new ClinicUnavailableError();
+    const health = await provisioning.checkClinic(clinicId);
+    if (health.dbStatus === 'HEALTHY') return;
+    logger.warn({ clinicId, dbStatus: health.dbStatus }, 'clinic database unhealthy at sign-in; repairing');
+    const repaired = await Promise.race([
+      provisioning.repairClinic(clinicId).then(
+        (result) => result.after.dbStatus === 'HEALTHY',
+        (error: unknown) => {
+          logger.error({ err: error, clinicId }, 'repair at sign-in failed');
+          return false;
+        },
+      ),
+      new Promise<false>((resolve) => setTimeout(() => resolve(false), LOGIN_REPAIR_BUDGET_MS).unref()),
+    ]);
+    if (!repaired) throw new ClinicUnavailableError();
+  }
+
+  /**
+   * Rotates a refresh token. A spent token presented again after the grace period means it
+   * leaked: the whole family is revoked.
+   * @throws InvalidRefreshTokenError
+   */
+  async refresh(refreshToken: string, meta: RequestMeta): Promise<IssuedSession> {
+    const { prisma, logger } = this.deps;
+    const session = await prisma.session.findUnique({
+      where: { refreshTokenHash: sha256(refreshToken) },
+      include: { user: { include: { clinic: true } } },
+    });
+    const now = Date.now();
+    if (!session || session.revokedAt || session.expiresAt.getTime() <= now)
+      throw new InvalidRefreshTokenError();
+    if (session.rotatedAt) {
+      if (now - session.rotatedAt.getTime() > REFRESH_GRACE_MS) {
+        await prisma.session.updateMany({
+          where: { familyId: session.familyId, revokedAt: null },
+          data: { revokedAt: new Date() },
+        });
+        await prisma.auditLog.create({
+          data: {
+            action: 'auth.refresh_reuse',
+            actorId: session.userId,
+            ip: meta.ip,
+            data: { familyId: session.familyId },
+          },
+        });
+        logger.warn({ userId: session.userId }, 'spent refresh token reused; session family revoked');
+        throw new InvalidRefreshTokenError();
+      }
+    } else {
+      // Of two concurrent refreshes with one token, one spends it; the other is within the grace.
+      await prisma.session.updateMany({
+        where: { id: session.id, rotatedAt: null },
+        data: { rotatedAt: new Date() },
+      });
+    }
+    const clinic = session.user.clinic;
+    if (clinic && clinic.status !== 'READY') throw new ClinicUnavailableError();
+    return this.issue(session.userId, session.familyId, meta, null);
+  }
+
+  /** Ends the sign-in this token belongs to (its whole family). Same answer for any token. */
+  async signOut(refreshToken: string): Promise<void> {
+    const { prisma } = this.deps;
+    const session = await prisma.session.findUnique({
+      where: { refreshTokenHash: sha256(refreshToken) },
+      select: { familyId: true, userId: true },
+    });
+    if (!session) return;
+    await prisma.session.updateMany({
+      where: { familyId: session.familyId, revokedAt: null },
+      data: { revokedAt: new Date() },
+    });
+    await prisma.auditLog.create({ data: { action: 'auth.sign_out', actorId: session.userId } });
+  }
+
+  private async issue(
+    userId: string,
+    familyId: string,
+    meta: RequestMeta,
+    method: string | null,
+  ): Promise<IssuedSession> {
+    const { prisma } = this.deps;
+    const user = await prisma.user.findUniqueOrThrow({
+      where: { id: userId },
+      select: { role: true, clinicId: true },
+    });
+    const refreshToken = randomBytes(32).toString('base64url');
+    const session = await prisma.session.create({
+      data: {
+        userId,
+        familyId,
+        refreshTokenHash: sha256(refreshToken),
+        expiresAt: new Date(Date.now() + REFRESH_TOKEN_TTL_MS),
+        ip: meta.ip,
+        userAgent: meta.userAgent?.slice(0, 300) ?? null,
+      },
+    });
+    if (method)
+      await prisma.auditLog.create({
+        data: {
+          action: 'auth.sign_in',
+          actorId: userId,
+          clinicId: user.clinicId,
+          ip: meta.ip,
+          data: { method },
+        },
+      });
+    const expiresAt = new Date(Date.now() + ACCESS_TOKEN_TTL_SECONDS * 1000);
+    const accessToken = await new SignJWT({ role: user.role, cid: user.clinicId, sid: session.id })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject(userId)
+      .setIssuer('onramp')
+      .setAudience('onramp')
+      .setIssuedAt()
+      .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
+      .sign(this.secret);
+    return { accessToken, refreshToken, expiresAt, userId };
+  }
+
+  /** The caller of a request, from `Authorization: Bearer <accessToken>`; null when absent or invalid. */
+  async viewerFromAuthorization(header: string | null | undefined): Promise<Viewer | null> {
+    const token = /^Bearer\s+(\S+)$/i.exec(header ?? '')?.[1];
+    if (!token) return null;
+    try {
+      const { payload } = await jwtVerify(token, this.secret, {
+        issuer: 'onramp',
+        audience: 'onramp',
+        algorithms: ['HS256'],
+      });
+      if (typeof payload.sub !== 'string') return null;
+      return {
+        userId: payload.sub,
+        role: payload.role as UserRole,
+        clinicId: (payload.cid as string | null) ?? null,
+      };
+    } catch {
+      return null;
+    }
+  }
+}
