@@ -27,6 +27,11 @@ export interface ClinicServer {
   /** Admin connection URL (may create databases and roles). */
   url: string;
   template: ClinicTemplate;
+  /**
+   * A few warm admin sessions: opening one costs several milliseconds, more than the
+   * catalog work a provisioning step does with it.
+   */
+  admin: pg.Pool;
 }
 
 export interface Databases {
@@ -76,7 +81,16 @@ export async function openDatabases(
     const clinicServers: ClinicServer[] = [];
     for (const url of serverUrls) {
       const template = await ensureClinicTemplate(url, clinicMigrations, logger);
-      clinicServers.push({ key: serverKey(url), url, template });
+      const admin = new pg.Pool({
+        connectionString: url,
+        max: 4,
+        idleTimeoutMillis: 30_000,
+        application_name: 'onramp-admin',
+      });
+      admin.on('error', (error) =>
+        logger.warn({ err: error, server: serverKey(url) }, 'idle admin connection lost'),
+      );
+      clinicServers.push({ key: serverKey(url), url, template, admin });
     }
 
     const pool = new pg.Pool({ connectionString: centralUrl, max: 4, application_name: 'onramp-ready' });
@@ -115,6 +129,7 @@ export async function openDatabases(
       async close() {
         await prisma.$disconnect().catch((error) => logger.warn({ err: error }, 'prisma disconnect failed'));
         await pool.end().catch(() => {});
+        await Promise.all(clinicServers.map((server) => server.admin.end().catch(() => {})));
         await embedded?.stop();
       },
     };

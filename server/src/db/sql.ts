@@ -25,3 +25,18 @@ export async function withClient<T>(url: string, work: (client: pg.Client) => Pr
     await client.end().catch(() => {});
   }
 }
+
+/** Runs `work` on a pooled session, released afterwards (destroyed if the work failed). */
+export async function withPooled<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let failed = false;
+  try {
+    return await work(client);
+  } catch (error) {
+    failed = true;
+    throw error;
+  } finally {
+    // A failed session may be mid-transaction or broken: never hand it to the next caller.
+    client.release(failed);
+  }
+}

@@ -5,7 +5,7 @@
 import pg from 'pg';
 import type { ClinicServer } from '../../db/database.js';
 import { schemaVersion } from '../../db/migrator.js';
-import { databaseUrl, withClient } from '../../db/sql.js';
+import { databaseUrl } from '../../db/sql.js';
 import type { ClinicSchemaShape } from './schema-shape.js';
 import { decryptSecret } from './secrets.js';
 
@@ -82,8 +82,9 @@ function report(
 /** Which of `names` exist on the server: one catalog query for any number of clinics. */
 export async function existingDatabases(server: ClinicServer, names: string[]): Promise<Set<string>> {
   if (names.length === 0) return new Set();
-  const { rows } = await withClient(server.url, (admin) =>
-    admin.query<{ datname: string }>('SELECT datname FROM pg_database WHERE datname = ANY($1)', [names]),
+  const { rows } = await server.admin.query<{ datname: string }>(
+    'SELECT datname FROM pg_database WHERE datname = ANY($1)',
+    [names],
   );
   return new Set(rows.map((row) => row.datname));
 }

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { CentralPrisma, ClinicServer } from '../../db/database.js';
 import { type Migration, migrate } from '../../db/migrator.js';
-import { databaseUrl, withClient } from '../../db/sql.js';
+import { databaseUrl, withClient, withPooled } from '../../db/sql.js';
 import {
   cloneDatabase,
   databaseExists,
@@ -122,8 +122,8 @@ export function createDatabaseStep(deps: StepDeps): SagaStep<ProvisionState> {
     async run(state) {
       const { server } = state;
       const password = randomPassword();
-      // One admin session for all of it: new connections are the dominant cost here.
-      await withClient(server.url, async (admin) => {
+      // One warm admin session for all of it: new connections are the dominant cost here.
+      await withPooled(server.admin, async (admin) => {
         if (await databaseExists(admin, state.databaseName)) state.databaseSource = 'existing';
         else if (await deps.pool.claim(admin, server, state.databaseName)) state.databaseSource = 'pool';
         else {
