@@ -119,16 +119,16 @@ builder.objectType(ValidationError, {
   }),
 });
 
-builder.objectType(NotFoundError, {
-  name: 'NotFoundError',
-  interfaces: [ErrorInterface],
-  isTypeOf: (value) => value instanceof NotFoundError,
-  fields: () => ({}),
-});
+/** Registers an expected-failure class as a GraphQL type carrying just `code` and `message`. */
+export function errorType(ErrorClass: new (...args: never[]) => OnrampError, name: string): void {
+  // Typed as one concrete subclass: Pothos needs a constructible shape; the type adds no fields.
+  builder.objectType(ErrorClass as unknown as typeof ConflictError, {
+    name,
+    interfaces: [ErrorInterface],
+    isTypeOf: (value) => value instanceof ErrorClass,
+    fields: () => ({}),
+  });
+}
 
-builder.objectType(ConflictError, {
-  name: 'ConflictError',
-  interfaces: [ErrorInterface],
-  isTypeOf: (value) => value instanceof ConflictError,
-  fields: () => ({}),
-});
+errorType(NotFoundError, 'NotFoundError');
+errorType(ConflictError, 'ConflictError');

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { builder, ErrorInterface } from '../../builder.js';
+import { builder, errorType } from '../../builder.js';
 import { UserRef } from '../registration/schema.js';
 import {
   ClinicUnavailableError,
@@ -9,19 +9,10 @@ import {
 } from './errors.js';
 import type { IssuedSession } from './service.js';
 
-for (const [ErrorClass, name] of [
-  [InvalidCredentialsError, 'InvalidCredentialsError'],
-  [EmailNotVerifiedError, 'EmailNotVerifiedError'],
-  [ClinicUnavailableError, 'ClinicUnavailableError'],
-  [InvalidRefreshTokenError, 'InvalidRefreshTokenError'],
-] as const) {
-  builder.objectType(ErrorClass, {
-    name,
-    interfaces: [ErrorInterface],
-    isTypeOf: (value) => value instanceof ErrorClass,
-    fields: () => ({}),
-  });
-}
+errorType(InvalidCredentialsError, 'InvalidCredentialsError');
+errorType(EmailNotVerifiedError, 'EmailNotVerifiedError');
+errorType(ClinicUnavailableError, 'ClinicUnavailableError');
+errorType(InvalidRefreshTokenError, 'InvalidRefreshTokenError');
 
 const AuthSessionRef = builder.objectRef<IssuedSession>('AuthSession').implement({
   fields: (t) => ({

@@ -82,26 +82,26 @@ export function defaultSubdomain(state: Pick<ProvisionState, 'clinicId' | 'clini
   return base ? `${base}-${suffix}` : `clinic-${suffix}`;
 }
 
+/** The clinic row a provisioning run starts from (PROVISIONING, its database and role named). */
+export function clinicRecord(state: ProvisionState) {
+  return {
+    id: state.clinicId,
+    name: state.clinicName,
+    country: state.country,
+    subdomain: defaultSubdomain(state),
+    status: 'PROVISIONING' as const,
+    databaseName: state.databaseName,
+    databaseServer: state.server.key,
+    databaseRole: state.roleName,
+  };
+}
+
 export function centralRecordsStep(deps: StepDeps): SagaStep<ProvisionState> {
   return {
     name: 'central_records',
     async run(state) {
       await deps.prisma.company.create({
-        data: {
-          name: state.companyName,
-          clinics: {
-            create: {
-              id: state.clinicId,
-              name: state.clinicName,
-              country: state.country,
-              subdomain: defaultSubdomain(state),
-              status: 'PROVISIONING',
-              databaseName: state.databaseName,
-              databaseServer: state.server.key,
-              databaseRole: state.roleName,
-            },
-          },
-        },
+        data: { name: state.companyName, clinics: { create: clinicRecord(state) } },
       });
       return undefined;
     },

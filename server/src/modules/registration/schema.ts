@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { builder, ErrorInterface } from '../../builder.js';
+import { builder, errorType } from '../../builder.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import { ClinicRef } from '../provisioning/schema.js';
 import { ProvisioningFailedError } from '../provisioning/service.js';
@@ -30,17 +30,8 @@ export const UserRef = builder.prismaObject('User', {
   }),
 });
 
-for (const [ErrorClass, name] of [
-  [EmailTakenError, 'EmailTakenError'],
-  [InvalidCodeError, 'InvalidCodeError'],
-] as const) {
-  builder.objectType(ErrorClass, {
-    name,
-    interfaces: [ErrorInterface],
-    isTypeOf: (value) => value instanceof ErrorClass,
-    fields: () => ({}),
-  });
-}
+errorType(EmailTakenError, 'EmailTakenError');
+errorType(InvalidCodeError, 'InvalidCodeError');
 
 interface RegisterClinicResult {
   clinicId: string;

@@ -17,7 +17,7 @@ import { slug } from '../provisioning/names.js';
 import type { SagaStep } from '../provisioning/saga.js';
 import type { ProvisioningService } from '../provisioning/service.js';
 import { ProvisioningFailedError } from '../provisioning/service.js';
-import { defaultSubdomain, type ProvisionState } from '../provisioning/steps.js';
+import { clinicRecord, type ProvisionState } from '../provisioning/steps.js';
 import { EmailTakenError, InvalidCodeError } from './errors.js';
 import { isTransient } from './transient.js';
 import { normaliseEmail, type RegisterClinicInput } from './validation.js';
@@ -234,19 +234,7 @@ export class RegistrationService {
         try {
           await prisma.$transaction(async (tx) => {
             const company = await tx.company.create({ data: { name: state.companyName } });
-            await tx.clinic.create({
-              data: {
-                id: state.clinicId,
-                companyId: company.id,
-                name: state.clinicName,
-                country: state.country,
-                subdomain: defaultSubdomain(state),
-                status: 'PROVISIONING',
-                databaseName: state.databaseName,
-                databaseServer: state.server.key,
-                databaseRole: state.roleName,
-              },
-            });
+            await tx.clinic.create({ data: { ...clinicRecord(state), companyId: company.id } });
             const user = await tx.user.create({
               data: {
                 email: admin.email,
