@@ -33,6 +33,8 @@ export const builder = new SchemaBuilder<{
     operator: boolean;
     /** injectFault: anyone outside production. */
     faultInjection: boolean;
+    /** An admin of the clinic with this id (or a super-admin). */
+    clinicAdmin: string;
   };
   Scalars: {
     DateTime: { Input: Date; Output: Date };
@@ -49,6 +51,9 @@ export const builder = new SchemaBuilder<{
       // Until sign-in exists (identity issue) the test suite is the only operator.
       operator: context.viewer?.role === 'SUPER_ADMIN' || context.deps.config.env === 'test',
       faultInjection: context.deps.config.env !== 'production',
+      clinicAdmin: (clinicId: string) =>
+        context.viewer?.role === 'SUPER_ADMIN' ||
+        (context.viewer?.role === 'CLINIC_ADMIN' && context.viewer.clinicId === clinicId),
     }),
     unauthorizedError: (_parent, context) => (context.viewer ? forbidden() : unauthenticated()),
   },

@@ -2,6 +2,7 @@
 import { lexicographicSortSchema, printSchema } from 'graphql';
 import { builder } from './builder.js';
 import './modules/auth/schema.js';
+import './modules/clients/schema.js';
 import './modules/health/schema.js';
 import './modules/mail/schema.js';
 import './modules/provisioning/schema.js';

@@ -32,3 +32,12 @@ export class InvalidRefreshTokenError extends OnrampError {
     this.name = 'InvalidRefreshTokenError';
   }
 }
+
+/** The guessing budget of this e-mail is spent; ask again later. */
+export class TooManyAttemptsError extends OnrampError {
+  readonly code = 'TOO_MANY_ATTEMPTS' as const;
+  constructor() {
+    super('Too many wrong codes; request a new one later');
+    this.name = 'TooManyAttemptsError';
+  }
+}

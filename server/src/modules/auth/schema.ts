@@ -1,11 +1,13 @@
 import { z } from 'zod';
 import { builder, errorType } from '../../builder.js';
+import { InvalidCodeError } from '../registration/errors.js';
 import { UserRef } from '../registration/schema.js';
 import {
   ClinicUnavailableError,
   EmailNotVerifiedError,
   InvalidCredentialsError,
   InvalidRefreshTokenError,
+  TooManyAttemptsError,
 } from './errors.js';
 import type { IssuedSession } from './service.js';
 
@@ -13,6 +15,12 @@ errorType(InvalidCredentialsError, 'InvalidCredentialsError');
 errorType(EmailNotVerifiedError, 'EmailNotVerifiedError');
 errorType(ClinicUnavailableError, 'ClinicUnavailableError');
 errorType(InvalidRefreshTokenError, 'InvalidRefreshTokenError');
+errorType(TooManyAttemptsError, 'TooManyAttemptsError');
+
+const LoginCodeRequested = builder.objectRef<{ expiresInSeconds: number }>('LoginCodeRequested').implement({
+  description: 'The same answer whether or not the e-mail belongs to an account.',
+  fields: (t) => ({ expiresInSeconds: t.exposeInt('expiresInSeconds') }),
+});
 
 const AuthSessionRef = builder.objectRef<IssuedSession>('AuthSession').implement({
   fields: (t) => ({
@@ -47,6 +55,25 @@ builder.mutationFields((t) => ({
     },
     resolve: (_root, { email, password }, context) =>
       context.deps.auth.signInWithPassword(email, password, { ip: context.ip, userAgent: context.userAgent }),
+  }),
+  requestLoginCode: t.field({
+    type: LoginCodeRequested,
+    errors: {},
+    args: { email: t.arg.string({ required: true, validate: z.string().max(254) }) },
+    resolve: async (_root, { email }, context) => ({
+      // Same body, known e-mail or not (see login-codes.ts).
+      expiresInSeconds: await context.deps.auth.codes.request(email, context.ip),
+    }),
+  }),
+  signInWithCode: t.field({
+    type: AuthSessionRef,
+    errors: { types: [InvalidCodeError, TooManyAttemptsError, ClinicUnavailableError] },
+    args: {
+      email: t.arg.string({ required: true, validate: z.string().max(254) }),
+      code: t.arg.string({ required: true, validate: z.string().max(12) }),
+    },
+    resolve: (_root, { email, code }, context) =>
+      context.deps.auth.signInWithCode(email, code.trim(), { ip: context.ip, userAgent: context.userAgent }),
   }),
   refreshSession: t.field({
     type: AuthSessionRef,

@@ -21,6 +21,7 @@ import {
   InvalidRefreshTokenError,
 } from './errors.js';
 import { Lockout } from './lockout.js';
+import { LoginCodes } from './login-codes.js';
 import { hashPassword, verifyPassword } from './passwords.js';
 
 export const ACCESS_TOKEN_TTL_SECONDS = 15 * 60;
@@ -58,8 +59,11 @@ export class AuthService {
   /** Verified against when the e-mail is unknown, so both cases cost one argon2 verify. */
   private dummyHash: Promise<string> | undefined;
 
+  readonly codes: LoginCodes;
+
   constructor(private readonly deps: AuthDeps) {
     this.secret = new TextEncoder().encode(deps.config.jwtSecret);
+    this.codes = new LoginCodes(deps);
   }
 
   /** The platform super-admin of ONRAMP_ADMIN_EMAIL exists (no password: signs in by e-mail code). */
@@ -113,6 +117,20 @@ export class AuthService {
     if (!user.emailVerifiedAt) throw new EmailNotVerifiedError();
     if (user.clinic) await this.ensureClinicUsable(user.clinic.id, user.clinic.status);
     return this.issue(user.id, randomUUID(), meta, 'password');
+  }
+
+  /**
+   * Signs in with an e-mail code (see login-codes.ts for its rules).
+   * @throws InvalidCodeError, TooManyAttemptsError, ClinicUnavailableError
+   */
+  async signInWithCode(email: string, code: string, meta: RequestMeta): Promise<IssuedSession> {
+    const userId = await this.codes.verify(email, code);
+    const user = await this.deps.prisma.user.findUniqueOrThrow({
+      where: { id: userId },
+      include: { clinic: true },
+    });
+    if (user.clinic) await this.ensureClinicUsable(user.clinic.id, user.clinic.status);
+    return this.issue(user.id, randomUUID(), meta, 'code');
   }
 
   /** Health check at sign-in (seed): never let anyone into a half-made or broken clinic. */

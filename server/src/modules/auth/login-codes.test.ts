@@ -1,0 +1,201 @@
+import { describe, expect, it } from 'vitest';
+import { startTestApp } from '../../../test/harness.js';
+import { hashPassword } from './passwords.js';
+
+const REQUEST =
+  'mutation ($e: String!) { requestLoginCode(email: $e) { __typename ... on LoginCodeRequested { expiresInSeconds } } }';
+const SIGN_IN = `mutation ($e: String!, $c: String!) {
+  signInWithCode(email: $e, code: $c) {
+    __typename
+    ... on AuthSession { accessToken user { email role } }
+    ... on Error { code message }
+  }
+}`;
+
+describe('e-mail code sign-in', async () => {
+  // Without SMTP_URL mail goes to the dev mailbox: the outbox is where the test reads codes.
+  const t = await startTestApp({ CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' });
+  const { prisma } = t.app.deps.db;
+
+  const latestCode = async (email: string) => {
+    const mail = await prisma.mailOutbox.findFirst({
+      where: { toAddress: email, kind: 'login_code' },
+      orderBy: { createdAt: 'desc' },
+    });
+    return /\b(\d{6})\b/.exec(mail?.subject ?? '')?.[1] ?? '';
+  };
+  const request = (email: string) => t.gql(REQUEST, { e: email });
+  const signIn = async (email: string, code: string) =>
+    (
+      await t.gql<{
+        signInWithCode: { __typename: string; code?: string; accessToken?: string; user?: { role: string } };
+      }>(SIGN_IN, { e: email, c: code })
+    ).body.data?.signInWithCode;
+  /** Lets the next code be requested at once (the per-e-mail cooldown is tested separately). */
+  const skipCooldown = (email: string) =>
+    prisma.loginCode.updateMany({
+      where: { email },
+      data: { lastSentAt: new Date(Date.now() - 3_600_000 + 60_000) },
+    });
+
+  it('signs the bootstrapped super-admin in with a code, which then opens operator fields', async () => {
+    const email = 'admin@onramp.localhost';
+    expect((await request(email)).body.data).toEqual({
+      requestLoginCode: { __typename: 'LoginCodeRequested', expiresInSeconds: 600 },
+    });
+    const code = await latestCode(email);
+    expect(code).toMatch(/^\d{6}$/);
+    const stored = await prisma.loginCode.findUniqueOrThrow({ where: { email } });
+    expect(stored.codeHmac).not.toContain(code);
+    const session = await signIn(email, code);
+    expect(session).toMatchObject({ __typename: 'AuthSession', user: { role: 'SUPER_ADMIN' } });
+    expect(await signIn(email, code)).toMatchObject({ __typename: 'InvalidCodeError', code: 'INVALID_CODE' }); // single use
+  });
+
+  it('answers a known and an unknown e-mail with the same body, and sends nothing to the unknown one', async () => {
+    await skipCooldown('admin@onramp.localhost');
+    const known = await request('admin@onramp.localhost');
+    const unknown = await request('nobody-at-all@example.com');
+    expect(known.body).toEqual(unknown.body);
+    expect(await prisma.mailOutbox.count({ where: { toAddress: 'nobody-at-all@example.com' } })).toBe(0);
+    expect((await signIn('nobody-at-all@example.com', '123456'))?.code).toBe('INVALID_CODE');
+  });
+
+  it('burns the code after 5 wrong tries, and a new code does not reset the budget', async () => {
+    const email = 'budget@example.com';
+    await prisma.user.create({
+      data: { email, firstName: 'B', lastName: 'U', role: 'STAFF', emailVerifiedAt: new Date() },
+    });
+    await request(email);
+    const code = await latestCode(email);
+    const wrong = code === '000000' ? '111111' : '000000';
+    for (let i = 0; i < 4; i++) expect((await signIn(email, wrong))?.code).toBe('INVALID_CODE');
+    expect((await signIn(email, wrong))?.code).toBe('TOO_MANY_ATTEMPTS');
+    expect((await signIn(email, code))?.code).toBe('TOO_MANY_ATTEMPTS');
+    await skipCooldown(email);
+    await request(email);
+    expect((await signIn(email, await latestCode(email)))?.code).toBe('TOO_MANY_ATTEMPTS');
+  });
+
+  it('counts concurrent wrong guesses atomically', async () => {
+    const email = 'concurrent@example.com';
+    await prisma.user.create({
+      data: { email, firstName: 'C', lastName: 'C', role: 'STAFF', emailVerifiedAt: new Date() },
+    });
+    await request(email);
+    const code = await latestCode(email);
+    const wrong = code === '999999' ? '888888' : '999999';
+    const answers = await Promise.all(Array.from({ length: 12 }, () => signIn(email, wrong)));
+    expect(answers.filter((a) => a?.code === 'INVALID_CODE')).toHaveLength(4);
+    expect(
+      (await prisma.loginCode.findUniqueOrThrow({ where: { email } })).failedAttempts,
+    ).toBeGreaterThanOrEqual(5);
+  });
+
+  it('refuses an expired code', async () => {
+    const email = 'expired@example.com';
+    await prisma.user.create({
+      data: { email, firstName: 'E', lastName: 'X', role: 'STAFF', emailVerifiedAt: new Date() },
+    });
+    await request(email);
+    await prisma.loginCode.update({ where: { email }, data: { expiresAt: new Date(Date.now() - 1000) } });
+    expect((await signIn(email, await latestCode(email)))?.code).toBe('INVALID_CODE');
+  });
+
+  it('rate-limits sending per e-mail with a growing cooldown, known or not', async () => {
+    for (const email of ['admin@onramp.localhost', 'stranger@example.com']) {
+      await prisma.loginCode.deleteMany({ where: { email } });
+      expect((await request(email)).body.data).toBeDefined();
+      const again = await request(email);
+      expect(again.status).toBe(429);
+      expect(again.body.errors?.[0]?.extensions).toMatchObject({ code: 'RATE_LIMITED', retryAfter: 30 });
+    }
+  });
+
+  describe('client records', () => {
+    async function clinicAdminToken() {
+      const { clinicId } = await t.app.deps.provisioning.provisionClinic({
+        clinicName: `Clients ${Date.now()}`,
+        country: 'BE',
+        admin: null,
+      });
+      const email = `owner-${Date.now()}@example.com`;
+      await prisma.user.create({
+        data: {
+          email,
+          firstName: 'O',
+          lastName: 'W',
+          role: 'CLINIC_ADMIN',
+          clinicId,
+          emailVerifiedAt: new Date(),
+          passwordHash: await hashPassword('a sturdy passphrase 42'),
+        },
+      });
+      const { body } = await t.gql<{ signInWithPassword: { accessToken: string } }>(
+        'mutation ($e: String!) { signInWithPassword(email: $e, password: "a sturdy passphrase 42") { ... on AuthSession { accessToken } } }',
+        { e: email },
+      );
+      return { clinicId, headers: { authorization: `Bearer ${body.data?.signInWithPassword.accessToken}` } };
+    }
+    const ADD = `mutation ($input: AddClientInput!) { addClient(input: $input) { __typename ... on ClientRecord { id email hasAccount } ... on Error { code message } ... on ValidationError { fields { path message } } } }`;
+
+    it('creates the CLIENT user on first code request from a person or a company record, once under a race', async () => {
+      const { clinicId, headers } = await clinicAdminToken();
+      const person = await t.gql(
+        ADD,
+        {
+          input: { clinicId, kind: 'PERSON', email: ' Pat@Example.com ', firstName: 'Pat', lastName: 'Lee' },
+        },
+        headers,
+      );
+      expect(person.body.data).toMatchObject({
+        addClient: { __typename: 'ClientRecord', email: 'pat@example.com', hasAccount: false },
+      });
+      const company = await t.gql(
+        ADD,
+        { input: { clinicId, kind: 'COMPANY', email: 'billing@acme.example', legalName: 'ACME SA' } },
+        headers,
+      );
+      expect(company.body.data).toMatchObject({ addClient: { __typename: 'ClientRecord' } });
+
+      await Promise.all([request('pat@example.com'), request('PAT@example.com ')]);
+      expect(await prisma.user.count({ where: { email: 'pat@example.com' } })).toBe(1);
+      const session = await signIn('pat@example.com', await latestCode('pat@example.com'));
+      expect(session).toMatchObject({ __typename: 'AuthSession', user: { role: 'CLIENT' } });
+
+      await request('billing@acme.example');
+      expect(await signIn('billing@acme.example', await latestCode('billing@acme.example'))).toMatchObject({
+        user: { role: 'CLIENT' },
+      });
+      expect(
+        (await prisma.clientRecord.findMany({ where: { clinicId } })).every((r) => r.userId !== null),
+      ).toBe(true);
+    });
+
+    it('lets only admins of that clinic add clients, with typed errors for bad input', async () => {
+      const { clinicId, headers } = await clinicAdminToken();
+      const other = await clinicAdminToken();
+      const input = { clinicId, kind: 'PERSON', email: 'x@example.com', firstName: 'X', lastName: 'Y' };
+      expect((await t.gql(ADD, { input })).body.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+      expect((await t.gql(ADD, { input }, other.headers)).body.errors?.[0]?.extensions?.code).toBe(
+        'FORBIDDEN',
+      );
+      const bad = await t.gql(ADD, { input: { clinicId, kind: 'COMPANY', email: 'nope' } }, headers);
+      expect(bad.body.data).toMatchObject({
+        addClient: {
+          __typename: 'ValidationError',
+          fields: expect.arrayContaining([
+            { path: ['input', 'email'], message: 'Enter a valid e-mail address' },
+            { path: ['input', 'legalName'], message: 'A company needs a legal name' },
+          ]),
+        },
+      });
+      expect((await t.gql(ADD, { input }, headers)).body.data).toMatchObject({
+        addClient: { __typename: 'ClientRecord' },
+      });
+      expect((await t.gql(ADD, { input }, headers)).body.data).toMatchObject({
+        addClient: { __typename: 'ConflictError', code: 'CONFLICT' },
+      });
+    });
+  });
+});
