@@ -290,7 +290,10 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
             pollInterval: options.jobPollIntervalMs,
             handlers: {
               send_email: ({ outboxId }) =>
-                deliverMail({ prisma: base.db.prisma, transport: mail, logger }, outboxId),
+                deliverMail(
+                  { prisma: base.db.prisma, transport: mail, logger, key: config.encryptionKey },
+                  outboxId,
+                ),
               provision_clinic: ({ clinicId, attempt }) =>
                 registration.continueRegistration(clinicId, attempt),
             },

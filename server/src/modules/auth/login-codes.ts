@@ -57,24 +57,27 @@ export class LoginCodes {
     const addressWait = this.addresses.retryAfter(addressKey);
     if (addressWait > 0) throw rateLimited(addressWait);
 
-    const now = Date.now();
-    const row = await prisma.loginCode.findUnique({ where: { email } });
-    const fresh = !row || now - row.windowStartedAt.getTime() > WINDOW_MS;
-    const sends = fresh ? 0 : row.sends;
-    const wait = row?.lastSentAt && !fresh ? row.lastSentAt.getTime() + cooldownMs(sends) - now : 0;
-    if (wait > 0) throw rateLimited(wait / 1000);
-    // Counted per request, so spraying many addresses from one place is bounded too.
-    this.addresses.fail(addressKey);
-
     const user = await this.userFor(email);
     const code = String(randomInt(0, 1_000_000)).padStart(6, '0');
-    const expiresAt = new Date(now + CODE_TTL_SECONDS * 1000);
     await prisma.$transaction(async (tx) => {
+      // Serialise requests for one e-mail: the cooldown is checked and spent atomically.
+      await tx.$executeRaw`INSERT INTO login_codes (email, expires_at) VALUES (${email}, now()) ON CONFLICT (email) DO NOTHING`;
+      const [row] = await tx.$queryRaw<
+        { sends: number; last_sent_at: Date | null; window_started_at: Date }[]
+      >`
+        SELECT sends, last_sent_at, window_started_at FROM login_codes WHERE email = ${email} FOR UPDATE`;
+      const now = Date.now();
+      const fresh = !row?.last_sent_at || now - row.window_started_at.getTime() > WINDOW_MS;
+      const sends = fresh ? 0 : (row?.sends ?? 0);
+      const wait = !fresh && row?.last_sent_at ? row.last_sent_at.getTime() + cooldownMs(sends) - now : 0;
+      if (wait > 0) throw rateLimited(wait / 1000);
+      // Counted per request, so spraying many addresses from one place is bounded too.
+      this.addresses.fail(addressKey);
+      const expiresAt = new Date(now + CODE_TTL_SECONDS * 1000);
       // The same write for every e-mail: an unknown one simply never receives the code.
-      await tx.loginCode.upsert({
+      await tx.loginCode.update({
         where: { email },
-        create: { email, codeHmac: this.hmac(email, code), expiresAt, sends: 1, lastSentAt: new Date(now) },
-        update: fresh
+        data: fresh
           ? {
               codeHmac: this.hmac(email, code),
               expiresAt,
@@ -91,12 +94,16 @@ export class LoginCodes {
             },
       });
       if (user) {
-        await enqueueMail(tx, {
-          to: email,
-          kind: 'login_code',
-          subject: `${code} is your Onramp sign-in code`,
-          text: `Your sign-in code is ${code}.\n\nIt works once, for ${CODE_TTL_SECONDS / 60} minutes. If you did not ask for it, ignore this e-mail.`,
-        });
+        await enqueueMail(
+          tx,
+          {
+            to: email,
+            kind: 'login_code',
+            subject: 'Your Onramp sign-in code',
+            text: `Your sign-in code is ${code}.\n\nIt works once, for ${CODE_TTL_SECONDS / 60} minutes. If you did not ask for it, ignore this e-mail.`,
+          },
+          this.deps.config.encryptionKey,
+        );
         await tx.auditLog.create({
           data: { action: 'auth.code_requested', actorId: user.id, clinicId: user.clinicId, ip },
         });

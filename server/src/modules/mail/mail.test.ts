@@ -2,7 +2,12 @@
 import './schema.js';
 import { graphql } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, testConfig } from '../../../test/harness.js';
+import { createTestDatabase, TEST_SECRETS, testConfig } from '../../../test/harness.js';
+
+import { encryptSecret } from '../provisioning/secrets.js';
+
+const KEY = Buffer.from(TEST_SECRETS.ENCRYPTION_KEY, 'hex');
+
 import { type SmtpSink, startSmtpSink } from '../../../test/smtp-sink.js';
 import type { Context } from '../../context.js';
 import { type Databases, openDatabases } from '../../db/database.js';
@@ -34,7 +39,8 @@ async function startMailStack(env: Record<string, string>): Promise<MailStack> {
   const logger = createLogger(config);
   const db = await openDatabases(config, logger);
   const transport = createMailTransport(config, logger);
-  const deliver = (outboxId: string) => deliverMail({ prisma: db.prisma, transport, logger }, outboxId);
+  const deliver = (outboxId: string) =>
+    deliverMail({ prisma: db.prisma, transport, logger, key: KEY }, outboxId);
   let worker: Worker | undefined;
   try {
     worker = await startWorker({
@@ -127,13 +133,17 @@ describe('mail over SMTP', () => {
   it('sends a message enqueued in a committed transaction', async () => {
     const subject = uniqueSubject('Verify your e-mail');
     const { id } = await stack.db.prisma.$transaction(async (tx) =>
-      enqueueMail(tx, {
-        to: '  Dana@Example.COM ',
-        subject,
-        text: 'Your link: https://onramp.localhost/verify?token=abc',
-        html: '<p>Your <a href="https://onramp.localhost/verify?token=abc">link</a></p>',
-        kind: 'verify_email',
-      }),
+      enqueueMail(
+        tx,
+        {
+          to: '  Dana@Example.COM ',
+          subject,
+          text: 'Your link: https://onramp.localhost/verify?token=abc',
+          html: '<p>Your <a href="https://onramp.localhost/verify?token=abc">link</a></p>',
+          kind: 'verify_email',
+        },
+        KEY,
+      ),
     );
 
     const message = await sink.waitFor((mail) => mail.subject === subject);
@@ -154,12 +164,16 @@ describe('mail over SMTP', () => {
     let id = '';
     await expect(
       stack.db.prisma.$transaction(async (tx) => {
-        ({ id } = await enqueueMail(tx, {
-          to: 'rolled@example.com',
-          subject: uniqueSubject('Never sent'),
-          text: 'nothing',
-          kind: 'test',
-        }));
+        ({ id } = await enqueueMail(
+          tx,
+          {
+            to: 'rolled@example.com',
+            subject: uniqueSubject('Never sent'),
+            text: 'nothing',
+            kind: 'test',
+          },
+          KEY,
+        ));
         const [inside] = await tx.$queryRaw<{ count: number }[]>`
           SELECT count(*)::int AS count FROM graphile_worker.jobs WHERE key = ${`mail:${id}`}`;
         expect(inside?.count).toBe(1);
@@ -179,7 +193,7 @@ describe('mail over SMTP', () => {
     const rejectedBefore = sink.rejected;
     const subject = uniqueSubject('Retry me');
     const { id } = await stack.db.prisma.$transaction((tx) =>
-      enqueueMail(tx, { to: 'retry@example.com', subject, text: 'third time lucky', kind: 'test' }),
+      enqueueMail(tx, { to: 'retry@example.com', subject, text: 'third time lucky', kind: 'test' }, KEY),
     );
 
     const jobId = await failedJob(stack.db, `mail:${id}`, 1);
@@ -208,7 +222,7 @@ describe('mail over SMTP', () => {
       data: {
         toAddress: 'last@example.com',
         subject: uniqueSubject('Last chance'),
-        textBody: 'x',
+        textBody: encryptSecret('x', KEY, 'mail_outbox'),
         kind: 'test',
         attempts: MAIL_MAX_ATTEMPTS - 2,
       },
@@ -231,7 +245,7 @@ describe('mail over SMTP', () => {
   it('sends once when the same outbox id is delivered twice', async () => {
     const subject = uniqueSubject('Only once');
     const { id } = await stack.db.prisma.$transaction((tx) =>
-      enqueueMail(tx, { to: 'once@example.com', subject, text: 'once', kind: 'test' }),
+      enqueueMail(tx, { to: 'once@example.com', subject, text: 'once', kind: 'test' }, KEY),
     );
     await sink.waitFor((mail) => mail.subject === subject);
     await settledRow(stack.db, id);
@@ -240,7 +254,12 @@ describe('mail over SMTP', () => {
     // Two concurrent runs of a row nobody has sent yet (no job: called directly).
     const concurrentSubject = uniqueSubject('Raced');
     const raced = await stack.db.prisma.mailOutbox.create({
-      data: { toAddress: 'race@example.com', subject: concurrentSubject, textBody: 'r', kind: 'test' },
+      data: {
+        toAddress: 'race@example.com',
+        subject: concurrentSubject,
+        textBody: encryptSecret('r', KEY, 'mail_outbox'),
+        kind: 'test',
+      },
     });
     await Promise.all([stack.deliver(raced.id), stack.deliver(raced.id)]);
     await sink.waitFor((mail) => mail.subject === concurrentSubject);
@@ -267,13 +286,13 @@ describe('mail over SMTP', () => {
       'x@y\r\nBcc: z@w.com',
     ]) {
       await expect(
-        enqueueMail(stack.db.prisma, { to, subject: 's', text: 't', kind: 'test' }),
+        enqueueMail(stack.db.prisma, { to, subject: 's', text: 't', kind: 'test' }, KEY),
       ).rejects.toThrow('single e-mail address');
     }
   });
 
   it('keeps SMTP mail out of the dev mailbox', async () => {
-    expect(await devMailbox(stack.db.prisma, 'dana@example.com')).toEqual([]);
+    expect(await devMailbox(stack.db.prisma, 'dana@example.com', KEY)).toEqual([]);
   });
 });
 
@@ -304,22 +323,30 @@ describe('mail without SMTP_URL (dev mailbox)', () => {
   it('accepts the message in the dev transport and lists it newest first', async () => {
     expect(stack.transport.name).toBe('dev');
     const first = await stack.db.prisma.$transaction((tx) =>
-      enqueueMail(tx, { to: 'Pat@Clinic.test', subject: 'First', text: 'code 123456', kind: 'login_code' }),
+      enqueueMail(
+        tx,
+        { to: 'Pat@Clinic.test', subject: 'First', text: 'code 123456', kind: 'login_code' },
+        KEY,
+      ),
     );
     await settledRow(stack.db, first.id);
     const second = await stack.db.prisma.$transaction((tx) =>
-      enqueueMail(tx, {
-        to: 'pat@clinic.test',
-        subject: 'Second',
-        text: 'plain',
-        html: '<b>rich</b>',
-        kind: 'invite',
-      }),
+      enqueueMail(
+        tx,
+        {
+          to: 'pat@clinic.test',
+          subject: 'Second',
+          text: 'plain',
+          html: '<b>rich</b>',
+          kind: 'invite',
+        },
+        KEY,
+      ),
     );
     const row = await settledRow(stack.db, second.id);
     expect(row).toMatchObject({ status: 'SENT', transport: 'dev', attempts: 1 });
 
-    const mailbox = await devMailbox(stack.db.prisma, '  PAT@clinic.test ');
+    const mailbox = await devMailbox(stack.db.prisma, '  PAT@clinic.test ', KEY);
     expect(mailbox.map((message) => message.subject)).toEqual(['Second', 'First']);
     expect(mailbox[1]).toMatchObject({
       to: 'pat@clinic.test',
@@ -327,7 +354,7 @@ describe('mail without SMTP_URL (dev mailbox)', () => {
       kind: 'login_code',
       html: null,
     });
-    expect(await devMailbox(stack.db.prisma, 'someone-else@clinic.test')).toEqual([]);
+    expect(await devMailbox(stack.db.prisma, 'someone-else@clinic.test', KEY)).toEqual([]);
 
     const result = await execute(MAILBOX, { to: 'Pat@Clinic.Test' });
     expect(result.errors).toBeUndefined();

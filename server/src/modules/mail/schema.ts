@@ -35,7 +35,7 @@ builder.queryField('devMailbox', (t) =>
     resolve: (_root, { to }, context) => {
       if (context.deps.config.env === 'production')
         throw forbidden('devMailbox is not available in production');
-      return devMailbox(context.deps.db.prisma, to);
+      return devMailbox(context.deps.db.prisma, to, context.deps.config.encryptionKey);
     },
   }),
 );

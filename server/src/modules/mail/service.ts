@@ -11,9 +11,12 @@ import type { Prisma, PrismaClient } from '../../generated/central/client.js';
 import type { MailStatus } from '../../generated/central/enums.js';
 import { addJob } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
+import { decryptSecret, encryptSecret } from '../provisioning/secrets.js';
 
 /** Attempts before a message is marked FAILED; also the job's `maxAttempts`. */
 export const MAIL_MAX_ATTEMPTS = 8;
+/** Associated data of encrypted bodies: a ciphertext from another table will not decrypt here. */
+const MAIL_AAD = 'mail_outbox';
 
 /** SMTP connection, greeting and socket timeouts, so a stuck server cannot hold a worker slot. */
 const SMTP_TIMEOUT_MS = 10_000;
@@ -42,14 +45,15 @@ export type MailDb = Pick<Prisma.TransactionClient, 'mailOutbox' | '$executeRaw'
  * neither exists.
  * @throws Error when `to` is not a single e-mail address (a caller bug: validate input first).
  */
-export async function enqueueMail(tx: MailDb, mail: OutgoingMail): Promise<{ id: string }> {
+export async function enqueueMail(tx: MailDb, mail: OutgoingMail, key: Buffer): Promise<{ id: string }> {
   const row = await tx.mailOutbox.create({
     data: {
       toAddress: normaliseAddress(mail.to),
       // A header value: line breaks would at best be folded, at worst read as new headers.
       subject: mail.subject.replace(/[\r\n]+/g, ' ').trim(),
-      textBody: mail.text,
-      htmlBody: mail.html ?? null,
+      // Bodies carry links and codes: encrypted at rest (ENCRYPTION_KEY), like every secret.
+      textBody: encryptSecret(mail.text, key, MAIL_AAD),
+      htmlBody: mail.html === undefined ? null : encryptSecret(mail.html, key, MAIL_AAD),
       kind: mail.kind,
     },
     select: { id: true },
@@ -134,6 +138,8 @@ export function createMailTransport(
 }
 
 export interface DeliverMailDeps {
+  /** ENCRYPTION_KEY, to read the stored bodies. */
+  key: Buffer;
   prisma: PrismaClient;
   transport: MailTransport;
   logger: Logger;
@@ -175,8 +181,8 @@ export async function deliverMail(deps: DeliverMailDeps, outboxId: string): Prom
       id: row.id,
       to: row.toAddress,
       subject: row.subject,
-      text: row.textBody,
-      html: row.htmlBody ?? undefined,
+      text: decryptSecret(row.textBody, deps.key, MAIL_AAD),
+      html: row.htmlBody === null ? undefined : decryptSecret(row.htmlBody, deps.key, MAIL_AAD),
     });
   } catch (error) {
     const lastError = error instanceof MailDeliveryError ? error.message : summariseError(error, []);
@@ -227,6 +233,7 @@ export interface DevMailMessage {
 export async function devMailbox(
   prisma: Pick<PrismaClient, 'mailOutbox'>,
   to: string,
+  key: Buffer,
 ): Promise<DevMailMessage[]> {
   const rows = await prisma.mailOutbox.findMany({
     where: { toAddress: to.trim().toLowerCase(), transport: 'dev' },
@@ -237,8 +244,8 @@ export async function devMailbox(
     id: row.id,
     to: row.toAddress,
     subject: row.subject,
-    text: row.textBody,
-    html: row.htmlBody,
+    text: decryptSecret(row.textBody, key, MAIL_AAD),
+    html: row.htmlBody === null ? null : decryptSecret(row.htmlBody, key, MAIL_AAD),
     kind: row.kind,
     status: row.status,
     createdAt: row.createdAt,

@@ -168,16 +168,20 @@ export class RegistrationService {
     const recipients = [...new Set([config.adminEmail, ...admins.map((user) => user.email)])];
     await prisma.$transaction(async (tx) => {
       for (const to of recipients) {
-        await enqueueMail(tx, {
-          to,
-          kind: 'provisioning_failed',
-          subject: `Onramp: provisioning of "${clinic.name}" failed`,
-          text: [
-            `Provisioning of clinic "${clinic.name}" (${clinic.id}) failed after ${attempt} attempts and was rolled back.`,
-            `Last error: ${reason.slice(0, 300)}`,
-            'The clinic is marked FAILED; retry it with retryProvisioning or remove it with deleteClinic.',
-          ].join('\n\n'),
-        });
+        await enqueueMail(
+          tx,
+          {
+            to,
+            kind: 'provisioning_failed',
+            subject: `Onramp: provisioning of "${clinic.name}" failed`,
+            text: [
+              `Provisioning of clinic "${clinic.name}" (${clinic.id}) failed after ${attempt} attempts and was rolled back.`,
+              `Last error: ${reason.slice(0, 300)}`,
+              'The clinic is marked FAILED; retry it with retryProvisioning or remove it with deleteClinic.',
+            ].join('\n\n'),
+          },
+          this.deps.config.encryptionKey,
+        );
       }
       await tx.auditLog.create({
         data: {
@@ -365,17 +369,21 @@ export class RegistrationService {
       },
     });
     const link = `${this.deps.config.publicUrl}/verify-email?token=${token}`;
-    await enqueueMail(tx, {
-      to: user.email,
-      kind: 'email_verification',
-      subject: `Confirm your e-mail for ${clinicName}`,
-      text: [
-        `Hello ${user.firstName},`,
-        `Your clinic "${clinicName}" is ready on Onramp. Confirm your e-mail address to sign in:`,
-        link,
-        'The link works once and expires in 24 hours.',
-      ].join('\n\n'),
-    });
+    await enqueueMail(
+      tx,
+      {
+        to: user.email,
+        kind: 'email_verification',
+        subject: `Confirm your e-mail for ${clinicName}`,
+        text: [
+          `Hello ${user.firstName},`,
+          `Your clinic "${clinicName}" is ready on Onramp. Confirm your e-mail address to sign in:`,
+          link,
+          'The link works once and expires in 24 hours.',
+        ].join('\n\n'),
+      },
+      this.deps.config.encryptionKey,
+    );
   }
 
   /** Marks the e-mail verified. Single use, 24 h. @throws InvalidCodeError */
