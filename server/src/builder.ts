@@ -118,11 +118,26 @@ const FieldErrorRef = builder.objectRef<FieldError>('FieldError').implement({
 builder.objectType(ValidationError, {
   name: 'ValidationError',
   interfaces: [ErrorInterface],
-  isTypeOf: (value) => value instanceof ValidationError,
+  isTypeOf: (value) => value instanceof ValidationError || isErrorData(value, 'ValidationError'),
   fields: (t) => ({
     fields: t.field({ type: [FieldErrorRef], resolve: (error) => error.fields }),
   }),
 });
+
+const ERROR_DATA = Symbol('onramp.errorData');
+
+/**
+ * graphql-js turns any returned Error instance into a field error. Where a field builds its own
+ * result union (instead of the errors plugin), an expected failure travels as this plain copy;
+ * the error types accept it alongside instances.
+ */
+export function asErrorData<E extends OnrampError>(error: E): E {
+  return { ...error, name: error.name, message: error.message, [ERROR_DATA]: true } as unknown as E;
+}
+
+function isErrorData(value: unknown, name: string): boolean {
+  return typeof value === 'object' && value !== null && ERROR_DATA in value && (value as { name?: unknown }).name === name;
+}
 
 /** Registers an expected-failure class as a GraphQL type carrying just `code` and `message`. */
 export function errorType(ErrorClass: new (...args: never[]) => OnrampError, name: string): void {
@@ -130,7 +145,7 @@ export function errorType(ErrorClass: new (...args: never[]) => OnrampError, nam
   builder.objectType(ErrorClass as unknown as typeof ConflictError, {
     name,
     interfaces: [ErrorInterface],
-    isTypeOf: (value) => value instanceof ErrorClass,
+    isTypeOf: (value) => value instanceof ErrorClass || isErrorData(value, name),
     fields: () => ({}),
   });
 }

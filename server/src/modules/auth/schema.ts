@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { builder, errorType } from '../../builder.js';
+import { asErrorData, builder, errorType } from '../../builder.js';
+import { ConflictError, ValidationError } from '../../errors.js';
 import { InvalidCodeError } from '../registration/errors.js';
 import { UserRef } from '../registration/schema.js';
 import {
@@ -9,7 +10,7 @@ import {
   InvalidRefreshTokenError,
   TooManyAttemptsError,
 } from './errors.js';
-import type { IssuedSession } from './service.js';
+import type { IssuedSession, TwoFactorChallenge } from './service.js';
 
 errorType(InvalidCredentialsError, 'InvalidCredentialsError');
 errorType(EmailNotVerifiedError, 'EmailNotVerifiedError');
@@ -39,6 +40,53 @@ const AuthSessionRef = builder.objectRef<IssuedSession>('AuthSession').implement
   }),
 });
 
+const TwoFactorChallengeRef = builder.objectRef<TwoFactorChallenge>('TwoFactorChallenge').implement({
+  description: 'The password was right; finish with verifyTwoFactor within 5 minutes.',
+  isTypeOf: (value) => typeof (value as TwoFactorChallenge).challengeToken === 'string',
+  fields: (t) => ({ challengeToken: t.exposeString('challengeToken') }),
+});
+
+/** AuthSession objects carry an accessToken; the union tells them from challenges by it. */
+const isSession = (value: unknown): value is IssuedSession =>
+  typeof (value as IssuedSession | undefined)?.accessToken === 'string';
+
+const SignInResult = builder.unionType('MutationSignInWithPasswordResult', {
+  types: [
+    AuthSessionRef,
+    TwoFactorChallengeRef,
+    InvalidCredentialsError,
+    EmailNotVerifiedError,
+    ClinicUnavailableError,
+    ValidationError,
+  ],
+  resolveType: (value) => {
+    if (isSession(value)) return 'AuthSession';
+    if (typeof (value as TwoFactorChallenge).challengeToken === 'string') return 'TwoFactorChallenge';
+    return (value as Error).name;
+  },
+});
+
+const SetupTwoFactorSuccess = builder
+  .objectRef<{ secret: string; otpauthUrl: string }>('SetupTwoFactorSuccess')
+  .implement({
+    fields: (t) => ({
+      secret: t.exposeString('secret', { description: 'Base32, for manual entry.' }),
+      otpauthUrl: t.exposeString('otpauthUrl', { description: 'For a QR code.' }),
+    }),
+  });
+
+const ConfirmTwoFactorSuccess = builder
+  .objectRef<{ recoveryCodes: string[] }>('ConfirmTwoFactorSuccess')
+  .implement({
+    fields: (t) => ({
+      recoveryCodes: t.exposeStringList('recoveryCodes', { description: 'Shown once; each works once.' }),
+    }),
+  });
+
+const DisableTwoFactorSuccess = builder.objectRef<{ disabled: true }>('DisableTwoFactorSuccess').implement({
+  fields: (t) => ({ disabled: t.exposeBoolean('disabled') }),
+});
+
 const SignOutSuccess = builder.objectRef<{ signedOut: true }>('SignOutSuccess').implement({
   fields: (t) => ({ signedOut: t.exposeBoolean('signedOut') }),
 });
@@ -47,14 +95,70 @@ const secret = z.string().min(1).max(512);
 
 builder.mutationFields((t) => ({
   signInWithPassword: t.field({
-    type: AuthSessionRef,
-    errors: { types: [InvalidCredentialsError, EmailNotVerifiedError, ClinicUnavailableError] },
-    args: {
-      email: t.arg.string({ required: true, validate: z.string().max(254) }),
-      password: t.arg.string({ required: true, validate: secret }),
+    type: SignInResult,
+    args: { email: t.arg.string({ required: true }), password: t.arg.string({ required: true }) },
+    resolve: async (_root, { email, password }, context) => {
+      const fields = [
+        ...(email.length > 254 ? [{ path: ['email'], message: 'E-mail address is too long' }] : []),
+        ...(password.length === 0 || password.length > 512
+          ? [{ path: ['password'], message: 'Enter your password' }]
+          : []),
+      ];
+      if (fields.length > 0) return asErrorData(new ValidationError(fields));
+      try {
+        return await context.deps.auth.signInWithPassword(email, password, {
+          ip: context.ip,
+          userAgent: context.userAgent,
+        });
+      } catch (error) {
+        if (
+          error instanceof InvalidCredentialsError ||
+          error instanceof EmailNotVerifiedError ||
+          error instanceof ClinicUnavailableError
+        ) {
+          return asErrorData(error);
+        }
+        throw error;
+      }
     },
-    resolve: (_root, { email, password }, context) =>
-      context.deps.auth.signInWithPassword(email, password, { ip: context.ip, userAgent: context.userAgent }),
+  }),
+  verifyTwoFactor: t.field({
+    type: AuthSessionRef,
+    errors: { types: [InvalidCodeError, TooManyAttemptsError] },
+    args: {
+      challengeToken: t.arg.string({ required: true, validate: secret }),
+      code: t.arg.string({ required: true, validate: z.string().max(20) }),
+    },
+    resolve: (_root, { challengeToken, code }, context) =>
+      context.deps.auth.verifyTwoFactor(challengeToken, code, {
+        ip: context.ip,
+        userAgent: context.userAgent,
+      }),
+  }),
+  setupTwoFactor: t.field({
+    type: SetupTwoFactorSuccess,
+    authScopes: { authenticated: true },
+    errors: { types: [ConflictError] },
+    resolve: (_root, _args, context) => context.deps.auth.twoFactor.setup(context.viewer?.userId as string),
+  }),
+  confirmTwoFactor: t.field({
+    type: ConfirmTwoFactorSuccess,
+    authScopes: { authenticated: true },
+    errors: { types: [InvalidCodeError, ConflictError] },
+    args: { code: t.arg.string({ required: true, validate: z.string().max(20) }) },
+    resolve: async (_root, { code }, context) => ({
+      recoveryCodes: await context.deps.auth.twoFactor.confirm(context.viewer?.userId as string, code.trim()),
+    }),
+  }),
+  disableTwoFactor: t.field({
+    type: DisableTwoFactorSuccess,
+    authScopes: { authenticated: true },
+    errors: { types: [InvalidCodeError] },
+    args: { code: t.arg.string({ required: true, validate: z.string().max(20) }) },
+    resolve: async (_root, { code }, context) => {
+      await context.deps.auth.twoFactor.disable(context.viewer?.userId as string, code);
+      return { disabled: true as const };
+    },
   }),
   requestLoginCode: t.field({
     type: LoginCodeRequested,

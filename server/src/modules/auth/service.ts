@@ -13,16 +13,19 @@ import { rateLimited } from '../../errors.js';
 import type { UserRole } from '../../generated/central/enums.js';
 import type { Logger } from '../../logger.js';
 import type { ProvisioningService } from '../provisioning/service.js';
+import { InvalidCodeError } from '../registration/errors.js';
 import { normaliseEmail } from '../registration/validation.js';
 import {
   ClinicUnavailableError,
   EmailNotVerifiedError,
   InvalidCredentialsError,
   InvalidRefreshTokenError,
+  TooManyAttemptsError,
 } from './errors.js';
 import { Lockout } from './lockout.js';
 import { LoginCodes } from './login-codes.js';
 import { hashPassword, verifyPassword } from './passwords.js';
+import { TwoFactor } from './two-factor.js';
 
 export const ACCESS_TOKEN_TTL_SECONDS = 15 * 60;
 const REFRESH_TOKEN_TTL_MS = 30 * 24 * 60 * 60_000;
@@ -36,6 +39,10 @@ export interface IssuedSession {
   refreshToken: string;
   expiresAt: Date;
   userId: string;
+}
+
+export interface TwoFactorChallenge {
+  challengeToken: string;
 }
 
 export interface RequestMeta {
@@ -60,10 +67,12 @@ export class AuthService {
   private dummyHash: Promise<string> | undefined;
 
   readonly codes: LoginCodes;
+  readonly twoFactor: TwoFactor;
 
   constructor(private readonly deps: AuthDeps) {
     this.secret = new TextEncoder().encode(deps.config.jwtSecret);
     this.codes = new LoginCodes(deps);
+    this.twoFactor = new TwoFactor(deps);
   }
 
   /** The platform super-admin of ONRAMP_ADMIN_EMAIL exists (no password: signs in by e-mail code). */
@@ -86,7 +95,11 @@ export class AuthService {
    * @throws InvalidCredentialsError, EmailNotVerifiedError, ClinicUnavailableError, or a
    * RATE_LIMITED GraphQL error while the account or address is locked out.
    */
-  async signInWithPassword(rawEmail: string, password: string, meta: RequestMeta): Promise<IssuedSession> {
+  async signInWithPassword(
+    rawEmail: string,
+    password: string,
+    meta: RequestMeta,
+  ): Promise<IssuedSession | TwoFactorChallenge> {
     const { prisma } = this.deps;
     const email = normaliseEmail(rawEmail);
     const accountKey = `account:${email}`;
@@ -116,7 +129,48 @@ export class AuthService {
     this.accounts.succeed(accountKey);
     if (!user.emailVerifiedAt) throw new EmailNotVerifiedError();
     if (user.clinic) await this.ensureClinicUsable(user.clinic.id, user.clinic.status);
+    if (user.totpEnabledAt) {
+      // The password was right; the session waits for the second factor.
+      const challengeToken = await new SignJWT({ purpose: '2fa' })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject(user.id)
+        .setIssuer('onramp')
+        .setAudience('onramp-2fa')
+        .setJti(randomUUID())
+        .setExpirationTime('5m')
+        .sign(this.secret);
+      return { challengeToken };
+    }
     return this.issue(user.id, randomUUID(), meta, 'password');
+  }
+
+  /**
+   * Completes a password sign-in with a TOTP or recovery code. Five wrong codes lock the
+   * second factor like five wrong passwords lock the first.
+   * @throws InvalidCodeError, TooManyAttemptsError
+   */
+  async verifyTwoFactor(challengeToken: string, code: string, meta: RequestMeta): Promise<IssuedSession> {
+    let userId: string;
+    try {
+      const { payload } = await jwtVerify(challengeToken, this.secret, {
+        issuer: 'onramp',
+        audience: 'onramp-2fa',
+        algorithms: ['HS256'],
+      });
+      if (payload.purpose !== '2fa' || typeof payload.sub !== 'string') throw new Error('not a challenge');
+      userId = payload.sub;
+    } catch {
+      throw new InvalidCodeError('This sign-in attempt has expired; sign in again');
+    }
+    const key = `2fa:${userId}`;
+    if (this.accounts.retryAfter(key) > 0) throw new TooManyAttemptsError();
+    if (!(await this.twoFactor.verify(userId, code))) {
+      this.accounts.fail(key);
+      if (this.accounts.retryAfter(key) > 0) throw new TooManyAttemptsError();
+      throw new InvalidCodeError('That code is not valid');
+    }
+    this.accounts.succeed(key);
+    return this.issue(userId, randomUUID(), meta, 'password+2fa');
   }
 
   /**

@@ -1,0 +1,128 @@
+/**
+ * Two-factor authentication: TOTP set up, confirmed with a first code (which also yields 10
+ * single-use recovery codes, shown once and stored hashed), required after a correct password,
+ * and disabled only with a current code. Secrets are encrypted at rest.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { CentralPrisma } from '../../db/database.js';
+import type { Config } from '../../env.js';
+import { ConflictError } from '../../errors.js';
+import { decryptSecret, encryptSecret } from '../provisioning/secrets.js';
+import { InvalidCodeError } from '../registration/errors.js';
+import { base32Encode, matchTotp, newTotpSecret, otpauthUrl } from './totp.js';
+
+const RECOVERY_CODES = 10;
+const sha256 = (value: string) => createHash('sha256').update(value).digest('hex');
+const normaliseRecovery = (code: string) => code.replace(/[\s-]/g, '').toUpperCase();
+
+export interface TwoFactorDeps {
+  config: Config;
+  prisma: CentralPrisma;
+}
+
+export class TwoFactor {
+  constructor(private readonly deps: TwoFactorDeps) {}
+
+  private aad(userId: string) {
+    return `totp:${userId}`;
+  }
+
+  /** A new (not yet enabled) secret. @throws ConflictError when 2FA is already on. */
+  async setup(userId: string): Promise<{ secret: string; otpauthUrl: string }> {
+    const { prisma, config } = this.deps;
+    const user = await prisma.user.findUniqueOrThrow({ where: { id: userId } });
+    if (user.totpEnabledAt)
+      throw new ConflictError('Two-factor authentication is already enabled; disable it first');
+    const secret = newTotpSecret();
+    await prisma.user.update({
+      where: { id: userId },
+      data: {
+        totpSecretEnc: encryptSecret(secret, config.encryptionKey, this.aad(userId)),
+        totpLastStep: null,
+      },
+    });
+    return { secret, otpauthUrl: otpauthUrl(secret, user.email) };
+  }
+
+  /** Enables 2FA with a first valid code. @returns the recovery codes, shown this once. */
+  async confirm(userId: string, code: string): Promise<string[]> {
+    const { prisma } = this.deps;
+    const user = await prisma.user.findUniqueOrThrow({ where: { id: userId } });
+    if (user.totpEnabledAt) throw new ConflictError('Two-factor authentication is already enabled');
+    if (!(await this.acceptTotp(user, code)))
+      throw new InvalidCodeError('That code is not valid; check the time on your device');
+    const codes = Array.from({ length: RECOVERY_CODES }, () => {
+      const raw = base32Encode(randomBytes(8)).slice(0, 10);
+      return `${raw.slice(0, 5)}-${raw.slice(5)}`;
+    });
+    await prisma.$transaction([
+      prisma.recoveryCode.deleteMany({ where: { userId } }),
+      prisma.recoveryCode.createMany({
+        data: codes.map((c) => ({ userId, codeHash: sha256(normaliseRecovery(c)) })),
+      }),
+      prisma.user.update({ where: { id: userId }, data: { totpEnabledAt: new Date() } }),
+      prisma.auditLog.create({
+        data: { action: 'auth.2fa_enabled', actorId: userId, targetType: 'user', targetId: userId },
+      }),
+    ]);
+    return codes;
+  }
+
+  /** Turns 2FA off, with a current code or a recovery code. */
+  async disable(userId: string, code: string): Promise<void> {
+    const { prisma } = this.deps;
+    const user = await prisma.user.findUniqueOrThrow({ where: { id: userId } });
+    if (!user.totpEnabledAt) return;
+    if (!(await this.verify(userId, code))) throw new InvalidCodeError('That code is not valid');
+    await prisma.$transaction([
+      prisma.recoveryCode.deleteMany({ where: { userId } }),
+      prisma.user.update({
+        where: { id: userId },
+        data: { totpEnabledAt: null, totpSecretEnc: null, totpLastStep: null },
+      }),
+      prisma.auditLog.create({
+        data: { action: 'auth.2fa_disabled', actorId: userId, targetType: 'user', targetId: userId },
+      }),
+    ]);
+  }
+
+  async isEnabled(userId: string): Promise<boolean> {
+    const user = await this.deps.prisma.user.findUnique({
+      where: { id: userId },
+      select: { totpEnabledAt: true },
+    });
+    return Boolean(user?.totpEnabledAt);
+  }
+
+  /** A TOTP code (once per time step) or an unused recovery code (spent here). */
+  async verify(userId: string, code: string): Promise<boolean> {
+    const { prisma } = this.deps;
+    const user = await prisma.user.findUniqueOrThrow({ where: { id: userId } });
+    if (await this.acceptTotp(user, code.trim())) return true;
+    const spent = await prisma.recoveryCode.updateMany({
+      where: { userId, codeHash: sha256(normaliseRecovery(code)), usedAt: null },
+      data: { usedAt: new Date() },
+    });
+    if (spent.count > 0) {
+      await prisma.auditLog.create({ data: { action: 'auth.recovery_code_used', actorId: userId } });
+      return true;
+    }
+    return false;
+  }
+
+  private async acceptTotp(
+    user: { id: string; totpSecretEnc: string | null; totpLastStep: bigint | null },
+    code: string,
+  ): Promise<boolean> {
+    if (!user.totpSecretEnc) return false;
+    const secret = decryptSecret(user.totpSecretEnc, this.deps.config.encryptionKey, this.aad(user.id));
+    const step = matchTotp(secret, code, user.totpLastStep === null ? null : Number(user.totpLastStep));
+    if (step === null) return false;
+    // Conditional: of two concurrent uses of one code, one wins.
+    const updated = await this.deps.prisma.user.updateMany({
+      where: { id: user.id, OR: [{ totpLastStep: null }, { totpLastStep: { lt: BigInt(step) } }] },
+      data: { totpLastStep: BigInt(step) },
+    });
+    return updated.count > 0;
+  }
+}
