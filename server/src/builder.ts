@@ -136,7 +136,12 @@ export function asErrorData<E extends OnrampError>(error: E): E {
 }
 
 function isErrorData(value: unknown, name: string): boolean {
-  return typeof value === 'object' && value !== null && ERROR_DATA in value && (value as { name?: unknown }).name === name;
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    ERROR_DATA in value &&
+    (value as { name?: unknown }).name === name
+  );
 }
 
 /** Registers an expected-failure class as a GraphQL type carrying just `code` and `message`. */

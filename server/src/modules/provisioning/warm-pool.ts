@@ -57,12 +57,24 @@ export class WarmPool {
   }
 
   refillInBackground(server: ClinicServer): void {
-    if (this.closed || this.size === 0 || this.filling.has(server.key)) return;
-    const job = this.refill(server)
-      .catch((error: unknown) =>
-        this.logger.warn({ err: error, server: server.key }, 'warm pool refill failed'),
-      )
-      .finally(() => this.filling.delete(server.key));
+    if (this.closed || this.size === 0) return;
+    if (this.filling.has(server.key)) {
+      // A claim during a refill may have taken a spare the refill already counted: go again.
+      this.again.add(server.key);
+      return;
+    }
+    const job = (async () => {
+      do {
+        this.again.delete(server.key);
+        await this.refill(server).catch((error: unknown) =>
+          this.logger.warn({ err: error, server: server.key }, 'warm pool refill failed'),
+        );
+      } while (this.again.has(server.key) && !this.closed);
+    })().finally(() => {
+      this.filling.delete(server.key);
+      // A claim between the last check and here asked again: honour it.
+      if (this.again.has(server.key)) this.refillInBackground(server);
+    });
     this.filling.set(server.key, job);
   }
 
@@ -87,7 +99,8 @@ export class WarmPool {
 
   /** Waits for background refills (tests, shutdown). */
   async idle(): Promise<void> {
-    await Promise.all(this.filling.values());
+    // Refills may start further refills; wait until none is left.
+    while (this.filling.size > 0) await Promise.all(this.filling.values());
   }
 
   async close(): Promise<void> {
