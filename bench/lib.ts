@@ -13,6 +13,8 @@ export interface BenchOptions {
   iterations: number;
   /** Clinic counts for the fleet benchmarks, ascending. */
   clinics: number[];
+  /** Registrations of the registration burst (all clients together). */
+  registrations: number;
   /** Progress lines (stderr), so stdout keeps only the table. */
   log(line: string): void;
 }

@@ -7,6 +7,8 @@
  * process.env:
  *   BENCH_ITERATIONS  timed iterations per latency benchmark (default 30)
  *   BENCH_CLINICS     comma-separated clinic counts for the fleet benchmarks (default 200,1000)
+ *   BENCH_REGISTRATIONS  registerClinic calls of the registration burst, all clients together (default 64)
+ *   BENCH_ONLY        comma-separated suite names to run (default: every suite)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -14,13 +16,14 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BenchOptions, formatMs, type Row, type Suite } from './lib.js';
 import { provisioning } from './provisioning.js';
+import { registration } from './registration.js';
 
 /** Add a suite here (a module exporting a `Suite`) to have it run, printed and saved. */
-const SUITES: Suite[] = [provisioning];
+const SUITES: Suite[] = [provisioning, registration];
 
 const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'results');
 
-function readOptions(env: NodeJS.ProcessEnv): BenchOptions {
+function readOptions(env: NodeJS.ProcessEnv): { options: BenchOptions; suites: Suite[] } {
   const problems: string[] = [];
   const positive = (name: string, raw: string) => {
     const value = Number(raw.trim());
@@ -32,14 +35,28 @@ function readOptions(env: NodeJS.ProcessEnv): BenchOptions {
     .split(',')
     .filter((item) => item.trim() !== '')
     .map((item) => positive('BENCH_CLINICS', item));
+  const registrations = positive('BENCH_REGISTRATIONS', env.BENCH_REGISTRATIONS || '64');
+  const only = (env.BENCH_ONLY || '')
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
+  for (const name of only) {
+    if (!SUITES.some((suite) => suite.name === name)) {
+      problems.push(`BENCH_ONLY: "${name}" is not a suite (${SUITES.map((suite) => suite.name).join(', ')})`);
+    }
+  }
   if (problems.length > 0) {
     console.error(`Invalid benchmark settings:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
     process.exit(2);
   }
   return {
-    iterations,
-    clinics: [...new Set(clinics)].sort((a, b) => a - b),
-    log: (line) => process.stderr.write(`  … ${line}\n`),
+    options: {
+      iterations,
+      clinics: [...new Set(clinics)].sort((a, b) => a - b),
+      registrations,
+      log: (line) => process.stderr.write(`  … ${line}\n`),
+    },
+    suites: only.length === 0 ? SUITES : SUITES.filter((suite) => only.includes(suite.name)),
   };
 }
 
@@ -77,15 +94,16 @@ function table(rows: readonly Row[]): string {
 }
 
 async function main(): Promise<void> {
-  const options = readOptions(process.env);
+  const { options, suites } = readOptions(process.env);
   mkdirSync(RESULTS_DIR, { recursive: true });
   console.log(
-    `Onramp benchmarks — ${options.iterations} iterations, clinics ${options.clinics.join(', ')} ` +
-      `(BENCH_ITERATIONS, BENCH_CLINICS); node ${process.version}, ${cpus().length} CPUs`,
+    `Onramp benchmarks — ${suites.map((suite) => suite.name).join(', ')}: ${options.iterations} iterations, ` +
+      `clinics ${options.clinics.join(', ')}, ${options.registrations} registrations ` +
+      `(BENCH_ITERATIONS, BENCH_CLINICS, BENCH_REGISTRATIONS); node ${process.version}, ${cpus().length} CPUs`,
   );
   const allMissed: string[] = [];
 
-  for (const suite of SUITES) {
+  for (const suite of suites) {
     console.log(`\n▶ ${suite.name}`);
     const startedAt = new Date();
     const result = await suite.run(options);
@@ -113,7 +131,11 @@ async function main(): Promise<void> {
       suite: suite.name,
       startedAt: startedAt.toISOString(),
       durationSeconds: Math.round(seconds),
-      options: { iterations: options.iterations, clinics: options.clinics },
+      options: {
+        iterations: options.iterations,
+        clinics: options.clinics,
+        registrations: options.registrations,
+      },
       host: {
         node: process.version,
         platform: `${process.platform}-${process.arch}`,

@@ -1,0 +1,764 @@
+/**
+ * Registration benchmark, on one throw-away embedded PostgreSQL:
+ *
+ *   baseline    raw `CREATE DATABASE … TEMPLATE <clinic template>` and one argon2id hash
+ *   burst       `registerClinic` over real HTTP, 8 clients at once, strict mode, dev mailbox
+ *   side query  `{ health { status } }` from one more client, idle and during the burst
+ *
+ * The app is the real one (buildApp, 127.0.0.1, port 0) with CLINIC_POOL_SIZE at its default;
+ * the same burst then runs against an app without a warm pool. See bench/README.md.
+ */
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type App, buildApp } from '../server/src/app.js';
+import { ensureDatabase, openDatabases } from '../server/src/db/database.js';
+import { type RunningPostgres, startEmbeddedPostgres } from '../server/src/db/embedded.js';
+import { databaseUrl, quoteIdent, withClient } from '../server/src/db/sql.js';
+import { loadConfig } from '../server/src/env.js';
+import { createLogger, type Logger } from '../server/src/logger.js';
+import { HASH_CONCURRENCY, hashPassword } from '../server/src/modules/auth/passwords.js';
+import {
+  type BenchOptions,
+  formatMs,
+  inParallel,
+  judge,
+  latencyRow,
+  median,
+  percentile,
+  type Row,
+  type Suite,
+  type SuiteResult,
+  timed,
+} from './lib.js';
+
+/** Concurrent HTTP clients of the burst, each registering one clinic after another. */
+const CLIENTS = 8;
+/** hashPassword() calls timed one after another (after one untimed). */
+const HASH_RUNS = 10;
+/** Hashes timed two at a time, to see what two cores really give. */
+const HASH_PAIR_RUNS = 20;
+/** `{ health { status } }` requests timed on the idle app. */
+const IDLE_QUERIES = 200;
+/** The throughput target assumes hashing on this many cores is the only limit. */
+const HASH_CORES = 2;
+const PASSWORD = 'a sturdy passphrase 42';
+/** Steps that do nothing here (no DNS or certificate provider): left out of the breakdown. */
+const SKIPPED_STEPS = new Set(['dns', 'ssl']);
+/** How often pg_stat_activity is sampled during the burst. */
+const ACTIVITY_SAMPLE_MS = 20;
+
+const TARGETS = {
+  registrationVsRaw: { op: '<=', value: 2, text: '≤ 2.00× raw' },
+  throughputVsHash: { op: '>=', value: 0.8, text: `≥ 0.80× ${HASH_CORES}÷hash` },
+  healthDuringBurst: { op: '<=', value: 2, text: '≤ 2.00× idle p99' },
+} as const;
+
+export const registration: Suite = { name: 'registration', run };
+
+type Sql = Parameters<Parameters<typeof withClient>[1]>[0];
+
+interface Bench {
+  options: BenchOptions;
+  tmp: string;
+  serverUrl: string;
+  /** For reading PostgreSQL's CPU time from /proc (Linux). */
+  postmasterPid: number | undefined;
+  sql: Sql;
+  apps: Set<App>;
+}
+
+const REGISTER = `mutation Register($input: RegisterClinicInput!) {
+  registerClinic(input: $input) {
+    __typename
+    ... on RegisterClinicSuccess { status clinic { id } }
+    ... on Error { message }
+    ... on ProvisioningFailedError { step runId }
+  }
+}`;
+const HEALTH = '{ health { status } }';
+
+interface RegisterPayload {
+  __typename: string;
+  status?: string;
+  clinic?: { id: string };
+  message?: string;
+  step?: string;
+}
+
+/** One registerClinic over HTTP, as the client saw it (epoch ms for lining up with the database). */
+interface Attempt {
+  sentAt: number;
+  receivedAt: number;
+  ms: number;
+  clinicId?: string;
+  /** Set when the answer was not RegisterClinicSuccess with status READY. */
+  failure?: string;
+}
+
+async function run(options: BenchOptions): Promise<SuiteResult> {
+  const tmp = mkdtempSync(join(tmpdir(), 'onramp-bench-'));
+  // As root PostgreSQL runs as `postgres`, which must be able to traverse the temp dir.
+  if (process.getuid?.() === 0) chmodSync(tmp, 0o711);
+  const logger = createLogger({ env: 'test', logLevel: 'error' });
+  const apps = new Set<App>();
+  let server: RunningPostgres | undefined;
+  try {
+    options.log('starting embedded PostgreSQL');
+    server = await startEmbeddedPostgres({
+      dir: join(tmp, 'postgres'),
+      logger,
+      ephemeral: true,
+      maxConnections: 300,
+    });
+    const serverUrl = server.url;
+    const postmasterPid = readPostmasterPid(join(tmp, 'postgres', 'pg', 'postmaster.pid'));
+    return await withClient(serverUrl, (sql) =>
+      measure({ options, tmp, serverUrl, postmasterPid, sql, apps }),
+    );
+  } finally {
+    for (const app of apps) await app.stop().catch((error) => logError(logger, error, 'app stop failed'));
+    await server?.stop().catch((error) => logError(logger, error, 'PostgreSQL stop failed'));
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+async function measure(bench: Bench): Promise<SuiteResult> {
+  const { options, sql } = bench;
+  options.log('starting the app (CLINIC_POOL_SIZE at its default)');
+  const pooled = await startApp(bench, 'bench_central_registration', undefined);
+  const poolSize = pooled.app.deps.config.clinicPoolSize;
+  const [clinicServer] = pooled.app.deps.db.clinicServers;
+  if (!clinicServer) throw new Error('no clinic database server');
+  const template = clinicServer.template.name;
+
+  options.log(`argon2: ${HASH_RUNS} hashes one by one, ${HASH_PAIR_RUNS} two at a time`);
+  const hash = await measureHashing();
+  options.log(`raw clone: ${options.registrations} × CREATE DATABASE … TEMPLATE`);
+  const raw = await measureRawClones(sql, template, options.registrations);
+  const rawP50 = median(raw);
+  const hashS = median(hash.one) / 1000;
+  const ceiling = HASH_CORES / hashS;
+
+  const variants: Variant[] = [];
+  variants.push(await measureVariant(bench, pooled, `pool ${poolSize}`));
+  bench.apps.delete(pooled.app);
+  await pooled.app.stop();
+  options.log('starting the app without a warm pool');
+  const plain = await startApp(bench, 'bench_central_registration_no_pool', '0');
+  variants.push(await measureVariant(bench, plain, 'no pool'));
+
+  const rows: Row[] = [
+    latencyRow('raw: CREATE DATABASE … TEMPLATE', raw, { ratio: 1, ratioText: 'baseline' }),
+    latencyRow('argon2: hashPassword, one at a time', hash.one, {
+      ratioText: `2÷hash = ${ceiling.toFixed(1)}/s`,
+    }),
+    latencyRow(`argon2: hashPassword, ${HASH_CORES} at a time`, hash.pair.samples, {
+      ratioText: `${hash.pair.rate.toFixed(1)}/s = ${(hash.pair.rate / (1000 / median(hash.one))).toFixed(2)}× one`,
+    }),
+  ];
+  const notes = [
+    `PostgreSQL ${(await sql.query<{ server_version: string }>('SHOW server_version')).rows[0]?.server_version}, ` +
+      `template ${template} (${await databaseSize(sql, template)}); ${cpus().length} CPUs, HASH_CONCURRENCY ${HASH_CONCURRENCY} ` +
+      `(availableParallelism ${availableParallelism()}), UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}.`,
+    `Burst: ${options.registrations} registerClinic calls from ${CLIENTS} HTTP clients (each one call after ` +
+      `another), strict mode, dev mailbox, after 1 untimed registration; the health client loops during it. ` +
+      `Targets are judged on the default app (pool ${poolSize}); the no-pool rows are information.`,
+  ];
+  for (const variant of variants) {
+    const judged = variant.label !== 'no pool';
+    rows.push(...variantRows(variant, rawP50, ceiling, judged));
+    notes.push(...variant.notes);
+  }
+  return {
+    rows,
+    notes,
+    meta: {
+      template,
+      clients: CLIENTS,
+      registrations: options.registrations,
+      hashConcurrency: HASH_CONCURRENCY,
+      hashCores: HASH_CORES,
+      hashMedianMs: median(hash.one),
+      hashPairRatePerSecond: hash.pair.rate,
+      rawP50Ms: rawP50,
+      variants: variants.map((variant) => ({
+        label: variant.label,
+        poolSize: variant.poolSize,
+        burstMs: Math.round(variant.burstMs),
+        throughputPerSecond: variant.throughput,
+        failures: variant.failures,
+        healthIdleP99Ms: percentile(variant.healthIdle, 99),
+        healthBurstP99Ms: percentile(variant.healthBurst, 99),
+        ...variant.meta,
+      })),
+    },
+  };
+}
+
+interface Started {
+  app: App;
+  url: string;
+}
+
+/** A real app on its own central database of the benchmark server, listening, pool full. */
+async function startApp(bench: Bench, database: string, poolSize: string | undefined): Promise<Started> {
+  await ensureDatabase(bench.serverUrl, database);
+  const config = loadConfig({
+    ONRAMP_ENV: 'test',
+    DATABASE_URL: databaseUrl(bench.serverUrl, database),
+    JWT_SECRET: 'x'.repeat(40),
+    ENCRYPTION_KEY: '00'.repeat(32),
+    REGISTRATION_MODE: 'strict',
+    // Unset: the default (2).
+    CLINIC_POOL_SIZE: poolSize,
+    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+    LOG_LEVEL: 'error',
+    ONRAMP_DATA_DIR: join(bench.tmp, 'data'),
+    HOST: '127.0.0.1',
+    PORT: '0',
+  });
+  const logger = createLogger(config);
+  const db = await openDatabases(config, logger);
+  let app: App;
+  try {
+    app = await buildApp({ config, logger, db, startedAt: new Date() }, { drainTimeoutMs: 1000 });
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+  bench.apps.add(app);
+  const url = await app.start();
+  await app.deps.provisioning.pool.idle();
+  return { app, url };
+}
+
+async function measureHashing() {
+  await hashPassword(PASSWORD);
+  const one: number[] = [];
+  for (let i = 0; i < HASH_RUNS; i++) one.push((await timed(() => hashPassword(PASSWORD))).ms);
+  const samples: number[] = [];
+  const burst = await timed(() =>
+    inParallel(Array.from({ length: HASH_PAIR_RUNS }), HASH_CORES, async () => {
+      samples.push((await timed(() => hashPassword(PASSWORD))).ms);
+    }),
+  );
+  return { one, pair: { samples, rate: (HASH_PAIR_RUNS / burst.ms) * 1000 } };
+}
+
+async function measureRawClones(sql: Sql, template: string, count: number): Promise<number[]> {
+  const samples: number[] = [];
+  for (let i = 0; i <= count; i++) {
+    const name = `bench_raw_${i}`;
+    const clone = await timed(() =>
+      sql.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE ${quoteIdent(template)}`),
+    );
+    await sql.query(`DROP DATABASE ${quoteIdent(name)}`);
+    if (i > 0) samples.push(clone.ms); // the first is a warm-up
+  }
+  return samples;
+}
+
+interface Variant {
+  label: string;
+  poolSize: number;
+  attempts: Attempt[];
+  burstMs: number;
+  throughput: number;
+  failures: string[];
+  healthIdle: number[];
+  healthBurst: number[];
+  /** Per successful registration: before the saga, the saga, each step, its bookkeeping, after. */
+  phases: Map<string, number[]>;
+  notes: string[];
+  meta: Record<string, unknown>;
+}
+
+let registered = 0;
+
+/** Warm-up, idle health queries, then the burst with the health client looping beside it. */
+async function measureVariant(bench: Bench, started: Started, label: string): Promise<Variant> {
+  const { options } = bench;
+  const { app, url } = started;
+  const total = options.registrations;
+
+  options.log(`${label}: warm-up registration and ${IDLE_QUERIES} idle health queries`);
+  const warm = await register(url, label);
+  if (warm.failure) throw new Error(`${label}: warm-up registration failed: ${warm.failure}`);
+  await app.deps.provisioning.pool.idle();
+  for (let i = 0; i < 20; i++) await healthQuery(url);
+  const healthIdle: number[] = [];
+  for (let i = 0; i < IDLE_QUERIES; i++) healthIdle.push(await healthQuery(url));
+
+  options.log(`${label}: ${total} registrations from ${CLIENTS} clients`);
+  const events = watchCreateDatabase(app);
+  const counters = await serverCounters(bench.sql);
+  const activity = sampleActivity(bench.sql);
+  const healthBurst: number[] = [];
+  let bursting = true;
+  const healthLoop = (async () => {
+    while (bursting) healthBurst.push(await healthQuery(url));
+  })();
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  const cpuBefore = process.cpuUsage();
+  const systemBefore = systemCpu();
+  const pgBefore = postgresCpu(bench.postmasterPid);
+  const burst = await timed(() =>
+    inParallel(Array.from({ length: total }), CLIENTS, () => register(url, label)),
+  );
+  const cpu = process.cpuUsage(cpuBefore);
+  const systemAfter = systemCpu();
+  const pgAfter = postgresCpu(bench.postmasterPid);
+  loop.disable();
+  bursting = false;
+  await healthLoop;
+  const waits = await activity.stop();
+  const refillStarted = performance.now();
+  await app.deps.provisioning.pool.idle();
+  const refillTailMs = performance.now() - refillStarted;
+  await sleep(300); // the last events come back through LISTEN
+  const sources = events.stop();
+  // Counted over the burst and its refill tail, per registration (the health loop's share is small).
+  const after = await serverCounters(bench.sql);
+  const perRegistration = {
+    sessions: (after.sessions - counters.sessions) / total,
+    commits: (after.commits - counters.commits) / total,
+  };
+
+  const attempts = burst.value;
+  const failures = attempts.flatMap((attempt) => (attempt.failure ? [attempt.failure] : []));
+  const succeeded = attempts.filter((attempt) => !attempt.failure && attempt.clinicId);
+  const throughput = (succeeded.length / burst.ms) * 1000;
+  const phases = await breakdown(app, succeeded);
+
+  const nodeCores = (cpu.user + cpu.system) / 1000 / burst.ms;
+  const systemCores =
+    systemBefore && systemAfter
+      ? ((systemAfter.busy - systemBefore.busy) / (systemAfter.total - systemBefore.total)) * cpus().length
+      : undefined;
+  const pgCores = pgCpuDelta(pgBefore, pgAfter, burst.ms);
+  const notes = [
+    `${label}: ${succeeded.length}/${total} READY in ${(burst.ms / 1000).toFixed(2)} s ` +
+      `(${throughput.toFixed(1)}/s)` +
+      (failures.length > 0 ? `, ${failures.length} FAILED:` : '.'),
+    ...[...new Set(failures)].slice(0, 5).map((failure) => `    ${failure}`),
+    `${label}: CPU during the burst, in cores: this process (app + clients + argon2 threads) ` +
+      `${nodeCores.toFixed(2)}` +
+      (pgCores ? `, PostgreSQL ${pgCores.total.toFixed(2)}` : '') +
+      (systemCores === undefined
+        ? ''
+        : `, other processes ${(systemCores - nodeCores - (pgCores?.total ?? 0)).toFixed(2)}; ` +
+          `whole machine ${systemCores.toFixed(2)} of ${cpus().length}`) +
+      `. Event-loop delay p99 ${formatMs(loop.percentile(99) / 1e6)} ms, max ${formatMs(loop.max / 1e6)} ms.`,
+    ...(pgCores
+      ? [
+          `${label}: PostgreSQL's cores by process: ` +
+            [...pgCores.parts]
+              .sort((a, b) => b[1] - a[1])
+              .map(([part, cores]) => `${part} ${cores.toFixed(2)}`)
+              .join(', ') +
+            '.',
+        ]
+      : []),
+    `${label}: create_database ${describeSources(sources)}; ` +
+      `pool refill still running ${formatMs(refillTailMs)} ms after the burst.`,
+    `${label}: per registration the server saw ${perRegistration.sessions.toFixed(1)} new sessions and ` +
+      `${perRegistration.commits.toFixed(1)} commits (pg_stat_database, burst + refill, health loop included).`,
+    `${label}: active PostgreSQL backends, sampled every ${ACTIVITY_SAMPLE_MS} ms (${waits.samples} samples, ` +
+      `mean ${(waits.backendSamples / Math.max(1, waits.samples)).toFixed(1)} active, peak ${waits.peak}); ` +
+      `share of backend samples: ${top(waits.byWait, waits.backendSamples)}.`,
+    `${label}: … by statement: ${top(waits.byQuery, waits.backendSamples)}.`,
+    `${label}: health queries during the burst: ${healthBurst.length}.`,
+  ];
+  return {
+    label,
+    poolSize: app.deps.config.clinicPoolSize,
+    attempts,
+    burstMs: burst.ms,
+    throughput,
+    failures,
+    healthIdle,
+    healthBurst,
+    phases,
+    notes,
+    meta: {
+      succeeded: succeeded.length,
+      nodeCores,
+      systemCores,
+      postgresCores: pgCores && { total: pgCores.total, ...Object.fromEntries(pgCores.parts) },
+      eventLoopDelayP99Ms: loop.percentile(99) / 1e6,
+      createDatabase: Object.fromEntries(sources),
+      refillTailMs,
+      perRegistration,
+      activity: {
+        samples: waits.samples,
+        peak: waits.peak,
+        byWait: Object.fromEntries(waits.byWait),
+        byQuery: Object.fromEntries(waits.byQuery),
+      },
+      registrationSamplesMs: attempts.map((attempt) => Math.round(attempt.ms * 100) / 100),
+    },
+  };
+}
+
+function variantRows(variant: Variant, rawP50: number, ceiling: number, judged: boolean): Row[] {
+  const { label } = variant;
+  const ok = variant.attempts.filter((attempt) => !attempt.failure).map((attempt) => attempt.ms);
+  const vsRaw = median(ok) / rawP50;
+  const vsHash = variant.throughput / ceiling;
+  const idleP99 = percentile(variant.healthIdle, 99);
+  const burstP99 = percentile(variant.healthBurst, 99);
+  const vsIdle = burstP99 / idleP99;
+  const maybe = (row: Row) => (judged ? judge(row) : { ...row, target: undefined });
+  const phaseRows = [...variant.phases].map(([name, samples]) => latencyRow(`  ${label}: ${name}`, samples));
+  return [
+    maybe(
+      latencyRow(`${label}: registerClinic over HTTP, ${CLIENTS} clients`, ok, {
+        ratio: vsRaw,
+        ratioText: `${vsRaw.toFixed(2)}× raw`,
+        target: TARGETS.registrationVsRaw,
+      }),
+    ),
+    ...phaseRows,
+    maybe({
+      name: `${label}: throughput`,
+      n: ok.length,
+      ratio: vsHash,
+      ratioText: `${vsHash.toFixed(2)}× (${variant.throughput.toFixed(1)} of ${ceiling.toFixed(1)}/s)`,
+      target: TARGETS.throughputVsHash,
+    }),
+    latencyRow(`${label}: { health } idle`, variant.healthIdle, { ratioText: `p99 ${formatMs(idleP99)} ms` }),
+    maybe(
+      latencyRow(`${label}: { health } during burst`, variant.healthBurst, {
+        ratio: vsIdle,
+        ratioText: `${vsIdle.toFixed(2)}× (p99 ${formatMs(burstP99)} ms)`,
+        target: TARGETS.healthDuringBurst,
+      }),
+    ),
+  ];
+}
+
+async function register(url: string, label: string): Promise<Attempt> {
+  const index = registered++;
+  const tag = `${label.replaceAll(' ', '')}-${index}`;
+  const input = {
+    clinicName: `Bench Clinic ${tag}`,
+    country: 'FR',
+    adminEmail: `bench+${tag}-${Date.now()}@example.com`,
+    adminPassword: PASSWORD,
+    adminFirstName: 'Ada',
+    adminLastName: 'Lovelace',
+  };
+  const sentAt = Date.now();
+  const started = performance.now();
+  let failure: string | undefined;
+  let clinicId: string | undefined;
+  try {
+    const response = await fetch(`${url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: REGISTER, variables: { input } }),
+    });
+    const body = (await response.json()) as {
+      data?: { registerClinic?: RegisterPayload };
+      errors?: { message: string }[];
+    };
+    const payload = body.data?.registerClinic;
+    if (payload?.__typename === 'RegisterClinicSuccess' && payload.status === 'READY')
+      clinicId = payload.clinic?.id;
+    else if (payload) {
+      failure = `${payload.__typename}${payload.status ? ` ${payload.status}` : ''}${payload.step ? ` at ${payload.step}` : ''}: ${payload.message ?? ''}`;
+    } else failure = `HTTP ${response.status}: ${JSON.stringify(body.errors ?? body).slice(0, 200)}`;
+  } catch (error) {
+    failure = `request failed: ${error instanceof Error ? error.message : String(error)}`;
+  }
+  const ms = performance.now() - started;
+  return { sentAt, receivedAt: Date.now(), ms, clinicId, failure };
+}
+
+async function healthQuery(url: string): Promise<number> {
+  const { ms, value } = await timed(async () => {
+    const response = await fetch(`${url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: HEALTH }),
+    });
+    return (await response.json()) as { data?: { health?: { status: string } } };
+  });
+  if (value.data?.health?.status !== 'OK') throw new Error(`health query answered ${JSON.stringify(value)}`);
+  return ms;
+}
+
+/**
+ * Where each registration's time went, from its provisioning run: before the saga (HTTP,
+ * validation, the e-mail lookup, server placement and the password hash with its queue), each
+ * step, the saga's own bookkeeping (run and step records) and what follows it (response).
+ */
+async function breakdown(app: App, attempts: readonly Attempt[]): Promise<Map<string, number[]>> {
+  const runs = await app.deps.db.prisma.provisioningRun.findMany({
+    where: { clinicId: { in: attempts.map((attempt) => attempt.clinicId as string) } },
+    include: { steps: { orderBy: { startedAt: 'asc' } } },
+  });
+  const byClinic = new Map(runs.map((run) => [run.clinicId, run]));
+  const phases = new Map<string, number[]>();
+  const add = (name: string, ms: number) => {
+    const list = phases.get(name) ?? [];
+    list.push(ms);
+    phases.set(name, list);
+  };
+  for (const attempt of attempts) {
+    const run = byClinic.get(attempt.clinicId as string);
+    if (!run?.finishedAt) continue;
+    const sagaMs = run.finishedAt.getTime() - run.startedAt.getTime();
+    add('before saga (hash + its queue, lookups)', run.startedAt.getTime() - attempt.sentAt);
+    add('saga', sagaMs);
+    let stepsMs = 0;
+    for (const step of run.steps) {
+      if (SKIPPED_STEPS.has(step.name)) continue;
+      stepsMs += step.durationMs ?? 0;
+      add(`  ${step.name}`, step.durationMs ?? 0);
+    }
+    add('  saga bookkeeping (run/step records)', sagaMs - stepsMs);
+    add('after saga (response)', attempt.receivedAt - run.finishedAt.getTime());
+  }
+  return phases;
+}
+
+/** Counts how create_database got its database (warm spare or clone), from the app's events. */
+function watchCreateDatabase(app: App): { stop(): Map<string, number> } {
+  const counts = new Map<string, number>();
+  const iterator = app.deps.events.pubsub.subscribe('provisioning')[Symbol.asyncIterator]();
+  const loop = (async () => {
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return;
+      const event = next.value;
+      if (event.step === 'create_database' && event.status === 'SUCCEEDED') {
+        const key = event.message ?? '?';
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+      }
+      counts.set('events', (counts.get('events') ?? 0) + 1);
+    }
+  })();
+  return {
+    stop() {
+      void iterator.return?.();
+      void loop;
+      return counts;
+    },
+  };
+}
+
+function describeSources(counts: Map<string, number>): string {
+  const parts = [...counts].filter(([key]) => key !== 'events').map(([key, n]) => `${key} ×${n}`);
+  return `${parts.join(', ') || 'no events seen'} (${counts.get('events') ?? 0} provisioning events published)`;
+}
+
+/** Sessions opened and transactions committed on the whole server so far (stats flush within 1 s). */
+async function serverCounters(sql: Sql): Promise<{ sessions: number; commits: number }> {
+  await sleep(1100);
+  await sql.query('SELECT pg_stat_clear_snapshot()');
+  const { rows } = await sql.query<{ sessions: number; commits: number }>(
+    'SELECT sum(sessions)::int AS sessions, sum(xact_commit)::bigint::float8 AS commits FROM pg_stat_database',
+  );
+  return { sessions: rows[0]?.sessions ?? 0, commits: rows[0]?.commits ?? 0 };
+}
+
+interface Activity {
+  samples: number;
+  backendSamples: number;
+  peak: number;
+  /** Active-backend samples by wait event ("CPU" when none). */
+  byWait: Map<string, number>;
+  /** … by the first words of the statement. */
+  byQuery: Map<string, number>;
+}
+
+/** Samples what PostgreSQL's active client backends are doing, until stopped. */
+function sampleActivity(sql: Sql): { stop(): Promise<Activity> } {
+  const activity: Activity = {
+    samples: 0,
+    backendSamples: 0,
+    peak: 0,
+    byWait: new Map(),
+    byQuery: new Map(),
+  };
+  const bump = (map: Map<string, number>, key: string) => map.set(key, (map.get(key) ?? 0) + 1);
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const { rows } = await sql.query<{ wait: string; query: string }>(
+        `SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS wait,
+                left(query, 300) AS query
+           FROM pg_stat_activity
+          WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()`,
+      );
+      activity.samples += 1;
+      activity.backendSamples += rows.length;
+      activity.peak = Math.max(activity.peak, rows.length);
+      for (const row of rows) {
+        bump(activity.byWait, row.wait);
+        bump(activity.byQuery, statementKind(row.query));
+      }
+      await sleep(ACTIVITY_SAMPLE_MS);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return activity;
+    },
+  };
+}
+
+/** "CREATE DATABASE", "INSERT INTO provisioning_steps", "SELECT … FROM clinics" … from a statement. */
+function statementKind(query: string): string {
+  const text = query.replace(/\s+/g, ' ').replaceAll('"', '').replaceAll('public.', '').trim();
+  const ddl =
+    /^(CREATE|ALTER|DROP) (DATABASE|ROLE)|^(GRANT|REVOKE|COMMENT ON \w+|BEGIN|COMMIT|ROLLBACK)/i.exec(text);
+  if (ddl) return ddl[0].toUpperCase();
+  const call = /^SELECT (pg_notify|graphile_worker\.\w+|pg_advisory\w*)/i.exec(text);
+  if (call) return `SELECT ${call[1]}()`;
+  const write = /^(INSERT INTO|UPDATE|DELETE FROM) ([\w.]+)/i.exec(text);
+  if (write) return `${write[1]?.toUpperCase()} ${write[2]}`;
+  const read = /^(?:WITH .*?\)\s*)?SELECT .*? FROM ([\w.]+)/i.exec(text);
+  if (read) return `SELECT … FROM ${read[1]}`;
+  return text.split(' ').slice(0, 3).join(' ');
+}
+
+function top(counts: Map<string, number>, total: number, n = 6): string {
+  return [...counts]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n)
+    .map(([key, count]) => `${key} ${Math.round((count / Math.max(1, total)) * 100)}%`)
+    .join(', ');
+}
+
+async function databaseSize(sql: Sql, name: string): Promise<string> {
+  const { rows } = await sql.query<{ size: string }>('SELECT pg_size_pretty(pg_database_size($1)) AS size', [
+    name,
+  ]);
+  return rows[0]?.size ?? '?';
+}
+
+function readPostmasterPid(file: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on Linux). */
+const TICKS_PER_SECOND = 100;
+
+interface PgProcess {
+  ticks: number;
+  /** A background process's name ("walwriter", "io worker"), or undefined for a session. */
+  background?: string;
+}
+
+interface PgCpu {
+  postmaster: number;
+  /** CPU of the postmaster's reaped children: every process that ended. */
+  reaped: number;
+  processes: Map<number, PgProcess>;
+}
+
+/** CPU ticks of the PostgreSQL server's processes (Linux /proc), or undefined elsewhere. */
+function postgresCpu(postmasterPid: number | undefined): PgCpu | undefined {
+  if (postmasterPid === undefined || !existsSync(`/proc/${postmasterPid}/stat`)) return undefined;
+  const stat = (pid: string | number) => {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name: ppid 2nd, utime/stime 12th/13th, cutime/cstime 14th/15th.
+    const fields = text
+      .slice(text.lastIndexOf(')') + 2)
+      .split(' ')
+      .map(Number);
+    return {
+      ppid: fields[1] ?? 0,
+      own: (fields[11] ?? 0) + (fields[12] ?? 0),
+      children: (fields[13] ?? 0) + (fields[14] ?? 0),
+    };
+  };
+  let snapshot: PgCpu;
+  try {
+    const postmaster = stat(postmasterPid);
+    snapshot = { postmaster: postmaster.own, reaped: postmaster.children, processes: new Map() };
+  } catch {
+    return undefined;
+  }
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const child = stat(entry);
+      if (child.ppid !== postmasterPid) continue;
+      const title = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
+      // "postgres: postgres mydb 127.0.0.1(5432) idle" is a session; "postgres: io worker 1" is not.
+      const session = /^postgres: \S+ \S+ \S+\(\d+\)/.test(title);
+      snapshot.processes.set(Number(entry), {
+        ticks: child.own,
+        background: session ? undefined : title.replace(/^postgres: /, '').replace(/\s*\d+$/, ''),
+      });
+    } catch {
+      // Ended meanwhile: its time lands in `reaped`.
+    }
+  }
+  return snapshot;
+}
+
+/**
+ * Cores used between two snapshots by: sessions open at both (pooled connections: Prisma, the
+ * job worker, the event bus, health pools), sessions opened during the interval (short
+ * withClient sessions: clone, verify, seed, refill), and each background process kind.
+ */
+function pgCpuDelta(
+  before: PgCpu | undefined,
+  after: PgCpu | undefined,
+  ms: number,
+): { total: number; parts: Map<string, number> } | undefined {
+  if (!before || !after) return undefined;
+  const ticks = new Map<string, number>();
+  const add = (key: string, value: number) => ticks.set(key, (ticks.get(key) ?? 0) + value);
+  add('postmaster', after.postmaster - before.postmaster);
+  // Reaped children: their whole life, minus what they had already used at the first snapshot.
+  let reaped = after.reaped - before.reaped;
+  for (const [pid, proc] of before.processes) {
+    if (!after.processes.has(pid)) reaped -= proc.ticks;
+  }
+  for (const [pid, proc] of after.processes) {
+    const earlier = before.processes.get(pid);
+    if (proc.background) add(proc.background, proc.ticks - (earlier?.ticks ?? 0));
+    else if (earlier) add('pooled sessions', proc.ticks - earlier.ticks);
+    else add('sessions opened during the burst', proc.ticks);
+  }
+  // Also any autovacuum worker that started and ended meanwhile.
+  add('sessions opened during the burst', Math.max(0, reaped));
+  const parts = new Map<string, number>();
+  let total = 0;
+  for (const [key, value] of ticks) {
+    const cores = value / TICKS_PER_SECOND / (ms / 1000);
+    total += cores;
+    if (cores >= 0.005) parts.set(key, cores);
+  }
+  return { total, parts };
+}
+
+/** Busy and total jiffies of the whole machine (Linux), or undefined elsewhere. */
+function systemCpu(): { busy: number; total: number } | undefined {
+  if (!existsSync('/proc/stat')) return undefined;
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+  const values = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = values.slice(0, 8).reduce((sum, value) => sum + value, 0);
+  const idle = (values[3] ?? 0) + (values[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+function logError(logger: Logger, error: unknown, message: string): void {
+  logger.error({ err: error }, message);
+}
