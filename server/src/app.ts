@@ -19,6 +19,7 @@ import { bodyTooLarge, isAllowedOrigin, sendJson, setSecurityHeaders } from './h
 import { serveConsole } from './http/static.js';
 import { startWorker, type Worker } from './jobs/index.js';
 import { createMetrics, useOperationMetrics } from './metrics.js';
+import { AccountService } from './modules/account/service.js';
 import { AuthService } from './modules/auth/service.js';
 import { checkHealth } from './modules/health/service.js';
 import { createMailTransport, deliverMail } from './modules/mail/service.js';
@@ -83,7 +84,18 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   const reconciler = new Reconciler({ prisma: base.db.prisma, logger, provisioning });
   const auth = new AuthService({ ...base, prisma: base.db.prisma, provisioning });
   await auth.bootstrapSuperAdmin();
-  const deps: Deps = { ...base, metrics, events, provisioning, registration, mail, reconciler, auth };
+  const account = new AccountService({ prisma: base.db.prisma, provisioning });
+  const deps: Deps = {
+    ...base,
+    metrics,
+    events,
+    provisioning,
+    registration,
+    mail,
+    reconciler,
+    auth,
+    account,
+  };
   let worker: Worker | undefined;
   let reconcileTimer: NodeJS.Timeout | undefined;
   const reconcile = () =>

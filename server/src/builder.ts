@@ -35,6 +35,8 @@ export const builder = new SchemaBuilder<{
     faultInjection: boolean;
     /** An admin of the clinic with this id (or a super-admin). */
     clinicAdmin: string;
+    /** An admin of some clinic (their own clinic's data only; resolvers scope it). */
+    clinicAdminOfAny: boolean;
   };
   Scalars: {
     DateTime: { Input: Date; Output: Date };
@@ -51,6 +53,7 @@ export const builder = new SchemaBuilder<{
       // Until sign-in exists (identity issue) the test suite is the only operator.
       operator: context.viewer?.role === 'SUPER_ADMIN' || context.deps.config.env === 'test',
       faultInjection: context.deps.config.env !== 'production',
+      clinicAdminOfAny: context.viewer?.role === 'CLINIC_ADMIN' && context.viewer.clinicId !== null,
       clinicAdmin: (clinicId: string) =>
         context.viewer?.role === 'SUPER_ADMIN' ||
         (context.viewer?.role === 'CLINIC_ADMIN' && context.viewer.clinicId === clinicId),

@@ -3,6 +3,7 @@ import type { Config } from './env.js';
 import type { UserRole } from './generated/central/enums.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
+import type { AccountService } from './modules/account/service.js';
 import type { AuthService } from './modules/auth/service.js';
 import type { MailTransport } from './modules/mail/service.js';
 import type { ProvisioningService } from './modules/provisioning/service.js';
@@ -26,6 +27,7 @@ export interface Deps extends BaseDeps {
   registration: RegistrationService;
   reconciler: Reconciler;
   auth: AuthService;
+  account: AccountService;
   mail: MailTransport;
 }
 

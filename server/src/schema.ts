@@ -1,6 +1,8 @@
 /** The schema's single entry point: every module's schema file, then toSchema(). */
 import { lexicographicSortSchema, printSchema } from 'graphql';
 import { builder } from './builder.js';
+import './modules/account/schema.js';
+import './modules/audit/schema.js';
 import './modules/auth/schema.js';
 import './modules/clients/schema.js';
 import './modules/health/schema.js';

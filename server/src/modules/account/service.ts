@@ -1,0 +1,124 @@
+/**
+ * GDPR rights of a signed-in user: a copy of everything Onramp holds about them (central and
+ * clinic side), and erasure by anonymisation. What the law requires a clinic to keep (medical
+ * appointments, the audit trail) stays, stripped of the person's identity.
+ */
+import type { CentralPrisma } from '../../db/database.js';
+import type { ProvisioningService } from '../provisioning/service.js';
+
+export interface AccountDeps {
+  prisma: CentralPrisma;
+  provisioning: ProvisioningService;
+}
+
+export class AccountService {
+  constructor(private readonly deps: AccountDeps) {}
+
+  async exportData(userId: string): Promise<Record<string, unknown>> {
+    const { prisma, provisioning } = this.deps;
+    const user = await prisma.user.findUniqueOrThrow({
+      where: { id: userId },
+      include: {
+        clinic: {
+          select: { id: true, name: true, country: true, subdomain: true, status: true, createdAt: true },
+        },
+        sessions: {
+          select: { createdAt: true, expiresAt: true, revokedAt: true, ip: true, userAgent: true },
+        },
+        clientRecords: {
+          select: {
+            clinicId: true,
+            kind: true,
+            email: true,
+            firstName: true,
+            lastName: true,
+            legalName: true,
+            createdAt: true,
+          },
+        },
+      },
+    });
+    const audit = await prisma.auditLog.findMany({
+      where: { actorId: userId },
+      orderBy: { id: 'asc' },
+      select: { at: true, action: true, ip: true, targetType: true, targetId: true },
+    });
+    let clinicSide: Record<string, unknown> = {};
+    if (user.clinicId) {
+      const clinicDb = await provisioning.clients.get(user.clinicId);
+      clinicSide = {
+        healthcareProvider: await clinicDb.healthcareProvider.findUnique({
+          where: { userId },
+          include: {
+            availability: true,
+            appointments: { select: { startsAt: true, endsAt: true, status: true } },
+          },
+        }),
+      };
+    }
+    // Never secrets: no password hash, TOTP secret, token or code hashes.
+    return {
+      exportedAt: new Date().toISOString(),
+      user: {
+        id: user.id,
+        email: user.email,
+        firstName: user.firstName,
+        lastName: user.lastName,
+        phone: user.phone,
+        role: user.role,
+        emailVerifiedAt: user.emailVerifiedAt,
+        twoFactorEnabled: user.totpEnabledAt !== null,
+        createdAt: user.createdAt,
+      },
+      clinic: user.clinic,
+      sessions: user.sessions,
+      clientRecords: user.clientRecords,
+      auditLog: audit,
+      clinicSide,
+    };
+  }
+
+  /** Anonymises the account and ends every session. The e-mail becomes free again. */
+  async deleteAccount(userId: string): Promise<void> {
+    const { prisma, provisioning } = this.deps;
+    const user = await prisma.user.findUniqueOrThrow({ where: { id: userId } });
+    const anonymous = { firstName: 'Deleted', lastName: 'User' };
+    await prisma.$transaction([
+      prisma.session.deleteMany({ where: { userId } }),
+      prisma.recoveryCode.deleteMany({ where: { userId } }),
+      prisma.emailVerificationToken.deleteMany({ where: { userId } }),
+      prisma.loginCode.deleteMany({ where: { email: user.email } }),
+      prisma.clientRecord.updateMany({ where: { userId }, data: { userId: null } }),
+      prisma.user.update({
+        where: { id: userId },
+        data: {
+          ...anonymous,
+          email: `deleted-${userId}@deleted.invalid`,
+          phone: null,
+          passwordHash: null,
+          totpSecretEnc: null,
+          totpEnabledAt: null,
+          totpLastStep: null,
+          emailVerifiedAt: null,
+        },
+      }),
+      prisma.auditLog.create({
+        data: {
+          action: 'user.deleted',
+          actorId: userId,
+          clinicId: user.clinicId,
+          targetType: 'user',
+          targetId: userId,
+        },
+      }),
+    ]);
+    if (user.clinicId) {
+      // The provider row stays for the clinic's records (appointments refer to it), without identity.
+      const clinicDb = await provisioning.clients.get(user.clinicId).catch(() => null);
+      await clinicDb?.healthcareProvider.updateMany({
+        where: { userId },
+        data: { ...anonymous, email: null, phone: null, active: false },
+      });
+    }
+  }
+}
