@@ -1,6 +1,6 @@
 /** Helpers for test files: a fresh database per file, a running app, GraphQL over HTTP and WS. */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Client, createClient } from 'graphql-ws';
@@ -8,6 +8,7 @@ import { afterAll, inject } from 'vitest';
 import WebSocket from 'ws';
 import { type App, type BuildAppOptions, buildApp } from '../src/app.js';
 import { openDatabases } from '../src/db/database.js';
+import { type RunningPostgres, startEmbeddedPostgres } from '../src/db/embedded.js';
 import { databaseUrl, quoteIdent, withClient } from '../src/db/sql.js';
 import { type Config, loadConfig } from '../src/env.js';
 import { createLogger } from '../src/logger.js';
@@ -16,6 +17,28 @@ export const TEST_SECRETS = {
   JWT_SECRET: 'test-jwt-secret-that-is-long-enough-0123456789',
   ENCRYPTION_KEY: '00'.repeat(32),
 };
+
+/** A temporary folder removed after the file; traversable by the `postgres` user when root. */
+export function tempDir(prefix = 'onramp-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  if (process.getuid?.() === 0) chmodSync(dir, 0o711);
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Another throw-away PostgreSQL server for this file (placement, faults, DATABASE_URL). */
+export async function startExtraPostgres(
+  options: { maxConnections?: number } = {},
+): Promise<RunningPostgres> {
+  const server = await startEmbeddedPostgres({
+    dir: tempDir('onramp-extra-pg-'),
+    logger: createLogger({ env: 'test', logLevel: 'silent' }),
+    ephemeral: true,
+    ...options,
+  });
+  afterAll(() => server.stop());
+  return server;
+}
 
 /** Creates a database cloned from the migrated central template; dropped after the file. */
 export async function createTestDatabase(prefix = 'test'): Promise<string> {

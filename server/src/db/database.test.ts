@@ -1,9 +1,8 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startTestApp, TEST_SECRETS } from '../../test/harness.js';
+import { startTestApp, TEST_SECRETS, tempDir } from '../../test/harness.js';
 import { loadConfig } from '../env.js';
 import { createLogger } from '../logger.js';
 import { EMBEDDED_CENTRAL_DATABASE, ensureDatabase, openDatabases } from './database.js';
@@ -12,13 +11,6 @@ import { REPO_ROOT } from './paths.js';
 import { databaseUrl, withClient } from './sql.js';
 
 const logger = createLogger({ env: 'test', logLevel: 'silent' });
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'onramp-db-test-'));
-  chmodSync(dir, 0o711); // as root, PostgreSQL runs as `postgres` and must traverse it
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 describe('an external PostgreSQL through DATABASE_URL', async () => {
   // A second, independent PostgreSQL server stands in for the operator's.

@@ -1,24 +1,11 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
-import { afterAll, describe, expect, it } from 'vitest';
-import { startTestApp } from '../../../test/harness.js';
-import { startEmbeddedPostgres } from '../../db/embedded.js';
+import { describe, expect, it } from 'vitest';
+import { startExtraPostgres, startTestApp } from '../../../test/harness.js';
 import { withClient } from '../../db/sql.js';
-import { createLogger } from '../../logger.js';
 import { ProvisioningFailedError } from './errors.js';
 
-const logger = createLogger({ env: 'test', logLevel: 'silent' });
-
 // A small server of its own: these tests exhaust its connections.
-const dir = mkdtempSync(join(tmpdir(), 'onramp-small-server-'));
-chmodSync(dir, 0o711);
-const small = await startEmbeddedPostgres({ dir, logger, ephemeral: true, maxConnections: 12 });
-afterAll(async () => {
-  await small.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+const small = await startExtraPostgres({ maxConnections: 12 });
 
 async function leftovers() {
   return withClient(small.url, async (client) => ({

@@ -1,11 +1,7 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, inject, it } from 'vitest';
-import { startTestApp } from '../../../test/harness.js';
+import { describe, expect, inject, it } from 'vitest';
+import { startExtraPostgres, startTestApp } from '../../../test/harness.js';
 import { ensureClinicTemplate } from '../../db/clinic-template.js';
 import { serverKey } from '../../db/database.js';
-import { startEmbeddedPostgres } from '../../db/embedded.js';
 import { checksum, type Migration } from '../../db/migrator.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
 import { createLogger } from '../../logger.js';
@@ -16,13 +12,7 @@ const logger = createLogger({ env: 'test', logLevel: 'silent' });
 const admin = inject('pgAdminUrl');
 
 // A second PostgreSQL server: clinics are placed across both.
-const dir = mkdtempSync(join(tmpdir(), 'onramp-second-server-'));
-chmodSync(dir, 0o711);
-const other = await startEmbeddedPostgres({ dir, logger, ephemeral: true });
-afterAll(async () => {
-  await other.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+const other = await startExtraPostgres();
 
 const adminOf = (clinic: { databaseName: string }) => ({
   userId: null,

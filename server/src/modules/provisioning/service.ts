@@ -202,7 +202,7 @@ export class ProvisioningService {
       createDatabaseStep(this.stepDeps),
       migrateDatabaseStep(this.stepDeps),
       verifyDatabaseStep(this.stepDeps),
-      seedProviderStep(this.stepDeps),
+      seedProviderStep(),
     ];
   }
 

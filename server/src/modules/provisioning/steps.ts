@@ -192,7 +192,7 @@ export function verifyDatabaseStep(deps: StepDeps): SagaStep<ProvisionState> {
   };
 }
 
-export function seedProviderStep(deps: StepDeps): SagaStep<ProvisionState> {
+export function seedProviderStep(): SagaStep<ProvisionState> {
   return {
     name: 'seed_provider',
     async run(state) {
