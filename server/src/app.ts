@@ -23,9 +23,11 @@ import { AccountService } from './modules/account/service.js';
 import { AuthService } from './modules/auth/service.js';
 import { checkHealth } from './modules/health/service.js';
 import { createMailTransport, deliverMail } from './modules/mail/service.js';
+import { MembersService } from './modules/members/service.js';
 import { ProvisioningService } from './modules/provisioning/service.js';
 import { Reconciler } from './modules/registration/reconciler.js';
 import { RegistrationService } from './modules/registration/service.js';
+import { createSmsGateway } from './modules/sms/gateway.js';
 import { createEventBus } from './pubsub/index.js';
 import { schema } from './schema.js';
 
@@ -85,6 +87,8 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   const auth = new AuthService({ ...base, prisma: base.db.prisma, provisioning });
   await auth.bootstrapSuperAdmin();
   const account = new AccountService({ prisma: base.db.prisma, provisioning });
+  const sms = createSmsGateway(config, logger);
+  const members = new MembersService({ ...base, prisma: base.db.prisma, sms, mail });
   const deps: Deps = {
     ...base,
     metrics,
@@ -95,6 +99,8 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     reconciler,
     auth,
     account,
+    sms,
+    members,
   };
   let worker: Worker | undefined;
   let reconcileTimer: NodeJS.Timeout | undefined;

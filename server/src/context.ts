@@ -6,9 +6,11 @@ import type { Metrics } from './metrics.js';
 import type { AccountService } from './modules/account/service.js';
 import type { AuthService } from './modules/auth/service.js';
 import type { MailTransport } from './modules/mail/service.js';
+import type { MembersService } from './modules/members/service.js';
 import type { ProvisioningService } from './modules/provisioning/service.js';
 import type { Reconciler } from './modules/registration/reconciler.js';
 import type { RegistrationService } from './modules/registration/service.js';
+import type { SmsGateway } from './modules/sms/gateway.js';
 import type { EventBus } from './pubsub/index.js';
 
 /** What main.ts (or a test) hands to buildApp(). */
@@ -28,6 +30,8 @@ export interface Deps extends BaseDeps {
   reconciler: Reconciler;
   auth: AuthService;
   account: AccountService;
+  sms: SmsGateway;
+  members: MembersService;
   mail: MailTransport;
 }
 

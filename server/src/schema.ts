@@ -7,6 +7,7 @@ import './modules/auth/schema.js';
 import './modules/clients/schema.js';
 import './modules/health/schema.js';
 import './modules/mail/schema.js';
+import './modules/members/schema.js';
 import './modules/provisioning/schema.js';
 import './modules/registration/schema.js';
 

@@ -87,7 +87,7 @@ export class AccountService {
       prisma.session.deleteMany({ where: { userId } }),
       prisma.recoveryCode.deleteMany({ where: { userId } }),
       prisma.emailVerificationToken.deleteMany({ where: { userId } }),
-      prisma.loginCode.deleteMany({ where: { email: user.email } }),
+      prisma.loginCode.deleteMany({ where: { email: user.email ?? '' } }),
       prisma.clientRecord.updateMany({ where: { userId }, data: { userId: null } }),
       prisma.user.update({
         where: { id: userId },

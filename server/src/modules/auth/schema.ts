@@ -23,7 +23,7 @@ const LoginCodeRequested = builder.objectRef<{ expiresInSeconds: number }>('Logi
   fields: (t) => ({ expiresInSeconds: t.exposeInt('expiresInSeconds') }),
 });
 
-const AuthSessionRef = builder.objectRef<IssuedSession>('AuthSession').implement({
+export const AuthSessionRef = builder.objectRef<IssuedSession>('AuthSession').implement({
   fields: (t) => ({
     accessToken: t.exposeString('accessToken', {
       description: 'Send as `Authorization: Bearer …`; valid 15 minutes.',

@@ -187,6 +187,16 @@ export class AuthService {
     return this.issue(user.id, randomUUID(), meta, 'code');
   }
 
+  /** A session for a user who just proved themselves another way (activation). */
+  async startSession(userId: string, meta: RequestMeta, method: string): Promise<IssuedSession> {
+    const user = await this.deps.prisma.user.findUniqueOrThrow({
+      where: { id: userId },
+      include: { clinic: true },
+    });
+    if (user.clinic) await this.ensureClinicUsable(user.clinic.id, user.clinic.status);
+    return this.issue(user.id, randomUUID(), meta, method);
+  }
+
   /** Health check at sign-in (seed): never let anyone into a half-made or broken clinic. */
   private async ensureClinicUsable(clinicId: string, status: string): Promise<void> {
     const { provisioning, logger } = this.deps;

@@ -41,7 +41,7 @@ export class TwoFactor {
         totpLastStep: null,
       },
     });
-    return { secret, otpauthUrl: otpauthUrl(secret, user.email) };
+    return { secret, otpauthUrl: otpauthUrl(secret, user.email ?? user.phone ?? user.id) };
   }
 
   /** Enables 2FA with a first valid code. @returns the recovery codes, shown this once. */

@@ -304,3 +304,42 @@ function urlCredentials(url: string): string[] {
   // Longest first, so a password containing the user name is removed whole.
   return [...new Set(parts.filter((part) => part.length > 0))].sort((a, b) => b.length - a.length);
 }
+
+/**
+ * Sends a message now, inside the caller's transaction, and records it as SENT: for messages
+ * whose acceptance decides whether the transaction commits (atomic invitations).
+ * @throws MailDeliveryError when the transport refuses it (the caller's transaction rolls back).
+ */
+export async function sendMailNow(
+  tx: Pick<Prisma.TransactionClient, 'mailOutbox'>,
+  transport: MailTransport,
+  mail: OutgoingMail,
+  key: Buffer,
+): Promise<void> {
+  const row = await tx.mailOutbox.create({
+    data: {
+      toAddress: normaliseAddress(mail.to),
+      subject: mail.subject.replace(/[\r\n]+/g, ' ').trim(),
+      textBody: encryptSecret(mail.text, key, MAIL_AAD),
+      htmlBody: mail.html === undefined ? null : encryptSecret(mail.html, key, MAIL_AAD),
+      kind: mail.kind,
+      attempts: 1,
+    },
+    select: { id: true, toAddress: true, subject: true },
+  });
+  try {
+    await transport.send({
+      id: row.id,
+      to: row.toAddress,
+      subject: row.subject,
+      text: mail.text,
+      html: mail.html,
+    });
+  } catch (error) {
+    throw error instanceof MailDeliveryError ? error : new MailDeliveryError(summariseError(error, []));
+  }
+  await tx.mailOutbox.update({
+    where: { id: row.id },
+    data: { status: 'SENT', transport: transport.name, sentAt: new Date() },
+  });
+}

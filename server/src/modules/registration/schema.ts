@@ -21,7 +21,8 @@ const UserRoleEnum = builder.enumType('UserRole', {
 export const UserRef = builder.prismaObject('User', {
   fields: (t) => ({
     id: t.exposeID('id'),
-    email: t.exposeString('email'),
+    email: t.exposeString('email', { nullable: true, description: 'Absent for members invited by SMS.' }),
+    phone: t.exposeString('phone', { nullable: true }),
     firstName: t.exposeString('firstName'),
     lastName: t.exposeString('lastName'),
     role: t.expose('role', { type: UserRoleEnum }),

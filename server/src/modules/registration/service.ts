@@ -138,7 +138,12 @@ export class RegistrationService {
       clinicName: clinic.name,
       country: clinic.country,
       companyName: clinic.name,
-      admin: { userId: admin.id, firstName: admin.firstName, lastName: admin.lastName, email: admin.email },
+      admin: {
+        userId: admin.id,
+        firstName: admin.firstName,
+        lastName: admin.lastName,
+        email: admin.email ?? '',
+      },
       server,
       databaseName: clinic.databaseName,
       roleName: clinic.databaseRole,
@@ -165,7 +170,9 @@ export class RegistrationService {
     const { prisma, config } = this.deps;
     const clinic = await prisma.clinic.update({ where: { id: clinicId }, data: { status: 'FAILED' } });
     const admins = await prisma.user.findMany({ where: { role: 'SUPER_ADMIN' }, select: { email: true } });
-    const recipients = [...new Set([config.adminEmail, ...admins.map((user) => user.email)])];
+    const recipients = [
+      ...new Set([config.adminEmail, ...admins.flatMap((user) => (user.email ? [user.email] : []))]),
+    ];
     await prisma.$transaction(async (tx) => {
       for (const to of recipients) {
         await enqueueMail(
@@ -430,7 +437,7 @@ export class RegistrationService {
         where: { userId: user.id, usedAt: null },
         data: { usedAt: new Date() },
       });
-      await this.issueVerification(tx, user, clinicName);
+      await this.issueVerification(tx, { id: user.id, email, firstName: user.firstName }, clinicName);
     });
   }
 }

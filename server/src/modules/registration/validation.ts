@@ -17,6 +17,26 @@ const name = (label: string) =>
     .min(1, { error: `${label} is required` })
     .max(100, { error: `${label} must be at most 100 characters` });
 
+/** E.164 after removing spaces, dots, dashes and parentheses. */
+export const phoneSchema = z
+  .string()
+  .transform((phone) => phone.replace(/[\s().-]/g, ''))
+  .pipe(
+    z
+      .string()
+      .regex(/^\+[1-9]\d{6,14}$/, { error: 'Phone must be in international format, e.g. +33612345678' }),
+  );
+
+/** The password rules of every account: length, not common. (Not the e-mail: checked where known.) */
+export const passwordSchema = z
+  .string()
+  .min(12, { error: 'Password must be at least 12 characters' })
+  // argon2 cost grows with input; nobody types more.
+  .max(256, { error: 'Password must be at most 256 characters' })
+  .refine((password) => !COMMON_PASSWORDS.has(password.toLowerCase()), {
+    error: 'This password is too common; choose another',
+  });
+
 export const registerClinicSchema = z
   .object({
     clinicName: z

@@ -1,0 +1,14 @@
+import { OnrampError } from '../../errors.js';
+
+/** The invitation could not be delivered; nothing was kept. */
+export class DeliveryFailedError extends OnrampError {
+  readonly code = 'DELIVERY_FAILED' as const;
+  constructor(channel: 'SMS' | 'EMAIL') {
+    super(
+      channel === 'SMS'
+        ? 'The SMS could not be sent; nothing was saved. Try again in a moment or invite by e-mail.'
+        : 'The e-mail could not be sent; nothing was saved. Try again in a moment.',
+    );
+    this.name = 'DeliveryFailedError';
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * Atomic invitations (seed "atomic activation"): an invited member and their activation code
+ * exist only if the SMS gateway or the mail server accepted the message. The gateway's
+ * availability is checked first; the message is sent last, inside the transaction that creates
+ * the member, so a refusal, a 500 or a timeout rolls everything back.
+ */
+import { createHmac, randomInt, timingSafeEqual } from 'node:crypto';
+import type { CentralPrisma } from '../../db/database.js';
+import type { Config } from '../../env.js';
+import { ConflictError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import { TooManyAttemptsError } from '../auth/errors.js';
+import { hashPassword } from '../auth/passwords.js';
+import { MailDeliveryError, type MailTransport, sendMailNow } from '../mail/service.js';
+import { EmailTakenError, InvalidCodeError } from '../registration/errors.js';
+import { SmsDeliveryError, type SmsGateway } from '../sms/gateway.js';
+import { DeliveryFailedError } from './errors.js';
+
+const ACTIVATION_TTL_MS = 48 * 60 * 60_000;
+export const MAX_ACTIVATION_ATTEMPTS = 5;
+
+export interface InviteInput {
+  clinicId: string;
+  firstName: string;
+  lastName: string;
+  role: 'PRACTITIONER' | 'STAFF' | 'CLINIC_ADMIN';
+  channel: 'SMS' | 'EMAIL';
+  phone: string | null;
+  email: string | null;
+}
+
+export interface MembersDeps {
+  config: Config;
+  logger: Logger;
+  prisma: CentralPrisma;
+  sms: SmsGateway;
+  mail: MailTransport;
+}
+
+export class MembersService {
+  private readonly key: Buffer;
+
+  constructor(private readonly deps: MembersDeps) {
+    this.key = createHmac('sha256', deps.config.jwtSecret).update('onramp activation codes').digest();
+  }
+
+  private hmac(userId: string, code: string): string {
+    return createHmac('sha256', this.key).update(`${userId}\n${code}`).digest('hex');
+  }
+
+  /**
+   * @returns the new member's id.
+   * @throws DeliveryFailedError (nothing persisted), EmailTakenError, ConflictError (phone in use)
+   */
+  async invite(input: InviteInput, actorId: string | null): Promise<string> {
+    const { prisma, sms, mail, config } = this.deps;
+    if (input.channel === 'SMS' && !(await sms.isAvailable())) throw new DeliveryFailedError('SMS');
+    const clinic = await prisma.clinic.findUniqueOrThrow({
+      where: { id: input.clinicId },
+      select: { name: true },
+    });
+    const code = String(randomInt(0, 1_000_000)).padStart(6, '0');
+    try {
+      return await prisma.$transaction(
+        async (tx) => {
+          const user = await tx.user.create({
+            data: {
+              email: input.email,
+              phone: input.phone,
+              firstName: input.firstName,
+              lastName: input.lastName,
+              role: input.role,
+              clinicId: input.clinicId,
+            },
+          });
+          await tx.activationCode.create({
+            data: {
+              userId: user.id,
+              codeHmac: this.hmac(user.id, code),
+              expiresAt: new Date(Date.now() + ACTIVATION_TTL_MS),
+            },
+          });
+          await tx.auditLog.create({
+            data: {
+              action: 'member.invited',
+              actorId,
+              clinicId: input.clinicId,
+              targetType: 'user',
+              targetId: user.id,
+              data: { role: input.role, channel: input.channel },
+            },
+          });
+          // Last: only an accepted message lets the transaction commit.
+          const text = `${clinic.name} invites you to Onramp. Your activation code is ${code} (valid 48 hours).`;
+          if (input.channel === 'SMS') await sms.send(input.phone as string, text);
+          else {
+            await sendMailNow(
+              tx,
+              mail,
+              {
+                to: input.email as string,
+                kind: 'invitation',
+                subject: `${clinic.name} invites you to Onramp`,
+                text,
+              },
+              config.encryptionKey,
+            );
+          }
+          return user.id;
+        },
+        { timeout: 20_000 },
+      );
+    } catch (error) {
+      if (error instanceof SmsDeliveryError) throw new DeliveryFailedError('SMS');
+      if (error instanceof MailDeliveryError) throw new DeliveryFailedError('EMAIL');
+      if ((error as { code?: string }).code === 'P2002') {
+        // Which unique contact collided: the phone (a conflict) or the e-mail (taken).
+        const phoneTaken =
+          input.phone &&
+          (await prisma.user.findUnique({ where: { phone: input.phone }, select: { id: true } }));
+        if (phoneTaken) throw new ConflictError('A user with this phone number already exists');
+        throw new EmailTakenError();
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Checks the activation code and sets the password. @returns the member's id.
+   * @throws InvalidCodeError (wrong, expired or unknown: one answer), TooManyAttemptsError
+   */
+  async activate(
+    contact: { email: string | null; phone: string | null },
+    code: string,
+    password: string,
+  ): Promise<string> {
+    const { prisma } = this.deps;
+    const user = await prisma.user.findFirst({
+      where: contact.email ? { email: contact.email } : { phone: contact.phone },
+      include: { activationCode: true },
+    });
+    const row = user?.activationCode;
+    if (!user || !row) throw new InvalidCodeError('This code is invalid or has expired');
+    if (row.failedAttempts >= MAX_ACTIVATION_ATTEMPTS) throw new TooManyAttemptsError();
+    const given = Buffer.from(this.hmac(user.id, /^\d{6}$/.test(code) ? code : 'invalid'), 'hex');
+    const ok =
+      timingSafeEqual(Buffer.from(row.codeHmac, 'hex'), given) && row.expiresAt.getTime() > Date.now();
+    if (!ok) {
+      const [counted] = await prisma.$queryRaw<{ failed_attempts: number }[]>`
+        UPDATE activation_codes SET failed_attempts = failed_attempts + 1 WHERE user_id = ${user.id}::uuid RETURNING failed_attempts`;
+      if ((counted?.failed_attempts ?? 0) >= MAX_ACTIVATION_ATTEMPTS) throw new TooManyAttemptsError();
+      throw new InvalidCodeError('This code is invalid or has expired');
+    }
+    const passwordHash = await hashPassword(password);
+    await prisma.$transaction(async (tx) => {
+      // Single use: of two concurrent activations, one deletes the code.
+      const used = await tx.activationCode.deleteMany({ where: { userId: user.id, codeHmac: row.codeHmac } });
+      if (used.count === 0) throw new InvalidCodeError('This code is invalid or has expired');
+      await tx.user.update({
+        where: { id: user.id },
+        // The code reached them at this address or number: it is theirs.
+        data: { passwordHash, ...(contact.email ? { emailVerifiedAt: new Date() } : {}) },
+      });
+      await tx.auditLog.create({
+        data: { action: 'member.activated', actorId: user.id, clinicId: user.clinicId },
+      });
+    });
+    return user.id;
+  }
+}
