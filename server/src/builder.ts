@@ -29,7 +29,7 @@ export const builder = new SchemaBuilder<{
   AuthScopes: {
     authenticated: boolean;
     superAdmin: boolean;
-    /** Platform operations (clinic health, repair, runs): super-admins; in tests, anyone. */
+    /** Platform operations (clinic health, repair, runs, zombies): super-admins. */
     operator: boolean;
     /** injectFault: anyone outside production. */
     faultInjection: boolean;
@@ -50,8 +50,7 @@ export const builder = new SchemaBuilder<{
     authScopes: (context) => ({
       authenticated: context.viewer !== null,
       superAdmin: context.viewer?.role === 'SUPER_ADMIN',
-      // Until sign-in exists (identity issue) the test suite is the only operator.
-      operator: context.viewer?.role === 'SUPER_ADMIN' || context.deps.config.env === 'test',
+      operator: context.viewer?.role === 'SUPER_ADMIN',
       faultInjection: context.deps.config.env !== 'production',
       clinicAdminOfAny: context.viewer?.role === 'CLINIC_ADMIN' && context.viewer.clinicId !== null,
       clinicAdmin: (clinicId: string) =>

@@ -83,6 +83,8 @@ export interface TestApp {
     variables?: Record<string, unknown>,
     headers?: Record<string, string>,
   ): Promise<{ status: number; body: { data?: T; errors?: GraphQLErrorBody[] }; headers: Headers }>;
+  /** `Authorization` headers of the bootstrapped platform super-admin. */
+  superAdmin(): Promise<{ authorization: string }>;
   /** A graphql-ws client on the app's /graphql, closed after the file. */
   ws(options?: { headers?: Record<string, string>; connectionParams?: Record<string, unknown> }): Client;
 }
@@ -114,6 +116,11 @@ export async function startTestApp(
     app,
     url,
     config,
+    async superAdmin() {
+      const admin = await app.deps.db.prisma.user.findUniqueOrThrow({ where: { email: config.adminEmail } });
+      const session = await app.deps.auth.startSession(admin.id, { ip: '127.0.0.1' }, 'test');
+      return { authorization: `Bearer ${session.accessToken}` };
+    },
     async gql(query, variables, headers = {}) {
       const response = await fetch(`${url}/graphql`, {
         method: 'POST',

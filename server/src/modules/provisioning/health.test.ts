@@ -62,7 +62,7 @@ describe('clinic health', async () => {
   });
 
   it('publishes clinicHealthChanged over WebSocket when the background sweep sees a status change', async () => {
-    const client = t.ws();
+    const client = t.ws({ connectionParams: await t.superAdmin() });
     const target = await db.prisma.clinic.findUniqueOrThrow({ where: { id: ids[1] as string } });
     const changed = new Promise<{ clinicId: string; dbStatus: string; missingTables: string[] }>(
       (resolve, reject) => {

@@ -242,9 +242,9 @@ describe('the provisioning engine', async () => {
   it('deletes a clinic: database, role and central records', async () => {
     const { clinicId } = await provision('Short-lived');
     const clinic = await prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } });
-    const { body } = await t.gql(
-      `mutation { deleteClinic(clinicId: "${clinicId}") { __typename ... on DeleteClinicSuccess { clinicId } } }`,
-    );
+    const mutation = `mutation { deleteClinic(clinicId: "${clinicId}") { __typename ... on DeleteClinicSuccess { clinicId } } }`;
+    expect((await t.gql(mutation)).body.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    const { body } = await t.gql(mutation, undefined, await t.superAdmin());
     expect(body.data).toEqual({ deleteClinic: { __typename: 'DeleteClinicSuccess', clinicId } });
     expect(await catalog(clinic.databaseName, clinic.databaseRole)).toEqual({ database: false, role: false });
     expect(await prisma.clinic.findUnique({ where: { id: clinicId } })).toBeNull();
@@ -268,6 +268,7 @@ describe('the provisioning engine', async () => {
         provisioningMetrics { successes failures p50Ms p95Ms }
       }`,
       { id: clinicId },
+      await t.superAdmin(),
     );
     expect(body.data?.clinic).toEqual({ name: 'Observed', health: { dbStatus: 'HEALTHY' } });
     expect(body.data?.clinicsHealth.clinics).toContainEqual({ clinicId, dbStatus: 'HEALTHY' });
@@ -289,6 +290,8 @@ describe('the provisioning engine', async () => {
     });
     const missing = await t.gql(
       `mutation { repairClinic(clinicId: "00000000-0000-4000-8000-000000000000") { __typename ... on Error { code message } } }`,
+      undefined,
+      await t.superAdmin(),
     );
     expect(missing.body.data).toEqual({
       repairClinic: { __typename: 'NotFoundError', code: 'NOT_FOUND', message: 'No such clinic' },
@@ -296,7 +299,7 @@ describe('the provisioning engine', async () => {
   });
 
   it('streams every step of a run on provisioningProgress over WebSocket, and injectFault works over GraphQL', async () => {
-    const client = t.ws();
+    const client = t.ws({ connectionParams: await t.superAdmin() });
     const events: { step: string; status: string; clinicId: string }[] = [];
     const done = new Promise<void>((resolve, reject) => {
       client.subscribe<{ provisioningProgress: { step: string; status: string; clinicId: string } }>(

@@ -10,7 +10,7 @@ afterAll(() => sink.stop());
 const REGISTER = `mutation Register($input: RegisterClinicInput!) {
   registerClinic(input: $input) {
     __typename
-    ... on RegisterClinicSuccess { status clinic { id name subdomain status databaseName } user { id email role emailVerified } }
+    ... on RegisterClinicSuccess { status clinic { id name subdomain status } user { id email role emailVerified } }
     ... on Error { code message }
     ... on ValidationError { fields { path message } }
     ... on ProvisioningFailedError { step runId }
@@ -21,7 +21,7 @@ interface RegisterResult {
   registerClinic: {
     __typename: string;
     status?: 'READY' | 'PENDING';
-    clinic?: { id: string; name: string; subdomain: string; status: string; databaseName: string };
+    clinic?: { id: string; name: string; subdomain: string; status: string };
     user?: { id: string; email: string; role: string; emailVerified: boolean };
     code?: string;
     message?: string;
@@ -231,7 +231,10 @@ describe('registerClinic in strict mode', async () => {
       await register(t, { clinicName: 'Twin Clinic' }),
     ];
     expect(a.clinic?.subdomain).not.toBe(b.clinic?.subdomain);
-    expect(a.clinic?.databaseName).not.toBe(b.clinic?.databaseName);
+    const names = await prisma.clinic.findMany({
+      where: { id: { in: [a.clinic?.id as string, b.clinic?.id as string] } },
+    });
+    expect(new Set(names.map((clinic) => clinic.databaseName)).size).toBe(2);
     expect([a.clinic?.subdomain, b.clinic?.subdomain]).toContain('twin-clinic');
   });
 
