@@ -160,6 +160,15 @@ describe('password sign-in and sessions', async () => {
     expect(locked.status).toBe(429);
     expect(locked.headers.get('retry-after')).toMatch(/^\d+$/);
     expect(locked.body.errors?.[0]?.extensions).toMatchObject({ code: 'RATE_LIMITED', retryAfter: 60 });
+
+    // Another instance on the same database enforces the same lockout.
+    const other = await startTestApp({
+      DATABASE_URL: t.config.databaseUrl,
+      CLINIC_POOL_SIZE: '0',
+      CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+    });
+    const elsewhere = await other.gql(SIGN_IN, { email, password: PASSWORD });
+    expect(elsewhere.body.errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
   });
 
   it('bootstraps the super-admin of ONRAMP_ADMIN_EMAIL', async () => {

@@ -1,9 +1,11 @@
 /**
- * Growing lockout after repeated sign-in failures, per account and per client address: after
- * `threshold` failures the key is blocked for `baseSeconds`, and each further lockout doubles
- * it (capped). A success clears the account's record. Kept in memory: one instance's view; the
- * identity issue moves it to rate-limiter-flexible on PostgreSQL / Redis for several instances.
+ * Growing lockout after repeated failures, per key (an account, an address): after `threshold`
+ * failures within the window the key is blocked for `baseSeconds`, and each further lockout
+ * doubles it (capped). A success clears the key. Kept in PostgreSQL, so every instance shares
+ * the same counters; each update is one atomic statement.
  */
+import type { CentralPrisma } from '../../db/database.js';
+
 export interface LockoutOptions {
   /** @default 5 */
   threshold?: number;
@@ -15,53 +17,66 @@ export interface LockoutOptions {
   windowSeconds?: number;
 }
 
-interface Entry {
-  failures: number[];
-  lockouts: number;
-  blockedUntil: number;
-}
-
 export class Lockout {
-  private readonly entries = new Map<string, Entry>();
   private readonly threshold: number;
-  private readonly baseMs: number;
-  private readonly maxMs: number;
-  private readonly windowMs: number;
+  private readonly baseSeconds: number;
+  private readonly maxSeconds: number;
+  private readonly windowSeconds: number;
 
-  constructor(options: LockoutOptions = {}) {
+  constructor(
+    private readonly db: Pick<CentralPrisma, '$queryRaw' | '$executeRaw'>,
+    /** Namespace of the keys, e.g. `sign_in.account`. */
+    private readonly scope: string,
+    options: LockoutOptions = {},
+  ) {
     this.threshold = options.threshold ?? 5;
-    this.baseMs = (options.baseSeconds ?? 60) * 1000;
-    this.maxMs = (options.maxSeconds ?? 3600) * 1000;
-    this.windowMs = (options.windowSeconds ?? 900) * 1000;
+    this.baseSeconds = options.baseSeconds ?? 60;
+    this.maxSeconds = options.maxSeconds ?? 3600;
+    this.windowSeconds = options.windowSeconds ?? 900;
   }
 
   /** Seconds until `key` may try again, or 0. */
-  retryAfter(key: string, now = Date.now()): number {
-    const entry = this.entries.get(key);
-    return entry && entry.blockedUntil > now ? Math.ceil((entry.blockedUntil - now) / 1000) : 0;
+  async retryAfter(key: string): Promise<number> {
+    const [row] = await this.db.$queryRaw<{ wait: number | null }[]>`
+      SELECT ceil(extract(epoch FROM blocked_until - now()))::int AS wait
+        FROM rate_limits WHERE scope = ${this.scope} AND key = ${key} AND blocked_until > now()`;
+    return Math.max(0, row?.wait ?? 0);
   }
 
-  fail(key: string, now = Date.now()): void {
-    const entry = this.entries.get(key) ?? { failures: [], lockouts: 0, blockedUntil: 0 };
-    entry.failures = entry.failures.filter((at) => now - at < this.windowMs);
-    entry.failures.push(now);
-    if (entry.failures.length >= this.threshold) {
-      entry.blockedUntil = now + Math.min(this.maxMs, this.baseMs * 2 ** entry.lockouts);
-      entry.lockouts += 1;
-      entry.failures = [];
+  async fail(key: string): Promise<void> {
+    await this.db.$executeRaw`
+      INSERT INTO rate_limits AS r (scope, key, failures, window_started_at)
+      VALUES (${this.scope}, ${key}, 1, now())
+      ON CONFLICT (scope, key) DO UPDATE SET
+        failures = CASE
+          WHEN r.window_started_at < now() - make_interval(secs => ${this.windowSeconds}) THEN 1
+          WHEN r.failures + 1 >= ${this.threshold} THEN 0
+          ELSE r.failures + 1 END,
+        window_started_at = CASE
+          WHEN r.window_started_at < now() - make_interval(secs => ${this.windowSeconds}) THEN now()
+          ELSE r.window_started_at END,
+        blocked_until = CASE
+          WHEN r.window_started_at >= now() - make_interval(secs => ${this.windowSeconds}) AND r.failures + 1 >= ${this.threshold}
+          THEN now() + make_interval(secs => least(${this.maxSeconds}, ${this.baseSeconds} * power(2, r.lockouts)))
+          ELSE r.blocked_until END,
+        lockouts = CASE
+          WHEN r.window_started_at >= now() - make_interval(secs => ${this.windowSeconds}) AND r.failures + 1 >= ${this.threshold}
+          THEN r.lockouts + 1
+          ELSE r.lockouts END`;
+    // A fresh key whose threshold is 1 blocks at once (the insert path above cannot).
+    if (this.threshold <= 1) {
+      await this.db
+        .$executeRaw`UPDATE rate_limits SET blocked_until = now() + make_interval(secs => ${this.baseSeconds}), failures = 0
+        WHERE scope = ${this.scope} AND key = ${key} AND blocked_until IS NULL`;
     }
-    this.entries.set(key, entry);
-    if (this.entries.size > 100_000) this.prune(now);
-  }
-
-  succeed(key: string): void {
-    this.entries.delete(key);
-  }
-
-  private prune(now: number): void {
-    for (const [key, entry] of this.entries) {
-      if (entry.blockedUntil < now && entry.failures.every((at) => now - at >= this.windowMs))
-        this.entries.delete(key);
+    // Now and then, forget keys that are long quiet.
+    if (Math.random() < 0.01) {
+      await this.db.$executeRaw`DELETE FROM rate_limits
+        WHERE window_started_at < now() - interval '1 day' AND (blocked_until IS NULL OR blocked_until < now())`;
     }
+  }
+
+  async succeed(key: string): Promise<void> {
+    await this.db.$executeRaw`DELETE FROM rate_limits WHERE scope = ${this.scope} AND key = ${key}`;
   }
 }

@@ -35,10 +35,15 @@ export interface LoginCodeDeps {
 export class LoginCodes {
   private readonly key: Buffer;
   /** Per address: generous, since a whole clinic may sit behind one NAT address. */
-  private readonly addresses = new Lockout({ threshold: 50, baseSeconds: 600, windowSeconds: 600 });
+  private readonly addresses: Lockout;
 
   constructor(private readonly deps: LoginCodeDeps) {
     this.key = createHmac('sha256', deps.config.jwtSecret).update('onramp login codes').digest();
+    this.addresses = new Lockout(deps.prisma, 'login_code.address', {
+      threshold: 50,
+      baseSeconds: 600,
+      windowSeconds: 600,
+    });
   }
 
   private hmac(email: string, code: string): string {
@@ -54,7 +59,7 @@ export class LoginCodes {
     const { prisma } = this.deps;
     const email = normaliseEmail(rawEmail);
     const addressKey = `ip:${ip ?? 'unknown'}`;
-    const addressWait = this.addresses.retryAfter(addressKey);
+    const addressWait = await this.addresses.retryAfter(addressKey);
     if (addressWait > 0) throw rateLimited(addressWait);
 
     const user = await this.userFor(email);
@@ -72,7 +77,7 @@ export class LoginCodes {
       const wait = !fresh && row?.last_sent_at ? row.last_sent_at.getTime() + cooldownMs(sends) - now : 0;
       if (wait > 0) throw rateLimited(wait / 1000);
       // Counted per request, so spraying many addresses from one place is bounded too.
-      this.addresses.fail(addressKey);
+      await this.addresses.fail(addressKey);
       const expiresAt = new Date(now + CODE_TTL_SECONDS * 1000);
       // The same write for every e-mail: an unknown one simply never receives the code.
       await tx.loginCode.update({

@@ -61,8 +61,9 @@ const sha256 = (value: string) => createHash('sha256').update(value).digest('hex
 
 export class AuthService {
   private readonly secret: Uint8Array;
-  private readonly accounts = new Lockout({ threshold: 5, baseSeconds: 60 });
-  private readonly addresses = new Lockout({ threshold: 20, baseSeconds: 60 });
+  private readonly accounts: Lockout;
+  private readonly addresses: Lockout;
+  private readonly secondFactor: Lockout;
   /** Verified against when the e-mail is unknown, so both cases cost one argon2 verify. */
   private dummyHash: Promise<string> | undefined;
 
@@ -71,6 +72,9 @@ export class AuthService {
 
   constructor(private readonly deps: AuthDeps) {
     this.secret = new TextEncoder().encode(deps.config.jwtSecret);
+    this.accounts = new Lockout(deps.prisma, 'sign_in.account', { threshold: 5, baseSeconds: 60 });
+    this.addresses = new Lockout(deps.prisma, 'sign_in.address', { threshold: 20, baseSeconds: 60 });
+    this.secondFactor = new Lockout(deps.prisma, 'sign_in.2fa', { threshold: 5, baseSeconds: 60 });
     this.codes = new LoginCodes(deps);
     this.twoFactor = new TwoFactor(deps);
   }
@@ -104,7 +108,10 @@ export class AuthService {
     const email = normaliseEmail(rawEmail);
     const accountKey = `account:${email}`;
     const addressKey = `ip:${meta.ip ?? 'unknown'}`;
-    const wait = Math.max(this.accounts.retryAfter(accountKey), this.addresses.retryAfter(addressKey));
+    const wait = Math.max(
+      await this.accounts.retryAfter(accountKey),
+      await this.addresses.retryAfter(addressKey),
+    );
     if (wait > 0) throw rateLimited(wait);
 
     const user = await prisma.user.findUnique({ where: { email }, include: { clinic: true } });
@@ -113,8 +120,8 @@ export class AuthService {
     this.dummyHash ??= hashPassword(randomBytes(16).toString('hex'));
     const ok = await verifyPassword(user?.passwordHash ?? (await this.dummyHash), password);
     if (!user?.passwordHash || !ok) {
-      this.accounts.fail(accountKey);
-      this.addresses.fail(addressKey);
+      await this.accounts.fail(accountKey);
+      await this.addresses.fail(addressKey);
       await prisma.auditLog.create({
         data: {
           action: 'auth.sign_in_failed',
@@ -126,7 +133,7 @@ export class AuthService {
       });
       throw new InvalidCredentialsError();
     }
-    this.accounts.succeed(accountKey);
+    await this.accounts.succeed(accountKey);
     if (!user.emailVerifiedAt) throw new EmailNotVerifiedError();
     if (user.clinic) await this.ensureClinicUsable(user.clinic.id, user.clinic.status);
     if (user.totpEnabledAt) {
@@ -163,13 +170,13 @@ export class AuthService {
       throw new InvalidCodeError('This sign-in attempt has expired; sign in again');
     }
     const key = `2fa:${userId}`;
-    if (this.accounts.retryAfter(key) > 0) throw new TooManyAttemptsError();
+    if ((await this.secondFactor.retryAfter(key)) > 0) throw new TooManyAttemptsError();
     if (!(await this.twoFactor.verify(userId, code))) {
-      this.accounts.fail(key);
-      if (this.accounts.retryAfter(key) > 0) throw new TooManyAttemptsError();
+      await this.secondFactor.fail(key);
+      if ((await this.secondFactor.retryAfter(key)) > 0) throw new TooManyAttemptsError();
       throw new InvalidCodeError('That code is not valid');
     }
-    this.accounts.succeed(key);
+    await this.secondFactor.succeed(key);
     return this.issue(userId, randomUUID(), meta, 'password+2fa');
   }
 
