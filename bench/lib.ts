@@ -91,23 +91,8 @@ export async function timed<T>(work: () => Promise<T>): Promise<{ ms: number; va
   return { ms: performance.now() - started, value };
 }
 
-/** Runs `work` over `items`, at most `limit` at once; results keep the input order. */
-export async function inParallel<T, R>(
-  items: readonly T[],
-  limit: number,
-  work: (item: T, index: number) => Promise<R>,
-): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await work(items[index] as T, index);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
+/** Runs `work` over `items`, at most `limit` at once (the server's own helper). */
+export { mapLimit as inParallel } from '../server/src/concurrency.js';
 
 /**
  * Polls `probe` every `intervalMs` until stopped; `stop()` resolves with the highest value seen.

@@ -3,6 +3,7 @@
  * Other modules use only this file's exports.
  */
 
+import { mapLimit } from '../../concurrency.js';
 import type { CentralPrisma, ClinicServer, Databases } from '../../db/database.js';
 import { migrate } from '../../db/migrator.js';
 import { databaseUrl, withClient } from '../../db/sql.js';
@@ -30,7 +31,6 @@ import {
   clinicRoleUrl,
   existingDatabases,
   type IntegrityContext,
-  mapLimit,
 } from './integrity.js';
 import { type ProvisioningEvent, runSaga, type SagaInput, type SagaResult, type SagaStep } from './saga.js';
 import { clinicSchemaShape } from './schema-shape.js';
