@@ -345,6 +345,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         await new Promise<void>((done) => wss.close(() => done()));
         await yoga.dispose();
         clearInterval(reconcileTimer);
+        await auth.codes.idle();
         await worker?.stop();
         mail.close();
         await provisioning.close();

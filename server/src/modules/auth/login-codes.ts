@@ -62,7 +62,6 @@ export class LoginCodes {
     const addressWait = await this.addresses.retryAfter(addressKey);
     if (addressWait > 0) throw rateLimited(addressWait);
 
-    const user = await this.userFor(email);
     const code = String(randomInt(0, 1_000_000)).padStart(6, '0');
     await prisma.$transaction(async (tx) => {
       // Serialise requests for one e-mail: the cooldown is checked and spent atomically.
@@ -98,23 +97,42 @@ export class LoginCodes {
               lastSentAt: new Date(now),
             },
       });
-      if (user) {
-        await enqueueMail(
-          tx,
-          {
-            to: email,
-            kind: 'login_code',
-            subject: 'Your Onramp sign-in code',
-            text: `Your sign-in code is ${code}.\n\nIt works once, for ${CODE_TTL_SECONDS / 60} minutes. If you did not ask for it, ignore this e-mail.`,
-          },
-          this.deps.config.encryptionKey,
-        );
-        await tx.auditLog.create({
-          data: { action: 'auth.code_requested', actorId: user.id, clinicId: user.clinicId, ip },
-        });
-      }
     });
+    // Everything that depends on whether the e-mail is known happens after the answer, so the
+    // answer and its timing are the same for every address.
+    const delivery = this.deliver(email, code, ip)
+      .catch((error: unknown) => this.deps.logger.error({ err: error }, 'login code delivery failed'))
+      .finally(() => this.deliveries.delete(delivery));
+    this.deliveries.add(delivery);
     return CODE_TTL_SECONDS;
+  }
+
+  /** Deliveries still running (tests and shutdown wait for them). */
+  readonly deliveries = new Set<Promise<void>>();
+
+  async idle(): Promise<void> {
+    await Promise.all(this.deliveries);
+  }
+
+  /** Sends the code when the e-mail belongs to a user (creating a CLIENT user from a client record). */
+  private async deliver(email: string, code: string, ip: string | null): Promise<void> {
+    const user = await this.userFor(email);
+    if (!user) return;
+    await this.deps.prisma.$transaction(async (tx) => {
+      await enqueueMail(
+        tx,
+        {
+          to: email,
+          kind: 'login_code',
+          subject: 'Your Onramp sign-in code',
+          text: `Your sign-in code is ${code}.\n\nIt works once, for ${CODE_TTL_SECONDS / 60} minutes. If you did not ask for it, ignore this e-mail.`,
+        },
+        this.deps.config.encryptionKey,
+      );
+      await tx.auditLog.create({
+        data: { action: 'auth.code_requested', actorId: user.id, clinicId: user.clinicId, ip },
+      });
+    });
   }
 
   /**
@@ -122,7 +140,7 @@ export class LoginCodes {
    * (person or company) with that e-mail. Concurrent requests create one user: the unique
    * e-mail decides, the loser reads the winner's row.
    */
-  private async userFor(email: string): Promise<{ id: string; clinicId: string | null } | null> {
+  async userFor(email: string): Promise<{ id: string; clinicId: string | null } | null> {
     const { prisma } = this.deps;
     const existing = await prisma.user.findUnique({ where: { email }, select: { id: true, clinicId: true } });
     if (existing) return existing;
