@@ -15,6 +15,7 @@ import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import type { BaseDeps, Context, Deps } from './context.js';
 import { REPO_ROOT } from './db/paths.js';
+import { handleAdminRoute } from './http/admin-routes.js';
 import { bodyTooLarge, isAllowedOrigin, sendJson, setSecurityHeaders } from './http/security.js';
 import { serveConsole } from './http/static.js';
 import { startWorker, type Worker } from './jobs/index.js';
@@ -216,6 +217,11 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
       if (bodyTooLarge(req, res)) return;
       await yoga(req, res, { req, requestId });
       return;
+    }
+    if (pathname.startsWith('/api/')) {
+      if (bodyTooLarge(req, res)) return;
+      if (await handleAdminRoute(deps, pathname, req, res)) return;
+      return sendJson(res, 404, { error: 'not_found' });
     }
     if (serveConsole(consoleDir, pathname, req, res)) return;
     sendJson(res, 404, { error: 'Not found' });

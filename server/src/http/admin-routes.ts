@@ -1,0 +1,98 @@
+/**
+ * The admin REST routes of the reliability seed (CONTRACT.md section 5), for operators' scripts:
+ * `GET /api/v1/admin/clinics/health` and `POST /api/v1/admin/clinics/{id}/repair`, with a
+ * super-admin bearer token. Same services as the GraphQL fields.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Deps } from '../context.js';
+import { NotFoundError } from '../errors.js';
+import { ClinicBusyError } from '../modules/provisioning/errors.js';
+import type { ClinicHealth } from '../modules/provisioning/service.js';
+import { sendJson } from './security.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** The seed's shape: lower-case statuses, camelCase fields. */
+function present(health: ClinicHealth) {
+  return {
+    id: health.clinicId,
+    name: health.name,
+    dbStatus: health.dbStatus.toLowerCase(),
+    tablesCount: health.tablesCount,
+    expectedTables: health.expectedTables,
+    missingTables: health.missingTables,
+    schemaVersion: health.schemaVersion,
+    errors: health.errors,
+    lastCheck: health.lastCheck.toISOString(),
+  };
+}
+
+/** @returns false when the path is not one of these routes. */
+export async function handleAdminRoute(
+  deps: Deps,
+  pathname: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<boolean> {
+  const health = pathname === '/api/v1/admin/clinics/health';
+  const repair = /^\/api\/v1\/admin\/clinics\/([^/]+)\/repair$/.exec(pathname);
+  if (!health && !repair) return false;
+
+  const viewer = await deps.auth.viewerFromAuthorization(req.headers.authorization);
+  if (!viewer) {
+    sendJson(
+      res,
+      401,
+      { error: 'unauthenticated', message: 'Send a super-admin access token as Authorization: Bearer …' },
+      { 'WWW-Authenticate': 'Bearer' },
+    );
+    return true;
+  }
+  if (viewer.role !== 'SUPER_ADMIN') {
+    sendJson(res, 403, { error: 'forbidden', message: 'Super-admins only' });
+    return true;
+  }
+
+  if (health) {
+    if (req.method !== 'GET') return methodNotAllowed(res, 'GET');
+    const report = await deps.provisioning.clinicsHealth();
+    sendJson(res, 200, {
+      checkedAt: report.checkedAt.toISOString(),
+      total: report.total,
+      healthy: report.healthy,
+      unhealthy: report.unhealthy,
+      clinics: report.clinics.map(present),
+    });
+    return true;
+  }
+
+  if (req.method !== 'POST') return methodNotAllowed(res, 'POST');
+  const clinicId = decodeURIComponent(repair?.[1] ?? '');
+  if (!UUID.test(clinicId)) {
+    sendJson(res, 400, { error: 'validation_failed', message: 'The clinic id must be a UUID' });
+    return true;
+  }
+  try {
+    const result = await deps.provisioning.repairClinic(clinicId);
+    sendJson(res, 200, {
+      message: result.alreadyHealthy
+        ? 'Clinic database is already healthy'
+        : 'Clinic database repaired successfully',
+      alreadyHealthy: result.alreadyHealthy,
+      actions: result.actions,
+      before: present(result.before),
+      after: present(result.after),
+    });
+  } catch (error) {
+    if (error instanceof NotFoundError) sendJson(res, 404, { error: 'not_found', message: error.message });
+    else if (error instanceof ClinicBusyError)
+      sendJson(res, 409, { error: 'conflict', message: error.message });
+    else throw error;
+  }
+  return true;
+}
+
+function methodNotAllowed(res: ServerResponse, allow: string): true {
+  sendJson(res, 405, { error: 'method_not_allowed' }, { Allow: allow });
+  return true;
+}
