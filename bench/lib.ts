@@ -3,9 +3,16 @@
  * as ratios against a baseline measured side by side in the same run, never as absolute numbers:
  * a slow CI machine slows the baseline too.
  */
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import type { App } from '../server/src/app.js';
+import { type RunningPostgres, startEmbeddedPostgres } from '../server/src/db/embedded.js';
+import { withClient } from '../server/src/db/sql.js';
+import { createLogger } from '../server/src/logger.js';
 
 /** Knobs handed to every suite (bench/run.ts reads them from the environment). */
 export interface BenchOptions {
@@ -93,6 +100,49 @@ export async function timed<T>(work: () => Promise<T>): Promise<{ ms: number; va
 
 /** Runs `work` over `items`, at most `limit` at once (the server's own helper). */
 export { mapLimit as inParallel } from '../server/src/concurrency.js';
+
+/** An admin session on the bench server (the type `withClient` hands out). */
+export type Sql = Parameters<Parameters<typeof withClient>[1]>[0];
+
+/** What a suite measures with: one throw-away PostgreSQL and the apps it starts on it. */
+export interface BenchServer {
+  /** Temporary folder (the cluster lives in `<tmp>/postgres`), removed afterwards. */
+  tmp: string;
+  serverUrl: string;
+  /** The suite's own admin connection: raw clones, catalog lookups, backend sampling. */
+  sql: Sql;
+  /** Running apps, stopped whatever happens. */
+  apps: Set<App>;
+}
+
+/** Starts ONE embedded PostgreSQL, runs `measure`, then stops every app and the server. */
+export async function withBenchServer<T>(
+  options: BenchOptions,
+  measure: (server: BenchServer) => Promise<T>,
+): Promise<T> {
+  const tmp = mkdtempSync(join(tmpdir(), 'onramp-bench-'));
+  // As root PostgreSQL runs as `postgres`, which must be able to traverse the temp dir.
+  if (process.getuid?.() === 0) chmodSync(tmp, 0o711);
+  const logger = createLogger({ env: 'test', logLevel: 'error' });
+  const apps = new Set<App>();
+  let server: RunningPostgres | undefined;
+  try {
+    options.log('starting embedded PostgreSQL');
+    server = await startEmbeddedPostgres({
+      dir: join(tmp, 'postgres'),
+      logger,
+      ephemeral: true,
+      maxConnections: 300,
+    });
+    const serverUrl = server.url;
+    return await withClient(serverUrl, (sql) => measure({ tmp, serverUrl, sql, apps }));
+  } finally {
+    for (const app of apps)
+      await app.stop().catch((error) => logger.error({ err: error }, 'app stop failed'));
+    await server?.stop().catch((error) => logger.error({ err: error }, 'PostgreSQL stop failed'));
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
 
 /**
  * Polls `probe` every `intervalMs` until stopped; `stop()` resolves with the highest value seen.

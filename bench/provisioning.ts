@@ -1,19 +1,8 @@
-/**
- * Provisioning benchmarks, all on one throw-away embedded PostgreSQL:
- *
- *   latency  raw template clone · naive create + migrate · Onramp without and with the warm pool,
- *            measured round-robin so every variant sees the same machine at the same time
- *   fleet    clinicsHealth at each clinic count: time, peak server backends, process memory
- *
- * See bench/README.md for what each number means and how the targets are derived.
- */
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type App, buildApp } from '../server/src/app.js';
 import { ensureDatabase, openDatabases } from '../server/src/db/database.js';
-import { type RunningPostgres, startEmbeddedPostgres } from '../server/src/db/embedded.js';
 import { migrate, readMigrations } from '../server/src/db/migrator.js';
 import { CLINIC_MIGRATIONS_DIR } from '../server/src/db/paths.js';
 import { databaseUrl, quoteIdent, withClient } from '../server/src/db/sql.js';
@@ -29,11 +18,13 @@ import {
   mb,
   median,
   type Row,
+  type Sql,
   type Suite,
   type SuiteResult,
   samplePeak,
   settledRss,
   timed,
+  withBenchServer,
 } from './lib.js';
 
 /** Untimed rounds first: Prisma, pg and V8 warm up on them. */
@@ -62,7 +53,6 @@ const TARGETS = {
 export const provisioning: Suite = { name: 'provisioning', run };
 
 /** An admin connection to the benchmark server (pg resolves from server/, so no direct import). */
-type Sql = Parameters<Parameters<typeof withClient>[1]>[0];
 
 interface Provisioned {
   totalMs: number;
@@ -83,28 +73,8 @@ interface Bench {
   apps: Set<App>;
 }
 
-async function run(options: BenchOptions): Promise<SuiteResult> {
-  const tmp = mkdtempSync(join(tmpdir(), 'onramp-bench-'));
-  // As root PostgreSQL runs as `postgres`, which must be able to traverse the temp dir.
-  if (process.getuid?.() === 0) chmodSync(tmp, 0o711);
-  const logger = createLogger({ env: 'test', logLevel: 'error' });
-  const apps = new Set<App>();
-  let server: RunningPostgres | undefined;
-  try {
-    options.log('starting embedded PostgreSQL');
-    server = await startEmbeddedPostgres({
-      dir: join(tmp, 'postgres'),
-      logger,
-      ephemeral: true,
-      maxConnections: 300,
-    });
-    const serverUrl = server.url;
-    return await withClient(serverUrl, (sql) => measure({ options, tmp, serverUrl, sql, apps }));
-  } finally {
-    for (const app of apps) await app.stop().catch((error) => logError(logger, error, 'app stop failed'));
-    await server?.stop().catch((error) => logError(logger, error, 'PostgreSQL stop failed'));
-    rmSync(tmp, { recursive: true, force: true });
-  }
+function run(options: BenchOptions): Promise<SuiteResult> {
+  return withBenchServer(options, (server) => measure({ options, ...server }));
 }
 
 async function measure(bench: Bench): Promise<SuiteResult> {
@@ -510,6 +480,6 @@ function count<T>(items: readonly T[], predicate: (item: T) => boolean): number 
   return items.filter(predicate).length;
 }
 
-function logError(logger: Logger, error: unknown, message: string): void {
+function _logError(logger: Logger, error: unknown, message: string): void {
   logger.error({ err: error }, message);
 }

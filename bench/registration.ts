@@ -8,15 +8,14 @@
  * The app is the real one (buildApp, 127.0.0.1, port 0) with CLINIC_POOL_SIZE at its default;
  * the same burst then runs against an app without a warm pool. See bench/README.md.
  */
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type App, buildApp } from '../server/src/app.js';
 import { ensureDatabase, openDatabases } from '../server/src/db/database.js';
-import { type RunningPostgres, startEmbeddedPostgres } from '../server/src/db/embedded.js';
-import { databaseUrl, quoteIdent, withClient } from '../server/src/db/sql.js';
+import { databaseUrl, quoteIdent } from '../server/src/db/sql.js';
 import { loadConfig } from '../server/src/env.js';
 import { createLogger, type Logger } from '../server/src/logger.js';
 import { HASH_CONCURRENCY, hashPassword } from '../server/src/modules/auth/passwords.js';
@@ -29,9 +28,11 @@ import {
   median,
   percentile,
   type Row,
+  type Sql,
   type Suite,
   type SuiteResult,
   timed,
+  withBenchServer,
 } from './lib.js';
 
 /** Concurrent HTTP clients of the burst, each registering one clinic after another. */
@@ -57,8 +58,6 @@ const TARGETS = {
 } as const;
 
 export const registration: Suite = { name: 'registration', run };
-
-type Sql = Parameters<Parameters<typeof withClient>[1]>[0];
 
 interface Bench {
   options: BenchOptions;
@@ -98,31 +97,14 @@ interface Attempt {
   failure?: string;
 }
 
-async function run(options: BenchOptions): Promise<SuiteResult> {
-  const tmp = mkdtempSync(join(tmpdir(), 'onramp-bench-'));
-  // As root PostgreSQL runs as `postgres`, which must be able to traverse the temp dir.
-  if (process.getuid?.() === 0) chmodSync(tmp, 0o711);
-  const logger = createLogger({ env: 'test', logLevel: 'error' });
-  const apps = new Set<App>();
-  let server: RunningPostgres | undefined;
-  try {
-    options.log('starting embedded PostgreSQL');
-    server = await startEmbeddedPostgres({
-      dir: join(tmp, 'postgres'),
-      logger,
-      ephemeral: true,
-      maxConnections: 300,
-    });
-    const serverUrl = server.url;
-    const postmasterPid = readPostmasterPid(join(tmp, 'postgres', 'pg', 'postmaster.pid'));
-    return await withClient(serverUrl, (sql) =>
-      measure({ options, tmp, serverUrl, postmasterPid, sql, apps }),
-    );
-  } finally {
-    for (const app of apps) await app.stop().catch((error) => logError(logger, error, 'app stop failed'));
-    await server?.stop().catch((error) => logError(logger, error, 'PostgreSQL stop failed'));
-    rmSync(tmp, { recursive: true, force: true });
-  }
+function run(options: BenchOptions): Promise<SuiteResult> {
+  return withBenchServer(options, (server) =>
+    measure({
+      options,
+      ...server,
+      postmasterPid: readPostmasterPid(join(server.tmp, 'postgres', 'pg', 'postmaster.pid')),
+    }),
+  );
 }
 
 async function measure(bench: Bench): Promise<SuiteResult> {
@@ -759,6 +741,6 @@ function systemCpu(): { busy: number; total: number } | undefined {
   return { busy: total - idle, total };
 }
 
-function logError(logger: Logger, error: unknown, message: string): void {
+function _logError(logger: Logger, error: unknown, message: string): void {
   logger.error({ err: error }, message);
 }

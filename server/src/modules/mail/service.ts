@@ -45,19 +45,21 @@ export type MailDb = Pick<Prisma.TransactionClient, 'mailOutbox' | '$executeRaw'
  * neither exists.
  * @throws Error when `to` is not a single e-mail address (a caller bug: validate input first).
  */
+/** The outbox row of a message: normalised recipient, a safe subject, encrypted bodies. */
+function outboxRow(mail: OutgoingMail, key: Buffer) {
+  return {
+    toAddress: normaliseAddress(mail.to),
+    // A header value: line breaks would at best be folded, at worst read as new headers.
+    subject: mail.subject.replace(/[\r\n]+/g, ' ').trim(),
+    // Bodies carry links and codes: encrypted at rest (ENCRYPTION_KEY), like every secret.
+    textBody: encryptSecret(mail.text, key, MAIL_AAD),
+    htmlBody: mail.html === undefined ? null : encryptSecret(mail.html, key, MAIL_AAD),
+    kind: mail.kind,
+  };
+}
+
 export async function enqueueMail(tx: MailDb, mail: OutgoingMail, key: Buffer): Promise<{ id: string }> {
-  const row = await tx.mailOutbox.create({
-    data: {
-      toAddress: normaliseAddress(mail.to),
-      // A header value: line breaks would at best be folded, at worst read as new headers.
-      subject: mail.subject.replace(/[\r\n]+/g, ' ').trim(),
-      // Bodies carry links and codes: encrypted at rest (ENCRYPTION_KEY), like every secret.
-      textBody: encryptSecret(mail.text, key, MAIL_AAD),
-      htmlBody: mail.html === undefined ? null : encryptSecret(mail.html, key, MAIL_AAD),
-      kind: mail.kind,
-    },
-    select: { id: true },
-  });
+  const row = await tx.mailOutbox.create({ data: outboxRow(mail, key), select: { id: true } });
   await addJob(
     tx,
     'send_email',
@@ -317,14 +319,7 @@ export async function sendMailNow(
   key: Buffer,
 ): Promise<void> {
   const row = await tx.mailOutbox.create({
-    data: {
-      toAddress: normaliseAddress(mail.to),
-      subject: mail.subject.replace(/[\r\n]+/g, ' ').trim(),
-      textBody: encryptSecret(mail.text, key, MAIL_AAD),
-      htmlBody: mail.html === undefined ? null : encryptSecret(mail.html, key, MAIL_AAD),
-      kind: mail.kind,
-      attempts: 1,
-    },
+    data: { ...outboxRow(mail, key), attempts: 1 },
     select: { id: true, toAddress: true, subject: true },
   });
   try {
