@@ -106,9 +106,8 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   let worker: Worker | undefined;
   let reconcileTimer: NodeJS.Timeout | undefined;
   const reconcile = () =>
-    reconciler
-      .reconcile()
-      .then((result) => {
+    Promise.all([reconciler.reconcile(), auth.codes.prune()])
+      .then(([result]) => {
         if (Object.values(result).some((count) => count > 0))
           logger.info({ result }, 'reconciled provisioning');
       })

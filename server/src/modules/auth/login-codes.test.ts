@@ -118,6 +118,22 @@ describe('e-mail code sign-in', async () => {
     }
   });
 
+  it('forgets lapsed codes of any e-mail, and keeps live ones', async () => {
+    const hourAgo = new Date(Date.now() - 2 * 3_600_000);
+    await prisma.loginCode.create({
+      data: {
+        email: 'lapsed@example.com',
+        expiresAt: hourAgo,
+        windowStartedAt: hourAgo,
+        lastSentAt: hourAgo,
+      },
+    });
+    await request('live@example.com');
+    expect(await t.app.deps.auth.codes.prune()).toBeGreaterThanOrEqual(1);
+    expect(await prisma.loginCode.findUnique({ where: { email: 'lapsed@example.com' } })).toBeNull();
+    expect(await prisma.loginCode.findUnique({ where: { email: 'live@example.com' } })).not.toBeNull();
+  });
+
   describe('client records', () => {
     async function clinicAdminToken() {
       const { clinicId } = await t.app.deps.provisioning.provisionClinic({

@@ -107,6 +107,19 @@ export class LoginCodes {
     return CODE_TTL_SECONDS;
   }
 
+  /**
+   * Forgets e-mails whose code and budgets have all lapsed (rows exist for unknown e-mails too,
+   * to keep answers identical; this keeps the table from growing with them).
+   * @returns how many rows went.
+   */
+  async prune(): Promise<number> {
+    return this.deps.prisma.$executeRaw`
+      DELETE FROM login_codes
+       WHERE expires_at < now() - interval '1 hour'
+         AND window_started_at < now() - interval '1 hour'
+         AND (last_sent_at IS NULL OR last_sent_at < now() - interval '1 hour')`;
+  }
+
   /** Deliveries still running (tests and shutdown wait for them). */
   readonly deliveries = new Set<Promise<void>>();
 
