@@ -12,6 +12,7 @@ import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspect
 import { type ExecutionArgs, GraphQLError } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { Redis } from 'ioredis';
 import { WebSocketServer } from 'ws';
 import type { BaseDeps, Context, Deps } from './context.js';
 import { REPO_ROOT } from './db/paths.js';
@@ -21,6 +22,7 @@ import { serveConsole } from './http/static.js';
 import { startWorker, type Worker } from './jobs/index.js';
 import { createMetrics, useOperationMetrics } from './metrics.js';
 import { AccountService } from './modules/account/service.js';
+import { postgresLimitStore, redisLimitStore } from './modules/auth/lockout.js';
 import { AuthService } from './modules/auth/service.js';
 import { checkHealth } from './modules/health/service.js';
 import { createMailTransport, deliverMail } from './modules/mail/service.js';
@@ -85,7 +87,14 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   const registration = new RegistrationService({ ...base, prisma: base.db.prisma, provisioning });
   const mail = createMailTransport(config, logger);
   const reconciler = new Reconciler({ prisma: base.db.prisma, logger, provisioning });
-  const auth = new AuthService({ ...base, prisma: base.db.prisma, provisioning });
+  // Lockouts and send limits: Redis when configured (several instances), else the central database.
+  const limitsRedis = config.redisUrl
+    ? new Redis(config.redisUrl, { connectionName: 'onramp-limits', lazyConnect: true })
+    : undefined;
+  limitsRedis?.on('error', (error) => logger.warn({ err: error }, 'rate-limit Redis connection error'));
+  await limitsRedis?.connect();
+  const limits = limitsRedis ? redisLimitStore(limitsRedis) : postgresLimitStore(base.db.prisma);
+  const auth = new AuthService({ ...base, prisma: base.db.prisma, provisioning, limits });
   await auth.bootstrapSuperAdmin();
   const account = new AccountService({ prisma: base.db.prisma, provisioning });
   const sms = createSmsGateway(config, logger);
@@ -355,6 +364,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         mail.close();
         await provisioning.close();
         await events.close();
+        limitsRedis?.disconnect();
         await deps.db.close();
         logger.info('Onramp stopped');
       })();

@@ -1,9 +1,8 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { createPubSub } from 'graphql-yoga';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { startRedis } from '../../test/harness.js';
 import { ensureDatabase } from '../db/database.js';
 import { databaseUrl, quoteIdent, withClient } from '../db/sql.js';
 import { createLogger } from '../logger.js';
@@ -216,53 +215,10 @@ describe('the PostgreSQL event target', () => {
   });
 });
 
-describe('the event bus on Redis', () => {
-  let server: ChildProcess | undefined;
-  let redisUrl: string;
+describe('the event bus on Redis', async () => {
+  const { url: redisUrl } = await startRedis();
   const buses: EventBus[] = [];
-
-  beforeAll(async () => {
-    const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
-    if (probe.error) {
-      throw new Error(
-        `redis-server is required for the Redis event bus tests (Debian: apt-get install -y redis-server): ${probe.error.message}`,
-      );
-    }
-    const port = await freePort();
-    redisUrl = `redis://127.0.0.1:${port}`;
-    const child = spawn(
-      'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    server = child;
-    await new Promise<void>((resolve, reject) => {
-      let output = '';
-      const timer = setTimeout(() => reject(new Error(`redis-server did not start:\n${output}`)), 10_000);
-      const onData = (chunk: Buffer) => {
-        output += chunk.toString();
-        if (output.includes('Ready to accept connections')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      child.stdout?.on('data', onData);
-      child.stderr?.on('data', onData);
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`redis-server exited with ${code}:\n${output}`));
-      });
-    });
-  });
-
-  afterAll(async () => {
-    await Promise.all(buses.map((bus) => bus.close()));
-    if (server && server.exitCode === null) {
-      const exited = new Promise((resolve) => server?.once('exit', resolve));
-      server.kill('SIGTERM');
-      await exited;
-    }
-  });
+  afterAll(() => Promise.all(buses.map((bus) => bus.close())));
 
   it('delivers an event published on one bus to subscribers on both, once each, in order', async () => {
     for (let i = 0; i < 2; i++) {
@@ -293,16 +249,3 @@ describe('the event bus on Redis', () => {
     await Promise.all([onA.stop(), onB.stop(), health.stop()]);
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}

@@ -1,82 +1,149 @@
 /**
  * Growing lockout after repeated failures, per key (an account, an address): after `threshold`
  * failures within the window the key is blocked for `baseSeconds`, and each further lockout
- * doubles it (capped). A success clears the key. Kept in PostgreSQL, so every instance shares
- * the same counters; each update is one atomic statement.
+ * doubles it (capped). A success clears the key. The counters live in a store every instance
+ * shares: PostgreSQL by default, Redis when REDIS_URL is set; each update is atomic there.
  */
+import type { Redis } from 'ioredis';
 import type { CentralPrisma } from '../../db/database.js';
 
-export interface LockoutOptions {
-  /** @default 5 */
-  threshold?: number;
-  /** @default 60 */
-  baseSeconds?: number;
-  /** @default 3600 */
-  maxSeconds?: number;
-  /** Failures older than this are forgotten. @default 900 */
-  windowSeconds?: number;
+export interface LockoutPolicy {
+  threshold: number;
+  baseSeconds: number;
+  maxSeconds: number;
+  windowSeconds: number;
+}
+
+export type LockoutOptions = Partial<LockoutPolicy>;
+
+export interface LimitStore {
+  /** Seconds until the key may try again, or 0. */
+  retryAfter(scope: string, key: string): Promise<number>;
+  fail(scope: string, key: string, policy: LockoutPolicy): Promise<void>;
+  clear(scope: string, key: string): Promise<void>;
 }
 
 export class Lockout {
-  private readonly threshold: number;
-  private readonly baseSeconds: number;
-  private readonly maxSeconds: number;
-  private readonly windowSeconds: number;
+  private readonly policy: LockoutPolicy;
 
   constructor(
-    private readonly db: Pick<CentralPrisma, '$queryRaw' | '$executeRaw'>,
+    private readonly store: LimitStore,
     /** Namespace of the keys, e.g. `sign_in.account`. */
     private readonly scope: string,
     options: LockoutOptions = {},
   ) {
-    this.threshold = options.threshold ?? 5;
-    this.baseSeconds = options.baseSeconds ?? 60;
-    this.maxSeconds = options.maxSeconds ?? 3600;
-    this.windowSeconds = options.windowSeconds ?? 900;
+    this.policy = {
+      threshold: options.threshold ?? 5,
+      baseSeconds: options.baseSeconds ?? 60,
+      maxSeconds: options.maxSeconds ?? 3600,
+      windowSeconds: options.windowSeconds ?? 900,
+    };
   }
 
-  /** Seconds until `key` may try again, or 0. */
-  async retryAfter(key: string): Promise<number> {
-    const [row] = await this.db.$queryRaw<{ wait: number | null }[]>`
-      SELECT ceil(extract(epoch FROM blocked_until - now()))::int AS wait
-        FROM rate_limits WHERE scope = ${this.scope} AND key = ${key} AND blocked_until > now()`;
-    return Math.max(0, row?.wait ?? 0);
+  retryAfter(key: string): Promise<number> {
+    return this.store.retryAfter(this.scope, key);
   }
 
-  async fail(key: string): Promise<void> {
-    await this.db.$executeRaw`
-      INSERT INTO rate_limits AS r (scope, key, failures, window_started_at)
-      VALUES (${this.scope}, ${key}, 1, now())
-      ON CONFLICT (scope, key) DO UPDATE SET
-        failures = CASE
-          WHEN r.window_started_at < now() - make_interval(secs => ${this.windowSeconds}) THEN 1
-          WHEN r.failures + 1 >= ${this.threshold} THEN 0
-          ELSE r.failures + 1 END,
-        window_started_at = CASE
-          WHEN r.window_started_at < now() - make_interval(secs => ${this.windowSeconds}) THEN now()
-          ELSE r.window_started_at END,
-        blocked_until = CASE
-          WHEN r.window_started_at >= now() - make_interval(secs => ${this.windowSeconds}) AND r.failures + 1 >= ${this.threshold}
-          THEN now() + make_interval(secs => least(${this.maxSeconds}, ${this.baseSeconds} * power(2, r.lockouts)))
-          ELSE r.blocked_until END,
-        lockouts = CASE
-          WHEN r.window_started_at >= now() - make_interval(secs => ${this.windowSeconds}) AND r.failures + 1 >= ${this.threshold}
-          THEN r.lockouts + 1
-          ELSE r.lockouts END`;
-    // A fresh key whose threshold is 1 blocks at once (the insert path above cannot).
-    if (this.threshold <= 1) {
-      await this.db
-        .$executeRaw`UPDATE rate_limits SET blocked_until = now() + make_interval(secs => ${this.baseSeconds}), failures = 0
-        WHERE scope = ${this.scope} AND key = ${key} AND blocked_until IS NULL`;
-    }
-    // Now and then, forget keys that are long quiet.
-    if (Math.random() < 0.01) {
-      await this.db.$executeRaw`DELETE FROM rate_limits
-        WHERE window_started_at < now() - interval '1 day' AND (blocked_until IS NULL OR blocked_until < now())`;
-    }
+  fail(key: string): Promise<void> {
+    return this.store.fail(this.scope, key, this.policy);
   }
 
-  async succeed(key: string): Promise<void> {
-    await this.db.$executeRaw`DELETE FROM rate_limits WHERE scope = ${this.scope} AND key = ${key}`;
+  succeed(key: string): Promise<void> {
+    return this.store.clear(this.scope, key);
   }
+}
+
+/** Counters in the central database's `rate_limits` table. */
+export function postgresLimitStore(db: Pick<CentralPrisma, '$queryRaw' | '$executeRaw'>): LimitStore {
+  return {
+    async retryAfter(scope, key) {
+      const [row] = await db.$queryRaw<{ wait: number | null }[]>`
+        SELECT ceil(extract(epoch FROM blocked_until - now()))::int AS wait
+          FROM rate_limits WHERE scope = ${scope} AND key = ${key} AND blocked_until > now()`;
+      return Math.max(0, row?.wait ?? 0);
+    },
+    async fail(scope, key, p) {
+      await db.$executeRaw`
+        INSERT INTO rate_limits AS r (scope, key, failures, window_started_at, lockouts, blocked_until)
+        VALUES (${scope}, ${key}, CASE WHEN ${p.threshold} <= 1 THEN 0 ELSE 1 END, now(),
+                CASE WHEN ${p.threshold} <= 1 THEN 1 ELSE 0 END,
+                CASE WHEN ${p.threshold} <= 1 THEN now() + make_interval(secs => ${p.baseSeconds}) END)
+        ON CONFLICT (scope, key) DO UPDATE SET
+          failures = CASE
+            WHEN r.window_started_at < now() - make_interval(secs => ${p.windowSeconds}) THEN 1
+            WHEN r.failures + 1 >= ${p.threshold} THEN 0
+            ELSE r.failures + 1 END,
+          window_started_at = CASE
+            WHEN r.window_started_at < now() - make_interval(secs => ${p.windowSeconds}) THEN now()
+            ELSE r.window_started_at END,
+          blocked_until = CASE
+            WHEN r.window_started_at >= now() - make_interval(secs => ${p.windowSeconds}) AND r.failures + 1 >= ${p.threshold}
+            THEN now() + make_interval(secs => least(${p.maxSeconds}, ${p.baseSeconds} * power(2, r.lockouts)))
+            ELSE r.blocked_until END,
+          lockouts = CASE
+            WHEN r.window_started_at >= now() - make_interval(secs => ${p.windowSeconds}) AND r.failures + 1 >= ${p.threshold}
+            THEN r.lockouts + 1
+            ELSE r.lockouts END`;
+      // Now and then, forget keys that are long quiet.
+      if (Math.random() < 0.01) {
+        await db.$executeRaw`DELETE FROM rate_limits
+          WHERE window_started_at < now() - interval '1 day' AND (blocked_until IS NULL OR blocked_until < now())`;
+      }
+    },
+    async clear(scope, key) {
+      await db.$executeRaw`DELETE FROM rate_limits WHERE scope = ${scope} AND key = ${key}`;
+    },
+  };
+}
+
+/** Same rules as the PostgreSQL store, as one Lua script per update (atomic in Redis). */
+const FAIL_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local h = redis.call('HMGET', KEYS[1], 'failures', 'window', 'lockouts', 'blocked')
+local failures = tonumber(h[1]) or 0
+local window = tonumber(h[2]) or 0
+local lockouts = tonumber(h[3]) or 0
+local blocked = tonumber(h[4]) or 0
+local threshold, base, max, span = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if window == 0 or now - window > span * 1000 then failures = 0; window = now end
+failures = failures + 1
+if failures >= threshold then
+  blocked = now + math.min(max, base * (2 ^ lockouts)) * 1000
+  lockouts = lockouts + 1
+  failures = 0
+end
+redis.call('HSET', KEYS[1], 'failures', failures, 'window', window, 'lockouts', lockouts, 'blocked', blocked)
+redis.call('PEXPIRE', KEYS[1], math.max(span * 1000, blocked - now) + 86400000)
+return blocked`;
+
+const WAIT_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local blocked = tonumber(redis.call('HGET', KEYS[1], 'blocked')) or 0
+if blocked <= now then return 0 end
+return math.ceil((blocked - now) / 1000)`;
+
+/** Counters in Redis (REDIS_URL), keyed `onramp:limits:<scope>:<key>`. */
+export function redisLimitStore(redis: Redis): LimitStore {
+  const redisKey = (scope: string, key: string) => `onramp:limits:${scope}:${key}`;
+  return {
+    async retryAfter(scope, key) {
+      return Number(await redis.eval(WAIT_SCRIPT, 1, redisKey(scope, key)));
+    },
+    async fail(scope, key, p) {
+      await redis.eval(
+        FAIL_SCRIPT,
+        1,
+        redisKey(scope, key),
+        p.threshold,
+        p.baseSeconds,
+        p.maxSeconds,
+        p.windowSeconds,
+      );
+    },
+    async clear(scope, key) {
+      await redis.del(redisKey(scope, key));
+    },
+  };
 }

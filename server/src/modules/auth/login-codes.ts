@@ -17,7 +17,7 @@ import { enqueueMail } from '../mail/service.js';
 import { InvalidCodeError } from '../registration/errors.js';
 import { normaliseEmail } from '../registration/validation.js';
 import { TooManyAttemptsError } from './errors.js';
-import { Lockout } from './lockout.js';
+import { type LimitStore, Lockout } from './lockout.js';
 
 export const CODE_TTL_SECONDS = 10 * 60;
 export const MAX_FAILED_ATTEMPTS = 5;
@@ -27,6 +27,7 @@ const WINDOW_MS = 60 * 60_000;
 const cooldownMs = (sends: number) => (sends === 0 ? 0 : Math.min(15 * 60_000, 30_000 * 2 ** (sends - 1)));
 
 export interface LoginCodeDeps {
+  limits: LimitStore;
   config: Config;
   logger: Logger;
   prisma: CentralPrisma;
@@ -39,7 +40,7 @@ export class LoginCodes {
 
   constructor(private readonly deps: LoginCodeDeps) {
     this.key = createHmac('sha256', deps.config.jwtSecret).update('onramp login codes').digest();
-    this.addresses = new Lockout(deps.prisma, 'login_code.address', {
+    this.addresses = new Lockout(deps.limits, 'login_code.address', {
       threshold: 50,
       baseSeconds: 600,
       windowSeconds: 600,

@@ -22,7 +22,7 @@ import {
   InvalidRefreshTokenError,
   TooManyAttemptsError,
 } from './errors.js';
-import { Lockout } from './lockout.js';
+import { type LimitStore, Lockout } from './lockout.js';
 import { LoginCodes } from './login-codes.js';
 import { hashPassword, verifyPassword } from './passwords.js';
 import { TwoFactor } from './two-factor.js';
@@ -51,6 +51,8 @@ export interface RequestMeta {
 }
 
 export interface AuthDeps {
+  /** Where lockouts and send limits are counted (shared by every instance). */
+  limits: LimitStore;
   config: Config;
   logger: Logger;
   prisma: CentralPrisma;
@@ -72,9 +74,9 @@ export class AuthService {
 
   constructor(private readonly deps: AuthDeps) {
     this.secret = new TextEncoder().encode(deps.config.jwtSecret);
-    this.accounts = new Lockout(deps.prisma, 'sign_in.account', { threshold: 5, baseSeconds: 60 });
-    this.addresses = new Lockout(deps.prisma, 'sign_in.address', { threshold: 20, baseSeconds: 60 });
-    this.secondFactor = new Lockout(deps.prisma, 'sign_in.2fa', { threshold: 5, baseSeconds: 60 });
+    this.accounts = new Lockout(deps.limits, 'sign_in.account', { threshold: 5, baseSeconds: 60 });
+    this.addresses = new Lockout(deps.limits, 'sign_in.address', { threshold: 20, baseSeconds: 60 });
+    this.secondFactor = new Lockout(deps.limits, 'sign_in.2fa', { threshold: 5, baseSeconds: 60 });
     this.codes = new LoginCodes(deps);
     this.twoFactor = new TwoFactor(deps);
   }
