@@ -9,9 +9,11 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import type { App } from '../server/src/app.js';
+import { type App, buildApp } from '../server/src/app.js';
+import { ensureDatabase, openDatabases } from '../server/src/db/database.js';
 import { type RunningPostgres, startEmbeddedPostgres } from '../server/src/db/embedded.js';
-import { withClient } from '../server/src/db/sql.js';
+import { databaseUrl, withClient } from '../server/src/db/sql.js';
+import { loadConfig } from '../server/src/env.js';
 import { createLogger } from '../server/src/logger.js';
 
 /** Knobs handed to every suite (bench/run.ts reads them from the environment). */
@@ -113,6 +115,49 @@ export interface BenchServer {
   sql: Sql;
   /** Running apps, stopped whatever happens. */
   apps: Set<App>;
+}
+
+export interface StartedApp {
+  app: App;
+  url: string;
+}
+
+/**
+ * A real app on its own central database of the bench server, listening on a free port, its
+ * warm pool full. `poolSize` undefined keeps the default. Stopped with the server.
+ */
+export async function startBenchApp(
+  server: Pick<BenchServer, 'serverUrl' | 'tmp' | 'apps'>,
+  database: string,
+  poolSize: number | undefined,
+): Promise<StartedApp> {
+  await ensureDatabase(server.serverUrl, database);
+  const config = loadConfig({
+    ONRAMP_ENV: 'test',
+    DATABASE_URL: databaseUrl(server.serverUrl, database),
+    JWT_SECRET: 'x'.repeat(40),
+    ENCRYPTION_KEY: '00'.repeat(32),
+    REGISTRATION_MODE: 'strict',
+    CLINIC_POOL_SIZE: poolSize === undefined ? undefined : String(poolSize),
+    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+    LOG_LEVEL: 'error',
+    ONRAMP_DATA_DIR: join(server.tmp, 'data'),
+    HOST: '127.0.0.1',
+    PORT: '0',
+  });
+  const logger = createLogger(config);
+  const db = await openDatabases(config, logger);
+  let app: App;
+  try {
+    app = await buildApp({ config, logger, db, startedAt: new Date() }, { drainTimeoutMs: 1000 });
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+  server.apps.add(app);
+  const url = await app.start();
+  await app.deps.provisioning.pool.idle();
+  return { app, url };
 }
 
 /** Starts ONE embedded PostgreSQL, runs `measure`, then stops every app and the server. */

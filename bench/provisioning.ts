@@ -1,13 +1,10 @@
 import { cpus } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type App, buildApp } from '../server/src/app.js';
-import { ensureDatabase, openDatabases } from '../server/src/db/database.js';
+import type { App } from '../server/src/app.js';
 import { migrate, readMigrations } from '../server/src/db/migrator.js';
 import { CLINIC_MIGRATIONS_DIR } from '../server/src/db/paths.js';
 import { databaseUrl, quoteIdent, withClient } from '../server/src/db/sql.js';
-import { loadConfig } from '../server/src/env.js';
-import { createLogger, type Logger } from '../server/src/logger.js';
+import type { Logger } from '../server/src/logger.js';
 import type { ProvisioningService } from '../server/src/modules/provisioning/service.js';
 import {
   type BenchOptions,
@@ -23,6 +20,7 @@ import {
   type SuiteResult,
   samplePeak,
   settledRss,
+  startBenchApp,
   timed,
   withBenchServer,
 } from './lib.js';
@@ -81,9 +79,9 @@ async function measure(bench: Bench): Promise<SuiteResult> {
   const { options, sql } = bench;
   const poolSize = Math.min(options.iterations + 2, MAX_POOL_SIZE);
   options.log('starting the app without a warm pool');
-  const noPool = await startApp(bench, 'bench_central_no_pool', 0);
+  const { app: noPool } = await startBenchApp(bench, 'bench_central_no_pool', 0);
   options.log(`starting the app with a warm pool of ${poolSize}`);
-  const withPool = await startApp(bench, 'bench_central_pool', poolSize);
+  const { app: withPool } = await startBenchApp(bench, 'bench_central_pool', poolSize);
   const idleRss = await settledRss();
 
   const latency = await measureLatency(bench, noPool, withPool);
@@ -114,35 +112,6 @@ async function measure(bench: Bench): Promise<SuiteResult> {
       fleet: fleet.meta,
     },
   };
-}
-
-/** An app on its own central database of the benchmark server, started and with a full pool. */
-async function startApp(bench: Bench, database: string, poolSize: number): Promise<App> {
-  await ensureDatabase(bench.serverUrl, database);
-  const config = loadConfig({
-    ONRAMP_ENV: 'test',
-    DATABASE_URL: databaseUrl(bench.serverUrl, database),
-    JWT_SECRET: 'x'.repeat(40),
-    ENCRYPTION_KEY: '00'.repeat(32),
-    CLINIC_POOL_SIZE: String(poolSize),
-    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
-    LOG_LEVEL: 'error',
-    ONRAMP_DATA_DIR: join(bench.tmp, 'data'),
-    PORT: '0',
-  });
-  const logger = createLogger(config);
-  const db = await openDatabases(config, logger);
-  let app: App;
-  try {
-    app = await buildApp({ config, logger, db, startedAt: new Date() }, { drainTimeoutMs: 1000 });
-  } catch (error) {
-    await db.close();
-    throw error;
-  }
-  bench.apps.add(app);
-  await app.start();
-  await app.deps.provisioning.pool.idle();
-  return app;
 }
 
 /**

@@ -13,11 +13,9 @@ import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type App, buildApp } from '../server/src/app.js';
-import { ensureDatabase, openDatabases } from '../server/src/db/database.js';
-import { databaseUrl, quoteIdent } from '../server/src/db/sql.js';
-import { loadConfig } from '../server/src/env.js';
-import { createLogger, type Logger } from '../server/src/logger.js';
+import type { App } from '../server/src/app.js';
+import { quoteIdent } from '../server/src/db/sql.js';
+import type { Logger } from '../server/src/logger.js';
 import { HASH_CONCURRENCY, hashPassword } from '../server/src/modules/auth/passwords.js';
 import {
   type BenchOptions,
@@ -29,8 +27,10 @@ import {
   percentile,
   type Row,
   type Sql,
+  type StartedApp,
   type Suite,
   type SuiteResult,
+  startBenchApp,
   timed,
   withBenchServer,
 } from './lib.js';
@@ -110,7 +110,7 @@ function run(options: BenchOptions): Promise<SuiteResult> {
 async function measure(bench: Bench): Promise<SuiteResult> {
   const { options, sql } = bench;
   options.log('starting the app (CLINIC_POOL_SIZE at its default)');
-  const pooled = await startApp(bench, 'bench_central_registration', undefined);
+  const pooled = await startBenchApp(bench, 'bench_central_registration', undefined);
   const poolSize = pooled.app.deps.config.clinicPoolSize;
   const [clinicServer] = pooled.app.deps.db.clinicServers;
   if (!clinicServer) throw new Error('no clinic database server');
@@ -129,7 +129,7 @@ async function measure(bench: Bench): Promise<SuiteResult> {
   bench.apps.delete(pooled.app);
   await pooled.app.stop();
   options.log('starting the app without a warm pool');
-  const plain = await startApp(bench, 'bench_central_registration_no_pool', '0');
+  const plain = await startBenchApp(bench, 'bench_central_registration_no_pool', 0);
   variants.push(await measureVariant(bench, plain, 'no pool'));
 
   const rows: Row[] = [
@@ -180,43 +180,6 @@ async function measure(bench: Bench): Promise<SuiteResult> {
   };
 }
 
-interface Started {
-  app: App;
-  url: string;
-}
-
-/** A real app on its own central database of the benchmark server, listening, pool full. */
-async function startApp(bench: Bench, database: string, poolSize: string | undefined): Promise<Started> {
-  await ensureDatabase(bench.serverUrl, database);
-  const config = loadConfig({
-    ONRAMP_ENV: 'test',
-    DATABASE_URL: databaseUrl(bench.serverUrl, database),
-    JWT_SECRET: 'x'.repeat(40),
-    ENCRYPTION_KEY: '00'.repeat(32),
-    REGISTRATION_MODE: 'strict',
-    // Unset: the default (2).
-    CLINIC_POOL_SIZE: poolSize,
-    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
-    LOG_LEVEL: 'error',
-    ONRAMP_DATA_DIR: join(bench.tmp, 'data'),
-    HOST: '127.0.0.1',
-    PORT: '0',
-  });
-  const logger = createLogger(config);
-  const db = await openDatabases(config, logger);
-  let app: App;
-  try {
-    app = await buildApp({ config, logger, db, startedAt: new Date() }, { drainTimeoutMs: 1000 });
-  } catch (error) {
-    await db.close();
-    throw error;
-  }
-  bench.apps.add(app);
-  const url = await app.start();
-  await app.deps.provisioning.pool.idle();
-  return { app, url };
-}
-
 async function measureHashing() {
   await hashPassword(PASSWORD);
   const one: number[] = [];
@@ -261,7 +224,7 @@ interface Variant {
 let registered = 0;
 
 /** Warm-up, idle health queries, then the burst with the health client looping beside it. */
-async function measureVariant(bench: Bench, started: Started, label: string): Promise<Variant> {
+async function measureVariant(bench: Bench, started: StartedApp, label: string): Promise<Variant> {
   const { options } = bench;
   const { app, url } = started;
   const total = options.registrations;
