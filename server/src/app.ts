@@ -16,6 +16,7 @@ import { Redis } from 'ioredis';
 import { WebSocketServer } from 'ws';
 import type { BaseDeps, Context, Deps } from './context.js';
 import { REPO_ROOT } from './db/paths.js';
+import { scopedRunner } from './db/request-scope.js';
 import { handleAdminRoute } from './http/admin-routes.js';
 import { bodyTooLarge, isAllowedOrigin, sendJson, setSecurityHeaders } from './http/security.js';
 import { serveConsole } from './http/static.js';
@@ -127,14 +128,22 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   const createContext = async (
     server: ServerContext,
     authorization: string | null | undefined,
-  ): Promise<Context> => ({
-    deps,
-    viewer: await auth.viewerFromAuthorization(authorization),
-    requestId: server.requestId,
-    ip: server.req.socket.remoteAddress ?? null,
-    userAgent: server.req.headers['user-agent'] ?? null,
-    logger: logger.child({ requestId: server.requestId }),
-  });
+  ): Promise<Context> => {
+    const viewer = await auth.viewerFromAuthorization(authorization);
+    return {
+      deps,
+      viewer,
+      requestId: server.requestId,
+      ip: server.req.socket.remoteAddress ?? null,
+      userAgent: server.req.headers['user-agent'] ?? null,
+      logger: logger.child({ requestId: server.requestId }),
+      scoped: scopedRunner(base.db.requestPrisma, {
+        userId: viewer?.userId ?? null,
+        role: viewer?.role ?? null,
+        clinicId: viewer?.clinicId ?? null,
+      }),
+    };
+  };
 
   const plugins: Plugin[] = [
     // Limits are enforced but never described to clients ("exposeLimits: false").

@@ -58,7 +58,6 @@ describe('role boundaries of the schema', async () => {
       },
     ]);
   operatorOnly('clinicsHealth', '{ clinicsHealth { total } }');
-  operatorOnly('clinic', `{ clinic(id: "${clinicId}") { id } }`);
   operatorOnly('clinics', '{ clinics(first: 1) { edges { node { id } } } }');
   operatorOnly('provisioningRuns', `{ provisioningRuns(clinicId: "${clinicId}") { id } }`);
   operatorOnly('provisioningMetrics', '{ provisioningMetrics { successes } }');
@@ -75,6 +74,7 @@ describe('role boundaries of the schema', async () => {
     'clinic admin': 'ok',
     'super-admin': 'ok',
   } as const;
+  operations.push(['clinic', `{ clinic(id: "${clinicId}") { id name } }`, clinicAdmins]);
   operations.push([
     'addClient',
     `mutation { addClient(input: { clinicId: "${clinicId}", kind: COMPANY, email: "co@example.com", legalName: "Co" }) { __typename } }`,

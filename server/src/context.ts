@@ -1,4 +1,5 @@
 import type { Databases } from './db/database.js';
+import type { RunScoped } from './db/request-scope.js';
 import type { Config } from './env.js';
 import type { UserRole } from './generated/central/enums.js';
 import type { Logger } from './logger.js';
@@ -50,4 +51,9 @@ export interface Context {
   ip: string | null;
   userAgent: string | null;
   logger: Logger;
+  /**
+   * A transaction on the row-level-secured request connection, scoped to the viewer: use it for
+   * clinic-scoped data read or written on the viewer's behalf.
+   */
+  scoped: RunScoped;
 }

@@ -14,6 +14,7 @@ import { type ClinicTemplate, ensureClinicTemplate } from './clinic-template.js'
 import { startEmbeddedPostgres } from './embedded.js';
 import { appliedMigrations, type Migration, migrate, readMigrations } from './migrator.js';
 import { CENTRAL_MIGRATIONS_DIR, CLINIC_MIGRATIONS_DIR } from './paths.js';
+import { createRequestPrisma, ensureRequestRole, requestRolePassword } from './request-scope.js';
 import { databaseUrl, quoteIdent, withClient } from './sql.js';
 
 export type CentralPrisma = PrismaClient;
@@ -38,7 +39,13 @@ export interface Databases {
   centralUrl: string;
   /** Tags the clinic databases and roles this deployment owns (see the `deployment` table). */
   deploymentId: string;
+  /** Owner connection: platform work (sign-in lookups, provisioning, jobs, the reconciler). */
   prisma: CentralPrisma;
+  /**
+   * Request connection (a member of `onramp_app`, subject to row-level security): clinic-scoped
+   * reads and writes made on someone's behalf, through `scopedRunner` (see request-scope.ts).
+   */
+  requestPrisma: CentralPrisma;
   /** Small pool beside Prisma's for health checks and raw admin SQL on the central database. */
   pool: pg.Pool;
   clinicServers: ClinicServer[];
@@ -99,10 +106,17 @@ export async function openDatabases(
       adapter: new PrismaPg({ connectionString: centralUrl, max: 10, application_name: 'onramp' }),
     });
 
-    const deploymentId = await withClient(centralUrl, async (client) => {
+    const centralDatabase = decodeURIComponent(new URL(centralUrl).pathname.slice(1));
+    const requestPassword = requestRolePassword(config.encryptionKey, centralDatabase);
+    const { deploymentId, requestRole } = await withClient(centralUrl, async (client) => {
       await client.query('INSERT INTO deployment DEFAULT VALUES ON CONFLICT (singleton) DO NOTHING');
-      return (await client.query<{ id: string }>('SELECT id FROM deployment')).rows[0]?.id as string;
+      const { rows } = await client.query<{ id: string }>('SELECT id FROM deployment');
+      return {
+        deploymentId: rows[0]?.id as string,
+        requestRole: await ensureRequestRole(client, centralDatabase, requestPassword),
+      };
     });
+    const requestPrisma = createRequestPrisma(centralUrl, requestRole, requestPassword);
     logger.info(
       { central: redactUrl(centralUrl), clinicServers: clinicServers.map((server) => server.key) },
       'databases ready',
@@ -113,6 +127,7 @@ export async function openDatabases(
       centralUrl,
       deploymentId,
       prisma,
+      requestPrisma,
       pool,
       clinicServers,
       clinicMigrations,
@@ -127,7 +142,11 @@ export async function openDatabases(
         }
       },
       async close() {
-        await prisma.$disconnect().catch((error) => logger.warn({ err: error }, 'prisma disconnect failed'));
+        await Promise.all(
+          [prisma, requestPrisma].map((client) =>
+            client.$disconnect().catch((error) => logger.warn({ err: error }, 'prisma disconnect failed')),
+          ),
+        );
         await pool.end().catch(() => {});
         await Promise.all(clinicServers.map((server) => server.admin.end().catch(() => {})));
         await embedded?.stop();

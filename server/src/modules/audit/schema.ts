@@ -25,22 +25,16 @@ builder.queryField('auditLog', (t) =>
         description: 'Exact action, e.g. auth.sign_in, or a prefix ending in ".", e.g. auth.',
       }),
     },
+    // Row-level security scopes the rows: everything for super-admins, the viewer's clinic otherwise.
     resolve: (query, _root, args, context) => {
-      const viewer = context.viewer;
-      const scoped =
-        viewer?.role === 'SUPER_ADMIN'
-          ? {}
-          : { clinicId: viewer?.clinicId ?? '00000000-0000-0000-0000-000000000000' };
       const action = args.action
         ? args.action.endsWith('.')
           ? { action: { startsWith: args.action } }
           : { action: args.action }
         : {};
-      return context.deps.db.prisma.auditLog.findMany({
-        ...query,
-        where: { ...scoped, ...action },
-        orderBy: { id: 'desc' },
-      });
+      return context.scoped((tx) =>
+        tx.auditLog.findMany({ ...query, where: action, orderBy: { id: 'desc' } }),
+      );
     },
   }),
 );

@@ -3,6 +3,7 @@ import { asErrorData, builder, errorType } from '../../builder.js';
 import { ConflictError, ValidationError } from '../../errors.js';
 import { InvalidCodeError } from '../registration/errors.js';
 import { UserRef } from '../registration/schema.js';
+import { phoneSchema } from '../registration/validation.js';
 import {
   ClinicUnavailableError,
   EmailNotVerifiedError,
@@ -96,17 +97,33 @@ const secret = z.string().min(1).max(512);
 builder.mutationFields((t) => ({
   signInWithPassword: t.field({
     type: SignInResult,
-    args: { email: t.arg.string({ required: true }), password: t.arg.string({ required: true }) },
-    resolve: async (_root, { email, password }, context) => {
+    description:
+      'Signs in with an e-mail, or with the phone of a member invited by SMS (exactly one of them).',
+    args: {
+      email: t.arg.string(),
+      phone: t.arg.string({ description: 'International format, e.g. +33612345678' }),
+      password: t.arg.string({ required: true }),
+    },
+    resolve: async (_root, { email, phone, password }, context) => {
+      const parsedPhone = phone == null ? null : phoneSchema.safeParse(phone);
       const fields = [
-        ...(email.length > 254 ? [{ path: ['email'], message: 'E-mail address is too long' }] : []),
+        ...((email == null) === (phone == null)
+          ? [{ path: ['email'], message: 'Give either an e-mail address or a phone number' }]
+          : []),
+        ...(email != null && email.length > 254
+          ? [{ path: ['email'], message: 'E-mail address is too long' }]
+          : []),
+        ...(parsedPhone && !parsedPhone.success
+          ? [{ path: ['phone'], message: 'Phone must be in international format, e.g. +33612345678' }]
+          : []),
         ...(password.length === 0 || password.length > 512
           ? [{ path: ['password'], message: 'Enter your password' }]
           : []),
       ];
       if (fields.length > 0) return asErrorData(new ValidationError(fields));
+      const login = parsedPhone?.success ? { phone: parsedPhone.data } : { email: email as string };
       try {
-        return await context.deps.auth.signInWithPassword(email, password, {
+        return await context.deps.auth.signInWithPassword(login, password, {
           ip: context.ip,
           userAgent: context.userAgent,
         });

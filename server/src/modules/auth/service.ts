@@ -61,6 +61,9 @@ export interface AuthDeps {
 
 const sha256 = (value: string) => createHash('sha256').update(value).digest('hex');
 
+/** Members invited by SMS have no e-mail: they sign in with the phone they activated. */
+export type PasswordLogin = { email: string } | { phone: string };
+
 export class AuthService {
   private readonly secret: Uint8Array;
   private readonly accounts: Lockout;
@@ -102,13 +105,13 @@ export class AuthService {
    * RATE_LIMITED GraphQL error while the account or address is locked out.
    */
   async signInWithPassword(
-    rawEmail: string,
+    login: PasswordLogin,
     password: string,
     meta: RequestMeta,
   ): Promise<IssuedSession | TwoFactorChallenge> {
     const { prisma } = this.deps;
-    const email = normaliseEmail(rawEmail);
-    const accountKey = `account:${email}`;
+    const where = 'phone' in login ? { phone: login.phone } : { email: normaliseEmail(login.email) };
+    const accountKey = 'phone' in where ? `account:phone:${where.phone}` : `account:${where.email}`;
     const addressKey = `ip:${meta.ip ?? 'unknown'}`;
     const wait = Math.max(
       await this.accounts.retryAfter(accountKey),
@@ -116,7 +119,7 @@ export class AuthService {
     );
     if (wait > 0) throw rateLimited(wait);
 
-    const user = await prisma.user.findUnique({ where: { email }, include: { clinic: true } });
+    const user = await prisma.user.findUnique({ where, include: { clinic: true } });
     // Unknown e-mail or no password: verify against a dummy hash anyway, so the answer takes
     // as long as for a known account and reveals nothing.
     this.dummyHash ??= hashPassword(randomBytes(16).toString('hex'));
@@ -136,7 +139,8 @@ export class AuthService {
       throw new InvalidCredentialsError();
     }
     await this.accounts.succeed(accountKey);
-    if (!user.emailVerifiedAt) throw new EmailNotVerifiedError();
+    // A member invited by SMS proved their phone by activating (which set this password).
+    if (!('phone' in where) && !user.emailVerifiedAt) throw new EmailNotVerifiedError();
     if (user.clinic) await this.ensureClinicUsable(user.clinic.id, user.clinic.status);
     if (user.totpEnabledAt) {
       // The password was right; the session waits for the second factor.
@@ -247,18 +251,20 @@ export class AuthService {
       throw new InvalidRefreshTokenError();
     if (session.rotatedAt) {
       if (now - session.rotatedAt.getTime() > REFRESH_GRACE_MS) {
-        await prisma.session.updateMany({
-          where: { familyId: session.familyId, revokedAt: null },
-          data: { revokedAt: new Date() },
-        });
-        await prisma.auditLog.create({
-          data: {
-            action: 'auth.refresh_reuse',
-            actorId: session.userId,
-            ip: meta.ip,
-            data: { familyId: session.familyId },
-          },
-        });
+        await prisma.$transaction([
+          prisma.session.updateMany({
+            where: { familyId: session.familyId, revokedAt: null },
+            data: { revokedAt: new Date() },
+          }),
+          prisma.auditLog.create({
+            data: {
+              action: 'auth.refresh_reuse',
+              actorId: session.userId,
+              ip: meta.ip,
+              data: { familyId: session.familyId },
+            },
+          }),
+        ]);
         logger.warn({ userId: session.userId }, 'spent refresh token reused; session family revoked');
         throw new InvalidRefreshTokenError();
       }
@@ -282,11 +288,13 @@ export class AuthService {
       select: { familyId: true, userId: true },
     });
     if (!session) return;
-    await prisma.session.updateMany({
-      where: { familyId: session.familyId, revokedAt: null },
-      data: { revokedAt: new Date() },
-    });
-    await prisma.auditLog.create({ data: { action: 'auth.sign_out', actorId: session.userId } });
+    await prisma.$transaction([
+      prisma.session.updateMany({
+        where: { familyId: session.familyId, revokedAt: null },
+        data: { revokedAt: new Date() },
+      }),
+      prisma.auditLog.create({ data: { action: 'auth.sign_out', actorId: session.userId } }),
+    ]);
   }
 
   private async issue(
@@ -301,26 +309,32 @@ export class AuthService {
       select: { role: true, clinicId: true },
     });
     const refreshToken = randomBytes(32).toString('base64url');
-    const session = await prisma.session.create({
-      data: {
-        userId,
-        familyId,
-        refreshTokenHash: sha256(refreshToken),
-        expiresAt: new Date(Date.now() + REFRESH_TOKEN_TTL_MS),
-        ip: meta.ip,
-        userAgent: meta.userAgent?.slice(0, 300) ?? null,
-      },
-    });
-    if (method)
-      await prisma.auditLog.create({
+    const [session] = await prisma.$transaction([
+      prisma.session.create({
         data: {
-          action: 'auth.sign_in',
-          actorId: userId,
-          clinicId: user.clinicId,
+          userId,
+          familyId,
+          refreshTokenHash: sha256(refreshToken),
+          expiresAt: new Date(Date.now() + REFRESH_TOKEN_TTL_MS),
           ip: meta.ip,
-          data: { method },
+          userAgent: meta.userAgent?.slice(0, 300) ?? null,
         },
-      });
+      }),
+      // A sign-in and its audit entry commit together (a refresh is not a sign-in).
+      ...(method
+        ? [
+            prisma.auditLog.create({
+              data: {
+                action: 'auth.sign_in',
+                actorId: userId,
+                clinicId: user.clinicId,
+                ip: meta.ip,
+                data: { method },
+              },
+            }),
+          ]
+        : []),
+    ]);
     const expiresAt = new Date(Date.now() + ACCESS_TOKEN_TTL_SECONDS * 1000);
     const accessToken = await new SignJWT({ role: user.role, cid: user.clinicId, sid: session.id })
       .setProtectedHeader({ alg: 'HS256' })

@@ -99,15 +99,15 @@ export class TwoFactor {
     const { prisma } = this.deps;
     const user = await prisma.user.findUniqueOrThrow({ where: { id: userId } });
     if (await this.acceptTotp(user, code.trim())) return true;
-    const spent = await prisma.recoveryCode.updateMany({
-      where: { userId, codeHash: sha256(normaliseRecovery(code)), usedAt: null },
-      data: { usedAt: new Date() },
-    });
-    if (spent.count > 0) {
-      await prisma.auditLog.create({ data: { action: 'auth.recovery_code_used', actorId: userId } });
+    return prisma.$transaction(async (tx) => {
+      const spent = await tx.recoveryCode.updateMany({
+        where: { userId, codeHash: sha256(normaliseRecovery(code)), usedAt: null },
+        data: { usedAt: new Date() },
+      });
+      if (spent.count === 0) return false;
+      await tx.auditLog.create({ data: { action: 'auth.recovery_code_used', actorId: userId } });
       return true;
-    }
-    return false;
+    });
   }
 
   private async acceptTotp(

@@ -61,33 +61,37 @@ builder.mutationField('addClient', (t) =>
     authScopes: (_root, args) => ({ clinicAdmin: String(args.input.clinicId) }),
     resolve: async (query, _root, args, context) => {
       const input = addClientSchema.parse(args.input);
+      // Platform lookup: the person may already have an account elsewhere (a client of two clinics).
       const existingUser = await context.deps.db.prisma.user.findUnique({
         where: { email: input.email },
         select: { id: true },
       });
       try {
-        const record = await context.deps.db.prisma.clientRecord.create({
-          ...query,
-          data: {
-            clinicId: input.clinicId,
-            kind: input.kind,
-            email: input.email,
-            firstName: input.firstName ?? null,
-            lastName: input.lastName ?? null,
-            legalName: input.kind === 'COMPANY' ? (input.legalName ?? null) : null,
-            userId: existingUser?.id ?? null,
-          },
+        return await context.scoped(async (tx) => {
+          const record = await tx.clientRecord.create({
+            ...query,
+            data: {
+              clinicId: input.clinicId,
+              kind: input.kind,
+              email: input.email,
+              firstName: input.firstName ?? null,
+              lastName: input.lastName ?? null,
+              legalName: input.kind === 'COMPANY' ? (input.legalName ?? null) : null,
+              userId: existingUser?.id ?? null,
+            },
+          });
+          await tx.auditLog.create({
+            data: {
+              action: 'client.added',
+              actorId: context.viewer?.userId,
+              clinicId: input.clinicId,
+              targetType: 'client_record',
+              targetId: record.id,
+              ip: context.ip,
+            },
+          });
+          return record;
         });
-        await context.deps.db.prisma.auditLog.create({
-          data: {
-            action: 'client.added',
-            actorId: context.viewer?.userId,
-            clinicId: input.clinicId,
-            targetType: 'client_record',
-            targetId: record.id,
-          },
-        });
-        return record;
       } catch (error) {
         if ((error as { code?: string }).code === 'P2002')
           throw new ConflictError('This clinic already has a client with that e-mail');

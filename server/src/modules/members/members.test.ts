@@ -114,6 +114,26 @@ describe('atomic invitations', async () => {
     expect(again.body.data).toEqual({
       activateAccount: { __typename: 'InvalidCodeError', code: 'INVALID_CODE' },
     });
+
+    // Without an e-mail, the member signs in later with the activated phone (any usual notation).
+    const PHONE_SIGN_IN =
+      'mutation ($p: String, $e: String, $pw: String!) { signInWithPassword(phone: $p, email: $e, password: $pw) { __typename ... on AuthSession { user { role } } ... on ValidationError { fields { path } } } }';
+    const byPhone = await t.gql(PHONE_SIGN_IN, { p: '+33 6 11 22 33 44', pw: 'another sturdy passphrase' });
+    expect(byPhone.body.data).toEqual({
+      signInWithPassword: { __typename: 'AuthSession', user: { role: 'STAFF' } },
+    });
+    const wrong = await t.gql(PHONE_SIGN_IN, { p: '+33611223344', pw: 'not the passphrase' });
+    expect(wrong.body.data).toEqual({ signInWithPassword: { __typename: 'InvalidCredentialsError' } });
+    const both = await t.gql(PHONE_SIGN_IN, { p: '+33611223344', e: 'x@example.com', pw: 'whatever' });
+    const neither = await t.gql(PHONE_SIGN_IN, { pw: 'whatever' });
+    const badPhone = await t.gql(PHONE_SIGN_IN, { p: '0611', pw: 'whatever' });
+    for (const answer of [both, neither])
+      expect(answer.body.data).toEqual({
+        signInWithPassword: { __typename: 'ValidationError', fields: [{ path: ['email'] }] },
+      });
+    expect(badPhone.body.data).toEqual({
+      signInWithPassword: { __typename: 'ValidationError', fields: [{ path: ['phone'] }] },
+    });
   });
 
   it.each([

@@ -161,10 +161,11 @@ builder.queryFields((t) => ({
   clinic: t.prismaField({
     type: 'Clinic',
     nullable: true,
-    authScopes: { operator: true },
+    description: 'Operators see any clinic; clinic admins their own.',
+    authScopes: (_root, args) => ({ operator: true, clinicAdmin: String(args.id) }),
     args: { id: t.arg.id({ required: true, validate: uuid }) },
     resolve: (query, _root, { id }, context) =>
-      context.deps.db.prisma.clinic.findUnique({ ...query, where: { id } }),
+      context.scoped((tx) => tx.clinic.findUnique({ ...query, where: { id } })),
   }),
   clinics: t.prismaConnection({
     type: 'Clinic',

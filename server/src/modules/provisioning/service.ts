@@ -376,19 +376,22 @@ export class ProvisioningService {
 
     if (await this.seedAdminProvider(clinic.id))
       actions.push('seeded the healthcare provider of the clinic admin');
-    if (clinic.status === 'FAILED') {
-      await this.prisma.clinic.update({ where: { id: clinic.id }, data: { status: 'READY' } });
-    }
     const after = await this.checkClinic(clinicId);
-    await this.prisma.auditLog.create({
-      data: {
-        action: 'clinic.repair',
-        clinicId,
-        targetType: 'clinic',
-        targetId: clinicId,
-        data: { actions, before: before.dbStatus, after: after.dbStatus },
-      },
-    });
+    // The repair's central effects and its record commit together.
+    await this.prisma.$transaction([
+      ...(clinic.status === 'FAILED'
+        ? [this.prisma.clinic.update({ where: { id: clinic.id }, data: { status: 'READY' } })]
+        : []),
+      this.prisma.auditLog.create({
+        data: {
+          action: 'clinic.repair',
+          clinicId,
+          targetType: 'clinic',
+          targetId: clinicId,
+          data: { actions, before: before.dbStatus, after: after.dbStatus },
+        },
+      }),
+    ]);
     return { before, after, actions, alreadyHealthy: false };
   }
 
@@ -416,19 +419,18 @@ export class ProvisioningService {
     await this.clients.evict(clinicId);
     const server = this.servers.get(clinic.databaseServer);
     if (server) await dropClinicObjects(server.url, clinic.databaseName, clinic.databaseRole);
-    const { companyId } = await this.prisma.clinic.delete({
-      where: { id: clinicId },
-      select: { companyId: true },
-    });
-    await this.prisma.company.deleteMany({ where: { id: companyId, clinics: { none: {} } } });
-    await this.prisma.auditLog.create({
-      data: {
-        action: 'clinic.delete',
-        clinicId,
-        targetType: 'clinic',
-        targetId: clinicId,
-        data: { databaseName: clinic.databaseName },
-      },
+    await this.prisma.$transaction(async (tx) => {
+      const { companyId } = await tx.clinic.delete({ where: { id: clinicId }, select: { companyId: true } });
+      await tx.company.deleteMany({ where: { id: companyId, clinics: { none: {} } } });
+      await tx.auditLog.create({
+        data: {
+          action: 'clinic.delete',
+          clinicId,
+          targetType: 'clinic',
+          targetId: clinicId,
+          data: { databaseName: clinic.databaseName },
+        },
+      });
     });
     this.lastStatus.delete(clinicId);
   }

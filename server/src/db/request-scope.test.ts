@@ -1,0 +1,123 @@
+/**
+ * Row-level security of the central database: a request's transaction only sees its clinic,
+ * whatever SQL it runs (migration 20261123000000_row_level_security, decision 011).
+ */
+import { describe, expect, it } from 'vitest';
+import { startTestApp } from '../../test/harness.js';
+import { type RequestScope, scopedRunner } from './request-scope.js';
+
+describe('row-level security on clinic-scoped central tables', async () => {
+  const t = await startTestApp({ CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' });
+  const { prisma, requestPrisma } = t.app.deps.db;
+  const provision = (clinicName: string) =>
+    t.app.deps.provisioning.provisionClinic({ clinicName, country: 'FR', admin: null });
+  const { clinicId: a } = await provision('Isolation A');
+  const { clinicId: b } = await provision('Isolation B');
+  for (const [clinicId, letter] of [
+    [a, 'a'],
+    [b, 'b'],
+  ] as const) {
+    await prisma.clientRecord.create({
+      data: {
+        clinicId,
+        kind: 'PERSON',
+        email: `client-${letter}@example.com`,
+        firstName: 'C',
+        lastName: letter,
+      },
+    });
+    await prisma.auditLog.create({ data: { action: 'test.entry', clinicId } });
+  }
+  const adminOfA = await prisma.user.create({
+    data: {
+      email: 'admin-a@example.com',
+      firstName: 'A',
+      lastName: 'Admin',
+      role: 'CLINIC_ADMIN',
+      clinicId: a,
+    },
+  });
+  const scopeOfA: RequestScope = { userId: adminOfA.id, role: 'CLINIC_ADMIN', clinicId: a };
+  const inA = scopedRunner(requestPrisma, scopeOfA);
+
+  it('connects as a role that owns nothing and cannot bypass row-level security', async () => {
+    const [role] = await requestPrisma.$queryRaw<
+      { rolsuper: boolean; rolbypassrls: boolean; owns: bigint; forced: bigint }[]
+    >`SELECT r.rolsuper, r.rolbypassrls,
+             (SELECT count(*) FROM pg_tables WHERE tableowner = current_user) AS owns,
+             (SELECT count(*) FROM pg_class WHERE relforcerowsecurity AND relname IN
+               ('companies', 'clinics', 'users', 'client_records', 'audit_log', 'provisioning_runs', 'provisioning_steps')) AS forced
+        FROM pg_roles r WHERE r.rolname = current_user`;
+    expect(role).toEqual({ rolsuper: false, rolbypassrls: false, owns: 0n, forced: 7n });
+  });
+
+  it('a hand-written query without any WHERE in a clinic A request sees only clinic A', async () => {
+    const rows = await inA(
+      (tx) =>
+        tx.$queryRaw<{ table: string; clinic_id: string }[]>`
+        SELECT 'client_records' AS table, clinic_id::text FROM client_records
+        UNION ALL SELECT 'audit_log', clinic_id::text FROM audit_log
+        UNION ALL SELECT 'clinics', id::text FROM clinics
+        UNION ALL SELECT 'users', clinic_id::text FROM users
+        UNION ALL SELECT 'provisioning_runs', clinic_id::text FROM provisioning_runs
+        UNION ALL SELECT 'provisioning_steps', r.clinic_id::text
+          FROM provisioning_steps s JOIN provisioning_runs r ON r.id = s.run_id`,
+    );
+    const tables = new Set(rows.map((row) => row.table));
+    expect(tables).toEqual(
+      new Set(['client_records', 'audit_log', 'clinics', 'users', 'provisioning_runs', 'provisioning_steps']),
+    );
+    expect(rows.every((row) => row.clinic_id === a)).toBe(true);
+    // The owner's connection still sees both clinics.
+    expect(await prisma.clientRecord.count({ where: { clinicId: { in: [a, b] } } })).toBe(2);
+  });
+
+  it("cannot update, delete or insert clinic B's rows from a clinic A request", async () => {
+    const touched = await inA(async (tx) => ({
+      updated: await tx.$executeRaw`UPDATE client_records SET first_name = 'Mallory'`,
+      deleted: await tx.$executeRaw`DELETE FROM audit_log WHERE clinic_id = ${b}::uuid`,
+    }));
+    expect(touched).toEqual({ updated: 1, deleted: 0 });
+    expect((await prisma.clientRecord.findFirstOrThrow({ where: { clinicId: b } })).firstName).toBe('C');
+    await expect(
+      inA((tx) =>
+        tx.clientRecord.create({ data: { clinicId: b, kind: 'PERSON', email: 'planted@example.com' } }),
+      ),
+    ).rejects.toThrow(/row-level security/);
+    expect(await prisma.clientRecord.count({ where: { email: 'planted@example.com' } })).toBe(0);
+  });
+
+  it('has no privilege at all on tables that are not clinic-scoped (sessions, codes)', async () => {
+    await expect(inA((tx) => tx.$queryRaw`SELECT * FROM sessions`)).rejects.toThrow(/permission denied/);
+    await expect(inA((tx) => tx.$queryRaw`SELECT * FROM login_codes`)).rejects.toThrow(/permission denied/);
+  });
+
+  it('sees nothing without a scope, everything as super-admin, and the scope ends with the transaction', async () => {
+    const count = (scope: RequestScope) =>
+      scopedRunner(
+        requestPrisma,
+        scope,
+      )((tx) => tx.clientRecord.count({ where: { clinicId: { in: [a, b] } } }));
+    expect(await count({ userId: null, role: null, clinicId: null })).toBe(0);
+    expect(await count({ userId: null, role: 'SUPER_ADMIN', clinicId: null })).toBe(2);
+    expect(await count(scopeOfA)).toBe(1);
+    // Outside any scoped transaction the request connection carries no clinic.
+    expect(await requestPrisma.clientRecord.count()).toBe(0);
+  });
+
+  it('through GraphQL, a clinic admin reads only their clinic and cannot ask for another', async () => {
+    const session = await t.app.deps.auth.startSession(adminOfA.id, { ip: null }, 'test');
+    const headers = { authorization: `Bearer ${session.accessToken}` };
+    const log = await t.gql<{ auditLog: { edges: { node: { clinicId: string } }[] } }>(
+      '{ auditLog(first: 50) { edges { node { clinicId } } } }',
+      {},
+      headers,
+    );
+    expect(log.body.data?.auditLog.edges.length).toBeGreaterThan(0);
+    expect(log.body.data?.auditLog.edges.every((edge) => edge.node.clinicId === a)).toBe(true);
+    const own = await t.gql<{ clinic: { id: string } }>(`{ clinic(id: "${a}") { id } }`, {}, headers);
+    expect(own.body.data?.clinic.id).toBe(a);
+    const other = await t.gql(`{ clinic(id: "${b}") { id } }`, {}, headers);
+    expect(other.body.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+  });
+});

@@ -1,0 +1,90 @@
+/**
+ * Tenant isolation in the central database (decision 011): requests made on behalf of someone
+ * read clinic-scoped tables through a connection logged in as a member of `onramp_app` (not an
+ * owner, no BYPASSRLS), inside a transaction that first sets who is asking. The policies of
+ * migration 20261123000000_row_level_security then only show that clinic's rows, whatever the
+ * query says.
+ */
+import { createHash, createHmac } from 'node:crypto';
+import { PrismaPg } from '@prisma/adapter-pg';
+import type pg from 'pg';
+import type { Prisma } from '../generated/central/client.js';
+import { PrismaClient } from '../generated/central/client.js';
+import type { UserRole } from '../generated/central/enums.js';
+import { quoteIdent } from './sql.js';
+
+/** Who a request acts for; `clinicId` null for super-admins and anonymous callers. */
+export interface RequestScope {
+  userId: string | null;
+  role: UserRole | null;
+  clinicId: string | null;
+}
+
+export type ScopedTransaction = Prisma.TransactionClient;
+
+/** Runs `work` in one transaction of the request connection, scoped to `scope`. */
+export type RunScoped = <T>(work: (tx: ScopedTransaction) => Promise<T>) => Promise<T>;
+
+/**
+ * The login role of one central database: role names are global to a PostgreSQL server, and
+ * several central databases (tests, staging beside production) may share one server.
+ */
+export function requestRoleName(database: string): string {
+  return `onramp_app_${createHash('sha256').update(database).digest('hex').slice(0, 16)}`;
+}
+
+/** Derived from ENCRYPTION_KEY, so every instance computes the same password without storing it. */
+export function requestRolePassword(encryptionKey: Buffer, database: string): string {
+  return createHmac('sha256', encryptionKey).update(`central-request-role:${database}`).digest('hex');
+}
+
+/**
+ * Creates (or re-keys) the login role of `database`, a member of `onramp_app`. Needs the
+ * CREATEROLE privilege on the central connection; run at every start.
+ */
+export async function ensureRequestRole(
+  client: pg.ClientBase,
+  database: string,
+  password: string,
+): Promise<string> {
+  const role = requestRoleName(database);
+  // The password is hex (see requestRolePassword), so inlining it cannot break the literal.
+  const literal = `'${password.replaceAll("'", "''")}'`;
+  const { rowCount } = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
+  if (!rowCount) {
+    try {
+      await client.query(
+        `CREATE ROLE ${quoteIdent(role)} LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD ${literal} IN ROLE onramp_app`,
+      );
+      return role;
+    } catch (error) {
+      // 42710 duplicate_object, 23505 unique_violation: another instance created it first.
+      const code = (error as { code?: string }).code;
+      if (code !== '42710' && code !== '23505') throw error;
+    }
+  }
+  await client.query(`ALTER ROLE ${quoteIdent(role)} LOGIN PASSWORD ${literal}`);
+  await client.query(`GRANT onramp_app TO ${quoteIdent(role)}`);
+  return role;
+}
+
+/** A Prisma client logged in as the request role of `centralUrl`'s database. */
+export function createRequestPrisma(centralUrl: string, role: string, password: string): PrismaClient {
+  const url = new URL(centralUrl);
+  url.username = role;
+  url.password = password;
+  return new PrismaClient({
+    adapter: new PrismaPg({ connectionString: url.toString(), max: 5, application_name: 'onramp-request' }),
+  });
+}
+
+/** A function running transactions on `prisma` scoped to `scope`. */
+export function scopedRunner(prisma: PrismaClient, scope: RequestScope): RunScoped {
+  return (work) =>
+    prisma.$transaction(async (tx) => {
+      await tx.$executeRaw`SELECT set_config('onramp.clinic_id', ${scope.clinicId ?? ''}, true),
+        set_config('onramp.role', ${scope.role ?? ''}, true),
+        set_config('onramp.user_id', ${scope.userId ?? ''}, true)`;
+      return work(tx);
+    });
+}
