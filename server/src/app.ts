@@ -25,9 +25,16 @@ import { createMetrics, useOperationMetrics } from './metrics.js';
 import { AccountService } from './modules/account/service.js';
 import { postgresLimitStore, redisLimitStore } from './modules/auth/lockout.js';
 import { AuthService } from './modules/auth/service.js';
+import { createCertificateIssuer } from './modules/certificates/service.js';
+import { createDnsProvider, createDnsServer } from './modules/dns/service.js';
 import { checkHealth } from './modules/health/service.js';
 import { createMailTransport, deliverMail } from './modules/mail/service.js';
 import { MembersService } from './modules/members/service.js';
+import { ApplicationService } from './modules/onboarding/applications.js';
+import { IdempotencyStore } from './modules/onboarding/idempotency.js';
+import { OnboardingLimits, postgresCounterStore, redisCounterStore } from './modules/onboarding/limits.js';
+import { handleOnboardingRoute } from './modules/onboarding/routes.js';
+import { OnboardingService } from './modules/onboarding/service.js';
 import { ProvisioningService } from './modules/provisioning/service.js';
 import { Reconciler } from './modules/registration/reconciler.js';
 import { RegistrationService } from './modules/registration/service.js';
@@ -39,6 +46,8 @@ export interface App {
   deps: Deps;
   /** Listens on config.host:config.port (0 picks a free port); resolves with the base URL. */
   start(): Promise<string>;
+  /** Port of the built-in DNS server (UDP and TCP) once started; undefined when it does not run. */
+  readonly dnsPort: number | undefined;
   /** Stops accepting, lets in-flight requests finish, closes sockets, then the databases. */
   stop(): Promise<void>;
 }
@@ -50,6 +59,11 @@ export interface BuildAppOptions {
   consoleDir?: string;
   /** How often the job worker polls besides LISTEN. @default 2000 */
   jobPollIntervalMs?: number;
+  /**
+   * Port of the built-in DNS server, instead of config.dnsPort: 0 here picks a free port (tests
+   * running in parallel), false disables it. @default config.dnsPort (0 there disables)
+   */
+  dnsPort?: number | false;
 }
 
 /** What the node adapter and the WebSocket server hand to yoga's context factory. */
@@ -73,8 +87,18 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
       logger.warn({ err: error, topic }, 'event not published');
     }
   };
+  const dns = createDnsProvider(config, base.db.prisma, logger);
+  const certificates = createCertificateIssuer(config, base.db.prisma, dns, logger);
+  const dnsServer = createDnsServer(
+    config,
+    dns,
+    logger,
+    options.dnsPort ?? (config.dnsPort === 0 ? false : config.dnsPort),
+  );
   const provisioning = new ProvisioningService({
     ...base,
+    dns,
+    certificates,
     metrics,
     publishProgress: (event) =>
       safely('provisioning', () =>
@@ -85,7 +109,13 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         events.pubsub.publish('clinicHealth', { ...health, lastCheck: health.lastCheck.toISOString() }),
       ),
   });
-  const registration = new RegistrationService({ ...base, prisma: base.db.prisma, provisioning });
+  const registration = new RegistrationService({
+    ...base,
+    prisma: base.db.prisma,
+    provisioning,
+    dns,
+    certificates,
+  });
   const mail = createMailTransport(config, logger);
   const reconciler = new Reconciler({ prisma: base.db.prisma, logger, provisioning });
   // Lockouts and send limits: Redis when configured (several instances), else the central database.
@@ -100,6 +130,26 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   const account = new AccountService({ prisma: base.db.prisma, provisioning });
   const sms = createSmsGateway(config, logger);
   const members = new MembersService({ ...base, prisma: base.db.prisma, sms, mail });
+  // Onboarding service: its rate limits share the lockouts' backend (Redis or PostgreSQL).
+  const applications = new ApplicationService(base.db.prisma);
+  const onboarding = new OnboardingService({
+    config,
+    logger,
+    prisma: base.db.prisma,
+    dns,
+    certificates,
+    limits: OnboardingLimits.fromConfig(
+      limitsRedis ? redisCounterStore(limitsRedis) : postgresCounterStore(base.db.prisma),
+      config,
+    ),
+    faults: provisioning.faults,
+    publishProgress: (event) =>
+      safely('provisioning', () =>
+        events.pubsub.publish('provisioning', { ...event, at: event.at.toISOString() }),
+      ),
+    observeStep: (step, outcome, seconds) =>
+      metrics.provisioningStepDuration.observe({ step, outcome }, seconds),
+  });
   const deps: Deps = {
     ...base,
     metrics,
@@ -112,6 +162,11 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     account,
     sms,
     members,
+    dns,
+    certificates,
+    applications,
+    onboarding,
+    idempotency: new IdempotencyStore(base.db.prisma),
   };
   let worker: Worker | undefined;
   let reconcileTimer: NodeJS.Timeout | undefined;
@@ -133,6 +188,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     return {
       deps,
       viewer,
+      application: await applications.authenticate(server.req.headers['x-master-key']),
       requestId: server.requestId,
       ip: server.req.socket.remoteAddress ?? null,
       userAgent: server.req.headers['user-agent'] ?? null,
@@ -184,7 +240,13 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         ? {
             origin: request.headers.get('origin') ?? undefined,
             methods: ['GET', 'POST'],
-            allowedHeaders: ['content-type', 'authorization', 'x-master-key', 'x-graphql-yoga-csrf'],
+            allowedHeaders: [
+              'content-type',
+              'authorization',
+              'x-master-key',
+              'idempotency-key',
+              'x-graphql-yoga-csrf',
+            ],
             credentials: false,
             maxAge: 600,
           }
@@ -237,6 +299,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     }
     if (pathname.startsWith('/api/')) {
       if (bodyTooLarge(req, res)) return;
+      if (await handleOnboardingRoute(deps, pathname, req, res)) return;
       if (await handleAdminRoute(deps, pathname, req, res)) return;
       return sendJson(res, 404, { error: 'not_found' });
     }
@@ -315,8 +378,15 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
 
   return {
     deps,
-    start: () =>
-      new Promise((resolvePromise, reject) => {
+    get dnsPort() {
+      return dnsServer?.port;
+    },
+    start: async () => {
+      if (dnsServer) {
+        const dnsPort = await dnsServer.listen();
+        logger.info({ port: dnsPort, zone: config.baseDomain }, 'built-in DNS server listening');
+      }
+      return new Promise((resolvePromise, reject) => {
         server.once('error', reject);
         server.listen(config.port, config.host, () => {
           server.off('error', reject);
@@ -347,7 +417,8 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
             resolvePromise(url);
           }, reject);
         });
-      }),
+      });
+    },
     stop: () => {
       stopped ??= (async () => {
         stopping = true;
@@ -365,6 +436,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         }
         server.closeAllConnections();
         await closed;
+        await dnsServer?.close();
         await new Promise<void>((done) => wss.close(() => done()));
         await yoga.dispose();
         clearInterval(reconcileTimer);

@@ -102,6 +102,57 @@ describe('role boundaries of the schema', async () => {
   operations.push(['setupTwoFactor', 'mutation { setupTwoFactor { __typename } }', signedIn]);
   operations.push(['exportMyData', '{ exportMyData }', signedIn]);
 
+  // Onboarding service: applications are managed by super-admins; onboardings by an
+  // application's master key (X-Master-Key), which no user session replaces.
+  const issued = await t.app.deps.applications.register('Authz', { userId: null, ip: null });
+  callers.application = { 'X-Master-Key': issued.masterKey };
+  const superAdminsOnly = {
+    anonymous: 'UNAUTHENTICATED',
+    application: 'UNAUTHENTICATED',
+    client: 'FORBIDDEN',
+    'clinic admin': 'FORBIDDEN',
+    'super-admin': 'ok',
+  } as const;
+  operations.push(['applications', '{ applications { id } }', superAdminsOnly]);
+  operations.push([
+    'registerApplication',
+    'mutation { registerApplication(name: "A") { __typename } }',
+    superAdminsOnly,
+  ]);
+  operations.push([
+    'rotateApplicationKey',
+    `mutation { rotateApplicationKey(applicationId: "${ZERO}") { __typename } }`,
+    superAdminsOnly,
+  ]);
+  operations.push([
+    'revokeApplicationKey',
+    `mutation { revokeApplicationKey(applicationId: "${ZERO}") { __typename } }`,
+    superAdminsOnly,
+  ]);
+  const applicationsOnly = {
+    anonymous: 'UNAUTHENTICATED',
+    application: 'ok',
+    client: 'FORBIDDEN',
+    'clinic admin': 'FORBIDDEN',
+    'super-admin': 'FORBIDDEN',
+  } as const;
+  operations.push(['onboarding', `{ onboarding(uuid: "${ZERO}") { uuid } }`, applicationsOnly]);
+  operations.push([
+    'startOnboarding',
+    'mutation { startOnboarding(input: { email: "a@example.com" }) { __typename } }',
+    applicationsOnly,
+  ]);
+  operations.push([
+    'provisionOnboarding',
+    `mutation { provisionOnboarding(uuid: "${ZERO}", generateApiKey: false) { __typename } }`,
+    applicationsOnly,
+  ]);
+  operations.push([
+    'completeOnboarding',
+    `mutation { completeOnboarding(uuid: "${ZERO}", tenantId: "t") { __typename } }`,
+    applicationsOnly,
+  ]);
+
   const cases = operations.flatMap(([name, operation, expected]) =>
     Object.entries(expected).map(([caller, outcome]) => [name, caller, outcome, operation] as const),
   );

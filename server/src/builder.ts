@@ -37,6 +37,8 @@ export const builder = new SchemaBuilder<{
     clinicAdmin: string;
     /** An admin of some clinic (their own clinic's data only; resolvers scope it). */
     clinicAdminOfAny: boolean;
+    /** An application of the onboarding service, by its X-Master-Key header. */
+    application: boolean;
   };
   Scalars: {
     DateTime: { Input: Date; Output: Date };
@@ -52,6 +54,7 @@ export const builder = new SchemaBuilder<{
       superAdmin: context.viewer?.role === 'SUPER_ADMIN',
       operator: context.viewer?.role === 'SUPER_ADMIN',
       faultInjection: context.deps.config.env !== 'production',
+      application: context.application !== null,
       clinicAdminOfAny: context.viewer?.role === 'CLINIC_ADMIN' && context.viewer.clinicId !== null,
       clinicAdmin: (clinicId: string) =>
         context.viewer?.role === 'SUPER_ADMIN' ||

@@ -6,8 +6,13 @@ import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import type { AccountService } from './modules/account/service.js';
 import type { AuthService } from './modules/auth/service.js';
+import type { CertificateIssuer } from './modules/certificates/issuer.js';
+import type { DnsProvider } from './modules/dns/provider.js';
 import type { MailTransport } from './modules/mail/service.js';
 import type { MembersService } from './modules/members/service.js';
+import type { ApplicationPrincipal, ApplicationService } from './modules/onboarding/applications.js';
+import type { IdempotencyStore } from './modules/onboarding/idempotency.js';
+import type { OnboardingService } from './modules/onboarding/service.js';
 import type { ProvisioningService } from './modules/provisioning/service.js';
 import type { Reconciler } from './modules/registration/reconciler.js';
 import type { RegistrationService } from './modules/registration/service.js';
@@ -34,6 +39,14 @@ export interface Deps extends BaseDeps {
   sms: SmsGateway;
   members: MembersService;
   mail: MailTransport;
+  /** Publishes clinic subdomains (DNS_PROVIDER). */
+  dns: DnsProvider;
+  /** Issues clinic certificates (CERT_PROVIDER). */
+  certificates: CertificateIssuer;
+  /** Onboarding service (integration guide): applications, onboardings, Idempotency-Key. */
+  applications: ApplicationService;
+  onboarding: OnboardingService;
+  idempotency: IdempotencyStore;
 }
 
 /** Who is calling; null for anonymous callers. */
@@ -46,6 +59,8 @@ export interface Viewer {
 export interface Context {
   deps: Deps;
   viewer: Viewer | null;
+  /** The application of a valid `X-Master-Key` header, else null. */
+  application: ApplicationPrincipal | null;
   requestId: string;
   /** Client address, for rate limits and the audit log. */
   ip: string | null;

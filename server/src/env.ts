@@ -23,6 +23,27 @@ const optionalText = z
   .optional()
   .transform((value) => (value?.trim() ? value.trim() : undefined));
 
+const DOMAIN_NAME =
+  /^(?=.{1,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+const WINDOW_UNITS = { s: 1, m: 60, h: 3600, d: 86_400 } as const;
+
+/** `<max>/<window>`, e.g. `10/1h`, `1/24h`, `100/30m`, `5/90s`. */
+const rateRule = (fallback: string) =>
+  z
+    .string()
+    .trim()
+    .default(fallback)
+    .transform((raw, ctx) => {
+      const match = /^(\d{1,7})\/(\d{1,6})([smhd])$/.exec(raw);
+      if (!match || Number(match[1]) < 1 || Number(match[2]) < 1) {
+        ctx.addIssue({ code: 'custom', message: 'must look like 10/1h (max/window in s, m, h or d)' });
+        return z.NEVER;
+      }
+      const unit = match[3] as keyof typeof WINDOW_UNITS;
+      return { max: Number(match[1]), windowSeconds: Number(match[2]) * WINDOW_UNITS[unit] };
+    });
+
 const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
 
 /** 32 bytes, given as 64 hex characters or as base64. */
@@ -65,11 +86,34 @@ const rawSchema = z.object({
     .string()
     .trim()
     .toLowerCase()
-    .regex(/^(?=.{1,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, {
-      error: 'must be a domain name such as onramp.localhost',
-    })
+    .regex(DOMAIN_NAME, { error: 'must be a domain name such as onramp.localhost' })
     .default('onramp.localhost'),
   DNS_PORT: port(5354),
+  INGRESS_IPV4: z.ipv4({ error: 'must be an IPv4 address' }).optional(),
+  INGRESS_IPV6: z.ipv6({ error: 'must be an IPv6 address' }).optional(),
+  INGRESS_CNAME: z
+    .string()
+    .trim()
+    .toLowerCase()
+    .transform((name) => name.replace(/\.$/, ''))
+    .pipe(z.string().regex(DOMAIN_NAME, { error: 'must be a domain name such as ingress.example.com' }))
+    .optional(),
+  DNS_PROVIDER: z.enum(['builtin', 'cloudflare']).default('builtin'),
+  CLOUDFLARE_API_TOKEN: optionalText,
+  CLOUDFLARE_ZONE_ID: optionalText,
+  CLOUDFLARE_API_URL: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s):// URL' })
+    .default('https://api.cloudflare.com/client/v4'),
+  CERT_PROVIDER: z.enum(['builtin', 'acme']).default('builtin'),
+  ACME_DIRECTORY_URL: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s):// URL' })
+    .default('https://acme-staging-v02.api.letsencrypt.org/directory'),
+  ACME_EMAIL: z
+    .string()
+    .trim()
+    .toLowerCase()
+    .pipe(z.email({ error: 'must be an e-mail address' }))
+    .optional(),
   ONRAMP_ADMIN_EMAIL: z
     .string()
     .trim()
@@ -118,6 +162,10 @@ const rawSchema = z.object({
       return origins;
     }),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
+  ONBOARDING_START_LIMIT: rateRule('10/1h'),
+  ONBOARDING_PROVISION_LIMIT: rateRule('1/24h'),
+  ONBOARDING_STATUS_LIMIT: rateRule('100/1h'),
+  ONBOARDING_IP_LIMIT: rateRule('50/1h'),
 });
 
 type RawEnv = z.output<typeof rawSchema>;
@@ -140,6 +188,19 @@ export interface Config {
   smsGatewayToken: string | undefined;
   baseDomain: string;
   dnsPort: number;
+  /**
+   * What clinic subdomains point at: A (and AAAA) records, or one CNAME.
+   * @default { ipv4: '127.0.0.1' } unless INGRESS_CNAME is set
+   */
+  ingress: { ipv4?: string; ipv6?: string; cname?: string };
+  /** Where clinic DNS records are published. @default builtin */
+  dnsProvider: RawEnv['DNS_PROVIDER'];
+  /** Set when dnsProvider is cloudflare (validated: token and zone present). */
+  cloudflare: { apiToken: string; zoneId: string; apiUrl: string } | undefined;
+  /** Who issues clinic certificates. @default builtin (Onramp's own CA in <dataDir>/ca) */
+  certProvider: RawEnv['CERT_PROVIDER'];
+  /** Set when certProvider is acme (validated: e-mail present). */
+  acme: { directoryUrl: string; email: string } | undefined;
   adminEmail: string;
   jwtSecret: string;
   encryptionKey: Buffer;
@@ -159,6 +220,12 @@ export interface Config {
   /** Extra origins allowed by CORS and on WebSocket upgrades; the server's own origin always is. */
   corsOrigins: string[];
   logLevel: NonNullable<RawEnv['LOG_LEVEL']>;
+  /**
+   * Rate limits of the onboarding REST/GraphQL API (per application for start and status, per
+   * onboarding for provision, per client address for everything).
+   * @default start 10/1h, provision 1/24h, status 100/1h, ip 50/1h (the integration guide)
+   */
+  onboardingLimits: Record<'start' | 'provision' | 'status' | 'ip', { max: number; windowSeconds: number }>;
 }
 
 export class ConfigError extends Error {
@@ -184,7 +251,7 @@ export function loadConfig(
     ? []
     : parsed.error.issues.map((issue) => `${issue.path.join('.') || '(environment)'}: ${issue.message}`);
 
-  if (parsed.success) problems.push(...productionProblems(parsed.data));
+  if (parsed.success) problems.push(...providerProblems(parsed.data), ...productionProblems(parsed.data));
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
 
   const raw = parsed.data;
@@ -207,6 +274,23 @@ export function loadConfig(
     smsGatewayToken: raw.SMS_GATEWAY_TOKEN,
     baseDomain: raw.BASE_DOMAIN,
     dnsPort: raw.DNS_PORT,
+    ingress: raw.INGRESS_CNAME
+      ? { cname: raw.INGRESS_CNAME }
+      : { ipv4: raw.INGRESS_IPV4 ?? '127.0.0.1', ...(raw.INGRESS_IPV6 ? { ipv6: raw.INGRESS_IPV6 } : {}) },
+    dnsProvider: raw.DNS_PROVIDER,
+    cloudflare:
+      raw.DNS_PROVIDER === 'cloudflare' && raw.CLOUDFLARE_API_TOKEN && raw.CLOUDFLARE_ZONE_ID
+        ? {
+            apiToken: raw.CLOUDFLARE_API_TOKEN,
+            zoneId: raw.CLOUDFLARE_ZONE_ID,
+            apiUrl: raw.CLOUDFLARE_API_URL.replace(/\/+$/, ''),
+          }
+        : undefined,
+    certProvider: raw.CERT_PROVIDER,
+    acme:
+      raw.CERT_PROVIDER === 'acme' && raw.ACME_EMAIL
+        ? { directoryUrl: raw.ACME_DIRECTORY_URL, email: raw.ACME_EMAIL }
+        : undefined,
     adminEmail: raw.ONRAMP_ADMIN_EMAIL,
     ...secrets,
     redisUrl: raw.REDIS_URL,
@@ -219,7 +303,36 @@ export function loadConfig(
     clinicHealthIntervalSeconds: raw.CLINIC_HEALTH_INTERVAL_SECONDS,
     corsOrigins: raw.CORS_ORIGINS,
     logLevel: raw.LOG_LEVEL ?? (raw.ONRAMP_ENV === 'test' ? 'warn' : 'info'),
+    onboardingLimits: {
+      start: raw.ONBOARDING_START_LIMIT,
+      provision: raw.ONBOARDING_PROVISION_LIMIT,
+      status: raw.ONBOARDING_STATUS_LIMIT,
+      ip: raw.ONBOARDING_IP_LIMIT,
+    },
   };
+}
+
+/** Combinations that cannot work in any environment (DNS, certificates). */
+function providerProblems(raw: RawEnv): string[] {
+  const problems: string[] = [];
+  if (raw.INGRESS_CNAME && (raw.INGRESS_IPV4 || raw.INGRESS_IPV6)) {
+    problems.push('INGRESS_CNAME: cannot be combined with INGRESS_IPV4/INGRESS_IPV6 (a CNAME stands alone)');
+  }
+  if (raw.DNS_PROVIDER === 'cloudflare') {
+    if (!raw.CLOUDFLARE_API_TOKEN)
+      problems.push('CLOUDFLARE_API_TOKEN: required when DNS_PROVIDER=cloudflare');
+    if (!raw.CLOUDFLARE_ZONE_ID) problems.push('CLOUDFLARE_ZONE_ID: required when DNS_PROVIDER=cloudflare');
+  }
+  if (raw.CERT_PROVIDER === 'acme') {
+    if (!raw.ACME_EMAIL) problems.push('ACME_EMAIL: required when CERT_PROVIDER=acme');
+    // dns-01 challenges are answered by whoever serves the zone; with the built-in provider that is us.
+    if (raw.DNS_PROVIDER === 'builtin' && raw.DNS_PORT === 0) {
+      problems.push(
+        'DNS_PORT: CERT_PROVIDER=acme with the built-in DNS provider needs the DNS server (not 0)',
+      );
+    }
+  }
+  return problems;
 }
 
 function productionProblems(raw: RawEnv): string[] {

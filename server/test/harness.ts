@@ -128,6 +128,8 @@ export interface TestApp {
   app: App;
   url: string;
   config: Config;
+  /** Port of the app's built-in DNS server (UDP and TCP on 127.0.0.1). */
+  dnsPort: number;
   /** POSTs a GraphQL operation as a browser or API client would. */
   gql<T = Record<string, unknown>>(
     query: string,
@@ -155,7 +157,8 @@ export async function startTestApp(
   const db = await openDatabases(config, logger);
   const app = await buildApp(
     { config, logger, db, startedAt: new Date() },
-    { drainTimeoutMs: 2_000, jobPollIntervalMs: 100, ...options },
+    // dnsPort 0: the built-in DNS server on a free port, so files running at once never collide.
+    { drainTimeoutMs: 2_000, jobPollIntervalMs: 100, dnsPort: 0, ...options },
   );
   const url = await app.start();
   const clients: Client[] = [];
@@ -167,6 +170,10 @@ export async function startTestApp(
     app,
     url,
     config,
+    get dnsPort() {
+      if (app.dnsPort === undefined) throw new Error('the built-in DNS server is not running');
+      return app.dnsPort;
+    },
     async superAdmin() {
       const admin = await app.deps.db.prisma.user.findUniqueOrThrow({ where: { email: config.adminEmail } });
       const session = await app.deps.auth.startSession(admin.id, { ip: '127.0.0.1' }, 'test');

@@ -29,7 +29,7 @@ const RunStatusEnum = builder.enumType('ProvisioningRunStatus', {
   values: ['RUNNING', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK'] as const,
 });
 const RunKindEnum = builder.enumType('ProvisioningRunKind', {
-  values: ['REGISTER', 'REPAIR', 'UPGRADE', 'DELETE'] as const,
+  values: ['REGISTER', 'REPAIR', 'UPGRADE', 'DELETE', 'ONBOARDING'] as const,
 });
 export const StepNameEnum = builder.enumType('ProvisioningStepName', { values: PROVISIONING_STEP_NAMES });
 

@@ -11,6 +11,8 @@ import type { Config } from '../../env.js';
 import { NotFoundError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
+import type { CertificateIssuer } from '../certificates/issuer.js';
+import { clinicFqdn, type DnsProvider } from '../dns/provider.js';
 import {
   cloneDatabase,
   databaseExists,
@@ -90,6 +92,10 @@ export interface ProvisioningDeps {
   metrics: Metrics;
   publishProgress(event: ProvisioningEvent): void;
   publishHealth(health: ClinicHealth): void;
+  /** Deleting a clinic unpublishes its subdomain; absent in scripts that never delete clinics. */
+  dns?: DnsProvider;
+  /** Deleting a clinic revokes its certificate; absent in scripts that never delete clinics. */
+  certificates?: CertificateIssuer;
 }
 
 const CLINIC_RECORD = {
@@ -412,11 +418,24 @@ export class ProvisioningService {
     return true;
   }
 
+  /** Unpublishes `<subdomain>.<BASE_DOMAIN>` and revokes its certificate (idempotent). */
+  async releaseSubdomain(subdomain: string): Promise<void> {
+    const fqdn = clinicFqdn(subdomain, this.deps.config.baseDomain);
+    await this.deps.dns?.unpublishSubdomain(fqdn);
+    await this.deps.certificates?.revokeCertificate(fqdn);
+  }
+
   /** Drops the clinic's database and role, then its central records (company included when empty). */
   async deleteClinic(clinicId: string): Promise<void> {
     const clinic = await this.findClinic(clinicId);
     await this.prisma.clinic.update({ where: { id: clinicId }, data: { status: 'DELETING' } });
     await this.clients.evict(clinicId);
+    const { subdomain } = await this.prisma.clinic.findUniqueOrThrow({
+      where: { id: clinicId },
+      select: { subdomain: true },
+    });
+    // Name first: a deleted clinic must stop resolving even if dropping its database fails.
+    await this.releaseSubdomain(subdomain);
     const server = this.servers.get(clinic.databaseServer);
     if (server) await dropClinicObjects(server.url, clinic.databaseName, clinic.databaseRole);
     await this.prisma.$transaction(async (tx) => {

@@ -98,6 +98,7 @@ export class Reconciler {
         result.resumed += 1;
         continue;
       }
+      await provisioning.releaseSubdomain(clinic.subdomain);
       const server = provisioning.integrity.servers.get(clinic.databaseServer);
       if (server) await dropClinicObjects(server.url, clinic.databaseName, clinic.databaseRole);
       await prisma.company.deleteMany({ where: { id: clinic.companyId } });

@@ -1,4 +1,5 @@
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
+import { resolverFor } from '../../../test/dns-client.js';
 import { startTestApp, type TestApp } from '../../../test/harness.js';
 import { startSmtpSink } from '../../../test/smtp-sink.js';
 import { withClient } from '../../db/sql.js';
@@ -27,6 +28,7 @@ interface RegisterResult {
     message?: string;
     fields?: { path: string[]; message: string }[];
     step?: string;
+    runId?: string;
   };
 }
 
@@ -122,6 +124,58 @@ describe('registerClinic in strict mode', async () => {
     });
   });
 
+  it('publishes the clinic’s subdomain in the built-in DNS and issues its certificate; deleteClinic removes both', async () => {
+    const result = await register(t, { clinicName: 'Clinique Dns Ssl' });
+    expect(result).toMatchObject({ __typename: 'RegisterClinicSuccess', status: 'READY' });
+    const fqdn = `${result.clinic?.subdomain}.${t.config.baseDomain}`;
+    expect(await resolverFor(t.dnsPort).resolve4(fqdn)).toEqual(['127.0.0.1']);
+    const certificate = await prisma.certificate.findFirstOrThrow({ where: { fqdn, revokedAt: null } });
+    expect(certificate.issuer).toBe('builtin');
+    expect((await t.app.deps.certificates.ensureCertificate(fqdn)).serialNumber).toBe(
+      certificate.serialNumber,
+    );
+    const run = await prisma.provisioningRun.findFirstOrThrow({
+      where: { clinicId: result.clinic?.id },
+      include: { steps: true },
+    });
+    expect(run.steps.filter((s) => s.name === 'dns' || s.name === 'ssl').map((s) => s.status)).toEqual([
+      'SUCCEEDED',
+      'SUCCEEDED',
+    ]);
+
+    const deleted = await t.gql(
+      'mutation ($id: ID!) { deleteClinic(clinicId: $id) { __typename } }',
+      { id: result.clinic?.id },
+      await t.superAdmin(),
+    );
+    expect(deleted.body.data).toEqual({ deleteClinic: { __typename: 'DeleteClinicSuccess' } });
+    await expect(resolverFor(t.dnsPort).resolve4(fqdn)).rejects.toMatchObject({ code: 'ENOTFOUND' });
+    expect(await prisma.certificate.count({ where: { fqdn, revokedAt: null } })).toBe(0);
+  });
+
+  it('a strict failure at ssl unpublishes the DNS record it had published and leaves no certificate', async () => {
+    t.app.deps.provisioning.injectFault('ssl', 1);
+    const before = {
+      records: await prisma.dnsRecord.count(),
+      certificates: await prisma.certificate.count({ where: { revokedAt: null } }),
+    };
+    const failed = await register(t, { clinicName: 'Clinique Ssl Fault' });
+    expect(failed).toMatchObject({ __typename: 'ProvisioningFailedError', step: 'ssl' });
+    const run = await prisma.provisioningRun.findUniqueOrThrow({
+      where: { id: failed.runId as string },
+      include: { steps: { orderBy: { startedAt: 'asc' } } },
+    });
+    // dns did run (and publish) before it was rolled back.
+    expect(run.steps.find((s) => s.name === 'dns')?.status).toBe('ROLLED_BACK');
+    expect({
+      records: await prisma.dnsRecord.count(),
+      certificates: await prisma.certificate.count({ where: { revokedAt: null } }),
+    }).toEqual(before);
+    await expect(
+      resolverFor(t.dnsPort).resolve4(`clinique-ssl-fault.${t.config.baseDomain}`),
+    ).rejects.toMatchObject({ code: 'ENOTFOUND' });
+  });
+
   it('refuses an expired verification link', async () => {
     const result = await register(t);
     const email = result.user?.email as string;
@@ -173,6 +227,8 @@ describe('registerClinic in strict mode', async () => {
         companies: await prisma.company.count(),
         users: await prisma.user.count(),
         objects: await ownedObjects(t),
+        dnsRecords: await prisma.dnsRecord.count(),
+        certificates: await prisma.certificate.count({ where: { revokedAt: null } }),
       };
       t.app.deps.provisioning.injectFault(step as never, 1);
       const email = `fault-${step}@example.com`;
@@ -186,6 +242,8 @@ describe('registerClinic in strict mode', async () => {
         companies: await prisma.company.count(),
         users: await prisma.user.count(),
         objects: await ownedObjects(t),
+        dnsRecords: await prisma.dnsRecord.count(),
+        certificates: await prisma.certificate.count({ where: { revokedAt: null } }),
       }).toEqual(before);
       expect(await prisma.mailOutbox.count({ where: { toAddress: email } })).toBe(0);
       const again = await register(t, { adminEmail: email });

@@ -12,12 +12,14 @@ import type { Prisma } from '../../generated/central/client.js';
 import { addJob } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
 import { hashPassword } from '../auth/passwords.js';
+import type { CertificateIssuer } from '../certificates/issuer.js';
+import { clinicFqdn, type DnsProvider } from '../dns/provider.js';
 import { enqueueMail } from '../mail/service.js';
-import { slug } from '../provisioning/names.js';
 import type { SagaStep } from '../provisioning/saga.js';
 import type { ProvisioningService } from '../provisioning/service.js';
 import { ProvisioningFailedError } from '../provisioning/service.js';
 import { clinicRecord, type ProvisionState } from '../provisioning/steps.js';
+import { clinicSubdomain, preferredSubdomain, reserveSubdomain } from '../subdomains/allocator.js';
 import { EmailTakenError, InvalidCodeError } from './errors.js';
 import { isTransient } from './transient.js';
 import { normaliseEmail, type RegisterClinicInput } from './validation.js';
@@ -27,24 +29,6 @@ export const MAX_ATTEMPTS = 3;
 /** Hybrid mode: when the synchronous attempt neither finishes nor reschedules (a crash), the job runs after this. */
 const CRASH_FALLBACK_MS = 5 * 60_000;
 const VERIFICATION_TTL_MS = 24 * 60 * 60_000;
-/** Names a clinic may not take as its subdomain. */
-const RESERVED_SUBDOMAINS = new Set([
-  'www',
-  'api',
-  'app',
-  'admin',
-  'mail',
-  'smtp',
-  'imap',
-  'ns1',
-  'ns2',
-  'console',
-  'status',
-  'static',
-  'cdn',
-  'auth',
-  'onramp',
-]);
 
 export type RegistrationStatus = 'READY' | 'PENDING';
 
@@ -59,6 +43,8 @@ export interface RegistrationDeps {
   logger: Logger;
   prisma: CentralPrisma;
   provisioning: ProvisioningService;
+  dns: DnsProvider;
+  certificates: CertificateIssuer;
 }
 
 export interface Registered {
@@ -297,28 +283,78 @@ export class RegistrationService {
     return [
       this.subdomainStep(),
       ...provisioning.databaseSteps(),
-      skipped('dns'),
-      skipped('ssl'),
+      this.dnsStep(),
+      this.sslStep(),
       this.commitStep(),
       this.verificationEmailStep(),
     ];
   }
 
-  /** Upgrades the unique `name-1a2b3c4d` subdomain to the bare name when nobody has it. */
+  /**
+   * Replaces the provisional `name-1a2b3c4d` subdomain with one from the shared allocator
+   * (modules/subdomains): `name`, or `name-2`… when taken by a clinic or an onboarding. A re-run
+   * (hybrid resume) keeps the name reserved the first time.
+   */
   private subdomainStep(): SagaStep<RegistrationState> {
     const { prisma } = this.deps;
     return {
       name: 'subdomain',
       run: async (state) => {
-        const bare = slug(state.clinicName, 40).replaceAll('_', '-');
-        if (bare.length < 3 || RESERVED_SUBDOMAINS.has(bare)) return { note: 'kept the generated subdomain' };
-        try {
-          await prisma.clinic.update({ where: { id: state.clinicId }, data: { subdomain: bare } });
-          return { note: `reserved ${bare}` };
-        } catch (error) {
-          if ((error as { code?: string }).code !== 'P2002') throw error;
-          return { note: `${bare} is taken; kept the generated subdomain` };
-        }
+        const subdomain = await prisma.$transaction(async (tx) => {
+          const name =
+            (await clinicSubdomain(tx, state.clinicId)) ??
+            (await reserveSubdomain(tx, preferredSubdomain(state.clinicName), { clinicId: state.clinicId }));
+          await tx.clinic.update({ where: { id: state.clinicId }, data: { subdomain: name } });
+          return name;
+        });
+        return { note: `reserved ${subdomain}` };
+      },
+      // No undo of its own: the reservation belongs to the clinic row and goes with it
+      // (central_records' undo, deleteClinic); a FAILED clinic keeps its name for a retry.
+    };
+  }
+
+  /** The clinic's name: `<subdomain>.<BASE_DOMAIN>`, read back since the subdomain step may change it. */
+  private async fqdnOf(clinicId: string): Promise<string | undefined> {
+    const clinic = await this.deps.prisma.clinic.findUnique({
+      where: { id: clinicId },
+      select: { subdomain: true },
+    });
+    return clinic ? clinicFqdn(clinic.subdomain, this.deps.config.baseDomain) : undefined;
+  }
+
+  /** Points the clinic's subdomain at the ingress (DNS_PROVIDER). */
+  private dnsStep(): SagaStep<RegistrationState> {
+    const { dns } = this.deps;
+    return {
+      name: 'dns',
+      run: async (state) => {
+        const fqdn = await this.fqdnOf(state.clinicId);
+        if (!fqdn) throw new Error('clinic record missing');
+        const records = await dns.publishSubdomain(fqdn);
+        return { note: `${fqdn} → ${records.map((record) => `${record.type} ${record.value}`).join(', ')}` };
+      },
+      undo: async (state) => {
+        const fqdn = await this.fqdnOf(state.clinicId);
+        if (fqdn) await dns.unpublishSubdomain(fqdn);
+      },
+    };
+  }
+
+  /** A certificate for the clinic's subdomain (CERT_PROVIDER). */
+  private sslStep(): SagaStep<RegistrationState> {
+    const { certificates } = this.deps;
+    return {
+      name: 'ssl',
+      run: async (state) => {
+        const fqdn = await this.fqdnOf(state.clinicId);
+        if (!fqdn) throw new Error('clinic record missing');
+        const certificate = await certificates.ensureCertificate(fqdn);
+        return { note: `${certificates.kind} certificate ${certificate.serialNumber} for ${fqdn}` };
+      },
+      undo: async (state) => {
+        const fqdn = await this.fqdnOf(state.clinicId);
+        if (fqdn) await certificates.revokeCertificate(fqdn);
       },
     };
   }
@@ -440,13 +476,4 @@ export class RegistrationService {
       await this.issueVerification(tx, { id: user.id, email, firstName: user.firstName }, clinicName);
     });
   }
-}
-
-function skipped(name: 'dns' | 'ssl'): SagaStep<RegistrationState> {
-  return {
-    name,
-    run: async () => ({
-      skipped: name === 'dns' ? 'no DNS provider configured' : 'no certificate provider configured',
-    }),
-  };
 }

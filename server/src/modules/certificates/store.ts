@@ -1,0 +1,115 @@
+/**
+ * Issued certificates in the central `certificates` table: at most one live (unrevoked) row per
+ * name, enforced by a partial unique index, so concurrent issuers agree on one certificate.
+ * Leaf private keys are stored AES-256-GCM encrypted with ENCRYPTION_KEY, bound to their row's
+ * name and serial (associated data), and only decrypted for tlsCredentials().
+ */
+import type { CentralPrisma } from '../../db/database.js';
+import { decryptSecret, encryptSecret } from '../provisioning/secrets.js';
+import type { IssuedCertificate, TlsCredentials } from './issuer.js';
+
+const DAY_MS = 24 * 60 * 60_000;
+
+const PUBLIC_FIELDS = {
+  fqdn: true,
+  issuer: true,
+  serialNumber: true,
+  certificatePem: true,
+  chainPem: true,
+  notBefore: true,
+  notAfter: true,
+} as const;
+
+export class CertificateStore {
+  constructor(
+    private readonly prisma: CentralPrisma,
+    private readonly key: Buffer,
+  ) {}
+
+  /** The live certificate of `fqdn` still valid for at least `minDays`, if any. */
+  async live(fqdn: string, minDays: number): Promise<IssuedCertificate | undefined> {
+    const row = await this.prisma.certificate.findFirst({
+      where: { fqdn, revokedAt: null, notAfter: { gt: new Date(Date.now() + minDays * DAY_MS) } },
+      select: PUBLIC_FIELDS,
+    });
+    return row ? toIssued(row) : undefined;
+  }
+
+  /**
+   * Stores `issued` as the live certificate of its name, superseding (revoking) a previous one
+   * with less than `minDays` left. When a concurrent caller stored a good one meanwhile, that
+   * one wins and is returned: a per-name lock orders the callers, and each checks again under it.
+   */
+  async save(issued: IssuedCertificate, privateKeyPem: string, minDays: number): Promise<IssuedCertificate> {
+    const { fqdn } = issued;
+    const privateKeyEnc = encryptSecret(privateKeyPem, this.key, associatedData(fqdn, issued.serialNumber));
+    const renewBefore = new Date(Date.now() + minDays * DAY_MS);
+    try {
+      return await this.prisma.$transaction(async (tx) => {
+        await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`certificate:${fqdn}`}))`;
+        const current = await tx.certificate.findFirst({
+          where: { fqdn, revokedAt: null, notAfter: { gt: renewBefore } },
+          select: PUBLIC_FIELDS,
+        });
+        if (current) return toIssued(current);
+        await tx.certificate.updateMany({
+          where: { fqdn, revokedAt: null },
+          data: { revokedAt: new Date() },
+        });
+        await tx.certificate.create({ data: { ...issued, privateKeyEnc } });
+        return issued;
+      });
+    } catch (error) {
+      // The partial unique index is the last word should the lock ever be bypassed.
+      if (!isUniqueViolation(error)) throw error;
+      const winner = await this.live(fqdn, 0);
+      if (!winner) throw error;
+      return winner;
+    }
+  }
+
+  /** Marks the live certificate of `fqdn` revoked. @returns the one revoked, if any. */
+  async revoke(fqdn: string): Promise<IssuedCertificate | undefined> {
+    const rows = await this.prisma.certificate.updateManyAndReturn({
+      where: { fqdn, revokedAt: null },
+      data: { revokedAt: new Date() },
+      select: PUBLIC_FIELDS,
+    });
+    return rows[0] ? toIssued(rows[0]) : undefined;
+  }
+
+  /** Certificate, chain and decrypted key of the live certificate of `fqdn`. */
+  async tlsCredentials(fqdn: string): Promise<TlsCredentials | undefined> {
+    const row = await this.prisma.certificate.findFirst({
+      where: { fqdn, revokedAt: null },
+      select: { serialNumber: true, certificatePem: true, chainPem: true, privateKeyEnc: true },
+    });
+    if (!row) return undefined;
+    return {
+      key: decryptSecret(row.privateKeyEnc, this.key, associatedData(fqdn, row.serialNumber)),
+      cert: row.certificatePem,
+      ca: row.chainPem,
+    };
+  }
+}
+
+function associatedData(fqdn: string, serialNumber: string): string {
+  return `certificate:${fqdn}:${serialNumber}`;
+}
+
+function toIssued(row: {
+  fqdn: string;
+  issuer: string;
+  serialNumber: string;
+  certificatePem: string;
+  chainPem: string;
+  notBefore: Date;
+  notAfter: Date;
+}): IssuedCertificate {
+  return { ...row, issuer: row.issuer === 'acme' ? 'acme' : 'builtin' };
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  const { code, message } = error as { code?: string; message?: string };
+  return code === 'P2002' || code === '23505' || /unique constraint/i.test(message ?? '');
+}

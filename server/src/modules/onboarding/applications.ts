@@ -1,0 +1,143 @@
+/**
+ * Applications of the onboarding service and their master keys: registered by a super-admin,
+ * shown once, stored as sha256, rotated or revoked (the old key stops working at once). Each
+ * change is audited in its own transaction, without any key material.
+ */
+import type { CentralPrisma } from '../../db/database.js';
+import { NotFoundError, ValidationError } from '../../errors.js';
+import type { Application } from '../../generated/central/client.js';
+import { masterKeyId, newMasterKey, sameHash, sha256 } from './keys.js';
+
+/** Who called with a valid `X-Master-Key`. */
+export interface ApplicationPrincipal {
+  applicationId: string;
+  name: string;
+}
+
+export interface Actor {
+  userId: string | null;
+  ip: string | null;
+}
+
+export interface IssuedApplicationKey {
+  application: Application;
+  /** Plaintext, shown to the caller once; only its sha256 is kept. */
+  masterKey: string;
+}
+
+/** A digest no key has: compared against when the key id is unknown, so both paths cost the same. */
+const NO_KEY_HASH = sha256('no such key');
+
+export function validateApplicationName(raw: unknown, path: string[]): string {
+  const name = typeof raw === 'string' ? raw.trim() : '';
+  if (name.length < 1 || name.length > 120) {
+    throw new ValidationError([{ path, message: 'The application name must be 1 to 120 characters' }]);
+  }
+  return name;
+}
+
+export class ApplicationService {
+  constructor(private readonly prisma: CentralPrisma) {}
+
+  async register(nameInput: string, actor: Actor): Promise<IssuedApplicationKey> {
+    const name = validateApplicationName(nameInput, ['name']);
+    const key = newMasterKey();
+    const application = await this.prisma.$transaction(async (tx) => {
+      const created = await tx.application.create({
+        data: { name, createdBy: actor.userId, keys: { create: { keyId: key.keyId, keyHash: key.hash } } },
+      });
+      await tx.auditLog.create({
+        data: {
+          action: 'application.registered',
+          actorId: actor.userId,
+          targetType: 'application',
+          targetId: created.id,
+          data: { name },
+          ip: actor.ip,
+        },
+      });
+      return created;
+    });
+    return { application, masterKey: key.plaintext };
+  }
+
+  /** A new master key; the previous one stops working immediately. @throws NotFoundError */
+  async rotate(applicationId: string, actor: Actor): Promise<IssuedApplicationKey> {
+    const key = newMasterKey();
+    const application = await this.prisma.$transaction(async (tx) => {
+      const found = await tx.application.findUnique({ where: { id: applicationId } });
+      if (!found) throw new NotFoundError('application');
+      const revoked = await tx.applicationKey.updateMany({
+        where: { applicationId, revokedAt: null },
+        data: { revokedAt: new Date() },
+      });
+      await tx.applicationKey.create({ data: { applicationId, keyId: key.keyId, keyHash: key.hash } });
+      await tx.auditLog.create({
+        data: {
+          action: 'application.key_rotated',
+          actorId: actor.userId,
+          targetType: 'application',
+          targetId: applicationId,
+          data: { revokedKeys: revoked.count },
+          ip: actor.ip,
+        },
+      });
+      return tx.application.update({ where: { id: applicationId }, data: { updatedAt: new Date() } });
+    });
+    return { application, masterKey: key.plaintext };
+  }
+
+  /** Revokes the application's master key; rotate issues a new one. @throws NotFoundError */
+  async revoke(applicationId: string, actor: Actor): Promise<Application> {
+    return this.prisma.$transaction(async (tx) => {
+      const found = await tx.application.findUnique({ where: { id: applicationId } });
+      if (!found) throw new NotFoundError('application');
+      const revoked = await tx.applicationKey.updateMany({
+        where: { applicationId, revokedAt: null },
+        data: { revokedAt: new Date() },
+      });
+      await tx.auditLog.create({
+        data: {
+          action: 'application.key_revoked',
+          actorId: actor.userId,
+          targetType: 'application',
+          targetId: applicationId,
+          data: { revokedKeys: revoked.count },
+          ip: actor.ip,
+        },
+      });
+      return tx.application.update({ where: { id: applicationId }, data: { updatedAt: new Date() } });
+    });
+  }
+
+  /** The application of a presented master key, or null (missing, malformed, unknown, revoked). */
+  async authenticate(presented: string | string[] | undefined | null): Promise<ApplicationPrincipal | null> {
+    if (typeof presented !== 'string' || presented.length > 200) return null;
+    const keyId = masterKeyId(presented);
+    const row = keyId
+      ? await this.prisma.applicationKey.findUnique({
+          where: { keyId },
+          select: {
+            id: true,
+            keyHash: true,
+            revokedAt: true,
+            lastUsedAt: true,
+            application: { select: { id: true, name: true } },
+          },
+        })
+      : null;
+    const matches = sameHash(sha256(presented.trim()), row?.keyHash ?? NO_KEY_HASH);
+    if (!row || !matches || row.revokedAt) return null;
+    if (!row.lastUsedAt || row.lastUsedAt.getTime() < Date.now() - 60_000) {
+      // At most one write a minute per key: enough for operators, cheap on hot paths.
+      void this.prisma.applicationKey
+        .update({ where: { id: row.id }, data: { lastUsedAt: new Date() } })
+        .catch(() => {});
+    }
+    return { applicationId: row.application.id, name: row.application.name };
+  }
+
+  list(): Promise<Application[]> {
+    return this.prisma.application.findMany({ orderBy: { createdAt: 'asc' } });
+  }
+}

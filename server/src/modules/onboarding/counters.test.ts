@@ -1,0 +1,64 @@
+/** The fixed-window counters behind the onboarding rate limits, on both backends. */
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, startRedis, testConfig } from '../../../test/harness.js';
+import { openDatabases } from '../../db/database.js';
+import { createLogger } from '../../logger.js';
+import { RateLimitExceeded } from './errors.js';
+import { type CounterStore, OnboardingLimits, postgresCounterStore, redisCounterStore } from './limits.js';
+
+const redis = await startRedis();
+
+async function stores(): Promise<[string, CounterStore][]> {
+  const config = testConfig({ DATABASE_URL: await createTestDatabase('counters') });
+  const db = await openDatabases(config, createLogger(config));
+  const client = new Redis(redis.url);
+  afterAll(async () => {
+    client.disconnect();
+    await db.close();
+  });
+  return [
+    ['PostgreSQL', postgresCounterStore(db.prisma)],
+    ['Redis', redisCounterStore(client)],
+  ];
+}
+
+const rule = (max: number, windowSeconds: number) => ({ max, windowSeconds });
+
+describe.each(await stores())('counters on %s', (_name, store) => {
+  it('allows max requests per window, then refuses with the seconds left', async () => {
+    const limits = new OnboardingLimits(store, {
+      start: rule(3, 3600),
+      provision: rule(1, 86_400),
+      status: rule(100, 3600),
+      ip: rule(50, 3600),
+    });
+    const key = `k-${Math.random()}`;
+    expect((await limits.take('start', key)).remaining).toBe(2);
+    expect((await limits.take('start', key)).remaining).toBe(1);
+    expect(await limits.take('start', key)).toMatchObject({ limit: 3, remaining: 0 });
+    const refused = await limits.take('start', key).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(RateLimitExceeded);
+    expect((refused as RateLimitExceeded).retryAfterSeconds).toBeGreaterThan(3590);
+    expect((refused as RateLimitExceeded).retryAfterSeconds).toBeLessThanOrEqual(3600);
+    // Other keys and other limits have their own budgets.
+    expect((await limits.take('start', `${key}-other`)).remaining).toBe(2);
+    expect((await limits.take('status', key)).remaining).toBe(99);
+  });
+
+  it('counts concurrent requests exactly', async () => {
+    const key = `c-${Math.random()}`;
+    const counts = await Promise.all(Array.from({ length: 20 }, () => store.hit('test', key, 60)));
+    expect(counts.map((hit) => hit.count).sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 20 }, (_, i) => i + 1),
+    );
+  });
+
+  it('starts a new window when the previous one is over', async () => {
+    const key = `w-${Math.random()}`;
+    await store.hit('test', key, 1);
+    expect((await store.hit('test', key, 1)).count).toBe(2);
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    expect((await store.hit('test', key, 1)).count).toBe(1);
+  });
+});

@@ -1,0 +1,38 @@
+/** Expected failures of the onboarding service, and its rate-limit signal. */
+import { ConflictError, OnrampError } from '../../errors.js';
+import type { ProvisioningStepName } from '../provisioning/step-names.js';
+
+/** The onboarding's state does not allow the operation (e.g. complete before provision). */
+export class OnboardingConflictError extends ConflictError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OnboardingConflictError';
+  }
+}
+
+/**
+ * DNS or the certificate failed. What was done is kept (never undone) and the next
+ * provisioning call resumes from the failed step.
+ */
+export class OnboardingProvisioningFailedError extends OnrampError {
+  readonly code = 'PROVISIONING_FAILED' as const;
+  constructor(
+    readonly step: ProvisioningStepName,
+    readonly runId: string,
+  ) {
+    super(`Provisioning stopped at step ${step}; what was done is kept. Call provision again to resume.`);
+    this.name = 'OnboardingProvisioningFailedError';
+  }
+}
+
+/** A rate limit is exhausted; each transport turns it into 429 / RATE_LIMITED. */
+export class RateLimitExceeded extends Error {
+  constructor(
+    readonly limit: string,
+    readonly retryAfterSeconds: number,
+    readonly max: number,
+  ) {
+    super(`rate limit ${limit} exceeded; retry in ${retryAfterSeconds} s`);
+    this.name = 'RateLimitExceeded';
+  }
+}

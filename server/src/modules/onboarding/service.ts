@@ -1,0 +1,380 @@
+/**
+ * The onboarding service of the integration guide: start (an onboarding and its subdomain),
+ * provision (DNS, certificate, optional API credentials), status and complete. REST
+ * (routes.ts) and GraphQL (schema.ts) both call this class; each onboarding belongs to the
+ * application whose key created it, and is invisible to every other one (NOT_FOUND, never
+ * FORBIDDEN: another application must not learn that a uuid exists).
+ *
+ * Provisioning runs as a saga (provisioning/saga.ts: recorded run and steps, progress events,
+ * fault injection) with steps `dns`, `ssl`, `commit`, but unlike a clinic it never rolls back:
+ * DNS records and a certificate are harmless to keep, and the guide wants a retry to resume.
+ * Each step records its success on the onboarding row and is skipped when it is already done.
+ */
+import { randomUUID } from 'node:crypto';
+import type { CentralPrisma } from '../../db/database.js';
+import type { Config } from '../../env.js';
+import { NotFoundError } from '../../errors.js';
+import type { Onboarding, Prisma } from '../../generated/central/client.js';
+import type { Logger } from '../../logger.js';
+import type { CertificateIssuer } from '../certificates/issuer.js';
+import type { DnsProvider } from '../dns/provider.js';
+import type { FaultInjector } from '../provisioning/faults.js';
+import { type ProvisioningEvent, runSaga, type SagaStep } from '../provisioning/saga.js';
+import type { ProvisioningStepName } from '../provisioning/step-names.js';
+import { preferredSubdomain, reserveSubdomain } from '../subdomains/allocator.js';
+import type { ApplicationPrincipal } from './applications.js';
+import { OnboardingConflictError, OnboardingProvisioningFailedError } from './errors.js';
+import { newApiCredentials } from './keys.js';
+import type { OnboardingLimits, RateState } from './limits.js';
+import type { CompleteInput, StartInput } from './validation.js';
+
+/** A provisioning call holds the onboarding this long; a crashed one frees it after. */
+const PROVISION_LEASE_MS = 5 * 60_000;
+
+export type OnboardingStatus = 'pending' | 'activated' | 'completed';
+
+export interface OnboardingDeps {
+  config: Config;
+  logger: Logger;
+  prisma: CentralPrisma;
+  dns: DnsProvider;
+  certificates: CertificateIssuer;
+  limits: OnboardingLimits;
+  faults: FaultInjector;
+  publishProgress(event: ProvisioningEvent): void;
+  observeStep(step: ProvisioningStepName, outcome: 'ok' | 'error', seconds: number): void;
+}
+
+export interface CallMeta {
+  ip: string | null;
+}
+
+export interface ProvisionResult {
+  onboarding: Onboarding;
+  /** Plaintext, only on the call that generated them (never stored, never replayed). */
+  apiKey: string | null;
+  apiSecret: string | null;
+  /** The onboarding was already provisioned: nothing was done or counted. */
+  isIdempotent: boolean;
+  rate: RateState | null;
+}
+
+interface ProvisionState {
+  onboardingId: string;
+  applicationId: string;
+  fqdn: string;
+  generateApiKey: boolean;
+  ip: string | null;
+  apiKey: string | null;
+  apiSecret: string | null;
+}
+
+export class OnboardingService {
+  constructor(private readonly deps: OnboardingDeps) {}
+
+  get limits(): OnboardingLimits {
+    return this.deps.limits;
+  }
+
+  fullDomain(onboarding: Pick<Onboarding, 'subdomain'>): string {
+    return `${onboarding.subdomain}.${this.deps.config.baseDomain}`;
+  }
+
+  url(onboarding: Pick<Onboarding, 'subdomain'>): string {
+    return `https://${this.fullDomain(onboarding)}`;
+  }
+
+  /** A new onboarding (each call creates one, as the guide says). @throws RateLimitExceeded */
+  async start(
+    app: ApplicationPrincipal,
+    input: StartInput,
+    meta: CallMeta,
+  ): Promise<{ onboarding: Onboarding; rate: RateState }> {
+    const rate = await this.deps.limits.take('start', app.applicationId);
+    const { prisma, logger } = this.deps;
+    const base = preferredSubdomain(input.organizationName);
+    const onboarding = await prisma.$transaction(async (tx) => {
+      const id = randomUUID();
+      // The reservation first (its foreign key is checked at commit): the name decides the row.
+      const subdomain = await reserveSubdomain(tx, base, { onboardingId: id });
+      const created = await tx.onboarding.create({
+        data: {
+          id,
+          applicationId: app.applicationId,
+          email: input.email,
+          // The guide: "organization_name (optionnel, généré si absent)".
+          organizationName: input.organizationName ?? readableName(subdomain),
+          subdomain,
+        },
+      });
+      await tx.auditLog.create({
+        data: {
+          action: 'onboarding.started',
+          targetType: 'onboarding',
+          targetId: id,
+          data: { applicationId: app.applicationId, subdomain },
+          ip: meta.ip,
+        },
+      });
+      return created;
+    });
+    logger.info({ onboardingId: onboarding.id, applicationId: app.applicationId }, 'onboarding started');
+    return { onboarding, rate };
+  }
+
+  /** @throws NotFoundError when the uuid does not exist for this application. */
+  async find(app: ApplicationPrincipal, uuid: string): Promise<Onboarding> {
+    const onboarding = await this.deps.prisma.onboarding.findFirst({
+      where: { id: uuid, applicationId: app.applicationId },
+    });
+    if (!onboarding) throw new NotFoundError('onboarding');
+    return onboarding;
+  }
+
+  /** @throws RateLimitExceeded, NotFoundError */
+  async status(
+    app: ApplicationPrincipal,
+    uuid: string,
+  ): Promise<{ onboarding: Onboarding; rate: RateState }> {
+    const rate = await this.deps.limits.take('status', app.applicationId);
+    return { onboarding: await this.find(app, uuid), rate };
+  }
+
+  /**
+   * DNS, certificate, optional API credentials, then `activated`. A repeat on a provisioned
+   * onboarding changes nothing and costs no rate-limit budget (`isIdempotent`, no secrets).
+   * @throws NotFoundError, RateLimitExceeded, OnboardingConflictError (another call is provisioning it),
+   *   OnboardingProvisioningFailedError (what was done is kept; call again to resume)
+   */
+  async provision(
+    app: ApplicationPrincipal,
+    uuid: string,
+    generateApiKey: boolean,
+    meta: CallMeta,
+  ): Promise<ProvisionResult> {
+    const { prisma, logger } = this.deps;
+    const existing = await this.find(app, uuid);
+    const replay = (onboarding: Onboarding): ProvisionResult => ({
+      onboarding,
+      apiKey: null,
+      apiSecret: null,
+      isIdempotent: true,
+      rate: null,
+    });
+    if (existing.status !== 'pending') return replay(existing);
+    const rate = await this.deps.limits.take('provision', uuid);
+    const claimed = await prisma.onboarding.updateMany({
+      where: {
+        id: uuid,
+        status: 'pending',
+        OR: [{ provisioningUntil: null }, { provisioningUntil: { lt: new Date() } }],
+      },
+      data: {
+        provisioningUntil: new Date(Date.now() + PROVISION_LEASE_MS),
+        provisioningAttempts: { increment: 1 },
+      },
+    });
+    if (claimed.count === 0) {
+      const now = await this.find(app, uuid);
+      if (now.status !== 'pending') return replay(now);
+      throw new OnboardingConflictError('This onboarding is being provisioned by another request');
+    }
+
+    const state: ProvisionState = {
+      onboardingId: uuid,
+      applicationId: app.applicationId,
+      fqdn: this.fullDomain(existing),
+      generateApiKey,
+      ip: meta.ip,
+      apiKey: null,
+      apiSecret: null,
+    };
+    const result = await this.runSteps(state).catch(async (error: unknown) => {
+      // The runner itself failed (e.g. the database went away): free the onboarding for a retry.
+      await prisma.onboarding
+        .update({ where: { id: uuid }, data: { provisioningUntil: null } })
+        .catch(() => {});
+      throw error;
+    });
+    if (!result.ok) {
+      const done = await prisma.onboarding.findUniqueOrThrow({ where: { id: uuid } });
+      await prisma.onboarding.update({
+        where: { id: uuid },
+        data: {
+          provisioningUntil: null,
+          infrastructureStatus: done.dnsConfigured || done.sslConfigured ? 'partial' : 'failed',
+          lastError: `${result.failedStep}: ${result.error.message.slice(0, 300)}`,
+        },
+      });
+      logger.warn(
+        { onboardingId: uuid, step: result.failedStep, runId: result.runId },
+        'onboarding provisioning stopped',
+      );
+      throw new OnboardingProvisioningFailedError(result.failedStep, result.runId);
+    }
+    logger.info({ onboardingId: uuid, apiKeyGenerated: state.apiKey !== null }, 'onboarding provisioned');
+    return {
+      onboarding: await this.find(app, uuid),
+      apiKey: state.apiKey,
+      apiSecret: state.apiSecret,
+      isIdempotent: false,
+      rate,
+    };
+  }
+
+  private runSteps(state: ProvisionState) {
+    const { prisma, logger } = this.deps;
+    return runSaga(
+      {
+        prisma,
+        logger,
+        faults: this.deps.faults,
+        publish: this.deps.publishProgress,
+        observeStep: this.deps.observeStep,
+        leaseMs: this.deps.config.provisioningLeaseSeconds * 1000,
+      },
+      {
+        kind: 'ONBOARDING',
+        clinicId: state.onboardingId,
+        state,
+        steps: [this.dnsStep(), this.sslStep(), this.commitStep()],
+        // Never undo: a retry resumes from the failed step (see the file comment).
+        suspendOn: () => true,
+      },
+    );
+  }
+
+  private dnsStep(): SagaStep<ProvisionState> {
+    const { prisma, dns } = this.deps;
+    return {
+      name: 'dns',
+      run: async (state) => {
+        const row = await prisma.onboarding.findUniqueOrThrow({ where: { id: state.onboardingId } });
+        if (row.dnsConfigured) return { skipped: 'already configured' };
+        const records = await dns.publishSubdomain(state.fqdn);
+        await prisma.onboarding.update({
+          where: { id: state.onboardingId },
+          data: { dnsConfigured: true, infrastructureStatus: 'partial' },
+        });
+        return { note: `${records.length} record(s) for ${state.fqdn} via ${dns.kind}` };
+      },
+    };
+  }
+
+  private sslStep(): SagaStep<ProvisionState> {
+    const { prisma, certificates } = this.deps;
+    return {
+      name: 'ssl',
+      run: async (state) => {
+        const row = await prisma.onboarding.findUniqueOrThrow({ where: { id: state.onboardingId } });
+        if (row.sslConfigured) return { skipped: 'already issued' };
+        const certificate = await certificates.ensureCertificate(state.fqdn);
+        await prisma.onboarding.update({
+          where: { id: state.onboardingId },
+          data: { sslConfigured: true, infrastructureStatus: 'partial' },
+        });
+        return {
+          note: `certificate ${certificate.serialNumber} until ${certificate.notAfter.toISOString()}`,
+        };
+      },
+    };
+  }
+
+  /** `activated`, the credentials' hashes and the audit entry, in one transaction. */
+  private commitStep(): SagaStep<ProvisionState> {
+    const { prisma } = this.deps;
+    return {
+      name: 'commit',
+      run: async (state) => {
+        const credentials = state.generateApiKey ? newApiCredentials() : null;
+        await prisma.$transaction(async (tx) => {
+          await tx.onboarding.update({
+            where: { id: state.onboardingId },
+            data: {
+              status: 'activated',
+              infrastructureStatus: 'ready',
+              activatedAt: new Date(),
+              provisioningUntil: null,
+              lastError: null,
+              ...(credentials
+                ? {
+                    apiKeyId: credentials.apiKey.keyId,
+                    apiKeyHash: credentials.apiKey.hash,
+                    apiSecretHash: credentials.apiSecret.hash,
+                  }
+                : {}),
+            },
+          });
+          await tx.auditLog.create({
+            data: {
+              action: 'onboarding.provisioned',
+              targetType: 'onboarding',
+              targetId: state.onboardingId,
+              data: { applicationId: state.applicationId, apiKeyGenerated: credentials !== null },
+              ip: state.ip,
+            },
+          });
+        });
+        // Only once committed do the plaintexts leave this step.
+        state.apiKey = credentials?.apiKey.plaintext ?? null;
+        state.apiSecret = credentials?.apiSecret.plaintext ?? null;
+        return undefined;
+      },
+    };
+  }
+
+  /**
+   * The application's tenant is ready: `completed`. Repeating it with the same tenant id answers
+   * the same; another tenant id is a conflict.
+   * @throws NotFoundError, OnboardingConflictError
+   */
+  async complete(
+    app: ApplicationPrincipal,
+    uuid: string,
+    input: CompleteInput,
+    meta: CallMeta,
+  ): Promise<Onboarding> {
+    const { prisma } = this.deps;
+    return prisma.$transaction(async (tx) => {
+      // Row lock: two concurrent completions are ordered, the second sees the first.
+      const [locked] = await tx.$queryRaw<{ id: string }[]>`
+        SELECT id FROM onboardings WHERE id = ${uuid}::uuid AND application_id = ${app.applicationId}::uuid FOR UPDATE`;
+      if (!locked) throw new NotFoundError('onboarding');
+      const onboarding = await tx.onboarding.findUniqueOrThrow({ where: { id: uuid } });
+      if (onboarding.status === 'pending') {
+        throw new OnboardingConflictError('Provision the onboarding before completing it');
+      }
+      if (onboarding.status === 'completed') {
+        if (onboarding.tenantId === input.tenantId) return onboarding;
+        throw new OnboardingConflictError('This onboarding was already completed with another tenant_id');
+      }
+      const completed = await tx.onboarding.update({
+        where: { id: uuid },
+        data: {
+          status: 'completed',
+          tenantId: input.tenantId,
+          completionMetadata: input.metadata as Prisma.InputJsonValue,
+          completedAt: new Date(),
+        },
+      });
+      await tx.auditLog.create({
+        data: {
+          action: 'onboarding.completed',
+          targetType: 'onboarding',
+          targetId: uuid,
+          data: { applicationId: app.applicationId, tenantId: input.tenantId },
+          ip: meta.ip,
+        },
+      });
+      return completed;
+    });
+  }
+}
+
+/** `bright-harbor-4821` → `Bright Harbor 4821`. */
+function readableName(subdomain: string): string {
+  return subdomain
+    .split('-')
+    .map((word) => word.charAt(0).toUpperCase() + word.slice(1))
+    .join(' ');
+}

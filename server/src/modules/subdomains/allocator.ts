@@ -1,0 +1,237 @@
+/**
+ * Subdomain allocation shared by clinic registration and onboarding. A name is a DNS label
+ * (RFC 1035/1123: 1–63 of a–z, 0–9 and hyphen, no hyphen at either end) derived from the
+ * organisation's name, never a reserved name, and unique across clinics and onboardings: the
+ * primary key of `subdomain_reservations` decides races, so two concurrent callers can never
+ * both get a name, whichever instance they run on.
+ */
+import { randomInt } from 'node:crypto';
+import type { CentralPrisma } from '../../db/database.js';
+import type { Prisma } from '../../generated/central/client.js';
+
+/** Longest label DNS allows. */
+export const MAX_LABEL_LENGTH = 63;
+/** Longest slug kept from a name, leaving room for a `-NNNN` collision suffix. */
+const MAX_BASE_LENGTH = 50;
+/** Shorter slugs ("AB", "東京") get a generated name instead: too easy to confuse or squat. */
+const MIN_BASE_LENGTH = 3;
+
+/** Names no tenant may take: platform hosts, mail and DNS infrastructure, look-alikes of staff pages. */
+export const RESERVED_SUBDOMAINS: ReadonlySet<string> = new Set([
+  'www',
+  'api',
+  'app',
+  'apps',
+  'admin',
+  'administrator',
+  'root',
+  'mail',
+  'email',
+  'webmail',
+  'smtp',
+  'imap',
+  'pop',
+  'pop3',
+  'mx',
+  'ns',
+  'ns1',
+  'ns2',
+  'ns3',
+  'dns',
+  'ftp',
+  'sftp',
+  'ssh',
+  'vpn',
+  'autodiscover',
+  'autoconfig',
+  'localhost',
+  'console',
+  'dashboard',
+  'status',
+  'static',
+  'assets',
+  'cdn',
+  'media',
+  'auth',
+  'login',
+  'signin',
+  'signup',
+  'register',
+  'account',
+  'accounts',
+  'billing',
+  'support',
+  'help',
+  'docs',
+  'blog',
+  'dev',
+  'staging',
+  'test',
+  'internal',
+  'onramp',
+  'onboarding',
+  'graphql',
+  'metrics',
+  'health',
+  'security',
+  'abuse',
+  'postmaster',
+  'hostmaster',
+  'webmaster',
+]);
+
+const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Letters that Unicode decomposition does not reduce to ASCII. */
+const TRANSLITERATIONS: Record<string, string> = {
+  ß: 'ss',
+  æ: 'ae',
+  œ: 'oe',
+  ø: 'o',
+  đ: 'd',
+  ð: 'd',
+  ł: 'l',
+  þ: 'th',
+  ı: 'i',
+  ħ: 'h',
+};
+
+/** Whether `name` is a valid DNS label that a tenant may hold. */
+export function isAllowedSubdomain(name: string): boolean {
+  return LABEL.test(name) && !RESERVED_SUBDOMAINS.has(name) && !name.startsWith('xn--');
+}
+
+/**
+ * `Clinique du Lac` → `clinique-du-lac`, `Zürich Zahnarzt` → `zurich-zahnarzt`. Accents are
+ * dropped, other characters become single hyphens, at most 50 characters; may be "" (no Latin
+ * letters or digits).
+ */
+export function subdomainSlug(name: string, maxLength = MAX_BASE_LENGTH): string {
+  return name
+    .toLowerCase()
+    .replace(/[ßæœøđðłþıħ]/g, (letter) => TRANSLITERATIONS[letter] ?? letter)
+    .normalize('NFKD')
+    .replace(/\p{M}/gu, '')
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, maxLength)
+    .replace(/-+$/, '');
+}
+
+const ADJECTIVES = [
+  'amber',
+  'bright',
+  'calm',
+  'clear',
+  'coral',
+  'crisp',
+  'early',
+  'fair',
+  'gentle',
+  'golden',
+  'green',
+  'happy',
+  'kind',
+  'light',
+  'lucky',
+  'mellow',
+  'noble',
+  'quiet',
+  'rapid',
+  'silver',
+  'steady',
+  'sunny',
+  'swift',
+  'tidy',
+  'vivid',
+  'warm',
+  'wise',
+  'young',
+];
+const NOUNS = [
+  'brook',
+  'cedar',
+  'cloud',
+  'delta',
+  'field',
+  'forest',
+  'garden',
+  'harbor',
+  'island',
+  'lake',
+  'maple',
+  'meadow',
+  'orchard',
+  'peak',
+  'pine',
+  'river',
+  'shore',
+  'spring',
+  'stone',
+  'summit',
+  'valley',
+  'willow',
+];
+
+/** A readable name for an organisation without one, e.g. `bright-harbor-4821`. */
+export function generatedSubdomain(): string {
+  const pick = (words: string[]) => words[randomInt(words.length)] as string;
+  return `${pick(ADJECTIVES)}-${pick(NOUNS)}-${randomInt(1000, 10_000)}`;
+}
+
+/** The name to try first for an organisation (a generated one when it has none usable). */
+export function preferredSubdomain(organizationName: string | null | undefined): string {
+  const base = organizationName ? subdomainSlug(organizationName) : '';
+  return base.length >= MIN_BASE_LENGTH ? base : generatedSubdomain();
+}
+
+export type SubdomainOwner = { clinicId: string } | { onboardingId: string };
+
+type Db = Prisma.TransactionClient | CentralPrisma;
+
+/**
+ * Reserves the first free name of `base`, `base-2`, `base-3`, … for `owner`. Call it inside the
+ * transaction that creates (or updates) the owner so a rollback frees the name. Under
+ * concurrency the INSERT … ON CONFLICT waits for a competing uncommitted reservation of the same
+ * name and then skips it, so each name goes to exactly one caller.
+ * @param base a label from {@link preferredSubdomain}
+ */
+export async function reserveSubdomain(db: Db, base: string, owner: SubdomainOwner): Promise<string> {
+  const clinicId = 'clinicId' in owner ? owner.clinicId : null;
+  const onboardingId = 'onboardingId' in owner ? owner.onboardingId : null;
+  for (let round = 0; round < 50; round += 1) {
+    // A clinic's provisional name (`name-1a2b3c4d`, before its subdomain step) lives only in
+    // `clinics`; skip those too.
+    const taken = new Set(
+      (
+        await db.$queryRaw<{ subdomain: string }[]>`
+          SELECT subdomain FROM subdomain_reservations WHERE subdomain = ${base} OR subdomain LIKE ${`${base}-%`}
+          UNION SELECT subdomain FROM clinics
+           WHERE (subdomain = ${base} OR subdomain LIKE ${`${base}-%`}) AND id IS DISTINCT FROM ${clinicId}::uuid`
+      ).map((row) => row.subdomain),
+    );
+    const candidate = firstFree(base, taken);
+    const inserted = await db.$executeRaw`
+      INSERT INTO subdomain_reservations (subdomain, clinic_id, onboarding_id)
+      VALUES (${candidate}, ${clinicId}::uuid, ${onboardingId}::uuid)
+      ON CONFLICT (subdomain) DO NOTHING`;
+    if (inserted === 1) return candidate;
+    // Someone committed `candidate` meanwhile: look again.
+  }
+  throw new Error(`no free subdomain found for ${base}`);
+}
+
+function firstFree(base: string, taken: Set<string>): string {
+  for (let n = 1; ; n += 1) {
+    const suffix = n === 1 ? '' : `-${n}`;
+    const candidate = `${base.slice(0, MAX_LABEL_LENGTH - suffix.length).replace(/-+$/, '')}${suffix}`;
+    if (!taken.has(candidate) && isAllowedSubdomain(candidate)) return candidate;
+  }
+}
+
+/** The name reserved by a clinic, if its subdomain step already ran. */
+export async function clinicSubdomain(db: Db, clinicId: string): Promise<string | null> {
+  const [row] = await db.$queryRaw<{ subdomain: string }[]>`
+    SELECT subdomain FROM subdomain_reservations WHERE clinic_id = ${clinicId}::uuid`;
+  return row?.subdomain ?? null;
+}
