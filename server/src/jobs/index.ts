@@ -3,6 +3,7 @@
  * same transaction as the rows it works on, so it exists exactly when they do.
  * Payloads are typed by task name; every handler must be safe to run twice.
  */
+
 import {
   type Runner,
   run,
@@ -11,6 +12,7 @@ import {
   type TaskList,
   Logger as WorkerLogger,
 } from 'graphile-worker';
+import pg from 'pg';
 import type { Logger } from '../logger.js';
 
 export interface TaskPayloads {
@@ -78,15 +80,28 @@ export async function startWorker(options: StartWorkerOptions): Promise<Worker> 
       await (handler as (payload: unknown) => Promise<void>)(payload);
     }) satisfies Task;
   }
-  const runner: Runner = await run({
+  // Our own pool, so that a connection dropped while idle (a restart, pg_terminate_backend) is
+  // logged instead of surfacing as an uncaught 'error' event once the runner stops listening.
+  const pgPool = new pg.Pool({
     connectionString: options.connectionString,
+    max: (options.concurrency ?? 4) + 2,
+    application_name: 'onramp-worker',
+  });
+  pgPool.on('error', (error) => options.logger.warn({ err: error }, 'idle job-worker connection lost'));
+  const runner: Runner = await run({
+    pgPool,
     concurrency: options.concurrency ?? 4,
     pollInterval: options.pollInterval ?? 2000,
     noHandleSignals: true,
     taskList,
     logger: workerLogger(options.logger),
   });
-  return { stop: () => runner.stop() };
+  return {
+    async stop() {
+      await runner.stop();
+      await pgPool.end();
+    },
+  };
 }
 
 /** graphile-worker's logs through pino; payloads are never logged. */

@@ -54,6 +54,18 @@ describe.each(await stores())('counters on %s', (_name, store) => {
     );
   });
 
+  it('gives a hit back, never below zero', async () => {
+    const key = `r-${Math.random()}`;
+    await store.hit('test', key, 60);
+    await store.hit('test', key, 60);
+    await store.release('test', key);
+    expect((await store.hit('test', key, 60)).count).toBe(2);
+    await store.release('test', key);
+    await store.release('test', key);
+    await store.release('test', key);
+    expect((await store.hit('test', key, 60)).count).toBe(1);
+  });
+
   it('starts a new window when the previous one is over', async () => {
     const key = `w-${Math.random()}`;
     await store.hit('test', key, 1);

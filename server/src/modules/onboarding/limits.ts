@@ -12,6 +12,8 @@ import { RateLimitExceeded } from './errors.js';
 export interface CounterStore {
   /** Counts one request of `key`; returns the count in the current window and its seconds left. */
   hit(scope: string, key: string, windowSeconds: number): Promise<{ count: number; resetSeconds: number }>;
+  /** Gives back one hit of the current window (a request that turned out not to count). */
+  release(scope: string, key: string): Promise<void>;
 }
 
 export function postgresCounterStore(db: Pick<CentralPrisma, '$queryRaw' | '$executeRaw'>): CounterStore {
@@ -33,6 +35,10 @@ export function postgresCounterStore(db: Pick<CentralPrisma, '$queryRaw' | '$exe
       }
       return { count: row?.count ?? 1, resetSeconds: Math.max(1, row?.reset ?? windowSeconds) };
     },
+    async release(scope, key) {
+      await db.$executeRaw`UPDATE request_counters SET count = greatest(count - 1, 0)
+                            WHERE scope = ${scope} AND key = ${key}`;
+    },
   };
 }
 
@@ -42,6 +48,11 @@ if count == 1 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 1000) end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 1000); ttl = tonumber(ARGV[1]) * 1000 end
 return {count, ttl}`;
+
+const RELEASE_SCRIPT = `
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count > 0 then redis.call('DECR', KEYS[1]) end
+return 0`;
 
 /** Counters in Redis, keyed `onramp:counters:<scope>:<key>`. */
 export function redisCounterStore(redis: Redis): CounterStore {
@@ -54,6 +65,9 @@ export function redisCounterStore(redis: Redis): CounterStore {
         windowSeconds,
       )) as [number, number];
       return { count, resetSeconds: Math.max(1, Math.ceil(ttl / 1000)) };
+    },
+    async release(scope, key) {
+      await redis.eval(RELEASE_SCRIPT, 1, `onramp:counters:${scope}:${key}`);
     },
   };
 }
@@ -94,5 +108,10 @@ export class OnboardingLimits {
     const { count, resetSeconds } = await this.store.hit(`onboarding.${name}`, key, rule.windowSeconds);
     if (count > rule.max) throw new RateLimitExceeded(name, resetSeconds, rule.max);
     return { limit: rule.max, remaining: rule.max - count, resetSeconds };
+  }
+
+  /** Gives back the hit of a request that must not count (e.g. a provisioning that failed). */
+  release(name: LimitName, key: string): Promise<void> {
+    return this.store.release(`onboarding.${name}`, key);
   }
 }

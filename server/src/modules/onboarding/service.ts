@@ -175,6 +175,7 @@ export class OnboardingService {
       },
     });
     if (claimed.count === 0) {
+      await this.deps.limits.release('provision', uuid);
       const now = await this.find(app, uuid);
       if (now.status !== 'pending') return replay(now);
       throw new OnboardingConflictError('This onboarding is being provisioned by another request');
@@ -194,9 +195,13 @@ export class OnboardingService {
       await prisma.onboarding
         .update({ where: { id: uuid }, data: { provisioningUntil: null } })
         .catch(() => {});
+      await this.deps.limits.release('provision', uuid).catch(() => {});
       throw error;
     });
     if (!result.ok) {
+      // The guide asks integrators to retry /provision after an infrastructure incident: an
+      // attempt that failed on our side does not spend the uuid's daily budget.
+      await this.deps.limits.release('provision', uuid);
       const done = await prisma.onboarding.findUniqueOrThrow({ where: { id: uuid } });
       await prisma.onboarding.update({
         where: { id: uuid },

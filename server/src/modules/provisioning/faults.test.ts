@@ -67,7 +67,8 @@ describe('server faults during provisioning', async () => {
         for (let i = 0; i < 200; i++) {
           const { rows } = await client.query<{ pid: number }>(
             `SELECT pid FROM pg_stat_activity
-              WHERE wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO%companies%' AND pid <> pg_backend_pid()`,
+              WHERE datname = current_database() AND wait_event_type = 'Lock'
+                AND query ILIKE '%INSERT INTO%companies%' AND pid <> pg_backend_pid()`,
           );
           if (rows[0]) {
             await client.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
