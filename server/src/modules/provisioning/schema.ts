@@ -37,6 +37,10 @@ export const ClinicHealthRef = builder.objectRef<ClinicHealth>('ClinicHealth').i
   fields: (t) => ({
     clinicId: t.exposeID('clinicId'),
     name: t.exposeString('name'),
+    server: t.exposeString('server', {
+      description: '`host:port` of the PostgreSQL server holding the database.',
+    }),
+    subdomain: t.exposeString('subdomain'),
     dbStatus: t.field({ type: DbStatusEnum, resolve: (health) => health.dbStatus }),
     tablesCount: t.exposeInt('tablesCount'),
     expectedTables: t.exposeInt('expectedTables'),
