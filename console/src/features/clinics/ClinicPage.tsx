@@ -135,7 +135,7 @@ export function ClinicPage({ id }: { id: string }) {
           <dt>Created</dt>
           <dd>{formatDateTime(clinic.createdAt)}</dd>
         </div>
-        <div>
+        <div className="facts-span">
           <dt>Id</dt>
           <dd>
             <code>{clinic.id}</code>

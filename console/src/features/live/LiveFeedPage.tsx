@@ -23,22 +23,27 @@ const RUN_LABEL: Record<FeedRun['status'], string> = {
 };
 
 function RunTitle({ run }: { run: FeedRun }) {
-  // The clinic's row is committed with the run's first step; a failed registration rolls it
-  // back, so the name is looked up once the run is over, and may be gone.
+  // The clinic row exists from the run's first step until a failure rolls it back, so its name is
+  // looked up once the run succeeded or failed (before the undo reaches central_records).
   const [{ data }] = useQuery({
     query: RunClinicQuery,
     variables: { id: run.clinicId },
     pause: run.status === 'RUNNING',
-    requestPolicy: 'network-only',
   });
   const clinic = data?.clinic;
-  if (clinic)
+  const removed = run.steps.some((step) => step.name === 'central_records' && step.status === 'ROLLED_BACK');
+  if (!clinic) return <span>Clinic {shortId(run.clinicId)}</span>;
+  if (removed)
     return (
-      <Link href={`/clinics/${clinic.id}`}>
-        {clinic.name} <span className="muted">({clinic.subdomain})</span>
-      </Link>
+      <span>
+        {clinic.name} <span className="muted">(rolled back, no longer exists)</span>
+      </span>
     );
-  return <span>Clinic {shortId(run.clinicId)}</span>;
+  return (
+    <Link href={`/clinics/${clinic.id}`}>
+      {clinic.name} <span className="muted">({clinic.subdomain})</span>
+    </Link>
+  );
 }
 
 export function RunCard({ run }: { run: FeedRun }) {
