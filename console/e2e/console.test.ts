@@ -236,6 +236,26 @@ describe('the admin console in a browser', async () => {
     expect(await actions()).toContain('clinic.repair');
   });
 
+  it('fits a phone-sized screen without sideways scrolling', { timeout: 30_000 }, async () => {
+    const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    await page.setViewportSize({ width: 390, height: 844 });
+    try {
+      await page.getByRole('link', { name: 'Clinics', exact: true }).click();
+      const row = page.locator(`tr[data-clinic-id="${clinic.id}"]`);
+      await row.waitFor();
+      expect(await row.locator('.badge').isVisible()).toBe(true);
+      expect(await overflow()).toBeLessThanOrEqual(0);
+      await row.getByRole('link', { name: clinic.name }).click();
+      await page.getByRole('button', { name: 'Repair', exact: true }).waitFor();
+      expect(await overflow()).toBeLessThanOrEqual(0);
+      await page.getByRole('link', { name: 'Live feed' }).click();
+      await page.locator('article.run-card').first().waitFor();
+      expect(await overflow()).toBeLessThanOrEqual(0);
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 800 });
+    }
+  });
+
   it('signs in by password with the TOTP step, and tells a clinic admin the console is not theirs', {
     timeout: 60_000,
   }, async () => {
