@@ -81,6 +81,12 @@ export function createConsoleClient(session: SessionStore): ConsoleClient {
     // Keep subscriptions alive across server restarts and network blips.
     retryAttempts: Number.POSITIVE_INFINITY,
     shouldRetry: () => true,
+    // graphql-ws waits 1 s + 0.3–3 s before the first retry; the reconnect after a token refresh
+    // (below) should not leave a gap that long in the live pages. Later retries back off to 30 s.
+    retryWait: (retries) =>
+      new Promise((resolve) =>
+        setTimeout(resolve, Math.min(250 * 2 ** retries, 30_000) * (0.5 + Math.random())),
+      ),
     connectionParams: async () => {
       const current = session.needsRefresh() ? await session.refresh() : session.session;
       lastToken = current?.accessToken;
