@@ -7,7 +7,12 @@ export default defineConfig({
     alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }],
   },
   test: {
-    include: ['server/src/**/*.test.ts', 'server/test/**/*.test.ts'],
+    include: [
+      'server/src/**/*.test.ts',
+      'server/test/**/*.test.ts',
+      'console/src/**/*.test.ts',
+      'console/e2e/**/*.test.ts',
+    ],
     // One embedded PostgreSQL for the whole run; each test file clones its own database.
     globalSetup: ['server/test/global-setup.ts'],
     pool: 'forks',

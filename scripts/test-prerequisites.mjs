@@ -1,6 +1,8 @@
 // Makes `pnpm test` work on a fresh Debian machine: the Redis pub/sub test runs a real
-// redis-server (Debian's package), installed here when missing and possible.
+// redis-server, the console's browser tests a real chromium (Debian's packages), installed here
+// when missing and possible.
 import { execSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 
 const has = (command) => {
   try {
@@ -11,16 +13,22 @@ const has = (command) => {
   }
 };
 
-if (!has('redis-server')) {
+const missing = [];
+if (!has('redis-server')) missing.push('redis-server');
+// The browser tests drive this binary (console/e2e); CHROMIUM_PATH points elsewhere.
+if (!existsSync(process.env.CHROMIUM_PATH ?? '/usr/bin/chromium')) missing.push('chromium');
+
+if (missing.length > 0) {
   const root = process.getuid?.() === 0;
+  const list = missing.join(' ');
   if (!has('apt-get') || !(root || has('sudo'))) {
-    console.error('The tests need redis-server (Debian: apt-get install -y redis-server).');
+    console.error(`The tests need ${list} (Debian: apt-get install -y ${list}).`);
     process.exit(1);
   }
-  console.log('Installing redis-server (Debian package) for the Redis pub/sub test…');
+  console.log(`Installing ${list} (Debian packages) for the tests…`);
   const sudo = root ? '' : 'sudo ';
   execSync(
-    `${sudo}apt-get update -qq && ${sudo}env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server`,
+    `${sudo}apt-get update -qq && ${sudo}env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${list}`,
     {
       stdio: 'inherit',
       shell: '/bin/sh',

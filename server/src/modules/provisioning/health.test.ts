@@ -61,6 +61,23 @@ describe('clinic health', async () => {
     await provisioning.repairClinic(victim.id);
   });
 
+  it("names each clinic's server and subdomain in clinicsHealth, for the console's table", async () => {
+    const { body } = await t.gql<{
+      clinicsHealth: { clinics: { clinicId: string; server: string; subdomain: string }[] };
+    }>('{ clinicsHealth { clinics { clinicId server subdomain } } }', {}, await t.superAdmin());
+    const records = await db.prisma.clinic.findMany({ where: { id: { in: ids } } });
+    expect(records).toHaveLength(9);
+    for (const record of records) {
+      const row = body.data?.clinicsHealth.clinics.find((c) => c.clinicId === record.id);
+      expect(row).toEqual({
+        clinicId: record.id,
+        server: record.databaseServer,
+        subdomain: record.subdomain,
+      });
+      expect(row?.server).toMatch(/^[^@/]+:\d+$/); // host:port, never credentials
+    }
+  });
+
   it('publishes clinicHealthChanged over WebSocket when the background sweep sees a status change', async () => {
     const client = t.ws({ connectionParams: await t.superAdmin() });
     const target = await db.prisma.clinic.findUniqueOrThrow({ where: { id: ids[1] as string } });

@@ -14,6 +14,9 @@ export type DbStatus = 'HEALTHY' | 'DEGRADED' | 'UNHEALTHY' | 'MISSING' | 'PROVI
 export interface ClinicHealth {
   clinicId: string;
   name: string;
+  /** `host:port` of the PostgreSQL server holding the database (never credentials). */
+  server: string;
+  subdomain: string;
   dbStatus: DbStatus;
   tablesCount: number;
   expectedTables: number;
@@ -27,6 +30,7 @@ export interface ClinicHealth {
 export interface ClinicRecord {
   id: string;
   name: string;
+  subdomain: string;
   status: string;
   databaseName: string;
   databaseServer: string;
@@ -69,6 +73,8 @@ function report(
   return {
     clinicId: clinic.id,
     name: clinic.name,
+    server: clinic.databaseServer,
+    subdomain: clinic.subdomain,
     tablesCount: 0,
     expectedTables: ctx.shape.tables.length,
     missingTables: [],

@@ -278,6 +278,30 @@ describe('the provisioning engine', async () => {
     expect(body.data?.provisioningMetrics.failures).toBeGreaterThan(0);
   });
 
+  it("lists every clinic's runs without clinicId, newest first, filtered by kind", async () => {
+    const first = await provision('Charted A');
+    const second = await provision('Charted B');
+    const { body } = await t.gql<{
+      provisioningRuns: { clinicId: string; kind: string; startedAt: string; durationMs: number | null }[];
+    }>(
+      '{ provisioningRuns(kind: REGISTER, first: 200) { clinicId kind startedAt durationMs } }',
+      {},
+      await t.superAdmin(),
+    );
+    const runs = body.data?.provisioningRuns ?? [];
+    expect(runs.slice(0, 2).map((run) => run.clinicId)).toEqual([second.clinicId, first.clinicId]);
+    expect(runs.every((run) => run.kind === 'REGISTER')).toBe(true);
+    const times = runs.map((run) => Date.parse(run.startedAt));
+    expect(times).toEqual([...times].sort((a, b) => b - a));
+    expect(runs[0]?.durationMs).toBeGreaterThan(0);
+    const deletes = await t.gql<{ provisioningRuns: { kind: string }[] }>(
+      '{ provisioningRuns(kind: DELETE, first: 200) { kind } }',
+      {},
+      await t.superAdmin(),
+    );
+    expect(deletes.body.data?.provisioningRuns.every((run) => run.kind === 'DELETE')).toBe(true);
+  });
+
   it('rejects a malformed clinic id with a ValidationError and an unknown one with NotFoundError', async () => {
     const bad = await t.gql(
       `mutation { repairClinic(clinicId: "1; DROP") { __typename ... on ValidationError { fields { path message } } } }`,

@@ -37,6 +37,10 @@ export const ClinicHealthRef = builder.objectRef<ClinicHealth>('ClinicHealth').i
   fields: (t) => ({
     clinicId: t.exposeID('clinicId'),
     name: t.exposeString('name'),
+    server: t.exposeString('server', {
+      description: '`host:port` of the PostgreSQL server holding the database.',
+    }),
+    subdomain: t.exposeString('subdomain'),
     dbStatus: t.field({ type: DbStatusEnum, resolve: (health) => health.dbStatus }),
     tablesCount: t.exposeInt('tablesCount'),
     expectedTables: t.exposeInt('expectedTables'),
@@ -198,15 +202,21 @@ builder.queryFields((t) => ({
   provisioningRuns: t.prismaField({
     type: ['ProvisioningRun'],
     authScopes: { operator: true },
+    description:
+      "Newest first: one clinic's runs, or every clinic's without `clinicId` (the console's metrics chart).",
     args: {
-      clinicId: t.arg.id({ required: true, validate: uuid }),
-      first: t.arg.int({ defaultValue: 20, validate: z.number().int().min(1).max(100) }),
+      clinicId: t.arg.id({ validate: uuid }),
+      kind: t.arg({ type: RunKindEnum }),
+      first: t.arg.int({ defaultValue: 20, validate: z.number().int().min(1).max(200) }),
     },
     resolve: (query, _root, args, context) =>
       context.deps.db.prisma.provisioningRun.findMany({
         ...query,
-        where: { clinicId: args.clinicId },
-        orderBy: { startedAt: 'desc' },
+        where: {
+          ...(args.clinicId ? { clinicId: String(args.clinicId) } : {}),
+          ...(args.kind ? { kind: args.kind } : {}),
+        },
+        orderBy: [{ startedAt: 'desc' }, { id: 'desc' }],
         take: args.first ?? 20,
       }),
   }),

@@ -101,6 +101,7 @@ export interface ProvisioningDeps {
 const CLINIC_RECORD = {
   id: true,
   name: true,
+  subdomain: true,
   status: true,
   databaseName: true,
   databaseServer: true,

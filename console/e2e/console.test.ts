@@ -1,0 +1,304 @@
+/**
+ * The console in a real browser (Debian's chromium through playwright-core) against a real
+ * server: embedded PostgreSQL, SMTP sink, the console built from source. Nothing is mocked.
+ *
+ * With SCREENSHOTS=1 (`pnpm screenshots`) the tests also write docs/screenshots/*.png at 1280 px.
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { quoteIdent, withClient } from '../../server/src/db/sql.js';
+import { base32Decode, currentStep, totpAt } from '../../server/src/modules/auth/totp.js';
+import { startTestApp, tempDir } from '../../server/test/harness.js';
+import { startSmtpSink } from '../../server/test/smtp-sink.js';
+import { buildConsole } from './build.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const SCREENSHOTS = process.env.SCREENSHOTS === '1';
+const SCREENSHOT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../docs/screenshots');
+const PASSWORD = 'correct horse battery staple';
+
+const REGISTER = `mutation ($input: RegisterClinicInput!) {
+  registerClinic(input: $input) {
+    __typename
+    ... on RegisterClinicSuccess { clinic { id name } }
+    ... on Error { code message }
+  }
+}`;
+
+interface Registered {
+  registerClinic: { __typename: string; clinic?: { id: string; name: string } };
+}
+
+describe('the admin console in a browser', async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} is missing: pnpm test installs it (Debian: apt-get install -y chromium)`);
+  }
+  const consoleDir = tempDir('onramp-console-build-');
+  buildConsole(consoleDir);
+  const sink = await startSmtpSink();
+  afterAll(() => sink.stop());
+  const t = await startTestApp(
+    {
+      SMTP_URL: sink.url,
+      // The periodic sweep publishes clinicHealthChanged; a second keeps the test short.
+      CLINIC_HEALTH_INTERVAL_SECONDS: '1',
+      CLINIC_POOL_SIZE: '0',
+    },
+    { consoleDir },
+  );
+  const admin = await t.superAdmin();
+
+  let browser: Browser;
+  let page: Page;
+  /** The clinic registered while the live feed watched; later tests break and repair it. */
+  let clinic: { id: string; name: string; databaseName: string };
+
+  beforeAll(async () => {
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  const shot = async (name: string) => {
+    if (!SCREENSHOTS) return;
+    mkdirSync(SCREENSHOT_DIR, { recursive: true });
+    await page.screenshot({ path: join(SCREENSHOT_DIR, `${name}.png`), fullPage: true });
+  };
+  const register = async (clinicName: string, adminEmail: string) => {
+    const { body } = await t.gql<Registered>(REGISTER, {
+      input: {
+        clinicName,
+        country: 'FR',
+        adminEmail,
+        adminPassword: PASSWORD,
+        adminFirstName: 'Ada',
+        adminLastName: 'Lovelace',
+      },
+    });
+    return body.data?.registerClinic;
+  };
+  /** Set once signed in; still there at the end proves nothing reloaded the page. */
+  const markPage = () => page.evaluate(() => Object.assign(window, { onrampNoReload: true }));
+  const notReloaded = () =>
+    page.evaluate(() => (window as { onrampNoReload?: boolean }).onrampNoReload === true);
+
+  it('signs the super-admin in with the code e-mailed to them', { timeout: 60_000 }, async () => {
+    await page.goto(t.url);
+    await page.getByLabel('E-mail').fill(t.config.adminEmail);
+    await shot('sign-in');
+    await page.getByRole('button', { name: 'Send me a code' }).click();
+    const mail = await sink.waitFor((message) => message.subject === 'Your Onramp sign-in code');
+    const code = /\b(\d{6})\b/.exec(mail.text ?? '')?.[1];
+    expect(code).toMatch(/^\d{6}$/);
+
+    await page.getByLabel('Code from the e-mail').fill('000000');
+    await page.getByRole('button', { name: 'Verify' }).click();
+    await expect.poll(() => page.getByRole('alert').textContent()).toMatch(/code/i);
+
+    await page.getByLabel('Code from the e-mail').fill(code as string);
+    await page.getByRole('button', { name: 'Verify' }).click();
+    await page.getByRole('heading', { name: 'Clinics', level: 1 }).waitFor();
+    expect(await page.getByText(t.config.adminEmail).isVisible()).toBe(true);
+    await markPage();
+  });
+
+  it('shows a registration in the live feed as its steps happen', { timeout: 60_000 }, async () => {
+    await page.getByRole('link', { name: 'Live feed' }).click();
+    await page.getByRole('heading', { name: 'Live provisioning' }).waitFor();
+    await page.getByText('No provisioning since this page was opened').waitFor();
+
+    const answer = await register('Clinique du Lac', 'lac@example.com');
+    expect(answer?.__typename).toBe('RegisterClinicSuccess');
+    const { body } = await t.gql<{ clinic: typeof clinic }>(
+      'query ($id: ID!) { clinic(id: $id) { id name databaseName } }',
+      { id: answer?.clinic?.id },
+      admin,
+    );
+    clinic = body.data?.clinic as typeof clinic;
+
+    const card = page.locator('article.run-card').filter({ hasText: 'Clinique du Lac' });
+    await card.waitFor({ timeout: 10_000 });
+    for (const step of [
+      'central_records',
+      'create_database',
+      'migrate_database',
+      'verify_database',
+      'commit',
+    ]) {
+      await expect.poll(() => card.locator(`li[data-step="${step}"]`).textContent()).toContain('SUCCEEDED');
+    }
+    expect(await card.getByTestId('run-status').textContent()).toBe('Succeeded');
+    expect(await notReloaded()).toBe(true);
+  });
+
+  it('shows a failing registration fail and roll back, step by step', { timeout: 60_000 }, async () => {
+    await t.gql('mutation { injectFault(step: seed_provider) { pending } }', {}, admin);
+    const answer = await register('Clinique Fragile', 'fragile@example.com');
+    expect(answer?.__typename).toBe('ProvisioningFailedError');
+
+    // The newest card; the clinic no longer exists once central_records is undone.
+    const card = page.locator('article.run-card').first();
+    await expect.poll(() => card.getByTestId('run-status').textContent()).toBe('Failed');
+    await expect.poll(() => card.locator('li[data-step="seed_provider"]').textContent()).toContain('FAILED');
+    for (const step of ['central_records', 'create_database', 'migrate_database', 'verify_database']) {
+      await expect.poll(() => card.locator(`li[data-step="${step}"]`).textContent()).toContain('ROLLED BACK');
+    }
+    // No link to a clinic that is gone (its name shows when the lookup beat the undo).
+    await expect.poll(() => card.locator('h2 a').count()).toBe(0);
+    expect(await page.locator('article.run-card').count()).toBe(2);
+    expect(await notReloaded()).toBe(true);
+    await shot('live-feed');
+  });
+
+  it('turns a dropped database MISSING without reload, and Repair makes it HEALTHY', {
+    timeout: 90_000,
+  }, async () => {
+    await page.getByRole('link', { name: 'Clinics' }).click();
+    const row = page.locator(`tr[data-clinic-id="${clinic.id}"]`);
+    const badge = row.locator('.badge');
+    await expect.poll(() => badge.textContent(), { timeout: 10_000 }).toBe('HEALTHY');
+    expect(await page.getByTestId('total-missing').textContent()).toBe('0');
+
+    // From outside, as an operator's mistake would: the server only learns of it by checking.
+    await withClient(inject('pgAdminUrl'), (client) =>
+      client.query(`DROP DATABASE ${quoteIdent(clinic.databaseName)} WITH (FORCE)`),
+    );
+    await expect.poll(() => badge.textContent(), { timeout: 15_000, interval: 250 }).toBe('MISSING');
+    expect(await page.getByTestId('total-missing').textContent()).toBe('1');
+    expect(await notReloaded()).toBe(true);
+
+    // Filters: MISSING only, then a search that matches nothing.
+    await page.getByLabel('Database health').selectOption('MISSING');
+    expect(await page.locator('tbody tr').count()).toBe(1);
+    await page.getByLabel('Search').fill('no such clinic');
+    await page.getByText('No clinic matches these filters.').waitFor();
+    await page.getByLabel('Search').fill('');
+    await page.getByLabel('Database health').selectOption('ALL');
+    await shot('clinics');
+
+    await row.getByRole('link', { name: clinic.name }).click();
+    await page.getByRole('heading', { name: clinic.name, level: 1 }).waitFor();
+    await expect.poll(() => page.getByTestId('clinic-db-status').textContent()).toBe('MISSING');
+    await page.getByText('database does not exist').first().waitFor();
+
+    await page.getByRole('button', { name: 'Repair', exact: true }).click();
+    const dialog = page.getByRole('dialog', { name: `Repair ${clinic.name}?` });
+    await dialog.waitFor();
+    await dialog.getByRole('button', { name: 'Repair now' }).click();
+    const result = page.getByTestId('repair-result');
+    await result.waitFor({ timeout: 30_000 });
+    expect(await result.textContent()).toContain(`recreated database ${clinic.databaseName}`);
+    expect(await result.locator('.before-after > div').first().locator('.badge').textContent()).toBe(
+      'MISSING',
+    );
+    expect(await result.locator('.before-after > div').last().locator('.badge').textContent()).toBe(
+      'HEALTHY',
+    );
+    await expect.poll(() => page.getByTestId('clinic-db-status').first().textContent()).toBe('HEALTHY');
+    // The registration's run is on the clinic's timeline.
+    await page.getByRole('heading', { name: 'Provisioning runs' }).waitFor();
+    expect(await page.locator('.timeline-run').first().textContent()).toContain('commit');
+    await shot('clinic');
+
+    await page.getByRole('link', { name: 'Clinics', exact: true }).first().click();
+    await expect.poll(() => badge.textContent(), { timeout: 10_000 }).toBe('HEALTHY');
+    expect(await notReloaded()).toBe(true);
+  });
+
+  it('shows metrics with the successful and the failed registration', { timeout: 30_000 }, async () => {
+    await page.getByRole('link', { name: 'Metrics' }).click();
+    const totals = page.getByRole('region', { name: 'Provisioning totals' });
+    await expect.poll(() => totals.textContent()).toMatch(/1\s*Successes/);
+    expect(await totals.textContent()).toMatch(/1\s*Failures/);
+    expect(await page.locator('.chart circle.chart-ok').count()).toBe(1);
+    expect(await page.locator('.chart path.chart-failed').count()).toBe(1);
+    await shot('metrics');
+  });
+
+  it('lists audit entries and filters them by action family', { timeout: 30_000 }, async () => {
+    await page.getByRole('link', { name: 'Audit log' }).click();
+    await page.getByRole('heading', { name: 'Audit log' }).waitFor();
+    const actions = () => page.locator('tbody td[data-label="Action"]').allTextContents();
+    await expect.poll(actions).toContain('clinic.repair');
+    expect(await actions()).toContain('auth.sign_in');
+    await shot('audit');
+    await page.getByRole('button', { name: 'clinic', exact: true }).click();
+    await expect.poll(actions).not.toContain('auth.sign_in');
+    expect(await actions()).toContain('clinic.repair');
+  });
+
+  it('fits a phone-sized screen without sideways scrolling', { timeout: 30_000 }, async () => {
+    const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    await page.setViewportSize({ width: 390, height: 844 });
+    try {
+      await page.getByRole('link', { name: 'Clinics', exact: true }).click();
+      const row = page.locator(`tr[data-clinic-id="${clinic.id}"]`);
+      await row.waitFor();
+      expect(await row.locator('.badge').isVisible()).toBe(true);
+      expect(await overflow()).toBeLessThanOrEqual(0);
+      await row.getByRole('link', { name: clinic.name }).click();
+      await page.getByRole('button', { name: 'Repair', exact: true }).waitFor();
+      expect(await overflow()).toBeLessThanOrEqual(0);
+      await page.getByRole('link', { name: 'Live feed' }).click();
+      await page.locator('article.run-card').first().waitFor();
+      expect(await overflow()).toBeLessThanOrEqual(0);
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 800 });
+    }
+  });
+
+  it('signs in by password with the TOTP step, and tells a clinic admin the console is not theirs', {
+    timeout: 60_000,
+  }, async () => {
+    // A clinic admin with 2FA, set up through the API.
+    const verify = await sink.waitFor((message) =>
+      JSON.stringify(message.to ?? '').includes('lac@example.com'),
+    );
+    const token = /verify-email\?token=([A-Za-z0-9_-]+)/.exec(verify.text ?? '')?.[1];
+    await t.gql('mutation ($t: String!) { verifyEmail(token: $t) { __typename } }', { t: token });
+    const session = await t.gql<{ signInWithPassword: { accessToken: string } }>(
+      'mutation ($e: String!, $p: String!) { signInWithPassword(email: $e, password: $p) { ... on AuthSession { accessToken } } }',
+      { e: 'lac@example.com', p: PASSWORD },
+    );
+    const auth = { authorization: `Bearer ${session.body.data?.signInWithPassword.accessToken}` };
+    const setup = await t.gql<{ setupTwoFactor: { secret: string } }>(
+      'mutation { setupTwoFactor { ... on SetupTwoFactorSuccess { secret } } }',
+      {},
+      auth,
+    );
+    const secret = base32Decode(setup.body.data?.setupTwoFactor.secret as string);
+    const confirmed = await t.gql(
+      'mutation ($c: String!) { confirmTwoFactor(code: $c) { __typename } }',
+      {
+        c: totpAt(secret, currentStep()),
+      },
+      auth,
+    );
+    expect(confirmed.body.data).toEqual({ confirmTwoFactor: { __typename: 'ConfirmTwoFactorSuccess' } });
+
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('heading', { name: 'Sign in with an e-mail code' }).waitFor();
+    await page.getByRole('button', { name: 'Sign in with a password instead' }).click();
+    await page.getByLabel('E-mail').fill('lac@example.com');
+    await page.getByLabel('Password').fill('not the password');
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await expect.poll(() => page.getByRole('alert').textContent()).toBeTruthy();
+
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await page.getByRole('heading', { name: 'Two-factor authentication' }).waitFor();
+    // The code of the next step: the current one was spent by confirmTwoFactor.
+    await page.getByLabel('Authenticator code').fill(totpAt(secret, currentStep() + 1));
+    await page.getByRole('button', { name: 'Verify' }).click();
+    await page.getByRole('heading', { name: 'Platform operators only' }).waitFor();
+  });
+});

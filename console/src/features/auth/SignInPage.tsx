@@ -1,0 +1,261 @@
+import { type FormEvent, useEffect, useId, useRef, useState } from 'react';
+import { useMutation } from 'urql';
+import type { AuthSessionFields } from '../../auth/session';
+import { graphql } from '../../gql';
+import { describeError } from '../../ui/states';
+
+const RequestLoginCodeMutation = graphql(`
+  mutation SignInPage_RequestLoginCodeMutation($email: String!) {
+    requestLoginCode(email: $email) {
+      __typename
+      ... on LoginCodeRequested {
+        expiresInSeconds
+      }
+      ... on Error {
+        message
+      }
+    }
+  }
+`);
+
+const SignInWithCodeMutation = graphql(`
+  mutation SignInPage_SignInWithCodeMutation($email: String!, $code: String!) {
+    signInWithCode(email: $email, code: $code) {
+      __typename
+      ...ConsoleClient_SessionFields
+      ... on Error {
+        message
+      }
+    }
+  }
+`);
+
+const SignInWithPasswordMutation = graphql(`
+  mutation SignInPage_SignInWithPasswordMutation($email: String!, $password: String!) {
+    signInWithPassword(email: $email, password: $password) {
+      __typename
+      ...ConsoleClient_SessionFields
+      ... on TwoFactorChallenge {
+        challengeToken
+      }
+      ... on Error {
+        message
+      }
+    }
+  }
+`);
+
+const VerifyTwoFactorMutation = graphql(`
+  mutation SignInPage_VerifyTwoFactorMutation($challengeToken: String!, $code: String!) {
+    verifyTwoFactor(challengeToken: $challengeToken, code: $code) {
+      __typename
+      ...ConsoleClient_SessionFields
+      ... on Error {
+        message
+      }
+    }
+  }
+`);
+
+type Step =
+  | { kind: 'email' }
+  | { kind: 'code'; email: string; expiresInSeconds: number }
+  | { kind: 'password' }
+  | { kind: 'totp'; challengeToken: string };
+
+/** Any sign-in answer: a session, a 2FA challenge, or an expected error (data, not exception). */
+type Answer = { __typename: string; message?: string; challengeToken?: string } | undefined;
+
+export function SignInPage({
+  onSignedIn,
+  notice,
+}: {
+  onSignedIn: (session: AuthSessionFields) => void;
+  notice?: string;
+}) {
+  const [step, setStep] = useState<Step>({ kind: 'email' });
+  const [error, setError] = useState<string | null>(null);
+  const [email, setEmail] = useState('');
+  const [password, setPassword] = useState('');
+  const [code, setCode] = useState('');
+  const ids = { email: useId(), password: useId(), code: useId(), error: useId() };
+
+  const [requestState, requestCode] = useMutation(RequestLoginCodeMutation);
+  const [codeState, signInWithCode] = useMutation(SignInWithCodeMutation);
+  const [passwordState, signInWithPassword] = useMutation(SignInWithPasswordMutation);
+  const [totpState, verifyTwoFactor] = useMutation(VerifyTwoFactorMutation);
+  const form = useRef<HTMLFormElement>(null);
+  // Each step starts with its first field focused (the page has nothing else to do).
+  // biome-ignore lint/correctness/useExhaustiveDependencies: runs when the step changes.
+  useEffect(() => {
+    form.current?.querySelector('input')?.focus();
+  }, [step.kind]);
+  const busy = requestState.fetching || codeState.fetching || passwordState.fetching || totpState.fetching;
+
+  /** Handles the union every sign-in mutation answers with. */
+  const settle = (
+    result: { data?: unknown; error?: Parameters<typeof describeError>[0] },
+    answer: Answer,
+  ) => {
+    if (result.error) return setError(describeError(result.error));
+    if (!answer) return setError('The server gave no answer.');
+    if (answer.__typename === 'AuthSession') return onSignedIn(answer as unknown as AuthSessionFields);
+    if (answer.__typename === 'TwoFactorChallenge' && answer.challengeToken) {
+      setCode('');
+      setError(null);
+      return setStep({ kind: 'totp', challengeToken: answer.challengeToken });
+    }
+    setError(answer.message ?? 'Sign-in failed.');
+  };
+
+  const switchTo = (next: Step) => {
+    setError(null);
+    setCode('');
+    setStep(next);
+  };
+
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    setError(null);
+    if (step.kind === 'email') {
+      const result = await requestCode({ email });
+      const answer = result.data?.requestLoginCode;
+      if (result.error) return setError(describeError(result.error));
+      if (answer?.__typename === 'LoginCodeRequested')
+        return setStep({ kind: 'code', email, expiresInSeconds: answer.expiresInSeconds });
+      return setError(answer && 'message' in answer ? answer.message : 'Could not send a code.');
+    }
+    if (step.kind === 'code') {
+      const result = await signInWithCode({ email: step.email, code: code.trim() });
+      return settle(result, result.data?.signInWithCode as Answer);
+    }
+    if (step.kind === 'password') {
+      const result = await signInWithPassword({ email, password });
+      return settle(result, result.data?.signInWithPassword as Answer);
+    }
+    const result = await verifyTwoFactor({ challengeToken: step.challengeToken, code: code.trim() });
+    settle(result, result.data?.verifyTwoFactor as Answer);
+  }
+
+  const titles: Record<Step['kind'], string> = {
+    email: 'Sign in with an e-mail code',
+    code: 'Enter your code',
+    password: 'Sign in with a password',
+    totp: 'Two-factor authentication',
+  };
+
+  return (
+    <main className="sign-in">
+      <form
+        ref={form}
+        className="card sign-in-card"
+        onSubmit={submit}
+        aria-describedby={error ? ids.error : undefined}
+      >
+        <p className="brand">Onramp console</p>
+        <h1>{titles[step.kind]}</h1>
+        {notice && (
+          <p className="notice" role="status">
+            {notice}
+          </p>
+        )}
+
+        {(step.kind === 'email' || step.kind === 'password') && (
+          <div className="field">
+            <label htmlFor={ids.email}>E-mail</label>
+            <input
+              id={ids.email}
+              type="email"
+              autoComplete="username"
+              required
+              value={email}
+              onChange={(event) => setEmail(event.target.value)}
+            />
+          </div>
+        )}
+        {step.kind === 'password' && (
+          <div className="field">
+            <label htmlFor={ids.password}>Password</label>
+            <input
+              id={ids.password}
+              type="password"
+              autoComplete="current-password"
+              required
+              value={password}
+              onChange={(event) => setPassword(event.target.value)}
+            />
+          </div>
+        )}
+        {step.kind === 'code' && (
+          <p className="hint">
+            If <strong>{step.email}</strong> belongs to an account, a 6-digit code is on its way. It is valid
+            for {Math.round(step.expiresInSeconds / 60)} minutes.
+          </p>
+        )}
+        {step.kind === 'totp' && (
+          <p className="hint">Enter the 6-digit code from your authenticator app, or a recovery code.</p>
+        )}
+        {(step.kind === 'code' || step.kind === 'totp') && (
+          <div className="field">
+            <label htmlFor={ids.code}>
+              {step.kind === 'code' ? 'Code from the e-mail' : 'Authenticator code'}
+            </label>
+            <input
+              id={ids.code}
+              name="code"
+              inputMode={step.kind === 'code' ? 'numeric' : 'text'}
+              autoComplete="one-time-code"
+              required
+              value={code}
+              onChange={(event) => setCode(event.target.value)}
+            />
+          </div>
+        )}
+
+        {error && (
+          <p id={ids.error} className="notice notice-error" role="alert">
+            {error}
+          </p>
+        )}
+
+        <button type="submit" className="button button-primary" disabled={busy}>
+          {busy
+            ? 'Please wait…'
+            : step.kind === 'email'
+              ? 'Send me a code'
+              : step.kind === 'password'
+                ? 'Sign in'
+                : 'Verify'}
+        </button>
+
+        <div className="sign-in-alternatives">
+          {step.kind === 'code' && (
+            <button type="button" className="link-button" onClick={() => switchTo({ kind: 'email' })}>
+              Use another e-mail or send a new code
+            </button>
+          )}
+          {step.kind === 'email' && (
+            <button
+              type="button"
+              className="link-button"
+              disabled={!email}
+              onClick={() => switchTo({ kind: 'code', email: email.trim(), expiresInSeconds: 600 })}
+            >
+              I already have a code
+            </button>
+          )}
+          {step.kind !== 'password' && (
+            <button type="button" className="link-button" onClick={() => switchTo({ kind: 'password' })}>
+              Sign in with a password instead
+            </button>
+          )}
+          {step.kind === 'password' && (
+            <button type="button" className="link-button" onClick={() => switchTo({ kind: 'email' })}>
+              Sign in with an e-mail code instead
+            </button>
+          )}
+        </div>
+      </form>
+    </main>
+  );
+}

@@ -1,0 +1,229 @@
+import { useState } from 'react';
+import { useMutation } from 'urql';
+import { graphql } from '../../gql';
+import { ConfirmDialog } from '../../ui/ConfirmDialog';
+import { describeError } from '../../ui/states';
+import { type Health, IntegrityReport } from './IntegrityReport';
+
+const RepairMutation = graphql(`
+  mutation ClinicActions_RepairMutation($clinicId: ID!) {
+    repairClinic(clinicId: $clinicId) {
+      __typename
+      ... on RepairClinicSuccess {
+        actions
+        alreadyHealthy
+        before {
+          ...IntegrityReport_HealthFields
+        }
+        after {
+          ...IntegrityReport_HealthFields
+        }
+      }
+      ... on Error {
+        message
+      }
+    }
+  }
+`);
+
+const RetryMutation = graphql(`
+  mutation ClinicActions_RetryProvisioningMutation($clinicId: ID!) {
+    retryProvisioning(clinicId: $clinicId) {
+      __typename
+      ... on RetryProvisioningSuccess {
+        clinic {
+          id
+          status
+        }
+      }
+      ... on Error {
+        message
+      }
+    }
+  }
+`);
+
+const DeleteMutation = graphql(`
+  mutation ClinicActions_DeleteMutation($clinicId: ID!) {
+    deleteClinic(clinicId: $clinicId) {
+      __typename
+      ... on DeleteClinicSuccess {
+        clinicId
+      }
+      ... on Error {
+        message
+      }
+    }
+  }
+`);
+
+type Action = 'repair' | 'retry' | 'delete';
+
+type Outcome =
+  | { kind: 'repair'; actions: string[]; alreadyHealthy: boolean; before: Health; after: Health }
+  | { kind: 'retry'; status: string }
+  | { kind: 'error'; action: Action; message: string };
+
+const ACTION_TITLE: Record<Action, string> = {
+  repair: 'Repair',
+  retry: 'Retry provisioning',
+  delete: 'Delete',
+};
+
+export function ClinicActions({
+  clinic,
+  onChanged,
+  onDeleted,
+}: {
+  clinic: { id: string; name: string; status: string; databaseName: string };
+  onChanged: () => void;
+  onDeleted: () => void;
+}) {
+  const [confirming, setConfirming] = useState<Action | null>(null);
+  const [outcome, setOutcome] = useState<Outcome | null>(null);
+  const [repair, runRepair] = useMutation(RepairMutation);
+  const [retry, runRetry] = useMutation(RetryMutation);
+  const [remove, runDelete] = useMutation(DeleteMutation);
+  const busy = repair.fetching || retry.fetching || remove.fetching;
+
+  async function perform(action: Action) {
+    setConfirming(null);
+    setOutcome(null);
+    const variables = { clinicId: clinic.id };
+    const fail = (message: string) => setOutcome({ kind: 'error', action, message });
+    if (action === 'repair') {
+      const result = await runRepair(variables);
+      const answer = result.data?.repairClinic;
+      if (result.error) return fail(describeError(result.error));
+      if (answer?.__typename === 'RepairClinicSuccess') {
+        setOutcome({ kind: 'repair', ...answer });
+        return onChanged();
+      }
+      return fail(answer && 'message' in answer ? answer.message : 'Repair failed.');
+    }
+    if (action === 'retry') {
+      const result = await runRetry(variables);
+      const answer = result.data?.retryProvisioning;
+      if (result.error) return fail(describeError(result.error));
+      if (answer?.__typename === 'RetryProvisioningSuccess') {
+        setOutcome({ kind: 'retry', status: answer.clinic.status });
+        return onChanged();
+      }
+      return fail(answer && 'message' in answer ? answer.message : 'Retry failed.');
+    }
+    const result = await runDelete(variables);
+    const answer = result.data?.deleteClinic;
+    if (result.error) return fail(describeError(result.error));
+    if (answer?.__typename === 'DeleteClinicSuccess') return onDeleted();
+    fail(answer && 'message' in answer ? answer.message : 'Delete failed.');
+  }
+
+  const canRetry = clinic.status === 'FAILED' || clinic.status === 'PENDING';
+
+  return (
+    <section className="card" aria-labelledby="actions-title">
+      <h2 id="actions-title">Actions</h2>
+      <div className="actions">
+        <button
+          type="button"
+          className="button button-primary"
+          disabled={busy}
+          onClick={() => setConfirming('repair')}
+        >
+          {repair.fetching ? 'Repairing…' : 'Repair'}
+        </button>
+        <button
+          type="button"
+          className="button"
+          disabled={busy || !canRetry}
+          onClick={() => setConfirming('retry')}
+        >
+          {retry.fetching ? 'Retrying…' : 'Retry provisioning'}
+        </button>
+        <button
+          type="button"
+          className="button button-danger"
+          disabled={busy}
+          onClick={() => setConfirming('delete')}
+        >
+          {remove.fetching ? 'Deleting…' : 'Delete'}
+        </button>
+      </div>
+      {!canRetry && <p className="hint">Retry is for clinics whose provisioning failed or is pending.</p>}
+
+      <div aria-live="polite">
+        {outcome?.kind === 'error' && (
+          <div className="notice notice-error" role="alert">
+            <strong>{ACTION_TITLE[outcome.action]} failed:</strong> {outcome.message}
+          </div>
+        )}
+        {outcome?.kind === 'retry' && (
+          <div className="notice notice-success">
+            Provisioning restarted; the clinic is now {outcome.status}.
+          </div>
+        )}
+        {outcome?.kind === 'repair' && (
+          <div className="repair-result" data-testid="repair-result">
+            <p className="notice notice-success">
+              {outcome.alreadyHealthy
+                ? 'The database was already healthy; nothing to do.'
+                : `Repaired: ${outcome.actions.length} action${outcome.actions.length === 1 ? '' : 's'} taken.`}
+            </p>
+            {outcome.actions.length > 0 && (
+              <ol className="repair-actions">
+                {outcome.actions.map((action) => (
+                  <li key={action}>{action}</li>
+                ))}
+              </ol>
+            )}
+            <div className="before-after">
+              <div>
+                <h3>Before</h3>
+                <IntegrityReport health={outcome.before} compact />
+              </div>
+              <div>
+                <h3>After</h3>
+                <IntegrityReport health={outcome.after} compact />
+              </div>
+            </div>
+          </div>
+        )}
+      </div>
+
+      <ConfirmDialog
+        open={confirming === 'repair'}
+        title={`Repair ${clinic.name}?`}
+        confirmLabel="Repair now"
+        onConfirm={() => perform('repair')}
+        onCancel={() => setConfirming(null)}
+      >
+        <p>
+          Recreates whatever is missing — the database from the template, its role and grants, migrations,
+          dropped tables and the admin's provider record. Existing data is kept.
+        </p>
+      </ConfirmDialog>
+      <ConfirmDialog
+        open={confirming === 'retry'}
+        title={`Retry provisioning ${clinic.name}?`}
+        confirmLabel="Retry now"
+        onConfirm={() => perform('retry')}
+        onCancel={() => setConfirming(null)}
+      >
+        <p>Runs the remaining provisioning steps again. Progress appears below and in the live feed.</p>
+      </ConfirmDialog>
+      <ConfirmDialog
+        open={confirming === 'delete'}
+        title={`Delete ${clinic.name}?`}
+        confirmLabel="Delete clinic"
+        danger
+        onConfirm={() => perform('delete')}
+        onCancel={() => setConfirming(null)}
+      >
+        <p>
+          Drops the database <code>{clinic.databaseName}</code>, its role and the clinic's central records.
+          This cannot be undone.
+        </p>
+      </ConfirmDialog>
+    </section>
+  );
+}
