@@ -5,7 +5,7 @@
  */
 import type { CentralPrisma } from '../../db/database.js';
 import { NotFoundError, ValidationError } from '../../errors.js';
-import type { Application } from '../../generated/central/client.js';
+import type { Application, Prisma } from '../../generated/central/client.js';
 import { masterKeyId, newMasterKey, sameHash, sha256 } from './keys.js';
 
 /** Who called with a valid `X-Master-Key`. */
@@ -64,31 +64,24 @@ export class ApplicationService {
   /** A new master key; the previous one stops working immediately. @throws NotFoundError */
   async rotate(applicationId: string, actor: Actor): Promise<IssuedApplicationKey> {
     const key = newMasterKey();
-    const application = await this.prisma.$transaction(async (tx) => {
-      const found = await tx.application.findUnique({ where: { id: applicationId } });
-      if (!found) throw new NotFoundError('application');
-      const revoked = await tx.applicationKey.updateMany({
-        where: { applicationId, revokedAt: null },
-        data: { revokedAt: new Date() },
-      });
-      await tx.applicationKey.create({ data: { applicationId, keyId: key.keyId, keyHash: key.hash } });
-      await tx.auditLog.create({
-        data: {
-          action: 'application.key_rotated',
-          actorId: actor.userId,
-          targetType: 'application',
-          targetId: applicationId,
-          data: { revokedKeys: revoked.count },
-          ip: actor.ip,
-        },
-      });
-      return tx.application.update({ where: { id: applicationId }, data: { updatedAt: new Date() } });
-    });
+    const application = await this.replaceKeys(applicationId, actor, 'application.key_rotated', (tx) =>
+      tx.applicationKey.create({ data: { applicationId, keyId: key.keyId, keyHash: key.hash } }),
+    );
     return { application, masterKey: key.plaintext };
   }
 
   /** Revokes the application's master key; rotate issues a new one. @throws NotFoundError */
-  async revoke(applicationId: string, actor: Actor): Promise<Application> {
+  revoke(applicationId: string, actor: Actor): Promise<Application> {
+    return this.replaceKeys(applicationId, actor, 'application.key_revoked', async () => {});
+  }
+
+  /** Revokes every live key, runs `then` (issue the next one, or not) and audits, in one transaction. */
+  private replaceKeys(
+    applicationId: string,
+    actor: Actor,
+    action: 'application.key_rotated' | 'application.key_revoked',
+    then: (tx: Prisma.TransactionClient) => Promise<unknown>,
+  ): Promise<Application> {
     return this.prisma.$transaction(async (tx) => {
       const found = await tx.application.findUnique({ where: { id: applicationId } });
       if (!found) throw new NotFoundError('application');
@@ -96,9 +89,10 @@ export class ApplicationService {
         where: { applicationId, revokedAt: null },
         data: { revokedAt: new Date() },
       });
+      await then(tx);
       await tx.auditLog.create({
         data: {
-          action: 'application.key_revoked',
+          action,
           actorId: actor.userId,
           targetType: 'application',
           targetId: applicationId,
