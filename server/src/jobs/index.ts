@@ -87,7 +87,9 @@ export async function startWorker(options: StartWorkerOptions): Promise<Worker> 
     max: (options.concurrency ?? 4) + 2,
     application_name: 'onramp-worker',
   });
-  pgPool.on('error', (error) => options.logger.warn({ err: error }, 'idle job-worker connection lost'));
+  const lost = (error: Error) => options.logger.warn({ err: error }, 'job-worker connection lost');
+  pgPool.on('error', lost);
+  pgPool.on('connect', (client) => client.on('error', lost));
   const runner: Runner = await run({
     pgPool,
     concurrency: options.concurrency ?? 4,
