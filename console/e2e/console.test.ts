@@ -236,6 +236,144 @@ describe('the admin console in a browser', async () => {
     expect(await actions()).toContain('clinic.repair');
   });
 
+  it('registers an application, shows its master key once, and lists the onboardings it starts', {
+    timeout: 60_000,
+  }, async () => {
+    const start = (key: string, organization_name: string) =>
+      fetch(`${t.url}/api/v1/onboarding/start`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-master-key': key },
+        body: JSON.stringify({ email: 'erp@example.com', organization_name }),
+      });
+    /** Whether `secret` is anywhere in the page: markup, form values, web storage. */
+    const exposed = (secret: string) =>
+      page.evaluate(
+        (text) =>
+          document.documentElement.outerHTML.includes(text) ||
+          [...document.querySelectorAll('input, textarea')].some((field) =>
+            (field as HTMLInputElement).value.includes(text),
+          ) ||
+          [sessionStorage, localStorage].some((storage) =>
+            Object.keys(storage).some((name) => storage.getItem(name)?.includes(text)),
+          ),
+        secret,
+      );
+
+    await page.getByRole('link', { name: 'Applications' }).click();
+    await page.getByRole('heading', { name: 'Applications', level: 1 }).waitFor();
+    await page.getByText('No applications yet').waitFor();
+
+    await page.getByLabel('New application name').fill('Clinic ERP');
+    await page.getByRole('button', { name: 'Register application' }).click();
+    const panel = page.getByTestId('master-key-panel');
+    await panel.waitFor();
+    expect(await panel.textContent()).toContain('it will not be shown again');
+    // Focus moves to the panel so that keyboard and screen-reader users meet it first.
+    expect(await page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).toBe(
+      'master-key-panel',
+    );
+    const keyField = panel.getByLabel(/^Master key/);
+    const key = await keyField.inputValue();
+    expect(key).toMatch(/^mk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/);
+
+    await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: t.url });
+    await panel.getByRole('button', { name: 'Copy' }).click();
+    await panel.getByText('Copied to the clipboard.').waitFor();
+    expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(key);
+    await page.evaluate(() => navigator.clipboard.writeText(''));
+
+    const row = page.locator('tr').filter({ hasText: 'Clinic ERP' });
+    expect(await row.locator('td[data-label="Master key"]').textContent()).toBe(
+      `${key.split('_').slice(0, 2).join('_')}_…`,
+    );
+    expect(await exposed(key)).toBe(true);
+    // Shown, but kept nowhere else: not in web storage.
+    expect(
+      await page.evaluate(
+        (text) =>
+          [sessionStorage, localStorage].some((storage) =>
+            Object.keys(storage).some((name) => storage.getItem(name)?.includes(text)),
+          ),
+        key,
+      ),
+    ).toBe(false);
+
+    // The key works, over the integration guide's HTTP.
+    const started = await start(key, 'Praxis Console');
+    expect(started.status).toBe(201);
+    const onboarding = (await started.json()) as { uuid: string; subdomain: string };
+
+    // Once reloaded, the key is gone from the page, and the onboarding is counted.
+    await page.reload();
+    await page.getByRole('heading', { name: 'Applications', level: 1 }).waitFor();
+    await row.waitFor();
+    expect(await panel.count()).toBe(0);
+    expect(await exposed(key)).toBe(false);
+
+    await row.getByRole('link', { name: '1 onboardings of Clinic ERP' }).click();
+    await page.getByRole('heading', { name: 'Onboardings of Clinic ERP' }).waitFor();
+    const entry = page.locator(`tr[data-onboarding-id="${onboarding.uuid}"]`);
+    await entry.waitFor();
+    expect(await entry.getByTestId('onboarding-status').textContent()).toBe('PENDING');
+    expect(await entry.getByTestId('onboarding-subdomain').textContent()).toBe(onboarding.subdomain);
+    expect(await entry.textContent()).toContain('Praxis Console');
+
+    // Rotation: confirmed, a new key shown once, the old one refused at once.
+    await page.getByRole('link', { name: 'Applications' }).click();
+    await row.getByRole('button', { name: 'Rotate the key of Clinic ERP' }).click();
+    const rotate = page.getByRole('dialog', { name: 'Rotate the master key of Clinic ERP?' });
+    await rotate.waitFor();
+    await rotate.getByRole('button', { name: 'Rotate key' }).click();
+    await panel.waitFor();
+    const rotated = await panel.getByLabel(/^Master key/).inputValue();
+    expect(rotated).toMatch(/^mk_/);
+    expect(rotated).not.toBe(key);
+    expect((await start(key, 'Refused')).status).toBe(401);
+    const provisioned = await start(rotated, 'Praxis Rotated');
+    expect(provisioned.status).toBe(201);
+    const second = (await provisioned.json()) as { uuid: string };
+    await panel.getByRole('button', { name: /hide it/ }).click();
+    await expect.poll(() => panel.count()).toBe(0);
+    expect(await exposed(rotated)).toBe(false);
+
+    // The second onboarding is provisioned and completed, so the page has metadata to show.
+    const call = (path: string, body: unknown) =>
+      fetch(`${t.url}/api/v1/onboarding${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-master-key': rotated },
+        body: JSON.stringify(body),
+      });
+    expect((await call('/provision', { uuid: second.uuid, generate_api_key: true })).status).toBe(200);
+    expect((await call(`/${second.uuid}/complete`, { tenant_id: 'tenant_console' })).status).toBe(200);
+
+    // Revocation: confirmed; the row says so and the key is refused.
+    await row.getByRole('button', { name: 'Revoke the key of Clinic ERP' }).click();
+    const revoke = page.getByRole('dialog', { name: 'Revoke the master key of Clinic ERP?' });
+    await revoke.getByRole('button', { name: 'Revoke key' }).click();
+    await expect.poll(() => row.locator('td[data-label="Master key"]').textContent()).toBe('REVOKED');
+    expect((await start(rotated, 'Refused')).status).toBe(401);
+    expect(await row.getByRole('button', { name: 'Revoke the key of Clinic ERP' }).isDisabled()).toBe(true);
+
+    await page.getByRole('link', { name: 'Onboardings', exact: true }).click();
+    await page.getByRole('heading', { name: 'Onboardings', exact: true, level: 1 }).waitFor();
+    const done = page.locator(`tr[data-onboarding-id="${second.uuid}"]`);
+    await done.waitFor();
+    expect(await done.getByTestId('onboarding-status').textContent()).toBe('COMPLETED');
+    const infrastructure = await done.locator('td[data-label="Infrastructure"]').textContent();
+    expect(infrastructure).toMatch(/READY.*DNS✓ yes.*SSL✓ yes.*API key✓ yes.*Attempts1/);
+    expect(await done.locator('td[data-label="Tenant"]').textContent()).toMatch(
+      /^tenant_console\s*completed/,
+    );
+    expect(await page.locator('tbody tr').count()).toBe(2);
+    await shot('onboarding');
+
+    await page.getByLabel('Status').selectOption('ACTIVATED');
+    await page.getByText('No onboarding matches these filters.').waitFor();
+    await page.getByLabel('Status').selectOption('PENDING');
+    await expect.poll(() => page.locator('tbody tr').count()).toBe(1);
+    expect(await entry.isVisible()).toBe(true);
+  });
+
   it('fits a phone-sized screen without sideways scrolling', { timeout: 30_000 }, async () => {
     const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     await page.setViewportSize({ width: 390, height: 844 });
@@ -250,6 +388,12 @@ describe('the admin console in a browser', async () => {
       expect(await overflow()).toBeLessThanOrEqual(0);
       await page.getByRole('link', { name: 'Live feed' }).click();
       await page.locator('article.run-card').first().waitFor();
+      expect(await overflow()).toBeLessThanOrEqual(0);
+      await page.getByRole('link', { name: 'Applications' }).click();
+      await page.locator('tr').filter({ hasText: 'Clinic ERP' }).waitFor();
+      expect(await overflow()).toBeLessThanOrEqual(0);
+      await page.getByRole('link', { name: 'Onboardings', exact: true }).click();
+      await page.locator('tr[data-onboarding-id]').first().waitFor();
       expect(await overflow()).toBeLessThanOrEqual(0);
     } finally {
       await page.setViewportSize({ width: 1280, height: 800 });

@@ -115,6 +115,11 @@ describe('role boundaries of the schema', async () => {
   } as const;
   operations.push(['applications', '{ applications { id } }', superAdminsOnly]);
   operations.push([
+    'applicationOnboardings',
+    '{ applicationOnboardings { uuid metadata { infrastructureStatus } } }',
+    superAdminsOnly,
+  ]);
+  operations.push([
     'registerApplication',
     'mutation { registerApplication(name: "A") { __typename } }',
     superAdminsOnly,

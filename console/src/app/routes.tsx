@@ -10,6 +10,8 @@ import { DevMailboxPage } from '../features/dev/DevMailboxPage';
 import { DevSmsOutboxPage } from '../features/dev/DevSmsOutboxPage';
 import { LiveFeedPage } from '../features/live/LiveFeedPage';
 import { MetricsPage } from '../features/metrics/MetricsPage';
+import { ApplicationsPage } from '../features/onboarding/ApplicationsPage';
+import { OnboardingsPage } from '../features/onboarding/OnboardingsPage';
 
 export interface PageDefinition {
   /** `/clinics/:id`-style pattern. */
@@ -43,6 +45,18 @@ export const PAGES: PageDefinition[] = [
     title: 'Metrics',
     nav: { label: 'Metrics', group: 'main' },
     render: () => <MetricsPage />,
+  },
+  {
+    path: '/applications',
+    title: 'Applications',
+    nav: { label: 'Applications', group: 'main' },
+    render: () => <ApplicationsPage />,
+  },
+  {
+    path: '/onboardings',
+    title: 'Onboardings',
+    nav: { label: 'Onboardings', group: 'main' },
+    render: () => <OnboardingsPage />,
   },
   {
     path: '/audit',

@@ -4,7 +4,7 @@
  * error of its FAQ; Idempotency-Key; isolation between applications; secrets never logged.
  */
 import { describe, expect, it } from 'vitest';
-import { type RestResponse, restClient, startCapturingApp } from './helpers.test-support.js';
+import { gql, type RestResponse, restClient, startCapturingApp } from './helpers.test-support.js';
 import { openApiDocument } from './openapi.js';
 import { ONBOARDING_ROUTES } from './routes.js';
 
@@ -880,6 +880,106 @@ describe('the same operations in GraphQL', () => {
     );
     const audit = await prisma.auditLog.findMany({ where: { targetId: id }, orderBy: { id: 'asc' } });
     expect(audit.map((entry) => entry.action)).toEqual(['application.registered']);
+  });
+});
+
+describe('applicationOnboardings (the console)', () => {
+  const LIST = `query ($applicationId: ID, $status: OnboardingStatus, $first: Int) {
+    applicationOnboardings(applicationId: $applicationId, status: $status, first: $first) {
+      uuid applicationId subdomain status tenantId completedAt
+      metadata { dnsConfigured sslConfigured infrastructureStatus apiKeyGenerated provisioningAttempts createdAt updatedAt }
+    } }`;
+
+  it("lists one application's onboardings newest first with their metadata, or everyone's, and the key prefix", async () => {
+    const admin = await t.superAdmin();
+    const mine = await registerApp();
+    const other = await registerApp();
+    const first = await start(mine.key, { email: 'one@example.com', organization_name: 'Console Un' });
+    const second = await start(mine.key, { email: 'two@example.com', organization_name: 'Console Deux' });
+    const theirs = await start(other.key, { email: 'x@example.com', organization_name: 'Console Autre' });
+    expect([first.status, second.status, theirs.status]).toEqual([201, 201, 201]);
+    const provisioned = await rest('POST', '/api/v1/onboarding/provision', {
+      key: mine.key,
+      body: { uuid: first.body.uuid, generate_api_key: true },
+    });
+    expect(provisioned.status).toBe(200);
+    secrets.push(provisioned.body.api_key, provisioned.body.api_secret);
+    const completed = await rest('POST', `/api/v1/onboarding/${first.body.uuid}/complete`, {
+      key: mine.key,
+      body: { tenant_id: 'tenant_console' },
+    });
+    expect(completed.status).toBe(200);
+
+    const { body } = await gql(t.url, LIST, { applicationId: mine.id }, admin);
+    expect(body.errors).toBeUndefined();
+    const list = body.data.applicationOnboardings;
+    expect(list.map((o: { uuid: string }) => o.uuid)).toEqual([second.body.uuid, first.body.uuid]);
+    expect(list[0]).toMatchObject({
+      applicationId: mine.id,
+      subdomain: 'console-deux',
+      status: 'PENDING',
+      tenantId: null,
+      completedAt: null,
+      metadata: {
+        dnsConfigured: false,
+        sslConfigured: false,
+        infrastructureStatus: 'PENDING',
+        provisioningAttempts: 0,
+      },
+    });
+    expect(list[1]).toMatchObject({
+      subdomain: 'console-un',
+      status: 'COMPLETED',
+      tenantId: 'tenant_console',
+      completedAt: expect.stringMatching(ISO),
+      metadata: {
+        dnsConfigured: true,
+        sslConfigured: true,
+        infrastructureStatus: 'READY',
+        apiKeyGenerated: true,
+        provisioningAttempts: 1,
+        createdAt: expect.stringMatching(ISO),
+      },
+    });
+
+    // Filters: by status; without an application, every application's (here, the other one's too).
+    const completedOnly = await gql(t.url, LIST, { applicationId: mine.id, status: 'COMPLETED' }, admin);
+    expect(completedOnly.body.data.applicationOnboardings.map((o: { uuid: string }) => o.uuid)).toEqual([
+      first.body.uuid,
+    ]);
+    const everyone = await gql(t.url, LIST, { first: 500 }, admin);
+    const uuids = everyone.body.data.applicationOnboardings.map((o: { uuid: string }) => o.uuid);
+    expect(uuids).toEqual(expect.arrayContaining([first.body.uuid, second.body.uuid, theirs.body.uuid]));
+    expect(uuids.indexOf(theirs.body.uuid)).toBeLessThan(uuids.indexOf(second.body.uuid));
+    const one = await gql(t.url, LIST, { first: 1 }, admin);
+    expect(one.body.data.applicationOnboardings.map((o: { uuid: string }) => o.uuid)).toEqual([
+      theirs.body.uuid,
+    ]);
+
+    // A malformed or unknown application id matches nothing (like onboarding(uuid)).
+    for (const applicationId of ['nope', crypto.randomUUID()]) {
+      const none = await gql(t.url, LIST, { applicationId }, admin);
+      expect(none.body).toEqual({ data: { applicationOnboardings: [] } });
+    }
+
+    // The key prefix tells keys apart without revealing them; gone once revoked.
+    const PREFIX = '{ applications { id keyPrefix hasActiveKey } }';
+    const apps = (await gql(t.url, PREFIX, {}, admin)).body.data.applications;
+    const listed = apps.find((app: { id: string }) => app.id === mine.id);
+    expect(mine.key.startsWith(`${listed.keyPrefix}_`)).toBe(true);
+    expect(listed.keyPrefix).toMatch(/^mk_[0-9a-f]{16}$/);
+    await gql(
+      t.url,
+      'mutation ($id: ID!) { revokeApplicationKey(applicationId: $id) { __typename } }',
+      { id: mine.id },
+      admin,
+    );
+    const after = (await gql(t.url, PREFIX, {}, admin)).body.data.applications;
+    expect(after.find((app: { id: string }) => app.id === mine.id)).toEqual({
+      id: mine.id,
+      keyPrefix: null,
+      hasActiveKey: false,
+    });
   });
 });
 

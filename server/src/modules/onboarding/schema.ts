@@ -24,6 +24,8 @@ async function limited<T>(context: Context, run: () => Promise<T>): Promise<T> {
   }
 }
 
+const UUID = /^[0-9a-f-]{36}$/i;
+
 function application(context: Context): ApplicationPrincipal {
   // authScopes guarantee it; this keeps the types honest.
   if (!context.application) throw unauthenticated('Send your master key as X-Master-Key');
@@ -66,6 +68,7 @@ const OnboardingRef = builder.objectRef<Onboarding>('Onboarding').implement({
   description: 'A future tenant of an application: its subdomain and technical infrastructure.',
   fields: (t) => ({
     uuid: t.exposeID('id'),
+    applicationId: t.exposeID('applicationId'),
     subdomain: t.exposeString('subdomain'),
     fullDomain: t.string({ resolve: (o, _args, context) => context.deps.onboarding.fullDomain(o) }),
     url: t.string({ resolve: (o, _args, context) => context.deps.onboarding.url(o) }),
@@ -90,6 +93,18 @@ const ApplicationRef = builder.objectRef<Application>('Application').implement({
         (await context.deps.db.prisma.applicationKey.count({
           where: { applicationId: app.id, revokedAt: null },
         })) > 0,
+    }),
+    keyPrefix: t.string({
+      nullable: true,
+      description:
+        'The public start `mk_<key id>` of the active master key, to tell keys apart; null without one.',
+      resolve: async (app, _args, context) => {
+        const key = await context.deps.db.prisma.applicationKey.findFirst({
+          where: { applicationId: app.id, revokedAt: null },
+          select: { keyId: true },
+        });
+        return key ? `mk_${key.keyId}` : null;
+      },
     }),
     keyLastUsedAt: t.field({
       type: 'DateTime',
@@ -177,6 +192,31 @@ builder.queryFields((t) => ({
     authScopes: { superAdmin: true },
     resolve: (_root, _args, context) => context.deps.applications.list(),
   }),
+  applicationOnboardings: t.field({
+    type: [OnboardingRef],
+    description:
+      "Super-admins (the console): one application's onboardings, or every application's, newest first.",
+    authScopes: { superAdmin: true },
+    args: {
+      applicationId: t.arg.id({ description: 'A malformed id matches no application: an empty list.' }),
+      status: t.arg({ type: OnboardingStatusEnum }),
+      first: t.arg.int({ defaultValue: 100, description: 'At most 500.' }),
+    },
+    resolve: (_root, args, context) => {
+      // Like onboarding(uuid): a malformed id is simply not found, rather than a database error.
+      const applicationId =
+        args.applicationId === null || args.applicationId === undefined ? null : String(args.applicationId);
+      if (applicationId !== null && !UUID.test(applicationId)) return [];
+      return context.deps.db.prisma.onboarding.findMany({
+        where: {
+          ...(applicationId ? { applicationId: applicationId.toLowerCase() } : {}),
+          ...(args.status ? { status: args.status } : {}),
+        },
+        orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+        take: Math.min(Math.max(args.first ?? 100, 1), 500),
+      });
+    },
+  }),
   onboarding: t.field({
     type: OnboardingRef,
     nullable: true,
@@ -189,7 +229,7 @@ builder.queryFields((t) => ({
         const app = application(context);
         // Same budget as GET /status; an unknown (or another application's) uuid is just null.
         await context.deps.onboarding.limits.take('status', app.applicationId);
-        if (!/^[0-9a-f-]{36}$/i.test(uuid)) return null;
+        if (!UUID.test(uuid)) return null;
         return context.deps.db.prisma.onboarding.findFirst({
           where: { id: uuid.toLowerCase(), applicationId: app.applicationId },
         });
