@@ -8,8 +8,11 @@
  * systems round by round, so both see the same machine. See bench/README.md for what each side
  * does per call.
  */
+
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { betterAuth } from 'better-auth';
 import { getMigrations } from 'better-auth/db/migration';
@@ -35,6 +38,7 @@ import {
   timed,
   withBenchServer,
 } from './lib.js';
+import { pgCpuDelta, postgresCpu, readPostmasterPid, systemCpu } from './registration.js';
 
 /** Concurrent HTTP clients, each running one flow after another. */
 const CLIENTS = 8;
@@ -84,8 +88,11 @@ interface Burst {
   wallMs: number;
   /** Successful flows per second of wall time. */
   rate: number;
-  /** CPU of this process (servers, clients, argon2 threads) in cores. */
+  /** CPU of this process (both servers and all clients) in cores. */
   nodeCores: number;
+  /** CPU of PostgreSQL's processes in cores (Linux), and of everything else on the machine. */
+  pgCores?: number;
+  otherCores?: number;
   commitsPerFlow: number;
 }
 
@@ -96,6 +103,7 @@ function run(options: BenchOptions): Promise<SuiteResult> {
 async function measure(options: BenchOptions, server: BenchServer): Promise<SuiteResult> {
   const { sql } = server;
   const flowsPerBurst = options.otpFlows;
+  const postmasterPid = readPostmasterPid(join(server.tmp, 'postgres', 'pg', 'postmaster.pid'));
   options.log('starting Onramp (LOGIN_CODE_SEND_LIMITS=off, no warm pool)');
   const onramp = await onrampSystem(server);
   options.log('starting Better Auth (emailOTP, storeOTP hashed, rate limit off)');
@@ -127,7 +135,7 @@ async function measure(options: BenchOptions, server: BenchServer): Promise<Suit
       options.log(
         `round ${round}/${ROUNDS}: ${system.label}, ${flowsPerBurst} flows from ${CLIENTS} clients`,
       );
-      bursts.push(await burst(system, emails, round, sql));
+      bursts.push(await burst(system, emails, round, sql, postmasterPid));
     }
   }
 
@@ -222,7 +230,14 @@ async function measure(options: BenchOptions, server: BenchServer): Promise<Suit
             99,
           ),
         )} ms; looks per code p50 ${median(polls)}, max ${Math.max(...polls)}; ` +
-        `this process ${item.nodeCores.toFixed(2)} cores; ${item.commitsPerFlow.toFixed(1)} commits per flow.`,
+        `CPU in cores: this process ${item.nodeCores.toFixed(2)}` +
+        (item.pgCores === undefined ? '' : `, PostgreSQL ${item.pgCores.toFixed(2)}`) +
+        (item.otherCores === undefined ? '' : `, other processes ${item.otherCores.toFixed(2)}`) +
+        `; per flow ${((item.nodeCores * item.wallMs) / item.flows.length).toFixed(1)} ms node` +
+        (item.pgCores === undefined
+          ? ''
+          : ` + ${((item.pgCores * item.wallMs) / item.flows.length).toFixed(1)} ms PostgreSQL`) +
+        `; ${item.commitsPerFlow.toFixed(1)} commits per flow.`,
     );
   }
   for (const { label, failures } of [
@@ -252,22 +267,41 @@ async function measure(options: BenchOptions, server: BenchServer): Promise<Suit
   };
 }
 
-async function burst(system: System, emails: readonly string[], round: number, sql: Sql): Promise<Burst> {
+async function burst(
+  system: System,
+  emails: readonly string[],
+  round: number,
+  sql: Sql,
+  postmasterPid: number | undefined,
+): Promise<Burst> {
   const commitsBefore = await commits(sql, system.database);
   const cpuBefore = process.cpuUsage();
+  const pgBefore = postgresCpu(postmasterPid);
+  const machineBefore = systemCpu();
   const result = await timed(() => inParallel(emails, CLIENTS, (email) => flow(system, email)));
   const cpu = process.cpuUsage(cpuBefore);
+  const pg = pgCpuDelta(pgBefore, postgresCpu(postmasterPid), result.ms);
+  const machineAfter = systemCpu();
   // PostgreSQL publishes a backend's counters when it goes idle, at most once a second.
   await sleep(1100);
   const commitsAfter = await commits(sql, system.database);
   const ok = result.value.filter((one) => !one.failure).length;
+  const nodeCores = (cpu.user + cpu.system) / 1000 / result.ms;
+  const machineCores =
+    machineBefore && machineAfter
+      ? ((machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total)) *
+        cpus().length
+      : undefined;
   return {
     label: system.label,
     round,
     flows: result.value,
     wallMs: result.ms,
     rate: (ok / result.ms) * 1000,
-    nodeCores: (cpu.user + cpu.system) / 1000 / result.ms,
+    nodeCores,
+    pgCores: pg?.total,
+    otherCores:
+      machineCores === undefined || !pg ? undefined : Math.max(0, machineCores - nodeCores - pg.total),
     commitsPerFlow: (commitsAfter - commitsBefore) / emails.length,
   };
 }
