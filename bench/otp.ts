@@ -426,6 +426,8 @@ async function betterAuthSystem(server: BenchServer): Promise<System> {
   await ensureDatabase(server.serverUrl, database);
   // Prisma's pool in Onramp has 10 connections; the same here.
   const pool = new pg.Pool({ connectionString: databaseUrl(server.serverUrl, database), max: 10 });
+  // An idle connection dropped by the server must not crash the benchmark (the next query reconnects).
+  pool.on('error', () => {});
   const mailbox = new Map<string, string>();
   let handle:
     | ((req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void)
