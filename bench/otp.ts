@@ -9,7 +9,7 @@
  * does per call.
  */
 
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +65,8 @@ interface System {
   read(email: string): Promise<string | null>;
   /** Signs in; throws unless a session came back. */
   signIn(email: string, code: string): Promise<void>;
+  /** What the database holds for the e-mail's live code (to check it is not the code itself). */
+  stored(email: string): Promise<string | null>;
   /** Creates the users of a burst (e-mail verified, no clinic). */
   createUsers(emails: readonly string[]): Promise<void>;
   /** The database whose commits are counted. */
@@ -116,6 +118,20 @@ async function measure(options: BenchOptions, server: BenchServer): Promise<Suit
     const tag = system.label === 'Onramp' ? 'onramp' : 'ba';
     return Array.from({ length: count }, (_, i) => `otp-${tag}-${batch}-${i}@bench.example.com`);
   };
+
+  options.log('checking that both store a hash, not the code');
+  for (const system of systems) {
+    const [email = ''] = emailsFor(system, 1);
+    await system.createUsers([email]);
+    await system.request(email);
+    let code: string | null = null;
+    for (let looks = 0; !code; looks++) {
+      if (looks > 0) await sleep(POLL_MS);
+      code = await system.read(email);
+    }
+    const stored = await system.stored(email);
+    if (!stored || stored.includes(code)) throw new Error(`${system.label} stores the code in the clear`);
+  }
 
   options.log(`warm-up: ${CLIENTS * 2} untimed flows per system`);
   for (const system of systems) {
@@ -401,6 +417,10 @@ async function onrampSystem(server: BenchServer): Promise<System> {
       if (payload?.__typename !== 'AuthSession')
         throw new Error(`signInWithCode: HTTP ${status} ${JSON.stringify(payload ?? body).slice(0, 200)}`);
     },
+    async stored(email) {
+      const row = await app.deps.db.prisma.loginCode.findUnique({ where: { email } });
+      return row?.codeHmac ?? null;
+    },
     async createUsers(emails) {
       await app.deps.db.prisma.user.createMany({
         data: emails.map((email) => ({
@@ -429,9 +449,8 @@ async function betterAuthSystem(server: BenchServer): Promise<System> {
   // An idle connection dropped by the server must not crash the benchmark (the next query reconnects).
   pool.on('error', () => {});
   const mailbox = new Map<string, string>();
-  let handle:
-    | ((req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void)
-    | undefined;
+  // Set once Better Auth exists, which needs the server's URL first.
+  let handle: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   const http: Server = createServer((req, res) => {
     if (req.url?.startsWith('/dev/otp?')) {
       const email = new URL(req.url, 'http://localhost').searchParams.get('email') ?? '';
@@ -444,6 +463,11 @@ async function betterAuthSystem(server: BenchServer): Promise<System> {
     else res.writeHead(503).end();
   });
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  server.closers.push(async () => {
+    http.closeAllConnections();
+    await new Promise<void>((resolve) => http.close(() => resolve()));
+    await pool.end();
+  });
   const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
   const options = {
     database: pool,
@@ -470,11 +494,6 @@ async function betterAuthSystem(server: BenchServer): Promise<System> {
   const nodeHandler = toNodeHandler(auth);
   handle = (req, res) => void nodeHandler(req, res);
   const context = await auth.$context;
-  server.closers.push(async () => {
-    http.closeAllConnections();
-    await new Promise<void>((resolve) => http.close(() => resolve()));
-    await pool.end();
-  });
   return {
     label: 'Better Auth',
     database,
@@ -498,6 +517,13 @@ async function betterAuthSystem(server: BenchServer): Promise<System> {
       });
       if (status !== 200 || !body.token)
         throw new Error(`sign-in/email-otp: HTTP ${status} ${JSON.stringify(body).slice(0, 200)}`);
+    },
+    async stored(email) {
+      const { rows } = await pool.query<{ value: string }>(
+        'SELECT value FROM verification WHERE identifier = $1',
+        [`sign-in-otp-${email}`],
+      );
+      return rows[0]?.value ?? null;
     },
     async createUsers(emails) {
       for (const email of emails) {
