@@ -24,6 +24,8 @@ export interface BenchOptions {
   clinics: number[];
   /** Registrations of the registration burst (all clients together). */
   registrations: number;
+  /** E-mail code sign-in flows per system in each round of the otp suite (all clients together). */
+  otpFlows: number;
   /** Progress lines (stderr), so stdout keeps only the table. */
   log(line: string): void;
 }
@@ -41,6 +43,7 @@ export interface Row {
   n: number;
   p50Ms?: number;
   p95Ms?: number;
+  p99Ms?: number;
   /** The compared quantity, in the terms of `target` (e.g. pool p50 ÷ raw p50). */
   ratio?: number;
   /** How the ratio is printed, e.g. "0.42× raw" or "27 / 19 backends". */
@@ -82,6 +85,7 @@ export function latencyRow(name: string, samplesMs: readonly number[], extra: Pa
     n: samplesMs.length,
     p50Ms: percentile(samplesMs, 50),
     p95Ms: percentile(samplesMs, 95),
+    p99Ms: percentile(samplesMs, 99),
     samplesMs: samplesMs.map((ms) => Math.round(ms * 100) / 100),
     ...extra,
   };
@@ -115,6 +119,8 @@ export interface BenchServer {
   sql: Sql;
   /** Running apps, stopped whatever happens. */
   apps: Set<App>;
+  /** Anything else a suite started (another server, a pool), closed before the apps stop. */
+  closers: (() => Promise<void>)[];
 }
 
 export interface StartedApp {
@@ -124,12 +130,14 @@ export interface StartedApp {
 
 /**
  * A real app on its own central database of the bench server, listening on a free port, its
- * warm pool full. `poolSize` undefined keeps the default. Stopped with the server.
+ * warm pool full. `poolSize` undefined keeps the default; `env` adds or overrides variables.
+ * Stopped with the server.
  */
 export async function startBenchApp(
   server: Pick<BenchServer, 'serverUrl' | 'tmp' | 'apps'>,
   database: string,
   poolSize: number | undefined,
+  env: Record<string, string> = {},
 ): Promise<StartedApp> {
   await ensureDatabase(server.serverUrl, database);
   const config = loadConfig({
@@ -144,6 +152,7 @@ export async function startBenchApp(
     ONRAMP_DATA_DIR: join(server.tmp, 'data'),
     HOST: '127.0.0.1',
     PORT: '0',
+    ...env,
   });
   const logger = createLogger(config);
   const db = await openDatabases(config, logger);
@@ -170,6 +179,7 @@ export async function withBenchServer<T>(
   if (process.getuid?.() === 0) chmodSync(tmp, 0o711);
   const logger = createLogger({ env: 'test', logLevel: 'error' });
   const apps = new Set<App>();
+  const closers: (() => Promise<void>)[] = [];
   let server: RunningPostgres | undefined;
   try {
     options.log('starting embedded PostgreSQL');
@@ -180,8 +190,10 @@ export async function withBenchServer<T>(
       maxConnections: 300,
     });
     const serverUrl = server.url;
-    return await withClient(serverUrl, (sql) => measure({ tmp, serverUrl, sql, apps }));
+    return await withClient(serverUrl, (sql) => measure({ tmp, serverUrl, sql, apps, closers }));
   } finally {
+    for (const close of closers)
+      await close().catch((error) => logger.error({ err: error }, 'bench resource close failed'));
     for (const app of apps)
       await app.stop().catch((error) => logger.error({ err: error }, 'app stop failed'));
     await server?.stop().catch((error) => logger.error({ err: error }, 'PostgreSQL stop failed'));

@@ -590,7 +590,7 @@ async function databaseSize(sql: Sql, name: string): Promise<string> {
   return rows[0]?.size ?? '?';
 }
 
-function readPostmasterPid(file: string): number | undefined {
+export function readPostmasterPid(file: string): number | undefined {
   try {
     const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
     return Number.isInteger(pid) && pid > 0 ? pid : undefined;
@@ -616,7 +616,7 @@ interface PgCpu {
 }
 
 /** CPU ticks of the PostgreSQL server's processes (Linux /proc), or undefined elsewhere. */
-function postgresCpu(postmasterPid: number | undefined): PgCpu | undefined {
+export function postgresCpu(postmasterPid: number | undefined): PgCpu | undefined {
   if (postmasterPid === undefined || !existsSync(`/proc/${postmasterPid}/stat`)) return undefined;
   const stat = (pid: string | number) => {
     const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -662,7 +662,7 @@ function postgresCpu(postmasterPid: number | undefined): PgCpu | undefined {
  * job worker, the event bus, health pools), sessions opened during the interval (short
  * withClient sessions: clone, verify, seed, refill), and each background process kind.
  */
-function pgCpuDelta(
+export function pgCpuDelta(
   before: PgCpu | undefined,
   after: PgCpu | undefined,
   ms: number,
@@ -695,7 +695,7 @@ function pgCpuDelta(
 }
 
 /** Busy and total jiffies of the whole machine (Linux), or undefined elsewhere. */
-function systemCpu(): { busy: number; total: number } | undefined {
+export function systemCpu(): { busy: number; total: number } | undefined {
   if (!existsSync('/proc/stat')) return undefined;
   const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
   const values = line.trim().split(/\s+/).slice(1).map(Number);

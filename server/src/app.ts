@@ -125,7 +125,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   limitsRedis?.on('error', (error) => logger.warn({ err: error }, 'rate-limit Redis connection error'));
   await limitsRedis?.connect();
   const limits = limitsRedis ? redisLimitStore(limitsRedis) : postgresLimitStore(base.db.prisma);
-  const auth = new AuthService({ ...base, prisma: base.db.prisma, provisioning, limits });
+  const auth = new AuthService({ ...base, prisma: base.db.prisma, provisioning, limits, mail });
   await auth.bootstrapSuperAdmin();
   const account = new AccountService({ prisma: base.db.prisma, provisioning });
   const sms = createSmsGateway(config, logger);

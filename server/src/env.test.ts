@@ -43,6 +43,7 @@ describe('loadConfig', () => {
       redisUrl: undefined,
       faultInjection: [],
       clinicPoolSize: 2,
+      loginCodeSendLimits: true,
       corsOrigins: [],
       logLevel: 'info',
     });
@@ -98,15 +99,21 @@ describe('loadConfig', () => {
     expect(found.join('\n')).toMatch(/"not a url" is not an origin/);
   });
 
-  it('refuses to start in production without secrets or real transports, and refuses fault injection', () => {
-    const found = problems({ ONRAMP_ENV: 'production', FAULT_INJECTION: 'dns' });
+  it('refuses to start in production without secrets or real transports, and refuses fault injection and unlimited code sends', () => {
+    const found = problems({
+      ONRAMP_ENV: 'production',
+      FAULT_INJECTION: 'dns',
+      LOGIN_CODE_SEND_LIMITS: 'off',
+    });
     expect(found).toEqual([
       expect.stringMatching(/^JWT_SECRET: required in production/),
       expect.stringMatching(/^ENCRYPTION_KEY: required in production/),
       expect.stringMatching(/^SMTP_URL: required in production/),
       expect.stringMatching(/^SMS_GATEWAY_URL: required in production/),
       'FAULT_INJECTION: refused in production',
+      'LOGIN_CODE_SEND_LIMITS: off is refused in production',
     ]);
+    expect(loadConfig({ LOGIN_CODE_SEND_LIMITS: 'off' }, tmp()).loginCodeSendLimits).toBe(false);
     expect(problems(PRODUCTION)).toEqual([]);
   });
 

@@ -140,6 +140,7 @@ const rawSchema = z.object({
     }),
   PUBLIC_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s):// URL' }).optional(),
   CLINIC_POOL_SIZE: z.coerce.number().int().min(0).max(50).default(2),
+  LOGIN_CODE_SEND_LIMITS: z.enum(['on', 'off']).default('on'),
   PROVISIONING_RETRY_BASE_MS: z.coerce.number().int().min(1).max(600_000).default(5000),
   PROVISIONING_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
   CLINIC_HEALTH_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(8),
@@ -207,6 +208,13 @@ export interface Config {
   redisUrl: string | undefined;
   faultInjection: ProvisioningStepName[];
   clinicPoolSize: number;
+  /**
+   * Whether requestLoginCode enforces its send limits (per-e-mail cooldown, per-address lockout).
+   * Off only for benchmarks and load tests; production refuses it. The 5-wrong-tries budget of a
+   * code is not a send limit and always applies.
+   * @default true
+   */
+  loginCodeSendLimits: boolean;
   /** Base URL of links in e-mails (verification). @default http://localhost:<PORT> */
   publicUrl: string;
   /** Hybrid mode: first retry delay; each next one doubles, with jitter. */
@@ -296,6 +304,7 @@ export function loadConfig(
     redisUrl: raw.REDIS_URL,
     faultInjection: raw.FAULT_INJECTION,
     clinicPoolSize: raw.CLINIC_POOL_SIZE,
+    loginCodeSendLimits: raw.LOGIN_CODE_SEND_LIMITS === 'on',
     publicUrl: (raw.PUBLIC_URL ?? `http://localhost:${raw.PORT || 4000}`).replace(/\/+$/, ''),
     provisioningRetryBaseMs: raw.PROVISIONING_RETRY_BASE_MS,
     provisioningLeaseSeconds: raw.PROVISIONING_LEASE_SECONDS,
@@ -346,6 +355,8 @@ function productionProblems(raw: RawEnv): string[] {
   require(raw.SMTP_URL, 'SMTP_URL', 'the dev mailbox never delivers mail');
   require(raw.SMS_GATEWAY_URL, 'SMS_GATEWAY_URL', 'the dev outbox never delivers SMS');
   if (raw.FAULT_INJECTION.length > 0) problems.push('FAULT_INJECTION: refused in production');
+  if (raw.LOGIN_CODE_SEND_LIMITS === 'off')
+    problems.push('LOGIN_CODE_SEND_LIMITS: off is refused in production');
   return problems;
 }
 

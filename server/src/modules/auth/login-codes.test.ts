@@ -118,6 +118,68 @@ describe('e-mail code sign-in', async () => {
     }
   });
 
+  it('doubles the cooldown with each code of the window, and a lapsed window starts every budget again', async () => {
+    const email = 'cooldown@example.com';
+    await prisma.user.create({
+      data: { email, firstName: 'C', lastName: 'D', role: 'STAFF', emailVerifiedAt: new Date() },
+    });
+    const sinceLastSend = (ms: number) =>
+      prisma.loginCode.update({ where: { email }, data: { lastSentAt: new Date(Date.now() - ms) } });
+    expect((await request(email)).body.data).toBeDefined();
+    await sinceLastSend(31_000);
+    expect((await request(email)).body.data).toBeDefined();
+    const third = await request(email);
+    expect(third.body.errors?.[0]?.extensions).toMatchObject({ code: 'RATE_LIMITED', retryAfter: 60 });
+    await prisma.loginCode.update({ where: { email }, data: { failedAttempts: 3 } });
+    await sinceLastSend(61_000);
+    expect((await request(email)).body.data).toBeDefined();
+    // Same window: the new code kept the spent guesses.
+    expect(await prisma.loginCode.findUniqueOrThrow({ where: { email } })).toMatchObject({
+      sends: 3,
+      failedAttempts: 3,
+    });
+    const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000);
+    await prisma.loginCode.update({
+      where: { email },
+      data: { windowStartedAt: twoHoursAgo, lastSentAt: twoHoursAgo },
+    });
+    expect((await request(email)).body.data).toBeDefined();
+    expect(await prisma.loginCode.findUniqueOrThrow({ where: { email } })).toMatchObject({
+      sends: 1,
+      failedAttempts: 0,
+    });
+  });
+
+  it('audits the code request and the sign-in, with the session it opened', async () => {
+    const email = 'audited@example.com';
+    const user = await prisma.user.create({
+      data: { email, firstName: 'A', lastName: 'U', role: 'STAFF', emailVerifiedAt: new Date() },
+    });
+    await request(email);
+    const session = await signIn(email, await latestCode(email));
+    expect(session?.__typename).toBe('AuthSession');
+    const actions = await prisma.auditLog.findMany({ where: { actorId: user.id }, orderBy: { id: 'asc' } });
+    expect(actions.map((entry) => [entry.action, entry.data])).toEqual([
+      ['auth.code_requested', {}],
+      ['auth.sign_in', { method: 'code' }],
+    ]);
+    expect(await prisma.session.count({ where: { userId: user.id } })).toBe(1);
+    // The code's mail went out at once; its safety-net job is gone.
+    const [mail] = await prisma.mailOutbox.findMany({ where: { toAddress: email } });
+    expect(mail).toMatchObject({ status: 'SENT', attempts: 1 });
+    const [jobs] = await prisma.$queryRaw<{ count: number }[]>`
+      SELECT count(*)::int AS count FROM graphile_worker.jobs WHERE key = ${`mail:${mail?.id}`}`;
+    expect(jobs?.count).toBe(0);
+  });
+
+  it('marks the e-mail verified when a code signs an unverified user in', async () => {
+    const email = 'unverified@example.com';
+    await prisma.user.create({ data: { email, firstName: 'U', lastName: 'V', role: 'STAFF' } });
+    await request(email);
+    expect((await signIn(email, await latestCode(email)))?.__typename).toBe('AuthSession');
+    expect((await prisma.user.findUniqueOrThrow({ where: { email } })).emailVerifiedAt).toBeInstanceOf(Date);
+  });
+
   it('forgets lapsed codes of any e-mail, and keeps live ones', async () => {
     const hourAgo = new Date(Date.now() - 2 * 3_600_000);
     await prisma.loginCode.create({
@@ -225,5 +287,35 @@ describe('e-mail code sign-in', async () => {
         addClient: { __typename: 'ConflictError', code: 'CONFLICT' },
       });
     });
+  });
+});
+
+describe('e-mail code sign-in with LOGIN_CODE_SEND_LIMITS=off (benchmarks)', async () => {
+  const t = await startTestApp({
+    CLINIC_POOL_SIZE: '0',
+    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+    LOGIN_CODE_SEND_LIMITS: 'off',
+  });
+  const { prisma } = t.app.deps.db;
+  const request = (email: string) => t.gql(REQUEST, { e: email });
+
+  it('sends again at once and from one address without limit, but still burns a code after 5 wrong tries', async () => {
+    const email = 'unlimited@example.com';
+    await prisma.user.create({
+      data: { email, firstName: 'U', lastName: 'L', role: 'STAFF', emailVerifiedAt: new Date() },
+    });
+    // More than the per-address threshold (50), and no per-e-mail cooldown.
+    for (let i = 0; i < 55; i++) {
+      const answer = await request(i % 2 === 0 ? email : `unknown-${i}@example.com`);
+      expect(answer.body.data).toEqual({
+        requestLoginCode: { __typename: 'LoginCodeRequested', expiresInSeconds: 600 },
+      });
+    }
+    expect((await prisma.loginCode.findUniqueOrThrow({ where: { email } })).sends).toBe(28);
+    const signIn = (code: string) =>
+      t.gql<{ signInWithCode: { __typename: string; code?: string } }>(SIGN_IN, { e: email, c: code });
+    for (let i = 0; i < 4; i++)
+      expect((await signIn('000000')).body.data?.signInWithCode.code).toBe('INVALID_CODE');
+    expect((await signIn('000000')).body.data?.signInWithCode.code).toBe('TOO_MANY_ATTEMPTS');
   });
 });

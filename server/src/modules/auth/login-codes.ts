@@ -12,8 +12,10 @@ import { createHmac, randomInt, timingSafeEqual } from 'node:crypto';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import { rateLimited } from '../../errors.js';
+import { Prisma } from '../../generated/central/client.js';
+import type { UserRole } from '../../generated/central/enums.js';
 import type { Logger } from '../../logger.js';
-import { enqueueMail } from '../mail/service.js';
+import { enqueueAndSendMail, enqueueMail, type MailTransport, type OutgoingMail } from '../mail/service.js';
 import { InvalidCodeError } from '../registration/errors.js';
 import { normaliseEmail } from '../registration/validation.js';
 import { TooManyAttemptsError } from './errors.js';
@@ -23,11 +25,24 @@ export const CODE_TTL_SECONDS = 10 * 60;
 export const MAX_FAILED_ATTEMPTS = 5;
 /** The guessing budget and the send cooldown reset after this long. */
 const WINDOW_MS = 60 * 60_000;
-/** Cooldown before the n-th code of a window: 0, 30 s, 60 s, 120 s … capped at 15 min. */
-const cooldownMs = (sends: number) => (sends === 0 ? 0 : Math.min(15 * 60_000, 30_000 * 2 ** (sends - 1)));
+/** A row's window has lapsed (or it never sent a code): budgets start again. */
+const FRESH_WINDOW = Prisma.sql`(l.last_sent_at IS NULL OR l.window_started_at < now() - interval '1 hour')`;
+/**
+ * Cooldown after the n-th code of a window (n = l.sends ≥ 1): 30 s, 60 s, 120 s … capped at
+ * 15 min (the exponent is capped first, so no interval overflows).
+ */
+const COOLDOWN = Prisma.sql`least(interval '15 minutes', interval '30 seconds' * power(2, least(l.sends - 1, 10)))`;
+
+/**
+ * Codes mailed at once from this process at most (each may hold an SMTP connection); beyond
+ * that, the job queue sends them as it sends any mail.
+ */
+const MAX_IMMEDIATE_SENDS = 16;
 
 export interface LoginCodeDeps {
   limits: LimitStore;
+  /** Codes are sent at once through it (see deliver). */
+  mail: MailTransport;
   config: Config;
   logger: Logger;
   prisma: CentralPrisma;
@@ -60,48 +75,45 @@ export class LoginCodes {
     const { prisma } = this.deps;
     const email = normaliseEmail(rawEmail);
     const addressKey = `ip:${ip ?? 'unknown'}`;
-    const addressWait = await this.addresses.retryAfter(addressKey);
+    // LOGIN_CODE_SEND_LIMITS=off (benchmarks only; production refuses it) skips both send limits.
+    const limited = this.deps.config.loginCodeSendLimits;
+    const addressWait = limited ? await this.addresses.retryAfter(addressKey) : 0;
     if (addressWait > 0) throw rateLimited(addressWait);
 
     const code = String(randomInt(0, 1_000_000)).padStart(6, '0');
-    await prisma.$transaction(async (tx) => {
-      // Serialise requests for one e-mail: the cooldown is checked and spent atomically.
-      await tx.$executeRaw`INSERT INTO login_codes (email, expires_at) VALUES (${email}, now()) ON CONFLICT (email) DO NOTHING`;
-      const [row] = await tx.$queryRaw<
-        { sends: number; last_sent_at: Date | null; window_started_at: Date }[]
-      >`
-        SELECT sends, last_sent_at, window_started_at FROM login_codes WHERE email = ${email} FOR UPDATE`;
-      const now = Date.now();
-      const fresh = !row?.last_sent_at || now - row.window_started_at.getTime() > WINDOW_MS;
-      const sends = fresh ? 0 : (row?.sends ?? 0);
-      const wait = !fresh && row?.last_sent_at ? row.last_sent_at.getTime() + cooldownMs(sends) - now : 0;
-      if (wait > 0) throw rateLimited(wait / 1000);
-      // Counted per request, so spraying many addresses from one place is bounded too.
-      await this.addresses.fail(addressKey);
-      const expiresAt = new Date(now + CODE_TTL_SECONDS * 1000);
-      // The same write for every e-mail: an unknown one simply never receives the code.
-      await tx.loginCode.update({
-        where: { email },
-        data: fresh
-          ? {
-              codeHmac: this.hmac(email, code),
-              expiresAt,
-              sends: 1,
-              lastSentAt: new Date(now),
-              failedAttempts: 0,
-              windowStartedAt: new Date(now),
-            }
-          : {
-              codeHmac: this.hmac(email, code),
-              expiresAt,
-              sends: { increment: 1 },
-              lastSentAt: new Date(now),
-            },
-      });
-    });
+    // Looked up beside the write below, for every e-mail alike; the answer never waits for it.
+    const known = prisma.user.findUnique({ where: { email }, select: { id: true, clinicId: true } });
+    known.catch(() => {}); // awaited by the delivery; a refused request drops it
+    // One statement, so one round trip: the row lock of ON CONFLICT serialises requests for one
+    // e-mail, so the cooldown is checked and spent atomically. A new code in the same window
+    // keeps failed_attempts (asking again does not buy more guesses); a fresh window resets it.
+    // No row back means the cooldown refused it. The same write for every e-mail: an unknown
+    // one simply never receives the code.
+    const [sent] = await prisma.$queryRaw<{ sent: boolean }[]>`
+      INSERT INTO login_codes AS l
+             (email, code_hmac, expires_at, failed_attempts, window_started_at, sends, last_sent_at)
+      VALUES (${email}, ${this.hmac(email, code)}, now() + make_interval(secs => ${CODE_TTL_SECONDS}),
+              0, now(), 1, now())
+      ON CONFLICT (email) DO UPDATE SET
+        code_hmac = excluded.code_hmac,
+        expires_at = excluded.expires_at,
+        last_sent_at = now(),
+        sends = CASE WHEN ${FRESH_WINDOW} THEN 1 ELSE l.sends + 1 END,
+        failed_attempts = CASE WHEN ${FRESH_WINDOW} THEN 0 ELSE l.failed_attempts END,
+        window_started_at = CASE WHEN ${FRESH_WINDOW} THEN now() ELSE l.window_started_at END
+      WHERE NOT ${limited} OR ${FRESH_WINDOW} OR l.sends = 0 OR l.last_sent_at + ${COOLDOWN} <= now()
+      RETURNING true AS sent`;
+    if (!sent) {
+      const [row] = await prisma.$queryRaw<{ wait_ms: number }[]>`
+        SELECT (extract(epoch FROM l.last_sent_at + ${COOLDOWN} - now()) * 1000)::float8 AS wait_ms
+          FROM login_codes l WHERE l.email = ${email}`;
+      throw rateLimited((row?.wait_ms ?? 1000) / 1000);
+    }
+    // Counted per request, so spraying many addresses from one place is bounded too.
+    if (limited) await this.addresses.fail(addressKey);
     // Everything that depends on whether the e-mail is known happens after the answer, so the
     // answer and its timing are the same for every address.
-    const delivery = this.deliver(email, code, ip)
+    const delivery = this.deliver(email, code, ip, known)
       .catch((error: unknown) => this.deps.logger.error({ err: error }, 'login code delivery failed'))
       .finally(() => this.deliveries.delete(delivery));
     this.deliveries.add(delivery);
@@ -128,25 +140,47 @@ export class LoginCodes {
     await Promise.all(this.deliveries);
   }
 
-  /** Sends the code when the e-mail belongs to a user (creating a CLIENT user from a client record). */
-  private async deliver(email: string, code: string, ip: string | null): Promise<void> {
-    const user = await this.userFor(email);
+  /** Immediate sends in flight (bounded by MAX_IMMEDIATE_SENDS). */
+  private sendingNow = 0;
+
+  /**
+   * Sends the code when the e-mail belongs to a user (creating a CLIENT user from a client record).
+   * The mail, its job and the audit entry are one statement; the code is then sent from here
+   * at once rather than through the job queue, which only steps in if that fails (see
+   * enqueueAndSendMail).
+   */
+  private async deliver(
+    email: string,
+    code: string,
+    ip: string | null,
+    known: Promise<{ id: string; clinicId: string | null } | null>,
+  ): Promise<void> {
+    const user = (await known) ?? (await this.userFor(email));
     if (!user) return;
-    await this.deps.prisma.$transaction(async (tx) => {
-      await enqueueMail(
-        tx,
-        {
-          to: email,
-          kind: 'login_code',
-          subject: 'Your Onramp sign-in code',
-          text: `Your sign-in code is ${code}.\n\nIt works once, for ${CODE_TTL_SECONDS / 60} minutes. If you did not ask for it, ignore this e-mail.`,
-        },
-        this.deps.config.encryptionKey,
+    const { prisma, config, logger } = this.deps;
+    const mail: OutgoingMail = {
+      to: email,
+      kind: 'login_code',
+      subject: 'Your Onramp sign-in code',
+      text: `Your sign-in code is ${code}.\n\nIt works once, for ${CODE_TTL_SECONDS / 60} minutes. If you did not ask for it, ignore this e-mail.`,
+    };
+    const audit = Prisma.sql`
+      INSERT INTO audit_log (action, actor_id, clinic_id, ip)
+      VALUES ('auth.code_requested', ${user.id}::uuid, ${user.clinicId}::uuid, ${ip}::text)`;
+    if (this.sendingNow >= MAX_IMMEDIATE_SENDS) {
+      await enqueueMail(prisma, mail, config.encryptionKey, { alongside: audit });
+      return;
+    }
+    this.sendingNow++;
+    try {
+      await enqueueAndSendMail(
+        { prisma, transport: this.deps.mail, logger, key: config.encryptionKey },
+        mail,
+        { alongside: audit },
       );
-      await tx.auditLog.create({
-        data: { action: 'auth.code_requested', actorId: user.id, clinicId: user.clinicId, ip },
-      });
-    });
+    } finally {
+      this.sendingNow--;
+    }
   }
 
   /**
@@ -185,11 +219,11 @@ export class LoginCodes {
   }
 
   /**
-   * Consumes the code. @returns the user id.
+   * Consumes the code. @returns its user, with what signing in needs (no second lookup).
    * @throws InvalidCodeError (wrong, expired, used or unknown: one answer for all) or
    * TooManyAttemptsError once the budget is spent.
    */
-  async verify(rawEmail: string, code: string): Promise<string> {
+  async verify(rawEmail: string, code: string): Promise<CodeUser> {
     const { prisma } = this.deps;
     const email = normaliseEmail(rawEmail);
     const row = await prisma.loginCode.findUnique({ where: { email } });
@@ -214,18 +248,41 @@ export class LoginCodes {
       if ((counted?.failed_attempts ?? 0) >= MAX_FAILED_ATTEMPTS) throw new TooManyAttemptsError();
       throw new InvalidCodeError('This code is invalid or has expired');
     }
-    // Single use: of two concurrent uses of one code, only one clears it.
-    const used = await prisma.loginCode.updateMany({
-      where: { email, codeHmac: row.codeHmac },
-      data: { codeHmac: null, failedAttempts: 0 },
-    });
-    const user = await prisma.user.findUnique({ where: { email }, select: { id: true } });
-    if (used.count === 0 || !user) throw new InvalidCodeError('This code is invalid or has expired');
+    // Single use: of two concurrent uses of one code, only one clears it (compare-and-set on the
+    // HMAC just compared). The user comes back in the same round trip.
+    const [user] = await prisma.$queryRaw<
+      {
+        id: string;
+        role: UserRole;
+        clinic_id: string | null;
+        clinic_status: string | null;
+        verified: boolean;
+      }[]
+    >`
+      WITH used AS (
+        UPDATE login_codes SET code_hmac = NULL, failed_attempts = 0
+         WHERE email = ${email} AND code_hmac = ${row.codeHmac}
+        RETURNING email)
+      SELECT u.id::text AS id, u.role::text AS role, u.clinic_id::text AS clinic_id,
+             c.status::text AS clinic_status, u.email_verified_at IS NOT NULL AS verified
+        FROM used JOIN users u ON u.email = used.email LEFT JOIN clinics c ON c.id = u.clinic_id`;
+    if (!user) throw new InvalidCodeError('This code is invalid or has expired');
     // The code proves the mailbox is theirs.
-    await prisma.user.updateMany({
-      where: { id: user.id, emailVerifiedAt: null },
-      data: { emailVerifiedAt: new Date() },
-    });
-    return user.id;
+    if (!user.verified) {
+      await prisma.user.updateMany({
+        where: { id: user.id, emailVerifiedAt: null },
+        data: { emailVerifiedAt: new Date() },
+      });
+    }
+    return { id: user.id, role: user.role, clinicId: user.clinic_id, clinicStatus: user.clinic_status };
   }
+}
+
+/** The user a code signed in, and what a session for them needs. */
+export interface CodeUser {
+  id: string;
+  role: UserRole;
+  clinicId: string | null;
+  /** Their clinic's status, when they belong to one. */
+  clinicStatus: string | null;
 }

@@ -12,6 +12,7 @@ import type { Config } from '../../env.js';
 import { rateLimited } from '../../errors.js';
 import type { UserRole } from '../../generated/central/enums.js';
 import type { Logger } from '../../logger.js';
+import type { MailTransport } from '../mail/service.js';
 import type { ProvisioningService } from '../provisioning/service.js';
 import { InvalidCodeError } from '../registration/errors.js';
 import { normaliseEmail } from '../registration/validation.js';
@@ -53,6 +54,8 @@ export interface RequestMeta {
 export interface AuthDeps {
   /** Where lockouts and send limits are counted (shared by every instance). */
   limits: LimitStore;
+  /** Sign-in codes are sent through it as soon as they are stored (see login-codes.ts). */
+  mail: MailTransport;
   config: Config;
   logger: Logger;
   prisma: CentralPrisma;
@@ -154,7 +157,7 @@ export class AuthService {
         .sign(this.secret);
       return { challengeToken };
     }
-    return this.issue(user.id, randomUUID(), meta, 'password');
+    return this.issue(user, randomUUID(), meta, 'password');
   }
 
   /**
@@ -183,7 +186,11 @@ export class AuthService {
       throw new InvalidCodeError('That code is not valid');
     }
     await this.secondFactor.succeed(key);
-    return this.issue(userId, randomUUID(), meta, 'password+2fa');
+    const user = await this.deps.prisma.user.findUniqueOrThrow({
+      where: { id: userId },
+      select: { id: true, role: true, clinicId: true },
+    });
+    return this.issue(user, randomUUID(), meta, 'password+2fa');
   }
 
   /**
@@ -191,13 +198,10 @@ export class AuthService {
    * @throws InvalidCodeError, TooManyAttemptsError, ClinicUnavailableError
    */
   async signInWithCode(email: string, code: string, meta: RequestMeta): Promise<IssuedSession> {
-    const userId = await this.codes.verify(email, code);
-    const user = await this.deps.prisma.user.findUniqueOrThrow({
-      where: { id: userId },
-      include: { clinic: true },
-    });
-    if (user.clinic) await this.ensureClinicUsable(user.clinic.id, user.clinic.status);
-    return this.issue(user.id, randomUUID(), meta, 'code');
+    // verify() hands back the user and their clinic's status with the consumed code.
+    const user = await this.codes.verify(email, code);
+    if (user.clinicId) await this.ensureClinicUsable(user.clinicId, user.clinicStatus ?? 'FAILED');
+    return this.issue(user, randomUUID(), meta, 'code');
   }
 
   /** A session for a user who just proved themselves another way (activation). */
@@ -207,7 +211,7 @@ export class AuthService {
       include: { clinic: true },
     });
     if (user.clinic) await this.ensureClinicUsable(user.clinic.id, user.clinic.status);
-    return this.issue(user.id, randomUUID(), meta, method);
+    return this.issue(user, randomUUID(), meta, method);
   }
 
   /** Health check at sign-in (seed): never let anyone into a half-made or broken clinic. */
@@ -277,7 +281,7 @@ export class AuthService {
     }
     const clinic = session.user.clinic;
     if (clinic && clinic.status !== 'READY') throw new ClinicUnavailableError();
-    return this.issue(session.userId, session.familyId, meta, null);
+    return this.issue(session.user, session.familyId, meta, null);
   }
 
   /** Ends the sign-in this token belongs to (its whole family). Same answer for any token. */
@@ -297,44 +301,32 @@ export class AuthService {
     ]);
   }
 
+  /**
+   * A new session (refresh token) and access token for a user the caller has just loaded; with a
+   * `method`, the sign-in is audited in the same statement (one round trip, atomic).
+   */
   private async issue(
-    userId: string,
+    user: { id: string; role: UserRole; clinicId: string | null },
     familyId: string,
     meta: RequestMeta,
     method: string | null,
   ): Promise<IssuedSession> {
-    const { prisma } = this.deps;
-    const user = await prisma.user.findUniqueOrThrow({
-      where: { id: userId },
-      select: { role: true, clinicId: true },
-    });
     const refreshToken = randomBytes(32).toString('base64url');
-    const [session] = await prisma.$transaction([
-      prisma.session.create({
-        data: {
-          userId,
-          familyId,
-          refreshTokenHash: sha256(refreshToken),
-          expiresAt: new Date(Date.now() + REFRESH_TOKEN_TTL_MS),
-          ip: meta.ip,
-          userAgent: meta.userAgent?.slice(0, 300) ?? null,
-        },
-      }),
-      // A sign-in and its audit entry commit together (a refresh is not a sign-in).
-      ...(method
-        ? [
-            prisma.auditLog.create({
-              data: {
-                action: 'auth.sign_in',
-                actorId: userId,
-                clinicId: user.clinicId,
-                ip: meta.ip,
-                data: { method },
-              },
-            }),
-          ]
-        : []),
-    ]);
+    const [session] = await this.deps.prisma.$queryRaw<{ id: string }[]>`
+      WITH s AS (
+        INSERT INTO sessions (user_id, family_id, refresh_token_hash, expires_at, ip, user_agent)
+        VALUES (${user.id}::uuid, ${familyId}::uuid, ${sha256(refreshToken)},
+                ${new Date(Date.now() + REFRESH_TOKEN_TTL_MS)}::timestamptz, ${meta.ip}::text,
+                ${meta.userAgent?.slice(0, 300) ?? null}::text)
+        RETURNING id),
+      audited AS (
+        INSERT INTO audit_log (action, actor_id, clinic_id, ip, data)
+        SELECT 'auth.sign_in', ${user.id}::uuid, ${user.clinicId}::uuid, ${meta.ip}::text,
+               jsonb_build_object('method', ${method}::text)
+          FROM s WHERE ${method}::text IS NOT NULL)
+      SELECT id::text AS id FROM s`;
+    if (!session) throw new Error('session insert returned no row');
+    const userId = user.id;
     const expiresAt = new Date(Date.now() + ACCESS_TOKEN_TTL_SECONDS * 1000);
     const accessToken = await new SignJWT({ role: user.role, cid: user.clinicId, sid: session.id })
       .setProtectedHeader({ alg: 'HS256' })

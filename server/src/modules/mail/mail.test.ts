@@ -12,6 +12,7 @@ import { type SmtpSink, startSmtpSink } from '../../../test/smtp-sink.js';
 import type { Context } from '../../context.js';
 import { type Databases, openDatabases } from '../../db/database.js';
 import type { Config } from '../../env.js';
+import { Prisma } from '../../generated/central/client.js';
 import { startWorker, type Worker } from '../../jobs/index.js';
 import { createLogger } from '../../logger.js';
 import { schema } from '../../schema.js';
@@ -19,8 +20,10 @@ import {
   createMailTransport,
   deliverMail,
   devMailbox,
+  enqueueAndSendMail,
   enqueueMail,
   MAIL_MAX_ATTEMPTS,
+  MAIL_SEND_NOW_GRACE_MS,
   MailDeliveryError,
   type MailTransport,
 } from './service.js';
@@ -276,6 +279,58 @@ describe('mail over SMTP', () => {
       status: 'SENT',
       attempts: 1,
     });
+  });
+
+  it('sends a message at once, with what goes alongside, and removes its job', async () => {
+    const subject = uniqueSubject('Your code');
+    const { prisma } = stack.db;
+    const logger = createLogger(stack.config);
+    const { id } = await enqueueAndSendMail(
+      { prisma, transport: stack.transport, logger, key: KEY },
+      { to: 'Now@Example.com', subject, text: 'Your sign-in code is 123456.', kind: 'login_code' },
+      {
+        alongside: Prisma.sql`INSERT INTO audit_log (action, target_id) VALUES ('test.alongside', ${subject})`,
+      },
+    );
+    // Sent before the call returned, not by the worker.
+    expect(sink.messages.find((mail) => mail.subject === subject)?.text?.trim()).toBe(
+      'Your sign-in code is 123456.',
+    );
+    expect(await prisma.mailOutbox.findUniqueOrThrow({ where: { id } })).toMatchObject({
+      status: 'SENT',
+      transport: 'smtp',
+      attempts: 1,
+      lastError: null,
+    });
+    expect(await jobCount(stack.db, `mail:${id}`)).toBe(0);
+    expect(await prisma.auditLog.count({ where: { action: 'test.alongside', targetId: subject } })).toBe(1);
+  });
+
+  it('leaves a message that could not be sent at once to its job, due after the grace period', async () => {
+    sink.failNext(1);
+    const subject = uniqueSubject('Code, later');
+    const { prisma } = stack.db;
+    const logger = createLogger(stack.config);
+    const before = Date.now();
+    const { id } = await enqueueAndSendMail(
+      { prisma, transport: stack.transport, logger, key: KEY },
+      { to: 'later@example.com', subject, text: 'Your sign-in code is 654321.', kind: 'login_code' },
+    );
+    const row = await prisma.mailOutbox.findUniqueOrThrow({ where: { id } });
+    expect(row).toMatchObject({ status: 'PENDING', attempts: 1 });
+    expect(row.lastError).toMatch(/451/);
+    const { rows } = await stack.db.pool.query<{ run_at: Date }>(
+      'SELECT run_at FROM graphile_worker.jobs WHERE key = $1',
+      [`mail:${id}`],
+    );
+    expect(rows[0]?.run_at.getTime()).toBeGreaterThanOrEqual(before + MAIL_SEND_NOW_GRACE_MS - 1000);
+    // When due, the job sends it as its second attempt.
+    await stack.db.pool.query(
+      'SELECT graphile_worker.reschedule_jobs(ARRAY(SELECT id FROM graphile_worker.jobs WHERE key = $1), run_at := now())',
+      [`mail:${id}`],
+    );
+    await sink.waitFor((mail) => mail.subject === subject);
+    expect(await settledRow(stack.db, id)).toMatchObject({ status: 'SENT', attempts: 2, lastError: null });
   });
 
   it('refuses a recipient that is not a single address', async () => {

@@ -7,9 +7,8 @@
 import nodemailer from 'nodemailer';
 import type SMTPTransport from 'nodemailer/lib/smtp-transport/index.js';
 import type { Config } from '../../env.js';
-import type { Prisma, PrismaClient } from '../../generated/central/client.js';
+import { Prisma, type PrismaClient } from '../../generated/central/client.js';
 import type { MailStatus } from '../../generated/central/enums.js';
-import { addJob } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
 import { decryptSecret, encryptSecret } from '../provisioning/secrets.js';
 
@@ -38,13 +37,27 @@ export interface OutgoingMail {
 }
 
 /** A Prisma client or interactive transaction: only what enqueueing needs. */
-export type MailDb = Pick<Prisma.TransactionClient, 'mailOutbox' | '$executeRaw'>;
+export type MailDb = Pick<Prisma.TransactionClient, '$queryRaw'>;
 
 /**
- * Stores the message and its `send_email` job in the caller's transaction: when it rolls back,
- * neither exists.
- * @throws Error when `to` is not a single e-mail address (a caller bug: validate input first).
+ * How long the job of a message sent at once ({@link enqueueAndSendMail}) waits before it sends
+ * the message itself: longer than one SMTP attempt can take (3 × {@link SMTP_TIMEOUT_MS}), so it
+ * only ever sends when the immediate attempt failed or its process died.
  */
+export const MAIL_SEND_NOW_GRACE_MS = 60_000;
+
+export interface EnqueueOptions {
+  /** When the `send_email` job is due. @default now */
+  jobRunAt?: Date;
+  /** The caller makes the first attempt itself, right after commit (counted in `attempts`). */
+  firstAttemptClaimed?: boolean;
+  /**
+   * A data-modifying statement run as part of the same statement (so atomic with the message
+   * without a transaction), e.g. the audit entry of what the message announces.
+   */
+  alongside?: Prisma.Sql;
+}
+
 /** The outbox row of a message: normalised recipient, a safe subject, encrypted bodies. */
 function outboxRow(mail: OutgoingMail, key: Buffer) {
   return {
@@ -58,15 +71,82 @@ function outboxRow(mail: OutgoingMail, key: Buffer) {
   };
 }
 
-export async function enqueueMail(tx: MailDb, mail: OutgoingMail, key: Buffer): Promise<{ id: string }> {
-  const row = await tx.mailOutbox.create({ data: outboxRow(mail, key), select: { id: true } });
-  await addJob(
-    tx,
-    'send_email',
-    { outboxId: row.id },
-    { jobKey: `mail:${row.id}`, maxAttempts: MAIL_MAX_ATTEMPTS },
-  );
-  return { id: row.id };
+/**
+ * Stores the message and its `send_email` job in the caller's transaction, in one statement:
+ * when the transaction rolls back, neither exists.
+ * @throws Error when `to` is not a single e-mail address (a caller bug: validate input first).
+ */
+export async function enqueueMail(
+  tx: MailDb,
+  mail: OutgoingMail,
+  key: Buffer,
+  options: EnqueueOptions = {},
+): Promise<{ id: string }> {
+  const row = outboxRow(mail, key);
+  const alongside = options.alongside ? Prisma.sql`, alongside AS (${options.alongside})` : Prisma.empty;
+  // The job's payload is TaskPayloads['send_email'] (see jobs/index.ts, addJob).
+  const [queued] = await tx.$queryRaw<{ id: string }[]>`
+    WITH m AS (
+      INSERT INTO mail_outbox (to_address, subject, text_body, html_body, kind, attempts)
+      VALUES (${row.toAddress}, ${row.subject}, ${row.textBody}, ${row.htmlBody}::text, ${row.kind},
+              ${options.firstAttemptClaimed ? 1 : 0}::int)
+      RETURNING id)${alongside}
+    SELECT m.id::text AS id,
+           graphile_worker.add_job(
+             'send_email',
+             json_build_object('outboxId', m.id::text),
+             run_at => ${options.jobRunAt ?? null}::timestamptz,
+             max_attempts => ${MAIL_MAX_ATTEMPTS}::int,
+             job_key => 'mail:' || m.id::text
+           ) IS NOT NULL AS queued
+      FROM m`;
+  if (!queued) throw new Error('enqueueMail: the outbox insert returned no row');
+  return { id: queued.id };
+}
+
+/**
+ * For mail a user is waiting for (sign-in codes): stores the message like {@link enqueueMail}
+ * (its job due only after {@link MAIL_SEND_NOW_GRACE_MS}; `alongside` in the same statement),
+ * then sends it at once from this process and, in a second statement, marks it SENT and removes
+ * its job. Two round trips and no wait for the job queue. When this attempt fails, or the process
+ * dies before marking the row, the job sends it when due: at least once, as for any mail.
+ * @returns the outbox id; never throws for a failed send (the job retries it).
+ */
+export async function enqueueAndSendMail(
+  deps: DeliverMailDeps,
+  mail: OutgoingMail,
+  options: Pick<EnqueueOptions, 'alongside'> = {},
+): Promise<{ id: string }> {
+  const { prisma, transport, key } = deps;
+  const { id } = await enqueueMail(prisma, mail, key, {
+    ...options,
+    jobRunAt: new Date(Date.now() + MAIL_SEND_NOW_GRACE_MS),
+    firstAttemptClaimed: true,
+  });
+  const logger = deps.logger.child({ outboxId: id, kind: mail.kind, toDomain: recipientDomain(mail.to) });
+  try {
+    await transport.send({
+      id,
+      to: normaliseAddress(mail.to),
+      subject: mail.subject.replace(/[\r\n]+/g, ' ').trim(),
+      text: mail.text,
+      html: mail.html,
+    });
+  } catch (error) {
+    const lastError = error instanceof MailDeliveryError ? error.message : summariseError(error, []);
+    await prisma.mailOutbox.update({ where: { id }, data: { lastError } });
+    logger.warn({ lastError }, 'immediate mail send failed; its job will retry');
+    return { id };
+  }
+  // Only a row still PENDING is settled here (and its job removed): never one the job settled.
+  await prisma.$queryRaw`
+    WITH sent AS (
+      UPDATE mail_outbox SET status = 'SENT', transport = ${transport.name}, sent_at = now(), last_error = NULL
+       WHERE id = ${id}::uuid AND status = 'PENDING'
+      RETURNING id)
+    SELECT graphile_worker.remove_job('mail:' || id::text) IS NOT NULL AS removed FROM sent`;
+  logger.info({ attempts: 1, transport: transport.name }, 'mail sent');
+  return { id };
 }
 
 /** What a transport is handed for one outbox row. */
@@ -140,9 +220,9 @@ export function createMailTransport(
 }
 
 export interface DeliverMailDeps {
-  /** ENCRYPTION_KEY, to read the stored bodies. */
+  /** ENCRYPTION_KEY, to read and write the stored bodies. */
   key: Buffer;
-  prisma: PrismaClient;
+  prisma: Pick<PrismaClient, 'mailOutbox' | '$queryRaw'>;
   transport: MailTransport;
   logger: Logger;
 }
