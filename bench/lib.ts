@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { type App, buildApp } from '../server/src/app.js';
+import { type App, type BuildAppOptions, buildApp } from '../server/src/app.js';
 import { ensureDatabase, openDatabases } from '../server/src/db/database.js';
 import { type RunningPostgres, startEmbeddedPostgres } from '../server/src/db/embedded.js';
 import { databaseUrl, withClient } from '../server/src/db/sql.js';
@@ -138,6 +138,7 @@ export async function startBenchApp(
   database: string,
   poolSize: number | undefined,
   env: Record<string, string> = {},
+  options: Pick<BuildAppOptions, 'mailTransport'> = {},
 ): Promise<StartedApp> {
   await ensureDatabase(server.serverUrl, database);
   const config = loadConfig({
@@ -158,7 +159,7 @@ export async function startBenchApp(
   const db = await openDatabases(config, logger);
   let app: App;
   try {
-    app = await buildApp({ config, logger, db, startedAt: new Date() }, { drainTimeoutMs: 1000 });
+    app = await buildApp({ config, logger, db, startedAt: new Date() }, { drainTimeoutMs: 1000, ...options });
   } catch (error) {
     await db.close();
     throw error;

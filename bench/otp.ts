@@ -21,6 +21,8 @@ import { emailOTP } from 'better-auth/plugins/email-otp';
 import pg from 'pg';
 import { ensureDatabase } from '../server/src/db/database.js';
 import { databaseUrl } from '../server/src/db/sql.js';
+import { createLogger } from '../server/src/logger.js';
+import { createMailTransport, type MailTransport } from '../server/src/modules/mail/service.js';
 import {
   type BenchOptions,
   type BenchServer,
@@ -374,18 +376,38 @@ const SIGN_IN = `mutation SignIn($email: String!, $code: String!) {
     ... on Error { message }
   }
 }`;
-const MAILBOX = `query Mailbox($to: String!) { devMailbox(to: $to) { kind text } }`;
-
 type GraphQLBody<T> = { data?: T; errors?: { message: string }[] };
 
 /**
- * The real app (buildApp) without a warm pool, send limits off, mail to the dev mailbox: the
- * code is read back with the `devMailbox` query, as the tests and a developer read it.
+ * The real app (buildApp) without a warm pool, send limits off, mail to the dev mailbox through
+ * a transport that also keeps each delivered code in memory, as Better Auth's
+ * sendVerificationOTP callback does; both are read back with one GET of the same endpoint.
  */
 async function onrampSystem(server: BenchServer): Promise<System> {
   const database = 'bench_central_otp';
-  const { app, url } = await startBenchApp(server, database, 0, { LOGIN_CODE_SEND_LIMITS: 'off' });
+  const mailbox = new Map<string, string>();
+  const dev = createMailTransport(
+    { smtpUrl: undefined, baseDomain: 'bench.localhost' },
+    createLogger({ env: 'test', logLevel: 'error' }),
+  );
+  const capturing: MailTransport = {
+    name: dev.name,
+    async send(message) {
+      await dev.send(message);
+      const code = /\b(\d{6})\b/.exec(message.text)?.[1];
+      if (code) mailbox.set(message.to, code);
+    },
+    close: () => dev.close(),
+  };
+  const { app, url } = await startBenchApp(
+    server,
+    database,
+    0,
+    { LOGIN_CODE_SEND_LIMITS: 'off' },
+    { mailTransport: capturing },
+  );
   const graphql = `${url}/graphql`;
+  const mailboxUrl = await serveMailbox(server, mailbox, () => false);
   return {
     label: 'Onramp',
     database,
@@ -398,17 +420,7 @@ async function onrampSystem(server: BenchServer): Promise<System> {
       if (typename !== 'LoginCodeRequested')
         throw new Error(`requestLoginCode: HTTP ${status} ${JSON.stringify(body).slice(0, 200)}`);
     },
-    async read(email) {
-      const { body } = await postJson<GraphQLBody<{ devMailbox: { kind: string; text: string }[] }>>(
-        graphql,
-        {
-          query: MAILBOX,
-          variables: { to: email },
-        },
-      );
-      const mail = body.data?.devMailbox.find((message) => message.kind === 'login_code');
-      return /\b(\d{6})\b/.exec(mail?.text ?? '')?.[1] ?? null;
-    },
+    read: (email) => readMailbox(mailboxUrl, email),
     async signIn(email, code) {
       const { status, body } = await postJson<
         GraphQLBody<{ signInWithCode?: { __typename: string; message?: string } }>
@@ -451,24 +463,12 @@ async function betterAuthSystem(server: BenchServer): Promise<System> {
   const mailbox = new Map<string, string>();
   // Set once Better Auth exists, which needs the server's URL first.
   let handle: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
-  const http: Server = createServer((req, res) => {
-    if (req.url?.startsWith('/dev/otp?')) {
-      const email = new URL(req.url, 'http://localhost').searchParams.get('email') ?? '';
-      const code = mailbox.get(email);
-      res.writeHead(code ? 200 : 404, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ otp: code ?? null }));
-      return;
-    }
+  const url = await serveMailbox(server, mailbox, (req, res) => {
     if (handle) handle(req, res);
     else res.writeHead(503).end();
+    return true;
   });
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-  server.closers.push(async () => {
-    http.closeAllConnections();
-    await new Promise<void>((resolve) => http.close(() => resolve()));
-    await pool.end();
-  });
-  const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+  server.closers.push(() => pool.end());
   const options = {
     database: pool,
     secret: 'x'.repeat(40),
@@ -505,11 +505,7 @@ async function betterAuthSystem(server: BenchServer): Promise<System> {
       if (status !== 200 || body.success !== true)
         throw new Error(`send-verification-otp: HTTP ${status} ${JSON.stringify(body).slice(0, 200)}`);
     },
-    async read(email) {
-      const response = await fetch(`${url}/dev/otp?email=${encodeURIComponent(email)}`);
-      const body = (await response.json()) as { otp: string | null };
-      return body.otp;
-    },
+    read: (email) => readMailbox(url, email),
     async signIn(email, code) {
       const { status, body } = await postJson<{ token?: string }>(`${url}/api/auth/sign-in/email-otp`, {
         email,
@@ -534,4 +530,36 @@ async function betterAuthSystem(server: BenchServer): Promise<System> {
       }
     },
   };
+}
+
+/**
+ * An HTTP server in this process answering `GET /dev/otp?email=…` from `mailbox` (the codes a
+ * system delivered) and handing every other request to `other`. @returns its base URL.
+ */
+async function serveMailbox(
+  server: BenchServer,
+  mailbox: ReadonlyMap<string, string>,
+  other: (req: IncomingMessage, res: ServerResponse) => boolean,
+): Promise<string> {
+  const http: Server = createServer((req, res) => {
+    if (req.url?.startsWith('/dev/otp?')) {
+      const email = new URL(req.url, 'http://localhost').searchParams.get('email') ?? '';
+      const code = mailbox.get(email);
+      res.writeHead(code ? 200 : 404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ otp: code ?? null }));
+      return;
+    }
+    if (!other(req, res)) res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  server.closers.push(async () => {
+    http.closeAllConnections();
+    await new Promise<void>((resolve) => http.close(() => resolve()));
+  });
+  return `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+}
+
+async function readMailbox(baseUrl: string, email: string): Promise<string | null> {
+  const response = await fetch(`${baseUrl}/dev/otp?email=${encodeURIComponent(email)}`);
+  return ((await response.json()) as { otp: string | null }).otp;
 }

@@ -28,7 +28,7 @@ import { AuthService } from './modules/auth/service.js';
 import { createCertificateIssuer } from './modules/certificates/service.js';
 import { createDnsProvider, createDnsServer } from './modules/dns/service.js';
 import { checkHealth } from './modules/health/service.js';
-import { createMailTransport, deliverMail } from './modules/mail/service.js';
+import { createMailTransport, deliverMail, type MailTransport } from './modules/mail/service.js';
 import { MembersService } from './modules/members/service.js';
 import { ApplicationService } from './modules/onboarding/applications.js';
 import { IdempotencyStore } from './modules/onboarding/idempotency.js';
@@ -59,6 +59,11 @@ export interface BuildAppOptions {
   consoleDir?: string;
   /** How often the job worker polls besides LISTEN. @default 2000 */
   jobPollIntervalMs?: number;
+  /**
+   * Where mail goes instead of the configured transport (benchmarks observe delivery with it).
+   * @default SMTP_URL's transport, or the dev mailbox
+   */
+  mailTransport?: MailTransport;
   /**
    * Port of the built-in DNS server, instead of config.dnsPort: 0 here picks a free port (tests
    * running in parallel), false disables it. @default config.dnsPort (0 there disables)
@@ -116,7 +121,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     dns,
     certificates,
   });
-  const mail = createMailTransport(config, logger);
+  const mail = options.mailTransport ?? createMailTransport(config, logger);
   const reconciler = new Reconciler({ prisma: base.db.prisma, logger, provisioning });
   // Lockouts and send limits: Redis when configured (several instances), else the central database.
   const limitsRedis = config.redisUrl
