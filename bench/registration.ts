@@ -46,8 +46,6 @@ const IDLE_QUERIES = 200;
 /** The throughput target assumes hashing on this many cores is the only limit. */
 const HASH_CORES = 2;
 const PASSWORD = 'a sturdy passphrase 42';
-/** Steps that do nothing here (no DNS or certificate provider): left out of the breakdown. */
-const SKIPPED_STEPS = new Set(['dns', 'ssl']);
 /** How often pg_stat_activity is sampled during the burst. */
 const ACTIVITY_SAMPLE_MS = 20;
 
@@ -462,7 +460,6 @@ async function breakdown(app: App, attempts: readonly Attempt[]): Promise<Map<st
     add('saga', sagaMs);
     let stepsMs = 0;
     for (const step of run.steps) {
-      if (SKIPPED_STEPS.has(step.name)) continue;
       stepsMs += step.durationMs ?? 0;
       add(`  ${step.name}`, step.durationMs ?? 0);
     }
