@@ -18,6 +18,7 @@ import type { BaseDeps, Context, Deps } from './context.js';
 import { REPO_ROOT } from './db/paths.js';
 import { scopedRunner } from './db/request-scope.js';
 import { handleAdminRoute } from './http/admin-routes.js';
+import { clientAddress } from './http/client-address.js';
 import { bodyTooLarge, isAllowedOrigin, sendJson, setSecurityHeaders } from './http/security.js';
 import { serveConsole } from './http/static.js';
 import { startWorker, type Worker } from './jobs/index.js';
@@ -195,7 +196,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
       viewer,
       application: await applications.authenticate(server.req.headers['x-master-key']),
       requestId: server.requestId,
-      ip: server.req.socket.remoteAddress ?? null,
+      ip: clientAddress(server.req, config.trustedProxies),
       userAgent: server.req.headers['user-agent'] ?? null,
       logger: logger.child({ requestId: server.requestId }),
       scoped: scopedRunner(base.db.requestPrisma, {

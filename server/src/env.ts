@@ -141,6 +141,7 @@ const rawSchema = z.object({
   PUBLIC_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s):// URL' }).optional(),
   CLINIC_POOL_SIZE: z.coerce.number().int().min(0).max(50).default(2),
   LOGIN_CODE_SEND_LIMITS: z.enum(['on', 'off']).default('on'),
+  TRUSTED_PROXIES: z.coerce.number().int().min(0).max(10).default(0),
   PROVISIONING_RETRY_BASE_MS: z.coerce.number().int().min(1).max(600_000).default(5000),
   PROVISIONING_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
   CLINIC_HEALTH_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(8),
@@ -215,6 +216,8 @@ export interface Config {
    * @default true
    */
   loginCodeSendLimits: boolean;
+  /** Reverse proxies in front of Onramp whose X-Forwarded-For entries are believed (see http/client-address.ts). */
+  trustedProxies: number;
   /** Base URL of links in e-mails (verification). @default http://localhost:<PORT> */
   publicUrl: string;
   /** Hybrid mode: first retry delay; each next one doubles, with jitter. */
@@ -305,6 +308,7 @@ export function loadConfig(
     faultInjection: raw.FAULT_INJECTION,
     clinicPoolSize: raw.CLINIC_POOL_SIZE,
     loginCodeSendLimits: raw.LOGIN_CODE_SEND_LIMITS === 'on',
+    trustedProxies: raw.TRUSTED_PROXIES,
     publicUrl: (raw.PUBLIC_URL ?? `http://localhost:${raw.PORT || 4000}`).replace(/\/+$/, ''),
     provisioningRetryBaseMs: raw.PROVISIONING_RETRY_BASE_MS,
     provisioningLeaseSeconds: raw.PROVISIONING_LEASE_SECONDS,

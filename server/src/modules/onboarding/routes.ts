@@ -7,9 +7,11 @@
  * too), the caller (401/403), the method, the body (400), the Idempotency-Key (replay, 409,
  * 422), then the operation with its own limit (429) and validation (422).
  */
+
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Deps } from '../../context.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
+import { clientAddress } from '../../http/client-address.js';
 import { MAX_BODY_BYTES, sendJson } from '../../http/security.js';
 import { validateApplicationName } from './applications.js';
 import { OnboardingProvisioningFailedError, RateLimitExceeded } from './errors.js';
@@ -86,7 +88,7 @@ export async function handleOnboardingRoute(
     return true;
   }
   const param = decodeURIComponent(match?.[1] ?? '');
-  const ip = req.socket.remoteAddress ?? null;
+  const ip = clientAddress(req, deps.config.trustedProxies);
   const log = deps.logger.child({ route: `${route.method} ${route.path}` });
   let rate: RateState | undefined;
   try {
