@@ -15,7 +15,7 @@ import { rateLimited } from '../../errors.js';
 import { Prisma } from '../../generated/central/client.js';
 import type { UserRole } from '../../generated/central/enums.js';
 import type { Logger } from '../../logger.js';
-import { enqueueAndSendMail, enqueueMail, type MailTransport, type OutgoingMail } from '../mail/service.js';
+import { enqueueMail, type MailTransport, type OutgoingMail, sendThenRecordMail } from '../mail/service.js';
 import { InvalidCodeError } from '../registration/errors.js';
 import { normaliseEmail } from '../registration/validation.js';
 import { TooManyAttemptsError } from './errors.js';
@@ -145,9 +145,8 @@ export class LoginCodes {
 
   /**
    * Sends the code when the e-mail belongs to a user (creating a CLIENT user from a client record).
-   * The mail, its job and the audit entry are one statement; the code is then sent from here
-   * at once rather than through the job queue, which only steps in if that fails (see
-   * enqueueAndSendMail).
+   * The code is sent from here at once, then its outbox row and the audit entry are written in
+   * one statement; the job queue only steps in when that send fails (see sendThenRecordMail).
    */
   private async deliver(
     email: string,
@@ -173,10 +172,12 @@ export class LoginCodes {
     }
     this.sendingNow++;
     try {
-      await enqueueAndSendMail(
+      await sendThenRecordMail(
         { prisma, transport: this.deps.mail, logger, key: config.encryptionKey },
         mail,
-        { alongside: audit },
+        {
+          alongside: audit,
+        },
       );
     } finally {
       this.sendingNow--;

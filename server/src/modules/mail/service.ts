@@ -4,6 +4,7 @@
  * change commits (at least once: a crash between SMTP acceptance and marking the row SENT sends
  * it again, with the same Message-ID). The only module file other modules import.
  */
+import { randomUUID } from 'node:crypto';
 import nodemailer from 'nodemailer';
 import type SMTPTransport from 'nodemailer/lib/smtp-transport/index.js';
 import type { Config } from '../../env.js';
@@ -39,18 +40,14 @@ export interface OutgoingMail {
 /** A Prisma client or interactive transaction: only what enqueueing needs. */
 export type MailDb = Pick<Prisma.TransactionClient, '$queryRaw'>;
 
-/**
- * How long the job of a message sent at once ({@link enqueueAndSendMail}) waits before it sends
- * the message itself: longer than one SMTP attempt can take (3 × {@link SMTP_TIMEOUT_MS}), so it
- * only ever sends when the immediate attempt failed or its process died.
- */
-export const MAIL_SEND_NOW_GRACE_MS = 60_000;
+/** After a failed immediate send ({@link sendThenRecordMail}), when its job tries again. */
+export const MAIL_RETRY_AFTER_IMMEDIATE_FAILURE_MS = 5_000;
 
 export interface EnqueueOptions {
   /** When the `send_email` job is due. @default now */
   jobRunAt?: Date;
-  /** The caller makes the first attempt itself, right after commit (counted in `attempts`). */
-  firstAttemptClaimed?: boolean;
+  /** The caller already made the first attempt, which failed with this error (counted in `attempts`). */
+  firstAttemptFailed?: string;
   /**
    * A data-modifying statement run as part of the same statement (so atomic with the message
    * without a transaction), e.g. the audit entry of what the message announces.
@@ -87,9 +84,9 @@ export async function enqueueMail(
   // The job's payload is TaskPayloads['send_email'] (see jobs/index.ts, addJob).
   const [queued] = await tx.$queryRaw<{ id: string }[]>`
     WITH m AS (
-      INSERT INTO mail_outbox (to_address, subject, text_body, html_body, kind, attempts)
+      INSERT INTO mail_outbox (to_address, subject, text_body, html_body, kind, attempts, last_error)
       VALUES (${row.toAddress}, ${row.subject}, ${row.textBody}, ${row.htmlBody}::text, ${row.kind},
-              ${options.firstAttemptClaimed ? 1 : 0}::int)
+              ${options.firstAttemptFailed === undefined ? 0 : 1}::int, ${options.firstAttemptFailed ?? null}::text)
       RETURNING id)${alongside}
     SELECT m.id::text AS id,
            graphile_worker.add_job(
@@ -105,46 +102,42 @@ export async function enqueueMail(
 }
 
 /**
- * For mail a user is waiting for (sign-in codes): stores the message like {@link enqueueMail}
- * (its job due only after {@link MAIL_SEND_NOW_GRACE_MS}; `alongside` in the same statement),
- * then sends it at once from this process and, in a second statement, marks it SENT and removes
- * its job. Two round trips and no wait for the job queue. When this attempt fails, or the process
- * dies before marking the row, the job sends it when due: at least once, as for any mail.
+ * For mail a user is waiting for (sign-in codes): sent at once from this process, then recorded
+ * in the outbox as SENT together with `alongside`, in one statement and without a job. When the
+ * send fails, the message goes to the outbox as PENDING with its job, which retries it like any
+ * mail. A crash between the send and its record leaves a sent message unrecorded; a crash before
+ * the send loses it, and the user asks again (a code lives 10 minutes: a durable queue in front
+ * of every send would cost each request two more statements and the code's latency).
  * @returns the outbox id; never throws for a failed send (the job retries it).
  */
-export async function enqueueAndSendMail(
+export async function sendThenRecordMail(
   deps: DeliverMailDeps,
   mail: OutgoingMail,
   options: Pick<EnqueueOptions, 'alongside'> = {},
 ): Promise<{ id: string }> {
   const { prisma, transport, key } = deps;
-  const { id } = await enqueueMail(prisma, mail, key, {
-    ...options,
-    jobRunAt: new Date(Date.now() + MAIL_SEND_NOW_GRACE_MS),
-    firstAttemptClaimed: true,
-  });
+  const id = randomUUID();
+  const row = outboxRow(mail, key);
   const logger = deps.logger.child({ outboxId: id, kind: mail.kind, toDomain: recipientDomain(mail.to) });
   try {
-    await transport.send({
-      id,
-      to: normaliseAddress(mail.to),
-      subject: mail.subject.replace(/[\r\n]+/g, ' ').trim(),
-      text: mail.text,
-      html: mail.html,
-    });
+    await transport.send({ id, to: row.toAddress, subject: row.subject, text: mail.text, html: mail.html });
   } catch (error) {
     const lastError = error instanceof MailDeliveryError ? error.message : summariseError(error, []);
-    await prisma.mailOutbox.update({ where: { id }, data: { lastError } });
     logger.warn({ lastError }, 'immediate mail send failed; its job will retry');
-    return { id };
+    return enqueueMail(prisma, mail, key, {
+      ...options,
+      firstAttemptFailed: lastError,
+      jobRunAt: new Date(Date.now() + MAIL_RETRY_AFTER_IMMEDIATE_FAILURE_MS),
+    });
   }
-  // Only a row still PENDING is settled here (and its job removed): never one the job settled.
+  const alongside = options.alongside ? Prisma.sql`, alongside AS (${options.alongside})` : Prisma.empty;
   await prisma.$queryRaw`
-    WITH sent AS (
-      UPDATE mail_outbox SET status = 'SENT', transport = ${transport.name}, sent_at = now(), last_error = NULL
-       WHERE id = ${id}::uuid AND status = 'PENDING'
-      RETURNING id)
-    SELECT graphile_worker.remove_job('mail:' || id::text) IS NOT NULL AS removed FROM sent`;
+    WITH m AS (
+      INSERT INTO mail_outbox (id, to_address, subject, text_body, html_body, kind, attempts, status, transport, sent_at)
+      VALUES (${id}::uuid, ${row.toAddress}, ${row.subject}, ${row.textBody}, ${row.htmlBody}::text, ${row.kind},
+              1, 'SENT', ${transport.name}, now())
+      RETURNING id)${alongside}
+    SELECT id::text AS id FROM m`;
   logger.info({ attempts: 1, transport: transport.name }, 'mail sent');
   return { id };
 }
