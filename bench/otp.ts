@@ -23,6 +23,7 @@ import { ensureDatabase } from '../server/src/db/database.js';
 import { databaseUrl } from '../server/src/db/sql.js';
 import { createLogger } from '../server/src/logger.js';
 import { createMailTransport, type MailTransport } from '../server/src/modules/mail/service.js';
+import { pgCpuDelta, postgresCpu, readPostmasterPid, systemCpu } from './cpu.js';
 import {
   type BenchOptions,
   type BenchServer,
@@ -40,7 +41,6 @@ import {
   timed,
   withBenchServer,
 } from './lib.js';
-import { pgCpuDelta, postgresCpu, readPostmasterPid, systemCpu } from './registration.js';
 
 /** Concurrent HTTP clients, each running one flow after another. */
 const CLIENTS = 8;
