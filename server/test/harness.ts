@@ -6,10 +6,11 @@ import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Client, createClient } from 'graphql-ws';
+import { Redis } from 'ioredis';
 import { afterAll, inject } from 'vitest';
 import WebSocket from 'ws';
 import { type App, type BuildAppOptions, buildApp } from '../src/app.js';
-import { openDatabases } from '../src/db/database.js';
+import { type CentralPrisma, openDatabases } from '../src/db/database.js';
 import { type RunningPostgres, startEmbeddedPostgres } from '../src/db/embedded.js';
 import { databaseUrl, quoteIdent, withClient } from '../src/db/sql.js';
 import { type Config, loadConfig } from '../src/env.js';
@@ -89,6 +90,24 @@ export async function startRedis(): Promise<{ url: string }> {
     });
   });
   return { url: `redis://127.0.0.1:${port}` };
+}
+
+/**
+ * Both backends a shared store can live on (lockouts, rate-limit counters): a fresh central
+ * database and a client of a real redis-server, closed after the file.
+ */
+export async function storeBackends(
+  prefix: string,
+): Promise<{ prisma: CentralPrisma; redis: Redis; redisUrl: string }> {
+  const { url } = await startRedis();
+  const config = testConfig({ DATABASE_URL: await createTestDatabase(prefix) });
+  const db = await openDatabases(config, createLogger(config));
+  const redis = new Redis(url);
+  afterAll(async () => {
+    redis.disconnect();
+    await db.close();
+  });
+  return { prisma: db.prisma, redis, redisUrl: url };
 }
 
 /** Creates a database cloned from the migrated central template; dropped after the file. */

@@ -1,27 +1,14 @@
-import { Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, startRedis, startTestApp, testConfig } from '../../../test/harness.js';
-import { openDatabases } from '../../db/database.js';
-import { createLogger } from '../../logger.js';
+import { describe, expect, it } from 'vitest';
+import { startTestApp, storeBackends } from '../../../test/harness.js';
 import { type LimitStore, Lockout, postgresLimitStore, redisLimitStore } from './lockout.js';
 
-const redis = await startRedis();
+const backends = await storeBackends('limits');
+const stores: [string, LimitStore][] = [
+  ['PostgreSQL', postgresLimitStore(backends.prisma)],
+  ['Redis', redisLimitStore(backends.redis)],
+];
 
-async function stores(): Promise<[string, LimitStore][]> {
-  const config = testConfig({ DATABASE_URL: await createTestDatabase('limits') });
-  const db = await openDatabases(config, createLogger(config));
-  const client = new Redis(redis.url);
-  afterAll(async () => {
-    client.disconnect();
-    await db.close();
-  });
-  return [
-    ['PostgreSQL', postgresLimitStore(db.prisma)],
-    ['Redis', redisLimitStore(client)],
-  ];
-}
-
-describe.each(await stores())('lockouts on %s', (_name, store) => {
+describe.each(stores)('lockouts on %s', (_name, store) => {
   it('blocks after the threshold, doubles the next block, and clears on success', async () => {
     const lockout = new Lockout(store, `test.${Math.random()}`, { threshold: 3, baseSeconds: 60 });
     await lockout.fail('k');
@@ -47,7 +34,7 @@ describe.each(await stores())('lockouts on %s', (_name, store) => {
 
 describe('sign-in lockout with REDIS_URL', async () => {
   const t = await startTestApp({
-    REDIS_URL: redis.url,
+    REDIS_URL: backends.redisUrl,
     CLINIC_POOL_SIZE: '0',
     CLINIC_HEALTH_INTERVAL_SECONDS: '0',
   });
@@ -58,12 +45,9 @@ describe('sign-in lockout with REDIS_URL', async () => {
     for (let i = 0; i < 5; i++) await t.gql(query);
     const locked = await t.gql(query);
     expect(locked.body.errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
-    const client = new Redis(redis.url);
-    try {
-      expect(await client.exists('onramp:limits:sign_in.account:account:redis-lock@example.com')).toBe(1);
-    } finally {
-      client.disconnect();
-    }
+    expect(await backends.redis.exists('onramp:limits:sign_in.account:account:redis-lock@example.com')).toBe(
+      1,
+    );
     expect(
       await t.app.deps.db.prisma.rateLimit.count({ where: { key: 'account:redis-lock@example.com' } }),
     ).toBe(0);

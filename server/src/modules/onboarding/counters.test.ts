@@ -1,25 +1,14 @@
 /** The fixed-window counters behind the onboarding rate limits, on both backends. */
-import { Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, startRedis, testConfig } from '../../../test/harness.js';
-import { openDatabases } from '../../db/database.js';
-import { createLogger } from '../../logger.js';
+import { describe, expect, it } from 'vitest';
+import { storeBackends } from '../../../test/harness.js';
 import { RateLimitExceeded } from './errors.js';
 import { type CounterStore, OnboardingLimits, postgresCounterStore, redisCounterStore } from './limits.js';
 
-const redis = await startRedis();
-
 async function stores(): Promise<[string, CounterStore][]> {
-  const config = testConfig({ DATABASE_URL: await createTestDatabase('counters') });
-  const db = await openDatabases(config, createLogger(config));
-  const client = new Redis(redis.url);
-  afterAll(async () => {
-    client.disconnect();
-    await db.close();
-  });
+  const { prisma, redis } = await storeBackends('counters');
   return [
-    ['PostgreSQL', postgresCounterStore(db.prisma)],
-    ['Redis', redisCounterStore(client)],
+    ['PostgreSQL', postgresCounterStore(prisma)],
+    ['Redis', redisCounterStore(redis)],
   ];
 }
 
