@@ -233,4 +233,18 @@ describe('the logs of whole sign-in flows', async () => {
     expect(leaked).toEqual([]);
     expect(secrets.length).toBeGreaterThan(25);
   });
+  it('never contain the GraphQL source: an inline password of an operation that fails', async () => {
+    // A NUL byte in an argument once reached PostgreSQL (an unexpected error), whose report
+    // quoted the operation's source, inline password included.
+    const before = t.logs().length;
+    await t.gql(
+      'mutation { signInWithPassword(email: "nul\\u0000@example.com", password: "inline passphrase 4242") { __typename } }',
+    );
+    await t.gql(
+      'mutation { signInWithPassword(email: "inline@example.com", password: "inline passphrase 4343") { nope } }',
+    );
+    const logs = t.logs().slice(before);
+    expect(logs).toContain('"source":"yoga"'); // the requests were logged
+    expect(logs).not.toContain('inline passphrase');
+  });
 });
