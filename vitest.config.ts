@@ -20,5 +20,9 @@ export default defineConfig({
     hookTimeout: 120_000,
     teardownTimeout: 30_000,
     reporters: ['default', './server/test/summary-reporter.ts'],
+    // Console output (test loggers write through it, see testLogger in server/test/harness.ts)
+    // is kept with its test and printed only when that test fails: the run shows its results,
+    // not the error logs of tests that break things on purpose.
+    silent: 'passed-only',
   },
 });

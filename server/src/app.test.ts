@@ -66,12 +66,28 @@ describe('the HTTP server', async () => {
   });
 
   it('rejects bodies over the limit with 413 before parsing them', async () => {
-    const response = await fetch(`${t.url}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ query: HEALTH, variables: { pad: 'x'.repeat(MAX_BODY_BYTES) } }),
+    const { request } = await import('node:http');
+    const url = new URL(`${t.url}/graphql`);
+    // Only the headers are sent: an answer can only come from the declared length, unread.
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: url.pathname,
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'content-length': MAX_BODY_BYTES + 1 },
+        },
+        (res) => {
+          resolve(res.statusCode ?? 0);
+          res.resume();
+          req.destroy();
+        },
+      );
+      req.on('error', reject);
+      req.flushHeaders();
     });
-    expect(response.status).toBe(413);
+    expect(status).toBe(413);
   });
 
   it('rejects abusive operations without revealing the limits', async () => {
@@ -144,7 +160,28 @@ describe('production mode', async () => {
     expect(body.errors?.[0]?.message).toMatch(/introspection/i);
     const page = await fetch(`${t.url}/graphql`, { headers: { accept: 'text/html' } });
     expect(await page.text()).not.toContain('GraphiQL');
-    expect((await t.gql(HEALTH)).body.data).toBeDefined();
+    expect((await t.gql(HEALTH)).body).toEqual({
+      data: { health: { status: 'OK', checks: [{ name: 'central_database', ok: true }] } },
+    });
+  });
+
+  it('refuses injectFault, devMailbox and devSmsOutbox, to super-admins as well, and injects nothing', async () => {
+    const superAdmin = await t.superAdmin();
+    for (const operation of [
+      'mutation { injectFault(step: create_database) { __typename } }',
+      '{ devMailbox(to: "admin@onramp.localhost") { id } }',
+      '{ devSmsOutbox(to: "+33612345678") { to } }',
+    ]) {
+      const asSuperAdmin = await t.gql(operation, undefined, superAdmin);
+      expect(asSuperAdmin.body.data ?? null).toBeNull();
+      expect(asSuperAdmin.body.errors?.map((error) => error.extensions?.code)).toEqual(['FORBIDDEN']);
+      const anonymous = await t.gql(operation);
+      expect(anonymous.body.data ?? null).toBeNull();
+      expect(anonymous.body.errors?.map((error) => error.extensions?.code)).toEqual([
+        expect.stringMatching(/^(UNAUTHENTICATED|FORBIDDEN)$/),
+      ]);
+    }
+    expect(t.app.deps.provisioning.faults.pending()).toEqual({});
   });
 
   it('sends HSTS', async () => {
@@ -161,7 +198,17 @@ describe('graceful stop', async () => {
     const body = JSON.stringify({ query: '{ health { status } }' });
     const url = new URL(`${t.url}/graphql`);
 
-    // A request whose body is still arriving when stop() begins.
+    const socket = new WebSocket(`${t.url.replace('http', 'ws')}/graphql`, 'graphql-transport-ws');
+    await new Promise((resolve) => socket.on('open', resolve));
+    const closed = new Promise<number>((resolve) => socket.on('close', (code) => resolve(code)));
+
+    // A request whose body is still arriving when stop() begins. `Expect: 100-continue` makes the
+    // server say when it has taken the request in (it answers 100 as it dispatches it).
+    let dispatched: () => void = () => {};
+    const inside = new Promise<void>((resolve) => {
+      dispatched = resolve;
+    });
+    let sendRest: () => void = () => {};
     const inFlight = new Promise<{ status: number; text: string }>((resolve, reject) => {
       const req = request(
         {
@@ -169,7 +216,11 @@ describe('graceful stop', async () => {
           port: url.port,
           path: url.pathname,
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+          headers: {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(body),
+            expect: '100-continue',
+          },
         },
         (res) => {
           let text = '';
@@ -180,18 +231,19 @@ describe('graceful stop', async () => {
         },
       );
       req.on('error', reject);
-      req.write(body.slice(0, 10));
-      setTimeout(() => req.end(body.slice(10)), 300);
+      req.on('continue', () => {
+        req.write(body.slice(0, 10));
+        dispatched();
+      });
+      sendRest = () => req.end(body.slice(10));
+      req.flushHeaders();
     });
+    await inside;
 
-    const socket = new WebSocket(`${t.url.replace('http', 'ws')}/graphql`, 'graphql-transport-ws');
-    await new Promise((resolve) => socket.on('open', resolve));
-    const closed = new Promise<number>((resolve) => socket.on('close', (code) => resolve(code)));
-
-    await new Promise((resolve) => setTimeout(resolve, 100));
     const stopping = t.app.stop();
-
+    // The WebSocket's close says stop() has begun; only then does the request's body complete.
     expect(await closed).toBe(1001);
+    sendRest();
     const finished = await inFlight;
     expect(finished.status).toBe(200);
     expect(JSON.parse(finished.text)).toEqual({ data: { health: { status: 'OK' } } });

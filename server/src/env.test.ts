@@ -1,7 +1,9 @@
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { REPO_ROOT } from './db/paths.js';
 import { ConfigError, loadConfig, redactUrl } from './env.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'onramp-env-'));
@@ -149,4 +151,31 @@ describe('loadConfig', () => {
     const found = problems({ CLINIC_DATABASE_SERVERS: 'mysql://user:hunter2@db/x' });
     expect(found.join()).not.toContain('hunter2');
   });
+});
+
+describe('the server with a bad configuration', () => {
+  it('exits with 78 (EX_CONFIG), every problem on stderr, before it touches a database', async () => {
+    const cwd = tmp();
+    const child = spawn(process.execPath, ['--import', 'tsx', resolve(REPO_ROOT, 'server/src/main.ts')], {
+      cwd: resolve(REPO_ROOT, 'server'),
+      env: {
+        PATH: process.env.PATH ?? '',
+        ONRAMP_ENV: 'production',
+        ONRAMP_DATA_DIR: join(cwd, 'data'),
+        FAULT_INJECTION: 'dns',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    child.stdout.resume();
+    const code = await new Promise<number | null>((done) => child.once('exit', done));
+    expect({ code, stderr }).toMatchObject({ code: 78 });
+    for (const name of ['JWT_SECRET', 'ENCRYPTION_KEY', 'SMTP_URL', 'SMS_GATEWAY_URL', 'FAULT_INJECTION'])
+      expect(stderr).toContain(name);
+    // Nothing was started: no embedded database under the data dir.
+    expect(existsSync(join(cwd, 'data'))).toBe(false);
+  }, 60_000);
 });

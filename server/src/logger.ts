@@ -3,7 +3,11 @@ import type { Config } from './env.js';
 
 export type { Logger };
 
-/** Keys whose values never reach a log line, at the top level or one object down. */
+/**
+ * Keys whose values never reach a log line, at any depth of what is logged (compared without
+ * regard to case, so header names match too). Whole `variables` objects are dropped: GraphQL
+ * variables carry passwords, codes and tokens under names no list can foresee.
+ */
 const SECRET_KEYS = [
   'password',
   'adminPassword',
@@ -20,22 +24,40 @@ const SECRET_KEYS = [
   'master_key',
   'apiKey',
   'api_key',
+  'api_secret',
   'jwtSecret',
   'encryptionKey',
   'databasePassword',
   'connectionString',
+  'authorization',
+  'cookie',
+  'x-master-key',
+  'variables',
 ];
 
-export const REDACT_PATHS = [
-  ...SECRET_KEYS,
-  ...SECRET_KEYS.map((key) => `*.${key}`),
-  'req.headers.authorization',
-  'req.headers.cookie',
-  'req.headers["x-master-key"]',
-  'headers.authorization',
-  'headers["x-master-key"]',
-  'variables.*',
-];
+const SECRET = new Set(SECRET_KEYS.map((key) => key.toLowerCase()));
+const CENSOR = '[redacted]';
+
+/**
+ * A copy of `value` with every secret key's value replaced, however deep. Only plain objects and
+ * arrays are walked: errors, dates and buffers are left to their serializers.
+ */
+export function redactSecrets(value: unknown, seen = new WeakSet<object>()): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (seen.has(value)) return '[circular]';
+  if (Array.isArray(value)) {
+    seen.add(value);
+    return value.map((item) => redactSecrets(item, seen));
+  }
+  const prototype = Object.getPrototypeOf(value);
+  if (prototype !== Object.prototype && prototype !== null) return value;
+  seen.add(value);
+  const copy: Record<string, unknown> = {};
+  for (const [key, inner] of Object.entries(value)) {
+    copy[key] = SECRET.has(key.toLowerCase()) ? CENSOR : redactSecrets(inner, seen);
+  }
+  return copy;
+}
 
 /**
  * Errors are logged by type, message, stack and code only: driver errors carry their client
@@ -61,15 +83,30 @@ export function createLogger(
   const options: pino.LoggerOptions = {
     level: config.logLevel,
     base: { service: 'onramp' },
-    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    formatters: { log: (object) => redactSecrets(object) as Record<string, unknown> },
     serializers: { err: serializeError },
   };
-  if (destination) return pino(options, destination);
+  if (destination) return redactingChildren(pino(options, destination));
   if (config.env === 'development') {
-    return pino({
-      ...options,
-      transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss' } },
-    });
+    return redactingChildren(
+      pino({
+        ...options,
+        transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss' } },
+      }),
+    );
   }
-  return pino(options);
+  return redactingChildren(pino(options));
+}
+
+/**
+ * pino applies `formatters.log` to what each call logs but not to a child logger's bindings;
+ * those go through the same redaction here. Children inherit this `child`, so it holds at any
+ * depth of children.
+ */
+function redactingChildren(logger: Logger): Logger {
+  const child = Object.getPrototypeOf(logger).child as Logger['child'];
+  logger.child = function (this: Logger, bindings, options) {
+    return child.call(this, redactSecrets(bindings) as typeof bindings, options);
+  } as Logger['child'];
+  return logger;
 }

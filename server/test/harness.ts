@@ -14,12 +14,27 @@ import { type CentralPrisma, openDatabases } from '../src/db/database.js';
 import { type RunningPostgres, startEmbeddedPostgres } from '../src/db/embedded.js';
 import { databaseUrl, quoteIdent, withClient } from '../src/db/sql.js';
 import { type Config, loadConfig } from '../src/env.js';
-import { createLogger } from '../src/logger.js';
+import { createLogger, type Logger } from '../src/logger.js';
 
 export const TEST_SECRETS = {
   JWT_SECRET: 'test-jwt-secret-that-is-long-enough-0123456789',
   ENCRYPTION_KEY: '00'.repeat(32),
 };
+
+/**
+ * A logger for tests. Its lines go through `console`, which vitest keeps with the test that wrote
+ * them and prints only when that test fails (`silent: 'passed-only'` in vitest.config.ts): tests
+ * that break things on purpose stay quiet, a failing one shows what the server said. `lines`, when
+ * given, receives every line as well.
+ */
+export function testLogger(config: Pick<Config, 'env' | 'logLevel'>, lines?: string[]): Logger {
+  return createLogger(config, {
+    write(line: string) {
+      lines?.push(line);
+      console.log(line.trimEnd());
+    },
+  });
+}
 
 /** A temporary folder removed after the file; traversable by the `postgres` user when root. */
 export function tempDir(prefix = 'onramp-test-'): string {
@@ -35,7 +50,7 @@ export async function startExtraPostgres(
 ): Promise<RunningPostgres> {
   const server = await startEmbeddedPostgres({
     dir: tempDir('onramp-extra-pg-'),
-    logger: createLogger({ env: 'test', logLevel: 'silent' }),
+    logger: testLogger({ env: 'test', logLevel: 'warn' }),
     ephemeral: true,
     ...options,
   });
@@ -101,7 +116,7 @@ export async function storeBackends(
 ): Promise<{ prisma: CentralPrisma; redis: Redis; redisUrl: string }> {
   const { url } = await startRedis();
   const config = testConfig({ DATABASE_URL: await createTestDatabase(prefix) });
-  const db = await openDatabases(config, createLogger(config));
+  const db = await openDatabases(config, testLogger(config));
   const redis = new Redis(url);
   afterAll(async () => {
     redis.disconnect();
@@ -136,8 +151,6 @@ export function testConfig(env: Record<string, string | undefined> = {}): Config
     PORT: '0',
     ONRAMP_DATA_DIR: dataDir,
     CLINIC_DATABASE_SERVERS: inject('pgAdminUrl'),
-    // Expected failures (a stopped database, say) log warnings; keep the run's output readable.
-    LOG_LEVEL: 'error',
     ...TEST_SECRETS,
     ...env,
   });
@@ -157,6 +170,8 @@ export interface TestApp {
   ): Promise<{ status: number; body: { data?: T; errors?: GraphQLErrorBody[] }; headers: Headers }>;
   /** `Authorization` headers of the bootstrapped platform super-admin. */
   superAdmin(): Promise<{ authorization: string }>;
+  /** Every log line the app wrote so far (JSON, at the config's LOG_LEVEL: `warn` by default). */
+  logs(): string;
   /** A graphql-ws client on the app's /graphql, closed after the file. */
   ws(options?: { headers?: Record<string, string>; connectionParams?: Record<string, unknown> }): Client;
 }
@@ -172,7 +187,8 @@ export async function startTestApp(
   options: BuildAppOptions = {},
 ): Promise<TestApp> {
   const config = testConfig({ DATABASE_URL: env.DATABASE_URL ?? (await createTestDatabase()), ...env });
-  const logger = createLogger(config);
+  const lines: string[] = [];
+  const logger = testLogger(config, lines);
   const db = await openDatabases(config, logger);
   const app = await buildApp(
     { config, logger, db, startedAt: new Date() },
@@ -189,6 +205,7 @@ export async function startTestApp(
     app,
     url,
     config,
+    logs: () => lines.join(''),
     get dnsPort() {
       if (app.dnsPort === undefined) throw new Error('the built-in DNS server is not running');
       return app.dnsPort;

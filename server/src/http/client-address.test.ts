@@ -31,16 +31,34 @@ describe('clientAddress', () => {
 
 describe('behind one trusted proxy', async () => {
   const t = await startTestApp({ TRUSTED_PROXIES: '1', CLINIC_POOL_SIZE: '0' });
+  const signIn = (email: string, forwardedFor: string) =>
+    t.gql<{ signInWithPassword: { __typename: string } }>(
+      'mutation ($e: String!) { signInWithPassword(email: $e, password: "wrong password 1") { __typename } }',
+      { e: email },
+      { 'x-forwarded-for': forwardedFor },
+    );
 
   it('records and limits by the forwarded address', async () => {
-    const SIGN_IN =
-      'mutation { signInWithPassword(email: "nobody@example.com", password: "wrong") { __typename } }';
-    const { body } = await t.gql(SIGN_IN, {}, { 'x-forwarded-for': '1.2.3.4, 203.0.113.7' });
+    const { body } = await signIn('nobody@example.com', '1.2.3.4, 203.0.113.7');
     expect(body.data).toEqual({ signInWithPassword: { __typename: 'InvalidCredentialsError' } });
     const entry = await t.app.deps.db.prisma.auditLog.findFirstOrThrow({
       where: { action: 'auth.sign_in_failed' },
       orderBy: { id: 'desc' },
     });
     expect(entry.ip).toBe('203.0.113.7');
+
+    // The README's lockout per client address: 20 failures (each on another account, so the
+    // per-account lockout stays out of it), then RATE_LIMITED for that address alone, although
+    // every request comes from the same TCP peer.
+    for (let i = 1; i < 20; i++) {
+      const answer = await signIn(`spray-${i}@example.com`, `1.2.3.4, 203.0.113.7`);
+      expect(answer.body.data).toEqual({ signInWithPassword: { __typename: 'InvalidCredentialsError' } });
+    }
+    const locked = await signIn('spray-20@example.com', 'spoofed, 203.0.113.7');
+    expect(locked.status).toBe(429);
+    expect(locked.body.data ?? null).toBeNull();
+    expect(locked.body.errors?.[0]?.extensions).toMatchObject({ code: 'RATE_LIMITED', retryAfter: 60 });
+    const elsewhere = await signIn('spray-20@example.com', '1.2.3.4, 203.0.113.8');
+    expect(elsewhere.body.data).toEqual({ signInWithPassword: { __typename: 'InvalidCredentialsError' } });
   });
 });

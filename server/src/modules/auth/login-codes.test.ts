@@ -13,9 +13,17 @@ const SIGN_IN = `mutation ($e: String!, $c: String!) {
   }
 }`;
 
+/** The whole answer to a code request that was let through (an error answer has `data: null`). */
+const REQUESTED = { data: { requestLoginCode: { __typename: 'LoginCodeRequested', expiresInSeconds: 600 } } };
+
 describe('e-mail code sign-in', async () => {
   // Without SMTP_URL mail goes to the dev mailbox: the outbox is where the test reads codes.
-  const t = await startTestApp({ CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' });
+  // Behind one trusted proxy, so that a test can speak from an address of its own.
+  const t = await startTestApp({
+    CLINIC_POOL_SIZE: '0',
+    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+    TRUSTED_PROXIES: '1',
+  });
   const { prisma } = t.app.deps.db;
 
   /** The code of the newest sign-in mail, once the dev transport has delivered it. */
@@ -111,11 +119,38 @@ describe('e-mail code sign-in', async () => {
   it('rate-limits sending per e-mail with a growing cooldown, known or not', async () => {
     for (const email of ['admin@onramp.localhost', 'stranger@example.com']) {
       await prisma.loginCode.deleteMany({ where: { email } });
-      expect((await request(email)).body.data).toBeDefined();
+      expect((await request(email)).body).toEqual(REQUESTED);
       const again = await request(email);
       expect(again.status).toBe(429);
       expect(again.body.errors?.[0]?.extensions).toMatchObject({ code: 'RATE_LIMITED', retryAfter: 30 });
     }
+  });
+
+  it('limits sending per client address: 50 codes, then RATE_LIMITED for that address only', async () => {
+    const from = (address: string) => (email: string) =>
+      t.gql(REQUEST, { e: email }, { 'x-forwarded-for': address });
+    const sprayer = from('198.51.100.50');
+    // Each to another e-mail, so that no per-e-mail cooldown takes part.
+    for (let i = 0; i < 50; i++) expect((await sprayer(`spray-${i}@example.com`)).body).toEqual(REQUESTED);
+    const refused = await sprayer('spray-50@example.com');
+    expect(refused.status).toBe(429);
+    expect(refused.body.data ?? null).toBeNull();
+    expect(refused.body.errors?.[0]?.extensions).toMatchObject({ code: 'RATE_LIMITED', retryAfter: 600 });
+    expect((await from('198.51.100.51')('spray-50@example.com')).body).toEqual(REQUESTED);
+  });
+
+  it('limits sending per client address under a parallel burst of 60: exactly 50 go out', async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 60 }, (_, i) =>
+        t.gql(REQUEST, { e: `burst-${i}@example.com` }, { 'x-forwarded-for': '198.51.100.52' }),
+      ),
+    );
+    expect(answers.filter((answer) => answer.status === 200 && answer.body.data)).toHaveLength(50);
+    expect(
+      answers.filter(
+        (answer) => answer.status === 429 && answer.body.errors?.[0]?.extensions?.code === 'RATE_LIMITED',
+      ),
+    ).toHaveLength(10);
   });
 
   it('doubles the cooldown with each code of the window, and a lapsed window starts every budget again', async () => {
@@ -125,14 +160,14 @@ describe('e-mail code sign-in', async () => {
     });
     const sinceLastSend = (ms: number) =>
       prisma.loginCode.update({ where: { email }, data: { lastSentAt: new Date(Date.now() - ms) } });
-    expect((await request(email)).body.data).toBeDefined();
+    expect((await request(email)).body).toEqual(REQUESTED);
     await sinceLastSend(31_000);
-    expect((await request(email)).body.data).toBeDefined();
+    expect((await request(email)).body).toEqual(REQUESTED);
     const third = await request(email);
     expect(third.body.errors?.[0]?.extensions).toMatchObject({ code: 'RATE_LIMITED', retryAfter: 60 });
     await prisma.loginCode.update({ where: { email }, data: { failedAttempts: 3 } });
     await sinceLastSend(61_000);
-    expect((await request(email)).body.data).toBeDefined();
+    expect((await request(email)).body).toEqual(REQUESTED);
     // Same window: the new code kept the spent guesses.
     expect(await prisma.loginCode.findUniqueOrThrow({ where: { email } })).toMatchObject({
       sends: 3,
@@ -143,7 +178,7 @@ describe('e-mail code sign-in', async () => {
       where: { email },
       data: { windowStartedAt: twoHoursAgo, lastSentAt: twoHoursAgo },
     });
-    expect((await request(email)).body.data).toBeDefined();
+    expect((await request(email)).body).toEqual(REQUESTED);
     expect(await prisma.loginCode.findUniqueOrThrow({ where: { email } })).toMatchObject({
       sends: 1,
       failedAttempts: 0,

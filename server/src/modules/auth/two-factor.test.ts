@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
 import { hashPassword } from './passwords.js';
 import { base32Decode, base32Encode, currentStep, matchTotp, totpAt } from './totp.js';
@@ -35,6 +35,15 @@ describe('two-factor sign-in', async () => {
   type Result = { __typename: string; accessToken?: string; challengeToken?: string; code?: string };
 
   const codeFor = (secret: string, offset = 0) => totpAt(base32Decode(secret), currentStep() + offset);
+
+  // A fixed clock (the app runs in this process): 1 s into a 30-second step, so that every code
+  // below belongs to the step it was computed for, whenever the test runs.
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['Date'], now: Math.floor(Date.now() / 30_000) * 30_000 + 1_000 });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
 
   it('sets up with a real code, then demands it after the password; recovery codes work once', async () => {
     const email = `twofa-${Date.now()}@example.com`;
@@ -81,7 +90,7 @@ describe('two-factor sign-in', async () => {
 
     const challenge = await signIn();
     expect(challenge?.__typename).toBe('TwoFactorChallenge');
-    // The code used for confirmation cannot be replayed; the next step's code works.
+    // The code used for confirmation cannot be replayed, in its own step; the next step's works.
     const replay = (
       await t.gql<{ verifyTwoFactor: Result }>(VERIFY, { t: challenge?.challengeToken, c: codeFor(secret) })
     ).body.data?.verifyTwoFactor;

@@ -13,8 +13,7 @@ import { calculateJwkThumbprint, type JWK } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
 import { resolverFor } from '../../../test/dns-client.js';
 import { startFakeAcme } from '../../../test/fake-acme.js';
-import { startTestApp, tempDir } from '../../../test/harness.js';
-import { createLogger } from '../../logger.js';
+import { startTestApp, tempDir, testLogger } from '../../../test/harness.js';
 import { acmeChallengeName, type DnsProvider } from '../dns/service.js';
 import { acmeDirOf } from './acme.js';
 import { AcmeCertificateIssuer, CertificateStore, type TlsCredentials } from './service.js';
@@ -43,7 +42,7 @@ function issuerWith(overrides: { dns?: DnsProvider; accountDir?: string } = {}) 
     directoryUrl: fake.directoryUrl,
     email: 'ops@example.com',
     accountDir: overrides.accountDir ?? accountDir,
-    logger: createLogger(t.config),
+    logger: testLogger(t.config),
   });
 }
 

@@ -84,9 +84,11 @@ describe('atomic invitations', async () => {
         as,
       )
     ).body;
+  /** What an invitation writes: all of it exists only if the message was accepted. */
   const counts = async () => ({
     users: await prisma.user.count(),
     codes: await prisma.activationCode.count(),
+    audited: await prisma.auditLog.count({ where: { action: 'member.invited' } }),
   });
 
   it('invites by SMS only once the gateway accepted it, then activates with the code', async () => {
@@ -167,6 +169,11 @@ describe('atomic invitations', async () => {
     expect(ok.data?.inviteMember).toMatchObject({
       __typename: 'InviteMemberSuccess',
       member: { email: 'staff@example.com' },
+    });
+    expect(await counts()).toEqual({
+      users: before.users + 1,
+      codes: before.codes + 1,
+      audited: before.audited + 1,
     });
     const mail = await sink.waitFor((m) => (m.subject ?? '').includes('invites you'));
     const code = /(\d{6})/.exec(mail.text ?? '')?.[1];

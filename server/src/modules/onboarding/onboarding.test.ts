@@ -3,7 +3,10 @@
  * provision (with and without an API key), status, complete, the idempotent replay, and every
  * error of its FAQ; Idempotency-Key; isolation between applications; secrets never logged.
  */
-import { describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, describe, expect, it } from 'vitest';
 import { gql, type RestResponse, restClient, startCapturingApp } from './helpers.test-support.js';
 import { openApiDocument } from './openapi.js';
 import { ONBOARDING_ROUTES } from './routes.js';
@@ -542,47 +545,6 @@ describe('Idempotency-Key (IETF draft)', () => {
     expect(theirs.headers.get('idempotent-replayed')).toBeNull();
   });
 
-  it('same key while the first request still runs: 409', async () => {
-    const { key } = await registerApp();
-    const { uuid } = (await start(key)).body;
-    // Hold the first request inside the DNS step until the second one has been answered.
-    const dns = t.app.deps.dns;
-    const original = dns.publishSubdomain.bind(dns);
-    let release: () => void = () => {};
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let entered: () => void = () => {};
-    const inside = new Promise<void>((resolve) => {
-      entered = resolve;
-    });
-    dns.publishSubdomain = async (fqdn) => {
-      entered();
-      await held;
-      return original(fqdn);
-    };
-    try {
-      const headers = { 'Idempotency-Key': 'slow-one' };
-      const first = rest('POST', '/api/v1/onboarding/provision', { key, body: { uuid }, headers });
-      await inside;
-      const second = await rest('POST', '/api/v1/onboarding/provision', { key, body: { uuid }, headers });
-      expect(second.status).toBe(409);
-      expect(second.body).toMatchObject({ success: false, error: 'idempotency_key_in_use' });
-      // Without the key, a second provisioning of the same onboarding is refused as well.
-      const parallel = await rest('POST', '/api/v1/onboarding/provision', { key, body: { uuid } });
-      expect(parallel.status).toBe(409);
-      expect(parallel.body).toMatchObject({ success: false, error: 'conflict' });
-      release();
-      expect((await first).status).toBe(200);
-      const third = await rest('POST', '/api/v1/onboarding/provision', { key, body: { uuid }, headers });
-      expect(third.status).toBe(200);
-      expect(third.headers.get('idempotent-replayed')).toBe('true');
-    } finally {
-      release();
-      dns.publishSubdomain = original;
-    }
-  });
-
   it('a refused request is replayed as refused; a 5xx is not stored, so a retry runs again', async () => {
     const { key } = await registerApp();
     const headers = { 'Idempotency-Key': 'bad-body' };
@@ -610,6 +572,26 @@ describe('Idempotency-Key (IETF draft)', () => {
     });
     expect(retried.status).toBe(200);
     expect(retried.headers.get('idempotent-replayed')).toBeNull();
+  });
+
+  it('a 429 is not stored either: once the window is over, a retry with the same key runs', async () => {
+    const { id, key } = await registerApp();
+    for (let i = 0; i < 10; i++) expect((await start(key, { email: `w${i}@example.com` })).status).toBe(201);
+    const headers = { 'Idempotency-Key': 'after-429' };
+    const body = { email: 'late@example.com' };
+    const limited = await rest('POST', '/api/v1/onboarding/start', { key, body, headers });
+    expect(limited.status).toBe(429);
+    // The window ends (as an hour passing would end it).
+    await prisma.$executeRaw`
+      UPDATE request_counters SET window_started_at = now() - interval '2 hours' WHERE key = ${id}`;
+    const retried = await rest('POST', '/api/v1/onboarding/start', { key, body, headers });
+    expect(retried.status).toBe(201);
+    expect(retried.headers.get('idempotent-replayed')).toBeNull();
+    expect(retried.body).toMatchObject({ success: true, email: 'late@example.com' });
+    // And that answer is the one kept from now on.
+    const replayed = await rest('POST', '/api/v1/onboarding/start', { key, body, headers });
+    expect(replayed.headers.get('idempotent-replayed')).toBe('true');
+    expect(replayed.body.uuid).toBe(retried.body.uuid);
   });
 
   it('on /applications/register too: the replay does not show the master key again', async () => {
@@ -640,6 +622,91 @@ describe('Idempotency-Key (IETF draft)', () => {
     expect(response.body.error).toBe('invalid_idempotency_key');
   });
 });
+
+describe('Idempotency-Key while the first request still runs', async () => {
+  // The DNS provider is Cloudflare's API, faked (third-party HTTP): it holds the first request it
+  // gets until told to answer, which keeps a provisioning inside its DNS step.
+  const cloudflare = await heldCloudflare();
+  const held = await startCapturingApp({
+    ONBOARDING_IP_LIMIT: '100000/1h',
+    ONBOARDING_PROVISION_LIMIT: '5/24h', // the refusals below must come from the key, not the limit
+    DNS_PROVIDER: 'cloudflare',
+    CLOUDFLARE_API_URL: cloudflare.url,
+    CLOUDFLARE_API_TOKEN: 'cf-test-token',
+    CLOUDFLARE_ZONE_ID: 'zone-1',
+  });
+  const heldRest = restClient(held.url);
+
+  it('same key while the first request still runs: 409', async () => {
+    const registered = await heldRest('POST', '/api/v1/applications/register', {
+      headers: await held.superAdmin(),
+      body: { app_name: 'Held' },
+    });
+    const key = registered.body.master_key as string;
+    secrets.push(key);
+    const { uuid } = (
+      await heldRest('POST', '/api/v1/onboarding/start', { key, body: { email: 'h@example.com' } })
+    ).body;
+    const headers = { 'Idempotency-Key': 'slow-one' };
+    cloudflare.hold();
+    const first = heldRest('POST', '/api/v1/onboarding/provision', { key, body: { uuid }, headers });
+    try {
+      await cloudflare.entered;
+      const second = await heldRest('POST', '/api/v1/onboarding/provision', { key, body: { uuid }, headers });
+      expect(second.status).toBe(409);
+      expect(second.body).toMatchObject({ success: false, error: 'idempotency_key_in_use' });
+      // Without the key, a second provisioning of the same onboarding is refused as well.
+      const parallel = await heldRest('POST', '/api/v1/onboarding/provision', { key, body: { uuid } });
+      expect(parallel.status).toBe(409);
+      expect(parallel.body).toMatchObject({ success: false, error: 'conflict' });
+    } finally {
+      cloudflare.release();
+    }
+    expect((await first).status).toBe(200);
+    const third = await heldRest('POST', '/api/v1/onboarding/provision', { key, body: { uuid }, headers });
+    expect(third.status).toBe(200);
+    expect(third.headers.get('idempotent-replayed')).toBe('true');
+  });
+});
+
+/** The little of Cloudflare's records API that publishing uses; `hold()` parks the next request. */
+async function heldCloudflare() {
+  let holding = false;
+  let parked: (() => void)[] = [];
+  let entered: () => void = () => {};
+  const state = { entered: Promise.resolve() };
+  const server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    if (holding) {
+      holding = false;
+      entered();
+      await new Promise<void>((resolve) => parked.push(resolve));
+    }
+    const body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString()) : {};
+    const result = req.method === 'GET' ? [] : { id: randomUUID().replaceAll('-', ''), ...body };
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ success: true, errors: [], messages: [], result }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/client/v4`,
+    get entered() {
+      return state.entered;
+    },
+    hold() {
+      holding = true;
+      state.entered = new Promise<void>((resolve) => {
+        entered = resolve;
+      });
+    },
+    release() {
+      for (const resume of parked) resume();
+      parked = [];
+    },
+  };
+}
 
 describe('subdomains shared with clinic registration', () => {
   it('8 concurrent starts with one name get 8 distinct subdomains', async () => {

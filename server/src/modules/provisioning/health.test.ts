@@ -108,9 +108,26 @@ describe('clinic health', async () => {
   });
 });
 
-describe('the clinic schema shape', () => {
+describe('the clinic schema shape', async () => {
+  const t = await startTestApp({ CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' });
+  const { clinicId } = await t.app.deps.provisioning.provisionClinic({
+    clinicName: 'Shape',
+    country: 'FR',
+    admin: null,
+  });
+
   it('lists exactly the tables of a real clinic database', async () => {
     const shape = clinicSchemaShape(readMigrations(CLINIC_MIGRATIONS_DIR));
+    const clinic = await t.app.deps.db.prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } });
+    const present = await withClient(databaseUrl(admin, clinic.databaseName), async (client) =>
+      (
+        await client.query<{ name: string }>(
+          `SELECT table_name AS name FROM information_schema.tables
+            WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name`,
+        )
+      ).rows.map((row) => row.name),
+    );
+    expect(shape.tables).toEqual(present);
     expect(shape.tables).toEqual([
       '_prisma_migrations',
       'appointments',

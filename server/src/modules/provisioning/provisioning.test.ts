@@ -1,11 +1,20 @@
 import { describe, expect, inject, it } from 'vitest';
-import { startTestApp, wsQuery } from '../../../test/harness.js';
+import { startTestApp } from '../../../test/harness.js';
 import { databaseUrl, quoteIdent, withClient } from '../../db/sql.js';
 import { ProvisioningFailedError } from './errors.js';
 import { clinicPassword, clinicRoleUrl } from './integrity.js';
 import { PROVISIONING_STEP_NAMES, type ProvisioningStepName } from './step-names.js';
 
 const admin = inject('pgAdminUrl');
+const PROBE = {
+  runId: '00000000-0000-4000-8000-000000000001',
+  clinicId: '00000000-0000-4000-8000-000000000000',
+  step: 'probe',
+  status: 'STARTED' as const,
+  attempt: 1,
+  message: null,
+  durationMs: null,
+};
 
 async function catalog(databaseName: string, roleName: string) {
   return withClient(admin, async (client) => ({
@@ -325,6 +334,7 @@ describe('the provisioning engine', async () => {
   it('streams every step of a run on provisioningProgress over WebSocket, and injectFault works over GraphQL', async () => {
     const client = t.ws({ connectionParams: await t.superAdmin() });
     const events: { step: string; status: string; clinicId: string }[] = [];
+    let probed = false;
     const done = new Promise<void>((resolve, reject) => {
       client.subscribe<{ provisioningProgress: { step: string; status: string; clinicId: string } }>(
         {
@@ -334,6 +344,10 @@ describe('the provisioning engine', async () => {
         {
           next: ({ data }) => {
             if (!data) return;
+            if (data.provisioningProgress.clinicId === PROBE.clinicId) {
+              probed = true;
+              return;
+            }
             events.push(data.provisioningProgress);
             if (
               data.provisioningProgress.step === 'central_records' &&
@@ -346,10 +360,20 @@ describe('the provisioning engine', async () => {
         },
       );
     });
-    await wsQuery(client, '{ health { status } }'); // the socket is open and acknowledged
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Live once an event reaches it: probe events (of no clinic) until one does.
+    await expect
+      .poll(
+        () => {
+          t.app.deps.events.pubsub.publish('provisioning', { ...PROBE, at: new Date().toISOString() });
+          return probed;
+        },
+        { timeout: 10_000, interval: 50 },
+      )
+      .toBe(true);
     const injected = await t.gql(
       'mutation { injectFault(step: seed_provider) { __typename ... on InjectFaultSuccess { pending } } }',
+      undefined,
+      await t.superAdmin(),
     );
     expect(injected.body.data).toEqual({
       injectFault: { __typename: 'InjectFaultSuccess', pending: { seed_provider: 1 } },

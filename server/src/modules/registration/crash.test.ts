@@ -1,4 +1,10 @@
+/**
+ * Crash safety, and the reach of the reconciler that provides it: the real server is SIGKILLed
+ * in the middle of registrations; a survivor started afterwards on the same central database
+ * must leave no half-made clinic behind, and must never touch what is not its own.
+ */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -6,6 +12,8 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createTestDatabase, startTestApp, TEST_SECRETS } from '../../../test/harness.js';
 import { REPO_ROOT } from '../../db/paths.js';
+import { quoteIdent, withClient } from '../../db/sql.js';
+import { ownerTag, quoteLiteral } from '../provisioning/admin.js';
 
 const admin = inject('pgAdminUrl');
 
@@ -31,21 +39,29 @@ async function startServerProcess(
       PATH: process.env.PATH ?? '',
       ONRAMP_ENV: 'test',
       PORT: String(port),
+      DNS_PORT: '0', // never a fixed port: files run in parallel, and so may other checkouts
       ONRAMP_DATA_DIR: dataDir,
       CLINIC_DATABASE_SERVERS: admin,
       CLINIC_POOL_SIZE: '0',
       CLINIC_HEALTH_INTERVAL_SECONDS: '0',
       PROVISIONING_LEASE_SECONDS: '2',
-      LOG_LEVEL: 'fatal',
+      LOG_LEVEL: 'error',
       ...TEST_SECRETS,
       ...env,
     },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // Its logs (errors only) and stderr, for the message should it fail to start.
+  let output = '';
+  const collect = (chunk: Buffer) => {
+    output += chunk.toString();
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
   afterAll(() => child.kill('SIGKILL'));
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}:\n${output}`);
     const ready = await fetch(`${url}/readyz`).then(
       (r) => r.ok,
       () => false,
@@ -58,11 +74,111 @@ async function startServerProcess(
 
 const REGISTER = 'mutation ($input: RegisterClinicInput!) { registerClinic(input: $input) { __typename } }';
 
+interface ClinicRow {
+  id: string;
+  status: string;
+  database_name: string;
+  database_role: string;
+}
+
+/** What the central database and the clinic server hold: read directly, not through the app. */
+async function snapshot(centralUrl: string) {
+  const central = await withClient(centralUrl, async (client) => ({
+    clinics: (
+      await client.query<ClinicRow>(
+        'SELECT id::text, status::text, database_name, database_role FROM clinics ORDER BY id',
+      )
+    ).rows,
+    running: (
+      await client.query<{ clinic_id: string }>(
+        "SELECT clinic_id::text FROM provisioning_runs WHERE status = 'RUNNING'",
+      )
+    ).rows.map((row) => row.clinic_id),
+    admins: Number(
+      (await client.query<{ n: string }>("SELECT count(*) AS n FROM users WHERE role = 'CLINIC_ADMIN'"))
+        .rows[0]?.n,
+    ),
+  }));
+  const names = central.clinics.flatMap((clinic) => [clinic.database_name, clinic.database_role]);
+  const server = await objectsNamed(names);
+  return {
+    ...central,
+    /** Clinics whose database exists on the server (connectable) at this moment. */
+    withDatabase: central.clinics.filter((clinic) => server.databases.has(clinic.database_name)),
+  };
+}
+
+/** Of these names, the connectable databases and the login roles that exist on the clinic server. */
+async function objectsNamed(names: string[]) {
+  return withClient(admin, async (client) => ({
+    databases: new Set(
+      (
+        await client.query<{ name: string }>(
+          'SELECT datname AS name FROM pg_database WHERE datname = ANY($1) AND datallowconn',
+          [names],
+        )
+      ).rows.map((row) => row.name),
+    ),
+    roles: new Set(
+      (
+        await client.query<{ name: string }>(
+          'SELECT rolname AS name FROM pg_roles WHERE rolname = ANY($1) AND rolcanlogin',
+          [names],
+        )
+      ).rows.map((row) => row.name),
+    ),
+  }));
+}
+
+function register(url: string, input: Record<string, string>): Promise<Response> {
+  return fetch(`${url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query: REGISTER, variables: { input } }),
+  });
+}
+
 async function crashDuringRegistrations(mode: 'strict' | 'hybrid') {
-  const databaseUrl = await createTestDatabase('crash');
-  const { url, child } = await startServerProcess({ DATABASE_URL: databaseUrl, REGISTRATION_MODE: mode });
+  const centralUrl = await createTestDatabase('crash');
+  const { url, child } = await startServerProcess({ DATABASE_URL: centralUrl, REGISTRATION_MODE: mode });
+  const input = (i: number) => ({
+    clinicName: `Crash ${mode} ${i}`,
+    country: 'FR',
+    adminEmail: `crash-${mode}-${i}@example.com`,
+    adminPassword: 'a sturdy passphrase 42',
+    adminFirstName: 'Kill',
+    adminLastName: 'Nine',
+  });
+
+  // One registration finishes before the crash: the survivor must keep it.
+  const first = await (await register(url, input(0))).json();
+  expect(first).toEqual({ data: { registerClinic: { __typename: 'RegisterClinicSuccess' } } });
+  for (let i = 1; i <= 4; i++) register(url, input(i)).catch(() => {});
+  // Kill it once at least two runs have created their database and are still under way.
+  const underWay = () =>
+    withClient(centralUrl, async (client) => {
+      const { rows } = await client.query<{ n: string }>(
+        `SELECT count(*) AS n FROM provisioning_steps s JOIN provisioning_runs r ON r.id = s.run_id
+          WHERE s.name = 'create_database' AND s.status = 'SUCCEEDED' AND r.status = 'RUNNING'`,
+      );
+      return Number(rows[0]?.n);
+    });
+  await expect.poll(underWay, { timeout: 30_000, interval: 5 }).toBeGreaterThanOrEqual(2);
+  child.kill('SIGKILL');
+  await new Promise((done) => child.once('exit', done));
+
+  // The crash really left work half done: runs in flight, databases created, clinics unfinished.
+  const atKill = await snapshot(centralUrl);
+  const ready = atKill.clinics.filter((clinic) => clinic.status === 'READY');
+  const unfinished = atKill.clinics.filter((clinic) => clinic.status !== 'READY');
+  expect(atKill.running.length).toBeGreaterThan(0);
+  expect(ready.length).toBeGreaterThanOrEqual(1);
+  expect(unfinished.length).toBeGreaterThanOrEqual(1);
+  expect(atKill.withDatabase.filter((clinic) => clinic.status !== 'READY').length).toBeGreaterThanOrEqual(1);
+
+  // The survivor starts after the crash; it reconciles once the dead process's leases expire.
   const after = await startTestApp({
-    DATABASE_URL: databaseUrl,
+    DATABASE_URL: centralUrl,
     REGISTRATION_MODE: mode,
     PROVISIONING_LEASE_SECONDS: '2',
     PROVISIONING_RETRY_BASE_MS: '50',
@@ -70,70 +186,130 @@ async function crashDuringRegistrations(mode: 'strict' | 'hybrid') {
     CLINIC_HEALTH_INTERVAL_SECONDS: '0',
   });
   const { prisma } = after.app.deps.db;
-
-  for (let i = 0; i < 5; i++) {
-    const input = {
-      clinicName: `Crash ${mode} ${i}`,
-      country: 'FR',
-      adminEmail: `crash-${mode}-${i}@example.com`,
-      adminPassword: 'a sturdy passphrase 42',
-      adminFirstName: 'Kill',
-      adminLastName: 'Nine',
-    };
-    fetch(`${url}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ query: REGISTER, variables: { input } }),
-    }).catch(() => {});
-  }
-  // Kill it once the runs are under way: some steps done, none of the registrations finished.
-  for (let i = 0; i < 500; i++) {
-    const [row] = await prisma.$queryRaw<{ started: number; committed: number }[]>`
-      SELECT count(*) FILTER (WHERE name = 'create_database')::int AS started,
-             count(*) FILTER (WHERE name = 'commit' AND status = 'SUCCEEDED')::int AS committed
-        FROM provisioning_steps`;
-    if ((row?.started ?? 0) >= 2) break;
-    await new Promise((done) => setTimeout(done, 5));
-  }
-  child.kill('SIGKILL');
-  await new Promise((done) => child.once('exit', done));
-
-  const running = await prisma.provisioningRun.count({ where: { status: 'RUNNING' } });
-  expect(running).toBeGreaterThan(0); // the crash really left work half done
-
-  // Once the dead process's leases expire, the survivor reconciles.
-  await new Promise((done) => setTimeout(done, 2_500));
-  await after.app.deps.reconciler.reconcile();
   await expect
-    .poll(async () => await after.app.deps.reconciler.zombieReport(), { timeout: 20_000, interval: 250 })
-    .toMatchObject({ accounts: [], orphans: [] });
-  return { after, prisma };
+    .poll(
+      async () => {
+        await after.app.deps.reconciler.reconcile();
+        return prisma.provisioningRun.count({ where: { status: 'RUNNING' } });
+      },
+      { timeout: 20_000, interval: 250 },
+    )
+    .toBe(0);
+  return { after, prisma, atKill, ready, unfinished };
 }
 
 describe('a SIGKILL in the middle of 5 registrations', () => {
-  it('strict mode: the restart rolls back what was unfinished and leaves no zombie', async () => {
-    const { after, prisma } = await crashDuringRegistrations('strict');
-    expect(await prisma.provisioningRun.count({ where: { status: 'RUNNING' } })).toBe(0);
-    const clinics = await prisma.clinic.findMany();
-    expect(clinics.every((clinic) => clinic.status === 'READY')).toBe(true);
-    for (const clinic of clinics)
+  it('strict mode: the restart rolls back what was unfinished, keeps what was done, and leaves no zombie', async () => {
+    const { after, atKill, ready, unfinished } = await crashDuringRegistrations('strict');
+    await expect
+      .poll(() => after.app.deps.reconciler.zombieReport(), { timeout: 20_000, interval: 250 })
+      .toMatchObject({ accounts: [], orphans: [] });
+    const now = await snapshot(after.config.databaseUrl as string);
+    // Exactly the clinics that were READY at the kill remain, READY and healthy, with their admin.
+    expect(now.clinics.map((clinic) => clinic.id)).toEqual(ready.map((clinic) => clinic.id));
+    expect(now.clinics.every((clinic) => clinic.status === 'READY')).toBe(true);
+    expect(now.admins).toBe(ready.length);
+    for (const clinic of now.clinics)
       expect((await after.app.deps.provisioning.checkClinic(clinic.id)).dbStatus).toBe('HEALTHY');
-    // Every user left belongs to a READY clinic.
-    expect(await prisma.user.count({ where: { clinic: { status: { not: 'READY' } } } })).toBe(0);
-  }, 90_000);
+    // On the server: the kept clinics' databases and roles are there; nothing of the rolled-back
+    // ones can still be connected to or logged in with.
+    const kept = await objectsNamed(ready.flatMap((clinic) => [clinic.database_name, clinic.database_role]));
+    expect([...kept.databases].sort()).toEqual(ready.map((clinic) => clinic.database_name).sort());
+    expect([...kept.roles].sort()).toEqual(ready.map((clinic) => clinic.database_role).sort());
+    const gone = await objectsNamed(
+      unfinished.flatMap((clinic) => [clinic.database_name, clinic.database_role]),
+    );
+    expect(gone).toEqual({ databases: new Set(), roles: new Set() });
+    expect(atKill.clinics.length).toBeGreaterThan(now.clinics.length);
+  }, 120_000);
 
-  it('hybrid mode: the restart finishes every registration through its job', async () => {
-    const { after, prisma } = await crashDuringRegistrations('hybrid');
+  it('hybrid mode: the restart finishes every registration whose central records committed', async () => {
+    const { after, prisma, atKill, unfinished } = await crashDuringRegistrations('hybrid');
     await expect
       .poll(
         async () =>
           (await prisma.clinic.findMany({ select: { status: true } })).map((clinic) => clinic.status),
-        { timeout: 20_000 },
+        { timeout: 30_000 },
       )
       .toSatisfy((statuses: string[]) => statuses.every((status) => status === 'READY'));
-    await expect.poll(() => prisma.provisioningRun.count({ where: { status: 'RUNNING' } })).toBe(0);
     expect(await after.app.deps.reconciler.zombieReport()).toMatchObject({ accounts: [], orphans: [] });
-    // Every registration whose central records committed survives.
-    expect(await prisma.user.count({ where: { role: 'CLINIC_ADMIN' } })).toBe(await prisma.clinic.count());
-  }, 90_000);
+    const now = await snapshot(after.config.databaseUrl as string);
+    // Nothing was rolled back: every clinic of the kill is there, finished, with its admin.
+    expect(now.clinics.map((clinic) => clinic.id)).toEqual(atKill.clinics.map((clinic) => clinic.id));
+    expect(unfinished.length).toBeGreaterThan(0);
+    expect(now.admins).toBe(now.clinics.length);
+    for (const clinic of now.clinics)
+      expect((await after.app.deps.provisioning.checkClinic(clinic.id)).dbStatus).toBe('HEALTHY');
+    const server = await objectsNamed(
+      now.clinics.flatMap((clinic) => [clinic.database_name, clinic.database_role]),
+    );
+    expect(server.databases.size).toBe(now.clinics.length);
+    expect(server.roles.size).toBe(now.clinics.length);
+  }, 120_000);
+});
+
+describe("the reconciler's reach", async () => {
+  // Two deployments share the clinic server, as two installations (or staging and production) may.
+  const ours = await startTestApp({ CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' });
+  const theirs = await startTestApp({ CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' });
+  const suffix = () => randomBytes(8).toString('hex');
+  // Named like clinic objects, to tempt a sweep that matches on names.
+  const handMade = { database: `clinic_by_hand_${suffix()}`, role: `clinic_by_hand_${suffix()}` };
+  const foreign = { database: `clinic_foreign_${suffix()}`, role: `clinic_foreign_${suffix()}` };
+  await withClient(admin, async (client) => {
+    await client.query(`CREATE ROLE ${quoteIdent(handMade.role)} LOGIN`);
+    await client.query(`CREATE DATABASE ${quoteIdent(handMade.database)}`);
+    await client.query(`CREATE ROLE ${quoteIdent(foreign.role)} LOGIN`);
+    await client.query(`CREATE DATABASE ${quoteIdent(foreign.database)}`);
+    // Tagged as a deployment that is neither of the two, which no clinic of anyone's owns.
+    const tag = quoteLiteral(ownerTag(randomUUID()));
+    await client.query(`COMMENT ON DATABASE ${quoteIdent(foreign.database)} IS ${tag}`);
+    await client.query(`COMMENT ON ROLE ${quoteIdent(foreign.role)} IS ${tag}`);
+  });
+  afterAll(() =>
+    withClient(admin, async (client) => {
+      for (const { database, role } of [handMade, foreign]) {
+        await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`);
+        await client.query(`DROP ROLE IF EXISTS ${quoteIdent(role)}`);
+      }
+    }),
+  );
+
+  it("never touches another deployment's clinic databases, nor a database or role created by hand", async () => {
+    const registered = await theirs.gql<{ registerClinic: { __typename: string; clinic: { id: string } } }>(
+      'mutation ($input: RegisterClinicInput!) { registerClinic(input: $input) { __typename ... on RegisterClinicSuccess { clinic { id } } } }',
+      {
+        input: {
+          clinicName: 'Their clinic',
+          country: 'FR',
+          adminEmail: 'theirs@example.com',
+          adminPassword: 'a sturdy passphrase 42',
+          adminFirstName: 'T',
+          adminLastName: 'H',
+        },
+      },
+    );
+    expect(registered.body.data?.registerClinic.__typename).toBe('RegisterClinicSuccess');
+    const theirClinic = await theirs.app.deps.db.prisma.clinic.findUniqueOrThrow({
+      where: { id: registered.body.data?.registerClinic.clinic.id },
+    });
+    const names = [
+      handMade.database,
+      handMade.role,
+      foreign.database,
+      foreign.role,
+      theirClinic.databaseName,
+      theirClinic.databaseRole,
+    ];
+    const before = await objectsNamed(names);
+    expect(before.databases.size + before.roles.size).toBe(6);
+
+    const report = await ours.app.deps.reconciler.zombieReport();
+    expect(report.orphans.filter((orphan) => names.includes(orphan.name))).toEqual([]);
+    await ours.app.deps.reconciler.reconcile();
+    await ours.app.deps.reconciler.reconcile();
+
+    expect(await objectsNamed(names)).toEqual(before);
+    expect((await theirs.app.deps.provisioning.checkClinic(theirClinic.id)).dbStatus).toBe('HEALTHY');
+  });
 });

@@ -397,7 +397,14 @@ describe('registerClinic in hybrid mode', async () => {
   it('fails at once, without a job, on a failure that is not transient', async () => {
     // A clinic name that passes validation cannot make central_records fail; a taken e-mail can.
     const first = await register(t);
+    const provisionJobs = async () =>
+      (
+        await prisma.$queryRaw<{ n: number }[]>`
+          SELECT count(*)::int AS n FROM graphile_worker.jobs WHERE task_identifier = 'provision_clinic'`
+      )[0]?.n;
+    const before = { jobs: await provisionJobs(), clinics: await prisma.clinic.count() };
     const second = await register(t, { adminEmail: first.user?.email });
-    expect(second.__typename).toBe('EmailTakenError');
+    expect(second).toMatchObject({ __typename: 'EmailTakenError', code: 'EMAIL_TAKEN' });
+    expect({ jobs: await provisionJobs(), clinics: await prisma.clinic.count() }).toEqual(before);
   });
 });
