@@ -429,7 +429,7 @@ export class RegistrationService {
     );
   }
 
-  /** Marks the e-mail verified. Single use, 24 h. @throws InvalidCodeError */
+  /** Marks the e-mail verified. Single use, 24 h. @throws InvalidCodeError with its reason */
   async verifyEmail(token: string): Promise<string> {
     const { prisma } = this.deps;
     return prisma.$transaction(async (tx) => {
@@ -440,13 +440,34 @@ export class RegistrationService {
         select: { userId: true },
       });
       const userId = used[0]?.userId;
-      if (!userId) throw new InvalidCodeError();
+      if (!userId) throw await this.whyNot(tx, token);
       await tx.user.update({ where: { id: userId }, data: { emailVerifiedAt: new Date() } });
       await tx.auditLog.create({
         data: { action: 'user.email_verified', actorId: userId, targetType: 'user', targetId: userId },
       });
       return userId;
     });
+  }
+
+  /** Why `token` cannot verify anything: unknown, already used (or replaced), or expired. */
+  private async whyNot(tx: Prisma.TransactionClient, token: string): Promise<InvalidCodeError> {
+    const row = await tx.emailVerificationToken.findUnique({
+      where: { tokenHash: hashToken(token) },
+      select: { usedAt: true, expiresAt: true },
+    });
+    if (!row) {
+      return new InvalidCodeError(
+        'This link is not valid. Check that the whole link was copied, or ask for a new one.',
+        'UNKNOWN',
+      );
+    }
+    if (row.usedAt) {
+      return new InvalidCodeError(
+        'This link was already used, or replaced by a newer one. If your e-mail is confirmed, sign in; otherwise ask for a new link.',
+        'USED',
+      );
+    }
+    return new InvalidCodeError('This link has expired. Ask for a new one.', 'EXPIRED');
   }
 
   /**
