@@ -181,7 +181,7 @@ builder.mutationFields((t) => ({
           `Only FAILED or PENDING clinics can be retried; this one is ${clinic.status}`,
         );
       }
-      await context.deps.registration.retry(id);
+      await context.deps.registration.retry(id, { userId: context.viewer?.userId ?? null, ip: context.ip });
       return { clinicId: id };
     },
   }),
