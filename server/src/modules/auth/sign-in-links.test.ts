@@ -3,84 +3,13 @@
  * (`node src/main.ts`): printed on standard output, never logged, single use, replaced at each
  * start, stored hashed; production prints none, creates none and accepts none.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
 import { createTestDatabase, startTestApp, TEST_SECRETS, tempDir } from '../../../test/harness.js';
-import { REPO_ROOT } from '../../db/paths.js';
+import { startServerProcess } from '../../../test/server-process.js';
 import { SignInLinks } from './sign-in-links.js';
-
-const admin = inject('pgAdminUrl');
-
-function freePort(): Promise<number> {
-  return new Promise((done) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => done(port));
-    });
-  });
-}
-
-interface ServerProcess {
-  url: string;
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  stop(): Promise<void>;
-}
-
-/** Starts `node src/main.ts` and resolves once `/readyz` answers and (in development) the banner is out. */
-async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve(REPO_ROOT, 'server/src/main.ts')], {
-    cwd: resolve(REPO_ROOT, 'server'),
-    env: {
-      PATH: process.env.PATH ?? '',
-      PORT: String(port),
-      DNS_PORT: '0',
-      ONRAMP_DATA_DIR: tempDir('onramp-banner-'),
-      CLINIC_DATABASE_SERVERS: admin,
-      CLINIC_POOL_SIZE: '0',
-      CLINIC_HEALTH_INTERVAL_SECONDS: '0',
-      // Logs on (to stdout, like a developer's terminal), to prove the link never goes through them.
-      LOG_LEVEL: 'info',
-      NO_COLOR: '1',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
-    out += chunk.toString();
-  });
-  child.stderr?.on('data', (chunk: Buffer) => {
-    err += chunk.toString();
-  });
-  const exited = new Promise<void>((done) => child.once('exit', () => done()));
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited;
-  };
-  afterAll(stop);
-  const url = `http://127.0.0.1:${port}`;
-  const development = (env.ONRAMP_ENV ?? 'development') === 'development';
-  for (let i = 0; i < 600; i++) {
-    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}:\n${err}`);
-    const ready = await fetch(`${url}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ready && (!development || out.includes('Sign in'))) {
-      return { url, child, stdout: () => out, stderr: () => err, stop };
-    }
-    await new Promise((done) => setTimeout(done, 100));
-  }
-  throw new Error(`server never became ready:\n${out}\n${err}`);
-}
 
 const SIGN_IN = `mutation ($t: String!) {
   signInWithLink(token: $t) {

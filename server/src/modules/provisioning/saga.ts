@@ -14,6 +14,7 @@ export type ProvisioningEventStatus = 'STARTED' | 'SUCCEEDED' | 'FAILED' | 'ROLL
 
 export interface ProvisioningEvent {
   runId: string;
+  kind: ProvisioningRunKind;
   clinicId: string;
   /** What the run works on, by name (a clinic, an onboarding's organisation); kept after a rollback. */
   clinicName: string | null;
@@ -143,6 +144,7 @@ export async function runSaga<S>(deps: SagaDeps, input: SagaInput<S>): Promise<S
     }
     deps.publish({
       runId: run.id,
+      kind: input.kind,
       clinicId: input.clinicId,
       clinicName: input.subjectName ?? null,
       step,

@@ -245,6 +245,7 @@ const ProvisioningMetricsRef = builder.objectRef<ProvisioningMetricsShape>('Prov
 
 export interface ProvisioningEventShape {
   runId: string;
+  kind?: 'REGISTER' | 'REPAIR' | 'UPGRADE' | 'DELETE' | 'ONBOARDING';
   clinicId: string;
   clinicName?: string | null;
   step: string;
@@ -258,6 +259,12 @@ export interface ProvisioningEventShape {
 const ProvisioningEventRef = builder.objectRef<ProvisioningEventShape>('ProvisioningEvent').implement({
   fields: (t) => ({
     runId: t.exposeID('runId'),
+    kind: t.field({
+      type: RunKindEnum,
+      nullable: true,
+      description: "The run's kind (null only from an instance older than this field).",
+      resolve: (event) => event.kind ?? null,
+    }),
     clinicId: t.exposeID('clinicId'),
     clinicName: t.string({
       nullable: true,
