@@ -309,7 +309,19 @@ function AuditData({ data }: { data: unknown }) {
       {entries.map(([key, value]) => (
         <div key={key}>
           <dt>{key}</dt>
-          <dd>{typeof value === 'string' ? value : JSON.stringify(value)}</dd>
+          <dd>
+            {typeof value === 'string' ? (
+              value
+            ) : Array.isArray(value) && value.every((item) => typeof item === 'string') ? (
+              <ul className="kv-list">
+                {value.map((item) => (
+                  <li key={item}>{item}</li>
+                ))}
+              </ul>
+            ) : (
+              JSON.stringify(value)
+            )}
+          </dd>
         </div>
       ))}
     </dl>

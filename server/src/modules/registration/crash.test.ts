@@ -31,6 +31,8 @@ async function startServerProcess(
       PATH: process.env.PATH ?? '',
       ONRAMP_ENV: 'test',
       PORT: String(port),
+      // Not the default 5354: another server on this machine may hold it.
+      DNS_PORT: '0',
       ONRAMP_DATA_DIR: dataDir,
       CLINIC_DATABASE_SERVERS: admin,
       CLINIC_POOL_SIZE: '0',
