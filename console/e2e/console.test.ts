@@ -1,6 +1,9 @@
 /**
  * The console in a real browser (Debian's chromium through playwright-core) against a real
  * server: embedded PostgreSQL, SMTP sink, the console built from source. Nothing is mocked.
+ * Three servers: the test harness's app (most pages), one whose central database is stopped
+ * mid-test (outages, the dev mailbox and its links), and the real process `node src/main.ts` in
+ * development (its start banner's sign-in link).
  *
  * With SCREENSHOTS=1 (`pnpm screenshots`) the tests also write docs/screenshots/*.png at 1280 px.
  */
@@ -9,9 +12,18 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { quoteIdent, withClient } from '../../server/src/db/sql.js';
+import { ensureDatabase } from '../../server/src/db/database.js';
+import { databaseUrl, quoteIdent, withClient } from '../../server/src/db/sql.js';
+import { SignInLinks } from '../../server/src/modules/auth/sign-in-links.js';
 import { base32Decode, currentStep, totpAt } from '../../server/src/modules/auth/totp.js';
-import { startTestApp, tempDir } from '../../server/test/harness.js';
+import {
+  createTestDatabase,
+  startExtraPostgres,
+  startTestApp,
+  type TestApp,
+  tempDir,
+} from '../../server/test/harness.js';
+import { freePort, startServerProcess } from '../../server/test/server-process.js';
 import { startSmtpSink } from '../../server/test/smtp-sink.js';
 import { buildConsole } from './build.js';
 
@@ -32,17 +44,58 @@ interface Registered {
   registerClinic: { __typename: string; clinic?: { id: string; name: string } };
 }
 
+if (!existsSync(CHROMIUM)) {
+  throw new Error(`${CHROMIUM} is missing: pnpm test installs it (Debian: apt-get install -y chromium)`);
+}
+const consoleDir = tempDir('onramp-console-build-');
+buildConsole(consoleDir);
+
+let browser: Browser;
+beforeAll(async () => {
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+});
+afterAll(async () => {
+  await browser?.close();
+});
+
+const newPage = () => browser.newPage({ viewport: { width: 1280, height: 800 } });
+const shotOf = async (page: Page, name: string) => {
+  if (!SCREENSHOTS) return;
+  mkdirSync(SCREENSHOT_DIR, { recursive: true });
+  await page.screenshot({ path: join(SCREENSHOT_DIR, `${name}.png`), fullPage: true });
+};
+const registerOn = async (app: TestApp, clinicName: string, adminEmail: string) => {
+  const { body } = await app.gql<Registered>(REGISTER, {
+    input: {
+      clinicName,
+      country: 'FR',
+      adminEmail,
+      adminPassword: PASSWORD,
+      adminFirstName: 'Ada',
+      adminLastName: 'Lovelace',
+    },
+  });
+  return body.data?.registerClinic;
+};
+/** The recipients of a parsed message, as text. */
+const recipients = (message: { to?: { text: string } | { text: string }[] }) =>
+  (Array.isArray(message.to) ? message.to : message.to ? [message.to] : []).map((a) => a.text).join(', ');
+const VERIFY_LINK = /(http\S+\/verify-email\?token=[A-Za-z0-9_-]+)/;
+
 describe('the admin console in a browser', async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`${CHROMIUM} is missing: pnpm test installs it (Debian: apt-get install -y chromium)`);
-  }
-  const consoleDir = tempDir('onramp-console-build-');
-  buildConsole(consoleDir);
   const sink = await startSmtpSink();
   afterAll(() => sink.stop());
+  // A known port, so that the links of the e-mails (PUBLIC_URL) are this server's, verbatim.
+  const port = await freePort();
   const t = await startTestApp(
     {
       SMTP_URL: sink.url,
+      PORT: String(port),
+      PUBLIC_URL: `http://127.0.0.1:${port}`,
       // The periodic sweep publishes clinicHealthChanged; a second keeps the test short.
       CLINIC_HEALTH_INTERVAL_SECONDS: '1',
       CLINIC_POOL_SIZE: '0',
@@ -51,41 +104,16 @@ describe('the admin console in a browser', async () => {
   );
   const admin = await t.superAdmin();
 
-  let browser: Browser;
   let page: Page;
   /** The clinic registered while the live feed watched; later tests break and repair it. */
   let clinic: { id: string; name: string; databaseName: string };
 
   beforeAll(async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-    });
-    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  });
-  afterAll(async () => {
-    await browser?.close();
+    page = await newPage();
   });
 
-  const shot = async (name: string) => {
-    if (!SCREENSHOTS) return;
-    mkdirSync(SCREENSHOT_DIR, { recursive: true });
-    await page.screenshot({ path: join(SCREENSHOT_DIR, `${name}.png`), fullPage: true });
-  };
-  const register = async (clinicName: string, adminEmail: string) => {
-    const { body } = await t.gql<Registered>(REGISTER, {
-      input: {
-        clinicName,
-        country: 'FR',
-        adminEmail,
-        adminPassword: PASSWORD,
-        adminFirstName: 'Ada',
-        adminLastName: 'Lovelace',
-      },
-    });
-    return body.data?.registerClinic;
-  };
+  const shot = (name: string) => shotOf(page, name);
+  const register = (clinicName: string, adminEmail: string) => registerOn(t, clinicName, adminEmail);
   /** Set once signed in; still there at the end proves nothing reloaded the page. */
   const markPage = () => page.evaluate(() => Object.assign(window, { onrampNoReload: true }));
   const notReloaded = () =>
@@ -94,7 +122,9 @@ describe('the admin console in a browser', async () => {
   it('signs the super-admin in with the code e-mailed to them', { timeout: 60_000 }, async () => {
     await page.goto(t.url);
     await page.getByLabel('E-mail').fill(t.config.adminEmail);
-    await shot('sign-in');
+    // No start banner outside development, so no word of one.
+    await page.getByRole('button', { name: 'Send me a code' }).waitFor();
+    expect(await page.getByTestId('terminal-link-hint').count()).toBe(0);
     await page.getByRole('button', { name: 'Send me a code' }).click();
     const mail = await sink.waitFor((message) => message.subject === 'Your Onramp sign-in code');
     const code = /\b(\d{6})\b/.exec(mail.text ?? '')?.[1];
@@ -114,7 +144,8 @@ describe('the admin console in a browser', async () => {
   it('shows a registration in the live feed as its steps happen', { timeout: 60_000 }, async () => {
     await page.getByRole('link', { name: 'Live feed' }).click();
     await page.getByRole('heading', { name: 'Live provisioning' }).waitFor();
-    await page.getByText('No provisioning since this page was opened').waitFor();
+    await page.getByText('No provisioning run recorded yet').waitFor();
+    await expect.poll(() => page.getByTestId('live-indicator').getAttribute('data-state')).toBe('live');
 
     const answer = await register('Clinique du Lac', 'lac@example.com');
     expect(answer?.__typename).toBe('RegisterClinicSuccess');
@@ -156,7 +187,46 @@ describe('the admin console in a browser', async () => {
     await expect.poll(() => card.locator('h2 a').count()).toBe(0);
     expect(await page.locator('article.run-card').count()).toBe(2);
     expect(await notReloaded()).toBe(true);
+    // Named from the start, failure and error on the card.
+    expect(await card.locator('h2').textContent()).toContain('Clinique Fragile');
+    expect(await card.locator('.run-error').textContent()).toMatch(/^seed_provider: /);
     await shot('live-feed');
+  });
+
+  it('keeps the feed across a reload: recorded runs, named, folded, filterable', {
+    timeout: 60_000,
+  }, async () => {
+    await page.reload();
+    await page.getByRole('heading', { name: 'Live provisioning' }).waitFor();
+    const cards = page.locator('article.run-card');
+    await expect.poll(() => cards.count()).toBe(2);
+    const failed = cards.filter({ hasText: 'Clinique Fragile' });
+    const succeeded = cards.filter({ hasText: 'Clinique du Lac' });
+    expect(await failed.getByTestId('run-status').textContent()).toBe('Failed');
+    expect(await failed.locator('.run-error').textContent()).toMatch(/^seed_provider: /);
+    expect(await succeeded.getByTestId('run-status').textContent()).toBe('Succeeded');
+    expect(await succeeded.locator('h2 a').getAttribute('href')).toBe(`/clinics/${clinic.id}`);
+    expect(await page.getByText(/^Clinic [0-9a-f]{8}$/).count()).toBe(0);
+    // History opens folded; a press shows the steps.
+    expect(await failed.locator('li[data-step]').count()).toBe(0);
+    await failed.getByRole('button', { name: /^Show \d+ steps$/ }).click();
+    expect(await failed.locator('li[data-step="seed_provider"]').textContent()).toContain('FAILED');
+    // Filters: by status, by name.
+    await page.getByRole('button', { name: /^Failed \(1\)$/ }).click();
+    await expect.poll(() => cards.count()).toBe(1);
+    await page.getByRole('button', { name: /^All \(2\)$/ }).click();
+    await page.getByLabel('Clinic', { exact: true }).fill('lac');
+    await expect.poll(() => cards.count()).toBe(1);
+    expect(await cards.first().textContent()).toContain('Clinique du Lac');
+    await page.getByLabel('Clinic', { exact: true }).fill('');
+    // The run's own page: its steps and error.
+    await failed.getByRole('link', { name: 'Run details' }).click();
+    await page.getByRole('heading', { name: 'Clinique Fragile', level: 1 }).waitFor();
+    expect(await page.locator('.timeline-run').first().textContent()).toContain('seed_provider');
+    await page.getByText('The clinic no longer exists.').waitFor();
+    await page.getByRole('link', { name: 'Live feed' }).first().click();
+    await cards.first().waitFor();
+    await markPage();
   });
 
   it('turns a dropped database MISSING without reload, and Repair makes it HEALTHY', {
@@ -175,6 +245,13 @@ describe('the admin console in a browser', async () => {
     await expect.poll(() => badge.textContent(), { timeout: 15_000, interval: 250 }).toBe('MISSING');
     expect(await page.getByTestId('total-missing').textContent()).toBe('1');
     expect(await notReloaded()).toBe(true);
+    // A change arriving between two ticks of the clock is "now" or in the past, never "in 3 seconds".
+    for (let i = 0; i < 6; i++) {
+      expect(await row.getByTestId('last-check').textContent()).not.toMatch(/^in /);
+      await page.waitForTimeout(500);
+    }
+    expect(await row.locator('td[data-label="Admin"]').textContent()).toBe('lac@example.com');
+    expect(await row.locator('td[data-label="Created"]').textContent()).toMatch(/\d{4}$/);
 
     // Filters: MISSING only, then a search that matches nothing.
     await page.getByLabel('Database health').selectOption('MISSING');
@@ -189,6 +266,12 @@ describe('the admin console in a browser', async () => {
     await page.getByRole('heading', { name: clinic.name, level: 1 }).waitFor();
     await expect.poll(() => page.getByTestId('clinic-db-status').textContent()).toBe('MISSING');
     await page.getByText('database does not exist').first().waitFor();
+    // Its admin, DNS record and certificate.
+    expect(await page.getByTestId('clinic-admin').textContent()).toContain('lac@example.com');
+    const dns = page.getByTestId('clinic-dns');
+    expect(await dns.textContent()).toMatch(/clinique-du-lac\.onramp\.localhost.*A.*127\.0\.0\.1/);
+    const certificate = page.getByTestId('clinic-certificate');
+    expect(await certificate.textContent()).toMatch(/CN=.*\(builtin\).*in (89|90) days/);
 
     await page.getByRole('button', { name: 'Repair', exact: true }).click();
     const dialog = page.getByRole('dialog', { name: `Repair ${clinic.name}?` });
@@ -204,9 +287,15 @@ describe('the admin console in a browser', async () => {
       'HEALTHY',
     );
     await expect.poll(() => page.getByTestId('clinic-db-status').first().textContent()).toBe('HEALTHY');
-    // The registration's run is on the clinic's timeline.
-    await page.getByRole('heading', { name: 'Provisioning runs' }).waitFor();
-    expect(await page.locator('.timeline-run').first().textContent()).toContain('commit');
+    // The registration's run and the repair (by whom) are on the clinic's timeline.
+    await page.getByRole('heading', { name: 'Provisioning runs and repairs' }).waitFor();
+    const repair = page.getByTestId('repair-entry').first();
+    await repair.waitFor();
+    expect(await repair.textContent()).toContain(`by Platform Admin (${t.config.adminEmail})`);
+    expect(await repair.textContent()).toContain('MISSING → HEALTHY');
+    expect(await page.locator('.timeline-run').filter({ hasText: 'register' }).textContent()).toContain(
+      'commit',
+    );
     await shot('clinic');
 
     await page.getByRole('link', { name: 'Clinics', exact: true }).first().click();
@@ -214,14 +303,29 @@ describe('the admin console in a browser', async () => {
     expect(await notReloaded()).toBe(true);
   });
 
-  it('shows metrics with the successful and the failed registration', { timeout: 30_000 }, async () => {
+  it('shows metrics with the successful and the failed registration; a point opens its run', {
+    timeout: 30_000,
+  }, async () => {
     await page.getByRole('link', { name: 'Metrics' }).click();
+    expect(new URL(page.url()).pathname).toBe('/provisioning-metrics');
     const totals = page.getByRole('region', { name: 'Provisioning totals' });
     await expect.poll(() => totals.textContent()).toMatch(/1\s*Successes/);
     expect(await totals.textContent()).toMatch(/1\s*Failures/);
     expect(await page.locator('.chart circle.chart-ok').count()).toBe(1);
     expect(await page.locator('.chart path.chart-failed').count()).toBe(1);
+    expect(await page.getByRole('region', { name: 'Recent failed registrations' }).textContent()).toContain(
+      'seed_provider',
+    );
     await shot('metrics');
+    await page
+      .locator('.chart a.chart-point')
+      .filter({ has: page.locator('path.chart-failed') })
+      .click();
+    await page.getByRole('heading', { name: 'Clinique Fragile', level: 1 }).waitFor();
+    expect(await page.locator('.notice-error').first().textContent()).toContain('seed_provider');
+    // A reload of the page is the console's, not Prometheus' text (which lives at /metrics).
+    await page.goto(`${t.url}/provisioning-metrics`);
+    await page.getByRole('heading', { name: 'Metrics', level: 1 }).waitFor();
   });
 
   it('lists audit entries and filters them by action family', { timeout: 30_000 }, async () => {
@@ -230,10 +334,85 @@ describe('the admin console in a browser', async () => {
     const actions = () => page.locator('tbody td[data-label="Action"]').allTextContents();
     await expect.poll(actions).toContain('clinic.repair');
     expect(await actions()).toContain('auth.sign_in');
+    // Actors and clinics by name, with links.
+    const repair = page.locator('tbody tr').filter({ hasText: 'clinic.repair' }).first();
+    expect(await repair.locator('td[data-label="Actor"]').textContent()).toBe(
+      `Platform Admin ${t.config.adminEmail}`,
+    );
+    expect(await repair.locator('td[data-label="Clinic"] a').textContent()).toBe('Clinique du Lac');
+    expect(await repair.locator('td[data-label="Clinic"] a').getAttribute('href')).toBe(
+      `/clinics/${clinic.id}`,
+    );
     await shot('audit');
+    /** The listed actions once the new filter's entries are in (never the empty list in between). */
+    const settled = (accept: (action: string) => boolean) =>
+      expect.poll(async () => {
+        const listed = await actions();
+        return listed.length > 0 && listed.every(accept);
+      });
     await page.getByRole('button', { name: 'clinic', exact: true }).click();
-    await expect.poll(actions).not.toContain('auth.sign_in');
+    await settled((action) => action.startsWith('clinic.')).toBe(true);
     expect(await actions()).toContain('clinic.repair');
+    // Registrations, successful and failed, are audited.
+    await page.getByRole('button', { name: 'registration', exact: true }).click();
+    await settled((action) => action.startsWith('registration.')).toBe(true);
+    expect(await actions()).toContain('registration.completed');
+    expect(await actions()).toContain('registration.failed');
+    const failed = page.locator('tbody tr').filter({ hasText: 'registration.failed' });
+    expect(await failed.locator('td[data-label="Clinic"]').textContent()).toBe('Clinique Fragile (gone)');
+    // One actor's entries, from their name.
+    await page.getByRole('button', { name: 'registration', exact: true }).click();
+    await repair.locator('td[data-label="Actor"] a').click();
+    await page.getByTestId('audit-scope').waitFor();
+    await settled((action) => action !== 'registration.completed').toBe(true);
+    expect(await actions()).toContain('clinic.repair');
+  });
+
+  it('verifies the e-mailed link in a browser on a press, and a bare fetch of it spends nothing', {
+    timeout: 60_000,
+  }, async () => {
+    const mail = await sink.waitFor((message) => recipients(message).includes('lac@example.com'));
+    const link = VERIFY_LINK.exec(mail.text ?? '')?.[1] as string;
+    expect(link.startsWith(`${t.url}/verify-email?token=`)).toBe(true);
+    const verified = async () =>
+      (await t.app.deps.db.prisma.user.findUniqueOrThrow({ where: { email: 'lac@example.com' } }))
+        .emailVerifiedAt !== null;
+    // A mail scanner: fetches the link, reads a page, spends nothing.
+    const scanned = await fetch(link);
+    expect(scanned.status).toBe(200);
+    expect(await scanned.text()).toContain('<div id="root">');
+    expect(await verified()).toBe(false);
+
+    const visitor = await newPage();
+    try {
+      await visitor.goto(link);
+      await visitor.getByRole('heading', { name: 'Confirm your e-mail address' }).waitFor();
+      // Opening the page, even waiting on it, spends nothing either.
+      await visitor.waitForTimeout(500);
+      expect(await verified()).toBe(false);
+      await shotOf(visitor, 'verify-email');
+      await visitor.getByRole('button', { name: 'Confirm my e-mail address' }).click();
+      await visitor.getByRole('heading', { name: 'Your e-mail address is confirmed' }).waitFor();
+      expect(await verified()).toBe(true);
+      expect(visitor.url()).not.toContain('token=');
+      await visitor.getByRole('link', { name: 'Continue to sign-in' }).click();
+      await visitor.getByRole('heading', { name: 'Sign in with an e-mail code' }).waitFor();
+      expect(await visitor.getByLabel('E-mail').inputValue()).toBe('lac@example.com');
+
+      // The same link again: used, with a way to get a new one.
+      await visitor.goto(link);
+      await visitor.getByRole('button', { name: 'Confirm my e-mail address' }).click();
+      await visitor.getByRole('heading', { name: 'This link was already used' }).waitFor();
+      await visitor.getByLabel('Your e-mail address').fill('lac@example.com');
+      await visitor.getByRole('button', { name: 'Send me a new link' }).click();
+      await visitor.getByText('If lac@example.com has an account waiting for confirmation').waitFor();
+      // A link that never existed says so.
+      await visitor.goto(`${t.url}/verify-email?token=${'A'.repeat(43)}`);
+      await visitor.getByRole('button', { name: 'Confirm my e-mail address' }).click();
+      await visitor.getByRole('heading', { name: 'This link is not valid' }).waitFor();
+    } finally {
+      await visitor.close();
+    }
   });
 
   it('registers an application, shows its master key once, and lists the onboardings it starts', {
@@ -444,5 +623,131 @@ describe('the admin console in a browser', async () => {
     await page.getByLabel('Authenticator code').fill(totpAt(secret, currentStep() + 1));
     await page.getByRole('button', { name: 'Verify' }).click();
     await page.getByRole('heading', { name: 'Platform operators only' }).waitFor();
+  });
+});
+
+describe('the first hour on a fresh server: the dev mailbox, its links, and outages', async () => {
+  // Its own PostgreSQL for the central database, stopped mid-test; no SMTP_URL: the dev mailbox.
+  const central = await startExtraPostgres();
+  await ensureDatabase(central.url, 'central');
+  const port = await freePort();
+  const t = await startTestApp(
+    {
+      DATABASE_URL: databaseUrl(central.url, 'central'),
+      // The outage makes every component log its lost connection; the browser is what is tested.
+      LOG_LEVEL: 'silent',
+      PORT: String(port),
+      PUBLIC_URL: `http://127.0.0.1:${port}`,
+      CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+      CLINIC_POOL_SIZE: '0',
+    },
+    { consoleDir },
+  );
+  let page: Page;
+  beforeAll(async () => {
+    page = await newPage();
+  });
+
+  it('signs the super-admin in with a one-time link, and opens the e-mailed link from the Mailbox', {
+    timeout: 60_000,
+  }, async () => {
+    const { token } = await new SignInLinks({
+      config: t.config,
+      prisma: t.app.deps.db.prisma,
+    }).issueForAdmin();
+    await page.goto(`${t.url}/sign-in#link=${token}`);
+    await page.getByRole('heading', { name: 'Clinics', level: 1 }).waitFor();
+    expect(page.url()).not.toContain(token);
+
+    expect((await registerOn(t, 'Clinique Boîte', 'boite@example.com'))?.__typename).toBe(
+      'RegisterClinicSuccess',
+    );
+    await page.getByRole('link', { name: 'Mailbox' }).click();
+    await page.getByLabel('Recipient e-mail').fill('boite@example.com');
+    await page.getByRole('button', { name: 'Show' }).click();
+    const link = page.locator('.message a[href*="/verify-email?token="]');
+    await link.waitFor();
+    const href = (await link.getAttribute('href')) as string;
+    expect((await fetch(href)).status).toBe(200);
+    await link.click();
+    await page.getByRole('button', { name: 'Confirm my e-mail address' }).click();
+    await page.getByRole('heading', { name: 'Your e-mail address is confirmed' }).waitFor();
+    const user = await t.app.deps.db.prisma.user.findUniqueOrThrow({ where: { email: 'boite@example.com' } });
+    expect(user.emailVerifiedAt).not.toBeNull();
+  });
+
+  it('shows a stopped central database as unreachable, keeps the last data greyed, then a stopped API', {
+    timeout: 90_000,
+  }, async () => {
+    await page.goto(`${t.url}/clinics`);
+    const row = page.locator('tr').filter({ hasText: 'Clinique Boîte' });
+    await row.waitFor();
+    expect(await page.getByTestId('total-all').textContent()).toBe('1');
+    await page.getByRole('link', { name: 'Live feed' }).click();
+    await expect.poll(() => page.getByTestId('live-indicator').getAttribute('data-state')).toBe('live');
+    await page.getByRole('link', { name: 'Clinics', exact: true }).first().click();
+    await row.waitFor();
+
+    await central.stop();
+    await page.getByRole('button', { name: 'Check all now' }).click();
+    const banner = page.getByTestId('outage-banner');
+    await banner.waitFor({ timeout: 15_000 });
+    expect(await banner.textContent()).toContain('central database is unreachable');
+    // The last data stays, greyed; no zeros, no "Unexpected error.".
+    expect(await row.isVisible()).toBe(true);
+    expect(await page.locator('[data-stale="true"]').count()).toBeGreaterThan(0);
+    expect(await page.getByTestId('total-all').textContent()).toBe('1');
+    expect(await page.getByText('Unexpected error.').count()).toBe(0);
+    expect(
+      await page.getByRole('alert').filter({ hasText: 'database is unreachable' }).count(),
+    ).toBeGreaterThan(0);
+    await shotOf(page, 'outage');
+    // The live indicator follows the real state: connected, but nothing can come.
+    await page.getByRole('link', { name: 'Live feed' }).click();
+    await expect.poll(() => page.getByTestId('live-indicator').getAttribute('data-state')).toBe('degraded');
+
+    // Now the API itself goes away: the socket closes, the indicator says so.
+    await t.app.stop();
+    await expect
+      .poll(() => page.getByTestId('live-indicator').getAttribute('data-state'), { timeout: 15_000 })
+      .toBe('disconnected');
+    await expect.poll(() => banner.textContent(), { timeout: 15_000 }).toContain('server cannot be reached');
+  });
+});
+
+describe("the start banner's sign-in link", async () => {
+  const server = await startServerProcess({
+    ONRAMP_ENV: 'development',
+    DATABASE_URL: await createTestDatabase('banner_e2e'),
+    ONRAMP_CONSOLE_DIR: consoleDir,
+  });
+
+  it('signs the super-admin in from the link printed on standard output', { timeout: 60_000 }, async () => {
+    const link = /(http:\/\/\S+\/sign-in#link=[A-Za-z0-9_-]{43})/.exec(server.stdout())?.[1] as string;
+    expect(link.startsWith(`${server.url}/sign-in#link=`)).toBe(true);
+    const page = await newPage();
+    try {
+      // Signed out, in development, the sign-in page says where the link is.
+      await page.goto(server.url);
+      await page.getByTestId('terminal-link-hint').waitFor();
+      expect(await page.getByTestId('terminal-link-hint').textContent()).toContain('one-time sign-in link');
+      await shotOf(page, 'sign-in');
+      await page.goto(link);
+      await page.getByRole('heading', { name: 'Clinics', level: 1 }).waitFor();
+      expect(await page.getByText('admin@onramp.localhost').isVisible()).toBe(true);
+      expect(page.url()).toBe(`${server.url}/clinics`);
+      // A reload keeps the session (refresh token), and the spent link works no more.
+      await page.reload();
+      await page.getByRole('heading', { name: 'Clinics', level: 1 }).waitFor();
+      const other = await newPage();
+      try {
+        await other.goto(link);
+        await other.getByText('This sign-in link is invalid, used or expired').waitFor();
+      } finally {
+        await other.close();
+      }
+    } finally {
+      await page.close();
+    }
   });
 });

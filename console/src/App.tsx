@@ -1,6 +1,8 @@
 import { useEffect, useMemo, useRef, useSyncExternalStore } from 'react';
 import { Provider } from 'urql';
 import { Layout } from './app/Layout';
+import { matchPath, navigate, useLocation } from './app/router';
+import { HOME, PAGES, SIGN_IN_PATH } from './app/routes';
 import { createConsoleClient } from './auth/client';
 import { SessionStore } from './auth/session';
 import { SignInPage } from './features/auth/SignInPage';
@@ -31,8 +33,21 @@ export function App() {
     if (session.getState().status === 'restoring') void session.refresh();
   }, []);
 
+  const { pathname } = useLocation();
+  // Pages such as the e-mail verification link work with or without a session.
+  const publicPage = PAGES.find((page) => page.public && matchPath(page.path, pathname));
+  useEffect(() => {
+    if (publicPage) document.title = `${publicPage.title} · Onramp`;
+    else if (state.status === 'signed-out') document.title = 'Sign in · Onramp console';
+  }, [publicPage, state.status]);
+  useEffect(() => {
+    if (state.status === 'signed-in' && pathname === SIGN_IN_PATH) navigate(HOME, { replace: true });
+  }, [state.status, pathname]);
+
   let body: React.ReactNode;
-  if (state.status === 'restoring') {
+  if (publicPage) {
+    body = publicPage.render(matchPath(publicPage.path, pathname) ?? {});
+  } else if (state.status === 'restoring') {
     body = (
       <main className="sign-in">
         <Loading label="Restoring your session…" />

@@ -20,7 +20,7 @@ import { scopedRunner } from './db/request-scope.js';
 import { handleAdminRoute } from './http/admin-routes.js';
 import { clientAddress } from './http/client-address.js';
 import { bodyTooLarge, isAllowedOrigin, sendJson, setSecurityHeaders } from './http/security.js';
-import { serveConsole } from './http/static.js';
+import { serveConsole, serveConsolePage } from './http/static.js';
 import { startWorker, type Worker } from './jobs/index.js';
 import { createMetrics, useOperationMetrics } from './metrics.js';
 import { AccountService } from './modules/account/service.js';
@@ -78,7 +78,8 @@ interface ServerContext {
   requestId: string;
 }
 
-const CONSOLE_DIST = resolve(REPO_ROOT, 'console/dist');
+/** The console `pnpm build` makes, served unless ONRAMP_CONSOLE_DIR or `consoleDir` says otherwise. */
+export const CONSOLE_DIST = resolve(REPO_ROOT, 'console/dist');
 
 export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): Promise<App> {
   const { config, logger } = base;
@@ -308,6 +309,15 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
       if (await handleOnboardingRoute(deps, pathname, req, res)) return;
       if (await handleAdminRoute(deps, pathname, req, res)) return;
       return sendJson(res, 404, { error: 'not_found' });
+    }
+    if (pathname === '/verify-email' && (req.method === 'GET' || req.method === 'HEAD')) {
+      // The console's page verifies on a button press, never on this GET: mail scanners fetch
+      // links to inspect them, and must not spend the token (README, "Console").
+      if (serveConsolePage(consoleDir, req, res)) return;
+      return sendJson(res, 503, {
+        error: 'console_unavailable',
+        message: 'The console is not built; run pnpm build, then open this link again.',
+      });
     }
     if (serveConsole(consoleDir, pathname, req, res)) return;
     sendJson(res, 404, { error: 'Not found' });

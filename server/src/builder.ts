@@ -140,7 +140,8 @@ export function asErrorData<E extends OnrampError>(error: E): E {
   return { ...error, name: error.name, message: error.message, [ERROR_DATA]: true } as unknown as E;
 }
 
-function isErrorData(value: unknown, name: string): boolean {
+/** Whether `value` is the plain copy {@link asErrorData} made of an error named `name`. */
+export function isErrorData(value: unknown, name: string): boolean {
   return (
     typeof value === 'object' &&
     value !== null &&

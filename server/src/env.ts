@@ -78,6 +78,7 @@ const rawSchema = z.object({
   HOST: z.string().trim().min(1).default('127.0.0.1'),
   ONRAMP_ENV: z.enum(['development', 'test', 'production']).default('development'),
   ONRAMP_DATA_DIR: z.string().trim().min(1).default('.onramp'),
+  ONRAMP_CONSOLE_DIR: z.string().trim().min(1).optional(),
   REGISTRATION_MODE: z.enum(['strict', 'hybrid']).default('strict'),
   SMTP_URL: z.url({ protocol: /^smtps?$/, error: 'must be an smtp:// or smtps:// URL' }).optional(),
   SMS_GATEWAY_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s):// URL' }).optional(),
@@ -184,6 +185,8 @@ export interface Config {
   host: string;
   /** Absolute path. */
   dataDir: string;
+  /** Absolute path of a built console to serve at `/`. @default console/dist of the repository */
+  consoleDir: string | undefined;
   registrationMode: RawEnv['REGISTRATION_MODE'];
   smtpUrl: string | undefined;
   smsGatewayUrl: string | undefined;
@@ -279,6 +282,7 @@ export function loadConfig(
     port: raw.PORT,
     host: raw.HOST,
     dataDir,
+    consoleDir: raw.ONRAMP_CONSOLE_DIR ? resolve(cwd, raw.ONRAMP_CONSOLE_DIR) : undefined,
     registrationMode: raw.REGISTRATION_MODE,
     smtpUrl: raw.SMTP_URL,
     smsGatewayUrl: raw.SMS_GATEWAY_URL,

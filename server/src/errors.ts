@@ -67,6 +67,17 @@ export function forbidden(message = 'Not allowed'): GraphQLError {
   return new GraphQLError(message, { extensions: { code: 'FORBIDDEN', http: { status: 403 } } });
 }
 
+/**
+ * Invalid arguments of a field that returns no error union (a query, a connection): a GraphQL
+ * error with `extensions.code` VALIDATION_FAILED and the offending fields, instead of the masked
+ * "Unexpected error." a thrown {@link ValidationError} would become there.
+ */
+export function invalidArguments(fields: FieldError[]): GraphQLError {
+  return new GraphQLError(fields.length === 1 ? (fields[0]?.message ?? 'Invalid input') : 'Invalid input', {
+    extensions: { code: 'VALIDATION_FAILED', fields },
+  });
+}
+
 export function rateLimited(retryAfterSeconds: number): GraphQLError {
   const retryAfter = Math.max(1, Math.ceil(retryAfterSeconds));
   return new GraphQLError(`Too many requests; retry in ${retryAfter} s`, {

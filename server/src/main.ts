@@ -1,6 +1,7 @@
 /** Boot: environment → databases → app.start(); SIGINT/SIGTERM stop gracefully. */
 
-import { buildApp } from './app.js';
+import { buildApp, CONSOLE_DIST } from './app.js';
+import { printDevelopmentBanner } from './banner.js';
 import { openDatabases } from './db/database.js';
 import { ConfigError, loadConfig } from './env.js';
 import { createLogger } from './logger.js';
@@ -18,7 +19,8 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config);
   const db = await openDatabases(config, logger);
-  const app = await buildApp({ config, logger, db, startedAt: new Date() });
+  const consoleDir = config.consoleDir ?? CONSOLE_DIST;
+  const app = await buildApp({ config, logger, db, startedAt: new Date() }, { consoleDir });
 
   let stopping = false;
   const shutdown = (signal: string) => {
@@ -36,13 +38,16 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
 
+  let url: string;
   try {
-    await app.start();
+    url = await app.start();
   } catch (error) {
     logger.fatal({ err: error }, 'could not listen');
     await app.stop();
     process.exit(1);
   }
+  // Development only: console, GraphiQL and a one-time sign-in link, on stdout (decision 020).
+  await printDevelopmentBanner({ config, prisma: db.prisma, consoleDir }, url);
 }
 
 main().catch((error: unknown) => {

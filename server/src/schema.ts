@@ -4,6 +4,7 @@ import { builder } from './builder.js';
 import './modules/account/schema.js';
 import './modules/audit/schema.js';
 import './modules/auth/schema.js';
+import './modules/auth/sign-in-links-schema.js';
 import './modules/clients/schema.js';
 import './modules/health/schema.js';
 import './modules/mail/schema.js';

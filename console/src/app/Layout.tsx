@@ -1,6 +1,8 @@
 import { useEffect, useRef } from 'react';
 import type { SessionUser } from '../auth/session';
 import { useProvisioningFeed } from '../features/live/ProvisioningFeed';
+import { formatTime } from '../ui/format';
+import { describeOutage, useConnection } from './connection';
 import { Link, matchPath, navigate, useLocation } from './router';
 import { HOME, PAGES } from './routes';
 
@@ -13,7 +15,7 @@ export function Layout({ user, onSignOut }: { user: SessionUser; onSignOut: () =
 
   let page: (typeof PAGES)[number] | undefined;
   let params: Record<string, string> = {};
-  for (const candidate of PAGES) {
+  for (const candidate of PAGES.filter((p) => !p.public)) {
     const match = matchPath(candidate.path, pathname);
     if (match) {
       page = candidate;
@@ -77,6 +79,7 @@ export function Layout({ user, onSignOut }: { user: SessionUser; onSignOut: () =
           </button>
         </div>
       </header>
+      <ConnectionBanner />
       <main id="main" ref={main} tabIndex={-1} className="content">
         {page ? (
           page.render(params)
@@ -89,6 +92,20 @@ export function Layout({ user, onSignOut }: { user: SessionUser; onSignOut: () =
           </>
         )}
       </main>
+    </div>
+  );
+}
+
+/** Says what is unreachable, since when, and that the console keeps trying. */
+function ConnectionBanner() {
+  const state = useConnection();
+  const outage = describeOutage(state);
+  if (!outage) return null;
+  return (
+    <div className="outage" role="alert" data-testid="outage-banner">
+      <strong>{outage}</strong>{' '}
+      {state.troubleSince !== null && <>Since {formatTime(new Date(state.troubleSince).toISOString())}. </>}
+      The pages show the last data they had, greyed, and refresh by themselves once it is back.
     </div>
   );
 }

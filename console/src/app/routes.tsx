@@ -1,14 +1,20 @@
 /**
  * Every page of the console, in navigation order. Adding a page is adding an entry here (and its
- * folder under features/). `nav` puts it in the menu; `group: 'dev'` marks development tools.
+ * folder under features/). `nav` puts it in the menu; `group: 'dev'` marks development tools;
+ * `public` pages render without a session (the e-mail verification link, sign-in).
+ *
+ * No path may shadow a server route (SERVER_ROUTES): a reload or a bookmark of a console page
+ * must reach the console, not Prometheus or the API. console/src/app/routes.test.ts checks it.
  */
 import type { ReactNode } from 'react';
 import { AuditLogPage } from '../features/audit/AuditLogPage';
+import { VerifyEmailPage } from '../features/auth/VerifyEmailPage';
 import { ClinicHealthTable } from '../features/clinics/ClinicHealthTable';
 import { ClinicPage } from '../features/clinics/ClinicPage';
 import { DevMailboxPage } from '../features/dev/DevMailboxPage';
 import { DevSmsOutboxPage } from '../features/dev/DevSmsOutboxPage';
 import { LiveFeedPage } from '../features/live/LiveFeedPage';
+import { RunPage } from '../features/live/RunPage';
 import { MetricsPage } from '../features/metrics/MetricsPage';
 import { ApplicationsPage } from '../features/onboarding/ApplicationsPage';
 import { OnboardingsPage } from '../features/onboarding/OnboardingsPage';
@@ -19,8 +25,15 @@ export interface PageDefinition {
   /** Document title. */
   title: string;
   nav?: { label: string; group: 'main' | 'dev' };
+  /** Rendered with or without a session (App handles `/sign-in` itself). */
+  public?: boolean;
   render(params: Record<string, string>): ReactNode;
 }
+
+/** Paths the server answers itself (server/src/app.ts); console pages must stay clear of them. */
+export const SERVER_ROUTES = ['/graphql', '/api', '/healthz', '/readyz', '/metrics', '/__yoga_health'];
+
+export const SIGN_IN_PATH = '/sign-in';
 
 export const PAGES: PageDefinition[] = [
   {
@@ -41,7 +54,13 @@ export const PAGES: PageDefinition[] = [
     render: () => <LiveFeedPage />,
   },
   {
-    path: '/metrics',
+    path: '/runs/:id',
+    title: 'Provisioning run',
+    render: ({ id }) => <RunPage key={id} id={id as string} />,
+  },
+  {
+    // Not /metrics: that is Prometheus' endpoint on the same server.
+    path: '/provisioning-metrics',
     title: 'Metrics',
     nav: { label: 'Metrics', group: 'main' },
     render: () => <MetricsPage />,
@@ -76,6 +95,16 @@ export const PAGES: PageDefinition[] = [
     nav: { label: 'SMS outbox', group: 'dev' },
     render: () => <DevSmsOutboxPage />,
   },
+  {
+    // The link of the verification e-mail (the server hands this path to the console).
+    path: '/verify-email',
+    title: 'Confirm your e-mail',
+    public: true,
+    render: () => <VerifyEmailPage />,
+  },
 ];
+
+/** Every path the console owns, patterns included: what a reload must bring back to the console. */
+export const CONSOLE_PATHS = ['/', SIGN_IN_PATH, ...PAGES.map((page) => page.path)];
 
 export const HOME = '/clinics';

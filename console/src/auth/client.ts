@@ -1,6 +1,7 @@
 import { authExchange } from '@urql/exchange-auth';
 import { createClient as createWsClient, type Client as WsClient } from 'graphql-ws';
-import { Client, cacheExchange, fetchExchange, subscriptionExchange } from 'urql';
+import { Client, cacheExchange, fetchExchange, mapExchange, subscriptionExchange } from 'urql';
+import { connection } from '../app/connection';
 import { graphql } from '../gql';
 import type { AuthSessionFields, SessionStore } from './session';
 
@@ -69,9 +70,15 @@ export function createConsoleClient(session: SessionStore): ConsoleClient {
   });
   session.setRefresher(async (refreshToken) => {
     const result = await bare.mutation(RefreshSessionMutation, { refreshToken }).toPromise();
-    if (result.error?.networkError) throw result.error.networkError;
     const answer = result.data?.refreshSession;
-    return answer?.__typename === 'AuthSession' ? (answer as AuthSessionFields) : null;
+    if (answer?.__typename === 'AuthSession') return answer as AuthSessionFields;
+    // Only the server's typed answer ends the session; an outage (network, or the database
+    // behind an INTERNAL error) is no verdict on the token: keep it for the next try.
+    if (!answer) {
+      connection.reportFailure();
+      throw result.error ?? new Error('no answer to refreshSession');
+    }
+    return null;
   });
 
   let lastToken: string | undefined;
@@ -87,6 +94,12 @@ export function createConsoleClient(session: SessionStore): ConsoleClient {
       new Promise((resolve) =>
         setTimeout(resolve, Math.min(250 * 2 ** retries, 30_000) * (0.5 + Math.random())),
       ),
+    // The live indicators follow the socket's real state, not the hope that it is up.
+    on: {
+      connecting: () => connection.setSocket('connecting'),
+      connected: () => connection.setSocket('open'),
+      closed: () => connection.setSocket('closed'),
+    },
     connectionParams: async () => {
       const current = session.needsRefresh() ? await session.refresh() : session.session;
       lastToken = current?.accessToken;
@@ -107,6 +120,17 @@ export function createConsoleClient(session: SessionStore): ConsoleClient {
     preferGetMethod: false,
     exchanges: [
       cacheExchange,
+      // Tells an outage from an answer (app/connection.ts): network errors and masked internal
+      // errors make the monitor probe `health`; any good answer lets it check for a recovery.
+      mapExchange({
+        onResult(result) {
+          const internal = result.error?.graphQLErrors.some(
+            (error) => error.extensions?.code === 'INTERNAL_SERVER_ERROR',
+          );
+          if (result.error?.networkError || internal) connection.reportFailure();
+          else if (result.data) connection.reportSuccess();
+        },
+      }),
       authExchange(async (utils) => ({
         addAuthToOperation(operation) {
           const token = session.session?.accessToken;

@@ -9,9 +9,12 @@ export function formatDuration(ms: number | null | undefined): string {
 
 const relative = new Intl.RelativeTimeFormat('en', { numeric: 'auto' });
 
-/** `12 seconds ago`, `3 minutes ago`, … relative to `now`. */
+/**
+ * `12 seconds ago`, `3 minutes ago`, … relative to `now`. Never in the future: a time a little
+ * ahead of the browser's clock (the server's clock runs ahead of it) reads "now".
+ */
 export function formatAgo(iso: string, now = Date.now()): string {
-  const seconds = Math.round((Date.parse(iso) - now) / 1000);
+  const seconds = Math.min(0, Math.round((Date.parse(iso) - now) / 1000));
   const abs = Math.abs(seconds);
   if (abs < 60) return relative.format(seconds, 'second');
   if (abs < 3600) return relative.format(Math.round(seconds / 60), 'minute');
@@ -23,6 +26,8 @@ const dateTime = new Intl.DateTimeFormat('en-GB', { dateStyle: 'medium', timeSty
 const time = new Intl.DateTimeFormat('en-GB', { timeStyle: 'medium' });
 
 export const formatDateTime = (iso: string) => dateTime.format(new Date(iso));
+const date = new Intl.DateTimeFormat('en-GB', { dateStyle: 'medium' });
+export const formatDate = (iso: string) => date.format(new Date(iso));
 export const formatTime = (iso: string) => time.format(new Date(iso));
 
 /** The first block of a UUID, enough to tell clinics apart on screen. */

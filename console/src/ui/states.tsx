@@ -1,5 +1,7 @@
 import type { ReactNode } from 'react';
 import type { CombinedError } from 'urql';
+import { describeOutage, useConnection } from '../app/connection';
+import { formatTime } from './format';
 
 export function Loading({ label = 'Loading…' }: { label?: string }) {
   return (
@@ -39,14 +41,42 @@ export function ErrorNotice({
   message?: string;
   onRetry?: () => void;
 }) {
+  // An outage explains an error better than its masked message ("Unexpected error.").
+  const outage = describeOutage(useConnection());
+  const internal =
+    error?.networkError || error?.graphQLErrors.some((e) => e.extensions?.code === 'INTERNAL_SERVER_ERROR');
+  const text = (internal && outage) || message || (error ? describeError(error) : 'Something went wrong.');
   return (
     <div className="notice notice-error" role="alert">
-      <p>{message ?? (error ? describeError(error) : 'Something went wrong.')}</p>
+      <p>{text}</p>
       {onRetry && (
         <button type="button" className="button button-small" onClick={onRetry}>
           Try again
         </button>
       )}
+    </div>
+  );
+}
+
+/** Greys what it wraps while `stale`, and says since when the data dates. */
+export function StaleData({
+  stale,
+  receivedAt,
+  children,
+}: {
+  stale: boolean;
+  receivedAt: number | undefined;
+  children: ReactNode;
+}) {
+  return (
+    <div className={stale ? 'stale' : undefined} data-stale={stale ? 'true' : undefined}>
+      {stale && receivedAt !== undefined && (
+        <p className="stale-note" role="status">
+          Last known data, from {formatTime(new Date(receivedAt).toISOString())}; it updates once the server
+          answers again.
+        </p>
+      )}
+      {children}
     </div>
   );
 }

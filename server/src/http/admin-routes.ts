@@ -8,6 +8,7 @@ import type { Deps } from '../context.js';
 import { NotFoundError } from '../errors.js';
 import { ClinicBusyError } from '../modules/provisioning/errors.js';
 import type { ClinicHealth } from '../modules/provisioning/service.js';
+import { clientAddress } from './client-address.js';
 import { sendJson } from './security.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -73,7 +74,10 @@ export async function handleAdminRoute(
     return true;
   }
   try {
-    const result = await deps.provisioning.repairClinic(clinicId);
+    const result = await deps.provisioning.repairClinic(clinicId, {
+      userId: viewer.userId,
+      ip: clientAddress(req, deps.config.trustedProxies),
+    });
     sendJson(res, 200, {
       message: result.alreadyHealthy
         ? 'Clinic database is already healthy'

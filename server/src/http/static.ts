@@ -48,6 +48,18 @@ export function serveConsole(
   return true;
 }
 
+/**
+ * Serves the console's index.html whatever the request accepts (`GET /verify-email` from an
+ * e-mail: curl and mail scanners accept any type). Never stored: the URL carries a token.
+ * @returns false when the console is not built.
+ */
+export function serveConsolePage(root: string, req: IncomingMessage, res: ServerResponse): boolean {
+  const index = join(root, 'index.html');
+  if (!existsSync(index)) return false;
+  send(res, index, 'no-store', req.method === 'HEAD');
+  return true;
+}
+
 function send(res: ServerResponse, file: string, cacheControl: string, headOnly: boolean): void {
   res.writeHead(200, {
     'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',

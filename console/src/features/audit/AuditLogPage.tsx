@@ -1,20 +1,31 @@
 import { type FormEvent, useId, useState } from 'react';
-import { useQuery } from 'urql';
-import { Link } from '../../app/router';
+import { useResilientQuery } from '../../app/hooks';
+import { Link, navigate, useLocation } from '../../app/router';
 import { graphql } from '../../gql';
-import { formatDateTime, shortId } from '../../ui/format';
+import { shortId } from '../../ui/format';
 import { Empty, ErrorNotice, Loading } from '../../ui/states';
+import { DateTime } from '../../ui/text';
 
 const AuditLogQuery = graphql(`
-  query AuditLogPage_AuditLogQuery($first: Int!, $after: String, $action: String) {
-    auditLog(first: $first, after: $after, action: $action) {
+  query AuditLogPage_AuditLogQuery($first: Int!, $after: String, $action: String, $actorId: ID, $clinicId: ID) {
+    auditLog(first: $first, after: $after, action: $action, actorId: $actorId, clinicId: $clinicId) {
       edges {
         node {
           id
           action
           at
           actorId
+          actor {
+            email
+            firstName
+            lastName
+            role
+          }
           clinicId
+          clinicName
+          clinic {
+            id
+          }
           targetType
           targetId
           data
@@ -30,21 +41,61 @@ const AuditLogQuery = graphql(`
 
 const PAGE_SIZE = 50;
 /** Families of actions the server records; a prefix ending in "." matches the family. */
-const FAMILIES = ['auth.', 'clinic.', 'registration.', 'member.', 'client.', 'user.'];
+const FAMILIES = [
+  'auth.',
+  'clinic.',
+  'registration.',
+  'member.',
+  'client.',
+  'user.',
+  'application.',
+  'onboarding.',
+];
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** The filters live in the address (`/audit?action=clinic.&actor=…`), so links can point at them. */
+function useFilters() {
+  const { searchParams } = useLocation();
+  const uuid = (name: string) => {
+    const value = searchParams.get(name) ?? '';
+    return UUID.test(value) ? value : null;
+  };
+  return {
+    action: searchParams.get('action')?.trim() ?? '',
+    actorId: uuid('actor'),
+    clinicId: uuid('clinic'),
+  };
+}
+
+/** `/audit?…` with `changes` applied (null removes a filter). */
+export function auditHref(
+  current: Record<string, string | null>,
+  changes: Record<string, string | null>,
+): string {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries({ ...current, ...changes })) if (value) params.set(name, value);
+  const query = params.toString();
+  return query ? `/audit?${query}` : '/audit';
+}
 
 export function AuditLogPage() {
-  const [draft, setDraft] = useState('');
-  const [action, setAction] = useState('');
+  const { action, actorId, clinicId } = useFilters();
+  const current = { action: action || null, actor: actorId, clinic: clinicId };
+  const [draft, setDraft] = useState(action);
   // One query per loaded page: "Load more" adds the next cursor, a new filter starts over.
   const [cursors, setCursors] = useState<(string | null)[]>([null]);
+  const filterKey = `${action}|${actorId}|${clinicId}`;
+  const [seenKey, setSeenKey] = useState(filterKey);
+  if (seenKey !== filterKey) {
+    setSeenKey(filterKey);
+    setCursors([null]);
+    setDraft(action);
+  }
   const inputId = useId();
   const listId = useId();
 
-  const apply = (value: string) => {
-    setDraft(value);
-    setAction(value.trim());
-    setCursors([null]);
-  };
+  const apply = (value: string) => navigate(auditHref(current, { action: value.trim() || null }));
 
   return (
     <>
@@ -76,12 +127,19 @@ export function AuditLogPage() {
         <button type="submit" className="button">
           Filter
         </button>
-        {action && (
-          <button type="button" className="button" onClick={() => apply('')}>
-            Clear
+        {(action || actorId || clinicId) && (
+          <button type="button" className="button" onClick={() => navigate('/audit')}>
+            Clear all filters
           </button>
         )}
       </form>
+      {(actorId || clinicId) && (
+        <p className="hint" data-testid="audit-scope">
+          {actorId && <>Only the entries of one actor. </>}
+          {clinicId && <>Only the entries of one clinic. </>}
+          <Link href={auditHref(current, { actor: null, clinic: null })}>Show everyone’s</Link>
+        </p>
+      )}
       <fieldset className="chips">
         <legend className="visually-hidden">Action families</legend>
         {FAMILIES.map((family) => (
@@ -111,8 +169,11 @@ export function AuditLogPage() {
           </thead>
           {cursors.map((after, index) => (
             <AuditChunk
-              key={`${action}:${after ?? 'first'}`}
+              key={`${filterKey}:${after ?? 'first'}`}
               action={action}
+              actorId={actorId}
+              clinicId={clinicId}
+              current={current}
               after={after}
               last={index === cursors.length - 1}
               onMore={(cursor) => setCursors((current) => [...current, cursor])}
@@ -126,41 +187,63 @@ export function AuditLogPage() {
 
 function AuditChunk({
   action,
+  actorId,
+  clinicId,
+  current,
   after,
   last,
   onMore,
 }: {
   action: string;
+  actorId: string | null;
+  clinicId: string | null;
+  current: Record<string, string | null>;
   after: string | null;
   last: boolean;
   onMore: (cursor: string) => void;
 }) {
-  const [{ data, fetching, error }, reexecute] = useQuery({
+  const { data, fetching, error, stale, refetch } = useResilientQuery({
     query: AuditLogQuery,
-    variables: { first: PAGE_SIZE, after, action: action || null },
+    variables: { first: PAGE_SIZE, after, action: action || null, actorId, clinicId },
     requestPolicy: 'cache-and-network',
   });
   const edges = data?.auditLog.edges ?? [];
   const pageInfo = data?.auditLog.pageInfo;
   const colSpan = 6;
   return (
-    <tbody>
+    <tbody className={stale ? 'stale' : undefined}>
       {edges.map(({ node }) => (
         <tr key={node.id}>
           <td data-label="When">
-            <time dateTime={node.at}>{formatDateTime(node.at)}</time>
+            <DateTime iso={node.at} />
           </td>
           <td data-label="Action">
             <code>{node.action}</code>
           </td>
           <td data-label="Actor">
-            {node.actorId ? <code title={node.actorId}>{shortId(node.actorId)}</code> : '—'}
+            {node.actor ? (
+              <Link
+                href={auditHref(current, { actor: node.actorId })}
+                title={`Entries of ${node.actor.email ?? node.actorId}`}
+              >
+                {node.actor.firstName} {node.actor.lastName}
+                {node.actor.email && <span className="muted small"> {node.actor.email}</span>}
+              </Link>
+            ) : node.actorId ? (
+              <span className="muted" title={node.actorId}>
+                account gone ({shortId(node.actorId)})
+              </span>
+            ) : (
+              <span className="muted">Onramp (automatic)</span>
+            )}
           </td>
           <td data-label="Clinic">
-            {node.clinicId ? (
-              <Link href={`/clinics/${node.clinicId}`} title={node.clinicId}>
-                {shortId(node.clinicId)}
-              </Link>
+            {node.clinic ? (
+              <Link href={`/clinics/${node.clinic.id}`}>{node.clinicName ?? 'clinic'}</Link>
+            ) : node.clinicName ? (
+              <span>
+                {node.clinicName} <span className="muted small">(gone)</span>
+              </span>
             ) : (
               '—'
             )}
@@ -183,7 +266,7 @@ function AuditChunk({
       {error && (
         <tr>
           <td colSpan={colSpan}>
-            <ErrorNotice error={error} onRetry={() => reexecute({ requestPolicy: 'network-only' })} />
+            <ErrorNotice error={error} onRetry={refetch} />
           </td>
         </tr>
       )}
@@ -197,7 +280,9 @@ function AuditChunk({
       {data && after === null && edges.length === 0 && (
         <tr>
           <td colSpan={colSpan}>
-            <Empty>{action ? `No entries for “${action}”.` : 'The audit log is empty.'}</Empty>
+            <Empty>
+              {action || actorId || clinicId ? 'No entries match these filters.' : 'The audit log is empty.'}
+            </Empty>
           </td>
         </tr>
       )}
@@ -224,7 +309,19 @@ function AuditData({ data }: { data: unknown }) {
       {entries.map(([key, value]) => (
         <div key={key}>
           <dt>{key}</dt>
-          <dd>{typeof value === 'string' ? value : JSON.stringify(value)}</dd>
+          <dd>
+            {typeof value === 'string' ? (
+              value
+            ) : Array.isArray(value) && value.every((item) => typeof item === 'string') ? (
+              <ul className="kv-list">
+                {value.map((item) => (
+                  <li key={item}>{item}</li>
+                ))}
+              </ul>
+            ) : (
+              JSON.stringify(value)
+            )}
+          </dd>
         </div>
       ))}
     </dl>

@@ -1,8 +1,41 @@
 import { type FormEvent, useEffect, useId, useRef, useState } from 'react';
-import { useMutation } from 'urql';
+import { useClient, useMutation, useQuery } from 'urql';
 import type { AuthSessionFields } from '../../auth/session';
 import { graphql } from '../../gql';
 import { describeError } from '../../ui/states';
+
+const SignInWithLinkMutation = graphql(`
+  mutation SignInPage_SignInWithLinkMutation($token: String!) {
+    signInWithLink(token: $token) {
+      __typename
+      ...ConsoleClient_SessionFields
+      ... on Error {
+        message
+      }
+    }
+  }
+`);
+
+const SignInHintsQuery = graphql(`
+  query SignInPage_HintsQuery {
+    signInLinkInTerminal
+  }
+`);
+
+/**
+ * The token of a development sign-in link (`/sign-in#link=…`, from the start banner), taken out
+ * of the address bar at once so that it stays in no history entry. The fragment never reaches
+ * the server or a Referer header.
+ */
+function takeLinkToken(): string | null {
+  const match = /(?:^#|&)link=([A-Za-z0-9_-]+)/.exec(window.location.hash);
+  if (!match) return null;
+  window.history.replaceState(null, '', window.location.pathname + window.location.search);
+  return match[1] ?? null;
+}
+
+/** Links already being spent: StrictMode mounts twice, and a link works once. */
+const spending = new Map<string, Promise<unknown>>();
 
 const RequestLoginCodeMutation = graphql(`
   mutation SignInPage_RequestLoginCodeMutation($email: String!) {
@@ -75,7 +108,38 @@ export function SignInPage({
 }) {
   const [step, setStep] = useState<Step>({ kind: 'email' });
   const [error, setError] = useState<string | null>(null);
-  const [email, setEmail] = useState('');
+  const [email, setEmail] = useState(
+    () => new URLSearchParams(window.location.search).get('email')?.slice(0, 254) ?? '',
+  );
+  const [linkToken] = useState(takeLinkToken);
+  const [linkBusy, setLinkBusy] = useState(linkToken !== null);
+  const client = useClient();
+  const [{ data: hints }] = useQuery({ query: SignInHintsQuery });
+  const signedIn = useRef(onSignedIn);
+  signedIn.current = onSignedIn;
+
+  useEffect(() => {
+    if (!linkToken) return;
+    let pending = spending.get(linkToken);
+    if (!pending) {
+      pending = client.mutation(SignInWithLinkMutation, { token: linkToken }).toPromise();
+      spending.set(linkToken, pending);
+    }
+    let active = true;
+    void pending.then((value) => {
+      if (!active) return;
+      const result = value as Awaited<ReturnType<ReturnType<typeof client.mutation>['toPromise']>>;
+      setLinkBusy(false);
+      if (result.error) return setError(describeError(result.error));
+      const answer = (result.data as { signInWithLink?: Answer } | undefined)?.signInWithLink;
+      if (answer?.__typename === 'AuthSession')
+        return signedIn.current(answer as unknown as AuthSessionFields);
+      setError(answer?.message ?? 'This sign-in link did not work.');
+    });
+    return () => {
+      active = false;
+    };
+  }, [linkToken, client]);
   const [password, setPassword] = useState('');
   const [code, setCode] = useState('');
   const ids = { email: useId(), password: useId(), code: useId(), error: useId() };
@@ -90,7 +154,8 @@ export function SignInPage({
   useEffect(() => {
     form.current?.querySelector('input')?.focus();
   }, [step.kind]);
-  const busy = requestState.fetching || codeState.fetching || passwordState.fetching || totpState.fetching;
+  const busy =
+    linkBusy || requestState.fetching || codeState.fetching || passwordState.fetching || totpState.fetching;
 
   /** Handles the union every sign-in mutation answers with. */
   const settle = (
@@ -157,6 +222,18 @@ export function SignInPage({
         {notice && (
           <p className="notice" role="status">
             {notice}
+          </p>
+        )}
+        {linkBusy && (
+          <p className="notice" role="status">
+            Signing you in with the link from the terminal…
+          </p>
+        )}
+        {hints?.signInLinkInTerminal && step.kind === 'email' && !linkBusy && (
+          <p className="notice notice-dev" data-testid="terminal-link-hint">
+            Development: the terminal running <code>pnpm start</code> shows a one-time sign-in link (the line
+            “Sign in”) for the platform admin. It works once, for 15 minutes; restart the server for a new
+            one.
           </p>
         )}
 

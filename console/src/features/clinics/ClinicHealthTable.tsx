@@ -1,12 +1,12 @@
 import { useId, useMemo, useState } from 'react';
-import { useQuery } from 'urql';
-import { useDebounced, useNow, useSubscriptionEvents } from '../../app/hooks';
+import { useDebounced, useNow, useResilientQuery, useSubscriptionEvents } from '../../app/hooks';
 import { Link } from '../../app/router';
 import { graphql } from '../../gql';
 import type { ClinicHealthTable_RowFieldsFragment, DbStatus } from '../../gql/graphql';
 import { DB_STATUSES, DbStatusBadge } from '../../ui/badges';
-import { formatAgo, formatDateTime } from '../../ui/format';
-import { Empty, ErrorNotice, Loading } from '../../ui/states';
+import { formatDate, formatDateTime } from '../../ui/format';
+import { Empty, ErrorNotice, Loading, StaleData } from '../../ui/states';
+import { DateTime, Identifier } from '../../ui/text';
 import { useProvisioningEvents } from '../live/ProvisioningFeed';
 
 graphql(`
@@ -22,6 +22,10 @@ graphql(`
     missingTables
     errors
     lastCheck
+    createdAt
+    admin {
+      email
+    }
   }
 `);
 
@@ -51,7 +55,7 @@ const newer = (a: Row, b: Row | undefined) =>
   b && Date.parse(b.lastCheck) > Date.parse(a.lastCheck) ? b : a;
 
 export function ClinicHealthTable() {
-  const [{ data, fetching, error }, reexecute] = useQuery({
+  const { data, fetching, error, stale, receivedAt, refetch } = useResilientQuery({
     query: ClinicsHealthQuery,
     requestPolicy: 'cache-and-network',
   });
@@ -67,10 +71,10 @@ export function ClinicHealthTable() {
   });
 
   // A registration that commits (or a failed one that rolls back) changes the set of clinics.
-  const refetch = useDebounced(() => reexecute({ requestPolicy: 'network-only' }), 400);
+  const refresh = useDebounced(refetch, 400);
   useProvisioningEvents((event) => {
-    if (event.step === 'commit' && event.status === 'SUCCEEDED') refetch();
-    if (event.step === 'central_records' && event.status === 'ROLLED_BACK') refetch();
+    if (event.step === 'commit' && event.status === 'SUCCEEDED') refresh();
+    if (event.step === 'central_records' && event.status === 'ROLLED_BACK') refresh();
   });
 
   const rows = useMemo(() => {
@@ -104,123 +108,147 @@ export function ClinicHealthTable() {
     <>
       <div className="page-header">
         <h1 tabIndex={-1}>Clinics</h1>
-        <button
-          type="button"
-          className="button"
-          onClick={() => reexecute({ requestPolicy: 'network-only' })}
-          disabled={fetching}
-        >
+        <button type="button" className="button" onClick={refetch} disabled={fetching}>
           {fetching ? 'Checking…' : 'Check all now'}
         </button>
       </div>
 
-      <section aria-label="Totals" className="totals">
-        <button
-          type="button"
-          className="total"
-          aria-pressed={status === 'ALL'}
-          onClick={() => setStatus('ALL')}
-        >
-          <span className="total-value" data-testid="total-all">
-            {rows.length}
-          </span>
-          <span className="total-label">Total</span>
-        </button>
-        {DB_STATUSES.map((s) => (
-          <button
-            key={s}
-            type="button"
-            className={`total total-${s.toLowerCase()}`}
-            aria-pressed={status === s}
-            onClick={() => setStatus(status === s ? 'ALL' : s)}
-          >
-            <span className="total-value" data-testid={`total-${s.toLowerCase()}`}>
-              {counts[s]}
-            </span>
-            <span className="total-label">{s.toLowerCase()}</span>
-          </button>
-        ))}
-      </section>
-
-      <form className="filters" onSubmit={(event) => event.preventDefault()}>
-        <div className="field">
-          <label htmlFor={ids.search}>Search</label>
-          <input
-            id={ids.search}
-            type="search"
-            placeholder="Name, subdomain, server or id"
-            value={search}
-            onChange={(event) => setSearch(event.target.value)}
-          />
-        </div>
-        <div className="field">
-          <label htmlFor={ids.status}>Database health</label>
-          <select
-            id={ids.status}
-            value={status}
-            onChange={(event) => setStatus(event.target.value as DbStatus | 'ALL')}
-          >
-            <option value="ALL">All</option>
-            {DB_STATUSES.map((s) => (
-              <option key={s} value={s}>
-                {s.toLowerCase()}
-              </option>
-            ))}
-          </select>
-        </div>
-      </form>
-
-      {subscription.error && (
-        <ErrorNotice message="Live updates are interrupted; reconnecting. The table may be out of date." />
-      )}
-      {error && <ErrorNotice error={error} onRetry={() => reexecute({ requestPolicy: 'network-only' })} />}
+      {error && <ErrorNotice error={error} onRetry={refetch} />}
       {!data && fetching && <Loading label="Checking every clinic database…" />}
-      {data && rows.length === 0 && <Empty>No clinics yet. They appear here as soon as one registers.</Empty>}
-      {data && rows.length > 0 && visible.length === 0 && <Empty>No clinic matches these filters.</Empty>}
-      {visible.length > 0 && (
-        <div className="table-wrap">
-          <table className="data-table clinics-table">
-            <caption className="visually-hidden">Clinic databases and their health; updates live.</caption>
-            <thead>
-              <tr>
-                <th scope="col">Clinic</th>
-                <th scope="col">Database</th>
-                <th scope="col">Subdomain</th>
-                <th scope="col">Server</th>
-                <th scope="col">Schema</th>
-                <th scope="col">Tables</th>
-                <th scope="col">Last check</th>
-              </tr>
-            </thead>
-            <tbody>
-              {visible.map((row) => (
-                <tr key={row.clinicId} data-clinic-id={row.clinicId}>
-                  <th scope="row" data-label="Clinic">
-                    <Link href={`/clinics/${row.clinicId}`}>{row.name}</Link>
-                  </th>
-                  <td data-label="Database">
-                    <DbStatusBadge status={row.dbStatus} />
-                  </td>
-                  <td data-label="Subdomain">{row.subdomain}</td>
-                  <td data-label="Server">
-                    <code>{row.server}</code>
-                  </td>
-                  <td data-label="Schema">{row.schemaVersion ?? '—'}</td>
-                  <td data-label="Tables">
-                    <span className={row.tablesCount < row.expectedTables ? 'text-warn' : undefined}>
-                      {row.tablesCount}/{row.expectedTables}
-                    </span>
-                  </td>
-                  <td data-label="Last check">
-                    <time dateTime={row.lastCheck} title={formatDateTime(row.lastCheck)}>
-                      {formatAgo(row.lastCheck, now)}
-                    </time>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+      {/* No counters before the first answer: zeros would read as "no clinics". */}
+      {data && (
+        <StaleData stale={stale} receivedAt={receivedAt}>
+          <section aria-label="Totals" className="totals">
+            <button
+              type="button"
+              className="total"
+              aria-pressed={status === 'ALL'}
+              onClick={() => setStatus('ALL')}
+            >
+              <span className="total-value" data-testid="total-all">
+                {rows.length}
+              </span>
+              <span className="total-label">Total</span>
+            </button>
+            {DB_STATUSES.map((s) => (
+              <button
+                key={s}
+                type="button"
+                className={`total total-${s.toLowerCase()}`}
+                aria-pressed={status === s}
+                onClick={() => setStatus(status === s ? 'ALL' : s)}
+              >
+                <span className="total-value" data-testid={`total-${s.toLowerCase()}`}>
+                  {counts[s]}
+                </span>
+                <span className="total-label">{s.toLowerCase()}</span>
+              </button>
+            ))}
+          </section>
+
+          <form className="filters" onSubmit={(event) => event.preventDefault()}>
+            <div className="field">
+              <label htmlFor={ids.search}>Search</label>
+              <input
+                id={ids.search}
+                type="search"
+                placeholder="Name, subdomain, server or id"
+                value={search}
+                onChange={(event) => setSearch(event.target.value)}
+              />
+            </div>
+            <div className="field">
+              <label htmlFor={ids.status}>Database health</label>
+              <select
+                id={ids.status}
+                value={status}
+                onChange={(event) => setStatus(event.target.value as DbStatus | 'ALL')}
+              >
+                <option value="ALL">All</option>
+                {DB_STATUSES.map((s) => (
+                  <option key={s} value={s}>
+                    {s.toLowerCase()}
+                  </option>
+                ))}
+              </select>
+            </div>
+          </form>
+
+          {subscription.error && (
+            <ErrorNotice message="Live updates are interrupted; reconnecting. The table may be out of date." />
+          )}
+          {rows.length === 0 && <Empty>No clinics yet. They appear here as soon as one registers.</Empty>}
+          {rows.length > 0 && visible.length === 0 && <Empty>No clinic matches these filters.</Empty>}
+          {visible.length > 0 && (
+            <div className="table-wrap">
+              <table className="data-table clinics-table">
+                <caption className="visually-hidden">
+                  Clinic databases and their health; updates live.
+                </caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Clinic</th>
+                    <th scope="col">Database</th>
+                    <th scope="col">Subdomain</th>
+                    <th scope="col">Server</th>
+                    <th scope="col">Schema</th>
+                    <th scope="col">Tables</th>
+                    <th scope="col">Admin</th>
+                    <th scope="col">Created</th>
+                    <th scope="col">Last check</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {visible.map((row) => (
+                    <tr key={row.clinicId} data-clinic-id={row.clinicId}>
+                      <th scope="row" data-label="Clinic">
+                        <Link href={`/clinics/${row.clinicId}`}>{row.name}</Link>
+                      </th>
+                      <td data-label="Database">
+                        <DbStatusBadge status={row.dbStatus} />
+                      </td>
+                      <td data-label="Subdomain">{row.subdomain}</td>
+                      <td data-label="Server">
+                        <Identifier>{row.server}</Identifier>
+                      </td>
+                      <td data-label="Schema">{row.schemaVersion ?? '—'}</td>
+                      <td data-label="Tables">
+                        <span className={row.tablesCount < row.expectedTables ? 'text-warn' : undefined}>
+                          {row.tablesCount}/{row.expectedTables}
+                        </span>
+                      </td>
+                      <td data-label="Admin">
+                        {row.admin?.email ? (
+                          <a href={`mailto:${row.admin.email}`}>
+                            <Identifier>{row.admin.email}</Identifier>
+                          </a>
+                        ) : (
+                          '—'
+                        )}
+                      </td>
+                      <td data-label="Created">
+                        {row.createdAt ? (
+                          <time
+                            dateTime={row.createdAt}
+                            title={formatDateTime(row.createdAt)}
+                            className="nowrap"
+                          >
+                            {formatDate(row.createdAt)}
+                          </time>
+                        ) : (
+                          '—'
+                        )}
+                      </td>
+                      <td data-label="Last check" data-testid="last-check">
+                        <DateTime iso={row.lastCheck} relativeTo={now} />
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
+        </StaleData>
       )}
     </>
   );

@@ -1,8 +1,10 @@
+import { Link } from '../../app/router';
 import { graphql } from '../../gql';
 import type { ProvisioningTimeline_RunFieldsFragment } from '../../gql/graphql';
 import { RunStatusBadge, StepStatusBadge } from '../../ui/badges';
-import { formatDateTime, formatDuration } from '../../ui/format';
+import { formatDuration } from '../../ui/format';
 import { Empty } from '../../ui/states';
+import { DateTime } from '../../ui/text';
 
 export const RunFieldsFragment = graphql(`
   fragment ProvisioningTimeline_RunFields on ProvisioningRun {
@@ -28,21 +30,84 @@ export const RunFieldsFragment = graphql(`
 
 type Run = ProvisioningTimeline_RunFieldsFragment;
 
-/** Each run as a timeline: one bar per step, placed and sized by when it ran and how long. */
-export function ProvisioningTimeline({ runs }: { runs: Run[] }) {
-  if (runs.length === 0) return <Empty>No provisioning runs recorded for this clinic.</Empty>;
+/** A repair as the audit log recorded it (repairs are not provisioning runs yet). */
+export interface RepairEntry {
+  id: string;
+  at: string;
+  actor: { email?: string | null; firstName: string; lastName: string } | null;
+  actions: string[];
+  before: string | null;
+  after: string | null;
+}
+
+/**
+ * Each run as a timeline: one bar per step, placed and sized by when it ran and how long; the
+ * clinic's repairs in between, newest first.
+ */
+export function ProvisioningTimeline({
+  runs,
+  repairs = [],
+  linkRuns = false,
+}: {
+  runs: Run[];
+  repairs?: RepairEntry[];
+  /** Link each run to its own page. */
+  linkRuns?: boolean;
+}) {
+  if (runs.length === 0 && repairs.length === 0)
+    return <Empty>No provisioning runs recorded for this clinic.</Empty>;
+  const items = [
+    ...runs.map((run) => ({
+      at: run.startedAt,
+      key: run.id,
+      node: <RunTimeline run={run} link={linkRuns} />,
+    })),
+    ...repairs.map((repair) => ({
+      at: repair.at,
+      key: `repair-${repair.id}`,
+      node: <Repair repair={repair} />,
+    })),
+  ].sort((a, b) => Date.parse(b.at) - Date.parse(a.at));
   return (
     <ol className="timeline">
-      {runs.map((run) => (
-        <li key={run.id} className="timeline-run">
-          <RunTimeline run={run} />
+      {items.map((item) => (
+        <li key={item.key} className="timeline-run">
+          {item.node}
         </li>
       ))}
     </ol>
   );
 }
 
-function RunTimeline({ run }: { run: Run }) {
+function Repair({ repair }: { repair: RepairEntry }) {
+  const by = repair.actor
+    ? `${repair.actor.firstName} ${repair.actor.lastName}${repair.actor.email ? ` (${repair.actor.email})` : ''}`
+    : 'Onramp (automatic, at sign-in)';
+  return (
+    <div data-testid="repair-entry">
+      <header className="timeline-header">
+        <h3>repair</h3>
+        <span className="badge badge-run-succeeded">
+          {repair.before ?? '?'} → {repair.after ?? '?'}
+        </span>
+        <span className="muted">
+          <DateTime iso={repair.at} /> · by {by}
+        </span>
+      </header>
+      {repair.actions.length > 0 ? (
+        <ul className="repair-actions">
+          {repair.actions.map((action) => (
+            <li key={action}>{action}</li>
+          ))}
+        </ul>
+      ) : (
+        <p className="muted">Nothing to do: already healthy.</p>
+      )}
+    </div>
+  );
+}
+
+function RunTimeline({ run, link }: { run: Run; link: boolean }) {
   const start = Date.parse(run.startedAt);
   const ends = run.steps.map((step) =>
     step.finishedAt ? Date.parse(step.finishedAt) : Date.parse(step.startedAt) + (step.durationMs ?? 0),
@@ -53,11 +118,12 @@ function RunTimeline({ run }: { run: Run }) {
     <>
       <header className="timeline-header">
         <h3>
-          {run.kind.toLowerCase()} <span className="muted">attempt {run.attempt}</span>
+          {link ? <Link href={`/runs/${run.id}`}>{run.kind.toLowerCase()}</Link> : run.kind.toLowerCase()}{' '}
+          <span className="muted">attempt {run.attempt}</span>
         </h3>
         <RunStatusBadge status={run.status} />
         <span className="muted">
-          {formatDateTime(run.startedAt)} · {formatDuration(run.durationMs)}
+          <DateTime iso={run.startedAt} /> · {formatDuration(run.durationMs)}
         </span>
       </header>
       {run.error && (

@@ -3,6 +3,7 @@ import { useQuery } from 'urql';
 import { graphql } from '../../gql';
 import { formatDateTime } from '../../ui/format';
 import { Empty, ErrorNotice, Loading } from '../../ui/states';
+import { Linkified } from '../../ui/text';
 
 const MailboxQuery = graphql(`
   query DevMailboxPage_MailboxQuery($to: String!) {
@@ -52,7 +53,9 @@ function Mailbox({ to }: { to: string }) {
               {message.kind} · {message.status.toLowerCase()} · {formatDateTime(message.createdAt)}
             </p>
           </header>
-          <pre>{message.text}</pre>
+          <pre>
+            <Linkified text={message.text} />
+          </pre>
         </li>
       ))}
     </ul>

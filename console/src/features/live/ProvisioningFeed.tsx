@@ -1,19 +1,24 @@
 /**
- * The live provisioning feed: one `provisioningProgress` subscription (every clinic) for the
- * whole signed-in console, so runs keep accumulating while the operator is on another page, and
- * other pages (clinics table, clinic page, metrics) react to the same events.
+ * The live provisioning feed: the recent recorded runs, then one `provisioningProgress`
+ * subscription (every clinic) for the whole signed-in console, so runs keep accumulating while
+ * the operator is on another page, and other pages (clinics table, clinic page, metrics) react
+ * to the same events. After a reconnect or an outage the record is read again, so nothing that
+ * happened meanwhile is missing.
  */
 import { createContext, type ReactNode, useCallback, useContext, useEffect, useRef, useState } from 'react';
 import type { CombinedError } from 'urql';
-import { useSubscriptionEvents } from '../../app/hooks';
+import { useConnection } from '../../app/connection';
+import { useResilientQuery, useSubscriptionEvents } from '../../app/hooks';
 import { graphql } from '../../gql';
-import { applyEvent, type FeedRun, type ProvisioningEvent } from './feed';
+import { applyEvent, type FeedRun, mergeSnapshot, type ProvisioningEvent } from './feed';
 
 const ProgressSubscription = graphql(`
   subscription ProvisioningFeed_ProgressSubscription {
     provisioningProgress {
       runId
+      kind
       clinicId
+      clinicName
       step
       status
       attempt
@@ -24,10 +29,43 @@ const ProgressSubscription = graphql(`
   }
 `);
 
+graphql(`
+  fragment ProvisioningFeed_RunFields on ProvisioningRun {
+    id
+    kind
+    clinicId
+    clinicName
+    status
+    attempt
+    error
+    startedAt
+    finishedAt
+    steps {
+      name
+      status
+      attempt
+      error
+      startedAt
+      finishedAt
+      durationMs
+    }
+  }
+`);
+
+const RecentRunsQuery = graphql(`
+  query ProvisioningFeed_RecentRunsQuery {
+    provisioningRuns(first: 30) {
+      ...ProvisioningFeed_RunFields
+    }
+  }
+`);
+
 export type { FeedRun, FeedStep, ProvisioningEvent } from './feed';
 
 interface FeedContextValue {
   runs: FeedRun[];
+  /** The recorded runs have been read at least once. */
+  loaded: boolean;
   error: CombinedError | undefined;
   /** Listens to every event; returns the unsubscribe function. */
   listen(listener: (event: ProvisioningEvent) => void): () => void;
@@ -38,18 +76,41 @@ const FeedContext = createContext<FeedContextValue | null>(null);
 export function ProvisioningFeedProvider({ children }: { children: ReactNode }) {
   const [runs, setRuns] = useState<FeedRun[]>([]);
   const listeners = useRef(new Set<(event: ProvisioningEvent) => void>());
+  const recent = useResilientQuery({ query: RecentRunsQuery, requestPolicy: 'network-only' });
   const { error } = useSubscriptionEvents(ProgressSubscription, {}, (data) => {
     const event = data.provisioningProgress;
     setRuns((current) => applyEvent(current, event));
     for (const listener of listeners.current) listener(event);
   });
+
+  const snapshot = recent.data?.provisioningRuns;
+  useEffect(() => {
+    if (snapshot) setRuns((current) => mergeSnapshot(current, snapshot));
+  }, [snapshot]);
+
+  // Events sent while the socket was down are lost: read the record again once it is back.
+  const { socket } = useConnection();
+  const previous = useRef(socket);
+  const refetch = useRef(recent.refetch);
+  refetch.current = recent.refetch;
+  useEffect(() => {
+    if (previous.current === 'closed' && socket === 'open') refetch.current();
+    previous.current = socket;
+  }, [socket]);
+
   const listen = useCallback((listener: (event: ProvisioningEvent) => void) => {
     listeners.current.add(listener);
     return () => {
       listeners.current.delete(listener);
     };
   }, []);
-  return <FeedContext.Provider value={{ runs, error, listen }}>{children}</FeedContext.Provider>;
+  return (
+    <FeedContext.Provider
+      value={{ runs, loaded: snapshot !== undefined, error: error ?? recent.error, listen }}
+    >
+      {children}
+    </FeedContext.Provider>
+  );
 }
 
 export function useProvisioningFeed(): FeedContextValue {

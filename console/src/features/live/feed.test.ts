@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { applyEvent, type FeedRun, type ProvisioningEvent } from './feed';
+import { applyEvent, type FeedRun, mergeSnapshot, type ProvisioningEvent, type RunSnapshot } from './feed';
 
 const event = (step: string, status: ProvisioningEvent['status'], extra: Partial<ProvisioningEvent> = {}) =>
   ({
     runId: 'run-1',
+    kind: 'REGISTER',
     clinicId: 'clinic-1',
+    clinicName: 'Clinique du Lac',
     step,
     status,
     attempt: 1,
@@ -62,5 +64,116 @@ describe('the live feed fold', () => {
     const snapshot = structuredClone(before);
     fold([event('central_records', 'SUCCEEDED')], before);
     expect(before).toEqual(snapshot);
+  });
+
+  it('names a run from its first event', () => {
+    const [run] = fold([event('central_records', 'STARTED')]);
+    expect(run).toMatchObject({ clinicName: 'Clinique du Lac', kind: 'REGISTER', live: true });
+  });
+
+  it('keeps a run succeeded when a step after the commit fails', () => {
+    const [run] = fold([
+      event('commit', 'SUCCEEDED'),
+      event('verification_email', 'FAILED', { at: '2026-11-22T10:00:01.000Z', message: 'smtp down' }),
+    ]);
+    expect(run?.status).toBe('SUCCEEDED');
+  });
+
+  it('never moves a step backwards on an older event', () => {
+    const runs = fold([
+      event('central_records', 'SUCCEEDED', { at: '2026-11-22T10:00:02.000Z' }),
+      event('central_records', 'STARTED', { at: '2026-11-22T10:00:01.000Z' }),
+    ]);
+    expect(runs[0]?.steps.map((s) => s.status)).toEqual(['SUCCEEDED']);
+  });
+});
+
+const snapshot = (extra: Partial<RunSnapshot> = {}): RunSnapshot => ({
+  id: 'run-1',
+  kind: 'REGISTER',
+  clinicId: 'clinic-1',
+  clinicName: 'Clinique du Lac',
+  status: 'ROLLED_BACK',
+  attempt: 1,
+  error: 'seed_provider: boom',
+  startedAt: '2026-11-22T10:00:00.000Z',
+  finishedAt: '2026-11-22T10:00:03.000Z',
+  steps: [
+    {
+      name: 'central_records',
+      status: 'ROLLED_BACK',
+      attempt: 1,
+      error: null,
+      startedAt: '2026-11-22T10:00:00.000Z',
+      finishedAt: '2026-11-22T10:00:03.000Z',
+      durationMs: 40,
+    },
+    {
+      name: 'seed_provider',
+      status: 'FAILED',
+      attempt: 1,
+      error: 'boom',
+      startedAt: '2026-11-22T10:00:01.000Z',
+      finishedAt: '2026-11-22T10:00:02.000Z',
+      durationMs: 5,
+    },
+  ],
+  ...extra,
+});
+
+describe('the recorded runs the feed opens with', () => {
+  it('shows a recorded failed run with its error, folded (not seen live)', () => {
+    const [run] = mergeSnapshot([], [snapshot()]);
+    expect(run).toMatchObject({
+      runId: 'run-1',
+      clinicName: 'Clinique du Lac',
+      status: 'FAILED',
+      error: 'seed_provider: boom',
+      live: false,
+    });
+    expect(run?.steps.map((s) => [s.name, s.status, s.message])).toEqual([
+      ['central_records', 'ROLLED_BACK', null],
+      ['seed_provider', 'FAILED', 'boom'],
+    ]);
+  });
+
+  it('merges a record with live events of the same run, the newest news of each step winning', () => {
+    const live = fold([
+      event('central_records', 'SUCCEEDED', { at: '2026-11-22T10:00:00.500Z' }),
+      event('create_database', 'STARTED', { at: '2026-11-22T10:00:04.000Z' }),
+    ]);
+    const running = snapshot({
+      status: 'RUNNING',
+      error: null,
+      finishedAt: null,
+      steps: [
+        {
+          name: 'central_records',
+          status: 'SUCCEEDED',
+          attempt: 1,
+          error: null,
+          startedAt: '2026-11-22T10:00:00.000Z',
+          finishedAt: '2026-11-22T10:00:00.500Z',
+          durationMs: 40,
+        },
+      ],
+    });
+    const [run, ...rest] = mergeSnapshot(live, [
+      running,
+      snapshot({
+        id: 'run-0',
+        startedAt: '2026-11-21T00:00:00.000Z',
+        finishedAt: '2026-11-21T00:00:01.000Z',
+        steps: [],
+      }),
+    ]);
+    expect(run?.runId).toBe('run-1');
+    expect(run?.live).toBe(true);
+    expect(run?.status).toBe('RUNNING');
+    expect(run?.steps.map((s) => `${s.name}:${s.status}`)).toEqual([
+      'central_records:SUCCEEDED',
+      'create_database:STARTED',
+    ]);
+    expect(rest.map((r) => r.runId)).toEqual(['run-0']);
   });
 });

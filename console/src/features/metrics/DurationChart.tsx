@@ -1,7 +1,9 @@
+import { navigate } from '../../app/router';
 import { formatDuration, formatTime } from '../../ui/format';
 
 export interface RunPoint {
   id: string;
+  clinicName?: string | null;
   startedAt: string;
   durationMs: number | null;
   ok: boolean;
@@ -71,21 +73,41 @@ export function DurationChart({
         {points.map((run) => {
           const cx = x(Date.parse(run.startedAt));
           const cy = y(run.durationMs as number);
-          return run.ok ? (
-            <circle key={run.id} className="chart-ok" cx={cx} cy={cy} r={4}>
-              <title>{`${formatTime(run.startedAt)}: ${formatDuration(run.durationMs)}`}</title>
-            </circle>
-          ) : (
-            <path key={run.id} className="chart-failed" d={`M${cx - 4},${cy - 4}l8,8m0,-8l-8,8`}>
-              <title>{`${formatTime(run.startedAt)}: failed after ${formatDuration(run.durationMs)}`}</title>
-            </path>
+          const name = run.clinicName ?? 'registration';
+          const label = run.ok
+            ? `${name}, ${formatTime(run.startedAt)}: ${formatDuration(run.durationMs)}`
+            : `${name}, ${formatTime(run.startedAt)}: failed after ${formatDuration(run.durationMs)}`;
+          const href = `/runs/${run.id}`;
+          // Each point opens its run (steps, error); a link, so keyboard and new tabs work too.
+          return (
+            <a
+              key={run.id}
+              href={href}
+              className="chart-point"
+              aria-label={label}
+              data-run-id={run.id}
+              onClick={(event) => {
+                if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) return;
+                event.preventDefault();
+                navigate(href);
+              }}
+            >
+              <title>{label}</title>
+              {/* A larger transparent target than the mark itself. */}
+              <circle className="chart-hit" cx={cx} cy={cy} r={9} />
+              {run.ok ? (
+                <circle className="chart-ok" cx={cx} cy={cy} r={4} />
+              ) : (
+                <path className="chart-failed" d={`M${cx - 4},${cy - 4}l8,8m0,-8l-8,8`} />
+              )}
+            </a>
           );
         })}
       </svg>
       <figcaption>
         <span className="legend legend-ok">● succeeded</span>{' '}
         <span className="legend legend-failed">✕ failed</span> — duration of each registration by start time
-        (last {points.length}).
+        (last {points.length}); select a point for its steps and error.
       </figcaption>
     </figure>
   );

@@ -1,8 +1,9 @@
-import { useQuery } from 'urql';
-import { useDebounced } from '../../app/hooks';
+import { useDebounced, useResilientQuery } from '../../app/hooks';
+import { Link } from '../../app/router';
 import { graphql } from '../../gql';
 import { formatDuration } from '../../ui/format';
-import { Empty, ErrorNotice, Loading } from '../../ui/states';
+import { Empty, ErrorNotice, Loading, StaleData } from '../../ui/states';
+import { DateTime } from '../../ui/text';
 import { useProvisioningEvents } from '../live/ProvisioningFeed';
 import { DurationChart } from './DurationChart';
 
@@ -17,7 +18,9 @@ const MetricsQuery = graphql(`
     }
     provisioningRuns(kind: REGISTER, first: 200) {
       id
+      clinicName
       status
+      error
       startedAt
       durationMs
     }
@@ -25,59 +28,87 @@ const MetricsQuery = graphql(`
 `);
 
 export function MetricsPage() {
-  const [{ data, fetching, error }, reexecute] = useQuery({
+  const { data, fetching, error, stale, receivedAt, refetch } = useResilientQuery({
     query: MetricsQuery,
     requestPolicy: 'cache-and-network',
   });
   // Live: a run that ends changes the numbers.
-  const refetch = useDebounced(() => reexecute({ requestPolicy: 'network-only' }), 1_000);
+  const refresh = useDebounced(refetch, 1_000);
   useProvisioningEvents((event) => {
-    if (event.status === 'FAILED' || (event.step === 'commit' && event.status === 'SUCCEEDED')) refetch();
+    if (event.status === 'FAILED' || (event.step === 'commit' && event.status === 'SUCCEEDED')) refresh();
   });
 
   const metrics = data?.provisioningMetrics;
   const runs = (data?.provisioningRuns ?? [])
     .filter((run) => run.status !== 'RUNNING')
     .map((run) => ({ ...run, ok: run.status === 'SUCCEEDED' }));
+  const failures = runs.filter((run) => !run.ok).slice(0, 10);
 
   return (
     <>
       <div className="page-header">
         <h1 tabIndex={-1}>Metrics</h1>
-        <button
-          type="button"
-          className="button"
-          onClick={() => reexecute({ requestPolicy: 'network-only' })}
-          disabled={fetching}
-        >
+        <button type="button" className="button" onClick={refetch} disabled={fetching}>
           Refresh
         </button>
       </div>
-      {error && <ErrorNotice error={error} onRetry={() => reexecute({ requestPolicy: 'network-only' })} />}
+      {error && <ErrorNotice error={error} onRetry={refetch} />}
       {!data && fetching && <Loading />}
-      {metrics && (
-        <section className="totals" aria-label="Provisioning totals">
-          <Stat label="Successes" value={String(metrics.successes)} />
-          <Stat
-            label="Failures"
-            value={String(metrics.failures)}
-            tone={metrics.failures > 0 ? 'bad' : undefined}
-          />
-          <Stat label="Retries" value={String(metrics.retries)} />
-          <Stat label="p50 registration" value={formatDuration(metrics.p50Ms)} />
-          <Stat label="p95 registration" value={formatDuration(metrics.p95Ms)} />
-        </section>
-      )}
-      {data && (
-        <section className="card" aria-labelledby="chart-title">
-          <h2 id="chart-title">Registrations over time</h2>
-          {runs.length === 0 ? (
-            <Empty>No registration has finished yet.</Empty>
-          ) : (
-            <DurationChart runs={runs} p50={metrics?.p50Ms ?? null} p95={metrics?.p95Ms ?? null} />
-          )}
-        </section>
-      )}
+      <StaleData stale={stale} receivedAt={receivedAt}>
+        {metrics && (
+          <section className="totals" aria-label="Provisioning totals">
+            <Stat label="Successes" value={String(metrics.successes)} />
+            <Stat
+              label="Failures"
+              value={String(metrics.failures)}
+              tone={metrics.failures > 0 ? 'bad' : undefined}
+            />
+            <Stat label="Retries" value={String(metrics.retries)} />
+            <Stat label="p50 registration" value={formatDuration(metrics.p50Ms)} />
+            <Stat label="p95 registration" value={formatDuration(metrics.p95Ms)} />
+          </section>
+        )}
+        {data && (
+          <section className="card" aria-labelledby="chart-title">
+            <h2 id="chart-title">Registrations over time</h2>
+            {runs.length === 0 ? (
+              <Empty>No registration has finished yet.</Empty>
+            ) : (
+              <DurationChart runs={runs} p50={metrics?.p50Ms ?? null} p95={metrics?.p95Ms ?? null} />
+            )}
+          </section>
+        )}
+        {failures.length > 0 && (
+          <section className="card" aria-labelledby="failures-title">
+            <h2 id="failures-title">Recent failed registrations</h2>
+            <table className="data-table">
+              <caption className="visually-hidden">The last failed registrations and their errors</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Clinic</th>
+                  <th scope="col">Started</th>
+                  <th scope="col">Error</th>
+                </tr>
+              </thead>
+              <tbody>
+                {failures.map((run) => (
+                  <tr key={run.id} data-run-id={run.id}>
+                    <th scope="row" data-label="Clinic">
+                      <Link href={`/runs/${run.id}`}>{run.clinicName ?? 'Unnamed clinic'}</Link>
+                    </th>
+                    <td data-label="Started">
+                      <DateTime iso={run.startedAt} />
+                    </td>
+                    <td data-label="Error" className="step-message-error">
+                      {run.error ?? '—'}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </section>
+        )}
+      </StaleData>
     </>
   );
 }

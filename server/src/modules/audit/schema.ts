@@ -1,13 +1,69 @@
 /** The audit log: written by each module in the same transaction as its action; read here. */
+import { z } from 'zod';
 import { builder } from '../../builder.js';
+import type { Context } from '../../context.js';
+import { type FieldError, invalidArguments } from '../../errors.js';
+import type { Clinic, User } from '../../generated/central/client.js';
+import { batchLoad } from '../../loader.js';
+import { ClinicRef } from '../provisioning/schema.js';
+import { UserRef } from '../registration/schema.js';
+
+const filters = z.object({
+  action: z
+    .string()
+    .max(100, { error: 'An action has at most 100 characters' })
+    .regex(/^[a-z0-9_.]*$/, { error: 'An action is lower-case letters, digits, "_" and "."' })
+    .nullish(),
+  clinicId: z.uuid({ error: 'must be a clinic id (UUID)' }).nullish(),
+  actorId: z.uuid({ error: 'must be a user id (UUID)' }).nullish(),
+});
+
+/** Rows of the viewer's scope (row-level security): a clinic admin sees only their clinic's people. */
+const actorOf = (context: Context, id: string) =>
+  batchLoad<User>(context, 'audit.actor', id, async (ids) => {
+    const users = await context.scoped((tx) => tx.user.findMany({ where: { id: { in: ids } } }));
+    return new Map(users.map((user) => [user.id, user]));
+  });
+
+const clinicOf = (context: Context, id: string) =>
+  batchLoad<Clinic>(context, 'audit.clinic', id, async (ids) => {
+    const clinics = await context.scoped((tx) => tx.clinic.findMany({ where: { id: { in: ids } } }));
+    return new Map(clinics.map((clinic) => [clinic.id, clinic]));
+  });
 
 builder.prismaObject('AuditLog', {
   fields: (t) => ({
     id: t.id({ resolve: (entry) => entry.id.toString() }),
     at: t.expose('at', { type: 'DateTime' }),
     action: t.exposeString('action'),
-    actorId: t.exposeID('actorId', { nullable: true }),
+    actorId: t.exposeID('actorId', {
+      nullable: true,
+      description: 'Who did it; null when Onramp acted by itself (a reconciliation, a repair at sign-in).',
+    }),
+    actor: t.field({
+      type: UserRef,
+      nullable: true,
+      description: 'The actor, while the account exists (deleted accounts are anonymised, not removed).',
+      resolve: (entry, _args, context) => (entry.actorId ? actorOf(context, entry.actorId) : null),
+    }),
     clinicId: t.exposeID('clinicId', { nullable: true }),
+    clinic: t.field({
+      type: ClinicRef,
+      nullable: true,
+      description: 'The clinic, while it exists.',
+      resolve: (entry, _args, context) => (entry.clinicId ? clinicOf(context, entry.clinicId) : null),
+    }),
+    clinicName: t.string({
+      nullable: true,
+      description:
+        "The clinic's name: the clinic's own while it exists, else the name the entry recorded (a rolled-back registration).",
+      resolve: async (entry, _args, context) => {
+        const clinic = entry.clinicId ? await clinicOf(context, entry.clinicId) : undefined;
+        if (clinic) return clinic.name;
+        const data = entry.data as { clinicName?: unknown } | null;
+        return typeof data?.clinicName === 'string' ? data.clinicName : null;
+      },
+    }),
     targetType: t.exposeString('targetType', { nullable: true }),
     targetId: t.exposeString('targetId', { nullable: true }),
     data: t.expose('data', { type: 'JSON' }),
@@ -24,17 +80,32 @@ builder.queryField('auditLog', (t) =>
       action: t.arg.string({
         description: 'Exact action, e.g. auth.sign_in, or a prefix ending in ".", e.g. auth.',
       }),
+      clinicId: t.arg.id({ description: "One clinic's entries." }),
+      actorId: t.arg.id({ description: "One actor's entries." }),
     },
     // Row-level security scopes the rows: everything for super-admins, the viewer's clinic otherwise.
-    resolve: (query, _root, args, context) => {
+    resolve: (query, _root, raw, context) => {
+      // Checked here: a connection has no error union for a ValidationError to travel in.
+      const parsed = filters.safeParse(raw);
+      if (!parsed.success) {
+        throw invalidArguments(
+          parsed.error.issues.map(
+            (issue): FieldError => ({ path: issue.path.map(String), message: issue.message }),
+          ),
+        );
+      }
+      const args = parsed.data;
       const action = args.action
         ? args.action.endsWith('.')
           ? { action: { startsWith: args.action } }
           : { action: args.action }
         : {};
-      return context.scoped((tx) =>
-        tx.auditLog.findMany({ ...query, where: action, orderBy: { id: 'desc' } }),
-      );
+      const where = {
+        ...action,
+        ...(args.clinicId ? { clinicId: String(args.clinicId) } : {}),
+        ...(args.actorId ? { actorId: String(args.actorId) } : {}),
+      };
+      return context.scoped((tx) => tx.auditLog.findMany({ ...query, where, orderBy: { id: 'desc' } }));
     },
   }),
 );

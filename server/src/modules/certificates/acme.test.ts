@@ -193,6 +193,7 @@ describe('ACME issuance against a local CA', () => {
       kind: dns.kind,
       publishSubdomain: (fqdn) => dns.publishSubdomain(fqdn),
       unpublishSubdomain: (fqdn) => dns.unpublishSubdomain(fqdn),
+      records: (fqdn) => dns.records(fqdn),
       setTxt: async () => {},
       clearTxt: (fqdn) => dns.clearTxt(fqdn),
     };

@@ -114,6 +114,10 @@ export class AcmeCertificateIssuer implements CertificateIssuer {
     await this.options.store.revoke(name);
   }
 
+  current(fqdn: string): Promise<IssuedCertificate | undefined> {
+    return this.options.store.current(fqdn.toLowerCase());
+  }
+
   tlsCredentials(fqdn: string): Promise<TlsCredentials | undefined> {
     return this.options.store.tlsCredentials(fqdn.toLowerCase());
   }

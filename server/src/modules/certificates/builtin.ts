@@ -114,6 +114,10 @@ export class BuiltinCertificateIssuer implements CertificateIssuer {
       this.options.logger.info({ fqdn, serialNumber: revoked.serialNumber }, 'certificate revoked');
   }
 
+  current(fqdn: string): Promise<IssuedCertificate | undefined> {
+    return this.options.store.current(fqdn.toLowerCase());
+  }
+
   tlsCredentials(fqdn: string): Promise<TlsCredentials | undefined> {
     return this.options.store.tlsCredentials(fqdn.toLowerCase());
   }

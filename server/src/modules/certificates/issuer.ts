@@ -14,6 +14,8 @@ export interface CertificateIssuer {
   ensureCertificate(fqdn: string): Promise<IssuedCertificate>;
   /** Idempotent. */
   revokeCertificate(fqdn: string): Promise<void>;
+  /** The live (unrevoked) certificate of `fqdn`, expired or not; no key. */
+  current(fqdn: string): Promise<IssuedCertificate | undefined>;
   /** Key and chain of the live certificate of `fqdn`, for whoever terminates TLS. */
   tlsCredentials(fqdn: string): Promise<TlsCredentials | undefined>;
 }

@@ -68,6 +68,16 @@ export class CertificateStore {
     }
   }
 
+  /** The unrevoked certificate of `fqdn`, even when expired. */
+  async current(fqdn: string): Promise<IssuedCertificate | undefined> {
+    const row = await this.prisma.certificate.findFirst({
+      where: { fqdn, revokedAt: null },
+      select: PUBLIC_FIELDS,
+      orderBy: { notAfter: 'desc' },
+    });
+    return row ? toIssued(row) : undefined;
+  }
+
   /** Marks the live certificate of `fqdn` revoked. @returns the one revoked, if any. */
   async revoke(fqdn: string): Promise<IssuedCertificate | undefined> {
     const rows = await this.prisma.certificate.updateManyAndReturn({

@@ -72,6 +72,10 @@ export class BuiltinDnsProvider implements DnsProvider {
     await this.prisma.dnsRecord.deleteMany({ where: { name, type: 'TXT' } });
   }
 
+  records(fqdn: string): Promise<DnsRecord[]> {
+    return this.recordsOf(this.checkedName(fqdn));
+  }
+
   /** Every record of `name` (normalised), for the DNS server. */
   async recordsOf(name: string): Promise<DnsRecord[]> {
     const rows = await this.prisma.dnsRecord.findMany({

@@ -118,6 +118,16 @@ export class CloudflareDnsProvider implements DnsProvider {
     for (const record of await this.list(normaliseName(fqdn), 'TXT')) await this.remove(record.id);
   }
 
+  async records(fqdn: string): Promise<DnsRecord[]> {
+    const name = normaliseName(fqdn);
+    return (await this.list(name)).map((record) => ({
+      name,
+      type: record.type as DnsRecordType,
+      value: record.content,
+      ttl: record.ttl,
+    }));
+  }
+
   private async list(name: string, type?: DnsRecordType): Promise<CloudflareRecord[]> {
     const query = new URLSearchParams({ name, per_page: '100' });
     if (type) query.set('type', type);

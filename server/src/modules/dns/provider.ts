@@ -14,6 +14,8 @@ export interface DnsProvider {
   publishSubdomain(fqdn: string): Promise<DnsRecord[]>;
   /** Idempotent: removes every record of `fqdn`. */
   unpublishSubdomain(fqdn: string): Promise<void>;
+  /** The records `fqdn` has now, as the provider holds them (what the console shows). */
+  records(fqdn: string): Promise<DnsRecord[]>;
   /** ACME dns-01 support: replace / clear the TXT values of `fqdn`. */
   setTxt(fqdn: string, values: string[]): Promise<void>;
   clearTxt(fqdn: string): Promise<void>;

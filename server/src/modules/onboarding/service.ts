@@ -62,6 +62,8 @@ export interface ProvisionResult {
 interface ProvisionState {
   onboardingId: string;
   applicationId: string;
+  /** The organisation's name, or its full domain: how the run is named in the console. */
+  label: string;
   fqdn: string;
   generateApiKey: boolean;
   ip: string | null;
@@ -184,6 +186,7 @@ export class OnboardingService {
     const state: ProvisionState = {
       onboardingId: uuid,
       applicationId: app.applicationId,
+      label: existing.organizationName ?? this.fullDomain(existing),
       fqdn: this.fullDomain(existing),
       generateApiKey,
       ip: meta.ip,
@@ -241,6 +244,7 @@ export class OnboardingService {
       {
         kind: 'ONBOARDING',
         clinicId: state.onboardingId,
+        subjectName: state.label,
         state,
         steps: [this.dnsStep(), this.sslStep(), this.commitStep()],
         // Never undo: a retry resumes from the failed step (see the file comment).

@@ -14,7 +14,10 @@ export type ProvisioningEventStatus = 'STARTED' | 'SUCCEEDED' | 'FAILED' | 'ROLL
 
 export interface ProvisioningEvent {
   runId: string;
+  kind: ProvisioningRunKind;
   clinicId: string;
+  /** What the run works on, by name (a clinic, an onboarding's organisation); kept after a rollback. */
+  clinicName: string | null;
   step: ProvisioningStepName;
   status: ProvisioningEventStatus;
   attempt: number;
@@ -55,6 +58,8 @@ export interface SagaDeps {
 export interface SagaInput<S> {
   kind: ProvisioningRunKind;
   clinicId: string;
+  /** Name of the clinic (or onboarding organisation), recorded on the run and its events. */
+  subjectName?: string | null;
   steps: readonly SagaStep<S>[];
   state: S;
   /** Attempt number recorded on the run and its steps (retries of a background job). @default 1 */
@@ -89,6 +94,7 @@ export async function runSaga<S>(deps: SagaDeps, input: SagaInput<S>): Promise<S
       clinicId: input.clinicId,
       kind: input.kind,
       attempt,
+      subjectName: input.subjectName ?? null,
       leaseUntil: new Date(Date.now() + leaseMs),
     },
     select: { id: true },
@@ -136,7 +142,18 @@ export async function runSaga<S>(deps: SagaDeps, input: SagaInput<S>): Promise<S
         },
       });
     }
-    deps.publish({ runId: run.id, clinicId: input.clinicId, step, status, attempt, message, at, durationMs });
+    deps.publish({
+      runId: run.id,
+      kind: input.kind,
+      clinicId: input.clinicId,
+      clinicName: input.subjectName ?? null,
+      step,
+      status,
+      attempt,
+      message,
+      at,
+      durationMs,
+    });
   };
 
   const done: SagaStep<S>[] = [];

@@ -1,7 +1,15 @@
+import { X509Certificate } from 'node:crypto';
 import { filter, pipe } from 'graphql-yoga';
 import { z } from 'zod';
 import { builder, ErrorInterface } from '../../builder.js';
+import type { Context } from '../../context.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
+import type { User } from '../../generated/central/client.js';
+import { batchLoad } from '../../loader.js';
+import type { IssuedCertificate } from '../certificates/issuer.js';
+import { clinicFqdn, type DnsRecord } from '../dns/provider.js';
+// A cycle (registration's schema uses ClinicRef), safe because Pothos reads refs lazily in `fields`.
+import { UserRef } from '../registration/schema.js';
 import { ProvisioningFailedError } from './errors.js';
 import type { ClinicHealth } from './integrity.js';
 import type { ClinicsHealthReport, RepairResult } from './service.js';
@@ -33,6 +41,58 @@ const RunKindEnum = builder.enumType('ProvisioningRunKind', {
 });
 export const StepNameEnum = builder.enumType('ProvisioningStepName', { values: PROVISIONING_STEP_NAMES });
 
+interface ClinicSummary {
+  createdAt: Date;
+  admin: User | undefined;
+}
+
+/** A clinic's creation date and first admin, batched per request (the clinics table lists them all). */
+const clinicSummary = (context: Context, clinicId: string) =>
+  batchLoad<ClinicSummary>(context, 'clinic.summary', clinicId, async (ids) => {
+    const clinics = await context.deps.db.prisma.clinic.findMany({
+      where: { id: { in: ids } },
+      select: {
+        id: true,
+        createdAt: true,
+        users: { where: { role: 'CLINIC_ADMIN' }, orderBy: { createdAt: 'asc' }, take: 1 },
+      },
+    });
+    return new Map(
+      clinics.map((clinic) => [clinic.id, { createdAt: clinic.createdAt, admin: clinic.users[0] }]),
+    );
+  });
+
+const DnsRecordRef = builder.objectRef<DnsRecord>('DnsRecord').implement({
+  description: 'A record of a clinic subdomain, as the DNS provider holds it.',
+  fields: (t) => ({
+    name: t.exposeString('name'),
+    type: t.exposeString('type', { description: 'A, AAAA, CNAME or TXT.' }),
+    value: t.exposeString('value'),
+    ttl: t.exposeInt('ttl', { description: 'Seconds.' }),
+  }),
+});
+
+const CertificateRef = builder.objectRef<IssuedCertificate>('Certificate').implement({
+  description: "A clinic subdomain's live certificate (never its key).",
+  fields: (t) => ({
+    fqdn: t.exposeString('fqdn'),
+    provider: t.exposeString('issuer', { description: 'builtin (Onramp’s own CA) or acme.' }),
+    issuer: t.string({
+      description: 'Distinguished name of the issuing CA, e.g. "CN=Onramp Development CA".',
+      resolve: (certificate) => {
+        try {
+          return new X509Certificate(certificate.certificatePem).issuer.replaceAll('\n', ', ');
+        } catch {
+          return 'unreadable certificate';
+        }
+      },
+    }),
+    serialNumber: t.exposeString('serialNumber'),
+    notBefore: t.expose('notBefore', { type: 'DateTime' }),
+    notAfter: t.expose('notAfter', { type: 'DateTime' }),
+  }),
+});
+
 export const ClinicHealthRef = builder.objectRef<ClinicHealth>('ClinicHealth').implement({
   fields: (t) => ({
     clinicId: t.exposeID('clinicId'),
@@ -47,7 +107,22 @@ export const ClinicHealthRef = builder.objectRef<ClinicHealth>('ClinicHealth').i
     missingTables: t.exposeStringList('missingTables'),
     schemaVersion: t.exposeString('schemaVersion', { nullable: true }),
     errors: t.exposeStringList('errors'),
-    lastCheck: t.expose('lastCheck', { type: 'DateTime' }),
+    lastCheck: t.expose('lastCheck', {
+      type: 'DateTime',
+      description: "When the check ran, by the server's clock.",
+    }),
+    createdAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'When the clinic was registered; null once it is gone.',
+      resolve: async (health, _args, context) => (await clinicSummary(context, health.clinicId))?.createdAt,
+    }),
+    admin: t.field({
+      type: UserRef,
+      nullable: true,
+      description: "The clinic's first admin (who registered it).",
+      resolve: async (health, _args, context) => (await clinicSummary(context, health.clinicId))?.admin,
+    }),
   }),
 });
 
@@ -79,6 +154,32 @@ export const ClinicRef = builder.prismaObject('Clinic', {
       description: 'Checks the database now (one connection).',
       resolve: (clinic, _args, context) => context.deps.provisioning.checkClinic(clinic.id),
     }),
+    admin: t.field({
+      type: UserRef,
+      nullable: true,
+      authScopes: { operator: true },
+      description: "The clinic's first admin (who registered it).",
+      resolve: async (clinic, _args, context) => (await clinicSummary(context, clinic.id))?.admin,
+    }),
+    fqdn: t.string({
+      description: '`<subdomain>.<BASE_DOMAIN>`, the name the clinic is reached at.',
+      resolve: (clinic, _args, context) => clinicFqdn(clinic.subdomain, context.deps.config.baseDomain),
+    }),
+    dnsRecords: t.field({
+      type: [DnsRecordRef],
+      authScopes: { operator: true },
+      description: 'Records of the subdomain at the DNS provider (DNS_PROVIDER), asked now.',
+      resolve: (clinic, _args, context) =>
+        context.deps.dns.records(clinicFqdn(clinic.subdomain, context.deps.config.baseDomain)),
+    }),
+    certificate: t.field({
+      type: CertificateRef,
+      nullable: true,
+      authScopes: { operator: true },
+      description: 'The live certificate of the subdomain (CERT_PROVIDER); null when none is issued.',
+      resolve: (clinic, _args, context) =>
+        context.deps.certificates.current(clinicFqdn(clinic.subdomain, context.deps.config.baseDomain)),
+    }),
   }),
 });
 
@@ -99,6 +200,11 @@ builder.prismaObject('ProvisioningRun', {
   fields: (t) => ({
     id: t.exposeID('id'),
     clinicId: t.exposeID('clinicId'),
+    clinicName: t.exposeString('subjectName', {
+      nullable: true,
+      description:
+        "The clinic's name when the run started (an onboarding's organisation or domain); kept after a rollback removed the clinic.",
+    }),
     kind: t.expose('kind', { type: RunKindEnum }),
     status: t.expose('status', { type: RunStatusEnum }),
     attempt: t.exposeInt('attempt'),
@@ -139,7 +245,9 @@ const ProvisioningMetricsRef = builder.objectRef<ProvisioningMetricsShape>('Prov
 
 export interface ProvisioningEventShape {
   runId: string;
+  kind?: 'REGISTER' | 'REPAIR' | 'UPGRADE' | 'DELETE' | 'ONBOARDING';
   clinicId: string;
+  clinicName?: string | null;
   step: string;
   status: 'STARTED' | 'SUCCEEDED' | 'FAILED' | 'ROLLED_BACK' | 'SKIPPED';
   attempt: number;
@@ -151,7 +259,18 @@ export interface ProvisioningEventShape {
 const ProvisioningEventRef = builder.objectRef<ProvisioningEventShape>('ProvisioningEvent').implement({
   fields: (t) => ({
     runId: t.exposeID('runId'),
+    kind: t.field({
+      type: RunKindEnum,
+      nullable: true,
+      description: "The run's kind (null only from an instance older than this field).",
+      resolve: (event) => event.kind ?? null,
+    }),
     clinicId: t.exposeID('clinicId'),
+    clinicName: t.string({
+      nullable: true,
+      description: "The clinic's name (an onboarding's organisation or domain), from the run's first event.",
+      resolve: (event) => event.clinicName ?? null,
+    }),
     step: t.exposeString('step'),
     status: t.field({ type: StepStatusEnum, resolve: (event) => event.status }),
     attempt: t.exposeInt('attempt'),
@@ -219,6 +338,15 @@ builder.queryFields((t) => ({
         orderBy: [{ startedAt: 'desc' }, { id: 'desc' }],
         take: args.first ?? 20,
       }),
+  }),
+  provisioningRun: t.prismaField({
+    type: 'ProvisioningRun',
+    nullable: true,
+    authScopes: { operator: true },
+    description: 'One run with its steps and error; null when there is no such run.',
+    args: { id: t.arg.id({ required: true, validate: z.uuid({ error: 'must be a run id (UUID)' }) }) },
+    resolve: (query, _root, { id }, context) =>
+      context.deps.db.prisma.provisioningRun.findUnique({ ...query, where: { id: String(id) } }),
   }),
   provisioningMetrics: t.field({
     type: ProvisioningMetricsRef,
@@ -289,7 +417,11 @@ builder.mutationFields((t) => ({
     authScopes: { operator: true },
     errors: { types: [NotFoundError, ConflictError] },
     args: { clinicId: t.arg.id({ required: true, validate: uuid }) },
-    resolve: (_root, { clinicId }, context) => context.deps.provisioning.repairClinic(String(clinicId)),
+    resolve: (_root, { clinicId }, context) =>
+      context.deps.provisioning.repairClinic(String(clinicId), {
+        userId: context.viewer?.userId ?? null,
+        ip: context.ip,
+      }),
   }),
   deleteClinic: t.field({
     type: DeleteClinicSuccessRef,
@@ -297,7 +429,10 @@ builder.mutationFields((t) => ({
     errors: { types: [NotFoundError] },
     args: { clinicId: t.arg.id({ required: true, validate: uuid }) },
     resolve: async (_root, { clinicId }, context) => {
-      await context.deps.provisioning.deleteClinic(String(clinicId));
+      await context.deps.provisioning.deleteClinic(String(clinicId), {
+        userId: context.viewer?.userId ?? null,
+        ip: context.ip,
+      });
       return { clinicId: String(clinicId) };
     },
   }),

@@ -71,6 +71,17 @@ export interface RepairResult {
   alreadyHealthy: boolean;
 }
 
+/**
+ * Who asked for an operation, for its audit entry: the signed-in operator (and their address),
+ * or nobody (`userId: null`) when Onramp acts by itself, e.g. the repair at sign-in.
+ */
+export interface AuditActor {
+  userId: string | null;
+  ip?: string | null;
+}
+
+const NO_ACTOR: AuditActor = { userId: null };
+
 export interface MigrateClinicsReport {
   total: number;
   migrated: number;
@@ -246,7 +257,7 @@ export class ProvisioningService {
           this.deps.metrics.provisioningStepDuration.observe({ step, outcome }, seconds),
         leaseMs: this.deps.config.provisioningLeaseSeconds * 1000,
       },
-      { kind, clinicId: state.clinicId, steps, state, ...options },
+      { kind, clinicId: state.clinicId, subjectName: state.clinicName, steps, state, ...options },
     );
     this.deps.metrics.provisioningRuns.inc({
       kind,
@@ -320,7 +331,7 @@ export class ProvisioningService {
    * role and its grants, applies missing migrations, re-creates dropped tables and re-seeds the
    * provider. Idempotent; concurrent repairs of one clinic are serialised.
    */
-  async repairClinic(clinicId: string): Promise<RepairResult> {
+  async repairClinic(clinicId: string, actor: AuditActor = NO_ACTOR): Promise<RepairResult> {
     const before = await this.checkClinic(clinicId);
     if (before.dbStatus === 'HEALTHY') return { before, after: before, actions: [], alreadyHealthy: true };
     if (before.dbStatus === 'PROVISIONING')
@@ -392,6 +403,8 @@ export class ProvisioningService {
       this.prisma.auditLog.create({
         data: {
           action: 'clinic.repair',
+          actorId: actor.userId,
+          ip: actor.ip ?? null,
           clinicId,
           targetType: 'clinic',
           targetId: clinicId,
@@ -427,7 +440,7 @@ export class ProvisioningService {
   }
 
   /** Drops the clinic's database and role, then its central records (company included when empty). */
-  async deleteClinic(clinicId: string): Promise<void> {
+  async deleteClinic(clinicId: string, actor: AuditActor = NO_ACTOR): Promise<void> {
     const clinic = await this.findClinic(clinicId);
     await this.prisma.clinic.update({ where: { id: clinicId }, data: { status: 'DELETING' } });
     await this.clients.evict(clinicId);
@@ -445,6 +458,8 @@ export class ProvisioningService {
       await tx.auditLog.create({
         data: {
           action: 'clinic.delete',
+          actorId: actor.userId,
+          ip: actor.ip ?? null,
           clinicId,
           targetType: 'clinic',
           targetId: clinicId,

@@ -9,10 +9,21 @@ export class EmailTakenError extends OnrampError {
   }
 }
 
-/** A verification link that is wrong, expired or already used: one answer for all. */
+/** Why a verification link did not work (see {@link InvalidCodeError.reason}). */
+export type InvalidCodeReason = 'EXPIRED' | 'USED' | 'UNKNOWN';
+
+/**
+ * A code or link that is wrong, expired or already used. Sign-in, activation and 2FA codes give
+ * one answer for all (a short code can be guessed; telling "used" from "wrong" would help).
+ * Verification links say why (`reason`): their token is a 256-bit secret, so naming the reason
+ * helps the person holding it and reveals nothing to anyone guessing.
+ */
 export class InvalidCodeError extends OnrampError {
   readonly code = 'INVALID_CODE' as const;
-  constructor(message = 'This link is invalid or has expired') {
+  constructor(
+    message = 'This link is invalid or has expired',
+    readonly reason: InvalidCodeReason | null = null,
+  ) {
     super(message);
     this.name = 'InvalidCodeError';
   }

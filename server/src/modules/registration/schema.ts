@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { builder, errorType } from '../../builder.js';
+import { builder, ErrorInterface, errorType, isErrorData } from '../../builder.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import { ClinicRef } from '../provisioning/schema.js';
 import { ProvisioningFailedError } from '../provisioning/service.js';
@@ -32,7 +32,29 @@ export const UserRef = builder.prismaObject('User', {
 });
 
 errorType(EmailTakenError, 'EmailTakenError');
-errorType(InvalidCodeError, 'InvalidCodeError');
+const InvalidCodeReasonEnum = builder.enumType('InvalidCodeReason', {
+  description: 'Why a verification link did not work.',
+  values: {
+    EXPIRED: { description: 'The link is older than 24 hours.' },
+    USED: { description: 'The link was used already, or a newer link replaced it.' },
+    UNKNOWN: { description: 'No such link (mistyped or truncated).' },
+  } as const,
+});
+
+builder.objectType(InvalidCodeError, {
+  name: 'InvalidCodeError',
+  interfaces: [ErrorInterface],
+  isTypeOf: (value) => value instanceof InvalidCodeError || isErrorData(value, 'InvalidCodeError'),
+  fields: (t) => ({
+    reason: t.field({
+      type: InvalidCodeReasonEnum,
+      nullable: true,
+      description:
+        'Set by verifyEmail only (its links are 256-bit secrets). Sign-in, activation and 2FA codes never say why, so that guessing learns nothing.',
+      resolve: (error) => error.reason ?? null,
+    }),
+  }),
+});
 
 interface RegisterClinicResult {
   clinicId: string;
@@ -112,8 +134,20 @@ builder.mutationFields((t) => ({
   }),
   verifyEmail: t.field({
     type: VerifyEmailSuccess,
+    description:
+      'Spends the token of a verification link (single use, 24 h). Errors say why a link does not work (InvalidCodeError.reason).',
     errors: { types: [InvalidCodeError] },
-    args: { token: t.arg.string({ required: true, validate: z.string().min(1).max(200) }) },
+    args: {
+      token: t.arg.string({
+        required: true,
+        // Links carry base64url tokens; anything else (a NUL, a space, a cut-off mail line) is not one.
+        validate: z
+          .string()
+          .min(1, { error: 'The link has no token' })
+          .max(200, { error: 'This is not a verification link token' })
+          .regex(/^[A-Za-z0-9_-]+$/, { error: 'This is not a verification link token' }),
+      }),
+    },
     resolve: async (_root, { token }, context) => ({
       userId: await context.deps.registration.verifyEmail(token),
     }),
@@ -147,7 +181,7 @@ builder.mutationFields((t) => ({
           `Only FAILED or PENDING clinics can be retried; this one is ${clinic.status}`,
         );
       }
-      await context.deps.registration.retry(id);
+      await context.deps.registration.retry(id, { userId: context.viewer?.userId ?? null, ip: context.ip });
       return { clinicId: id };
     },
   }),

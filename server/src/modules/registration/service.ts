@@ -16,7 +16,7 @@ import type { CertificateIssuer } from '../certificates/issuer.js';
 import { clinicFqdn, type DnsProvider } from '../dns/provider.js';
 import { enqueueMail } from '../mail/service.js';
 import type { SagaStep } from '../provisioning/saga.js';
-import type { ProvisioningService } from '../provisioning/service.js';
+import type { AuditActor, ProvisioningService } from '../provisioning/service.js';
 import { ProvisioningFailedError } from '../provisioning/service.js';
 import { clinicRecord, type ProvisionState } from '../provisioning/steps.js';
 import { clinicSubdomain, preferredSubdomain, reserveSubdomain } from '../subdomains/allocator.js';
@@ -101,6 +101,24 @@ export class RegistrationService {
       });
       return { clinicId: state.clinicId, userId, status: 'PENDING' };
     }
+    // The clinic is rolled back; the entry keeps what was attempted (the "registration." filter).
+    await prisma.auditLog
+      .create({
+        data: {
+          action: 'registration.failed',
+          actorId: null,
+          clinicId: state.clinicId,
+          targetType: 'clinic',
+          targetId: state.clinicId,
+          data: {
+            clinicName: state.clinicName,
+            step: result.failedStep,
+            runId: result.runId,
+            reason: result.error.message.slice(0, 300),
+          },
+        },
+      })
+      .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'failed registration not audited'));
     throw new ProvisioningFailedError(result.failedStep, result.runId);
   }
 
@@ -208,10 +226,20 @@ export class RegistrationService {
   }
 
   /** Operator action: schedule a new attempt for a FAILED or PENDING clinic. */
-  async retry(clinicId: string): Promise<void> {
+  async retry(clinicId: string, actor: AuditActor): Promise<void> {
     const { prisma } = this.deps;
     await prisma.$transaction(async (tx) => {
       await tx.clinic.update({ where: { id: clinicId }, data: { status: 'PENDING' } });
+      await tx.auditLog.create({
+        data: {
+          action: 'clinic.retry_provisioning',
+          actorId: actor.userId,
+          ip: actor.ip ?? null,
+          clinicId,
+          targetType: 'clinic',
+          targetId: clinicId,
+        },
+      });
       await addJob(
         tx,
         'provision_clinic',
@@ -370,6 +398,17 @@ export class RegistrationService {
         const userId = admin.userId;
         await prisma.$transaction(async (tx) => {
           await tx.clinic.update({ where: { id: state.clinicId }, data: { status: 'READY' } });
+          // The admin registered themselves: they are the actor of their clinic's creation.
+          await tx.auditLog.create({
+            data: {
+              action: 'registration.completed',
+              actorId: userId,
+              clinicId: state.clinicId,
+              targetType: 'clinic',
+              targetId: state.clinicId,
+              data: { clinicName: state.clinicName, mode: state.hybrid ? 'hybrid' : 'strict' },
+            },
+          });
           await this.issueVerification(
             tx,
             { id: userId, email: admin.email, firstName: admin.firstName },
@@ -429,7 +468,7 @@ export class RegistrationService {
     );
   }
 
-  /** Marks the e-mail verified. Single use, 24 h. @throws InvalidCodeError */
+  /** Marks the e-mail verified. Single use, 24 h. @throws InvalidCodeError with its reason */
   async verifyEmail(token: string): Promise<string> {
     const { prisma } = this.deps;
     return prisma.$transaction(async (tx) => {
@@ -440,13 +479,34 @@ export class RegistrationService {
         select: { userId: true },
       });
       const userId = used[0]?.userId;
-      if (!userId) throw new InvalidCodeError();
+      if (!userId) throw await this.whyNot(tx, token);
       await tx.user.update({ where: { id: userId }, data: { emailVerifiedAt: new Date() } });
       await tx.auditLog.create({
         data: { action: 'user.email_verified', actorId: userId, targetType: 'user', targetId: userId },
       });
       return userId;
     });
+  }
+
+  /** Why `token` cannot verify anything: unknown, already used (or replaced), or expired. */
+  private async whyNot(tx: Prisma.TransactionClient, token: string): Promise<InvalidCodeError> {
+    const row = await tx.emailVerificationToken.findUnique({
+      where: { tokenHash: hashToken(token) },
+      select: { usedAt: true, expiresAt: true },
+    });
+    if (!row) {
+      return new InvalidCodeError(
+        'This link is not valid. Check that the whole link was copied, or ask for a new one.',
+        'UNKNOWN',
+      );
+    }
+    if (row.usedAt) {
+      return new InvalidCodeError(
+        'This link was already used, or replaced by a newer one. If your e-mail is confirmed, sign in; otherwise ask for a new link.',
+        'USED',
+      );
+    }
+    return new InvalidCodeError('This link has expired. Ask for a new one.', 'EXPIRED');
   }
 
   /**
