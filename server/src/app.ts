@@ -19,6 +19,7 @@ import { REPO_ROOT } from './db/paths.js';
 import { scopedRunner } from './db/request-scope.js';
 import { handleAdminRoute } from './http/admin-routes.js';
 import { clientAddress } from './http/client-address.js';
+import { isServedHost } from './http/hosts.js';
 import { bodyTooLarge, isAllowedOrigin, sendJson, setSecurityHeaders } from './http/security.js';
 import { serveConsole } from './http/static.js';
 import { startWorker, type Worker } from './jobs/index.js';
@@ -79,6 +80,12 @@ interface ServerContext {
 }
 
 const CONSOLE_DIST = resolve(REPO_ROOT, 'console/dist');
+
+const MISDIRECTED = {
+  success: false,
+  error: 'unknown_host',
+  message: 'This server does not answer to that host name; see ALLOWED_HOSTS',
+};
 
 export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): Promise<App> {
   const { config, logger } = base;
@@ -285,6 +292,11 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     setSecurityHeaders(res, pathname, config);
 
     if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
+    // Probes reach instances by address and learn nothing from these two; everything else
+    // answers only under a name Onramp serves (DNS rebinding, http/hosts.ts).
+    if (pathname !== '/readyz' && !isServedHost(req.headers.host, config)) {
+      return sendJson(res, 421, MISDIRECTED);
+    }
     if (pathname === '/readyz') {
       if (stopping) return sendJson(res, 503, { status: 'stopping' });
       const health = await checkHealth(deps);
@@ -331,6 +343,10 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   const wss = new WebSocketServer({ noServer: true, maxPayload: 256 * 1024 });
   server.on('upgrade', (req, socket, head) => {
     const pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (!isServedHost(req.headers.host, config)) {
+      socket.end('HTTP/1.1 421 Misdirected Request\r\nConnection: close\r\n\r\n');
+      return;
+    }
     if (
       stopping ||
       pathname !== '/graphql' ||

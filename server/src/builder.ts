@@ -31,8 +31,11 @@ export const builder = new SchemaBuilder<{
     superAdmin: boolean;
     /** Platform operations (clinic health, repair, runs, zombies): super-admins. */
     operator: boolean;
-    /** injectFault: anyone outside production. */
-    faultInjection: boolean;
+    /**
+     * Development tools (devMailbox, devSmsOutbox, injectFault): super-admins outside production.
+     * The mailbox holds sign-in codes, so an open one would be an open super-admin session.
+     */
+    devTools: boolean;
     /** An admin of the clinic with this id (or a super-admin). */
     clinicAdmin: string;
     /** An admin of some clinic (their own clinic's data only; resolvers scope it). */
@@ -53,7 +56,7 @@ export const builder = new SchemaBuilder<{
       authenticated: context.viewer !== null,
       superAdmin: context.viewer?.role === 'SUPER_ADMIN',
       operator: context.viewer?.role === 'SUPER_ADMIN',
-      faultInjection: context.deps.config.env !== 'production',
+      devTools: context.viewer?.role === 'SUPER_ADMIN' && context.deps.config.env !== 'production',
       application: context.application !== null,
       clinicAdminOfAny: context.viewer?.role === 'CLINIC_ADMIN' && context.viewer.clinicId !== null,
       clinicAdmin: (clinicId: string) =>

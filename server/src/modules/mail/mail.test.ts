@@ -359,7 +359,8 @@ describe('mail without SMTP_URL (dev mailbox)', () => {
   function execute(query: string, variables: Record<string, unknown>, config = stack.config) {
     const context = {
       deps: { config, db: stack.db },
-      viewer: null,
+      // The dev mailbox answers super-admins only.
+      viewer: { userId: '00000000-0000-4000-8000-000000000000', role: 'SUPER_ADMIN', clinicId: null },
       requestId: 'test',
       ip: null,
       logger: createLogger(config),

@@ -350,6 +350,8 @@ describe('the provisioning engine', async () => {
     await new Promise((resolve) => setTimeout(resolve, 200));
     const injected = await t.gql(
       'mutation { injectFault(step: seed_provider) { __typename ... on InjectFaultSuccess { pending } } }',
+      undefined,
+      await t.superAdmin(),
     );
     expect(injected.body.data).toEqual({
       injectFault: { __typename: 'InjectFaultSuccess', pending: { seed_provider: 1 } },
