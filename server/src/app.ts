@@ -214,6 +214,20 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     };
   };
 
+  /**
+   * Yoga logs the errors it masks. A GraphQLError's text (String(error)) quotes the operation's
+   * source around the error, arguments written inline included (a password): errors are logged
+   * by type, message and stack only (logger.ts), never stringified; variables are never logged.
+   */
+  const yogaLog = (level: 'debug' | 'info' | 'warn' | 'error', args: unknown[]) => {
+    const error = args.find((arg): arg is Error => arg instanceof Error);
+    const text = args
+      .filter((arg) => !(arg instanceof Error) && typeof arg !== 'object')
+      .map(String)
+      .join(' ');
+    logger[level]({ source: 'yoga', ...(error ? { err: error } : {}) }, text || error?.message || 'yoga');
+  };
+
   const plugins: Plugin[] = [
     // Limits are enforced but never described to clients ("exposeLimits: false").
     EnvelopArmorPlugin({
@@ -274,10 +288,10 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
       },
     },
     logging: {
-      debug: (...args) => logger.debug({ source: 'yoga' }, args.map(String).join(' ')),
-      info: (...args) => logger.info({ source: 'yoga' }, args.map(String).join(' ')),
-      warn: (...args) => logger.warn({ source: 'yoga' }, args.map(String).join(' ')),
-      error: (...args) => logger.error({ source: 'yoga' }, args.map(String).join(' ')),
+      debug: (...args) => yogaLog('debug', args),
+      info: (...args) => yogaLog('info', args),
+      warn: (...args) => yogaLog('warn', args),
+      error: (...args) => yogaLog('error', args),
     },
     plugins,
   });
@@ -332,7 +346,11 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
       if (inFlight === 0) drained?.();
     });
     handle(req, res).catch((error: unknown) => {
-      logger.error({ err: error, url: req.url }, 'request failed');
+      // The path only: a GET /graphql carries its query and variables in the query string.
+      logger.error(
+        { err: error, path: new URL(req.url ?? '/', 'http://localhost').pathname },
+        'request failed',
+      );
       if (!res.headersSent) sendJson(res, 500, { error: 'Internal error' });
       else res.destroy();
     });

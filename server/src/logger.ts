@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import pinoPretty from 'pino-pretty';
 import type { Config } from './env.js';
 
 export type { Logger };
@@ -64,12 +65,12 @@ export function createLogger(
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     serializers: { err: serializeError },
   };
-  if (destination) return pino(options, destination);
+  const pretty = { translateTime: 'SYS:HH:MM:ss' };
   if (config.env === 'development') {
-    return pino({
-      ...options,
-      transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss' } },
-    });
+    // Same pretty lines into a given destination (tests read them), else through a worker.
+    if (destination) return pino(options, pinoPretty({ ...pretty, destination, sync: true }));
+    return pino({ ...options, transport: { target: 'pino-pretty', options: pretty } });
   }
+  if (destination) return pino(options, destination);
   return pino(options);
 }
