@@ -21,7 +21,6 @@ import {
   EmailNotVerifiedError,
   InvalidCredentialsError,
   InvalidRefreshTokenError,
-  TooManyAttemptsError,
 } from './errors.js';
 import { type LimitStore, Lockout } from './lockout.js';
 import { LoginCodes } from './login-codes.js';
@@ -71,7 +70,6 @@ export class AuthService {
   private readonly secret: Uint8Array;
   private readonly accounts: Lockout;
   private readonly addresses: Lockout;
-  private readonly secondFactor: Lockout;
   /** Verified against when the e-mail is unknown, so both cases cost one argon2 verify. */
   private dummyHash: Promise<string> | undefined;
 
@@ -82,7 +80,6 @@ export class AuthService {
     this.secret = new TextEncoder().encode(deps.config.jwtSecret);
     this.accounts = new Lockout(deps.limits, 'sign_in.account', { threshold: 5, baseSeconds: 60 });
     this.addresses = new Lockout(deps.limits, 'sign_in.address', { threshold: 20, baseSeconds: 60 });
-    this.secondFactor = new Lockout(deps.limits, 'sign_in.2fa', { threshold: 5, baseSeconds: 60 });
     this.codes = new LoginCodes(deps);
     this.twoFactor = new TwoFactor(deps);
   }
@@ -116,11 +113,13 @@ export class AuthService {
     const where = 'phone' in login ? { phone: login.phone } : { email: normaliseEmail(login.email) };
     const accountKey = 'phone' in where ? `account:phone:${where.phone}` : `account:${where.email}`;
     const addressKey = `ip:${meta.ip ?? 'unknown'}`;
-    const wait = Math.max(
-      await this.accounts.retryAfter(accountKey),
-      await this.addresses.retryAfter(addressKey),
-    );
-    if (wait > 0) throw rateLimited(wait);
+    // Reserved before anything is evaluated (lockout.ts): of N concurrent attempts at most the
+    // limit get past here. The address first: an attempt on a locked account still spends the
+    // address's budget, so a locked account is no free target for guessing elsewhere.
+    const addressWait = await this.addresses.reserve(addressKey);
+    if (addressWait > 0) throw rateLimited(addressWait);
+    const accountWait = await this.accounts.reserve(accountKey);
+    if (accountWait > 0) throw rateLimited(accountWait);
 
     const user = await prisma.user.findUnique({ where, include: { clinic: true } });
     // Unknown e-mail or no password: verify against a dummy hash anyway, so the answer takes
@@ -128,8 +127,7 @@ export class AuthService {
     this.dummyHash ??= hashPassword(randomBytes(16).toString('hex'));
     const ok = await verifyPassword(user?.passwordHash ?? (await this.dummyHash), password);
     if (!user?.passwordHash || !ok) {
-      await this.accounts.fail(accountKey);
-      await this.addresses.fail(addressKey);
+      // Already counted by the reservations above.
       await prisma.auditLog.create({
         data: {
           action: 'auth.sign_in_failed',
@@ -141,7 +139,9 @@ export class AuthService {
       });
       throw new InvalidCredentialsError();
     }
-    await this.accounts.succeed(accountKey);
+    // A right password clears the account's count and gives the address its attempt back (a
+    // whole clinic may sign in from one address).
+    await Promise.all([this.accounts.succeed(accountKey), this.addresses.refund(addressKey)]);
     // A member invited by SMS proved their phone by activating (which set this password).
     if (!('phone' in where) && !user.emailVerifiedAt) throw new EmailNotVerifiedError();
     if (user.clinic) await this.ensureClinicUsable(user.clinic.id, user.clinic.status);
@@ -161,8 +161,8 @@ export class AuthService {
   }
 
   /**
-   * Completes a password sign-in with a TOTP or recovery code. Five wrong codes lock the
-   * second factor like five wrong passwords lock the first.
+   * Completes a password sign-in with a TOTP or recovery code. Five attempts lock the second
+   * factor like five wrong passwords lock the first (two-factor.ts).
    * @throws InvalidCodeError, TooManyAttemptsError
    */
   async verifyTwoFactor(challengeToken: string, code: string, meta: RequestMeta): Promise<IssuedSession> {
@@ -178,14 +178,7 @@ export class AuthService {
     } catch {
       throw new InvalidCodeError('This sign-in attempt has expired; sign in again');
     }
-    const key = `2fa:${userId}`;
-    if ((await this.secondFactor.retryAfter(key)) > 0) throw new TooManyAttemptsError();
-    if (!(await this.twoFactor.verify(userId, code))) {
-      await this.secondFactor.fail(key);
-      if ((await this.secondFactor.retryAfter(key)) > 0) throw new TooManyAttemptsError();
-      throw new InvalidCodeError('That code is not valid');
-    }
-    await this.secondFactor.succeed(key);
+    await this.twoFactor.check(userId, code);
     const user = await this.deps.prisma.user.findUniqueOrThrow({
       where: { id: userId },
       select: { id: true, role: true, clinicId: true },
