@@ -26,6 +26,7 @@ import { startWorker, type Worker } from './jobs/index.js';
 import { createMetrics, useOperationMetrics } from './metrics.js';
 import { AccountService } from './modules/account/service.js';
 import { postgresLimitStore, redisLimitStore } from './modules/auth/lockout.js';
+import { registerHashingMetrics } from './modules/auth/passwords.js';
 import { AuthService } from './modules/auth/service.js';
 import { createCertificateIssuer } from './modules/certificates/service.js';
 import { createDnsProvider, createDnsServer } from './modules/dns/service.js';
@@ -91,6 +92,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   const { config, logger } = base;
   const production = config.env === 'production';
   const metrics = createMetrics();
+  registerHashingMetrics(metrics.registry);
   const events = await createEventBus({ config, connectionString: base.db.centralUrl, logger });
   // Losing an event must never fail the operation that emitted it.
   const safely = (topic: string, send: () => void) => {

@@ -24,7 +24,7 @@ import {
 } from './errors.js';
 import { type LimitStore, Lockout } from './lockout.js';
 import { LoginCodes } from './login-codes.js';
-import { hashPassword, verifyPassword } from './passwords.js';
+import { claimHashSlot, DEFAULT_HASH_SLOTS_PER_ADDRESS, type HashClaim, hashPassword } from './passwords.js';
 import { TwoFactor } from './two-factor.js';
 
 export const ACCESS_TOKEN_TTL_SECONDS = 15 * 60;
@@ -72,12 +72,14 @@ export class AuthService {
   private readonly addresses: Lockout;
   /** Verified against when the e-mail is unknown, so both cases cost one argon2 verify. */
   private dummyHash: Promise<string> | undefined;
+  private readonly hashSlotsPerAddress: number;
 
   readonly codes: LoginCodes;
   readonly twoFactor: TwoFactor;
 
   constructor(private readonly deps: AuthDeps) {
     this.secret = new TextEncoder().encode(deps.config.jwtSecret);
+    this.hashSlotsPerAddress = deps.config.hashSlotsPerAddress ?? DEFAULT_HASH_SLOTS_PER_ADDRESS;
     this.accounts = new Lockout(deps.limits, 'sign_in.account', { threshold: 5, baseSeconds: 60 });
     this.addresses = new Lockout(deps.limits, 'sign_in.address', { threshold: 20, baseSeconds: 60 });
     this.codes = new LoginCodes(deps);
@@ -109,10 +111,30 @@ export class AuthService {
     password: string,
     meta: RequestMeta,
   ): Promise<IssuedSession | TwoFactorChallenge> {
-    const { prisma } = this.deps;
     const where = 'phone' in login ? { phone: login.phone } : { email: normaliseEmail(login.email) };
     const accountKey = 'phone' in where ? `account:phone:${where.phone}` : `account:${where.email}`;
     const addressKey = `ip:${meta.ip ?? 'unknown'}`;
+    // First the address's share of the hashing slots (passwords.ts): its excess is refused
+    // before anything is counted or queued.
+    const slot = claimHashSlot(addressKey, this.hashSlotsPerAddress);
+    if (!slot) throw rateLimited(1);
+    try {
+      return await this.checkPassword(where, accountKey, addressKey, password, meta, slot);
+    } finally {
+      slot.release();
+    }
+  }
+
+  /** The rest of signInWithPassword, within the address's claim on the hashing slots. */
+  private async checkPassword(
+    where: { phone: string } | { email: string },
+    accountKey: string,
+    addressKey: string,
+    password: string,
+    meta: RequestMeta,
+    slot: HashClaim,
+  ): Promise<IssuedSession | TwoFactorChallenge> {
+    const { prisma } = this.deps;
     // Reserved before anything is evaluated (lockout.ts): of N concurrent attempts at most the
     // limit get past here. The address first: an attempt on a locked account still spends the
     // address's budget, so a locked account is no free target for guessing elsewhere.
@@ -125,7 +147,7 @@ export class AuthService {
     // Unknown e-mail or no password: verify against a dummy hash anyway, so the answer takes
     // as long as for a known account and reveals nothing.
     this.dummyHash ??= hashPassword(randomBytes(16).toString('hex'));
-    const ok = await verifyPassword(user?.passwordHash ?? (await this.dummyHash), password);
+    const ok = await slot.verify(user?.passwordHash ?? (await this.dummyHash), password);
     if (!user?.passwordHash || !ok) {
       // Already counted by the reservations above.
       await prisma.auditLog.create({
