@@ -140,11 +140,21 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   limitsRedis?.on('error', (error) => logger.warn({ err: error }, 'rate-limit Redis connection error'));
   await limitsRedis?.connect();
   const limits = limitsRedis ? redisLimitStore(limitsRedis) : postgresLimitStore(base.db.prisma);
-  const auth = new AuthService({ ...base, prisma: base.db.prisma, provisioning, limits, mail });
+  // Sessions that end tell every instance, whose live subscriptions of them end at once.
+  const sessionsEnded = (userId: string) =>
+    safely('sessions', () => events.pubsub.publish('sessions', { userId }));
+  const auth = new AuthService({
+    ...base,
+    prisma: base.db.prisma,
+    provisioning,
+    limits,
+    mail,
+    sessionsEnded,
+  });
   await auth.bootstrapSuperAdmin();
-  const account = new AccountService({ prisma: base.db.prisma, provisioning });
+  const account = new AccountService({ prisma: base.db.prisma, provisioning, sessionsEnded });
   const sms = createSmsGateway(config, logger);
-  const members = new MembersService({ ...base, prisma: base.db.prisma, sms, mail });
+  const members = new MembersService({ ...base, prisma: base.db.prisma, sms, mail, sessionsEnded });
   // Onboarding service: its rate limits share the lockouts' backend (Redis or PostgreSQL).
   const applications = new ApplicationService(base.db.prisma);
   const onboarding = new OnboardingService({
@@ -199,7 +209,8 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     server: ServerContext,
     authorization: string | null | undefined,
   ): Promise<Context> => {
-    const viewer = await auth.viewerFromAuthorization(authorization);
+    // Throws UNAUTHENTICATED for a token that is not, or no longer, valid.
+    const viewer = await auth.authenticate(authorization);
     return {
       deps,
       viewer,
@@ -402,12 +413,28 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         }
         const errors = enveloped.validate(enveloped.schema, document);
         if (errors.length > 0) return errors;
-        return {
+        const operation = {
           schema: enveloped.schema,
           document,
           operationName: payload.operationName,
           variableValues: payload.variables,
-          contextValue: await enveloped.contextFactory(),
+        };
+        let contextValue: Context;
+        try {
+          contextValue = await enveloped.contextFactory();
+        } catch (error) {
+          // A token that is no longer valid: this operation answers UNAUTHENTICATED, then
+          // completes, like an HTTP request would; the socket and its other operations stay.
+          if (!isGraphQLError(error)) throw error;
+          const refused = () => ({ errors: [error] });
+          return {
+            ...operation,
+            rootValue: { execute: refused, subscribe: refused } satisfies EnvelopedRoot,
+          };
+        }
+        return {
+          ...operation,
+          contextValue,
           rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe } satisfies EnvelopedRoot,
         };
       },

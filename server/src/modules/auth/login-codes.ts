@@ -259,31 +259,53 @@ export class LoginCodes {
     }
     // Single use: of two concurrent uses of one code, only one clears it (compare-and-set on the
     // HMAC just compared). The user comes back in the same round trip.
+    //
+    // Pre-hijack: whoever registered this e-mail before its owner proved it could have set the
+    // password (and so could still sign in after the owner starts using the account). When the
+    // mailbox is proven for the first time, that password is cleared and every session started
+    // before ends, in the same statement; the owner signs in with codes until they set one.
     const [user] = await prisma.$queryRaw<
       {
         id: string;
         role: UserRole;
         clinic_id: string | null;
         clinic_status: string | null;
-        verified: boolean;
+        first_proof: boolean;
       }[]
     >`
       WITH used AS (
         UPDATE login_codes SET code_hmac = NULL, failed_attempts = 0
          WHERE email = ${email} AND code_hmac = ${row.code_hmac}
-        RETURNING email)
-      SELECT u.id::text AS id, u.role::text AS role, u.clinic_id::text AS clinic_id,
-             c.status::text AS clinic_status, u.email_verified_at IS NOT NULL AS verified
-        FROM used JOIN users u ON u.email = used.email LEFT JOIN clinics c ON c.id = u.clinic_id`;
+        RETURNING email),
+      target AS (
+        SELECT u.id, u.role, u.clinic_id, u.email_verified_at IS NULL AS first_proof,
+               u.password_hash IS NOT NULL AS had_password
+          FROM used JOIN users u ON u.email = used.email),
+      proven AS (
+        UPDATE users SET email_verified_at = now(), password_hash = NULL
+         WHERE id IN (SELECT id FROM target WHERE first_proof)
+        RETURNING id),
+      ended AS (
+        UPDATE sessions SET revoked_at = now()
+         WHERE user_id IN (SELECT id FROM proven) AND revoked_at IS NULL
+        RETURNING id),
+      audited AS (
+        INSERT INTO audit_log (action, actor_id, clinic_id, target_type, target_id, data)
+        SELECT 'user.email_proven', t.id, t.clinic_id, 'user', t.id::text,
+               jsonb_build_object('method', 'code', 'passwordCleared', t.had_password,
+                                  'sessionsEnded', (SELECT count(*) FROM ended))
+          FROM target t WHERE t.first_proof)
+      SELECT t.id::text AS id, t.role::text AS role, t.clinic_id::text AS clinic_id,
+             c.status::text AS clinic_status, t.first_proof
+        FROM target t LEFT JOIN clinics c ON c.id = t.clinic_id`;
     if (!user) throw new InvalidCodeError('This code is invalid or has expired');
-    // The code proves the mailbox is theirs.
-    if (!user.verified) {
-      await prisma.user.updateMany({
-        where: { id: user.id, emailVerifiedAt: null },
-        data: { emailVerifiedAt: new Date() },
-      });
-    }
-    return { id: user.id, role: user.role, clinicId: user.clinic_id, clinicStatus: user.clinic_status };
+    return {
+      id: user.id,
+      role: user.role,
+      clinicId: user.clinic_id,
+      clinicStatus: user.clinic_status,
+      firstProof: user.first_proof,
+    };
   }
 }
 
@@ -294,4 +316,6 @@ export interface CodeUser {
   clinicId: string | null;
   /** Their clinic's status, when they belong to one. */
   clinicStatus: string | null;
+  /** This code proved the mailbox for the first time: earlier sessions and password are gone. */
+  firstProof: boolean;
 }

@@ -4,12 +4,13 @@
  * with argon2id, the same cost for unknown e-mails, growing lockouts, and the clinic health
  * check of the seed: a broken clinic database is repaired (within 5 s) before anyone enters it.
  */
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { jwtVerify, SignJWT } from 'jose';
+import { createHash, createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { GraphQLError } from 'graphql';
+import { type JWTPayload, jwtVerify, SignJWT } from 'jose';
 import type { Viewer } from '../../context.js';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
-import { rateLimited } from '../../errors.js';
+import { rateLimited, unauthenticated } from '../../errors.js';
 import type { UserRole } from '../../generated/central/enums.js';
 import type { Logger } from '../../logger.js';
 import type { MailTransport } from '../mail/service.js';
@@ -53,6 +54,12 @@ export interface RequestMeta {
 export interface AuthDeps {
   /** Where lockouts and send limits are counted (shared by every instance). */
   limits: LimitStore;
+  /**
+   * Tells every instance that sessions of this user ended (the event bus): their live
+   * subscriptions end at once (session-watch.ts). Requests need no message: each checks its
+   * session in the database.
+   */
+  sessionsEnded: (userId: string) => void;
   /** Sign-in codes are sent through it as soon as they are stored (see login-codes.ts). */
   mail: MailTransport;
   config: Config;
@@ -77,8 +84,12 @@ export class AuthService {
   readonly codes: LoginCodes;
   readonly twoFactor: TwoFactor;
 
+  /** Derives a spent refresh token's child (see refresh). */
+  private readonly refreshKey: Buffer;
+
   constructor(private readonly deps: AuthDeps) {
     this.secret = new TextEncoder().encode(deps.config.jwtSecret);
+    this.refreshKey = createHmac('sha256', deps.config.jwtSecret).update('onramp refresh tokens').digest();
     this.hashSlotsPerAddress = deps.config.hashSlotsPerAddress ?? DEFAULT_HASH_SLOTS_PER_ADDRESS;
     this.accounts = new Lockout(deps.limits, 'sign_in.account', { threshold: 5, baseSeconds: 60 });
     this.addresses = new Lockout(deps.limits, 'sign_in.address', { threshold: 20, baseSeconds: 60 });
@@ -215,6 +226,8 @@ export class AuthService {
   async signInWithCode(email: string, code: string, meta: RequestMeta): Promise<IssuedSession> {
     // verify() hands back the user and their clinic's status with the consumed code.
     const user = await this.codes.verify(email, code);
+    // A first proof of the mailbox ended every earlier session (login-codes.ts, pre-hijack).
+    if (user.firstProof) this.deps.sessionsEnded(user.id);
     if (user.clinicId) await this.ensureClinicUsable(user.clinicId, user.clinicStatus ?? 'FAILED');
     return this.issue(user, randomUUID(), meta, 'code');
   }
@@ -255,8 +268,10 @@ export class AuthService {
   }
 
   /**
-   * Rotates a refresh token. A spent token presented again after the grace period means it
-   * leaked: the whole family is revoked.
+   * Rotates a refresh token. Its child is derived from it (an HMAC under a server key), so a
+   * spent token presented again within the grace gets the same child back, never a second
+   * branch a thief could keep alive. After the grace it means the token leaked: the whole
+   * family is revoked.
    * @throws InvalidRefreshTokenError
    */
   async refresh(refreshToken: string, meta: RequestMeta): Promise<IssuedSession> {
@@ -285,6 +300,7 @@ export class AuthService {
           }),
         ]);
         logger.warn({ userId: session.userId }, 'spent refresh token reused; session family revoked');
+        this.deps.sessionsEnded(session.userId);
         throw new InvalidRefreshTokenError();
       }
     } else {
@@ -296,7 +312,8 @@ export class AuthService {
     }
     const clinic = session.user.clinic;
     if (clinic && clinic.status !== 'READY') throw new ClinicUnavailableError();
-    return this.issue(session.user, session.familyId, meta, null);
+    const child = createHmac('sha256', this.refreshKey).update(refreshToken).digest('base64url');
+    return this.issue(session.user, session.familyId, meta, null, child);
   }
 
   /** Ends the sign-in this token belongs to (its whole family). Same answer for any token. */
@@ -314,25 +331,29 @@ export class AuthService {
       }),
       prisma.auditLog.create({ data: { action: 'auth.sign_out', actorId: session.userId } }),
     ]);
+    this.deps.sessionsEnded(session.userId);
   }
 
   /**
-   * A new session (refresh token) and access token for a user the caller has just loaded; with a
-   * `method`, the sign-in is audited in the same statement (one round trip, atomic).
+   * A session (refresh token) and access token for a user the caller has just loaded; with a
+   * `method`, the sign-in is audited in the same statement (one round trip, atomic). A given
+   * `refreshToken` (a derived child) that already has its session gets that session again.
    */
   private async issue(
     user: { id: string; role: UserRole; clinicId: string | null },
     familyId: string,
     meta: RequestMeta,
     method: string | null,
+    refreshToken = randomBytes(32).toString('base64url'),
   ): Promise<IssuedSession> {
-    const refreshToken = randomBytes(32).toString('base64url');
+    const hash = sha256(refreshToken);
     const [session] = await this.deps.prisma.$queryRaw<{ id: string }[]>`
       WITH s AS (
         INSERT INTO sessions (user_id, family_id, refresh_token_hash, expires_at, ip, user_agent)
-        VALUES (${user.id}::uuid, ${familyId}::uuid, ${sha256(refreshToken)},
+        VALUES (${user.id}::uuid, ${familyId}::uuid, ${hash},
                 ${new Date(Date.now() + REFRESH_TOKEN_TTL_MS)}::timestamptz, ${meta.ip}::text,
                 ${meta.userAgent?.slice(0, 300) ?? null}::text)
+        ON CONFLICT (refresh_token_hash) DO NOTHING
         RETURNING id),
       audited AS (
         INSERT INTO audit_log (action, actor_id, clinic_id, ip, data)
@@ -340,10 +361,16 @@ export class AuthService {
                jsonb_build_object('method', ${method}::text)
           FROM s WHERE ${method}::text IS NOT NULL)
       SELECT id::text AS id FROM s`;
-    if (!session) throw new Error('session insert returned no row');
+    // The derived child exists already (a replay within the grace, or a concurrent refresh):
+    // its session again, read in a statement of its own to see a row committed meanwhile.
+    const [existing] = session
+      ? [session]
+      : await this.deps.prisma.$queryRaw<{ id: string }[]>`
+          SELECT id::text AS id FROM sessions WHERE refresh_token_hash = ${hash} AND revoked_at IS NULL`;
+    if (!existing) throw new InvalidRefreshTokenError();
     const userId = user.id;
     const expiresAt = new Date(Date.now() + ACCESS_TOKEN_TTL_SECONDS * 1000);
-    const accessToken = await new SignJWT({ role: user.role, cid: user.clinicId, sid: session.id })
+    const accessToken = await new SignJWT({ role: user.role, cid: user.clinicId, sid: existing.id })
       .setProtectedHeader({ alg: 'HS256' })
       .setSubject(userId)
       .setIssuer('onramp')
@@ -354,24 +381,75 @@ export class AuthService {
     return { accessToken, refreshToken, expiresAt, userId };
   }
 
-  /** The caller of a request, from `Authorization: Bearer <accessToken>`; null when absent or invalid. */
-  async viewerFromAuthorization(header: string | null | undefined): Promise<Viewer | null> {
+  /**
+   * The caller of a request, from `Authorization: Bearer <accessToken>`: null without a bearer
+   * token. A token is valid only while its session is (docs/decisions/016): its signature and
+   * expiry, then its session in the database on every request, so signing out, a revoked
+   * family, a deleted account or a password change (which end sessions) and a role change
+   * (the token's claims no longer match) take effect at once on every instance.
+   * @throws UNAUTHENTICATED when a token is given but is not, or no longer, valid.
+   */
+  async authenticate(header: string | null | undefined): Promise<Viewer | null> {
     const token = /^Bearer\s+(\S+)$/i.exec(header ?? '')?.[1];
     if (!token) return null;
+    const rejected = () => unauthenticated('Your session has ended or expired; sign in again');
+    let payload: JWTPayload;
     try {
-      const { payload } = await jwtVerify(token, this.secret, {
+      ({ payload } = await jwtVerify(token, this.secret, {
         issuer: 'onramp',
         audience: 'onramp',
         algorithms: ['HS256'],
-      });
-      if (typeof payload.sub !== 'string') return null;
-      return {
-        userId: payload.sub,
-        role: payload.role as UserRole,
-        clinicId: (payload.cid as string | null) ?? null,
-      };
+      }));
     } catch {
-      return null;
+      throw rejected();
+    }
+    const { sub, sid, exp } = payload;
+    if (typeof sub !== 'string' || !UUID.test(sub) || typeof sid !== 'string' || !UUID.test(sid)) {
+      throw rejected();
+    }
+    const live = await this.liveSession(sid);
+    const clinicId = (payload.cid as string | null | undefined) ?? null;
+    if (!live || live.userId !== sub || live.role !== payload.role || live.clinicId !== clinicId) {
+      throw rejected();
+    }
+    return {
+      userId: sub,
+      role: live.role,
+      clinicId,
+      sessionId: sid,
+      expiresAt: new Date((exp ?? 0) * 1000),
+    };
+  }
+
+  /** {@link authenticate} for REST routes: null when absent or not valid. */
+  async viewerFromAuthorization(header: string | null | undefined): Promise<Viewer | null> {
+    try {
+      return await this.authenticate(header);
+    } catch (error) {
+      if (error instanceof GraphQLError) return null;
+      throw error;
     }
   }
+
+  /** Whether the session `viewer` was authenticated with is still valid (live subscriptions). */
+  async stillValid(viewer: Viewer): Promise<boolean> {
+    if (viewer.expiresAt.getTime() <= Date.now()) return false;
+    const live = await this.liveSession(viewer.sessionId);
+    return live?.userId === viewer.userId && live.role === viewer.role && live.clinicId === viewer.clinicId;
+  }
+
+  /** A session neither revoked nor expired, with its user's current role and clinic. */
+  private async liveSession(
+    sessionId: string,
+  ): Promise<{ userId: string; role: UserRole; clinicId: string | null } | undefined> {
+    const [live] = await this.deps.prisma.$queryRaw<
+      { user_id: string; role: UserRole; clinic_id: string | null }[]
+    >`
+      SELECT s.user_id::text AS user_id, u.role::text AS role, u.clinic_id::text AS clinic_id
+        FROM sessions s JOIN users u ON u.id = s.user_id
+       WHERE s.id = ${sessionId}::uuid AND s.revoked_at IS NULL AND s.expires_at > now()`;
+    return live && { userId: live.user_id, role: live.role, clinicId: live.clinic_id };
+  }
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

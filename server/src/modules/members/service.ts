@@ -35,6 +35,8 @@ export interface MembersDeps {
   prisma: CentralPrisma;
   sms: SmsGateway;
   mail: MailTransport;
+  /** Ends the user's live subscriptions on every instance (see auth/service.ts). */
+  sessionsEnded: (userId: string) => void;
 }
 
 export class MembersService {
@@ -166,10 +168,16 @@ export class MembersService {
         // The code reached them at this address or number: it is theirs.
         data: { passwordHash, ...(contact.email ? { emailVerifiedAt: new Date() } : {}) },
       });
+      // A password set ends every session started before it (docs/decisions/016).
+      await tx.session.updateMany({
+        where: { userId: user.id, revokedAt: null },
+        data: { revokedAt: new Date() },
+      });
       await tx.auditLog.create({
         data: { action: 'member.activated', actorId: user.id, clinicId: user.clinicId },
       });
     });
+    this.deps.sessionsEnded(user.id);
     return user.id;
   }
 }
