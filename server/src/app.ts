@@ -28,6 +28,7 @@ import { AccountService } from './modules/account/service.js';
 import { postgresLimitStore, redisLimitStore } from './modules/auth/lockout.js';
 import { registerHashingMetrics } from './modules/auth/passwords.js';
 import { AuthService } from './modules/auth/service.js';
+import { SessionWatch, useSessionBoundSubscriptions } from './modules/auth/session-watch.js';
 import { createCertificateIssuer } from './modules/certificates/service.js';
 import { createDnsProvider, createDnsServer } from './modules/dns/service.js';
 import { checkHealth } from './modules/health/service.js';
@@ -152,6 +153,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     sessionsEnded,
   });
   await auth.bootstrapSuperAdmin();
+  const sessionWatch = new SessionWatch({ auth, events, logger, registry: metrics.registry });
   const account = new AccountService({ prisma: base.db.prisma, provisioning, sessionsEnded });
   const sms = createSmsGateway(config, logger);
   const members = new MembersService({ ...base, prisma: base.db.prisma, sms, mail, sessionsEnded });
@@ -253,6 +255,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     }) as Plugin,
     useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'graphql-require-preflight'] }),
     useOperationMetrics(metrics),
+    useSessionBoundSubscriptions(sessionWatch),
   ];
   if (production) plugins.push(useDisableIntrospection());
 
@@ -513,6 +516,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         await worker?.stop();
         mail.close();
         await provisioning.close();
+        await sessionWatch.close();
         await events.close();
         limitsRedis?.disconnect();
         await deps.db.close();

@@ -58,6 +58,8 @@ export const builder = new SchemaBuilder<{
   // TextInputPlugin after ValidationPlugin: its check runs first (Pothos applies them in reverse).
   plugins: [ScopeAuthPlugin, ErrorsPlugin, ValidationPlugin, TextInputPlugin, PrismaPlugin, RelayPlugin],
   scopeAuth: {
+    // Subscriptions are authorized when they start (an error, then complete), not per event.
+    authorizeOnSubscribe: true,
     authScopes: (context) => ({
       authenticated: context.viewer !== null,
       superAdmin: context.viewer?.role === 'SUPER_ADMIN',
