@@ -19,13 +19,16 @@ import { REPO_ROOT } from './db/paths.js';
 import { scopedRunner } from './db/request-scope.js';
 import { handleAdminRoute } from './http/admin-routes.js';
 import { clientAddress } from './http/client-address.js';
+import { isServedHost } from './http/hosts.js';
 import { bodyTooLarge, isAllowedOrigin, sendJson, setSecurityHeaders } from './http/security.js';
 import { serveConsole, serveConsolePage } from './http/static.js';
 import { startWorker, type Worker } from './jobs/index.js';
 import { createMetrics, useOperationMetrics } from './metrics.js';
 import { AccountService } from './modules/account/service.js';
 import { postgresLimitStore, redisLimitStore } from './modules/auth/lockout.js';
+import { registerHashingMetrics } from './modules/auth/passwords.js';
 import { AuthService } from './modules/auth/service.js';
+import { SessionWatch, useSessionBoundSubscriptions } from './modules/auth/session-watch.js';
 import { createCertificateIssuer } from './modules/certificates/service.js';
 import { createDnsProvider, createDnsServer } from './modules/dns/service.js';
 import { checkHealth } from './modules/health/service.js';
@@ -81,10 +84,17 @@ interface ServerContext {
 /** The console `pnpm build` makes, served unless ONRAMP_CONSOLE_DIR or `consoleDir` says otherwise. */
 export const CONSOLE_DIST = resolve(REPO_ROOT, 'console/dist');
 
+const MISDIRECTED = {
+  success: false,
+  error: 'unknown_host',
+  message: 'This server does not answer to that host name; see ALLOWED_HOSTS',
+};
+
 export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): Promise<App> {
   const { config, logger } = base;
   const production = config.env === 'production';
   const metrics = createMetrics();
+  registerHashingMetrics(metrics.registry);
   const events = await createEventBus({ config, connectionString: base.db.centralUrl, logger });
   // Losing an event must never fail the operation that emitted it.
   const safely = (topic: string, send: () => void) => {
@@ -132,11 +142,22 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   limitsRedis?.on('error', (error) => logger.warn({ err: error }, 'rate-limit Redis connection error'));
   await limitsRedis?.connect();
   const limits = limitsRedis ? redisLimitStore(limitsRedis) : postgresLimitStore(base.db.prisma);
-  const auth = new AuthService({ ...base, prisma: base.db.prisma, provisioning, limits, mail });
+  // Sessions that end tell every instance, whose live subscriptions of them end at once.
+  const sessionsEnded = (userId: string) =>
+    safely('sessions', () => events.pubsub.publish('sessions', { userId }));
+  const auth = new AuthService({
+    ...base,
+    prisma: base.db.prisma,
+    provisioning,
+    limits,
+    mail,
+    sessionsEnded,
+  });
   await auth.bootstrapSuperAdmin();
-  const account = new AccountService({ prisma: base.db.prisma, provisioning });
+  const sessionWatch = new SessionWatch({ auth, events, logger, registry: metrics.registry });
+  const account = new AccountService({ prisma: base.db.prisma, provisioning, sessionsEnded });
   const sms = createSmsGateway(config, logger);
-  const members = new MembersService({ ...base, prisma: base.db.prisma, sms, mail });
+  const members = new MembersService({ ...base, prisma: base.db.prisma, sms, mail, sessionsEnded });
   // Onboarding service: its rate limits share the lockouts' backend (Redis or PostgreSQL).
   const applications = new ApplicationService(base.db.prisma);
   const onboarding = new OnboardingService({
@@ -191,7 +212,8 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     server: ServerContext,
     authorization: string | null | undefined,
   ): Promise<Context> => {
-    const viewer = await auth.viewerFromAuthorization(authorization);
+    // Throws UNAUTHENTICATED for a token that is not, or no longer, valid.
+    const viewer = await auth.authenticate(authorization);
     return {
       deps,
       viewer,
@@ -208,6 +230,20 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     };
   };
 
+  /**
+   * Yoga logs the errors it masks. A GraphQLError's text (String(error)) quotes the operation's
+   * source around the error, arguments written inline included (a password): errors are logged
+   * by type, message and stack only (logger.ts), never stringified; variables are never logged.
+   */
+  const yogaLog = (level: 'debug' | 'info' | 'warn' | 'error', args: unknown[]) => {
+    const error = args.find((arg): arg is Error => arg instanceof Error);
+    const text = args
+      .filter((arg) => !(arg instanceof Error) && typeof arg !== 'object')
+      .map(String)
+      .join(' ');
+    logger[level]({ source: 'yoga', ...(error ? { err: error } : {}) }, text || error?.message || 'yoga');
+  };
+
   const plugins: Plugin[] = [
     // Limits are enforced but never described to clients ("exposeLimits: false").
     EnvelopArmorPlugin({
@@ -220,6 +256,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     }) as Plugin,
     useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'graphql-require-preflight'] }),
     useOperationMetrics(metrics),
+    useSessionBoundSubscriptions(sessionWatch),
   ];
   if (production) plugins.push(useDisableIntrospection());
 
@@ -268,10 +305,10 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
       },
     },
     logging: {
-      debug: (...args) => logger.debug({ source: 'yoga' }, args.map(String).join(' ')),
-      info: (...args) => logger.info({ source: 'yoga' }, args.map(String).join(' ')),
-      warn: (...args) => logger.warn({ source: 'yoga' }, args.map(String).join(' ')),
-      error: (...args) => logger.error({ source: 'yoga' }, args.map(String).join(' ')),
+      debug: (...args) => yogaLog('debug', args),
+      info: (...args) => yogaLog('info', args),
+      warn: (...args) => yogaLog('warn', args),
+      error: (...args) => yogaLog('error', args),
     },
     plugins,
   });
@@ -286,6 +323,11 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     setSecurityHeaders(res, pathname, config);
 
     if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
+    // Probes reach instances by address and learn nothing from these two; everything else
+    // answers only under a name Onramp serves (DNS rebinding, http/hosts.ts).
+    if (pathname !== '/readyz' && !isServedHost(req.headers.host, config)) {
+      return sendJson(res, 421, MISDIRECTED);
+    }
     if (pathname === '/readyz') {
       if (stopping) return sendJson(res, 503, { status: 'stopping' });
       const health = await checkHealth(deps);
@@ -330,7 +372,11 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
       if (inFlight === 0) drained?.();
     });
     handle(req, res).catch((error: unknown) => {
-      logger.error({ err: error, url: req.url }, 'request failed');
+      // The path only: a GET /graphql carries its query and variables in the query string.
+      logger.error(
+        { err: error, path: new URL(req.url ?? '/', 'http://localhost').pathname },
+        'request failed',
+      );
       if (!res.headersSent) sendJson(res, 500, { error: 'Internal error' });
       else res.destroy();
     });
@@ -341,6 +387,10 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   const wss = new WebSocketServer({ noServer: true, maxPayload: 256 * 1024 });
   server.on('upgrade', (req, socket, head) => {
     const pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (!isServedHost(req.headers.host, config)) {
+      socket.end('HTTP/1.1 421 Misdirected Request\r\nConnection: close\r\n\r\n');
+      return;
+    }
     if (
       stopping ||
       pathname !== '/graphql' ||
@@ -376,12 +426,28 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         }
         const errors = enveloped.validate(enveloped.schema, document);
         if (errors.length > 0) return errors;
-        return {
+        const operation = {
           schema: enveloped.schema,
           document,
           operationName: payload.operationName,
           variableValues: payload.variables,
-          contextValue: await enveloped.contextFactory(),
+        };
+        let contextValue: Context;
+        try {
+          contextValue = await enveloped.contextFactory();
+        } catch (error) {
+          // A token that is no longer valid: this operation answers UNAUTHENTICATED, then
+          // completes, like an HTTP request would; the socket and its other operations stay.
+          if (!isGraphQLError(error)) throw error;
+          const refused = () => ({ errors: [error] });
+          return {
+            ...operation,
+            rootValue: { execute: refused, subscribe: refused } satisfies EnvelopedRoot,
+          };
+        }
+        return {
+          ...operation,
+          contextValue,
           rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe } satisfies EnvelopedRoot,
         };
       },
@@ -460,6 +526,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         await worker?.stop();
         mail.close();
         await provisioning.close();
+        await sessionWatch.close();
         await events.close();
         limitsRedis?.disconnect();
         await deps.db.close();

@@ -10,10 +10,12 @@ import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import ValidationPlugin from '@pothos/plugin-validation';
 import type { Context } from './context.js';
 import {
+  asErrorData,
   ConflictError,
   ERROR_CODES,
   type FieldError,
   forbidden,
+  isErrorData,
   NotFoundError,
   type OnrampError,
   unauthenticated,
@@ -22,6 +24,9 @@ import {
 import type PrismaTypes from './generated/central/pothos-types.js';
 import { getDatamodel } from './generated/central/pothos-types.js';
 import { DateTimeResolver, JSONResolver } from './scalars.js';
+import TextInputPlugin from './text-input.js';
+
+export { asErrorData, isErrorData };
 
 export const builder = new SchemaBuilder<{
   Context: Context;
@@ -31,8 +36,11 @@ export const builder = new SchemaBuilder<{
     superAdmin: boolean;
     /** Platform operations (clinic health, repair, runs, zombies): super-admins. */
     operator: boolean;
-    /** injectFault: anyone outside production. */
-    faultInjection: boolean;
+    /**
+     * Development tools (devMailbox, devSmsOutbox, injectFault): super-admins outside production.
+     * The mailbox holds sign-in codes, so an open one would be an open super-admin session.
+     */
+    devTools: boolean;
     /** An admin of the clinic with this id (or a super-admin). */
     clinicAdmin: string;
     /** An admin of some clinic (their own clinic's data only; resolvers scope it). */
@@ -47,13 +55,16 @@ export const builder = new SchemaBuilder<{
   DefaultFieldNullability: false;
 }>({
   defaultFieldNullability: false,
-  plugins: [ScopeAuthPlugin, ErrorsPlugin, ValidationPlugin, PrismaPlugin, RelayPlugin],
+  // TextInputPlugin after ValidationPlugin: its check runs first (Pothos applies them in reverse).
+  plugins: [ScopeAuthPlugin, ErrorsPlugin, ValidationPlugin, TextInputPlugin, PrismaPlugin, RelayPlugin],
   scopeAuth: {
+    // Subscriptions are authorized when they start (an error, then complete), not per event.
+    authorizeOnSubscribe: true,
     authScopes: (context) => ({
       authenticated: context.viewer !== null,
       superAdmin: context.viewer?.role === 'SUPER_ADMIN',
       operator: context.viewer?.role === 'SUPER_ADMIN',
-      faultInjection: context.deps.config.env !== 'production',
+      devTools: context.viewer?.role === 'SUPER_ADMIN' && context.deps.config.env !== 'production',
       application: context.application !== null,
       clinicAdminOfAny: context.viewer?.role === 'CLINIC_ADMIN' && context.viewer.clinicId !== null,
       clinicAdmin: (clinicId: string) =>
@@ -128,27 +139,6 @@ builder.objectType(ValidationError, {
     fields: t.field({ type: [FieldErrorRef], resolve: (error) => error.fields }),
   }),
 });
-
-const ERROR_DATA = Symbol('onramp.errorData');
-
-/**
- * graphql-js turns any returned Error instance into a field error. Where a field builds its own
- * result union (instead of the errors plugin), an expected failure travels as this plain copy;
- * the error types accept it alongside instances.
- */
-export function asErrorData<E extends OnrampError>(error: E): E {
-  return { ...error, name: error.name, message: error.message, [ERROR_DATA]: true } as unknown as E;
-}
-
-/** Whether `value` is the plain copy {@link asErrorData} made of an error named `name`. */
-export function isErrorData(value: unknown, name: string): boolean {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    ERROR_DATA in value &&
-    (value as { name?: unknown }).name === name
-  );
-}
 
 /** Registers an expected-failure class as a GraphQL type carrying just `code` and `message`. */
 export function errorType(ErrorClass: new (...args: never[]) => OnrampError, name: string): void {

@@ -54,6 +54,10 @@ export interface Viewer {
   userId: string;
   role: UserRole;
   clinicId: string | null;
+  /** The session the access token belongs to (checked on every request). */
+  sessionId: string;
+  /** When the access token expires: live subscriptions end then. */
+  expiresAt: Date;
 }
 
 export interface Context {

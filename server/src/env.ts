@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { PROVISIONING_STEP_NAMES, type ProvisioningStepName } from './modules/provisioning/step-names.js';
@@ -147,6 +148,24 @@ const rawSchema = z.object({
   PROVISIONING_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
   CLINIC_HEALTH_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(8),
   CLINIC_HEALTH_INTERVAL_SECONDS: z.coerce.number().int().min(0).max(86_400).default(60),
+  ALLOWED_HOSTS: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      const hosts = list(raw).map((host) => host.toLowerCase().replace(/\.$/, ''));
+      for (const host of hosts) {
+        // A leading dot stands for the domain and every name under it (`.example.com`).
+        const name = host.startsWith('.') ? host.slice(1) : host;
+        if (!DOMAIN_NAME.test(name) && isIP(name.replace(/^\[(.*)\]$/, '$1')) === 0) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `"${host}" is not a host name such as onramp.example.com or .example.com`,
+          });
+        }
+      }
+      return hosts.map((host) => host.replace(/^\[(.*)\]$/, '$1'));
+    }),
+  HASH_SLOTS_PER_ADDRESS: z.coerce.number().int().min(1).max(1000).optional(),
   CORS_ORIGINS: z
     .string()
     .optional()
@@ -231,6 +250,16 @@ export interface Config {
   clinicHealthConcurrency: number;
   /** Seconds between background health sweeps; 0 disables them. */
   clinicHealthIntervalSeconds: number;
+  /**
+   * Extra `Host` names served (HTTP and WebSocket), besides localhost, loopback addresses and
+   * PUBLIC_URL's host; `.example.com` stands for the domain and its subdomains (see http/hosts.ts).
+   */
+  allowedHosts: string[];
+  /**
+   * argon2 hashing slots one client address may hold at once (running or waiting) for password
+   * sign-ins; more is refused with RATE_LIMITED. @default half of the slots, at least one
+   */
+  hashSlotsPerAddress: number | undefined;
   /** Extra origins allowed by CORS and on WebSocket upgrades; the server's own origin always is. */
   corsOrigins: string[];
   logLevel: NonNullable<RawEnv['LOG_LEVEL']>;
@@ -318,6 +347,8 @@ export function loadConfig(
     provisioningLeaseSeconds: raw.PROVISIONING_LEASE_SECONDS,
     clinicHealthConcurrency: raw.CLINIC_HEALTH_CONCURRENCY,
     clinicHealthIntervalSeconds: raw.CLINIC_HEALTH_INTERVAL_SECONDS,
+    allowedHosts: raw.ALLOWED_HOSTS,
+    hashSlotsPerAddress: raw.HASH_SLOTS_PER_ADDRESS,
     corsOrigins: raw.CORS_ORIGINS,
     logLevel: raw.LOG_LEVEL ?? (raw.ONRAMP_ENV === 'test' ? 'warn' : 'info'),
     onboardingLimits: {

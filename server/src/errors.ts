@@ -56,6 +56,27 @@ export class ConflictError extends OnrampError {
   readonly code = 'CONFLICT' as const;
 }
 
+const ERROR_DATA = Symbol('onramp.errorData');
+
+/**
+ * graphql-js turns any returned Error instance into a field error. Where a field builds its own
+ * result union (instead of the errors plugin), an expected failure travels as this plain copy;
+ * the error types accept it alongside instances.
+ */
+export function asErrorData<E extends OnrampError>(error: E): E {
+  return { ...error, name: error.name, message: error.message, [ERROR_DATA]: true } as unknown as E;
+}
+
+/** Whether `value` is an {@link asErrorData} copy of the error class called `name`. */
+export function isErrorData(value: unknown, name: string): boolean {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    ERROR_DATA in value &&
+    (value as { name?: unknown }).name === name
+  );
+}
+
 /** Codes of the GraphQL errors (not data) that clients must handle. */
 export type GraphQLErrorCode = 'UNAUTHENTICATED' | 'FORBIDDEN' | 'RATE_LIMITED';
 

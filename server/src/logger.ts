@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import pinoPretty from 'pino-pretty';
 import type { Config } from './env.js';
 
 export type { Logger };
@@ -86,16 +87,14 @@ export function createLogger(
     formatters: { log: (object) => redactSecrets(object) as Record<string, unknown> },
     serializers: { err: serializeError },
   };
-  if (destination) return redactingChildren(pino(options, destination));
+  const pretty = { translateTime: 'SYS:HH:MM:ss' };
   if (config.env === 'development') {
-    return redactingChildren(
-      pino({
-        ...options,
-        transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss' } },
-      }),
-    );
+    // Same pretty lines into a given destination (tests read them), else through a worker.
+    if (destination)
+      return redactingChildren(pino(options, pinoPretty({ ...pretty, destination, sync: true })));
+    return redactingChildren(pino({ ...options, transport: { target: 'pino-pretty', options: pretty } }));
   }
-  return redactingChildren(pino(options));
+  return redactingChildren(destination ? pino(options, destination) : pino(options));
 }
 
 /**

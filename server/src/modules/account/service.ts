@@ -9,6 +9,8 @@ import type { ProvisioningService } from '../provisioning/service.js';
 export interface AccountDeps {
   prisma: CentralPrisma;
   provisioning: ProvisioningService;
+  /** Ends the user's live subscriptions on every instance (see auth/service.ts). */
+  sessionsEnded: (userId: string) => void;
 }
 
 export class AccountService {
@@ -112,6 +114,7 @@ export class AccountService {
         },
       }),
     ]);
+    this.deps.sessionsEnded(userId);
     if (user.clinicId) {
       // The provider row stays for the clinic's records (appointments refer to it), without identity.
       const clinicDb = await provisioning.clients.get(user.clinicId).catch(() => null);

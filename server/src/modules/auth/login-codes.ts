@@ -23,8 +23,6 @@ import { type LimitStore, Lockout } from './lockout.js';
 
 export const CODE_TTL_SECONDS = 10 * 60;
 export const MAX_FAILED_ATTEMPTS = 5;
-/** The guessing budget and the send cooldown reset after this long. */
-const WINDOW_MS = 60 * 60_000;
 /** A row's window has lapsed (or it never sent a code): budgets start again. */
 const FRESH_WINDOW = Prisma.sql`(l.last_sent_at IS NULL OR l.window_started_at < now() - interval '1 hour')`;
 /**
@@ -77,7 +75,9 @@ export class LoginCodes {
     const addressKey = `ip:${ip ?? 'unknown'}`;
     // LOGIN_CODE_SEND_LIMITS=off (benchmarks only; production refuses it) skips both send limits.
     const limited = this.deps.config.loginCodeSendLimits;
-    const addressWait = limited ? await this.addresses.retryAfter(addressKey) : 0;
+    // Counted per request before anything else (lockout.ts), so a burst from one address, or a
+    // spray of e-mails from one place, sends at most the limit.
+    const addressWait = limited ? await this.addresses.reserve(addressKey) : 0;
     if (addressWait > 0) throw rateLimited(addressWait);
 
     const code = String(randomInt(0, 1_000_000)).padStart(6, '0');
@@ -109,8 +109,6 @@ export class LoginCodes {
           FROM login_codes l WHERE l.email = ${email}`;
       throw rateLimited((row?.wait_ms ?? 1000) / 1000);
     }
-    // Counted per request, so spraying many addresses from one place is bounded too.
-    if (limited) await this.addresses.fail(addressKey);
     // Everything that depends on whether the e-mail is known happens after the answer, so the
     // answer and its timing are the same for every address.
     const delivery = this.deliver(email, code, ip, known)
@@ -227,55 +225,87 @@ export class LoginCodes {
   async verify(rawEmail: string, code: string): Promise<CodeUser> {
     const { prisma } = this.deps;
     const email = normaliseEmail(rawEmail);
-    const row = await prisma.loginCode.findUnique({ where: { email } });
-    const now = Date.now();
-    if (!row) throw new InvalidCodeError('This code is invalid or has expired');
-    const inWindow = now - row.windowStartedAt.getTime() <= WINDOW_MS;
-    if (inWindow && row.failedAttempts >= MAX_FAILED_ATTEMPTS) throw new TooManyAttemptsError();
+    // The attempt is counted before the code is compared, in one statement (the row lock orders
+    // concurrent attempts): of N parallel guesses at most MAX_FAILED_ATTEMPTS are compared. A
+    // lapsed window starts a new budget.
+    const [row] = await prisma.$queryRaw<
+      { code_hmac: string | null; expires_at: Date; failed_attempts: number }[]
+    >`
+      UPDATE login_codes
+         SET failed_attempts = CASE WHEN window_started_at < now() - interval '1 hour' THEN 1 ELSE failed_attempts + 1 END,
+             window_started_at = CASE WHEN window_started_at < now() - interval '1 hour' THEN now() ELSE window_started_at END
+       WHERE email = ${email}
+         AND (window_started_at < now() - interval '1 hour' OR failed_attempts < ${MAX_FAILED_ATTEMPTS})
+   RETURNING code_hmac, expires_at, failed_attempts`;
+    if (!row) {
+      // The budget is spent, or no code was ever asked for this e-mail. Rows exist for every
+      // e-mail a code was asked for, known or not: this tells nothing about accounts.
+      const spent = await prisma.loginCode.count({ where: { email } });
+      if (spent > 0) throw new TooManyAttemptsError();
+      throw new InvalidCodeError('This code is invalid or has expired');
+    }
 
-    const expected = row.codeHmac ? Buffer.from(row.codeHmac, 'hex') : Buffer.alloc(32);
+    const expected = row.code_hmac ? Buffer.from(row.code_hmac, 'hex') : Buffer.alloc(32);
     const given = Buffer.from(this.hmac(email, /^\d{6}$/.test(code) ? code : 'invalid'), 'hex');
     const matches =
-      timingSafeEqual(expected, given) && row.codeHmac !== null && row.expiresAt.getTime() > now;
+      timingSafeEqual(expected, given) && row.code_hmac !== null && row.expires_at.getTime() > Date.now();
     if (!matches) {
-      // Counted atomically: concurrent wrong guesses cannot exceed the budget.
-      const [counted] = await prisma.$queryRaw<{ failed_attempts: number }[]>`
-        UPDATE login_codes
-           SET failed_attempts = CASE WHEN window_started_at < now() - interval '1 hour' THEN 1 ELSE failed_attempts + 1 END,
-               window_started_at = CASE WHEN window_started_at < now() - interval '1 hour' THEN now() ELSE window_started_at END,
-               code_hmac = CASE WHEN failed_attempts + 1 >= ${MAX_FAILED_ATTEMPTS} THEN NULL ELSE code_hmac END
-         WHERE email = ${email}
-     RETURNING failed_attempts`;
-      if ((counted?.failed_attempts ?? 0) >= MAX_FAILED_ATTEMPTS) throw new TooManyAttemptsError();
+      if (row.failed_attempts >= MAX_FAILED_ATTEMPTS) {
+        // The last attempt of the budget was wrong: the code is burnt.
+        await prisma.$executeRaw`UPDATE login_codes SET code_hmac = NULL WHERE email = ${email}`;
+        throw new TooManyAttemptsError();
+      }
       throw new InvalidCodeError('This code is invalid or has expired');
     }
     // Single use: of two concurrent uses of one code, only one clears it (compare-and-set on the
     // HMAC just compared). The user comes back in the same round trip.
+    //
+    // Pre-hijack: whoever registered this e-mail before its owner proved it could have set the
+    // password (and so could still sign in after the owner starts using the account). When the
+    // mailbox is proven for the first time, that password is cleared and every session started
+    // before ends, in the same statement; the owner signs in with codes until they set one.
     const [user] = await prisma.$queryRaw<
       {
         id: string;
         role: UserRole;
         clinic_id: string | null;
         clinic_status: string | null;
-        verified: boolean;
+        first_proof: boolean;
       }[]
     >`
       WITH used AS (
         UPDATE login_codes SET code_hmac = NULL, failed_attempts = 0
-         WHERE email = ${email} AND code_hmac = ${row.codeHmac}
-        RETURNING email)
-      SELECT u.id::text AS id, u.role::text AS role, u.clinic_id::text AS clinic_id,
-             c.status::text AS clinic_status, u.email_verified_at IS NOT NULL AS verified
-        FROM used JOIN users u ON u.email = used.email LEFT JOIN clinics c ON c.id = u.clinic_id`;
+         WHERE email = ${email} AND code_hmac = ${row.code_hmac}
+        RETURNING email),
+      target AS (
+        SELECT u.id, u.role, u.clinic_id, u.email_verified_at IS NULL AS first_proof,
+               u.password_hash IS NOT NULL AS had_password
+          FROM used JOIN users u ON u.email = used.email),
+      proven AS (
+        UPDATE users SET email_verified_at = now(), password_hash = NULL
+         WHERE id IN (SELECT id FROM target WHERE first_proof)
+        RETURNING id),
+      ended AS (
+        UPDATE sessions SET revoked_at = now()
+         WHERE user_id IN (SELECT id FROM proven) AND revoked_at IS NULL
+        RETURNING id),
+      audited AS (
+        INSERT INTO audit_log (action, actor_id, clinic_id, target_type, target_id, data)
+        SELECT 'user.email_proven', t.id, t.clinic_id, 'user', t.id::text,
+               jsonb_build_object('method', 'code', 'passwordCleared', t.had_password,
+                                  'sessionsEnded', (SELECT count(*) FROM ended))
+          FROM target t WHERE t.first_proof)
+      SELECT t.id::text AS id, t.role::text AS role, t.clinic_id::text AS clinic_id,
+             c.status::text AS clinic_status, t.first_proof
+        FROM target t LEFT JOIN clinics c ON c.id = t.clinic_id`;
     if (!user) throw new InvalidCodeError('This code is invalid or has expired');
-    // The code proves the mailbox is theirs.
-    if (!user.verified) {
-      await prisma.user.updateMany({
-        where: { id: user.id, emailVerifiedAt: null },
-        data: { emailVerifiedAt: new Date() },
-      });
-    }
-    return { id: user.id, role: user.role, clinicId: user.clinic_id, clinicStatus: user.clinic_status };
+    return {
+      id: user.id,
+      role: user.role,
+      clinicId: user.clinic_id,
+      clinicStatus: user.clinic_status,
+      firstProof: user.first_proof,
+    };
   }
 }
 
@@ -286,4 +316,6 @@ export interface CodeUser {
   clinicId: string | null;
   /** Their clinic's status, when they belong to one. */
   clinicStatus: string | null;
+  /** This code proved the mailbox for the first time: earlier sessions and password are gone. */
+  firstProof: boolean;
 }

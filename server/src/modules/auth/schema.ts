@@ -170,7 +170,7 @@ builder.mutationFields((t) => ({
   disableTwoFactor: t.field({
     type: DisableTwoFactorSuccess,
     authScopes: { authenticated: true },
-    errors: { types: [InvalidCodeError] },
+    errors: { types: [InvalidCodeError, TooManyAttemptsError] },
     args: { code: t.arg.string({ required: true, validate: z.string().max(20) }) },
     resolve: async (_root, { code }, context) => {
       await context.deps.auth.twoFactor.disable(context.viewer?.userId as string, code);

@@ -4,12 +4,13 @@
  * with argon2id, the same cost for unknown e-mails, growing lockouts, and the clinic health
  * check of the seed: a broken clinic database is repaired (within 5 s) before anyone enters it.
  */
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { jwtVerify, SignJWT } from 'jose';
+import { createHash, createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { GraphQLError } from 'graphql';
+import { type JWTPayload, jwtVerify, SignJWT } from 'jose';
 import type { Viewer } from '../../context.js';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
-import { rateLimited } from '../../errors.js';
+import { rateLimited, unauthenticated } from '../../errors.js';
 import type { UserRole } from '../../generated/central/enums.js';
 import type { Logger } from '../../logger.js';
 import type { MailTransport } from '../mail/service.js';
@@ -21,11 +22,10 @@ import {
   EmailNotVerifiedError,
   InvalidCredentialsError,
   InvalidRefreshTokenError,
-  TooManyAttemptsError,
 } from './errors.js';
 import { type LimitStore, Lockout } from './lockout.js';
 import { LoginCodes } from './login-codes.js';
-import { hashPassword, verifyPassword } from './passwords.js';
+import { claimHashSlot, DEFAULT_HASH_SLOTS_PER_ADDRESS, type HashClaim, hashPassword } from './passwords.js';
 import { TwoFactor } from './two-factor.js';
 
 export const ACCESS_TOKEN_TTL_SECONDS = 15 * 60;
@@ -54,6 +54,12 @@ export interface RequestMeta {
 export interface AuthDeps {
   /** Where lockouts and send limits are counted (shared by every instance). */
   limits: LimitStore;
+  /**
+   * Tells every instance that sessions of this user ended (the event bus): their live
+   * subscriptions end at once (session-watch.ts). Requests need no message: each checks its
+   * session in the database.
+   */
+  sessionsEnded: (userId: string) => void;
   /** Sign-in codes are sent through it as soon as they are stored (see login-codes.ts). */
   mail: MailTransport;
   config: Config;
@@ -71,18 +77,22 @@ export class AuthService {
   private readonly secret: Uint8Array;
   private readonly accounts: Lockout;
   private readonly addresses: Lockout;
-  private readonly secondFactor: Lockout;
   /** Verified against when the e-mail is unknown, so both cases cost one argon2 verify. */
   private dummyHash: Promise<string> | undefined;
+  private readonly hashSlotsPerAddress: number;
 
   readonly codes: LoginCodes;
   readonly twoFactor: TwoFactor;
 
+  /** Derives a spent refresh token's child (see refresh). */
+  private readonly refreshKey: Buffer;
+
   constructor(private readonly deps: AuthDeps) {
     this.secret = new TextEncoder().encode(deps.config.jwtSecret);
+    this.refreshKey = createHmac('sha256', deps.config.jwtSecret).update('onramp refresh tokens').digest();
+    this.hashSlotsPerAddress = deps.config.hashSlotsPerAddress ?? DEFAULT_HASH_SLOTS_PER_ADDRESS;
     this.accounts = new Lockout(deps.limits, 'sign_in.account', { threshold: 5, baseSeconds: 60 });
     this.addresses = new Lockout(deps.limits, 'sign_in.address', { threshold: 20, baseSeconds: 60 });
-    this.secondFactor = new Lockout(deps.limits, 'sign_in.2fa', { threshold: 5, baseSeconds: 60 });
     this.codes = new LoginCodes(deps);
     this.twoFactor = new TwoFactor(deps);
   }
@@ -112,24 +122,45 @@ export class AuthService {
     password: string,
     meta: RequestMeta,
   ): Promise<IssuedSession | TwoFactorChallenge> {
-    const { prisma } = this.deps;
     const where = 'phone' in login ? { phone: login.phone } : { email: normaliseEmail(login.email) };
     const accountKey = 'phone' in where ? `account:phone:${where.phone}` : `account:${where.email}`;
     const addressKey = `ip:${meta.ip ?? 'unknown'}`;
-    const wait = Math.max(
-      await this.accounts.retryAfter(accountKey),
-      await this.addresses.retryAfter(addressKey),
-    );
-    if (wait > 0) throw rateLimited(wait);
+    // First the address's share of the hashing slots (passwords.ts): its excess is refused
+    // before anything is counted or queued.
+    const slot = claimHashSlot(addressKey, this.hashSlotsPerAddress);
+    if (!slot) throw rateLimited(1);
+    try {
+      return await this.checkPassword(where, accountKey, addressKey, password, meta, slot);
+    } finally {
+      slot.release();
+    }
+  }
+
+  /** The rest of signInWithPassword, within the address's claim on the hashing slots. */
+  private async checkPassword(
+    where: { phone: string } | { email: string },
+    accountKey: string,
+    addressKey: string,
+    password: string,
+    meta: RequestMeta,
+    slot: HashClaim,
+  ): Promise<IssuedSession | TwoFactorChallenge> {
+    const { prisma } = this.deps;
+    // Reserved before anything is evaluated (lockout.ts): of N concurrent attempts at most the
+    // limit get past here. The address first: an attempt on a locked account still spends the
+    // address's budget, so a locked account is no free target for guessing elsewhere.
+    const addressWait = await this.addresses.reserve(addressKey);
+    if (addressWait > 0) throw rateLimited(addressWait);
+    const accountWait = await this.accounts.reserve(accountKey);
+    if (accountWait > 0) throw rateLimited(accountWait);
 
     const user = await prisma.user.findUnique({ where, include: { clinic: true } });
     // Unknown e-mail or no password: verify against a dummy hash anyway, so the answer takes
     // as long as for a known account and reveals nothing.
     this.dummyHash ??= hashPassword(randomBytes(16).toString('hex'));
-    const ok = await verifyPassword(user?.passwordHash ?? (await this.dummyHash), password);
+    const ok = await slot.verify(user?.passwordHash ?? (await this.dummyHash), password);
     if (!user?.passwordHash || !ok) {
-      await this.accounts.fail(accountKey);
-      await this.addresses.fail(addressKey);
+      // Already counted by the reservations above.
       await prisma.auditLog.create({
         data: {
           action: 'auth.sign_in_failed',
@@ -141,7 +172,9 @@ export class AuthService {
       });
       throw new InvalidCredentialsError();
     }
-    await this.accounts.succeed(accountKey);
+    // A right password clears the account's count and gives the address its attempt back (a
+    // whole clinic may sign in from one address).
+    await Promise.all([this.accounts.succeed(accountKey), this.addresses.refund(addressKey)]);
     // A member invited by SMS proved their phone by activating (which set this password).
     if (!('phone' in where) && !user.emailVerifiedAt) throw new EmailNotVerifiedError();
     if (user.clinic) await this.ensureClinicUsable(user.clinic.id, user.clinic.status);
@@ -161,8 +194,8 @@ export class AuthService {
   }
 
   /**
-   * Completes a password sign-in with a TOTP or recovery code. Five wrong codes lock the
-   * second factor like five wrong passwords lock the first.
+   * Completes a password sign-in with a TOTP or recovery code. Five attempts lock the second
+   * factor like five wrong passwords lock the first (two-factor.ts).
    * @throws InvalidCodeError, TooManyAttemptsError
    */
   async verifyTwoFactor(challengeToken: string, code: string, meta: RequestMeta): Promise<IssuedSession> {
@@ -178,14 +211,7 @@ export class AuthService {
     } catch {
       throw new InvalidCodeError('This sign-in attempt has expired; sign in again');
     }
-    const key = `2fa:${userId}`;
-    if ((await this.secondFactor.retryAfter(key)) > 0) throw new TooManyAttemptsError();
-    if (!(await this.twoFactor.verify(userId, code))) {
-      await this.secondFactor.fail(key);
-      if ((await this.secondFactor.retryAfter(key)) > 0) throw new TooManyAttemptsError();
-      throw new InvalidCodeError('That code is not valid');
-    }
-    await this.secondFactor.succeed(key);
+    await this.twoFactor.check(userId, code);
     const user = await this.deps.prisma.user.findUniqueOrThrow({
       where: { id: userId },
       select: { id: true, role: true, clinicId: true },
@@ -200,6 +226,8 @@ export class AuthService {
   async signInWithCode(email: string, code: string, meta: RequestMeta): Promise<IssuedSession> {
     // verify() hands back the user and their clinic's status with the consumed code.
     const user = await this.codes.verify(email, code);
+    // A first proof of the mailbox ended every earlier session (login-codes.ts, pre-hijack).
+    if (user.firstProof) this.deps.sessionsEnded(user.id);
     if (user.clinicId) await this.ensureClinicUsable(user.clinicId, user.clinicStatus ?? 'FAILED');
     return this.issue(user, randomUUID(), meta, 'code');
   }
@@ -240,8 +268,10 @@ export class AuthService {
   }
 
   /**
-   * Rotates a refresh token. A spent token presented again after the grace period means it
-   * leaked: the whole family is revoked.
+   * Rotates a refresh token. Its child is derived from it (an HMAC under a server key), so a
+   * spent token presented again within the grace gets the same child back, never a second
+   * branch a thief could keep alive. After the grace it means the token leaked: the whole
+   * family is revoked.
    * @throws InvalidRefreshTokenError
    */
   async refresh(refreshToken: string, meta: RequestMeta): Promise<IssuedSession> {
@@ -270,6 +300,7 @@ export class AuthService {
           }),
         ]);
         logger.warn({ userId: session.userId }, 'spent refresh token reused; session family revoked');
+        this.deps.sessionsEnded(session.userId);
         throw new InvalidRefreshTokenError();
       }
     } else {
@@ -281,7 +312,8 @@ export class AuthService {
     }
     const clinic = session.user.clinic;
     if (clinic && clinic.status !== 'READY') throw new ClinicUnavailableError();
-    return this.issue(session.user, session.familyId, meta, null);
+    const child = createHmac('sha256', this.refreshKey).update(refreshToken).digest('base64url');
+    return this.issue(session.user, session.familyId, meta, null, child);
   }
 
   /** Ends the sign-in this token belongs to (its whole family). Same answer for any token. */
@@ -299,25 +331,29 @@ export class AuthService {
       }),
       prisma.auditLog.create({ data: { action: 'auth.sign_out', actorId: session.userId } }),
     ]);
+    this.deps.sessionsEnded(session.userId);
   }
 
   /**
-   * A new session (refresh token) and access token for a user the caller has just loaded; with a
-   * `method`, the sign-in is audited in the same statement (one round trip, atomic).
+   * A session (refresh token) and access token for a user the caller has just loaded; with a
+   * `method`, the sign-in is audited in the same statement (one round trip, atomic). A given
+   * `refreshToken` (a derived child) that already has its session gets that session again.
    */
   private async issue(
     user: { id: string; role: UserRole; clinicId: string | null },
     familyId: string,
     meta: RequestMeta,
     method: string | null,
+    refreshToken = randomBytes(32).toString('base64url'),
   ): Promise<IssuedSession> {
-    const refreshToken = randomBytes(32).toString('base64url');
+    const hash = sha256(refreshToken);
     const [session] = await this.deps.prisma.$queryRaw<{ id: string }[]>`
       WITH s AS (
         INSERT INTO sessions (user_id, family_id, refresh_token_hash, expires_at, ip, user_agent)
-        VALUES (${user.id}::uuid, ${familyId}::uuid, ${sha256(refreshToken)},
+        VALUES (${user.id}::uuid, ${familyId}::uuid, ${hash},
                 ${new Date(Date.now() + REFRESH_TOKEN_TTL_MS)}::timestamptz, ${meta.ip}::text,
                 ${meta.userAgent?.slice(0, 300) ?? null}::text)
+        ON CONFLICT (refresh_token_hash) DO NOTHING
         RETURNING id),
       audited AS (
         INSERT INTO audit_log (action, actor_id, clinic_id, ip, data)
@@ -325,10 +361,16 @@ export class AuthService {
                jsonb_build_object('method', ${method}::text)
           FROM s WHERE ${method}::text IS NOT NULL)
       SELECT id::text AS id FROM s`;
-    if (!session) throw new Error('session insert returned no row');
+    // The derived child exists already (a replay within the grace, or a concurrent refresh):
+    // its session again, read in a statement of its own to see a row committed meanwhile.
+    const [existing] = session
+      ? [session]
+      : await this.deps.prisma.$queryRaw<{ id: string }[]>`
+          SELECT id::text AS id FROM sessions WHERE refresh_token_hash = ${hash} AND revoked_at IS NULL`;
+    if (!existing) throw new InvalidRefreshTokenError();
     const userId = user.id;
     const expiresAt = new Date(Date.now() + ACCESS_TOKEN_TTL_SECONDS * 1000);
-    const accessToken = await new SignJWT({ role: user.role, cid: user.clinicId, sid: session.id })
+    const accessToken = await new SignJWT({ role: user.role, cid: user.clinicId, sid: existing.id })
       .setProtectedHeader({ alg: 'HS256' })
       .setSubject(userId)
       .setIssuer('onramp')
@@ -339,24 +381,75 @@ export class AuthService {
     return { accessToken, refreshToken, expiresAt, userId };
   }
 
-  /** The caller of a request, from `Authorization: Bearer <accessToken>`; null when absent or invalid. */
-  async viewerFromAuthorization(header: string | null | undefined): Promise<Viewer | null> {
+  /**
+   * The caller of a request, from `Authorization: Bearer <accessToken>`: null without a bearer
+   * token. A token is valid only while its session is (docs/decisions/016): its signature and
+   * expiry, then its session in the database on every request, so signing out, a revoked
+   * family, a deleted account or a password change (which end sessions) and a role change
+   * (the token's claims no longer match) take effect at once on every instance.
+   * @throws UNAUTHENTICATED when a token is given but is not, or no longer, valid.
+   */
+  async authenticate(header: string | null | undefined): Promise<Viewer | null> {
     const token = /^Bearer\s+(\S+)$/i.exec(header ?? '')?.[1];
     if (!token) return null;
+    const rejected = () => unauthenticated('Your session has ended or expired; sign in again');
+    let payload: JWTPayload;
     try {
-      const { payload } = await jwtVerify(token, this.secret, {
+      ({ payload } = await jwtVerify(token, this.secret, {
         issuer: 'onramp',
         audience: 'onramp',
         algorithms: ['HS256'],
-      });
-      if (typeof payload.sub !== 'string') return null;
-      return {
-        userId: payload.sub,
-        role: payload.role as UserRole,
-        clinicId: (payload.cid as string | null) ?? null,
-      };
+      }));
     } catch {
-      return null;
+      throw rejected();
+    }
+    const { sub, sid, exp } = payload;
+    if (typeof sub !== 'string' || !UUID.test(sub) || typeof sid !== 'string' || !UUID.test(sid)) {
+      throw rejected();
+    }
+    const live = await this.liveSession(sid);
+    const clinicId = (payload.cid as string | null | undefined) ?? null;
+    if (!live || live.userId !== sub || live.role !== payload.role || live.clinicId !== clinicId) {
+      throw rejected();
+    }
+    return {
+      userId: sub,
+      role: live.role,
+      clinicId,
+      sessionId: sid,
+      expiresAt: new Date((exp ?? 0) * 1000),
+    };
+  }
+
+  /** {@link authenticate} for REST routes: null when absent or not valid. */
+  async viewerFromAuthorization(header: string | null | undefined): Promise<Viewer | null> {
+    try {
+      return await this.authenticate(header);
+    } catch (error) {
+      if (error instanceof GraphQLError) return null;
+      throw error;
     }
   }
+
+  /** Whether the session `viewer` was authenticated with is still valid (live subscriptions). */
+  async stillValid(viewer: Viewer): Promise<boolean> {
+    if (viewer.expiresAt.getTime() <= Date.now()) return false;
+    const live = await this.liveSession(viewer.sessionId);
+    return live?.userId === viewer.userId && live.role === viewer.role && live.clinicId === viewer.clinicId;
+  }
+
+  /** A session neither revoked nor expired, with its user's current role and clinic. */
+  private async liveSession(
+    sessionId: string,
+  ): Promise<{ userId: string; role: UserRole; clinicId: string | null } | undefined> {
+    const [live] = await this.deps.prisma.$queryRaw<
+      { user_id: string; role: UserRole; clinic_id: string | null }[]
+    >`
+      SELECT s.user_id::text AS user_id, u.role::text AS role, u.clinic_id::text AS clinic_id
+        FROM sessions s JOIN users u ON u.id = s.user_id
+       WHERE s.id = ${sessionId}::uuid AND s.revoked_at IS NULL AND s.expires_at > now()`;
+    return live && { userId: live.user_id, role: live.role, clinicId: live.clinic_id };
+  }
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -1,7 +1,8 @@
 /**
  * Two-factor authentication: TOTP set up, confirmed with a first code (which also yields 10
  * single-use recovery codes, shown once and stored hashed), required after a correct password,
- * and disabled only with a current code. Secrets are encrypted at rest.
+ * and disabled only with a current code. Secrets are encrypted at rest. Every code checked for
+ * sign-in or to disable 2FA is an attempt reserved first (lockout.ts): 5 per user per window.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { CentralPrisma } from '../../db/database.js';
@@ -9,6 +10,8 @@ import type { Config } from '../../env.js';
 import { ConflictError } from '../../errors.js';
 import { decryptSecret, encryptSecret } from '../provisioning/secrets.js';
 import { InvalidCodeError } from '../registration/errors.js';
+import { TooManyAttemptsError } from './errors.js';
+import { type LimitStore, Lockout } from './lockout.js';
 import { base32Encode, matchTotp, newTotpSecret, otpauthUrl } from './totp.js';
 
 const RECOVERY_CODES = 10;
@@ -18,10 +21,16 @@ const normaliseRecovery = (code: string) => code.replace(/[\s-]/g, '').toUpperCa
 export interface TwoFactorDeps {
   config: Config;
   prisma: CentralPrisma;
+  /** Where attempts are counted (shared by every instance). */
+  limits: LimitStore;
 }
 
 export class TwoFactor {
-  constructor(private readonly deps: TwoFactorDeps) {}
+  private readonly attempts: Lockout;
+
+  constructor(private readonly deps: TwoFactorDeps) {
+    this.attempts = new Lockout(deps.limits, 'sign_in.2fa', { threshold: 5, baseSeconds: 60 });
+  }
 
   private aad(userId: string) {
     return `totp:${userId}`;
@@ -68,12 +77,15 @@ export class TwoFactor {
     return codes;
   }
 
-  /** Turns 2FA off, with a current code or a recovery code. */
+  /**
+   * Turns 2FA off, with a current code or a recovery code.
+   * @throws InvalidCodeError, TooManyAttemptsError
+   */
   async disable(userId: string, code: string): Promise<void> {
     const { prisma } = this.deps;
     const user = await prisma.user.findUniqueOrThrow({ where: { id: userId } });
     if (!user.totpEnabledAt) return;
-    if (!(await this.verify(userId, code))) throw new InvalidCodeError('That code is not valid');
+    await this.check(userId, code);
     await prisma.$transaction([
       prisma.recoveryCode.deleteMany({ where: { userId } }),
       prisma.user.update({
@@ -94,8 +106,24 @@ export class TwoFactor {
     return Boolean(user?.totpEnabledAt);
   }
 
+  /**
+   * A second factor for `userId`, as one reserved attempt: refused once 5 attempts are spent.
+   * @throws TooManyAttemptsError (this attempt was not evaluated, or was the last one and wrong),
+   * InvalidCodeError
+   */
+  async check(userId: string, code: string): Promise<void> {
+    const key = `2fa:${userId}`;
+    if ((await this.attempts.reserve(key)) > 0) throw new TooManyAttemptsError();
+    if (await this.verify(userId, code)) {
+      await this.attempts.succeed(key);
+      return;
+    }
+    if ((await this.attempts.retryAfter(key)) > 0) throw new TooManyAttemptsError();
+    throw new InvalidCodeError('That code is not valid');
+  }
+
   /** A TOTP code (once per time step) or an unused recovery code (spent here). */
-  async verify(userId: string, code: string): Promise<boolean> {
+  private async verify(userId: string, code: string): Promise<boolean> {
     const { prisma } = this.deps;
     const user = await prisma.user.findUniqueOrThrow({ where: { id: userId } });
     if (await this.acceptTotp(user, code.trim())) return true;

@@ -1,5 +1,4 @@
 import { builder } from '../../builder.js';
-import { forbidden } from '../../errors.js';
 import { type DevMailMessage, devMailbox } from './service.js';
 
 const MailStatusEnum = builder.enumType('MailStatus', {
@@ -29,13 +28,11 @@ builder.queryField('devMailbox', (t) =>
   t.field({
     type: [MailMessageRef],
     description:
-      'Development and test only (FORBIDDEN in production): what the dev mailbox accepted for `to`, newest first.',
-    args: { to: t.arg.string({ required: true }) },
+      'Development and test only, super-admins (FORBIDDEN in production): what the dev mailbox accepted for `to`, newest first.',
     // The field exists in every environment so that the printed schema does not depend on one.
-    resolve: (_root, { to }, context) => {
-      if (context.deps.config.env === 'production')
-        throw forbidden('devMailbox is not available in production');
-      return devMailbox(context.deps.db.prisma, to, context.deps.config.encryptionKey);
-    },
+    authScopes: { devTools: true },
+    args: { to: t.arg.string({ required: true }) },
+    resolve: (_root, { to }, context) =>
+      devMailbox(context.deps.db.prisma, to, context.deps.config.encryptionKey),
   }),
 );

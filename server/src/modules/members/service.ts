@@ -35,6 +35,8 @@ export interface MembersDeps {
   prisma: CentralPrisma;
   sms: SmsGateway;
   mail: MailTransport;
+  /** Ends the user's live subscriptions on every instance (see auth/service.ts). */
+  sessionsEnded: (userId: string) => void;
 }
 
 export class MembersService {
@@ -139,32 +141,43 @@ export class MembersService {
       where: contact.email ? { email: contact.email } : { phone: contact.phone },
       include: { activationCode: true },
     });
-    const row = user?.activationCode;
-    if (!user || !row) throw new InvalidCodeError('This code is invalid or has expired');
-    if (row.failedAttempts >= MAX_ACTIVATION_ATTEMPTS) throw new TooManyAttemptsError();
+    if (!user?.activationCode) throw new InvalidCodeError('This code is invalid or has expired');
+    // The attempt is counted before the code is compared, in one statement: of N parallel
+    // guesses at most MAX_ACTIVATION_ATTEMPTS are compared (docs/decisions/016).
+    const [row] = await prisma.$queryRaw<{ code_hmac: string; expires_at: Date; failed_attempts: number }[]>`
+      UPDATE activation_codes SET failed_attempts = failed_attempts + 1
+       WHERE user_id = ${user.id}::uuid AND failed_attempts < ${MAX_ACTIVATION_ATTEMPTS}
+   RETURNING code_hmac, expires_at, failed_attempts`;
+    if (!row) throw new TooManyAttemptsError();
     const given = Buffer.from(this.hmac(user.id, /^\d{6}$/.test(code) ? code : 'invalid'), 'hex');
     const ok =
-      timingSafeEqual(Buffer.from(row.codeHmac, 'hex'), given) && row.expiresAt.getTime() > Date.now();
+      timingSafeEqual(Buffer.from(row.code_hmac, 'hex'), given) && row.expires_at.getTime() > Date.now();
     if (!ok) {
-      const [counted] = await prisma.$queryRaw<{ failed_attempts: number }[]>`
-        UPDATE activation_codes SET failed_attempts = failed_attempts + 1 WHERE user_id = ${user.id}::uuid RETURNING failed_attempts`;
-      if ((counted?.failed_attempts ?? 0) >= MAX_ACTIVATION_ATTEMPTS) throw new TooManyAttemptsError();
+      if (row.failed_attempts >= MAX_ACTIVATION_ATTEMPTS) throw new TooManyAttemptsError();
       throw new InvalidCodeError('This code is invalid or has expired');
     }
     const passwordHash = await hashPassword(password);
     await prisma.$transaction(async (tx) => {
       // Single use: of two concurrent activations, one deletes the code.
-      const used = await tx.activationCode.deleteMany({ where: { userId: user.id, codeHmac: row.codeHmac } });
+      const used = await tx.activationCode.deleteMany({
+        where: { userId: user.id, codeHmac: row.code_hmac },
+      });
       if (used.count === 0) throw new InvalidCodeError('This code is invalid or has expired');
       await tx.user.update({
         where: { id: user.id },
         // The code reached them at this address or number: it is theirs.
         data: { passwordHash, ...(contact.email ? { emailVerifiedAt: new Date() } : {}) },
       });
+      // A password set ends every session started before it (docs/decisions/016).
+      await tx.session.updateMany({
+        where: { userId: user.id, revokedAt: null },
+        data: { revokedAt: new Date() },
+      });
       await tx.auditLog.create({
         data: { action: 'member.activated', actorId: user.id, clinicId: user.clinicId },
       });
     });
+    this.deps.sessionsEnded(user.id);
     return user.id;
   }
 }

@@ -13,6 +13,7 @@ import type { Deps } from '../../context.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { clientAddress } from '../../http/client-address.js';
 import { MAX_BODY_BYTES, sendJson } from '../../http/security.js';
+import { CONTROL_CHARACTER_MESSAGE, findControlCharacter } from '../../text-input.js';
 import { validateApplicationName } from './applications.js';
 import { OnboardingProvisioningFailedError, RateLimitExceeded } from './errors.js';
 import { fingerprint, parseIdempotencyKey } from './idempotency.js';
@@ -334,12 +335,15 @@ async function readJsonObject(req: IncomingMessage): Promise<Record<string, unkn
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    // Fatal: bytes that are not UTF-8 are refused, not silently replaced.
+    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks)));
   } catch {
     throw new HttpError(400, 'invalid_json', 'The body is not valid JSON');
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new HttpError(400, 'invalid_request', 'The body must be a JSON object');
   }
+  const invalid = findControlCharacter(parsed);
+  if (invalid) throw new ValidationError([{ path: invalid, message: CONTROL_CHARACTER_MESSAGE }]);
   return parsed as Record<string, unknown>;
 }

@@ -438,8 +438,8 @@ builder.mutationFields((t) => ({
   }),
   injectFault: t.field({
     type: InjectFaultSuccessRef,
-    description: 'Development and test only: the next `times` runs of `step` fail.',
-    authScopes: { faultInjection: true },
+    description: 'Development and test only, super-admins: the next `times` runs of `step` fail.',
+    authScopes: { devTools: true },
     args: {
       step: t.arg({ type: StepNameEnum, required: true }),
       times: t.arg.int({ defaultValue: 1, validate: z.number().int().min(1).max(10) }),
