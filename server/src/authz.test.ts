@@ -232,6 +232,16 @@ describe('role boundaries of the schema', async () => {
       access: SUPER_ADMINS,
       answer: (value) => expect(value).toEqual([{ clinicId }]),
     },
+    'Query.provisioningRun': {
+      operation: `{ provisioningRun(id: "${ZERO}") { id } }`,
+      access: SUPER_ADMINS,
+      answer: (value) => expect(value).toBeNull(),
+    },
+    'Query.signInLinkInTerminal': {
+      operation: '{ signInLinkInTerminal }',
+      access: PUBLIC,
+      answer: (value) => expect(value).toBe(false), // test environment: no banner link
+    },
     'Query.zombieReport': {
       operation: '{ zombieReport { empty } }',
       access: SUPER_ADMINS,
@@ -346,6 +356,11 @@ describe('role boundaries of the schema', async () => {
       access: PUBLIC,
       answer: typename('InvalidCodeError'),
     },
+    'Mutation.signInWithLink': {
+      operation: `mutation { signInWithLink(token: "${'A'.repeat(43)}") { __typename } }`,
+      access: PUBLIC,
+      answer: typename('InvalidCodeError'),
+    },
     'Mutation.signInWithPassword': {
       operation:
         'mutation { signInWithPassword(email: "$fresh@example.com", password: "wrong password 1") { __typename } }',
@@ -391,6 +406,13 @@ describe('role boundaries of the schema', async () => {
     'Clinic.schemaVersion': clinicField('schemaVersion', string),
     'Clinic.health': clinicField('health { dbStatus }', (value) =>
       expect(value).toEqual({ dbStatus: 'HEALTHY' }),
+    ),
+    'Clinic.admin': clinicField('admin { id }', (value) => expect(value).toEqual({ id: expect.any(String) })),
+    'Clinic.dnsRecords': clinicField('dnsRecords { type }', (value) =>
+      expect(value).toEqual(expect.arrayContaining([{ type: 'A' }])),
+    ),
+    'Clinic.certificate': clinicField('certificate { fqdn }', (value) =>
+      expect(value).toEqual({ fqdn: expect.stringMatching(/./) }),
     ),
     ProvisioningRun: {
       operation: `{ provisioningRuns(clinicId: "${clinicId}") { id status steps { name } } }`,
