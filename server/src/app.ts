@@ -17,6 +17,7 @@ import { WebSocketServer } from 'ws';
 import type { BaseDeps, Context, Deps } from './context.js';
 import { REPO_ROOT } from './db/paths.js';
 import { scopedRunner } from './db/request-scope.js';
+import { expectedFailureError } from './errors.js';
 import { handleAdminRoute } from './http/admin-routes.js';
 import { clientAddress } from './http/client-address.js';
 import { bodyTooLarge, isAllowedOrigin, sendJson, setSecurityHeaders } from './http/security.js';
@@ -262,6 +263,8 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         // Checked by name: graphql's CJS and ESM builds can both be loaded, breaking instanceof.
         const original = isGraphQLError(error) ? error.originalError : error;
         if (isGraphQLError(error) && (!original || isGraphQLError(original))) return error;
+        const expected = isGraphQLError(error) ? expectedFailureError(error, original) : undefined;
+        if (expected) return expected;
         logger.error({ err: original }, 'unexpected error in a GraphQL operation');
         return new GraphQLError(message, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
       },

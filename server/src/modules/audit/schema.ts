@@ -1,5 +1,6 @@
 /** The audit log: written by each module in the same transaction as its action; read here. */
 import { builder } from '../../builder.js';
+import { bigintCursor, checkCursors } from '../../cursors.js';
 
 builder.prismaObject('AuditLog', {
   fields: (t) => ({
@@ -27,6 +28,7 @@ builder.queryField('auditLog', (t) =>
     },
     // Row-level security scopes the rows: everything for super-admins, the viewer's clinic otherwise.
     resolve: (query, _root, args, context) => {
+      checkCursors(args, bigintCursor);
       const action = args.action
         ? args.action.endsWith('.')
           ? { action: { startsWith: args.action } }

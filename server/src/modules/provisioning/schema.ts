@@ -1,6 +1,7 @@
 import { filter, pipe } from 'graphql-yoga';
 import { z } from 'zod';
 import { builder, ErrorInterface } from '../../builder.js';
+import { checkCursors, uuidCursor } from '../../cursors.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import { ProvisioningFailedError } from './errors.js';
 import type { ClinicHealth } from './integrity.js';
@@ -180,6 +181,7 @@ builder.queryFields((t) => ({
       health: t.arg({ type: DbStatusEnum, description: 'Checks every clinic first (bounded concurrency).' }),
     },
     resolve: async (query, _root, args, context) => {
+      checkCursors(args, uuidCursor);
       let ids: string[] | undefined;
       if (args.health) {
         const report = await context.deps.provisioning.clinicsHealth();
