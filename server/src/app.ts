@@ -23,7 +23,7 @@ import { clientAddress } from './http/client-address.js';
 import { bodyTooLarge, isAllowedOrigin, sendJson, setSecurityHeaders } from './http/security.js';
 import { serveConsole } from './http/static.js';
 import { startWorker, type Worker } from './jobs/index.js';
-import { createMetrics, useOperationMetrics } from './metrics.js';
+import { createMetrics, mayScrapeMetrics, useOperationMetrics } from './metrics.js';
 import { AccountService } from './modules/account/service.js';
 import { postgresLimitStore, redisLimitStore } from './modules/auth/lockout.js';
 import { AuthService } from './modules/auth/service.js';
@@ -297,6 +297,12 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
       });
     }
     if (pathname === '/metrics') {
+      if (!mayScrapeMetrics(req.headers.authorization, config)) {
+        const message = config.metricsToken
+          ? 'Send the metrics token as Authorization: Bearer …'
+          : 'Set METRICS_TOKEN to read metrics in production';
+        return sendJson(res, 401, { error: 'unauthenticated', message }, { 'WWW-Authenticate': 'Bearer' });
+      }
       res.writeHead(200, { 'Content-Type': metrics.registry.contentType, 'Cache-Control': 'no-store' });
       res.end(await metrics.registry.metrics());
       return;

@@ -122,6 +122,7 @@ const rawSchema = z.object({
     .default('admin@onramp.localhost'),
   JWT_SECRET: z.string().min(32, { error: 'must be at least 32 characters' }).optional(),
   ENCRYPTION_KEY: encryptionKey,
+  METRICS_TOKEN: z.string().trim().min(16, { error: 'must be at least 16 characters' }).optional(),
   REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).optional(),
   FAULT_INJECTION: z
     .string()
@@ -207,6 +208,11 @@ export interface Config {
   jwtSecret: string;
   encryptionKey: Buffer;
   redisUrl: string | undefined;
+  /**
+   * Bearer token `/metrics` requires. Production without one keeps `/metrics` closed; elsewhere
+   * `/metrics` is open unless one is set.
+   */
+  metricsToken: string | undefined;
   faultInjection: ProvisioningStepName[];
   clinicPoolSize: number;
   /**
@@ -305,6 +311,7 @@ export function loadConfig(
     adminEmail: raw.ONRAMP_ADMIN_EMAIL,
     ...secrets,
     redisUrl: raw.REDIS_URL,
+    metricsToken: raw.METRICS_TOKEN,
     faultInjection: raw.FAULT_INJECTION,
     clinicPoolSize: raw.CLINIC_POOL_SIZE,
     loginCodeSendLimits: raw.LOGIN_CODE_SEND_LIMITS === 'on',
