@@ -367,14 +367,17 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
           params: payload,
           connectionParams: ctx.connectionParams,
         });
+        // Parse and validation failures, limits included (graphql-armor throws some of them),
+        // answer this operation with an error; thrown, they would close the whole socket (4500)
+        // and every other subscription on it.
         let document: ReturnType<typeof enveloped.parse>;
         try {
           document = enveloped.parse(payload.query);
+          const errors = enveloped.validate(enveloped.schema, document);
+          if (errors.length > 0) return errors;
         } catch (error) {
-          return [error instanceof GraphQLError ? error : new GraphQLError('Syntax error')];
+          return [asOperationError(error)];
         }
-        const errors = enveloped.validate(enveloped.schema, document);
-        if (errors.length > 0) return errors;
         return {
           schema: enveloped.schema,
           document,
@@ -467,6 +470,14 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
       return stopped;
     },
   };
+}
+
+/** A thrown parse or validation failure as an error of graphql-ws' own GraphQLError class. */
+function asOperationError(error: unknown): GraphQLError {
+  if (error instanceof GraphQLError) return error;
+  return new GraphQLError(isGraphQLError(error) ? error.message : 'Invalid operation', {
+    extensions: isGraphQLError(error) ? error.extensions : undefined,
+  });
 }
 
 function isGraphQLError(error: unknown): error is GraphQLError {
