@@ -28,7 +28,7 @@ import { AccountService } from './modules/account/service.js';
 import { postgresLimitStore, redisLimitStore } from './modules/auth/lockout.js';
 import { AuthService } from './modules/auth/service.js';
 import { createCertificateIssuer } from './modules/certificates/service.js';
-import { createDnsProvider, createDnsServer } from './modules/dns/service.js';
+import { createDnsProvider, createDnsServer, type DnsLimits } from './modules/dns/service.js';
 import { checkHealth } from './modules/health/service.js';
 import { createMailTransport, deliverMail, type MailTransport } from './modules/mail/service.js';
 import { MembersService } from './modules/members/service.js';
@@ -71,6 +71,8 @@ export interface BuildAppOptions {
    * running in parallel), false disables it. @default config.dnsPort (0 there disables)
    */
   dnsPort?: number | false;
+  /** Limits of the built-in DNS server (tests make them small). @default see DnsLimits */
+  dnsLimits?: DnsLimits;
 }
 
 /** What the node adapter and the WebSocket server hand to yoga's context factory. */
@@ -96,12 +98,11 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   };
   const dns = createDnsProvider(config, base.db.prisma, logger);
   const certificates = createCertificateIssuer(config, base.db.prisma, dns, logger);
-  const dnsServer = createDnsServer(
-    config,
-    dns,
-    logger,
-    options.dnsPort ?? (config.dnsPort === 0 ? false : config.dnsPort),
-  );
+  const dnsServer = createDnsServer(config, dns, logger, {
+    port: options.dnsPort ?? (config.dnsPort === 0 ? false : config.dnsPort),
+    centralUrl: base.db.centralUrl,
+    limits: options.dnsLimits,
+  });
   const provisioning = new ProvisioningService({
     ...base,
     dns,
