@@ -117,15 +117,6 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         events.pubsub.publish('clinicHealth', { ...health, lastCheck: health.lastCheck.toISOString() }),
       ),
   });
-  const registration = new RegistrationService({
-    ...base,
-    prisma: base.db.prisma,
-    provisioning,
-    dns,
-    certificates,
-  });
-  const mail = options.mailTransport ?? createMailTransport(config, logger);
-  const reconciler = new Reconciler({ prisma: base.db.prisma, logger, provisioning });
   // Lockouts and send limits: Redis when configured (several instances), else the central database.
   const limitsRedis = config.redisUrl
     ? new Redis(config.redisUrl, { connectionName: 'onramp-limits', lazyConnect: true })
@@ -133,6 +124,18 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   limitsRedis?.on('error', (error) => logger.warn({ err: error }, 'rate-limit Redis connection error'));
   await limitsRedis?.connect();
   const limits = limitsRedis ? redisLimitStore(limitsRedis) : postgresLimitStore(base.db.prisma);
+  // Request counters (onboarding, registration and invitation limits): the same backend.
+  const counters = limitsRedis ? redisCounterStore(limitsRedis) : postgresCounterStore(base.db.prisma);
+  const registration = new RegistrationService({
+    ...base,
+    prisma: base.db.prisma,
+    provisioning,
+    dns,
+    certificates,
+    counters,
+  });
+  const mail = options.mailTransport ?? createMailTransport(config, logger);
+  const reconciler = new Reconciler({ prisma: base.db.prisma, logger, provisioning });
   const auth = new AuthService({ ...base, prisma: base.db.prisma, provisioning, limits, mail });
   await auth.bootstrapSuperAdmin();
   const account = new AccountService({ prisma: base.db.prisma, provisioning });
@@ -146,10 +149,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     prisma: base.db.prisma,
     dns,
     certificates,
-    limits: OnboardingLimits.fromConfig(
-      limitsRedis ? redisCounterStore(limitsRedis) : postgresCounterStore(base.db.prisma),
-      config,
-    ),
+    limits: OnboardingLimits.fromConfig(counters, config),
     faults: provisioning.faults,
     publishProgress: (event) =>
       safely('provisioning', () =>

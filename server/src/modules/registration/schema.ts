@@ -108,7 +108,7 @@ builder.mutationFields((t) => ({
     args: { input: t.arg({ type: RegisterClinicInput, required: true }) },
     validate: z.object({ input: registerClinicSchema }),
     resolve: (_root, args, context) =>
-      context.deps.registration.register(registerClinicSchema.parse(args.input)),
+      context.deps.registration.register(registerClinicSchema.parse(args.input), { ip: context.ip }),
   }),
   verifyEmail: t.field({
     type: VerifyEmailSuccess,

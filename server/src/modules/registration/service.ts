@@ -10,6 +10,7 @@ import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import type { Prisma } from '../../generated/central/client.js';
 import { addJob } from '../../jobs/index.js';
+import { type CounterStore, RateLimit, takeAll } from '../../limits/counters.js';
 import type { Logger } from '../../logger.js';
 import { hashPassword } from '../auth/passwords.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
@@ -45,6 +46,8 @@ export interface RegistrationDeps {
   provisioning: ProvisioningService;
   dns: DnsProvider;
   certificates: CertificateIssuer;
+  /** Where the registration limits are counted (shared by every instance). */
+  counters: CounterStore;
 }
 
 export interface Registered {
@@ -57,13 +60,40 @@ const jobKey = (clinicId: string) => `provision:${clinicId}`;
 const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 
 export class RegistrationService {
-  constructor(private readonly deps: RegistrationDeps) {}
+  /** Every registration creates a database, a role, DNS records and a certificate: bounded. */
+  private readonly perAddress: RateLimit;
+  private readonly overall: RateLimit;
+
+  constructor(private readonly deps: RegistrationDeps) {
+    const { ip, total } = deps.config.registrationLimits;
+    this.perAddress = new RateLimit(deps.counters, 'registration.ip', ip);
+    this.overall = new RateLimit(deps.counters, 'registration.total', total);
+  }
 
   /**
+   * @throws RATE_LIMITED (a GraphQL error) when this address, or everyone together, registered
+   * too often; counted before anything else is done.
    * @throws EmailTakenError when the e-mail is in use (also when a concurrent registration wins).
    * @throws ProvisioningFailedError after undoing everything.
    */
-  async register(input: RegisterClinicInput): Promise<Registered> {
+  async register(input: RegisterClinicInput, meta: { ip: string | null }): Promise<Registered> {
+    const address = meta.ip ?? 'unknown';
+    await takeAll([
+      [this.perAddress, address],
+      [this.overall, 'all'],
+    ]);
+    try {
+      return await this.registerCounted(input);
+    } catch (error) {
+      // A failure on our side is not the caller's attempt (it may retry at once).
+      if (error instanceof ProvisioningFailedError) {
+        await Promise.all([this.perAddress.release(address), this.overall.release('all')]);
+      }
+      throw error;
+    }
+  }
+
+  private async registerCounted(input: RegisterClinicInput): Promise<Registered> {
     const { prisma, provisioning, config } = this.deps;
     // Fast path; the unique index decides races (central_records maps its violation).
     if (await prisma.user.findUnique({ where: { email: input.adminEmail }, select: { id: true } })) {
