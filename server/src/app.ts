@@ -179,10 +179,10 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   let worker: Worker | undefined;
   let reconcileTimer: NodeJS.Timeout | undefined;
   const reconcile = () =>
-    Promise.all([reconciler.reconcile(), auth.codes.prune()])
-      .then(([result]) => {
-        if (Object.values(result).some((count) => count > 0))
-          logger.info({ result }, 'reconciled provisioning');
+    Promise.all([reconciler.reconcile(), auth.codes.prune(), registration.expireUnverified()])
+      .then(([result, , expired]) => {
+        if (Object.values(result).some((count) => count > 0) || expired > 0)
+          logger.info({ result, expiredRegistrations: expired }, 'reconciled provisioning');
       })
       .catch((error: unknown) => logger.error({ err: error }, 'reconciliation failed'));
   const consoleDir = options.consoleDir ?? CONSOLE_DIST;

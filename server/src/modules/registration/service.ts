@@ -6,7 +6,7 @@
  * after them cannot strand the clinic.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { CentralPrisma } from '../../db/database.js';
+import type { CentralPrisma, ClinicServer } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import type { Prisma } from '../../generated/central/client.js';
 import { addJob } from '../../jobs/index.js';
@@ -16,6 +16,7 @@ import { hashPassword } from '../auth/passwords.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
 import { clinicFqdn, type DnsProvider } from '../dns/provider.js';
 import { enqueueMail } from '../mail/service.js';
+import { dropClinicObjects } from '../provisioning/admin.js';
 import type { SagaStep } from '../provisioning/saga.js';
 import type { ProvisioningService } from '../provisioning/service.js';
 import { ProvisioningFailedError } from '../provisioning/service.js';
@@ -57,6 +58,8 @@ export interface Registered {
 }
 
 const jobKey = (clinicId: string) => `provision:${clinicId}`;
+/** Unverified registrations undone per pass at most; the next pass takes the rest. */
+const EXPIRY_BATCH = 20;
 const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 
 export class RegistrationService {
@@ -149,24 +152,7 @@ export class RegistrationService {
       await this.giveUp(clinicId, attempt, 'clinic admin or database server missing');
       return;
     }
-    const state: RegistrationState = {
-      clinicId,
-      clinicName: clinic.name,
-      country: clinic.country,
-      companyName: clinic.name,
-      admin: {
-        userId: admin.id,
-        firstName: admin.firstName,
-        lastName: admin.lastName,
-        email: admin.email ?? '',
-      },
-      server,
-      databaseName: clinic.databaseName,
-      roleName: clinic.databaseRole,
-      passwordHash: '',
-      phone: admin.phone,
-      hybrid: true,
-    };
+    const state = registrationState(clinic, admin, server, true);
     const last = attempt >= MAX_ATTEMPTS;
     const result = await provisioning.runSaga('REGISTER', state, this.remainingSteps(), {
       attempt,
@@ -249,6 +235,111 @@ export class RegistrationService {
         { jobKey: jobKey(clinicId), maxAttempts: 1 },
       );
     });
+  }
+
+  /**
+   * Undoes registrations nobody confirmed (docs/decisions/018): a READY or FAILED clinic older
+   * than UNVERIFIED_CLINIC_TTL, with a clinic admin, none of whose users ever verified an
+   * e-mail, signed in or got a client. Its certificate, DNS records, database and role and its
+   * central records go, through the undo of each registration step, as a recorded DELETE run;
+   * its e-mail and subdomain are free again. Run by every instance's periodic pass: each clinic
+   * is claimed (DELETING) by one of them.
+   * @returns how many registrations were undone.
+   */
+  async expireUnverified(): Promise<number> {
+    const { prisma, provisioning, logger, config } = this.deps;
+    const claimed = await prisma.$queryRaw<{ id: string; previous: 'READY' | 'FAILED' }[]>`
+      WITH expired AS (
+        SELECT c.id, c.status FROM clinics c
+         WHERE c.status IN ('READY', 'FAILED')
+           AND c.created_at < now() - make_interval(secs => ${config.unverifiedClinicTtlSeconds})
+           AND EXISTS (SELECT 1 FROM users u WHERE u.clinic_id = c.id AND u.role = 'CLINIC_ADMIN')
+           AND NOT EXISTS (SELECT 1 FROM users u WHERE u.clinic_id = c.id AND u.email_verified_at IS NOT NULL)
+           AND NOT EXISTS (SELECT 1 FROM users u JOIN sessions s ON s.user_id = u.id WHERE u.clinic_id = c.id)
+           AND NOT EXISTS (SELECT 1 FROM client_records r WHERE r.clinic_id = c.id)
+         ORDER BY c.created_at
+         LIMIT ${EXPIRY_BATCH}
+         FOR UPDATE OF c SKIP LOCKED)
+      UPDATE clinics SET status = 'DELETING', updated_at = now()
+        FROM expired WHERE clinics.id = expired.id
+      RETURNING clinics.id::text AS id, expired.status::text AS previous`;
+    let undone = 0;
+    for (const { id, previous } of claimed) {
+      const state = await this.stateOf(id);
+      if (!state) continue;
+      const result = await provisioning.runSaga('DELETE', state, this.expirySteps(), {
+        // A failed step leaves the rest for the next pass (every undo is idempotent).
+        suspendOn: () => true,
+      });
+      if (result.ok) {
+        undone += 1;
+        logger.info({ clinicId: id, runId: result.runId }, 'unverified registration undone');
+      } else {
+        await prisma.clinic.updateMany({ where: { id, status: 'DELETING' }, data: { status: previous } });
+        logger.warn(
+          { clinicId: id, runId: result.runId },
+          'undoing an unverified registration failed; retried later',
+        );
+      }
+    }
+    return undone;
+  }
+
+  /** The registration's undo, last step first, as the steps of a DELETE run. */
+  private expirySteps(): SagaStep<RegistrationState>[] {
+    const undo = (step: SagaStep<RegistrationState>): SagaStep<RegistrationState> => ({
+      name: step.name,
+      run: async (state) => {
+        await step.undo?.(state);
+        return undefined;
+      },
+    });
+    return [
+      undo(this.sslStep()),
+      undo(this.dnsStep()),
+      {
+        name: 'create_database',
+        run: async (state) => {
+          await this.deps.provisioning.clients.evict(state.clinicId);
+          // The one drop of this module: an empty database and its role, on the recorded rule of
+          // docs/decisions/018. To be routed through the single door of destructive operations
+          // (provisioning/drop.ts) when it lands.
+          await dropClinicObjects(state.server.url, state.databaseName, state.roleName);
+          return { note: `dropped ${state.databaseName}` };
+        },
+      },
+      {
+        name: 'central_records',
+        run: async (state) => {
+          await this.centralRecordsStep().undo?.(state);
+          await this.deps.prisma.auditLog.create({
+            data: {
+              action: 'registration.expired',
+              clinicId: state.clinicId,
+              targetType: 'clinic',
+              targetId: state.clinicId,
+              data: { ttlSeconds: this.deps.config.unverifiedClinicTtlSeconds },
+            },
+          });
+          return { note: 'e-mail and subdomain released' };
+        },
+      },
+    ];
+  }
+
+  /** What the steps of a registration need to know about an existing clinic. */
+  private async stateOf(clinicId: string): Promise<RegistrationState | undefined> {
+    const { prisma, provisioning, logger } = this.deps;
+    const clinic = await prisma.clinic.findUnique({
+      where: { id: clinicId },
+      include: { users: { where: { role: 'CLINIC_ADMIN' }, orderBy: { createdAt: 'asc' }, take: 1 } },
+    });
+    const server = clinic && provisioning.integrity.servers.get(clinic.databaseServer);
+    if (!clinic || !server) {
+      logger.error({ clinicId }, 'clinic or its database server missing; not undone');
+      return undefined;
+    }
+    return registrationState(clinic, clinic.users[0], server, false);
   }
 
   private centralRecordsStep(): SagaStep<RegistrationState> {
@@ -506,4 +597,31 @@ export class RegistrationService {
       await this.issueVerification(tx, { id: user.id, email, firstName: user.firstName }, clinicName);
     });
   }
+}
+
+/** The state the registration steps work on, for a clinic that exists (a resume, an undo). */
+function registrationState(
+  clinic: { id: string; name: string; country: string; databaseName: string; databaseRole: string },
+  admin:
+    | { id: string; firstName: string; lastName: string; email: string | null; phone: string | null }
+    | undefined,
+  server: ClinicServer,
+  hybrid: boolean,
+): RegistrationState {
+  return {
+    clinicId: clinic.id,
+    clinicName: clinic.name,
+    country: clinic.country,
+    companyName: clinic.name,
+    admin: admin
+      ? { userId: admin.id, firstName: admin.firstName, lastName: admin.lastName, email: admin.email ?? '' }
+      : null,
+    server,
+    databaseName: clinic.databaseName,
+    roleName: clinic.databaseRole,
+    // Only central_records uses it, and it never runs again for an existing clinic.
+    passwordHash: '',
+    phone: admin?.phone ?? null,
+    hybrid,
+  };
 }
