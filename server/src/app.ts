@@ -140,7 +140,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   await auth.bootstrapSuperAdmin();
   const account = new AccountService({ prisma: base.db.prisma, provisioning });
   const sms = createSmsGateway(config, logger);
-  const members = new MembersService({ ...base, prisma: base.db.prisma, sms, mail });
+  const members = new MembersService({ ...base, prisma: base.db.prisma, sms, mail, counters });
   // Onboarding service: its rate limits share the lockouts' backend (Redis or PostgreSQL).
   const applications = new ApplicationService(base.db.prisma);
   const onboarding = new OnboardingService({

@@ -4,6 +4,7 @@
  * from the dev mailbox (as the super-admin), verify, sign in.
  */
 import type { TestApp } from './harness.js';
+import type { SmtpSink } from './smtp-sink.js';
 
 export const REGISTER = `mutation Register($input: RegisterClinicInput!) {
   registerClinic(input: $input) {
@@ -62,21 +63,33 @@ export async function registerClinic(
   return { status, headers: answerHeaders, result: body.data?.registerClinic, errors: body.errors };
 }
 
-/** The verification token of the newest verification e-mail to `email` (dev mailbox). */
-export async function verificationToken(t: TestApp, email: string): Promise<string> {
-  const { body } = await t.gql<{ devMailbox: { kind: string; text: string }[] }>(
-    'query ($to: String!) { devMailbox(to: $to) { kind text } }',
-    { to: email },
-    await t.superAdmin(),
-  );
-  const mail = body.data?.devMailbox.find((message) => message.kind === 'email_verification');
-  const token = /verify-email\?token=([A-Za-z0-9_-]+)/.exec(mail?.text ?? '')?.[1];
+/**
+ * The verification token of the newest verification e-mail to `email`: from the dev mailbox, or
+ * from `sink` when the app sends through SMTP_URL.
+ */
+export async function verificationToken(t: TestApp, email: string, sink?: SmtpSink): Promise<string> {
+  let text: string | undefined;
+  if (sink) {
+    const mail = await sink.waitFor(
+      (message) =>
+        JSON.stringify(message.to ?? '').includes(email) && /verify-email/.test(message.text ?? ''),
+    );
+    text = mail.text;
+  } else {
+    const { body } = await t.gql<{ devMailbox: { kind: string; text: string }[] }>(
+      'query ($to: String!) { devMailbox(to: $to) { kind text } }',
+      { to: email },
+      await t.superAdmin(),
+    );
+    text = body.data?.devMailbox.find((message) => message.kind === 'email_verification')?.text;
+  }
+  const token = /verify-email\?token=([A-Za-z0-9_-]+)/.exec(text ?? '')?.[1];
   if (!token) throw new Error(`no verification e-mail for ${email}`);
   return token;
 }
 
-export async function verifyEmail(t: TestApp, email: string): Promise<void> {
-  const token = await verificationToken(t, email);
+export async function verifyEmail(t: TestApp, email: string, sink?: SmtpSink): Promise<void> {
+  const token = await verificationToken(t, email, sink);
   const { body } = await t.gql<{ verifyEmail: { __typename: string } }>(
     'mutation ($token: String!) { verifyEmail(token: $token) { __typename } }',
     { token },
@@ -97,12 +110,12 @@ export async function signIn(t: TestApp, email: string, password = 'a sturdy pas
   return { authorization: `Bearer ${token}` };
 }
 
-/** A READY clinic with a verified, signed-in admin. */
-export async function clinicWithAdmin(t: TestApp, overrides: Record<string, unknown> = {}) {
+/** A READY clinic with a verified, signed-in admin (`sink`: the app mails through SMTP_URL). */
+export async function clinicWithAdmin(t: TestApp, overrides: Record<string, unknown> = {}, sink?: SmtpSink) {
   const answer = await registerClinic(t, overrides);
   const clinic = answer.result?.clinic;
   const user = answer.result?.user;
   if (!clinic || !user) throw new Error(`registration failed: ${JSON.stringify(answer)}`);
-  await verifyEmail(t, user.email);
+  await verifyEmail(t, user.email, sink);
   return { clinic, user, headers: await signIn(t, user.email) };
 }

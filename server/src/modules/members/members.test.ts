@@ -168,7 +168,7 @@ describe('atomic invitations', async () => {
       __typename: 'InviteMemberSuccess',
       member: { email: 'staff@example.com' },
     });
-    const mail = await sink.waitFor((m) => (m.subject ?? '').includes('invites you'));
+    const mail = await sink.waitFor((m) => (m.subject ?? '').includes('activation code'));
     const code = /(\d{6})/.exec(mail.text ?? '')?.[1];
     const activated = await t.gql<{ activateAccount: { __typename: string } }>(ACTIVATE, {
       input: { email: 'staff@example.com', code, password: 'another sturdy passphrase' },
