@@ -460,6 +460,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         await yoga.dispose();
         clearInterval(reconcileTimer);
         await auth.codes.idle();
+        await registration.idle();
         await worker?.stop();
         mail.close();
         await provisioning.close();

@@ -26,6 +26,8 @@ export class AccountService {
           select: { createdAt: true, expiresAt: true, revokedAt: true, ip: true, userAgent: true },
         },
         clientRecords: {
+          // A record links to its own clinic's user only; older links across clinics are not theirs to see.
+          where: { clinic: { users: { some: { id: userId } } } },
           select: {
             clinicId: true,
             kind: true,

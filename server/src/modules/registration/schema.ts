@@ -122,9 +122,9 @@ builder.mutationFields((t) => ({
     type: ResendVerificationEmailSuccess,
     errors: {},
     args: { email: t.arg.string({ required: true, validate: z.string().max(254) }) },
-    resolve: async (_root, { email }, context) => {
-      // Same answer, known e-mail or not: no account enumeration here.
-      await context.deps.registration.resendVerificationEmail(email);
+    resolve: (_root, { email }, context) => {
+      // Same answer at the same moment, known e-mail or not: the work starts after it.
+      context.deps.registration.resendVerificationEmail(email);
       return { accepted: true as const };
     },
   }),

@@ -58,6 +58,8 @@ export interface Registered {
 }
 
 const jobKey = (clinicId: string) => `provision:${clinicId}`;
+/** Verification resends running at once at most (they run after the answer). */
+const MAX_PENDING_RESENDS = 100;
 /** Unverified registrations undone per pass at most; the next pass takes the rest. */
 const EXPIRY_BATCH = 20;
 const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
@@ -570,13 +572,33 @@ export class RegistrationService {
     });
   }
 
+  /** Resends still running (stop() and tests wait for them). */
+  private readonly resends = new Set<Promise<void>>();
+
   /**
-   * Sends a new link to an unverified user of a READY clinic. Says nothing about whether the
-   * e-mail exists: the caller answers the same either way, and at most one mail per minute goes out.
+   * Sends a new link to an unverified user of a READY clinic, after the caller has its answer:
+   * the answer and its timing are the same whether the e-mail is unknown, verified or not (the
+   * same rule as sign-in codes, auth/login-codes.ts). At most one mail per minute goes out per
+   * address; past {@link MAX_PENDING_RESENDS} resends still running, more are dropped (the
+   * answer does not change, and an honest user simply asks again).
    */
-  async resendVerificationEmail(rawEmail: string): Promise<void> {
+  resendVerificationEmail(rawEmail: string): void {
+    if (this.resends.size >= MAX_PENDING_RESENDS) {
+      this.deps.logger.warn('verification resends saturated; one dropped');
+      return;
+    }
+    const work = this.resendNow(normaliseEmail(rawEmail))
+      .catch((error: unknown) => this.deps.logger.error({ err: error }, 'verification resend failed'))
+      .finally(() => this.resends.delete(work));
+    this.resends.add(work);
+  }
+
+  async idle(): Promise<void> {
+    await Promise.all(this.resends);
+  }
+
+  private async resendNow(email: string): Promise<void> {
     const { prisma } = this.deps;
-    const email = normaliseEmail(rawEmail);
     const user = await prisma.user.findUnique({ where: { email }, include: { clinic: true } });
     if (!user || user.emailVerifiedAt || !user.clinic || user.clinic.status !== 'READY') return;
     const recent = await prisma.mailOutbox.count({
