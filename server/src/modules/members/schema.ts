@@ -60,7 +60,7 @@ const InviteMemberSuccess = builder.objectRef<{ userId: string }>('InviteMemberS
     member: t.prismaField({
       type: UserRef,
       resolve: (query, result, _args, context) =>
-        context.deps.db.prisma.user.findUniqueOrThrow({ ...query, where: { id: result.userId } }),
+        context.scoped((tx) => tx.user.findUniqueOrThrow({ ...query, where: { id: result.userId } })),
     }),
   }),
 });

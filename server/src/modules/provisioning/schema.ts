@@ -189,11 +189,13 @@ builder.queryFields((t) => ({
           .filter((health) => health.dbStatus === args.health)
           .map((health) => health.clinicId);
       }
-      return context.deps.db.prisma.clinic.findMany({
-        ...query,
-        where: { ...(args.status ? { status: args.status } : {}), ...(ids ? { id: { in: ids } } : {}) },
-        orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
-      });
+      return context.scoped((tx) =>
+        tx.clinic.findMany({
+          ...query,
+          where: { ...(args.status ? { status: args.status } : {}), ...(ids ? { id: { in: ids } } : {}) },
+          orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+        }),
+      );
     },
   }),
   clinicsHealth: t.field({
@@ -212,23 +214,26 @@ builder.queryFields((t) => ({
       first: t.arg.int({ defaultValue: 20, validate: z.number().int().min(1).max(200) }),
     },
     resolve: (query, _root, args, context) =>
-      context.deps.db.prisma.provisioningRun.findMany({
-        ...query,
-        where: {
-          ...(args.clinicId ? { clinicId: String(args.clinicId) } : {}),
-          ...(args.kind ? { kind: args.kind } : {}),
-        },
-        orderBy: [{ startedAt: 'desc' }, { id: 'desc' }],
-        take: args.first ?? 20,
-      }),
+      context.scoped((tx) =>
+        tx.provisioningRun.findMany({
+          ...query,
+          where: {
+            ...(args.clinicId ? { clinicId: String(args.clinicId) } : {}),
+            ...(args.kind ? { kind: args.kind } : {}),
+          },
+          orderBy: [{ startedAt: 'desc' }, { id: 'desc' }],
+          take: args.first ?? 20,
+        }),
+      ),
   }),
   provisioningMetrics: t.field({
     type: ProvisioningMetricsRef,
     authScopes: { operator: true },
     resolve: async (_root, _args, context) => {
-      const [row] = await context.deps.db.prisma.$queryRaw<
-        { successes: number; failures: number; retries: number; p50: number | null; p95: number | null }[]
-      >`
+      const [row] = await context.scoped(
+        (tx) => tx.$queryRaw<
+          { successes: number; failures: number; retries: number; p50: number | null; p95: number | null }[]
+        >`
         SELECT count(*) FILTER (WHERE status = 'SUCCEEDED')::int AS successes,
                count(*) FILTER (WHERE status IN ('FAILED', 'ROLLED_BACK'))::int AS failures,
                count(*) FILTER (WHERE attempt > 1)::int AS retries,
@@ -236,7 +241,8 @@ builder.queryFields((t) => ({
                  FILTER (WHERE status = 'SUCCEEDED' AND kind = 'REGISTER') AS p50,
                percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at) * 1000)
                  FILTER (WHERE status = 'SUCCEEDED' AND kind = 'REGISTER') AS p95
-          FROM provisioning_runs`;
+          FROM provisioning_runs`,
+      );
       const round = (value: number | null | undefined) =>
         value === null || value === undefined ? null : Math.round(Number(value));
       return {

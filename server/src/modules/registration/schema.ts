@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { builder, errorType } from '../../builder.js';
+import type { Context } from '../../context.js';
+import type { RequestScope } from '../../db/request-scope.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import { ClinicRef } from '../provisioning/schema.js';
 import { ProvisioningFailedError } from '../provisioning/service.js';
@@ -40,17 +42,30 @@ interface RegisterClinicResult {
   status: 'READY' | 'PENDING';
 }
 
+/**
+ * The caller of registerClinic is anonymous: what they just created is read as its new admin
+ * (row-level security, decision 011), which sees that clinic and that user only.
+ */
+const asNewAdmin = (context: Context, result: RegisterClinicResult) =>
+  context.scoped.as({ userId: result.userId, role: 'CLINIC_ADMIN', clinicId: result.clinicId });
+
 const RegisterClinicSuccess = builder.objectRef<RegisterClinicResult>('RegisterClinicSuccess').implement({
   fields: (t) => ({
     clinic: t.prismaField({
       type: ClinicRef,
       resolve: (query, result, _args, context) =>
-        context.deps.db.prisma.clinic.findUniqueOrThrow({ ...query, where: { id: result.clinicId } }),
+        asNewAdmin(
+          context,
+          result,
+        )((tx) => tx.clinic.findUniqueOrThrow({ ...query, where: { id: result.clinicId } })),
     }),
     user: t.prismaField({
       type: UserRef,
       resolve: (query, result, _args, context) =>
-        context.deps.db.prisma.user.findUniqueOrThrow({ ...query, where: { id: result.userId } }),
+        asNewAdmin(
+          context,
+          result,
+        )((tx) => tx.user.findUniqueOrThrow({ ...query, where: { id: result.userId } })),
     }),
     status: t.field({ type: RegistrationStatusEnum, resolve: (result) => result.status }),
   }),
@@ -71,15 +86,20 @@ const RegisterClinicInput = builder.inputType('RegisterClinicInput', {
   }),
 });
 
-const VerifyEmailSuccess = builder.objectRef<{ userId: string }>('VerifyEmailSuccess').implement({
-  fields: (t) => ({
-    user: t.prismaField({
-      type: UserRef,
-      resolve: (query, result, _args, context) =>
-        context.deps.db.prisma.user.findUniqueOrThrow({ ...query, where: { id: result.userId } }),
+const VerifyEmailSuccess = builder
+  .objectRef<RequestScope & { userId: string }>('VerifyEmailSuccess')
+  .implement({
+    fields: (t) => ({
+      user: t.prismaField({
+        type: UserRef,
+        // Read as the user who just proved the link is theirs (the caller is not signed in).
+        resolve: (query, verified, _args, context) =>
+          context.scoped.as(verified)((tx) =>
+            tx.user.findUniqueOrThrow({ ...query, where: { id: verified.userId } }),
+          ),
+      }),
     }),
-  }),
-});
+  });
 
 const ResendVerificationEmailSuccess = builder
   .objectRef<{ accepted: true }>('ResendVerificationEmailSuccess')
@@ -95,7 +115,7 @@ const RetryProvisioningSuccess = builder
       clinic: t.prismaField({
         type: ClinicRef,
         resolve: (query, result, _args, context) =>
-          context.deps.db.prisma.clinic.findUniqueOrThrow({ ...query, where: { id: result.clinicId } }),
+          context.scoped((tx) => tx.clinic.findUniqueOrThrow({ ...query, where: { id: result.clinicId } })),
       }),
     }),
   });
@@ -114,9 +134,7 @@ builder.mutationFields((t) => ({
     type: VerifyEmailSuccess,
     errors: { types: [InvalidCodeError] },
     args: { token: t.arg.string({ required: true, validate: z.string().min(1).max(200) }) },
-    resolve: async (_root, { token }, context) => ({
-      userId: await context.deps.registration.verifyEmail(token),
-    }),
+    resolve: (_root, { token }, context) => context.deps.registration.verifyEmail(token),
   }),
   resendVerificationEmail: t.field({
     type: ResendVerificationEmailSuccess,
@@ -137,10 +155,9 @@ builder.mutationFields((t) => ({
     },
     resolve: async (_root, { clinicId }, context) => {
       const id = String(clinicId);
-      const clinic = await context.deps.db.prisma.clinic.findUnique({
-        where: { id },
-        select: { status: true },
-      });
+      const clinic = await context.scoped((tx) =>
+        tx.clinic.findUnique({ where: { id }, select: { status: true } }),
+      );
       if (!clinic) throw new NotFoundError('clinic');
       if (clinic.status !== 'FAILED' && clinic.status !== 'PENDING') {
         throw new ConflictError(

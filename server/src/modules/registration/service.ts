@@ -7,6 +7,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { CentralPrisma, ClinicServer } from '../../db/database.js';
+import type { RequestScope } from '../../db/request-scope.js';
 import type { Config } from '../../env.js';
 import type { Prisma } from '../../generated/central/client.js';
 import { addJob } from '../../jobs/index.js';
@@ -552,8 +553,11 @@ export class RegistrationService {
     );
   }
 
-  /** Marks the e-mail verified. Single use, 24 h. @throws InvalidCodeError */
-  async verifyEmail(token: string): Promise<string> {
+  /**
+   * Marks the e-mail verified. Single use, 24 h. @returns who verified (for reading them back
+   * as themselves). @throws InvalidCodeError
+   */
+  async verifyEmail(token: string): Promise<RequestScope & { userId: string }> {
     const { prisma } = this.deps;
     return prisma.$transaction(async (tx) => {
       // The conditional update makes two concurrent uses of one token succeed once.
@@ -564,11 +568,15 @@ export class RegistrationService {
       });
       const userId = used[0]?.userId;
       if (!userId) throw new InvalidCodeError();
-      await tx.user.update({ where: { id: userId }, data: { emailVerifiedAt: new Date() } });
+      const user = await tx.user.update({
+        where: { id: userId },
+        data: { emailVerifiedAt: new Date() },
+        select: { role: true, clinicId: true },
+      });
       await tx.auditLog.create({
         data: { action: 'user.email_verified', actorId: userId, targetType: 'user', targetId: userId },
       });
-      return userId;
+      return { userId, role: user.role, clinicId: user.clinicId };
     });
   }
 
