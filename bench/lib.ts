@@ -150,6 +150,9 @@ export async function startBenchApp(
     CLINIC_POOL_SIZE: poolSize === undefined ? undefined : String(poolSize),
     CLINIC_HEALTH_INTERVAL_SECONDS: '0',
     LOG_LEVEL: 'error',
+    // A benchmark registers hundreds of clinics from one address within the hour.
+    REGISTRATION_IP_LIMIT: '1000000/1h',
+    REGISTRATION_TOTAL_LIMIT: '1000000/1h',
     ONRAMP_DATA_DIR: join(server.tmp, 'data'),
     HOST: '127.0.0.1',
     PORT: '0',

@@ -17,20 +17,21 @@ import { WebSocketServer } from 'ws';
 import type { BaseDeps, Context, Deps } from './context.js';
 import { REPO_ROOT } from './db/paths.js';
 import { scopedRunner } from './db/request-scope.js';
+import { expectedFailureError } from './errors.js';
 import { handleAdminRoute } from './http/admin-routes.js';
 import { clientAddress } from './http/client-address.js';
 import { isServedHost } from './http/hosts.js';
 import { bodyTooLarge, isAllowedOrigin, sendJson, setSecurityHeaders } from './http/security.js';
 import { serveConsole, serveConsolePage } from './http/static.js';
 import { startWorker, type Worker } from './jobs/index.js';
-import { createMetrics, useOperationMetrics } from './metrics.js';
+import { createMetrics, mayScrapeMetrics, useOperationMetrics } from './metrics.js';
 import { AccountService } from './modules/account/service.js';
 import { postgresLimitStore, redisLimitStore } from './modules/auth/lockout.js';
 import { registerHashingMetrics } from './modules/auth/passwords.js';
 import { AuthService } from './modules/auth/service.js';
 import { SessionWatch, useSessionBoundSubscriptions } from './modules/auth/session-watch.js';
 import { createCertificateIssuer } from './modules/certificates/service.js';
-import { createDnsProvider, createDnsServer } from './modules/dns/service.js';
+import { createDnsProvider, createDnsServer, type DnsLimits } from './modules/dns/service.js';
 import { checkHealth } from './modules/health/service.js';
 import { createMailTransport, deliverMail, type MailTransport } from './modules/mail/service.js';
 import { MembersService } from './modules/members/service.js';
@@ -73,6 +74,8 @@ export interface BuildAppOptions {
    * running in parallel), false disables it. @default config.dnsPort (0 there disables)
    */
   dnsPort?: number | false;
+  /** Limits of the built-in DNS server (tests make them small). @default see DnsLimits */
+  dnsLimits?: DnsLimits;
 }
 
 /** What the node adapter and the WebSocket server hand to yoga's context factory. */
@@ -106,12 +109,11 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   };
   const dns = createDnsProvider(config, base.db.prisma, logger);
   const certificates = createCertificateIssuer(config, base.db.prisma, dns, logger);
-  const dnsServer = createDnsServer(
-    config,
-    dns,
-    logger,
-    options.dnsPort ?? (config.dnsPort === 0 ? false : config.dnsPort),
-  );
+  const dnsServer = createDnsServer(config, dns, logger, {
+    port: options.dnsPort ?? (config.dnsPort === 0 ? false : config.dnsPort),
+    centralUrl: base.db.centralUrl,
+    limits: options.dnsLimits,
+  });
   const provisioning = new ProvisioningService({
     ...base,
     dns,
@@ -126,15 +128,6 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         events.pubsub.publish('clinicHealth', { ...health, lastCheck: health.lastCheck.toISOString() }),
       ),
   });
-  const registration = new RegistrationService({
-    ...base,
-    prisma: base.db.prisma,
-    provisioning,
-    dns,
-    certificates,
-  });
-  const mail = options.mailTransport ?? createMailTransport(config, logger);
-  const reconciler = new Reconciler({ prisma: base.db.prisma, logger, provisioning });
   // Lockouts and send limits: Redis when configured (several instances), else the central database.
   const limitsRedis = config.redisUrl
     ? new Redis(config.redisUrl, { connectionName: 'onramp-limits', lazyConnect: true })
@@ -142,6 +135,18 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   limitsRedis?.on('error', (error) => logger.warn({ err: error }, 'rate-limit Redis connection error'));
   await limitsRedis?.connect();
   const limits = limitsRedis ? redisLimitStore(limitsRedis) : postgresLimitStore(base.db.prisma);
+  // Request counters (onboarding, registration and invitation limits): the same backend.
+  const counters = limitsRedis ? redisCounterStore(limitsRedis) : postgresCounterStore(base.db.prisma);
+  const registration = new RegistrationService({
+    ...base,
+    prisma: base.db.prisma,
+    provisioning,
+    dns,
+    certificates,
+    counters,
+  });
+  const mail = options.mailTransport ?? createMailTransport(config, logger);
+  const reconciler = new Reconciler({ prisma: base.db.prisma, logger, provisioning });
   // Sessions that end tell every instance, whose live subscriptions of them end at once.
   const sessionsEnded = (userId: string) =>
     safely('sessions', () => events.pubsub.publish('sessions', { userId }));
@@ -157,7 +162,14 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   const sessionWatch = new SessionWatch({ auth, events, logger, registry: metrics.registry });
   const account = new AccountService({ prisma: base.db.prisma, provisioning, sessionsEnded });
   const sms = createSmsGateway(config, logger);
-  const members = new MembersService({ ...base, prisma: base.db.prisma, sms, mail, sessionsEnded });
+  const members = new MembersService({
+    ...base,
+    prisma: base.db.prisma,
+    sms,
+    mail,
+    counters,
+    sessionsEnded,
+  });
   // Onboarding service: its rate limits share the lockouts' backend (Redis or PostgreSQL).
   const applications = new ApplicationService(base.db.prisma);
   const onboarding = new OnboardingService({
@@ -166,10 +178,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     prisma: base.db.prisma,
     dns,
     certificates,
-    limits: OnboardingLimits.fromConfig(
-      limitsRedis ? redisCounterStore(limitsRedis) : postgresCounterStore(base.db.prisma),
-      config,
-    ),
+    limits: OnboardingLimits.fromConfig(counters, config),
     faults: provisioning.faults,
     publishProgress: (event) =>
       safely('provisioning', () =>
@@ -199,10 +208,10 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   let worker: Worker | undefined;
   let reconcileTimer: NodeJS.Timeout | undefined;
   const reconcile = () =>
-    Promise.all([reconciler.reconcile(), auth.codes.prune()])
-      .then(([result]) => {
-        if (Object.values(result).some((count) => count > 0))
-          logger.info({ result }, 'reconciled provisioning');
+    Promise.all([reconciler.reconcile(), auth.codes.prune(), registration.expireUnverified()])
+      .then(([result, , expired]) => {
+        if (Object.values(result).some((count) => count > 0) || expired > 0)
+          logger.info({ result, expiredRegistrations: expired }, 'reconciled provisioning');
       })
       .catch((error: unknown) => logger.error({ err: error }, 'reconciliation failed'));
   const consoleDir = options.consoleDir ?? CONSOLE_DIST;
@@ -300,6 +309,8 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         // Checked by name: graphql's CJS and ESM builds can both be loaded, breaking instanceof.
         const original = isGraphQLError(error) ? error.originalError : error;
         if (isGraphQLError(error) && (!original || isGraphQLError(original))) return error;
+        const expected = isGraphQLError(error) ? expectedFailureError(error, original) : undefined;
+        if (expected) return expected;
         logger.error({ err: original }, 'unexpected error in a GraphQL operation');
         return new GraphQLError(message, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
       },
@@ -337,6 +348,12 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
       });
     }
     if (pathname === '/metrics') {
+      if (!mayScrapeMetrics(req.headers.authorization, config)) {
+        const message = config.metricsToken
+          ? 'Send the metrics token as Authorization: Bearer …'
+          : 'Set METRICS_TOKEN to read metrics in production';
+        return sendJson(res, 401, { error: 'unauthenticated', message }, { 'WWW-Authenticate': 'Bearer' });
+      }
       res.writeHead(200, { 'Content-Type': metrics.registry.contentType, 'Cache-Control': 'no-store' });
       res.end(await metrics.registry.metrics());
       return;
@@ -418,14 +435,17 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
           params: payload,
           connectionParams: ctx.connectionParams,
         });
+        // Parse and validation failures, limits included (graphql-armor throws some of them),
+        // answer this operation with an error; thrown, they would close the whole socket (4500)
+        // and every other subscription on it.
         let document: ReturnType<typeof enveloped.parse>;
         try {
           document = enveloped.parse(payload.query);
+          const errors = enveloped.validate(enveloped.schema, document);
+          if (errors.length > 0) return errors;
         } catch (error) {
-          return [error instanceof GraphQLError ? error : new GraphQLError('Syntax error')];
+          return [asOperationError(error)];
         }
-        const errors = enveloped.validate(enveloped.schema, document);
-        if (errors.length > 0) return errors;
         const operation = {
           schema: enveloped.schema,
           document,
@@ -523,6 +543,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         await yoga.dispose();
         clearInterval(reconcileTimer);
         await auth.codes.idle();
+        await registration.idle();
         await worker?.stop();
         mail.close();
         await provisioning.close();
@@ -535,6 +556,14 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
       return stopped;
     },
   };
+}
+
+/** A thrown parse or validation failure as an error of graphql-ws' own GraphQLError class. */
+function asOperationError(error: unknown): GraphQLError {
+  if (error instanceof GraphQLError) return error;
+  return new GraphQLError(isGraphQLError(error) ? error.message : 'Invalid operation', {
+    extensions: isGraphQLError(error) ? error.extensions : undefined,
+  });
 }
 
 function isGraphQLError(error: unknown): error is GraphQLError {

@@ -92,7 +92,8 @@ export const builder = new SchemaBuilder<{
       ),
   },
   prisma: {
-    client: (context) => context.deps.db.prisma,
+    // Relations load through the request's row-level-secured connection (decision 011).
+    client: (context) => context.scoped.client,
     dmmf: getDatamodel(),
     exposeDescriptions: true,
     filterConnectionTotalCount: true,

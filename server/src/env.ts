@@ -45,6 +45,21 @@ const rateRule = (fallback: string) =>
       return { max: Number(match[1]), windowSeconds: Number(match[2]) * WINDOW_UNITS[unit] };
     });
 
+/** `<n><unit>`, e.g. `48h`, `30m`, `7d`, `90s`; in seconds. */
+const duration = (fallback: string) =>
+  z
+    .string()
+    .trim()
+    .default(fallback)
+    .transform((raw, ctx) => {
+      const match = /^(\d{1,7})([smhd])$/.exec(raw);
+      if (!match || Number(match[1]) < 1) {
+        ctx.addIssue({ code: 'custom', message: 'must look like 48h (a number and s, m, h or d)' });
+        return z.NEVER;
+      }
+      return Number(match[1]) * WINDOW_UNITS[match[2] as keyof typeof WINDOW_UNITS];
+    });
+
 const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
 
 /** 32 bytes, given as 64 hex characters or as base64. */
@@ -124,6 +139,7 @@ const rawSchema = z.object({
     .default('admin@onramp.localhost'),
   JWT_SECRET: z.string().min(32, { error: 'must be at least 32 characters' }).optional(),
   ENCRYPTION_KEY: encryptionKey,
+  METRICS_TOKEN: z.string().trim().min(16, { error: 'must be at least 16 characters' }).optional(),
   REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).optional(),
   FAULT_INJECTION: z
     .string()
@@ -188,6 +204,11 @@ const rawSchema = z.object({
   ONBOARDING_PROVISION_LIMIT: rateRule('1/24h'),
   ONBOARDING_STATUS_LIMIT: rateRule('100/1h'),
   ONBOARDING_IP_LIMIT: rateRule('50/1h'),
+  REGISTRATION_IP_LIMIT: rateRule('5/1h'),
+  REGISTRATION_TOTAL_LIMIT: rateRule('100/1h'),
+  INVITATION_CLINIC_LIMIT: rateRule('50/24h'),
+  INVITATION_TOTAL_LIMIT: rateRule('1000/24h'),
+  UNVERIFIED_CLINIC_TTL: duration('48h'),
 });
 
 type RawEnv = z.output<typeof rawSchema>;
@@ -229,6 +250,11 @@ export interface Config {
   jwtSecret: string;
   encryptionKey: Buffer;
   redisUrl: string | undefined;
+  /**
+   * Bearer token `/metrics` requires. Production without one keeps `/metrics` closed; elsewhere
+   * `/metrics` is open unless one is set.
+   */
+  metricsToken: string | undefined;
   faultInjection: ProvisioningStepName[];
   clinicPoolSize: number;
   /**
@@ -269,6 +295,21 @@ export interface Config {
    * @default start 10/1h, provision 1/24h, status 100/1h, ip 50/1h (the integration guide)
    */
   onboardingLimits: Record<'start' | 'provision' | 'status' | 'ip', { max: number; windowSeconds: number }>;
+  /**
+   * registerClinic attempts per client address and in total (every address together).
+   * @default ip 5/1h, total 100/1h
+   */
+  registrationLimits: Record<'ip' | 'total', { max: number; windowSeconds: number }>;
+  /**
+   * inviteMember attempts per clinic and in total (every clinic together).
+   * @default clinic 50/24h, total 1000/24h
+   */
+  invitationLimits: Record<'clinic' | 'total', { max: number; windowSeconds: number }>;
+  /**
+   * A registration whose admin has not verified the e-mail this long after it was made is
+   * undone (docs/decisions/018). @default 172800 (48 h)
+   */
+  unverifiedClinicTtlSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -338,6 +379,7 @@ export function loadConfig(
     adminEmail: raw.ONRAMP_ADMIN_EMAIL,
     ...secrets,
     redisUrl: raw.REDIS_URL,
+    metricsToken: raw.METRICS_TOKEN,
     faultInjection: raw.FAULT_INJECTION,
     clinicPoolSize: raw.CLINIC_POOL_SIZE,
     loginCodeSendLimits: raw.LOGIN_CODE_SEND_LIMITS === 'on',
@@ -357,6 +399,9 @@ export function loadConfig(
       status: raw.ONBOARDING_STATUS_LIMIT,
       ip: raw.ONBOARDING_IP_LIMIT,
     },
+    registrationLimits: { ip: raw.REGISTRATION_IP_LIMIT, total: raw.REGISTRATION_TOTAL_LIMIT },
+    invitationLimits: { clinic: raw.INVITATION_CLINIC_LIMIT, total: raw.INVITATION_TOTAL_LIMIT },
+    unverifiedClinicTtlSeconds: raw.UNVERIFIED_CLINIC_TTL,
   };
 }
 

@@ -26,6 +26,11 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 /** An expected failure, safe to show its message to the caller. */
 export abstract class OnrampError extends Error {
   abstract readonly code: ErrorCode;
+
+  /** What GraphQL shows when this failure is raised as an error rather than returned as data. */
+  get extensions(): Record<string, unknown> {
+    return { code: this.code };
+  }
 }
 
 export interface FieldError {
@@ -41,6 +46,10 @@ export class ValidationError extends OnrampError {
       fields.length === 1 ? (fields[0]?.message ?? 'Invalid input') : `${fields.length} inputs are invalid`,
     );
     this.name = 'ValidationError';
+  }
+
+  override get extensions(): Record<string, unknown> {
+    return { code: this.code, fields: this.fields };
   }
 }
 
@@ -108,4 +117,23 @@ export function rateLimited(retryAfterSeconds: number): GraphQLError {
       http: { status: 429, headers: { 'Retry-After': String(retryAfter) } },
     },
   });
+}
+
+/**
+ * An expected failure that reached GraphQL as an error instead of as data (a field whose type is
+ * not a result union, e.g. a list or a connection) is shown as it is, with its code, rather than
+ * masked as INTERNAL_SERVER_ERROR: graphql-js copies {@link OnrampError.extensions} onto it.
+ * Pothos' own checks of input (paging arguments, cursors) are validation failures too.
+ * @returns `located` when it is such a failure, else undefined (a real internal error).
+ */
+export function expectedFailureError(located: GraphQLError, original: unknown): GraphQLError | undefined {
+  if (original instanceof OnrampError) return located;
+  // Checked by name: Pothos' errors extend one of the two graphql builds (see app.ts). Their
+  // extensions object is their own, made when they were thrown.
+  if (original instanceof Error && original.name === 'PothosValidationError') {
+    if (Object.isExtensible(located.extensions))
+      Object.assign(located.extensions, { code: 'VALIDATION_FAILED' });
+    return located;
+  }
+  return undefined;
 }

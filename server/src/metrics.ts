@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { DocumentNode, OperationDefinitionNode } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
@@ -34,6 +35,22 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
   return { registry, graphqlDuration, provisioningRuns, provisioningStepDuration };
+}
+
+/**
+ * Whether a scrape with this `Authorization` header may read /metrics: with METRICS_TOKEN set,
+ * only its bearer; without one, anyone outside production and no one in production (process
+ * and operation metrics tell an attacker what runs and how busy it is).
+ */
+export function mayScrapeMetrics(
+  authorization: string | undefined,
+  config: { env: string; metricsToken: string | undefined },
+): boolean {
+  if (!config.metricsToken) return config.env !== 'production';
+  const given = /^Bearer (.+)$/.exec(authorization ?? '')?.[1] ?? '';
+  // Compared as digests: equal lengths for timingSafeEqual, and no early exit on a prefix.
+  const digest = (value: string) => createHash('sha256').update(value).digest();
+  return timingSafeEqual(digest(given), digest(config.metricsToken));
 }
 
 /** Distinct operation names labelled before the rest are counted as "other". */

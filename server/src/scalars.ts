@@ -1,4 +1,5 @@
 import { GraphQLError, GraphQLScalarType, Kind, type ValueNode } from 'graphql';
+import { isNestedDeeperThan, MAX_JSON_DEPTH } from './http/input.js';
 
 export const DateTimeResolver = new GraphQLScalarType<Date, string>({
   name: 'DateTime',
@@ -26,31 +27,51 @@ function parseDate(value: unknown): Date {
   return date;
 }
 
+const tooDeep = () =>
+  new GraphQLError(`JSON values may be nested at most ${MAX_JSON_DEPTH} levels`, {
+    extensions: { code: 'VALIDATION_FAILED' },
+  });
+
 export const JSONResolver = new GraphQLScalarType<unknown, unknown>({
   name: 'JSON',
-  description: 'Any JSON value.',
+  description: `Any JSON value, nested at most ${MAX_JSON_DEPTH} levels.`,
   serialize: (value) => value,
-  parseValue: (value) => value,
-  parseLiteral: function literal(ast: ValueNode, variables?: Record<string, unknown> | null): unknown {
-    switch (ast.kind) {
-      case Kind.STRING:
-      case Kind.BOOLEAN:
-        return ast.value;
-      case Kind.INT:
-      case Kind.FLOAT:
-        return Number(ast.value);
-      case Kind.NULL:
-        return null;
-      case Kind.LIST:
-        return ast.values.map((value) => literal(value, variables));
-      case Kind.OBJECT:
-        return Object.fromEntries(
-          ast.fields.map((field) => [field.name.value, literal(field.value, variables)]),
-        );
-      case Kind.VARIABLE:
-        return variables?.[ast.name.value];
-      default:
-        throw new GraphQLError('Unsupported JSON literal');
-    }
+  // Resolvers walk these values (validation, storage): deep ones would overflow the stack.
+  parseValue: (value) => {
+    if (isNestedDeeperThan(value)) throw tooDeep();
+    return value;
   },
+  parseLiteral: (ast, variables) => literal(ast, variables, 0),
 });
+
+function literal(
+  ast: ValueNode,
+  variables: Record<string, unknown> | null | undefined,
+  depth: number,
+): unknown {
+  switch (ast.kind) {
+    case Kind.STRING:
+    case Kind.BOOLEAN:
+      return ast.value;
+    case Kind.INT:
+    case Kind.FLOAT:
+      return Number(ast.value);
+    case Kind.NULL:
+      return null;
+    case Kind.LIST:
+      if (depth >= MAX_JSON_DEPTH) throw tooDeep();
+      return ast.values.map((value) => literal(value, variables, depth + 1));
+    case Kind.OBJECT:
+      if (depth >= MAX_JSON_DEPTH) throw tooDeep();
+      return Object.fromEntries(
+        ast.fields.map((field) => [field.name.value, literal(field.value, variables, depth + 1)]),
+      );
+    case Kind.VARIABLE: {
+      const value = variables?.[ast.name.value];
+      if (isNestedDeeperThan(value, MAX_JSON_DEPTH - depth)) throw tooDeep();
+      return value;
+    }
+    default:
+      throw new GraphQLError('Unsupported JSON literal');
+  }
+}

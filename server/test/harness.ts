@@ -151,6 +151,12 @@ export function testConfig(env: Record<string, string | undefined> = {}): Config
     PORT: '0',
     ONRAMP_DATA_DIR: dataDir,
     CLINIC_DATABASE_SERVERS: inject('pgAdminUrl'),
+    // Test files register many clinics and invite many members from 127.0.0.1; the tests of
+    // these limits set their own.
+    REGISTRATION_IP_LIMIT: '100000/1h',
+    REGISTRATION_TOTAL_LIMIT: '100000/1h',
+    INVITATION_CLINIC_LIMIT: '100000/24h',
+    INVITATION_TOTAL_LIMIT: '100000/24h',
     ...TEST_SECRETS,
     ...env,
   });

@@ -23,7 +23,18 @@ export interface RequestScope {
 export type ScopedTransaction = Prisma.TransactionClient;
 
 /** Runs `work` in one transaction of the request connection, scoped to `scope`. */
-export type RunScoped = <T>(work: (tx: ScopedTransaction) => Promise<T>) => Promise<T>;
+export type RunScoped = (<T>(work: (tx: ScopedTransaction) => Promise<T>) => Promise<T>) & {
+  /**
+   * The same scope as a Prisma client whose every operation is its own scoped transaction: for
+   * the Pothos prisma plugin, which loads relations through a client (builder.ts).
+   */
+  readonly client: PrismaClient;
+  /**
+   * A runner scoped to another principal: the one an operation made by an anonymous caller has
+   * just created or authenticated (a registration's admin, a signed-in user), read as themselves.
+   */
+  as(scope: RequestScope): RunScoped;
+};
 
 /**
  * The login role of one central database: role names are global to a PostgreSQL server, and
@@ -78,13 +89,41 @@ export function createRequestPrisma(centralUrl: string, role: string, password: 
   });
 }
 
+/** The statement that scopes a transaction; its settings end with it. */
+function setScope(db: Pick<PrismaClient, '$executeRaw'>, scope: RequestScope) {
+  return db.$executeRaw`SELECT set_config('onramp.clinic_id', ${scope.clinicId ?? ''}, true),
+    set_config('onramp.role', ${scope.role ?? ''}, true),
+    set_config('onramp.user_id', ${scope.userId ?? ''}, true)`;
+}
+
 /** A function running transactions on `prisma` scoped to `scope`. */
 export function scopedRunner(prisma: PrismaClient, scope: RequestScope): RunScoped {
-  return (work) =>
+  let client: PrismaClient | undefined;
+  const run = <T>(work: (tx: ScopedTransaction) => Promise<T>): Promise<T> =>
     prisma.$transaction(async (tx) => {
-      await tx.$executeRaw`SELECT set_config('onramp.clinic_id', ${scope.clinicId ?? ''}, true),
-        set_config('onramp.role', ${scope.role ?? ''}, true),
-        set_config('onramp.user_id', ${scope.userId ?? ''}, true)`;
+      await setScope(tx, scope);
       return work(tx);
     });
+  return Object.assign(run, {
+    get client() {
+      // Made on first use: most requests never load a relation through the plugin.
+      client ??= scopedClient(prisma, scope);
+      return client;
+    },
+    as: (other: RequestScope) => scopedRunner(prisma, other),
+  });
+}
+
+/** `prisma` with every model operation wrapped in a transaction that first sets `scope`. */
+function scopedClient(prisma: PrismaClient, scope: RequestScope): PrismaClient {
+  return prisma.$extends({
+    query: {
+      $allModels: {
+        async $allOperations({ args, query }) {
+          const [, result] = await prisma.$transaction([setScope(prisma, scope), query(args)]);
+          return result;
+        },
+      },
+    },
+  }) as unknown as PrismaClient;
 }

@@ -9,6 +9,7 @@ import { NotFoundError } from '../errors.js';
 import { ClinicBusyError } from '../modules/provisioning/errors.js';
 import type { ClinicHealth } from '../modules/provisioning/service.js';
 import { clientAddress } from './client-address.js';
+import { decodePathSegment } from './input.js';
 import { sendJson } from './security.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -68,8 +69,8 @@ export async function handleAdminRoute(
   }
 
   if (req.method !== 'POST') return methodNotAllowed(res, 'POST');
-  const clinicId = decodeURIComponent(repair?.[1] ?? '');
-  if (!UUID.test(clinicId)) {
+  const clinicId = decodePathSegment(repair?.[1] ?? '');
+  if (clinicId === null || !UUID.test(clinicId)) {
     sendJson(res, 400, { error: 'validation_failed', message: 'The clinic id must be a UUID' });
     return true;
   }

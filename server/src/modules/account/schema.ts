@@ -9,7 +9,8 @@ builder.queryField('exportMyData', (t) =>
     type: 'JSON',
     description: 'Everything Onramp holds about the signed-in user (GDPR art. 15 and 20); never secrets.',
     authScopes: { authenticated: true },
-    resolve: (_root, _args, context) => context.deps.account.exportData(context.viewer?.userId as string),
+    resolve: (_root, _args, context) =>
+      context.deps.account.exportData(context.viewer?.userId as string, context.scoped),
   }),
 );
 

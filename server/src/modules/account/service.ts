@@ -4,6 +4,7 @@
  * appointments, the audit trail) stays, stripped of the person's identity.
  */
 import type { CentralPrisma } from '../../db/database.js';
+import type { RunScoped } from '../../db/request-scope.js';
 import type { ProvisioningService } from '../provisioning/service.js';
 
 export interface AccountDeps {
@@ -16,30 +17,41 @@ export interface AccountDeps {
 export class AccountService {
   constructor(private readonly deps: AccountDeps) {}
 
-  async exportData(userId: string): Promise<Record<string, unknown>> {
+  /**
+   * @param scoped the viewer's request scope: their user, clinic and client records are read
+   * through it (row-level security, decision 011). Their sessions (not clinic data) and their
+   * own audit entries (some have no clinic, which the request policies would hide) are read on
+   * the owner connection, by their id.
+   */
+  async exportData(userId: string, scoped: RunScoped): Promise<Record<string, unknown>> {
     const { prisma, provisioning } = this.deps;
-    const user = await prisma.user.findUniqueOrThrow({
-      where: { id: userId },
-      include: {
-        clinic: {
-          select: { id: true, name: true, country: true, subdomain: true, status: true, createdAt: true },
-        },
-        sessions: {
-          select: { createdAt: true, expiresAt: true, revokedAt: true, ip: true, userAgent: true },
-        },
-        clientRecords: {
-          select: {
-            clinicId: true,
-            kind: true,
-            email: true,
-            firstName: true,
-            lastName: true,
-            legalName: true,
-            createdAt: true,
+    const sessions = await prisma.session.findMany({
+      where: { userId },
+      select: { createdAt: true, expiresAt: true, revokedAt: true, ip: true, userAgent: true },
+    });
+    const user = await scoped((tx) =>
+      tx.user.findUniqueOrThrow({
+        where: { id: userId },
+        include: {
+          clinic: {
+            select: { id: true, name: true, country: true, subdomain: true, status: true, createdAt: true },
+          },
+          clientRecords: {
+            // A record links to its own clinic's user only; older links across clinics are not theirs to see.
+            where: { clinic: { users: { some: { id: userId } } } },
+            select: {
+              clinicId: true,
+              kind: true,
+              email: true,
+              firstName: true,
+              lastName: true,
+              legalName: true,
+              createdAt: true,
+            },
           },
         },
-      },
-    });
+      }),
+    );
     const audit = await prisma.auditLog.findMany({
       where: { actorId: userId },
       orderBy: { id: 'asc' },
@@ -73,7 +85,7 @@ export class AccountService {
         createdAt: user.createdAt,
       },
       clinic: user.clinic,
-      sessions: user.sessions,
+      sessions,
       clientRecords: user.clientRecords,
       auditLog: audit,
       clinicSide,

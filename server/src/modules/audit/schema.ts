@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { builder } from '../../builder.js';
 import type { Context } from '../../context.js';
+import { bigintCursor, checkCursors } from '../../cursors.js';
 import { type FieldError, invalidArguments } from '../../errors.js';
 import type { Clinic, User } from '../../generated/central/client.js';
 import { batchLoad } from '../../loader.js';
@@ -94,6 +95,7 @@ builder.queryField('auditLog', (t) =>
           ),
         );
       }
+      checkCursors(raw, bigintCursor);
       const args = parsed.data;
       const action = args.action
         ? args.action.endsWith('.')

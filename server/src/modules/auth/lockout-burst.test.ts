@@ -198,7 +198,7 @@ describe('bursts against single-code budgets (PostgreSQL rows)', async () => {
     const email = `activation-burst-${Date.now()}@example.com`;
     await t.app.deps.members.invite(
       { clinicId, firstName: 'A', lastName: 'B', role: 'STAFF', channel: 'EMAIL', phone: null, email },
-      null,
+      { userId: null, role: 'SUPER_ADMIN' },
     );
     const right = await codeIn(email, 'invitation');
     const wrong = right === '000000' ? '111111' : '000000';

@@ -205,7 +205,11 @@ export class LoginCodes {
           },
           select: { id: true, clinicId: true },
         });
-        await tx.clientRecord.updateMany({ where: { email, userId: null }, data: { userId: user.id } });
+        // Only this clinic's records: a user belongs to one clinic, never linked across clinics.
+        await tx.clientRecord.updateMany({
+          where: { email, userId: null, clinicId: record.clinicId },
+          data: { userId: user.id },
+        });
         await tx.auditLog.create({
           data: { action: 'user.created_from_client_record', actorId: user.id, clinicId: record.clinicId },
         });

@@ -35,8 +35,14 @@ export const AuthSessionRef = builder.objectRef<IssuedSession>('AuthSession').im
     expiresAt: t.expose('expiresAt', { type: 'DateTime', description: 'When the access token expires.' }),
     user: t.prismaField({
       type: UserRef,
-      resolve: (query, session, _args, context) =>
-        context.deps.db.prisma.user.findUniqueOrThrow({ ...query, where: { id: session.userId } }),
+      // Read as the session's user (the caller may not be signed in yet): decision 011.
+      resolve: async (query, session, _args, context) => {
+        const viewer = await context.deps.auth.viewerFromAuthorization(`Bearer ${session.accessToken}`);
+        const scope = viewer ?? { userId: session.userId, role: null, clinicId: null };
+        return context.scoped.as(scope)((tx) =>
+          tx.user.findUniqueOrThrow({ ...query, where: { id: session.userId } }),
+        );
+      },
     }),
   }),
 });
@@ -221,7 +227,7 @@ builder.queryField('me', (t) =>
     description: 'The signed-in user; null when anonymous.',
     resolve: (query, _root, _args, context) =>
       context.viewer
-        ? context.deps.db.prisma.user.findUnique({ ...query, where: { id: context.viewer.userId } })
+        ? context.scoped((tx) => tx.user.findUnique({ ...query, where: { id: context.viewer?.userId } }))
         : null,
   }),
 );

@@ -111,7 +111,7 @@ describe('access tokens live only as long as their session, on every instance', 
     const email = `activated-${Date.now()}@example.com`;
     await a.app.deps.members.invite(
       { clinicId, firstName: 'A', lastName: 'C', role: 'STAFF', channel: 'EMAIL', phone: null, email },
-      null,
+      { userId: null, role: 'SUPER_ADMIN' },
     );
     const codeOf = async (kind: string) => {
       let code = '';

@@ -15,7 +15,11 @@ builder.prismaObject('ClientRecord', {
     firstName: t.exposeString('firstName', { nullable: true }),
     lastName: t.exposeString('lastName', { nullable: true }),
     legalName: t.exposeString('legalName', { nullable: true }),
-    hasAccount: t.boolean({ resolve: (record) => record.userId !== null }),
+    hasAccount: t.boolean({
+      description:
+        'Whether this client signed in through this clinic (an account created from this record). Never about accounts elsewhere.',
+      resolve: (record) => record.userId !== null,
+    }),
   }),
 });
 
@@ -61,11 +65,9 @@ builder.mutationField('addClient', (t) =>
     authScopes: (_root, args) => ({ clinicAdmin: String(args.input.clinicId) }),
     resolve: async (query, _root, args, context) => {
       const input = addClientSchema.parse(args.input);
-      // Platform lookup: the person may already have an account elsewhere (a client of two clinics).
-      const existingUser = await context.deps.db.prisma.user.findUnique({
-        where: { email: input.email },
-        select: { id: true },
-      });
+      // Never linked to an existing user here: that user may belong to another clinic, and the
+      // answer (hasAccount) would tell this clinic whether the address has an account anywhere.
+      // The record gets its user when the client signs in by e-mail code (auth/login-codes.ts).
       try {
         return await context.scoped(async (tx) => {
           const record = await tx.clientRecord.create({
@@ -77,7 +79,6 @@ builder.mutationField('addClient', (t) =>
               firstName: input.firstName ?? null,
               lastName: input.lastName ?? null,
               legalName: input.kind === 'COMPANY' ? (input.legalName ?? null) : null,
-              userId: existingUser?.id ?? null,
             },
           });
           await tx.auditLog.create({

@@ -1,7 +1,7 @@
 /**
  * The built-in DNS provider: records live in the central `dns_records` table, which the
- * built-in DNS server (server.ts) reads on every query. Writing a row is publishing it, on
- * every instance at once and across restarts.
+ * built-in DNS server (server.ts) answers from through its zone cache. Writing a row is
+ * publishing it, on every instance (a trigger notifies their caches) and across restarts.
  */
 import type { CentralPrisma } from '../../db/database.js';
 import {
@@ -19,12 +19,26 @@ import {
 
 export class BuiltinDnsProvider implements DnsProvider {
   readonly kind = 'builtin' as const;
+  private readonly listeners = new Set<() => void>();
 
   constructor(
     private readonly prisma: CentralPrisma,
     private readonly zone: string,
     private readonly ingress: Ingress,
   ) {}
+
+  /**
+   * Calls `listener` after each write of this provider, before the write's promise resolves:
+   * this instance's DNS server then answers what was just published (other instances learn it
+   * from the trigger's notification).
+   */
+  onChange(listener: () => void): void {
+    this.listeners.add(listener);
+  }
+
+  private changed(): void {
+    for (const listener of this.listeners) listener();
+  }
 
   async publishSubdomain(fqdn: string): Promise<DnsRecord[]> {
     const name = this.checkedName(fqdn);
@@ -47,12 +61,14 @@ export class BuiltinDnsProvider implements DnsProvider {
         });
       }
     });
+    this.changed();
     return wanted;
   }
 
   async unpublishSubdomain(fqdn: string): Promise<void> {
     const name = this.checkedName(fqdn);
     await this.prisma.dnsRecord.deleteMany({ where: { name: { in: [name, acmeChallengeName(name)] } } });
+    this.changed();
   }
 
   async setTxt(fqdn: string, values: string[]): Promise<void> {
@@ -65,38 +81,23 @@ export class BuiltinDnsProvider implements DnsProvider {
         skipDuplicates: true,
       });
     });
+    this.changed();
   }
 
   async clearTxt(fqdn: string): Promise<void> {
     const name = this.checkedName(fqdn);
     await this.prisma.dnsRecord.deleteMany({ where: { name, type: 'TXT' } });
+    this.changed();
   }
 
-  records(fqdn: string): Promise<DnsRecord[]> {
-    return this.recordsOf(this.checkedName(fqdn));
-  }
-
-  /** Every record of `name` (normalised), for the DNS server. */
-  async recordsOf(name: string): Promise<DnsRecord[]> {
+  /** Every record of the subdomain (the console's clinic page), read from the table. */
+  async records(fqdn: string): Promise<DnsRecord[]> {
     const rows = await this.prisma.dnsRecord.findMany({
-      where: { name },
+      where: { name: this.checkedName(fqdn) },
       select: { name: true, type: true, value: true, ttl: true },
       orderBy: [{ type: 'asc' }, { value: 'asc' }],
     });
     return rows.map((row) => ({ ...row, type: row.type as DnsRecordType }));
-  }
-
-  /**
-   * Whether `name` exists: it has records or is an ancestor of a name that does (an "empty
-   * non-terminal", RFC 8020: answering NXDOMAIN for it would deny every name below).
-   */
-  async nameExists(name: string): Promise<boolean> {
-    const rows = await this.prisma.$queryRaw<{ found: boolean }[]>`
-      SELECT EXISTS (
-        SELECT 1 FROM dns_records
-        WHERE name = ${name} OR right(name, length(${name}) + 1) = '.' || ${name}
-      ) AS found`;
-    return rows[0]?.found === true;
   }
 
   private checkedName(fqdn: string): string {

@@ -1,10 +1,12 @@
 /**
  * The built-in authoritative DNS server of BASE_DOMAIN, over UDP and TCP on one port.
  *
- * Records are read from the central database on every query (no cache): every instance and
- * every restart answers from the same rows the moment a provisioning step writes them, with no
- * invalidation protocol to get wrong. A query is one indexed lookup; resolvers cache answers
- * for the records' TTL, so an authoritative server for clinic subdomains sees little traffic.
+ * Records come from a cache of the zone (zone-cache.ts), read on a small pool of its own and
+ * invalidated on every instance when a record changes, so a flood of queries never reaches the
+ * central database nor competes with GraphQL for its connections. Abuse is bounded: queries in
+ * flight (the excess is dropped over UDP, answered SERVFAIL over TCP), TCP connections in total
+ * and per client address, and each TCP connection's lifetime (an absolute deadline besides the
+ * idle timeout, so trickling a byte at a time cannot keep it open).
  *
  * Malformed input is answered with FORMERR when it carries at least a header, and dropped
  * otherwise; nothing a client sends can throw out of a socket handler.
@@ -15,10 +17,28 @@ import dnsPacket, { type Answer, type Packet, type Question } from 'dns-packet';
 import type { Logger } from '../../logger.js';
 import { type DnsRecord, inZone, normaliseName } from './provider.js';
 
-/** Where the server reads the zone's records from (BuiltinDnsProvider). */
+/** Where the server reads the zone's records from (the zone cache). */
 export interface ZoneData {
   recordsOf(name: string): Promise<DnsRecord[]>;
   nameExists(name: string): Promise<boolean>;
+  /** Called by listen() before the sockets open. */
+  start?(): Promise<void>;
+  /** Called by close() once the sockets are closed. */
+  close?(): Promise<void>;
+}
+
+/** What bounds the server's work; every field has a default. */
+export interface DnsLimits {
+  /** Queries answered at once; more are dropped (UDP) or answered SERVFAIL (TCP). @default 128 */
+  maxInFlight?: number;
+  /** TCP connections open at once; more are closed on arrival. @default 128 */
+  maxTcpConnections?: number;
+  /** TCP connections open at once from one client address. @default 8 */
+  maxTcpConnectionsPerAddress?: number;
+  /** A TCP connection idle this long is closed (RFC 7766 §6.2.3). @default 10000 */
+  tcpIdleTimeoutMs?: number;
+  /** A TCP connection is closed this long after it opened, busy or not. @default 30000 */
+  tcpDeadlineMs?: number;
 }
 
 export interface DnsServerOptions {
@@ -29,10 +49,7 @@ export interface DnsServerOptions {
   port: number;
   data: ZoneData;
   logger: Logger;
-  /** Queries answered at once; more are dropped (UDP) and clients retry. @default 256 */
-  maxInFlight?: number;
-  /** A TCP connection idle this long is closed (RFC 7766 §6.2.3). @default 10000 */
-  tcpIdleTimeoutMs?: number;
+  limits?: DnsLimits;
 }
 
 const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
@@ -52,10 +69,21 @@ export class DnsServer {
   private udp: UdpSocket | undefined;
   private tcp: TcpServer | undefined;
   private readonly connections = new Set<TcpSocket>();
+  private readonly perAddress = new Map<string, number>();
   private inFlight = 0;
   private boundPort: number | undefined;
+  private readonly limits: Required<DnsLimits>;
 
-  constructor(private readonly options: DnsServerOptions) {}
+  constructor(private readonly options: DnsServerOptions) {
+    this.limits = {
+      maxInFlight: 128,
+      maxTcpConnections: 128,
+      maxTcpConnectionsPerAddress: 8,
+      tcpIdleTimeoutMs: 10_000,
+      tcpDeadlineMs: 30_000,
+      ...options.limits,
+    };
+  }
 
   /** The port both transports listen on, once listening. */
   get port(): number | undefined {
@@ -65,6 +93,7 @@ export class DnsServer {
   /** Binds UDP and TCP on the same port; with port 0, retries until a free one fits both. */
   async listen(): Promise<number> {
     const { host, port } = this.options;
+    await this.options.data.start?.();
     for (let attempt = 1; ; attempt += 1) {
       const udp = await this.bindUdp(host, port);
       const udpPort = udp.address().port;
@@ -92,6 +121,7 @@ export class DnsServer {
       udp && new Promise<void>((done) => udp.close(() => done())),
       tcp && new Promise<void>((done) => tcp.close(() => done())),
     ]);
+    await this.options.data.close?.();
   }
 
   /**
@@ -241,13 +271,38 @@ export class DnsServer {
 
   /** RFC 1035 §4.2.2 framing: each message is preceded by its length as two bytes. */
   private serveTcp(socket: TcpSocket): void {
+    const address = socket.remoteAddress ?? 'unknown';
+    const fromAddress = this.perAddress.get(address) ?? 0;
+    if (
+      this.connections.size >= this.limits.maxTcpConnections ||
+      fromAddress >= this.limits.maxTcpConnectionsPerAddress
+    ) {
+      socket.on('error', () => {});
+      socket.destroy();
+      return;
+    }
     this.connections.add(socket);
-    socket.setTimeout(this.options.tcpIdleTimeoutMs ?? 10_000, () => socket.destroy());
+    this.perAddress.set(address, fromAddress + 1);
+    socket.setTimeout(this.limits.tcpIdleTimeoutMs, () => socket.destroy());
+    // Absolute: a client sending a byte now and then resets the idle timer, never this one.
+    const deadline = setTimeout(() => socket.destroy(), this.limits.tcpDeadlineMs);
+    deadline.unref();
     socket.on('error', () => socket.destroy());
-    socket.on('close', () => this.connections.delete(socket));
+    socket.on('close', () => {
+      clearTimeout(deadline);
+      this.connections.delete(socket);
+      const left = (this.perAddress.get(address) ?? 1) - 1;
+      if (left > 0) this.perAddress.set(address, left);
+      else this.perAddress.delete(address);
+    });
     let pending = Buffer.alloc(0);
     // Answers leave in the order queries arrived, one at a time per connection.
     let queue = Promise.resolve();
+    const send = (reply: Buffer) => {
+      const prefix = Buffer.alloc(2);
+      prefix.writeUInt16BE(reply.length);
+      if (!socket.destroyed) socket.write(Buffer.concat([prefix, reply]));
+    };
     socket.on('data', (chunk: Buffer) => {
       pending = Buffer.concat([pending, chunk]);
       while (pending.length >= 2) {
@@ -256,16 +311,20 @@ export class DnsServer {
         const message = pending.subarray(2, 2 + length);
         pending = pending.subarray(2 + length);
         queue = queue.then(async () => {
-          if (!this.admit()) return;
+          if (!this.admit()) {
+            // Busy: say so at once rather than leave the client waiting on this stream.
+            if (message.length >= HEADER_BYTES) {
+              send(headerOnly(message.readUInt16BE(0), message.readUInt16BE(2), RCODE.SERVFAIL));
+            } else socket.destroy();
+            return;
+          }
           try {
             const reply = await this.answer(Buffer.from(message), 'tcp');
             if (!reply) {
               socket.destroy(); // nothing sensible to say; a stream out of step cannot recover
               return;
             }
-            const prefix = Buffer.alloc(2);
-            prefix.writeUInt16BE(reply.length);
-            if (!socket.destroyed) socket.write(Buffer.concat([prefix, reply]));
+            send(reply);
           } catch (error) {
             this.options.logger.warn({ err: error }, 'DNS TCP query failed');
             socket.destroy();
@@ -278,7 +337,7 @@ export class DnsServer {
   }
 
   private admit(): boolean {
-    if (this.inFlight >= (this.options.maxInFlight ?? 256)) return false;
+    if (this.inFlight >= this.limits.maxInFlight) return false;
     this.inFlight += 1;
     return true;
   }

@@ -8,12 +8,13 @@ import type { Logger } from '../../logger.js';
 import { BuiltinDnsProvider } from './builtin.js';
 import { CloudflareDnsProvider } from './cloudflare.js';
 import type { DnsProvider } from './provider.js';
-import { DnsServer } from './server.js';
+import { type DnsLimits, DnsServer } from './server.js';
+import { ZoneCache } from './zone-cache.js';
 
 export { BuiltinDnsProvider } from './builtin.js';
 export { CloudflareDnsProvider, CloudflareError } from './cloudflare.js';
 export * from './provider.js';
-export { DnsServer } from './server.js';
+export { type DnsLimits, DnsServer } from './server.js';
 
 /** The provider DNS_PROVIDER names. */
 export function createDnsProvider(config: Config, prisma: CentralPrisma, logger: Logger): DnsProvider {
@@ -26,20 +27,29 @@ export function createDnsProvider(config: Config, prisma: CentralPrisma, logger:
 
 /**
  * The built-in authoritative server for `provider`'s records, or undefined when there is none
- * to run: records published elsewhere (Cloudflare) or `port` false (DNS_PORT=0).
+ * to run: records published elsewhere (Cloudflare) or `port` false (DNS_PORT=0). It reads the
+ * central database at `centralUrl` through a zone cache of its own.
  */
 export function createDnsServer(
   config: Config,
   provider: DnsProvider,
   logger: Logger,
-  port: number | false,
+  options: { port: number | false; centralUrl: string; limits?: DnsLimits },
 ): DnsServer | undefined {
-  if (port === false || !(provider instanceof BuiltinDnsProvider)) return undefined;
+  if (options.port === false || !(provider instanceof BuiltinDnsProvider)) return undefined;
+  const dnsLogger = logger.child({ component: 'dns' });
+  const zone = new ZoneCache({
+    connectionString: options.centralUrl,
+    zone: config.baseDomain,
+    logger: dnsLogger,
+  });
+  provider.onChange(() => zone.invalidate());
   return new DnsServer({
     zone: config.baseDomain,
     host: config.host,
-    port,
-    data: provider,
-    logger: logger.child({ component: 'dns' }),
+    port: options.port,
+    data: zone,
+    logger: dnsLogger,
+    limits: options.limits,
   });
 }

@@ -175,7 +175,7 @@ describe('atomic invitations', async () => {
       codes: before.codes + 1,
       audited: before.audited + 1,
     });
-    const mail = await sink.waitFor((m) => (m.subject ?? '').includes('invites you'));
+    const mail = await sink.waitFor((m) => (m.subject ?? '').includes('activation code'));
     const code = /(\d{6})/.exec(mail.text ?? '')?.[1];
     const activated = await t.gql<{ activateAccount: { __typename: string } }>(ACTIVATE, {
       input: { email: 'staff@example.com', code, password: 'another sturdy passphrase' },

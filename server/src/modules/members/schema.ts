@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { builder, errorType } from '../../builder.js';
 import { ConflictError } from '../../errors.js';
-import { ClinicUnavailableError, TooManyAttemptsError } from '../auth/errors.js';
+import { ClinicUnavailableError, EmailNotVerifiedError, TooManyAttemptsError } from '../auth/errors.js';
 import { AuthSessionRef } from '../auth/schema.js';
 import { EmailTakenError, InvalidCodeError } from '../registration/errors.js';
 import { UserRef } from '../registration/schema.js';
@@ -60,7 +60,7 @@ const InviteMemberSuccess = builder.objectRef<{ userId: string }>('InviteMemberS
     member: t.prismaField({
       type: UserRef,
       resolve: (query, result, _args, context) =>
-        context.deps.db.prisma.user.findUniqueOrThrow({ ...query, where: { id: result.userId } }),
+        context.scoped((tx) => tx.user.findUniqueOrThrow({ ...query, where: { id: result.userId } })),
     }),
   }),
 });
@@ -107,7 +107,7 @@ builder.mutationFields((t) => ({
   inviteMember: t.field({
     type: InviteMemberSuccess,
     description: 'Atomic: the member and their activation code exist only if the message was accepted.',
-    errors: { types: [DeliveryFailedError, EmailTakenError, ConflictError] },
+    errors: { types: [DeliveryFailedError, EmailTakenError, ConflictError, EmailNotVerifiedError] },
     args: { input: t.arg({ type: InviteMemberInput, required: true }) },
     validate: z.object({ input: inviteSchema }),
     authScopes: (_root, args) => ({ clinicAdmin: String(args.input.clinicId) }),
@@ -115,7 +115,7 @@ builder.mutationFields((t) => ({
       const input = inviteSchema.parse(args.input);
       const userId = await context.deps.members.invite(
         { ...input, phone: input.phone ?? null, email: input.email ?? null },
-        context.viewer?.userId ?? null,
+        { userId: context.viewer?.userId ?? null, role: context.viewer?.role ?? null },
       );
       return { userId };
     },

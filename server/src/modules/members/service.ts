@@ -8,11 +8,13 @@ import { createHmac, randomInt, timingSafeEqual } from 'node:crypto';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import { ConflictError } from '../../errors.js';
+import { type CounterStore, RateLimit, takeAll } from '../../limits/counters.js';
 import type { Logger } from '../../logger.js';
-import { TooManyAttemptsError } from '../auth/errors.js';
+import { EmailNotVerifiedError, TooManyAttemptsError } from '../auth/errors.js';
 import { hashPassword } from '../auth/passwords.js';
 import { MailDeliveryError, type MailTransport, sendMailNow } from '../mail/service.js';
 import { EmailTakenError, InvalidCodeError } from '../registration/errors.js';
+import { containsLinkOrPhone } from '../registration/validation.js';
 import { SmsDeliveryError, type SmsGateway } from '../sms/gateway.js';
 import { DeliveryFailedError } from './errors.js';
 
@@ -37,13 +39,37 @@ export interface MembersDeps {
   mail: MailTransport;
   /** Ends the user's live subscriptions on every instance (see auth/service.ts). */
   sessionsEnded: (userId: string) => void;
+  /** Where the invitation limits are counted (shared by every instance). */
+  counters: CounterStore;
+}
+
+/** Who invites: a super-admin, or an admin of the clinic (the auth scope checked that). */
+export interface Inviter {
+  userId: string | null;
+  role: string | null;
+}
+
+/**
+ * The activation message. It starts with Onramp's own words and carries the clinic's name only
+ * at its end, and only when the name holds no link or phone number (names registered before
+ * that rule may): the text reaches numbers and addresses the caller typed (docs/decisions/018).
+ */
+export function invitationText(clinicName: string, code: string): string {
+  const team = containsLinkOrPhone(clinicName) ? 'a clinic team' : `the team of ${clinicName}`;
+  return `Onramp: your activation code is ${code} (valid 48 hours). You were invited to join ${team}.`;
 }
 
 export class MembersService {
   private readonly key: Buffer;
+  /** Every invitation sends an SMS or an e-mail to whoever the caller names: bounded. */
+  private readonly perClinic: RateLimit;
+  private readonly overall: RateLimit;
 
   constructor(private readonly deps: MembersDeps) {
     this.key = createHmac('sha256', deps.config.jwtSecret).update('onramp activation codes').digest();
+    const { clinic, total } = deps.config.invitationLimits;
+    this.perClinic = new RateLimit(deps.counters, 'invitation.clinic', clinic);
+    this.overall = new RateLimit(deps.counters, 'invitation.total', total);
   }
 
   private hmac(userId: string, code: string): string {
@@ -52,9 +78,46 @@ export class MembersService {
 
   /**
    * @returns the new member's id.
+   * @throws EmailNotVerifiedError when a clinic admin inviting has not proven their address.
+   * @throws RATE_LIMITED (a GraphQL error) past the clinic's or the platform's budget, counted
+   * before anything is sent.
    * @throws DeliveryFailedError (nothing persisted), EmailTakenError, ConflictError (phone in use)
    */
-  async invite(input: InviteInput, actorId: string | null): Promise<string> {
+  async invite(input: InviteInput, inviter: Inviter): Promise<string> {
+    await this.checkInviter(inviter);
+    await takeAll([
+      [this.perClinic, input.clinicId],
+      [this.overall, 'all'],
+    ]);
+    try {
+      return await this.deliverInvitation(input, inviter.userId);
+    } catch (error) {
+      // Nothing was sent: the attempt does not count (the gateway's fault, not the caller's).
+      if (error instanceof DeliveryFailedError) {
+        await Promise.all([this.perClinic.release(input.clinicId), this.overall.release('all')]);
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Clinic admins invite once their own contact is proven: a verified e-mail, or, for admins
+   * invited by SMS (no e-mail), the phone their activation proved.
+   */
+  private async checkInviter(inviter: Inviter): Promise<void> {
+    if (inviter.role === 'SUPER_ADMIN') return;
+    const user = inviter.userId
+      ? await this.deps.prisma.user.findUnique({
+          where: { id: inviter.userId },
+          select: { email: true, emailVerifiedAt: true, passwordHash: true },
+        })
+      : null;
+    const proven =
+      user && (user.emailVerifiedAt !== null || (user.email === null && user.passwordHash !== null));
+    if (!proven) throw new EmailNotVerifiedError();
+  }
+
+  private async deliverInvitation(input: InviteInput, actorId: string | null): Promise<string> {
     const { prisma, sms, mail, config } = this.deps;
     if (input.channel === 'SMS' && !(await sms.isAvailable())) throw new DeliveryFailedError('SMS');
     const clinic = await prisma.clinic.findUniqueOrThrow({
@@ -93,7 +156,7 @@ export class MembersService {
             },
           });
           // Last: only an accepted message lets the transaction commit.
-          const text = `${clinic.name} invites you to Onramp. Your activation code is ${code} (valid 48 hours).`;
+          const text = invitationText(clinic.name, code);
           if (input.channel === 'SMS') await sms.send(input.phone as string, text);
           else {
             await sendMailNow(
@@ -102,7 +165,7 @@ export class MembersService {
               {
                 to: input.email as string,
                 kind: 'invitation',
-                subject: `${clinic.name} invites you to Onramp`,
+                subject: 'Your Onramp activation code',
                 text,
               },
               config.encryptionKey,

@@ -12,6 +12,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Deps } from '../../context.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { clientAddress } from '../../http/client-address.js';
+import { decodePathSegment, isNestedDeeperThan, MAX_JSON_DEPTH } from '../../http/input.js';
 import { MAX_BODY_BYTES, sendJson } from '../../http/security.js';
 import { CONTROL_CHARACTER_MESSAGE, findControlCharacter } from '../../text-input.js';
 import { validateApplicationName } from './applications.js';
@@ -88,7 +89,8 @@ export async function handleOnboardingRoute(
     sendJson(res, 200, openApiDocument(deps.config.publicUrl));
     return true;
   }
-  const param = decodeURIComponent(match?.[1] ?? '');
+  // Malformed percent-encoding is no uuid: the routes that take one answer 400 invalid_uuid.
+  const param = decodePathSegment(match?.[1] ?? '') ?? '';
   const ip = clientAddress(req, deps.config.trustedProxies);
   const log = deps.logger.child({ route: `${route.method} ${route.path}` });
   let rate: RateState | undefined;
@@ -342,6 +344,11 @@ async function readJsonObject(req: IncomingMessage): Promise<Record<string, unkn
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new HttpError(400, 'invalid_request', 'The body must be a JSON object');
+  }
+  // Before anything walks it (validation, the Idempotency-Key fingerprint): deep JSON would
+  // overflow their stacks.
+  if (isNestedDeeperThan(parsed)) {
+    throw new HttpError(400, 'invalid_json', `The body is nested deeper than ${MAX_JSON_DEPTH} levels`);
   }
   const invalid = findControlCharacter(parsed);
   if (invalid) throw new ValidationError([{ path: invalid, message: CONTROL_CHARACTER_MESSAGE }]);

@@ -3,6 +3,7 @@ import { filter, pipe } from 'graphql-yoga';
 import { z } from 'zod';
 import { builder, ErrorInterface } from '../../builder.js';
 import type { Context } from '../../context.js';
+import { checkCursors, uuidCursor } from '../../cursors.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import type { User } from '../../generated/central/client.js';
 import { batchLoad } from '../../loader.js';
@@ -299,6 +300,7 @@ builder.queryFields((t) => ({
       health: t.arg({ type: DbStatusEnum, description: 'Checks every clinic first (bounded concurrency).' }),
     },
     resolve: async (query, _root, args, context) => {
+      checkCursors(args, uuidCursor);
       let ids: string[] | undefined;
       if (args.health) {
         const report = await context.deps.provisioning.clinicsHealth();
@@ -306,11 +308,13 @@ builder.queryFields((t) => ({
           .filter((health) => health.dbStatus === args.health)
           .map((health) => health.clinicId);
       }
-      return context.deps.db.prisma.clinic.findMany({
-        ...query,
-        where: { ...(args.status ? { status: args.status } : {}), ...(ids ? { id: { in: ids } } : {}) },
-        orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
-      });
+      return context.scoped((tx) =>
+        tx.clinic.findMany({
+          ...query,
+          where: { ...(args.status ? { status: args.status } : {}), ...(ids ? { id: { in: ids } } : {}) },
+          orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+        }),
+      );
     },
   }),
   clinicsHealth: t.field({
@@ -329,15 +333,17 @@ builder.queryFields((t) => ({
       first: t.arg.int({ defaultValue: 20, validate: z.number().int().min(1).max(200) }),
     },
     resolve: (query, _root, args, context) =>
-      context.deps.db.prisma.provisioningRun.findMany({
-        ...query,
-        where: {
-          ...(args.clinicId ? { clinicId: String(args.clinicId) } : {}),
-          ...(args.kind ? { kind: args.kind } : {}),
-        },
-        orderBy: [{ startedAt: 'desc' }, { id: 'desc' }],
-        take: args.first ?? 20,
-      }),
+      context.scoped((tx) =>
+        tx.provisioningRun.findMany({
+          ...query,
+          where: {
+            ...(args.clinicId ? { clinicId: String(args.clinicId) } : {}),
+            ...(args.kind ? { kind: args.kind } : {}),
+          },
+          orderBy: [{ startedAt: 'desc' }, { id: 'desc' }],
+          take: args.first ?? 20,
+        }),
+      ),
   }),
   provisioningRun: t.prismaField({
     type: 'ProvisioningRun',
@@ -352,9 +358,10 @@ builder.queryFields((t) => ({
     type: ProvisioningMetricsRef,
     authScopes: { operator: true },
     resolve: async (_root, _args, context) => {
-      const [row] = await context.deps.db.prisma.$queryRaw<
-        { successes: number; failures: number; retries: number; p50: number | null; p95: number | null }[]
-      >`
+      const [row] = await context.scoped(
+        (tx) => tx.$queryRaw<
+          { successes: number; failures: number; retries: number; p50: number | null; p95: number | null }[]
+        >`
         SELECT count(*) FILTER (WHERE status = 'SUCCEEDED')::int AS successes,
                count(*) FILTER (WHERE status IN ('FAILED', 'ROLLED_BACK'))::int AS failures,
                count(*) FILTER (WHERE attempt > 1)::int AS retries,
@@ -362,7 +369,8 @@ builder.queryFields((t) => ({
                  FILTER (WHERE status = 'SUCCEEDED' AND kind = 'REGISTER') AS p50,
                percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at) * 1000)
                  FILTER (WHERE status = 'SUCCEEDED' AND kind = 'REGISTER') AS p95
-          FROM provisioning_runs`;
+          FROM provisioning_runs`,
+      );
       const round = (value: number | null | undefined) =>
         value === null || value === undefined ? null : Math.round(Number(value));
       return {

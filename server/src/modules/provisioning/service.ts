@@ -242,7 +242,7 @@ export class ProvisioningService {
 
   /** Runs provisioning steps as one recorded, observable saga (see saga.ts). */
   async runSaga<S extends ProvisionState>(
-    kind: 'REGISTER' | 'REPAIR' | 'UPGRADE',
+    kind: 'REGISTER' | 'REPAIR' | 'UPGRADE' | 'DELETE',
     state: S,
     steps: SagaStep<S>[],
     options: Pick<SagaInput<S>, 'attempt' | 'suspendOn'> = {},

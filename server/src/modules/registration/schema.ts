@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { builder, ErrorInterface, errorType, isErrorData } from '../../builder.js';
+import type { Context } from '../../context.js';
+import type { RequestScope } from '../../db/request-scope.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import { ClinicRef } from '../provisioning/schema.js';
 import { ProvisioningFailedError } from '../provisioning/service.js';
@@ -62,17 +64,30 @@ interface RegisterClinicResult {
   status: 'READY' | 'PENDING';
 }
 
+/**
+ * The caller of registerClinic is anonymous: what they just created is read as its new admin
+ * (row-level security, decision 011), which sees that clinic and that user only.
+ */
+const asNewAdmin = (context: Context, result: RegisterClinicResult) =>
+  context.scoped.as({ userId: result.userId, role: 'CLINIC_ADMIN', clinicId: result.clinicId });
+
 const RegisterClinicSuccess = builder.objectRef<RegisterClinicResult>('RegisterClinicSuccess').implement({
   fields: (t) => ({
     clinic: t.prismaField({
       type: ClinicRef,
       resolve: (query, result, _args, context) =>
-        context.deps.db.prisma.clinic.findUniqueOrThrow({ ...query, where: { id: result.clinicId } }),
+        asNewAdmin(
+          context,
+          result,
+        )((tx) => tx.clinic.findUniqueOrThrow({ ...query, where: { id: result.clinicId } })),
     }),
     user: t.prismaField({
       type: UserRef,
       resolve: (query, result, _args, context) =>
-        context.deps.db.prisma.user.findUniqueOrThrow({ ...query, where: { id: result.userId } }),
+        asNewAdmin(
+          context,
+          result,
+        )((tx) => tx.user.findUniqueOrThrow({ ...query, where: { id: result.userId } })),
     }),
     status: t.field({ type: RegistrationStatusEnum, resolve: (result) => result.status }),
   }),
@@ -93,15 +108,20 @@ const RegisterClinicInput = builder.inputType('RegisterClinicInput', {
   }),
 });
 
-const VerifyEmailSuccess = builder.objectRef<{ userId: string }>('VerifyEmailSuccess').implement({
-  fields: (t) => ({
-    user: t.prismaField({
-      type: UserRef,
-      resolve: (query, result, _args, context) =>
-        context.deps.db.prisma.user.findUniqueOrThrow({ ...query, where: { id: result.userId } }),
+const VerifyEmailSuccess = builder
+  .objectRef<RequestScope & { userId: string }>('VerifyEmailSuccess')
+  .implement({
+    fields: (t) => ({
+      user: t.prismaField({
+        type: UserRef,
+        // Read as the user who just proved the link is theirs (the caller is not signed in).
+        resolve: (query, verified, _args, context) =>
+          context.scoped.as(verified)((tx) =>
+            tx.user.findUniqueOrThrow({ ...query, where: { id: verified.userId } }),
+          ),
+      }),
     }),
-  }),
-});
+  });
 
 const ResendVerificationEmailSuccess = builder
   .objectRef<{ accepted: true }>('ResendVerificationEmailSuccess')
@@ -117,7 +137,7 @@ const RetryProvisioningSuccess = builder
       clinic: t.prismaField({
         type: ClinicRef,
         resolve: (query, result, _args, context) =>
-          context.deps.db.prisma.clinic.findUniqueOrThrow({ ...query, where: { id: result.clinicId } }),
+          context.scoped((tx) => tx.clinic.findUniqueOrThrow({ ...query, where: { id: result.clinicId } })),
       }),
     }),
   });
@@ -130,7 +150,7 @@ builder.mutationFields((t) => ({
     args: { input: t.arg({ type: RegisterClinicInput, required: true }) },
     validate: z.object({ input: registerClinicSchema }),
     resolve: (_root, args, context) =>
-      context.deps.registration.register(registerClinicSchema.parse(args.input)),
+      context.deps.registration.register(registerClinicSchema.parse(args.input), { ip: context.ip }),
   }),
   verifyEmail: t.field({
     type: VerifyEmailSuccess,
@@ -148,17 +168,15 @@ builder.mutationFields((t) => ({
           .regex(/^[A-Za-z0-9_-]+$/, { error: 'This is not a verification link token' }),
       }),
     },
-    resolve: async (_root, { token }, context) => ({
-      userId: await context.deps.registration.verifyEmail(token),
-    }),
+    resolve: (_root, { token }, context) => context.deps.registration.verifyEmail(token),
   }),
   resendVerificationEmail: t.field({
     type: ResendVerificationEmailSuccess,
     errors: {},
     args: { email: t.arg.string({ required: true, validate: z.string().max(254) }) },
-    resolve: async (_root, { email }, context) => {
-      // Same answer, known e-mail or not: no account enumeration here.
-      await context.deps.registration.resendVerificationEmail(email);
+    resolve: (_root, { email }, context) => {
+      // Same answer at the same moment, known e-mail or not: the work starts after it.
+      context.deps.registration.resendVerificationEmail(email);
       return { accepted: true as const };
     },
   }),
@@ -171,10 +189,9 @@ builder.mutationFields((t) => ({
     },
     resolve: async (_root, { clinicId }, context) => {
       const id = String(clinicId);
-      const clinic = await context.deps.db.prisma.clinic.findUnique({
-        where: { id },
-        select: { status: true },
-      });
+      const clinic = await context.scoped((tx) =>
+        tx.clinic.findUnique({ where: { id }, select: { status: true } }),
+      );
       if (!clinic) throw new NotFoundError('clinic');
       if (clinic.status !== 'FAILED' && clinic.status !== 'PENDING') {
         throw new ConflictError(

@@ -6,15 +6,18 @@
  * after them cannot strand the clinic.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { CentralPrisma } from '../../db/database.js';
+import type { CentralPrisma, ClinicServer } from '../../db/database.js';
+import type { RequestScope } from '../../db/request-scope.js';
 import type { Config } from '../../env.js';
 import type { Prisma } from '../../generated/central/client.js';
 import { addJob } from '../../jobs/index.js';
+import { type CounterStore, RateLimit, takeAll } from '../../limits/counters.js';
 import type { Logger } from '../../logger.js';
 import { hashPassword } from '../auth/passwords.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
 import { clinicFqdn, type DnsProvider } from '../dns/provider.js';
 import { enqueueMail } from '../mail/service.js';
+import { dropClinicObjects } from '../provisioning/admin.js';
 import type { SagaStep } from '../provisioning/saga.js';
 import type { AuditActor, ProvisioningService } from '../provisioning/service.js';
 import { ProvisioningFailedError } from '../provisioning/service.js';
@@ -45,6 +48,8 @@ export interface RegistrationDeps {
   provisioning: ProvisioningService;
   dns: DnsProvider;
   certificates: CertificateIssuer;
+  /** Where the registration limits are counted (shared by every instance). */
+  counters: CounterStore;
 }
 
 export interface Registered {
@@ -54,16 +59,47 @@ export interface Registered {
 }
 
 const jobKey = (clinicId: string) => `provision:${clinicId}`;
+/** Verification resends running at once at most (they run after the answer). */
+const MAX_PENDING_RESENDS = 100;
+/** Unverified registrations undone per pass at most; the next pass takes the rest. */
+const EXPIRY_BATCH = 20;
 const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 
 export class RegistrationService {
-  constructor(private readonly deps: RegistrationDeps) {}
+  /** Every registration creates a database, a role, DNS records and a certificate: bounded. */
+  private readonly perAddress: RateLimit;
+  private readonly overall: RateLimit;
+
+  constructor(private readonly deps: RegistrationDeps) {
+    const { ip, total } = deps.config.registrationLimits;
+    this.perAddress = new RateLimit(deps.counters, 'registration.ip', ip);
+    this.overall = new RateLimit(deps.counters, 'registration.total', total);
+  }
 
   /**
+   * @throws RATE_LIMITED (a GraphQL error) when this address, or everyone together, registered
+   * too often; counted before anything else is done.
    * @throws EmailTakenError when the e-mail is in use (also when a concurrent registration wins).
    * @throws ProvisioningFailedError after undoing everything.
    */
-  async register(input: RegisterClinicInput): Promise<Registered> {
+  async register(input: RegisterClinicInput, meta: { ip: string | null }): Promise<Registered> {
+    const address = meta.ip ?? 'unknown';
+    await takeAll([
+      [this.perAddress, address],
+      [this.overall, 'all'],
+    ]);
+    try {
+      return await this.registerCounted(input);
+    } catch (error) {
+      // A failure on our side is not the caller's attempt (it may retry at once).
+      if (error instanceof ProvisioningFailedError) {
+        await Promise.all([this.perAddress.release(address), this.overall.release('all')]);
+      }
+      throw error;
+    }
+  }
+
+  private async registerCounted(input: RegisterClinicInput): Promise<Registered> {
     const { prisma, provisioning, config } = this.deps;
     // Fast path; the unique index decides races (central_records maps its violation).
     if (await prisma.user.findUnique({ where: { email: input.adminEmail }, select: { id: true } })) {
@@ -137,24 +173,7 @@ export class RegistrationService {
       await this.giveUp(clinicId, attempt, 'clinic admin or database server missing');
       return;
     }
-    const state: RegistrationState = {
-      clinicId,
-      clinicName: clinic.name,
-      country: clinic.country,
-      companyName: clinic.name,
-      admin: {
-        userId: admin.id,
-        firstName: admin.firstName,
-        lastName: admin.lastName,
-        email: admin.email ?? '',
-      },
-      server,
-      databaseName: clinic.databaseName,
-      roleName: clinic.databaseRole,
-      passwordHash: '',
-      phone: admin.phone,
-      hybrid: true,
-    };
+    const state = registrationState(clinic, admin, server, true);
     const last = attempt >= MAX_ATTEMPTS;
     const result = await provisioning.runSaga('REGISTER', state, this.remainingSteps(), {
       attempt,
@@ -247,6 +266,111 @@ export class RegistrationService {
         { jobKey: jobKey(clinicId), maxAttempts: 1 },
       );
     });
+  }
+
+  /**
+   * Undoes registrations nobody confirmed (docs/decisions/018): a READY or FAILED clinic older
+   * than UNVERIFIED_CLINIC_TTL, with a clinic admin, none of whose users ever verified an
+   * e-mail, signed in or got a client. Its certificate, DNS records, database and role and its
+   * central records go, through the undo of each registration step, as a recorded DELETE run;
+   * its e-mail and subdomain are free again. Run by every instance's periodic pass: each clinic
+   * is claimed (DELETING) by one of them.
+   * @returns how many registrations were undone.
+   */
+  async expireUnverified(): Promise<number> {
+    const { prisma, provisioning, logger, config } = this.deps;
+    const claimed = await prisma.$queryRaw<{ id: string; previous: 'READY' | 'FAILED' }[]>`
+      WITH expired AS (
+        SELECT c.id, c.status FROM clinics c
+         WHERE c.status IN ('READY', 'FAILED')
+           AND c.created_at < now() - make_interval(secs => ${config.unverifiedClinicTtlSeconds})
+           AND EXISTS (SELECT 1 FROM users u WHERE u.clinic_id = c.id AND u.role = 'CLINIC_ADMIN')
+           AND NOT EXISTS (SELECT 1 FROM users u WHERE u.clinic_id = c.id AND u.email_verified_at IS NOT NULL)
+           AND NOT EXISTS (SELECT 1 FROM users u JOIN sessions s ON s.user_id = u.id WHERE u.clinic_id = c.id)
+           AND NOT EXISTS (SELECT 1 FROM client_records r WHERE r.clinic_id = c.id)
+         ORDER BY c.created_at
+         LIMIT ${EXPIRY_BATCH}
+         FOR UPDATE OF c SKIP LOCKED)
+      UPDATE clinics SET status = 'DELETING', updated_at = now()
+        FROM expired WHERE clinics.id = expired.id
+      RETURNING clinics.id::text AS id, expired.status::text AS previous`;
+    let undone = 0;
+    for (const { id, previous } of claimed) {
+      const state = await this.stateOf(id);
+      if (!state) continue;
+      const result = await provisioning.runSaga('DELETE', state, this.expirySteps(), {
+        // A failed step leaves the rest for the next pass (every undo is idempotent).
+        suspendOn: () => true,
+      });
+      if (result.ok) {
+        undone += 1;
+        logger.info({ clinicId: id, runId: result.runId }, 'unverified registration undone');
+      } else {
+        await prisma.clinic.updateMany({ where: { id, status: 'DELETING' }, data: { status: previous } });
+        logger.warn(
+          { clinicId: id, runId: result.runId },
+          'undoing an unverified registration failed; retried later',
+        );
+      }
+    }
+    return undone;
+  }
+
+  /** The registration's undo, last step first, as the steps of a DELETE run. */
+  private expirySteps(): SagaStep<RegistrationState>[] {
+    const undo = (step: SagaStep<RegistrationState>): SagaStep<RegistrationState> => ({
+      name: step.name,
+      run: async (state) => {
+        await step.undo?.(state);
+        return undefined;
+      },
+    });
+    return [
+      undo(this.sslStep()),
+      undo(this.dnsStep()),
+      {
+        name: 'create_database',
+        run: async (state) => {
+          await this.deps.provisioning.clients.evict(state.clinicId);
+          // The one drop of this module: an empty database and its role, on the recorded rule of
+          // docs/decisions/018. To be routed through the single door of destructive operations
+          // (provisioning/drop.ts) when it lands.
+          await dropClinicObjects(state.server.url, state.databaseName, state.roleName);
+          return { note: `dropped ${state.databaseName}` };
+        },
+      },
+      {
+        name: 'central_records',
+        run: async (state) => {
+          await this.centralRecordsStep().undo?.(state);
+          await this.deps.prisma.auditLog.create({
+            data: {
+              action: 'registration.expired',
+              clinicId: state.clinicId,
+              targetType: 'clinic',
+              targetId: state.clinicId,
+              data: { ttlSeconds: this.deps.config.unverifiedClinicTtlSeconds },
+            },
+          });
+          return { note: 'e-mail and subdomain released' };
+        },
+      },
+    ];
+  }
+
+  /** What the steps of a registration need to know about an existing clinic. */
+  private async stateOf(clinicId: string): Promise<RegistrationState | undefined> {
+    const { prisma, provisioning, logger } = this.deps;
+    const clinic = await prisma.clinic.findUnique({
+      where: { id: clinicId },
+      include: { users: { where: { role: 'CLINIC_ADMIN' }, orderBy: { createdAt: 'asc' }, take: 1 } },
+    });
+    const server = clinic && provisioning.integrity.servers.get(clinic.databaseServer);
+    if (!clinic || !server) {
+      logger.error({ clinicId }, 'clinic or its database server missing; not undone');
+      return undefined;
+    }
+    return registrationState(clinic, clinic.users[0], server, false);
   }
 
   private centralRecordsStep(): SagaStep<RegistrationState> {
@@ -468,8 +592,11 @@ export class RegistrationService {
     );
   }
 
-  /** Marks the e-mail verified. Single use, 24 h. @throws InvalidCodeError with its reason */
-  async verifyEmail(token: string): Promise<string> {
+  /**
+   * Marks the e-mail verified. Single use, 24 h. @returns who verified (for reading them back
+   * as themselves). @throws InvalidCodeError with its reason
+   */
+  async verifyEmail(token: string): Promise<RequestScope & { userId: string }> {
     const { prisma } = this.deps;
     return prisma.$transaction(async (tx) => {
       // The conditional update makes two concurrent uses of one token succeed once.
@@ -480,11 +607,15 @@ export class RegistrationService {
       });
       const userId = used[0]?.userId;
       if (!userId) throw await this.whyNot(tx, token);
-      await tx.user.update({ where: { id: userId }, data: { emailVerifiedAt: new Date() } });
+      const user = await tx.user.update({
+        where: { id: userId },
+        data: { emailVerifiedAt: new Date() },
+        select: { role: true, clinicId: true },
+      });
       await tx.auditLog.create({
         data: { action: 'user.email_verified', actorId: userId, targetType: 'user', targetId: userId },
       });
-      return userId;
+      return { userId, role: user.role, clinicId: user.clinicId };
     });
   }
 
@@ -509,13 +640,33 @@ export class RegistrationService {
     return new InvalidCodeError('This link has expired. Ask for a new one.', 'EXPIRED');
   }
 
+  /** Resends still running (stop() and tests wait for them). */
+  private readonly resends = new Set<Promise<void>>();
+
   /**
-   * Sends a new link to an unverified user of a READY clinic. Says nothing about whether the
-   * e-mail exists: the caller answers the same either way, and at most one mail per minute goes out.
+   * Sends a new link to an unverified user of a READY clinic, after the caller has its answer:
+   * the answer and its timing are the same whether the e-mail is unknown, verified or not (the
+   * same rule as sign-in codes, auth/login-codes.ts). At most one mail per minute goes out per
+   * address; past {@link MAX_PENDING_RESENDS} resends still running, more are dropped (the
+   * answer does not change, and an honest user simply asks again).
    */
-  async resendVerificationEmail(rawEmail: string): Promise<void> {
+  resendVerificationEmail(rawEmail: string): void {
+    if (this.resends.size >= MAX_PENDING_RESENDS) {
+      this.deps.logger.warn('verification resends saturated; one dropped');
+      return;
+    }
+    const work = this.resendNow(normaliseEmail(rawEmail))
+      .catch((error: unknown) => this.deps.logger.error({ err: error }, 'verification resend failed'))
+      .finally(() => this.resends.delete(work));
+    this.resends.add(work);
+  }
+
+  async idle(): Promise<void> {
+    await Promise.all(this.resends);
+  }
+
+  private async resendNow(email: string): Promise<void> {
     const { prisma } = this.deps;
-    const email = normaliseEmail(rawEmail);
     const user = await prisma.user.findUnique({ where: { email }, include: { clinic: true } });
     if (!user || user.emailVerifiedAt || !user.clinic || user.clinic.status !== 'READY') return;
     const recent = await prisma.mailOutbox.count({
@@ -536,4 +687,31 @@ export class RegistrationService {
       await this.issueVerification(tx, { id: user.id, email, firstName: user.firstName }, clinicName);
     });
   }
+}
+
+/** The state the registration steps work on, for a clinic that exists (a resume, an undo). */
+function registrationState(
+  clinic: { id: string; name: string; country: string; databaseName: string; databaseRole: string },
+  admin:
+    | { id: string; firstName: string; lastName: string; email: string | null; phone: string | null }
+    | undefined,
+  server: ClinicServer,
+  hybrid: boolean,
+): RegistrationState {
+  return {
+    clinicId: clinic.id,
+    clinicName: clinic.name,
+    country: clinic.country,
+    companyName: clinic.name,
+    admin: admin
+      ? { userId: admin.id, firstName: admin.firstName, lastName: admin.lastName, email: admin.email ?? '' }
+      : null,
+    server,
+    databaseName: clinic.databaseName,
+    roleName: clinic.databaseRole,
+    // Only central_records uses it, and it never runs again for an existing clinic.
+    passwordHash: '',
+    phone: admin?.phone ?? null,
+    hybrid,
+  };
 }

@@ -37,13 +37,41 @@ export const passwordSchema = z
     error: 'This password is too common; choose another',
   });
 
+/** Top-level domains a clinic name could point at: generic ones and every country code. */
+const TOP_LEVEL_DOMAINS = new Set([
+  ...[...COUNTRY_CODES].map((code) => code.toLowerCase()),
+  ...['com', 'net', 'org', 'info', 'biz', 'io', 'app', 'dev', 'xyz', 'online', 'site', 'top', 'club'],
+  ...['shop', 'store', 'link', 'click', 'live', 'pro', 'tech', 'website', 'space', 'fun', 'icu', 'vip'],
+  ...['win', 'bid', 'loan', 'email', 'support', 'health', 'clinic', 'care', 'doctor', 'dental'],
+  ...['bank', 'pay', 'money', 'finance', 'gov', 'edu', 'mil', 'int', 'eu', 'asia', 'onion', 'local'],
+  ...['localhost', 'example', 'test', 'invalid', 'mobi', 'name', 'page', 'cloud', 'digital', 'network'],
+]);
+
+/**
+ * Whether text carries a link (a scheme, `www.`, or a domain name under a known top-level
+ * domain) or a phone number (7 digits or more, separators allowed). Clinic names appear in
+ * messages Onramp sends to people who never chose to receive them (invitations, verification);
+ * a link or a number there is how such messages are turned into phishing.
+ */
+export function containsLinkOrPhone(raw: string): boolean {
+  const text = raw.normalize('NFKC').toLowerCase();
+  if (/[a-z][a-z0-9+.-]*:\/\//.test(text) || /(^|[^\p{L}\p{N}])www\d*\./u.test(text)) return true;
+  for (const match of text.matchAll(/(?:[\p{L}\p{N}-]+\.)+([a-z]{2,24})(?![\p{L}\p{N}])/gu)) {
+    if (TOP_LEVEL_DOMAINS.has(match[1] as string)) return true;
+  }
+  return /\d(?:[\s().\-/]*\d){6,}/.test(text);
+}
+
 export const registerClinicSchema = z
   .object({
     clinicName: z
       .string()
       .trim()
       .min(2, { error: 'Clinic name must be at least 2 characters' })
-      .max(120, { error: 'Clinic name must be at most 120 characters' }),
+      .max(120, { error: 'Clinic name must be at most 120 characters' })
+      .refine((name) => !containsLinkOrPhone(name), {
+        error: 'Clinic name must not contain a web address or a phone number',
+      }),
     country: z
       .string()
       .trim()

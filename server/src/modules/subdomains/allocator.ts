@@ -16,69 +16,61 @@ const MAX_BASE_LENGTH = 50;
 /** Shorter slugs ("AB", "東京") get a generated name instead: too easy to confuse or squat. */
 const MIN_BASE_LENGTH = 3;
 
-/** Names no tenant may take: platform hosts, mail and DNS infrastructure, look-alikes of staff pages. */
+/**
+ * Names no tenant may take, by who gives them a meaning. A host of that name under
+ * `BASE_DOMAIN` would be trusted by someone else's software: a browser's proxy settings (WPAD),
+ * Windows networking (ISATAP), mail clients' account set-up (Autodiscover, autoconfig), mail
+ * servers' TLS policy (MTA-STS), key lookups (OpenPGP WKD), or people, who read `admin` or
+ * `billing` as the platform's own.
+ */
 export const RESERVED_SUBDOMAINS: ReadonlySet<string> = new Set([
-  'www',
-  'api',
-  'app',
-  'apps',
-  'admin',
-  'administrator',
-  'root',
-  'mail',
-  'email',
-  'webmail',
-  'smtp',
-  'imap',
-  'pop',
-  'pop3',
-  'mx',
-  'ns',
-  'ns1',
-  'ns2',
-  'ns3',
-  'dns',
-  'ftp',
-  'sftp',
-  'ssh',
-  'vpn',
-  'autodiscover',
-  'autoconfig',
-  'localhost',
-  'console',
-  'dashboard',
-  'status',
-  'static',
-  'assets',
-  'cdn',
-  'media',
-  'auth',
-  'login',
-  'signin',
-  'signup',
-  'register',
-  'account',
-  'accounts',
-  'billing',
-  'support',
-  'help',
-  'docs',
-  'blog',
-  'dev',
-  'staging',
-  'test',
-  'internal',
-  'onramp',
-  'onboarding',
-  'graphql',
-  'metrics',
-  'health',
-  'security',
-  'abuse',
-  'postmaster',
-  'hostmaster',
-  'webmaster',
+  // The platform's own hosts and pages, and words that pass for them.
+  ...['www', 'api', 'app', 'apps', 'admin', 'administrator', 'root', 'console', 'dashboard'],
+  ...['status', 'static', 'assets', 'cdn', 'media', 'auth', 'login', 'signin', 'signup', 'sso'],
+  ...['oauth', 'register', 'account', 'accounts', 'billing', 'payment', 'payments', 'support'],
+  ...['help', 'docs', 'blog', 'dev', 'staging', 'test', 'demo', 'internal', 'intranet', 'portal'],
+  ...['onramp', 'onboarding', 'graphql', 'metrics', 'health', 'verify', 'secure', 'localhost'],
+  // RFC 2142 mailbox and service names (the same words as hosts invite the same trust).
+  ...['info', 'marketing', 'sales', 'abuse', 'noc', 'security', 'postmaster', 'hostmaster'],
+  ...['usenet', 'news', 'webmaster', 'uucp', 'ftp'],
+  // Mail: servers, webmail, client auto-configuration (Microsoft Autodiscover, Mozilla
+  // autoconfig), transport security policy (RFC 8461 MTA-STS, TLS-RPT), OpenPGP key directory.
+  ...['mail', 'email', 'webmail', 'smtp', 'imap', 'pop', 'pop3', 'mx', 'autodiscover'],
+  ...['autoconfig', 'mta-sts', 'tls-rpt', 'openpgpkey', 'dkim', 'dmarc', 'spf', 'bimi'],
+  // Name service and network infrastructure: WPAD (proxy auto-discovery), ISATAP (RFC 5214),
+  // time, directories, remote access.
+  ...[
+    'ns',
+    'ns1',
+    'ns2',
+    'ns3',
+    'dns',
+    'wpad',
+    'isatap',
+    'ntp',
+    'time',
+    'ldap',
+    'kerberos',
+    'radius',
+    'proxy',
+  ],
+  ...['gateway', 'router', 'vpn', 'ssh', 'sftp', 'rdp', 'remote'],
+  // Microsoft 365 / Skype for Business / Intune discovery records.
+  ...['lyncdiscover', 'sip', 'sipfed', 'meet', 'dialin', 'msoid', 'enterpriseenrollment'],
+  'enterpriseregistration',
+  // Certificate issuance (ACME, RFC 8555) and its challenge names without the underscore.
+  ...['acme', 'acme-challenge', 'pki', 'ca', 'crl', 'ocsp'],
 ]);
+
+/**
+ * A reserved name, or one made to look like it: `www2`, `www-2`, `admin-2`, `ns4` (numbered
+ * hosts are how platforms name their own).
+ */
+export function isReservedSubdomain(name: string): boolean {
+  if (RESERVED_SUBDOMAINS.has(name)) return true;
+  const unnumbered = name.replace(/-?\d+$/, '');
+  return unnumbered !== name && RESERVED_SUBDOMAINS.has(unnumbered);
+}
 
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
@@ -98,7 +90,7 @@ const TRANSLITERATIONS: Record<string, string> = {
 
 /** Whether `name` is a valid DNS label that a tenant may hold. */
 export function isAllowedSubdomain(name: string): boolean {
-  return LABEL.test(name) && !RESERVED_SUBDOMAINS.has(name) && !name.startsWith('xn--');
+  return LABEL.test(name) && !isReservedSubdomain(name) && !name.startsWith('xn--');
 }
 
 /**
@@ -179,10 +171,13 @@ export function generatedSubdomain(): string {
   return `${pick(ADJECTIVES)}-${pick(NOUNS)}-${randomInt(1000, 10_000)}`;
 }
 
-/** The name to try first for an organisation (a generated one when it has none usable). */
+/**
+ * The name to try first for an organisation: its slug, or a generated one when the slug is too
+ * short or reserved (`Admin` gets `bright-harbor-4821`, never `admin-2`).
+ */
 export function preferredSubdomain(organizationName: string | null | undefined): string {
   const base = organizationName ? subdomainSlug(organizationName) : '';
-  return base.length >= MIN_BASE_LENGTH ? base : generatedSubdomain();
+  return base.length >= MIN_BASE_LENGTH && isAllowedSubdomain(base) ? base : generatedSubdomain();
 }
 
 export type SubdomainOwner = { clinicId: string } | { onboardingId: string };
@@ -196,7 +191,9 @@ type Db = Prisma.TransactionClient | CentralPrisma;
  * name and then skips it, so each name goes to exactly one caller.
  * @param base a label from {@link preferredSubdomain}
  */
-export async function reserveSubdomain(db: Db, base: string, owner: SubdomainOwner): Promise<string> {
+export async function reserveSubdomain(db: Db, requested: string, owner: SubdomainOwner): Promise<string> {
+  // A reserved base has no free numbered variant (they are reserved too).
+  const base = isAllowedSubdomain(requested) ? requested : generatedSubdomain();
   const clinicId = 'clinicId' in owner ? owner.clinicId : null;
   const onboardingId = 'onboardingId' in owner ? owner.onboardingId : null;
   for (let round = 0; round < 50; round += 1) {

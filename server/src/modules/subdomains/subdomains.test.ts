@@ -38,7 +38,7 @@ describe('subdomain names', () => {
       expect(RESERVED_SUBDOMAINS.has(name)).toBe(true);
       expect(isAllowedSubdomain(name)).toBe(false);
     }
-    expect(isAllowedSubdomain('admin-2')).toBe(true);
+    expect(isAllowedSubdomain('admin-2')).toBe(false); // a look-alike (reserved.test.ts)
   });
 
   it('generates a readable name when there is no usable organisation name', () => {

@@ -1,0 +1,121 @@
+/**
+ * Clinic registration through the public surface (GraphQL over HTTP), as a signing-up clinic
+ * does it, for tests that need clinics and their admins: register, read the verification link
+ * from the dev mailbox (as the super-admin), verify, sign in.
+ */
+import type { TestApp } from './harness.js';
+import type { SmtpSink } from './smtp-sink.js';
+
+export const REGISTER = `mutation Register($input: RegisterClinicInput!) {
+  registerClinic(input: $input) {
+    __typename
+    ... on RegisterClinicSuccess { status clinic { id name subdomain status } user { id email } }
+    ... on Error { code message }
+    ... on ValidationError { fields { path message } }
+  }
+}`;
+
+export interface RegisterAnswer {
+  status: number;
+  headers: Headers;
+  result?: {
+    __typename: string;
+    status?: string;
+    clinic?: { id: string; name: string; subdomain: string; status: string };
+    user?: { id: string; email: string };
+    code?: string;
+    message?: string;
+    fields?: { path: string[]; message: string }[];
+  };
+  errors?: { message: string; extensions?: Record<string, unknown> }[];
+}
+
+let counter = 0;
+
+/** A valid registerClinic input; every call gets its own e-mail. */
+export function registrationInput(overrides: Record<string, unknown> = {}) {
+  counter += 1;
+  return {
+    clinicName: `Clinique ${counter} ${Math.random().toString(36).slice(2, 6)}`,
+    country: 'FR',
+    adminEmail: `admin-${counter}-${Math.random().toString(36).slice(2, 10)}@example.com`,
+    adminPassword: 'a sturdy passphrase 42',
+    adminFirstName: 'Marie',
+    adminLastName: 'Curie',
+    ...overrides,
+  };
+}
+
+export async function registerClinic(
+  t: TestApp,
+  overrides: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+): Promise<RegisterAnswer> {
+  const {
+    status,
+    body,
+    headers: answerHeaders,
+  } = await t.gql<{ registerClinic: RegisterAnswer['result'] }>(
+    REGISTER,
+    { input: registrationInput(overrides) },
+    headers,
+  );
+  return { status, headers: answerHeaders, result: body.data?.registerClinic, errors: body.errors };
+}
+
+/**
+ * The verification token of the newest verification e-mail to `email`: from the dev mailbox, or
+ * from `sink` when the app sends through SMTP_URL.
+ */
+export async function verificationToken(t: TestApp, email: string, sink?: SmtpSink): Promise<string> {
+  let text: string | undefined;
+  if (sink) {
+    const mail = await sink.waitFor(
+      (message) =>
+        JSON.stringify(message.to ?? '').includes(email) && /verify-email/.test(message.text ?? ''),
+    );
+    text = mail.text;
+  } else {
+    const { body } = await t.gql<{ devMailbox: { kind: string; text: string }[] }>(
+      'query ($to: String!) { devMailbox(to: $to) { kind text } }',
+      { to: email },
+      await t.superAdmin(),
+    );
+    text = body.data?.devMailbox.find((message) => message.kind === 'email_verification')?.text;
+  }
+  const token = /verify-email\?token=([A-Za-z0-9_-]+)/.exec(text ?? '')?.[1];
+  if (!token) throw new Error(`no verification e-mail for ${email}`);
+  return token;
+}
+
+export async function verifyEmail(t: TestApp, email: string, sink?: SmtpSink): Promise<void> {
+  const token = await verificationToken(t, email, sink);
+  const { body } = await t.gql<{ verifyEmail: { __typename: string } }>(
+    'mutation ($token: String!) { verifyEmail(token: $token) { __typename } }',
+    { token },
+  );
+  if (body.data?.verifyEmail.__typename !== 'VerifyEmailSuccess')
+    throw new Error(`verifyEmail failed: ${JSON.stringify(body)}`);
+}
+
+/** `Authorization` headers of a password sign-in. */
+export async function signIn(t: TestApp, email: string, password = 'a sturdy passphrase 42') {
+  const { body } = await t.gql<{ signInWithPassword: { __typename: string; accessToken?: string } }>(
+    `mutation ($email: String!, $password: String!) { signInWithPassword(email: $email, password: $password) {
+      __typename ... on AuthSession { accessToken } } }`,
+    { email, password },
+  );
+  const token = body.data?.signInWithPassword.accessToken;
+  if (!token) throw new Error(`sign-in failed: ${JSON.stringify(body)}`);
+  return { authorization: `Bearer ${token}` };
+}
+
+/** A READY clinic with a verified, signed-in admin (`sink`: the app mails through SMTP_URL). */
+export async function clinicWithAdmin(t: TestApp, overrides: Record<string, unknown> = {}, sink?: SmtpSink) {
+  const answer = await registerClinic(t, overrides);
+  const clinic = answer.result?.clinic;
+  const user = answer.result?.user;
+  if (!clinic || !user) throw new Error(`registration failed: ${JSON.stringify(answer)}`);
+  await verifyEmail(t, user.email, sink);
+  return { clinic, user, headers: await signIn(t, user.email) };
+}
