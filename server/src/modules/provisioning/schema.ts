@@ -50,14 +50,16 @@ interface ClinicSummary {
 /** A clinic's creation date and first admin, batched per request (the clinics table lists them all). */
 const clinicSummary = (context: Context, clinicId: string) =>
   batchLoad<ClinicSummary>(context, 'clinic.summary', clinicId, async (ids) => {
-    const clinics = await context.deps.db.prisma.clinic.findMany({
-      where: { id: { in: ids } },
-      select: {
-        id: true,
-        createdAt: true,
-        users: { where: { role: 'CLINIC_ADMIN' }, orderBy: { createdAt: 'asc' }, take: 1 },
-      },
-    });
+    const clinics = await context.scoped((tx) =>
+      tx.clinic.findMany({
+        where: { id: { in: ids } },
+        select: {
+          id: true,
+          createdAt: true,
+          users: { where: { role: 'CLINIC_ADMIN' }, orderBy: { createdAt: 'asc' }, take: 1 },
+        },
+      }),
+    );
     return new Map(
       clinics.map((clinic) => [clinic.id, { createdAt: clinic.createdAt, admin: clinic.users[0] }]),
     );
@@ -352,7 +354,7 @@ builder.queryFields((t) => ({
     description: 'One run with its steps and error; null when there is no such run.',
     args: { id: t.arg.id({ required: true, validate: z.uuid({ error: 'must be a run id (UUID)' }) }) },
     resolve: (query, _root, { id }, context) =>
-      context.deps.db.prisma.provisioningRun.findUnique({ ...query, where: { id: String(id) } }),
+      context.scoped((tx) => tx.provisioningRun.findUnique({ ...query, where: { id: String(id) } })),
   }),
   provisioningMetrics: t.field({
     type: ProvisioningMetricsRef,
