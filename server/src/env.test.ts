@@ -13,6 +13,7 @@ const PRODUCTION = {
   ENCRYPTION_KEY: 'ab'.repeat(32),
   SMTP_URL: 'smtp://mail.example.com:587',
   SMS_GATEWAY_URL: 'https://sms.example.com/send',
+  DATABASE_URL: 'postgres://onramp:secret@db.internal:5432/onramp',
 };
 
 function problems(env: Record<string, string>, cwd = tmp()): string[] {
@@ -112,11 +113,24 @@ describe('loadConfig', () => {
       expect.stringMatching(/^ENCRYPTION_KEY: required in production/),
       expect.stringMatching(/^SMTP_URL: required in production/),
       expect.stringMatching(/^SMS_GATEWAY_URL: required in production/),
+      expect.stringMatching(/^DATABASE_URL: required in production .*ONRAMP_EMBEDDED_DATABASE=1/),
       'FAULT_INJECTION: refused in production',
       'LOGIN_CODE_SEND_LIMITS: off is refused in production',
     ]);
     expect(loadConfig({ LOGIN_CODE_SEND_LIMITS: 'off' }, tmp()).loginCodeSendLimits).toBe(false);
     expect(problems(PRODUCTION)).toEqual([]);
+  });
+
+  it('refuses the embedded PostgreSQL in production unless ONRAMP_EMBEDDED_DATABASE=1 says it is meant', () => {
+    const { DATABASE_URL: _, ...embedded } = PRODUCTION;
+    expect(problems(embedded)).toEqual([
+      expect.stringMatching(/^DATABASE_URL: required in production .*ONRAMP_EMBEDDED_DATABASE=1/),
+    ]);
+    expect(problems({ ...embedded, ONRAMP_EMBEDDED_DATABASE: '1' })).toEqual([]);
+    expect(problems({ ...embedded, ONRAMP_EMBEDDED_DATABASE: 'yes' })).toEqual([
+      'ONRAMP_EMBEDDED_DATABASE: must be 0 or 1',
+    ]);
+    expect(problems({ ONRAMP_ENV: 'development' })).toEqual([]);
   });
 
   it('never writes generated secrets in production', () => {

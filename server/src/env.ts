@@ -94,6 +94,7 @@ const rawSchema = z.object({
   HOST: z.string().trim().min(1).default('127.0.0.1'),
   ONRAMP_ENV: z.enum(['development', 'test', 'production']).default('development'),
   ONRAMP_DATA_DIR: z.string().trim().min(1).default('.onramp'),
+  ONRAMP_EMBEDDED_DATABASE: z.enum(['0', '1'], { error: 'must be 0 or 1' }).default('0'),
   ONRAMP_CONSOLE_DIR: z.string().trim().min(1).optional(),
   REGISTRATION_MODE: z.enum(['strict', 'hybrid']).default('strict'),
   SMTP_URL: z.url({ protocol: /^smtps?$/, error: 'must be an smtp:// or smtps:// URL' }).optional(),
@@ -438,6 +439,12 @@ function productionProblems(raw: RawEnv): string[] {
   require(raw.ENCRYPTION_KEY, 'ENCRYPTION_KEY', 'stored secrets must survive a new data dir');
   require(raw.SMTP_URL, 'SMTP_URL', 'the dev mailbox never delivers mail');
   require(raw.SMS_GATEWAY_URL, 'SMS_GATEWAY_URL', 'the dev outbox never delivers SMS');
+  if (!raw.DATABASE_URL && raw.ONRAMP_EMBEDDED_DATABASE !== '1') {
+    problems.push(
+      'DATABASE_URL: required in production (without it Onramp would keep every clinic in an embedded ' +
+        'PostgreSQL under ONRAMP_DATA_DIR); set ONRAMP_EMBEDDED_DATABASE=1 if that is meant',
+    );
+  }
   if (raw.FAULT_INJECTION.length > 0) problems.push('FAULT_INJECTION: refused in production');
   if (raw.LOGIN_CODE_SEND_LIMITS === 'off')
     problems.push('LOGIN_CODE_SEND_LIMITS: off is refused in production');
