@@ -9,7 +9,7 @@
  * process is gone is recovered: its still-running server is adopted as it is (same port, open
  * connections untouched); only a server nobody owns that does not answer is shut down.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
   chownSync,
@@ -22,15 +22,18 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from '../logger.js';
 import {
   answeringDataDirectory,
-  bundledPostgresDir,
+  blockingDirectory,
   initdb,
   isAlive,
+  postgresBinaries,
   postgresUser,
+  reachableBy,
   runningPostmaster,
+  SYSTEM_DIR,
   startPostmaster,
   stopPostmaster,
 } from './postgres-process.js';
@@ -93,6 +96,11 @@ export class EmbeddedPostgresInUse extends Error {
 interface Settings {
   port: number;
   password: string;
+  /**
+   * Where the cluster lives when not in `<dir>/pg`: as root, when the `postgres` user cannot
+   * reach the data dir (see {@link clusterLocation}).
+   */
+  clusterDir?: string;
 }
 
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<RunningPostgres> {
@@ -101,8 +109,16 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const runAs = postgresUser();
   // As root, PostgreSQL runs as the `postgres` user, which must be able to reach its directory.
   if (runAs) chmodSync(dir, 0o711);
-  const settings = loadSettings(dir);
-  const clusterDir = join(dir, 'pg');
+  let settings = loadSettings(dir);
+  const clusterDir = clusterLocation(dir, settings, runAs);
+  if (clusterDir !== (settings.clusterDir ?? join(dir, 'pg'))) {
+    settings = { ...settings, clusterDir };
+    saveSettings(dir, settings);
+    logger.info(
+      { dir: clusterDir },
+      `the postgres user cannot reach ${dir}; the embedded PostgreSQL cluster lives in ${clusterDir} (recorded in embedded.json)`,
+    );
+  }
   const urlOf = (port: number) =>
     `postgres://postgres:${encodeURIComponent(settings.password)}@127.0.0.1:${port}/postgres`;
 
@@ -148,7 +164,7 @@ interface StartServerOptions extends EmbeddedPostgresOptions {
 
 async function startServer(options: StartServerOptions): Promise<{ pid: number; port: number }> {
   const { clusterDir, settings, runAs, logger } = options;
-  const binDir = join(bundledPostgresDir(), 'bin');
+  const binDir = join(postgresBinaries(runAs), 'bin');
   if (!existsSync(join(clusterDir, 'PG_VERSION'))) {
     logger.info({ dir: clusterDir }, 'initialising embedded PostgreSQL');
     rmSync(clusterDir, { recursive: true, force: true });
@@ -309,12 +325,37 @@ async function servesCluster(port: number, password: string, clusterDir: string)
   }
 }
 
+/**
+ * The cluster lives in `<dir>/pg`, unless we are root and the `postgres` user cannot reach that
+ * (the data dir is under a directory only root may enter): then in a directory of its own under
+ * /var/lib/onramp, named after the data dir and recorded in its embedded.json, so that the data
+ * dir still leads to its cluster.
+ */
+function clusterLocation(dir: string, settings: Settings, runAs: ReturnType<typeof postgresUser>): string {
+  if (settings.clusterDir) return settings.clusterDir;
+  const local = join(dir, 'pg');
+  if (!runAs || reachableBy(runAs, dir)) return local;
+  if (existsSync(join(local, 'PG_VERSION'))) {
+    // A cluster made here before: moving medical data on our own is not ours to decide.
+    const blocking = blockingDirectory(runAs, dir);
+    throw new Error(
+      `the embedded PostgreSQL cluster ${local} cannot start: the postgres user may not enter ${blocking}. ` +
+        `Fix: chmod o+x ${blocking} (search only, not read), or move the data dir elsewhere and set ONRAMP_DATA_DIR`,
+    );
+  }
+  const name = createHash('sha256').update(realpathSync(dir)).digest('hex').slice(0, 16);
+  const external = join(SYSTEM_DIR, 'clusters', name);
+  mkdirSync(dirname(external), { recursive: true, mode: 0o755 });
+  return external;
+}
+
 /** Port and superuser password are chosen once and kept, so external tools can reconnect. */
 function loadSettings(dir: string): Settings {
   const file = join(dir, 'embedded.json');
   const saved: Partial<Settings> = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {};
-  if (saved.port && saved.password) return { port: saved.port, password: saved.password };
+  if (saved.port && saved.password) return saved as Settings;
   const settings = {
+    ...saved,
     port: saved.port ?? 0,
     password: saved.password ?? randomBytes(24).toString('base64url'),
   };

