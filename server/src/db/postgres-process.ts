@@ -101,6 +101,15 @@ export function postgresUser(): RunAs | undefined {
 }
 
 function lookupUser(name: string): RunAs | undefined {
+  // /etc/passwd first: no child process, and no dependence on PATH holding `id`.
+  try {
+    for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+      const [user, , uid, gid] = line.split(':');
+      if (user === name) return { uid: Number(uid), gid: Number(gid) };
+    }
+  } catch {
+    // no /etc/passwd: ask id(1), which also sees directory services
+  }
   const uid = spawnSync('id', ['-u', name], { encoding: 'utf8' });
   const gid = spawnSync('id', ['-g', name], { encoding: 'utf8' });
   if (uid.status !== 0 || gid.status !== 0) return undefined;

@@ -1,0 +1,54 @@
+/**
+ * `pnpm -s admin:token`: prints a bearer access token of the platform super-admin
+ * (ONRAMP_ADMIN_EMAIL), e.g. for `POST /api/v1/applications/register`. The token goes to
+ * standard output only, never to a log; it is an ordinary session (audited as `auth.sign_in`,
+ * method `admin_token`), valid for the access-token lifetime (15 minutes) and revocable like any.
+ * Uses the same data dir as `pnpm start` (joining its embedded PostgreSQL when it runs).
+ */
+import { openDatabases } from '../src/db/database.js';
+import { loadConfig } from '../src/env.js';
+import { createLogger } from '../src/logger.js';
+import { createMetrics } from '../src/metrics.js';
+import { postgresLimitStore } from '../src/modules/auth/lockout.js';
+import { AuthService } from '../src/modules/auth/service.js';
+import { ProvisioningService } from '../src/modules/provisioning/service.js';
+
+const config = loadConfig();
+// Logs on stderr: standard output carries the token alone, for `$(pnpm -s admin:token)`.
+const logger = createLogger({ ...config, logLevel: 'warn' }, process.stderr);
+const db = await openDatabases(config, logger);
+const provisioning = new ProvisioningService({
+  config,
+  logger,
+  db,
+  metrics: createMetrics(),
+  publishProgress: () => {},
+  publishHealth: () => {},
+});
+try {
+  const auth = new AuthService({
+    config,
+    logger,
+    prisma: db.prisma,
+    provisioning,
+    limits: postgresLimitStore(db.prisma),
+    // A super-admin session sends nothing; a transport that refuses keeps it so.
+    mail: {
+      name: 'dev',
+      send: () => Promise.reject(new Error('admin:token sends no mail')),
+      close: () => {},
+    },
+    sessionsEnded: () => {},
+  });
+  await auth.bootstrapSuperAdmin();
+  const admin = await db.prisma.user.findUniqueOrThrow({ where: { email: config.adminEmail } });
+  const session = await auth.startSession(
+    admin.id,
+    { ip: '127.0.0.1', userAgent: 'pnpm admin:token' },
+    'admin_token',
+  );
+  process.stdout.write(`${session.accessToken}\n`);
+} finally {
+  await provisioning.close();
+  await db.close();
+}

@@ -1,0 +1,81 @@
+/**
+ * The operator scripts of the README (issue 15 item 14), run as an operator runs them, from the
+ * repository root beside a running `pnpm start` on the same data dir: `pnpm -s admin:token`
+ * prints a super-admin bearer token on stdout alone; `pnpm db:psql` opens psql on the central
+ * database, or says clearly that psql is missing.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { tempDir } from '../test/harness.js';
+import { startServerProcess } from '../test/server-process.js';
+import { REPO_ROOT } from './db/paths.js';
+
+async function pnpm(args: string[], env: Record<string, string>) {
+  const child = spawn('pnpm', args, {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const code = await new Promise<number | null>((done) => child.once('exit', done));
+  return { code, stdout, stderr };
+}
+
+describe('operator scripts beside a running server', async () => {
+  const dataDir = tempDir('onramp-scripts-');
+  const env = { ONRAMP_DATA_DIR: dataDir, CLINIC_DATABASE_SERVERS: inject('pgAdminUrl') };
+  const server = await startServerProcess(env);
+
+  it('pnpm -s admin:token prints a super-admin bearer token, alone on stdout, that the server accepts', async () => {
+    const { code, stdout, stderr } = await pnpm(['-s', 'admin:token'], env);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\n$/);
+    const token = stdout.trim();
+    const health = await fetch(`${server.url}/api/v1/admin/clinics/health`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(health.status).toBe(200);
+    const anonymous = await fetch(`${server.url}/api/v1/admin/clinics/health`);
+    expect(anonymous.status).toBe(401);
+    // Never in a log: neither the script's stderr nor the server's output.
+    expect(stderr + server.stdout() + server.stderr()).not.toContain(token);
+  }, 60_000);
+
+  it('pnpm db:psql runs psql on the central database, passing its arguments', async () => {
+    const { code, stdout } = await pnpm(
+      [
+        '-s',
+        'db:psql',
+        '-At',
+        '-c',
+        "SELECT current_database(), count(*) FROM users WHERE role = 'SUPER_ADMIN'",
+      ],
+      env,
+    );
+    expect({ code, stdout }).toMatchObject({ code: 0, stdout: expect.stringContaining('onramp|1') });
+  }, 60_000);
+
+  it('pnpm db:psql without psql says how to install it, without the password', async () => {
+    // A PATH with what pnpm needs (sh, node, pnpm) and no psql.
+    const bin = mkdtempSync(join(tmpdir(), 'onramp-nopsql-'));
+    afterAll(() => rmSync(bin, { recursive: true, force: true }));
+    for (const name of ['sh', 'node', 'pnpm']) {
+      const found = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).stdout.trim();
+      symlinkSync(found, join(bin, name));
+    }
+    const { code, stderr } = await pnpm(['-s', 'db:psql', '-c', 'SELECT 1'], { ...env, PATH: bin });
+    expect(code).not.toBe(0);
+    expect(stderr).toContain('psql is not installed (Debian/Ubuntu: apt-get install postgresql-client)');
+    expect(stderr).toContain('postgres://postgres:***@127.0.0.1:');
+  }, 60_000);
+});
