@@ -186,6 +186,7 @@ export class ProvisioningService {
     const seconds = this.deps.config.clinicHealthIntervalSeconds;
     if (seconds > 0) {
       this.healthTimer = setInterval(() => {
+        this.deps.metrics.healthSweeps.inc();
         this.clinicsHealth().catch((error: unknown) =>
           this.deps.logger.warn({ err: error }, 'health sweep failed'),
         );
@@ -247,6 +248,8 @@ export class ProvisioningService {
     steps: SagaStep<S>[],
     options: Pick<SagaInput<S>, 'attempt' | 'suspendOn'> = {},
   ): Promise<SagaResult> {
+    const inProgress = this.deps.metrics.provisioningRunsInProgress;
+    inProgress.inc();
     const result = await runSaga(
       {
         prisma: this.prisma,
@@ -258,7 +261,7 @@ export class ProvisioningService {
         leaseMs: this.deps.config.provisioningLeaseSeconds * 1000,
       },
       { kind, clinicId: state.clinicId, subjectName: state.clinicName, steps, state, ...options },
-    );
+    ).finally(() => inProgress.dec());
     this.deps.metrics.provisioningRuns.inc({
       kind,
       outcome: result.ok ? 'success' : result.suspended ? 'suspended' : 'failure',
