@@ -212,6 +212,18 @@ describe('three instances behind a load balancer', () => {
     }
   });
 
+  it('runs exactly one health sweep per period in the whole cluster', async () => {
+    const before = await sweeps();
+    const seconds = 5;
+    await new Promise((done) => setTimeout(done, seconds * 1000));
+    const after = await sweeps();
+    const ran = after.map((count, i) => count - (before[i] ?? 0));
+    expect(ran.filter((count) => count > 0)).toHaveLength(1);
+    const total = ran.reduce((sum, count) => sum + count, 0);
+    expect(total).toBeGreaterThanOrEqual(seconds - 1);
+    expect(total).toBeLessThanOrEqual(seconds + 1);
+  });
+
   it('survives kill -9 of an instance mid-burst: no zombie, its runs undone, traffic routed around it', {
     timeout: 90_000,
   }, async () => {
