@@ -66,6 +66,8 @@ export interface Cluster {
   smtp: SmtpSink;
   /** HAProxy's backend servers as its stats socket reports them. */
   backends(): Promise<BackendState[]>;
+  /** Takes an instance out of the load balancer's rotation, or puts it back (benchmarks). */
+  route(instance: string, enabled: boolean): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -183,6 +185,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       redisUrl,
       smtp,
       backends: () => haproxyBackends(socket),
+      route: async (instance, enabled) => {
+        await haproxyCommand(socket, `${enabled ? 'enable' : 'disable'} server instances/${instance}`);
+      },
       stop,
     };
     // Ready when HAProxy's health checks see every instance up.
@@ -234,16 +239,21 @@ ${instances.map((instance) => `  server ${instance.name} ${new URL(instance.url)
 `;
 }
 
-async function haproxyBackends(socket: string): Promise<BackendState[]> {
-  const csv = await new Promise<string>((done, fail) => {
+/** One command on HAProxy's runtime API (its stats socket); resolves with the answer. */
+function haproxyCommand(socket: string, command: string): Promise<string> {
+  return new Promise<string>((done, fail) => {
     let out = '';
-    const client = connect(socket, () => client.end('show stat\n'));
+    const client = connect(socket, () => client.end(`${command}\n`));
     client.on('data', (chunk) => {
       out += chunk.toString();
     });
     client.on('end', () => done(out));
     client.on('error', fail);
   });
+}
+
+async function haproxyBackends(socket: string): Promise<BackendState[]> {
+  const csv = await haproxyCommand(socket, 'show stat');
   const [header, ...rows] = csv.replace(/^# /, '').trim().split('\n');
   const columns = (header ?? '').split(',');
   const at = (row: string[], name: string) => row[columns.indexOf(name)] ?? '';
