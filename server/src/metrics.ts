@@ -1,13 +1,17 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { DocumentNode, OperationDefinitionNode } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 export interface Metrics {
   registry: Registry;
   graphqlDuration: Histogram<'operation_name' | 'operation_type' | 'outcome'>;
   provisioningRuns: Counter<'kind' | 'outcome'>;
   provisioningStepDuration: Histogram<'step' | 'outcome'>;
+  /** Runs this instance is executing now (a killed instance's are left to the reconciler). */
+  provisioningRunsInProgress: Gauge;
+  /** Background health sweeps this instance ran (one instance per period, cluster-wide). */
+  healthSweeps: Counter;
 }
 
 /** One registry per app instance, so tests can build several apps in one process. */
@@ -34,7 +38,24 @@ export function createMetrics(): Metrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [registry],
   });
-  return { registry, graphqlDuration, provisioningRuns, provisioningStepDuration };
+  const provisioningRunsInProgress = new Gauge({
+    name: 'onramp_provisioning_runs_in_progress',
+    help: 'Provisioning runs this instance is executing',
+    registers: [registry],
+  });
+  const healthSweeps = new Counter({
+    name: 'onramp_clinic_health_sweeps_total',
+    help: 'Background health sweeps this instance ran',
+    registers: [registry],
+  });
+  return {
+    registry,
+    graphqlDuration,
+    provisioningRuns,
+    provisioningStepDuration,
+    provisioningRunsInProgress,
+    healthSweeps,
+  };
 }
 
 /**

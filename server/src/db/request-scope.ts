@@ -61,21 +61,25 @@ export async function ensureRequestRole(
   const role = requestRoleName(database);
   // The password is hex (see requestRolePassword), so inlining it cannot break the literal.
   const literal = `'${password.replaceAll("'", "''")}'`;
-  const { rowCount } = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
-  if (!rowCount) {
-    try {
+  // Instances of a cluster start at once: concurrent CREATE or ALTER of one role fail ("tuple
+  // concurrently updated"), so they take turns.
+  await client.query('BEGIN');
+  try {
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`onramp:request-role:${role}`]);
+    const { rowCount } = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
+    if (rowCount) {
+      await client.query(`ALTER ROLE ${quoteIdent(role)} LOGIN PASSWORD ${literal}`);
+      await client.query(`GRANT onramp_app TO ${quoteIdent(role)}`);
+    } else {
       await client.query(
         `CREATE ROLE ${quoteIdent(role)} LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD ${literal} IN ROLE onramp_app`,
       );
-      return role;
-    } catch (error) {
-      // 42710 duplicate_object, 23505 unique_violation: another instance created it first.
-      const code = (error as { code?: string }).code;
-      if (code !== '42710' && code !== '23505') throw error;
     }
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw error;
   }
-  await client.query(`ALTER ROLE ${quoteIdent(role)} LOGIN PASSWORD ${literal}`);
-  await client.query(`GRANT onramp_app TO ${quoteIdent(role)}`);
   return role;
 }
 

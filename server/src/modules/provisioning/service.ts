@@ -3,8 +3,10 @@
  * Other modules use only this file's exports.
  */
 
+import { randomUUID } from 'node:crypto';
 import { mapLimit } from '../../concurrency.js';
 import type { CentralPrisma, ClinicServer, Databases } from '../../db/database.js';
+import { holdLease, releaseLease } from '../../db/leases.js';
 import { migrate } from '../../db/migrator.js';
 import { databaseUrl, withClient } from '../../db/sql.js';
 import type { Config } from '../../env.js';
@@ -55,6 +57,8 @@ import { WarmPool } from './warm-pool.js';
 export { ProvisioningFailedError } from './errors.js';
 export type { ClinicHealth, DbStatus } from './integrity.js';
 export type { ProvisioningEvent } from './saga.js';
+
+const HEALTH_SWEEP_LEASE = 'clinic_health_sweep';
 
 export interface ClinicsHealthReport {
   checkedAt: Date;
@@ -132,6 +136,9 @@ export class ProvisioningService {
   private healthTimer: NodeJS.Timeout | undefined;
   private upgrading: Promise<void> | undefined;
   private sweep: Promise<unknown> = Promise.resolve();
+  private sweeping = false;
+  /** This process among the cluster's instances, as the holder of cluster-wide leases. */
+  private readonly instanceId = randomUUID();
 
   constructor(private readonly deps: ProvisioningDeps) {
     const { config, db } = deps;
@@ -186,7 +193,7 @@ export class ProvisioningService {
     const seconds = this.deps.config.clinicHealthIntervalSeconds;
     if (seconds > 0) {
       this.healthTimer = setInterval(() => {
-        this.clinicsHealth().catch((error: unknown) =>
+        this.backgroundSweep(seconds).catch((error: unknown) =>
           this.deps.logger.warn({ err: error }, 'health sweep failed'),
         );
       }, seconds * 1000);
@@ -194,8 +201,28 @@ export class ProvisioningService {
     }
   }
 
+  /**
+   * One instance of the cluster sweeps per period: the holder of the sweep's lease, which lasts
+   * three periods, so a killed holder's turn passes to another instance within them
+   * (docs/decisions/050). A sweep slower than the period skips the periods it overlaps.
+   */
+  private async backgroundSweep(seconds: number): Promise<void> {
+    if (this.sweeping) return;
+    this.sweeping = true;
+    try {
+      if (!(await holdLease(this.prisma, HEALTH_SWEEP_LEASE, this.instanceId, 3 * seconds))) return;
+      this.deps.metrics.healthSweeps.inc();
+      await this.clinicsHealth();
+    } finally {
+      this.sweeping = false;
+    }
+  }
+
   async close(): Promise<void> {
     clearInterval(this.healthTimer);
+    await releaseLease(this.prisma, HEALTH_SWEEP_LEASE, this.instanceId).catch((error: unknown) =>
+      this.deps.logger.warn({ err: error }, 'health sweep lease not released'),
+    );
     await this.upgrading;
     await this.pool.close();
     await this.clients.close();
@@ -247,6 +274,8 @@ export class ProvisioningService {
     steps: SagaStep<S>[],
     options: Pick<SagaInput<S>, 'attempt' | 'suspendOn'> = {},
   ): Promise<SagaResult> {
+    const inProgress = this.deps.metrics.provisioningRunsInProgress;
+    inProgress.inc();
     const result = await runSaga(
       {
         prisma: this.prisma,
@@ -258,7 +287,7 @@ export class ProvisioningService {
         leaseMs: this.deps.config.provisioningLeaseSeconds * 1000,
       },
       { kind, clinicId: state.clinicId, subjectName: state.clinicName, steps, state, ...options },
-    );
+    ).finally(() => inProgress.dec());
     this.deps.metrics.provisioningRuns.inc({
       kind,
       outcome: result.ok ? 'success' : result.suspended ? 'suspended' : 'failure',
