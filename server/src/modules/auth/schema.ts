@@ -3,7 +3,7 @@ import { asErrorData, builder, errorType } from '../../builder.js';
 import { ConflictError, ValidationError } from '../../errors.js';
 import { InvalidCodeError } from '../registration/errors.js';
 import { UserRef } from '../registration/schema.js';
-import { phoneSchema } from '../registration/validation.js';
+import { emailSchema, phoneSchema } from '../registration/validation.js';
 import {
   ClinicUnavailableError,
   EmailNotVerifiedError,
@@ -112,12 +112,18 @@ builder.mutationFields((t) => ({
     },
     resolve: async (_root, { email, phone, password }, context) => {
       const parsedPhone = phone == null ? null : phoneSchema.safeParse(phone);
+      const parsedEmail = email == null ? null : emailSchema.safeParse(email);
       const fields = [
         ...((email == null) === (phone == null)
           ? [{ path: ['email'], message: 'Give either an e-mail address or a phone number' }]
           : []),
-        ...(email != null && email.length > 254
-          ? [{ path: ['email'], message: 'E-mail address is too long' }]
+        ...(parsedEmail && !parsedEmail.success
+          ? [
+              {
+                path: ['email'],
+                message: parsedEmail.error.issues[0]?.message ?? 'Enter a valid e-mail address',
+              },
+            ]
           : []),
         ...(parsedPhone && !parsedPhone.success
           ? [{ path: ['phone'], message: 'Phone must be in international format, e.g. +33612345678' }]
@@ -127,7 +133,9 @@ builder.mutationFields((t) => ({
           : []),
       ];
       if (fields.length > 0) return asErrorData(new ValidationError(fields));
-      const login = parsedPhone?.success ? { phone: parsedPhone.data } : { email: email as string };
+      const login = parsedPhone?.success
+        ? { phone: parsedPhone.data }
+        : { email: parsedEmail?.data as string };
       try {
         return await context.deps.auth.signInWithPassword(login, password, {
           ip: context.ip,
@@ -186,7 +194,8 @@ builder.mutationFields((t) => ({
   requestLoginCode: t.field({
     type: LoginCodeRequested,
     errors: {},
-    args: { email: t.arg.string({ required: true, validate: z.string().max(254) }) },
+    // A malformed address is refused before any work: its answer says nothing about accounts.
+    args: { email: t.arg.string({ required: true, validate: emailSchema }) },
     resolve: async (_root, { email }, context) => ({
       // Same body, known e-mail or not (see login-codes.ts).
       expiresInSeconds: await context.deps.auth.codes.request(email, context.ip),
@@ -196,7 +205,7 @@ builder.mutationFields((t) => ({
     type: AuthSessionRef,
     errors: { types: [InvalidCodeError, TooManyAttemptsError, ClinicUnavailableError] },
     args: {
-      email: t.arg.string({ required: true, validate: z.string().max(254) }),
+      email: t.arg.string({ required: true, validate: emailSchema }),
       code: t.arg.string({ required: true, validate: z.string().max(12) }),
     },
     resolve: (_root, { email, code }, context) =>

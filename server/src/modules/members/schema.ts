@@ -147,7 +147,7 @@ builder.queryField('devSmsOutbox', (t) =>
     description:
       'Development and test only, super-admins: what the built-in SMS outbox would have sent to `to`, newest first.',
     authScopes: { devTools: true },
-    args: { to: t.arg.string({ required: true }) },
-    resolve: (_root, { to }, context) => context.deps.sms.outbox(to.replace(/[\s().-]/g, '')),
+    args: { to: t.arg.string({ required: true, validate: phoneSchema }) },
+    resolve: (_root, { to }, context) => context.deps.sms.outbox(to),
   }),
 );
