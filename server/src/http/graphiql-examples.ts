@@ -1,6 +1,7 @@
 /**
  * The tabs GraphiQL opens with (until the browser has tabs of its own stored): one per main flow
- * of the README's "first ten minutes". `graphiql-examples.test.ts` runs each against the schema.
+ * of the README's "first ten minutes". Values are written inline, not as variables: GraphiQL
+ * leaves the variables editor of the first tab empty. graphiql.test.ts validates each one.
  */
 import type { GraphiQLOptions } from 'graphql-yoga';
 
@@ -10,37 +11,35 @@ type Tab = NonNullable<GraphiQLOptions['defaultTabs']>[number];
 export const AUTHORIZATION_PLACEHOLDER = 'Bearer <accessToken from signInWithCode or signInWithPassword>';
 
 const signedIn = JSON.stringify({ Authorization: AUTHORIZATION_PLACEHOLDER }, null, 2);
-const json = (value: unknown) => JSON.stringify(value, null, 2);
 
 export const GRAPHIQL_EXAMPLE_TABS: Tab[] = [
   {
     query: `# Register a clinic: its own database, subdomain, DNS record, certificate and the
 # verification e-mail, all or nothing. Watch it in the console's Live feed (or the
 # "Live provisioning" tab). Expected failures are data: ask for them with "... on Error".
-mutation RegisterClinic($input: RegisterClinicInput!) {
-  registerClinic(input: $input) {
+mutation RegisterClinic {
+  registerClinic(
+    input: {
+      clinicName: "Clinique du Lac"
+      country: "FR"
+      adminEmail: "marie@example.com"
+      adminPassword: "a sturdy passphrase 42"
+      adminFirstName: "Marie"
+      adminLastName: "Curie"
+    }
+  ) {
     __typename
     ... on RegisterClinicSuccess { status clinic { id name subdomain fqdn } user { id email } }
     ... on ValidationError { message fields { path message } }
     ... on Error { code message }
   }
 }`,
-    variables: json({
-      input: {
-        clinicName: 'Clinique du Lac',
-        country: 'FR',
-        adminEmail: 'marie@example.com',
-        adminPassword: 'a sturdy passphrase 42',
-        adminFirstName: 'Marie',
-        adminLastName: 'Curie',
-      },
-    }),
   },
   {
     query: `# Verify the admin's e-mail. The token is the one in the link of the verification
 # e-mail (the console's Mailbox shows it in development: /verify-email?token=…).
-mutation VerifyEmail($token: String!) {
-  verifyEmail(token: $token) {
+mutation VerifyEmail {
+  verifyEmail(token: "<token from the e-mail link>") {
     __typename
     ... on VerifyEmailSuccess { user { email emailVerified } }
     ... on InvalidCodeError { message reason }
@@ -49,40 +48,38 @@ mutation VerifyEmail($token: String!) {
 }
 
 # A new link; the same answer for any e-mail.
-mutation ResendVerificationEmail($email: String!) {
-  resendVerificationEmail(email: $email) {
+mutation ResendVerificationEmail {
+  resendVerificationEmail(email: "marie@example.com") {
     __typename
     ... on Error { code message }
   }
 }`,
-    variables: json({ token: '<token from the e-mail link>', email: 'marie@example.com' }),
   },
   {
     query: `# Sign in by e-mail code: ask for a code (the same answer whether or not the address
 # has an account), read it in the mail (the console's Mailbox in development), then trade it
 # for a session. Paste accessToken into the Authorization header of the signed-in tabs.
-mutation RequestLoginCode($email: String!) {
-  requestLoginCode(email: $email) {
+mutation RequestLoginCode {
+  requestLoginCode(email: "admin@onramp.localhost") {
     __typename
     ... on LoginCodeRequested { expiresInSeconds }
     ... on Error { code message }
   }
 }
 
-mutation SignInWithCode($email: String!, $code: String!) {
-  signInWithCode(email: $email, code: $code) {
+mutation SignInWithCode {
+  signInWithCode(email: "admin@onramp.localhost", code: "<6 digits from the e-mail>") {
     __typename
     ... on AuthSession { accessToken refreshToken expiresAt user { email role } }
     ... on Error { code message }
   }
 }`,
-    variables: json({ email: 'admin@onramp.localhost', code: '<6 digits from the e-mail>' }),
   },
   {
     query: `# Sign in with a password (an e-mail, or the phone of a member invited by SMS). With
 # two-factor authentication on, finish with verifyTwoFactor and the challenge token.
-mutation SignInWithPassword($email: String!, $password: String!) {
-  signInWithPassword(email: $email, password: $password) {
+mutation SignInWithPassword {
+  signInWithPassword(email: "marie@example.com", password: "a sturdy passphrase 42") {
     __typename
     ... on AuthSession { accessToken refreshToken expiresAt user { email role } }
     ... on TwoFactorChallenge { challengeToken }
@@ -90,19 +87,13 @@ mutation SignInWithPassword($email: String!, $password: String!) {
   }
 }
 
-mutation VerifyTwoFactor($challengeToken: String!, $code: String!) {
-  verifyTwoFactor(challengeToken: $challengeToken, code: $code) {
+mutation VerifyTwoFactor {
+  verifyTwoFactor(challengeToken: "<challengeToken>", code: "<TOTP code>") {
     __typename
     ... on AuthSession { accessToken refreshToken expiresAt }
     ... on Error { code message }
   }
 }`,
-    variables: json({
-      email: 'marie@example.com',
-      password: 'a sturdy passphrase 42',
-      challengeToken: '<challengeToken>',
-      code: '<TOTP code>',
-    }),
   },
   {
     query: `# Who am I? null without a (valid) token in the Authorization header below.
