@@ -13,11 +13,31 @@ import {
 } from './errors.js';
 import type { IssuedSession, TwoFactorChallenge } from './service.js';
 
-errorType(InvalidCredentialsError, 'InvalidCredentialsError');
-errorType(EmailNotVerifiedError, 'EmailNotVerifiedError');
-errorType(ClinicUnavailableError, 'ClinicUnavailableError');
-errorType(InvalidRefreshTokenError, 'InvalidRefreshTokenError');
-errorType(TooManyAttemptsError, 'TooManyAttemptsError');
+errorType(
+  InvalidCredentialsError,
+  'InvalidCredentialsError',
+  'Wrong e-mail (or phone) or password; the answer does not say which (`INVALID_CREDENTIALS`).',
+);
+errorType(
+  EmailNotVerifiedError,
+  'EmailNotVerifiedError',
+  'The e-mail address must be verified first (`EMAIL_NOT_VERIFIED`).',
+);
+errorType(
+  ClinicUnavailableError,
+  'ClinicUnavailableError',
+  "The user's clinic is not ready: provisioning, failed or deleted (`CLINIC_UNAVAILABLE`).",
+);
+errorType(
+  InvalidRefreshTokenError,
+  'InvalidRefreshTokenError',
+  'The refresh token is unknown, expired, revoked or spent (`INVALID_REFRESH_TOKEN`).',
+);
+errorType(
+  TooManyAttemptsError,
+  'TooManyAttemptsError',
+  'Too many wrong codes: this one is spent; ask for a new one later (`TOO_MANY_ATTEMPTS`).',
+);
 
 const LoginCodeRequested = builder.objectRef<{ expiresInSeconds: number }>('LoginCodeRequested').implement({
   description: 'The same answer whether or not the e-mail belongs to an account.',

@@ -9,7 +9,11 @@ import { UserRef } from '../registration/schema.js';
 import { emailSchema, passwordSchema, phoneSchema } from '../registration/validation.js';
 import { DeliveryFailedError } from './errors.js';
 
-errorType(DeliveryFailedError, 'DeliveryFailedError');
+errorType(
+  DeliveryFailedError,
+  'DeliveryFailedError',
+  'The invitation could not be delivered; nothing was kept (`DELIVERY_FAILED`).',
+);
 
 const MemberRoleEnum = builder.enumType('MemberRole', {
   values: ['PRACTITIONER', 'STAFF', 'CLINIC_ADMIN'] as const,

@@ -33,7 +33,11 @@ export const UserRef = builder.prismaObject('User', {
   }),
 });
 
-errorType(EmailTakenError, 'EmailTakenError');
+errorType(
+  EmailTakenError,
+  'EmailTakenError',
+  'The e-mail address already belongs to an account (`EMAIL_TAKEN`).',
+);
 const InvalidCodeReasonEnum = builder.enumType('InvalidCodeReason', {
   description: 'Why a verification link did not work.',
   values: {
