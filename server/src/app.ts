@@ -20,6 +20,8 @@ import { scopedRunner } from './db/request-scope.js';
 import { expectedFailureError } from './errors.js';
 import { handleAdminRoute } from './http/admin-routes.js';
 import { clientAddress } from './http/client-address.js';
+import { GRAPHIQL_ASSETS_PATH, type GraphiQLAssets, loadGraphiQLAssets } from './http/graphiql.js';
+import { GRAPHIQL_EXAMPLE_TABS } from './http/graphiql-examples.js';
 import { isServedHost } from './http/hosts.js';
 import { bodyTooLarge, isAllowedOrigin, sendJson, setSecurityHeaders } from './http/security.js';
 import { serveConsole, serveConsolePage } from './http/static.js';
@@ -269,15 +271,22 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   ];
   if (production) plugins.push(useDisableIntrospection());
 
+  // Loaded on first use: tests and production never pay for the bundle.
+  let graphiqlAssets: Promise<GraphiQLAssets> | undefined;
+  const graphiql = () => {
+    graphiqlAssets ??= loadGraphiQLAssets();
+    return graphiqlAssets;
+  };
+
   const yoga: YogaServerInstance<ServerContext, Context> = createYoga<ServerContext, Context>({
     schema,
     graphqlEndpoint: '/graphql',
     healthCheckEndpoint: '/__yoga_health', // ours are /healthz and /readyz
     landingPage: false,
-    graphiql: production ? false : { title: 'Onramp GraphiQL', subscriptionsProtocol: 'WS' },
-    renderGraphiQL: production
-      ? undefined
-      : async (opts) => (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(opts),
+    graphiql: production
+      ? false
+      : { title: 'Onramp GraphiQL', subscriptionsProtocol: 'WS', defaultTabs: GRAPHIQL_EXAMPLE_TABS },
+    renderGraphiQL: production ? undefined : async (opts) => (await graphiql()).render(opts),
     context: (initial) => {
       const { req, requestId } = initial as unknown as ServerContext;
       // Over WebSocket the token travels in connectionParams (see onSubscribe).
@@ -357,6 +366,10 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
       res.writeHead(200, { 'Content-Type': metrics.registry.contentType, 'Cache-Control': 'no-store' });
       res.end(await metrics.registry.metrics());
       return;
+    }
+    if (!production && pathname.startsWith(GRAPHIQL_ASSETS_PATH)) {
+      if (await (await graphiql()).serve(pathname, req, res)) return;
+      return sendJson(res, 404, { error: 'Not found' });
     }
     if (pathname === '/graphql' || pathname === '/__yoga_health') {
       if (bodyTooLarge(req, res)) return;

@@ -75,6 +75,9 @@ export const builder = new SchemaBuilder<{
   },
   errors: {
     defaultTypes: [ValidationError],
+    defaultUnionOptions: {
+      description: 'The success type, or one of the expected failures (they implement `Error`).',
+    },
     directResult: true,
     // Validation failures become ValidationError data instead of GraphQL errors. They are
     // returned before authorization runs; they reveal only the input's own problems.
@@ -99,6 +102,21 @@ export const builder = new SchemaBuilder<{
     filterConnectionTotalCount: true,
   },
   relay: {
+    pageInfoTypeOptions: { description: 'Where a page sits in its list (Relay cursor connections).' },
+    hasNextPageFieldOptions: { description: 'Whether more items follow this page.' },
+    hasPreviousPageFieldOptions: { description: 'Whether items precede this page.' },
+    startCursorFieldOptions: { description: "The first item's cursor (pass it as `before`)." },
+    endCursorFieldOptions: { description: "The last item's cursor (pass it as `after`)." },
+    cursorFieldOptions: { description: "This item's position, for `after` or `before`." },
+    nodeFieldOptions: { description: 'The item.' },
+    edgesFieldOptions: { description: 'The items of this page with their cursors.' },
+    pageInfoFieldOptions: { description: 'Cursors and whether more pages exist.' },
+    firstArgOptions: { description: 'How many items from the start (or after `after`).' },
+    afterArgOptions: { description: 'A cursor: items after this one.' },
+    lastArgOptions: { description: 'How many items from the end (or before `before`).' },
+    beforeArgOptions: { description: 'A cursor: items before this one.' },
+    defaultConnectionTypeOptions: { description: 'A page of a list (Relay cursor connection).' },
+    defaultEdgeTypeOptions: { description: 'One item of a page, with its cursor.' },
     clientMutationId: 'omit',
     cursorType: 'String',
     nodeQueryOptions: false,
@@ -113,44 +131,80 @@ builder.queryType({});
 builder.mutationType({});
 builder.subscriptionType({});
 
-export const ErrorCodeEnum = builder.enumType('ErrorCode', { values: ERROR_CODES });
+/** What each code means to a client; every code of ERROR_CODES needs one (the schema fails to build otherwise). */
+const ERROR_CODE_DESCRIPTIONS: Record<(typeof ERROR_CODES)[number], string> = {
+  VALIDATION_FAILED: 'An input is invalid; `ValidationError.fields` says which and why.',
+  EMAIL_TAKEN: 'The e-mail address already belongs to an account.',
+  PROVISIONING_FAILED: 'Provisioning a clinic failed; everything it had done was rolled back.',
+  INVALID_CREDENTIALS: 'Wrong e-mail (or phone) or password; the answer does not say which.',
+  INVALID_CODE: 'The code or token is wrong, expired, used or unknown.',
+  TOO_MANY_ATTEMPTS: 'Too many wrong codes: this one is spent; ask for a new one later.',
+  DELIVERY_FAILED: 'The message could not be delivered; nothing was kept.',
+  CLINIC_UNAVAILABLE: "The user's clinic is not ready (provisioning, failed or deleted).",
+  EMAIL_NOT_VERIFIED: 'The e-mail address must be verified first.',
+  INVALID_REFRESH_TOKEN: 'The refresh token is unknown, expired, revoked or spent.',
+  NOT_FOUND: 'No such object (or none the caller may see).',
+  CONFLICT: 'The object is not in a state that allows this (already done, running, or changed).',
+};
+
+export const ErrorCodeEnum = builder.enumType('ErrorCode', {
+  description: 'Codes of expected failures (types implementing `Error`).',
+  values: Object.fromEntries(
+    ERROR_CODES.map((code) => [code, { description: ERROR_CODE_DESCRIPTIONS[code] }]),
+  ) as Record<(typeof ERROR_CODES)[number], { description: string }>,
+});
 
 export const ErrorInterface = builder.interfaceRef<OnrampError>('Error').implement({
   description: 'An expected failure. `message` is safe to show to the user.',
   fields: (t) => ({
-    code: t.field({ type: ErrorCodeEnum, resolve: (error) => error.code }),
-    message: t.exposeString('message'),
+    code: t.field({
+      type: ErrorCodeEnum,
+      description: 'What went wrong, for programs.',
+      resolve: (error) => error.code,
+    }),
+    message: t.exposeString('message', { description: 'What went wrong, in English, for people.' }),
   }),
 });
 
 const FieldErrorRef = builder.objectRef<FieldError>('FieldError').implement({
+  description: 'One invalid input and why.',
   fields: (t) => ({
     path: t.exposeStringList('path', {
       description: 'Path of the invalid input, e.g. ["input", "adminEmail"].',
     }),
-    message: t.exposeString('message'),
+    message: t.exposeString('message', { description: 'Why it is invalid, for people.' }),
   }),
 });
 
 builder.objectType(ValidationError, {
   name: 'ValidationError',
+  description: 'Some inputs are invalid (`VALIDATION_FAILED`); every one is listed.',
   interfaces: [ErrorInterface],
   isTypeOf: (value) => value instanceof ValidationError || isErrorData(value, 'ValidationError'),
   fields: (t) => ({
-    fields: t.field({ type: [FieldErrorRef], resolve: (error) => error.fields }),
+    fields: t.field({
+      type: [FieldErrorRef],
+      description: 'Every invalid input, checked together.',
+      resolve: (error) => error.fields,
+    }),
   }),
 });
 
 /** Registers an expected-failure class as a GraphQL type carrying just `code` and `message`. */
-export function errorType(ErrorClass: new (...args: never[]) => OnrampError, name: string): void {
+export function errorType(
+  ErrorClass: new (...args: never[]) => OnrampError,
+  name: string,
+  description: string,
+): void {
   // Typed as one concrete subclass: Pothos needs a constructible shape; the type adds no fields.
   builder.objectType(ErrorClass as unknown as typeof ConflictError, {
     name,
+    description,
     interfaces: [ErrorInterface],
     isTypeOf: (value) => value instanceof ErrorClass || isErrorData(value, name),
     fields: () => ({}),
   });
 }
 
-errorType(NotFoundError, 'NotFoundError');
-errorType(ConflictError, 'ConflictError');
+errorType(NotFoundError, 'NotFoundError', ERROR_CODE_DESCRIPTIONS.NOT_FOUND);
+errorType(ConflictError, 'ConflictError', ERROR_CODE_DESCRIPTIONS.CONFLICT);

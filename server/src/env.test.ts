@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from './db/paths.js';
-import { ConfigError, loadConfig, redactUrl } from './env.js';
+import { CONFIG_VARIABLES, ConfigError, loadConfig, redactUrl } from './env.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'onramp-env-'));
 const PRODUCTION = {
@@ -174,6 +174,26 @@ describe('loadConfig', () => {
     expect(redactUrl('postgres://user:hunter2@db:5432/x')).toBe('postgres://user:***@db:5432/x');
     const found = problems({ CLINIC_DATABASE_SERVERS: 'mysql://user:hunter2@db/x' });
     expect(found.join()).not.toContain('hunter2');
+  });
+});
+
+describe("the README's configuration table", () => {
+  /** Variable names in the first column of the table under `## Configuration`. */
+  function documentedVariables(): string[] {
+    const readme = readFileSync(resolve(REPO_ROOT, 'README.md'), 'utf8');
+    const section = readme.split(/^## Configuration$/m)[1]?.split(/^## /m)[0] ?? '';
+    const rows = section.split('\n').filter((line) => /^\|\s*`/.test(line));
+    return rows.flatMap((row) =>
+      [...(row.split('|')[1] ?? '').matchAll(/`([A-Z][A-Z0-9_]*)`/g)].map((m) => m[1] as string),
+    );
+  }
+
+  it('lists every variable env.ts reads, and only those', () => {
+    const documented = documentedVariables();
+    expect(documented.length).toBeGreaterThan(40);
+    expect(documented.filter((name) => !CONFIG_VARIABLES.includes(name))).toEqual([]);
+    expect(CONFIG_VARIABLES.filter((name) => !documented.includes(name))).toEqual([]);
+    expect(new Set(documented).size).toBe(documented.length);
   });
 });
 

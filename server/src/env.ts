@@ -215,6 +215,9 @@ const rawSchema = z.object({
 
 type RawEnv = z.output<typeof rawSchema>;
 
+/** Every variable Onramp reads; the README's configuration table lists exactly these (env.test.ts). */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(rawSchema.shape);
+
 export type OnrampEnv = RawEnv['ONRAMP_ENV'];
 
 export interface Config {

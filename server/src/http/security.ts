@@ -15,11 +15,14 @@ const CONSOLE_CSP = [
   "object-src 'none'",
 ].join('; ');
 
-/** GraphiQL ships inline scripts and runs Monaco's workers from blob: URLs. */
+/**
+ * GraphiQL's page and its files (http/graphiql.ts): scripts and Monaco's workers from this
+ * origin only (no inline script); the bundle evaluates code and injects styles.
+ */
 const GRAPHIQL_CSP = [
   "default-src 'self'",
-  "script-src 'self' 'unsafe-inline' 'unsafe-eval' blob:",
-  "worker-src 'self' blob:",
+  "script-src 'self' 'unsafe-eval'",
+  "worker-src 'self'",
   "style-src 'self' 'unsafe-inline'",
   "font-src 'self' data:",
   "img-src 'self' data:",
@@ -35,7 +38,8 @@ export function setSecurityHeaders(res: ServerResponse, pathname: string, config
   res.setHeader('Referrer-Policy', 'no-referrer');
   res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
   res.setHeader('Permissions-Policy', 'camera=(), microphone=(), geolocation=(), payment=()');
-  res.setHeader('Content-Security-Policy', pathname === '/graphql' ? GRAPHIQL_CSP : CONSOLE_CSP);
+  const graphiql = pathname === '/graphql' || pathname.startsWith('/graphql/');
+  res.setHeader('Content-Security-Policy', graphiql ? GRAPHIQL_CSP : CONSOLE_CSP);
   if (config.env === 'production') {
     res.setHeader('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
   }

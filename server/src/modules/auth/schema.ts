@@ -3,7 +3,7 @@ import { asErrorData, builder, errorType } from '../../builder.js';
 import { ConflictError, ValidationError } from '../../errors.js';
 import { InvalidCodeError } from '../registration/errors.js';
 import { UserRef } from '../registration/schema.js';
-import { phoneSchema } from '../registration/validation.js';
+import { emailSchema, phoneSchema } from '../registration/validation.js';
 import {
   ClinicUnavailableError,
   EmailNotVerifiedError,
@@ -13,11 +13,31 @@ import {
 } from './errors.js';
 import type { IssuedSession, TwoFactorChallenge } from './service.js';
 
-errorType(InvalidCredentialsError, 'InvalidCredentialsError');
-errorType(EmailNotVerifiedError, 'EmailNotVerifiedError');
-errorType(ClinicUnavailableError, 'ClinicUnavailableError');
-errorType(InvalidRefreshTokenError, 'InvalidRefreshTokenError');
-errorType(TooManyAttemptsError, 'TooManyAttemptsError');
+errorType(
+  InvalidCredentialsError,
+  'InvalidCredentialsError',
+  'Wrong e-mail (or phone) or password; the answer does not say which (`INVALID_CREDENTIALS`).',
+);
+errorType(
+  EmailNotVerifiedError,
+  'EmailNotVerifiedError',
+  'The e-mail address must be verified first (`EMAIL_NOT_VERIFIED`).',
+);
+errorType(
+  ClinicUnavailableError,
+  'ClinicUnavailableError',
+  "The user's clinic is not ready: provisioning, failed or deleted (`CLINIC_UNAVAILABLE`).",
+);
+errorType(
+  InvalidRefreshTokenError,
+  'InvalidRefreshTokenError',
+  'The refresh token is unknown, expired, revoked or spent (`INVALID_REFRESH_TOKEN`).',
+);
+errorType(
+  TooManyAttemptsError,
+  'TooManyAttemptsError',
+  'Too many wrong codes: this one is spent; ask for a new one later (`TOO_MANY_ATTEMPTS`).',
+);
 
 const LoginCodeRequested = builder.objectRef<{ expiresInSeconds: number }>('LoginCodeRequested').implement({
   description: 'The same answer whether or not the e-mail belongs to an account.',
@@ -112,12 +132,18 @@ builder.mutationFields((t) => ({
     },
     resolve: async (_root, { email, phone, password }, context) => {
       const parsedPhone = phone == null ? null : phoneSchema.safeParse(phone);
+      const parsedEmail = email == null ? null : emailSchema.safeParse(email);
       const fields = [
         ...((email == null) === (phone == null)
           ? [{ path: ['email'], message: 'Give either an e-mail address or a phone number' }]
           : []),
-        ...(email != null && email.length > 254
-          ? [{ path: ['email'], message: 'E-mail address is too long' }]
+        ...(parsedEmail && !parsedEmail.success
+          ? [
+              {
+                path: ['email'],
+                message: parsedEmail.error.issues[0]?.message ?? 'Enter a valid e-mail address',
+              },
+            ]
           : []),
         ...(parsedPhone && !parsedPhone.success
           ? [{ path: ['phone'], message: 'Phone must be in international format, e.g. +33612345678' }]
@@ -127,7 +153,9 @@ builder.mutationFields((t) => ({
           : []),
       ];
       if (fields.length > 0) return asErrorData(new ValidationError(fields));
-      const login = parsedPhone?.success ? { phone: parsedPhone.data } : { email: email as string };
+      const login = parsedPhone?.success
+        ? { phone: parsedPhone.data }
+        : { email: parsedEmail?.data as string };
       try {
         return await context.deps.auth.signInWithPassword(login, password, {
           ip: context.ip,
@@ -186,7 +214,8 @@ builder.mutationFields((t) => ({
   requestLoginCode: t.field({
     type: LoginCodeRequested,
     errors: {},
-    args: { email: t.arg.string({ required: true, validate: z.string().max(254) }) },
+    // A malformed address is refused before any work: its answer says nothing about accounts.
+    args: { email: t.arg.string({ required: true, validate: emailSchema }) },
     resolve: async (_root, { email }, context) => ({
       // Same body, known e-mail or not (see login-codes.ts).
       expiresInSeconds: await context.deps.auth.codes.request(email, context.ip),
@@ -196,7 +225,7 @@ builder.mutationFields((t) => ({
     type: AuthSessionRef,
     errors: { types: [InvalidCodeError, TooManyAttemptsError, ClinicUnavailableError] },
     args: {
-      email: t.arg.string({ required: true, validate: z.string().max(254) }),
+      email: t.arg.string({ required: true, validate: emailSchema }),
       code: t.arg.string({ required: true, validate: z.string().max(12) }),
     },
     resolve: (_root, { email, code }, context) =>

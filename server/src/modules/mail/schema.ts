@@ -1,4 +1,5 @@
 import { builder } from '../../builder.js';
+import { emailSchema } from '../registration/validation.js';
 import { type DevMailMessage, devMailbox } from './service.js';
 
 const MailStatusEnum = builder.enumType('MailStatus', {
@@ -31,7 +32,7 @@ builder.queryField('devMailbox', (t) =>
       'Development and test only, super-admins (FORBIDDEN in production): what the dev mailbox accepted for `to`, newest first.',
     // The field exists in every environment so that the printed schema does not depend on one.
     authScopes: { devTools: true },
-    args: { to: t.arg.string({ required: true }) },
+    args: { to: t.arg.string({ required: true, validate: emailSchema }) },
     resolve: (_root, { to }, context) =>
       devMailbox(context.deps.db.prisma, to, context.deps.config.encryptionKey),
   }),

@@ -9,7 +9,11 @@ import { UserRef } from '../registration/schema.js';
 import { emailSchema, passwordSchema, phoneSchema } from '../registration/validation.js';
 import { DeliveryFailedError } from './errors.js';
 
-errorType(DeliveryFailedError, 'DeliveryFailedError');
+errorType(
+  DeliveryFailedError,
+  'DeliveryFailedError',
+  'The invitation could not be delivered; nothing was kept (`DELIVERY_FAILED`).',
+);
 
 const MemberRoleEnum = builder.enumType('MemberRole', {
   values: ['PRACTITIONER', 'STAFF', 'CLINIC_ADMIN'] as const,
@@ -147,7 +151,7 @@ builder.queryField('devSmsOutbox', (t) =>
     description:
       'Development and test only, super-admins: what the built-in SMS outbox would have sent to `to`, newest first.',
     authScopes: { devTools: true },
-    args: { to: t.arg.string({ required: true }) },
-    resolve: (_root, { to }, context) => context.deps.sms.outbox(to.replace(/[\s().-]/g, '')),
+    args: { to: t.arg.string({ required: true, validate: phoneSchema }) },
+    resolve: (_root, { to }, context) => context.deps.sms.outbox(to),
   }),
 );

@@ -7,7 +7,7 @@ import { ClinicRef } from '../provisioning/schema.js';
 import { ProvisioningFailedError } from '../provisioning/service.js';
 import { EmailTakenError, InvalidCodeError } from './errors.js';
 import type { OrphanObject, ZombieAccount, ZombieReport } from './reconciler.js';
-import { registerClinicSchema } from './validation.js';
+import { emailSchema, registerClinicSchema } from './validation.js';
 
 const RegistrationStatusEnum = builder.enumType('RegistrationStatus', {
   values: {
@@ -33,7 +33,11 @@ export const UserRef = builder.prismaObject('User', {
   }),
 });
 
-errorType(EmailTakenError, 'EmailTakenError');
+errorType(
+  EmailTakenError,
+  'EmailTakenError',
+  'The e-mail address already belongs to an account (`EMAIL_TAKEN`).',
+);
 const InvalidCodeReasonEnum = builder.enumType('InvalidCodeReason', {
   description: 'Why a verification link did not work.',
   values: {
@@ -173,7 +177,7 @@ builder.mutationFields((t) => ({
   resendVerificationEmail: t.field({
     type: ResendVerificationEmailSuccess,
     errors: {},
-    args: { email: t.arg.string({ required: true, validate: z.string().max(254) }) },
+    args: { email: t.arg.string({ required: true, validate: emailSchema }) },
     resolve: (_root, { email }, context) => {
       // Same answer at the same moment, known e-mail or not: the work starts after it.
       context.deps.registration.resendVerificationEmail(email);
