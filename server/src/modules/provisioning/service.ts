@@ -5,7 +5,7 @@
 
 import { mapLimit } from '../../concurrency.js';
 import type { CentralPrisma, ClinicServer, Databases } from '../../db/database.js';
-import { migrate } from '../../db/migrator.js';
+import { migrate, schemaVersion } from '../../db/migrator.js';
 import { databaseUrl, withClient } from '../../db/sql.js';
 import type { Config } from '../../env.js';
 import { NotFoundError } from '../../errors.js';
@@ -23,7 +23,7 @@ import {
   tagClinicObjects,
 } from './admin.js';
 import { ClinicClientCache } from './clinic-clients.js';
-import { ClinicBusyError, ProvisioningFailedError } from './errors.js';
+import { ClinicBusyError, ProvisioningFailedError, ServerUnreachableError } from './errors.js';
 import { FaultInjector } from './faults.js';
 import {
   type ClinicHealth,
@@ -115,7 +115,7 @@ const CLINIC_RECORD = {
   subdomain: true,
   status: true,
   databaseName: true,
-  databaseServer: true,
+  databaseServerId: true,
   databaseRole: true,
   databasePasswordEnc: true,
 } as const;
@@ -136,13 +136,15 @@ export class ProvisioningService {
   constructor(private readonly deps: ProvisioningDeps) {
     const { config, db } = deps;
     this.prisma = db.prisma;
-    this.servers = new Map(db.clinicServers.map((server) => [server.key, server]));
+    this.servers = db.servers.byId;
     this.faults = new FaultInjector(config.env !== 'production', config.faultInjection);
     this.pool = new WarmPool(config.clinicPoolSize, deps.logger);
     this.integrity = {
       servers: this.servers,
+      unreachable: db.servers.unreachable,
+      names: db.servers.names,
       shape: clinicSchemaShape(db.clinicMigrations),
-      version: db.clinicServers[0]?.template.version ?? '',
+      version: db.clinicServers[0]?.template.version ?? schemaVersion(db.clinicMigrations),
       encryptionKey: config.encryptionKey,
     };
     this.clients = new ClinicClientCache({
@@ -203,11 +205,11 @@ export class ProvisioningService {
 
   /** The configured server with the fewest clinics (ties: the first listed). */
   async placeClinic(): Promise<ClinicServer> {
-    const counts = await this.prisma.clinic.groupBy({ by: ['databaseServer'], _count: { _all: true } });
-    const load = new Map(counts.map((row) => [row.databaseServer, row._count._all]));
+    const counts = await this.prisma.clinic.groupBy({ by: ['databaseServerId'], _count: { _all: true } });
+    const load = new Map(counts.map((row) => [row.databaseServerId, row._count._all]));
     let best: ClinicServer | undefined;
     for (const server of this.servers.values()) {
-      if (!best || (load.get(server.key) ?? 0) < (load.get(best.key) ?? 0)) best = server;
+      if (!best || (load.get(server.id) ?? 0) < (load.get(best.id) ?? 0)) best = server;
     }
     if (!best) throw new Error('no clinic database server configured');
     return best;
@@ -273,6 +275,7 @@ export class ProvisioningService {
 
   async checkClinic(clinicId: string): Promise<ClinicHealth> {
     const clinic = await this.findClinic(clinicId);
+    if (!this.servers.has(clinic.databaseServerId)) await this.refreshServers();
     const health = await checkClinicDatabaseIntegrity(clinic, this.integrity);
     this.noteHealth(health);
     return health;
@@ -291,6 +294,7 @@ export class ProvisioningService {
   }
 
   private async sweepHealth(): Promise<ClinicsHealthReport> {
+    await this.refreshServers();
     const clinics = await this.prisma.clinic.findMany({
       select: CLINIC_RECORD,
       orderBy: { createdAt: 'asc' },
@@ -298,12 +302,12 @@ export class ProvisioningService {
     const existing = new Map<string, Set<string> | Error>();
     for (const server of this.servers.values()) {
       const names = clinics
-        .filter((clinic) => clinic.databaseServer === server.key)
+        .filter((clinic) => clinic.databaseServerId === server.id)
         .map((clinic) => clinic.databaseName);
-      existing.set(server.key, await existingDatabases(server, names).catch((error: Error) => error));
+      existing.set(server.id, await existingDatabases(server, names).catch((error: Error) => error));
     }
     const results = await mapLimit(clinics, this.deps.config.clinicHealthConcurrency, (clinic) => {
-      const known = existing.get(clinic.databaseServer);
+      const known = existing.get(clinic.databaseServerId);
       const exists = known instanceof Set ? known.has(clinic.databaseName) : undefined;
       return checkClinicDatabaseIntegrity(clinic, this.integrity, exists);
     });
@@ -450,7 +454,7 @@ export class ProvisioningService {
     });
     // Name first: a deleted clinic must stop resolving even if dropping its database fails.
     await this.releaseSubdomain(subdomain);
-    const server = this.servers.get(clinic.databaseServer);
+    const server = this.servers.get(clinic.databaseServerId);
     if (server) await dropClinicObjects(server.url, clinic.databaseName, clinic.databaseRole);
     await this.prisma.$transaction(async (tx) => {
       const { companyId } = await tx.clinic.delete({ where: { id: clinicId }, select: { companyId: true } });
@@ -513,15 +517,34 @@ export class ProvisioningService {
     return report;
   }
 
+  /** Tries again the configured servers that did not answer (a server back after an outage). */
+  private async refreshServers(): Promise<void> {
+    await this.deps.db.servers
+      .refresh()
+      .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'clinic server refresh failed'));
+  }
+
+  /** A recorded server's name (its id when unknown). */
+  serverName(serverId: string): string {
+    return this.deps.db.servers.names.get(serverId) ?? serverId;
+  }
+
+  /** Why a clinic's server cannot be used, for errors and health. */
+  private serverNote(serverId: string): string {
+    const name = this.deps.db.servers.names.get(serverId) ?? serverId;
+    const reason = this.deps.db.servers.unreachable.get(serverId)?.reason ?? 'not configured';
+    return `database server ${name} is unreachable: ${reason}`;
+  }
+
   private async findClinic(clinicId: string): Promise<ClinicRecord> {
     const clinic = await this.prisma.clinic.findUnique({ where: { id: clinicId }, select: CLINIC_RECORD });
     if (!clinic) throw new NotFoundError('clinic');
     return clinic;
   }
 
-  private serverOf(clinic: Pick<ClinicRecord, 'databaseServer'>): ClinicServer {
-    const server = this.servers.get(clinic.databaseServer);
-    if (!server) throw new Error(`database server ${clinic.databaseServer} is not configured`);
+  private serverOf(clinic: Pick<ClinicRecord, 'databaseServerId'>): ClinicServer {
+    const server = this.servers.get(clinic.databaseServerId);
+    if (!server) throw new ServerUnreachableError(this.serverNote(clinic.databaseServerId));
     return server;
   }
 }

@@ -91,7 +91,7 @@ export function clinicRecord(state: ProvisionState) {
     subdomain: defaultSubdomain(state),
     status: 'PROVISIONING' as const,
     databaseName: state.databaseName,
-    databaseServer: state.server.key,
+    databaseServerId: state.server.id,
     databaseRole: state.roleName,
   };
 }

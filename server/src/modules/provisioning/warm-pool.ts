@@ -58,24 +58,24 @@ export class WarmPool {
 
   refillInBackground(server: ClinicServer): void {
     if (this.closed || this.size === 0) return;
-    if (this.filling.has(server.key)) {
+    if (this.filling.has(server.id)) {
       // A claim during a refill may have taken a spare the refill already counted: go again.
-      this.again.add(server.key);
+      this.again.add(server.id);
       return;
     }
     const job = (async () => {
       do {
-        this.again.delete(server.key);
+        this.again.delete(server.id);
         await this.refill(server).catch((error: unknown) =>
-          this.logger.warn({ err: error, server: server.key }, 'warm pool refill failed'),
+          this.logger.warn({ err: error, server: server.id }, 'warm pool refill failed'),
         );
-      } while (this.again.has(server.key) && !this.closed);
+      } while (this.again.has(server.id) && !this.closed);
     })().finally(() => {
-      this.filling.delete(server.key);
+      this.filling.delete(server.id);
       // A claim between the last check and here asked again: honour it.
-      if (this.again.has(server.key)) this.refillInBackground(server);
+      if (this.again.has(server.id)) this.refillInBackground(server);
     });
-    this.filling.set(server.key, job);
+    this.filling.set(server.id, job);
   }
 
   /** Clones spares until the server has `size` of the current version; drops outdated ones. */

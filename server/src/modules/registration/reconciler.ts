@@ -99,7 +99,7 @@ export class Reconciler {
         continue;
       }
       await provisioning.releaseSubdomain(clinic.subdomain);
-      const server = provisioning.integrity.servers.get(clinic.databaseServer);
+      const server = provisioning.integrity.servers.get(clinic.databaseServerId);
       if (server) await dropClinicObjects(server.url, clinic.databaseName, clinic.databaseRole);
       await prisma.company.deleteMany({ where: { id: clinic.companyId } });
       await prisma.provisioningRun.update({ where: { id: run.id }, data: { status: 'ROLLED_BACK' } });
@@ -121,7 +121,7 @@ export class Reconciler {
   async findOrphans(): Promise<OrphanObject[]> {
     const { prisma, provisioning } = this.deps;
     const clinics = await prisma.clinic.findMany({
-      select: { databaseName: true, databaseRole: true, databaseServer: true },
+      select: { databaseName: true, databaseRole: true, databaseServerId: true },
     });
     const live = await prisma.provisioningRun.findMany({
       where: { status: 'RUNNING', leaseUntil: { gte: new Date() } },
@@ -132,7 +132,7 @@ export class Reconciler {
     for (const server of provisioning.integrity.servers.values()) {
       const owned = new Set(
         clinics
-          .filter((clinic) => clinic.databaseServer === server.key)
+          .filter((clinic) => clinic.databaseServerId === server.id)
           .flatMap((clinic) => [clinic.databaseName, clinic.databaseRole]),
       );
       for (const object of await listClinicObjects(server, provisioning.deploymentId)) {
@@ -204,8 +204,8 @@ async function listClinicObjects(server: ClinicServer, deploymentId: string): Pr
       [CLINIC_OBJECT_PREFIX, tag],
     );
     return [
-      ...databases.rows.map((row) => ({ server: server.key, name: row.name, kind: 'DATABASE' as const })),
-      ...roles.rows.map((row) => ({ server: server.key, name: row.name, kind: 'ROLE' as const })),
+      ...databases.rows.map((row) => ({ server: server.id, name: row.name, kind: 'DATABASE' as const })),
+      ...roles.rows.map((row) => ({ server: server.id, name: row.name, kind: 'ROLE' as const })),
     ];
   });
 }

@@ -167,7 +167,7 @@ export class RegistrationService {
     });
     if (!clinic || clinic.status === 'READY' || clinic.status === 'FAILED') return; // nothing left to do
     const admin = clinic.users[0];
-    const server = provisioning.integrity.servers.get(clinic.databaseServer);
+    const server = provisioning.integrity.servers.get(clinic.databaseServerId);
     if (!admin || !server) {
       logger.error({ clinicId }, 'pending clinic without admin or known server; giving up');
       await this.giveUp(clinicId, attempt, 'clinic admin or database server missing');
@@ -365,7 +365,7 @@ export class RegistrationService {
       where: { id: clinicId },
       include: { users: { where: { role: 'CLINIC_ADMIN' }, orderBy: { createdAt: 'asc' }, take: 1 } },
     });
-    const server = clinic && provisioning.integrity.servers.get(clinic.databaseServer);
+    const server = clinic && provisioning.integrity.servers.get(clinic.databaseServerId);
     if (!clinic || !server) {
       logger.error({ clinicId }, 'clinic or its database server missing; not undone');
       return undefined;
