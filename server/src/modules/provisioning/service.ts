@@ -16,7 +16,6 @@ import { clinicFqdn, type DnsProvider } from '../dns/provider.js';
 import {
   cloneDatabase,
   databaseExists,
-  dropClinicObjects,
   ensureRole,
   grantClinicRole,
   roleExists,
@@ -34,6 +33,7 @@ import {
   existingDatabases,
   type IntegrityContext,
 } from './integrity.js';
+import { Ledger } from './ledger.js';
 import { type ProvisioningEvent, runSaga, type SagaInput, type SagaResult, type SagaStep } from './saga.js';
 import { clinicSchemaShape } from './schema-shape.js';
 import { encryptSecret, randomPassword } from './secrets.js';
@@ -125,6 +125,7 @@ export class ProvisioningService {
   readonly pool: WarmPool;
   readonly clients: ClinicClientCache;
   readonly integrity: IntegrityContext;
+  readonly ledger: Ledger;
   private readonly prisma: CentralPrisma;
   private readonly servers: Map<string, ClinicServer>;
   private readonly stepDeps: StepDeps;
@@ -139,6 +140,13 @@ export class ProvisioningService {
     this.servers = db.servers.byId;
     this.faults = new FaultInjector(config.env !== 'production', config.faultInjection);
     this.pool = new WarmPool(config.clinicPoolSize, deps.logger);
+    this.ledger = new Ledger({
+      prisma: this.prisma,
+      logger: deps.logger,
+      servers: this.servers,
+      names: db.servers.names,
+      trashRetentionSeconds: config.clinicTrashRetentionSeconds,
+    });
     this.integrity = {
       servers: this.servers,
       unreachable: db.servers.unreachable,
@@ -165,6 +173,7 @@ export class ProvisioningService {
       integrity: this.integrity,
       encryptionKey: config.encryptionKey,
       deploymentId: db.deploymentId,
+      ledger: this.ledger,
     };
   }
 
@@ -443,7 +452,7 @@ export class ProvisioningService {
     await this.deps.certificates?.revokeCertificate(fqdn);
   }
 
-  /** Drops the clinic's database and role, then its central records (company included when empty). */
+  /** Quarantines the clinic's database and role and marks it DELETED (restorable until the purge). */
   async deleteClinic(clinicId: string, actor: AuditActor = NO_ACTOR): Promise<void> {
     const clinic = await this.findClinic(clinicId);
     await this.prisma.clinic.update({ where: { id: clinicId }, data: { status: 'DELETING' } });
@@ -454,11 +463,16 @@ export class ProvisioningService {
     });
     // Name first: a deleted clinic must stop resolving even if dropping its database fails.
     await this.releaseSubdomain(subdomain);
-    const server = this.servers.get(clinic.databaseServerId);
-    if (server) await dropClinicObjects(server.url, clinic.databaseName, clinic.databaseRole);
+    // Kept, not dropped (decision 040): quarantined for CLINIC_DELETE_RETENTION; the row stays
+    // DELETED, so its users cannot sign in and its subdomain stays reserved until the purge.
+    this.serverOf(clinic);
+    await this.ledger.quarantineClinic(
+      clinicId,
+      'clinic deleted',
+      this.deps.config.clinicDeleteRetentionSeconds,
+    );
     await this.prisma.$transaction(async (tx) => {
-      const { companyId } = await tx.clinic.delete({ where: { id: clinicId }, select: { companyId: true } });
-      await tx.company.deleteMany({ where: { id: companyId, clinics: { none: {} } } });
+      await tx.clinic.update({ where: { id: clinicId }, data: { status: 'DELETED' } });
       await tx.auditLog.create({
         data: {
           action: 'clinic.delete',

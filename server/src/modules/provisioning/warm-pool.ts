@@ -7,13 +7,14 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { ClinicServer } from '../../db/database.js';
+import { dropObjects, SPARE_PREFIX } from '../../db/drop.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
 import type { Logger } from '../../logger.js';
 import { cloneDatabase } from './admin.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
-export const SPARE_PREFIX = 'onramp_spare_';
+export { SPARE_PREFIX };
 
 export class WarmPool {
   private filling = new Map<string, Promise<void>>();
@@ -87,7 +88,8 @@ export class WarmPool {
         [SPARE_PREFIX],
       );
       for (const { datname } of rows.filter((row) => !row.datname.startsWith(prefix))) {
-        await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(datname)} WITH (FORCE)`);
+        // Spares never held clinic data: the door lets them go on their own decision.
+        await dropObjects(admin, { database: datname }, { kind: 'spare' });
       }
       let count = rows.filter((row) => row.datname.startsWith(prefix)).length;
       while (!this.closed && count < this.size) {
