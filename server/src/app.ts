@@ -354,6 +354,11 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
       return sendJson(res, health.status === 'OK' ? 200 : 503, {
         status: health.status.toLowerCase(),
         checks: health.checks,
+        // Detail, not readiness: a clinic server down leaves the rest of Onramp serving.
+        unreachableClinicServers: [...deps.db.servers.unreachable.values()].map(({ name, reason }) => ({
+          name,
+          reason,
+        })),
       });
     }
     if (pathname === '/metrics') {

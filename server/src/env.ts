@@ -211,6 +211,8 @@ const rawSchema = z.object({
   INVITATION_CLINIC_LIMIT: rateRule('50/24h'),
   INVITATION_TOTAL_LIMIT: rateRule('1000/24h'),
   UNVERIFIED_CLINIC_TTL: duration('48h'),
+  CLINIC_TRASH_RETENTION: duration('7d'),
+  CLINIC_DELETE_RETENTION: duration('30d'),
 });
 
 type RawEnv = z.output<typeof rawSchema>;
@@ -315,6 +317,13 @@ export interface Config {
    * undone (docs/decisions/018). @default 172800 (48 h)
    */
   unverifiedClinicTtlSeconds: number;
+  /**
+   * How long a quarantined clinic database (an unfinished run's) is kept before the purge drops
+   * it (docs/decisions/040). @default 604800 (7 d)
+   */
+  clinicTrashRetentionSeconds: number;
+  /** How long a deleted clinic stays restorable before the purge. @default 2592000 (30 d) */
+  clinicDeleteRetentionSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -410,6 +419,8 @@ export function loadConfig(
     registrationLimits: { ip: raw.REGISTRATION_IP_LIMIT, total: raw.REGISTRATION_TOTAL_LIMIT },
     invitationLimits: { clinic: raw.INVITATION_CLINIC_LIMIT, total: raw.INVITATION_TOTAL_LIMIT },
     unverifiedClinicTtlSeconds: raw.UNVERIFIED_CLINIC_TTL,
+    clinicTrashRetentionSeconds: raw.CLINIC_TRASH_RETENTION,
+    clinicDeleteRetentionSeconds: raw.CLINIC_DELETE_RETENTION,
   };
 }
 

@@ -3,12 +3,17 @@
  * clinic database is cloned with CREATE DATABASE … TEMPLATE (docs/decisions/002). It is named
  * by the schema version, so a new clinic migration produces a new template and old ones go.
  */
+
+import type pg from 'pg';
 import type { Logger } from '../logger.js';
 import { ensureGroupRole, grantGroupPrivileges } from '../modules/provisioning/admin.js';
+import { dropObjects } from './drop.js';
 import { type Migration, migrate, schemaVersion } from './migrator.js';
 import { databaseUrl, quoteIdent, withClient } from './sql.js';
 
 export const TEMPLATE_PREFIX = 'onramp_clinic_template_';
+
+type Queryable = Pick<pg.ClientBase, 'query'>;
 
 export interface ClinicTemplate {
   /** Database name on its server. */
@@ -55,8 +60,8 @@ export async function ensureClinicTemplate(
         const started = Date.now();
         // A build interrupted by a crash leaves a half-made database under the building name.
         const building = `${name}_building`;
-        await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(building)} WITH (FORCE)`);
-        if (current) await dropTemplate(admin, name);
+        await dropObjects(admin, { database: building }, { kind: 'template', prefix });
+        if (current) await dropTemplate(admin, name, prefix);
         await admin.query(`CREATE DATABASE ${quoteIdent(building)} TEMPLATE template0 ENCODING 'UTF8'`);
         await ensureGroupRole(admin);
         await withClient(databaseUrl(serverUrl, building), async (client) => {
@@ -75,7 +80,7 @@ export async function ensureClinicTemplate(
       const previous = others.find((row) => row.datistemplate);
       for (const row of others) {
         if (row === previous) continue;
-        await dropTemplate(admin, row.datname);
+        await dropTemplate(admin, row.datname, prefix);
         logger.info({ template: row.datname }, 'outdated clinic template dropped');
       }
       return { name, version };
@@ -85,11 +90,11 @@ export async function ensureClinicTemplate(
   });
 }
 
-async function dropTemplate(admin: { query(sql: string): Promise<unknown> }, name: string): Promise<void> {
+async function dropTemplate(admin: Queryable, name: string, prefix: string): Promise<void> {
   try {
     await admin.query(`ALTER DATABASE ${quoteIdent(name)} WITH IS_TEMPLATE false`);
   } catch (error) {
     if ((error as { code?: string }).code !== '3D000') throw error; // already gone
   }
-  await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+  await dropObjects(admin, { database: name }, { kind: 'template', prefix });
 }

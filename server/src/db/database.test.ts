@@ -39,7 +39,7 @@ describe('an external PostgreSQL through DATABASE_URL', async () => {
     }));
     expect(migrations).toBeGreaterThan(0);
     expect(templates).toHaveLength(1);
-    expect(t.app.deps.db.clinicServers.map((server) => server.key)).toEqual([new URL(other.url).host]);
+    expect(t.app.deps.db.clinicServers.map((server) => server.address)).toEqual([new URL(other.url).host]);
   });
 
   it('reports /readyz 503 and health DEGRADED while the database is down', async () => {

@@ -10,11 +10,11 @@ import { redactUrl } from '../env.js';
 import { PrismaClient } from '../generated/central/client.js';
 import { installJobSchema } from '../jobs/index.js';
 import type { Logger } from '../logger.js';
-import { type ClinicTemplate, ensureClinicTemplate } from './clinic-template.js';
 import { startEmbeddedPostgres } from './embedded.js';
 import { appliedMigrations, type Migration, migrate, readMigrations } from './migrator.js';
 import { CENTRAL_MIGRATIONS_DIR, CLINIC_MIGRATIONS_DIR } from './paths.js';
 import { createRequestPrisma, ensureRequestRole, requestRolePassword } from './request-scope.js';
+import { type ClinicServer, openClinicServers, type ServerRegistry } from './servers.js';
 import { databaseUrl, quoteIdent, withClient } from './sql.js';
 
 export type CentralPrisma = PrismaClient;
@@ -22,18 +22,7 @@ export type CentralPrisma = PrismaClient;
 /** Name of the central database created inside the embedded server. */
 export const EMBEDDED_CENTRAL_DATABASE = 'onramp';
 
-export interface ClinicServer {
-  /** Stable key stored on each clinic: `host:port`, never credentials. */
-  key: string;
-  /** Admin connection URL (may create databases and roles). */
-  url: string;
-  template: ClinicTemplate;
-  /**
-   * A few warm admin sessions: opening one costs several milliseconds, more than the
-   * catalog work a provisioning step does with it.
-   */
-  admin: pg.Pool;
-}
+export type { ClinicServer } from './servers.js';
 
 export interface Databases {
   centralUrl: string;
@@ -48,7 +37,9 @@ export interface Databases {
   requestPrisma: CentralPrisma;
   /** Small pool beside Prisma's for health checks and raw admin SQL on the central database. */
   pool: pg.Pool;
+  /** The clinic database servers reachable at start (see `servers` for the live view). */
   clinicServers: ClinicServer[];
+  servers: ServerRegistry;
   clinicMigrations: Migration[];
   /** Throws when the central database is unreachable or behind its migrations. */
   checkReady(): Promise<void>;
@@ -95,20 +86,8 @@ export async function openDatabases(
 
     const clinicMigrations = readMigrations(CLINIC_MIGRATIONS_DIR);
     const serverUrls = config.clinicDatabaseServers.length > 0 ? config.clinicDatabaseServers : [centralUrl];
-    const clinicServers: ClinicServer[] = [];
-    for (const url of serverUrls) {
-      const template = await ensureClinicTemplate(url, clinicMigrations, logger);
-      const admin = new pg.Pool({
-        connectionString: url,
-        max: 4,
-        idleTimeoutMillis: 30_000,
-        application_name: 'onramp-admin',
-      });
-      admin.on('error', (error) =>
-        logger.warn({ err: error, server: serverKey(url) }, 'idle admin connection lost'),
-      );
-      clinicServers.push({ key: serverKey(url), url, template, admin });
-    }
+    const servers = await openClinicServers({ centralUrl, urls: serverUrls, clinicMigrations, logger });
+    const clinicServers = [...servers.byId.values()];
 
     const pool = new pg.Pool({ connectionString: centralUrl, max: 4, application_name: 'onramp-ready' });
     pool.on('error', (error) => logger.warn({ err: error }, 'idle central connection lost'));
@@ -128,7 +107,7 @@ export async function openDatabases(
     });
     const requestPrisma = createRequestPrisma(centralUrl, requestRole, requestPassword);
     logger.info(
-      { central: redactUrl(centralUrl), clinicServers: clinicServers.map((server) => server.key) },
+      { central: redactUrl(centralUrl), clinicServers: clinicServers.map((server) => server.name) },
       'databases ready',
     );
     const expected = centralMigrations.map((migration) => migration.name);
@@ -140,6 +119,7 @@ export async function openDatabases(
       requestPrisma,
       pool,
       clinicServers,
+      servers,
       clinicMigrations,
       async checkReady() {
         const client = await pool.connect();
@@ -158,7 +138,7 @@ export async function openDatabases(
           ),
         );
         await pool.end().catch(() => {});
-        await Promise.all(clinicServers.map((server) => server.admin.end().catch(() => {})));
+        await servers.close();
         await embedded?.stop();
       },
     };
@@ -166,11 +146,6 @@ export async function openDatabases(
     await embedded?.stop();
     throw error;
   }
-}
-
-export function serverKey(url: string): string {
-  const parsed = new URL(url);
-  return `${parsed.hostname}:${parsed.port || '5432'}`;
 }
 
 /** CREATE DATABASE if missing; concurrent callers race safely on the unique name. */

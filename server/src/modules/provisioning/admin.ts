@@ -1,5 +1,5 @@
 /**
- * SQL that creates, grants and drops clinic databases and roles on a clinic server. Every
+ * SQL that creates and grants clinic databases and roles (drops go through db/drop.ts only) on a clinic server. Every
  * identifier is quoted; passwords are random base64url and still passed as escaped literals.
  * Each operation is idempotent so a step can be retried or undone after a partial failure.
  */
@@ -115,25 +115,4 @@ export async function tagClinicObjects(
   const tag = quoteLiteral(ownerTag(deploymentId));
   await admin.query(`COMMENT ON DATABASE ${quoteIdent(database)} IS ${tag}`);
   await admin.query(`COMMENT ON ROLE ${quoteIdent(role)} IS ${tag}`);
-}
-
-/** Drops the database (closing its connections) and then the role; missing ones are fine. */
-export async function dropClinicObjects(
-  serverUrl: string,
-  database: string | null,
-  role: string | null,
-): Promise<void> {
-  await withClient(serverUrl, async (admin) => {
-    if (database) await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`);
-    if (role) {
-      // Its grants lived in the dropped database; DROP OWNED clears any left in this one, which
-      // would otherwise block DROP ROLE.
-      await admin.query(`DROP OWNED BY ${quoteIdent(role)}`).catch(ignoreMissingRole);
-      await admin.query(`DROP ROLE IF EXISTS ${quoteIdent(role)}`);
-    }
-  });
-}
-
-function ignoreMissingRole(error: unknown): void {
-  if ((error as { code?: string }).code !== '42704') throw error; // undefined_object
 }

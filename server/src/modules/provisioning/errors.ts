@@ -17,3 +17,8 @@ export class ProvisioningFailedError extends OnrampError {
 export class ClinicBusyError extends ConflictError {
   override name = 'ClinicBusyError';
 }
+
+/** The clinic's database server is recorded but no configured URL reaches it: nothing is changed. */
+export class ServerUnreachableError extends ConflictError {
+  override name = 'ServerUnreachableError';
+}

@@ -71,7 +71,7 @@ describe('clinic health', async () => {
       const row = body.data?.clinicsHealth.clinics.find((c) => c.clinicId === record.id);
       expect(row).toEqual({
         clinicId: record.id,
-        server: record.databaseServer,
+        server: t.app.deps.provisioning.serverName(record.databaseServerId),
         subdomain: record.subdomain,
       });
       expect(row?.server).toMatch(/^[^@/]+:\d+$/); // host:port, never credentials

@@ -5,6 +5,7 @@
 import pg from 'pg';
 import type { ClinicServer } from '../../db/database.js';
 import { schemaVersion } from '../../db/migrator.js';
+import type { UnreachableServer } from '../../db/servers.js';
 import { databaseUrl } from '../../db/sql.js';
 import type { ClinicSchemaShape } from './schema-shape.js';
 import { decryptSecret } from './secrets.js';
@@ -14,8 +15,10 @@ export type DbStatus = 'HEALTHY' | 'DEGRADED' | 'UNHEALTHY' | 'MISSING' | 'PROVI
 export interface ClinicHealth {
   clinicId: string;
   name: string;
-  /** `host:port` of the PostgreSQL server holding the database (never credentials). */
+  /** Name of the PostgreSQL server holding the database (never credentials). */
   server: string;
+  /** False when no configured URL reaches that server right now (see `errors` for why). */
+  serverReachable: boolean;
   subdomain: string;
   dbStatus: DbStatus;
   tablesCount: number;
@@ -33,13 +36,17 @@ export interface ClinicRecord {
   subdomain: string;
   status: string;
   databaseName: string;
-  databaseServer: string;
+  databaseServerId: string;
   databaseRole: string;
   databasePasswordEnc: string | null;
 }
 
 export interface IntegrityContext {
   servers: ReadonlyMap<string, ClinicServer>;
+  /** Recorded servers no configured URL reaches, and why (db/servers.ts). */
+  unreachable: ReadonlyMap<string, UnreachableServer>;
+  /** Every recorded server's name by id. */
+  names: ReadonlyMap<string, string>;
   shape: ClinicSchemaShape;
   /** Current clinic schema version. */
   version: string;
@@ -73,7 +80,8 @@ function report(
   return {
     clinicId: clinic.id,
     name: clinic.name,
-    server: clinic.databaseServer,
+    server: ctx.names.get(clinic.databaseServerId) ?? clinic.databaseServerId,
+    serverReachable: ctx.servers.has(clinic.databaseServerId),
     subdomain: clinic.subdomain,
     tablesCount: 0,
     expectedTables: ctx.shape.tables.length,
@@ -107,11 +115,14 @@ export async function checkClinicDatabaseIntegrity(
   if (clinic.status === 'PROVISIONING' || clinic.status === 'PENDING' || clinic.status === 'DELETING') {
     return report(clinic, ctx, { dbStatus: 'PROVISIONING' });
   }
-  const server = ctx.servers.get(clinic.databaseServer);
+  const server = ctx.servers.get(clinic.databaseServerId);
   if (!server) {
+    // Reported, never taken for a missing database: nothing may act on what cannot be seen.
+    const unreachable = ctx.unreachable.get(clinic.databaseServerId);
+    const name = ctx.names.get(clinic.databaseServerId) ?? clinic.databaseServerId;
     return report(clinic, ctx, {
       dbStatus: 'UNHEALTHY',
-      errors: [`database server ${clinic.databaseServer} is not configured`],
+      errors: [`database server ${name} is unreachable: ${unreachable?.reason ?? 'not configured'}`],
     });
   }
   try {

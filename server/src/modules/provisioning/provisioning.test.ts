@@ -248,16 +248,30 @@ describe('the provisioning engine', async () => {
     await prisma.clinic.update({ where: { id: clinicId }, data: { status: 'READY' } });
   });
 
-  it('deletes a clinic: database, role and central records', async () => {
+  it('deletes a clinic: DELETED, its database kept in quarantine, then purged after the retention', async () => {
     const { clinicId } = await provision('Short-lived');
     const clinic = await prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } });
     const mutation = `mutation { deleteClinic(clinicId: "${clinicId}") { __typename ... on DeleteClinicSuccess { clinicId } } }`;
     expect((await t.gql(mutation)).body.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
     const { body } = await t.gql(mutation, undefined, await t.superAdmin());
     expect(body.data).toEqual({ deleteClinic: { __typename: 'DeleteClinicSuccess', clinicId } });
-    expect(await catalog(clinic.databaseName, clinic.databaseRole)).toEqual({ database: false, role: false });
-    expect(await prisma.clinic.findUnique({ where: { id: clinicId } })).toBeNull();
-    expect(await prisma.company.findUnique({ where: { id: clinic.companyId } })).toBeNull();
+    // Under its own name it is gone; kept renamed, closed, listed in quarantine.
+    expect(await catalog(clinic.databaseName, clinic.databaseRole)).toEqual({ database: false, role: true });
+    expect(await prisma.clinic.findUnique({ where: { id: clinicId } })).toMatchObject({ status: 'DELETED' });
+    const kept = await prisma.clinicObject.findFirstOrThrow({ where: { clinicId, kind: 'DATABASE' } });
+    expect(kept).toMatchObject({ state: 'QUARANTINED', reason: 'clinic deleted' });
+    expect(await catalog(kept.trashName as string, clinic.databaseRole)).toEqual({
+      database: true,
+      role: true,
+    });
+    // The purge drops it only once its retention ended.
+    expect((await t.app.deps.provisioning.ledger.purgeDue()).purged).toBe(0);
+    const later = new Date(Date.now() + 31 * 86_400_000);
+    expect((await t.app.deps.provisioning.ledger.purgeDue(later)).purged).toBe(2);
+    expect(await catalog(kept.trashName as string, clinic.databaseRole)).toEqual({
+      database: false,
+      role: false,
+    });
   });
 
   it('answers clinicsHealth, clinic, clinics and provisioningRuns over GraphQL', async () => {

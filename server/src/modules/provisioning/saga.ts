@@ -33,11 +33,16 @@ export interface StepResult {
   note?: string;
 }
 
+/** What a step knows of the run it belongs to. */
+export interface StepContext {
+  runId: string;
+}
+
 export interface SagaStep<S> {
   name: ProvisioningStepName;
-  run(state: S): Promise<StepResult | undefined>;
+  run(state: S, context: StepContext): Promise<StepResult | undefined>;
   /** Reverses `run`. Must tolerate a partial `run` (it is also called for the failed step). */
-  undo?(state: S): Promise<void>;
+  undo?(state: S, context: StepContext): Promise<void>;
   /**
    * Runs after the point of no return (the commit): a failure is recorded, never undone, and
    * the run still succeeds (e.g. a mail the outbox will retry).
@@ -156,6 +161,7 @@ export async function runSaga<S>(deps: SagaDeps, input: SagaInput<S>): Promise<S
     });
   };
 
+  const context: StepContext = { runId: run.id };
   const done: SagaStep<S>[] = [];
   try {
     for (const step of input.steps) {
@@ -163,7 +169,7 @@ export async function runSaga<S>(deps: SagaDeps, input: SagaInput<S>): Promise<S
       const started = performance.now();
       try {
         deps.faults.check(step.name);
-        const result = await step.run(input.state);
+        const result = await step.run(input.state, context);
         const durationMs = Math.round(performance.now() - started);
         deps.observeStep(step.name, 'ok', durationMs / 1000);
         done.push(step);
@@ -195,8 +201,8 @@ export async function runSaga<S>(deps: SagaDeps, input: SagaInput<S>): Promise<S
         log.warn({ err: error, step: step.name }, 'provisioning step failed; rolling back');
         // The failed step may have half-done its work: undo it quietly (its record stays
         // FAILED), then the finished ones in reverse, each recorded ROLLED_BACK.
-        let rolledBack = await undoQuietly(step, input.state, log);
-        rolledBack = (await rollBack(done, input.state, emit, log)) && rolledBack;
+        let rolledBack = await undoQuietly(step, input.state, context, log);
+        rolledBack = (await rollBack(done, input.state, context, emit, log)) && rolledBack;
         await finish(
           prisma,
           run.id,
@@ -213,9 +219,14 @@ export async function runSaga<S>(deps: SagaDeps, input: SagaInput<S>): Promise<S
   }
 }
 
-async function undoQuietly<S>(step: SagaStep<S>, state: S, log: Logger): Promise<boolean> {
+async function undoQuietly<S>(
+  step: SagaStep<S>,
+  state: S,
+  context: StepContext,
+  log: Logger,
+): Promise<boolean> {
   try {
-    await step.undo?.(state);
+    await step.undo?.(state, context);
     return true;
   } catch (error) {
     log.error({ err: error, step: step.name }, 'undo of the failed step failed');
@@ -226,6 +237,7 @@ async function undoQuietly<S>(step: SagaStep<S>, state: S, log: Logger): Promise
 async function rollBack<S>(
   steps: SagaStep<S>[],
   state: S,
+  context: StepContext,
   emit: (
     step: ProvisioningStepName,
     status: ProvisioningEventStatus,
@@ -236,7 +248,7 @@ async function rollBack<S>(
   let clean = true;
   for (const step of steps.reverse()) {
     try {
-      await step.undo?.(state);
+      await step.undo?.(state, context);
       await emit(step.name, 'ROLLED_BACK');
     } catch (error) {
       // Left for the reconciler (orphan sweep); the run ends FAILED rather than ROLLED_BACK.

@@ -29,7 +29,7 @@ export const DbStatusEnum = builder.enumType('DbStatus', {
 });
 
 const ClinicStatusEnum = builder.enumType('ClinicStatus', {
-  values: ['PROVISIONING', 'PENDING', 'READY', 'FAILED', 'DELETING'] as const,
+  values: ['PROVISIONING', 'PENDING', 'READY', 'FAILED', 'DELETING', 'DELETED'] as const,
 });
 const StepStatusEnum = builder.enumType('ProvisioningStepStatus', {
   values: ['STARTED', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK', 'SKIPPED'] as const,
@@ -38,7 +38,7 @@ const RunStatusEnum = builder.enumType('ProvisioningRunStatus', {
   values: ['RUNNING', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK'] as const,
 });
 const RunKindEnum = builder.enumType('ProvisioningRunKind', {
-  values: ['REGISTER', 'REPAIR', 'UPGRADE', 'DELETE', 'ONBOARDING'] as const,
+  values: ['REGISTER', 'REPAIR', 'UPGRADE', 'DELETE', 'ONBOARDING', 'RESTORE'] as const,
 });
 export const StepNameEnum = builder.enumType('ProvisioningStepName', { values: PROVISIONING_STEP_NAMES });
 
@@ -101,7 +101,11 @@ export const ClinicHealthRef = builder.objectRef<ClinicHealth>('ClinicHealth').i
     clinicId: t.exposeID('clinicId'),
     name: t.exposeString('name'),
     server: t.exposeString('server', {
-      description: '`host:port` of the PostgreSQL server holding the database.',
+      description: 'Name of the PostgreSQL server holding the database (its address when first recorded).',
+    }),
+    serverReachable: t.exposeBoolean('serverReachable', {
+      description:
+        'False when no configured URL reaches that server now: the clinic is reported, never treated as empty (`errors` says why).',
     }),
     subdomain: t.exposeString('subdomain'),
     dbStatus: t.field({ type: DbStatusEnum, resolve: (health) => health.dbStatus }),
@@ -149,7 +153,11 @@ export const ClinicRef = builder.prismaObject('Clinic', {
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     // Where and how the database lives: platform operators only.
     databaseName: t.exposeString('databaseName', { authScopes: { operator: true } }),
-    databaseServer: t.exposeString('databaseServer', { authScopes: { operator: true } }),
+    databaseServer: t.string({
+      authScopes: { operator: true },
+      description: 'Name of the server that holds the database (see databaseServers).',
+      resolve: (clinic, _args, context) => context.deps.provisioning.serverName(clinic.databaseServerId),
+    }),
     schemaVersion: t.exposeString('schemaVersion', { nullable: true, authScopes: { operator: true } }),
     health: t.field({
       type: ClinicHealthRef,

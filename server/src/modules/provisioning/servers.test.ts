@@ -1,8 +1,8 @@
 import { describe, expect, inject, it } from 'vitest';
 import { startExtraPostgres, startTestApp } from '../../../test/harness.js';
 import { ensureClinicTemplate } from '../../db/clinic-template.js';
-import { serverKey } from '../../db/database.js';
 import { checksum, type Migration } from '../../db/migrator.js';
+import { serverAddress } from '../../db/servers.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
 import { createLogger } from '../../logger.js';
 import { clinicPassword, clinicRoleUrl } from './integrity.js';
@@ -38,8 +38,8 @@ describe('placement over two servers', async () => {
         admin: adminOf({ databaseName: `p${i}` }),
       });
       const clinic = await db.prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } });
-      placed.push(clinic.databaseServer);
-      const server = db.clinicServers.find((s) => s.key === clinic.databaseServer);
+      const server = db.clinicServers.find((s) => s.id === clinic.databaseServerId);
+      placed.push(server?.address ?? 'unknown');
       if (!server) throw new Error('unknown server');
       const exists = await withClient(
         server.url,
@@ -49,7 +49,12 @@ describe('placement over two servers', async () => {
       expect(exists).toBe(1);
       expect((await provisioning.checkClinic(clinicId)).dbStatus).toBe('HEALTHY');
     }
-    expect(placed).toEqual([serverKey(admin), serverKey(other.url), serverKey(admin), serverKey(other.url)]);
+    expect(placed).toEqual([
+      serverAddress(admin),
+      serverAddress(other.url),
+      serverAddress(admin),
+      serverAddress(other.url),
+    ]);
   });
 });
 
@@ -124,7 +129,12 @@ describe('clinic schema upgrades', async () => {
     const template = await ensureClinicTemplate(server.url, migrations, logger);
     const upgraded = new ProvisioningService({
       ...t.app.deps,
-      db: { ...db, clinicMigrations: migrations, clinicServers: [{ ...server, template }] },
+      db: {
+        ...db,
+        clinicMigrations: migrations,
+        clinicServers: [{ ...server, template }],
+        servers: { ...db.servers, byId: new Map([[server.id, { ...server, template }]]) },
+      },
       publishProgress: () => {},
       publishHealth: () => {},
     });

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { mapLimit } from '../../concurrency.js';
 import type { CentralPrisma, ClinicServer, Databases } from '../../db/database.js';
 import { holdLease, releaseLease } from '../../db/leases.js';
-import { migrate } from '../../db/migrator.js';
+import { migrate, schemaVersion } from '../../db/migrator.js';
 import { databaseUrl, withClient } from '../../db/sql.js';
 import type { Config } from '../../env.js';
 import { NotFoundError } from '../../errors.js';
@@ -18,14 +18,13 @@ import { clinicFqdn, type DnsProvider } from '../dns/provider.js';
 import {
   cloneDatabase,
   databaseExists,
-  dropClinicObjects,
   ensureRole,
   grantClinicRole,
   roleExists,
   tagClinicObjects,
 } from './admin.js';
 import { ClinicClientCache } from './clinic-clients.js';
-import { ClinicBusyError, ProvisioningFailedError } from './errors.js';
+import { ClinicBusyError, ProvisioningFailedError, ServerUnreachableError } from './errors.js';
 import { FaultInjector } from './faults.js';
 import {
   type ClinicHealth,
@@ -36,6 +35,7 @@ import {
   existingDatabases,
   type IntegrityContext,
 } from './integrity.js';
+import { Ledger } from './ledger.js';
 import { type ProvisioningEvent, runSaga, type SagaInput, type SagaResult, type SagaStep } from './saga.js';
 import { clinicSchemaShape } from './schema-shape.js';
 import { encryptSecret, randomPassword } from './secrets.js';
@@ -119,7 +119,7 @@ const CLINIC_RECORD = {
   subdomain: true,
   status: true,
   databaseName: true,
-  databaseServer: true,
+  databaseServerId: true,
   databaseRole: true,
   databasePasswordEnc: true,
 } as const;
@@ -129,6 +129,7 @@ export class ProvisioningService {
   readonly pool: WarmPool;
   readonly clients: ClinicClientCache;
   readonly integrity: IntegrityContext;
+  readonly ledger: Ledger;
   private readonly prisma: CentralPrisma;
   private readonly servers: Map<string, ClinicServer>;
   private readonly stepDeps: StepDeps;
@@ -143,13 +144,22 @@ export class ProvisioningService {
   constructor(private readonly deps: ProvisioningDeps) {
     const { config, db } = deps;
     this.prisma = db.prisma;
-    this.servers = new Map(db.clinicServers.map((server) => [server.key, server]));
+    this.servers = db.servers.byId;
     this.faults = new FaultInjector(config.env !== 'production', config.faultInjection);
     this.pool = new WarmPool(config.clinicPoolSize, deps.logger);
+    this.ledger = new Ledger({
+      prisma: this.prisma,
+      logger: deps.logger,
+      servers: this.servers,
+      names: db.servers.names,
+      trashRetentionSeconds: config.clinicTrashRetentionSeconds,
+    });
     this.integrity = {
       servers: this.servers,
+      unreachable: db.servers.unreachable,
+      names: db.servers.names,
       shape: clinicSchemaShape(db.clinicMigrations),
-      version: db.clinicServers[0]?.template.version ?? '',
+      version: db.clinicServers[0]?.template.version ?? schemaVersion(db.clinicMigrations),
       encryptionKey: config.encryptionKey,
     };
     this.clients = new ClinicClientCache({
@@ -170,6 +180,7 @@ export class ProvisioningService {
       integrity: this.integrity,
       encryptionKey: config.encryptionKey,
       deploymentId: db.deploymentId,
+      ledger: this.ledger,
     };
   }
 
@@ -230,11 +241,11 @@ export class ProvisioningService {
 
   /** The configured server with the fewest clinics (ties: the first listed). */
   async placeClinic(): Promise<ClinicServer> {
-    const counts = await this.prisma.clinic.groupBy({ by: ['databaseServer'], _count: { _all: true } });
-    const load = new Map(counts.map((row) => [row.databaseServer, row._count._all]));
+    const counts = await this.prisma.clinic.groupBy({ by: ['databaseServerId'], _count: { _all: true } });
+    const load = new Map(counts.map((row) => [row.databaseServerId, row._count._all]));
     let best: ClinicServer | undefined;
     for (const server of this.servers.values()) {
-      if (!best || (load.get(server.key) ?? 0) < (load.get(best.key) ?? 0)) best = server;
+      if (!best || (load.get(server.id) ?? 0) < (load.get(best.id) ?? 0)) best = server;
     }
     if (!best) throw new Error('no clinic database server configured');
     return best;
@@ -302,6 +313,7 @@ export class ProvisioningService {
 
   async checkClinic(clinicId: string): Promise<ClinicHealth> {
     const clinic = await this.findClinic(clinicId);
+    if (!this.servers.has(clinic.databaseServerId)) await this.refreshServers();
     const health = await checkClinicDatabaseIntegrity(clinic, this.integrity);
     this.noteHealth(health);
     return health;
@@ -320,6 +332,7 @@ export class ProvisioningService {
   }
 
   private async sweepHealth(): Promise<ClinicsHealthReport> {
+    await this.refreshServers();
     const clinics = await this.prisma.clinic.findMany({
       select: CLINIC_RECORD,
       orderBy: { createdAt: 'asc' },
@@ -327,12 +340,12 @@ export class ProvisioningService {
     const existing = new Map<string, Set<string> | Error>();
     for (const server of this.servers.values()) {
       const names = clinics
-        .filter((clinic) => clinic.databaseServer === server.key)
+        .filter((clinic) => clinic.databaseServerId === server.id)
         .map((clinic) => clinic.databaseName);
-      existing.set(server.key, await existingDatabases(server, names).catch((error: Error) => error));
+      existing.set(server.id, await existingDatabases(server, names).catch((error: Error) => error));
     }
     const results = await mapLimit(clinics, this.deps.config.clinicHealthConcurrency, (clinic) => {
-      const known = existing.get(clinic.databaseServer);
+      const known = existing.get(clinic.databaseServerId);
       const exists = known instanceof Set ? known.has(clinic.databaseName) : undefined;
       return checkClinicDatabaseIntegrity(clinic, this.integrity, exists);
     });
@@ -468,7 +481,7 @@ export class ProvisioningService {
     await this.deps.certificates?.revokeCertificate(fqdn);
   }
 
-  /** Drops the clinic's database and role, then its central records (company included when empty). */
+  /** Quarantines the clinic's database and role and marks it DELETED (restorable until the purge). */
   async deleteClinic(clinicId: string, actor: AuditActor = NO_ACTOR): Promise<void> {
     const clinic = await this.findClinic(clinicId);
     await this.prisma.clinic.update({ where: { id: clinicId }, data: { status: 'DELETING' } });
@@ -479,11 +492,16 @@ export class ProvisioningService {
     });
     // Name first: a deleted clinic must stop resolving even if dropping its database fails.
     await this.releaseSubdomain(subdomain);
-    const server = this.servers.get(clinic.databaseServer);
-    if (server) await dropClinicObjects(server.url, clinic.databaseName, clinic.databaseRole);
+    // Kept, not dropped (decision 040): quarantined for CLINIC_DELETE_RETENTION; the row stays
+    // DELETED, so its users cannot sign in and its subdomain stays reserved until the purge.
+    this.serverOf(clinic);
+    await this.ledger.quarantineClinic(
+      clinicId,
+      'clinic deleted',
+      this.deps.config.clinicDeleteRetentionSeconds,
+    );
     await this.prisma.$transaction(async (tx) => {
-      const { companyId } = await tx.clinic.delete({ where: { id: clinicId }, select: { companyId: true } });
-      await tx.company.deleteMany({ where: { id: companyId, clinics: { none: {} } } });
+      await tx.clinic.update({ where: { id: clinicId }, data: { status: 'DELETED' } });
       await tx.auditLog.create({
         data: {
           action: 'clinic.delete',
@@ -542,15 +560,34 @@ export class ProvisioningService {
     return report;
   }
 
+  /** Tries again the configured servers that did not answer (a server back after an outage). */
+  private async refreshServers(): Promise<void> {
+    await this.deps.db.servers
+      .refresh()
+      .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'clinic server refresh failed'));
+  }
+
+  /** A recorded server's name (its id when unknown). */
+  serverName(serverId: string): string {
+    return this.deps.db.servers.names.get(serverId) ?? serverId;
+  }
+
+  /** Why a clinic's server cannot be used, for errors and health. */
+  private serverNote(serverId: string): string {
+    const name = this.deps.db.servers.names.get(serverId) ?? serverId;
+    const reason = this.deps.db.servers.unreachable.get(serverId)?.reason ?? 'not configured';
+    return `database server ${name} is unreachable: ${reason}`;
+  }
+
   private async findClinic(clinicId: string): Promise<ClinicRecord> {
     const clinic = await this.prisma.clinic.findUnique({ where: { id: clinicId }, select: CLINIC_RECORD });
     if (!clinic) throw new NotFoundError('clinic');
     return clinic;
   }
 
-  private serverOf(clinic: Pick<ClinicRecord, 'databaseServer'>): ClinicServer {
-    const server = this.servers.get(clinic.databaseServer);
-    if (!server) throw new Error(`database server ${clinic.databaseServer} is not configured`);
+  private serverOf(clinic: Pick<ClinicRecord, 'databaseServerId'>): ClinicServer {
+    const server = this.servers.get(clinic.databaseServerId);
+    if (!server) throw new ServerUnreachableError(this.serverNote(clinic.databaseServerId));
     return server;
   }
 }

@@ -9,7 +9,6 @@ import { databaseUrl, withClient, withPooled } from '../../db/sql.js';
 import {
   cloneDatabase,
   databaseExists,
-  dropClinicObjects,
   ensureRole,
   grantClinicRole,
   grantConnect,
@@ -18,6 +17,7 @@ import {
 } from './admin.js';
 import type { ClinicClientCache } from './clinic-clients.js';
 import { checkClinicDatabaseIntegrity, clinicRoleUrl, type IntegrityContext } from './integrity.js';
+import type { Ledger, LedgerObjects } from './ledger.js';
 import { clinicDatabaseName, clinicRoleName, slug } from './names.js';
 import type { SagaStep } from './saga.js';
 import { encryptSecret, randomPassword } from './secrets.js';
@@ -53,6 +53,17 @@ export interface StepDeps {
   integrity: IntegrityContext;
   encryptionKey: Buffer;
   deploymentId: string;
+  ledger: Ledger;
+}
+
+/** What the ledger records of a run's clinic database and role. */
+export function ledgerObjects(state: ProvisionState): LedgerObjects {
+  return {
+    serverId: state.server.id,
+    clinicId: state.clinicId,
+    database: state.databaseName,
+    role: state.roleName,
+  };
 }
 
 export function newProvisionState(input: {
@@ -91,7 +102,7 @@ export function clinicRecord(state: ProvisionState) {
     subdomain: defaultSubdomain(state),
     status: 'PROVISIONING' as const,
     databaseName: state.databaseName,
-    databaseServer: state.server.key,
+    databaseServerId: state.server.id,
     databaseRole: state.roleName,
   };
 }
@@ -119,9 +130,11 @@ export function centralRecordsStep(deps: StepDeps): SagaStep<ProvisionState> {
 export function createDatabaseStep(deps: StepDeps): SagaStep<ProvisionState> {
   return {
     name: 'create_database',
-    async run(state) {
+    async run(state, { runId }) {
       const { server } = state;
       const password = randomPassword();
+      // Written down before it exists: what a crash leaves behind is known, never guessed.
+      await deps.ledger.record(ledgerObjects(state), runId);
       // One warm admin session for all of it: new connections are the dominant cost here.
       await withPooled(server.admin, async (admin) => {
         if (await databaseExists(admin, state.databaseName)) state.databaseSource = 'existing';
@@ -150,9 +163,9 @@ export function createDatabaseStep(deps: StepDeps): SagaStep<ProvisionState> {
       };
       return { note: notes[state.databaseSource ?? 'clone'] };
     },
-    async undo(state) {
+    async undo(state, { runId }) {
       await deps.clients.evict(state.clinicId);
-      await dropClinicObjects(state.server.url, state.databaseName, state.roleName);
+      await deps.ledger.undoCreated(ledgerObjects(state), runId);
     },
   };
 }
@@ -218,7 +231,10 @@ export function commitStep(deps: StepDeps): SagaStep<ProvisionState> {
   return {
     name: 'commit',
     async run(state) {
-      await deps.prisma.clinic.update({ where: { id: state.clinicId }, data: { status: 'READY' } });
+      await deps.prisma.$transaction(async (tx) => {
+        await tx.clinic.update({ where: { id: state.clinicId }, data: { status: 'READY' } });
+        await deps.ledger.settle(tx, state.clinicId);
+      });
       return undefined;
     },
     async undo(state) {

@@ -7,13 +7,14 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { ClinicServer } from '../../db/database.js';
+import { dropObjects, SPARE_PREFIX } from '../../db/drop.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
 import type { Logger } from '../../logger.js';
 import { cloneDatabase } from './admin.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
-export const SPARE_PREFIX = 'onramp_spare_';
+export { SPARE_PREFIX };
 
 export class WarmPool {
   private filling = new Map<string, Promise<void>>();
@@ -58,24 +59,24 @@ export class WarmPool {
 
   refillInBackground(server: ClinicServer): void {
     if (this.closed || this.size === 0) return;
-    if (this.filling.has(server.key)) {
+    if (this.filling.has(server.id)) {
       // A claim during a refill may have taken a spare the refill already counted: go again.
-      this.again.add(server.key);
+      this.again.add(server.id);
       return;
     }
     const job = (async () => {
       do {
-        this.again.delete(server.key);
+        this.again.delete(server.id);
         await this.refill(server).catch((error: unknown) =>
-          this.logger.warn({ err: error, server: server.key }, 'warm pool refill failed'),
+          this.logger.warn({ err: error, server: server.id }, 'warm pool refill failed'),
         );
-      } while (this.again.has(server.key) && !this.closed);
+      } while (this.again.has(server.id) && !this.closed);
     })().finally(() => {
-      this.filling.delete(server.key);
+      this.filling.delete(server.id);
       // A claim between the last check and here asked again: honour it.
-      if (this.again.has(server.key)) this.refillInBackground(server);
+      if (this.again.has(server.id)) this.refillInBackground(server);
     });
-    this.filling.set(server.key, job);
+    this.filling.set(server.id, job);
   }
 
   /** Clones spares until the server has `size` of the current version; drops outdated ones. */
@@ -87,7 +88,8 @@ export class WarmPool {
         [SPARE_PREFIX],
       );
       for (const { datname } of rows.filter((row) => !row.datname.startsWith(prefix))) {
-        await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(datname)} WITH (FORCE)`);
+        // Spares never held clinic data: the door lets them go on their own decision.
+        await dropObjects(admin, { database: datname }, { kind: 'spare' });
       }
       let count = rows.filter((row) => row.datname.startsWith(prefix)).length;
       while (!this.closed && count < this.size) {

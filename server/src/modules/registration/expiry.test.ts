@@ -58,17 +58,22 @@ describe('unverified registrations expire', () => {
 
     // The verified clinic is untouched.
     expect((await t.gql<ClinicView>(CLINIC, { id: v.id }, admin)).body.data?.clinic?.status).toBe('READY');
-    // Database, role, DNS: gone.
+    // Database and role: quarantined (decision 040), not dropped; DNS: gone.
     const after = await withClient(inject('pgAdminUrl'), async (client) => ({
       databases: (await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [before?.databaseName]))
         .rowCount,
       roles: (
-        await client.query('SELECT 1 FROM pg_roles WHERE rolname LIKE $1', [
+        await client.query('SELECT 1 FROM pg_roles WHERE rolname LIKE $1 AND rolcanlogin', [
           `%${u.id.replaceAll('-', '').slice(0, 16)}`,
         ])
       ).rowCount,
     }));
     expect(after).toEqual({ databases: 0, roles: 0 });
+    expect(
+      await t.app.deps.db.prisma.clinicObject.count({
+        where: { clinicId: u.id, state: 'QUARANTINED', reason: 'unverified registration expired' },
+      }),
+    ).toBe(2);
     expect(rcodeOf((await udpExchange(t.dnsPort, query(fqdn, 'A'))) as Buffer)).toBe(3);
     // Recorded: a DELETE run of the registration's undo, and an audit entry.
     const runs = await t.gql<{

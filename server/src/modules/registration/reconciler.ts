@@ -1,15 +1,13 @@
 /**
  * Crash safety. A process killed mid-provisioning leaves a run RUNNING whose lease stops being
  * renewed; the reconciler finishes or undoes it: a hybrid registration's own job is brought
- * forward, anything else is rolled back. Databases and roles named like a clinic's but owned by
- * no clinic are dropped once no live run can still be working on them. `zombieReport` shows what
+ * forward, anything else is rolled back. Databases and roles the ledger lists for runs that ended
+ * without committing are quarantined (provisioning/ledger.ts), and purged after their retention. `zombieReport` shows what
  * would need either.
  */
-import type { CentralPrisma, ClinicServer } from '../../db/database.js';
-import { withClient } from '../../db/sql.js';
+import type { CentralPrisma } from '../../db/database.js';
 import type { Logger } from '../../logger.js';
-import { dropClinicObjects, ownerTag } from '../provisioning/admin.js';
-import { CLINIC_OBJECT_PREFIX } from '../provisioning/names.js';
+import type { LedgerEntry } from '../provisioning/ledger.js';
 import type { ProvisioningService } from '../provisioning/service.js';
 
 export interface ZombieAccount {
@@ -26,17 +24,28 @@ export interface OrphanObject {
   kind: 'DATABASE' | 'ROLE';
 }
 
+export interface QuarantinedObject extends OrphanObject {
+  clinicId: string;
+  trashName: string | null;
+  reason: string | null;
+  purgeAfter: Date | null;
+}
+
 export interface ZombieReport {
   checkedAt: Date;
   accounts: ZombieAccount[];
+  /** Ledger entries of finished runs that did not commit: the next sweep quarantines them. */
   orphans: OrphanObject[];
+  /** Kept, closed and renamed, until the purge after their retention. */
+  quarantined: QuarantinedObject[];
 }
 
 export interface ReconcileResult {
   abandonedRuns: number;
   rolledBack: number;
   resumed: number;
-  orphansDropped: number;
+  orphansQuarantined: number;
+  purged: number;
 }
 
 export interface ReconcilerDeps {
@@ -45,25 +54,22 @@ export interface ReconcilerDeps {
   provisioning: ProvisioningService;
 }
 
-const ID_SUFFIX = /_([0-9a-f]{16})$/;
-
 export class Reconciler {
   constructor(private readonly deps: ReconcilerDeps) {}
 
   async reconcile(): Promise<ReconcileResult> {
-    const result: ReconcileResult = { abandonedRuns: 0, rolledBack: 0, resumed: 0, orphansDropped: 0 };
+    const result: ReconcileResult = {
+      abandonedRuns: 0,
+      rolledBack: 0,
+      resumed: 0,
+      orphansQuarantined: 0,
+      purged: 0,
+    };
     await this.reconcileRuns(result);
-    for (const orphan of await this.findOrphans()) {
-      const server = this.deps.provisioning.integrity.servers.get(orphan.server);
-      if (!server) continue;
-      await dropClinicObjects(
-        server.url,
-        orphan.kind === 'DATABASE' ? orphan.name : null,
-        orphan.kind === 'ROLE' ? orphan.name : null,
-      );
-      this.deps.logger.warn({ orphan }, 'dropped an orphaned clinic object');
-      result.orphansDropped += 1;
-    }
+    const { ledger } = this.deps.provisioning;
+    // Only what the ledger lists, and only quarantined: nothing is dropped on an inference.
+    result.orphansQuarantined = await ledger.sweep();
+    result.purged = (await ledger.purgeDue()).purged;
     return result;
   }
 
@@ -99,8 +105,7 @@ export class Reconciler {
         continue;
       }
       await provisioning.releaseSubdomain(clinic.subdomain);
-      const server = provisioning.integrity.servers.get(clinic.databaseServer);
-      if (server) await dropClinicObjects(server.url, clinic.databaseName, clinic.databaseRole);
+      // Its database and role stay PENDING in the ledger: the sweep below quarantines them.
       await prisma.company.deleteMany({ where: { id: clinic.companyId } });
       await prisma.provisioningRun.update({ where: { id: run.id }, data: { status: 'ROLLED_BACK' } });
       await prisma.auditLog.create({
@@ -115,33 +120,6 @@ export class Reconciler {
       logger.warn({ clinicId: clinic.id, runId: run.id }, 'abandoned registration rolled back');
       result.rolledBack += 1;
     }
-  }
-
-  /** Clinic databases and roles that no clinic owns and no live run is working on. */
-  async findOrphans(): Promise<OrphanObject[]> {
-    const { prisma, provisioning } = this.deps;
-    const clinics = await prisma.clinic.findMany({
-      select: { databaseName: true, databaseRole: true, databaseServer: true },
-    });
-    const live = await prisma.provisioningRun.findMany({
-      where: { status: 'RUNNING', leaseUntil: { gte: new Date() } },
-      select: { clinicId: true },
-    });
-    const busy = new Set(live.map((run) => run.clinicId.replaceAll('-', '').slice(0, 16)));
-    const orphans: OrphanObject[] = [];
-    for (const server of provisioning.integrity.servers.values()) {
-      const owned = new Set(
-        clinics
-          .filter((clinic) => clinic.databaseServer === server.key)
-          .flatMap((clinic) => [clinic.databaseName, clinic.databaseRole]),
-      );
-      for (const object of await listClinicObjects(server, provisioning.deploymentId)) {
-        const id = ID_SUFFIX.exec(object.name)?.[1];
-        if (owned.has(object.name) || (id && busy.has(id))) continue;
-        orphans.push(object);
-      }
-    }
-    return orphans;
   }
 
   async zombieReport(): Promise<ZombieReport> {
@@ -181,31 +159,23 @@ export class Reconciler {
         accounts.push({ ...pick(check, status), reason: 'provisioning with no live run and no queued job' });
       }
     }
-    return { checkedAt: new Date(), accounts, orphans: await this.findOrphans() };
+    const { ledger } = provisioning;
+    const view = (entry: LedgerEntry) => ({ server: entry.server, name: entry.name, kind: entry.kind });
+    return {
+      checkedAt: new Date(),
+      accounts,
+      orphans: (await ledger.unsettled()).map(view),
+      quarantined: (await ledger.quarantined()).map((entry) => ({
+        ...view(entry),
+        clinicId: entry.clinicId,
+        trashName: entry.trashName,
+        reason: entry.reason,
+        purgeAfter: entry.purgeAfter,
+      })),
+    };
   }
 }
 
 function pick(check: { clinicId: string; name: string; dbStatus: string }, status: string) {
   return { clinicId: check.clinicId, name: check.name, status, dbStatus: check.dbStatus };
-}
-
-/** Clinic databases and roles on `server` tagged as this deployment's (never anyone else's). */
-async function listClinicObjects(server: ClinicServer, deploymentId: string): Promise<OrphanObject[]> {
-  const tag = ownerTag(deploymentId);
-  return withClient(server.url, async (admin) => {
-    const databases = await admin.query<{ name: string }>(
-      `SELECT datname AS name FROM pg_database
-        WHERE starts_with(datname, $1) AND shobj_description(oid, 'pg_database') = $2`,
-      [CLINIC_OBJECT_PREFIX, tag],
-    );
-    const roles = await admin.query<{ name: string }>(
-      `SELECT rolname AS name FROM pg_roles
-        WHERE starts_with(rolname, $1) AND shobj_description(oid, 'pg_authid') = $2`,
-      [CLINIC_OBJECT_PREFIX, tag],
-    );
-    return [
-      ...databases.rows.map((row) => ({ server: server.key, name: row.name, kind: 'DATABASE' as const })),
-      ...roles.rows.map((row) => ({ server: server.key, name: row.name, kind: 'ROLE' as const })),
-    ];
-  });
 }

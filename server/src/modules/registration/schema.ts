@@ -6,7 +6,7 @@ import { ConflictError, NotFoundError } from '../../errors.js';
 import { ClinicRef } from '../provisioning/schema.js';
 import { ProvisioningFailedError } from '../provisioning/service.js';
 import { EmailTakenError, InvalidCodeError } from './errors.js';
-import type { OrphanObject, ZombieAccount, ZombieReport } from './reconciler.js';
+import type { OrphanObject, QuarantinedObject, ZombieAccount, ZombieReport } from './reconciler.js';
 import { emailSchema, registerClinicSchema } from './validation.js';
 
 const RegistrationStatusEnum = builder.enumType('RegistrationStatus', {
@@ -219,11 +219,23 @@ const ZombieAccountRef = builder.objectRef<ZombieAccount>('ZombieAccount').imple
 });
 
 const OrphanObjectRef = builder.objectRef<OrphanObject>('OrphanObject').implement({
-  description: 'A clinic database or role of this deployment that no clinic owns.',
+  description: 'A clinic database or role the ledger lists for a run that ended without committing.',
   fields: (t) => ({
     server: t.exposeString('server'),
     name: t.exposeString('name'),
     kind: t.exposeString('kind'),
+  }),
+});
+
+const QuarantinedObjectRef = builder.objectRef<QuarantinedObject>('QuarantinedObject').implement({
+  fields: (t) => ({
+    server: t.exposeString('server'),
+    name: t.exposeString('name'),
+    kind: t.exposeString('kind'),
+    clinicId: t.exposeID('clinicId'),
+    trashName: t.exposeString('trashName', { nullable: true }),
+    reason: t.exposeString('reason', { nullable: true }),
+    purgeAfter: t.expose('purgeAfter', { type: 'DateTime', nullable: true }),
   }),
 });
 
@@ -236,6 +248,11 @@ const ZombieReportRef = builder.objectRef<ZombieReport>('ZombieReport').implemen
       resolve: (report) => report.accounts,
     }),
     orphans: t.field({ type: [OrphanObjectRef], resolve: (report) => report.orphans }),
+    quarantined: t.field({
+      type: [QuarantinedObjectRef],
+      description: 'Kept in quarantine (renamed, closed) until the purge after their retention.',
+      resolve: (report) => report.quarantined,
+    }),
     empty: t.boolean({ resolve: (report) => report.accounts.length === 0 && report.orphans.length === 0 }),
   }),
 });

@@ -17,7 +17,6 @@ import { hashPassword } from '../auth/passwords.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
 import { clinicFqdn, type DnsProvider } from '../dns/provider.js';
 import { enqueueMail } from '../mail/service.js';
-import { dropClinicObjects } from '../provisioning/admin.js';
 import type { SagaStep } from '../provisioning/saga.js';
 import type { AuditActor, ProvisioningService } from '../provisioning/service.js';
 import { ProvisioningFailedError } from '../provisioning/service.js';
@@ -167,7 +166,7 @@ export class RegistrationService {
     });
     if (!clinic || clinic.status === 'READY' || clinic.status === 'FAILED') return; // nothing left to do
     const admin = clinic.users[0];
-    const server = provisioning.integrity.servers.get(clinic.databaseServer);
+    const server = provisioning.integrity.servers.get(clinic.databaseServerId);
     if (!admin || !server) {
       logger.error({ clinicId }, 'pending clinic without admin or known server; giving up');
       await this.giveUp(clinicId, attempt, 'clinic admin or database server missing');
@@ -320,8 +319,8 @@ export class RegistrationService {
   private expirySteps(): SagaStep<RegistrationState>[] {
     const undo = (step: SagaStep<RegistrationState>): SagaStep<RegistrationState> => ({
       name: step.name,
-      run: async (state) => {
-        await step.undo?.(state);
+      run: async (state, context) => {
+        await step.undo?.(state, context);
         return undefined;
       },
     });
@@ -332,17 +331,19 @@ export class RegistrationService {
         name: 'create_database',
         run: async (state) => {
           await this.deps.provisioning.clients.evict(state.clinicId);
-          // The one drop of this module: an empty database and its role, on the recorded rule of
-          // docs/decisions/018. To be routed through the single door of destructive operations
-          // (provisioning/drop.ts) when it lands.
-          await dropClinicObjects(state.server.url, state.databaseName, state.roleName);
-          return { note: `dropped ${state.databaseName}` };
+          // Quarantined, not dropped: an unverified clinic may already hold data (decision 040).
+          await this.deps.provisioning.ledger.quarantineClinic(
+            state.clinicId,
+            'unverified registration expired',
+            this.deps.config.clinicTrashRetentionSeconds,
+          );
+          return { note: `quarantined ${state.databaseName}` };
         },
       },
       {
         name: 'central_records',
-        run: async (state) => {
-          await this.centralRecordsStep().undo?.(state);
+        run: async (state, context) => {
+          await this.centralRecordsStep().undo?.(state, context);
           await this.deps.prisma.auditLog.create({
             data: {
               action: 'registration.expired',
@@ -365,7 +366,7 @@ export class RegistrationService {
       where: { id: clinicId },
       include: { users: { where: { role: 'CLINIC_ADMIN' }, orderBy: { createdAt: 'asc' }, take: 1 } },
     });
-    const server = clinic && provisioning.integrity.servers.get(clinic.databaseServer);
+    const server = clinic && provisioning.integrity.servers.get(clinic.databaseServerId);
     if (!clinic || !server) {
       logger.error({ clinicId }, 'clinic or its database server missing; not undone');
       return undefined;
@@ -522,6 +523,7 @@ export class RegistrationService {
         const userId = admin.userId;
         await prisma.$transaction(async (tx) => {
           await tx.clinic.update({ where: { id: state.clinicId }, data: { status: 'READY' } });
+          await this.deps.provisioning.ledger.settle(tx, state.clinicId);
           // The admin registered themselves: they are the actor of their clinic's creation.
           await tx.auditLog.create({
             data: {

@@ -1,0 +1,285 @@
+/**
+ * Clinic database servers, known by identity (docs/decisions/040). A server's address can change
+ * (a new DNS name, `localhost` instead of `127.0.0.1`, the embedded server on another port); its
+ * PostgreSQL `system_identifier` does not. Each configured URL is matched to its recorded row by
+ * that identifier: a moved server is re-addressed, an unknown identifier is a new server, and a
+ * recorded server no URL reaches is marked unreachable — reported, never taken for empty.
+ */
+import pg from 'pg';
+import { redactUrl } from '../env.js';
+import type { Logger } from '../logger.js';
+import { type ClinicTemplate, ensureClinicTemplate } from './clinic-template.js';
+import type { Migration } from './migrator.js';
+import { withClient } from './sql.js';
+
+export interface ClinicServer {
+  /** Row of `database_servers`: what clinics and the ledger reference. */
+  id: string;
+  name: string;
+  /** `host:port` it is reached at now (never credentials). */
+  address: string;
+  /** Admin connection URL (may create databases and roles). */
+  url: string;
+  template: ClinicTemplate;
+  /**
+   * A few warm admin sessions: opening one costs several milliseconds, more than the
+   * catalog work a provisioning step does with it.
+   */
+  admin: pg.Pool;
+}
+
+/** A recorded server that no configured URL reaches right now, and why. */
+export interface UnreachableServer {
+  id: string;
+  name: string;
+  address: string;
+  reason: string;
+}
+
+export interface ServerRegistry {
+  /** Reachable servers by row id; `refresh` adds the ones that come back. */
+  readonly byId: Map<string, ClinicServer>;
+  /** Recorded servers not reachable, by row id. */
+  readonly unreachable: Map<string, UnreachableServer>;
+  /** Every recorded server's name, by row id (reachable or not). */
+  readonly names: Map<string, string>;
+  /** Tries again the configured URLs that did not answer; cheap when all did. */
+  refresh(): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface ServerRow {
+  id: string;
+  name: string;
+  system_identifier: string | null;
+  address: string;
+}
+
+export function serverAddress(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.hostname}:${parsed.port || '5432'}`;
+}
+
+/** PostgreSQL's identifier of its cluster, fixed at initdb and kept by every copy of its files. */
+async function systemIdentifier(url: string): Promise<string> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ id: string }>(
+      'SELECT system_identifier::text AS id FROM pg_control_system()',
+    );
+    return rows[0]?.id as string;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+export async function openClinicServers(options: {
+  centralUrl: string;
+  urls: readonly string[];
+  clinicMigrations: readonly Migration[];
+  logger: Logger;
+}): Promise<ServerRegistry> {
+  const { centralUrl, logger } = options;
+  const byId = new Map<string, ClinicServer>();
+  const unreachable = new Map<string, UnreachableServer>();
+  const names = new Map<string, string>();
+  let pending = [...options.urls];
+  let refreshing: Promise<void> | undefined;
+
+  /** Matches the URLs that answer to their rows (in one central transaction) and opens them. */
+  const attach = async (urls: readonly string[]): Promise<string[]> => {
+    const answered: { url: string; identifier: string }[] = [];
+    const down: { url: string; error: string }[] = [];
+    for (const url of urls) {
+      try {
+        answered.push({ url, identifier: await systemIdentifier(url) });
+      } catch (error) {
+        down.push({ url, error: error instanceof Error ? error.message : String(error) });
+      }
+    }
+    const matched = await withClient(centralUrl, async (client) => {
+      await client.query('BEGIN');
+      try {
+        // Instances starting together must not record one server twice.
+        await client.query("SELECT pg_advisory_xact_lock(hashtext('onramp:database_servers'))");
+        const result = await matchServers(client, answered, down, new Set(byId.keys()), logger);
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw error;
+      }
+    });
+    for (const { row, url } of matched) {
+      const template = await ensureClinicTemplate(url, options.clinicMigrations, logger);
+      const admin = new pg.Pool({
+        connectionString: url,
+        max: 4,
+        idleTimeoutMillis: 30_000,
+        application_name: 'onramp-admin',
+      });
+      admin.on('error', (error) =>
+        logger.warn({ err: error, server: row.name }, 'idle admin connection lost'),
+      );
+      byId.set(row.id, { id: row.id, name: row.name, address: serverAddress(url), url, template, admin });
+    }
+    await readRecorded();
+    return down.map((entry) => entry.url);
+  };
+
+  const readRecorded = async () => {
+    const rows = await withClient(
+      centralUrl,
+      async (client) =>
+        (
+          await client.query<{
+            id: string;
+            name: string;
+            address: string;
+            reachable: boolean;
+            last_error: string;
+          }>(
+            'SELECT id::text, name, address, reachable, last_error FROM database_servers ORDER BY created_at',
+          )
+        ).rows,
+    );
+    unreachable.clear();
+    for (const row of rows) {
+      names.set(row.id, row.name);
+      if (!byId.has(row.id))
+        unreachable.set(row.id, {
+          id: row.id,
+          name: row.name,
+          address: row.address,
+          reason: row.last_error ?? 'not reached yet',
+        });
+    }
+  };
+
+  pending = await attach(pending);
+  for (const server of unreachable.values())
+    logger.error({ server: server.name, reason: server.reason }, 'clinic database server unreachable');
+
+  return {
+    byId,
+    unreachable,
+    names,
+    refresh() {
+      if (pending.length === 0) return Promise.resolve();
+      refreshing ??= attach(pending)
+        .then((still) => {
+          const back = pending.length - still.length;
+          pending = still;
+          if (back > 0) logger.info({ back }, 'clinic database server reachable again');
+        })
+        .finally(() => {
+          refreshing = undefined;
+        });
+      return refreshing;
+    },
+    async close() {
+      await refreshing?.catch(() => {});
+      await Promise.all([...byId.values()].map((server) => server.admin.end().catch(() => {})));
+    },
+  };
+}
+
+async function matchServers(
+  client: pg.ClientBase,
+  answered: { url: string; identifier: string }[],
+  down: { url: string; error: string }[],
+  open: Set<string>,
+  logger: Logger,
+): Promise<{ row: ServerRow; url: string }[]> {
+  const rows = (
+    await client.query<ServerRow>(
+      'SELECT id::text, name, system_identifier, address FROM database_servers ORDER BY created_at',
+    )
+  ).rows;
+  const matched: { row: ServerRow; url: string }[] = [];
+  const seen = new Set(open);
+  for (const { url, identifier } of answered) {
+    const address = serverAddress(url);
+    let row = rows.find((candidate) => candidate.system_identifier === identifier);
+    // A server recorded before identities existed: adopted by the URL at its old address, or by
+    // one whose server holds one of its clinics' databases (names carry the clinic id, so a match
+    // is evidence, not a guess).
+    row ??= await legacyRow(client, rows, url, address);
+    if (row && seen.has(row.id)) {
+      logger.warn(
+        { server: row.name, url: redactUrl(url) },
+        'two configured URLs reach one server; using the first',
+      );
+      continue;
+    }
+    if (!row) {
+      const name = uniqueName(address, rows);
+      const inserted = await client.query<ServerRow>(
+        `INSERT INTO database_servers (name, system_identifier, address, url)
+         VALUES ($1, $2, $3, $4) RETURNING id::text, name, system_identifier, address`,
+        [name, identifier, address, redactUrl(url)],
+      );
+      row = inserted.rows[0] as ServerRow;
+      rows.push(row);
+      logger.info({ server: name }, 'new clinic database server recorded');
+    } else if (row.address !== address) {
+      logger.warn(
+        { server: row.name, from: row.address, to: address },
+        'clinic database server re-addressed',
+      );
+    }
+    await client.query(
+      `UPDATE database_servers SET system_identifier = $2, address = $3, url = $4, reachable = true,
+         last_error = NULL, last_seen_at = now(), updated_at = now() WHERE id = $1`,
+      [row.id, identifier, address, redactUrl(url)],
+    );
+    row.system_identifier = identifier;
+    seen.add(row.id);
+    matched.push({ row, url });
+  }
+  for (const row of rows.filter((candidate) => !seen.has(candidate.id))) {
+    const failed = down.find((entry) => serverAddress(entry.url) === row.address);
+    const impostor = answered.find((entry) => serverAddress(entry.url) === row.address);
+    const reason = failed
+      ? `${redactUrl(failed.url)} does not answer: ${failed.error}`
+      : impostor
+        ? `${row.address} now answers as another server (system identifier ${impostor.identifier}, recorded ${row.system_identifier})`
+        : 'no configured URL reaches it (CLINIC_DATABASE_SERVERS)';
+    await client.query(
+      'UPDATE database_servers SET reachable = false, last_error = $2, updated_at = now() WHERE id = $1',
+      [row.id, reason.slice(0, 500)],
+    );
+  }
+  return matched;
+}
+
+async function legacyRow(
+  client: pg.ClientBase,
+  rows: ServerRow[],
+  url: string,
+  address: string,
+): Promise<ServerRow | undefined> {
+  const legacy = rows.filter((row) => row.system_identifier === null);
+  const sameAddress = legacy.find((row) => row.address === address);
+  if (sameAddress) return sameAddress;
+  for (const row of legacy) {
+    const { rows: clinics } = await client.query<{ name: string }>(
+      'SELECT database_name AS name FROM clinics WHERE database_server_id = $1',
+      [row.id],
+    );
+    if (clinics.length === 0) continue;
+    const held = await withClient(url, (server) =>
+      server.query('SELECT 1 FROM pg_database WHERE datname = ANY($1) LIMIT 1', [clinics.map((c) => c.name)]),
+    );
+    if ((held.rowCount ?? 0) > 0) return row;
+  }
+  return undefined;
+}
+
+function uniqueName(address: string, rows: ServerRow[]): string {
+  const taken = new Set(rows.map((row) => row.name));
+  if (!taken.has(address)) return address;
+  for (let i = 2; ; i++) if (!taken.has(`${address} (${i})`)) return `${address} (${i})`;
+}

@@ -1,0 +1,386 @@
+/**
+ * The ledger of clinic databases and roles (docs/decisions/040). Every one Onramp creates is
+ * written here first (PENDING, with its run); the run's commit settles it (COMMITTED), its undo
+ * drops it through the one door (DROPPED). What a finished run left PENDING is never dropped on
+ * sight: the sweep quarantines it — renamed to `onramp_trash_…`, closed to connections, its role
+ * NOLOGIN — and the purge drops it once its retention ends. A deleted clinic is kept the same way.
+ * Nothing here acts on a database the ledger does not list, nor on a server it cannot reach.
+ */
+import { randomBytes } from 'node:crypto';
+import type pg from 'pg';
+import type { CentralPrisma, ClinicServer } from '../../db/database.js';
+import { dropObjects } from '../../db/drop.js';
+import { quoteIdent, withClient } from '../../db/sql.js';
+import type { Prisma } from '../../generated/central/client.js';
+import type { Logger } from '../../logger.js';
+import { grantConnect } from './admin.js';
+
+type Queryable = Pick<pg.ClientBase, 'query'>;
+
+export const TRASH_PREFIX = 'onramp_trash_';
+
+export interface LedgerObjects {
+  serverId: string;
+  clinicId: string;
+  database: string;
+  role: string;
+}
+
+/** A ledger entry as reports show it (zombieReport). */
+export interface LedgerEntry {
+  id: string;
+  serverId: string;
+  /** The server's name. */
+  server: string;
+  kind: 'DATABASE' | 'ROLE';
+  name: string;
+  clinicId: string;
+  trashName: string | null;
+  reason: string | null;
+  purgeAfter: Date | null;
+}
+
+export interface LedgerDeps {
+  prisma: CentralPrisma;
+  logger: Logger;
+  servers: ReadonlyMap<string, ClinicServer>;
+  names: ReadonlyMap<string, string>;
+  trashRetentionSeconds: number;
+}
+
+export class Ledger {
+  constructor(private readonly deps: LedgerDeps) {}
+
+  /**
+   * Writes the database and role down before they are created. An entry a previous attempt of
+   * the same clinic left (hybrid mode) passes to this run; a settled one is left as it is.
+   */
+  async record(objects: LedgerObjects, runId: string | null, state: 'PENDING' | 'COMMITTED' = 'PENDING') {
+    const { prisma } = this.deps;
+    for (const [kind, name] of [
+      ['DATABASE', objects.database],
+      ['ROLE', objects.role],
+    ] as const) {
+      const key = { serverId_kind_name: { serverId: objects.serverId, kind, name } };
+      const existing = await prisma.clinicObject.findUnique({ where: key, select: { state: true } });
+      if (!existing) {
+        await prisma.clinicObject.create({
+          data: {
+            serverId: objects.serverId,
+            kind,
+            name,
+            clinicId: objects.clinicId,
+            runId,
+            state,
+            settledAt: state === 'COMMITTED' ? new Date() : null,
+          },
+        });
+      } else if (existing.state === 'PENDING' || existing.state === 'DROPPED') {
+        await prisma.clinicObject.update({
+          where: key,
+          data: { runId, state, settledAt: state === 'COMMITTED' ? new Date() : null },
+        });
+      }
+    }
+  }
+
+  /** The run committed: its clinic's pending objects are the clinic's now. */
+  async settle(tx: Prisma.TransactionClient, clinicId: string): Promise<void> {
+    await tx.clinicObject.updateMany({
+      where: { clinicId, state: 'PENDING' },
+      data: { state: 'COMMITTED', settledAt: new Date() },
+    });
+  }
+
+  /**
+   * The saga's undo: drops at once what this live run recorded and created (strict mode leaves
+   * nothing). Anything the ledger does not attribute to this run is left alone.
+   */
+  async undoCreated(objects: LedgerObjects, runId: string): Promise<void> {
+    const { prisma, logger } = this.deps;
+    const server = this.deps.servers.get(objects.serverId);
+    if (!server) throw new Error('clinic database server unreachable; undo left to the sweep');
+    const ours = await prisma.clinicObject.findMany({
+      where: {
+        serverId: objects.serverId,
+        runId,
+        state: 'PENDING',
+        name: { in: [objects.database, objects.role] },
+      },
+      select: { id: true, kind: true, name: true },
+    });
+    const database = ours.find((entry) => entry.kind === 'DATABASE')?.name ?? null;
+    const role = ours.find((entry) => entry.kind === 'ROLE')?.name ?? null;
+    if (!database && !role) return;
+    await dropObjects(server.url, { database, role }, { kind: 'undo', runId }, logger);
+    await prisma.clinicObject.updateMany({
+      where: { id: { in: ours.map((entry) => entry.id) } },
+      data: { state: 'DROPPED', settledAt: new Date() },
+    });
+  }
+
+  /** Entries of finished runs that did not commit and that nothing will resume: to quarantine. */
+  async unsettled(): Promise<LedgerEntry[]> {
+    const { prisma } = this.deps;
+    const entries = await prisma.clinicObject.findMany({
+      where: { state: 'PENDING', OR: [{ runId: null }, { run: { status: { not: 'RUNNING' } } }] },
+      orderBy: { createdAt: 'asc' },
+    });
+    if (entries.length === 0) return [];
+    const clinicIds = [...new Set(entries.map((entry) => entry.clinicId))];
+    const live = new Set(
+      (
+        await prisma.provisioningRun.findMany({
+          where: { clinicId: { in: clinicIds }, status: 'RUNNING' },
+          select: { clinicId: true },
+        })
+      ).map((run) => run.clinicId),
+    );
+    const queued = new Set(
+      (
+        await prisma.$queryRaw<{ key: string }[]>`
+          SELECT key FROM graphile_worker.jobs WHERE key = ANY(${clinicIds.map((id) => `provision:${id}`)})`
+      ).map((row) => row.key.slice('provision:'.length)),
+    );
+    const clinics = new Map(
+      (
+        await prisma.clinic.findMany({
+          where: { id: { in: clinicIds } },
+          select: { id: true, status: true, databaseName: true, databaseRole: true },
+        })
+      ).map((clinic) => [clinic.id, clinic]),
+    );
+    const result: LedgerEntry[] = [];
+    for (const entry of entries) {
+      if (live.has(entry.clinicId) || queued.has(entry.clinicId)) continue;
+      const clinic = clinics.get(entry.clinicId);
+      // A crash between the commit and the run's end: the READY clinic's row is the record.
+      if (clinic?.status === 'READY' && [clinic.databaseName, clinic.databaseRole].includes(entry.name)) {
+        await prisma.clinicObject.update({
+          where: { id: entry.id },
+          data: { state: 'COMMITTED', settledAt: new Date() },
+        });
+        continue;
+      }
+      result.push(this.view(entry));
+    }
+    return result;
+  }
+
+  /** What sits in quarantine, oldest first. */
+  async quarantined(): Promise<LedgerEntry[]> {
+    const entries = await this.deps.prisma.clinicObject.findMany({
+      where: { state: 'QUARANTINED' },
+      orderBy: { quarantinedAt: 'asc' },
+    });
+    return entries.map((entry) => this.view(entry));
+  }
+
+  /** Quarantines what `unsettled` lists, on the servers that can be reached. @returns how many. */
+  async sweep(): Promise<number> {
+    let count = 0;
+    for (const entry of await this.unsettled()) {
+      if (!this.deps.servers.has(entry.serverId)) continue;
+      await this.quarantineEntry(
+        entry.id,
+        'left by a run that did not commit',
+        this.deps.trashRetentionSeconds,
+      );
+      count += 1;
+    }
+    return count;
+  }
+
+  /** Quarantines a clinic's committed or pending database and role (a deletion, an expiry). */
+  async quarantineClinic(clinicId: string, reason: string, retentionSeconds: number): Promise<number> {
+    const entries = await this.deps.prisma.clinicObject.findMany({
+      where: { clinicId, state: { in: ['PENDING', 'COMMITTED'] } },
+      select: { id: true },
+    });
+    for (const entry of entries) await this.quarantineEntry(entry.id, reason, retentionSeconds);
+    return entries.length;
+  }
+
+  /** The clinic's database waiting in quarantine, if there is one. */
+  async quarantinedDatabase(clinicId: string) {
+    return this.deps.prisma.clinicObject.findFirst({
+      where: { clinicId, kind: 'DATABASE', state: 'QUARANTINED' },
+      orderBy: { quarantinedAt: 'desc' },
+    });
+  }
+
+  /**
+   * Brings a clinic's quarantined database and role back under their own names, open to the role
+   * again. @returns whether there was a database to restore.
+   */
+  async restoreClinic(clinicId: string): Promise<boolean> {
+    const { prisma, logger } = this.deps;
+    const entries = await prisma.clinicObject.findMany({ where: { clinicId, state: 'QUARANTINED' } });
+    const database = entries.find((entry) => entry.kind === 'DATABASE');
+    const role = entries.find((entry) => entry.kind === 'ROLE');
+    if (!database) return false;
+    const server = this.requireServer(database.serverId);
+    await withClient(server.url, async (admin) => {
+      if (role) await admin.query(`ALTER ROLE ${quoteIdent(role.name)} LOGIN`).catch(ignoreMissing);
+      const trash = database.trashName ?? database.name;
+      if (trash !== database.name && (await exists(admin, trash)))
+        await admin.query(`ALTER DATABASE ${quoteIdent(trash)} RENAME TO ${quoteIdent(database.name)}`);
+      await admin.query(`ALTER DATABASE ${quoteIdent(database.name)} ALLOW_CONNECTIONS true`);
+      if (role) await grantConnect(admin, database.name, role.name);
+    });
+    await prisma.clinicObject.updateMany({
+      where: { id: { in: entries.map((entry) => entry.id) } },
+      data: { state: 'COMMITTED', reason: null, trashName: null, quarantinedAt: null, purgeAfter: null },
+    });
+    logger.warn({ clinicId, database: database.name }, 'clinic database restored from quarantine');
+    return true;
+  }
+
+  /**
+   * Drops what has been in quarantine past its retention, on reachable servers. @returns the
+   * clinic ids whose every object is gone now.
+   */
+  async purgeDue(now = new Date()): Promise<{ purged: number; clinics: string[] }> {
+    const { prisma, logger } = this.deps;
+    const due = await prisma.clinicObject.findMany({
+      where: { state: 'QUARANTINED', purgeAfter: { lte: now } },
+      orderBy: { kind: 'asc' }, // databases before their roles
+    });
+    let purged = 0;
+    const clinics = new Set<string>();
+    for (const entry of due) {
+      const server = this.deps.servers.get(entry.serverId);
+      if (!server) continue;
+      await dropObjects(
+        server.url,
+        entry.kind === 'DATABASE' ? { database: entry.trashName ?? entry.name } : { role: entry.name },
+        { kind: 'purge', entryId: entry.id },
+        logger,
+      );
+      await prisma.clinicObject.update({
+        where: { id: entry.id },
+        data: { state: 'DROPPED', settledAt: new Date() },
+      });
+      purged += 1;
+      clinics.add(entry.clinicId);
+    }
+    const left = await prisma.clinicObject.findMany({
+      where: { clinicId: { in: [...clinics] }, state: { not: 'DROPPED' } },
+      select: { clinicId: true },
+    });
+    const kept = new Set(left.map((entry) => entry.clinicId));
+    return { purged, clinics: [...clinics].filter((id) => !kept.has(id)) };
+  }
+
+  /** When the next quarantined object becomes due, if any. */
+  async nextPurge(): Promise<Date | null> {
+    const next = await this.deps.prisma.clinicObject.findFirst({
+      where: { state: 'QUARANTINED' },
+      orderBy: { purgeAfter: 'asc' },
+      select: { purgeAfter: true },
+    });
+    return next?.purgeAfter ?? null;
+  }
+
+  private async quarantineEntry(id: string, reason: string, retentionSeconds: number): Promise<void> {
+    const { prisma, logger } = this.deps;
+    const entry = await prisma.clinicObject.findUniqueOrThrow({ where: { id } });
+    const server = this.requireServer(entry.serverId);
+    let trashName: string | null = null;
+    await withClient(server.url, async (admin) => {
+      if (entry.kind === 'ROLE') {
+        await admin.query(`ALTER ROLE ${quoteIdent(entry.name)} NOLOGIN`).catch(ignoreMissing);
+        await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [
+          entry.name,
+        ]);
+        return;
+      }
+      if (!(await exists(admin, entry.name))) return; // nothing to keep (an undo got there first)
+      trashName = `${TRASH_PREFIX}${idPart(entry.name)}_${Date.now().toString(36)}`;
+      await closeDatabase(admin, entry.name);
+      await renameClosed(admin, entry.name, trashName);
+      await admin.query(`REVOKE ALL ON DATABASE ${quoteIdent(trashName)} FROM PUBLIC`);
+    });
+    const quarantinedAt = new Date();
+    await prisma.clinicObject.update({
+      where: { id },
+      data: {
+        state: 'QUARANTINED',
+        reason,
+        trashName,
+        quarantinedAt,
+        purgeAfter: new Date(quarantinedAt.getTime() + retentionSeconds * 1000),
+      },
+    });
+    logger.warn(
+      { kind: entry.kind, name: entry.name, trashName, reason, server: server.name },
+      'clinic object quarantined',
+    );
+  }
+
+  private requireServer(serverId: string): ClinicServer {
+    const server = this.deps.servers.get(serverId);
+    if (!server)
+      throw new Error(`database server ${this.deps.names.get(serverId) ?? serverId} is unreachable`);
+    return server;
+  }
+
+  private view(entry: {
+    id: string;
+    serverId: string;
+    kind: 'DATABASE' | 'ROLE';
+    name: string;
+    clinicId: string;
+    trashName: string | null;
+    reason: string | null;
+    purgeAfter: Date | null;
+  }): LedgerEntry {
+    return {
+      id: entry.id,
+      serverId: entry.serverId,
+      server: this.deps.names.get(entry.serverId) ?? entry.serverId,
+      kind: entry.kind,
+      name: entry.name,
+      clinicId: entry.clinicId,
+      trashName: entry.trashName,
+      reason: entry.reason,
+      purgeAfter: entry.purgeAfter,
+    };
+  }
+}
+
+async function exists(admin: Queryable, name: string): Promise<boolean> {
+  const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+  return (rowCount ?? 0) > 0;
+}
+
+/** No new connections, and the open ones ended: a database can only be renamed unused. */
+async function closeDatabase(admin: Queryable, name: string): Promise<void> {
+  await admin.query(`ALTER DATABASE ${quoteIdent(name)} ALLOW_CONNECTIONS false`);
+  await admin.query(
+    'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+    [name],
+  );
+}
+
+async function renameClosed(admin: Queryable, from: string, to: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await admin.query(`ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`);
+      return;
+    } catch (error) {
+      // 55006: a terminated session has not quite gone yet.
+      if ((error as { code?: string }).code !== '55006' || attempt >= 50) throw error;
+      await new Promise((done) => setTimeout(done, 100));
+      await closeDatabase(admin, from);
+    }
+  }
+}
+
+function idPart(name: string): string {
+  return /_([0-9a-f]{16})$/.exec(name)?.[1] ?? randomBytes(8).toString('hex');
+}
+
+function ignoreMissing(error: unknown): void {
+  if ((error as { code?: string }).code !== '42704') throw error; // undefined_object
+}
