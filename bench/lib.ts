@@ -162,7 +162,11 @@ export async function startBenchApp(
   const db = await openDatabases(config, logger);
   let app: App;
   try {
-    app = await buildApp({ config, logger, db, startedAt: new Date() }, { drainTimeoutMs: 1000, ...options });
+    // A free DNS port: a suite runs several apps at once, and 5354 may be taken on the machine.
+    app = await buildApp(
+      { config, logger, db, startedAt: new Date() },
+      { drainTimeoutMs: 1000, dnsPort: 0, ...options },
+    );
   } catch (error) {
     await db.close();
     throw error;

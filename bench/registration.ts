@@ -48,8 +48,9 @@ const PASSWORD = 'a sturdy passphrase 42';
 /** How often pg_stat_activity is sampled during the burst. */
 const ACTIVITY_SAMPLE_MS = 20;
 
+// The 8-client burst's latency is information, not judged against one sequential clone: by
+// Little's law it is 8 ÷ throughput, which no clone-sized target can bound (bench/README.md).
 const TARGETS = {
-  registrationVsRaw: { op: '<=', value: 2, text: '≤ 2.00× raw' },
   throughputVsHash: { op: '>=', value: 0.8, text: `≥ 0.80× ${HASH_CORES}÷hash` },
   healthDuringBurst: { op: '<=', value: 2, text: '≤ 2.00× idle p99' },
 } as const;
@@ -357,13 +358,9 @@ function variantRows(variant: Variant, rawP50: number, ceiling: number, judged: 
   const maybe = (row: Row) => (judged ? judge(row) : { ...row, target: undefined });
   const phaseRows = [...variant.phases].map(([name, samples]) => latencyRow(`  ${label}: ${name}`, samples));
   return [
-    maybe(
-      latencyRow(`${label}: registerClinic over HTTP, ${CLIENTS} clients`, ok, {
-        ratio: vsRaw,
-        ratioText: `${vsRaw.toFixed(2)}× raw`,
-        target: TARGETS.registrationVsRaw,
-      }),
-    ),
+    latencyRow(`${label}: registerClinic over HTTP, ${CLIENTS} clients`, ok, {
+      ratioText: `${vsRaw.toFixed(2)}× raw`,
+    }),
     ...phaseRows,
     maybe({
       name: `${label}: throughput`,

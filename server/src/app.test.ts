@@ -13,7 +13,15 @@ describe('the HTTP server', async () => {
     const { status, body } = await t.gql(HEALTH);
     expect(status).toBe(200);
     expect(body).toEqual({
-      data: { health: { status: 'OK', checks: [{ name: 'central_database', ok: true }] } },
+      data: {
+        health: {
+          status: 'OK',
+          checks: [
+            { name: 'central_database', ok: true },
+            { name: 'event_bus', ok: true },
+          ],
+        },
+      },
     });
   });
 
@@ -161,7 +169,15 @@ describe('production mode', async () => {
     const page = await fetch(`${t.url}/graphql`, { headers: { accept: 'text/html' } });
     expect(await page.text()).not.toContain('GraphiQL');
     expect((await t.gql(HEALTH)).body).toEqual({
-      data: { health: { status: 'OK', checks: [{ name: 'central_database', ok: true }] } },
+      data: {
+        health: {
+          status: 'OK',
+          checks: [
+            { name: 'central_database', ok: true },
+            { name: 'event_bus', ok: true },
+          ],
+        },
+      },
     });
   });
 

@@ -31,6 +31,7 @@ import { AccountService } from './modules/account/service.js';
 import { postgresLimitStore, redisLimitStore } from './modules/auth/lockout.js';
 import { registerHashingMetrics } from './modules/auth/passwords.js';
 import { AuthService } from './modules/auth/service.js';
+import { SessionCache } from './modules/auth/session-cache.js';
 import { SessionWatch, useSessionBoundSubscriptions } from './modules/auth/session-watch.js';
 import { createCertificateIssuer } from './modules/certificates/service.js';
 import { createDnsProvider, createDnsServer, type DnsLimits } from './modules/dns/service.js';
@@ -149,9 +150,13 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   });
   const mail = options.mailTransport ?? createMailTransport(config, logger);
   const reconciler = new Reconciler({ prisma: base.db.prisma, logger, provisioning });
-  // Sessions that end tell every instance, whose live subscriptions of them end at once.
-  const sessionsEnded = (userId: string) =>
+  // Sessions that end tell every instance: cached session checks are dropped (here at once),
+  // live subscriptions of them end.
+  const sessionCache = new SessionCache(events);
+  const sessionsEnded = (userId: string) => {
+    sessionCache.ended(userId);
     safely('sessions', () => events.pubsub.publish('sessions', { userId }));
+  };
   const auth = new AuthService({
     ...base,
     prisma: base.db.prisma,
@@ -159,6 +164,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     limits,
     mail,
     sessionsEnded,
+    sessionCache,
   });
   await auth.bootstrapSuperAdmin();
   const sessionWatch = new SessionWatch({ auth, events, logger, registry: metrics.registry });
@@ -566,6 +572,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         mail.close();
         await provisioning.close();
         await sessionWatch.close();
+        await sessionCache.close();
         await events.close();
         limitsRedis?.disconnect();
         await deps.db.close();

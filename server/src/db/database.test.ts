@@ -15,8 +15,10 @@ const logger = createLogger({ env: 'test', logLevel: 'silent' });
 
 describe('an external PostgreSQL through DATABASE_URL', async () => {
   // A second, independent PostgreSQL server stands in for the operator's.
-  const other = await startEmbeddedPostgres({ dir: tempDir(), logger, ephemeral: true });
-  afterAll(() => other.stop());
+  const otherDir = tempDir();
+  const other = await startEmbeddedPostgres({ dir: otherDir, logger, ephemeral: true });
+  let current = other;
+  afterAll(() => current.stop());
   await ensureDatabase(other.url, 'central');
   const t = await startTestApp({
     DATABASE_URL: databaseUrl(other.url, 'central'),
@@ -47,12 +49,60 @@ describe('an external PostgreSQL through DATABASE_URL', async () => {
     await other.stop();
     const ready = await fetch(`${t.url}/readyz`);
     expect(ready.status).toBe(503);
-    expect(await ready.json()).toMatchObject({
-      status: 'degraded',
-      checks: [{ name: 'central_database', ok: false }],
-    });
+    const body = (await ready.json()) as { status: string; checks: unknown[] };
+    expect(body.status).toBe('degraded');
+    expect(body.checks).toContainEqual(expect.objectContaining({ name: 'central_database', ok: false }));
     expect((await t.gql('{ health { status } }')).body).toEqual({ data: { health: { status: 'DEGRADED' } } });
     expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+  });
+
+  it('answers /readyz 503 after the central database restarts, until the event listener is back', async () => {
+    // The previous test stopped the server: the listener has been failing (and backing off) since.
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    current = await startEmbeddedPostgres({ dir: otherDir, logger, ephemeral: true });
+    const listening = () =>
+      withClient(current.url, async (client) => {
+        const { rowCount } = await client.query(
+          `SELECT 1 FROM pg_stat_activity WHERE application_name = 'onramp-events' AND query LIKE 'LISTEN%'`,
+        );
+        return (rowCount ?? 0) > 0;
+      });
+    /** Probes until ready; returns whether it saw the central database up but no listener. */
+    const probeUntilReady = async () => {
+      let gap = false;
+      const deadline = Date.now() + 25_000;
+      for (;;) {
+        const before = await listening();
+        const ready = await fetch(`${t.url}/readyz`);
+        const body = (await ready.json()) as { checks: { name: string; ok: boolean }[] };
+        const after = await listening();
+        const centralOk = body.checks.some((check) => check.name === 'central_database' && check.ok);
+        if (!before && !after) {
+          // No listener before or after the answer, so none during it.
+          expect(ready.status).toBe(503);
+          expect(body.checks).toContainEqual({ name: 'event_bus', ok: false, latencyMs: 0 });
+          if (centralOk) gap = true;
+        }
+        if (ready.status === 200) {
+          expect(after).toBe(true);
+          return gap;
+        }
+        if (Date.now() > deadline) throw new Error('never ready again');
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    };
+    let sawGap = await probeUntilReady();
+    // The listener may have come back before the first probe: cut it once more, now that the
+    // database is up, so the gap is there to be seen.
+    await withClient(current.url, (client) =>
+      client.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE application_name = 'onramp-events' AND query LIKE 'LISTEN%'`,
+      ),
+    );
+    sawGap = (await probeUntilReady()) || sawGap;
+    expect(sawGap).toBe(true);
+    expect((await t.gql('{ health { status } }')).body).toEqual({ data: { health: { status: 'OK' } } });
   });
 });
 

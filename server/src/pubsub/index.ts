@@ -38,6 +38,15 @@ export type Topics = {
 
 export interface EventBus {
   pubsub: PubSub<Topics>;
+  /** Whether this process is subscribed right now (part of /readyz). */
+  connected(): boolean;
+  /**
+   * Counts the subscription's losses. Events sent while it was down never arrive, so anything
+   * learned from events (a cache, a live feed) is stale once this changes.
+   */
+  generation(): number;
+  /** Calls `listener` each time the subscription is back after a loss; returns the unsubscribe. */
+  onReconnected(listener: () => void): () => void;
   /** Ends the bus's connections; publishing afterwards is an error. */
   close(): Promise<void>;
 }
@@ -56,7 +65,13 @@ export async function createEventBus({
 }: CreateEventBusOptions): Promise<EventBus> {
   if (!config.redisUrl) {
     const eventTarget = await createPostgresEventTarget({ connectionString, logger });
-    return { pubsub: createPubSub<Topics>({ eventTarget }), close: () => eventTarget.close() };
+    return {
+      pubsub: createPubSub<Topics>({ eventTarget }),
+      connected: eventTarget.connected,
+      generation: eventTarget.generation,
+      onReconnected: eventTarget.onReconnected,
+      close: () => eventTarget.close(),
+    };
   }
 
   // A connection in subscriber mode cannot publish, hence two.
@@ -71,6 +86,26 @@ export async function createEventBus({
     throw error;
   }
   let closed = false;
+  // ioredis resubscribes by itself after a reconnection; what was published meanwhile is gone.
+  let up = true;
+  let losses = 0;
+  const reconnected = new Set<() => void>();
+  subscribeClient.on('close', () => {
+    if (!up) return;
+    up = false;
+    losses += 1;
+  });
+  subscribeClient.on('ready', () => {
+    if (up) return;
+    up = true;
+    for (const callback of reconnected) {
+      try {
+        callback();
+      } catch (error) {
+        logger.warn({ err: error }, 'event reconnection listener failed');
+      }
+    }
+  });
   const redisTarget = createRedisEventTarget<CustomEvent>({ publishClient, subscribeClient });
   const eventTarget: PubSubEventTarget<Topics> = {
     addEventListener: redisTarget.addEventListener.bind(redisTarget),
@@ -88,6 +123,12 @@ export async function createEventBus({
   };
   return {
     pubsub: createPubSub<Topics>({ eventTarget }),
+    connected: () => up && subscribeClient.status === 'ready',
+    generation: () => losses,
+    onReconnected(callback) {
+      reconnected.add(callback);
+      return () => reconnected.delete(callback);
+    },
     async close() {
       closed = true;
       await Promise.all([publishClient.quit(), subscribeClient.quit()].map((quit) => quit.catch(() => {})));

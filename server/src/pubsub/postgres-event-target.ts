@@ -57,6 +57,12 @@ export interface PostgresEventTargetOptions {
 }
 
 export interface PostgresEventTarget extends TypedEventTarget<CustomEvent> {
+  /** Whether the listener is connected: events published now reach this process. */
+  connected(): boolean;
+  /** Counts the listener's losses: notifications sent since the last one may be gone. */
+  generation(): number;
+  /** Calls `listener` each time the listener is back after a loss; returns the unsubscribe. */
+  onReconnected(listener: () => void): () => void;
   /** Stops reconnecting, waits for pending publishes and ends every connection. */
   close(): Promise<void>;
 }
@@ -70,7 +76,8 @@ interface Envelope {
  * Resolves once the first LISTEN is established. Local listeners run only when a notification
  * comes back from PostgreSQL, never directly from `dispatchEvent`, so every process (the
  * publisher included) sees each event once and all of them in PostgreSQL's commit order.
- * Delivery is at most once: notifications sent while the listener is reconnecting are lost.
+ * Delivery is at most once: notifications sent while the listener is reconnecting are lost, so
+ * `generation` and `onReconnected` tell consumers when to reread what they learned from events.
  */
 export async function createPostgresEventTarget(
   options: PostgresEventTargetOptions,
@@ -104,6 +111,8 @@ export async function createPostgresEventTarget(
   let reconnecting: Promise<void> | undefined;
   // One publish at a time: the pool's two connections could otherwise commit out of order.
   let publishing: Promise<void> = Promise.resolve();
+  let losses = 0;
+  const reconnected = new Set<() => void>();
 
   function deliver(message: pg.Notification): void {
     if (message.channel !== channel || message.payload === undefined) return;
@@ -152,6 +161,7 @@ export async function createPostgresEventTarget(
 
   function onListenerLost(client: pg.Client, error: Error | undefined): void {
     listener = undefined;
+    losses += 1;
     client.end().catch(() => {});
     if (closed) return;
     logger.warn({ err: error, channel }, 'event listener connection lost; reconnecting');
@@ -181,8 +191,15 @@ export async function createPostgresEventTarget(
       listener = client;
       logger.warn(
         { channel, attempts: attempt + 1 },
-        'event listener reconnected; events sent meanwhile are lost',
+        'event listener reconnected; subscribers reread what they missed',
       );
+      for (const callback of reconnected) {
+        try {
+          callback();
+        } catch (error) {
+          logger.warn({ err: error, channel }, 'event reconnection listener failed');
+        }
+      }
     } catch (error) {
       logger.warn({ err: error, channel, attempt: attempt + 1 }, 'event listener reconnection failed');
       if (!closed) scheduleReconnect(attempt + 1);
@@ -197,6 +214,12 @@ export async function createPostgresEventTarget(
   }
 
   return {
+    connected: () => listener !== undefined,
+    generation: () => losses,
+    onReconnected(callback) {
+      reconnected.add(callback);
+      return () => reconnected.delete(callback);
+    },
     addEventListener(
       type: string,
       callback: TypedEventListenerOrEventListenerObject<CustomEvent> | null,

@@ -2,8 +2,9 @@
  * The live provisioning feed: the recent recorded runs, then one `provisioningProgress`
  * subscription (every clinic) for the whole signed-in console, so runs keep accumulating while
  * the operator is on another page, and other pages (clinics table, clinic page, metrics) react
- * to the same events. After a reconnect or an outage the record is read again, so nothing that
- * happened meanwhile is missing.
+ * to the same events. After a reconnect or an outage the record is read again and the
+ * subscription starts over from the last event seen (`since`: the server replays what its
+ * records hold from then on), so nothing that happened meanwhile is missing.
  */
 import { createContext, type ReactNode, useCallback, useContext, useEffect, useRef, useState } from 'react';
 import type { CombinedError } from 'urql';
@@ -13,8 +14,8 @@ import { graphql } from '../../gql';
 import { applyEvent, type FeedRun, mergeSnapshot, type ProvisioningEvent } from './feed';
 
 const ProgressSubscription = graphql(`
-  subscription ProvisioningFeed_ProgressSubscription {
-    provisioningProgress {
+  subscription ProvisioningFeed_ProgressSubscription($since: DateTime) {
+    provisioningProgress(since: $since) {
       runId
       kind
       clinicId
@@ -77,8 +78,12 @@ export function ProvisioningFeedProvider({ children }: { children: ReactNode }) 
   const [runs, setRuns] = useState<FeedRun[]>([]);
   const listeners = useRef(new Set<(event: ProvisioningEvent) => void>());
   const recent = useResilientQuery({ query: RecentRunsQuery, requestPolicy: 'network-only' });
-  const { error } = useSubscriptionEvents(ProgressSubscription, {}, (data) => {
+  // The newest event seen, and the cursor the subscription was last (re)started from.
+  const lastSeen = useRef<string | undefined>(undefined);
+  const [since, setSince] = useState<string | undefined>(undefined);
+  const { error } = useSubscriptionEvents(ProgressSubscription, since ? { since } : {}, (data) => {
     const event = data.provisioningProgress;
+    if (!lastSeen.current || Date.parse(event.at) > Date.parse(lastSeen.current)) lastSeen.current = event.at;
     setRuns((current) => applyEvent(current, event));
     for (const listener of listeners.current) listener(event);
   });
@@ -88,13 +93,17 @@ export function ProvisioningFeedProvider({ children }: { children: ReactNode }) 
     if (snapshot) setRuns((current) => mergeSnapshot(current, snapshot));
   }, [snapshot]);
 
-  // Events sent while the socket was down are lost: read the record again once it is back.
+  // Events sent while the socket was down never came: read the record again once it is back,
+  // and subscribe again from the last event seen, which the server replays from.
   const { socket } = useConnection();
   const previous = useRef(socket);
   const refetch = useRef(recent.refetch);
   refetch.current = recent.refetch;
   useEffect(() => {
-    if (previous.current === 'closed' && socket === 'open') refetch.current();
+    if (previous.current === 'closed' && socket === 'open') {
+      refetch.current();
+      setSince(lastSeen.current);
+    }
     previous.current = socket;
   }, [socket]);
 

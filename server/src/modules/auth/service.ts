@@ -26,6 +26,7 @@ import {
 import { type LimitStore, Lockout } from './lockout.js';
 import { LoginCodes } from './login-codes.js';
 import { claimHashSlot, DEFAULT_HASH_SLOTS_PER_ADDRESS, type HashClaim, hashPassword } from './passwords.js';
+import type { LiveSession, SessionCache } from './session-cache.js';
 import { TwoFactor } from './two-factor.js';
 
 export const ACCESS_TOKEN_TTL_SECONDS = 15 * 60;
@@ -55,11 +56,13 @@ export interface AuthDeps {
   /** Where lockouts and send limits are counted (shared by every instance). */
   limits: LimitStore;
   /**
-   * Tells every instance that sessions of this user ended (the event bus): their live
-   * subscriptions end at once (session-watch.ts). Requests need no message: each checks its
-   * session in the database.
+   * Tells every instance that sessions of this user ended (the event bus): their cached session
+   * checks are dropped and their live subscriptions end at once (session-cache.ts,
+   * session-watch.ts).
    */
   sessionsEnded: (userId: string) => void;
+  /** Where requests look their session up (session-cache.ts). */
+  sessionCache: SessionCache;
   /** Sign-in codes are sent through it as soon as they are stored (see login-codes.ts). */
   mail: MailTransport;
   config: Config;
@@ -95,6 +98,11 @@ export class AuthService {
     this.addresses = new Lockout(deps.limits, 'sign_in.address', { threshold: 20, baseSeconds: 60 });
     this.codes = new LoginCodes(deps);
     this.twoFactor = new TwoFactor(deps);
+  }
+
+  /** The cache of request session checks (its `stats` tell hits from database reads). */
+  get sessionCache(): SessionCache {
+    return this.deps.sessionCache;
   }
 
   /** The platform super-admin of ONRAMP_ADMIN_EMAIL exists (no password: signs in by e-mail code). */
@@ -407,7 +415,7 @@ export class AuthService {
     if (typeof sub !== 'string' || !UUID.test(sub) || typeof sid !== 'string' || !UUID.test(sid)) {
       throw rejected();
     }
-    const live = await this.liveSession(sid);
+    const live = await this.deps.sessionCache.get(sid, () => this.liveSession(sid));
     const clinicId = (payload.cid as string | null | undefined) ?? null;
     if (!live || live.userId !== sub || live.role !== payload.role || live.clinicId !== clinicId) {
       throw rejected();
@@ -431,7 +439,10 @@ export class AuthService {
     }
   }
 
-  /** Whether the session `viewer` was authenticated with is still valid (live subscriptions). */
+  /**
+   * Whether the session `viewer` was authenticated with is still valid (live subscriptions).
+   * Read from the database, not the cache: it runs when a session end arrives.
+   */
   async stillValid(viewer: Viewer): Promise<boolean> {
     if (viewer.expiresAt.getTime() <= Date.now()) return false;
     const live = await this.liveSession(viewer.sessionId);
@@ -439,16 +450,17 @@ export class AuthService {
   }
 
   /** A session neither revoked nor expired, with its user's current role and clinic. */
-  private async liveSession(
-    sessionId: string,
-  ): Promise<{ userId: string; role: UserRole; clinicId: string | null } | undefined> {
+  private async liveSession(sessionId: string): Promise<LiveSession | undefined> {
     const [live] = await this.deps.prisma.$queryRaw<
-      { user_id: string; role: UserRole; clinic_id: string | null }[]
+      { user_id: string; role: UserRole; clinic_id: string | null; expires_at: Date }[]
     >`
-      SELECT s.user_id::text AS user_id, u.role::text AS role, u.clinic_id::text AS clinic_id
+      SELECT s.user_id::text AS user_id, u.role::text AS role, u.clinic_id::text AS clinic_id,
+             s.expires_at
         FROM sessions s JOIN users u ON u.id = s.user_id
        WHERE s.id = ${sessionId}::uuid AND s.revoked_at IS NULL AND s.expires_at > now()`;
-    return live && { userId: live.user_id, role: live.role, clinicId: live.clinic_id };
+    return (
+      live && { userId: live.user_id, role: live.role, clinicId: live.clinic_id, expiresAt: live.expires_at }
+    );
   }
 }
 

@@ -1,9 +1,11 @@
 /**
  * An access token is valid only while its session is: sign-out, account deletion, a role change,
- * a password set and a revoked family take effect at once, on another instance too.
+ * a password set and a revoked family take effect at once, on another instance too — although
+ * each instance answers the session check of a request from memory once it has read it.
  */
 import { describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../../../test/harness.js';
+import { withClient } from '../../db/sql.js';
 import { devMailbox } from '../mail/service.js';
 import { hashPassword } from './passwords.js';
 
@@ -64,9 +66,60 @@ describe('access tokens live only as long as their session, on every instance', 
   };
   const refused = ['401 UNAUTHENTICATED'];
 
+  /** Asks until `on` answers the token's session check from memory (the cache is warm). */
+  const cached = async (on: TestApp, token: string) => {
+    const { stats } = on.app.deps.auth.sessionCache;
+    const hits = stats.hits;
+    expect(await asks(on, token)).toContain('ok');
+    expect(await asks(on, token)).toContain('ok');
+    expect(stats.hits).toBeGreaterThan(hits);
+  };
+
+  it('answers the session check of a request from memory after the first read', async () => {
+    const session = await signedIn();
+    const { stats } = b.app.deps.auth.sessionCache;
+    const before = { ...stats };
+    for (let i = 0; i < 5; i += 1) {
+      const me = await b.gql('{ me { email } }', undefined, bearer(session.accessToken));
+      expect(me.body.data).toEqual({ me: { email: session.email } });
+    }
+    expect(stats.reads - before.reads).toBe(1);
+    expect(stats.hits - before.hits).toBe(4);
+  });
+
+  it('reads the session again while the event bus is down (ends could not arrive)', async () => {
+    const session = await signedIn();
+    await cached(b, session.accessToken);
+    const events = b.app.deps.events;
+    const connected = events.connected;
+    events.connected = () => false;
+    try {
+      const { stats } = b.app.deps.auth.sessionCache;
+      const reads = stats.reads;
+      expect(await asks(b, session.accessToken)).toContain('ok');
+      expect(stats.reads).toBeGreaterThan(reads);
+      // Revoked meanwhile, straight in the database: refused at once all the same.
+      await prisma.session.updateMany({ where: { userId: session.id }, data: { revokedAt: new Date() } });
+      expect(await asks(b, session.accessToken)).toEqual(refused);
+    } finally {
+      events.connected = connected;
+    }
+  });
+
+  it('an operator revoking sessions in SQL, with the check cached on both instances', async () => {
+    const session = await signedIn();
+    await cached(a, session.accessToken);
+    await cached(b, session.accessToken);
+    await withClient(a.app.deps.db.centralUrl, (sql) =>
+      sql.query('UPDATE sessions SET revoked_at = now() WHERE user_id = $1', [session.id]),
+    );
+    expect(await asks(b, session.accessToken)).toEqual(refused);
+    expect(await asks(a, session.accessToken)).toEqual(refused);
+  });
+
   it('sign-out', async () => {
     const session = await signedIn();
-    expect(await asks(b, session.accessToken)).toEqual(['ok']);
+    await cached(b, session.accessToken);
     await a.gql('mutation ($t: String!) { signOut(refreshToken: $t) { __typename } }', {
       t: session.refreshToken,
     });
@@ -81,7 +134,7 @@ describe('access tokens live only as long as their session, on every instance', 
 
   it('account deletion', async () => {
     const session = await signedIn('STAFF');
-    expect(await asks(b, session.accessToken)).toContain('ok');
+    await cached(b, session.accessToken);
     const deleted = await a.gql(
       'mutation { deleteMyAccount { __typename } }',
       undefined,
@@ -93,7 +146,7 @@ describe('access tokens live only as long as their session, on every instance', 
 
   it('a role change; a refresh then carries the new role', async () => {
     const session = await signedIn('CLINIC_ADMIN');
-    expect(await asks(b, session.accessToken)).toEqual(['ok']);
+    await cached(b, session.accessToken);
     // No mutation changes a role; an operator does it in the database.
     await prisma.user.update({ where: { id: session.id }, data: { role: 'STAFF' } });
     expect(await asks(b, session.accessToken)).toEqual(refused);
@@ -132,7 +185,7 @@ describe('access tokens live only as long as their session, on every instance', 
       { e: email, c: await codeOf('login_code') },
     );
     const early = byCode.body.data?.signInWithCode as Session;
-    expect(await asks(b, early.accessToken)).toContain('ok');
+    await cached(b, early.accessToken);
 
     const activated = await a.gql<{ activateAccount: Session }>(
       `mutation ($input: ActivateAccountInput!) { activateAccount(input: $input) { ${SESSION} } }`,

@@ -31,6 +31,7 @@ export interface Watch {
 export class SessionWatch {
   private readonly byUser = new Map<string, Set<Watcher>>();
   private readonly events: AsyncIterator<{ userId: string }>;
+  private readonly stopRechecking: () => void;
 
   constructor(
     private readonly deps: {
@@ -42,6 +43,14 @@ export class SessionWatch {
   ) {
     this.events = deps.events.pubsub.subscribe('sessions')[Symbol.asyncIterator]();
     void this.listen();
+    // Session ends sent while the bus was down never arrive: recheck every watched user then.
+    this.stopRechecking = deps.events.onReconnected(() => {
+      for (const userId of [...this.byUser.keys()]) {
+        this.recheck(userId).catch((error: unknown) =>
+          this.deps.logger.warn({ err: error }, 'live subscriptions not rechecked'),
+        );
+      }
+    });
     const byUser = this.byUser;
     new Gauge({
       name: 'onramp_session_bound_subscriptions',
@@ -105,6 +114,7 @@ export class SessionWatch {
   }
 
   async close(): Promise<void> {
+    this.stopRechecking();
     await this.events.return?.();
   }
 }

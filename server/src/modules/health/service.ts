@@ -14,7 +14,10 @@ export interface Health {
   checks: HealthCheck[];
 }
 
-/** What `health` and `/readyz` report: the central database reachable and fully migrated. */
+/**
+ * What `health` and `/readyz` report: the central database reachable and fully migrated, and the
+ * event bus subscribed (until it is, live subscriptions and session ends would miss events).
+ */
 export async function checkHealth(deps: Deps): Promise<Health> {
   const started = performance.now();
   const ok = await deps.db.checkReady().then(
@@ -24,7 +27,10 @@ export async function checkHealth(deps: Deps): Promise<Health> {
       return false;
     },
   );
-  const checks = [{ name: 'central_database', ok, latencyMs: Math.round(performance.now() - started) }];
+  const checks = [
+    { name: 'central_database', ok, latencyMs: Math.round(performance.now() - started) },
+    { name: 'event_bus', ok: deps.events.connected(), latencyMs: 0 },
+  ];
   return {
     status: checks.every((check) => check.ok) ? 'OK' : 'DEGRADED',
     uptimeSeconds: Math.floor((Date.now() - deps.startedAt.getTime()) / 1000),

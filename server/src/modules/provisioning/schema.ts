@@ -13,6 +13,7 @@ import { clinicFqdn, type DnsRecord } from '../dns/provider.js';
 import { UserRef } from '../registration/schema.js';
 import { ProvisioningFailedError } from './errors.js';
 import type { ClinicHealth } from './integrity.js';
+import { recordedEvents, replaying } from './replay.js';
 import type { ClinicsHealthReport, RepairResult } from './service.js';
 import { PROVISIONING_STEP_NAMES } from './step-names.js';
 
@@ -471,15 +472,31 @@ builder.mutationFields((t) => ({
 builder.subscriptionFields((t) => ({
   provisioningProgress: t.field({
     type: ProvisioningEventRef,
-    description: 'Every step transition of provisioning runs; of one clinic when `clinicId` is given.',
+    description:
+      'Every step transition of provisioning runs; of one clinic when `clinicId` is given. With ' +
+      '`since` (the `at` of the last event seen), what the run and step records hold from then on ' +
+      'comes first: a client that resubscribes misses nothing recorded (a step rolled back shows ' +
+      'STARTED then ROLLED_BACK). Events are never repeated within a subscription, but may repeat ' +
+      'across one: fold them by run, step and attempt.',
     authScopes: { operator: true },
-    args: { clinicId: t.arg.id({ validate: uuid }) },
-    subscribe: (_root, { clinicId }, context) =>
-      pipe(
-        context.deps.events.pubsub.subscribe('provisioning'),
-        filter((event) => !clinicId || event.clinicId === String(clinicId)),
-      ),
-    resolve: (event) => event as ProvisioningEventShape,
+    args: {
+      clinicId: t.arg.id({ validate: uuid }),
+      since: t.arg({ type: 'DateTime' }),
+    },
+    subscribe: (_root, { clinicId, since }, context) => {
+      const clinic = clinicId ? String(clinicId) : undefined;
+      return replaying({
+        live: pipe(
+          context.deps.events.pubsub.subscribe('provisioning') as AsyncIterable<ProvisioningEventShape>,
+          filter((event) => !clinic || event.clinicId === clinic),
+        ),
+        since: since ?? undefined,
+        load: (from) => recordedEvents(context.scoped, { since: from, clinicId: clinic }),
+        bus: context.deps.events,
+        logger: context.deps.logger,
+      });
+    },
+    resolve: (event) => event,
   }),
   clinicHealthChanged: t.field({
     type: ClinicHealthRef,
