@@ -5,12 +5,14 @@
  * method `admin_token`), valid for the access-token lifetime (15 minutes) and revocable like any.
  * Uses the same data dir as `pnpm start` (joining its embedded PostgreSQL when it runs).
  */
+import { createPubSub } from 'graphql-yoga';
 import { openDatabases } from '../src/db/database.js';
 import { loadConfig } from '../src/env.js';
 import { createLogger } from '../src/logger.js';
 import { createMetrics } from '../src/metrics.js';
 import { postgresLimitStore } from '../src/modules/auth/lockout.js';
 import { AuthService } from '../src/modules/auth/service.js';
+import { SessionCache } from '../src/modules/auth/session-cache.js';
 import { ProvisioningService } from '../src/modules/provisioning/service.js';
 
 const config = loadConfig();
@@ -39,6 +41,8 @@ try {
       close: () => {},
     },
     sessionsEnded: () => {},
+    // It starts a session and checks none: a bus that is never connected makes every check read.
+    sessionCache: new SessionCache({ pubsub: createPubSub(), connected: () => false, generation: () => 0 }),
   });
   await auth.bootstrapSuperAdmin();
   const admin = await db.prisma.user.findUniqueOrThrow({ where: { email: config.adminEmail } });

@@ -38,9 +38,8 @@ const StepStatusEnum = builder.enumType('ProvisioningStepStatus', {
 const RunStatusEnum = builder.enumType('ProvisioningRunStatus', {
   values: ['RUNNING', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK'] as const,
 });
-const RunKindEnum = builder.enumType('ProvisioningRunKind', {
-  values: ['REGISTER', 'REPAIR', 'UPGRADE', 'DELETE', 'ONBOARDING', 'RESTORE'] as const,
-});
+const RUN_KINDS = ['REGISTER', 'REPAIR', 'UPGRADE', 'DELETE', 'ONBOARDING', 'RESTORE'] as const;
+const RunKindEnum = builder.enumType('ProvisioningRunKind', { values: RUN_KINDS });
 export const StepNameEnum = builder.enumType('ProvisioningStepName', { values: PROVISIONING_STEP_NAMES });
 
 interface ClinicSummary {
@@ -257,7 +256,7 @@ const ProvisioningMetricsRef = builder.objectRef<ProvisioningMetricsShape>('Prov
 
 export interface ProvisioningEventShape {
   runId: string;
-  kind?: 'REGISTER' | 'REPAIR' | 'UPGRADE' | 'DELETE' | 'ONBOARDING';
+  kind?: (typeof RUN_KINDS)[number];
   clinicId: string;
   clinicName?: string | null;
   step: string;
