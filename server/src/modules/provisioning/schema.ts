@@ -480,7 +480,11 @@ builder.subscriptionFields((t) => ({
     authScopes: { operator: true },
     args: {
       clinicId: t.arg.id({ validate: uuid }),
-      since: t.arg({ type: 'DateTime' }),
+      since: t.arg({
+        type: 'DateTime',
+        description:
+          'Replay what was recorded from this time on (the `at` of the last event seen) before going live.',
+      }),
     },
     subscribe: (_root, { clinicId, since }, context) => {
       const clinic = clinicId ? String(clinicId) : undefined;

@@ -228,14 +228,23 @@ const OrphanObjectRef = builder.objectRef<OrphanObject>('OrphanObject').implemen
 });
 
 const QuarantinedObjectRef = builder.objectRef<QuarantinedObject>('QuarantinedObject').implement({
+  description:
+    'A clinic database or role set aside instead of dropped: renamed, closed to connections, kept until the purge.',
   fields: (t) => ({
-    server: t.exposeString('server'),
-    name: t.exposeString('name'),
-    kind: t.exposeString('kind'),
-    clinicId: t.exposeID('clinicId'),
-    trashName: t.exposeString('trashName', { nullable: true }),
-    reason: t.exposeString('reason', { nullable: true }),
-    purgeAfter: t.expose('purgeAfter', { type: 'DateTime', nullable: true }),
+    server: t.exposeString('server', { description: 'Name of the clinic server holding it.' }),
+    name: t.exposeString('name', { description: 'Its name before quarantine (the one to restore).' }),
+    kind: t.exposeString('kind', { description: '`DATABASE` or `ROLE`.' }),
+    clinicId: t.exposeID('clinicId', { description: 'The clinic (or onboarding) it was created for.' }),
+    trashName: t.exposeString('trashName', {
+      nullable: true,
+      description: 'Its name in quarantine (`onramp_trash_…`); null for a role, which keeps its name.',
+    }),
+    reason: t.exposeString('reason', { nullable: true, description: 'Why it was quarantined.' }),
+    purgeAfter: t.expose('purgeAfter', {
+      type: 'DateTime',
+      nullable: true,
+      description: 'When the purge may drop it (the retention ends).',
+    }),
   }),
 });
 
