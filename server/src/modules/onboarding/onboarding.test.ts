@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createConfig, lintFromString } from '@redocly/openapi-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { gql, type RestResponse, restClient, startCapturingApp } from './helpers.test-support.js';
 import { openApiDocument } from './openapi.js';
@@ -770,9 +771,84 @@ describe('OpenAPI and logs', () => {
         `${route.method} ${route.path}`,
       ).toBeDefined();
     }
-    expect(Object.keys(openApiDocument('http://x').paths).sort()).toEqual(
+    expect(Object.keys(openApiDocument('http://x').paths ?? {}).sort()).toEqual(
       [...new Set(ONBOARDING_ROUTES.map((route) => route.path))].sort(),
     );
+  });
+
+  it("the document passes Redocly's recommended rules without a warning", async () => {
+    const config = await createConfig({
+      extends: ['recommended-strict'],
+      // The guide's paths, verbatim: `status/{uuid}` and `{uuid}/complete` cannot both match,
+      // since a uuid is never "status".
+      rules: { 'no-ambiguous-paths': 'off' },
+    });
+    const problems = await lintFromString({
+      source: JSON.stringify(openApiDocument('https://onramp.akasigroup.fr')),
+      absoluteRef: 'openapi.json',
+      config,
+    });
+    expect(
+      problems.map((problem) => `${problem.ruleId}: ${problem.message} at ${problem.location[0]?.pointer}`),
+    ).toEqual([]);
+  });
+
+  it('describes every field, and gives every operation an example and its error responses', () => {
+    // biome-ignore lint/suspicious/noExplicitAny: a JSON document walked by hand
+    type Json = any;
+    const document: Json = openApiDocument('http://x');
+    const undescribed: string[] = [];
+    const walk = (schema: Json, where: string): void => {
+      if (!schema) return;
+      if (schema.$ref) {
+        walk(document.components.schemas[schema.$ref.split('/').pop()], where);
+        return;
+      }
+      for (const [name, property] of Object.entries<Json>(schema.properties ?? {})) {
+        // References carry the description of their component; `success` is a constant.
+        if (!property.description && !property.$ref && name !== 'success')
+          undescribed.push(`${where}.${name}`);
+        walk(property, `${where}.${name}`);
+      }
+    };
+    for (const [path, item] of Object.entries<Json>(document.paths)) {
+      for (const [method, operation] of Object.entries<Json>(item)) {
+        const where = `${method.toUpperCase()} ${path}`;
+        const body = operation.requestBody?.content['application/json'];
+        if (body) {
+          expect(body.example, `${where} request example`).toBeDefined();
+          walk(body.schema, `${where} body`);
+        }
+        if (path.startsWith('/api/v1/onboarding') || path === '/api/v1/applications/register') {
+          for (const status of ['400', '401', '422', '429', '500']) {
+            expect(operation.responses[status], `${where} ${status}`).toBeDefined();
+          }
+          for (const [status, response] of Object.entries<Json>(operation.responses)) {
+            const content = response.content?.['application/json'];
+            expect(content?.example, `${where} ${status} example`).toBeDefined();
+            walk(content?.schema, `${where} ${status}`);
+          }
+        }
+      }
+    }
+    expect(undescribed).toEqual([]);
+  });
+
+  it('serves Redoc at /api/v1/docs from this server, its bundle cached and compressed', async () => {
+    const page = await fetch(`${t.url}/api/v1/docs`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    const html = await page.text();
+    expect(html).toContain('spec-url="/api/v1/openapi.json"');
+    const scripts = [...html.matchAll(/<script src="([^"]+)"/g)].map((match) => match[1] ?? '');
+    expect(scripts).toHaveLength(1);
+    expect(scripts[0]).toMatch(/^\/api\/v1\/docs\/redoc-[\d.]+\.js$/);
+    const bundle = await fetch(`${t.url}${scripts[0]}`, { headers: { 'Accept-Encoding': 'gzip' } });
+    expect(bundle.status).toBe(200);
+    expect(bundle.headers.get('content-encoding')).toBe('gzip');
+    expect(bundle.headers.get('cache-control')).toContain('immutable');
+    expect((await bundle.text()).length).toBeGreaterThan(100_000);
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
   });
 
   it('405 for a known path with the wrong method', async () => {

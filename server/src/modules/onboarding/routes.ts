@@ -15,7 +15,7 @@ import { clientAddress } from '../../http/client-address.js';
 import { decodePathSegment, isNestedDeeperThan, MAX_JSON_DEPTH } from '../../http/input.js';
 import { MAX_BODY_BYTES, sendJson } from '../../http/security.js';
 import { CONTROL_CHARACTER_MESSAGE, findControlCharacter } from '../../text-input.js';
-import { validateApplicationName } from './applications.js';
+import { DOCS_PATH, serveDocs } from './docs.js';
 import { OnboardingProvisioningFailedError, RateLimitExceeded } from './errors.js';
 import { fingerprint, parseIdempotencyKey } from './idempotency.js';
 import type { RateState } from './limits.js';
@@ -27,7 +27,14 @@ import {
   presentStart,
   presentStatus,
 } from './present.js';
-import { isUuid, validateBoolean, validateComplete, validateStart, validateUuid } from './validation.js';
+import {
+  isUuid,
+  parseInput,
+  provisionBody,
+  registerApplicationBody,
+  validateComplete,
+  validateStart,
+} from './validation.js';
 
 export type Method = 'GET' | 'POST';
 
@@ -39,6 +46,7 @@ export const ONBOARDING_ROUTES: readonly { method: Method; path: string }[] = [
   { method: 'GET', path: '/api/v1/onboarding/status/{uuid}' },
   { method: 'POST', path: '/api/v1/onboarding/{uuid}/complete' },
   { method: 'GET', path: '/api/v1/openapi.json' },
+  { method: 'GET', path: DOCS_PATH },
 ];
 
 interface Reply {
@@ -70,6 +78,7 @@ export async function handleOnboardingRoute(
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<boolean> {
+  if (serveDocs(pathname, req, res)) return true;
   const matches = matchers
     .map((route) => ({ route, match: route.pattern.exec(pathname) }))
     .filter((candidate) => candidate.match !== null);
@@ -137,7 +146,9 @@ async function dispatch(
     if (viewer.role !== 'SUPER_ADMIN') throw new HttpError(403, 'forbidden', 'Super-admins only');
     const body = await readJsonObject(req);
     return idempotent(deps, `user:${viewer.userId}`, req, path, body, async () => {
-      const name = validateApplicationName(body.app_name ?? body.name, ['app_name']);
+      const { app_name: name } = parseInput(registerApplicationBody, {
+        app_name: body.app_name ?? body.name,
+      });
       const issued = await deps.applications.register(name, { userId: viewer.userId, ip });
       return {
         status: 201,
@@ -179,16 +190,12 @@ async function dispatch(
     async () => {
       switch (path) {
         case '/api/v1/onboarding/start': {
-          const input = validateStart(
-            { email: body.email, organizationName: body.organization_name },
-            { email: ['email'], organizationName: ['organization_name'] },
-          );
+          const input = validateStart(body);
           const { onboarding, rate } = await service.start(app, input, meta);
           return { status: 201, body: presentStart(service, onboarding), rate };
         }
         case '/api/v1/onboarding/provision': {
-          const uuid = validateUuid(body.uuid, ['uuid']);
-          const generate = validateBoolean(body.generate_api_key, ['generate_api_key'], false);
+          const { uuid, generate_api_key: generate } = parseInput(provisionBody, body);
           try {
             const result = await service.provision(app, uuid, generate, meta);
             return { status: 200, body: presentProvision(service, result), rate: result.rate ?? undefined };
@@ -211,10 +218,7 @@ async function dispatch(
         }
         default: {
           if (!isUuid(param)) throw new HttpError(400, 'invalid_uuid', 'The uuid in the path must be a UUID');
-          const input = validateComplete(
-            { tenantId: body.tenant_id, metadata: body.metadata },
-            { tenantId: ['tenant_id'], metadata: ['metadata'] },
-          );
+          const input = validateComplete(body);
           const onboarding = await service.complete(app, param.toLowerCase(), input, meta);
           return { status: 200, body: presentComplete(onboarding) };
         }
