@@ -157,11 +157,14 @@ describe('the integration guide, verbatim', () => {
     expect(JSON.stringify(status.body)).not.toContain(apiSecret);
 
     // 3.7
+    // The guide's message is French; an integrator asking for French gets its wording.
     const completed = await rest('POST', `/api/v1/onboarding/${uuid}/complete`, {
       key,
+      headers: { 'Accept-Language': 'fr' },
       body: { tenant_id: 'tenant_123', metadata: { users_count: 1, database_created: true } },
     });
     expect(completed.status).toBe(200);
+    expect(completed.headers.get('content-language')).toBe('fr');
     expect(completed.body).toEqual({
       success: true,
       message: 'Onboarding marqué comme complété avec succès',
@@ -851,10 +854,81 @@ describe('OpenAPI and logs', () => {
     expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
   });
 
+  it('an unknown route answers the envelope: success false, error, message', async () => {
+    for (const [method, path] of [
+      ['GET', '/api/v1/nothing-here'],
+      ['POST', '/api/v1/onboarding'],
+      ['GET', '/api/v2/onboarding/start'],
+    ] as const) {
+      const response = await rest(method, path);
+      expect(response.status, path).toBe(404);
+      expect(response.body, path).toEqual({
+        success: false,
+        error: 'not_found',
+        message: `No route ${method} ${path}; the reference is at /api/v1/docs`,
+      });
+      expect(response.headers.get('content-language')).toBe('en');
+    }
+  });
+
   it('405 for a known path with the wrong method', async () => {
     const response = await rest('GET', '/api/v1/onboarding/start');
     expect(response.status).toBe(405);
     expect(response.headers.get('allow')).toBe('POST');
+  });
+});
+
+describe('one language per answer', () => {
+  it('English by default, the French of the guide for complete with Accept-Language: fr', async () => {
+    const { key } = await registerApp();
+    const complete = async (language?: string) => {
+      const { uuid } = (await start(key)).body;
+      await rest('POST', '/api/v1/onboarding/provision', { key, body: { uuid } });
+      return rest('POST', `/api/v1/onboarding/${uuid}/complete`, {
+        key,
+        headers: language === undefined ? {} : { 'Accept-Language': language },
+        body: { tenant_id: 't' },
+      });
+    };
+    for (const language of [undefined, 'en', 'de-DE, en;q=0.5, fr;q=0.4', 'fr;q=0, en']) {
+      const answer = await complete(language);
+      expect(answer.body.message, String(language)).toBe('Onboarding marked as completed');
+      expect(answer.headers.get('content-language')).toBe('en');
+    }
+    for (const language of ['fr', 'fr-FR,fr;q=0.9,en;q=0.8', 'en;q=0.5, fr-CA']) {
+      const answer = await complete(language);
+      expect(answer.body.message, language).toBe('Onboarding marqué comme complété avec succès');
+      expect(answer.headers.get('content-language')).toBe('fr');
+    }
+  });
+
+  it('refusals in French when asked, and wholly English where only English exists', async () => {
+    const fr = { 'Accept-Language': 'fr-FR' };
+    const unknown = await rest('GET', '/api/v1/nothing-here', { headers: fr });
+    expect(unknown.body).toEqual({
+      success: false,
+      error: 'not_found',
+      message: 'Aucune route GET /api/v1/nothing-here ; la référence est sur /api/v1/docs',
+    });
+    expect(unknown.headers.get('content-language')).toBe('fr');
+    const anonymous = await rest('POST', '/api/v1/onboarding/start', { headers: fr, body: {} });
+    expect(anonymous.body.message).toBe('Envoyez votre master key dans X-Master-Key');
+    const { key } = await registerApp();
+    const missing = await rest('GET', `/api/v1/onboarding/status/${randomUUID()}`, { key, headers: fr });
+    expect(missing.body.message).toBe('Aucun onboarding avec cet uuid pour cette application');
+    expect((await rest('GET', '/api/v1/onboarding/start', { headers: fr })).body.message).toBe(
+      'Utilisez POST',
+    );
+    // Field messages exist in English only: the whole answer is English, and says so.
+    const invalid = await start(key, { email: 'nope' });
+    const invalidFr = await rest('POST', '/api/v1/onboarding/start', {
+      key,
+      headers: fr,
+      body: { email: 'nope' },
+    });
+    expect(invalidFr.body).toEqual(invalid.body);
+    expect(invalidFr.body.message).toBe('Enter a valid e-mail address');
+    expect(invalidFr.headers.get('content-language')).toBe('en');
   });
 });
 
