@@ -114,7 +114,8 @@ describe('the integration guide, verbatim', () => {
     // Stored hashed only.
     const row = await prisma.onboarding.findUniqueOrThrow({ where: { id: uuid } });
     expect(row.apiKeyHash).toMatch(/^[0-9a-f]{64}$/);
-    expect(row.apiSecretHash).toMatch(/^[0-9a-f]{64}$/);
+    // The secret signs requests, so it is kept encrypted (AES-GCM), never in clear.
+    expect(row.apiSecretEncrypted).toMatch(/^v1\./);
     expect(JSON.stringify(row)).not.toContain(apiSecret);
     expect(JSON.stringify(row)).not.toContain(apiKey);
     // DNS and the certificate went through the providers.
@@ -140,7 +141,7 @@ describe('the integration guide, verbatim', () => {
     });
     expect(JSON.stringify(again.body)).not.toContain(apiSecret);
     const rowAfter = await prisma.onboarding.findUniqueOrThrow({ where: { id: uuid } });
-    expect(rowAfter.apiSecretHash).toBe(row.apiSecretHash);
+    expect(rowAfter.apiSecretEncrypted).toBe(row.apiSecretEncrypted);
     expect(await prisma.certificate.count({ where: { fqdn: 'clinique-du-lac.akasigroup.local' } })).toBe(1);
 
     // 3.6 / section 6: status

@@ -228,6 +228,30 @@ const notFound = refusal(
   'No onboarding with this uuid for this application',
 );
 
+const signedHeaders = z.object({
+  'X-Onramp-Timestamp': z
+    .string()
+    .optional()
+    .openapi({ description: 'With X-Api-Key: Unix seconds of the request', example: '1796895000' }),
+  'X-Onramp-Signature': z.string().optional().openapi({
+    description: 'With X-Api-Key: v1=<hex HMAC-SHA256> of the request (security scheme apiKey)',
+    example: 'v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd',
+  }),
+});
+
+const apiKeyResponse = z
+  .object({
+    success: z.literal(true),
+    uuid: z.string().openapi({ format: 'uuid', description: 'The onboarding', example: EXAMPLE_UUID }),
+    api_key: z
+      .string()
+      .optional()
+      .openapi({ description: 'ak_…, shown once', example: 'ak_0123456789abcdef01234567' }),
+    api_secret: z.string().optional().openapi({ description: 'as_…, shown once; signs requests' }),
+    api_key_generated: z.boolean().openapi({ description: 'Whether the onboarding now has credentials' }),
+  })
+  .openapi('ApiKeyResponse');
+
 const methodNotAllowed = refusal('Only GET is served here', 'method_not_allowed', 'Use GET');
 
 const idempotencyKey = z.string().max(255).optional().openapi({
@@ -253,6 +277,15 @@ function registry(): OpenAPIRegistry {
     scheme: 'bearer',
     bearerFormat: 'JWT',
     description: 'A super-admin access token (signInWithCode in GraphQL)',
+  });
+  r.registerComponent('securitySchemes', 'apiKey', {
+    type: 'apiKey',
+    in: 'header',
+    name: 'X-Api-Key',
+    description:
+      "An onboarding's api_key, with X-Onramp-Timestamp (Unix seconds, within 5 minutes) and " +
+      'X-Onramp-Signature: v1=<hex HMAC-SHA256(api_secret, "<timestamp>\\n<METHOD>\\n<path and query>\\n<hex sha256(body)>")>. ' +
+      'Each signature is accepted once.',
   });
 
   const exampleIdentity = {
@@ -389,11 +422,12 @@ function registry(): OpenAPIRegistry {
     method: 'get',
     path: '/api/v1/onboarding/status/{uuid}',
     operationId: 'onboardingStatus',
-    summary: 'Status of an onboarding',
+    summary: "Status of an onboarding (master key, or the onboarding's own signed API key)",
     tags: ['Onboarding'],
-    security: [{ masterKey: [] }],
+    security: [{ masterKey: [] }, { apiKey: [] }],
     request: {
       params: z.object({ uuid: uuidSchema.openapi({ description: 'The uuid returned by start' }) }),
+      headers: signedHeaders,
     },
     responses: {
       200: {
@@ -413,7 +447,63 @@ function registry(): OpenAPIRegistry {
         'invalid_uuid',
         'The uuid in the path must be a UUID',
       ),
+      401: refusal(
+        'Missing, invalid or revoked key, or a signature that is wrong, too old or already used',
+        'invalid_signature',
+        'This signature was already used (replay)',
+      ),
       404: notFound,
+    },
+  });
+
+  const apiKeyPath = '/api/v1/onboarding/{uuid}/api-key';
+  const uuidParams = z.object({ uuid: uuidSchema.openapi({ description: 'The uuid returned by start' }) });
+  r.registerPath({
+    method: 'post',
+    path: apiKeyPath,
+    operationId: 'rotateOnboardingApiKey',
+    summary: 'Issue new API credentials for a provisioned onboarding; the previous ones stop at once',
+    tags: ['Onboarding'],
+    security: [{ masterKey: [] }],
+    request: { params: uuidParams, headers: z.object({ 'Idempotency-Key': idempotencyKey }) },
+    responses: {
+      200: {
+        description: 'New credentials, shown once',
+        ...json(apiKeyResponse, {
+          success: true,
+          uuid: EXAMPLE_UUID,
+          api_key: 'ak_0123456789abcdef01234567',
+          api_secret: 'as_REDACTEDREDACTEDREDACTEDREDACTEDREDACTEDRED',
+          api_key_generated: true,
+        }),
+      },
+      ...common,
+      404: refusal(
+        'No provisioned onboarding with this uuid for this application',
+        'not_found',
+        'No such provisioned onboarding',
+      ),
+    },
+  });
+  r.registerPath({
+    method: 'delete',
+    path: apiKeyPath,
+    operationId: 'revokeOnboardingApiKey',
+    summary: 'Revoke the API credentials of an onboarding',
+    tags: ['Onboarding'],
+    security: [{ masterKey: [] }],
+    request: { params: uuidParams },
+    responses: {
+      200: {
+        description: 'Revoked; rotate issues new ones',
+        ...json(apiKeyResponse, { success: true, uuid: EXAMPLE_UUID, api_key_generated: false }),
+      },
+      ...common,
+      404: refusal(
+        'No provisioned onboarding with this uuid for this application',
+        'not_found',
+        'No such provisioned onboarding',
+      ),
     },
   });
 

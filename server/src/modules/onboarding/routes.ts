@@ -16,6 +16,7 @@ import { decodePathSegment, isNestedDeeperThan, MAX_JSON_DEPTH } from '../../htt
 import { type Language, preferredLanguage, say, type Text } from '../../http/language.js';
 import { MAX_BODY_BYTES, sendJson } from '../../http/security.js';
 import { CONTROL_CHARACTER_MESSAGE, findControlCharacter } from '../../text-input.js';
+import { API_KEY_HEADER, ApiSignatureError, type TenantPrincipal } from './api-credentials.js';
 import { DOCS_PATH, serveDocs } from './docs.js';
 import { OnboardingProvisioningFailedError, RateLimitExceeded } from './errors.js';
 import { fingerprint, parseIdempotencyKey } from './idempotency.js';
@@ -37,7 +38,7 @@ import {
   validateStart,
 } from './validation.js';
 
-export type Method = 'GET' | 'POST';
+export type Method = 'GET' | 'POST' | 'DELETE';
 
 /** Every route this module serves; the OpenAPI document must describe each (a test checks). */
 export const ONBOARDING_ROUTES: readonly { method: Method; path: string }[] = [
@@ -46,6 +47,8 @@ export const ONBOARDING_ROUTES: readonly { method: Method; path: string }[] = [
   { method: 'POST', path: '/api/v1/onboarding/provision' },
   { method: 'GET', path: '/api/v1/onboarding/status/{uuid}' },
   { method: 'POST', path: '/api/v1/onboarding/{uuid}/complete' },
+  { method: 'POST', path: '/api/v1/onboarding/{uuid}/api-key' },
+  { method: 'DELETE', path: '/api/v1/onboarding/{uuid}/api-key' },
   { method: 'GET', path: '/api/v1/openapi.json' },
   { method: 'GET', path: DOCS_PATH },
 ];
@@ -78,6 +81,8 @@ const COMPLETED: Text = {
   en: 'Onboarding marked as completed',
   fr: 'Onboarding marqué comme complété avec succès',
 };
+
+const API_KEY_PATH = '/api/v1/onboarding/{uuid}/api-key';
 
 const matchers = ONBOARDING_ROUTES.map((route) => ({
   ...route,
@@ -189,6 +194,8 @@ async function dispatch(
     });
   }
 
+  if (req.headers[API_KEY_HEADER] !== undefined) return tenantDispatch(deps, path, param, req);
+
   const app = await deps.applications.authenticate(req.headers['x-master-key']);
   if (!app) {
     throw new HttpError(
@@ -206,6 +213,37 @@ async function dispatch(
     if (!isUuid(param)) throw new HttpError(400, 'invalid_uuid', INVALID_PATH_UUID);
     const { onboarding, rate } = await service.status(app, param.toLowerCase());
     return { status: 200, body: presentStatus(service, onboarding), rate };
+  }
+
+  if (path === API_KEY_PATH) {
+    if (!isUuid(param)) throw new HttpError(400, 'invalid_uuid', INVALID_PATH_UUID);
+    const uuid = param.toLowerCase();
+    const actor = { userId: null, ip };
+    if (req.method === 'DELETE') {
+      await service.credentials.revoke(app, uuid, actor);
+      return { status: 200, body: { success: true, uuid, api_key_generated: false } };
+    }
+    return idempotent(
+      deps,
+      `application:${app.applicationId}`,
+      req,
+      path.replace('{uuid}', uuid),
+      {},
+      lang,
+      async () => {
+        const rotated = await service.credentials.rotate(app, uuid, actor);
+        return {
+          status: 200,
+          body: {
+            success: true,
+            uuid,
+            api_key: rotated.apiKey,
+            api_secret: rotated.apiSecret,
+            api_key_generated: true,
+          },
+        };
+      },
+    );
   }
 
   const body = await readJsonObject(req);
@@ -256,6 +294,43 @@ async function dispatch(
       }
     },
   );
+}
+
+/**
+ * A request signed with an onboarding's API credentials (api-credentials.ts): its own status,
+ * and nothing an application's master key is needed for.
+ */
+async function tenantDispatch(
+  deps: Deps,
+  path: string,
+  param: string,
+  req: IncomingMessage,
+): Promise<Reply & { rate?: RateState }> {
+  const raw = await readRawBody(req);
+  let tenant: TenantPrincipal;
+  try {
+    tenant = await deps.onboarding.credentials.authenticate(
+      req.headers,
+      req.method ?? 'GET',
+      req.url ?? path,
+      raw,
+    );
+  } catch (error) {
+    if (error instanceof ApiSignatureError)
+      throw new HttpError(401, 'invalid_signature', { en: error.message });
+    throw error;
+  }
+  if (path === '/api/v1/onboarding/status/{uuid}') {
+    if (!isUuid(param)) throw new HttpError(400, 'invalid_uuid', INVALID_PATH_UUID);
+    // Another onboarding, even of the same application, is not the tenant's to see.
+    if (param.toLowerCase() !== tenant.onboardingId) throw new NotFoundError('onboarding');
+    const { onboarding, rate } = await deps.onboarding.status(tenant, tenant.onboardingId);
+    return { status: 200, body: presentStatus(deps.onboarding, onboarding), rate };
+  }
+  throw new HttpError(403, 'forbidden', {
+    en: "API credentials reach their onboarding's status and webhooks only; this route takes the master key",
+    fr: "Les identifiants d'API n'ouvrent que le statut et les webhooks de leur onboarding ; cette route demande la master key",
+  });
 }
 
 /** Runs `operation` under the request's Idempotency-Key, if it has one. */
@@ -387,6 +462,11 @@ async function readJsonObject(req: IncomingMessage): Promise<Record<string, unkn
       fr: 'Envoyez un corps JSON avec Content-Type: application/json',
     });
   }
+  return parseJsonObject(await readRawBody(req));
+}
+
+/** The body's bytes, at most {@link MAX_BODY_BYTES}. @throws HttpError 400 */
+async function readRawBody(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
@@ -398,10 +478,15 @@ async function readJsonObject(req: IncomingMessage): Promise<Record<string, unkn
       });
     chunks.push(chunk as Buffer);
   }
+  return Buffer.concat(chunks);
+}
+
+/** @throws HttpError 400, ValidationError (control characters) */
+function parseJsonObject(raw: Buffer): Record<string, unknown> {
   let parsed: unknown;
   try {
     // Fatal: bytes that are not UTF-8 are refused, not silently replaced.
-    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks)));
+    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
   } catch {
     throw new HttpError(400, 'invalid_json', {
       en: 'The body is not valid JSON',
