@@ -23,6 +23,7 @@ import { clientAddress } from './http/client-address.js';
 import { GRAPHIQL_ASSETS_PATH, type GraphiQLAssets, loadGraphiQLAssets } from './http/graphiql.js';
 import { GRAPHIQL_EXAMPLE_TABS } from './http/graphiql-examples.js';
 import { isServedHost } from './http/hosts.js';
+import { preferredLanguage, say } from './http/language.js';
 import { bodyTooLarge, isAllowedOrigin, sendJson, setSecurityHeaders } from './http/security.js';
 import { serveConsole, serveConsolePage } from './http/static.js';
 import { startWorker, type Worker } from './jobs/index.js';
@@ -391,7 +392,19 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
       if (bodyTooLarge(req, res)) return;
       if (await handleOnboardingRoute(deps, pathname, req, res)) return;
       if (await handleAdminRoute(deps, pathname, req, res)) return;
-      return sendJson(res, 404, { error: 'not_found' });
+      const { message, language } = say(
+        {
+          en: `No route ${req.method} ${pathname}; the reference is at /api/v1/docs`,
+          fr: `Aucune route ${req.method} ${pathname} ; la référence est sur /api/v1/docs`,
+        },
+        preferredLanguage(req),
+      );
+      return sendJson(
+        res,
+        404,
+        { success: false, error: 'not_found', message },
+        { 'Content-Language': language },
+      );
     }
     if (pathname === '/verify-email' && (req.method === 'GET' || req.method === 'HEAD')) {
       // The console's page verifies on a button press, never on this GET: mail scanners fetch

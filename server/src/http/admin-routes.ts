@@ -45,13 +45,17 @@ export async function handleAdminRoute(
     sendJson(
       res,
       401,
-      { error: 'unauthenticated', message: 'Send a super-admin access token as Authorization: Bearer …' },
+      {
+        success: false,
+        error: 'unauthenticated',
+        message: 'Send a super-admin access token as Authorization: Bearer …',
+      },
       { 'WWW-Authenticate': 'Bearer' },
     );
     return true;
   }
   if (viewer.role !== 'SUPER_ADMIN') {
-    sendJson(res, 403, { error: 'forbidden', message: 'Super-admins only' });
+    sendJson(res, 403, { success: false, error: 'forbidden', message: 'Super-admins only' });
     return true;
   }
 
@@ -71,7 +75,11 @@ export async function handleAdminRoute(
   if (req.method !== 'POST') return methodNotAllowed(res, 'POST');
   const clinicId = decodePathSegment(repair?.[1] ?? '');
   if (clinicId === null || !UUID.test(clinicId)) {
-    sendJson(res, 400, { error: 'validation_failed', message: 'The clinic id must be a UUID' });
+    sendJson(res, 400, {
+      success: false,
+      error: 'validation_failed',
+      message: 'The clinic id must be a UUID',
+    });
     return true;
   }
   try {
@@ -89,15 +97,21 @@ export async function handleAdminRoute(
       after: present(result.after),
     });
   } catch (error) {
-    if (error instanceof NotFoundError) sendJson(res, 404, { error: 'not_found', message: error.message });
+    if (error instanceof NotFoundError)
+      sendJson(res, 404, { success: false, error: 'not_found', message: error.message });
     else if (error instanceof ClinicBusyError)
-      sendJson(res, 409, { error: 'conflict', message: error.message });
+      sendJson(res, 409, { success: false, error: 'conflict', message: error.message });
     else throw error;
   }
   return true;
 }
 
 function methodNotAllowed(res: ServerResponse, allow: string): true {
-  sendJson(res, 405, { error: 'method_not_allowed' }, { Allow: allow });
+  sendJson(
+    res,
+    405,
+    { success: false, error: 'method_not_allowed', message: `Use ${allow}` },
+    { Allow: allow },
+  );
   return true;
 }

@@ -4,9 +4,10 @@
  * change is audited in its own transaction, without any key material.
  */
 import type { CentralPrisma } from '../../db/database.js';
-import { NotFoundError, ValidationError } from '../../errors.js';
+import { NotFoundError } from '../../errors.js';
 import type { Application, Prisma } from '../../generated/central/client.js';
 import { masterKeyId, newMasterKey, sameHash, sha256 } from './keys.js';
+import { applicationNameSchema, parseInput } from './validation.js';
 
 /** Who called with a valid `X-Master-Key`. */
 export interface ApplicationPrincipal {
@@ -29,11 +30,7 @@ export interface IssuedApplicationKey {
 const NO_KEY_HASH = sha256('no such key');
 
 export function validateApplicationName(raw: unknown, path: string[]): string {
-  const name = typeof raw === 'string' ? raw.trim() : '';
-  if (name.length < 1 || name.length > 120) {
-    throw new ValidationError([{ path, message: 'The application name must be 1 to 120 characters' }]);
-  }
-  return name;
+  return parseInput(applicationNameSchema, raw, () => path);
 }
 
 export class ApplicationService {

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createConfig, lintFromString } from '@redocly/openapi-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { gql, type RestResponse, restClient, startCapturingApp } from './helpers.test-support.js';
 import { openApiDocument } from './openapi.js';
@@ -113,7 +114,8 @@ describe('the integration guide, verbatim', () => {
     // Stored hashed only.
     const row = await prisma.onboarding.findUniqueOrThrow({ where: { id: uuid } });
     expect(row.apiKeyHash).toMatch(/^[0-9a-f]{64}$/);
-    expect(row.apiSecretHash).toMatch(/^[0-9a-f]{64}$/);
+    // The secret signs requests, so it is kept encrypted (AES-GCM), never in clear.
+    expect(row.apiSecretEncrypted).toMatch(/^v1\./);
     expect(JSON.stringify(row)).not.toContain(apiSecret);
     expect(JSON.stringify(row)).not.toContain(apiKey);
     // DNS and the certificate went through the providers.
@@ -139,7 +141,7 @@ describe('the integration guide, verbatim', () => {
     });
     expect(JSON.stringify(again.body)).not.toContain(apiSecret);
     const rowAfter = await prisma.onboarding.findUniqueOrThrow({ where: { id: uuid } });
-    expect(rowAfter.apiSecretHash).toBe(row.apiSecretHash);
+    expect(rowAfter.apiSecretEncrypted).toBe(row.apiSecretEncrypted);
     expect(await prisma.certificate.count({ where: { fqdn: 'clinique-du-lac.akasigroup.local' } })).toBe(1);
 
     // 3.6 / section 6: status
@@ -156,11 +158,14 @@ describe('the integration guide, verbatim', () => {
     expect(JSON.stringify(status.body)).not.toContain(apiSecret);
 
     // 3.7
+    // The guide's message is French; an integrator asking for French gets its wording.
     const completed = await rest('POST', `/api/v1/onboarding/${uuid}/complete`, {
       key,
+      headers: { 'Accept-Language': 'fr' },
       body: { tenant_id: 'tenant_123', metadata: { users_count: 1, database_created: true } },
     });
     expect(completed.status).toBe(200);
+    expect(completed.headers.get('content-language')).toBe('fr');
     expect(completed.body).toEqual({
       success: true,
       message: 'Onboarding marqué comme complété avec succès',
@@ -770,15 +775,161 @@ describe('OpenAPI and logs', () => {
         `${route.method} ${route.path}`,
       ).toBeDefined();
     }
-    expect(Object.keys(openApiDocument('http://x').paths).sort()).toEqual(
+    expect(Object.keys(openApiDocument('http://x').paths ?? {}).sort()).toEqual(
       [...new Set(ONBOARDING_ROUTES.map((route) => route.path))].sort(),
     );
+  });
+
+  it("the document passes Redocly's recommended rules without a warning", async () => {
+    const config = await createConfig({
+      extends: ['recommended-strict'],
+      // The guide's paths, verbatim: `status/{uuid}` and `{uuid}/complete` cannot both match,
+      // since a uuid is never "status".
+      rules: { 'no-ambiguous-paths': 'off' },
+    });
+    const problems = await lintFromString({
+      source: JSON.stringify(openApiDocument('https://onramp.akasigroup.fr')),
+      absoluteRef: 'openapi.json',
+      config,
+    });
+    expect(
+      problems.map((problem) => `${problem.ruleId}: ${problem.message} at ${problem.location[0]?.pointer}`),
+    ).toEqual([]);
+  });
+
+  it('describes every field, and gives every operation an example and its error responses', () => {
+    // biome-ignore lint/suspicious/noExplicitAny: a JSON document walked by hand
+    type Json = any;
+    const document: Json = openApiDocument('http://x');
+    const undescribed: string[] = [];
+    const walk = (schema: Json, where: string): void => {
+      if (!schema) return;
+      if (schema.$ref) {
+        walk(document.components.schemas[schema.$ref.split('/').pop()], where);
+        return;
+      }
+      for (const [name, property] of Object.entries<Json>(schema.properties ?? {})) {
+        // References carry the description of their component; `success` is a constant.
+        if (!property.description && !property.$ref && name !== 'success')
+          undescribed.push(`${where}.${name}`);
+        walk(property, `${where}.${name}`);
+      }
+    };
+    for (const [path, item] of Object.entries<Json>(document.paths)) {
+      for (const [method, operation] of Object.entries<Json>(item)) {
+        const where = `${method.toUpperCase()} ${path}`;
+        const body = operation.requestBody?.content['application/json'];
+        if (body) {
+          expect(body.example, `${where} request example`).toBeDefined();
+          walk(body.schema, `${where} body`);
+        }
+        if (path.startsWith('/api/v1/onboarding') || path === '/api/v1/applications/register') {
+          for (const status of ['400', '401', '422', '429', '500']) {
+            expect(operation.responses[status], `${where} ${status}`).toBeDefined();
+          }
+          for (const [status, response] of Object.entries<Json>(operation.responses)) {
+            const content = response.content?.['application/json'];
+            expect(content?.example, `${where} ${status} example`).toBeDefined();
+            walk(content?.schema, `${where} ${status}`);
+          }
+        }
+      }
+    }
+    expect(undescribed).toEqual([]);
+  });
+
+  it('serves Redoc at /api/v1/docs from this server, its bundle cached and compressed', async () => {
+    const page = await fetch(`${t.url}/api/v1/docs`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    const html = await page.text();
+    expect(html).toContain('spec-url="/api/v1/openapi.json"');
+    const scripts = [...html.matchAll(/<script src="([^"]+)"/g)].map((match) => match[1] ?? '');
+    expect(scripts).toHaveLength(1);
+    expect(scripts[0]).toMatch(/^\/api\/v1\/docs\/redoc-[\d.]+\.js$/);
+    const bundle = await fetch(`${t.url}${scripts[0]}`, { headers: { 'Accept-Encoding': 'gzip' } });
+    expect(bundle.status).toBe(200);
+    expect(bundle.headers.get('content-encoding')).toBe('gzip');
+    expect(bundle.headers.get('cache-control')).toContain('immutable');
+    expect((await bundle.text()).length).toBeGreaterThan(100_000);
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+  });
+
+  it('an unknown route answers the envelope: success false, error, message', async () => {
+    for (const [method, path] of [
+      ['GET', '/api/v1/nothing-here'],
+      ['POST', '/api/v1/onboarding'],
+      ['GET', '/api/v2/onboarding/start'],
+    ] as const) {
+      const response = await rest(method, path);
+      expect(response.status, path).toBe(404);
+      expect(response.body, path).toEqual({
+        success: false,
+        error: 'not_found',
+        message: `No route ${method} ${path}; the reference is at /api/v1/docs`,
+      });
+      expect(response.headers.get('content-language')).toBe('en');
+    }
   });
 
   it('405 for a known path with the wrong method', async () => {
     const response = await rest('GET', '/api/v1/onboarding/start');
     expect(response.status).toBe(405);
     expect(response.headers.get('allow')).toBe('POST');
+  });
+});
+
+describe('one language per answer', () => {
+  it('English by default, the French of the guide for complete with Accept-Language: fr', async () => {
+    const { key } = await registerApp();
+    const complete = async (language?: string) => {
+      const { uuid } = (await start(key)).body;
+      await rest('POST', '/api/v1/onboarding/provision', { key, body: { uuid } });
+      return rest('POST', `/api/v1/onboarding/${uuid}/complete`, {
+        key,
+        headers: language === undefined ? {} : { 'Accept-Language': language },
+        body: { tenant_id: 't' },
+      });
+    };
+    for (const language of [undefined, 'en', 'de-DE, en;q=0.5, fr;q=0.4', 'fr;q=0, en']) {
+      const answer = await complete(language);
+      expect(answer.body.message, String(language)).toBe('Onboarding marked as completed');
+      expect(answer.headers.get('content-language')).toBe('en');
+    }
+    for (const language of ['fr', 'fr-FR,fr;q=0.9,en;q=0.8', 'en;q=0.5, fr-CA']) {
+      const answer = await complete(language);
+      expect(answer.body.message, language).toBe('Onboarding marqué comme complété avec succès');
+      expect(answer.headers.get('content-language')).toBe('fr');
+    }
+  });
+
+  it('refusals in French when asked, and wholly English where only English exists', async () => {
+    const fr = { 'Accept-Language': 'fr-FR' };
+    const unknown = await rest('GET', '/api/v1/nothing-here', { headers: fr });
+    expect(unknown.body).toEqual({
+      success: false,
+      error: 'not_found',
+      message: 'Aucune route GET /api/v1/nothing-here ; la référence est sur /api/v1/docs',
+    });
+    expect(unknown.headers.get('content-language')).toBe('fr');
+    const anonymous = await rest('POST', '/api/v1/onboarding/start', { headers: fr, body: {} });
+    expect(anonymous.body.message).toBe('Envoyez votre master key dans X-Master-Key');
+    const { key } = await registerApp();
+    const missing = await rest('GET', `/api/v1/onboarding/status/${randomUUID()}`, { key, headers: fr });
+    expect(missing.body.message).toBe('Aucun onboarding avec cet uuid pour cette application');
+    expect((await rest('GET', '/api/v1/onboarding/start', { headers: fr })).body.message).toBe(
+      'Utilisez POST',
+    );
+    // Field messages exist in English only: the whole answer is English, and says so.
+    const invalid = await start(key, { email: 'nope' });
+    const invalidFr = await rest('POST', '/api/v1/onboarding/start', {
+      key,
+      headers: fr,
+      body: { email: 'nope' },
+    });
+    expect(invalidFr.body).toEqual(invalid.body);
+    expect(invalidFr.body.message).toBe('Enter a valid e-mail address');
+    expect(invalidFr.headers.get('content-language')).toBe('en');
   });
 });
 

@@ -51,10 +51,11 @@ export function presentStatus(service: OnboardingService, onboarding: Onboarding
   };
 }
 
-export function presentComplete(onboarding: Onboarding) {
+/** @param message in the answer's language (routes.ts) */
+export function presentComplete(onboarding: Onboarding, message: string) {
   return {
     success: true,
-    message: 'Onboarding marqué comme complété avec succès',
+    message,
     uuid: onboarding.id,
     onboarding_status: onboarding.status,
     tenant_id: onboarding.tenantId,

@@ -13,9 +13,11 @@ import type { Deps } from '../../context.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { clientAddress } from '../../http/client-address.js';
 import { decodePathSegment, isNestedDeeperThan, MAX_JSON_DEPTH } from '../../http/input.js';
+import { type Language, preferredLanguage, say, type Text } from '../../http/language.js';
 import { MAX_BODY_BYTES, sendJson } from '../../http/security.js';
 import { CONTROL_CHARACTER_MESSAGE, findControlCharacter } from '../../text-input.js';
-import { validateApplicationName } from './applications.js';
+import { API_KEY_HEADER, ApiSignatureError, type TenantPrincipal } from './api-credentials.js';
+import { DOCS_PATH, serveDocs } from './docs.js';
 import { OnboardingProvisioningFailedError, RateLimitExceeded } from './errors.js';
 import { fingerprint, parseIdempotencyKey } from './idempotency.js';
 import type { RateState } from './limits.js';
@@ -27,9 +29,16 @@ import {
   presentStart,
   presentStatus,
 } from './present.js';
-import { isUuid, validateBoolean, validateComplete, validateStart, validateUuid } from './validation.js';
+import {
+  isUuid,
+  parseInput,
+  provisionBody,
+  registerApplicationBody,
+  validateComplete,
+  validateStart,
+} from './validation.js';
 
-export type Method = 'GET' | 'POST';
+export type Method = 'GET' | 'POST' | 'DELETE';
 
 /** Every route this module serves; the OpenAPI document must describe each (a test checks). */
 export const ONBOARDING_ROUTES: readonly { method: Method; path: string }[] = [
@@ -38,25 +47,42 @@ export const ONBOARDING_ROUTES: readonly { method: Method; path: string }[] = [
   { method: 'POST', path: '/api/v1/onboarding/provision' },
   { method: 'GET', path: '/api/v1/onboarding/status/{uuid}' },
   { method: 'POST', path: '/api/v1/onboarding/{uuid}/complete' },
+  { method: 'POST', path: '/api/v1/onboarding/{uuid}/api-key' },
+  { method: 'DELETE', path: '/api/v1/onboarding/{uuid}/api-key' },
   { method: 'GET', path: '/api/v1/openapi.json' },
+  { method: 'GET', path: DOCS_PATH },
 ];
 
 interface Reply {
   status: number;
   body: unknown;
   headers?: Record<string, string>;
+  /** The language of the body's message, when it has one (Content-Language). */
+  language?: Language;
 }
 
 class HttpError extends Error {
   constructor(
     readonly status: number,
     readonly code: string,
-    message: string,
+    readonly text: Text,
     readonly headers: Record<string, string> = {},
   ) {
-    super(message);
+    super(text.en);
   }
 }
+
+const INVALID_PATH_UUID: Text = {
+  en: 'The uuid in the path must be a UUID',
+  fr: "L'uuid du chemin doit être un UUID",
+};
+/** The guide's own wording (section 3.7) for French; English otherwise. */
+const COMPLETED: Text = {
+  en: 'Onboarding marked as completed',
+  fr: 'Onboarding marqué comme complété avec succès',
+};
+
+const API_KEY_PATH = '/api/v1/onboarding/{uuid}/api-key';
 
 const matchers = ONBOARDING_ROUTES.map((route) => ({
   ...route,
@@ -70,17 +96,23 @@ export async function handleOnboardingRoute(
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<boolean> {
+  if (serveDocs(pathname, req, res)) return true;
   const matches = matchers
     .map((route) => ({ route, match: route.pattern.exec(pathname) }))
     .filter((candidate) => candidate.match !== null);
   if (matches.length === 0) return false;
   const found = matches.find((candidate) => candidate.route.method === req.method);
   if (!found) {
+    const allowed = matches.map((candidate) => candidate.route.method).join(', ');
+    const { message, language } = say(
+      { en: `Use ${allowed}`, fr: `Utilisez ${allowed}` },
+      preferredLanguage(req),
+    );
     sendJson(
       res,
       405,
-      { success: false, error: 'method_not_allowed', message: `Use ${matches[0]?.route.method}` },
-      { Allow: matches.map((candidate) => candidate.route.method).join(', ') },
+      { success: false, error: 'method_not_allowed', message },
+      { Allow: allowed, 'Content-Language': language },
     );
     return true;
   }
@@ -93,15 +125,16 @@ export async function handleOnboardingRoute(
   const param = decodePathSegment(match?.[1] ?? '') ?? '';
   const ip = clientAddress(req, deps.config.trustedProxies);
   const log = deps.logger.child({ route: `${route.method} ${route.path}` });
+  const lang = preferredLanguage(req);
   let rate: RateState | undefined;
   try {
     rate = await deps.onboarding.limits.take('ip', ip ?? 'unknown');
-    const reply = await dispatch(deps, route.path, param, req, ip);
+    const reply = await dispatch(deps, route.path, param, req, ip, lang);
     const remaining = Math.min(rate.remaining, reply.rate?.remaining ?? Number.POSITIVE_INFINITY);
     send(res, reply, { 'X-RateLimit-Remaining': String(remaining) });
     log.debug({ status: reply.status }, 'onboarding request');
   } catch (error) {
-    const reply = errorReply(error);
+    const reply = errorReply(error, lang);
     if (reply.status === 500) log.error({ err: error }, 'onboarding request failed');
     else log.debug({ status: reply.status }, 'onboarding request refused');
     send(res, reply, rate && reply.status !== 429 ? { 'X-RateLimit-Remaining': String(rate.remaining) } : {});
@@ -110,7 +143,8 @@ export async function handleOnboardingRoute(
 }
 
 function send(res: ServerResponse, reply: Reply, extra: Record<string, string>): void {
-  sendJson(res, reply.status, reply.body, { ...extra, ...reply.headers });
+  const language: Record<string, string> = reply.language ? { 'Content-Language': reply.language } : {};
+  sendJson(res, reply.status, reply.body, { ...extra, ...language, ...reply.headers });
 }
 
 async function dispatch(
@@ -119,6 +153,7 @@ async function dispatch(
   param: string,
   req: IncomingMessage,
   ip: string | null,
+  lang: Language,
 ): Promise<Reply & { rate?: RateState }> {
   if (path === '/api/v1/applications/register') {
     // The guide leaves this route's caller open: registering applications is a platform
@@ -128,16 +163,23 @@ async function dispatch(
       throw new HttpError(
         401,
         'unauthenticated',
-        'Send a super-admin access token as Authorization: Bearer …',
         {
-          'WWW-Authenticate': 'Bearer',
+          en: 'Send a super-admin access token as Authorization: Bearer …',
+          fr: "Envoyez le jeton d'accès d'un super-administrateur : Authorization: Bearer …",
         },
+        { 'WWW-Authenticate': 'Bearer' },
       );
     }
-    if (viewer.role !== 'SUPER_ADMIN') throw new HttpError(403, 'forbidden', 'Super-admins only');
+    if (viewer.role !== 'SUPER_ADMIN')
+      throw new HttpError(403, 'forbidden', {
+        en: 'Super-admins only',
+        fr: 'Réservé aux super-administrateurs',
+      });
     const body = await readJsonObject(req);
-    return idempotent(deps, `user:${viewer.userId}`, req, path, body, async () => {
-      const name = validateApplicationName(body.app_name ?? body.name, ['app_name']);
+    return idempotent(deps, `user:${viewer.userId}`, req, path, body, lang, async () => {
+      const { app_name: name } = parseInput(registerApplicationBody, {
+        app_name: body.app_name ?? body.name,
+      });
       const issued = await deps.applications.register(name, { userId: viewer.userId, ip });
       return {
         status: 201,
@@ -152,21 +194,56 @@ async function dispatch(
     });
   }
 
+  if (req.headers[API_KEY_HEADER] !== undefined) return tenantDispatch(deps, path, param, req);
+
   const app = await deps.applications.authenticate(req.headers['x-master-key']);
   if (!app) {
     throw new HttpError(
       401,
       'unauthenticated',
-      req.headers['x-master-key'] ? 'Invalid or revoked master key' : 'Send your master key as X-Master-Key',
+      req.headers['x-master-key']
+        ? { en: 'Invalid or revoked master key', fr: 'Master key invalide ou révoquée' }
+        : { en: 'Send your master key as X-Master-Key', fr: 'Envoyez votre master key dans X-Master-Key' },
     );
   }
   const service = deps.onboarding;
   const meta = { ip };
 
   if (path === '/api/v1/onboarding/status/{uuid}') {
-    if (!isUuid(param)) throw new HttpError(400, 'invalid_uuid', 'The uuid in the path must be a UUID');
+    if (!isUuid(param)) throw new HttpError(400, 'invalid_uuid', INVALID_PATH_UUID);
     const { onboarding, rate } = await service.status(app, param.toLowerCase());
     return { status: 200, body: presentStatus(service, onboarding), rate };
+  }
+
+  if (path === API_KEY_PATH) {
+    if (!isUuid(param)) throw new HttpError(400, 'invalid_uuid', INVALID_PATH_UUID);
+    const uuid = param.toLowerCase();
+    const actor = { userId: null, ip };
+    if (req.method === 'DELETE') {
+      await service.credentials.revoke(app, uuid, actor);
+      return { status: 200, body: { success: true, uuid, api_key_generated: false } };
+    }
+    return idempotent(
+      deps,
+      `application:${app.applicationId}`,
+      req,
+      path.replace('{uuid}', uuid),
+      {},
+      lang,
+      async () => {
+        const rotated = await service.credentials.rotate(app, uuid, actor);
+        return {
+          status: 200,
+          body: {
+            success: true,
+            uuid,
+            api_key: rotated.apiKey,
+            api_secret: rotated.apiSecret,
+            api_key_generated: true,
+          },
+        };
+      },
+    );
   }
 
   const body = await readJsonObject(req);
@@ -176,19 +253,16 @@ async function dispatch(
     req,
     path.replace('{uuid}', param),
     body,
+    lang,
     async () => {
       switch (path) {
         case '/api/v1/onboarding/start': {
-          const input = validateStart(
-            { email: body.email, organizationName: body.organization_name },
-            { email: ['email'], organizationName: ['organization_name'] },
-          );
+          const input = validateStart(body);
           const { onboarding, rate } = await service.start(app, input, meta);
           return { status: 201, body: presentStart(service, onboarding), rate };
         }
         case '/api/v1/onboarding/provision': {
-          const uuid = validateUuid(body.uuid, ['uuid']);
-          const generate = validateBoolean(body.generate_api_key, ['generate_api_key'], false);
+          const { uuid, generate_api_key: generate } = parseInput(provisionBody, body);
           try {
             const result = await service.provision(app, uuid, generate, meta);
             return { status: 200, body: presentProvision(service, result), rate: result.rate ?? undefined };
@@ -197,6 +271,7 @@ async function dispatch(
             const onboarding = await service.find(app, uuid);
             return {
               status: 500,
+              language: 'en',
               body: {
                 success: false,
                 error: 'provisioning_failed',
@@ -210,17 +285,52 @@ async function dispatch(
           }
         }
         default: {
-          if (!isUuid(param)) throw new HttpError(400, 'invalid_uuid', 'The uuid in the path must be a UUID');
-          const input = validateComplete(
-            { tenantId: body.tenant_id, metadata: body.metadata },
-            { tenantId: ['tenant_id'], metadata: ['metadata'] },
-          );
+          if (!isUuid(param)) throw new HttpError(400, 'invalid_uuid', INVALID_PATH_UUID);
+          const input = validateComplete(body);
           const onboarding = await service.complete(app, param.toLowerCase(), input, meta);
-          return { status: 200, body: presentComplete(onboarding) };
+          const { message, language } = say(COMPLETED, lang);
+          return { status: 200, body: presentComplete(onboarding, message), language };
         }
       }
     },
   );
+}
+
+/**
+ * A request signed with an onboarding's API credentials (api-credentials.ts): its own status,
+ * and nothing an application's master key is needed for.
+ */
+async function tenantDispatch(
+  deps: Deps,
+  path: string,
+  param: string,
+  req: IncomingMessage,
+): Promise<Reply & { rate?: RateState }> {
+  const raw = await readRawBody(req);
+  let tenant: TenantPrincipal;
+  try {
+    tenant = await deps.onboarding.credentials.authenticate(
+      req.headers,
+      req.method ?? 'GET',
+      req.url ?? path,
+      raw,
+    );
+  } catch (error) {
+    if (error instanceof ApiSignatureError)
+      throw new HttpError(401, 'invalid_signature', { en: error.message });
+    throw error;
+  }
+  if (path === '/api/v1/onboarding/status/{uuid}') {
+    if (!isUuid(param)) throw new HttpError(400, 'invalid_uuid', INVALID_PATH_UUID);
+    // Another onboarding, even of the same application, is not the tenant's to see.
+    if (param.toLowerCase() !== tenant.onboardingId) throw new NotFoundError('onboarding');
+    const { onboarding, rate } = await deps.onboarding.status(tenant, tenant.onboardingId);
+    return { status: 200, body: presentStatus(deps.onboarding, onboarding), rate };
+  }
+  throw new HttpError(403, 'forbidden', {
+    en: "API credentials reach their onboarding's status and webhooks only; this route takes the master key",
+    fr: "Les identifiants d'API n'ouvrent que le statut et les webhooks de leur onboarding ; cette route demande la master key",
+  });
 }
 
 /** Runs `operation` under the request's Idempotency-Key, if it has one. */
@@ -230,30 +340,34 @@ async function idempotent(
   req: IncomingMessage,
   path: string,
   body: Record<string, unknown>,
+  lang: Language,
   operation: () => Promise<Reply & { rate?: RateState }>,
 ): Promise<Reply & { rate?: RateState }> {
   const header = req.headers['idempotency-key'];
   if (header === undefined) return operation();
   const key = typeof header === 'string' ? parseIdempotencyKey(header) : null;
   if (!key)
-    throw new HttpError(
-      400,
-      'invalid_idempotency_key',
-      'Idempotency-Key must be 1 to 255 visible ASCII characters',
-    );
+    throw new HttpError(400, 'invalid_idempotency_key', {
+      en: 'Idempotency-Key must be 1 to 255 visible ASCII characters',
+      fr: "L'Idempotency-Key doit compter de 1 à 255 caractères ASCII visibles",
+    });
   const store = deps.idempotency;
   const begun = await store.begin(owner, key, fingerprint('POST', path, body));
   if (begun.kind === 'mismatch') {
-    throw new HttpError(422, 'idempotency_key_reused', 'This Idempotency-Key was used with another request');
+    throw new HttpError(422, 'idempotency_key_reused', {
+      en: 'This Idempotency-Key was used with another request',
+      fr: 'Cette Idempotency-Key a servi à une autre requête',
+    });
   }
   if (begun.kind === 'in_progress') {
     throw new HttpError(
       409,
       'idempotency_key_in_use',
-      'A request with this Idempotency-Key is still being processed',
       {
-        'Retry-After': '1',
+        en: 'A request with this Idempotency-Key is still being processed',
+        fr: 'Une requête avec cette Idempotency-Key est encore en cours',
       },
+      { 'Retry-After': '1' },
     );
   }
   if (begun.kind === 'replay') {
@@ -263,7 +377,7 @@ async function idempotent(
   try {
     reply = await operation();
   } catch (error) {
-    const refused = errorReply(error);
+    const refused = errorReply(error, lang);
     await store.finish(owner, key, refused.status, refused.body);
     throw error;
   }
@@ -271,17 +385,21 @@ async function idempotent(
   return reply;
 }
 
-function errorReply(error: unknown): Reply {
+function errorReply(error: unknown, lang: Language): Reply {
   if (error instanceof HttpError) {
+    const { message, language } = say(error.text, lang);
     return {
       status: error.status,
-      body: { success: false, error: error.code, message: error.message },
+      body: { success: false, error: error.code, message },
       headers: error.headers,
+      language,
     };
   }
   if (error instanceof ValidationError) {
+    // Field messages are English only, so the whole answer is.
     return {
       status: 422,
+      language: 'en',
       body: {
         success: false,
         error: 'validation_failed',
@@ -291,25 +409,37 @@ function errorReply(error: unknown): Reply {
     };
   }
   if (error instanceof NotFoundError) {
-    return {
-      status: 404,
-      body: {
-        success: false,
-        error: 'not_found',
-        message: 'No onboarding with this uuid for this application',
+    const { message, language } = say(
+      {
+        en: 'No onboarding with this uuid for this application',
+        fr: 'Aucun onboarding avec cet uuid pour cette application',
       },
-    };
+      lang,
+    );
+    return { status: 404, body: { success: false, error: 'not_found', message }, language };
   }
   if (error instanceof ConflictError) {
-    return { status: 409, body: { success: false, error: 'conflict', message: error.message } };
+    return {
+      status: 409,
+      body: { success: false, error: 'conflict', message: error.message },
+      language: 'en',
+    };
   }
   if (error instanceof RateLimitExceeded) {
+    const { message, language } = say(
+      {
+        en: `Too many requests; retry in ${error.retryAfterSeconds} s`,
+        fr: `Trop de requêtes ; réessayez dans ${error.retryAfterSeconds} s`,
+      },
+      lang,
+    );
     return {
       status: 429,
+      language,
       body: {
         success: false,
         error: 'rate_limited',
-        message: `Too many requests; retry in ${error.retryAfterSeconds} s`,
+        message,
         retry_after: error.retryAfterSeconds,
       },
       headers: {
@@ -319,36 +449,63 @@ function errorReply(error: unknown): Reply {
       },
     };
   }
-  return { status: 500, body: { success: false, error: 'internal_error', message: 'Internal error' } };
+  const { message, language } = say({ en: 'Internal error', fr: 'Erreur interne' }, lang);
+  return { status: 500, body: { success: false, error: 'internal_error', message }, language };
 }
 
 /** The request's JSON object body. @throws HttpError 400 */
 async function readJsonObject(req: IncomingMessage): Promise<Record<string, unknown>> {
   const type = req.headers['content-type'] ?? '';
   if (!/^application\/(.+\+)?json\b/i.test(type)) {
-    throw new HttpError(400, 'invalid_request', 'Send a JSON body with Content-Type: application/json');
+    throw new HttpError(400, 'invalid_request', {
+      en: 'Send a JSON body with Content-Type: application/json',
+      fr: 'Envoyez un corps JSON avec Content-Type: application/json',
+    });
   }
+  return parseJsonObject(await readRawBody(req));
+}
+
+/** The body's bytes, at most {@link MAX_BODY_BYTES}. @throws HttpError 400 */
+async function readRawBody(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new HttpError(400, 'invalid_request', 'The body is too large');
+    if (size > MAX_BODY_BYTES)
+      throw new HttpError(400, 'invalid_request', {
+        en: 'The body is too large',
+        fr: 'Le corps est trop grand',
+      });
     chunks.push(chunk as Buffer);
   }
+  return Buffer.concat(chunks);
+}
+
+/** @throws HttpError 400, ValidationError (control characters) */
+function parseJsonObject(raw: Buffer): Record<string, unknown> {
   let parsed: unknown;
   try {
     // Fatal: bytes that are not UTF-8 are refused, not silently replaced.
-    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks)));
+    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
   } catch {
-    throw new HttpError(400, 'invalid_json', 'The body is not valid JSON');
+    throw new HttpError(400, 'invalid_json', {
+      en: 'The body is not valid JSON',
+      fr: "Le corps n'est pas du JSON valide",
+    });
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new HttpError(400, 'invalid_request', 'The body must be a JSON object');
+    throw new HttpError(400, 'invalid_request', {
+      en: 'The body must be a JSON object',
+      fr: 'Le corps doit être un objet JSON',
+    });
   }
   // Before anything walks it (validation, the Idempotency-Key fingerprint): deep JSON would
   // overflow their stacks.
   if (isNestedDeeperThan(parsed)) {
-    throw new HttpError(400, 'invalid_json', `The body is nested deeper than ${MAX_JSON_DEPTH} levels`);
+    throw new HttpError(400, 'invalid_json', {
+      en: `The body is nested deeper than ${MAX_JSON_DEPTH} levels`,
+      fr: `Le corps est imbriqué sur plus de ${MAX_JSON_DEPTH} niveaux`,
+    });
   }
   const invalid = findControlCharacter(parsed);
   if (invalid) throw new ValidationError([{ path: invalid, message: CONTROL_CHARACTER_MESSAGE }]);

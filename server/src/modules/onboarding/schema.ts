@@ -11,7 +11,7 @@ import type { Application, Onboarding } from '../../generated/central/client.js'
 import type { ApplicationPrincipal } from './applications.js';
 import { OnboardingProvisioningFailedError, RateLimitExceeded } from './errors.js';
 import type { ProvisionResult } from './service.js';
-import { validateComplete, validateStart, validateUuid } from './validation.js';
+import { renamed, validateComplete, validateStart, validateUuid } from './validation.js';
 
 /** Turns an exhausted limit into RATE_LIMITED; counts the caller's address first. */
 async function limited<T>(context: Context, run: () => Promise<T>): Promise<T> {
@@ -281,10 +281,10 @@ builder.mutationFields((t) => ({
     args: { input: t.arg({ type: StartOnboardingInput, required: true }) },
     resolve: (_root, args, context) =>
       limited(context, async () => {
-        const input = validateStart(args.input, {
-          email: ['input', 'email'],
-          organizationName: ['input', 'organizationName'],
-        });
+        const input = validateStart(
+          { email: args.input.email, organization_name: args.input.organizationName },
+          renamed({ organization_name: 'organizationName' }, ['input']),
+        );
         const { onboarding } = await context.deps.onboarding.start(application(context), input, {
           ip: context.ip,
         });
@@ -322,8 +322,8 @@ builder.mutationFields((t) => ({
       limited(context, async () => {
         const uuid = validateUuid(String(args.uuid), ['uuid']);
         const input = validateComplete(
-          { tenantId: args.tenantId, metadata: args.metadata },
-          { tenantId: ['tenantId'], metadata: ['metadata'] },
+          { tenant_id: args.tenantId, metadata: args.metadata },
+          renamed({ tenant_id: 'tenantId' }),
         );
         return {
           onboarding: await context.deps.onboarding.complete(application(context), uuid, input, {

@@ -22,9 +22,9 @@ import type { FaultInjector } from '../provisioning/faults.js';
 import { type ProvisioningEvent, runSaga, type SagaStep } from '../provisioning/saga.js';
 import type { ProvisioningStepName } from '../provisioning/step-names.js';
 import { preferredSubdomain, reserveSubdomain } from '../subdomains/allocator.js';
+import { ApiCredentialService, issueApiCredentials } from './api-credentials.js';
 import type { ApplicationPrincipal } from './applications.js';
 import { OnboardingConflictError, OnboardingProvisioningFailedError } from './errors.js';
-import { newApiCredentials } from './keys.js';
 import type { OnboardingLimits, RateState } from './limits.js';
 import type { CompleteInput, StartInput } from './validation.js';
 
@@ -72,7 +72,12 @@ interface ProvisionState {
 }
 
 export class OnboardingService {
-  constructor(private readonly deps: OnboardingDeps) {}
+  /** The tenants' own API credentials: signed requests, rotation, revocation. */
+  readonly credentials: ApiCredentialService;
+
+  constructor(private readonly deps: OnboardingDeps) {
+    this.credentials = new ApiCredentialService(deps.prisma, deps.config.encryptionKey);
+  }
 
   get limits(): OnboardingLimits {
     return this.deps.limits;
@@ -125,7 +130,7 @@ export class OnboardingService {
   }
 
   /** @throws NotFoundError when the uuid does not exist for this application. */
-  async find(app: ApplicationPrincipal, uuid: string): Promise<Onboarding> {
+  async find(app: Pick<ApplicationPrincipal, 'applicationId'>, uuid: string): Promise<Onboarding> {
     const onboarding = await this.deps.prisma.onboarding.findFirst({
       where: { id: uuid, applicationId: app.applicationId },
     });
@@ -135,7 +140,7 @@ export class OnboardingService {
 
   /** @throws RateLimitExceeded, NotFoundError */
   async status(
-    app: ApplicationPrincipal,
+    app: Pick<ApplicationPrincipal, 'applicationId'>,
     uuid: string,
   ): Promise<{ onboarding: Onboarding; rate: RateState }> {
     const rate = await this.deps.limits.take('status', app.applicationId);
@@ -295,7 +300,9 @@ export class OnboardingService {
     return {
       name: 'commit',
       run: async (state) => {
-        const credentials = state.generateApiKey ? newApiCredentials() : null;
+        const credentials = state.generateApiKey
+          ? issueApiCredentials(state.onboardingId, this.deps.config.encryptionKey)
+          : null;
         await prisma.$transaction(async (tx) => {
           await tx.onboarding.update({
             where: { id: state.onboardingId },
@@ -305,13 +312,7 @@ export class OnboardingService {
               activatedAt: new Date(),
               provisioningUntil: null,
               lastError: null,
-              ...(credentials
-                ? {
-                    apiKeyId: credentials.apiKey.keyId,
-                    apiKeyHash: credentials.apiKey.hash,
-                    apiSecretHash: credentials.apiSecret.hash,
-                  }
-                : {}),
+              ...(credentials?.data ?? {}),
             },
           });
           await tx.auditLog.create({
@@ -325,8 +326,8 @@ export class OnboardingService {
           });
         });
         // Only once committed do the plaintexts leave this step.
-        state.apiKey = credentials?.apiKey.plaintext ?? null;
-        state.apiSecret = credentials?.apiSecret.plaintext ?? null;
+        state.apiKey = credentials?.apiKey ?? null;
+        state.apiSecret = credentials?.apiSecret ?? null;
         return undefined;
       },
     };

@@ -1,103 +1,166 @@
 /**
- * Input rules of the onboarding service, shared by REST (snake_case paths) and GraphQL
- * (camelCase paths): each transport names the fields, the rules are the same.
+ * Request bodies of the onboarding service as zod schemas: they validate the REST bodies, the
+ * GraphQL inputs (mapped onto the same shape) and are the source of the OpenAPI document
+ * (openapi.ts), so the rules and their description cannot drift apart.
  */
+import { extendZodWithOpenApi } from '@asteasolutions/zod-to-openapi';
+import { z } from 'zod';
 import { type FieldError, ValidationError } from '../../errors.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+extendZodWithOpenApi(z);
+
+// No `i` flag: the pattern is published in the OpenAPI document, where flags do not exist.
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const EMAIL = /^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/;
 /** Largest `metadata` accepted by complete, serialised. */
 const MAX_METADATA_BYTES = 16 * 1024;
-
-export interface StartInput {
-  email: string;
-  organizationName: string | null;
-}
-
-export interface CompleteInput {
-  tenantId: string;
-  metadata: Record<string, unknown>;
-}
-
-type Paths<K extends string> = Record<K, string[]>;
 
 export function isUuid(value: unknown): value is string {
   return typeof value === 'string' && UUID.test(value);
 }
 
-function fail(errors: FieldError[]): void {
-  if (errors.length > 0) throw new ValidationError(errors);
+/** A required string field: absent or not a string reads `required`. */
+const text = (required: string) => z.string({ error: required });
+
+export const uuidSchema = z
+  .string({ error: 'Must be a UUID' })
+  .regex(UUID, 'Must be a UUID')
+  .transform((value) => value.toLowerCase())
+  .openapi({ format: 'uuid', example: '0f8fad5b-d9cb-469f-a165-70867728950e' });
+
+export const applicationNameSchema = text('The application name is required')
+  .trim()
+  .min(1, 'The application name must be 1 to 120 characters')
+  .max(120, 'The application name must be 1 to 120 characters')
+  .openapi({
+    description: 'Name of the integrating application, shown to operators',
+    example: 'SIH Clinique',
+  });
+
+export const registerApplicationBody = z
+  .object({ app_name: applicationNameSchema })
+  .openapi('RegisterApplicationRequest', { example: { app_name: 'SIH Clinique' } });
+
+export const startBody = z
+  .object({
+    email: text('The e-mail address is required')
+      .trim()
+      .toLowerCase()
+      .min(1, { error: 'The e-mail address is required', abort: true })
+      .max(254, { error: 'Enter a valid e-mail address', abort: true })
+      .regex(EMAIL, 'Enter a valid e-mail address')
+      .openapi({
+        format: 'email',
+        description: 'E-mail of the tenant administrator; trimmed and lower-cased',
+        example: 'admin@clinique-du-lac.fr',
+      }),
+    organization_name: z
+      .string({ error: 'The organization name must be a string' })
+      .transform((value) => value.trim().replace(/\s+/g, ' '))
+      .pipe(z.string().max(120, 'The organization name must be at most 120 characters'))
+      .nullish()
+      .transform((value) => (value ? value : null))
+      .openapi({
+        type: ['string', 'null'],
+        maxLength: 120,
+        description:
+          'Name of the organization; the subdomain is derived from it (a random one when absent or reserved)',
+        example: 'Clinique du Lac',
+      }),
+  })
+  .openapi('StartOnboardingRequest', {
+    example: { email: 'admin@clinique-du-lac.fr', organization_name: 'Clinique du Lac' },
+  });
+
+export const provisionBody = z
+  .object({
+    uuid: uuidSchema.openapi({ description: 'The uuid returned by start' }),
+    generate_api_key: z
+      .boolean({ error: 'Must be true or false' })
+      .nullish()
+      .transform((value) => value ?? false)
+      .openapi({
+        type: 'boolean',
+        default: false,
+        description: 'Also issue an api_key / api_secret pair for the tenant (shown once)',
+      }),
+  })
+  .openapi('ProvisionOnboardingRequest', {
+    example: { uuid: '0f8fad5b-d9cb-469f-a165-70867728950e', generate_api_key: true },
+  });
+
+export const completeBody = z
+  .object({
+    tenant_id: text('The tenant id is required')
+      .trim()
+      .min(1, { error: 'The tenant id is required', abort: true })
+      .max(200, 'The tenant id must be at most 200 characters')
+      .openapi({
+        description: "The tenant's identifier in the integrating application",
+        example: 'tenant_12345',
+      }),
+    metadata: z
+      .record(z.string(), z.unknown(), { error: 'The metadata must be a JSON object' })
+      .refine((value) => Buffer.byteLength(JSON.stringify(value)) <= MAX_METADATA_BYTES, {
+        error: `The metadata must be at most ${MAX_METADATA_BYTES} bytes`,
+      })
+      .nullish()
+      .transform((value) => value ?? {})
+      .openapi({
+        type: 'object',
+        description: `Free JSON object kept with the onboarding (at most ${MAX_METADATA_BYTES} bytes serialised)`,
+        example: { plan: 'premium', seats: 12 },
+      }),
+  })
+  .openapi('CompleteOnboardingRequest', {
+    example: { tenant_id: 'tenant_12345', metadata: { plan: 'premium' } },
+  });
+
+export type StartInput = { email: string; organizationName: string | null };
+export type CompleteInput = { tenantId: string; metadata: Record<string, unknown> };
+
+/**
+ * Parses `raw` with `schema`. Each problem is reported at `pathOf(its path)`: the REST routes
+ * keep the body's snake_case names, GraphQL maps them onto its argument names.
+ * @throws ValidationError listing every invalid field (the first problem of each)
+ */
+export function parseInput<S extends z.ZodType>(
+  schema: S,
+  raw: unknown,
+  pathOf: (path: string[]) => string[] = (path) => path,
+): z.output<S> {
+  const parsed = schema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  const errors: FieldError[] = [];
+  const seen = new Set<string>();
+  for (const issue of parsed.error.issues) {
+    const path = pathOf(issue.path.map(String));
+    const key = path.join('.');
+    if (seen.has(key)) continue;
+    seen.add(key);
+    errors.push({ path, message: issue.message });
+  }
+  throw new ValidationError(errors);
+}
+
+/** Maps a body path onto GraphQL argument names: `renamed({ tenant_id: 'tenantId' }, ['input'])`. */
+export function renamed(names: Record<string, string>, prefix: string[] = []) {
+  return (path: string[]) => [...prefix, ...path.map((segment) => names[segment] ?? segment)];
 }
 
 /** @throws ValidationError listing every problem */
-export function validateStart(
-  raw: { email?: unknown; organizationName?: unknown },
-  paths: Paths<'email' | 'organizationName'>,
-): StartInput {
-  const errors: FieldError[] = [];
-  const email = typeof raw.email === 'string' ? raw.email.trim().toLowerCase() : '';
-  if (typeof raw.email !== 'string' || email === '') {
-    errors.push({ path: paths.email, message: 'The e-mail address is required' });
-  } else if (email.length > 254 || !EMAIL.test(email)) {
-    errors.push({ path: paths.email, message: 'Enter a valid e-mail address' });
-  }
-  let organizationName: string | null = null;
-  if (raw.organizationName !== undefined && raw.organizationName !== null) {
-    if (typeof raw.organizationName !== 'string') {
-      errors.push({ path: paths.organizationName, message: 'The organization name must be a string' });
-    } else {
-      const trimmed = raw.organizationName.trim().replace(/\s+/g, ' ');
-      if (trimmed.length > 120) {
-        errors.push({
-          path: paths.organizationName,
-          message: 'The organization name must be at most 120 characters',
-        });
-      }
-      organizationName = trimmed === '' ? null : trimmed;
-    }
-  }
-  fail(errors);
-  return { email, organizationName };
+export function validateStart(body: unknown, pathOf?: (path: string[]) => string[]): StartInput {
+  const parsed = parseInput(startBody, body, pathOf);
+  return { email: parsed.email, organizationName: parsed.organization_name };
+}
+
+/** @throws ValidationError listing every problem */
+export function validateComplete(body: unknown, pathOf?: (path: string[]) => string[]): CompleteInput {
+  const parsed = parseInput(completeBody, body, pathOf);
+  return { tenantId: parsed.tenant_id, metadata: parsed.metadata };
 }
 
 /** @throws ValidationError */
 export function validateUuid(raw: unknown, path: string[]): string {
-  if (!isUuid(raw)) throw new ValidationError([{ path, message: 'Must be a UUID' }]);
-  return raw.toLowerCase();
-}
-
-/** @throws ValidationError */
-export function validateBoolean(raw: unknown, path: string[], fallback: boolean): boolean {
-  if (raw === undefined || raw === null) return fallback;
-  if (typeof raw !== 'boolean') throw new ValidationError([{ path, message: 'Must be true or false' }]);
-  return raw;
-}
-
-/** @throws ValidationError listing every problem */
-export function validateComplete(
-  raw: { tenantId?: unknown; metadata?: unknown },
-  paths: Paths<'tenantId' | 'metadata'>,
-): CompleteInput {
-  const errors: FieldError[] = [];
-  const tenantId = typeof raw.tenantId === 'string' ? raw.tenantId.trim() : '';
-  if (typeof raw.tenantId !== 'string' || tenantId === '') {
-    errors.push({ path: paths.tenantId, message: 'The tenant id is required' });
-  } else if (tenantId.length > 200) {
-    errors.push({ path: paths.tenantId, message: 'The tenant id must be at most 200 characters' });
-  }
-  let metadata: Record<string, unknown> = {};
-  if (raw.metadata !== undefined && raw.metadata !== null) {
-    if (typeof raw.metadata !== 'object' || Array.isArray(raw.metadata)) {
-      errors.push({ path: paths.metadata, message: 'The metadata must be a JSON object' });
-    } else if (Buffer.byteLength(JSON.stringify(raw.metadata)) > MAX_METADATA_BYTES) {
-      errors.push({
-        path: paths.metadata,
-        message: `The metadata must be at most ${MAX_METADATA_BYTES} bytes`,
-      });
-    } else {
-      metadata = raw.metadata as Record<string, unknown>;
-    }
-  }
-  fail(errors);
-  return { tenantId, metadata };
+  return parseInput(uuidSchema, raw, () => path);
 }
