@@ -10,7 +10,7 @@ import { holdLease, releaseLease } from '../../db/leases.js';
 import { migrate, schemaVersion } from '../../db/migrator.js';
 import { databaseUrl, withClient } from '../../db/sql.js';
 import type { Config } from '../../env.js';
-import { NotFoundError } from '../../errors.js';
+import { ConflictError, NotFoundError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
@@ -515,6 +515,73 @@ export class ProvisioningService {
       });
     });
     this.lastStatus.delete(clinicId);
+  }
+
+  /**
+   * Brings a DELETED clinic back within its retention (decision 040): its quarantined database
+   * and role under their own names again, the ledger entries COMMITTED, the clinic READY, its
+   * subdomain published again. Recorded as a RESTORE run and audited with its actor.
+   * @throws NotFoundError; ConflictError when the clinic is not deleted, another restore holds
+   *   it, or its retention is over (nothing left to restore).
+   */
+  async restoreClinic(clinicId: string, actor: AuditActor = NO_ACTOR): Promise<ClinicHealth> {
+    const clinic = await this.findClinic(clinicId);
+    if (clinic.status !== 'DELETED')
+      throw new ConflictError(`The clinic is ${clinic.status}, not deleted: there is nothing to restore.`);
+    const kept = await this.ledger.quarantinedDatabase(clinicId);
+    if (!kept || (kept.purgeAfter && kept.purgeAfter <= new Date()))
+      throw new ConflictError(
+        'The retention of this deleted clinic is over: its database cannot be restored.',
+      );
+    this.serverOf(clinic);
+    // One restore at a time: the claim is the status change itself.
+    const claimed = await this.prisma.clinic.updateMany({
+      where: { id: clinicId, status: 'DELETED' },
+      data: { status: 'DELETING' },
+    });
+    if (claimed.count === 0) throw new ConflictError('Another operation is restoring this clinic.');
+    const run = await this.prisma.provisioningRun.create({
+      data: { clinicId, kind: 'RESTORE', subjectName: clinic.name },
+      select: { id: true },
+    });
+    try {
+      await this.ledger.restoreClinic(clinicId);
+      await this.clients.evict(clinicId);
+      const fqdn = clinicFqdn(clinic.subdomain, this.deps.config.baseDomain);
+      await this.deps.dns?.publishSubdomain(fqdn);
+      await this.deps.certificates?.ensureCertificate(fqdn);
+      await this.prisma.$transaction(async (tx) => {
+        await tx.clinic.update({ where: { id: clinicId }, data: { status: 'READY' } });
+        await tx.provisioningRun.update({
+          where: { id: run.id },
+          data: { status: 'SUCCEEDED', finishedAt: new Date(), leaseUntil: null },
+        });
+        await tx.auditLog.create({
+          data: {
+            action: 'clinic.restore',
+            actorId: actor.userId,
+            ip: actor.ip ?? null,
+            clinicId,
+            targetType: 'clinic',
+            targetId: clinicId,
+            data: { databaseName: clinic.databaseName, runId: run.id },
+          },
+        });
+      });
+    } catch (error) {
+      await this.prisma.provisioningRun
+        .update({
+          where: { id: run.id },
+          data: { status: 'FAILED', finishedAt: new Date(), error: String(error) },
+        })
+        .catch(() => {});
+      await this.prisma.clinic.updateMany({
+        where: { id: clinicId, status: 'DELETING' },
+        data: { status: 'DELETED' },
+      });
+      throw error;
+    }
+    return this.checkClinic(clinicId);
   }
 
   /**
