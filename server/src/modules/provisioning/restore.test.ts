@@ -123,4 +123,35 @@ describe('restoreClinic', async () => {
     expect(await prisma.clinic.findUnique({ where: { id: clinicId } })).toMatchObject({ status: 'DELETED' });
     expect(await prisma.provisioningRun.count({ where: { clinicId, kind: 'RESTORE' } })).toBe(0);
   });
+
+  it('purges a deleted clinic after its retention: database, role and central rows; the audit log stays', async () => {
+    const { clinicId, email } = await provision('Purged');
+    const clinic = await prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } });
+    expect((await signIn(email))?.__typename).toBe('AuthSession');
+    await remove(clinicId);
+    const kept = await prisma.clinicObject.findFirstOrThrow({ where: { clinicId, kind: 'DATABASE' } });
+    const databaseExists = async (name: string) =>
+      (await prisma.$queryRaw<unknown[]>`SELECT 1 FROM pg_database WHERE datname = ${name}`).length > 0;
+
+    // Within the retention nothing goes.
+    expect((await provisioning.purgeDue()).clinics).not.toContain(clinicId); // (another test's may go)
+    expect(await prisma.clinic.count({ where: { id: clinicId } })).toBe(1);
+
+    const later = new Date(Date.now() + 31 * 86_400_000);
+    expect(await provisioning.purgeDue(later)).toMatchObject({ purged: 2, clinics: [clinicId] });
+    expect(await databaseExists(kept.trashName as string)).toBe(false);
+    expect(await databaseExists(clinic.databaseName)).toBe(false);
+    expect(await prisma.clinic.count({ where: { id: clinicId } })).toBe(0);
+    expect(await prisma.company.count({ where: { id: clinic.companyId } })).toBe(0);
+    expect(await prisma.user.count({ where: { clinicId } })).toBe(0);
+    expect(await prisma.user.count({ where: { email } })).toBe(0);
+    expect(await prisma.session.count({ where: { user: { email } } })).toBe(0);
+    expect(await prisma.subdomainReservation.count({ where: { clinicId } })).toBe(0);
+    expect(await prisma.subdomainReservation.count({ where: { subdomain: clinic.subdomain } })).toBe(0);
+    const actions = (await prisma.auditLog.findMany({ where: { clinicId }, select: { action: true } })).map(
+      (entry) => entry.action,
+    );
+    expect(actions).toEqual(expect.arrayContaining(['clinic.delete', 'clinic.purge']));
+    expect(await restore(clinicId)).toMatchObject({ __typename: 'NotFoundError' });
+  });
 });

@@ -585,6 +585,44 @@ export class ProvisioningService {
   }
 
   /**
+   * The purge (decision 040): drops what sat in quarantine past its retention, then removes the
+   * central rows of every DELETED clinic whose database and role are gone now — the clinic, its
+   * users and what hangs on them, its subdomain reservation, and its company when it has no other
+   * clinic (as the registration's undo does). The audit log and the run records stay.
+   * @returns how many objects were dropped and which clinics were removed.
+   */
+  async purgeDue(now = new Date()): Promise<{ purged: number; clinics: string[] }> {
+    const { purged, clinics } = await this.ledger.purgeDue(now);
+    const removed: string[] = [];
+    for (const clinicId of clinics) {
+      const gone = await this.prisma.$transaction(async (tx) => {
+        const clinic = await tx.clinic.findUnique({
+          where: { id: clinicId },
+          select: { status: true, companyId: true, databaseName: true },
+        });
+        if (clinic?.status !== 'DELETED') return false;
+        await tx.clinic.delete({ where: { id: clinicId } });
+        if ((await tx.clinic.count({ where: { companyId: clinic.companyId } })) === 0)
+          await tx.company.delete({ where: { id: clinic.companyId } });
+        await tx.auditLog.create({
+          data: {
+            action: 'clinic.purge',
+            clinicId,
+            targetType: 'clinic',
+            targetId: clinicId,
+            data: { databaseName: clinic.databaseName },
+          },
+        });
+        return true;
+      });
+      if (gone) removed.push(clinicId);
+    }
+    if (removed.length > 0)
+      this.deps.logger.warn({ clinics: removed }, 'deleted clinics purged after their retention');
+    return { purged, clinics: removed };
+  }
+
+  /**
    * Applies pending clinic migrations to every READY clinic, `concurrency` at a time; a failure
    * is reported for its clinic and does not stop the others.
    */
