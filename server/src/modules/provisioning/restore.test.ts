@@ -1,7 +1,10 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
+import { databaseUrl, withClient } from '../../db/sql.js';
+import { NotFoundError } from '../../errors.js';
 import { hashPassword } from '../auth/passwords.js';
 
+const admin = inject('pgAdminUrl');
 const PASSWORD = 'correct horse battery staple';
 const SIGN_IN =
   'mutation ($e: String!, $p: String!) { signInWithPassword(email: $e, password: $p) { __typename ... on Error { code } } }';
@@ -153,5 +156,31 @@ describe('restoreClinic', async () => {
     );
     expect(actions).toEqual(expect.arrayContaining(['clinic.delete', 'clinic.purge']));
     expect(await restore(clinicId)).toMatchObject({ __typename: 'NotFoundError' });
+  });
+
+  it('restores, for the operator, a quarantined database no clinic owns, by its trash name', async () => {
+    const { clinicId } = await provision('Never committed');
+    const clinic = await prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } });
+    await (await provisioning.clients.get(clinicId)).healthcareProvider.create({
+      data: { firstName: 'Left', lastName: 'Behind', email: 'left@example.com' },
+    });
+    await provisioning.clients.evict(clinicId);
+    await provisioning.ledger.quarantineClinic(clinicId, 'left by a run that did not commit', 3600);
+    await prisma.company.delete({ where: { id: clinic.companyId } }); // no clinic owns it now
+    const kept = await prisma.clinicObject.findFirstOrThrow({ where: { clinicId, kind: 'DATABASE' } });
+
+    await expect(provisioning.restoreQuarantined('onramp_trash_nothing_here')).rejects.toThrow(NotFoundError);
+    expect(await provisioning.restoreQuarantined(kept.trashName as string)).toMatch(/restored/);
+    expect(await prisma.clinicObject.findMany({ where: { clinicId }, select: { state: true } })).toEqual([
+      { state: 'COMMITTED' },
+      { state: 'COMMITTED' },
+    ]);
+    const rows = await withClient(databaseUrl(admin, clinic.databaseName), (client) =>
+      client.query<{ last_name: string }>('SELECT last_name FROM healthcare_providers'),
+    );
+    expect(rows.rows.map((row) => row.last_name)).toContain('Behind');
+    // Settled: the sweep and the purge leave it alone.
+    expect(await provisioning.ledger.sweep()).toBe(0);
+    expect((await provisioning.purgeDue(new Date(Date.now() + 365 * 86_400_000))).purged).toBe(0);
   });
 });

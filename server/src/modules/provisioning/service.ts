@@ -59,6 +59,7 @@ export type { ClinicHealth, DbStatus } from './integrity.js';
 export type { ProvisioningEvent } from './saga.js';
 
 const HEALTH_SWEEP_LEASE = 'clinic_health_sweep';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface ClinicsHealthReport {
   checkedAt: Date;
@@ -582,6 +583,49 @@ export class ProvisioningService {
       throw error;
     }
     return this.checkClinic(clinicId);
+  }
+
+  /**
+   * The operator's restore (`pnpm clinics:restore`): `target` is a clinic id or the trash name of
+   * a quarantined database. A DELETED clinic goes through restoreClinic; a database no clinic
+   * owns (a run that never committed) gets its own name back, open to its role, and its ledger
+   * entries COMMITTED, so no sweep or purge touches it again.
+   * @returns what was restored, for the operator.
+   */
+  async restoreQuarantined(target: string, actor: AuditActor = NO_ACTOR): Promise<string> {
+    const entry = await this.prisma.clinicObject.findFirst({
+      where: {
+        kind: 'DATABASE',
+        state: 'QUARANTINED',
+        OR: [{ trashName: target }, ...(UUID.test(target) ? [{ clinicId: target }] : [])],
+      },
+      orderBy: { quarantinedAt: 'desc' },
+    });
+    if (!entry) throw new NotFoundError('quarantined database');
+    const clinic = await this.prisma.clinic.findUnique({
+      where: { id: entry.clinicId },
+      select: { status: true },
+    });
+    if (clinic?.status === 'DELETED') {
+      await this.restoreClinic(entry.clinicId, actor);
+      return `clinic ${entry.clinicId} restored: READY, database ${entry.name}`;
+    }
+    if (clinic)
+      throw new ConflictError(
+        `The clinic ${entry.clinicId} is ${clinic.status}; restore its database with repairClinic.`,
+      );
+    await this.ledger.restoreClinic(entry.clinicId);
+    await this.prisma.auditLog.create({
+      data: {
+        action: 'clinic_object.restore',
+        actorId: actor.userId,
+        clinicId: entry.clinicId,
+        targetType: 'database',
+        targetId: entry.id,
+        data: { database: entry.name, trashName: entry.trashName },
+      },
+    });
+    return `database ${entry.name} restored (no clinic owns it; it is kept until an operator drops it)`;
   }
 
   /**
