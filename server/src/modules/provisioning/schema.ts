@@ -20,6 +20,7 @@ import { PROVISIONING_STEP_NAMES } from './step-names.js';
 const uuid = z.uuid({ error: 'must be a clinic id (UUID)' });
 
 export const DbStatusEnum = builder.enumType('DbStatus', {
+  description: 'Health of a clinic database, as the last check found it.',
   values: {
     HEALTHY: { description: 'Exists, reachable by its role, every table present, current schema.' },
     DEGRADED: { description: 'Reachable, but tables, grants or migrations are missing.' },

@@ -64,6 +64,7 @@ const InvalidCodeReasonEnum = builder.enumType('InvalidCodeReason', {
 
 builder.objectType(InvalidCodeError, {
   name: 'InvalidCodeError',
+  description: 'The code, token or link is wrong, expired or used (`INVALID_CODE`).',
   interfaces: [ErrorInterface],
   isTypeOf: (value) => value instanceof InvalidCodeError || isErrorData(value, 'InvalidCodeError'),
   fields: (t) => ({
