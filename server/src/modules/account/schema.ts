@@ -1,7 +1,8 @@
 import { builder } from '../../builder.js';
 
 const DeleteMyAccountSuccess = builder.objectRef<{ deleted: true }>('DeleteMyAccountSuccess').implement({
-  fields: (t) => ({ deleted: t.exposeBoolean('deleted') }),
+  description: 'The signed-in user was anonymised and signed out everywhere.',
+  fields: (t) => ({ deleted: t.exposeBoolean('deleted', { description: 'Always true.' }) }),
 });
 
 builder.queryField('exportMyData', (t) =>

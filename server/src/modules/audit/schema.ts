@@ -33,10 +33,13 @@ const clinicOf = (context: Context, id: string) =>
   });
 
 builder.prismaObject('AuditLog', {
+  description: 'One entry of the audit log: who did what, when, to what.',
   fields: (t) => ({
-    id: t.id({ resolve: (entry) => entry.id.toString() }),
-    at: t.expose('at', { type: 'DateTime' }),
-    action: t.exposeString('action'),
+    id: t.id({ description: 'The entry (a sequence number).', resolve: (entry) => entry.id.toString() }),
+    at: t.expose('at', { type: 'DateTime', description: 'When it happened.' }),
+    action: t.exposeString('action', {
+      description: 'What happened, dotted, e.g. `auth.sign_in`, `client.added`.',
+    }),
     actorId: t.exposeID('actorId', {
       nullable: true,
       description: 'Who did it; null when Onramp acted by itself (a reconciliation, a repair at sign-in).',
@@ -47,7 +50,7 @@ builder.prismaObject('AuditLog', {
       description: 'The actor, while the account exists (deleted accounts are anonymised, not removed).',
       resolve: (entry, _args, context) => (entry.actorId ? actorOf(context, entry.actorId) : null),
     }),
-    clinicId: t.exposeID('clinicId', { nullable: true }),
+    clinicId: t.exposeID('clinicId', { nullable: true, description: 'The clinic concerned, if any.' }),
     clinic: t.field({
       type: ClinicRef,
       nullable: true,
@@ -65,9 +68,12 @@ builder.prismaObject('AuditLog', {
         return typeof data?.clinicName === 'string' ? data.clinicName : null;
       },
     }),
-    targetType: t.exposeString('targetType', { nullable: true }),
-    targetId: t.exposeString('targetId', { nullable: true }),
-    data: t.expose('data', { type: 'JSON' }),
+    targetType: t.exposeString('targetType', {
+      nullable: true,
+      description: 'Kind of object acted on, e.g. `client_record`.',
+    }),
+    targetId: t.exposeString('targetId', { nullable: true, description: 'Id of the object acted on.' }),
+    data: t.expose('data', { type: 'JSON', description: 'Details of the action; never secrets.' }),
   }),
 });
 

@@ -41,10 +41,15 @@ errorType(
 
 const LoginCodeRequested = builder.objectRef<{ expiresInSeconds: number }>('LoginCodeRequested').implement({
   description: 'The same answer whether or not the e-mail belongs to an account.',
-  fields: (t) => ({ expiresInSeconds: t.exposeInt('expiresInSeconds') }),
+  fields: (t) => ({
+    expiresInSeconds: t.exposeInt('expiresInSeconds', {
+      description: 'How long the code is valid, in seconds.',
+    }),
+  }),
 });
 
 export const AuthSessionRef = builder.objectRef<IssuedSession>('AuthSession').implement({
+  description: 'A signed-in session: a short-lived access token and a single-use refresh token.',
   fields: (t) => ({
     accessToken: t.exposeString('accessToken', {
       description: 'Send as `Authorization: Bearer …`; valid 15 minutes.',
@@ -55,6 +60,7 @@ export const AuthSessionRef = builder.objectRef<IssuedSession>('AuthSession').im
     expiresAt: t.expose('expiresAt', { type: 'DateTime', description: 'When the access token expires.' }),
     user: t.prismaField({
       type: UserRef,
+      description: 'The user signed in.',
       // Read as the session's user (the caller may not be signed in yet): decision 011.
       resolve: async (query, session, _args, context) => {
         const viewer = await context.deps.auth.viewerFromAuthorization(`Bearer ${session.accessToken}`);
@@ -70,7 +76,11 @@ export const AuthSessionRef = builder.objectRef<IssuedSession>('AuthSession').im
 const TwoFactorChallengeRef = builder.objectRef<TwoFactorChallenge>('TwoFactorChallenge').implement({
   description: 'The password was right; finish with verifyTwoFactor within 5 minutes.',
   isTypeOf: (value) => typeof (value as TwoFactorChallenge).challengeToken === 'string',
-  fields: (t) => ({ challengeToken: t.exposeString('challengeToken') }),
+  fields: (t) => ({
+    challengeToken: t.exposeString('challengeToken', {
+      description: 'Pass to verifyTwoFactor with the code.',
+    }),
+  }),
 });
 
 /** AuthSession objects carry an accessToken; the union tells them from challenges by it. */
@@ -78,6 +88,7 @@ const isSession = (value: unknown): value is IssuedSession =>
   typeof (value as IssuedSession | undefined)?.accessToken === 'string';
 
 const SignInResult = builder.unionType('MutationSignInWithPasswordResult', {
+  description: 'A session, a two-factor challenge to finish, or why signing in was refused.',
   types: [
     AuthSessionRef,
     TwoFactorChallengeRef,
@@ -96,6 +107,8 @@ const SignInResult = builder.unionType('MutationSignInWithPasswordResult', {
 const SetupTwoFactorSuccess = builder
   .objectRef<{ secret: string; otpauthUrl: string }>('SetupTwoFactorSuccess')
   .implement({
+    description:
+      'A new TOTP secret for the authenticator app; enabled only once confirmTwoFactor accepts a code.',
     fields: (t) => ({
       secret: t.exposeString('secret', { description: 'Base32, for manual entry.' }),
       otpauthUrl: t.exposeString('otpauthUrl', { description: 'For a QR code.' }),
@@ -105,17 +118,20 @@ const SetupTwoFactorSuccess = builder
 const ConfirmTwoFactorSuccess = builder
   .objectRef<{ recoveryCodes: string[] }>('ConfirmTwoFactorSuccess')
   .implement({
+    description: 'Two-factor sign-in is now on.',
     fields: (t) => ({
       recoveryCodes: t.exposeStringList('recoveryCodes', { description: 'Shown once; each works once.' }),
     }),
   });
 
 const DisableTwoFactorSuccess = builder.objectRef<{ disabled: true }>('DisableTwoFactorSuccess').implement({
-  fields: (t) => ({ disabled: t.exposeBoolean('disabled') }),
+  description: 'Two-factor sign-in is off and the recovery codes are gone.',
+  fields: (t) => ({ disabled: t.exposeBoolean('disabled', { description: 'Always true.' }) }),
 });
 
 const SignOutSuccess = builder.objectRef<{ signedOut: true }>('SignOutSuccess').implement({
-  fields: (t) => ({ signedOut: t.exposeBoolean('signedOut') }),
+  description: 'The session is ended (the same answer for an unknown token).',
+  fields: (t) => ({ signedOut: t.exposeBoolean('signedOut', { description: 'Always true.' }) }),
 });
 
 const secret = z.string().min(1).max(512);
@@ -126,9 +142,9 @@ builder.mutationFields((t) => ({
     description:
       'Signs in with an e-mail, or with the phone of a member invited by SMS (exactly one of them).',
     args: {
-      email: t.arg.string(),
+      email: t.arg.string({ description: 'The account’s e-mail address.' }),
       phone: t.arg.string({ description: 'International format, e.g. +33612345678' }),
-      password: t.arg.string({ required: true }),
+      password: t.arg.string({ required: true, description: 'The password (at most 512 characters).' }),
     },
     resolve: async (_root, { email, phone, password }, context) => {
       const parsedPhone = phone == null ? null : phoneSchema.safeParse(phone);
@@ -175,10 +191,20 @@ builder.mutationFields((t) => ({
   }),
   verifyTwoFactor: t.field({
     type: AuthSessionRef,
+    description:
+      'Public: finishes a sign-in that answered TwoFactorChallenge, with an authenticator code or a recovery code. INVALID_CODE, TOO_MANY_ATTEMPTS.',
     errors: { types: [InvalidCodeError, TooManyAttemptsError] },
     args: {
-      challengeToken: t.arg.string({ required: true, validate: secret }),
-      code: t.arg.string({ required: true, validate: z.string().max(20) }),
+      challengeToken: t.arg.string({
+        required: true,
+        validate: secret,
+        description: 'TwoFactorChallenge.challengeToken (valid 5 minutes).',
+      }),
+      code: t.arg.string({
+        required: true,
+        validate: z.string().max(20),
+        description: 'The 6-digit authenticator code, or a recovery code.',
+      }),
     },
     resolve: (_root, { challengeToken, code }, context) =>
       context.deps.auth.verifyTwoFactor(challengeToken, code, {
@@ -188,24 +214,41 @@ builder.mutationFields((t) => ({
   }),
   setupTwoFactor: t.field({
     type: SetupTwoFactorSuccess,
+    description: 'Signed-in users: starts enabling two-factor sign-in. CONFLICT when it is already on.',
     authScopes: { authenticated: true },
     errors: { types: [ConflictError] },
     resolve: (_root, _args, context) => context.deps.auth.twoFactor.setup(context.viewer?.userId as string),
   }),
   confirmTwoFactor: t.field({
     type: ConfirmTwoFactorSuccess,
+    description:
+      'Signed-in users: turns two-factor sign-in on with a first code from the app set up by setupTwoFactor. INVALID_CODE; CONFLICT when it is already on.',
     authScopes: { authenticated: true },
     errors: { types: [InvalidCodeError, ConflictError] },
-    args: { code: t.arg.string({ required: true, validate: z.string().max(20) }) },
+    args: {
+      code: t.arg.string({
+        required: true,
+        validate: z.string().max(20),
+        description: 'The 6-digit authenticator code.',
+      }),
+    },
     resolve: async (_root, { code }, context) => ({
       recoveryCodes: await context.deps.auth.twoFactor.confirm(context.viewer?.userId as string, code.trim()),
     }),
   }),
   disableTwoFactor: t.field({
     type: DisableTwoFactorSuccess,
+    description:
+      'Signed-in users: turns two-factor sign-in off (a no-op when it is off). INVALID_CODE, TOO_MANY_ATTEMPTS.',
     authScopes: { authenticated: true },
     errors: { types: [InvalidCodeError, TooManyAttemptsError] },
-    args: { code: t.arg.string({ required: true, validate: z.string().max(20) }) },
+    args: {
+      code: t.arg.string({
+        required: true,
+        validate: z.string().max(20),
+        description: 'A current authenticator code or a recovery code.',
+      }),
+    },
     resolve: async (_root, { code }, context) => {
       await context.deps.auth.twoFactor.disable(context.viewer?.userId as string, code);
       return { disabled: true as const };
@@ -213,9 +256,17 @@ builder.mutationFields((t) => ({
   }),
   requestLoginCode: t.field({
     type: LoginCodeRequested,
+    description:
+      'Public: e-mails a 6-digit sign-in code if the address has an account; the answer is the same either way. Rate limited per address and per e-mail.',
     errors: {},
     // A malformed address is refused before any work: its answer says nothing about accounts.
-    args: { email: t.arg.string({ required: true, validate: emailSchema }) },
+    args: {
+      email: t.arg.string({
+        required: true,
+        validate: emailSchema,
+        description: 'The e-mail address to sign in with.',
+      }),
+    },
     resolve: async (_root, { email }, context) => ({
       // Same body, known e-mail or not (see login-codes.ts).
       expiresInSeconds: await context.deps.auth.codes.request(email, context.ip),
@@ -223,25 +274,46 @@ builder.mutationFields((t) => ({
   }),
   signInWithCode: t.field({
     type: AuthSessionRef,
+    description:
+      'Public: signs in with the code requestLoginCode e-mailed (single use). INVALID_CODE, TOO_MANY_ATTEMPTS, CLINIC_UNAVAILABLE.',
     errors: { types: [InvalidCodeError, TooManyAttemptsError, ClinicUnavailableError] },
     args: {
-      email: t.arg.string({ required: true, validate: emailSchema }),
-      code: t.arg.string({ required: true, validate: z.string().max(12) }),
+      email: t.arg.string({
+        required: true,
+        validate: emailSchema,
+        description: 'The e-mail address the code was sent to.',
+      }),
+      code: t.arg.string({ required: true, validate: z.string().max(12), description: 'The 6-digit code.' }),
     },
     resolve: (_root, { email, code }, context) =>
       context.deps.auth.signInWithCode(email, code.trim(), { ip: context.ip, userAgent: context.userAgent }),
   }),
   refreshSession: t.field({
     type: AuthSessionRef,
+    description:
+      'Public: trades a refresh token for a new session (the old token is spent; reusing a spent one ends the whole session). INVALID_REFRESH_TOKEN, CLINIC_UNAVAILABLE.',
     errors: { types: [InvalidRefreshTokenError, ClinicUnavailableError] },
-    args: { refreshToken: t.arg.string({ required: true, validate: secret }) },
+    args: {
+      refreshToken: t.arg.string({
+        required: true,
+        validate: secret,
+        description: 'AuthSession.refreshToken.',
+      }),
+    },
     resolve: (_root, { refreshToken }, context) =>
       context.deps.auth.refresh(refreshToken, { ip: context.ip, userAgent: context.userAgent }),
   }),
   signOut: t.field({
     type: SignOutSuccess,
+    description: 'Public: ends the session this refresh token belongs to (every token of its family).',
     errors: {},
-    args: { refreshToken: t.arg.string({ required: true, validate: secret }) },
+    args: {
+      refreshToken: t.arg.string({
+        required: true,
+        validate: secret,
+        description: 'AuthSession.refreshToken.',
+      }),
+    },
     resolve: async (_root, { refreshToken }, context) => {
       await context.deps.auth.signOut(refreshToken);
       return { signedOut: true as const };

@@ -22,6 +22,7 @@ builder.mutationField('signInWithLink', (t) =>
     args: {
       token: t.arg.string({
         required: true,
+        description: 'The 43-character token of the link (base64url).',
         validate: z.string().regex(/^[A-Za-z0-9_-]{43}$/, { error: 'This is not a sign-in link token' }),
       }),
     },

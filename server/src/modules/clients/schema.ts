@@ -4,17 +4,27 @@ import { builder } from '../../builder.js';
 import { ConflictError } from '../../errors.js';
 import { emailSchema } from '../registration/validation.js';
 
-const ClientKindEnum = builder.enumType('ClientKind', { values: ['PERSON', 'COMPANY'] as const });
+const ClientKindEnum = builder.enumType('ClientKind', {
+  description: 'Whether a client is a person or a company.',
+  values: {
+    PERSON: { description: 'A person: first and last name.' },
+    COMPANY: { description: 'A company: legal name.' },
+  } as const,
+});
 
 builder.prismaObject('ClientRecord', {
+  description: 'A person or company a clinic serves; they sign in by e-mail code.',
   fields: (t) => ({
-    id: t.exposeID('id'),
-    clinicId: t.exposeID('clinicId'),
-    kind: t.expose('kind', { type: ClientKindEnum }),
-    email: t.exposeString('email'),
-    firstName: t.exposeString('firstName', { nullable: true }),
-    lastName: t.exposeString('lastName', { nullable: true }),
-    legalName: t.exposeString('legalName', { nullable: true }),
+    id: t.exposeID('id', { description: 'The record (UUID).' }),
+    clinicId: t.exposeID('clinicId', { description: 'The clinic it belongs to.' }),
+    kind: t.expose('kind', { type: ClientKindEnum, description: 'Person or company.' }),
+    email: t.exposeString('email', { description: 'E-mail address, unique within the clinic.' }),
+    firstName: t.exposeString('firstName', { nullable: true, description: 'A person’s first name.' }),
+    lastName: t.exposeString('lastName', { nullable: true, description: 'A person’s last name.' }),
+    legalName: t.exposeString('legalName', {
+      nullable: true,
+      description: 'A company’s legal name; null for a person.',
+    }),
     hasAccount: t.boolean({
       description:
         'Whether this client signed in through this clinic (an account created from this record). Never about accounts elsewhere.',
@@ -24,13 +34,19 @@ builder.prismaObject('ClientRecord', {
 });
 
 const AddClientInput = builder.inputType('AddClientInput', {
+  description: 'A client to add: a person needs first and last names, a company its legal name.',
   fields: (t) => ({
-    clinicId: t.id({ required: true }),
-    kind: t.field({ type: ClientKindEnum, required: true }),
-    email: t.string({ required: true }),
-    firstName: t.string(),
-    lastName: t.string(),
-    legalName: t.string(),
+    clinicId: t.id({ required: true, description: 'The clinic (UUID) the caller administers.' }),
+    kind: t.field({ type: ClientKindEnum, required: true, description: 'Person or company.' }),
+    email: t.string({
+      required: true,
+      description: 'E-mail address; CONFLICT if the clinic already has it.',
+    }),
+    firstName: t.string({ description: 'Required for a person; 1 to 100 characters.' }),
+    lastName: t.string({ description: 'Required for a person; 1 to 100 characters.' }),
+    legalName: t.string({
+      description: 'Required for a company; 1 to 200 characters; ignored for a person.',
+    }),
   }),
 });
 
@@ -60,7 +76,7 @@ builder.mutationField('addClient', (t) =>
     type: 'ClientRecord',
     description: "Adds a person or company to a clinic's clients (clinic admins of that clinic).",
     errors: { types: [ConflictError] },
-    args: { input: t.arg({ type: AddClientInput, required: true }) },
+    args: { input: t.arg({ type: AddClientInput, required: true, description: 'The client to add.' }) },
     validate: z.object({ input: addClientSchema }),
     authScopes: (_root, args) => ({ clinicAdmin: String(args.input.clinicId) }),
     resolve: async (query, _root, args, context) => {

@@ -16,17 +16,33 @@ errorType(
 );
 
 const MemberRoleEnum = builder.enumType('MemberRole', {
-  values: ['PRACTITIONER', 'STAFF', 'CLINIC_ADMIN'] as const,
+  description: 'The role an invited member gets in their clinic.',
+  values: {
+    PRACTITIONER: { description: 'Sees and treats clients.' },
+    STAFF: { description: 'Front-desk staff.' },
+    CLINIC_ADMIN: { description: 'Manages the clinic and invites members.' },
+  } as const,
 });
-const InviteChannelEnum = builder.enumType('InviteChannel', { values: ['SMS', 'EMAIL'] as const });
+const InviteChannelEnum = builder.enumType('InviteChannel', {
+  description: 'How the invitation and its activation code are delivered.',
+  values: {
+    SMS: { description: 'By SMS to `phone`.' },
+    EMAIL: { description: 'By e-mail to `email`.' },
+  } as const,
+});
 
 const InviteMemberInput = builder.inputType('InviteMemberInput', {
+  description: 'Who to invite into a clinic, and how to reach them.',
   fields: (t) => ({
-    clinicId: t.id({ required: true }),
-    firstName: t.string({ required: true }),
-    lastName: t.string({ required: true }),
-    role: t.field({ type: MemberRoleEnum, required: true }),
-    channel: t.field({ type: InviteChannelEnum, required: true }),
+    clinicId: t.id({ required: true, description: 'The clinic (UUID) the caller administers.' }),
+    firstName: t.string({ required: true, description: '1 to 100 characters.' }),
+    lastName: t.string({ required: true, description: '1 to 100 characters.' }),
+    role: t.field({ type: MemberRoleEnum, required: true, description: 'Their role in the clinic.' }),
+    channel: t.field({
+      type: InviteChannelEnum,
+      required: true,
+      description: 'How the activation code is sent.',
+    }),
     phone: t.string({ description: 'Required for SMS; international format.' }),
     email: t.string({ description: 'Required for EMAIL.' }),
   }),
@@ -60,9 +76,11 @@ const inviteSchema = z
   });
 
 const InviteMemberSuccess = builder.objectRef<{ userId: string }>('InviteMemberSuccess').implement({
+  description: 'The member was created and their activation code delivered.',
   fields: (t) => ({
     member: t.prismaField({
       type: UserRef,
+      description: 'The invited member, not yet activated.',
       resolve: (query, result, _args, context) =>
         context.scoped((tx) => tx.user.findUniqueOrThrow({ ...query, where: { id: result.userId } })),
     }),
@@ -70,11 +88,16 @@ const InviteMemberSuccess = builder.objectRef<{ userId: string }>('InviteMemberS
 });
 
 const ActivateAccountInput = builder.inputType('ActivateAccountInput', {
+  description:
+    'An invited member sets their password with the code they received; give exactly one of phone and email.',
   fields: (t) => ({
-    phone: t.string(),
-    email: t.string(),
-    code: t.string({ required: true }),
-    password: t.string({ required: true }),
+    phone: t.string({ description: 'The phone number the code was sent to (international format).' }),
+    email: t.string({ description: 'The e-mail address the code was sent to.' }),
+    code: t.string({ required: true, description: 'The activation code.' }),
+    password: t.string({
+      required: true,
+      description: 'The new password (see the password rules in the README).',
+    }),
   }),
 });
 
@@ -100,19 +123,23 @@ interface DevSmsShape {
   at: Date;
 }
 const SmsMessageRef = builder.objectRef<DevSmsShape>('SmsMessage').implement({
+  description: 'An SMS the built-in development outbox kept instead of sending it.',
   fields: (t) => ({
-    to: t.exposeString('to'),
-    text: t.exposeString('text'),
-    at: t.expose('at', { type: 'DateTime' }),
+    to: t.exposeString('to', { description: 'Recipient phone number, international format.' }),
+    text: t.exposeString('text', { description: 'The message text.' }),
+    at: t.expose('at', { type: 'DateTime', description: 'When it was sent.' }),
   }),
 });
 
 builder.mutationFields((t) => ({
   inviteMember: t.field({
     type: InviteMemberSuccess,
-    description: 'Atomic: the member and their activation code exist only if the message was accepted.',
+    description:
+      'Clinic admins of `clinicId`: invites a member. Atomic: the member and their activation code exist only if the message was accepted (DELIVERY_FAILED otherwise); EMAIL_TAKEN, CONFLICT, EMAIL_NOT_VERIFIED.',
     errors: { types: [DeliveryFailedError, EmailTakenError, ConflictError, EmailNotVerifiedError] },
-    args: { input: t.arg({ type: InviteMemberInput, required: true }) },
+    args: {
+      input: t.arg({ type: InviteMemberInput, required: true, description: 'Who to invite and how.' }),
+    },
     validate: z.object({ input: inviteSchema }),
     authScopes: (_root, args) => ({ clinicAdmin: String(args.input.clinicId) }),
     resolve: async (_root, args, context) => {
@@ -126,8 +153,16 @@ builder.mutationFields((t) => ({
   }),
   activateAccount: t.field({
     type: AuthSessionRef,
+    description:
+      'Public: an invited member activates their account with the code they received and is signed in. INVALID_CODE on a wrong or expired code, TOO_MANY_ATTEMPTS after repeated failures, CLINIC_UNAVAILABLE when the clinic is not active.',
     errors: { types: [InvalidCodeError, TooManyAttemptsError, ClinicUnavailableError] },
-    args: { input: t.arg({ type: ActivateAccountInput, required: true }) },
+    args: {
+      input: t.arg({
+        type: ActivateAccountInput,
+        required: true,
+        description: 'The code and the new password.',
+      }),
+    },
     validate: z.object({ input: activateSchema }),
     resolve: async (_root, args, context) => {
       const input = activateSchema.parse(args.input);
@@ -151,7 +186,13 @@ builder.queryField('devSmsOutbox', (t) =>
     description:
       'Development and test only, super-admins: what the built-in SMS outbox would have sent to `to`, newest first.',
     authScopes: { devTools: true },
-    args: { to: t.arg.string({ required: true, validate: phoneSchema }) },
+    args: {
+      to: t.arg.string({
+        required: true,
+        validate: phoneSchema,
+        description: 'Recipient phone number, international format.',
+      }),
+    },
     resolve: (_root, { to }, context) => context.deps.sms.outbox(to),
   }),
 );

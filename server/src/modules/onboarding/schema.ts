@@ -33,6 +33,7 @@ function application(context: Context): ApplicationPrincipal {
 }
 
 const OnboardingStatusEnum = builder.enumType('OnboardingStatus', {
+  description: 'Where an onboarding stands.',
   values: {
     PENDING: { value: 'pending', description: 'Started; not provisioned yet.' },
     ACTIVATED: { value: 'activated', description: 'DNS and certificate in place.' },
@@ -41,52 +42,80 @@ const OnboardingStatusEnum = builder.enumType('OnboardingStatus', {
 });
 
 const InfrastructureStatusEnum = builder.enumType('InfrastructureStatus', {
+  description: 'State of an onboarding’s DNS record and certificate.',
   values: {
-    PENDING: { value: 'pending' },
+    PENDING: { value: 'pending', description: 'Not provisioned yet.' },
     PARTIAL: { value: 'partial', description: 'Some steps done; provisioning again resumes.' },
-    READY: { value: 'ready' },
+    READY: { value: 'ready', description: 'DNS record and certificate in place.' },
     FAILED: { value: 'failed', description: 'The last attempt failed before any step was done.' },
   } as const,
 });
 
 const OnboardingMetadataRef = builder.objectRef<Onboarding>('OnboardingMetadata').implement({
+  description: 'Technical state of an onboarding.',
   fields: (t) => ({
-    createdAt: t.expose('createdAt', { type: 'DateTime' }),
-    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
-    dnsConfigured: t.exposeBoolean('dnsConfigured'),
-    sslConfigured: t.exposeBoolean('sslConfigured'),
+    createdAt: t.expose('createdAt', { type: 'DateTime', description: 'When it was started.' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime', description: 'When it last changed.' }),
+    dnsConfigured: t.exposeBoolean('dnsConfigured', { description: 'Whether its DNS record exists.' }),
+    sslConfigured: t.exposeBoolean('sslConfigured', { description: 'Whether its certificate is issued.' }),
     infrastructureStatus: t.field({
       type: InfrastructureStatusEnum,
+      description: 'DNS and certificate state together.',
       resolve: (onboarding) => onboarding.infrastructureStatus as 'pending',
     }),
-    apiKeyGenerated: t.boolean({ resolve: (onboarding) => onboarding.apiKeyHash !== null }),
-    provisioningAttempts: t.exposeInt('provisioningAttempts'),
+    apiKeyGenerated: t.boolean({
+      description: 'Whether API credentials were issued for the tenant.',
+      resolve: (onboarding) => onboarding.apiKeyHash !== null,
+    }),
+    provisioningAttempts: t.exposeInt('provisioningAttempts', {
+      description: 'How many times provisioning ran.',
+    }),
   }),
 });
 
 const OnboardingRef = builder.objectRef<Onboarding>('Onboarding').implement({
   description: 'A future tenant of an application: its subdomain and technical infrastructure.',
   fields: (t) => ({
-    uuid: t.exposeID('id'),
-    applicationId: t.exposeID('applicationId'),
-    subdomain: t.exposeString('subdomain'),
-    fullDomain: t.string({ resolve: (o, _args, context) => context.deps.onboarding.fullDomain(o) }),
-    url: t.string({ resolve: (o, _args, context) => context.deps.onboarding.url(o) }),
-    email: t.exposeString('email'),
-    organizationName: t.exposeString('organizationName', { nullable: true }),
-    status: t.field({ type: OnboardingStatusEnum, resolve: (o) => o.status as 'pending' }),
-    tenantId: t.exposeString('tenantId', { nullable: true }),
-    completedAt: t.expose('completedAt', { type: 'DateTime', nullable: true }),
-    metadata: t.field({ type: OnboardingMetadataRef, resolve: (o) => o }),
+    uuid: t.exposeID('id', { description: 'The onboarding (UUID).' }),
+    applicationId: t.exposeID('applicationId', { description: 'The application it belongs to.' }),
+    subdomain: t.exposeString('subdomain', { description: 'Its subdomain label.' }),
+    fullDomain: t.string({
+      description: 'The subdomain under the base domain.',
+      resolve: (o, _args, context) => context.deps.onboarding.fullDomain(o),
+    }),
+    url: t.string({
+      description: 'The tenant’s HTTPS address.',
+      resolve: (o, _args, context) => context.deps.onboarding.url(o),
+    }),
+    email: t.exposeString('email', { description: 'The future tenant’s e-mail address.' }),
+    organizationName: t.exposeString('organizationName', {
+      nullable: true,
+      description: 'Its organisation name.',
+    }),
+    status: t.field({
+      type: OnboardingStatusEnum,
+      description: 'Where it stands.',
+      resolve: (o) => o.status as 'pending',
+    }),
+    tenantId: t.exposeString('tenantId', {
+      nullable: true,
+      description: 'The application’s own tenant id, set by completeOnboarding.',
+    }),
+    completedAt: t.expose('completedAt', {
+      type: 'DateTime',
+      nullable: true,
+      description: 'When completeOnboarding ran.',
+    }),
+    metadata: t.field({ type: OnboardingMetadataRef, description: 'Technical state.', resolve: (o) => o }),
   }),
 });
 
 const ApplicationRef = builder.objectRef<Application>('Application').implement({
   description: 'An application integrating the onboarding service (it holds a master key).',
   fields: (t) => ({
-    id: t.exposeID('id'),
-    name: t.exposeString('name'),
-    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    id: t.exposeID('id', { description: 'The application (UUID).' }),
+    name: t.exposeString('name', { description: 'Its name.' }),
+    createdAt: t.expose('createdAt', { type: 'DateTime', description: 'When it was registered.' }),
     hasActiveKey: t.boolean({
       description: 'False after revokeApplicationKey, until rotateApplicationKey issues a new one.',
       resolve: async (app, _args, context) =>
@@ -119,6 +148,7 @@ const ApplicationRef = builder.objectRef<Application>('Application').implement({
         )?.lastUsedAt ?? null,
     }),
     onboardingsCount: t.int({
+      description: 'How many onboardings it started.',
       resolve: (app, _args, context) =>
         context.deps.db.prisma.onboarding.count({ where: { applicationId: app.id } }),
     }),
@@ -130,28 +160,49 @@ const IssuedKeyRef = builder
   .implement({
     description: 'The master key is shown here once; only its hash is kept.',
     fields: (t) => ({
-      application: t.field({ type: ApplicationRef, resolve: (result) => result.application }),
-      masterKey: t.exposeString('masterKey'),
+      application: t.field({
+        type: ApplicationRef,
+        description: 'The application.',
+        resolve: (result) => result.application,
+      }),
+      masterKey: t.exposeString('masterKey', { description: 'Send as X-Master-Key; shown this once.' }),
     }),
   });
 
 const RevokedKeyRef = builder.objectRef<{ application: Application }>('ApplicationKeyRevoked').implement({
+  description: 'The master key no longer works.',
   fields: (t) => ({
-    application: t.field({ type: ApplicationRef, resolve: (result) => result.application }),
+    application: t.field({
+      type: ApplicationRef,
+      description: 'The application, without an active key.',
+      resolve: (result) => result.application,
+    }),
   }),
 });
 
 const StartOnboardingSuccess = builder
   .objectRef<{ onboarding: Onboarding }>('StartOnboardingSuccess')
   .implement({
-    fields: (t) => ({ onboarding: t.field({ type: OnboardingRef, resolve: (result) => result.onboarding }) }),
+    description: 'The onboarding exists, PENDING.',
+    fields: (t) => ({
+      onboarding: t.field({
+        type: OnboardingRef,
+        description: 'The new onboarding.',
+        resolve: (result) => result.onboarding,
+      }),
+    }),
   });
 
 const ProvisionOnboardingSuccess = builder
   .objectRef<ProvisionResult>('ProvisionOnboardingSuccess')
   .implement({
+    description: 'DNS record and certificate are in place.',
     fields: (t) => ({
-      onboarding: t.field({ type: OnboardingRef, resolve: (result) => result.onboarding }),
+      onboarding: t.field({
+        type: OnboardingRef,
+        description: 'The onboarding, ACTIVATED.',
+        resolve: (result) => result.onboarding,
+      }),
       apiKey: t.exposeString('apiKey', { nullable: true, description: 'Shown once; null on a repeat.' }),
       apiSecret: t.exposeString('apiSecret', {
         nullable: true,
@@ -166,22 +217,32 @@ const ProvisionOnboardingSuccess = builder
 const CompleteOnboardingSuccess = builder
   .objectRef<{ onboarding: Onboarding }>('CompleteOnboardingSuccess')
   .implement({
-    fields: (t) => ({ onboarding: t.field({ type: OnboardingRef, resolve: (result) => result.onboarding }) }),
+    description: 'The onboarding is COMPLETED.',
+    fields: (t) => ({
+      onboarding: t.field({
+        type: OnboardingRef,
+        description: 'The onboarding.',
+        resolve: (result) => result.onboarding,
+      }),
+    }),
   });
 
 builder.objectType(OnboardingProvisioningFailedError, {
   name: 'OnboardingProvisioningFailedError',
+  description:
+    'Provisioning an onboarding failed at a step; provisioning again resumes (`PROVISIONING_FAILED`).',
   interfaces: [ErrorInterface],
   isTypeOf: (value) => value instanceof OnboardingProvisioningFailedError,
   fields: (t) => ({
-    step: t.exposeString('step'),
-    runId: t.exposeID('runId'),
+    step: t.exposeString('step', { description: 'The step that failed.' }),
+    runId: t.exposeID('runId', { description: 'The provisioning run, for provisioningRun(id).' }),
   }),
 });
 
 const StartOnboardingInput = builder.inputType('StartOnboardingInput', {
+  description: 'A future tenant.',
   fields: (t) => ({
-    email: t.string({ required: true }),
+    email: t.string({ required: true, description: 'Its e-mail address.' }),
     organizationName: t.string({ description: 'Generated when absent.' }),
   }),
 });
@@ -189,6 +250,7 @@ const StartOnboardingInput = builder.inputType('StartOnboardingInput', {
 builder.queryFields((t) => ({
   applications: t.field({
     type: [ApplicationRef],
+    description: 'Super-admins: every registered application.',
     authScopes: { superAdmin: true },
     resolve: (_root, _args, context) => context.deps.applications.list(),
   }),
@@ -199,7 +261,7 @@ builder.queryFields((t) => ({
     authScopes: { superAdmin: true },
     args: {
       applicationId: t.arg.id({ description: 'A malformed id matches no application: an empty list.' }),
-      status: t.arg({ type: OnboardingStatusEnum }),
+      status: t.arg({ type: OnboardingStatusEnum, description: 'Only onboardings in this status.' }),
       first: t.arg.int({ defaultValue: 100, description: 'At most 500.' }),
     },
     resolve: (_root, args, context) => {
@@ -222,7 +284,7 @@ builder.queryFields((t) => ({
     nullable: true,
     description: "By master key (X-Master-Key): one of the calling application's onboardings, else null.",
     authScopes: { application: true },
-    args: { uuid: t.arg.id({ required: true }) },
+    args: { uuid: t.arg.id({ required: true, description: 'The onboarding (UUID).' }) },
     resolve: (_root, args, context) =>
       limited(context, async () => {
         const uuid = String(args.uuid);
@@ -240,9 +302,10 @@ builder.queryFields((t) => ({
 builder.mutationFields((t) => ({
   registerApplication: t.field({
     type: IssuedKeyRef,
+    description: 'Super-admins: registers an application and issues its master key.',
     authScopes: { superAdmin: true },
     errors: {},
-    args: { name: t.arg.string({ required: true }) },
+    args: { name: t.arg.string({ required: true, description: 'The application’s name.' }) },
     resolve: (_root, args, context) =>
       context.deps.applications.register(args.name, {
         userId: context.viewer?.userId ?? null,
@@ -254,7 +317,7 @@ builder.mutationFields((t) => ({
     description: 'Issues a new master key; the previous one stops working at once.',
     authScopes: { superAdmin: true },
     errors: { types: [NotFoundError] },
-    args: { applicationId: t.arg.id({ required: true }) },
+    args: { applicationId: t.arg.id({ required: true, description: 'The application (UUID).' }) },
     resolve: (_root, args, context) =>
       context.deps.applications.rotate(validateUuid(String(args.applicationId), ['applicationId']), {
         userId: context.viewer?.userId ?? null,
@@ -266,7 +329,7 @@ builder.mutationFields((t) => ({
     description: "Revokes the application's master key; rotateApplicationKey issues a new one.",
     authScopes: { superAdmin: true },
     errors: { types: [NotFoundError] },
-    args: { applicationId: t.arg.id({ required: true }) },
+    args: { applicationId: t.arg.id({ required: true, description: 'The application (UUID).' }) },
     resolve: async (_root, args, context) => ({
       application: await context.deps.applications.revoke(
         validateUuid(String(args.applicationId), ['applicationId']),
@@ -276,9 +339,10 @@ builder.mutationFields((t) => ({
   }),
   startOnboarding: t.field({
     type: StartOnboardingSuccess,
+    description: 'By master key (X-Master-Key): starts an onboarding for a future tenant. Rate limited.',
     authScopes: { application: true },
     errors: {},
-    args: { input: t.arg({ type: StartOnboardingInput, required: true }) },
+    args: { input: t.arg({ type: StartOnboardingInput, required: true, description: 'The future tenant.' }) },
     resolve: (_root, args, context) =>
       limited(context, async () => {
         const input = validateStart(
@@ -293,11 +357,16 @@ builder.mutationFields((t) => ({
   }),
   provisionOnboarding: t.field({
     type: ProvisionOnboardingSuccess,
+    description:
+      'By master key: creates the onboarding’s DNS record and certificate; idempotent. NOT_FOUND, CONFLICT, PROVISIONING_FAILED.',
     authScopes: { application: true },
     errors: { types: [NotFoundError, ConflictError, OnboardingProvisioningFailedError] },
     args: {
-      uuid: t.arg.id({ required: true }),
-      generateApiKey: t.arg.boolean({ defaultValue: false }),
+      uuid: t.arg.id({ required: true, description: 'The onboarding (UUID).' }),
+      generateApiKey: t.arg.boolean({
+        defaultValue: false,
+        description: 'Also issue API credentials for the tenant.',
+      }),
     },
     resolve: (_root, args, context) =>
       limited(context, () =>
@@ -311,12 +380,13 @@ builder.mutationFields((t) => ({
   }),
   completeOnboarding: t.field({
     type: CompleteOnboardingSuccess,
+    description: 'By master key: reports the tenant ready on the application’s side. NOT_FOUND, CONFLICT.',
     authScopes: { application: true },
     errors: { types: [NotFoundError, ConflictError] },
     args: {
-      uuid: t.arg.id({ required: true }),
-      tenantId: t.arg.string({ required: true }),
-      metadata: t.arg({ type: 'JSON' }),
+      uuid: t.arg.id({ required: true, description: 'The onboarding (UUID).' }),
+      tenantId: t.arg.string({ required: true, description: 'The application’s own id for the tenant.' }),
+      metadata: t.arg({ type: 'JSON', description: 'Free-form details the application keeps with it.' }),
     },
     resolve: (_root, args, context) =>
       limited(context, async () => {

@@ -20,6 +20,7 @@ import { PROVISIONING_STEP_NAMES } from './step-names.js';
 const uuid = z.uuid({ error: 'must be a clinic id (UUID)' });
 
 export const DbStatusEnum = builder.enumType('DbStatus', {
+  description: 'Health of a clinic database, as the last check found it.',
   values: {
     HEALTHY: { description: 'Exists, reachable by its role, every table present, current schema.' },
     DEGRADED: { description: 'Reachable, but tables, grants or migrations are missing.' },
@@ -30,13 +31,34 @@ export const DbStatusEnum = builder.enumType('DbStatus', {
 });
 
 const ClinicStatusEnum = builder.enumType('ClinicStatus', {
-  values: ['PROVISIONING', 'PENDING', 'READY', 'FAILED', 'DELETING', 'DELETED'] as const,
+  description: 'Lifecycle of a clinic and its database.',
+  values: {
+    PROVISIONING: { description: 'Its database is being created.' },
+    PENDING: { description: 'A transient failure; provisioning continues in the background.' },
+    READY: { description: 'Provisioned; its users can sign in.' },
+    FAILED: { description: 'Provisioning failed; retryProvisioning may run it again.' },
+    DELETING: { description: 'Being deleted.' },
+    DELETED: { description: 'Deleted.' },
+  } as const,
 });
 const StepStatusEnum = builder.enumType('ProvisioningStepStatus', {
-  values: ['STARTED', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK', 'SKIPPED'] as const,
+  description: 'Outcome of one step of a provisioning run.',
+  values: {
+    STARTED: { description: 'Running.' },
+    SUCCEEDED: { description: 'Done.' },
+    FAILED: { description: 'Failed; the run stops.' },
+    ROLLED_BACK: { description: 'Done, then undone after a later step failed.' },
+    SKIPPED: { description: 'Nothing to do (e.g. DNS not configured).' },
+  } as const,
 });
 const RunStatusEnum = builder.enumType('ProvisioningRunStatus', {
-  values: ['RUNNING', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK'] as const,
+  description: 'Outcome of a provisioning run.',
+  values: {
+    RUNNING: { description: 'In progress.' },
+    SUCCEEDED: { description: 'Every step succeeded.' },
+    FAILED: { description: 'A step failed and undoing the steps done did not fully succeed.' },
+    ROLLED_BACK: { description: 'A step failed and the steps done were undone.' },
+  } as const,
 });
 const RUN_KINDS = ['REGISTER', 'REPAIR', 'UPGRADE', 'DELETE', 'ONBOARDING', 'RESTORE'] as const;
 const RunKindEnum = builder.enumType('ProvisioningRunKind', { values: RUN_KINDS });

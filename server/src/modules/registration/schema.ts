@@ -10,6 +10,7 @@ import type { OrphanObject, QuarantinedObject, ZombieAccount, ZombieReport } fro
 import { emailSchema, registerClinicSchema } from './validation.js';
 
 const RegistrationStatusEnum = builder.enumType('RegistrationStatus', {
+  description: 'Where a new clinic stands when registerClinic answers.',
   values: {
     READY: { description: 'The clinic database is provisioned and verified.' },
     PENDING: { description: 'Hybrid mode: a transient failure; provisioning continues in the background.' },
@@ -17,19 +18,33 @@ const RegistrationStatusEnum = builder.enumType('RegistrationStatus', {
 });
 
 const UserRoleEnum = builder.enumType('UserRole', {
-  values: ['SUPER_ADMIN', 'CLINIC_ADMIN', 'PRACTITIONER', 'STAFF', 'CLIENT'] as const,
+  description: 'What a user may do.',
+  values: {
+    SUPER_ADMIN: { description: 'Operates Onramp: every clinic, provisioning and repairs.' },
+    CLINIC_ADMIN: { description: 'Manages one clinic: its members and clients.' },
+    PRACTITIONER: { description: 'A practitioner of one clinic.' },
+    STAFF: { description: 'Staff of one clinic.' },
+    CLIENT: { description: 'A client of one clinic, signed in by e-mail code.' },
+  } as const,
 });
 
 export const UserRef = builder.prismaObject('User', {
+  description: 'An account: an operator, a clinic member or a client.',
   fields: (t) => ({
-    id: t.exposeID('id'),
+    id: t.exposeID('id', { description: 'The user (UUID).' }),
     email: t.exposeString('email', { nullable: true, description: 'Absent for members invited by SMS.' }),
-    phone: t.exposeString('phone', { nullable: true }),
-    firstName: t.exposeString('firstName'),
-    lastName: t.exposeString('lastName'),
-    role: t.expose('role', { type: UserRoleEnum }),
-    emailVerified: t.boolean({ resolve: (user) => user.emailVerifiedAt !== null }),
-    clinic: t.relation('clinic', { nullable: true }),
+    phone: t.exposeString('phone', {
+      nullable: true,
+      description: 'International format; set for members invited by SMS.',
+    }),
+    firstName: t.exposeString('firstName', { description: 'First name.' }),
+    lastName: t.exposeString('lastName', { description: 'Last name.' }),
+    role: t.expose('role', { type: UserRoleEnum, description: 'What the user may do.' }),
+    emailVerified: t.boolean({
+      description: 'Whether the e-mail address was verified.',
+      resolve: (user) => user.emailVerifiedAt !== null,
+    }),
+    clinic: t.relation('clinic', { nullable: true, description: 'Their clinic; null for super-admins.' }),
   }),
 });
 
@@ -49,6 +64,7 @@ const InvalidCodeReasonEnum = builder.enumType('InvalidCodeReason', {
 
 builder.objectType(InvalidCodeError, {
   name: 'InvalidCodeError',
+  description: 'The code, token or link is wrong, expired or used (`INVALID_CODE`).',
   interfaces: [ErrorInterface],
   isTypeOf: (value) => value instanceof InvalidCodeError || isErrorData(value, 'InvalidCodeError'),
   fields: (t) => ({
@@ -76,9 +92,11 @@ const asNewAdmin = (context: Context, result: RegisterClinicResult) =>
   context.scoped.as({ userId: result.userId, role: 'CLINIC_ADMIN', clinicId: result.clinicId });
 
 const RegisterClinicSuccess = builder.objectRef<RegisterClinicResult>('RegisterClinicSuccess').implement({
+  description: 'The clinic and its admin exist; a verification e-mail was sent to the admin.',
   fields: (t) => ({
     clinic: t.prismaField({
       type: ClinicRef,
+      description: 'The new clinic.',
       resolve: (query, result, _args, context) =>
         asNewAdmin(
           context,
@@ -87,27 +105,36 @@ const RegisterClinicSuccess = builder.objectRef<RegisterClinicResult>('RegisterC
     }),
     user: t.prismaField({
       type: UserRef,
+      description: 'Its clinic admin, e-mail not yet verified.',
       resolve: (query, result, _args, context) =>
         asNewAdmin(
           context,
           result,
         )((tx) => tx.user.findUniqueOrThrow({ ...query, where: { id: result.userId } })),
     }),
-    status: t.field({ type: RegistrationStatusEnum, resolve: (result) => result.status }),
+    status: t.field({
+      type: RegistrationStatusEnum,
+      description: 'READY, or PENDING while provisioning continues.',
+      resolve: (result) => result.status,
+    }),
   }),
 });
 
 const RegisterClinicInput = builder.inputType('RegisterClinicInput', {
+  description: 'A new clinic and its first admin.',
   fields: (t) => ({
-    clinicName: t.string({ required: true }),
+    clinicName: t.string({ required: true, description: 'The clinic’s name, as its members see it.' }),
     country: t.string({ required: true, description: 'ISO 3166-1 alpha-2, e.g. FR.' }),
-    adminEmail: t.string({ required: true }),
+    adminEmail: t.string({
+      required: true,
+      description: 'The admin’s e-mail address; EMAIL_TAKEN if it has an account.',
+    }),
     adminPassword: t.string({
       required: true,
       description: 'At least 12 characters; not the e-mail; not a common password.',
     }),
-    adminFirstName: t.string({ required: true }),
-    adminLastName: t.string({ required: true }),
+    adminFirstName: t.string({ required: true, description: 'The admin’s first name.' }),
+    adminLastName: t.string({ required: true, description: 'The admin’s last name.' }),
     adminPhone: t.string({ description: 'International format, e.g. +33612345678.' }),
   }),
 });
@@ -115,9 +142,11 @@ const RegisterClinicInput = builder.inputType('RegisterClinicInput', {
 const VerifyEmailSuccess = builder
   .objectRef<RequestScope & { userId: string }>('VerifyEmailSuccess')
   .implement({
+    description: 'The e-mail address is verified.',
     fields: (t) => ({
       user: t.prismaField({
         type: UserRef,
+        description: 'The user whose address it is.',
         // Read as the user who just proved the link is theirs (the caller is not signed in).
         resolve: (query, verified, _args, context) =>
           context.scoped.as(verified)((tx) =>
@@ -131,15 +160,17 @@ const ResendVerificationEmailSuccess = builder
   .objectRef<{ accepted: true }>('ResendVerificationEmailSuccess')
   .implement({
     description: 'The same answer whether or not the e-mail belongs to an account.',
-    fields: (t) => ({ accepted: t.exposeBoolean('accepted') }),
+    fields: (t) => ({ accepted: t.exposeBoolean('accepted', { description: 'Always true.' }) }),
   });
 
 const RetryProvisioningSuccess = builder
   .objectRef<{ clinicId: string }>('RetryProvisioningSuccess')
   .implement({
+    description: 'Provisioning of the clinic ran again.',
     fields: (t) => ({
       clinic: t.prismaField({
         type: ClinicRef,
+        description: 'The clinic, with its status after the retry.',
         resolve: (query, result, _args, context) =>
           context.scoped((tx) => tx.clinic.findUniqueOrThrow({ ...query, where: { id: result.clinicId } })),
       }),
@@ -149,9 +180,12 @@ const RetryProvisioningSuccess = builder
 builder.mutationFields((t) => ({
   registerClinic: t.field({
     type: RegisterClinicSuccess,
-    description: 'Creates a company, its clinic with its own database, and the clinic admin: all or nothing.',
+    description:
+      'Public: creates a company, its clinic with its own database, and the clinic admin: all or nothing. EMAIL_TAKEN, PROVISIONING_FAILED, VALIDATION.',
     errors: { types: [EmailTakenError, ProvisioningFailedError] },
-    args: { input: t.arg({ type: RegisterClinicInput, required: true }) },
+    args: {
+      input: t.arg({ type: RegisterClinicInput, required: true, description: 'The clinic and its admin.' }),
+    },
     validate: z.object({ input: registerClinicSchema }),
     resolve: (_root, args, context) =>
       context.deps.registration.register(registerClinicSchema.parse(args.input), { ip: context.ip }),
@@ -164,6 +198,7 @@ builder.mutationFields((t) => ({
     args: {
       token: t.arg.string({
         required: true,
+        description: 'The token of the link (base64url, at most 200 characters).',
         // Links carry base64url tokens; anything else (a NUL, a space, a cut-off mail line) is not one.
         validate: z
           .string()
@@ -176,8 +211,12 @@ builder.mutationFields((t) => ({
   }),
   resendVerificationEmail: t.field({
     type: ResendVerificationEmailSuccess,
+    description:
+      'Public: sends a new verification link if the address has an unverified account; the same answer either way.',
     errors: {},
-    args: { email: t.arg.string({ required: true, validate: emailSchema }) },
+    args: {
+      email: t.arg.string({ required: true, validate: emailSchema, description: 'The address to verify.' }),
+    },
     resolve: (_root, { email }, context) => {
       // Same answer at the same moment, known e-mail or not: the work starts after it.
       context.deps.registration.resendVerificationEmail(email);
@@ -186,10 +225,16 @@ builder.mutationFields((t) => ({
   }),
   retryProvisioning: t.field({
     type: RetryProvisioningSuccess,
+    description:
+      'Super-admins: provisions a FAILED or PENDING clinic again. NOT_FOUND, CONFLICT for a clinic in another status.',
     authScopes: { operator: true },
     errors: { types: [NotFoundError, ConflictError] },
     args: {
-      clinicId: t.arg.id({ required: true, validate: z.uuid({ error: 'must be a clinic id (UUID)' }) }),
+      clinicId: t.arg.id({
+        required: true,
+        validate: z.uuid({ error: 'must be a clinic id (UUID)' }),
+        description: 'The clinic (UUID).',
+      }),
     },
     resolve: async (_root, { clinicId }, context) => {
       const id = String(clinicId);
@@ -209,21 +254,22 @@ builder.mutationFields((t) => ({
 }));
 
 const ZombieAccountRef = builder.objectRef<ZombieAccount>('ZombieAccount').implement({
+  description: 'A clinic whose users could sign in to a broken database, or whose provisioning is stuck.',
   fields: (t) => ({
-    clinicId: t.exposeID('clinicId'),
-    name: t.exposeString('name'),
-    status: t.exposeString('status'),
-    dbStatus: t.exposeString('dbStatus'),
-    reason: t.exposeString('reason'),
+    clinicId: t.exposeID('clinicId', { description: 'The clinic.' }),
+    name: t.exposeString('name', { description: 'Its name.' }),
+    status: t.exposeString('status', { description: 'Its ClinicStatus.' }),
+    dbStatus: t.exposeString('dbStatus', { description: 'Its DbStatus.' }),
+    reason: t.exposeString('reason', { description: 'What is wrong, in words.' }),
   }),
 });
 
 const OrphanObjectRef = builder.objectRef<OrphanObject>('OrphanObject').implement({
   description: 'A clinic database or role the ledger lists for a run that ended without committing.',
   fields: (t) => ({
-    server: t.exposeString('server'),
-    name: t.exposeString('name'),
-    kind: t.exposeString('kind'),
+    server: t.exposeString('server', { description: 'Name of the clinic server holding it.' }),
+    name: t.exposeString('name', { description: 'The database or role name.' }),
+    kind: t.exposeString('kind', { description: '`DATABASE` or `ROLE`.' }),
   }),
 });
 
@@ -249,20 +295,29 @@ const QuarantinedObjectRef = builder.objectRef<QuarantinedObject>('QuarantinedOb
 });
 
 const ZombieReportRef = builder.objectRef<ZombieReport>('ZombieReport').implement({
+  description: 'What the reconciler finds out of step between clinics and their databases.',
   fields: (t) => ({
-    checkedAt: t.expose('checkedAt', { type: 'DateTime' }),
+    checkedAt: t.expose('checkedAt', { type: 'DateTime', description: 'When the check ran.' }),
     accounts: t.field({
       type: [ZombieAccountRef],
       description: 'Clinics whose users could sign in to a broken database, or stuck provisioning.',
       resolve: (report) => report.accounts,
     }),
-    orphans: t.field({ type: [OrphanObjectRef], resolve: (report) => report.orphans }),
+    orphans: t.field({
+      type: [OrphanObjectRef],
+      description: 'Databases and roles left by runs that never committed.',
+      resolve: (report) => report.orphans,
+    }),
     quarantined: t.field({
       type: [QuarantinedObjectRef],
       description: 'Kept in quarantine (renamed, closed) until the purge after their retention.',
       resolve: (report) => report.quarantined,
     }),
-    empty: t.boolean({ resolve: (report) => report.accounts.length === 0 && report.orphans.length === 0 }),
+    empty: t.boolean({
+      description:
+        'True when there are no zombie accounts and no orphans (quarantined objects do not count).',
+      resolve: (report) => report.accounts.length === 0 && report.orphans.length === 0,
+    }),
   }),
 });
 
@@ -270,7 +325,8 @@ builder.queryField('zombieReport', (t) =>
   t.field({
     type: ZombieReportRef,
     authScopes: { operator: true },
-    description: 'Accounts without a healthy database and databases without an account. Should be empty.',
+    description:
+      'Super-admins: accounts without a healthy database and databases without an account. Should be empty.',
     resolve: (_root, _args, context) => context.deps.reconciler.zombieReport(),
   }),
 );
