@@ -331,6 +331,11 @@ describe('role boundaries of the schema', async () => {
       access: PUBLIC,
       answer: typename('ResendVerificationEmailSuccess'),
     },
+    'Mutation.restoreClinic': {
+      operation: `mutation { restoreClinic(clinicId: "${ZERO}") { __typename } }`,
+      access: SUPER_ADMINS,
+      answer: typename('NotFoundError'),
+    },
     'Mutation.retryProvisioning': {
       operation: `mutation { retryProvisioning(clinicId: "${ZERO}") { __typename } }`,
       access: SUPER_ADMINS,

@@ -244,8 +244,10 @@ export function ClinicActions({
         onCancel={() => setConfirming(null)}
       >
         <p>
-          Drops the database <code>{clinic.databaseName}</code>, its role and the clinic's central records.
-          This cannot be undone.
+          Closes the clinic: its users can no longer sign in. The database <code>{clinic.databaseName}</code>{' '}
+          is kept in quarantine for the retention period (<code>CLINIC_DELETE_RETENTION</code>, 30 days by
+          default), during which <code>restoreClinic</code> brings the clinic back; the purge removes it
+          after.
         </p>
       </ConfirmDialog>
     </section>

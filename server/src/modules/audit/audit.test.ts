@@ -150,8 +150,8 @@ describe('the audit log', async () => {
     );
     for (const entry of mine.filter((e) => e.actorId === operatorUser.id)) {
       expect(entry.actor).toMatchObject({ email: t.config.adminEmail, role: 'SUPER_ADMIN' });
-      // The clinic is gone; its name stays readable where the entry recorded it.
-      expect(entry.clinic).toBeNull();
+      // A deleted clinic is kept (DELETED) for its retention, so its entries still link to it.
+      expect(entry.clinic).toEqual({ id: clinicId, name: 'Clinique Réparée' });
     }
     expect(mine.every((e) => e.actorId !== null || e.action.startsWith('registration.'))).toBe(true);
     // Filter by actor.

@@ -250,6 +250,8 @@ describe('DNS_PROVIDER configuration', () => {
         DNS_PROVIDER: 'cloudflare',
         SMTP_URL: 'smtp://127.0.0.1:25',
         SMS_GATEWAY_URL: 'https://sms.example.com',
+        // Production refuses the embedded database unless told it is meant (issue 15 item 15).
+        DATABASE_URL: 'postgres://onramp@db.example.com/onramp',
       });
       expect(found).toEqual([
         'CLOUDFLARE_API_TOKEN: required when DNS_PROVIDER=cloudflare',

@@ -411,6 +411,20 @@ const DeleteClinicSuccessRef = builder.objectRef<{ clinicId: string }>('DeleteCl
   fields: (t) => ({ clinicId: t.exposeID('clinicId') }),
 });
 
+const RestoreClinicSuccessRef = builder
+  .objectRef<{ health: ClinicHealth }>('RestoreClinicSuccess')
+  .implement({
+    description: 'The clinic is READY again; its health right after the restore.',
+    fields: (t) => ({
+      clinicId: t.id({ description: 'The restored clinic.', resolve: (result) => result.health.clinicId }),
+      health: t.field({
+        type: ClinicHealthRef,
+        description: 'Its health checked right after the restore.',
+        resolve: (result) => result.health,
+      }),
+    }),
+  });
+
 const InjectFaultSuccessRef = builder
   .objectRef<{ pending: Record<string, number> }>('InjectFaultSuccess')
   .implement({
@@ -457,6 +471,22 @@ builder.mutationFields((t) => ({
       });
       return { clinicId: String(clinicId) };
     },
+  }),
+  restoreClinic: t.field({
+    type: RestoreClinicSuccessRef,
+    description:
+      'Super-admins: brings a DELETED clinic back within CLINIC_DELETE_RETENTION (its database ' +
+      'from quarantine, READY again); recorded as a RESTORE run. CONFLICT when the clinic is not ' +
+      'deleted, another restore is under way, or the retention is over.',
+    authScopes: { operator: true },
+    errors: { types: [NotFoundError, ConflictError] },
+    args: { clinicId: t.arg.id({ required: true, validate: uuid, description: 'A DELETED clinic.' }) },
+    resolve: async (_root, { clinicId }, context) => ({
+      health: await context.deps.provisioning.restoreClinic(String(clinicId), {
+        userId: context.viewer?.userId ?? null,
+        ip: context.ip,
+      }),
+    }),
   }),
   injectFault: t.field({
     type: InjectFaultSuccessRef,

@@ -10,7 +10,7 @@ import { holdLease, releaseLease } from '../../db/leases.js';
 import { migrate, schemaVersion } from '../../db/migrator.js';
 import { databaseUrl, withClient } from '../../db/sql.js';
 import type { Config } from '../../env.js';
-import { NotFoundError } from '../../errors.js';
+import { ConflictError, NotFoundError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
@@ -60,6 +60,7 @@ export type { ClinicHealth, DbStatus } from './integrity.js';
 export type { ProvisioningEvent } from './saga.js';
 
 const HEALTH_SWEEP_LEASE = 'clinic_health_sweep';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface ClinicsHealthReport {
   checkedAt: Date;
@@ -607,6 +608,154 @@ export class ProvisioningService {
       });
     });
     this.lastStatus.delete(clinicId);
+  }
+
+  /**
+   * Brings a DELETED clinic back within its retention (decision 040): its quarantined database
+   * and role under their own names again, the ledger entries COMMITTED, the clinic READY, its
+   * subdomain published again. Recorded as a RESTORE run and audited with its actor.
+   * @throws NotFoundError; ConflictError when the clinic is not deleted, another restore holds
+   *   it, or its retention is over (nothing left to restore).
+   */
+  async restoreClinic(clinicId: string, actor: AuditActor = NO_ACTOR): Promise<ClinicHealth> {
+    const clinic = await this.findClinic(clinicId);
+    if (clinic.status !== 'DELETED')
+      throw new ConflictError(`The clinic is ${clinic.status}, not deleted: there is nothing to restore.`);
+    const kept = await this.ledger.quarantinedDatabase(clinicId);
+    if (!kept || (kept.purgeAfter && kept.purgeAfter <= new Date()))
+      throw new ConflictError(
+        'The retention of this deleted clinic is over: its database cannot be restored.',
+      );
+    this.serverOf(clinic);
+    // One restore at a time: the claim is the status change itself.
+    const claimed = await this.prisma.clinic.updateMany({
+      where: { id: clinicId, status: 'DELETED' },
+      data: { status: 'DELETING' },
+    });
+    if (claimed.count === 0) throw new ConflictError('Another operation is restoring this clinic.');
+    const run = await this.prisma.provisioningRun.create({
+      data: { clinicId, kind: 'RESTORE', subjectName: clinic.name },
+      select: { id: true },
+    });
+    try {
+      await this.ledger.restoreClinic(clinicId);
+      await this.clients.evict(clinicId);
+      const fqdn = clinicFqdn(clinic.subdomain, this.deps.config.baseDomain);
+      await this.deps.dns?.publishSubdomain(fqdn);
+      await this.deps.certificates?.ensureCertificate(fqdn);
+      await this.prisma.$transaction(async (tx) => {
+        await tx.clinic.update({ where: { id: clinicId }, data: { status: 'READY' } });
+        await tx.provisioningRun.update({
+          where: { id: run.id },
+          data: { status: 'SUCCEEDED', finishedAt: new Date(), leaseUntil: null },
+        });
+        await tx.auditLog.create({
+          data: {
+            action: 'clinic.restore',
+            actorId: actor.userId,
+            ip: actor.ip ?? null,
+            clinicId,
+            targetType: 'clinic',
+            targetId: clinicId,
+            data: { databaseName: clinic.databaseName, runId: run.id },
+          },
+        });
+      });
+    } catch (error) {
+      await this.prisma.provisioningRun
+        .update({
+          where: { id: run.id },
+          data: { status: 'FAILED', finishedAt: new Date(), error: String(error) },
+        })
+        .catch(() => {});
+      await this.prisma.clinic.updateMany({
+        where: { id: clinicId, status: 'DELETING' },
+        data: { status: 'DELETED' },
+      });
+      throw error;
+    }
+    return this.checkClinic(clinicId);
+  }
+
+  /**
+   * The operator's restore (`pnpm clinics:restore`): `target` is a clinic id or the trash name of
+   * a quarantined database. A DELETED clinic goes through restoreClinic; a database no clinic
+   * owns (a run that never committed) gets its own name back, open to its role, and its ledger
+   * entries COMMITTED, so no sweep or purge touches it again.
+   * @returns what was restored, for the operator.
+   */
+  async restoreQuarantined(target: string, actor: AuditActor = NO_ACTOR): Promise<string> {
+    const entry = await this.prisma.clinicObject.findFirst({
+      where: {
+        kind: 'DATABASE',
+        state: 'QUARANTINED',
+        OR: [{ trashName: target }, ...(UUID.test(target) ? [{ clinicId: target }] : [])],
+      },
+      orderBy: { quarantinedAt: 'desc' },
+    });
+    if (!entry) throw new NotFoundError('quarantined database');
+    const clinic = await this.prisma.clinic.findUnique({
+      where: { id: entry.clinicId },
+      select: { status: true },
+    });
+    if (clinic?.status === 'DELETED') {
+      await this.restoreClinic(entry.clinicId, actor);
+      return `clinic ${entry.clinicId} restored: READY, database ${entry.name}`;
+    }
+    if (clinic)
+      throw new ConflictError(
+        `The clinic ${entry.clinicId} is ${clinic.status}; restore its database with repairClinic.`,
+      );
+    await this.ledger.restoreClinic(entry.clinicId);
+    await this.prisma.auditLog.create({
+      data: {
+        action: 'clinic_object.restore',
+        actorId: actor.userId,
+        clinicId: entry.clinicId,
+        targetType: 'database',
+        targetId: entry.id,
+        data: { database: entry.name, trashName: entry.trashName },
+      },
+    });
+    return `database ${entry.name} restored (no clinic owns it; it is kept until an operator drops it)`;
+  }
+
+  /**
+   * The purge (decision 040): drops what sat in quarantine past its retention, then removes the
+   * central rows of every DELETED clinic whose database and role are gone now — the clinic, its
+   * users and what hangs on them, its subdomain reservation, and its company when it has no other
+   * clinic (as the registration's undo does). The audit log and the run records stay.
+   * @returns how many objects were dropped and which clinics were removed.
+   */
+  async purgeDue(now = new Date()): Promise<{ purged: number; clinics: string[] }> {
+    const { purged, clinics } = await this.ledger.purgeDue(now);
+    const removed: string[] = [];
+    for (const clinicId of clinics) {
+      const gone = await this.prisma.$transaction(async (tx) => {
+        const clinic = await tx.clinic.findUnique({
+          where: { id: clinicId },
+          select: { status: true, companyId: true, databaseName: true },
+        });
+        if (clinic?.status !== 'DELETED') return false;
+        await tx.clinic.delete({ where: { id: clinicId } });
+        if ((await tx.clinic.count({ where: { companyId: clinic.companyId } })) === 0)
+          await tx.company.delete({ where: { id: clinic.companyId } });
+        await tx.auditLog.create({
+          data: {
+            action: 'clinic.purge',
+            clinicId,
+            targetType: 'clinic',
+            targetId: clinicId,
+            data: { databaseName: clinic.databaseName },
+          },
+        });
+        return true;
+      });
+      if (gone) removed.push(clinicId);
+    }
+    if (removed.length > 0)
+      this.deps.logger.warn({ clinics: removed }, 'deleted clinics purged after their retention');
+    return { purged, clinics: removed };
   }
 
   /**

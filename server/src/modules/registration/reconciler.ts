@@ -69,7 +69,7 @@ export class Reconciler {
     const { ledger } = this.deps.provisioning;
     // Only what the ledger lists, and only quarantined: nothing is dropped on an inference.
     result.orphansQuarantined = await ledger.sweep();
-    result.purged = (await ledger.purgeDue()).purged;
+    result.purged = (await this.deps.provisioning.purgeDue()).purged;
     return result;
   }
 
