@@ -276,10 +276,15 @@ describe('the admin console in a browser', async () => {
     await page.getByRole('button', { name: 'Repair', exact: true }).click();
     const dialog = page.getByRole('dialog', { name: `Repair ${clinic.name}?` });
     await dialog.waitFor();
+    // A READY clinic's database gone: the confirmation says what repair will do to its data.
+    expect(await dialog.getByTestId('data-loss-warning').textContent()).toContain(
+      'its data is gone; repair creates an empty database',
+    );
     await dialog.getByRole('button', { name: 'Repair now' }).click();
     const result = page.getByTestId('repair-result');
     await result.waitFor({ timeout: 30_000 });
     expect(await result.textContent()).toContain(`recreated database ${clinic.databaseName}`);
+    expect(await result.getByTestId('data-lost').textContent()).toContain('Its data is gone');
     expect(await result.locator('.before-after > div').first().locator('.badge').textContent()).toBe(
       'MISSING',
     );

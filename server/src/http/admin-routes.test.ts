@@ -49,6 +49,7 @@ describe('admin REST routes', async () => {
     expect(repaired.status).toBe(200);
     expect(await repaired.json()).toMatchObject({
       message: 'Clinic database repaired successfully',
+      dataLost: false,
       actions: expect.arrayContaining(['recreated table settings']),
       before: { dbStatus: 'degraded' },
       after: { dbStatus: 'healthy' },

@@ -90,8 +90,11 @@ export async function handleAdminRoute(
     sendJson(res, 200, {
       message: result.alreadyHealthy
         ? 'Clinic database is already healthy'
-        : 'Clinic database repaired successfully',
+        : result.dataLost
+          ? 'Clinic database recreated empty: its data is lost'
+          : 'Clinic database repaired successfully',
       alreadyHealthy: result.alreadyHealthy,
+      dataLost: result.dataLost,
       actions: result.actions,
       before: present(result.before),
       after: present(result.after),

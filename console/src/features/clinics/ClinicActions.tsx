@@ -12,6 +12,7 @@ const RepairMutation = graphql(`
       ... on RepairClinicSuccess {
         actions
         alreadyHealthy
+        dataLost
         before {
           ...IntegrityReport_HealthFields
         }
@@ -60,7 +61,14 @@ const DeleteMutation = graphql(`
 type Action = 'repair' | 'retry' | 'delete';
 
 type Outcome =
-  | { kind: 'repair'; actions: string[]; alreadyHealthy: boolean; before: Health; after: Health }
+  | {
+      kind: 'repair';
+      actions: string[];
+      alreadyHealthy: boolean;
+      dataLost: boolean;
+      before: Health;
+      after: Health;
+    }
   | { kind: 'retry'; status: string }
   | { kind: 'error'; action: Action; message: string };
 
@@ -72,10 +80,13 @@ const ACTION_TITLE: Record<Action, string> = {
 
 export function ClinicActions({
   clinic,
+  dbStatus,
   onChanged,
   onDeleted,
 }: {
   clinic: { id: string; name: string; status: string; databaseName: string };
+  /** The latest health of its database: a READY clinic's MISSING database means data at stake. */
+  dbStatus: string;
   onChanged: () => void;
   onDeleted: () => void;
 }) {
@@ -119,6 +130,7 @@ export function ClinicActions({
   }
 
   const canRetry = clinic.status === 'FAILED' || clinic.status === 'PENDING';
+  const dataAtStake = clinic.status === 'READY' && dbStatus === 'MISSING';
 
   return (
     <section className="card" aria-labelledby="actions-title">
@@ -164,6 +176,12 @@ export function ClinicActions({
         )}
         {outcome?.kind === 'repair' && (
           <div className="repair-result" data-testid="repair-result">
+            {outcome.dataLost && (
+              <p className="notice notice-error" role="alert" data-testid="data-lost">
+                <strong>Its data is gone:</strong> the database was missing with no copy in quarantine, and
+                repair created an empty one. The super-admins were alerted; restore a backup if there is one.
+              </p>
+            )}
             <p className="notice notice-success">
               {outcome.alreadyHealthy
                 ? 'The database was already healthy; nothing to do.'
@@ -197,9 +215,15 @@ export function ClinicActions({
         onConfirm={() => perform('repair')}
         onCancel={() => setConfirming(null)}
       >
+        {dataAtStake && (
+          <p className="notice notice-error" data-testid="data-loss-warning">
+            <strong>The database of this clinic is missing.</strong> If a copy waits in quarantine, repair
+            restores it from there; otherwise its data is gone; repair creates an empty database.
+          </p>
+        )}
         <p>
-          Recreates whatever is missing — the database from the template, its role and grants, migrations,
-          dropped tables and the admin's provider record. Existing data is kept.
+          Recreates whatever is missing — its role and grants, migrations, dropped tables and the admin's
+          provider record. Existing data is kept.
         </p>
       </ConfirmDialog>
       <ConfirmDialog

@@ -227,7 +227,12 @@ export function ClinicPage({ id }: { id: string }) {
           <h2 id="integrity-title">Integrity</h2>
           <IntegrityReport health={health} />
         </section>
-        <ClinicActions clinic={clinic} onChanged={refresh} onDeleted={() => setDeleted(true)} />
+        <ClinicActions
+          clinic={clinic}
+          dbStatus={health.dbStatus}
+          onChanged={refresh}
+          onDeleted={() => setDeleted(true)}
+        />
       </div>
 
       <div className="clinic-grid">

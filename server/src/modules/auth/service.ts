@@ -261,6 +261,13 @@ export class AuthService {
     if (status !== 'READY') throw new ClinicUnavailableError();
     const health = await provisioning.checkClinic(clinicId);
     if (health.dbStatus === 'HEALTHY') return;
+    if (health.dbStatus === 'MISSING') {
+      // Recreating it would hide a loss (issue 11): refuse, alert, leave it to an operator.
+      await provisioning
+        .reportMissingDatabase(health)
+        .catch((error: unknown) => logger.error({ err: error, clinicId }, 'missing database alert failed'));
+      throw new ClinicUnavailableError();
+    }
     logger.warn({ clinicId, dbStatus: health.dbStatus }, 'clinic database unhealthy at sign-in; repairing');
     const repaired = await Promise.race([
       provisioning.repairClinic(clinicId).then(

@@ -422,6 +422,10 @@ const RepairClinicSuccessRef = builder.objectRef<RepairResult>('RepairClinicSucc
     after: t.field({ type: ClinicHealthRef, resolve: (result) => result.after }),
     actions: t.exposeStringList('actions'),
     alreadyHealthy: t.exposeBoolean('alreadyHealthy'),
+    dataLost: t.exposeBoolean('dataLost', {
+      description:
+        'The database of a clinic that held data was gone with no copy in quarantine: repair created an empty one (audited, super-admins alerted).',
+    }),
   }),
 });
 

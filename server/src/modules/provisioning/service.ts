@@ -23,6 +23,7 @@ import {
   roleExists,
   tagClinicObjects,
 } from './admin.js';
+import { enqueueAlerts, superAdminAddresses } from './alerts.js';
 import { ClinicClientCache } from './clinic-clients.js';
 import { ClinicBusyError, ProvisioningFailedError, ServerUnreachableError } from './errors.js';
 import { FaultInjector } from './faults.js';
@@ -74,6 +75,11 @@ export interface RepairResult {
   after: ClinicHealth;
   actions: string[];
   alreadyHealthy: boolean;
+  /**
+   * The clinic's database, which once held data (the clinic was READY), was gone with no copy in
+   * quarantine: repair created an empty one. Audited (`clinic.data_lost`) and alerted.
+   */
+  dataLost: boolean;
 }
 
 /**
@@ -86,6 +92,9 @@ export interface AuditActor {
 }
 
 const NO_ACTOR: AuditActor = { userId: null };
+
+/** Audit action of a missing database's first sighting; a later repair or restore closes the incident. */
+const MISSING_ACTION = 'clinic.database_missing';
 
 export interface MigrateClinicsReport {
   total: number;
@@ -351,6 +360,10 @@ export class ProvisioningService {
       return checkClinicDatabaseIntegrity(clinic, this.integrity, exists);
     });
     for (const health of results) this.noteHealth(health);
+    for (const health of results.filter((result) => result.dbStatus === 'MISSING'))
+      await this.reportMissingDatabase(health).catch((error: unknown) =>
+        this.deps.logger.warn({ err: error, clinicId: health.clinicId }, 'missing database alert failed'),
+      );
     const healthy = results.filter((health) => health.dbStatus === 'HEALTHY').length;
     const provisioning = results.filter((health) => health.dbStatus === 'PROVISIONING').length;
     return {
@@ -376,19 +389,33 @@ export class ProvisioningService {
    */
   async repairClinic(clinicId: string, actor: AuditActor = NO_ACTOR): Promise<RepairResult> {
     const before = await this.checkClinic(clinicId);
-    if (before.dbStatus === 'HEALTHY') return { before, after: before, actions: [], alreadyHealthy: true };
+    if (before.dbStatus === 'HEALTHY')
+      return { before, after: before, actions: [], alreadyHealthy: true, dataLost: false };
     if (before.dbStatus === 'PROVISIONING')
       throw new ClinicBusyError('The clinic is still being provisioned');
 
     const clinic = await this.findClinic(clinicId);
     const server = this.serverOf(clinic);
     const actions: string[] = [];
+    let dataLost = false;
     await withClient(server.url, async (admin) => {
       await admin.query('SELECT pg_advisory_lock(hashtext($1))', [`repair:${clinicId}`]);
       try {
+        // A missing database is restored from quarantine when a copy waits there; recreated
+        // empty otherwise, which for a clinic that held data (READY) is a loss, said as such.
+        if (
+          !(await databaseExists(admin, clinic.databaseName)) &&
+          (await this.ledger.restoreClinic(clinicId))
+        )
+          actions.push(`restored database ${clinic.databaseName} from quarantine`);
         if (!(await databaseExists(admin, clinic.databaseName))) {
           await cloneDatabase(admin, clinic.databaseName, server.template.name);
-          actions.push(`recreated database ${clinic.databaseName} from template ${server.template.name}`);
+          dataLost = clinic.status === 'READY';
+          actions.push(
+            dataLost
+              ? `recreated database ${clinic.databaseName} EMPTY from template ${server.template.name}: its data is lost`
+              : `recreated database ${clinic.databaseName} from template ${server.template.name}`,
+          );
         }
         let password = clinicPassword(clinic, this.deps.config.encryptionKey);
         const hadRole = await roleExists(admin, clinic.databaseRole);
@@ -438,24 +465,89 @@ export class ProvisioningService {
     if (await this.seedAdminProvider(clinic.id))
       actions.push('seeded the healthcare provider of the clinic admin');
     const after = await this.checkClinic(clinicId);
-    // The repair's central effects and its record commit together.
-    await this.prisma.$transaction([
-      ...(clinic.status === 'FAILED'
-        ? [this.prisma.clinic.update({ where: { id: clinic.id }, data: { status: 'READY' } })]
-        : []),
-      this.prisma.auditLog.create({
+    const recipients = dataLost ? await superAdminAddresses(this.prisma, this.deps.config.adminEmail) : [];
+    // The repair's central effects, its record and its alerts commit together.
+    await this.prisma.$transaction(async (tx) => {
+      if (clinic.status === 'FAILED')
+        await tx.clinic.update({ where: { id: clinic.id }, data: { status: 'READY' } });
+      const entry = {
+        actorId: actor.userId,
+        ip: actor.ip ?? null,
+        clinicId,
+        targetType: 'clinic',
+        targetId: clinicId,
+      };
+      await tx.auditLog.create({
         data: {
+          ...entry,
           action: 'clinic.repair',
-          actorId: actor.userId,
-          ip: actor.ip ?? null,
-          clinicId,
-          targetType: 'clinic',
-          targetId: clinicId,
-          data: { actions, before: before.dbStatus, after: after.dbStatus },
+          data: { actions, before: before.dbStatus, after: after.dbStatus, dataLost },
         },
-      }),
-    ]);
-    return { before, after, actions, alreadyHealthy: false };
+      });
+      if (!dataLost) return;
+      await tx.auditLog.create({
+        data: { ...entry, action: 'clinic.data_lost', data: { databaseName: clinic.databaseName } },
+      });
+      await enqueueAlerts(
+        tx,
+        recipients,
+        {
+          kind: 'clinic_data_lost',
+          subject: `Onramp: the data of clinic "${clinic.name}" is lost`,
+          text: [
+            `The database of clinic "${clinic.name}" (${clinic.id}) was missing, with no copy in quarantine.`,
+            `A repair ${actor.userId ? `by user ${actor.userId}` : 'by Onramp'} created an empty database in its place: the clinic's earlier data is gone.`,
+            'Restore it from a backup if one exists.',
+          ].join('\n\n'),
+        },
+        this.deps.config.encryptionKey,
+      );
+    });
+    if (dataLost) this.deps.logger.error({ clinicId }, 'clinic database recreated empty: its data is lost');
+    return { before, after, actions, alreadyHealthy: false, dataLost };
+  }
+
+  /**
+   * A READY clinic's database is missing (seen at sign-in or by the health sweep): nothing is
+   * recreated; the super-admins are alerted once per incident (until the next repair or restore).
+   */
+  async reportMissingDatabase(health: ClinicHealth): Promise<void> {
+    const clinic = await this.findClinic(health.clinicId);
+    if (clinic.status !== 'READY' || health.dbStatus !== 'MISSING') return;
+    const recipients = await superAdminAddresses(this.prisma, this.deps.config.adminEmail);
+    await this.prisma.$transaction(async (tx) => {
+      await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`missing:${clinic.id}`}))`;
+      const last = await tx.auditLog.findFirst({
+        where: { clinicId: clinic.id, action: { in: [MISSING_ACTION, 'clinic.repair', 'clinic.restore'] } },
+        orderBy: { id: 'desc' },
+        select: { action: true },
+      });
+      if (last?.action === MISSING_ACTION) return;
+      await tx.auditLog.create({
+        data: {
+          action: MISSING_ACTION,
+          actorId: null,
+          clinicId: clinic.id,
+          targetType: 'clinic',
+          targetId: clinic.id,
+          data: { databaseName: clinic.databaseName, server: health.server, errors: health.errors },
+        },
+      });
+      await enqueueAlerts(
+        tx,
+        recipients,
+        {
+          kind: 'clinic_database_missing',
+          subject: `Onramp: the database of clinic "${clinic.name}" is missing`,
+          text: [
+            `The database ${clinic.databaseName} of clinic "${clinic.name}" (${clinic.id}) is missing on server ${health.server}.`,
+            'Onramp changed nothing and its users cannot sign in. Restore it, or repair the clinic (repairClinic restores a quarantined copy; otherwise it creates an empty database and reports the loss).',
+          ].join('\n\n'),
+        },
+        this.deps.config.encryptionKey,
+      );
+      this.deps.logger.error({ clinicId: clinic.id }, 'clinic database missing; super-admins alerted');
+    });
   }
 
   /** Re-creates the clinic admin's provider when absent. @returns whether it was created. */

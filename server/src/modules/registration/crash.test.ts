@@ -108,6 +108,17 @@ async function snapshot(centralUrl: string) {
   };
 }
 
+/** Of these names, the databases that exist on the clinic server, connectable or not (quarantine). */
+async function databasesNamed(names: string[]): Promise<Set<string>> {
+  return withClient(admin, async (client) => {
+    const { rows } = await client.query<{ name: string }>(
+      'SELECT datname AS name FROM pg_database WHERE datname = ANY($1)',
+      [names],
+    );
+    return new Set(rows.map((row) => row.name));
+  });
+}
+
 /** Of these names, the connectable databases and the login roles that exist on the clinic server. */
 async function objectsNamed(names: string[]) {
   return withClient(admin, async (client) => ({
@@ -221,6 +232,24 @@ describe('a SIGKILL in the middle of 5 registrations', () => {
     );
     expect(gone).toEqual({ databases: new Set(), roles: new Set() });
     expect(atKill.clinics.length).toBeGreaterThan(now.clinics.length);
+
+    // Exactly the databases created before the kill and never committed are in quarantine (kept,
+    // closed); the purge drops them once their retention is over, and nothing else.
+    const { ledger } = after.app.deps.provisioning;
+    const created = atKill.withDatabase.filter((clinic) => clinic.status !== 'READY');
+    const quarantined = (await ledger.quarantined()).filter((entry) => entry.kind === 'DATABASE');
+    expect(quarantined.map((entry) => entry.name).sort()).toEqual(
+      created.map((clinic) => clinic.database_name).sort(),
+    );
+    const trash = quarantined.map((entry) => entry.trashName ?? '');
+    expect(await databasesNamed(trash)).toEqual(new Set(trash));
+    expect(await ledger.purgeDue(new Date())).toMatchObject({ purged: 0 }); // not yet due
+    const due = new Date(Date.now() + after.config.clinicTrashRetentionSeconds * 1000 + 1000);
+    await ledger.purgeDue(due);
+    expect(await databasesNamed(trash)).toEqual(new Set());
+    expect(await ledger.quarantined()).toEqual([]);
+    const keptAfterPurge = await objectsNamed(ready.map((clinic) => clinic.database_name));
+    expect(keptAfterPurge.databases.size).toBe(ready.length);
   }, 120_000);
 
   it('hybrid mode: the restart finishes every registration whose central records committed', async () => {
@@ -308,6 +337,8 @@ describe("the reconciler's reach", async () => {
     expect(report.orphans.filter((orphan) => names.includes(orphan.name))).toEqual([]);
     await ours.app.deps.reconciler.reconcile();
     await ours.app.deps.reconciler.reconcile();
+    // Nor does the purge, even a year on: it acts on ledger entries only, never on names.
+    await ours.app.deps.provisioning.ledger.purgeDue(new Date(Date.now() + 365 * 86_400_000));
 
     expect(await objectsNamed(names)).toEqual(before);
     expect((await theirs.app.deps.provisioning.checkClinic(theirClinic.id)).dbStatus).toBe('HEALTHY');
