@@ -72,6 +72,16 @@ describe('restoreClinic', async () => {
     await remove(clinicId);
     expect(await prisma.clinic.findUnique({ where: { id: clinicId } })).toMatchObject({ status: 'DELETED' });
     expect((await signIn(email))?.code).toBe('CLINIC_UNAVAILABLE');
+    // Repair is not the way back: it would revive the database under a clinic that stays DELETED.
+    const repaired = await t.gql<{ repairClinic: { __typename: string; message?: string } }>(
+      `mutation { repairClinic(clinicId: "${clinicId}") { __typename ... on Error { message } } }`,
+      undefined,
+      await t.superAdmin(),
+    );
+    expect(repaired.body.data?.repairClinic).toEqual({
+      __typename: 'ConflictError',
+      message: 'The clinic is DELETED: restoreClinic brings it back.',
+    });
 
     // Two restores at once: one succeeds, the other is refused with a typed error.
     const headers = await t.superAdmin();

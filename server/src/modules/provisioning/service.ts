@@ -388,6 +388,11 @@ export class ProvisioningService {
    * provider. Idempotent; concurrent repairs of one clinic are serialised.
    */
   async repairClinic(clinicId: string, actor: AuditActor = NO_ACTOR): Promise<RepairResult> {
+    // A deleted clinic's database waits in quarantine for restoreClinic; repairing it would bring
+    // the database back under a clinic that stays DELETED.
+    const { status } = await this.findClinic(clinicId);
+    if (status === 'DELETED' || status === 'DELETING')
+      throw new ConflictError(`The clinic is ${status}: restoreClinic brings it back.`);
     const before = await this.checkClinic(clinicId);
     if (before.dbStatus === 'HEALTHY')
       return { before, after: before, actions: [], alreadyHealthy: true, dataLost: false };
