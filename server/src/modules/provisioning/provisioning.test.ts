@@ -136,7 +136,9 @@ describe('the provisioning engine', async () => {
         async (client) =>
           (
             await client.query<{ rolname: string }>(
-              `SELECT rolname FROM pg_roles WHERE rolname LIKE 'clinic\\_role\\_%'
+              // Quarantined roles (NOLOGIN, left by other test files on this shared server) are
+              // kept on purpose; a role anyone could still log in with is not.
+              `SELECT rolname FROM pg_roles WHERE rolname LIKE 'clinic\\_role\\_%' AND rolcanlogin
              AND NOT EXISTS (SELECT 1 FROM pg_database d WHERE d.datname LIKE 'clinic\\_%' AND has_database_privilege(rolname, d.datname, 'CONNECT'))`,
             )
           ).rows,

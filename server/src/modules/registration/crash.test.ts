@@ -238,9 +238,13 @@ describe('a SIGKILL in the middle of 5 registrations', () => {
     const { ledger } = after.app.deps.provisioning;
     const created = atKill.withDatabase.filter((clinic) => clinic.status !== 'READY');
     const quarantined = (await ledger.quarantined()).filter((entry) => entry.kind === 'DATABASE');
-    expect(quarantined.map((entry) => entry.name).sort()).toEqual(
-      created.map((clinic) => clinic.database_name).sort(),
-    );
+    // A CREATE DATABASE in flight at the kill still completes on the server (its backend outlives
+    // the client), after the snapshot: so every database seen at the kill is quarantined, and
+    // nothing but unfinished clinics' databases is.
+    const names = quarantined.map((entry) => entry.name);
+    expect(names).toEqual(expect.arrayContaining(created.map((clinic) => clinic.database_name)));
+    const unfinishedNames = unfinished.map((clinic) => clinic.database_name);
+    expect(names.filter((name) => !unfinishedNames.includes(name))).toEqual([]);
     const trash = quarantined.map((entry) => entry.trashName ?? '');
     expect(await databasesNamed(trash)).toEqual(new Set(trash));
     expect(await ledger.purgeDue(new Date())).toMatchObject({ purged: 0 }); // not yet due
