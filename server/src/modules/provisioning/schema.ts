@@ -524,11 +524,24 @@ builder.queryFields((t) => ({
 }));
 
 const RepairClinicSuccessRef = builder.objectRef<RepairResult>('RepairClinicSuccess').implement({
+  description: "A clinic database's health before and after a repair, and what the repair did.",
   fields: (t) => ({
-    before: t.field({ type: ClinicHealthRef, resolve: (result) => result.before }),
-    after: t.field({ type: ClinicHealthRef, resolve: (result) => result.after }),
-    actions: t.exposeStringList('actions'),
-    alreadyHealthy: t.exposeBoolean('alreadyHealthy'),
+    before: t.field({
+      type: ClinicHealthRef,
+      description: 'Health found first.',
+      resolve: (result) => result.before,
+    }),
+    after: t.field({
+      type: ClinicHealthRef,
+      description: 'Health after the repair.',
+      resolve: (result) => result.after,
+    }),
+    actions: t.exposeStringList('actions', {
+      description: 'What was done, in order, in words; empty when nothing.',
+    }),
+    alreadyHealthy: t.exposeBoolean('alreadyHealthy', {
+      description: 'True when it was HEALTHY: nothing was done.',
+    }),
   }),
 });
 
@@ -578,9 +591,14 @@ builder.objectType(ProvisioningFailedError, {
 builder.mutationFields((t) => ({
   repairClinic: t.field({
     type: RepairClinicSuccessRef,
+    description:
+      'Super-admins: brings a clinic database back to HEALTHY (recreates a missing database from the ' +
+      'template, restores its role, applies missing migrations, re-creates dropped tables); does ' +
+      'nothing when it is healthy. NOT_FOUND when there is no such clinic; CONFLICT while it is ' +
+      'still provisioning or its server is unreachable.',
     authScopes: { operator: true },
     errors: { types: [NotFoundError, ConflictError] },
-    args: { clinicId: t.arg.id({ required: true, validate: uuid }) },
+    args: { clinicId: t.arg.id({ required: true, validate: uuid, description: 'Clinic id (UUID).' }) },
     resolve: (_root, { clinicId }, context) =>
       context.deps.provisioning.repairClinic(String(clinicId), {
         userId: context.viewer?.userId ?? null,
