@@ -71,6 +71,8 @@ describe('restoreClinic', async () => {
 
     await remove(clinicId);
     expect(await prisma.clinic.findUnique({ where: { id: clinicId } })).toMatchObject({ status: 'DELETED' });
+    // A second delete changes nothing (no new retention, no new audit entry): a typed refusal.
+    expect((await remove(clinicId)).body.data).toEqual({ deleteClinic: { __typename: 'ConflictError' } });
     expect((await signIn(email))?.code).toBe('CLINIC_UNAVAILABLE');
     // Repair is not the way back: it would revive the database under a clinic that stays DELETED.
     const repaired = await t.gql<{ repairClinic: { __typename: string; message?: string } }>(

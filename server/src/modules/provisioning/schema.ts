@@ -61,8 +61,38 @@ const RunStatusEnum = builder.enumType('ProvisioningRunStatus', {
   } as const,
 });
 const RUN_KINDS = ['REGISTER', 'REPAIR', 'UPGRADE', 'DELETE', 'ONBOARDING', 'RESTORE'] as const;
-const RunKindEnum = builder.enumType('ProvisioningRunKind', { values: RUN_KINDS });
-export const StepNameEnum = builder.enumType('ProvisioningStepName', { values: PROVISIONING_STEP_NAMES });
+const RUN_KIND_DESCRIPTIONS: Record<(typeof RUN_KINDS)[number], string> = {
+  REGISTER: 'A clinic registration (registerClinic): creates its records and database.',
+  REPAIR: 'A repair of an existing clinic database.',
+  UPGRADE: 'Reserved for upgrades of existing clinic databases (upgrades at startup record no run).',
+  DELETE: 'An unverified registration undone after UNVERIFIED_CLINIC_TTL (not deleteClinic).',
+  ONBOARDING: 'The provisioning of an onboarding (`/api/v1/onboarding/provision`).',
+  RESTORE: 'A deleted clinic brought back from quarantine (restoreClinic).',
+};
+const RunKindEnum = builder.enumType('ProvisioningRunKind', {
+  description: 'What a provisioning run was started for.',
+  values: Object.fromEntries(
+    RUN_KINDS.map((kind) => [kind, { description: RUN_KIND_DESCRIPTIONS[kind] }]),
+  ) as Record<(typeof RUN_KINDS)[number], { description: string }>,
+});
+const STEP_DESCRIPTIONS: Record<(typeof PROVISIONING_STEP_NAMES)[number], string> = {
+  central_records: 'Creates the company and clinic rows in the central database.',
+  subdomain: "Reserves the clinic's subdomain.",
+  create_database: "Creates the clinic's PostgreSQL database and its own role.",
+  migrate_database: 'Applies the clinic schema migrations to the new database.',
+  verify_database: 'Checks the new database: reachable by its role, every table present.',
+  seed_provider: "Creates the clinic admin's record in the clinic database.",
+  dns: 'Publishes the subdomain at the DNS provider (DNS_PROVIDER).',
+  ssl: 'Issues the certificate of the subdomain (CERT_PROVIDER).',
+  commit: 'Marks the clinic READY.',
+  verification_email: "Sends the admin's email verification.",
+};
+export const StepNameEnum = builder.enumType('ProvisioningStepName', {
+  description: 'Steps of a provisioning run, in run order (also the names FAULT_INJECTION takes).',
+  values: Object.fromEntries(
+    PROVISIONING_STEP_NAMES.map((name) => [name, { description: STEP_DESCRIPTIONS[name] }]),
+  ) as Record<(typeof PROVISIONING_STEP_NAMES)[number], { description: string }>,
+});
 
 interface ClinicSummary {
   createdAt: Date;
@@ -90,9 +120,9 @@ const clinicSummary = (context: Context, clinicId: string) =>
 const DnsRecordRef = builder.objectRef<DnsRecord>('DnsRecord').implement({
   description: 'A record of a clinic subdomain, as the DNS provider holds it.',
   fields: (t) => ({
-    name: t.exposeString('name'),
+    name: t.exposeString('name', { description: 'Fully qualified record name.' }),
     type: t.exposeString('type', { description: 'A, AAAA, CNAME or TXT.' }),
-    value: t.exposeString('value'),
+    value: t.exposeString('value', { description: 'Its data: an address, a target name or a text.' }),
     ttl: t.exposeInt('ttl', { description: 'Seconds.' }),
   }),
 });
@@ -100,7 +130,7 @@ const DnsRecordRef = builder.objectRef<DnsRecord>('DnsRecord').implement({
 const CertificateRef = builder.objectRef<IssuedCertificate>('Certificate').implement({
   description: "A clinic subdomain's live certificate (never its key).",
   fields: (t) => ({
-    fqdn: t.exposeString('fqdn'),
+    fqdn: t.exposeString('fqdn', { description: 'The name the certificate is for.' }),
     provider: t.exposeString('issuer', { description: 'builtin (Onramp’s own CA) or acme.' }),
     issuer: t.string({
       description: 'Distinguished name of the issuing CA, e.g. "CN=Onramp Development CA".',
@@ -112,16 +142,17 @@ const CertificateRef = builder.objectRef<IssuedCertificate>('Certificate').imple
         }
       },
     }),
-    serialNumber: t.exposeString('serialNumber'),
-    notBefore: t.expose('notBefore', { type: 'DateTime' }),
-    notAfter: t.expose('notAfter', { type: 'DateTime' }),
+    serialNumber: t.exposeString('serialNumber', { description: 'Serial number, hexadecimal.' }),
+    notBefore: t.expose('notBefore', { type: 'DateTime', description: 'Valid from this time.' }),
+    notAfter: t.expose('notAfter', { type: 'DateTime', description: 'Expires at this time.' }),
   }),
 });
 
 export const ClinicHealthRef = builder.objectRef<ClinicHealth>('ClinicHealth').implement({
+  description: "One check of a clinic's database: existence, reachability by its role, tables, schema.",
   fields: (t) => ({
-    clinicId: t.exposeID('clinicId'),
-    name: t.exposeString('name'),
+    clinicId: t.exposeID('clinicId', { description: 'The clinic checked.' }),
+    name: t.exposeString('name', { description: "The clinic's name." }),
     server: t.exposeString('server', {
       description: 'Name of the PostgreSQL server holding the database (its address when first recorded).',
     }),
@@ -129,13 +160,23 @@ export const ClinicHealthRef = builder.objectRef<ClinicHealth>('ClinicHealth').i
       description:
         'False when no configured URL reaches that server now: the clinic is reported, never treated as empty (`errors` says why).',
     }),
-    subdomain: t.exposeString('subdomain'),
-    dbStatus: t.field({ type: DbStatusEnum, resolve: (health) => health.dbStatus }),
-    tablesCount: t.exposeInt('tablesCount'),
-    expectedTables: t.exposeInt('expectedTables'),
-    missingTables: t.exposeStringList('missingTables'),
-    schemaVersion: t.exposeString('schemaVersion', { nullable: true }),
-    errors: t.exposeStringList('errors'),
+    subdomain: t.exposeString('subdomain', { description: "The clinic's subdomain." }),
+    dbStatus: t.field({
+      type: DbStatusEnum,
+      description: 'What the check found.',
+      resolve: (health) => health.dbStatus,
+    }),
+    tablesCount: t.exposeInt('tablesCount', { description: 'Tables found in the database.' }),
+    expectedTables: t.exposeInt('expectedTables', { description: 'Tables the clinic schema defines.' }),
+    missingTables: t.exposeStringList('missingTables', { description: 'Expected tables not found.' }),
+    schemaVersion: t.exposeString('schemaVersion', {
+      nullable: true,
+      description:
+        'Migrations applied, as `<count>-<digest>` (equal versions: the same migrations); null when not read.',
+    }),
+    errors: t.exposeStringList('errors', {
+      description: 'What the check found wrong, in words (never credentials); empty when healthy.',
+    }),
     lastCheck: t.expose('lastCheck', {
       type: 'DateTime',
       description: "When the check ran, by the server's clock.",
@@ -156,31 +197,47 @@ export const ClinicHealthRef = builder.objectRef<ClinicHealth>('ClinicHealth').i
 });
 
 const ClinicsHealthReportRef = builder.objectRef<ClinicsHealthReport>('ClinicsHealthReport').implement({
+  description: 'A check of every clinic database, oldest clinic first.',
   fields: (t) => ({
-    checkedAt: t.expose('checkedAt', { type: 'DateTime' }),
-    total: t.exposeInt('total'),
-    healthy: t.exposeInt('healthy'),
-    unhealthy: t.exposeInt('unhealthy'),
-    clinics: t.field({ type: [ClinicHealthRef], resolve: (report) => report.clinics }),
+    checkedAt: t.expose('checkedAt', { type: 'DateTime', description: 'When the sweep finished.' }),
+    total: t.exposeInt('total', { description: 'Clinics checked.' }),
+    healthy: t.exposeInt('healthy', { description: 'Clinics found HEALTHY.' }),
+    unhealthy: t.exposeInt('unhealthy', {
+      description: 'Clinics neither HEALTHY nor PROVISIONING (DEGRADED, UNHEALTHY or MISSING).',
+    }),
+    clinics: t.field({
+      type: [ClinicHealthRef],
+      description: "Each clinic's check.",
+      resolve: (report) => report.clinics,
+    }),
   }),
 });
 
 export const ClinicRef = builder.prismaObject('Clinic', {
+  description: 'A clinic: its central record and, once provisioned, its own PostgreSQL database.',
   fields: (t) => ({
-    id: t.exposeID('id'),
-    name: t.exposeString('name'),
-    country: t.exposeString('country'),
-    subdomain: t.exposeString('subdomain'),
-    status: t.expose('status', { type: ClinicStatusEnum }),
-    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    id: t.exposeID('id', { description: 'Clinic id (UUID).' }),
+    name: t.exposeString('name', { description: 'Name given at registration.' }),
+    country: t.exposeString('country', { description: 'Country given at registration.' }),
+    subdomain: t.exposeString('subdomain', { description: 'Label of `fqdn`, unique among clinics.' }),
+    status: t.expose('status', { type: ClinicStatusEnum, description: 'Where it is in its lifecycle.' }),
+    createdAt: t.expose('createdAt', { type: 'DateTime', description: 'When it was registered.' }),
     // Where and how the database lives: platform operators only.
-    databaseName: t.exposeString('databaseName', { authScopes: { operator: true } }),
+    databaseName: t.exposeString('databaseName', {
+      authScopes: { operator: true },
+      description: 'Super-admins: name of its PostgreSQL database.',
+    }),
     databaseServer: t.string({
       authScopes: { operator: true },
       description: 'Name of the server that holds the database (see databaseServers).',
       resolve: (clinic, _args, context) => context.deps.provisioning.serverName(clinic.databaseServerId),
     }),
-    schemaVersion: t.exposeString('schemaVersion', { nullable: true, authScopes: { operator: true } }),
+    schemaVersion: t.exposeString('schemaVersion', {
+      nullable: true,
+      authScopes: { operator: true },
+      description:
+        'Super-admins: migrations its database was last brought to (`<count>-<digest>`); null before.',
+    }),
     health: t.field({
       type: ClinicHealthRef,
       authScopes: { operator: true },
@@ -217,38 +274,55 @@ export const ClinicRef = builder.prismaObject('Clinic', {
 });
 
 const ProvisioningStepRef = builder.prismaObject('ProvisioningStep', {
+  description: 'One attempt of one step of a provisioning run.',
   fields: (t) => ({
-    name: t.exposeString('name'),
-    status: t.expose('status', { type: StepStatusEnum }),
-    attempt: t.exposeInt('attempt'),
-    error: t.exposeString('error', { nullable: true }),
-    startedAt: t.expose('startedAt', { type: 'DateTime' }),
-    finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true }),
-    durationMs: t.exposeInt('durationMs', { nullable: true }),
+    name: t.exposeString('name', { description: 'Step name (a ProvisioningStepName for registrations).' }),
+    status: t.expose('status', { type: StepStatusEnum, description: 'Its outcome so far.' }),
+    attempt: t.exposeInt('attempt', { description: 'Attempt number of the step, from 1.' }),
+    error: t.exposeString('error', { nullable: true, description: 'Why it failed; null otherwise.' }),
+    startedAt: t.expose('startedAt', { type: 'DateTime', description: 'When it started.' }),
+    finishedAt: t.expose('finishedAt', {
+      type: 'DateTime',
+      nullable: true,
+      description: 'When it ended; null while running.',
+    }),
+    durationMs: t.exposeInt('durationMs', {
+      nullable: true,
+      description: 'Milliseconds; null while running.',
+    }),
   }),
 });
 
 builder.prismaObject('ProvisioningRun', {
   authScopes: { operator: true },
+  description: 'Super-admins: one provisioning run of a clinic, with its steps.',
   fields: (t) => ({
-    id: t.exposeID('id'),
-    clinicId: t.exposeID('clinicId'),
+    id: t.exposeID('id', { description: 'Run id (UUID).' }),
+    clinicId: t.exposeID('clinicId', { description: 'The clinic it ran for (it may since be gone).' }),
     clinicName: t.exposeString('subjectName', {
       nullable: true,
       description:
         "The clinic's name when the run started (an onboarding's organisation or domain); kept after a rollback removed the clinic.",
     }),
-    kind: t.expose('kind', { type: RunKindEnum }),
-    status: t.expose('status', { type: RunStatusEnum }),
-    attempt: t.exposeInt('attempt'),
-    error: t.exposeString('error', { nullable: true }),
-    startedAt: t.expose('startedAt', { type: 'DateTime' }),
-    finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true }),
+    kind: t.expose('kind', { type: RunKindEnum, description: 'What it was started for.' }),
+    status: t.expose('status', { type: RunStatusEnum, description: 'Its outcome so far.' }),
+    attempt: t.exposeInt('attempt', {
+      description: 'Attempt number for this clinic, from 1 (a retry is 2 or more).',
+    }),
+    error: t.exposeString('error', { nullable: true, description: 'Why it failed; null otherwise.' }),
+    startedAt: t.expose('startedAt', { type: 'DateTime', description: 'When it started.' }),
+    finishedAt: t.expose('finishedAt', {
+      type: 'DateTime',
+      nullable: true,
+      description: 'When it ended; null while running.',
+    }),
     durationMs: t.int({
       nullable: true,
+      description: 'Milliseconds from start to end; null while running.',
       resolve: (run) => (run.finishedAt ? run.finishedAt.getTime() - run.startedAt.getTime() : null),
     }),
     steps: t.relation('steps', {
+      description: 'Its step attempts, in the order they started.',
       query: { orderBy: [{ startedAt: 'asc' }, { attempt: 'asc' }] },
       type: ProvisioningStepRef,
     }),
@@ -264,15 +338,19 @@ interface ProvisioningMetricsShape {
 }
 
 const ProvisioningMetricsRef = builder.objectRef<ProvisioningMetricsShape>('ProvisioningMetrics').implement({
+  description: 'Counts over every recorded provisioning run; durations of successful registrations.',
   fields: (t) => ({
-    successes: t.exposeInt('successes'),
-    failures: t.exposeInt('failures'),
+    successes: t.exposeInt('successes', { description: 'Runs that SUCCEEDED.' }),
+    failures: t.exposeInt('failures', { description: 'Runs that FAILED or were ROLLED_BACK.' }),
     retries: t.exposeInt('retries', { description: 'Runs that were a second or later attempt.' }),
     p50Ms: t.exposeInt('p50Ms', {
       nullable: true,
       description: 'Median duration of successful registrations.',
     }),
-    p95Ms: t.exposeInt('p95Ms', { nullable: true }),
+    p95Ms: t.exposeInt('p95Ms', {
+      nullable: true,
+      description: '95th percentile duration of successful registrations, in ms; null when there is none.',
+    }),
   }),
 });
 
@@ -290,26 +368,41 @@ export interface ProvisioningEventShape {
 }
 
 const ProvisioningEventRef = builder.objectRef<ProvisioningEventShape>('ProvisioningEvent').implement({
+  description: 'A step of a provisioning run changed status.',
   fields: (t) => ({
-    runId: t.exposeID('runId'),
+    runId: t.exposeID('runId', { description: 'The run (see provisioningRun).' }),
     kind: t.field({
       type: RunKindEnum,
       nullable: true,
       description: "The run's kind (null only from an instance older than this field).",
       resolve: (event) => event.kind ?? null,
     }),
-    clinicId: t.exposeID('clinicId'),
+    clinicId: t.exposeID('clinicId', { description: 'The clinic it runs for.' }),
     clinicName: t.string({
       nullable: true,
       description: "The clinic's name (an onboarding's organisation or domain), from the run's first event.",
       resolve: (event) => event.clinicName ?? null,
     }),
-    step: t.exposeString('step'),
-    status: t.field({ type: StepStatusEnum, resolve: (event) => event.status }),
-    attempt: t.exposeInt('attempt'),
-    message: t.exposeString('message', { nullable: true }),
-    at: t.field({ type: 'DateTime', resolve: (event) => new Date(event.at) }),
-    durationMs: t.exposeInt('durationMs', { nullable: true }),
+    step: t.exposeString('step', { description: 'Step name (a ProvisioningStepName for registrations).' }),
+    status: t.field({
+      type: StepStatusEnum,
+      description: "The step's new status.",
+      resolve: (event) => event.status,
+    }),
+    attempt: t.exposeInt('attempt', { description: 'Attempt number of the step, from 1.' }),
+    message: t.exposeString('message', {
+      nullable: true,
+      description: 'What the step did, why it was skipped or failed (at most 500 characters); may be null.',
+    }),
+    at: t.field({
+      type: 'DateTime',
+      description: 'When it happened (pass it as `since` to resume).',
+      resolve: (event) => new Date(event.at),
+    }),
+    durationMs: t.exposeInt('durationMs', {
+      nullable: true,
+      description: 'Milliseconds the step took; null when it just started.',
+    }),
   }),
 });
 
@@ -319,7 +412,7 @@ builder.queryFields((t) => ({
     nullable: true,
     description: 'Operators see any clinic; clinic admins their own.',
     authScopes: (_root, args) => ({ operator: true, clinicAdmin: String(args.id) }),
-    args: { id: t.arg.id({ required: true, validate: uuid }) },
+    args: { id: t.arg.id({ required: true, validate: uuid, description: 'Clinic id (UUID).' }) },
     resolve: (query, _root, { id }, context) =>
       context.scoped((tx) => tx.clinic.findUnique({ ...query, where: { id } })),
   }),
@@ -327,8 +420,10 @@ builder.queryFields((t) => ({
     type: 'Clinic',
     cursor: 'id',
     authScopes: { operator: true },
+    description:
+      'Super-admins: clinics, oldest first, paginated by cursor. VALIDATION_FAILED on a malformed cursor.',
     args: {
-      status: t.arg({ type: ClinicStatusEnum }),
+      status: t.arg({ type: ClinicStatusEnum, description: 'Only clinics in this status.' }),
       health: t.arg({ type: DbStatusEnum, description: 'Checks every clinic first (bounded concurrency).' }),
     },
     resolve: async (query, _root, args, context) => {
@@ -352,6 +447,7 @@ builder.queryFields((t) => ({
   clinicsHealth: t.field({
     type: ClinicsHealthReportRef,
     authScopes: { operator: true },
+    description: 'Super-admins: checks every clinic database now (bounded concurrency; one sweep at a time).',
     resolve: (_root, _args, context) => context.deps.provisioning.clinicsHealth(),
   }),
   provisioningRuns: t.prismaField({
@@ -360,9 +456,13 @@ builder.queryFields((t) => ({
     description:
       "Newest first: one clinic's runs, or every clinic's without `clinicId` (the console's metrics chart).",
     args: {
-      clinicId: t.arg.id({ validate: uuid }),
-      kind: t.arg({ type: RunKindEnum }),
-      first: t.arg.int({ defaultValue: 20, validate: z.number().int().min(1).max(200) }),
+      clinicId: t.arg.id({ validate: uuid, description: "Only this clinic's runs (UUID)." }),
+      kind: t.arg({ type: RunKindEnum, description: 'Only runs of this kind.' }),
+      first: t.arg.int({
+        defaultValue: 20,
+        validate: z.number().int().min(1).max(200),
+        description: 'How many runs, 1 to 200.',
+      }),
     },
     resolve: (query, _root, args, context) =>
       context.scoped((tx) =>
@@ -382,13 +482,20 @@ builder.queryFields((t) => ({
     nullable: true,
     authScopes: { operator: true },
     description: 'One run with its steps and error; null when there is no such run.',
-    args: { id: t.arg.id({ required: true, validate: z.uuid({ error: 'must be a run id (UUID)' }) }) },
+    args: {
+      id: t.arg.id({
+        required: true,
+        validate: z.uuid({ error: 'must be a run id (UUID)' }),
+        description: 'Run id (UUID).',
+      }),
+    },
     resolve: (query, _root, { id }, context) =>
       context.scoped((tx) => tx.provisioningRun.findUnique({ ...query, where: { id: String(id) } })),
   }),
   provisioningMetrics: t.field({
     type: ProvisioningMetricsRef,
     authScopes: { operator: true },
+    description: 'Super-admins: counts and durations over every recorded provisioning run.',
     resolve: async (_root, _args, context) => {
       const [row] = await context.scoped(
         (tx) => tx.$queryRaw<
@@ -417,11 +524,24 @@ builder.queryFields((t) => ({
 }));
 
 const RepairClinicSuccessRef = builder.objectRef<RepairResult>('RepairClinicSuccess').implement({
+  description: "A clinic database's health before and after a repair, and what the repair did.",
   fields: (t) => ({
-    before: t.field({ type: ClinicHealthRef, resolve: (result) => result.before }),
-    after: t.field({ type: ClinicHealthRef, resolve: (result) => result.after }),
-    actions: t.exposeStringList('actions'),
-    alreadyHealthy: t.exposeBoolean('alreadyHealthy'),
+    before: t.field({
+      type: ClinicHealthRef,
+      description: 'Health found first.',
+      resolve: (result) => result.before,
+    }),
+    after: t.field({
+      type: ClinicHealthRef,
+      description: 'Health after the repair.',
+      resolve: (result) => result.after,
+    }),
+    actions: t.exposeStringList('actions', {
+      description: 'What was done, in order, in words; empty when nothing.',
+    }),
+    alreadyHealthy: t.exposeBoolean('alreadyHealthy', {
+      description: 'True when it was HEALTHY: nothing was done.',
+    }),
     dataLost: t.exposeBoolean('dataLost', {
       description:
         'The database of a clinic that held data was gone with no copy in quarantine: repair created an empty one (audited, super-admins alerted).',
@@ -430,7 +550,8 @@ const RepairClinicSuccessRef = builder.objectRef<RepairResult>('RepairClinicSucc
 });
 
 const DeleteClinicSuccessRef = builder.objectRef<{ clinicId: string }>('DeleteClinicSuccess').implement({
-  fields: (t) => ({ clinicId: t.exposeID('clinicId') }),
+  description: 'The clinic is DELETED; its database is kept quarantined for CLINIC_DELETE_RETENTION.',
+  fields: (t) => ({ clinicId: t.exposeID('clinicId', { description: 'The deleted clinic.' }) }),
 });
 
 const RestoreClinicSuccessRef = builder
@@ -450,6 +571,7 @@ const RestoreClinicSuccessRef = builder
 const InjectFaultSuccessRef = builder
   .objectRef<{ pending: Record<string, number> }>('InjectFaultSuccess')
   .implement({
+    description: 'The fault is armed.',
     fields: (t) => ({
       pending: t.field({
         type: 'JSON',
@@ -463,18 +585,24 @@ builder.objectType(ProvisioningFailedError, {
   name: 'ProvisioningFailedError',
   interfaces: [ErrorInterface],
   isTypeOf: (value) => value instanceof ProvisioningFailedError,
+  description: 'PROVISIONING_FAILED: a step failed and the run was rolled back; nothing it created remains.',
   fields: (t) => ({
-    step: t.exposeString('step'),
-    runId: t.exposeID('runId'),
+    step: t.exposeString('step', { description: 'The step that failed (a ProvisioningStepName).' }),
+    runId: t.exposeID('runId', { description: 'The run, for provisioningRun.' }),
   }),
 });
 
 builder.mutationFields((t) => ({
   repairClinic: t.field({
     type: RepairClinicSuccessRef,
+    description:
+      'Super-admins: brings a clinic database back to HEALTHY (recreates a missing database from the ' +
+      'template, restores its role, applies missing migrations, re-creates dropped tables); does ' +
+      'nothing when it is healthy. NOT_FOUND when there is no such clinic; CONFLICT while it is ' +
+      'still provisioning or its server is unreachable.',
     authScopes: { operator: true },
     errors: { types: [NotFoundError, ConflictError] },
-    args: { clinicId: t.arg.id({ required: true, validate: uuid }) },
+    args: { clinicId: t.arg.id({ required: true, validate: uuid, description: 'Clinic id (UUID).' }) },
     resolve: (_root, { clinicId }, context) =>
       context.deps.provisioning.repairClinic(String(clinicId), {
         userId: context.viewer?.userId ?? null,
@@ -483,9 +611,14 @@ builder.mutationFields((t) => ({
   }),
   deleteClinic: t.field({
     type: DeleteClinicSuccessRef,
+    description:
+      'Super-admins: the clinic becomes DELETED (its users cannot sign in, its subdomain stops ' +
+      'resolving); its database is quarantined, not dropped, for CLINIC_DELETE_RETENTION ' +
+      '(restoreClinic until then). NOT_FOUND when there is no such clinic; CONFLICT when it is ' +
+      'already deleted or its database server cannot be reached.',
     authScopes: { operator: true },
-    errors: { types: [NotFoundError] },
-    args: { clinicId: t.arg.id({ required: true, validate: uuid }) },
+    errors: { types: [NotFoundError, ConflictError] },
+    args: { clinicId: t.arg.id({ required: true, validate: uuid, description: 'Clinic id (UUID).' }) },
     resolve: async (_root, { clinicId }, context) => {
       await context.deps.provisioning.deleteClinic(String(clinicId), {
         userId: context.viewer?.userId ?? null,
@@ -515,8 +648,12 @@ builder.mutationFields((t) => ({
     description: 'Development and test only, super-admins: the next `times` runs of `step` fail.',
     authScopes: { devTools: true },
     args: {
-      step: t.arg({ type: StepNameEnum, required: true }),
-      times: t.arg.int({ defaultValue: 1, validate: z.number().int().min(1).max(10) }),
+      step: t.arg({ type: StepNameEnum, required: true, description: 'The step to fail.' }),
+      times: t.arg.int({
+        defaultValue: 1,
+        validate: z.number().int().min(1).max(10),
+        description: 'How many of its next runs fail, 1 to 10.',
+      }),
     },
     resolve: (_root, { step, times }, context) => ({
       pending: context.deps.provisioning.injectFault(step, times ?? 1),
@@ -535,7 +672,7 @@ builder.subscriptionFields((t) => ({
       'across one: fold them by run, step and attempt.',
     authScopes: { operator: true },
     args: {
-      clinicId: t.arg.id({ validate: uuid }),
+      clinicId: t.arg.id({ validate: uuid, description: "Only this clinic's runs (UUID)." }),
       since: t.arg({
         type: 'DateTime',
         description:

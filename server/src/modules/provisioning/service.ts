@@ -582,6 +582,10 @@ export class ProvisioningService {
   /** Quarantines the clinic's database and role and marks it DELETED (restorable until the purge). */
   async deleteClinic(clinicId: string, actor: AuditActor = NO_ACTOR): Promise<void> {
     const clinic = await this.findClinic(clinicId);
+    if (clinic.status === 'DELETED' || clinic.status === 'DELETING')
+      throw new ConflictError(`The clinic is already ${clinic.status}.`);
+    // Before any change: a clinic whose server is unreachable is refused whole, not half deleted.
+    this.serverOf(clinic);
     await this.prisma.clinic.update({ where: { id: clinicId }, data: { status: 'DELETING' } });
     await this.clients.evict(clinicId);
     const { subdomain } = await this.prisma.clinic.findUniqueOrThrow({
@@ -592,7 +596,6 @@ export class ProvisioningService {
     await this.releaseSubdomain(subdomain);
     // Kept, not dropped (decision 040): quarantined for CLINIC_DELETE_RETENTION; the row stays
     // DELETED, so its users cannot sign in and its subdomain stays reserved until the purge.
-    this.serverOf(clinic);
     await this.ledger.quarantineClinic(
       clinicId,
       'clinic deleted',
