@@ -287,20 +287,38 @@ export class Ledger {
     const entry = await prisma.clinicObject.findUniqueOrThrow({ where: { id } });
     const server = this.requireServer(entry.serverId);
     let trashName: string | null = null;
+    let absent = false;
     await withClient(server.url, async (admin) => {
       if (entry.kind === 'ROLE') {
+        const role = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [entry.name]);
+        if (role.rowCount === 0) {
+          absent = true;
+          return;
+        }
         await admin.query(`ALTER ROLE ${quoteIdent(entry.name)} NOLOGIN`).catch(ignoreMissing);
         await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [
           entry.name,
         ]);
         return;
       }
-      if (!(await exists(admin, entry.name))) return; // nothing to keep (an undo got there first)
+      // Nothing to keep: never created (a crash before CREATE DATABASE) or an undo got there first.
+      if (!(await exists(admin, entry.name))) {
+        absent = true;
+        return;
+      }
       trashName = `${TRASH_PREFIX}${idPart(entry.name)}_${Date.now().toString(36)}`;
       await closeDatabase(admin, entry.name);
       await renameClosed(admin, entry.name, trashName);
       await admin.query(`REVOKE ALL ON DATABASE ${quoteIdent(trashName)} FROM PUBLIC`);
     });
+    if (absent) {
+      // Settled as gone, not listed as quarantined: there is nothing on the server to restore.
+      await prisma.clinicObject.update({
+        where: { id },
+        data: { state: 'DROPPED', reason: `${reason}; it did not exist`, settledAt: new Date() },
+      });
+      return;
+    }
     const quarantinedAt = new Date();
     await prisma.clinicObject.update({
       where: { id },
