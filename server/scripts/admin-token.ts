@@ -6,27 +6,17 @@
  * Uses the same data dir as `pnpm start` (joining its embedded PostgreSQL when it runs).
  */
 import { createPubSub } from 'graphql-yoga';
-import { openDatabases } from '../src/db/database.js';
 import { loadConfig } from '../src/env.js';
 import { createLogger } from '../src/logger.js';
-import { createMetrics } from '../src/metrics.js';
 import { postgresLimitStore } from '../src/modules/auth/lockout.js';
 import { AuthService } from '../src/modules/auth/service.js';
 import { SessionCache } from '../src/modules/auth/session-cache.js';
-import { ProvisioningService } from '../src/modules/provisioning/service.js';
+import { openProvisioning } from './operator.js';
 
 const config = loadConfig();
 // Logs on stderr: standard output carries the token alone, for `$(pnpm -s admin:token)`.
 const logger = createLogger({ ...config, logLevel: 'warn' }, process.stderr);
-const db = await openDatabases(config, logger);
-const provisioning = new ProvisioningService({
-  config,
-  logger,
-  db,
-  metrics: createMetrics(),
-  publishProgress: () => {},
-  publishHealth: () => {},
-});
+const { db, provisioning } = await openProvisioning(config, logger);
 try {
   const auth = new AuthService({
     config,

@@ -2,23 +2,13 @@
  * `pnpm clinics:migrate`: applies pending clinic migrations to every READY clinic database,
  * a few at a time, and prints a report. Exits 1 when any clinic failed (the others still ran).
  */
-import { openDatabases } from '../src/db/database.js';
 import { loadConfig } from '../src/env.js';
 import { createLogger } from '../src/logger.js';
-import { createMetrics } from '../src/metrics.js';
-import { ProvisioningService } from '../src/modules/provisioning/service.js';
+import { openProvisioning } from './operator.js';
 
 const config = loadConfig();
 const logger = createLogger(config);
-const db = await openDatabases(config, logger);
-const provisioning = new ProvisioningService({
-  config,
-  logger,
-  db,
-  metrics: createMetrics(),
-  publishProgress: () => {},
-  publishHealth: () => {},
-});
+const { db, provisioning } = await openProvisioning(config, logger);
 try {
   const report = await provisioning.migrateClinics({ concurrency: config.clinicHealthConcurrency });
   console.log(

@@ -4,12 +4,10 @@
  * use the mutation for that) or one a run that never committed left (back under its own name,
  * kept). Exits 1 when there is nothing to restore.
  */
-import { openDatabases } from '../src/db/database.js';
 import { loadConfig } from '../src/env.js';
 import { OnrampError } from '../src/errors.js';
 import { createLogger } from '../src/logger.js';
-import { createMetrics } from '../src/metrics.js';
-import { ProvisioningService } from '../src/modules/provisioning/service.js';
+import { openProvisioning } from './operator.js';
 
 const target = process.argv[2];
 if (!target) {
@@ -18,15 +16,7 @@ if (!target) {
 }
 const config = loadConfig();
 const logger = createLogger(config);
-const db = await openDatabases(config, logger);
-const provisioning = new ProvisioningService({
-  config,
-  logger,
-  db,
-  metrics: createMetrics(),
-  publishProgress: () => {},
-  publishHealth: () => {},
-});
+const { db, provisioning } = await openProvisioning(config, logger);
 try {
   console.log(await provisioning.restoreQuarantined(target));
 } catch (error) {
