@@ -39,6 +39,7 @@ import { createDnsProvider, createDnsServer, type DnsLimits } from './modules/dn
 import { checkHealth } from './modules/health/service.js';
 import { createMailTransport, deliverMail, type MailTransport } from './modules/mail/service.js';
 import { MembersService } from './modules/members/service.js';
+import { MoveService } from './modules/moves/index.js';
 import { ApplicationService } from './modules/onboarding/applications.js';
 import { IdempotencyStore } from './modules/onboarding/idempotency.js';
 import { OnboardingLimits, postgresCounterStore, redisCounterStore } from './modules/onboarding/limits.js';
@@ -196,6 +197,15 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     observeStep: (step, outcome, seconds) =>
       metrics.provisioningStepDuration.observe({ step, outcome }, seconds),
   });
+  const moves = new MoveService({
+    ...base,
+    metrics,
+    provisioning,
+    publishProgress: (event) =>
+      safely('provisioning', () =>
+        events.pubsub.publish('provisioning', { ...event, at: event.at.toISOString() }),
+      ),
+  });
   const deps: Deps = {
     ...base,
     metrics,
@@ -208,6 +218,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     account,
     sms,
     members,
+    moves,
     dns,
     certificates,
     applications,

@@ -10,6 +10,7 @@ import type { CertificateIssuer } from './modules/certificates/issuer.js';
 import type { DnsProvider } from './modules/dns/provider.js';
 import type { MailTransport } from './modules/mail/service.js';
 import type { MembersService } from './modules/members/service.js';
+import type { MoveService } from './modules/moves/index.js';
 import type { ApplicationPrincipal, ApplicationService } from './modules/onboarding/applications.js';
 import type { IdempotencyStore } from './modules/onboarding/idempotency.js';
 import type { OnboardingService } from './modules/onboarding/service.js';
@@ -38,6 +39,8 @@ export interface Deps extends BaseDeps {
   account: AccountService;
   sms: SmsGateway;
   members: MembersService;
+  /** Moves of clinic databases between servers (moveClinic). */
+  moves: MoveService;
   mail: MailTransport;
   /** Publishes clinic subdomains (DNS_PROVIDER). */
   dns: DnsProvider;

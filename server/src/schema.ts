@@ -9,6 +9,7 @@ import './modules/clients/schema.js';
 import './modules/health/schema.js';
 import './modules/mail/schema.js';
 import './modules/members/schema.js';
+import './modules/moves/schema.js';
 import './modules/onboarding/schema.js';
 import './modules/provisioning/schema.js';
 import './modules/registration/schema.js';

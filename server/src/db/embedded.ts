@@ -178,6 +178,8 @@ async function startServer(options: StartServerOptions): Promise<{ pid: number; 
     // No Unix socket: two clusters on one machine must never collide on /tmp/.s.PGSQL.<port>.
     unix_socket_directories: '',
     max_connections: String(options.maxConnections ?? 200),
+    // A clinic database moves to another server by logical replication (docs/decisions/049).
+    wal_level: 'logical',
     ...(options.ephemeral ? { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' } : {}),
   };
   try {

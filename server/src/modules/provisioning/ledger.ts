@@ -201,6 +201,24 @@ export class Ledger {
     return entries.length;
   }
 
+  /**
+   * Quarantines a clinic's committed database and role on one server only: the copy a move left
+   * behind (modules/moves), while its live copy on the other server stays committed.
+   */
+  async quarantineOnServer(
+    clinicId: string,
+    serverId: string,
+    reason: string,
+    retentionSeconds: number,
+  ): Promise<number> {
+    const entries = await this.deps.prisma.clinicObject.findMany({
+      where: { clinicId, serverId, state: { in: ['PENDING', 'COMMITTED'] } },
+      select: { id: true },
+    });
+    for (const entry of entries) await this.quarantineEntry(entry.id, reason, retentionSeconds);
+    return entries.length;
+  }
+
   /** The clinic's database waiting in quarantine, if there is one. */
   async quarantinedDatabase(clinicId: string) {
     return this.deps.prisma.clinicObject.findFirst({

@@ -10,6 +10,7 @@ import { batchLoad } from '../../loader.js';
 import type { IssuedCertificate } from '../certificates/issuer.js';
 import { clinicFqdn, type DnsRecord } from '../dns/provider.js';
 // A cycle (registration's schema uses ClinicRef), safe because Pothos reads refs lazily in `fields`.
+import { MOVE_STEP_DESCRIPTIONS } from '../moves/step-names.js';
 import { UserRef } from '../registration/schema.js';
 import { ProvisioningFailedError } from './errors.js';
 import type { ClinicHealth } from './integrity.js';
@@ -60,7 +61,7 @@ const RunStatusEnum = builder.enumType('ProvisioningRunStatus', {
     ROLLED_BACK: { description: 'A step failed and the steps done were undone.' },
   } as const,
 });
-const RUN_KINDS = ['REGISTER', 'REPAIR', 'UPGRADE', 'DELETE', 'ONBOARDING', 'RESTORE'] as const;
+const RUN_KINDS = ['REGISTER', 'REPAIR', 'UPGRADE', 'DELETE', 'ONBOARDING', 'RESTORE', 'MOVE'] as const;
 const RUN_KIND_DESCRIPTIONS: Record<(typeof RUN_KINDS)[number], string> = {
   REGISTER: 'A clinic registration (registerClinic): creates its records and database.',
   REPAIR: 'A repair of an existing clinic database.',
@@ -68,6 +69,7 @@ const RUN_KIND_DESCRIPTIONS: Record<(typeof RUN_KINDS)[number], string> = {
   DELETE: 'An unverified registration undone after UNVERIFIED_CLINIC_TTL (not deleteClinic).',
   ONBOARDING: 'The provisioning of an onboarding (`/api/v1/onboarding/provision`).',
   RESTORE: 'A deleted clinic brought back from quarantine (restoreClinic).',
+  MOVE: "A clinic's database moved to another server online (moveClinic).",
 };
 const RunKindEnum = builder.enumType('ProvisioningRunKind', {
   description: 'What a provisioning run was started for.',
@@ -86,6 +88,7 @@ const STEP_DESCRIPTIONS: Record<(typeof PROVISIONING_STEP_NAMES)[number], string
   ssl: 'Issues the certificate of the subdomain (CERT_PROVIDER).',
   commit: 'Marks the clinic READY.',
   verification_email: "Sends the admin's email verification.",
+  ...MOVE_STEP_DESCRIPTIONS,
 };
 export const StepNameEnum = builder.enumType('ProvisioningStepName', {
   description: 'Steps of a provisioning run, in run order (also the names FAULT_INJECTION takes).',

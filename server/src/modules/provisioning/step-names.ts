@@ -1,3 +1,5 @@
+import { MOVE_STEP_NAMES } from '../moves/step-names.js';
+
 /** Provisioning steps, in run order (CONTRACT.md section 4). Names appear in events and FAULT_INJECTION. */
 export const PROVISIONING_STEP_NAMES = [
   'central_records',
@@ -10,6 +12,8 @@ export const PROVISIONING_STEP_NAMES = [
   'ssl',
   'commit',
   'verification_email',
+  // A MOVE run's (modules/moves).
+  ...MOVE_STEP_NAMES,
 ] as const;
 
 export type ProvisioningStepName = (typeof PROVISIONING_STEP_NAMES)[number];
