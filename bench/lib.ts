@@ -26,6 +26,8 @@ export interface BenchOptions {
   registrations: number;
   /** E-mail code sign-in flows per system in each round of the otp suite (all clients together). */
   otpFlows: number;
+  /** Rows of the clinic the move suite moves. */
+  moveRows: number;
   /** Progress lines (stderr), so stdout keeps only the table. */
   log(line: string): void;
 }

@@ -9,6 +9,7 @@
  *   BENCH_CLINICS     comma-separated clinic counts for the fleet benchmarks (default 200,1000)
  *   BENCH_REGISTRATIONS  registerClinic calls of the registration burst, all clients together (default 64)
  *   BENCH_OTP_FLOWS   e-mail code sign-in flows per system and round of the otp suite (default 200)
+ *   BENCH_MOVE_ROWS   rows of the clinic the move suite moves (default 100000)
  *   BENCH_ONLY        comma-separated suite names to run (default: every suite)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -17,12 +18,13 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cluster } from './cluster.js';
 import { type BenchOptions, formatMs, type Row, type Suite } from './lib.js';
+import { move } from './move.js';
 import { otp } from './otp.js';
 import { provisioning } from './provisioning.js';
 import { registration } from './registration.js';
 
 /** Add a suite here (a module exporting a `Suite`) to have it run, printed and saved. */
-const SUITES: Suite[] = [provisioning, registration, otp, cluster];
+const SUITES: Suite[] = [provisioning, registration, otp, cluster, move];
 
 const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'results');
 
@@ -40,6 +42,7 @@ function readOptions(env: NodeJS.ProcessEnv): { options: BenchOptions; suites: S
     .map((item) => positive('BENCH_CLINICS', item));
   const registrations = positive('BENCH_REGISTRATIONS', env.BENCH_REGISTRATIONS || '64');
   const otpFlows = positive('BENCH_OTP_FLOWS', env.BENCH_OTP_FLOWS || '200');
+  const moveRows = positive('BENCH_MOVE_ROWS', env.BENCH_MOVE_ROWS || '100000');
   const only = (env.BENCH_ONLY || '')
     .split(',')
     .map((item) => item.trim())
@@ -59,6 +62,7 @@ function readOptions(env: NodeJS.ProcessEnv): { options: BenchOptions; suites: S
       clinics: [...new Set(clinics)].sort((a, b) => a - b),
       registrations,
       otpFlows,
+      moveRows,
       log: (line) => process.stderr.write(`  … ${line}\n`),
     },
     suites: only.length === 0 ? SUITES : SUITES.filter((suite) => only.includes(suite.name)),
