@@ -228,7 +228,12 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   let worker: Worker | undefined;
   let reconcileTimer: NodeJS.Timeout | undefined;
   const reconcile = () =>
-    Promise.all([reconciler.reconcile(), auth.codes.prune(), registration.expireUnverified()])
+    Promise.all([
+      reconciler.reconcile(),
+      auth.codes.prune(),
+      registration.expireUnverified(),
+      moves.recoverAbandoned(),
+    ])
       .then(([result, , expired]) => {
         if (Object.values(result).some((count) => count > 0) || expired > 0)
           logger.info({ result, expiredRegistrations: expired }, 'reconciled provisioning');

@@ -12,6 +12,7 @@ import { serverAddress } from '../../db/servers.js';
 import { withClient } from '../../db/sql.js';
 import { clinicPassword, clinicRoleUrl } from '../provisioning/integrity.js';
 import { MOVE_STEP_NAMES } from './step-names.js';
+import { MoveSessions, type MoveState, moveSteps } from './steps.js';
 
 const admin = inject('pgAdminUrl');
 const other = await startExtraPostgres();
@@ -197,6 +198,70 @@ describe('moveClinic', async () => {
       row.databaseServerId,
       row.databaseServerId,
     ]);
+  }, 120_000);
+
+  it('undoes a move its process abandoned mid-way (a crash during the freeze): the clinic is writable on its server again', async () => {
+    const { clinic } = await clinicWithAdmin(t);
+    const row = await db.prisma.clinic.findUniqueOrThrow({ where: { id: clinic.id } });
+    const from = db.servers.byId.get(row.databaseServerId);
+    const to = [...db.servers.byId.values()].find((server) => server.id !== row.databaseServerId);
+    if (!from || !to) throw new Error('two servers expected');
+    // A process ran the move up to the freeze, then died: its run's lease has expired.
+    const run = await db.prisma.provisioningRun.create({
+      data: { clinicId: clinic.id, kind: 'MOVE', leaseUntil: new Date(Date.now() - 1000) },
+    });
+    const claim = await db.prisma.clinicMove.create({
+      data: { clinicId: clinic.id, runId: run.id, fromServerId: from.id, toServerId: to.id },
+    });
+    const { provisioning } = t.app.deps;
+    const state: MoveState = {
+      clinicId: clinic.id,
+      clinicName: clinic.name,
+      moveId: claim.id,
+      source: from,
+      target: to,
+      databaseName: row.databaseName,
+      roleName: row.databaseRole,
+      password: clinicPassword(row, t.config.encryptionKey) as string,
+      sessions: new MoveSessions(from, to, row.databaseName),
+    };
+    const steps = moveSteps({
+      prisma: db.prisma,
+      ledger: provisioning.ledger,
+      pool: provisioning.pool,
+      clients: provisioning.clients,
+      deploymentId: provisioning.deploymentId,
+      logger: t.app.deps.logger,
+      sourceRetentionSeconds: 60,
+    });
+    for (const step of steps.slice(0, steps.findIndex((s) => s.name === 'move_freeze') + 1))
+      await step.run(state, { runId: run.id });
+    await state.sessions.close();
+    await expect(withClient(roleUrl(t, from.id, row), (c) => c.query('SELECT 1'))).rejects.toThrow();
+    await db.prisma.provisioningRun.update({ where: { id: run.id }, data: { status: 'FAILED' } });
+
+    expect(await t.app.deps.moves.recoverAbandoned()).toBe(1);
+
+    await withClient(roleUrl(t, from.id, row), (c) =>
+      c.query("INSERT INTO patients (first_name, last_name) VALUES ('After', 'recovery')"),
+    );
+    expect((await db.prisma.clinic.findUniqueOrThrow({ where: { id: clinic.id } })).databaseServerId).toBe(
+      from.id,
+    );
+    await withClient(to.url, async (c) => {
+      expect(
+        (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [row.databaseName])).rowCount,
+      ).toBe(0);
+      expect(await replicationLeftovers(c, 'target')).toEqual([]);
+    });
+    await withClient(from.url, async (c) => expect(await replicationLeftovers(c, 'source')).toEqual([]));
+    await withClient(roleUrl(t, from.id, row), async (c) =>
+      expect((await c.query('SELECT pubname FROM pg_publication')).rows).toEqual([]),
+    );
+    expect(await db.prisma.clinicMove.findUniqueOrThrow({ where: { id: claim.id } })).toMatchObject({
+      status: 'ROLLED_BACK',
+    });
+    expect(await t.app.deps.moves.recoverAbandoned()).toBe(0);
   }, 120_000);
 
   it('answers typed errors and changes nothing', async () => {

@@ -86,7 +86,11 @@ export async function dropSubscription(
       await target.query(`DROP SUBSCRIPTION ${quoteIdent(name)}`);
     }
   }
-  const admin = await sourceAdmin();
+  await dropSlot(await sourceAdmin(), name);
+}
+
+/** Drops the replication slot `name` on the source, ending the session still using it. */
+export async function dropSlot(admin: Queryable, name: string): Promise<void> {
   const { rows } = await admin.query<{ pid: number | null }>(
     'SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = $1',
     [name],

@@ -8,6 +8,7 @@ import type { CentralPrisma, Databases } from '../../db/database.js';
 import { withPooled } from '../../db/sql.js';
 import type { Config } from '../../env.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
+import { Prisma } from '../../generated/central/client.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
 import { databaseExists, roleExists } from '../provisioning/admin.js';
@@ -15,6 +16,7 @@ import { ProvisioningFailedError, ServerUnreachableError } from '../provisioning
 import { clinicPassword } from '../provisioning/integrity.js';
 import { type ProvisioningEvent, runSaga } from '../provisioning/saga.js';
 import type { AuditActor, ProvisioningService } from '../provisioning/service.js';
+import { dropPublication, dropSlot, dropSubscription, replicationName, unfreezeRole } from './replication.js';
 import { MoveSessions, type MoveState, type MoveStepDeps, moveSteps } from './steps.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -208,18 +210,111 @@ export class MoveService {
   }
 
   /**
+   * Finishes or undoes the moves whose process died (their run ended, or stopped renewing its
+   * lease), as the run's own undo would have: before the switch, the subscription, slot and
+   * publication dropped, the source unfrozen, the target's database and role dropped when the
+   * ledger still gives them to that run (quarantined when the sweep settled them meanwhile);
+   * after the switch, the replication dropped and the source quarantined. Called with the
+   * reconciler. @returns how many moves it took over.
+   */
+  async recoverAbandoned(): Promise<number> {
+    const { servers } = this.deps.db;
+    const { ledger } = this.deps.provisioning;
+    const stale = await this.prisma.$queryRaw<{ id: string }[]>`
+      SELECT m.id::text FROM clinic_moves m WHERE m.status = 'RUNNING' AND ${this.abandoned()}`;
+    let recovered = 0;
+    for (const { id } of stale) {
+      const move = await this.prisma.clinicMove.findUniqueOrThrow({ where: { id } });
+      const source = servers.byId.get(move.fromServerId);
+      const target = servers.byId.get(move.toServerId);
+      // Left RUNNING until both servers answer: nothing is decided about a server not seen.
+      if (!source || !target) continue;
+      const claimed = await this.prisma.$queryRaw<{ id: string }[]>`
+        UPDATE clinic_moves m SET error = 'abandoned: recovering', finished_at = now()
+         WHERE m.id = ${id}::uuid AND m.status = 'RUNNING' AND m.finished_at IS NULL AND ${this.abandoned()}
+        RETURNING m.id::text`;
+      if (claimed.length === 0) continue;
+      const clinic = await this.prisma.clinic.findUnique({ where: { id: move.clinicId } });
+      const switched = clinic?.databaseServerId === target.id;
+      const sessions = new MoveSessions(source, target, clinic?.databaseName ?? '');
+      try {
+        if (clinic && move.runId) {
+          const name = replicationName(move.runId);
+          await dropSubscription(await sessions.targetDb(), name, () => sessions.sourceAdmin()).catch(
+            async () => dropSlot(await sessions.sourceAdmin(), name),
+          );
+          await dropPublication(await sessions.sourceDb(), name).catch(() => {});
+        }
+        await sessions.close();
+        if (clinic && switched) {
+          await ledger.quarantineOnServer(
+            clinic.id,
+            source.id,
+            `moved to ${target.name}`,
+            this.deps.config.clinicDeleteRetentionSeconds,
+          );
+        } else if (clinic) {
+          // Only a clinic still in service: a deleted one's role stays closed in its quarantine.
+          if (clinic.status === 'READY')
+            await withPooled(source.admin, (admin) => unfreezeRole(admin, clinic.databaseRole));
+          const objects = {
+            serverId: target.id,
+            clinicId: clinic.id,
+            database: clinic.databaseName,
+            role: clinic.databaseRole,
+          };
+          if (move.runId) await ledger.undoCreated(objects, move.runId);
+          await ledger.quarantineOnServer(
+            clinic.id,
+            target.id,
+            'left by an abandoned move',
+            this.deps.config.clinicTrashRetentionSeconds,
+          );
+        }
+        await this.prisma.clinicMove.update({
+          where: { id },
+          data: {
+            status: switched ? 'SUCCEEDED' : 'ROLLED_BACK',
+            error: switched
+              ? 'abandoned after the switch; finished by the recovery'
+              : 'abandoned; undone by the recovery',
+          },
+        });
+        this.deps.logger.warn(
+          { clinicId: move.clinicId, moveId: id, switched },
+          'abandoned clinic move recovered',
+        );
+        recovered += 1;
+      } catch (error) {
+        await sessions.close();
+        await this.prisma.clinicMove.update({
+          where: { id },
+          data: { status: 'FAILED', error: `abandoned; recovery failed: ${String(error)}`.slice(0, 500) },
+        });
+        this.deps.logger.error(
+          { err: error, clinicId: move.clinicId, moveId: id },
+          'abandoned clinic move not recovered',
+        );
+      }
+    }
+    return recovered;
+  }
+
+  /** SQL: the move `m` is abandoned (its run over, or its lease expired; no run after a lease). */
+  private abandoned() {
+    const leaseSeconds = this.deps.config.provisioningLeaseSeconds;
+    return Prisma.sql`CASE WHEN m.run_id IS NULL THEN m.started_at < now() - make_interval(secs => ${leaseSeconds})
+      ELSE NOT EXISTS (SELECT 1 FROM provisioning_runs r
+                        WHERE r.id = m.run_id AND r.status = 'RUNNING' AND r.lease_until > now()) END`;
+  }
+
+  /**
    * One move of a clinic at a time: the claim is a RUNNING row (a partial unique index). A claim
    * whose run is over, or was abandoned by a crashed process (its lease expired), is closed first.
    */
   private async claim(clinicId: string, fromId: string, toId: string, actor: AuditActor): Promise<string> {
-    const leaseSeconds = this.deps.config.provisioningLeaseSeconds;
-    await this.prisma.$executeRaw`
-      UPDATE clinic_moves m
-         SET status = 'FAILED', error = 'abandoned: its run ended or stopped renewing its lease', finished_at = now()
-       WHERE m.clinic_id = ${clinicId}::uuid AND m.status = 'RUNNING'
-         AND CASE WHEN m.run_id IS NULL THEN m.started_at < now() - make_interval(secs => ${leaseSeconds})
-                  ELSE NOT EXISTS (SELECT 1 FROM provisioning_runs r
-                                    WHERE r.id = m.run_id AND r.status = 'RUNNING' AND r.lease_until > now()) END`;
+    // An abandoned claim is recovered first (its source unfrozen, its replication dropped).
+    await this.recoverAbandoned();
     const rows = await this.prisma.$queryRaw<{ id: string }[]>`
       INSERT INTO clinic_moves (clinic_id, from_server_id, to_server_id, actor_id)
       VALUES (${clinicId}::uuid, ${fromId}::uuid, ${toId}::uuid, ${actor.userId}::uuid)
