@@ -13,6 +13,7 @@ import { dropObjects } from '../../db/drop.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
 import type { Prisma } from '../../generated/central/client.js';
 import type { ClinicObjectState } from '../../generated/central/enums.js';
+import { addJob, PURGE_JOB } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
 import { grantConnect } from './admin.js';
 
@@ -311,6 +312,18 @@ export class Ledger {
     return { purged, clinics: [...clinics].filter((id) => !kept.has(id)) };
   }
 
+  /**
+   * Schedules the purge job for when the first quarantined object's retention ends (one job
+   * per cluster: a new schedule replaces the waiting one). Nothing in quarantine, no job.
+   */
+  async schedulePurge(): Promise<Date | null> {
+    const next = await this.nextPurge();
+    if (next)
+      await addJob(this.deps.prisma, PURGE_JOB, {}, { runAt: next, jobKey: PURGE_JOB, queueName: PURGE_JOB });
+    else await this.deps.prisma.$executeRaw`SELECT graphile_worker.remove_job(${PURGE_JOB})`;
+    return next;
+  }
+
   /** When the next quarantined object becomes due, if any. */
   async nextPurge(): Promise<Date | null> {
     const next = await this.deps.prisma.clinicObject.findFirst({
@@ -335,7 +348,7 @@ export class Ledger {
     options: { unlessLive?: boolean } = {},
   ): Promise<boolean> {
     const { prisma, logger } = this.deps;
-    return prisma.$transaction(
+    const quarantined = await prisma.$transaction(
       async (tx) => {
         await tx.$executeRaw`SELECT 1 FROM clinic_objects WHERE id = ${id}::uuid FOR UPDATE`;
         const entry = await tx.clinicObject.findUniqueOrThrow({ where: { id } });
@@ -401,6 +414,8 @@ export class Ledger {
       },
       { timeout: 120_000 },
     );
+    if (quarantined) await this.schedulePurge();
+    return quarantined;
   }
 
   private requireServer(serverId: string): ClinicServer {

@@ -231,6 +231,14 @@ async function crashDuringRegistrations(mode: 'strict' | 'hybrid') {
 
 describe('a SIGKILL in the middle of 5 registrations', () => {
   it('strict mode: the restart rolls back what was unfinished, keeps what was done, and leaves no zombie', async () => {
+    // Named like a clinic database of this very run, made by hand: never the ledger's, never touched.
+    const handMade = `clinic_crash_strict_9_${randomBytes(8).toString('hex')}`;
+    await withClient(admin, (client) => client.query(`CREATE DATABASE ${quoteIdent(handMade)}`));
+    afterAll(() =>
+      withClient(admin, (client) =>
+        client.query(`DROP DATABASE IF EXISTS ${quoteIdent(handMade)} WITH (FORCE)`),
+      ),
+    );
     const { after, atKill, ready, unfinished } = await crashDuringRegistrations('strict');
     await expect
       .poll(() => after.app.deps.reconciler.zombieReport(), { timeout: 20_000, interval: 250 })
@@ -266,11 +274,13 @@ describe('a SIGKILL in the middle of 5 registrations', () => {
     expect(await databasesNamed(trash)).toEqual(new Set(trash));
     expect(await ledger.purgeDue(new Date())).toMatchObject({ purged: 0 }); // not yet due
     const due = new Date(Date.now() + after.config.clinicTrashRetentionSeconds * 1000 + 1000);
-    await ledger.purgeDue(due);
+    await after.app.deps.reconciler.purge(due); // the purge job's work, on a clock past the retention
     expect(await databasesNamed(trash)).toEqual(new Set());
     expect(await ledger.quarantined()).toEqual([]);
-    const keptAfterPurge = await objectsNamed(ready.map((clinic) => clinic.database_name));
-    expect(keptAfterPurge.databases.size).toBe(ready.length);
+    const keptAfterPurge = await objectsNamed([...ready.map((clinic) => clinic.database_name), handMade]);
+    expect(keptAfterPurge.databases).toEqual(
+      new Set([...ready.map((clinic) => clinic.database_name), handMade]),
+    );
   }, 120_000);
 
   it('hybrid mode: the restart finishes every registration whose central records committed', async () => {
