@@ -151,7 +151,12 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     counters,
   });
   const mail = options.mailTransport ?? createMailTransport(config, logger);
-  const reconciler = new Reconciler({ prisma: base.db.prisma, logger, provisioning });
+  const reconciler = new Reconciler({
+    prisma: base.db.prisma,
+    logger,
+    provisioning,
+    alerts: { servers: base.db.servers, adminEmail: config.adminEmail, encryptionKey: config.encryptionKey },
+  });
   // Sessions that end tell every instance: cached session checks are dropped (here at once),
   // live subscriptions of them end.
   const sessionCache = new SessionCache(events);
@@ -562,6 +567,9 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
                 ),
               provision_clinic: ({ clinicId, attempt }) =>
                 registration.continueRegistration(clinicId, attempt),
+              purge_quarantine: async () => {
+                await reconciler.purge();
+              },
             },
           }).then((started) => {
             worker = started;

@@ -3,7 +3,7 @@
  * second URL for the same server, or a server down at start never costs a clinic its data.
  * Every test restarts Onramp for real (a fresh process state on the same central database).
  */
-import { readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -196,4 +196,73 @@ describe('one clinic server under several addresses', async () => {
     await expectIntact(again, clinic.id);
     await again.stop();
   }, 120_000);
+});
+
+describe('another server answering where a recorded one was expected (identity mismatch)', async () => {
+  const logger = testLogger({ env: 'test', logLevel: 'warn' });
+  const dir = tempDir('onramp-identity-a-');
+  const recorded = await startEmbeddedPostgres({ dir, logger, ephemeral: true });
+  afterAll(() => recorded.stop());
+  const central = await createTestDatabase('mismatch');
+
+  it('is reported (health, zombieReport, /readyz) and alerted once, and nothing is changed', async () => {
+    const first = await boot({ DATABASE_URL: central, CLINIC_DATABASE_SERVERS: recorded.url });
+    const clinic = await clinicWithPatient(first);
+    await first.stop();
+    await recorded.stop();
+    // A new cluster on the same port with the same password: the same URL, another server.
+    const otherDir = tempDir('onramp-identity-b-');
+    copyFileSync(join(dir, 'embedded.json'), join(otherDir, 'embedded.json'));
+    const other = await startEmbeddedPostgres({ dir: otherDir, logger, ephemeral: true });
+    afterAll(() => other.stop());
+    expect(other.url).toBe(recorded.url);
+
+    const again = await boot({ DATABASE_URL: central, CLINIC_DATABASE_SERVERS: recorded.url });
+    const { provisioning, reconciler, db } = again.app.deps;
+    const health = await provisioning.checkClinic(clinic.id);
+    expect(health).toMatchObject({ serverReachable: false });
+    expect(health.errors.join(' ')).toMatch(/answers as another server/);
+    const ready = (await fetch(`${again.url}/readyz`).then((r) => r.json())) as Record<string, unknown>;
+    expect(JSON.stringify(ready)).toMatch(/answers as another server/);
+    await reconciler.reconcile();
+    await reconciler.reconcile();
+    const report = await reconciler.zombieReport();
+    expect(report.accounts).toEqual([
+      expect.objectContaining({
+        clinicId: clinic.id,
+        reason: expect.stringMatching(/answers as another server/),
+      }),
+    ]);
+    expect(report.orphans).toEqual([]);
+    // One alert per super-admin address for the incident, however many passes see it.
+    const alerts = () => db.prisma.mailOutbox.count({ where: { kind: 'database_server_identity_mismatch' } });
+    expect(await alerts()).toBe(1);
+    expect(await db.prisma.auditLog.count({ where: { action: 'database_server.identity_mismatch' } })).toBe(
+      1,
+    );
+    // Nothing changed: the clinic still names its server, its ledger entries are untouched.
+    const row = await db.prisma.clinic.findUniqueOrThrow({ where: { id: clinic.id } });
+    const recordedRow = await db.prisma.databaseServer.findUniqueOrThrow({
+      where: { id: row.databaseServerId },
+    });
+    expect(recordedRow).toMatchObject({ reachable: false });
+    expect(
+      await db.prisma.clinicObject.count({ where: { clinicId: clinic.id, state: { not: 'COMMITTED' } } }),
+    ).toBe(0);
+    await again.stop();
+    await other.stop();
+
+    // The recorded server back at its address: the clinic is HEALTHY, its patient there; the
+    // incident ends, and a new mismatch would be alerted again.
+    const back = await startEmbeddedPostgres({ dir, logger, ephemeral: true });
+    afterAll(() => back.stop());
+    const third = await boot({ DATABASE_URL: central, CLINIC_DATABASE_SERVERS: back.url });
+    await expectIntact(third, clinic.id);
+    expect(
+      await third.app.deps.db.prisma.auditLog.count({
+        where: { action: 'database_server.identity_restored' },
+      }),
+    ).toBe(1);
+    await third.stop();
+  }, 180_000);
 });

@@ -34,6 +34,11 @@ export interface UnreachableServer {
   name: string;
   address: string;
   reason: string;
+  /**
+   * Its address answers, as another server (another `system_identifier`): not an outage but a
+   * disagreement, which is alerted (provisioning/alerts.ts) and never resolved by a guess.
+   */
+  identityMismatch: boolean;
 }
 
 export interface ServerRegistry {
@@ -85,6 +90,8 @@ export async function openClinicServers(options: {
   const byId = new Map<string, ClinicServer>();
   const unreachable = new Map<string, UnreachableServer>();
   const names = new Map<string, string>();
+  /** Recorded servers whose address answered as another server, by row id. */
+  const mismatched = new Set<string>();
   let pending = [...options.urls];
   let refreshing: Promise<void> | undefined;
 
@@ -106,7 +113,9 @@ export async function openClinicServers(options: {
         await client.query("SELECT pg_advisory_xact_lock(hashtext('onramp:database_servers'))");
         const result = await matchServers(client, answered, down, new Set(byId.keys()), logger);
         await client.query('COMMIT');
-        return result;
+        for (const id of result.mismatched) mismatched.add(id);
+        for (const { row } of result.matched) mismatched.delete(row.id);
+        return result.matched;
       } catch (error) {
         await client.query('ROLLBACK').catch(() => {});
         throw error;
@@ -154,6 +163,7 @@ export async function openClinicServers(options: {
           name: row.name,
           address: row.address,
           reason: row.last_error ?? 'not reached yet',
+          identityMismatch: mismatched.has(row.id),
         });
     }
   };
@@ -192,13 +202,14 @@ async function matchServers(
   down: { url: string; error: string }[],
   open: Set<string>,
   logger: Logger,
-): Promise<{ row: ServerRow; url: string }[]> {
+): Promise<{ matched: { row: ServerRow; url: string }[]; mismatched: string[] }> {
   const rows = (
     await client.query<ServerRow>(
       'SELECT id::text, name, system_identifier, address FROM database_servers ORDER BY created_at',
     )
   ).rows;
   const matched: { row: ServerRow; url: string }[] = [];
+  const mismatched: string[] = [];
   const seen = new Set(open);
   for (const { url, identifier } of answered) {
     const address = serverAddress(url);
@@ -247,12 +258,19 @@ async function matchServers(
       : impostor
         ? `${row.address} now answers as another server (system identifier ${impostor.identifier}, recorded ${row.system_identifier})`
         : 'no configured URL reaches it (CLINIC_DATABASE_SERVERS)';
+    if (impostor && !failed) {
+      mismatched.push(row.id);
+      logger.error(
+        { server: row.name, recorded: row.system_identifier, found: impostor.identifier },
+        'clinic database server address answers as another server; its clinics are left alone',
+      );
+    }
     await client.query(
       'UPDATE database_servers SET reachable = false, last_error = $2, updated_at = now() WHERE id = $1',
       [row.id, reason.slice(0, 500)],
     );
   }
-  return matched;
+  return { matched, mismatched };
 }
 
 async function legacyRow(

@@ -20,7 +20,20 @@ export interface TaskPayloads {
   send_email: { outboxId: string };
   /** Finish (or give up on) a hybrid-mode registration. */
   provision_clinic: { clinicId: string; attempt: number };
+  /** Drop what sat in quarantine past its retention (docs/decisions/040). */
+  purge_quarantine: Record<string, never>;
 }
+
+/** The purge job's key and queue: at most one waits, and two never run at once, in the cluster. */
+export const PURGE_JOB = 'purge_quarantine';
+
+/**
+ * Recurring jobs. graphile-worker records each tick in `known_crontabs`, so however many
+ * instances run it is enqueued once per tick. The hourly purge is the safety net of the one
+ * scheduled for the retention's end (provisioning/ledger.ts `schedulePurge`): a server that was
+ * unreachable then, a job lost with a restored backup.
+ */
+export const CRONTAB = `0 * * * * ${PURGE_JOB} ?jobKey=${PURGE_JOB}&queue=${PURGE_JOB}&max=3`;
 
 export type TaskName = keyof TaskPayloads;
 
@@ -32,6 +45,8 @@ export interface AddJobOptions {
   maxAttempts?: number;
   /** At most one pending job per key: adding again replaces it. */
   jobKey?: string;
+  /** Jobs of one named queue run one at a time. */
+  queueName?: string;
 }
 
 /** Anything that can run a raw statement: a Prisma client or interactive transaction. */
@@ -50,7 +65,8 @@ export async function addJob<T extends TaskName>(
     ${JSON.stringify(payload)}::json,
     run_at => ${options.runAt ?? null}::timestamptz,
     max_attempts => ${options.maxAttempts ?? 10}::int,
-    job_key => ${options.jobKey ?? null}::text
+    job_key => ${options.jobKey ?? null}::text,
+    queue_name => ${options.queueName ?? null}::text
   )`;
 }
 
@@ -71,6 +87,8 @@ export interface StartWorkerOptions {
   concurrency?: number;
   /** Milliseconds between polls when LISTEN misses a job. @default 2000 */
   pollInterval?: number;
+  /** Recurring jobs, in graphile-worker's crontab format. @default CRONTAB */
+  crontab?: string;
 }
 
 export async function startWorker(options: StartWorkerOptions): Promise<Worker> {
@@ -96,6 +114,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Worker> 
     pollInterval: options.pollInterval ?? 2000,
     noHandleSignals: true,
     taskList,
+    crontab: options.crontab ?? CRONTAB,
     logger: workerLogger(options.logger),
   });
   return {

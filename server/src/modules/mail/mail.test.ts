@@ -55,6 +55,7 @@ async function startMailStack(env: Record<string, string>): Promise<MailStack> {
         provision_clinic: async () => {
           throw new Error('not part of the mail tests');
         },
+        purge_quarantine: async () => {},
       },
     });
   } finally {

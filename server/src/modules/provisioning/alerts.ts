@@ -1,12 +1,15 @@
 /**
  * Alert e-mails to the super-admins about a clinic's data (issue 11): a database found missing,
- * a database recreated empty. Queued through the mail outbox like every other message.
+ * a database recreated empty, a clinic server whose address answers as another server. Queued
+ * through the mail outbox like every other message.
  */
 import type { CentralPrisma } from '../../db/database.js';
+import type { ServerRegistry } from '../../db/servers.js';
+import type { Logger } from '../../logger.js';
 import { enqueueMail, type MailDb } from '../mail/service.js';
 
 export interface ClinicAlert {
-  kind: 'clinic_database_missing' | 'clinic_data_lost';
+  kind: 'clinic_database_missing' | 'clinic_data_lost' | 'database_server_identity_mismatch';
   subject: string;
   text: string;
 }
@@ -25,4 +28,90 @@ export async function enqueueAlerts(
   key: Buffer,
 ): Promise<void> {
   for (const to of recipients) await enqueueMail(tx, { to, ...alert }, key);
+}
+
+const MISMATCH_ACTION = 'database_server.identity_mismatch';
+const RESTORED_ACTION = 'database_server.identity_restored';
+
+/**
+ * A recorded clinic server whose address answers as another server (decision 040, "refuse rather
+ * than guess"): audited and alerted to the super-admins once per incident; the incident ends when
+ * the recorded server is reached again (audited too). Only servers holding clinics or ledger
+ * entries count: one that never held anything has nothing to lose. Changes nothing else.
+ * @returns how many incidents were alerted now.
+ */
+export async function alertServerIdentity(deps: {
+  prisma: CentralPrisma;
+  servers: Pick<ServerRegistry, 'byId' | 'unreachable'>;
+  adminEmail: string;
+  encryptionKey: Buffer;
+  logger: Logger;
+}): Promise<number> {
+  const { prisma, servers } = deps;
+  const last = new Map<string, string>();
+  for (const entry of await prisma.auditLog.findMany({
+    where: { targetType: 'database_server', action: { in: [MISMATCH_ACTION, RESTORED_ACTION] } },
+    orderBy: { id: 'asc' },
+    select: { targetId: true, action: true },
+  }))
+    if (entry.targetId) last.set(entry.targetId, entry.action);
+  for (const id of servers.byId.keys())
+    if (last.get(id) === MISMATCH_ACTION)
+      await prisma.auditLog.create({
+        data: { action: RESTORED_ACTION, targetType: 'database_server', targetId: id },
+      });
+  let alerted = 0;
+  for (const server of servers.unreachable.values()) {
+    if (!server.identityMismatch) continue;
+    const held =
+      (await prisma.clinic.count({ where: { databaseServerId: server.id } })) +
+      (await prisma.clinicObject.count({ where: { serverId: server.id, state: { not: 'DROPPED' } } }));
+    if (held === 0) continue;
+    const recipients = await superAdminAddresses(prisma, deps.adminEmail);
+    const created = await prisma.$transaction(async (tx) => {
+      // Instances passing at once: one writes the incident.
+      await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`server-identity:${server.id}`}))`;
+      const latest = await tx.auditLog.findFirst({
+        where: {
+          targetType: 'database_server',
+          targetId: server.id,
+          action: { in: [MISMATCH_ACTION, RESTORED_ACTION] },
+        },
+        orderBy: { id: 'desc' },
+        select: { action: true },
+      });
+      if (latest?.action === MISMATCH_ACTION) return false;
+      await tx.auditLog.create({
+        data: {
+          action: MISMATCH_ACTION,
+          targetType: 'database_server',
+          targetId: server.id,
+          data: { server: server.name, address: server.address, reason: server.reason },
+        },
+      });
+      await enqueueAlerts(
+        tx,
+        recipients,
+        {
+          kind: 'database_server_identity_mismatch',
+          subject: `Onramp: clinic database server ${server.name} answers as another server`,
+          text: [
+            `The address ${server.address} of clinic database server ${server.name} answers, but as another PostgreSQL server: ${server.reason}.`,
+            'Onramp changed nothing: the clinics on the recorded server are unavailable, and nothing on either server is quarantined or dropped.',
+            'Point CLINIC_DATABASE_SERVERS at the recorded server again (a URL reaching it under any address is fine) and restart.',
+          ].join('\n\n'),
+        },
+        deps.encryptionKey,
+      );
+      return true;
+    });
+    if (created) {
+      alerted += 1;
+      deps.logger.error(
+        { server: server.name },
+        'clinic database server identity mismatch; super-admins alerted',
+      );
+    }
+  }
+  return alerted;
 }

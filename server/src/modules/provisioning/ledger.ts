@@ -12,6 +12,8 @@ import type { CentralPrisma, ClinicServer } from '../../db/database.js';
 import { dropObjects } from '../../db/drop.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
 import type { Prisma } from '../../generated/central/client.js';
+import type { ClinicObjectState } from '../../generated/central/enums.js';
+import { addJob, PURGE_JOB } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
 import { grantConnect } from './admin.js';
 
@@ -76,9 +78,16 @@ export class Ledger {
           },
         });
       } else if (existing.state === 'PENDING' || existing.state === 'DROPPED') {
+        // A PENDING entry keeps its createdAt: this run inherits the object, it did not create it
+        // (undoCreated tells the two apart). A DROPPED one is created anew by this run.
         await prisma.clinicObject.update({
           where: key,
-          data: { runId, state, settledAt: state === 'COMMITTED' ? new Date() : null },
+          data: {
+            runId,
+            state,
+            settledAt: state === 'COMMITTED' ? new Date() : null,
+            ...(existing.state === 'DROPPED' ? { createdAt: new Date(), reason: null } : {}),
+          },
         });
       }
     }
@@ -93,30 +102,54 @@ export class Ledger {
   }
 
   /**
-   * The saga's undo: drops at once what this live run recorded and created (strict mode leaves
-   * nothing). Anything the ledger does not attribute to this run is left alone.
+   * The saga's undo. Drops at once only what this run recorded and created itself while it is
+   * still live (strict mode leaves nothing). What it inherited from an earlier attempt (hybrid
+   * mode), and everything once the run was taken over as abandoned (its process froze and a
+   * reconciler claimed it), is quarantined instead: that is not a live run undoing its own work.
+   * Anything the ledger does not attribute to this run is left alone.
    */
   async undoCreated(objects: LedgerObjects, runId: string): Promise<void> {
     const { prisma, logger } = this.deps;
     const server = this.deps.servers.get(objects.serverId);
     if (!server) throw new Error('clinic database server unreachable; undo left to the sweep');
-    const ours = await prisma.clinicObject.findMany({
-      where: {
-        serverId: objects.serverId,
-        runId,
-        state: 'PENDING',
-        name: { in: [objects.database, objects.role] },
+    const inherited = await prisma.$transaction(
+      async (tx) => {
+        // The run's row, locked: a reconciler claiming it (provisioning_runs.status) waits for
+        // this undo to finish, or went first and the run is not live any more.
+        const live = await tx.$queryRaw<{ started_at: Date }[]>`
+          SELECT started_at FROM provisioning_runs
+           WHERE id = ${runId}::uuid AND status = 'RUNNING' FOR UPDATE`;
+        const startedAt = live[0]?.started_at;
+        const ours = await tx.clinicObject.findMany({
+          where: {
+            serverId: objects.serverId,
+            runId,
+            state: 'PENDING',
+            name: { in: [objects.database, objects.role] },
+          },
+          select: { id: true, kind: true, name: true, createdAt: true },
+        });
+        const own = startedAt ? ours.filter((entry) => entry.createdAt >= startedAt) : [];
+        const database = own.find((entry) => entry.kind === 'DATABASE')?.name ?? null;
+        const role = own.find((entry) => entry.kind === 'ROLE')?.name ?? null;
+        if (database || role) {
+          await dropObjects(server.url, { database, role }, { kind: 'undo', runId }, logger);
+          await tx.clinicObject.updateMany({
+            where: { id: { in: own.map((entry) => entry.id) } },
+            data: { state: 'DROPPED', settledAt: new Date() },
+          });
+        }
+        return ours.filter((entry) => !own.includes(entry));
       },
-      select: { id: true, kind: true, name: true },
-    });
-    const database = ours.find((entry) => entry.kind === 'DATABASE')?.name ?? null;
-    const role = ours.find((entry) => entry.kind === 'ROLE')?.name ?? null;
-    if (!database && !role) return;
-    await dropObjects(server.url, { database, role }, { kind: 'undo', runId }, logger);
-    await prisma.clinicObject.updateMany({
-      where: { id: { in: ours.map((entry) => entry.id) } },
-      data: { state: 'DROPPED', settledAt: new Date() },
-    });
+      { timeout: 120_000 },
+    );
+    for (const entry of inherited)
+      await this.quarantineEntry(
+        entry.id,
+        'undone by a run that did not create it or was no longer live',
+        this.deps.trashRetentionSeconds,
+        ['PENDING'],
+      );
   }
 
   /** Entries of finished runs that did not commit and that nothing will resume: to quarantine. */
@@ -181,12 +214,16 @@ export class Ledger {
     let count = 0;
     for (const entry of await this.unsettled()) {
       if (!this.deps.servers.has(entry.serverId)) continue;
-      await this.quarantineEntry(
-        entry.id,
-        'left by a run that did not commit',
-        this.deps.trashRetentionSeconds,
-      );
-      count += 1;
+      if (
+        await this.quarantineEntry(
+          entry.id,
+          'left by a run that did not commit',
+          this.deps.trashRetentionSeconds,
+          ['PENDING'],
+          { unlessLive: true },
+        )
+      )
+        count += 1;
     }
     return count;
   }
@@ -197,8 +234,11 @@ export class Ledger {
       where: { clinicId, state: { in: ['PENDING', 'COMMITTED'] } },
       select: { id: true },
     });
-    for (const entry of entries) await this.quarantineEntry(entry.id, reason, retentionSeconds);
-    return entries.length;
+    let count = 0;
+    for (const entry of entries)
+      if (await this.quarantineEntry(entry.id, reason, retentionSeconds, ['PENDING', 'COMMITTED']))
+        count += 1;
+    return count;
   }
 
   /**
@@ -290,6 +330,18 @@ export class Ledger {
     return { purged, clinics: [...clinics].filter((id) => !kept.has(id)) };
   }
 
+  /**
+   * Schedules the purge job for when the first quarantined object's retention ends (one job
+   * per cluster: a new schedule replaces the waiting one). Nothing in quarantine, no job.
+   */
+  async schedulePurge(): Promise<Date | null> {
+    const next = await this.nextPurge();
+    if (next)
+      await addJob(this.deps.prisma, PURGE_JOB, {}, { runAt: next, jobKey: PURGE_JOB, queueName: PURGE_JOB });
+    else await this.deps.prisma.$executeRaw`SELECT graphile_worker.remove_job(${PURGE_JOB})`;
+    return next;
+  }
+
   /** When the next quarantined object becomes due, if any. */
   async nextPurge(): Promise<Date | null> {
     const next = await this.deps.prisma.clinicObject.findFirst({
@@ -300,58 +352,88 @@ export class Ledger {
     return next?.purgeAfter ?? null;
   }
 
-  private async quarantineEntry(id: string, reason: string, retentionSeconds: number): Promise<void> {
+  /**
+   * Quarantines one entry if it is still in one of the `from` states. The entry's row stays
+   * locked until it is settled, so of several sweeps at once (instances, the periodic pass and a
+   * deletion) one does the work and the others find it settled.
+   * @returns whether this call quarantined it.
+   */
+  private async quarantineEntry(
+    id: string,
+    reason: string,
+    retentionSeconds: number,
+    from: readonly ClinicObjectState[],
+    options: { unlessLive?: boolean } = {},
+  ): Promise<boolean> {
     const { prisma, logger } = this.deps;
-    const entry = await prisma.clinicObject.findUniqueOrThrow({ where: { id } });
-    const server = this.requireServer(entry.serverId);
-    let trashName: string | null = null;
-    let absent = false;
-    await withClient(server.url, async (admin) => {
-      if (entry.kind === 'ROLE') {
-        const role = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [entry.name]);
-        if (role.rowCount === 0) {
-          absent = true;
-          return;
+    const quarantined = await prisma.$transaction(
+      async (tx) => {
+        await tx.$executeRaw`SELECT 1 FROM clinic_objects WHERE id = ${id}::uuid FOR UPDATE`;
+        const entry = await tx.clinicObject.findUniqueOrThrow({ where: { id } });
+        if (!from.includes(entry.state)) return false;
+        // A run that took the entry over since it was listed (a resumed hybrid attempt) owns it.
+        if (options.unlessLive && entry.runId) {
+          const run = await tx.provisioningRun.findUnique({
+            where: { id: entry.runId },
+            select: { status: true },
+          });
+          if (run?.status === 'RUNNING') return false;
         }
-        await admin.query(`ALTER ROLE ${quoteIdent(entry.name)} NOLOGIN`).catch(ignoreMissing);
-        await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [
-          entry.name,
-        ]);
-        return;
-      }
-      // Nothing to keep: never created (a crash before CREATE DATABASE) or an undo got there first.
-      if (!(await exists(admin, entry.name))) {
-        absent = true;
-        return;
-      }
-      trashName = `${TRASH_PREFIX}${idPart(entry.name)}_${Date.now().toString(36)}`;
-      await closeDatabase(admin, entry.name);
-      await renameClosed(admin, entry.name, trashName);
-      await admin.query(`REVOKE ALL ON DATABASE ${quoteIdent(trashName)} FROM PUBLIC`);
-    });
-    if (absent) {
-      // Settled as gone, not listed as quarantined: there is nothing on the server to restore.
-      await prisma.clinicObject.update({
-        where: { id },
-        data: { state: 'DROPPED', reason: `${reason}; it did not exist`, settledAt: new Date() },
-      });
-      return;
-    }
-    const quarantinedAt = new Date();
-    await prisma.clinicObject.update({
-      where: { id },
-      data: {
-        state: 'QUARANTINED',
-        reason,
-        trashName,
-        quarantinedAt,
-        purgeAfter: new Date(quarantinedAt.getTime() + retentionSeconds * 1000),
+        const server = this.requireServer(entry.serverId);
+        let trashName: string | null = null;
+        let absent = false;
+        await withClient(server.url, async (admin) => {
+          if (entry.kind === 'ROLE') {
+            const role = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [entry.name]);
+            if (role.rowCount === 0) {
+              absent = true;
+              return;
+            }
+            await admin.query(`ALTER ROLE ${quoteIdent(entry.name)} NOLOGIN`).catch(ignoreMissing);
+            await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [
+              entry.name,
+            ]);
+            return;
+          }
+          // Nothing to keep: never created (a crash before CREATE DATABASE) or an undo got there first.
+          if (!(await exists(admin, entry.name))) {
+            absent = true;
+            return;
+          }
+          trashName = `${TRASH_PREFIX}${idPart(entry.name)}_${Date.now().toString(36)}`;
+          await closeDatabase(admin, entry.name);
+          await renameClosed(admin, entry.name, trashName);
+          await admin.query(`REVOKE ALL ON DATABASE ${quoteIdent(trashName)} FROM PUBLIC`);
+        });
+        if (absent) {
+          // Settled as gone, not listed as quarantined: there is nothing on the server to restore.
+          await tx.clinicObject.update({
+            where: { id },
+            data: { state: 'DROPPED', reason: `${reason}; it did not exist`, settledAt: new Date() },
+          });
+          return false;
+        }
+        const quarantinedAt = new Date();
+        await tx.clinicObject.update({
+          where: { id },
+          data: {
+            state: 'QUARANTINED',
+            reason,
+            trashName,
+            quarantinedAt,
+            purgeAfter: new Date(quarantinedAt.getTime() + retentionSeconds * 1000),
+          },
+        });
+        logger.warn(
+          { kind: entry.kind, name: entry.name, trashName, reason, server: server.name },
+          'clinic object quarantined',
+        );
+        return true;
       },
-    });
-    logger.warn(
-      { kind: entry.kind, name: entry.name, trashName, reason, server: server.name },
-      'clinic object quarantined',
+      { timeout: 120_000 },
     );
+    if (quarantined) await this.schedulePurge();
+    return quarantined;
   }
 
   private requireServer(serverId: string): ClinicServer {

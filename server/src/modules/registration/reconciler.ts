@@ -2,11 +2,13 @@
  * Crash safety. A process killed mid-provisioning leaves a run RUNNING whose lease stops being
  * renewed; the reconciler finishes or undoes it: a hybrid registration's own job is brought
  * forward, anything else is rolled back. Databases and roles the ledger lists for runs that ended
- * without committing are quarantined (provisioning/ledger.ts), and purged after their retention. `zombieReport` shows what
- * would need either.
+ * without committing are quarantined (provisioning/ledger.ts). The purge after their retention is
+ * a job of its own (`purge`, the `purge_quarantine` task). `zombieReport` shows what would need either.
  */
 import type { CentralPrisma } from '../../db/database.js';
+import type { ServerRegistry } from '../../db/servers.js';
 import type { Logger } from '../../logger.js';
+import { alertServerIdentity } from '../provisioning/alerts.js';
 import type { LedgerEntry } from '../provisioning/ledger.js';
 import type { ProvisioningService } from '../provisioning/service.js';
 
@@ -45,13 +47,14 @@ export interface ReconcileResult {
   rolledBack: number;
   resumed: number;
   orphansQuarantined: number;
-  purged: number;
 }
 
 export interface ReconcilerDeps {
   prisma: CentralPrisma;
   logger: Logger;
   provisioning: ProvisioningService;
+  /** Clinic servers and where alerts go: a server answering as another one is alerted each pass (once per incident). */
+  alerts?: { servers: ServerRegistry; adminEmail: string; encryptionKey: Buffer };
 }
 
 export class Reconciler {
@@ -63,13 +66,24 @@ export class Reconciler {
       rolledBack: 0,
       resumed: 0,
       orphansQuarantined: 0,
-      purged: 0,
     };
     await this.reconcileRuns(result);
     const { ledger } = this.deps.provisioning;
     // Only what the ledger lists, and only quarantined: nothing is dropped on an inference.
     result.orphansQuarantined = await ledger.sweep();
-    result.purged = (await this.deps.provisioning.purgeDue()).purged;
+    const { alerts } = this.deps;
+    if (alerts) await alertServerIdentity({ prisma: this.deps.prisma, logger: this.deps.logger, ...alerts });
+    return result;
+  }
+
+  /**
+   * The `purge_quarantine` job: drops what is due (and a purged deleted clinic's central rows),
+   * then schedules itself for the next retention's end. graphile-worker runs it in one queue, so
+   * two instances never purge at once.
+   */
+  async purge(now = new Date()): Promise<{ purged: number; clinics: string[] }> {
+    const result = await this.deps.provisioning.purgeDue(now);
+    await this.deps.provisioning.ledger.schedulePurge();
     return result;
   }
 
@@ -150,7 +164,11 @@ export class Reconciler {
     for (const check of health.clinics) {
       const status = clinics.get(check.clinicId) ?? 'UNKNOWN';
       if (status === 'READY' && check.dbStatus !== 'HEALTHY') {
-        accounts.push({ ...pick(check, status), reason: `ready clinic with a ${check.dbStatus} database` });
+        const why = check.errors[0] ? `: ${check.errors[0]}` : '';
+        accounts.push({
+          ...pick(check, status),
+          reason: `ready clinic with a ${check.dbStatus} database${why}`,
+        });
       } else if (
         (status === 'PROVISIONING' || status === 'PENDING') &&
         !live.has(check.clinicId) &&
