@@ -4,6 +4,8 @@
  * migration more (CLINIC_MIGRATIONS_DIR): canary and pause, resume, a failing clinic, the failure
  * threshold, abort, a busy clinic.
  */
+
+import pg from 'pg';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { clinicMigrationsWith } from '../../../test/clinic-migrations.js';
 import { startTestApp, type TestApp } from '../../../test/harness.js';
@@ -98,7 +100,7 @@ function until(
       if (!done(current)) throw new Error(`not yet: ${JSON.stringify(current)}`);
       return current;
     },
-    { timeout: 60_000, interval: 100 },
+    { timeout: 30_000, interval: 100 },
   );
 }
 
@@ -240,6 +242,124 @@ describe('fleet rollouts', async () => {
       true,
     );
     expect(events.at(-1)?.counts.done).toBe(6);
+    await t.app.stop();
+  }, 120_000);
+
+  it('a clinic whose upgrade fails stays on its version, DEGRADED with the error; the others go on (canaries HEALTHY: no pause)', async () => {
+    const t = await deployment({ [M1]: SQL[M1], [M2]: SQL[M2] });
+    afterAll(() => t.app.stop());
+    const broken = clinics[2] as string;
+    // Its database already has the table the migration creates: the migration fails there.
+    await withClient(await clinicDatabase(broken), (client) =>
+      client.query('CREATE TABLE "refunds" (x INT)'),
+    );
+    const m1Version = (await t.app.deps.db.prisma.clinic.findUniqueOrThrow({ where: { id: broken } }))
+      .schemaVersion;
+
+    const started = await run(
+      t,
+      START,
+      { input: { canary: 1, continueWhenHealthy: true, concurrency: 1, failureThreshold: 1 } },
+      t.headers,
+    );
+    const completed = await until(t, started.id, (r) => r.status === 'COMPLETED');
+    expect(completed.counts).toEqual({ total: 6, done: 5, failed: 1, remaining: 0, running: 0 });
+    const failed = completed.clinics.find((clinic) => clinic.clinicId === broken);
+    expect(failed).toMatchObject({ state: 'FAILED', dbStatus: 'DEGRADED', attempts: 1 });
+    expect(failed?.error).toMatch(/"refunds" already exists/);
+    // Its upgrade was one transaction: nothing of it applied, the clinic is on its old version.
+    expect(await appliedIn(broken, M2)).toBe(0);
+    const health = await t.app.deps.provisioning.checkClinic(broken);
+    expect(health).toMatchObject({ dbStatus: 'DEGRADED', schemaVersion: m1Version });
+    expect(health.errors.join(' ')).toMatch(/schema version/);
+    for (const id of clinics.filter((clinic) => clinic !== broken)) expect(await appliedIn(id, M2)).toBe(1);
+    const run_ = await t.app.deps.db.prisma.provisioningRun.findUniqueOrThrow({
+      where: { id: failed?.runId as string },
+    });
+    expect(run_).toMatchObject({ kind: 'UPGRADE', status: 'ROLLED_BACK' });
+    expect(run_.error).toMatch(/migrate_database: .*already exists/);
+    await t.app.stop();
+  }, 120_000);
+
+  it('pauses itself when failures pass the threshold; abort leaves the clinics not reached on their version', async () => {
+    const t = await deployment({ [M1]: SQL[M1], [M2]: SQL[M2], [M3]: SQL[M3] });
+    afterAll(() => t.app.stop());
+    // clinics[2] still fails at M2; clinics[3] will fail at M3.
+    await withClient(await clinicDatabase(clinics[3] as string), (client) =>
+      client.query('CREATE TABLE "credit_notes" (x INT)'),
+    );
+    const started = await run(
+      t,
+      START,
+      { input: { canary: 0, concurrency: 1, failureThreshold: 1 } },
+      t.headers,
+    );
+    const paused = await until(t, started.id, (r) => r.status === 'PAUSED');
+    expect(paused.pauseReason).toBe('2 clinics failed, more than the threshold of 1');
+    expect(paused.clinics.map((clinic) => clinic.state)).toEqual([
+      'UPGRADED',
+      'UPGRADED',
+      'FAILED',
+      'FAILED',
+      'PENDING',
+      'PENDING',
+    ]);
+
+    const aborted = await run(t, act('abortRollout'), { id: started.id }, t.headers);
+    expect(aborted).toMatchObject({ status: 'ABORTED', counts: { done: 2, failed: 2, remaining: 2 } });
+    for (const id of clinics.slice(4)) expect(await appliedIn(id, M3)).toBe(0);
+    expect(await run(t, act('resumeRollout'), { id: started.id }, t.headers)).toMatchObject({
+      code: 'CONFLICT',
+    });
+    expect(await run(t, act('abortRollout'), { id: started.id }, t.headers)).toMatchObject({
+      code: 'CONFLICT',
+    });
+    await t.app.stop();
+  }, 120_000);
+
+  it('a busy clinic (a lock held by one of its sessions) is retried later instead of blocking the rollout', async () => {
+    const t = await deployment({ [M1]: SQL[M1], [M2]: SQL[M2], [M3]: SQL[M3], [M4]: SQL[M4] });
+    afterAll(() => t.app.stop());
+    const busy = clinics[4] as string;
+    const session = new pg.Client({ connectionString: await clinicDatabase(busy) });
+    await session.connect();
+    await session.query('BEGIN');
+    await session.query('SELECT count(*) FROM healthcare_providers');
+    try {
+      const started = await run(
+        t,
+        START,
+        { input: { canary: 0, concurrency: 2, failureThreshold: 10 } },
+        t.headers,
+      );
+      // The others are done while the busy one waits for its next attempt, not for the lock.
+      const waiting = await until(t, started.id, (r) =>
+        r.clinics.every((clinic) =>
+          clinic.clinicId === busy
+            ? clinic.attempts >= 2 && clinic.state === 'PENDING'
+            : clinic.state !== 'PENDING' && clinic.state !== 'RUNNING',
+        ),
+      );
+      expect(waiting.status).toBe('RUNNING');
+      expect(waiting.clinics.find((clinic) => clinic.clinicId === busy)?.error).toMatch(
+        /^busy, tried again later: .*lock timeout/,
+      );
+      expect(waiting.counts).toMatchObject({ done: 3, failed: 2, remaining: 1 });
+      const busyRun = await t.app.deps.db.prisma.provisioningRun.findFirstOrThrow({
+        where: { clinicId: busy, kind: 'UPGRADE', attempt: 1 },
+        orderBy: { startedAt: 'desc' },
+      });
+      expect(busyRun.status).toBe('FAILED');
+      await session.query('COMMIT');
+
+      const completed = await until(t, started.id, (r) => r.status === 'COMPLETED');
+      expect(completed.clinics.find((clinic) => clinic.clinicId === busy)).toMatchObject({
+        state: 'UPGRADED',
+      });
+      expect(await appliedIn(busy, M4)).toBe(1);
+    } finally {
+      await session.end();
+    }
     await t.app.stop();
   }, 120_000);
 });
