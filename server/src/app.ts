@@ -48,6 +48,7 @@ import { OnboardingService } from './modules/onboarding/service.js';
 import { ProvisioningService } from './modules/provisioning/service.js';
 import { Reconciler } from './modules/registration/reconciler.js';
 import { RegistrationService } from './modules/registration/service.js';
+import { RolloutService, type RolloutTuning } from './modules/rollouts/service.js';
 import { createSmsGateway } from './modules/sms/gateway.js';
 import { createEventBus } from './pubsub/index.js';
 import { schema } from './schema.js';
@@ -81,6 +82,8 @@ export interface BuildAppOptions {
   dnsPort?: number | false;
   /** Limits of the built-in DNS server (tests make them small). @default see DnsLimits */
   dnsLimits?: DnsLimits;
+  /** Timings of clinic rollouts (tests make them short). @default see RolloutTuning */
+  rolloutTuning?: Partial<RolloutTuning>;
 }
 
 /** What the node adapter and the WebSocket server hand to yoga's context factory. */
@@ -211,11 +214,23 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         events.pubsub.publish('provisioning', { ...event, at: event.at.toISOString() }),
       ),
   });
+  const rollouts = new RolloutService({
+    ...base,
+    metrics,
+    provisioning,
+    tuning: options.rolloutTuning,
+    publishProgress: (event) =>
+      safely('provisioning', () =>
+        events.pubsub.publish('provisioning', { ...event, at: event.at.toISOString() }),
+      ),
+    publishRollout: (rolloutId) => safely('rollouts', () => events.pubsub.publish('rollouts', { rolloutId })),
+  });
   const deps: Deps = {
     ...base,
     metrics,
     events,
     provisioning,
+    rollouts,
     registration,
     mail,
     reconciler,
@@ -555,6 +570,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
           const url = `http://${host}:${port}`;
           logger.info({ url, graphiql: !production }, 'Onramp listening');
           provisioning.start();
+          rollouts.start();
           startWorker({
             connectionString: base.db.centralUrl,
             logger,
@@ -607,6 +623,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
         await registration.idle();
         await worker?.stop();
         mail.close();
+        await rollouts.close();
         await provisioning.close();
         await sessionWatch.close();
         await sessionCache.close();

@@ -17,6 +17,7 @@ import type { OnboardingService } from './modules/onboarding/service.js';
 import type { ProvisioningService } from './modules/provisioning/service.js';
 import type { Reconciler } from './modules/registration/reconciler.js';
 import type { RegistrationService } from './modules/registration/service.js';
+import type { RolloutService } from './modules/rollouts/service.js';
 import type { SmsGateway } from './modules/sms/gateway.js';
 import type { EventBus } from './pubsub/index.js';
 
@@ -33,6 +34,8 @@ export interface Deps extends BaseDeps {
   metrics: Metrics;
   events: EventBus;
   provisioning: ProvisioningService;
+  /** Fleet rollouts of the clinic schema (docs/decisions/047). */
+  rollouts: RolloutService;
   registration: RegistrationService;
   reconciler: Reconciler;
   auth: AuthService;

@@ -165,6 +165,8 @@ const rawSchema = z.object({
   PROVISIONING_RETRY_BASE_MS: z.coerce.number().int().min(1).max(600_000).default(5000),
   PROVISIONING_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
   CLINIC_HEALTH_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(8),
+  CLINIC_MIGRATIONS_DIR: z.string().min(1).optional(),
+  CLINIC_ROLLOUT_AT_START: z.enum(['auto', 'off']).default('auto'),
   CLINIC_HEALTH_INTERVAL_SECONDS: z.coerce.number().int().min(0).max(86_400).default(60),
   ALLOWED_HOSTS: z
     .string()
@@ -281,6 +283,14 @@ export interface Config {
   provisioningLeaseSeconds: number;
   /** Most clinic databases probed at once by health checks (connections opened at once). */
   clinicHealthConcurrency: number;
+  /** Folder of the clinic migrations (absolute, or from the repository root). @default prisma/clinic/migrations */
+  clinicMigrationsDir: string | undefined;
+  /**
+   * `auto`: at start, clinics behind the clinic schema get a rollout of their own (no canary),
+   * unless one is under way; `off`: only an operator starts rollouts (docs/decisions/047).
+   * @default 'auto'
+   */
+  clinicRolloutAtStart: 'auto' | 'off';
   /** Seconds between background health sweeps; 0 disables them. */
   clinicHealthIntervalSeconds: number;
   /**
@@ -405,6 +415,8 @@ export function loadConfig(
     provisioningRetryBaseMs: raw.PROVISIONING_RETRY_BASE_MS,
     provisioningLeaseSeconds: raw.PROVISIONING_LEASE_SECONDS,
     clinicHealthConcurrency: raw.CLINIC_HEALTH_CONCURRENCY,
+    clinicMigrationsDir: raw.CLINIC_MIGRATIONS_DIR,
+    clinicRolloutAtStart: raw.CLINIC_ROLLOUT_AT_START,
     clinicHealthIntervalSeconds: raw.CLINIC_HEALTH_INTERVAL_SECONDS,
     allowedHosts: raw.ALLOWED_HOSTS,
     hashSlotsPerAddress: raw.HASH_SLOTS_PER_ADDRESS,

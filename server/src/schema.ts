@@ -13,6 +13,7 @@ import './modules/moves/schema.js';
 import './modules/onboarding/schema.js';
 import './modules/provisioning/schema.js';
 import './modules/registration/schema.js';
+import './modules/rollouts/schema.js';
 
 export const schema = builder.toSchema();
 

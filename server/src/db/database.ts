@@ -2,7 +2,7 @@
  * Database bootstrap: the central PostgreSQL (embedded or DATABASE_URL), its migrations, the
  * clinic database servers and their clinic templates.
  */
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import type { Config } from '../env.js';
@@ -12,7 +12,7 @@ import { installJobSchema } from '../jobs/index.js';
 import type { Logger } from '../logger.js';
 import { startEmbeddedPostgres } from './embedded.js';
 import { appliedMigrations, type Migration, migrate, readMigrations } from './migrator.js';
-import { CENTRAL_MIGRATIONS_DIR, CLINIC_MIGRATIONS_DIR } from './paths.js';
+import { CENTRAL_MIGRATIONS_DIR, CLINIC_MIGRATIONS_DIR, REPO_ROOT } from './paths.js';
 import { createRequestPrisma, ensureRequestRole, requestRolePassword } from './request-scope.js';
 import { type ClinicServer, openClinicServers, type ServerRegistry } from './servers.js';
 import { databaseUrl, quoteIdent, withClient } from './sql.js';
@@ -84,7 +84,9 @@ export async function openDatabases(
       await installJobSchema(centralUrl, logger);
     }
 
-    const clinicMigrations = readMigrations(CLINIC_MIGRATIONS_DIR);
+    const clinicMigrations = readMigrations(
+      config.clinicMigrationsDir ? resolve(REPO_ROOT, config.clinicMigrationsDir) : CLINIC_MIGRATIONS_DIR,
+    );
     const serverUrls = config.clinicDatabaseServers.length > 0 ? config.clinicDatabaseServers : [centralUrl];
     const servers = await openClinicServers({ centralUrl, urls: serverUrls, clinicMigrations, logger });
     const clinicServers = [...servers.byId.values()];

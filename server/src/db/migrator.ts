@@ -26,7 +26,7 @@ export class MigrationError extends Error {
 }
 
 /** Advisory-lock key shared by every Onramp process migrating the same database. */
-const MIGRATION_LOCK_KEY = 0x6f6e72616d70; // "onramp"
+export const MIGRATION_LOCK_KEY = 0x6f6e72616d70; // "onramp"
 
 export function readMigrations(dir: string): Migration[] {
   if (!existsSync(dir)) throw new MigrationError(`migrations folder ${dir} does not exist`);

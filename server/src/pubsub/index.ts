@@ -32,6 +32,8 @@ export interface ClinicHealthPayload {
 export type Topics = {
   provisioning: [event: ProvisioningEventPayload];
   clinicHealth: [health: ClinicHealthPayload];
+  /** A rollout changed (status, a clinic's state): rolloutProgress reads it again. */
+  rollouts: [event: { rolloutId: string }];
   /** Sessions of this user ended (sign-out, revoked family, deleted account, password set). */
   sessions: [event: { userId: string }];
 };

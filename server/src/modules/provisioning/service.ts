@@ -145,7 +145,6 @@ export class ProvisioningService {
   private readonly stepDeps: StepDeps;
   private lastStatus = new Map<string, string>();
   private healthTimer: NodeJS.Timeout | undefined;
-  private upgrading: Promise<void> | undefined;
   private sweep: Promise<unknown> = Promise.resolve();
   private sweeping = false;
   /** This process among the cluster's instances, as the holder of cluster-wide leases. */
@@ -200,17 +199,11 @@ export class ProvisioningService {
   }
 
   /**
-   * Fills the warm pools, upgrades clinic databases left behind by a new clinic migration (in
-   * the background) and starts the periodic health sweep.
+   * Fills the warm pools and starts the periodic health sweep. Clinic databases left behind by a
+   * new clinic migration are upgraded by a rollout (modules/rollouts, docs/decisions/047).
    */
   start(): void {
     for (const server of this.servers.values()) this.pool.refillInBackground(server);
-    this.upgrading = this.migrateClinics({ onlyOutdated: true })
-      .then((report) => {
-        if (report.migrated > 0 || report.failed.length > 0)
-          this.deps.logger.info({ report }, 'clinic databases upgraded');
-      })
-      .catch((error: unknown) => this.deps.logger.error({ err: error }, 'clinic database upgrade failed'));
     const seconds = this.deps.config.clinicHealthIntervalSeconds;
     if (seconds > 0) {
       this.healthTimer = setInterval(() => {
@@ -244,7 +237,6 @@ export class ProvisioningService {
     await releaseLease(this.prisma, HEALTH_SWEEP_LEASE, this.instanceId).catch((error: unknown) =>
       this.deps.logger.warn({ err: error }, 'health sweep lease not released'),
     );
-    await this.upgrading;
     await this.pool.close();
     await this.clients.close();
   }
