@@ -255,8 +255,12 @@ export class Ledger {
       where: { clinicId, serverId, state: { in: ['PENDING', 'COMMITTED'] } },
       select: { id: true },
     });
-    for (const entry of entries) await this.quarantineEntry(entry.id, reason, retentionSeconds);
-    return entries.length;
+    let quarantined = 0;
+    for (const entry of entries) {
+      if (await this.quarantineEntry(entry.id, reason, retentionSeconds, ['PENDING', 'COMMITTED']))
+        quarantined += 1;
+    }
+    return quarantined;
   }
 
   /** The clinic's database waiting in quarantine, if there is one. */
