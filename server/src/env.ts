@@ -167,7 +167,8 @@ const rawSchema = z.object({
   CLINIC_HEALTH_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(8),
   CLINIC_MIGRATIONS_DIR: z.string().min(1).optional(),
   CLINIC_ROLLOUT_AT_START: z.enum(['auto', 'off']).default('auto'),
-  CLINIC_HEALTH_INTERVAL_SECONDS: z.coerce.number().int().min(0).max(86_400).default(60),
+  CLINIC_HEALTH_INTERVAL_SECONDS: z.coerce.number().int().min(0).max(86_400).default(5),
+  CLINIC_DEEP_CHECK_PERIOD: duration('10m'),
   ALLOWED_HOSTS: z
     .string()
     .optional()
@@ -291,8 +292,18 @@ export interface Config {
    * @default 'auto'
    */
   clinicRolloutAtStart: 'auto' | 'off';
-  /** Seconds between background health sweeps; 0 disables them. */
+  /**
+   * Seconds between background shallow sweeps (one catalog query per clinic server, which also
+   * paces the deep checks); 0 disables background health work (docs/decisions/051).
+   * @default 5
+   */
   clinicHealthIntervalSeconds: number;
+  /**
+   * Every clinic gets a deep check (a connection as its role) at least once per this many
+   * seconds, a few per shallow sweep, oldest-checked first.
+   * @default 600
+   */
+  clinicDeepCheckPeriodSeconds: number;
   /**
    * Extra `Host` names served (HTTP and WebSocket), besides localhost, loopback addresses and
    * PUBLIC_URL's host; `.example.com` stands for the domain and its subdomains (see http/hosts.ts).
@@ -418,6 +429,7 @@ export function loadConfig(
     clinicMigrationsDir: raw.CLINIC_MIGRATIONS_DIR,
     clinicRolloutAtStart: raw.CLINIC_ROLLOUT_AT_START,
     clinicHealthIntervalSeconds: raw.CLINIC_HEALTH_INTERVAL_SECONDS,
+    clinicDeepCheckPeriodSeconds: raw.CLINIC_DEEP_CHECK_PERIOD,
     allowedHosts: raw.ALLOWED_HOSTS,
     hashSlotsPerAddress: raw.HASH_SLOTS_PER_ADDRESS,
     corsOrigins: raw.CORS_ORIGINS,

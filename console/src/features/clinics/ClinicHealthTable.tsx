@@ -30,15 +30,31 @@ graphql(`
 `);
 
 const ClinicsHealthQuery = graphql(`
-  query ClinicHealthTable_ClinicsHealthQuery {
+  query ClinicHealthTable_ClinicsHealthQuery($first: Int!, $after: String, $status: DbStatus, $search: String) {
     clinicsHealth {
       checkedAt
-      clinics {
-        ...ClinicHealthTable_RowFields
+      total
+      byStatus {
+        status
+        count
+      }
+      page(first: $first, after: $after, status: $status, search: $search) {
+        edges {
+          node {
+            ...ClinicHealthTable_RowFields
+          }
+        }
+        pageInfo {
+          hasNextPage
+          endCursor
+        }
       }
     }
   }
 `);
+
+/** Rows per page: the server pages and filters, so the fleet's size never reaches the browser. */
+export const HEALTH_PAGE_SIZE = 50;
 
 const HealthChangedSubscription = graphql(`
   subscription ClinicHealthTable_HealthChangedSubscription {
@@ -55,54 +71,64 @@ const newer = (a: Row, b: Row | undefined) =>
   b && Date.parse(b.lastCheck) > Date.parse(a.lastCheck) ? b : a;
 
 export function ClinicHealthTable() {
+  const [status, setStatusFilter] = useState<DbStatus | 'ALL'>('ALL');
+  const [search, setSearch] = useState('');
+  const [needle, setNeedle] = useState('');
+  // Cursors of the pages before this one (the first page has none): Previous pops one.
+  const [cursors, setCursors] = useState<(string | null)[]>([]);
+  const after = cursors.at(-1) ?? null;
   const { data, fetching, error, stale, receivedAt, refetch } = useResilientQuery({
     query: ClinicsHealthQuery,
+    variables: {
+      first: HEALTH_PAGE_SIZE,
+      after,
+      status: status === 'ALL' ? null : status,
+      search: needle || null,
+    },
     requestPolicy: 'cache-and-network',
   });
   const [live, setLive] = useState<Record<string, Row>>({});
-  const [status, setStatus] = useState<DbStatus | 'ALL'>('ALL');
-  const [search, setSearch] = useState('');
+  const setStatus = (next: DbStatus | 'ALL') => {
+    setStatusFilter(next);
+    setCursors([]);
+  };
+  // The search goes to the server once typing pauses, from the first page.
+  const searchLater = useDebounced(() => {
+    setNeedle(search.trim());
+    setCursors([]);
+  }, 300);
   const now = useNow(5_000);
   const ids = { search: useId(), status: useId() };
 
+  // A registration that commits (or a failed one that rolls back) changes the set of clinics; a
+  // health change changes the counts (and maybe which rows the filters keep).
+  const refresh = useDebounced(refetch, 400);
   const subscription = useSubscriptionEvents(HealthChangedSubscription, {}, (event) => {
     const row = event.clinicHealthChanged;
     setLive((current) => ({ ...current, [row.clinicId]: newer(row, current[row.clinicId]) }));
+    refresh();
   });
 
-  // A registration that commits (or a failed one that rolls back) changes the set of clinics.
-  const refresh = useDebounced(refetch, 400);
   useProvisioningEvents((event) => {
     if (event.step === 'commit' && event.status === 'SUCCEEDED') refresh();
     if (event.step === 'central_records' && event.status === 'ROLLED_BACK') refresh();
   });
 
-  const rows = useMemo(() => {
-    const base = data?.clinicsHealth.clinics ?? [];
-    const known = new Set(base.map((row) => row.clinicId));
-    return base
-      .map((row) => newer(row, live[row.clinicId]))
-      .concat(
-        // Health changes of clinics the last report did not have yet.
-        Object.values(live).filter((row) => !known.has(row.clinicId)),
-      );
-  }, [data, live]);
-
+  const report = data?.clinicsHealth;
+  // This page, each row as its newest report (the subscription may be ahead of the page).
+  const rows = useMemo(
+    () => (report?.page.edges ?? []).map((edge) => newer(edge.node, live[edge.node.clinicId])),
+    [report, live],
+  );
   const counts = useMemo(() => {
     const result = Object.fromEntries(DB_STATUSES.map((s) => [s, 0])) as Record<DbStatus, number>;
-    for (const row of rows) result[row.dbStatus] += 1;
+    for (const row of report?.byStatus ?? []) result[row.status] = row.count;
     return result;
-  }, [rows]);
-
-  const visible = useMemo(() => {
-    const needle = search.trim().toLowerCase();
-    return rows.filter(
-      (row) =>
-        (status === 'ALL' || row.dbStatus === status) &&
-        (!needle ||
-          [row.name, row.subdomain, row.server, row.clinicId].some((v) => v.toLowerCase().includes(needle))),
-    );
-  }, [rows, status, search]);
+  }, [report]);
+  // Until the refetch an event asks for lands, a row whose status left the filter stays hidden.
+  const visible = rows.filter((row) => status === 'ALL' || row.dbStatus === status);
+  const filtered = status !== 'ALL' || needle !== '';
+  const endCursor = report?.page.pageInfo.endCursor ?? null;
 
   return (
     <>
@@ -114,7 +140,7 @@ export function ClinicHealthTable() {
       </div>
 
       {error && <ErrorNotice error={error} onRetry={refetch} />}
-      {!data && fetching && <Loading label="Checking every clinic database…" />}
+      {!data && fetching && <Loading label="Reading the health of every clinic database…" />}
       {/* No counters before the first answer: zeros would read as "no clinics". */}
       {data && (
         <StaleData stale={stale} receivedAt={receivedAt}>
@@ -126,7 +152,7 @@ export function ClinicHealthTable() {
               onClick={() => setStatus('ALL')}
             >
               <span className="total-value" data-testid="total-all">
-                {rows.length}
+                {report?.total ?? 0}
               </span>
               <span className="total-label">Total</span>
             </button>
@@ -152,9 +178,12 @@ export function ClinicHealthTable() {
               <input
                 id={ids.search}
                 type="search"
-                placeholder="Name, subdomain, server or id"
+                placeholder="Name or subdomain"
                 value={search}
-                onChange={(event) => setSearch(event.target.value)}
+                onChange={(event) => {
+                  setSearch(event.target.value);
+                  searchLater();
+                }}
               />
             </div>
             <div className="field">
@@ -177,8 +206,10 @@ export function ClinicHealthTable() {
           {subscription.error && (
             <ErrorNotice message="Live updates are interrupted; reconnecting. The table may be out of date." />
           )}
-          {rows.length === 0 && <Empty>No clinics yet. They appear here as soon as one registers.</Empty>}
-          {rows.length > 0 && visible.length === 0 && <Empty>No clinic matches these filters.</Empty>}
+          {visible.length === 0 && !filtered && cursors.length === 0 && (
+            <Empty>No clinics yet. They appear here as soon as one registers.</Empty>
+          )}
+          {visible.length === 0 && filtered && <Empty>No clinic matches these filters.</Empty>}
           {visible.length > 0 && (
             <div className="table-wrap">
               <table className="data-table clinics-table">
@@ -247,6 +278,27 @@ export function ClinicHealthTable() {
                 </tbody>
               </table>
             </div>
+          )}
+          {(cursors.length > 0 || report?.page.pageInfo.hasNextPage) && (
+            <nav className="pager" aria-label="Pages">
+              <button
+                type="button"
+                className="button"
+                disabled={cursors.length === 0}
+                onClick={() => setCursors((current) => current.slice(0, -1))}
+              >
+                Previous
+              </button>
+              <span data-testid="page-number">Page {cursors.length + 1}</span>
+              <button
+                type="button"
+                className="button"
+                disabled={!report?.page.pageInfo.hasNextPage || endCursor === null}
+                onClick={() => setCursors((current) => [...current, endCursor])}
+              >
+                Next
+              </button>
+            </nav>
           )}
         </StaleData>
       )}

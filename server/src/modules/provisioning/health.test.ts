@@ -12,6 +12,8 @@ describe('clinic health', async () => {
     CLINIC_POOL_SIZE: '0',
     CLINIC_HEALTH_INTERVAL_SECONDS: '1',
     CLINIC_HEALTH_CONCURRENCY: '3',
+    // Each clinic deeply checked every 2 s: the background DEGRADED test below needs a deep check.
+    CLINIC_DEEP_CHECK_PERIOD: '2s',
   });
   const { provisioning, db } = t.app.deps;
   const ids: string[] = [];

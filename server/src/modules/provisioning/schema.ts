@@ -4,18 +4,22 @@ import { z } from 'zod';
 import { builder, ErrorInterface } from '../../builder.js';
 import type { Context } from '../../context.js';
 import { checkCursors, uuidCursor } from '../../cursors.js';
-import { ConflictError, NotFoundError } from '../../errors.js';
+import { ConflictError, invalidArguments, NotFoundError } from '../../errors.js';
 import type { User } from '../../generated/central/client.js';
 import { batchLoad } from '../../loader.js';
 import type { IssuedCertificate } from '../certificates/issuer.js';
 import { clinicFqdn, type DnsRecord } from '../dns/provider.js';
+import type { ClinicsHealthSummary } from '../health/clinics.js';
 // A cycle (registration's schema uses ClinicRef), safe because Pothos reads refs lazily in `fields`.
 import { MOVE_STEP_DESCRIPTIONS } from '../moves/step-names.js';
 import { UserRef } from '../registration/schema.js';
 import { ProvisioningFailedError } from './errors.js';
-import type { ClinicHealth } from './integrity.js';
+import type { ClinicHealth, DbStatus } from './integrity.js';
 import { recordedEvents, replaying } from './replay.js';
-import type { ClinicsHealthReport, RepairResult } from './service.js';
+import type { RepairResult } from './service.js';
+
+const UUID_CURSOR = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 import { PROVISIONING_STEP_NAMES } from './step-names.js';
 
 const uuid = z.uuid({ error: 'must be a clinic id (UUID)' });
@@ -199,20 +203,104 @@ export const ClinicHealthRef = builder.objectRef<ClinicHealth>('ClinicHealth').i
   }),
 });
 
-const ClinicsHealthReportRef = builder.objectRef<ClinicsHealthReport>('ClinicsHealthReport').implement({
-  description: 'A check of every clinic database, oldest clinic first.',
+/** A forward page of the recorded health: one row more than asked tells whether more follow. */
+async function healthPage(
+  context: Context,
+  args: {
+    first?: number | null;
+    after?: string | null;
+    status?: DbStatus | null;
+    server?: string | null;
+    search?: string | null;
+  },
+) {
+  const size = args.first ?? 50;
+  const rows = await context.deps.provisioning.health.page(
+    { status: args.status, server: args.server, search: args.search },
+    size + 1,
+    args.after ?? undefined,
+  );
+  const edges = rows.slice(0, size).map((node) => ({ cursor: node.clinicId, node }));
+  return {
+    edges,
+    pageInfo: {
+      hasNextPage: rows.length > size,
+      hasPreviousPage: args.after != null,
+      startCursor: edges[0]?.cursor ?? null,
+      endCursor: edges.at(-1)?.cursor ?? null,
+    },
+  };
+}
+
+const ClinicHealthCountRef = builder
+  .objectRef<{ status: DbStatus; count: number }>('ClinicHealthCount')
+  .implement({
+    description: 'How many clinics the recorded health puts in one status.',
+    fields: (t) => ({
+      status: t.field({ type: DbStatusEnum, description: 'The status.', resolve: (row) => row.status }),
+      count: t.exposeInt('count', { description: 'Clinics recorded in it.' }),
+    }),
+  });
+
+/** clinicsHealth's object: the recorded summary, and the full list only when a check made one. */
+type HealthReport = ClinicsHealthSummary & { clinics?: ClinicHealth[] };
+
+const ClinicsHealthReportRef = builder.objectRef<HealthReport>('ClinicsHealthReport').implement({
+  description:
+    'The health of every clinic database as the sweeps recorded it (docs/decisions/051), oldest clinic first.',
   fields: (t) => ({
-    checkedAt: t.expose('checkedAt', { type: 'DateTime', description: 'When the sweep finished.' }),
-    total: t.exposeInt('total', { description: 'Clinics checked.' }),
-    healthy: t.exposeInt('healthy', { description: 'Clinics found HEALTHY.' }),
+    checkedAt: t.expose('checkedAt', {
+      type: 'DateTime',
+      description: "When the last shallow sweep read a clinic server's catalog.",
+    }),
+    total: t.exposeInt('total', { description: 'Clinics recorded.' }),
+    healthy: t.exposeInt('healthy', { description: 'Clinics recorded HEALTHY.' }),
     unhealthy: t.exposeInt('unhealthy', {
       description: 'Clinics neither HEALTHY nor PROVISIONING (DEGRADED, UNHEALTHY or MISSING).',
     }),
+    byStatus: t.field({
+      type: [ClinicHealthCountRef],
+      description: 'Clinics recorded in each status (every status listed, zeros included).',
+      resolve: (report) => report.byStatus,
+    }),
     clinics: t.field({
       type: [ClinicHealthRef],
-      description: "Each clinic's check.",
-      resolve: (report) => report.clinics,
+      description:
+        "Every clinic's recorded health in one list: one row per clinic, so its cost grows with the fleet; `page` pages and filters the same rows.",
+      resolve: (report, _args, context) => report.clinics ?? context.deps.provisioning.health.recorded(),
     }),
+    page: t.connection(
+      {
+        type: ClinicHealthRef,
+        description:
+          'A page of the recorded health, oldest clinic first, forward only (`first`, `after`). VALIDATION_FAILED on a malformed cursor or `last`/`before`.',
+        args: {
+          status: t.arg({ type: DbStatusEnum, description: 'Only clinics recorded in this status.' }),
+          server: t.arg.string({
+            description: 'Only clinics on this server (its name, as `server` shows it).',
+          }),
+          search: t.arg.string({
+            description: 'Only clinics whose name or subdomain contains this, any case.',
+          }),
+        },
+        resolve: (_report, args, context) => {
+          if (args.last != null || args.before != null)
+            throw invalidArguments([
+              { path: ['last'], message: 'This list pages forward only (first, after)' },
+            ]);
+          if (args.after != null && !UUID_CURSOR.test(args.after))
+            throw invalidArguments([{ path: ['after'], message: 'Not a cursor of this list' }]);
+          if (args.first != null && (args.first < 1 || args.first > 200))
+            throw invalidArguments([{ path: ['first'], message: 'must be 1 to 200' }]);
+          return healthPage(context, args);
+        },
+      },
+      {
+        name: 'ClinicHealthConnection',
+        description: 'A page of recorded clinic health.',
+      },
+      { name: 'ClinicHealthEdge', description: "One clinic's recorded health in a page." },
+    ),
   }),
 });
 
@@ -427,16 +515,13 @@ builder.queryFields((t) => ({
       'Super-admins: clinics, oldest first, paginated by cursor. VALIDATION_FAILED on a malformed cursor.',
     args: {
       status: t.arg({ type: ClinicStatusEnum, description: 'Only clinics in this status.' }),
-      health: t.arg({ type: DbStatusEnum, description: 'Checks every clinic first (bounded concurrency).' }),
+      health: t.arg({ type: DbStatusEnum, description: 'Only clinics whose recorded health is this.' }),
     },
     resolve: async (query, _root, args, context) => {
       checkCursors(args, uuidCursor);
       let ids: string[] | undefined;
       if (args.health) {
-        const report = await context.deps.provisioning.clinicsHealth();
-        ids = report.clinics
-          .filter((health) => health.dbStatus === args.health)
-          .map((health) => health.clinicId);
+        ids = await context.deps.provisioning.health.idsWithStatus(args.health);
       }
       return context.scoped((tx) =>
         tx.clinic.findMany({
@@ -450,8 +535,9 @@ builder.queryFields((t) => ({
   clinicsHealth: t.field({
     type: ClinicsHealthReportRef,
     authScopes: { operator: true },
-    description: 'Super-admins: checks every clinic database now (bounded concurrency; one sweep at a time).',
-    resolve: (_root, _args, context) => context.deps.provisioning.clinicsHealth(),
+    description:
+      'Super-admins: the recorded health of every clinic database (the sweeps keep it current; clinics never checked are checked first).',
+    resolve: (_root, _args, context) => context.deps.provisioning.health.summary(),
   }),
   provisioningRuns: t.prismaField({
     type: ['ProvisioningRun'],

@@ -3,10 +3,8 @@
  * Other modules use only this file's exports.
  */
 
-import { randomUUID } from 'node:crypto';
 import { mapLimit } from '../../concurrency.js';
 import type { CentralPrisma, ClinicServer, Databases } from '../../db/database.js';
-import { holdLease, releaseLease } from '../../db/leases.js';
 import { migrate, schemaVersion } from '../../db/migrator.js';
 import { databaseUrl, withClient } from '../../db/sql.js';
 import type { Config } from '../../env.js';
@@ -15,6 +13,7 @@ import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
 import { clinicFqdn, type DnsProvider } from '../dns/provider.js';
+import { ClinicHealthMonitor, type ClinicsHealthReport } from '../health/clinics.js';
 import {
   cloneDatabase,
   databaseExists,
@@ -30,10 +29,8 @@ import { FaultInjector } from './faults.js';
 import {
   type ClinicHealth,
   type ClinicRecord,
-  checkClinicDatabaseIntegrity,
   clinicPassword,
   clinicRoleUrl,
-  existingDatabases,
   type IntegrityContext,
 } from './integrity.js';
 import { Ledger } from './ledger.js';
@@ -59,16 +56,9 @@ export { ProvisioningFailedError } from './errors.js';
 export type { ClinicHealth, DbStatus } from './integrity.js';
 export type { ProvisioningEvent } from './saga.js';
 
-const HEALTH_SWEEP_LEASE = 'clinic_health_sweep';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export interface ClinicsHealthReport {
-  checkedAt: Date;
-  total: number;
-  healthy: number;
-  unhealthy: number;
-  clinics: ClinicHealth[];
-}
+export type { ClinicsHealthReport } from '../health/clinics.js';
 
 export interface RepairResult {
   before: ClinicHealth;
@@ -143,12 +133,8 @@ export class ProvisioningService {
   private readonly prisma: CentralPrisma;
   private readonly servers: Map<string, ClinicServer>;
   private readonly stepDeps: StepDeps;
-  private lastStatus = new Map<string, string>();
-  private healthTimer: NodeJS.Timeout | undefined;
-  private sweep: Promise<unknown> = Promise.resolve();
-  private sweeping = false;
-  /** This process among the cluster's instances, as the holder of cluster-wide leases. */
-  private readonly instanceId = randomUUID();
+  /** Clinic health in two tiers, recorded centrally (modules/health, docs/decisions/051). */
+  readonly health: ClinicHealthMonitor;
 
   constructor(private readonly deps: ProvisioningDeps) {
     const { config, db } = deps;
@@ -191,6 +177,18 @@ export class ProvisioningService {
       deploymentId: db.deploymentId,
       ledger: this.ledger,
     };
+    this.health = new ClinicHealthMonitor({
+      prisma: this.prisma,
+      logger: deps.logger,
+      metrics: deps.metrics,
+      integrity: this.integrity,
+      concurrency: config.clinicHealthConcurrency,
+      intervalSeconds: config.clinicHealthIntervalSeconds,
+      deepPeriodSeconds: config.clinicDeepCheckPeriodSeconds,
+      refreshServers: () => this.refreshServers(),
+      publish: deps.publishHealth,
+      onMissing: (health) => this.reportMissingDatabase(health),
+    });
   }
 
   /** This deployment's identity, tagged on every clinic database and role it creates. */
@@ -204,39 +202,11 @@ export class ProvisioningService {
    */
   start(): void {
     for (const server of this.servers.values()) this.pool.refillInBackground(server);
-    const seconds = this.deps.config.clinicHealthIntervalSeconds;
-    if (seconds > 0) {
-      this.healthTimer = setInterval(() => {
-        this.backgroundSweep(seconds).catch((error: unknown) =>
-          this.deps.logger.warn({ err: error }, 'health sweep failed'),
-        );
-      }, seconds * 1000);
-      this.healthTimer.unref();
-    }
-  }
-
-  /**
-   * One instance of the cluster sweeps per period: the holder of the sweep's lease, which lasts
-   * three periods, so a killed holder's turn passes to another instance within them
-   * (docs/decisions/050). A sweep slower than the period skips the periods it overlaps.
-   */
-  private async backgroundSweep(seconds: number): Promise<void> {
-    if (this.sweeping) return;
-    this.sweeping = true;
-    try {
-      if (!(await holdLease(this.prisma, HEALTH_SWEEP_LEASE, this.instanceId, 3 * seconds))) return;
-      this.deps.metrics.healthSweeps.inc();
-      await this.clinicsHealth();
-    } finally {
-      this.sweeping = false;
-    }
+    this.health.start();
   }
 
   async close(): Promise<void> {
-    clearInterval(this.healthTimer);
-    await releaseLease(this.prisma, HEALTH_SWEEP_LEASE, this.instanceId).catch((error: unknown) =>
-      this.deps.logger.warn({ err: error }, 'health sweep lease not released'),
-    );
+    await this.health.close();
     await this.pool.close();
     await this.clients.close();
   }
@@ -313,65 +283,16 @@ export class ProvisioningService {
     return this.faults.pending();
   }
 
+  /** Checks one clinic now, deeply, and records it (modules/health). */
   async checkClinic(clinicId: string): Promise<ClinicHealth> {
     const clinic = await this.findClinic(clinicId);
     if (!this.servers.has(clinic.databaseServerId)) await this.refreshServers();
-    const health = await checkClinicDatabaseIntegrity(clinic, this.integrity);
-    this.noteHealth(health);
-    return health;
+    return this.health.checkClinic(clinic);
   }
 
-  /**
-   * Checks every clinic: one catalog query per server for existence, then at most
-   * CLINIC_HEALTH_CONCURRENCY probes (connections) at once.
-   */
+  /** Checks every clinic now, both tiers (modules/health); the background sweep does not wait for this. */
   clinicsHealth(): Promise<ClinicsHealthReport> {
-    // One sweep at a time, so the connection bound holds overall; a caller arriving during a
-    // sweep gets the next one, which sees everything that happened before its call.
-    const next = this.sweep.catch(() => undefined).then(() => this.sweepHealth());
-    this.sweep = next;
-    return next;
-  }
-
-  private async sweepHealth(): Promise<ClinicsHealthReport> {
-    await this.refreshServers();
-    const clinics = await this.prisma.clinic.findMany({
-      select: CLINIC_RECORD,
-      orderBy: { createdAt: 'asc' },
-    });
-    const existing = new Map<string, Set<string> | Error>();
-    for (const server of this.servers.values()) {
-      const names = clinics
-        .filter((clinic) => clinic.databaseServerId === server.id)
-        .map((clinic) => clinic.databaseName);
-      existing.set(server.id, await existingDatabases(server, names).catch((error: Error) => error));
-    }
-    const results = await mapLimit(clinics, this.deps.config.clinicHealthConcurrency, (clinic) => {
-      const known = existing.get(clinic.databaseServerId);
-      const exists = known instanceof Set ? known.has(clinic.databaseName) : undefined;
-      return checkClinicDatabaseIntegrity(clinic, this.integrity, exists);
-    });
-    for (const health of results) this.noteHealth(health);
-    for (const health of results.filter((result) => result.dbStatus === 'MISSING'))
-      await this.reportMissingDatabase(health).catch((error: unknown) =>
-        this.deps.logger.warn({ err: error, clinicId: health.clinicId }, 'missing database alert failed'),
-      );
-    const healthy = results.filter((health) => health.dbStatus === 'HEALTHY').length;
-    const provisioning = results.filter((health) => health.dbStatus === 'PROVISIONING').length;
-    return {
-      checkedAt: new Date(),
-      total: results.length,
-      healthy,
-      unhealthy: results.length - healthy - provisioning,
-      clinics: results,
-    };
-  }
-
-  /** Publishes clinicHealthChanged when a clinic's status differs from the last one seen. */
-  private noteHealth(health: ClinicHealth): void {
-    const previous = this.lastStatus.get(health.clinicId);
-    this.lastStatus.set(health.clinicId, health.dbStatus);
-    if (previous !== undefined && previous !== health.dbStatus) this.deps.publishHealth(health);
+    return this.health.checkAll();
   }
 
   /**
@@ -607,7 +528,6 @@ export class ProvisioningService {
         },
       });
     });
-    this.lastStatus.delete(clinicId);
   }
 
   /**

@@ -1,0 +1,100 @@
+/**
+ * The Clinics page over more clinics than one page holds, in a real browser (Debian's chromium
+ * through playwright-core) against a real server: the server pages, filters and counts
+ * (clinicsHealth's `page` and `byStatus`), and the counts follow a change on a page not shown.
+ */
+import { existsSync } from 'node:fs';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { mapLimit } from '../../server/src/concurrency.js';
+import { quoteIdent, withClient } from '../../server/src/db/sql.js';
+import { SignInLinks } from '../../server/src/modules/auth/sign-in-links.js';
+import { startTestApp, tempDir } from '../../server/test/harness.js';
+import { HEALTH_PAGE_SIZE } from '../src/features/clinics/ClinicHealthTable';
+import { buildConsole } from './build.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+if (!existsSync(CHROMIUM)) {
+  throw new Error(`${CHROMIUM} is missing: pnpm test installs it (Debian: apt-get install -y chromium)`);
+}
+const consoleDir = tempDir('onramp-console-health-build-');
+buildConsole(consoleDir);
+
+let browser: Browser;
+beforeAll(async () => {
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+});
+afterAll(async () => {
+  await browser?.close();
+});
+
+describe('the Clinics page with more clinics than a page', async () => {
+  const t = await startTestApp(
+    // The shallow sweep every second publishes the drop below.
+    { CLINIC_HEALTH_INTERVAL_SECONDS: '1', CLINIC_POOL_SIZE: '0' },
+    { consoleDir },
+  );
+  const { provisioning, db } = t.app.deps;
+  const count = HEALTH_PAGE_SIZE + 2;
+  await mapLimit(
+    Array.from({ length: count }, (_, index) => `Paged ${String(index).padStart(2, '0')}`),
+    4,
+    (clinicName) => provisioning.provisionClinic({ clinicName, country: 'FR', admin: null }),
+  );
+  // The order the table shows: oldest first.
+  const clinics = await db.prisma.clinic.findMany({
+    orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+    select: { id: true, name: true, databaseName: true },
+  });
+  let page: Page;
+  beforeAll(async () => {
+    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  });
+  const shownIds = () =>
+    page.locator('tbody tr').evaluateAll((rows) => rows.map((row) => row.getAttribute('data-clinic-id')));
+
+  it('shows one page at a time, counted and paged by the server', { timeout: 90_000 }, async () => {
+    const { token } = await new SignInLinks({ config: t.config, prisma: db.prisma }).issueForAdmin();
+    await page.goto(`${t.url}/sign-in#link=${token}`);
+    await page.getByRole('heading', { name: 'Clinics', level: 1 }).waitFor();
+
+    await expect.poll(() => page.getByTestId('total-all').textContent()).toBe(String(count));
+    await expect.poll(shownIds).toEqual(clinics.slice(0, HEALTH_PAGE_SIZE).map((clinic) => clinic.id));
+    expect(await page.getByTestId('page-number').textContent()).toBe('Page 1');
+    expect(await page.getByRole('button', { name: 'Previous' }).isDisabled()).toBe(true);
+
+    await page.getByRole('button', { name: 'Next' }).click();
+    await expect.poll(shownIds).toEqual(clinics.slice(HEALTH_PAGE_SIZE).map((clinic) => clinic.id));
+    expect(await page.getByTestId('page-number').textContent()).toBe('Page 2');
+    expect(await page.getByRole('button', { name: 'Next' }).isDisabled()).toBe(true);
+    await page.getByRole('button', { name: 'Previous' }).click();
+    await expect.poll(() => page.getByTestId('page-number').textContent()).toBe('Page 1');
+    await expect.poll(async () => (await shownIds()).length).toBe(HEALTH_PAGE_SIZE);
+
+    // The search runs on the server, over every page.
+    const last = clinics.at(-1) as (typeof clinics)[number];
+    await page.getByLabel('Search').fill(last.name.toLowerCase());
+    await expect.poll(shownIds).toEqual([last.id]);
+    await page.getByLabel('Search').fill('');
+    await expect.poll(async () => (await shownIds()).length).toBe(HEALTH_PAGE_SIZE);
+  });
+
+  it('counts a database dropped on a page not shown, and filters to it', { timeout: 60_000 }, async () => {
+    const last = clinics.at(-1) as (typeof clinics)[number];
+    expect(await page.getByTestId('total-missing').textContent()).toBe('0');
+    await provisioning.clients.evict(last.id);
+    await withClient(inject('pgAdminUrl'), (client) =>
+      client.query(`DROP DATABASE ${quoteIdent(last.databaseName)} WITH (FORCE)`),
+    );
+    await expect.poll(() => page.getByTestId('total-missing').textContent(), { timeout: 15_000 }).toBe('1');
+    expect(await shownIds()).not.toContain(last.id); // it is on page 2
+    await page.getByLabel('Database health').selectOption('MISSING');
+    await expect.poll(shownIds).toEqual([last.id]);
+    expect(await page.locator(`tr[data-clinic-id="${last.id}"] .badge`).textContent()).toBe('MISSING');
+    await provisioning.repairClinic(last.id);
+  });
+});
