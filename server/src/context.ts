@@ -17,6 +17,7 @@ import type { ProvisioningService } from './modules/provisioning/service.js';
 import type { Reconciler } from './modules/registration/reconciler.js';
 import type { RegistrationService } from './modules/registration/service.js';
 import type { SmsGateway } from './modules/sms/gateway.js';
+import type { EmailVerificationService } from './modules/users/email-verification.js';
 import type { EventBus } from './pubsub/index.js';
 
 export type { Viewer };
@@ -40,6 +41,8 @@ export interface Deps extends BaseDeps {
   account: AccountService;
   sms: SmsGateway;
   members: MembersService;
+  /** E-mail verification links of accounts: spending them, sending new ones. */
+  emailVerification: EmailVerificationService;
   mail: MailTransport;
   /** Publishes clinic subdomains (DNS_PROVIDER). */
   dns: DnsProvider;

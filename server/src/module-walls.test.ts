@@ -34,4 +34,12 @@ describe('module walls', () => {
     );
     expect(circles).toEqual([]);
   });
+
+  it('only the composition root reaches into registration/; what accounts share is in users/', () => {
+    const root = ['context.ts', 'wiring.ts', 'schema.ts'];
+    const offenders = files
+      .filter((file) => !file.startsWith('modules/registration/') && !root.includes(file))
+      .filter((file) => importsOf(file).some((target) => target.startsWith('modules/registration/')));
+    expect(offenders).toEqual([]);
+  });
 });

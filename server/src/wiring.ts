@@ -26,6 +26,7 @@ import { ProvisioningService } from './modules/provisioning/service.js';
 import { Reconciler } from './modules/registration/reconciler.js';
 import { RegistrationService } from './modules/registration/service.js';
 import { createSmsGateway } from './modules/sms/gateway.js';
+import { EmailVerificationService } from './modules/users/email-verification.js';
 import { createEventBus } from './pubsub/index.js';
 
 export interface WiringOptions {
@@ -134,6 +135,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
     counters,
     sessionsEnded,
   });
+  const emailVerification = new EmailVerificationService({ config, logger, prisma: base.db.prisma });
   // Onboarding service: its rate limits share the lockouts' backend (Redis or PostgreSQL).
   const applications = new ApplicationService(base.db.prisma);
   const onboarding = new OnboardingService({
@@ -163,6 +165,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
     account,
     sms,
     members,
+    emailVerification,
     dns,
     certificates,
     applications,
@@ -216,7 +219,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
       await dnsServer?.close();
       clearInterval(reconcileTimer);
       await auth.codes.idle();
-      await registration.idle();
+      await emailVerification.idle();
       await worker?.stop();
       mail.close();
       await provisioning.close();

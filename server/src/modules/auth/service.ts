@@ -14,8 +14,8 @@ import type { UserRole } from '../../generated/central/enums.js';
 import type { Logger } from '../../logger.js';
 import type { MailTransport } from '../mail/service.js';
 import type { ProvisioningService } from '../provisioning/service.js';
-import { InvalidCodeError } from '../registration/errors.js';
-import { normaliseEmail } from '../registration/validation.js';
+import { InvalidCodeError } from '../users/errors.js';
+import { normaliseEmail } from '../users/validation.js';
 import {
   ClinicUnavailableError,
   EmailNotVerifiedError,

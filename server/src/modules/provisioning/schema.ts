@@ -10,7 +10,7 @@ import { batchLoad } from '../../loader.js';
 import type { IssuedCertificate } from '../certificates/issuer.js';
 import { clinicFqdn, type DnsRecord } from '../dns/provider.js';
 // A cycle (registration's schema uses ClinicRef), safe because Pothos reads refs lazily in `fields`.
-import { UserRef } from '../registration/schema.js';
+import { UserRef } from '../users/schema.js';
 import { ProvisioningFailedError } from './errors.js';
 import type { ClinicHealth } from './integrity.js';
 import { recordedEvents, replaying } from './replay.js';
