@@ -1,11 +1,11 @@
 import type { Databases } from './db/database.js';
 import type { RunScoped } from './db/request-scope.js';
 import type { Config } from './env.js';
-import type { UserRole } from './generated/central/enums.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import type { AccountService } from './modules/account/service.js';
 import type { AuthService } from './modules/auth/service.js';
+import type { Viewer } from './modules/auth/viewer.js';
 import type { CertificateIssuer } from './modules/certificates/issuer.js';
 import type { DnsProvider } from './modules/dns/provider.js';
 import type { MailTransport } from './modules/mail/service.js';
@@ -19,7 +19,10 @@ import type { Reconciler } from './modules/registration/reconciler.js';
 import type { RegistrationService } from './modules/registration/service.js';
 import type { RolloutService } from './modules/rollouts/service.js';
 import type { SmsGateway } from './modules/sms/gateway.js';
+import type { EmailVerificationService } from './modules/users/email-verification.js';
 import type { EventBus } from './pubsub/index.js';
+
+export type { Viewer };
 
 /** What main.ts (or a test) hands to buildApp(). */
 export interface BaseDeps {
@@ -44,6 +47,8 @@ export interface Deps extends BaseDeps {
   members: MembersService;
   /** Moves of clinic databases between servers (moveClinic). */
   moves: MoveService;
+  /** E-mail verification links of accounts: spending them, sending new ones. */
+  emailVerification: EmailVerificationService;
   mail: MailTransport;
   /** Publishes clinic subdomains (DNS_PROVIDER). */
   dns: DnsProvider;
@@ -53,17 +58,6 @@ export interface Deps extends BaseDeps {
   applications: ApplicationService;
   onboarding: OnboardingService;
   idempotency: IdempotencyStore;
-}
-
-/** Who is calling; null for anonymous callers. */
-export interface Viewer {
-  userId: string;
-  role: UserRole;
-  clinicId: string | null;
-  /** The session the access token belongs to (checked on every request). */
-  sessionId: string;
-  /** When the access token expires: live subscriptions end then. */
-  expiresAt: Date;
 }
 
 export interface Context {

@@ -108,6 +108,28 @@ export function invalidArguments(fields: FieldError[]): GraphQLError {
   });
 }
 
+/**
+ * A rate limit is spent: the one signal every service throws (never a transport error), which
+ * GraphQL answers as RATE_LIMITED with `retryAfter` (app's error mask) and REST as 429 with
+ * `Retry-After` (http/rest.ts).
+ */
+export class RateLimitedError extends Error {
+  /** Whole seconds, at least 1. */
+  readonly retryAfterSeconds: number;
+  constructor(
+    retryAfterSeconds: number,
+    /** The rule's budget, when the caller may be told it (X-RateLimit-Limit). */
+    readonly max?: number,
+    /** Which limit, for logs. */
+    readonly limit?: string,
+  ) {
+    const seconds = Math.max(1, Math.ceil(retryAfterSeconds));
+    super(`rate limit${limit ? ` ${limit}` : ''} exceeded; retry in ${seconds} s`);
+    this.name = 'RateLimitedError';
+    this.retryAfterSeconds = seconds;
+  }
+}
+
 export function rateLimited(retryAfterSeconds: number): GraphQLError {
   const retryAfter = Math.max(1, Math.ceil(retryAfterSeconds));
   return new GraphQLError(`Too many requests; retry in ${retryAfter} s`, {
@@ -136,4 +158,9 @@ export function expectedFailureError(located: GraphQLError, original: unknown): 
     return located;
   }
   return undefined;
+}
+
+/** Checked by name: graphql's CJS and ESM builds can both be loaded, breaking instanceof. */
+export function isGraphQLError(error: unknown): error is GraphQLError {
+  return error instanceof Error && error.name === 'GraphQLError';
 }

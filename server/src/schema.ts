@@ -14,6 +14,7 @@ import './modules/onboarding/schema.js';
 import './modules/provisioning/schema.js';
 import './modules/registration/schema.js';
 import './modules/rollouts/schema.js';
+import './modules/users/schema.js';
 
 export const schema = builder.toSchema();
 

@@ -5,12 +5,15 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Deps } from '../context.js';
-import { NotFoundError } from '../errors.js';
-import { ClinicBusyError } from '../modules/provisioning/errors.js';
+import { ConflictError, NotFoundError } from '../errors.js';
 import type { ClinicHealth } from '../modules/provisioning/service.js';
 import { clientAddress } from './client-address.js';
 import { decodePathSegment } from './input.js';
+import { errorReply, sendReply } from './rest.js';
 import { sendJson } from './security.js';
+
+/** The services these routes use. */
+export type AdminRouteDeps = Pick<Deps, 'config' | 'auth' | 'provisioning'>;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -31,7 +34,7 @@ function present(health: ClinicHealth) {
 
 /** @returns false when the path is not one of these routes. */
 export async function handleAdminRoute(
-  deps: Deps,
+  deps: AdminRouteDeps,
   pathname: string,
   req: IncomingMessage,
   res: ServerResponse,
@@ -100,10 +103,9 @@ export async function handleAdminRoute(
       after: present(result.after),
     });
   } catch (error) {
-    if (error instanceof NotFoundError)
-      sendJson(res, 404, { success: false, error: 'not_found', message: error.message });
-    else if (error instanceof ClinicBusyError)
-      sendJson(res, 409, { success: false, error: 'conflict', message: error.message });
+    // Expected failures only; anything else is the server's 500, logged where it is caught.
+    if (error instanceof NotFoundError || error instanceof ConflictError)
+      sendReply(res, errorReply(error, 'en'));
     else throw error;
   }
   return true;

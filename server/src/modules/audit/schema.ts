@@ -7,7 +7,7 @@ import { type FieldError, invalidArguments } from '../../errors.js';
 import type { Clinic, User } from '../../generated/central/client.js';
 import { batchLoad } from '../../loader.js';
 import { ClinicRef } from '../provisioning/schema.js';
-import { UserRef } from '../registration/schema.js';
+import { UserRef } from '../users/schema.js';
 
 const filters = z.object({
   action: z

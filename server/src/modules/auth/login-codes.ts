@@ -16,8 +16,8 @@ import { Prisma } from '../../generated/central/client.js';
 import type { UserRole } from '../../generated/central/enums.js';
 import type { Logger } from '../../logger.js';
 import { enqueueMail, type MailTransport, type OutgoingMail, sendThenRecordMail } from '../mail/service.js';
-import { InvalidCodeError } from '../registration/errors.js';
-import { normaliseEmail } from '../registration/validation.js';
+import { InvalidCodeError } from '../users/errors.js';
+import { normaliseEmail } from '../users/validation.js';
 import { TooManyAttemptsError } from './errors.js';
 import { type LimitStore, Lockout } from './lockout.js';
 

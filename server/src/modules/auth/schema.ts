@@ -1,9 +1,9 @@
 import { z } from 'zod';
 import { asErrorData, builder, errorType } from '../../builder.js';
 import { ConflictError, ValidationError } from '../../errors.js';
-import { InvalidCodeError } from '../registration/errors.js';
-import { UserRef } from '../registration/schema.js';
-import { emailSchema, phoneSchema } from '../registration/validation.js';
+import { InvalidCodeError } from '../users/errors.js';
+import { UserRef } from '../users/schema.js';
+import { emailSchema, phoneSchema } from '../users/validation.js';
 import {
   ClinicUnavailableError,
   EmailNotVerifiedError,

@@ -7,7 +7,6 @@
 import { createHash, createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { GraphQLError } from 'graphql';
 import { type JWTPayload, jwtVerify, SignJWT } from 'jose';
-import type { Viewer } from '../../context.js';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import { rateLimited, unauthenticated } from '../../errors.js';
@@ -15,8 +14,8 @@ import type { UserRole } from '../../generated/central/enums.js';
 import type { Logger } from '../../logger.js';
 import type { MailTransport } from '../mail/service.js';
 import type { ProvisioningService } from '../provisioning/service.js';
-import { InvalidCodeError } from '../registration/errors.js';
-import { normaliseEmail } from '../registration/validation.js';
+import { InvalidCodeError } from '../users/errors.js';
+import { normaliseEmail } from '../users/validation.js';
 import {
   ClinicUnavailableError,
   EmailNotVerifiedError,
@@ -28,6 +27,7 @@ import { LoginCodes } from './login-codes.js';
 import { claimHashSlot, DEFAULT_HASH_SLOTS_PER_ADDRESS, type HashClaim, hashPassword } from './passwords.js';
 import type { LiveSession, SessionCache } from './session-cache.js';
 import { TwoFactor } from './two-factor.js';
+import type { Viewer } from './viewer.js';
 
 export const ACCESS_TOKEN_TTL_SECONDS = 15 * 60;
 const REFRESH_TOKEN_TTL_MS = 30 * 24 * 60 * 60_000;

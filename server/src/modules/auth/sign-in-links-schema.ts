@@ -1,7 +1,7 @@
 /** GraphQL fields of the development sign-in links (sign-in-links.ts, docs/decisions/020). */
 import { z } from 'zod';
 import { builder } from '../../builder.js';
-import { InvalidCodeError } from '../registration/errors.js';
+import { InvalidCodeError } from '../users/errors.js';
 import { AuthSessionRef } from './schema.js';
 import { SignInLinks } from './sign-in-links.js';
 

@@ -7,7 +7,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
-import { InvalidCodeError } from '../registration/errors.js';
+import { InvalidCodeError } from '../users/errors.js';
 
 export const SIGN_IN_LINK_TTL_MS = 15 * 60_000;
 /** Spent and expired links are deleted when a new one is issued, once this old. */

@@ -9,7 +9,7 @@ import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import { ConflictError } from '../../errors.js';
 import { decryptSecret, encryptSecret } from '../provisioning/secrets.js';
-import { InvalidCodeError } from '../registration/errors.js';
+import { InvalidCodeError } from '../users/errors.js';
 import { TooManyAttemptsError } from './errors.js';
 import { type LimitStore, Lockout } from './lockout.js';
 import { base32Encode, matchTotp, newTotpSecret, otpauthUrl } from './totp.js';

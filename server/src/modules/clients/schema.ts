@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { builder } from '../../builder.js';
 import { ConflictError } from '../../errors.js';
-import { emailSchema } from '../registration/validation.js';
+import { emailSchema } from '../users/validation.js';
 
 const ClientKindEnum = builder.enumType('ClientKind', {
   description: 'Whether a client is a person or a company.',

@@ -18,7 +18,9 @@ export interface Health {
  * What `health` and `/readyz` report: the central database reachable and fully migrated, and the
  * event bus subscribed (until it is, live subscriptions and session ends would miss events).
  */
-export async function checkHealth(deps: Deps): Promise<Health> {
+export async function checkHealth(
+  deps: Pick<Deps, 'db' | 'logger' | 'events' | 'startedAt'>,
+): Promise<Health> {
   const started = performance.now();
   const ok = await deps.db.checkReady().then(
     () => true,

@@ -1,5 +1,5 @@
 import { builder } from '../../builder.js';
-import { emailSchema } from '../registration/validation.js';
+import { emailSchema } from '../users/validation.js';
 import { type DevMailMessage, devMailbox } from './service.js';
 
 const MailStatusEnum = builder.enumType('MailStatus', {

@@ -4,9 +4,9 @@ import { builder, errorType } from '../../builder.js';
 import { ConflictError } from '../../errors.js';
 import { ClinicUnavailableError, EmailNotVerifiedError, TooManyAttemptsError } from '../auth/errors.js';
 import { AuthSessionRef } from '../auth/schema.js';
-import { EmailTakenError, InvalidCodeError } from '../registration/errors.js';
-import { UserRef } from '../registration/schema.js';
-import { emailSchema, passwordSchema, phoneSchema } from '../registration/validation.js';
+import { EmailTakenError, InvalidCodeError } from '../users/errors.js';
+import { UserRef } from '../users/schema.js';
+import { emailSchema, passwordSchema, phoneSchema } from '../users/validation.js';
 import { DeliveryFailedError } from './errors.js';
 
 errorType(

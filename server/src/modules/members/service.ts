@@ -13,9 +13,9 @@ import type { Logger } from '../../logger.js';
 import { EmailNotVerifiedError, TooManyAttemptsError } from '../auth/errors.js';
 import { hashPassword } from '../auth/passwords.js';
 import { MailDeliveryError, type MailTransport, sendMailNow } from '../mail/service.js';
-import { EmailTakenError, InvalidCodeError } from '../registration/errors.js';
-import { containsLinkOrPhone } from '../registration/validation.js';
 import { SmsDeliveryError, type SmsGateway } from '../sms/gateway.js';
+import { EmailTakenError, InvalidCodeError } from '../users/errors.js';
+import { containsLinkOrPhone } from '../users/validation.js';
 import { DeliveryFailedError } from './errors.js';
 
 const ACTIVATION_TTL_MS = 48 * 60 * 60_000;

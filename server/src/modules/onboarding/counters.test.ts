@@ -1,7 +1,7 @@
 /** The fixed-window counters behind the onboarding rate limits, on both backends. */
 import { describe, expect, it } from 'vitest';
 import { storeBackends } from '../../../test/harness.js';
-import { RateLimitExceeded } from './errors.js';
+import { RateLimitedError } from '../../errors.js';
 import { type CounterStore, OnboardingLimits, postgresCounterStore, redisCounterStore } from './limits.js';
 
 async function stores(): Promise<[string, CounterStore][]> {
@@ -27,9 +27,9 @@ describe.each(await stores())('counters on %s', (_name, store) => {
     expect((await limits.take('start', key)).remaining).toBe(1);
     expect(await limits.take('start', key)).toMatchObject({ limit: 3, remaining: 0 });
     const refused = await limits.take('start', key).catch((error: unknown) => error);
-    expect(refused).toBeInstanceOf(RateLimitExceeded);
-    expect((refused as RateLimitExceeded).retryAfterSeconds).toBeGreaterThan(3590);
-    expect((refused as RateLimitExceeded).retryAfterSeconds).toBeLessThanOrEqual(3600);
+    expect(refused).toBeInstanceOf(RateLimitedError);
+    expect((refused as RateLimitedError).retryAfterSeconds).toBeGreaterThan(3590);
+    expect((refused as RateLimitedError).retryAfterSeconds).toBeLessThanOrEqual(3600);
     // Other keys and other limits have their own budgets.
     expect((await limits.take('start', `${key}-other`)).remaining).toBe(2);
     expect((await limits.take('status', key)).remaining).toBe(99);

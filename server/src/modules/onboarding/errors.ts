@@ -1,4 +1,4 @@
-/** Expected failures of the onboarding service, and its rate-limit signal. */
+/** Expected failures of the onboarding service (its limits throw the shared RateLimitedError). */
 import { ConflictError, OnrampError } from '../../errors.js';
 import type { ProvisioningStepName } from '../provisioning/step-names.js';
 
@@ -22,17 +22,5 @@ export class OnboardingProvisioningFailedError extends OnrampError {
   ) {
     super(`Provisioning stopped at step ${step}; what was done is kept. Call provision again to resume.`);
     this.name = 'OnboardingProvisioningFailedError';
-  }
-}
-
-/** A rate limit is exhausted; each transport turns it into 429 / RATE_LIMITED. */
-export class RateLimitExceeded extends Error {
-  constructor(
-    readonly limit: string,
-    readonly retryAfterSeconds: number,
-    readonly max: number,
-  ) {
-    super(`rate limit ${limit} exceeded; retry in ${retryAfterSeconds} s`);
-    this.name = 'RateLimitExceeded';
   }
 }

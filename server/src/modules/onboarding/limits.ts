@@ -3,8 +3,8 @@
  * counted in the shared store of limits/counters.ts (PostgreSQL, or Redis with REDIS_URL).
  */
 import type { Config } from '../../env.js';
+import { RateLimitedError } from '../../errors.js';
 import type { CounterStore, RateRule } from '../../limits/counters.js';
-import { RateLimitExceeded } from './errors.js';
 
 export {
   type CounterStore,
@@ -36,12 +36,12 @@ export class OnboardingLimits {
 
   /**
    * Counts one request against `name` for `key`.
-   * @throws RateLimitExceeded when the window's budget was already spent.
+   * @throws RateLimitedError when the window's budget was already spent.
    */
   async take(name: LimitName, key: string): Promise<RateState> {
     const rule = this.rules[name];
     const { count, resetSeconds } = await this.store.hit(`onboarding.${name}`, key, rule.windowSeconds);
-    if (count > rule.max) throw new RateLimitExceeded(name, resetSeconds, rule.max);
+    if (count > rule.max) throw new RateLimitedError(resetSeconds, rule.max, name);
     return { limit: rule.max, remaining: rule.max - count, resetSeconds };
   }
 

@@ -10,15 +10,22 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Deps } from '../../context.js';
-import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
+import { NotFoundError } from '../../errors.js';
 import { clientAddress } from '../../http/client-address.js';
-import { decodePathSegment, isNestedDeeperThan, MAX_JSON_DEPTH } from '../../http/input.js';
+import { decodePathSegment } from '../../http/input.js';
 import { type Language, preferredLanguage, say, type Text } from '../../http/language.js';
-import { MAX_BODY_BYTES, sendJson } from '../../http/security.js';
-import { CONTROL_CHARACTER_MESSAGE, findControlCharacter } from '../../text-input.js';
+import {
+  errorReply,
+  HttpError,
+  type Reply,
+  readJsonObject,
+  readRawBody,
+  sendReply,
+} from '../../http/rest.js';
+import { sendJson } from '../../http/security.js';
 import { API_KEY_HEADER, ApiSignatureError, type TenantPrincipal } from './api-credentials.js';
 import { DOCS_PATH, serveDocs } from './docs.js';
-import { OnboardingProvisioningFailedError, RateLimitExceeded } from './errors.js';
+import { OnboardingProvisioningFailedError } from './errors.js';
 import { fingerprint, parseIdempotencyKey } from './idempotency.js';
 import type { RateState } from './limits.js';
 import { openApiDocument } from './openapi.js';
@@ -53,25 +60,6 @@ export const ONBOARDING_ROUTES: readonly { method: Method; path: string }[] = [
   { method: 'GET', path: DOCS_PATH },
 ];
 
-interface Reply {
-  status: number;
-  body: unknown;
-  headers?: Record<string, string>;
-  /** The language of the body's message, when it has one (Content-Language). */
-  language?: Language;
-}
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    readonly text: Text,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(text.en);
-  }
-}
-
 const INVALID_PATH_UUID: Text = {
   en: 'The uuid in the path must be a UUID',
   fr: "L'uuid du chemin doit être un UUID",
@@ -82,6 +70,18 @@ const COMPLETED: Text = {
   fr: 'Onboarding marqué comme complété avec succès',
 };
 
+/** What a NOT_FOUND of these routes says: the only thing they look up is an onboarding. */
+const NO_ONBOARDING: Text = {
+  en: 'No onboarding with this uuid for this application',
+  fr: 'Aucun onboarding avec cet uuid pour cette application',
+};
+
+/** The services these routes use. */
+export type OnboardingRouteDeps = Pick<
+  Deps,
+  'config' | 'logger' | 'auth' | 'applications' | 'onboarding' | 'idempotency'
+>;
+
 const API_KEY_PATH = '/api/v1/onboarding/{uuid}/api-key';
 
 const matchers = ONBOARDING_ROUTES.map((route) => ({
@@ -91,7 +91,7 @@ const matchers = ONBOARDING_ROUTES.map((route) => ({
 
 /** @returns false when the path is not one of these routes. */
 export async function handleOnboardingRoute(
-  deps: Deps,
+  deps: OnboardingRouteDeps,
   pathname: string,
   req: IncomingMessage,
   res: ServerResponse,
@@ -131,24 +131,23 @@ export async function handleOnboardingRoute(
     rate = await deps.onboarding.limits.take('ip', ip ?? 'unknown');
     const reply = await dispatch(deps, route.path, param, req, ip, lang);
     const remaining = Math.min(rate.remaining, reply.rate?.remaining ?? Number.POSITIVE_INFINITY);
-    send(res, reply, { 'X-RateLimit-Remaining': String(remaining) });
+    sendReply(res, reply, { 'X-RateLimit-Remaining': String(remaining) });
     log.debug({ status: reply.status }, 'onboarding request');
   } catch (error) {
-    const reply = errorReply(error, lang);
+    const reply = errorReply(error, lang, { notFound: NO_ONBOARDING });
     if (reply.status === 500) log.error({ err: error }, 'onboarding request failed');
     else log.debug({ status: reply.status }, 'onboarding request refused');
-    send(res, reply, rate && reply.status !== 429 ? { 'X-RateLimit-Remaining': String(rate.remaining) } : {});
+    sendReply(
+      res,
+      reply,
+      rate && reply.status !== 429 ? { 'X-RateLimit-Remaining': String(rate.remaining) } : {},
+    );
   }
   return true;
 }
 
-function send(res: ServerResponse, reply: Reply, extra: Record<string, string>): void {
-  const language: Record<string, string> = reply.language ? { 'Content-Language': reply.language } : {};
-  sendJson(res, reply.status, reply.body, { ...extra, ...language, ...reply.headers });
-}
-
 async function dispatch(
-  deps: Deps,
+  deps: OnboardingRouteDeps,
   path: string,
   param: string,
   req: IncomingMessage,
@@ -301,7 +300,7 @@ async function dispatch(
  * and nothing an application's master key is needed for.
  */
 async function tenantDispatch(
-  deps: Deps,
+  deps: OnboardingRouteDeps,
   path: string,
   param: string,
   req: IncomingMessage,
@@ -335,7 +334,7 @@ async function tenantDispatch(
 
 /** Runs `operation` under the request's Idempotency-Key, if it has one. */
 async function idempotent(
-  deps: Deps,
+  deps: OnboardingRouteDeps,
   owner: string,
   req: IncomingMessage,
   path: string,
@@ -377,137 +376,10 @@ async function idempotent(
   try {
     reply = await operation();
   } catch (error) {
-    const refused = errorReply(error, lang);
+    const refused = errorReply(error, lang, { notFound: NO_ONBOARDING });
     await store.finish(owner, key, refused.status, refused.body);
     throw error;
   }
   await store.finish(owner, key, reply.status, reply.body);
   return reply;
-}
-
-function errorReply(error: unknown, lang: Language): Reply {
-  if (error instanceof HttpError) {
-    const { message, language } = say(error.text, lang);
-    return {
-      status: error.status,
-      body: { success: false, error: error.code, message },
-      headers: error.headers,
-      language,
-    };
-  }
-  if (error instanceof ValidationError) {
-    // Field messages are English only, so the whole answer is.
-    return {
-      status: 422,
-      language: 'en',
-      body: {
-        success: false,
-        error: 'validation_failed',
-        message: error.message,
-        errors: error.fields.map((field) => ({ field: field.path.join('.'), message: field.message })),
-      },
-    };
-  }
-  if (error instanceof NotFoundError) {
-    const { message, language } = say(
-      {
-        en: 'No onboarding with this uuid for this application',
-        fr: 'Aucun onboarding avec cet uuid pour cette application',
-      },
-      lang,
-    );
-    return { status: 404, body: { success: false, error: 'not_found', message }, language };
-  }
-  if (error instanceof ConflictError) {
-    return {
-      status: 409,
-      body: { success: false, error: 'conflict', message: error.message },
-      language: 'en',
-    };
-  }
-  if (error instanceof RateLimitExceeded) {
-    const { message, language } = say(
-      {
-        en: `Too many requests; retry in ${error.retryAfterSeconds} s`,
-        fr: `Trop de requêtes ; réessayez dans ${error.retryAfterSeconds} s`,
-      },
-      lang,
-    );
-    return {
-      status: 429,
-      language,
-      body: {
-        success: false,
-        error: 'rate_limited',
-        message,
-        retry_after: error.retryAfterSeconds,
-      },
-      headers: {
-        'Retry-After': String(error.retryAfterSeconds),
-        'X-RateLimit-Limit': String(error.max),
-        'X-RateLimit-Remaining': '0',
-      },
-    };
-  }
-  const { message, language } = say({ en: 'Internal error', fr: 'Erreur interne' }, lang);
-  return { status: 500, body: { success: false, error: 'internal_error', message }, language };
-}
-
-/** The request's JSON object body. @throws HttpError 400 */
-async function readJsonObject(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const type = req.headers['content-type'] ?? '';
-  if (!/^application\/(.+\+)?json\b/i.test(type)) {
-    throw new HttpError(400, 'invalid_request', {
-      en: 'Send a JSON body with Content-Type: application/json',
-      fr: 'Envoyez un corps JSON avec Content-Type: application/json',
-    });
-  }
-  return parseJsonObject(await readRawBody(req));
-}
-
-/** The body's bytes, at most {@link MAX_BODY_BYTES}. @throws HttpError 400 */
-async function readRawBody(req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES)
-      throw new HttpError(400, 'invalid_request', {
-        en: 'The body is too large',
-        fr: 'Le corps est trop grand',
-      });
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
-
-/** @throws HttpError 400, ValidationError (control characters) */
-function parseJsonObject(raw: Buffer): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    // Fatal: bytes that are not UTF-8 are refused, not silently replaced.
-    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
-  } catch {
-    throw new HttpError(400, 'invalid_json', {
-      en: 'The body is not valid JSON',
-      fr: "Le corps n'est pas du JSON valide",
-    });
-  }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new HttpError(400, 'invalid_request', {
-      en: 'The body must be a JSON object',
-      fr: 'Le corps doit être un objet JSON',
-    });
-  }
-  // Before anything walks it (validation, the Idempotency-Key fingerprint): deep JSON would
-  // overflow their stacks.
-  if (isNestedDeeperThan(parsed)) {
-    throw new HttpError(400, 'invalid_json', {
-      en: `The body is nested deeper than ${MAX_JSON_DEPTH} levels`,
-      fr: `Le corps est imbriqué sur plus de ${MAX_JSON_DEPTH} niveaux`,
-    });
-  }
-  const invalid = findControlCharacter(parsed);
-  if (invalid) throw new ValidationError([{ path: invalid, message: CONTROL_CHARACTER_MESSAGE }]);
-  return parsed as Record<string, unknown>;
 }

@@ -6,10 +6,16 @@
  */
 import { builder, ErrorInterface } from '../../builder.js';
 import type { Context } from '../../context.js';
-import { ConflictError, NotFoundError, rateLimited, unauthenticated } from '../../errors.js';
+import {
+  ConflictError,
+  NotFoundError,
+  RateLimitedError,
+  rateLimited,
+  unauthenticated,
+} from '../../errors.js';
 import type { Application, Onboarding } from '../../generated/central/client.js';
 import type { ApplicationPrincipal } from './applications.js';
-import { OnboardingProvisioningFailedError, RateLimitExceeded } from './errors.js';
+import { OnboardingProvisioningFailedError } from './errors.js';
 import type { ProvisionResult } from './service.js';
 import { renamed, validateComplete, validateStart, validateUuid } from './validation.js';
 
@@ -19,7 +25,7 @@ async function limited<T>(context: Context, run: () => Promise<T>): Promise<T> {
     await context.deps.onboarding.limits.take('ip', context.ip ?? 'unknown');
     return await run();
   } catch (error) {
-    if (error instanceof RateLimitExceeded) throw rateLimited(error.retryAfterSeconds);
+    if (error instanceof RateLimitedError) throw rateLimited(error.retryAfterSeconds);
     throw error;
   }
 }

@@ -12,7 +12,7 @@ import { clinicFqdn, type DnsRecord } from '../dns/provider.js';
 import type { ClinicsHealthSummary } from '../health/clinics.js';
 // A cycle (registration's schema uses ClinicRef), safe because Pothos reads refs lazily in `fields`.
 import { MOVE_STEP_DESCRIPTIONS } from '../moves/step-names.js';
-import { UserRef } from '../registration/schema.js';
+import { UserRef } from '../users/schema.js';
 import { ProvisioningFailedError } from './errors.js';
 import type { ClinicHealth, DbStatus } from './integrity.js';
 import { recordedEvents, replaying } from './replay.js';

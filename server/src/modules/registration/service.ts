@@ -5,9 +5,7 @@
  * (up to 3 attempts in all) that was enqueued with the central records, so even a crash right
  * after them cannot strand the clinic.
  */
-import { createHash, randomBytes } from 'node:crypto';
 import type { CentralPrisma, ClinicServer } from '../../db/database.js';
-import type { RequestScope } from '../../db/request-scope.js';
 import type { Config } from '../../env.js';
 import type { Prisma } from '../../generated/central/client.js';
 import { addJob } from '../../jobs/index.js';
@@ -22,15 +20,15 @@ import type { AuditActor, ProvisioningService } from '../provisioning/service.js
 import { ProvisioningFailedError } from '../provisioning/service.js';
 import { clinicRecord, type ProvisionState } from '../provisioning/steps.js';
 import { clinicSubdomain, preferredSubdomain, reserveSubdomain } from '../subdomains/allocator.js';
-import { EmailTakenError, InvalidCodeError } from './errors.js';
+import { issueEmailVerification } from '../users/email-verification.js';
+import { EmailTakenError } from '../users/errors.js';
 import { isTransient } from './transient.js';
-import { normaliseEmail, type RegisterClinicInput } from './validation.js';
+import type { RegisterClinicInput } from './validation.js';
 
 /** Attempts in all, the synchronous one included (hybrid mode). */
 export const MAX_ATTEMPTS = 3;
 /** Hybrid mode: when the synchronous attempt neither finishes nor reschedules (a crash), the job runs after this. */
 const CRASH_FALLBACK_MS = 5 * 60_000;
-const VERIFICATION_TTL_MS = 24 * 60 * 60_000;
 
 export type RegistrationStatus = 'READY' | 'PENDING';
 
@@ -58,11 +56,8 @@ export interface Registered {
 }
 
 const jobKey = (clinicId: string) => `provision:${clinicId}`;
-/** Verification resends running at once at most (they run after the answer). */
-const MAX_PENDING_RESENDS = 100;
 /** Unverified registrations undone per pass at most; the next pass takes the rest. */
 const EXPIRY_BATCH = 20;
-const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 
 export class RegistrationService {
   /** Every registration creates a database, a role, DNS records and a certificate: bounded. */
@@ -535,8 +530,9 @@ export class RegistrationService {
               data: { clinicName: state.clinicName, mode: state.hybrid ? 'hybrid' : 'strict' },
             },
           });
-          await this.issueVerification(
+          await issueEmailVerification(
             tx,
+            this.deps.config,
             { id: userId, email: admin.email, firstName: admin.firstName },
             state.clinicName,
           );
@@ -561,133 +557,6 @@ export class RegistrationService {
         return { note: 'queued for delivery' };
       },
     };
-  }
-
-  private async issueVerification(
-    tx: Prisma.TransactionClient,
-    user: { id: string; email: string; firstName: string },
-    clinicName: string,
-  ): Promise<void> {
-    const token = randomBytes(32).toString('base64url');
-    await tx.emailVerificationToken.create({
-      data: {
-        userId: user.id,
-        tokenHash: hashToken(token),
-        expiresAt: new Date(Date.now() + VERIFICATION_TTL_MS),
-      },
-    });
-    const link = `${this.deps.config.publicUrl}/verify-email?token=${token}`;
-    await enqueueMail(
-      tx,
-      {
-        to: user.email,
-        kind: 'email_verification',
-        subject: `Confirm your e-mail for ${clinicName}`,
-        text: [
-          `Hello ${user.firstName},`,
-          `Your clinic "${clinicName}" is ready on Onramp. Confirm your e-mail address to sign in:`,
-          link,
-          'The link works once and expires in 24 hours.',
-        ].join('\n\n'),
-      },
-      this.deps.config.encryptionKey,
-    );
-  }
-
-  /**
-   * Marks the e-mail verified. Single use, 24 h. @returns who verified (for reading them back
-   * as themselves). @throws InvalidCodeError with its reason
-   */
-  async verifyEmail(token: string): Promise<RequestScope & { userId: string }> {
-    const { prisma } = this.deps;
-    return prisma.$transaction(async (tx) => {
-      // The conditional update makes two concurrent uses of one token succeed once.
-      const used = await tx.emailVerificationToken.updateManyAndReturn({
-        where: { tokenHash: hashToken(token), usedAt: null, expiresAt: { gt: new Date() } },
-        data: { usedAt: new Date() },
-        select: { userId: true },
-      });
-      const userId = used[0]?.userId;
-      if (!userId) throw await this.whyNot(tx, token);
-      const user = await tx.user.update({
-        where: { id: userId },
-        data: { emailVerifiedAt: new Date() },
-        select: { role: true, clinicId: true },
-      });
-      await tx.auditLog.create({
-        data: { action: 'user.email_verified', actorId: userId, targetType: 'user', targetId: userId },
-      });
-      return { userId, role: user.role, clinicId: user.clinicId };
-    });
-  }
-
-  /** Why `token` cannot verify anything: unknown, already used (or replaced), or expired. */
-  private async whyNot(tx: Prisma.TransactionClient, token: string): Promise<InvalidCodeError> {
-    const row = await tx.emailVerificationToken.findUnique({
-      where: { tokenHash: hashToken(token) },
-      select: { usedAt: true, expiresAt: true },
-    });
-    if (!row) {
-      return new InvalidCodeError(
-        'This link is not valid. Check that the whole link was copied, or ask for a new one.',
-        'UNKNOWN',
-      );
-    }
-    if (row.usedAt) {
-      return new InvalidCodeError(
-        'This link was already used, or replaced by a newer one. If your e-mail is confirmed, sign in; otherwise ask for a new link.',
-        'USED',
-      );
-    }
-    return new InvalidCodeError('This link has expired. Ask for a new one.', 'EXPIRED');
-  }
-
-  /** Resends still running (stop() and tests wait for them). */
-  private readonly resends = new Set<Promise<void>>();
-
-  /**
-   * Sends a new link to an unverified user of a READY clinic, after the caller has its answer:
-   * the answer and its timing are the same whether the e-mail is unknown, verified or not (the
-   * same rule as sign-in codes, auth/login-codes.ts). At most one mail per minute goes out per
-   * address; past {@link MAX_PENDING_RESENDS} resends still running, more are dropped (the
-   * answer does not change, and an honest user simply asks again).
-   */
-  resendVerificationEmail(rawEmail: string): void {
-    if (this.resends.size >= MAX_PENDING_RESENDS) {
-      this.deps.logger.warn('verification resends saturated; one dropped');
-      return;
-    }
-    const work = this.resendNow(normaliseEmail(rawEmail))
-      .catch((error: unknown) => this.deps.logger.error({ err: error }, 'verification resend failed'))
-      .finally(() => this.resends.delete(work));
-    this.resends.add(work);
-  }
-
-  async idle(): Promise<void> {
-    await Promise.all(this.resends);
-  }
-
-  private async resendNow(email: string): Promise<void> {
-    const { prisma } = this.deps;
-    const user = await prisma.user.findUnique({ where: { email }, include: { clinic: true } });
-    if (!user || user.emailVerifiedAt || !user.clinic || user.clinic.status !== 'READY') return;
-    const recent = await prisma.mailOutbox.count({
-      where: {
-        toAddress: email,
-        kind: 'email_verification',
-        createdAt: { gt: new Date(Date.now() - 60_000) },
-      },
-    });
-    if (recent > 0) return;
-    const clinicName = user.clinic.name;
-    await prisma.$transaction(async (tx) => {
-      // Only the newest link works.
-      await tx.emailVerificationToken.updateMany({
-        where: { userId: user.id, usedAt: null },
-        data: { usedAt: new Date() },
-      });
-      await this.issueVerification(tx, { id: user.id, email, firstName: user.firstName }, clinicName);
-    });
   }
 }
 

@@ -1,0 +1,45 @@
+/**
+ * Module walls that the compiler does not check (docs/decisions/054): what may import what, and
+ * where some things may be written at all. Each test names the offending files.
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { REPO_ROOT } from './db/paths.js';
+
+const SRC = join(REPO_ROOT, 'server/src');
+
+function sources(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) return name === 'generated' ? [] : sources(path);
+    return /\.tsx?$/.test(name) && !/\.test(-support)?\.ts$/.test(name) ? [path] : [];
+  });
+}
+
+/** The server/src-relative files `file` imports (relative imports only, `.js` → `.ts`). */
+function importsOf(file: string): string[] {
+  const text = readFileSync(join(SRC, file), 'utf8');
+  return [...text.matchAll(/^\s*(?:import|export)\b[^;]*?from\s+'(\.[^']+)'/gms)].map((match) =>
+    relative(SRC, resolve(dirname(join(SRC, file)), (match[1] ?? '').replace(/\.js$/, '.ts'))),
+  );
+}
+
+const files = sources(SRC).map((path) => relative(SRC, path));
+
+describe('module walls', () => {
+  it('context.ts imports no file that imports it back', () => {
+    const circles = importsOf('context.ts').filter(
+      (file) => files.includes(file) && importsOf(file).includes('context.ts'),
+    );
+    expect(circles).toEqual([]);
+  });
+
+  it('only the composition root reaches into registration/; what accounts share is in users/', () => {
+    const root = ['context.ts', 'wiring.ts', 'schema.ts'];
+    const offenders = files
+      .filter((file) => !file.startsWith('modules/registration/') && !root.includes(file))
+      .filter((file) => importsOf(file).some((target) => target.startsWith('modules/registration/')));
+    expect(offenders).toEqual([]);
+  });
+});
