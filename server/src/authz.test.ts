@@ -189,6 +189,11 @@ describe('role boundaries of the schema', async () => {
       access: SUPER_ADMINS,
       answer: (value) => expect(value).toEqual({ total: 2 }),
     },
+    'Query.databaseServers': {
+      operation: '{ databaseServers { reachable } }',
+      access: SUPER_ADMINS,
+      answer: (value) => expect(value).toEqual([{ reachable: true }]),
+    },
     'Query.devMailbox': {
       operation: '{ devMailbox(to: "nobody@example.com") { id } }',
       access: SUPER_ADMINS,
@@ -315,6 +320,11 @@ describe('role boundaries of the schema', async () => {
       operation: `mutation { registerClinic(input: { clinicName: "Taken", country: "FR", adminEmail: "${takenEmail}", adminPassword: "${PASSWORD}", adminFirstName: "A", adminLastName: "B" }) { __typename } }`,
       access: PUBLIC,
       answer: typename('EmailTakenError'),
+    },
+    'Mutation.moveClinic': {
+      operation: `mutation { moveClinic(clinicId: "${ZERO}", server: "elsewhere") { __typename } }`,
+      access: SUPER_ADMINS,
+      answer: typename('NotFoundError'),
     },
     'Mutation.repairClinic': {
       operation: `mutation { repairClinic(clinicId: "${ZERO}") { __typename } }`,

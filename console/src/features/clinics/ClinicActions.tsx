@@ -1,5 +1,6 @@
 import { useState } from 'react';
-import { useMutation } from 'urql';
+import { useMutation, useQuery } from 'urql';
+import { Link } from '../../app/router';
 import { graphql } from '../../gql';
 import { ConfirmDialog } from '../../ui/ConfirmDialog';
 import { describeError } from '../../ui/states';
@@ -58,7 +59,42 @@ const DeleteMutation = graphql(`
   }
 `);
 
-type Action = 'repair' | 'retry' | 'delete';
+const ServersQuery = graphql(`
+  query ClinicActions_ServersQuery {
+    databaseServers {
+      id
+      name
+      reachable
+      clinics
+    }
+  }
+`);
+
+const MoveMutation = graphql(`
+  mutation ClinicActions_MoveMutation($clinicId: ID!, $server: String!) {
+    moveClinic(clinicId: $clinicId, server: $server) {
+      __typename
+      ... on MoveClinicSuccess {
+        runId
+        to
+        downtimeMs
+        rowsVerified {
+          table
+          rows
+        }
+      }
+      ... on ProvisioningFailedError {
+        step
+        runId
+      }
+      ... on Error {
+        message
+      }
+    }
+  }
+`);
+
+type Action = 'repair' | 'retry' | 'delete' | 'move';
 
 type Outcome =
   | {
@@ -70,12 +106,14 @@ type Outcome =
       after: Health;
     }
   | { kind: 'retry'; status: string }
+  | { kind: 'move'; to: string; downtimeMs: number; rows: number; runId: string }
   | { kind: 'error'; action: Action; message: string };
 
 const ACTION_TITLE: Record<Action, string> = {
   repair: 'Repair',
   retry: 'Retry provisioning',
   delete: 'Delete',
+  move: 'Move',
 };
 
 export function ClinicActions({
@@ -84,7 +122,7 @@ export function ClinicActions({
   onChanged,
   onDeleted,
 }: {
-  clinic: { id: string; name: string; status: string; databaseName: string };
+  clinic: { id: string; name: string; status: string; databaseName: string; databaseServer: string };
   /** The latest health of its database: a READY clinic's MISSING database means data at stake. */
   dbStatus: string;
   onChanged: () => void;
@@ -95,7 +133,13 @@ export function ClinicActions({
   const [repair, runRepair] = useMutation(RepairMutation);
   const [retry, runRetry] = useMutation(RetryMutation);
   const [remove, runDelete] = useMutation(DeleteMutation);
-  const busy = repair.fetching || retry.fetching || remove.fetching;
+  const [move, runMove] = useMutation(MoveMutation);
+  const [servers] = useQuery({ query: ServersQuery, pause: confirming !== 'move' });
+  const [moveTo, setMoveTo] = useState('');
+  const busy = repair.fetching || retry.fetching || remove.fetching || move.fetching;
+  const targets = (servers.data?.databaseServers ?? []).filter(
+    (server) => server.reachable && server.name !== clinic.databaseServer,
+  );
 
   async function perform(action: Action) {
     setConfirming(null);
@@ -111,6 +155,21 @@ export function ClinicActions({
         return onChanged();
       }
       return fail(answer && 'message' in answer ? answer.message : 'Repair failed.');
+    }
+    if (action === 'move') {
+      // The run's steps appear in the timeline below as they happen (provisioningProgress).
+      const result = await runMove({ clinicId: clinic.id, server: moveTo });
+      const answer = result.data?.moveClinic;
+      if (result.error) return fail(describeError(result.error));
+      if (answer?.__typename === 'MoveClinicSuccess') {
+        const rows = answer.rowsVerified.reduce((sum, entry) => sum + entry.rows, 0);
+        setOutcome({ kind: 'move', to: answer.to, downtimeMs: answer.downtimeMs, rows, runId: answer.runId });
+        return onChanged();
+      }
+      onChanged();
+      if (answer?.__typename === 'ProvisioningFailedError')
+        return fail(`step ${answer.step} failed; the move was undone and the clinic stays where it was.`);
+      return fail(answer && 'message' in answer ? answer.message : 'Move failed.');
     }
     if (action === 'retry') {
       const result = await runRetry(variables);
@@ -154,6 +213,14 @@ export function ClinicActions({
         </button>
         <button
           type="button"
+          className="button"
+          disabled={busy || clinic.status !== 'READY'}
+          onClick={() => setConfirming('move')}
+        >
+          {move.fetching ? 'Moving…' : 'Move'}
+        </button>
+        <button
+          type="button"
           className="button button-danger"
           disabled={busy}
           onClick={() => setConfirming('delete')}
@@ -172,6 +239,12 @@ export function ClinicActions({
         {outcome?.kind === 'retry' && (
           <div className="notice notice-success">
             Provisioning restarted; the clinic is now {outcome.status}.
+          </div>
+        )}
+        {outcome?.kind === 'move' && (
+          <div className="notice notice-success" data-testid="move-result">
+            Moved to {outcome.to}: {outcome.rows} rows verified, writes frozen for {outcome.downtimeMs} ms.{' '}
+            <Link href={`/runs/${outcome.runId}`}>See the run</Link>
           </div>
         )}
         {outcome?.kind === 'repair' && (
@@ -234,6 +307,38 @@ export function ClinicActions({
         onCancel={() => setConfirming(null)}
       >
         <p>Runs the remaining provisioning steps again. Progress appears below and in the live feed.</p>
+      </ConfirmDialog>
+      <ConfirmDialog
+        open={confirming === 'move'}
+        title={`Move ${clinic.name} to another server?`}
+        confirmLabel="Move now"
+        onConfirm={() => {
+          if (moveTo) perform('move');
+        }}
+        onCancel={() => setConfirming(null)}
+      >
+        <p>
+          Copies its database to the chosen server while it stays in use, then freezes its writes for a moment
+          (usually well under a second), switches it over and keeps the old copy in quarantine.
+        </p>
+        <label>
+          Target server{' '}
+          <select
+            value={moveTo}
+            onChange={(event) => setMoveTo(event.target.value)}
+            data-testid="move-target"
+          >
+            <option value="">{servers.fetching ? 'Loading servers…' : 'Choose a server'}</option>
+            {targets.map((server) => (
+              <option key={server.id} value={server.name}>
+                {server.name} ({server.clinics} clinic{server.clinics === 1 ? '' : 's'})
+              </option>
+            ))}
+          </select>
+        </label>
+        {!servers.fetching && targets.length === 0 && (
+          <p className="hint">No other reachable server is configured (CLINIC_DATABASE_SERVERS).</p>
+        )}
       </ConfirmDialog>
       <ConfirmDialog
         open={confirming === 'delete'}
