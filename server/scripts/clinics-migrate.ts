@@ -1,22 +1,81 @@
 /**
- * `pnpm clinics:migrate`: applies pending clinic migrations to every READY clinic database,
- * a few at a time, and prints a report. Exits 1 when any clinic failed (the others still ran).
+ * `pnpm clinics:migrate [--canary N] [--concurrency N] [--failure-threshold N]`: a client of the
+ * rollouts module (docs/decisions/047). Starts a rollout of every READY clinic behind the clinic
+ * schema — or follows the one under way, e.g. the server's own at start —, drives it here unless
+ * a running server already does, prints its progress and result. Exits 1 when a clinic failed or
+ * the rollout paused (it stays paused: resume it in the console) or was aborted.
  */
+import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/env.js';
+import { ValidationError } from '../src/errors.js';
 import { createLogger } from '../src/logger.js';
+import { createMetrics } from '../src/metrics.js';
+import { RolloutService, type RolloutView } from '../src/modules/rollouts/service.js';
+import { createEventBus } from '../src/pubsub/index.js';
 import { openProvisioning } from './operator.js';
 
+const { values } = parseArgs({
+  options: {
+    canary: { type: 'string', default: '0' },
+    concurrency: { type: 'string' },
+    'failure-threshold': { type: 'string' },
+  },
+});
 const config = loadConfig();
 const logger = createLogger(config);
 const { db, provisioning } = await openProvisioning(config, logger);
+// Through the central database's event bus: the consoles of a running server watch it live.
+const events = await createEventBus({ config, connectionString: db.centralUrl, logger });
+const rollouts = new RolloutService({
+  config,
+  logger,
+  db,
+  metrics: createMetrics(),
+  provisioning,
+  publishProgress: (event) => events.pubsub.publish('provisioning', { ...event, at: event.at.toISOString() }),
+  publishRollout: (rolloutId) => events.pubsub.publish('rollouts', { rolloutId }),
+});
 try {
-  const report = await provisioning.migrateClinics({ concurrency: config.clinicHealthConcurrency });
+  let rollout = await rollouts.active();
+  if (rollout) {
+    console.log(`a rollout is under way (${rollout.id}, ${rollout.status}): following it`);
+    await rollouts.drive(rollout.id);
+  } else {
+    rollout = await rollouts.startRollout(
+      {
+        canary: Number(values.canary),
+        concurrency: Number(values.concurrency ?? config.clinicHealthConcurrency),
+        // By default every clinic is tried, whatever fails (as before rollouts).
+        failureThreshold: Number(values['failure-threshold'] ?? 1_000_000),
+        continueWhenHealthy: true,
+      },
+      { userId: null },
+    );
+    console.log(
+      `rollout ${rollout.id}: ${rollout.counts.total} clinic databases to ${rollout.targetVersion}`,
+    );
+  }
+  let last = '';
+  const result: RolloutView = await rollouts.follow(rollout.id, (current) => {
+    const line = `  ${current.status}: ${current.counts.done} upgraded, ${current.counts.failed} failed, ${current.counts.remaining} remaining`;
+    if (line !== last) console.log(line);
+    last = line;
+  });
   console.log(
-    `clinic databases: ${report.total} checked, ${report.migrated} migrated, ${report.upToDate} up to date, ${report.failed.length} failed`,
+    `clinic databases: ${result.counts.total} in the rollout, ${result.counts.done} upgraded, ${result.counts.failed} failed, ${result.counts.remaining} remaining (${result.status})`,
   );
-  for (const failure of report.failed) console.log(`  ${failure.clinicId}: ${failure.error}`);
-  process.exitCode = report.failed.length > 0 ? 1 : 0;
+  for (const clinic of result.clinics.filter((entry) => entry.state === 'FAILED'))
+    console.log(`  ${clinic.clinicId}: ${clinic.error}`);
+  if (result.status === 'PAUSED') console.log(`paused: ${result.pauseReason}`);
+  process.exitCode = result.status === 'COMPLETED' && result.counts.failed === 0 ? 0 : 1;
+} catch (error) {
+  if (error instanceof ValidationError)
+    for (const field of error.fields) console.error(`--${field.path.at(-1)}: ${field.message}`);
+  else console.error(error instanceof Error ? error.message : String(error));
+  process.exitCode = 1;
 } finally {
+  await rollouts.close();
   await provisioning.close();
+  await events.close();
   await db.close();
 }

@@ -242,6 +242,16 @@ describe('role boundaries of the schema', async () => {
       access: SUPER_ADMINS,
       answer: (value) => expect(value).toBeNull(),
     },
+    'Query.rollouts': {
+      operation: '{ rollouts { id } }',
+      access: SUPER_ADMINS,
+      answer: list,
+    },
+    'Query.rollout': {
+      operation: `{ rollout(id: "${ZERO}") { id } }`,
+      access: SUPER_ADMINS,
+      answer: (value) => expect(value).toBeNull(),
+    },
     'Query.signInLinkInTerminal': {
       operation: '{ signInLinkInTerminal }',
       access: PUBLIC,
@@ -346,6 +356,27 @@ describe('role boundaries of the schema', async () => {
       access: SUPER_ADMINS,
       answer: typename('NotFoundError'),
     },
+    // Every clinic is current: a rollout of nothing, COMPLETED at once (never a CONFLICT).
+    'Mutation.startRollout': {
+      operation: 'mutation { startRollout { __typename ... on Rollout { status } } }',
+      access: SUPER_ADMINS,
+      answer: (value) => expect(value).toEqual({ __typename: 'Rollout', status: 'COMPLETED' }),
+    },
+    'Mutation.pauseRollout': {
+      operation: `mutation { pauseRollout(id: "${ZERO}") { __typename } }`,
+      access: SUPER_ADMINS,
+      answer: typename('NotFoundError'),
+    },
+    'Mutation.resumeRollout': {
+      operation: `mutation { resumeRollout(id: "${ZERO}") { __typename } }`,
+      access: SUPER_ADMINS,
+      answer: typename('NotFoundError'),
+    },
+    'Mutation.abortRollout': {
+      operation: `mutation { abortRollout(id: "${ZERO}") { __typename } }`,
+      access: SUPER_ADMINS,
+      answer: typename('NotFoundError'),
+    },
     'Mutation.retryProvisioning': {
       operation: `mutation { retryProvisioning(clinicId: "${ZERO}") { __typename } }`,
       access: SUPER_ADMINS,
@@ -408,6 +439,11 @@ describe('role boundaries of the schema', async () => {
       operation: 'subscription { provisioningProgress { runId step status } }',
       access: SUPER_ADMINS,
       answer: (value) => expect(value).toMatchObject({ step: 'dns', status: 'STARTED' }),
+    },
+    'Subscription.rolloutProgress': {
+      operation: 'subscription { rolloutProgress { status counts { total } } }',
+      access: SUPER_ADMINS,
+      answer: (value) => expect(value).toEqual({ status: 'COMPLETED', counts: { total: 0 } }),
     },
     'Subscription.clinicHealthChanged': {
       operation: 'subscription { clinicHealthChanged { clinicId dbStatus } }',
@@ -497,6 +533,9 @@ describe('role boundaries of the schema', async () => {
         at: new Date().toISOString(),
         durationMs: null,
       });
+    } else if (name === 'Subscription.rolloutProgress') {
+      const rollout = await t.app.deps.rollouts.startRollout({}, { userId: null });
+      pubsub.publish('rollouts', { rolloutId: rollout.id });
     } else {
       const health = await t.app.deps.provisioning.checkClinic(clinicId);
       pubsub.publish('clinicHealth', { ...health, lastCheck: health.lastCheck.toISOString() });

@@ -18,6 +18,7 @@ import { RunPage } from '../features/live/RunPage';
 import { MetricsPage } from '../features/metrics/MetricsPage';
 import { ApplicationsPage } from '../features/onboarding/ApplicationsPage';
 import { OnboardingsPage } from '../features/onboarding/OnboardingsPage';
+import { RolloutsPage } from '../features/rollouts/RolloutsPage';
 
 export interface PageDefinition {
   /** `/clinics/:id`-style pattern. */
@@ -76,6 +77,12 @@ export const PAGES: PageDefinition[] = [
     title: 'Onboardings',
     nav: { label: 'Onboardings', group: 'main' },
     render: () => <OnboardingsPage />,
+  },
+  {
+    path: '/rollouts',
+    title: 'Rollouts',
+    nav: { label: 'Rollouts', group: 'main' },
+    render: () => <RolloutsPage />,
   },
   {
     path: '/audit',

@@ -371,8 +371,20 @@ export class RolloutService {
     }
   }
 
-  /** Drives the rollout here if this instance gets (or holds) its lease. */
-  private async drive(id: string): Promise<void> {
+  /** The RUNNING or PAUSED rollout, if any. */
+  async active(): Promise<RolloutView | null> {
+    const rollout = await this.prisma.rollout.findFirst({
+      where: { status: { in: ACTIVE } },
+      select: { id: true },
+    });
+    return rollout ? this.get(rollout.id) : null;
+  }
+
+  /**
+   * Drives the rollout here if this instance gets (or holds) its lease: nobody else drives it, or
+   * its driver died and the lease lapsed.
+   */
+  async drive(id: string): Promise<void> {
     if (this.closing || this.driving.has(id)) return;
     const lease = `rollout:${id}`;
     if (!(await holdLease(this.prisma, lease, this.instanceId, this.leaseSeconds))) return;
