@@ -2,6 +2,7 @@ import { useState } from 'react';
 import { useMutation } from 'urql';
 import { graphql } from '../../gql';
 import { ConfirmDialog } from '../../ui/ConfirmDialog';
+import { formatDateTime } from '../../ui/format';
 import { describeError } from '../../ui/states';
 import { type Health, IntegrityReport } from './IntegrityReport';
 
@@ -58,7 +59,24 @@ const DeleteMutation = graphql(`
   }
 `);
 
-type Action = 'repair' | 'retry' | 'delete';
+const RestoreMutation = graphql(`
+  mutation ClinicActions_RestoreMutation($clinicId: ID!) {
+    restoreClinic(clinicId: $clinicId) {
+      __typename
+      ... on RestoreClinicSuccess {
+        clinicId
+        health {
+          dbStatus
+        }
+      }
+      ... on Error {
+        message
+      }
+    }
+  }
+`);
+
+type Action = 'repair' | 'retry' | 'delete' | 'restore';
 
 type Outcome =
   | {
@@ -70,12 +88,14 @@ type Outcome =
       after: Health;
     }
   | { kind: 'retry'; status: string }
+  | { kind: 'restore'; dbStatus: string }
   | { kind: 'error'; action: Action; message: string };
 
 const ACTION_TITLE: Record<Action, string> = {
   repair: 'Repair',
   retry: 'Retry provisioning',
   delete: 'Delete',
+  restore: 'Restore',
 };
 
 export function ClinicActions({
@@ -84,7 +104,14 @@ export function ClinicActions({
   onChanged,
   onDeleted,
 }: {
-  clinic: { id: string; name: string; status: string; databaseName: string };
+  clinic: {
+    id: string;
+    name: string;
+    status: string;
+    databaseName: string;
+    /** A DELETED clinic: until when restoreClinic can bring it back. */
+    restorableUntil?: string | null;
+  };
   /** The latest health of its database: a READY clinic's MISSING database means data at stake. */
   dbStatus: string;
   onChanged: () => void;
@@ -95,7 +122,8 @@ export function ClinicActions({
   const [repair, runRepair] = useMutation(RepairMutation);
   const [retry, runRetry] = useMutation(RetryMutation);
   const [remove, runDelete] = useMutation(DeleteMutation);
-  const busy = repair.fetching || retry.fetching || remove.fetching;
+  const [restore, runRestore] = useMutation(RestoreMutation);
+  const busy = repair.fetching || retry.fetching || remove.fetching || restore.fetching;
 
   async function perform(action: Action) {
     setConfirming(null);
@@ -122,6 +150,16 @@ export function ClinicActions({
       }
       return fail(answer && 'message' in answer ? answer.message : 'Retry failed.');
     }
+    if (action === 'restore') {
+      const result = await runRestore(variables);
+      const answer = result.data?.restoreClinic;
+      if (result.error) return fail(describeError(result.error));
+      if (answer?.__typename === 'RestoreClinicSuccess') {
+        setOutcome({ kind: 'restore', dbStatus: answer.health.dbStatus });
+        return onChanged();
+      }
+      return fail(answer && 'message' in answer ? answer.message : 'Restore failed.');
+    }
     const result = await runDelete(variables);
     const answer = result.data?.deleteClinic;
     if (result.error) return fail(describeError(result.error));
@@ -131,6 +169,54 @@ export function ClinicActions({
 
   const canRetry = clinic.status === 'FAILED' || clinic.status === 'PENDING';
   const dataAtStake = clinic.status === 'READY' && dbStatus === 'MISSING';
+  const deleted = clinic.status === 'DELETED';
+  const until = clinic.restorableUntil ? formatDateTime(clinic.restorableUntil) : null;
+
+  if (deleted)
+    return (
+      <section className="card" aria-labelledby="actions-title">
+        <h2 id="actions-title">Actions</h2>
+        <p data-testid="restorable-until">
+          {until ? (
+            <>
+              Deleted. Its database waits in quarantine until <strong>{until}</strong>; restore brings the
+              clinic back, with its data, until then. The purge removes it after.
+            </>
+          ) : (
+            'Deleted, and its retention is over: nothing is left to restore.'
+          )}
+        </p>
+        <div className="actions">
+          <button
+            type="button"
+            className="button button-primary"
+            disabled={busy || !until}
+            onClick={() => setConfirming('restore')}
+          >
+            {restore.fetching ? 'Restoring…' : 'Restore'}
+          </button>
+        </div>
+        <div aria-live="polite">
+          {outcome?.kind === 'error' && (
+            <div className="notice notice-error" role="alert">
+              <strong>{ACTION_TITLE[outcome.action]} failed:</strong> {outcome.message}
+            </div>
+          )}
+        </div>
+        <ConfirmDialog
+          open={confirming === 'restore'}
+          title={`Restore ${clinic.name}?`}
+          confirmLabel="Restore now"
+          onConfirm={() => perform('restore')}
+          onCancel={() => setConfirming(null)}
+        >
+          <p>
+            Brings the database <code>{clinic.databaseName}</code> back from quarantine, rows intact, and
+            makes the clinic READY again: its users sign in as before and its subdomain is published again.
+          </p>
+        </ConfirmDialog>
+      </section>
+    );
 
   return (
     <section className="card" aria-labelledby="actions-title">
@@ -167,6 +253,11 @@ export function ClinicActions({
         {outcome?.kind === 'error' && (
           <div className="notice notice-error" role="alert">
             <strong>{ACTION_TITLE[outcome.action]} failed:</strong> {outcome.message}
+          </div>
+        )}
+        {outcome?.kind === 'restore' && (
+          <div className="notice notice-success" data-testid="restore-result">
+            Restored: the clinic is READY again; its database is {outcome.dbStatus}.
           </div>
         )}
         {outcome?.kind === 'retry' && (
