@@ -455,6 +455,8 @@ describe('role boundaries of the schema', async () => {
     'Clinic.databaseName': clinicField('databaseName', string),
     'Clinic.databaseServer': clinicField('databaseServer', string),
     'Clinic.schemaVersion': clinicField('schemaVersion', string),
+    // The matrix's clinic is READY: nothing to restore.
+    'Clinic.restorableUntil': clinicField('restorableUntil', (value) => expect(value).toBeNull()),
     'Clinic.health': clinicField('health { dbStatus }', (value) =>
       expect(value).toEqual({ dbStatus: 'HEALTHY' }),
     ),

@@ -11,9 +11,11 @@ import { afterEach, describe, expect, inject, it } from 'vitest';
 import { tempDir, testLogger } from '../../test/harness.js';
 import { REGISTER, registrationInput } from '../../test/registration-flow.js';
 import { type ServerProcess, startServerProcess as startServer } from '../../test/server-process.js';
+import { EMBEDDED_CENTRAL_DATABASE } from './database.js';
 import { startEmbeddedPostgres } from './embedded.js';
 import { REPO_ROOT } from './paths.js';
 import { isAlive } from './postgres-process.js';
+import { databaseUrl, withClient } from './sql.js';
 
 const servers: ServerProcess[] = [];
 afterEach(() => Promise.all(servers.splice(0).map((server) => server.stop())));
@@ -72,9 +74,27 @@ describe('pnpm clinics:migrate while pnpm start runs on the same data dir', () =
   it('leaves the running server and its PostgreSQL alone and migrates its clinics', async () => {
     const dataDir = tempDir('onramp-owner-');
     const server = await startServerProcess({ ONRAMP_DATA_DIR: dataDir });
-    await registered(server.url);
+    const input = await registered(server.url);
     const pid = postmasterPid(dataDir);
     const { port } = owner(dataDir);
+    // A row in the clinic's own database before, read back after.
+    const { password } = JSON.parse(readFileSync(join(dataDir, 'postgres', 'embedded.json'), 'utf8')) as {
+      password: string;
+    };
+    const central = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${EMBEDDED_CENTRAL_DATABASE}`;
+    const clinic = await withClient(central, async (client) => {
+      const { rows } = await client.query<{ id: string; database_name: string }>(
+        'SELECT c.id::text, c.database_name FROM clinics c JOIN users u ON u.clinic_id = c.id WHERE u.email = $1',
+        [input.adminEmail],
+      );
+      return rows[0] as { id: string; database_name: string };
+    });
+    const clinicDatabase = databaseUrl(inject('pgAdminUrl'), clinic.database_name);
+    await withClient(clinicDatabase, (client) =>
+      client.query(
+        "INSERT INTO healthcare_providers (first_name, last_name, email) VALUES ('Kept', 'Across migrate', 'kept@example.com')",
+      ),
+    );
 
     const migrate = await run('pnpm', ['-s', 'clinics:migrate'], {
       ONRAMP_DATA_DIR: dataDir,
@@ -89,7 +109,28 @@ describe('pnpm clinics:migrate while pnpm start runs on the same data dir', () =
     expect(await answers(server.url)).toEqual({ data: { health: { status: 'OK' } } });
     await registered(server.url);
     expect(server.stdout() + server.stderr()).not.toMatch(/ECONNREFUSED|terminating connection/);
-  }, 120_000);
+    // The clinic is HEALTHY, seen by the running server, and its row is there.
+    const token = await run('pnpm', ['-s', 'admin:token'], {
+      ONRAMP_DATA_DIR: dataDir,
+      CLINIC_DATABASE_SERVERS: inject('pgAdminUrl'),
+      LOG_LEVEL: 'error',
+    });
+    expect(token.code).toBe(0);
+    const bearer = /eyJ[\w-]+\.[\w-]+\.[\w-]+/.exec(token.out)?.[0];
+    const health = await fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}` },
+      body: JSON.stringify({ query: `{ clinic(id: "${clinic.id}") { health { dbStatus } } }` }),
+    }).then((r) => r.json());
+    expect(health).toEqual({ data: { clinic: { health: { dbStatus: 'HEALTHY' } } } });
+    const rows = await withClient(clinicDatabase, async (client) => {
+      const { rows: found } = await client.query(
+        "SELECT 1 FROM healthcare_providers WHERE last_name = 'Across migrate'",
+      );
+      return found.length;
+    });
+    expect(rows).toBe(1);
+  }, 180_000);
 });
 
 describe('a second pnpm start on the same data dir', () => {

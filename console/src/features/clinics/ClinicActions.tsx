@@ -3,6 +3,7 @@ import { useMutation, useQuery } from 'urql';
 import { Link } from '../../app/router';
 import { graphql } from '../../gql';
 import { ConfirmDialog } from '../../ui/ConfirmDialog';
+import { formatDateTime } from '../../ui/format';
 import { describeError } from '../../ui/states';
 import { type Health, IntegrityReport } from './IntegrityReport';
 
@@ -94,7 +95,24 @@ const MoveMutation = graphql(`
   }
 `);
 
-type Action = 'repair' | 'retry' | 'delete' | 'move';
+const RestoreMutation = graphql(`
+  mutation ClinicActions_RestoreMutation($clinicId: ID!) {
+    restoreClinic(clinicId: $clinicId) {
+      __typename
+      ... on RestoreClinicSuccess {
+        clinicId
+        health {
+          dbStatus
+        }
+      }
+      ... on Error {
+        message
+      }
+    }
+  }
+`);
+
+type Action = 'repair' | 'retry' | 'delete' | 'move' | 'restore';
 
 type Outcome =
   | {
@@ -107,6 +125,7 @@ type Outcome =
     }
   | { kind: 'retry'; status: string }
   | { kind: 'move'; to: string; downtimeMs: number; rows: number; runId: string }
+  | { kind: 'restore'; dbStatus: string }
   | { kind: 'error'; action: Action; message: string };
 
 const ACTION_TITLE: Record<Action, string> = {
@@ -114,6 +133,7 @@ const ACTION_TITLE: Record<Action, string> = {
   retry: 'Retry provisioning',
   delete: 'Delete',
   move: 'Move',
+  restore: 'Restore',
 };
 
 export function ClinicActions({
@@ -122,7 +142,15 @@ export function ClinicActions({
   onChanged,
   onDeleted,
 }: {
-  clinic: { id: string; name: string; status: string; databaseName: string; databaseServer: string };
+  clinic: {
+    id: string;
+    name: string;
+    status: string;
+    databaseName: string;
+    databaseServer: string;
+    /** A DELETED clinic: until when restoreClinic can bring it back. */
+    restorableUntil?: string | null;
+  };
   /** The latest health of its database: a READY clinic's MISSING database means data at stake. */
   dbStatus: string;
   onChanged: () => void;
@@ -134,9 +162,10 @@ export function ClinicActions({
   const [retry, runRetry] = useMutation(RetryMutation);
   const [remove, runDelete] = useMutation(DeleteMutation);
   const [move, runMove] = useMutation(MoveMutation);
+  const [restore, runRestore] = useMutation(RestoreMutation);
   const [servers] = useQuery({ query: ServersQuery, pause: confirming !== 'move' });
   const [moveTo, setMoveTo] = useState('');
-  const busy = repair.fetching || retry.fetching || remove.fetching || move.fetching;
+  const busy = repair.fetching || retry.fetching || remove.fetching || move.fetching || restore.fetching;
   const targets = (servers.data?.databaseServers ?? []).filter(
     (server) => server.reachable && server.name !== clinic.databaseServer,
   );
@@ -181,6 +210,16 @@ export function ClinicActions({
       }
       return fail(answer && 'message' in answer ? answer.message : 'Retry failed.');
     }
+    if (action === 'restore') {
+      const result = await runRestore(variables);
+      const answer = result.data?.restoreClinic;
+      if (result.error) return fail(describeError(result.error));
+      if (answer?.__typename === 'RestoreClinicSuccess') {
+        setOutcome({ kind: 'restore', dbStatus: answer.health.dbStatus });
+        return onChanged();
+      }
+      return fail(answer && 'message' in answer ? answer.message : 'Restore failed.');
+    }
     const result = await runDelete(variables);
     const answer = result.data?.deleteClinic;
     if (result.error) return fail(describeError(result.error));
@@ -190,6 +229,54 @@ export function ClinicActions({
 
   const canRetry = clinic.status === 'FAILED' || clinic.status === 'PENDING';
   const dataAtStake = clinic.status === 'READY' && dbStatus === 'MISSING';
+  const deleted = clinic.status === 'DELETED';
+  const until = clinic.restorableUntil ? formatDateTime(clinic.restorableUntil) : null;
+
+  if (deleted)
+    return (
+      <section className="card" aria-labelledby="actions-title">
+        <h2 id="actions-title">Actions</h2>
+        <p data-testid="restorable-until">
+          {until ? (
+            <>
+              Deleted. Its database waits in quarantine until <strong>{until}</strong>; restore brings the
+              clinic back, with its data, until then. The purge removes it after.
+            </>
+          ) : (
+            'Deleted, and its retention is over: nothing is left to restore.'
+          )}
+        </p>
+        <div className="actions">
+          <button
+            type="button"
+            className="button button-primary"
+            disabled={busy || !until}
+            onClick={() => setConfirming('restore')}
+          >
+            {restore.fetching ? 'Restoring…' : 'Restore'}
+          </button>
+        </div>
+        <div aria-live="polite">
+          {outcome?.kind === 'error' && (
+            <div className="notice notice-error" role="alert">
+              <strong>{ACTION_TITLE[outcome.action]} failed:</strong> {outcome.message}
+            </div>
+          )}
+        </div>
+        <ConfirmDialog
+          open={confirming === 'restore'}
+          title={`Restore ${clinic.name}?`}
+          confirmLabel="Restore now"
+          onConfirm={() => perform('restore')}
+          onCancel={() => setConfirming(null)}
+        >
+          <p>
+            Brings the database <code>{clinic.databaseName}</code> back from quarantine, rows intact, and
+            makes the clinic READY again: its users sign in as before and its subdomain is published again.
+          </p>
+        </ConfirmDialog>
+      </section>
+    );
 
   return (
     <section className="card" aria-labelledby="actions-title">
@@ -234,6 +321,11 @@ export function ClinicActions({
         {outcome?.kind === 'error' && (
           <div className="notice notice-error" role="alert">
             <strong>{ACTION_TITLE[outcome.action]} failed:</strong> {outcome.message}
+          </div>
+        )}
+        {outcome?.kind === 'restore' && (
+          <div className="notice notice-success" data-testid="restore-result">
+            Restored: the clinic is READY again; its database is {outcome.dbStatus}.
           </div>
         )}
         {outcome?.kind === 'retry' && (

@@ -15,6 +15,7 @@ graphql(`
     name
     subdomain
     server
+    serverReachable
     dbStatus
     schemaVersion
     tablesCount
@@ -241,6 +242,14 @@ export function ClinicHealthTable() {
                       <td data-label="Subdomain">{row.subdomain}</td>
                       <td data-label="Server">
                         <Identifier>{row.server}</Identifier>
+                        {!row.serverReachable && (
+                          <>
+                            {' '}
+                            <span className="text-warn" data-testid="server-unreachable">
+                              unreachable
+                            </span>
+                          </>
+                        )}
                       </td>
                       <td data-label="Schema">{row.schemaVersion ?? '—'}</td>
                       <td data-label="Tables">

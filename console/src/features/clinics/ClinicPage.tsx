@@ -23,6 +23,7 @@ const ClinicQuery = graphql(`
       databaseName
       databaseServer
       schemaVersion
+      restorableUntil
       admin {
         id
         email
@@ -84,7 +85,6 @@ export function ClinicPage({ id }: { id: string }) {
     requestPolicy: 'cache-and-network',
   });
   const [liveHealth, setLiveHealth] = useState<Health | null>(null);
-  const [deleted, setDeleted] = useState(false);
   const refresh = useDebounced(() => {
     setLiveHealth(null);
     refetch();
@@ -97,18 +97,6 @@ export function ClinicPage({ id }: { id: string }) {
     if (event.clinicId === id) refresh();
   });
 
-  if (deleted)
-    return (
-      <>
-        <h1 tabIndex={-1}>Clinic deleted</h1>
-        <p className="notice notice-success" role="status">
-          The clinic, its database and its role are gone.
-        </p>
-        <p>
-          <Link href="/clinics">Back to clinics</Link>
-        </p>
-      </>
-    );
   if (error && !data) return <ErrorNotice error={error} onRetry={refetch} />;
   if (!data) return <Loading label="Checking the clinic database…" />;
   const clinic = data.clinic;
@@ -227,12 +215,7 @@ export function ClinicPage({ id }: { id: string }) {
           <h2 id="integrity-title">Integrity</h2>
           <IntegrityReport health={health} />
         </section>
-        <ClinicActions
-          clinic={clinic}
-          dbStatus={health.dbStatus}
-          onChanged={refresh}
-          onDeleted={() => setDeleted(true)}
-        />
+        <ClinicActions clinic={clinic} dbStatus={health.dbStatus} onChanged={refresh} onDeleted={refresh} />
       </div>
 
       <div className="clinic-grid">

@@ -13,6 +13,8 @@ export const HealthFieldsFragment = graphql(`
     missingTables
     errors
     lastCheck
+    server
+    serverReachable
   }
 `);
 
@@ -22,6 +24,13 @@ export type Health = IntegrityReport_HealthFieldsFragment;
 export function IntegrityReport({ health, compact = false }: { health: Health; compact?: boolean }) {
   return (
     <div className={compact ? 'integrity integrity-compact' : 'integrity'}>
+      {!health.serverReachable && (
+        <p className="notice notice-error" role="alert" data-testid="server-unreachable">
+          <strong>Database server {health.server} is unreachable.</strong> Onramp reports it and changes
+          nothing on it: its clinics' databases are not taken for missing, and nothing is repaired or
+          quarantined until a configured URL reaches it again.
+        </p>
+      )}
       <dl className="facts">
         <div>
           <dt>Database</dt>

@@ -48,6 +48,8 @@ export interface LedgerDeps {
   servers: ReadonlyMap<string, ClinicServer>;
   names: ReadonlyMap<string, string>;
   trashRetentionSeconds: number;
+  /** CLINIC_DELETE_RETENTION, for deleted clinics that had no entries. @default 30 days */
+  deleteRetentionSeconds?: number;
 }
 
 export class Ledger {
@@ -230,6 +232,7 @@ export class Ledger {
 
   /** Quarantines a clinic's committed or pending database and role (a deletion, an expiry). */
   async quarantineClinic(clinicId: string, reason: string, retentionSeconds: number): Promise<number> {
+    await this.adoptUnrecorded(clinicId);
     const entries = await this.deps.prisma.clinicObject.findMany({
       where: { clinicId, state: { in: ['PENDING', 'COMMITTED'] } },
       select: { id: true },
@@ -261,6 +264,72 @@ export class Ledger {
         quarantined += 1;
     }
     return quarantined;
+  }
+
+  /**
+   * A clinic whose database and role predate the ledger has no entry for them: its own row names
+   * them (clinics.database_name is unique, on its recorded server), which is the record that they
+   * are its own — evidence, not a guess. They are written down COMMITTED. Nothing is done when the
+   * ledger knows either name already. @returns whether entries were written.
+   */
+  private async adoptUnrecorded(clinicId: string): Promise<boolean> {
+    const { prisma, logger } = this.deps;
+    const clinic = await prisma.clinic.findUnique({
+      where: { id: clinicId },
+      select: { databaseName: true, databaseRole: true, databaseServerId: true },
+    });
+    if (!clinic) return false;
+    const known = await prisma.clinicObject.count({
+      where: { serverId: clinic.databaseServerId, name: { in: [clinic.databaseName, clinic.databaseRole] } },
+    });
+    if (known > 0) return false;
+    await this.record(
+      {
+        serverId: clinic.databaseServerId,
+        clinicId,
+        database: clinic.databaseName,
+        role: clinic.databaseRole,
+      },
+      null,
+      'COMMITTED',
+    );
+    logger.warn(
+      { clinicId, database: clinic.databaseName },
+      'clinic database without ledger entries recorded',
+    );
+    return true;
+  }
+
+  /**
+   * DELETED clinics the ledger has nothing of (deleted while their database predated the ledger):
+   * quarantined now, for what is left of CLINIC_DELETE_RETENTION since the deletion. Only on
+   * reachable servers: one that cannot be seen keeps them DELETED until it is back.
+   * @returns how many clinics were taken in.
+   */
+  async adoptDeleted(now = new Date()): Promise<number> {
+    const { prisma } = this.deps;
+    const retention = this.deps.deleteRetentionSeconds ?? 30 * 86_400;
+    const deleted = await prisma.clinic.findMany({
+      where: { status: 'DELETED', databaseServerId: { in: [...this.deps.servers.keys()] } },
+      select: { id: true, updatedAt: true },
+    });
+    const recorded = new Set(
+      (
+        await prisma.clinicObject.findMany({
+          where: { clinicId: { in: deleted.map((clinic) => clinic.id) } },
+          select: { clinicId: true },
+        })
+      ).map((entry) => entry.clinicId),
+    );
+    let adopted = 0;
+    for (const clinic of deleted.filter((candidate) => !recorded.has(candidate.id))) {
+      if (!(await this.adoptUnrecorded(clinic.id))) continue;
+      // The deletion's time is the row's last update: a DELETED clinic is not updated again.
+      const left = Math.max(0, (clinic.updatedAt.getTime() + retention * 1000 - now.getTime()) / 1000);
+      await this.quarantineClinic(clinic.id, 'clinic deleted', left);
+      adopted += 1;
+    }
+    return adopted;
   }
 
   /** The clinic's database waiting in quarantine, if there is one. */
@@ -303,6 +372,19 @@ export class Ledger {
    * clinic ids whose every object is gone now.
    */
   async purgeDue(now = new Date()): Promise<{ purged: number; clinics: string[] }> {
+    // One purge at a time in the cluster (the job's queue serialises the job; this covers an
+    // operator's or a test's call too): concurrent DROP ROLE / DROP OWNED on one server collide
+    // in its shared catalogs. The lock lives in a transaction of its own for the whole pass.
+    return this.deps.prisma.$transaction(
+      async (lock) => {
+        await lock.$executeRaw`SELECT pg_advisory_xact_lock(hashtext('onramp:purge'))`;
+        return this.purgeLocked(now);
+      },
+      { timeout: 30 * 60_000, maxWait: 30 * 60_000 },
+    );
+  }
+
+  private async purgeLocked(now: Date): Promise<{ purged: number; clinics: string[] }> {
     const { prisma, logger } = this.deps;
     const due = await prisma.clinicObject.findMany({
       where: { state: 'QUARANTINED', purgeAfter: { lte: now } },
@@ -313,18 +395,46 @@ export class Ledger {
     for (const entry of due) {
       const server = this.deps.servers.get(entry.serverId);
       if (!server) continue;
-      await dropObjects(
-        server.url,
-        entry.kind === 'DATABASE' ? { database: entry.trashName ?? entry.name } : { role: entry.name },
-        { kind: 'purge', entryId: entry.id },
-        logger,
+      // Claimed: of two purges at once (the job and an operator's), one drops each entry.
+      const dropped = await prisma.$transaction(
+        async (tx) => {
+          const claimed = await tx.$queryRaw<{ id: string }[]>`
+            SELECT id::text FROM clinic_objects
+             WHERE id = ${entry.id}::uuid AND state = 'QUARANTINED' FOR UPDATE SKIP LOCKED`;
+          if (claimed.length === 0) return false;
+          await dropObjects(
+            server.url,
+            entry.kind === 'DATABASE' ? { database: entry.trashName ?? entry.name } : { role: entry.name },
+            { kind: 'purge', entryId: entry.id },
+            logger,
+          );
+          await tx.clinicObject.update({
+            where: { id: entry.id },
+            data: { state: 'DROPPED', settledAt: new Date() },
+          });
+          return true;
+        },
+        { timeout: 120_000 },
       );
-      await prisma.clinicObject.update({
-        where: { id: entry.id },
-        data: { state: 'DROPPED', settledAt: new Date() },
-      });
+      if (!dropped) continue;
       purged += 1;
       clinics.add(entry.clinicId);
+    }
+    // DELETED clinics whose database was already gone when the ledger took them in (settled
+    // DROPPED at once): their rows go too, once the retention since their deletion is over.
+    const retention = this.deps.deleteRetentionSeconds ?? 30 * 86_400;
+    const stale = await prisma.clinic.findMany({
+      where: { status: 'DELETED', updatedAt: { lte: new Date(now.getTime() - retention * 1000) } },
+      select: { id: true },
+    });
+    if (stale.length > 0) {
+      const recorded = await prisma.clinicObject.findMany({
+        where: { clinicId: { in: stale.map((clinic) => clinic.id) } },
+        select: { clinicId: true },
+        distinct: ['clinicId'],
+      });
+      // Only clinics the ledger knows: one without entries is taken in first (adoptDeleted).
+      for (const entry of recorded) clinics.add(entry.clinicId);
     }
     const left = await prisma.clinicObject.findMany({
       where: { clinicId: { in: [...clinics] }, state: { not: 'DROPPED' } },

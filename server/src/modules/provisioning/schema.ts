@@ -329,6 +329,17 @@ export const ClinicRef = builder.prismaObject('Clinic', {
       description:
         'Super-admins: migrations its database was last brought to (`<count>-<digest>`); null before.',
     }),
+    restorableUntil: t.field({
+      type: 'DateTime',
+      nullable: true,
+      authScopes: { operator: true },
+      description:
+        'Super-admins: for a DELETED clinic, until when restoreClinic can bring it back (its quarantined database is purged then); null for any other clinic, or when nothing is left to restore.',
+      resolve: async (clinic, _args, context) =>
+        clinic.status === 'DELETED'
+          ? ((await context.deps.provisioning.ledger.quarantinedDatabase(clinic.id))?.purgeAfter ?? null)
+          : null,
+    }),
     health: t.field({
       type: ClinicHealthRef,
       authScopes: { operator: true },

@@ -148,6 +148,7 @@ export class ProvisioningService {
       servers: this.servers,
       names: db.servers.names,
       trashRetentionSeconds: config.clinicTrashRetentionSeconds,
+      deleteRetentionSeconds: config.clinicDeleteRetentionSeconds,
     });
     this.integrity = {
       servers: this.servers,
@@ -657,7 +658,9 @@ export class ProvisioningService {
           select: { status: true, companyId: true, databaseName: true },
         });
         if (clinic?.status !== 'DELETED') return false;
-        await tx.clinic.delete({ where: { id: clinicId } });
+        // Of two purges at once, one removes the rows.
+        if ((await tx.clinic.deleteMany({ where: { id: clinicId, status: 'DELETED' } })).count === 0)
+          return false;
         if ((await tx.clinic.count({ where: { companyId: clinic.companyId } })) === 0)
           await tx.company.delete({ where: { id: clinic.companyId } });
         await tx.auditLog.create({

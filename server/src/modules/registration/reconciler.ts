@@ -82,6 +82,8 @@ export class Reconciler {
    * two instances never purge at once.
    */
   async purge(now = new Date()): Promise<{ purged: number; clinics: string[] }> {
+    // A deleted clinic the ledger has nothing of is taken in first: never left forever.
+    await this.deps.provisioning.ledger.adoptDeleted(now);
     const result = await this.deps.provisioning.purgeDue(now);
     await this.deps.provisioning.ledger.schedulePurge();
     return result;
