@@ -48,6 +48,7 @@ import { ProvisioningService } from './modules/provisioning/service.js';
 import { Reconciler } from './modules/registration/reconciler.js';
 import { RegistrationService } from './modules/registration/service.js';
 import { createSmsGateway } from './modules/sms/gateway.js';
+import { WebhookService } from './modules/webhooks/service.js';
 import { createEventBus } from './pubsub/index.js';
 import { schema } from './schema.js';
 
@@ -181,10 +182,12 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
   });
   // Onboarding service: its rate limits share the lockouts' backend (Redis or PostgreSQL).
   const applications = new ApplicationService(base.db.prisma);
+  const webhooks = new WebhookService({ config, logger, prisma: base.db.prisma });
   const onboarding = new OnboardingService({
     config,
     logger,
     prisma: base.db.prisma,
+    webhooks,
     dns,
     certificates,
     limits: OnboardingLimits.fromConfig(counters, config),
@@ -212,6 +215,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     certificates,
     applications,
     onboarding,
+    webhooks,
     idempotency: new IdempotencyStore(base.db.prisma),
   };
   let worker: Worker | undefined;
@@ -546,6 +550,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
                 ),
               provision_clinic: ({ clinicId, attempt }) =>
                 registration.continueRegistration(clinicId, attempt),
+              deliver_webhook: ({ deliveryId }) => webhooks.deliver(deliveryId),
             },
           }).then((started) => {
             worker = started;

@@ -17,6 +17,7 @@ import type { ProvisioningService } from './modules/provisioning/service.js';
 import type { Reconciler } from './modules/registration/reconciler.js';
 import type { RegistrationService } from './modules/registration/service.js';
 import type { SmsGateway } from './modules/sms/gateway.js';
+import type { WebhookService } from './modules/webhooks/service.js';
 import type { EventBus } from './pubsub/index.js';
 
 /** What main.ts (or a test) hands to buildApp(). */
@@ -46,6 +47,8 @@ export interface Deps extends BaseDeps {
   /** Onboarding service (integration guide): applications, onboardings, Idempotency-Key. */
   applications: ApplicationService;
   onboarding: OnboardingService;
+  /** Integrator webhooks: endpoints, deliveries, replays. */
+  webhooks: WebhookService;
   idempotency: IdempotencyStore;
 }
 

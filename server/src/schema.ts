@@ -12,6 +12,7 @@ import './modules/members/schema.js';
 import './modules/onboarding/schema.js';
 import './modules/provisioning/schema.js';
 import './modules/registration/schema.js';
+import './modules/webhooks/schema.js';
 
 export const schema = builder.toSchema();
 

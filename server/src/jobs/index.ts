@@ -20,6 +20,8 @@ export interface TaskPayloads {
   send_email: { outboxId: string };
   /** Finish (or give up on) a hybrid-mode registration. */
   provision_clinic: { clinicId: string; attempt: number };
+  /** Attempt one webhook_deliveries row (modules/webhooks). */
+  deliver_webhook: { deliveryId: string };
 }
 
 export type TaskName = keyof TaskPayloads;

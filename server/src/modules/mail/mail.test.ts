@@ -55,6 +55,9 @@ async function startMailStack(env: Record<string, string>): Promise<MailStack> {
         provision_clinic: async () => {
           throw new Error('not part of the mail tests');
         },
+        deliver_webhook: async () => {
+          throw new Error('not part of the mail tests');
+        },
       },
     });
   } finally {
