@@ -3,9 +3,13 @@
  * credentials, deliveries queued with the state change, signed (Stripe's scheme), retried,
  * recorded, replayable; nothing for a change that rolled back; private targets refused.
  */
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../../db/paths.js';
 import { signRequest } from '../onboarding/api-credentials.js';
 import { gql, restClient, startCapturingApp } from '../onboarding/helpers.test-support.js';
 import { WebhookService } from './service.js';
@@ -444,5 +448,63 @@ describe('targets', () => {
       guardedLookup(true)('localhost', {}, (error) => resolve(error)),
     );
     expect(allowed).toBeNull();
+  });
+});
+
+describe("the README's examples", () => {
+  /** The JavaScript blocks of a README section, without their import lines. */
+  function blocks(section: string): string[] {
+    const readme = readFileSync(resolve(REPO_ROOT, 'README.md'), 'utf8');
+    const start = readme.indexOf(`### ${section}\n`);
+    const end = readme.indexOf('\n#', start + 4);
+    return [...readme.slice(start, end).matchAll(/```js\n([\s\S]*?)```/g)].map((match) =>
+      (match[1] ?? '').replace(/^import .*$/gm, ''),
+    );
+  }
+
+  it('the signed request registers an endpoint; the receiver check verifies its deliveries', async () => {
+    const app = await application();
+    const hook = await receiver();
+    const [request] = blocks('Signed API requests');
+    const run = new Function(
+      'API_KEY',
+      'API_SECRET',
+      'createHash',
+      'createHmac',
+      'fetch',
+      `return (async () => { ${request}; return { status: answer.status, secret }; })();`,
+    );
+    // As written, against this server: its signature is accepted and the endpoint created.
+    const written = (await run(
+      app.credentials.apiKey,
+      app.credentials.apiSecret,
+      createHash,
+      createHmac,
+      (url: string, init: RequestInit) => fetch(url.replace('http://localhost:4000', t.url), init),
+    )) as { status: number; secret: string };
+    expect(written.status).toBe(201);
+    expect(written.secret).toMatch(/^whsec_/);
+    const [created] = await prisma.webhookEndpoint.findMany({ where: { applicationId: app.appId } });
+    expect(created?.url).toBe('https://erp.example.com/onramp');
+    expect((await signed(app.credentials, 'DELETE', `/api/v1/webhooks/${created?.id}`)).status).toBe(200);
+
+    const { secret } = await endpoint(app.credentials, `${hook.base}/readme`, ['onboarding.provisioned']);
+    const uuid = await app.start();
+    expect((await app.provision(uuid)).status).toBe(200);
+    const delivered = await eventually(
+      'provisioned',
+      () => ofType(hook.received, 'onboarding.provisioned', uuid)[0],
+    );
+    const [receiverCode] = blocks('Webhooks');
+    const verify = new Function('createHmac', 'timingSafeEqual', `${receiverCode}; return verify;`)(
+      createHmac,
+      timingSafeEqual,
+    ) as (secret: string, header: unknown, body: string | Buffer) => boolean;
+    const header = delivered.headers['onramp-signature'];
+    expect(verify(secret, header, delivered.body)).toBe(true);
+    expect(verify(secret, header, Buffer.from(delivered.body))).toBe(true);
+    expect(verify(`${secret}x`, header, delivered.body)).toBe(false);
+    expect(verify(secret, header, `${delivered.body} `)).toBe(false);
+    expect(verify(secret, undefined, delivered.body)).toBe(false);
   });
 });
