@@ -8,6 +8,8 @@
  * With SCREENSHOTS=1 (`pnpm screenshots`) the tests also write docs/screenshots/*.png at 1280 px.
  */
 import { existsSync, mkdirSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
@@ -16,6 +18,7 @@ import { ensureDatabase } from '../../server/src/db/database.js';
 import { databaseUrl, quoteIdent, withClient } from '../../server/src/db/sql.js';
 import { SignInLinks } from '../../server/src/modules/auth/sign-in-links.js';
 import { base32Decode, currentStep, totpAt } from '../../server/src/modules/auth/totp.js';
+import { verifyWebhookSignature } from '../../server/src/modules/webhooks/signature.js';
 import {
   createTestDatabase,
   startExtraPostgres,
@@ -99,6 +102,8 @@ describe('the admin console in a browser', async () => {
       // The periodic sweep publishes clinicHealthChanged; a second keeps the test short.
       CLINIC_HEALTH_INTERVAL_SECONDS: '1',
       CLINIC_POOL_SIZE: '0',
+      // The webhook test's receiver listens on 127.0.0.1.
+      WEBHOOK_ALLOW_PRIVATE_TARGETS: '1',
     },
     { consoleDir },
   );
@@ -556,6 +561,93 @@ describe('the admin console in a browser', async () => {
     await page.getByLabel('Status').selectOption('PENDING');
     await expect.poll(() => page.locator('tbody tr').count()).toBe(1);
     expect(await entry.isVisible()).toBe(true);
+  });
+
+  it("shows an application's webhook deliveries with their attempts, and replays one", {
+    timeout: 60_000,
+  }, async () => {
+    // A receiver that refuses the first delivery (500), then accepts.
+    const received: { signature: string; body: string }[] = [];
+    const statuses = [500];
+    const receiver = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        received.push({
+          signature: String(req.headers['onramp-signature']),
+          body: Buffer.concat(chunks).toString(),
+        });
+        res.writeHead(statuses.shift() ?? 200).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    try {
+      const hookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`;
+      const registered = await t.gql<{
+        registerApplication: { masterKey: string; application: { id: string } };
+      }>(
+        'mutation { registerApplication(name: "Hooked ERP") { ... on ApplicationKeyIssued { masterKey application { id } } } }',
+        {},
+        admin,
+      );
+      const { masterKey, application } = registered.body.data?.registerApplication ?? {};
+      const created = await t.gql<{ createWebhookEndpoint: { secret: string } }>(
+        `mutation ($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) {
+           ... on CreateWebhookEndpointSuccess { secret } } }`,
+        { input: { applicationId: application?.id, url: hookUrl, events: ['ONBOARDING_PROVISIONED'] } },
+        admin,
+      );
+      const secret = created.body.data?.createWebhookEndpoint.secret ?? '';
+      const call = (path: string, body: unknown) =>
+        fetch(`${t.url}/api/v1/onboarding${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-master-key': masterKey ?? '' },
+          body: JSON.stringify(body),
+        });
+      const { uuid } = (await (await call('/start', { email: 'hooks@example.com' })).json()) as {
+        uuid: string;
+      };
+      expect((await call('/provision', { uuid })).status).toBe(200);
+      await expect.poll(() => received.length).toBe(1);
+
+      await page.getByRole('link', { name: 'Applications' }).click();
+      await page.getByRole('heading', { name: 'Applications', level: 1 }).waitFor();
+      await page.getByRole('button', { name: 'Webhooks of Hooked ERP' }).click();
+      const section = page.getByRole('region', { name: 'Webhooks of Hooked ERP' });
+      await section.getByText(hookUrl).first().waitFor();
+      const rows = section.locator('tbody tr');
+      await expect
+        .poll(async () => {
+          await section.getByRole('button', { name: 'Refresh' }).click();
+          return rows.first().getByTestId('delivery-attempts').textContent();
+        })
+        .toMatch(/^1 · last: 500/);
+      expect(await rows.first().getByTestId('delivery-status').textContent()).toBe('PENDING');
+
+      await rows
+        .first()
+        .getByRole('button', { name: /^Replay delivery/ })
+        .click();
+      await section.getByText('Replay queued').waitFor();
+      await expect.poll(() => received.length).toBe(2);
+      await expect
+        .poll(async () => {
+          await section.getByRole('button', { name: 'Refresh' }).click();
+          return rows.first().getByTestId('delivery-status').textContent();
+        })
+        .toBe('SUCCEEDED');
+      expect(await rows.first().textContent()).toContain('(replay)');
+      expect(await rows.count()).toBe(2);
+      // The replay is the same event, signed afresh; both verify with the endpoint's secret.
+      const [first, replay] = received;
+      expect(replay?.body).toBe(first?.body);
+      for (const delivery of received) {
+        expect(verifyWebhookSignature(secret, delivery.signature, delivery.body).ok).toBe(true);
+      }
+      await shot('webhooks');
+    } finally {
+      await new Promise<void>((resolve) => receiver.close(() => resolve()));
+    }
   });
 
   it('fits a phone-sized screen without sideways scrolling', { timeout: 30_000 }, async () => {

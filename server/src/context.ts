@@ -20,6 +20,7 @@ import type { RegistrationService } from './modules/registration/service.js';
 import type { RolloutService } from './modules/rollouts/service.js';
 import type { SmsGateway } from './modules/sms/gateway.js';
 import type { EmailVerificationService } from './modules/users/email-verification.js';
+import type { WebhookService } from './modules/webhooks/service.js';
 import type { EventBus } from './pubsub/index.js';
 
 export type { Viewer };
@@ -57,6 +58,8 @@ export interface Deps extends BaseDeps {
   /** Onboarding service (integration guide): applications, onboardings, Idempotency-Key. */
   applications: ApplicationService;
   onboarding: OnboardingService;
+  /** Integrator webhooks: endpoints, deliveries, replays. */
+  webhooks: WebhookService;
   idempotency: IdempotencyStore;
 }
 

@@ -163,6 +163,8 @@ const rawSchema = z.object({
   LOGIN_CODE_SEND_LIMITS: z.enum(['on', 'off']).default('on'),
   TRUSTED_PROXIES: z.coerce.number().int().min(0).max(10).default(0),
   PROVISIONING_RETRY_BASE_MS: z.coerce.number().int().min(1).max(600_000).default(5000),
+  WEBHOOK_RETRY_BASE_MS: z.coerce.number().int().min(1).max(3_600_000).default(30_000),
+  WEBHOOK_ALLOW_PRIVATE_TARGETS: z.enum(['0', '1']).default('0'),
   PROVISIONING_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
   CLINIC_HEALTH_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(8),
   CLINIC_MIGRATIONS_DIR: z.string().min(1).optional(),
@@ -280,6 +282,14 @@ export interface Config {
   publicUrl: string;
   /** Hybrid mode: first retry delay; each next one doubles, with jitter. */
   provisioningRetryBaseMs: number;
+  /** Webhooks: delay before the first retry of a failed delivery; each next one doubles (at most 1 h). */
+  webhookRetryBaseMs: number;
+  /**
+   * Whether webhook endpoints may be loopback, private or link-local addresses (plain http is
+   * allowed outside production anyway). Development and tests only (a local receiver); production refuses it.
+   * @default false
+   */
+  webhookAllowPrivateTargets: boolean;
   /** A RUNNING provisioning run not renewed for this long was abandoned (crash). */
   provisioningLeaseSeconds: number;
   /** Most clinic databases probed at once by health checks (connections opened at once). */
@@ -424,6 +434,8 @@ export function loadConfig(
     trustedProxies: raw.TRUSTED_PROXIES,
     publicUrl: (raw.PUBLIC_URL ?? `http://localhost:${raw.PORT || 4000}`).replace(/\/+$/, ''),
     provisioningRetryBaseMs: raw.PROVISIONING_RETRY_BASE_MS,
+    webhookRetryBaseMs: raw.WEBHOOK_RETRY_BASE_MS,
+    webhookAllowPrivateTargets: raw.WEBHOOK_ALLOW_PRIVATE_TARGETS === '1',
     provisioningLeaseSeconds: raw.PROVISIONING_LEASE_SECONDS,
     clinicHealthConcurrency: raw.CLINIC_HEALTH_CONCURRENCY,
     clinicMigrationsDir: raw.CLINIC_MIGRATIONS_DIR,
@@ -488,6 +500,8 @@ function productionProblems(raw: RawEnv): string[] {
     );
   }
   if (raw.FAULT_INJECTION.length > 0) problems.push('FAULT_INJECTION: refused in production');
+  if (raw.WEBHOOK_ALLOW_PRIVATE_TARGETS === '1')
+    problems.push('WEBHOOK_ALLOW_PRIVATE_TARGETS: refused in production');
   if (raw.LOGIN_CODE_SEND_LIMITS === 'off')
     problems.push('LOGIN_CODE_SEND_LIMITS: off is refused in production');
   return problems;

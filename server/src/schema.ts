@@ -15,6 +15,7 @@ import './modules/provisioning/schema.js';
 import './modules/registration/schema.js';
 import './modules/rollouts/schema.js';
 import './modules/users/schema.js';
+import './modules/webhooks/schema.js';
 
 export const schema = builder.toSchema();
 

@@ -29,6 +29,7 @@ import { RegistrationService } from './modules/registration/service.js';
 import { RolloutService, type RolloutTuning } from './modules/rollouts/service.js';
 import { createSmsGateway } from './modules/sms/gateway.js';
 import { EmailVerificationService } from './modules/users/email-verification.js';
+import { WebhookService } from './modules/webhooks/service.js';
 import { createEventBus } from './pubsub/index.js';
 
 export interface WiringOptions {
@@ -147,10 +148,12 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
   const emailVerification = new EmailVerificationService({ config, logger, prisma: base.db.prisma });
   // Onboarding service: its rate limits share the lockouts' backend (Redis or PostgreSQL).
   const applications = new ApplicationService(base.db.prisma);
+  const webhooks = new WebhookService({ config, logger, prisma: base.db.prisma });
   const onboarding = new OnboardingService({
     config,
     logger,
     prisma: base.db.prisma,
+    webhooks,
     dns,
     certificates,
     limits: OnboardingLimits.fromConfig(counters, config),
@@ -201,6 +204,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
     certificates,
     applications,
     onboarding,
+    webhooks,
     idempotency: new IdempotencyStore(base.db.prisma),
   };
 
@@ -245,6 +249,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
               outboxId,
             ),
           provision_clinic: ({ clinicId, attempt }) => registration.continueRegistration(clinicId, attempt),
+          deliver_webhook: ({ deliveryId }) => webhooks.deliver(deliveryId),
           purge_quarantine: async () => {
             await reconciler.purge();
           },

@@ -150,8 +150,8 @@ export async function readRawBody(req: IncomingMessage): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** @throws HttpError 400, ValidationError (control characters) */
-function parseJsonObject(raw: Buffer): Record<string, unknown> {
+/** A raw body as a JSON object. @throws HttpError 400, ValidationError (control characters) */
+export function parseJsonObject(raw: Buffer): Record<string, unknown> {
   let parsed: unknown;
   try {
     // Fatal: bytes that are not UTF-8 are refused, not silently replaced.

@@ -22,6 +22,8 @@ export interface TaskPayloads {
   provision_clinic: { clinicId: string; attempt: number };
   /** Drop what sat in quarantine past its retention (docs/decisions/040). */
   purge_quarantine: Record<string, never>;
+  /** Attempt one webhook_deliveries row (modules/webhooks). */
+  deliver_webhook: { deliveryId: string };
 }
 
 /** The purge job's key and queue: at most one waits, and two never run at once, in the cluster. */

@@ -50,6 +50,7 @@ const FAMILIES = [
   'user.',
   'application.',
   'onboarding.',
+  'webhook.',
 ];
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -5,6 +5,7 @@ import { graphql } from '../../gql';
 import { ConfirmDialog } from '../../ui/ConfirmDialog';
 import { formatAgo, formatDateTime } from '../../ui/format';
 import { describeError, Empty, ErrorNotice, Loading } from '../../ui/states';
+import { ApplicationWebhooks } from '../webhooks/ApplicationWebhooks';
 import { MasterKeyPanel } from './MasterKeyPanel';
 
 const ApplicationsQuery = graphql(`
@@ -97,6 +98,7 @@ export function ApplicationsPage() {
   const [issued, setIssued] = useState<{ name: string; masterKey: string; rotated: boolean } | null>(null);
   const [outcome, setOutcome] = useState<Outcome | null>(null);
   const nameId = useId();
+  const [webhooksOf, setWebhooksOf] = useState<Target | null>(null);
 
   async function register(event: FormEvent) {
     event.preventDefault();
@@ -275,6 +277,15 @@ export function ApplicationsPage() {
                       >
                         Revoke
                       </button>
+                      <button
+                        type="button"
+                        className="button button-small"
+                        aria-pressed={webhooksOf?.id === app.id}
+                        aria-label={`Webhooks of ${app.name}`}
+                        onClick={() => setWebhooksOf(webhooksOf?.id === app.id ? null : app)}
+                      >
+                        Webhooks
+                      </button>
                     </div>
                   </td>
                 </tr>
@@ -283,6 +294,8 @@ export function ApplicationsPage() {
           </table>
         </div>
       )}
+
+      {webhooksOf && <ApplicationWebhooks key={webhooksOf.id} application={webhooksOf} />}
 
       {/* One dialog for both actions: ConfirmDialog labels itself by a fixed id. */}
       <ConfirmDialog

@@ -56,6 +56,9 @@ async function startMailStack(env: Record<string, string>): Promise<MailStack> {
           throw new Error('not part of the mail tests');
         },
         purge_quarantine: async () => {},
+        deliver_webhook: async () => {
+          throw new Error('not part of the mail tests');
+        },
       },
     });
   } finally {

@@ -11,6 +11,7 @@ import { completeBody, provisionBody, registerApplicationBody, startBody, uuidSc
 
 const EXAMPLE_UUID = '0f8fad5b-d9cb-469f-a165-70867728950e';
 const EXAMPLE_TIME = '2026-12-10T09:30:00.000Z';
+const EXAMPLE_WEBHOOK_ID = '7c9e6679-7425-40de-944b-e07fc1f90ae7';
 
 const errorSchema = z
   .object({
@@ -550,6 +551,216 @@ function registry(): OpenAPIRegistry {
     },
   });
 
+  const webhookEvents = z
+    .array(z.enum(['onboarding.provisioned', 'onboarding.completed', 'onboarding.failed']))
+    .min(1)
+    .openapi({
+      description: 'Events to receive',
+      example: ['onboarding.provisioned', 'onboarding.completed'],
+    });
+  const webhookEndpoint = z
+    .object({
+      id: z.string().openapi({ format: 'uuid', description: 'The endpoint', example: EXAMPLE_WEBHOOK_ID }),
+      url: z.string().openapi({ format: 'uri', description: 'Where deliveries are POSTed' }),
+      events: webhookEvents,
+      created_at: z.string().openapi({ format: 'date-time', description: 'When it was registered' }),
+    })
+    .openapi('WebhookEndpoint');
+  const exampleEndpoint = {
+    id: EXAMPLE_WEBHOOK_ID,
+    url: 'https://integrator.example.com/onramp/webhooks',
+    events: ['onboarding.provisioned', 'onboarding.completed'],
+    created_at: EXAMPLE_TIME,
+  };
+  const signedOnly = refusal(
+    'Missing API credentials, or a signature that is wrong, too old or already used',
+    'invalid_signature',
+    'The signature does not match the request',
+  );
+  const webhookHeaders = z.object({
+    'X-Onramp-Timestamp': z
+      .string()
+      .openapi({ description: 'Unix seconds of the request', example: '1796895000' }),
+    'X-Onramp-Signature': z.string().openapi({
+      description: 'v1=<hex HMAC-SHA256> of the request (security scheme apiKey)',
+      example: 'v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd',
+    }),
+  });
+  r.registerPath({
+    method: 'post',
+    path: '/api/v1/webhooks',
+    operationId: 'createWebhookEndpoint',
+    summary: "Register a webhook endpoint for the application's onboarding events (signed API credentials)",
+    description:
+      'Endpoints belong to the application of the credentials: they receive the events of every one of its onboardings. Each delivery is a POST of the event\'s JSON with `Onramp-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`, `Onramp-Event`, `Onramp-Event-Id` and `Onramp-Delivery`; answer 2xx within 10 s, else it is retried with a doubling delay for 24 h. Refuse timestamps more than 5 minutes old. https only in production; private, loopback and link-local addresses are refused.',
+    tags: ['Webhooks'],
+    security: [{ apiKey: [] }],
+    request: {
+      headers: webhookHeaders.extend({ 'Idempotency-Key': idempotencyKey }),
+      body: {
+        required: true,
+        ...json(
+          z
+            .object({
+              url: z.string().openapi({ format: 'uri', description: 'https:// URL of a public host' }),
+              events: webhookEvents,
+            })
+            .openapi('CreateWebhookEndpointRequest'),
+          { url: exampleEndpoint.url, events: exampleEndpoint.events },
+        ),
+      },
+    },
+    responses: {
+      201: {
+        description: 'Registered; the signing secret is shown this once',
+        ...json(
+          webhookEndpoint
+            .extend({
+              success: z.literal(true),
+              secret: z.string().openapi({ description: 'whsec_…: verifies Onramp-Signature; shown once' }),
+            })
+            .openapi('CreatedWebhookEndpoint'),
+          { success: true, ...exampleEndpoint, secret: 'whsec_REDACTEDREDACTEDREDACTEDREDACTEDREDACTED' },
+        ),
+      },
+      400: common[400],
+      401: signedOnly,
+      422: refusal(
+        'Validation failed; every invalid field is listed',
+        'validation_failed',
+        'url must be an https:// URL',
+        {
+          errors: [{ field: 'url', message: 'url must be an https:// URL' }],
+        },
+      ),
+      429: common[429],
+      500: common[500],
+    },
+  });
+  r.registerPath({
+    method: 'get',
+    path: '/api/v1/webhooks',
+    operationId: 'listWebhookEndpoints',
+    summary: "The application's webhook endpoints (signed API credentials)",
+    tags: ['Webhooks'],
+    security: [{ apiKey: [] }],
+    request: { headers: webhookHeaders },
+    responses: {
+      200: {
+        description: 'Endpoints, newest first (secrets never appear again)',
+        ...json(
+          z.object({
+            success: z.literal(true),
+            webhooks: z.array(webhookEndpoint).openapi({ description: 'Endpoints not deleted' }),
+          }),
+          {
+            success: true,
+            webhooks: [exampleEndpoint],
+          },
+        ),
+      },
+      401: signedOnly,
+      429: common[429],
+      500: common[500],
+    },
+  });
+  r.registerPath({
+    method: 'delete',
+    path: '/api/v1/webhooks/{uuid}',
+    operationId: 'deleteWebhookEndpoint',
+    summary: 'Stop deliveries to an endpoint (signed API credentials)',
+    tags: ['Webhooks'],
+    security: [{ apiKey: [] }],
+    request: {
+      params: z.object({ uuid: uuidSchema.openapi({ description: 'The endpoint id' }) }),
+      headers: webhookHeaders,
+    },
+    responses: {
+      200: {
+        description: 'Deleted; its past deliveries are kept',
+        ...json(
+          z.object({
+            success: z.literal(true),
+            id: z.string().openapi({ format: 'uuid', description: 'The endpoint' }),
+            deleted: z.literal(true).openapi({ description: 'Nothing more is sent to it' }),
+          }),
+          { success: true, id: EXAMPLE_WEBHOOK_ID, deleted: true },
+        ),
+      },
+      400: refusal('The id in the path is not a UUID', 'invalid_uuid', 'The uuid in the path must be a UUID'),
+      401: signedOnly,
+      404: refusal(
+        'No such endpoint for this application',
+        'not_found',
+        'No webhook endpoint with this id for this application',
+      ),
+      429: common[429],
+      500: common[500],
+    },
+  });
+  const webhookEvent = z
+    .object({
+      id: z.string().openapi({ description: 'The event (evt_…); a retry or replay has the same one' }),
+      type: z.enum(['onboarding.provisioned', 'onboarding.completed', 'onboarding.failed']),
+      created_at: z.string().openapi({ format: 'date-time', description: 'When it happened' }),
+      data: z.object({
+        uuid: z.string().openapi({ format: 'uuid', description: 'The onboarding' }),
+        onboarding_status: z.enum(['pending', 'activated', 'completed']),
+        infrastructure_status: z.enum(['pending', 'partial', 'ready', 'failed']),
+        subdomain: z.string(),
+        full_domain: z.string(),
+        url: z.string().openapi({ format: 'uri' }),
+        tenant_id: z.string().nullable(),
+        failed_step: z
+          .string()
+          .optional()
+          .openapi({ description: 'onboarding.failed only: the step that failed' }),
+      }),
+    })
+    .openapi('WebhookEvent');
+  r.registerWebhook({
+    method: 'post',
+    path: 'onboardingEvent',
+    operationId: 'onboardingEvent',
+    summary: 'What Onramp POSTs to a webhook endpoint',
+    tags: ['Webhooks'],
+    // Onramp calls the endpoint; the receiver authenticates it by the Onramp-Signature header.
+    security: [],
+    request: {
+      headers: z.object({
+        'Onramp-Signature': z.string().openapi({
+          description: 't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>',
+          example: 't=1796895000,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd',
+        }),
+        'Onramp-Event': z.string().openapi({ example: 'onboarding.provisioned' }),
+        'Onramp-Event-Id': z.string().openapi({ example: 'evt_4f0c8d1e2a3b4c5d6e7f8091a2b3c4d5' }),
+        'Onramp-Delivery': z.string().openapi({ format: 'uuid', description: 'This delivery' }),
+      }),
+      body: {
+        required: true,
+        ...json(webhookEvent, {
+          id: 'evt_4f0c8d1e2a3b4c5d6e7f8091a2b3c4d5',
+          type: 'onboarding.provisioned',
+          created_at: EXAMPLE_TIME,
+          data: {
+            uuid: EXAMPLE_UUID,
+            onboarding_status: 'activated',
+            infrastructure_status: 'ready',
+            subdomain: 'clinique-du-lac',
+            full_domain: 'clinique-du-lac.onramp.localhost',
+            url: 'https://clinique-du-lac.onramp.localhost',
+            tenant_id: null,
+          },
+        }),
+      },
+    },
+    responses: {
+      200: {
+        description: 'Any 2xx within 10 s acknowledges the delivery; anything else is retried for 24 h',
+      },
+    },
+  });
+
   r.registerPath({
     method: 'get',
     path: '/api/v1/openapi.json',
@@ -597,6 +808,7 @@ export function openApiDocument(serverUrl: string) {
     tags: [
       { name: 'Applications', description: 'Integrating applications and their master keys' },
       { name: 'Onboarding', description: 'The onboarding of one tenant, step by step' },
+      { name: 'Webhooks', description: 'Onboarding events pushed to the application, signed' },
       { name: 'Documentation', description: 'This description' },
     ],
   });

@@ -17,12 +17,14 @@ import { type Language, preferredLanguage, say, type Text } from '../../http/lan
 import {
   errorReply,
   HttpError,
+  parseJsonObject,
   type Reply,
   readJsonObject,
   readRawBody,
   sendReply,
 } from '../../http/rest.js';
 import { sendJson } from '../../http/security.js';
+import { presentEndpoint } from '../webhooks/present.js';
 import { API_KEY_HEADER, ApiSignatureError, type TenantPrincipal } from './api-credentials.js';
 import { DOCS_PATH, serveDocs } from './docs.js';
 import { OnboardingProvisioningFailedError } from './errors.js';
@@ -56,6 +58,9 @@ export const ONBOARDING_ROUTES: readonly { method: Method; path: string }[] = [
   { method: 'POST', path: '/api/v1/onboarding/{uuid}/complete' },
   { method: 'POST', path: '/api/v1/onboarding/{uuid}/api-key' },
   { method: 'DELETE', path: '/api/v1/onboarding/{uuid}/api-key' },
+  { method: 'POST', path: '/api/v1/webhooks' },
+  { method: 'GET', path: '/api/v1/webhooks' },
+  { method: 'DELETE', path: '/api/v1/webhooks/{uuid}' },
   { method: 'GET', path: '/api/v1/openapi.json' },
   { method: 'GET', path: DOCS_PATH },
 ];
@@ -79,10 +84,11 @@ const NO_ONBOARDING: Text = {
 /** The services these routes use. */
 export type OnboardingRouteDeps = Pick<
   Deps,
-  'config' | 'logger' | 'auth' | 'applications' | 'onboarding' | 'idempotency'
+  'config' | 'logger' | 'auth' | 'applications' | 'onboarding' | 'idempotency' | 'webhooks'
 >;
 
 const API_KEY_PATH = '/api/v1/onboarding/{uuid}/api-key';
+const WEBHOOKS_PATH = '/api/v1/webhooks';
 
 const matchers = ONBOARDING_ROUTES.map((route) => ({
   ...route,
@@ -193,7 +199,13 @@ async function dispatch(
     });
   }
 
-  if (req.headers[API_KEY_HEADER] !== undefined) return tenantDispatch(deps, path, param, req);
+  if (req.headers[API_KEY_HEADER] !== undefined) return tenantDispatch(deps, path, param, req, ip, lang);
+  if (path.startsWith(WEBHOOKS_PATH)) {
+    throw new HttpError(401, 'unauthenticated', {
+      en: 'Sign the request with API credentials: X-Api-Key, X-Onramp-Timestamp, X-Onramp-Signature',
+      fr: "Signez la requête avec les identifiants d'API : X-Api-Key, X-Onramp-Timestamp, X-Onramp-Signature",
+    });
+  }
 
   const app = await deps.applications.authenticate(req.headers['x-master-key']);
   if (!app) {
@@ -304,6 +316,8 @@ async function tenantDispatch(
   path: string,
   param: string,
   req: IncomingMessage,
+  ip: string | null,
+  lang: Language,
 ): Promise<Reply & { rate?: RateState }> {
   const raw = await readRawBody(req);
   let tenant: TenantPrincipal;
@@ -326,9 +340,64 @@ async function tenantDispatch(
     const { onboarding, rate } = await deps.onboarding.status(tenant, tenant.onboardingId);
     return { status: 200, body: presentStatus(deps.onboarding, onboarding), rate };
   }
+  if (path.startsWith(WEBHOOKS_PATH)) return webhookRoute(deps, path, param, req, raw, tenant, ip, lang);
   throw new HttpError(403, 'forbidden', {
     en: "API credentials reach their onboarding's status and webhooks only; this route takes the master key",
     fr: "Les identifiants d'API n'ouvrent que le statut et les webhooks de leur onboarding ; cette route demande la master key",
+  });
+}
+
+/**
+ * The application's webhook endpoints (modules/webhooks), reached with any of its tenants' API
+ * credentials: endpoints belong to the application, since `onboarding.provisioned` fires before
+ * a tenant has credentials (docs/decisions/052).
+ */
+async function webhookRoute(
+  deps: OnboardingRouteDeps,
+  path: string,
+  param: string,
+  req: IncomingMessage,
+  raw: Buffer,
+  tenant: TenantPrincipal,
+  ip: string | null,
+  lang: Language,
+): Promise<Reply> {
+  const actor = { userId: null, onboardingId: tenant.onboardingId, ip };
+  if (path === `${WEBHOOKS_PATH}/{uuid}`) {
+    if (!isUuid(param)) throw new HttpError(400, 'invalid_uuid', INVALID_PATH_UUID);
+    try {
+      await deps.webhooks.deleteEndpoint(tenant.applicationId, param.toLowerCase(), actor);
+    } catch (error) {
+      if (!(error instanceof NotFoundError)) throw error;
+      throw new HttpError(404, 'not_found', {
+        en: 'No webhook endpoint with this id for this application',
+        fr: 'Aucun endpoint de webhook avec cet id pour cette application',
+      });
+    }
+    return { status: 200, body: { success: true, id: param.toLowerCase(), deleted: true } };
+  }
+  if (req.method === 'GET') {
+    const endpoints = await deps.webhooks.listEndpoints(tenant.applicationId);
+    return { status: 200, body: { success: true, webhooks: endpoints.map(presentEndpoint) } };
+  }
+  const type = req.headers['content-type'] ?? '';
+  if (!/^application\/(.+\+)?json\b/i.test(type)) {
+    throw new HttpError(400, 'invalid_request', {
+      en: 'Send a JSON body with Content-Type: application/json',
+      fr: 'Envoyez un corps JSON avec Content-Type: application/json',
+    });
+  }
+  const body = parseJsonObject(raw);
+  return idempotent(deps, `onboarding:${tenant.onboardingId}`, req, path, body, lang, async () => {
+    const created = await deps.webhooks.createEndpoint(
+      tenant.applicationId,
+      { url: body.url, events: body.events },
+      actor,
+    );
+    return {
+      status: 201,
+      body: { success: true, ...presentEndpoint(created.endpoint), secret: created.secret },
+    };
   });
 }
 

@@ -22,6 +22,7 @@ import type { FaultInjector } from '../provisioning/faults.js';
 import { type ProvisioningEvent, runSaga, type SagaStep } from '../provisioning/saga.js';
 import type { ProvisioningStepName } from '../provisioning/step-names.js';
 import { preferredSubdomain, reserveSubdomain } from '../subdomains/allocator.js';
+import type { WebhookService } from '../webhooks/service.js';
 import { ApiCredentialService, issueApiCredentials } from './api-credentials.js';
 import type { ApplicationPrincipal } from './applications.js';
 import { OnboardingConflictError, OnboardingProvisioningFailedError } from './errors.js';
@@ -41,6 +42,8 @@ export interface OnboardingDeps {
   certificates: CertificateIssuer;
   limits: OnboardingLimits;
   faults: FaultInjector;
+  /** Queues onboarding events for the application's webhook endpoints, in our transactions. */
+  webhooks: WebhookService;
   publishProgress(event: ProvisioningEvent): void;
   observeStep(step: ProvisioningStepName, outcome: 'ok' | 'error', seconds: number): void;
 }
@@ -211,13 +214,16 @@ export class OnboardingService {
       // attempt that failed on our side does not spend the uuid's daily budget.
       await this.deps.limits.release('provision', uuid);
       const done = await prisma.onboarding.findUniqueOrThrow({ where: { id: uuid } });
-      await prisma.onboarding.update({
-        where: { id: uuid },
-        data: {
-          provisioningUntil: null,
-          infrastructureStatus: done.dnsConfigured || done.sslConfigured ? 'partial' : 'failed',
-          lastError: `${result.failedStep}: ${result.error.message.slice(0, 300)}`,
-        },
+      await prisma.$transaction(async (tx) => {
+        await tx.onboarding.update({
+          where: { id: uuid },
+          data: {
+            provisioningUntil: null,
+            infrastructureStatus: done.dnsConfigured || done.sslConfigured ? 'partial' : 'failed',
+            lastError: `${result.failedStep}: ${result.error.message.slice(0, 300)}`,
+          },
+        });
+        await this.deps.webhooks.queue(tx, 'onboarding.failed', uuid, { failed_step: result.failedStep });
       });
       logger.warn(
         { onboardingId: uuid, step: result.failedStep, runId: result.runId },
@@ -324,6 +330,7 @@ export class OnboardingService {
               ip: state.ip,
             },
           });
+          await this.deps.webhooks.queue(tx, 'onboarding.provisioned', state.onboardingId);
         });
         // Only once committed do the plaintexts leave this step.
         state.apiKey = credentials?.apiKey ?? null;
@@ -376,6 +383,7 @@ export class OnboardingService {
           ip: meta.ip,
         },
       });
+      await this.deps.webhooks.queue(tx, 'onboarding.completed', uuid);
       return completed;
     });
   }
