@@ -292,6 +292,10 @@ describe('moveClinic', async () => {
       },
     });
     expect(await move(clinic.id, there)).toMatchObject({ code: 'CONFLICT' });
+    // Nor may a repair (the one at sign-in included: it would reset the frozen role's password)
+    // or a deletion run while the clinic moves.
+    await expect(t.app.deps.provisioning.repairClinic(clinic.id)).rejects.toMatchObject({ code: 'CONFLICT' });
+    await expect(t.app.deps.provisioning.deleteClinic(clinic.id)).rejects.toMatchObject({ code: 'CONFLICT' });
     await db.prisma.clinicMove.update({ where: { id: claim.id }, data: { status: 'FAILED' } });
     await db.prisma.provisioningRun.update({ where: { id: running.id }, data: { status: 'FAILED' } });
 
