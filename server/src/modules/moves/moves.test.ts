@@ -77,6 +77,7 @@ describe('moveClinic', async () => {
 
     const writer = startWriter(t, clinic.id);
     await writer.written(5); // writing on the source before the move starts
+    const atStart = writer.count();
     const answer = await move(clinic.id, target);
     // After the switch the writer's retries reach the target: wait until it has written there.
     await writer.writtenOn(target, 5);
@@ -94,7 +95,8 @@ describe('moveClinic', async () => {
     );
     // The freeze refused the writer (its session ended, its logins refused) until the switch.
     expect(writer.refusals()).toBeGreaterThan(0);
-    expect(acknowledged.filter((write) => write.server === source).length).toBeGreaterThan(5);
+    // It kept writing on the source while the move copied and caught up, until the freeze.
+    expect(acknowledged.slice(atStart).filter((write) => write.server === source).length).toBeGreaterThan(0);
 
     const moved = await db.prisma.clinic.findUniqueOrThrow({ where: { id: clinic.id } });
     const onTarget = await withClient(roleUrl(t, moved.databaseServerId, moved), async (c) => ({
@@ -292,6 +294,10 @@ describe('moveClinic', async () => {
       },
     });
     expect(await move(clinic.id, there)).toMatchObject({ code: 'CONFLICT' });
+    // Nor may a repair (the one at sign-in included: it would reset the frozen role's password)
+    // or a deletion run while the clinic moves.
+    await expect(t.app.deps.provisioning.repairClinic(clinic.id)).rejects.toMatchObject({ code: 'CONFLICT' });
+    await expect(t.app.deps.provisioning.deleteClinic(clinic.id)).rejects.toMatchObject({ code: 'CONFLICT' });
     await db.prisma.clinicMove.update({ where: { id: claim.id }, data: { status: 'FAILED' } });
     await db.prisma.provisioningRun.update({ where: { id: running.id }, data: { status: 'FAILED' } });
 
@@ -389,6 +395,7 @@ function startWriter(t: TestApp, clinicId: string) {
     writtenOn: (server: string, count: number) =>
       until(() => acknowledged.filter((write) => write.server === server).length >= count),
     refusals: () => refused,
+    count: () => acknowledged.length,
     async stop() {
       stopping = true;
       await loop;

@@ -307,6 +307,7 @@ export class ProvisioningService {
     const { status } = await this.findClinic(clinicId);
     if (status === 'DELETED' || status === 'DELETING')
       throw new ConflictError(`The clinic is ${status}: restoreClinic brings it back.`);
+    await this.refuseWhileMoving(clinicId);
     const before = await this.checkClinic(clinicId);
     if (before.dbStatus === 'HEALTHY')
       return { before, after: before, actions: [], alreadyHealthy: true, dataLost: false };
@@ -498,6 +499,7 @@ export class ProvisioningService {
     const clinic = await this.findClinic(clinicId);
     if (clinic.status === 'DELETED' || clinic.status === 'DELETING')
       throw new ConflictError(`The clinic is already ${clinic.status}.`);
+    await this.refuseWhileMoving(clinicId);
     // Before any change: a clinic whose server is unreachable is refused whole, not half deleted.
     this.serverOf(clinic);
     await this.prisma.clinic.update({ where: { id: clinicId }, data: { status: 'DELETING' } });
@@ -722,6 +724,15 @@ export class ProvisioningService {
       }
     });
     return report;
+  }
+
+  /**
+   * A clinic being moved to another server (modules/moves) is neither repaired nor deleted: a
+   * repair would reset the frozen role's password and let it log in on the source again.
+   */
+  private async refuseWhileMoving(clinicId: string): Promise<void> {
+    if ((await this.prisma.clinicMove.count({ where: { clinicId, status: 'RUNNING' } })) > 0)
+      throw new ClinicBusyError('The clinic is being moved to another server; try again when the move ends');
   }
 
   /** Tries again the configured servers that did not answer (a server back after an outage). */
