@@ -53,10 +53,12 @@ const serverUrl = before.app.deps.db.clinicServers[0]?.url as string;
 /** A deployment of the same central database with `added` clinic migrations after the repository's. */
 async function deployment(
   added: Record<string, string>,
+  env: Record<string, string> = {},
 ): Promise<TestApp & { headers: Record<string, string> }> {
   const t = await startTestApp(
     {
       ...quiet,
+      ...env,
       DATABASE_URL: centralUrl,
       CLINIC_MIGRATIONS_DIR: clinicMigrationsWith(added),
       CLINIC_ROLLOUT_AT_START: 'off',
@@ -125,12 +127,15 @@ const M1 = '20991201000000_invoices';
 const M2 = '20991202000000_refunds';
 const M3 = '20991203000000_credit_notes';
 const M4 = '20991204000000_provider_note';
+const M5 = '20991205000000_slow';
 const SQL = {
   [M1]: 'CREATE TABLE "invoices" ("id" UUID NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY, "amount_cents" INTEGER NOT NULL);',
   [M2]: 'CREATE TABLE "refunds" ("id" UUID NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY);',
   [M3]: 'CREATE TABLE "credit_notes" ("id" UUID NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY);',
   // Needs an ACCESS EXCLUSIVE lock on a table clinics use all the time.
   [M4]: 'ALTER TABLE "healthcare_providers" ADD COLUMN "note" TEXT;',
+  // The sleep keeps an upgrade in flight while the test pauses and resumes; nothing is timed.
+  [M5]: 'SELECT pg_sleep(1);\nCREATE TABLE "slow" ("id" INT);',
 };
 
 describe('fleet rollouts', async () => {
@@ -360,6 +365,28 @@ describe('fleet rollouts', async () => {
     } finally {
       await session.end();
     }
+    await t.app.stop();
+  }, 120_000);
+
+  it('a rollout resumed while the upgrades in flight at its pause finish goes on once they are done', async () => {
+    // No look for abandoned rollouts within the test (half a lease): the resume alone drives it.
+    const t = await deployment({ ...SQL, [M5]: SQL[M5] }, { PROVISIONING_LEASE_SECONDS: '3600' });
+    afterAll(() => t.app.stop());
+    const started = await run(
+      t,
+      START,
+      { input: { canary: 0, concurrency: 2, failureThreshold: 10 } },
+      t.headers,
+    );
+    await until(t, started.id, (r) => r.counts.running > 0);
+    expect(await run(t, act('pauseRollout'), { id: started.id }, t.headers)).toMatchObject({
+      status: 'PAUSED',
+    });
+    const resumed = await run(t, act('resumeRollout'), { id: started.id }, t.headers);
+    expect(resumed).toMatchObject({ status: 'RUNNING' });
+    expect(resumed.counts.done).toBeLessThan(4);
+    const completed = await until(t, started.id, (r) => r.status === 'COMPLETED');
+    expect(completed.counts).toMatchObject({ done: 4, failed: 2, remaining: 0 });
     await t.app.stop();
   }, 120_000);
 });

@@ -389,15 +389,33 @@ export class RolloutService {
     const lease = `rollout:${id}`;
     if (!(await holdLease(this.prisma, lease, this.instanceId, this.leaseSeconds))) return;
     if (this.driving.has(id)) return;
-    const driving = this.driveHeld(id, lease)
-      .catch((error: unknown) =>
-        this.deps.logger.error({ err: error, rolloutId: id }, 'rollout driver failed'),
-      )
-      .finally(async () => {
+    const driving = this.driveHeld(id, lease).then(
+      () => true,
+      (error: unknown) => {
+        this.deps.logger.error({ err: error, rolloutId: id }, 'rollout driver failed');
+        return false;
+      },
+    );
+    this.driving.set(
+      id,
+      driving.then(async (clean) => {
         this.driving.delete(id);
         await releaseLease(this.prisma, lease, this.instanceId).catch(() => {});
-      });
-    this.driving.set(id, driving);
+        // Resumed while the clinics in flight at a pause were finishing: drive it again now,
+        // not at the next look for abandoned rollouts (which is where a failed driver waits).
+        const again = await this.prisma.rollout.findUnique({
+          where: { id },
+          select: { status: true, targetVersion: true },
+        });
+        if (
+          clean &&
+          !this.closing &&
+          again?.status === 'RUNNING' &&
+          again.targetVersion === this.targetVersion
+        )
+          await this.drive(id);
+      }),
+    );
   }
 
   private async driveHeld(id: string, lease: string): Promise<void> {
