@@ -44,7 +44,7 @@ const WebSocket = require('ws') as new (
 
 const CENTRAL = 'bench_central_health';
 /** The defaults of CLINIC_HEALTH_INTERVAL_SECONDS and CLINIC_DEEP_CHECK_PERIOD. */
-const INTERVAL_SECONDS = 5;
+const INTERVAL_SECONDS = 4;
 const DEEP_PERIOD_SECONDS = 600;
 const FABRICATE_CONCURRENCY = 4;
 /**
@@ -135,6 +135,7 @@ function benchMonitor(
   const { provisioning, db, logger, metrics, config } = app.deps;
   return new ClinicHealthMonitor({
     prisma: db.prisma,
+    pool: db.pool,
     logger,
     metrics,
     integrity: provisioning.integrity,

@@ -1,7 +1,8 @@
 /**
  * The shallow tier of clinic health (docs/decisions/051): one catalog query per clinic server
  * tells, for every clinic on it at once, whether its database and role exist and may be
- * connected to. No connection to any clinic database is opened.
+ * connected to. No connection to any clinic database is opened. Sizes are left out on purpose:
+ * `pg_database_size` walks every file of a database, far too slow for every clinic each sweep.
  */
 import type { ClinicServer } from '../../db/database.js';
 
@@ -30,8 +31,6 @@ export interface CatalogRow {
   /** The role exists and may log in. */
   roleCanLogin: boolean;
   role: boolean;
-  /** Sessions open on the database now. */
-  connections: number;
 }
 
 /**
@@ -50,15 +49,13 @@ export async function readCatalog(
     allow: boolean | null;
     has_role: boolean;
     can_login: boolean | null;
-    connections: number;
   }>(
+    // pg_authid would need a superuser; pg_roles is the readable view of it.
     `SELECT w.db, d.oid IS NOT NULL AS present, d.datallowconn AS allow,
-            r.oid IS NOT NULL AS has_role, r.rolcanlogin AS can_login,
-            coalesce(a.n, 0)::int AS connections
+            r.oid IS NOT NULL AS has_role, r.rolcanlogin AS can_login
        FROM unnest($1::text[], $2::text[]) AS w(db, role)
        LEFT JOIN pg_database d ON d.datname = w.db
-       LEFT JOIN pg_roles r ON r.rolname = w.role
-       LEFT JOIN (SELECT datid, count(*) AS n FROM pg_stat_activity GROUP BY datid) a ON a.datid = d.oid`,
+       LEFT JOIN pg_roles r ON r.rolname = w.role`,
     [entries.map((entry) => entry.database), entries.map((entry) => entry.role)],
   );
   for (const row of rows)
@@ -67,7 +64,6 @@ export async function readCatalog(
       allowsConnections: row.allow === true,
       role: row.has_role,
       roleCanLogin: row.can_login === true,
-      connections: row.connections,
     });
   return found;
 }

@@ -11,6 +11,7 @@
  * One instance of the cluster sweeps per period: the holder of the lease (decision 050).
  */
 import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
 import { mapLimit } from '../../concurrency.js';
 import type { CentralPrisma } from '../../db/database.js';
 import { holdLease, releaseLease } from '../../db/leases.js';
@@ -63,6 +64,8 @@ export interface HealthPageFilter {
 
 export interface HealthMonitorDeps {
   prisma: CentralPrisma;
+  /** Raw connections to the central database (owner): the sweep's one big read goes through it. */
+  pool: pg.Pool;
   logger: Logger;
   metrics: Metrics;
   integrity: IntegrityContext;
@@ -79,9 +82,18 @@ export interface HealthMonitorDeps {
   onMissing(health: ClinicHealth): Promise<void>;
 }
 
-interface SweepRow extends ClinicRecord {
+/** Where a clinic's database and role live: all the shallow tier needs. */
+type Placement = Pick<ClinicRecord, 'id' | 'status' | 'databaseName' | 'databaseServerId' | 'databaseRole'>;
+
+interface SweepRow extends Placement {
   recordedStatus: string | null;
   recordedShallow: string | null;
+}
+
+interface Verdict {
+  verdict: ShallowVerdict;
+  dbStatus: DbStatus;
+  errors: string[];
 }
 
 /** One finding to record: the health, what the catalog said, and whether it was a deep check. */
@@ -155,30 +167,35 @@ export class ClinicHealthMonitor {
    */
   async shallowSweep(): Promise<{ present: number; urgent: string[] }> {
     await this.deps.refreshServers();
-    const clinics = await this.deps.prisma.$queryRaw<SweepRow[]>`
-      SELECT c.id, c.name, c.subdomain, c.status::text AS status, c.database_name AS "databaseName",
-             c.database_server_id AS "databaseServerId", c.database_role AS "databaseRole",
-             c.database_password_enc AS "databasePasswordEnc",
-             h.db_status AS "recordedStatus", h.shallow AS "recordedShallow"
-        FROM clinics c LEFT JOIN clinic_health h ON h.clinic_id = c.id`;
+    // Only what the catalog is compared with: at thousands of clinics this read is most of the sweep.
+    const { rows: clinics } = await this.deps.pool.query<SweepRow>(
+      `SELECT c.id, c.status::text AS status, c.database_name AS "databaseName",
+              c.database_server_id AS "databaseServerId", c.database_role AS "databaseRole",
+              h.db_status AS "recordedStatus", h.shallow AS "recordedShallow"
+         FROM clinics c LEFT JOIN clinic_health h ON h.clinic_id = c.id`,
+    );
     const verdicts = await this.verdicts(clinics);
-    const findings: Finding[] = [];
+    const changed = new Map<string, Verdict>();
     const urgent: string[] = [];
     let present = 0;
     for (const clinic of clinics) {
-      const { verdict, health } = verdicts.get(clinic.id) as {
-        verdict: ShallowVerdict;
-        health: ClinicHealth;
-      };
-      if (verdict === 'PRESENT') {
+      const found = verdicts.get(clinic.id) as Verdict;
+      if (found.verdict === 'PRESENT') {
         present += 1;
         if (clinic.recordedShallow !== 'PRESENT') urgent.push(clinic.id);
-        continue;
+      } else if (clinic.recordedShallow !== found.verdict || clinic.recordedStatus !== found.dbStatus) {
+        changed.set(clinic.id, found);
       }
-      if (clinic.recordedShallow === verdict && clinic.recordedStatus === health.dbStatus) continue;
-      findings.push({ health, shallow: verdict, deep: false });
     }
-    await this.record(findings);
+    if (changed.size > 0) {
+      const named = await this.deps.prisma.clinic.findMany({
+        where: { id: { in: [...changed.keys()] } },
+        select: CLINIC_COLUMNS,
+      });
+      await this.record(
+        named.map((clinic) => this.shallowFinding(clinic, changed.get(clinic.id) as Verdict)),
+      );
+    }
     return { present, urgent };
   }
 
@@ -232,13 +249,10 @@ export class ClinicHealthMonitor {
       });
       const verdicts = await this.verdicts(clinics);
       const findings = await mapLimit(clinics, this.deps.concurrency, (clinic) => {
-        const { verdict, health } = verdicts.get(clinic.id) as {
-          verdict: ShallowVerdict;
-          health: ClinicHealth;
-        };
-        return verdict === 'PRESENT'
+        const found = verdicts.get(clinic.id) as Verdict;
+        return found.verdict === 'PRESENT'
           ? this.deepFinding(clinic, true)
-          : Promise.resolve({ health, shallow: verdict, deep: false });
+          : Promise.resolve(this.shallowFinding(clinic, found));
       });
       await this.record(findings, { reportMissing: 'all' });
       const results = findings.map((finding) => finding.health);
@@ -342,54 +356,69 @@ export class ClinicHealthMonitor {
   }
 
   /** The shallow verdict of each clinic: one catalog query per server. */
-  private async verdicts(
-    clinics: ClinicRecord[],
-  ): Promise<Map<string, { verdict: ShallowVerdict; health: ClinicHealth }>> {
+  private async verdicts(clinics: readonly Placement[]): Promise<Map<string, Verdict>> {
     const { integrity } = this.deps;
+    const byServer = new Map<string, Placement[]>();
+    for (const clinic of clinics) {
+      const list = byServer.get(clinic.databaseServerId) ?? [];
+      list.push(clinic);
+      byServer.set(clinic.databaseServerId, list);
+    }
     const catalogs = new Map<string, Map<string, CatalogRow> | Error>();
+    const swept: { id: string; clinics: number }[] = [];
     for (const [serverId, server] of integrity.servers) {
-      const mine = clinics.filter((clinic) => clinic.databaseServerId === serverId);
+      const mine = byServer.get(serverId) ?? [];
       const catalog = await readCatalog(
         server,
         mine.map((clinic) => ({ database: clinic.databaseName, role: clinic.databaseRole })),
       ).catch((error: Error) => error);
       catalogs.set(serverId, catalog);
-      if (!(catalog instanceof Error))
-        await this.deps.prisma.$executeRaw`
-          INSERT INTO health_sweeps (server_id, swept_at, clinics) VALUES (${serverId}::uuid, now(), ${mine.length})
-          ON CONFLICT (server_id) DO UPDATE SET swept_at = EXCLUDED.swept_at, clinics = EXCLUDED.clinics`;
+      if (!(catalog instanceof Error)) swept.push({ id: serverId, clinics: mine.length });
     }
-    const verdicts = new Map<string, { verdict: ShallowVerdict; health: ClinicHealth }>();
+    if (swept.length > 0)
+      await this.deps.pool.query(
+        `INSERT INTO health_sweeps (server_id, swept_at, clinics)
+         SELECT unnest($1::uuid[]), now(), unnest($2::int[])
+         ON CONFLICT (server_id) DO UPDATE SET swept_at = EXCLUDED.swept_at, clinics = EXCLUDED.clinics`,
+        [swept.map((server) => server.id), swept.map((server) => server.clinics)],
+      );
+    const verdicts = new Map<string, Verdict>();
     for (const clinic of clinics) {
-      const base = this.blank(clinic);
       const catalog = catalogs.get(clinic.databaseServerId);
       if (BUSY_STATUSES.has(clinic.status)) {
-        verdicts.set(clinic.id, { verdict: 'PROVISIONING', health: { ...base, dbStatus: 'PROVISIONING' } });
+        verdicts.set(clinic.id, { verdict: 'PROVISIONING', dbStatus: 'PROVISIONING', errors: [] });
       } else if (catalog === undefined || catalog instanceof Error) {
         // Reported, never taken for a missing database: nothing may act on what cannot be seen.
+        const name = integrity.names.get(clinic.databaseServerId) ?? clinic.databaseServerId;
         const reason =
           catalog instanceof Error
             ? `database server unreachable: ${catalog.message}`
-            : `database server ${base.server} is unreachable: ${integrity.unreachable.get(clinic.databaseServerId)?.reason ?? 'not configured'}`;
-        verdicts.set(clinic.id, {
-          verdict: 'UNREACHABLE',
-          health: { ...base, dbStatus: 'UNHEALTHY', errors: [reason] },
-        });
+            : `database server ${name} is unreachable: ${integrity.unreachable.get(clinic.databaseServerId)?.reason ?? 'not configured'}`;
+        verdicts.set(clinic.id, { verdict: 'UNREACHABLE', dbStatus: 'UNHEALTHY', errors: [reason] });
       } else {
         const { verdict, errors } = verdictOf(catalog.get(clinic.databaseName), clinic.databaseRole);
-        const dbStatus: DbStatus = verdict === 'MISSING' ? 'MISSING' : 'UNHEALTHY';
         verdicts.set(clinic.id, {
           verdict,
-          health: {
-            ...base,
-            dbStatus,
-            errors,
-            missingTables: verdict === 'MISSING' ? integrity.shape.tables : [],
-          },
+          dbStatus: verdict === 'MISSING' ? 'MISSING' : 'UNHEALTHY',
+          errors,
         });
       }
     }
     return verdicts;
+  }
+
+  /** The health a verdict other than PRESENT stands for. */
+  private shallowFinding(clinic: ClinicRecord, found: Verdict): Finding {
+    return {
+      health: {
+        ...this.blank(clinic),
+        dbStatus: found.dbStatus,
+        errors: found.errors,
+        missingTables: found.verdict === 'MISSING' ? this.deps.integrity.shape.tables : [],
+      },
+      shallow: found.verdict,
+      deep: false,
+    };
   }
 
   private async deepFinding(clinic: ClinicRecord, exists?: boolean): Promise<Finding> {
