@@ -15,7 +15,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { App } from '../server/src/app.js';
 import { quoteIdent } from '../server/src/db/sql.js';
-import { ClinicHealthMonitor } from '../server/src/modules/health/clinics.js';
+import { readCatalog } from '../server/src/modules/health/catalog.js';
+import { ClinicHealthMonitor, readPlacements } from '../server/src/modules/health/clinics.js';
 import { encryptSecret } from '../server/src/modules/provisioning/secrets.js';
 import { pgCpuDelta, postgresCpu, readPostmasterPid } from './cpu.js';
 import {
@@ -89,6 +90,7 @@ async function measure(options: BenchOptions, server: BenchServer): Promise<Suit
     const samples: number[] = [];
     for (let i = 0; i < runs; i++) samples.push((await timed(() => monitor.shallowSweep())).ms);
     const row = latencyRow(`shallow sweep, ${size} clinics`, samples);
+    notes.push(await sweepParts(app, size, runs));
     shallowP50.set(size, row.p50Ms as number);
     rows.push(
       judge({
@@ -124,6 +126,25 @@ async function measure(options: BenchOptions, server: BenchServer): Promise<Suit
     notes,
     meta: { sizes, intervalSeconds: INTERVAL_SECONDS, deepPeriodSeconds: DEEP_PERIOD_SECONDS },
   };
+}
+
+/** Where a shallow sweep's time goes: its central read and its catalog query, timed alone. */
+async function sweepParts(app: App, size: number, runs: number): Promise<string> {
+  const { db, provisioning } = app.deps;
+  const server = [...provisioning.integrity.servers.values()][0];
+  const central: number[] = [];
+  const catalog: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const read = await timed(() => readPlacements(db.pool));
+    central.push(read.ms);
+    const entries = read.value.map((clinic) => ({
+      database: clinic.databaseName,
+      role: clinic.databaseRole,
+    }));
+    if (server) catalog.push((await timed(() => readCatalog(server, entries))).ms);
+  }
+  const p50 = (samples: number[]) => (latencyRow('', samples).p50Ms as number).toFixed(1);
+  return `shallow sweep at ${size} clinics, its parts alone (p50 of ${runs}): central read ${p50(central)} ms, catalog query ${p50(catalog)} ms; the rest is comparing and the health_sweeps write.`;
 }
 
 /** A monitor of the app's clinics with the default pace, driven by the suite. */

@@ -90,6 +90,20 @@ interface SweepRow extends Placement {
   recordedShallow: string | null;
 }
 
+/**
+ * Every clinic's placement and recorded health, in one read: only what the catalog is compared
+ * with, since at thousands of clinics this read is a large part of the sweep.
+ */
+export async function readPlacements(pool: pg.Pool): Promise<SweepRow[]> {
+  const { rows } = await pool.query<SweepRow>(
+    `SELECT c.id, c.status::text AS status, c.database_name AS "databaseName",
+            c.database_server_id AS "databaseServerId", c.database_role AS "databaseRole",
+            h.db_status AS "recordedStatus", h.shallow AS "recordedShallow"
+       FROM clinics c LEFT JOIN clinic_health h ON h.clinic_id = c.id`,
+  );
+  return rows;
+}
+
 interface Verdict {
   verdict: ShallowVerdict;
   dbStatus: DbStatus;
@@ -167,13 +181,7 @@ export class ClinicHealthMonitor {
    */
   async shallowSweep(): Promise<{ present: number; urgent: string[] }> {
     await this.deps.refreshServers();
-    // Only what the catalog is compared with: at thousands of clinics this read is most of the sweep.
-    const { rows: clinics } = await this.deps.pool.query<SweepRow>(
-      `SELECT c.id, c.status::text AS status, c.database_name AS "databaseName",
-              c.database_server_id AS "databaseServerId", c.database_role AS "databaseRole",
-              h.db_status AS "recordedStatus", h.shallow AS "recordedShallow"
-         FROM clinics c LEFT JOIN clinic_health h ON h.clinic_id = c.id`,
-    );
+    const clinics = await readPlacements(this.deps.pool);
     const verdicts = await this.verdicts(clinics);
     const changed = new Map<string, Verdict>();
     const urgent: string[] = [];
