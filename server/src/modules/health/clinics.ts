@@ -24,10 +24,9 @@ import {
   type DbStatus,
   type IntegrityContext,
 } from '../provisioning/integrity.js';
-import { type CatalogRow, readCatalog, type ShallowVerdict, verdictOf } from './catalog.js';
+import { COMPARE_WITH_CATALOG, describeVerdict, readCatalogLists, type ShallowVerdict } from './catalog.js';
 
 const SWEEP_LEASE = 'clinic_health_sweep';
-const BUSY_STATUSES = new Set(['PROVISIONING', 'PENDING', 'DELETING']);
 export const DB_STATUSES: readonly DbStatus[] = [
   'HEALTHY',
   'DEGRADED',
@@ -80,28 +79,6 @@ export interface HealthMonitorDeps {
   publish(health: ClinicHealth): void;
   /** A clinic's database is newly MISSING: report it (alerts), never recreate it. */
   onMissing(health: ClinicHealth): Promise<void>;
-}
-
-/** Where a clinic's database and role live: all the shallow tier needs. */
-type Placement = Pick<ClinicRecord, 'id' | 'status' | 'databaseName' | 'databaseServerId' | 'databaseRole'>;
-
-interface SweepRow extends Placement {
-  recordedStatus: string | null;
-  recordedShallow: string | null;
-}
-
-/**
- * Every clinic's placement and recorded health, in one read: only what the catalog is compared
- * with, since at thousands of clinics this read is a large part of the sweep.
- */
-export async function readPlacements(pool: pg.Pool): Promise<SweepRow[]> {
-  const { rows } = await pool.query<SweepRow>(
-    `SELECT c.id, c.status::text AS status, c.database_name AS "databaseName",
-            c.database_server_id AS "databaseServerId", c.database_role AS "databaseRole",
-            h.db_status AS "recordedStatus", h.shallow AS "recordedShallow"
-       FROM clinics c LEFT JOIN clinic_health h ON h.clinic_id = c.id`,
-  );
-  return rows;
 }
 
 interface Verdict {
@@ -181,19 +158,12 @@ export class ClinicHealthMonitor {
    */
   async shallowSweep(): Promise<{ present: number; urgent: string[] }> {
     await this.deps.refreshServers();
-    const clinics = await readPlacements(this.deps.pool);
-    const verdicts = await this.verdicts(clinics);
+    const { present, found } = await this.verdicts(false);
     const changed = new Map<string, Verdict>();
     const urgent: string[] = [];
-    let present = 0;
-    for (const clinic of clinics) {
-      const found = verdicts.get(clinic.id) as Verdict;
-      if (found.verdict === 'PRESENT') {
-        present += 1;
-        if (clinic.recordedShallow !== 'PRESENT') urgent.push(clinic.id);
-      } else if (clinic.recordedShallow !== found.verdict || clinic.recordedStatus !== found.dbStatus) {
-        changed.set(clinic.id, found);
-      }
+    for (const [id, verdict] of found) {
+      if (verdict.verdict === 'PRESENT') urgent.push(id);
+      else changed.set(id, verdict);
     }
     if (changed.size > 0) {
       const named = await this.deps.prisma.clinic.findMany({
@@ -255,9 +225,11 @@ export class ClinicHealthMonitor {
         select: CLINIC_COLUMNS,
         orderBy: { createdAt: 'asc' },
       });
-      const verdicts = await this.verdicts(clinics);
+      const { found: verdicts } = await this.verdicts(true);
       const findings = await mapLimit(clinics, this.deps.concurrency, (clinic) => {
-        const found = verdicts.get(clinic.id) as Verdict;
+        const found = verdicts.get(clinic.id);
+        // A clinic registered since the comparison: its deep check looks for its database itself.
+        if (!found) return this.deepFinding(clinic);
         return found.verdict === 'PRESENT'
           ? this.deepFinding(clinic, true)
           : Promise.resolve(this.shallowFinding(clinic, found));
@@ -363,56 +335,54 @@ export class ClinicHealthMonitor {
     return next;
   }
 
-  /** The shallow verdict of each clinic: one catalog query per server. */
-  private async verdicts(clinics: readonly Placement[]): Promise<Map<string, Verdict>> {
-    const { integrity } = this.deps;
-    const byServer = new Map<string, Placement[]>();
-    for (const clinic of clinics) {
-      const list = byServer.get(clinic.databaseServerId) ?? [];
-      list.push(clinic);
-      byServer.set(clinic.databaseServerId, list);
-    }
-    const catalogs = new Map<string, Map<string, CatalogRow> | Error>();
+  /**
+   * The shallow verdicts: per recorded server one catalog query, compared on the central database
+   * with its clinics. `all` false: only the clinics whose verdict or status differs from the
+   * record (a steady sweep gets none back).
+   */
+  private async verdicts(all: boolean): Promise<{ present: number; found: Map<string, Verdict> }> {
+    const { integrity, pool } = this.deps;
+    const found = new Map<string, Verdict>();
     const swept: { id: string; clinics: number }[] = [];
-    for (const [serverId, server] of integrity.servers) {
-      const mine = byServer.get(serverId) ?? [];
-      const catalog = await readCatalog(
-        server,
-        mine.map((clinic) => ({ database: clinic.databaseName, role: clinic.databaseRole })),
-      ).catch((error: Error) => error);
-      catalogs.set(serverId, catalog);
-      if (!(catalog instanceof Error)) swept.push({ id: serverId, clinics: mine.length });
+    let present = 0;
+    for (const serverId of integrity.names.keys()) {
+      const server = integrity.servers.get(serverId);
+      const name = integrity.names.get(serverId) ?? serverId;
+      let unreachable = `database server ${name} is unreachable: ${integrity.unreachable.get(serverId)?.reason ?? 'not configured'}`;
+      const catalog = server
+        ? await readCatalogLists(server).catch((error: Error) => {
+            unreachable = `database server unreachable: ${error.message}`;
+            return null;
+          })
+        : null;
+      const { rows } = await pool.query<{
+        clinics: number;
+        present: number;
+        found: { id: string; role: string; verdict: string }[];
+      }>(COMPARE_WITH_CATALOG, [
+        serverId,
+        catalog?.databases ?? [],
+        catalog?.allowsConnections ?? [],
+        catalog?.roles ?? [],
+        catalog?.canLogin ?? [],
+        catalog !== null,
+        all,
+      ]);
+      const row = rows[0];
+      if (!row) continue;
+      present += row.present;
+      if (catalog) swept.push({ id: serverId, clinics: row.clinics });
+      for (const clinic of row.found)
+        found.set(clinic.id, describeVerdict(clinic.verdict, clinic.role, unreachable));
     }
     if (swept.length > 0)
-      await this.deps.pool.query(
+      await pool.query(
         `INSERT INTO health_sweeps (server_id, swept_at, clinics)
          SELECT unnest($1::uuid[]), now(), unnest($2::int[])
          ON CONFLICT (server_id) DO UPDATE SET swept_at = EXCLUDED.swept_at, clinics = EXCLUDED.clinics`,
         [swept.map((server) => server.id), swept.map((server) => server.clinics)],
       );
-    const verdicts = new Map<string, Verdict>();
-    for (const clinic of clinics) {
-      const catalog = catalogs.get(clinic.databaseServerId);
-      if (BUSY_STATUSES.has(clinic.status)) {
-        verdicts.set(clinic.id, { verdict: 'PROVISIONING', dbStatus: 'PROVISIONING', errors: [] });
-      } else if (catalog === undefined || catalog instanceof Error) {
-        // Reported, never taken for a missing database: nothing may act on what cannot be seen.
-        const name = integrity.names.get(clinic.databaseServerId) ?? clinic.databaseServerId;
-        const reason =
-          catalog instanceof Error
-            ? `database server unreachable: ${catalog.message}`
-            : `database server ${name} is unreachable: ${integrity.unreachable.get(clinic.databaseServerId)?.reason ?? 'not configured'}`;
-        verdicts.set(clinic.id, { verdict: 'UNREACHABLE', dbStatus: 'UNHEALTHY', errors: [reason] });
-      } else {
-        const { verdict, errors } = verdictOf(catalog.get(clinic.databaseName), clinic.databaseRole);
-        verdicts.set(clinic.id, {
-          verdict,
-          dbStatus: verdict === 'MISSING' ? 'MISSING' : 'UNHEALTHY',
-          errors,
-        });
-      }
-    }
-    return verdicts;
+    return { present, found };
   }
 
   /** The health a verdict other than PRESENT stands for. */
