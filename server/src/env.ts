@@ -169,7 +169,7 @@ const rawSchema = z.object({
   CLINIC_HEALTH_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(8),
   CLINIC_MIGRATIONS_DIR: z.string().min(1).optional(),
   CLINIC_ROLLOUT_AT_START: z.enum(['auto', 'off']).default('auto'),
-  CLINIC_HEALTH_INTERVAL_SECONDS: z.coerce.number().int().min(0).max(86_400).default(5),
+  CLINIC_HEALTH_INTERVAL_SECONDS: z.coerce.number().int().min(0).max(86_400).default(4),
   CLINIC_DEEP_CHECK_PERIOD: duration('10m'),
   ALLOWED_HOSTS: z
     .string()
@@ -305,7 +305,7 @@ export interface Config {
   /**
    * Seconds between background shallow sweeps (one catalog query per clinic server, which also
    * paces the deep checks); 0 disables background health work (docs/decisions/051).
-   * @default 5
+   * @default 4
    */
   clinicHealthIntervalSeconds: number;
   /**

@@ -1,9 +1,13 @@
 /**
  * The shallow tier of clinic health (docs/decisions/051): one catalog query per clinic server
- * tells, for every clinic on it at once, whether its database and role exist and may be
- * connected to. No connection to any clinic database is opened.
+ * lists its databases and roles, and one query on the central database compares every clinic
+ * of that server with them (and with what was recorded), so neither side walks the clinics one
+ * by one in JavaScript. No connection to any clinic database is opened. Sizes are left out on
+ * purpose: `pg_database_size` walks every file of a database, far too slow for every clinic
+ * each sweep.
  */
 import type { ClinicServer } from '../../db/database.js';
+import type { DbStatus } from '../provisioning/integrity.js';
 
 /**
  * What a server's catalog says of one clinic. PRESENT hands the verdict to the deep check;
@@ -17,70 +21,102 @@ export type ShallowVerdict =
   | 'UNREACHABLE'
   | 'PROVISIONING';
 
-export interface CatalogEntry {
-  database: string;
-  role: string;
+/** A server's databases and roles, as parallel lists (they travel on as query parameters). */
+export interface CatalogLists {
+  databases: string[];
+  /** `datallowconn` of each database (false once quarantined or closed by an operator). */
+  allowsConnections: boolean[];
+  roles: string[];
+  /** `rolcanlogin` of each role. */
+  canLogin: boolean[];
 }
 
-export interface CatalogRow {
-  /** The database exists. */
-  database: boolean;
-  /** `datallowconn` of the database (false once quarantined or closed by an operator). */
-  allowsConnections: boolean;
-  /** The role exists and may log in. */
-  roleCanLogin: boolean;
-  role: boolean;
-  /** Sessions open on the database now. */
-  connections: number;
+/** Every database and role of `server`, in one statement. */
+export async function readCatalogLists(server: ClinicServer): Promise<CatalogLists> {
+  // pg_authid would need a superuser; pg_roles is the readable view of it.
+  const { rows } = await server.admin.query<CatalogLists>(
+    `SELECT d.databases, d."allowsConnections", r.roles, r."canLogin"
+       FROM (SELECT array_agg(datname::text) AS databases, array_agg(datallowconn) AS "allowsConnections"
+               FROM pg_database) d,
+            (SELECT array_agg(rolname::text) AS roles, array_agg(rolcanlogin) AS "canLogin" FROM pg_roles) r`,
+  );
+  const row = rows[0];
+  return {
+    databases: row?.databases ?? [],
+    allowsConnections: row?.allowsConnections ?? [],
+    roles: row?.roles ?? [],
+    canLogin: row?.canLogin ?? [],
+  };
 }
 
 /**
- * Reads the catalog of `server` for every entry in one statement.
- * @returns the rows by database name.
+ * The central side of the comparison, for the clinics of server $1: each clinic's verdict from
+ * the lists ($2–$5; $6 false when the server could not be read), and, unless $7 asks for every
+ * clinic, only those whose verdict or status differs from the recorded one. One row: how many
+ * clinics and how many PRESENT, and the clinics as JSON.
  */
-export async function readCatalog(
-  server: ClinicServer,
-  entries: readonly CatalogEntry[],
-): Promise<Map<string, CatalogRow>> {
-  const found = new Map<string, CatalogRow>();
-  if (entries.length === 0) return found;
-  const { rows } = await server.admin.query<{
-    db: string;
-    present: boolean;
-    allow: boolean | null;
-    has_role: boolean;
-    can_login: boolean | null;
-    connections: number;
-  }>(
-    `SELECT w.db, d.oid IS NOT NULL AS present, d.datallowconn AS allow,
-            r.oid IS NOT NULL AS has_role, r.rolcanlogin AS can_login,
-            coalesce(a.n, 0)::int AS connections
-       FROM unnest($1::text[], $2::text[]) AS w(db, role)
-       LEFT JOIN pg_database d ON d.datname = w.db
-       LEFT JOIN pg_roles r ON r.rolname = w.role
-       LEFT JOIN (SELECT datid, count(*) AS n FROM pg_stat_activity GROUP BY datid) a ON a.datid = d.oid`,
-    [entries.map((entry) => entry.database), entries.map((entry) => entry.role)],
-  );
-  for (const row of rows)
-    found.set(row.db, {
-      database: row.present,
-      allowsConnections: row.allow === true,
-      role: row.has_role,
-      roleCanLogin: row.can_login === true,
-      connections: row.connections,
-    });
-  return found;
-}
+export const COMPARE_WITH_CATALOG = `
+  WITH d AS (SELECT * FROM unnest($2::text[], $3::boolean[]) AS d(name, allow)),
+       r AS (SELECT * FROM unnest($4::text[], $5::boolean[]) AS r(name, login)),
+       raw AS (
+         SELECT c.id, c.database_role AS role, h.db_status AS recorded_status, h.shallow AS recorded_shallow,
+                CASE WHEN c.status::text IN ('PROVISIONING', 'PENDING', 'DELETING') THEN 'PROVISIONING'
+                     WHEN NOT $6::boolean THEN 'UNREACHABLE'
+                     WHEN d.name IS NULL THEN 'MISSING'
+                     WHEN r.name IS NULL THEN 'NO_ROLE'
+                     WHEN NOT r.login THEN 'NO_LOGIN'
+                     WHEN NOT d.allow THEN 'CLOSED'
+                     ELSE 'PRESENT' END AS verdict
+           FROM clinics c
+           LEFT JOIN clinic_health h ON h.clinic_id = c.id
+           LEFT JOIN d ON d.name = c.database_name
+           LEFT JOIN r ON r.name = c.database_role
+          WHERE c.database_server_id = $1::uuid),
+       v AS (
+         SELECT raw.*,
+                CASE WHEN verdict IN ('NO_LOGIN', 'CLOSED') THEN 'NO_CONNECT' ELSE verdict END AS shallow,
+                CASE verdict WHEN 'PRESENT' THEN NULL WHEN 'MISSING' THEN 'MISSING'
+                             WHEN 'PROVISIONING' THEN 'PROVISIONING' ELSE 'UNHEALTHY' END AS status
+           FROM raw)
+  SELECT count(*)::int AS clinics, (count(*) FILTER (WHERE verdict = 'PRESENT'))::int AS present,
+         coalesce(json_agg(json_build_object('id', id, 'role', role, 'verdict', verdict)) FILTER (
+           WHERE $7::boolean OR shallow IS DISTINCT FROM recorded_shallow
+              OR (shallow <> 'PRESENT' AND status IS DISTINCT FROM recorded_status)), '[]') AS found
+    FROM v`;
 
-/** The verdict of a catalog row, with what it means in words for the clinic's `errors`. */
-export function verdictOf(
-  row: CatalogRow | undefined,
+/** A raw verdict of COMPARE_WITH_CATALOG: the recorded verdict, its status and its words. */
+export function describeVerdict(
+  raw: string,
   role: string,
-): { verdict: ShallowVerdict; errors: string[] } {
-  if (!row?.database) return { verdict: 'MISSING', errors: ['database does not exist'] };
-  if (!row.role) return { verdict: 'NO_ROLE', errors: [`the clinic role ${role} does not exist`] };
-  if (!row.roleCanLogin) return { verdict: 'NO_CONNECT', errors: [`the clinic role ${role} may not log in`] };
-  if (!row.allowsConnections)
-    return { verdict: 'NO_CONNECT', errors: ['the database does not allow connections (datallowconn)'] };
-  return { verdict: 'PRESENT', errors: [] };
+  unreachable: string,
+): { verdict: ShallowVerdict; dbStatus: DbStatus; errors: string[] } {
+  switch (raw) {
+    case 'PRESENT':
+      return { verdict: 'PRESENT', dbStatus: 'HEALTHY', errors: [] };
+    case 'PROVISIONING':
+      return { verdict: 'PROVISIONING', dbStatus: 'PROVISIONING', errors: [] };
+    case 'MISSING':
+      return { verdict: 'MISSING', dbStatus: 'MISSING', errors: ['database does not exist'] };
+    case 'NO_ROLE':
+      return {
+        verdict: 'NO_ROLE',
+        dbStatus: 'UNHEALTHY',
+        errors: [`the clinic role ${role} does not exist`],
+      };
+    case 'NO_LOGIN':
+      return {
+        verdict: 'NO_CONNECT',
+        dbStatus: 'UNHEALTHY',
+        errors: [`the clinic role ${role} may not log in`],
+      };
+    case 'CLOSED':
+      return {
+        verdict: 'NO_CONNECT',
+        dbStatus: 'UNHEALTHY',
+        errors: ['the database does not allow connections (datallowconn)'],
+      };
+    default:
+      // Reported, never taken for a missing database: nothing may act on what cannot be seen.
+      return { verdict: 'UNREACHABLE', dbStatus: 'UNHEALTHY', errors: [unreachable] };
+  }
 }

@@ -110,6 +110,7 @@ describe('deep checks and the recorded health', async () => {
   const monitor = (intervalSeconds: number, deepPeriodSeconds: number, published: ClinicHealth[] = []) =>
     new ClinicHealthMonitor({
       prisma: db.prisma,
+      pool: db.pool,
       logger: t.app.deps.logger,
       metrics: t.app.deps.metrics,
       integrity: provisioning.integrity,

@@ -11,6 +11,7 @@
  * One instance of the cluster sweeps per period: the holder of the lease (decision 050).
  */
 import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
 import { mapLimit } from '../../concurrency.js';
 import type { CentralPrisma } from '../../db/database.js';
 import { holdLease, releaseLease } from '../../db/leases.js';
@@ -23,10 +24,9 @@ import {
   type DbStatus,
   type IntegrityContext,
 } from '../provisioning/integrity.js';
-import { type CatalogRow, readCatalog, type ShallowVerdict, verdictOf } from './catalog.js';
+import { COMPARE_WITH_CATALOG, describeVerdict, readCatalogLists, type ShallowVerdict } from './catalog.js';
 
 const SWEEP_LEASE = 'clinic_health_sweep';
-const BUSY_STATUSES = new Set(['PROVISIONING', 'PENDING', 'DELETING']);
 export const DB_STATUSES: readonly DbStatus[] = [
   'HEALTHY',
   'DEGRADED',
@@ -63,6 +63,8 @@ export interface HealthPageFilter {
 
 export interface HealthMonitorDeps {
   prisma: CentralPrisma;
+  /** Raw connections to the central database (owner): the sweep's one big read goes through it. */
+  pool: pg.Pool;
   logger: Logger;
   metrics: Metrics;
   integrity: IntegrityContext;
@@ -79,9 +81,10 @@ export interface HealthMonitorDeps {
   onMissing(health: ClinicHealth): Promise<void>;
 }
 
-interface SweepRow extends ClinicRecord {
-  recordedStatus: string | null;
-  recordedShallow: string | null;
+interface Verdict {
+  verdict: ShallowVerdict;
+  dbStatus: DbStatus;
+  errors: string[];
 }
 
 /** One finding to record: the health, what the catalog said, and whether it was a deep check. */
@@ -155,30 +158,22 @@ export class ClinicHealthMonitor {
    */
   async shallowSweep(): Promise<{ present: number; urgent: string[] }> {
     await this.deps.refreshServers();
-    const clinics = await this.deps.prisma.$queryRaw<SweepRow[]>`
-      SELECT c.id, c.name, c.subdomain, c.status::text AS status, c.database_name AS "databaseName",
-             c.database_server_id AS "databaseServerId", c.database_role AS "databaseRole",
-             c.database_password_enc AS "databasePasswordEnc",
-             h.db_status AS "recordedStatus", h.shallow AS "recordedShallow"
-        FROM clinics c LEFT JOIN clinic_health h ON h.clinic_id = c.id`;
-    const verdicts = await this.verdicts(clinics);
-    const findings: Finding[] = [];
+    const { present, found } = await this.verdicts(false);
+    const changed = new Map<string, Verdict>();
     const urgent: string[] = [];
-    let present = 0;
-    for (const clinic of clinics) {
-      const { verdict, health } = verdicts.get(clinic.id) as {
-        verdict: ShallowVerdict;
-        health: ClinicHealth;
-      };
-      if (verdict === 'PRESENT') {
-        present += 1;
-        if (clinic.recordedShallow !== 'PRESENT') urgent.push(clinic.id);
-        continue;
-      }
-      if (clinic.recordedShallow === verdict && clinic.recordedStatus === health.dbStatus) continue;
-      findings.push({ health, shallow: verdict, deep: false });
+    for (const [id, verdict] of found) {
+      if (verdict.verdict === 'PRESENT') urgent.push(id);
+      else changed.set(id, verdict);
     }
-    await this.record(findings);
+    if (changed.size > 0) {
+      const named = await this.deps.prisma.clinic.findMany({
+        where: { id: { in: [...changed.keys()] } },
+        select: CLINIC_COLUMNS,
+      });
+      await this.record(
+        named.map((clinic) => this.shallowFinding(clinic, changed.get(clinic.id) as Verdict)),
+      );
+    }
     return { present, urgent };
   }
 
@@ -230,15 +225,14 @@ export class ClinicHealthMonitor {
         select: CLINIC_COLUMNS,
         orderBy: { createdAt: 'asc' },
       });
-      const verdicts = await this.verdicts(clinics);
+      const { found: verdicts } = await this.verdicts(true);
       const findings = await mapLimit(clinics, this.deps.concurrency, (clinic) => {
-        const { verdict, health } = verdicts.get(clinic.id) as {
-          verdict: ShallowVerdict;
-          health: ClinicHealth;
-        };
-        return verdict === 'PRESENT'
+        const found = verdicts.get(clinic.id);
+        // A clinic registered since the comparison: its deep check looks for its database itself.
+        if (!found) return this.deepFinding(clinic);
+        return found.verdict === 'PRESENT'
           ? this.deepFinding(clinic, true)
-          : Promise.resolve({ health, shallow: verdict, deep: false });
+          : Promise.resolve(this.shallowFinding(clinic, found));
       });
       await this.record(findings, { reportMissing: 'all' });
       const results = findings.map((finding) => finding.health);
@@ -341,55 +335,68 @@ export class ClinicHealthMonitor {
     return next;
   }
 
-  /** The shallow verdict of each clinic: one catalog query per server. */
-  private async verdicts(
-    clinics: ClinicRecord[],
-  ): Promise<Map<string, { verdict: ShallowVerdict; health: ClinicHealth }>> {
-    const { integrity } = this.deps;
-    const catalogs = new Map<string, Map<string, CatalogRow> | Error>();
-    for (const [serverId, server] of integrity.servers) {
-      const mine = clinics.filter((clinic) => clinic.databaseServerId === serverId);
-      const catalog = await readCatalog(
-        server,
-        mine.map((clinic) => ({ database: clinic.databaseName, role: clinic.databaseRole })),
-      ).catch((error: Error) => error);
-      catalogs.set(serverId, catalog);
-      if (!(catalog instanceof Error))
-        await this.deps.prisma.$executeRaw`
-          INSERT INTO health_sweeps (server_id, swept_at, clinics) VALUES (${serverId}::uuid, now(), ${mine.length})
-          ON CONFLICT (server_id) DO UPDATE SET swept_at = EXCLUDED.swept_at, clinics = EXCLUDED.clinics`;
+  /**
+   * The shallow verdicts: per recorded server one catalog query, compared on the central database
+   * with its clinics. `all` false: only the clinics whose verdict or status differs from the
+   * record (a steady sweep gets none back).
+   */
+  private async verdicts(all: boolean): Promise<{ present: number; found: Map<string, Verdict> }> {
+    const { integrity, pool } = this.deps;
+    const found = new Map<string, Verdict>();
+    const swept: { id: string; clinics: number }[] = [];
+    let present = 0;
+    for (const serverId of integrity.names.keys()) {
+      const server = integrity.servers.get(serverId);
+      const name = integrity.names.get(serverId) ?? serverId;
+      let unreachable = `database server ${name} is unreachable: ${integrity.unreachable.get(serverId)?.reason ?? 'not configured'}`;
+      const catalog = server
+        ? await readCatalogLists(server).catch((error: Error) => {
+            unreachable = `database server unreachable: ${error.message}`;
+            return null;
+          })
+        : null;
+      const { rows } = await pool.query<{
+        clinics: number;
+        present: number;
+        found: { id: string; role: string; verdict: string }[];
+      }>(COMPARE_WITH_CATALOG, [
+        serverId,
+        catalog?.databases ?? [],
+        catalog?.allowsConnections ?? [],
+        catalog?.roles ?? [],
+        catalog?.canLogin ?? [],
+        catalog !== null,
+        all,
+      ]);
+      const row = rows[0];
+      if (!row) continue;
+      present += row.present;
+      if (catalog) swept.push({ id: serverId, clinics: row.clinics });
+      for (const clinic of row.found)
+        found.set(clinic.id, describeVerdict(clinic.verdict, clinic.role, unreachable));
     }
-    const verdicts = new Map<string, { verdict: ShallowVerdict; health: ClinicHealth }>();
-    for (const clinic of clinics) {
-      const base = this.blank(clinic);
-      const catalog = catalogs.get(clinic.databaseServerId);
-      if (BUSY_STATUSES.has(clinic.status)) {
-        verdicts.set(clinic.id, { verdict: 'PROVISIONING', health: { ...base, dbStatus: 'PROVISIONING' } });
-      } else if (catalog === undefined || catalog instanceof Error) {
-        // Reported, never taken for a missing database: nothing may act on what cannot be seen.
-        const reason =
-          catalog instanceof Error
-            ? `database server unreachable: ${catalog.message}`
-            : `database server ${base.server} is unreachable: ${integrity.unreachable.get(clinic.databaseServerId)?.reason ?? 'not configured'}`;
-        verdicts.set(clinic.id, {
-          verdict: 'UNREACHABLE',
-          health: { ...base, dbStatus: 'UNHEALTHY', errors: [reason] },
-        });
-      } else {
-        const { verdict, errors } = verdictOf(catalog.get(clinic.databaseName), clinic.databaseRole);
-        const dbStatus: DbStatus = verdict === 'MISSING' ? 'MISSING' : 'UNHEALTHY';
-        verdicts.set(clinic.id, {
-          verdict,
-          health: {
-            ...base,
-            dbStatus,
-            errors,
-            missingTables: verdict === 'MISSING' ? integrity.shape.tables : [],
-          },
-        });
-      }
-    }
-    return verdicts;
+    if (swept.length > 0)
+      await pool.query(
+        `INSERT INTO health_sweeps (server_id, swept_at, clinics)
+         SELECT unnest($1::uuid[]), now(), unnest($2::int[])
+         ON CONFLICT (server_id) DO UPDATE SET swept_at = EXCLUDED.swept_at, clinics = EXCLUDED.clinics`,
+        [swept.map((server) => server.id), swept.map((server) => server.clinics)],
+      );
+    return { present, found };
+  }
+
+  /** The health a verdict other than PRESENT stands for. */
+  private shallowFinding(clinic: ClinicRecord, found: Verdict): Finding {
+    return {
+      health: {
+        ...this.blank(clinic),
+        dbStatus: found.dbStatus,
+        errors: found.errors,
+        missingTables: found.verdict === 'MISSING' ? this.deps.integrity.shape.tables : [],
+      },
+      shallow: found.verdict,
+      deep: false,
+    };
   }
 
   private async deepFinding(clinic: ClinicRecord, exists?: boolean): Promise<Finding> {

@@ -180,6 +180,7 @@ export class ProvisioningService {
     };
     this.health = new ClinicHealthMonitor({
       prisma: this.prisma,
+      pool: db.pool,
       logger: deps.logger,
       metrics: deps.metrics,
       integrity: this.integrity,
