@@ -42,4 +42,19 @@ describe('module walls', () => {
       .filter((file) => importsOf(file).some((target) => target.startsWith('modules/registration/')));
     expect(offenders).toEqual([]);
   });
+
+  it('services throw domain errors: only errors.ts makes the RATE_LIMITED GraphQL error', () => {
+    const offenders = files.filter(
+      (file) => file !== 'errors.ts' && /\brateLimited\(/.test(readFileSync(join(SRC, file), 'utf8')),
+    );
+    expect(offenders).toEqual([]);
+  });
+
+  it('ids are checked by ids.ts alone', () => {
+    // provisioning/ keeps two copies until the engine's rewrite of it lands (docs/decisions/054).
+    const offenders = files
+      .filter((file) => file !== 'ids.ts' && !file.startsWith('modules/provisioning/'))
+      .filter((file) => /\[0-9a-f(A-F)?\]\{8\}-|\bz\.uuid\(/.test(readFileSync(join(SRC, file), 'utf8')));
+    expect(offenders).toEqual([]);
+  });
 });

@@ -11,7 +11,7 @@
 import { createHmac, randomInt, timingSafeEqual } from 'node:crypto';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
-import { rateLimited } from '../../errors.js';
+import { RateLimitedError } from '../../errors.js';
 import { Prisma } from '../../generated/central/client.js';
 import type { UserRole } from '../../generated/central/enums.js';
 import type { Logger } from '../../logger.js';
@@ -67,7 +67,7 @@ export class LoginCodes {
   /**
    * Sends a code when the e-mail belongs to a user, creating the CLIENT user first when only a
    * client record has it. @returns the code's lifetime in seconds, whatever the e-mail.
-   * @throws RATE_LIMITED when this e-mail or address asked too often (known or not).
+   * @throws RateLimitedError when this e-mail or address asked too often (known or not).
    */
   async request(rawEmail: string, ip: string | null): Promise<number> {
     const { prisma } = this.deps;
@@ -78,7 +78,7 @@ export class LoginCodes {
     // Counted per request before anything else (lockout.ts), so a burst from one address, or a
     // spray of e-mails from one place, sends at most the limit.
     const addressWait = limited ? await this.addresses.reserve(addressKey) : 0;
-    if (addressWait > 0) throw rateLimited(addressWait);
+    if (addressWait > 0) throw new RateLimitedError(addressWait);
 
     const code = String(randomInt(0, 1_000_000)).padStart(6, '0');
     // Looked up beside the write below, for every e-mail alike; the answer never waits for it.
@@ -107,7 +107,7 @@ export class LoginCodes {
       const [row] = await prisma.$queryRaw<{ wait_ms: number }[]>`
         SELECT (extract(epoch FROM l.last_sent_at + ${COOLDOWN} - now()) * 1000)::float8 AS wait_ms
           FROM login_codes l WHERE l.email = ${email}`;
-      throw rateLimited((row?.wait_ms ?? 1000) / 1000);
+      throw new RateLimitedError((row?.wait_ms ?? 1000) / 1000);
     }
     // Everything that depends on whether the e-mail is known happens after the answer, so the
     // answer and its timing are the same for every address.

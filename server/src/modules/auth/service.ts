@@ -9,8 +9,9 @@ import { GraphQLError } from 'graphql';
 import { type JWTPayload, jwtVerify, SignJWT } from 'jose';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
-import { rateLimited, unauthenticated } from '../../errors.js';
+import { RateLimitedError, unauthenticated } from '../../errors.js';
 import type { UserRole } from '../../generated/central/enums.js';
+import { isUuid } from '../../ids.js';
 import type { Logger } from '../../logger.js';
 import type { MailTransport } from '../mail/service.js';
 import type { ProvisioningService } from '../provisioning/service.js';
@@ -123,7 +124,7 @@ export class AuthService {
 
   /**
    * @throws InvalidCredentialsError, EmailNotVerifiedError, ClinicUnavailableError, or a
-   * RATE_LIMITED GraphQL error while the account or address is locked out.
+   * RateLimitedError while the account or address is locked out.
    */
   async signInWithPassword(
     login: PasswordLogin,
@@ -136,7 +137,7 @@ export class AuthService {
     // First the address's share of the hashing slots (passwords.ts): its excess is refused
     // before anything is counted or queued.
     const slot = claimHashSlot(addressKey, this.hashSlotsPerAddress);
-    if (!slot) throw rateLimited(1);
+    if (!slot) throw new RateLimitedError(1);
     try {
       return await this.checkPassword(where, accountKey, addressKey, password, meta, slot);
     } finally {
@@ -158,9 +159,9 @@ export class AuthService {
     // limit get past here. The address first: an attempt on a locked account still spends the
     // address's budget, so a locked account is no free target for guessing elsewhere.
     const addressWait = await this.addresses.reserve(addressKey);
-    if (addressWait > 0) throw rateLimited(addressWait);
+    if (addressWait > 0) throw new RateLimitedError(addressWait);
     const accountWait = await this.accounts.reserve(accountKey);
-    if (accountWait > 0) throw rateLimited(accountWait);
+    if (accountWait > 0) throw new RateLimitedError(accountWait);
 
     const user = await prisma.user.findUnique({ where, include: { clinic: true } });
     // Unknown e-mail or no password: verify against a dummy hash anyway, so the answer takes
@@ -419,7 +420,7 @@ export class AuthService {
       throw rejected();
     }
     const { sub, sid, exp } = payload;
-    if (typeof sub !== 'string' || !UUID.test(sub) || typeof sid !== 'string' || !UUID.test(sid)) {
+    if (!isUuid(sub) || !isUuid(sid)) {
       throw rejected();
     }
     const live = await this.deps.sessionCache.get(sid, () => this.liveSession(sid));
@@ -470,5 +471,3 @@ export class AuthService {
     );
   }
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

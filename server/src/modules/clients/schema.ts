@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { builder } from '../../builder.js';
 import { ConflictError } from '../../errors.js';
+import { idSchema } from '../../ids.js';
 import { emailSchema } from '../users/validation.js';
 
 const ClientKindEnum = builder.enumType('ClientKind', {
@@ -53,7 +54,7 @@ const AddClientInput = builder.inputType('AddClientInput', {
 const name = z.string().trim().min(1).max(100).nullish();
 const addClientSchema = z
   .object({
-    clinicId: z.uuid({ error: 'must be a clinic id (UUID)' }),
+    clinicId: idSchema('a clinic id'),
     kind: z.enum(['PERSON', 'COMPANY']),
     email: emailSchema,
     firstName: name,

@@ -79,7 +79,7 @@ export class MembersService {
   /**
    * @returns the new member's id.
    * @throws EmailNotVerifiedError when a clinic admin inviting has not proven their address.
-   * @throws RATE_LIMITED (a GraphQL error) past the clinic's or the platform's budget, counted
+   * @throws RateLimitedError past the clinic's or the platform's budget, counted
    * before anything is sent.
    * @throws DeliveryFailedError (nothing persisted), EmailTakenError, ConflictError (phone in use)
    */

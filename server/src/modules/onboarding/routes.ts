@@ -23,6 +23,7 @@ import {
   sendReply,
 } from '../../http/rest.js';
 import { sendJson } from '../../http/security.js';
+import { isUuid } from '../../ids.js';
 import { API_KEY_HEADER, ApiSignatureError, type TenantPrincipal } from './api-credentials.js';
 import { DOCS_PATH, serveDocs } from './docs.js';
 import { OnboardingProvisioningFailedError } from './errors.js';
@@ -37,7 +38,6 @@ import {
   presentStatus,
 } from './present.js';
 import {
-  isUuid,
   parseInput,
   provisionBody,
   registerApplicationBody,
