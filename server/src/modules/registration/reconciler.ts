@@ -6,6 +6,7 @@
  * would need either.
  */
 import type { CentralPrisma } from '../../db/database.js';
+import { jobExists, jobKeys, runJobNow } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
 import type { LedgerEntry } from '../provisioning/ledger.js';
 import type { ProvisioningService } from '../provisioning/service.js';
@@ -95,11 +96,8 @@ export class Reconciler {
       const clinic = await prisma.clinic.findUnique({ where: { id: run.clinicId } });
       if (!clinic || run.kind !== 'REGISTER') continue; // orphans are swept below
       if (clinic.status === 'READY' || clinic.status === 'FAILED') continue;
-      const rescheduled = await prisma.$executeRaw`
-        SELECT graphile_worker.reschedule_jobs(ARRAY(SELECT id FROM graphile_worker.jobs WHERE key = ${`provision:${clinic.id}`}), run_at := now())`;
-      const hasJob = await prisma.$queryRaw<{ n: number }[]>`
-        SELECT count(*)::int AS n FROM graphile_worker.jobs WHERE key = ${`provision:${clinic.id}`}`;
-      if ((hasJob[0]?.n ?? 0) > 0) {
+      const rescheduled = await runJobNow(prisma, `provision:${clinic.id}`);
+      if (await jobExists(prisma, `provision:${clinic.id}`)) {
         logger.info({ clinicId: clinic.id, rescheduled }, 'abandoned hybrid registration handed to its job');
         result.resumed += 1;
         continue;
@@ -140,11 +138,7 @@ export class Reconciler {
       ).map((run) => run.clinicId),
     );
     const queued = new Set(
-      (
-        await prisma.$queryRaw<
-          { key: string }[]
-        >`SELECT key FROM graphile_worker.jobs WHERE key LIKE 'provision:%'`
-      ).map((row) => row.key.slice('provision:'.length)),
+      (await jobKeys(prisma, 'provision:')).map((key) => key.slice('provision:'.length)),
     );
     const accounts: ZombieAccount[] = [];
     for (const check of health.clinics) {
