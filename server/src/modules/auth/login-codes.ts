@@ -15,6 +15,7 @@ import { RateLimitedError } from '../../errors.js';
 import { Prisma } from '../../generated/central/client.js';
 import type { UserRole } from '../../generated/central/enums.js';
 import type { Logger } from '../../logger.js';
+import { auditActionSql, recordAudit } from '../audit/record.js';
 import { enqueueMail, type MailTransport, type OutgoingMail, sendThenRecordMail } from '../mail/service.js';
 import { InvalidCodeError } from '../users/errors.js';
 import { normaliseEmail } from '../users/validation.js';
@@ -163,7 +164,7 @@ export class LoginCodes {
     };
     const audit = Prisma.sql`
       INSERT INTO audit_log (action, actor_id, clinic_id, ip)
-      VALUES ('auth.code_requested', ${user.id}::uuid, ${user.clinicId}::uuid, ${ip}::text)`;
+      VALUES (${auditActionSql('auth.code_requested')}, ${user.id}::uuid, ${user.clinicId}::uuid, ${ip}::text)`;
     if (this.sendingNow >= MAX_IMMEDIATE_SENDS) {
       await enqueueMail(prisma, mail, config.encryptionKey, { alongside: audit });
       return;
@@ -210,8 +211,10 @@ export class LoginCodes {
           where: { email, userId: null, clinicId: record.clinicId },
           data: { userId: user.id },
         });
-        await tx.auditLog.create({
-          data: { action: 'user.created_from_client_record', actorId: user.id, clinicId: record.clinicId },
+        await recordAudit(tx, {
+          action: 'user.created_from_client_record',
+          actorId: user.id,
+          clinicId: record.clinicId,
         });
         return user;
       });
@@ -295,7 +298,7 @@ export class LoginCodes {
         RETURNING id),
       audited AS (
         INSERT INTO audit_log (action, actor_id, clinic_id, target_type, target_id, data)
-        SELECT 'user.email_proven', t.id, t.clinic_id, 'user', t.id::text,
+        SELECT ${auditActionSql('user.email_proven')}, t.id, t.clinic_id, 'user', t.id::text,
                jsonb_build_object('method', 'code', 'passwordCleared', t.had_password,
                                   'sessionsEnded', (SELECT count(*) FROM ended))
           FROM target t WHERE t.first_proof)

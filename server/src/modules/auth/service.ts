@@ -13,6 +13,7 @@ import { RateLimitedError, unauthenticated } from '../../errors.js';
 import type { UserRole } from '../../generated/central/enums.js';
 import { isUuid } from '../../ids.js';
 import type { Logger } from '../../logger.js';
+import { auditActionSql, recordAudit } from '../audit/record.js';
 import type { MailTransport } from '../mail/service.js';
 import type { ProvisioningService } from '../provisioning/service.js';
 import { InvalidCodeError } from '../users/errors.js';
@@ -170,14 +171,12 @@ export class AuthService {
     const ok = await slot.verify(user?.passwordHash ?? (await this.dummyHash), password);
     if (!user?.passwordHash || !ok) {
       // Already counted by the reservations above.
-      await prisma.auditLog.create({
-        data: {
-          action: 'auth.sign_in_failed',
-          actorId: user?.id ?? null,
-          clinicId: user?.clinicId ?? null,
-          ip: meta.ip,
-          data: { method: 'password' },
-        },
+      await recordAudit(prisma, {
+        action: 'auth.sign_in_failed',
+        actorId: user?.id ?? null,
+        clinicId: user?.clinicId ?? null,
+        ip: meta.ip,
+        data: { method: 'password' },
       });
       throw new InvalidCredentialsError();
     }
@@ -306,13 +305,11 @@ export class AuthService {
             where: { familyId: session.familyId, revokedAt: null },
             data: { revokedAt: new Date() },
           }),
-          prisma.auditLog.create({
-            data: {
-              action: 'auth.refresh_reuse',
-              actorId: session.userId,
-              ip: meta.ip,
-              data: { familyId: session.familyId },
-            },
+          recordAudit(prisma, {
+            action: 'auth.refresh_reuse',
+            actorId: session.userId,
+            ip: meta.ip,
+            data: { familyId: session.familyId },
           }),
         ]);
         logger.warn({ userId: session.userId }, 'spent refresh token reused; session family revoked');
@@ -345,7 +342,7 @@ export class AuthService {
         where: { familyId: session.familyId, revokedAt: null },
         data: { revokedAt: new Date() },
       }),
-      prisma.auditLog.create({ data: { action: 'auth.sign_out', actorId: session.userId } }),
+      recordAudit(prisma, { action: 'auth.sign_out', actorId: session.userId }),
     ]);
     this.deps.sessionsEnded(session.userId);
   }
@@ -373,7 +370,7 @@ export class AuthService {
         RETURNING id),
       audited AS (
         INSERT INTO audit_log (action, actor_id, clinic_id, ip, data)
-        SELECT 'auth.sign_in', ${user.id}::uuid, ${user.clinicId}::uuid, ${meta.ip}::text,
+        SELECT ${auditActionSql('auth.sign_in')}, ${user.id}::uuid, ${user.clinicId}::uuid, ${meta.ip}::text,
                jsonb_build_object('method', ${method}::text)
           FROM s WHERE ${method}::text IS NOT NULL)
       SELECT id::text AS id FROM s`;

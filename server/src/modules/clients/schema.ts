@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { builder } from '../../builder.js';
 import { ConflictError } from '../../errors.js';
 import { idSchema } from '../../ids.js';
+import { recordAudit } from '../audit/record.js';
 import { emailSchema } from '../users/validation.js';
 
 const ClientKindEnum = builder.enumType('ClientKind', {
@@ -98,15 +99,13 @@ builder.mutationField('addClient', (t) =>
               legalName: input.kind === 'COMPANY' ? (input.legalName ?? null) : null,
             },
           });
-          await tx.auditLog.create({
-            data: {
-              action: 'client.added',
-              actorId: context.viewer?.userId,
-              clinicId: input.clinicId,
-              targetType: 'client_record',
-              targetId: record.id,
-              ip: context.ip,
-            },
+          await recordAudit(tx, {
+            action: 'client.added',
+            actorId: context.viewer?.userId,
+            clinicId: input.clinicId,
+            targetType: 'client_record',
+            targetId: record.id,
+            ip: context.ip,
           });
           return record;
         });

@@ -1,8 +1,8 @@
 /** The `send_email` job: delivers one outbox row (outbox.ts) through the transport. */
 
+import { decryptSecret } from '../../crypto.js';
 import type { PrismaClient } from '../../generated/central/client.js';
 import type { Logger } from '../../logger.js';
-import { decryptSecret } from '../provisioning/secrets.js';
 import { MAIL_AAD, MAIL_MAX_ATTEMPTS } from './outbox.js';
 import { deliveryErrorMessage, MailDeliveryError, recipientDomain } from './redaction.js';
 import type { MailTransport } from './transport.js';

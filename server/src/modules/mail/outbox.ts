@@ -10,10 +10,10 @@
  * Bodies are encrypted at rest; only the subject, recipient and kind are readable.
  */
 import { randomUUID } from 'node:crypto';
+import { decryptSecret, encryptSecret } from '../../crypto.js';
 import { Prisma, type PrismaClient } from '../../generated/central/client.js';
 import type { MailStatus } from '../../generated/central/enums.js';
 import { addJobSql } from '../../jobs/index.js';
-import { decryptSecret, encryptSecret } from '../provisioning/secrets.js';
 import type { DeliverMailDeps } from './delivery.js';
 import { deliveryErrorMessage, MailDeliveryError, recipientDomain } from './redaction.js';
 import type { MailTransport } from './transport.js';

@@ -8,6 +8,7 @@
 import type { CentralPrisma } from '../../db/database.js';
 import { jobExists, jobKeys, runJobNow } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
+import { recordAudit } from '../audit/record.js';
 import type { LedgerEntry } from '../provisioning/ledger.js';
 import type { ProvisioningService } from '../provisioning/service.js';
 
@@ -106,14 +107,12 @@ export class Reconciler {
       // Its database and role stay PENDING in the ledger: the sweep below quarantines them.
       await prisma.company.deleteMany({ where: { id: clinic.companyId } });
       await prisma.provisioningRun.update({ where: { id: run.id }, data: { status: 'ROLLED_BACK' } });
-      await prisma.auditLog.create({
-        data: {
-          action: 'registration.reconciled',
-          clinicId: clinic.id,
-          targetType: 'clinic',
-          targetId: clinic.id,
-          data: { runId: run.id, outcome: 'rolled_back' },
-        },
+      await recordAudit(prisma, {
+        action: 'registration.reconciled',
+        clinicId: clinic.id,
+        targetType: 'clinic',
+        targetId: clinic.id,
+        data: { runId: run.id, outcome: 'rolled_back' },
       });
       logger.warn({ clinicId: clinic.id, runId: run.id }, 'abandoned registration rolled back');
       result.rolledBack += 1;
