@@ -1,7 +1,7 @@
 /**
  * Errors shared by every module. Expected failures are data: a mutation returns a union of its
  * success type and error types implementing the `Error` interface. Authentication, authorization
- * and rate limits are GraphQL errors with `extensions.code` (CONTRACT.md section 3).
+ * and rate limits are GraphQL errors with `extensions.code` (README, "Architecture"; docs/decisions/054).
  */
 import { GraphQLError } from 'graphql';
 

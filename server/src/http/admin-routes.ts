@@ -1,5 +1,5 @@
 /**
- * The admin REST routes of the reliability seed (CONTRACT.md section 5), for operators' scripts:
+ * The admin REST routes (README, "The two commands" and "Security"), for operators' scripts:
  * `GET /api/v1/admin/clinics/health` and `POST /api/v1/admin/clinics/{id}/repair`, with a
  * super-admin bearer token. Same services as the GraphQL fields.
  */
@@ -16,7 +16,7 @@ import { sendJson } from './security.js';
 /** The services these routes use. */
 export type AdminRouteDeps = Pick<Deps, 'config' | 'auth' | 'provisioning'>;
 
-/** The seed's shape: lower-case statuses, camelCase fields. */
+/** Their shape, kept for existing scripts: lower-case statuses, camelCase fields. */
 function present(health: ClinicHealth) {
   return {
     id: health.clinicId,

@@ -1,5 +1,5 @@
 /**
- * E-mail code sign-in (the seed's client login flow, stricter): a 6-digit code valid 10
+ * E-mail code sign-in (clients' sign-in, README "Security"; docs/decisions/008): a 6-digit code valid 10
  * minutes, stored only as an HMAC under a server secret, compared in constant time, single use.
  * Five wrong tries burn it, and asking for a new code does not reset that budget (only the
  * window's end does). Sending is limited per e-mail (a growing cooldown) and per address.

@@ -2,7 +2,7 @@
  * Sessions: short-lived JWT access tokens (15 min) and opaque refresh tokens stored as sha256,
  * rotated on every use; presenting a spent token revokes its whole family. Password sign-in
  * with argon2id, the same cost for unknown e-mails, growing lockouts, and the clinic health
- * check of the seed: a broken clinic database is repaired (within 5 s) before anyone enters it.
+ * check at sign-in (README, "Architecture"): a broken clinic database is repaired (within 5 s) before anyone enters it.
  */
 import { createHash, createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { GraphQLError } from 'graphql';

@@ -1,5 +1,5 @@
 /**
- * The REST routes of the integration guide (CONTRACT.md section 5), verbatim: snake_case JSON,
+ * The onboarding REST routes (README, "Onboarding service"; docs/decisions/010): snake_case JSON,
  * `X-Master-Key`, 201/200/400/401/403/404/409/422/429/500, `Retry-After` and
  * `X-RateLimit-Remaining`, `Idempotency-Key` on every POST. Same services as GraphQL.
  *
@@ -64,7 +64,7 @@ const INVALID_PATH_UUID: Text = {
   en: 'The uuid in the path must be a UUID',
   fr: "L'uuid du chemin doit être un UUID",
 };
-/** The guide's own wording (section 3.7) for French; English otherwise. */
+/** The French wording integrators were given (README, "Onboarding service"); English otherwise. */
 const COMPLETED: Text = {
   en: 'Onboarding marked as completed',
   fr: 'Onboarding marqué comme complété avec succès',

@@ -1,5 +1,5 @@
 /**
- * GraphQL side of the onboarding service (CONTRACT.md sections 3 and 5): applications for
+ * GraphQL side of the onboarding service (README, "Onboarding service"; docs/decisions/010): applications for
  * super-admins; start, provision, status and complete for an application presenting its
  * `X-Master-Key` header. Same services and rules as the REST routes; limits are RATE_LIMITED
  * GraphQL errors with `extensions.retryAfter`.
