@@ -134,7 +134,7 @@ describe('REST: malformed paths and bodies', () => {
       `/api/v1/onboarding/${uuid}/complete`,
       JSON.stringify({ tenant_id: 'tenant-ok', metadata: { plan: { tier: { name: ['pro'] } } } }),
     );
-    // 409: complete before provision (the guide's order); the point is that it was read.
+    // 409: complete before provision (the documented order); the point is that it was read.
     expect(answer.status).toBe(409);
   });
 });

@@ -9,10 +9,10 @@ import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import ValidationPlugin from '@pothos/plugin-validation';
 import type { Context } from './context.js';
+import { ERROR_CODE_TABLE, ERROR_CODES, type ErrorCode } from './error-codes.js';
 import {
   asErrorData,
   ConflictError,
-  ERROR_CODES,
   type FieldError,
   forbidden,
   isErrorData,
@@ -131,27 +131,11 @@ builder.queryType({});
 builder.mutationType({});
 builder.subscriptionType({});
 
-/** What each code means to a client; every code of ERROR_CODES needs one (the schema fails to build otherwise). */
-const ERROR_CODE_DESCRIPTIONS: Record<(typeof ERROR_CODES)[number], string> = {
-  VALIDATION_FAILED: 'An input is invalid; `ValidationError.fields` says which and why.',
-  EMAIL_TAKEN: 'The e-mail address already belongs to an account.',
-  PROVISIONING_FAILED: 'Provisioning a clinic failed; everything it had done was rolled back.',
-  INVALID_CREDENTIALS: 'Wrong e-mail (or phone) or password; the answer does not say which.',
-  INVALID_CODE: 'The code or token is wrong, expired, used or unknown.',
-  TOO_MANY_ATTEMPTS: 'Too many wrong codes: this one is spent; ask for a new one later.',
-  DELIVERY_FAILED: 'The message could not be delivered; nothing was kept.',
-  CLINIC_UNAVAILABLE: "The user's clinic is not ready (provisioning, failed or deleted).",
-  EMAIL_NOT_VERIFIED: 'The e-mail address must be verified first.',
-  INVALID_REFRESH_TOKEN: 'The refresh token is unknown, expired, revoked or spent.',
-  NOT_FOUND: 'No such object (or none the caller may see).',
-  CONFLICT: 'The object is not in a state that allows this (already done, running, or changed).',
-};
-
 export const ErrorCodeEnum = builder.enumType('ErrorCode', {
   description: 'Codes of expected failures (types implementing `Error`).',
   values: Object.fromEntries(
-    ERROR_CODES.map((code) => [code, { description: ERROR_CODE_DESCRIPTIONS[code] }]),
-  ) as Record<(typeof ERROR_CODES)[number], { description: string }>,
+    ERROR_CODES.map((code) => [code, { description: ERROR_CODE_TABLE[code].description }]),
+  ) as Record<ErrorCode, { description: string }>,
 });
 
 export const ErrorInterface = builder.interfaceRef<OnrampError>('Error').implement({
@@ -206,5 +190,5 @@ export function errorType(
   });
 }
 
-errorType(NotFoundError, 'NotFoundError', ERROR_CODE_DESCRIPTIONS.NOT_FOUND);
-errorType(ConflictError, 'ConflictError', ERROR_CODE_DESCRIPTIONS.CONFLICT);
+errorType(NotFoundError, 'NotFoundError', ERROR_CODE_TABLE.NOT_FOUND.description);
+errorType(ConflictError, 'ConflictError', ERROR_CODE_TABLE.CONFLICT.description);

@@ -55,7 +55,7 @@ export interface Deps extends BaseDeps {
   dns: DnsProvider;
   /** Issues clinic certificates (CERT_PROVIDER). */
   certificates: CertificateIssuer;
-  /** Onboarding service (integration guide): applications, onboardings, Idempotency-Key. */
+  /** Onboarding service (README, "Onboarding service"): applications, onboardings, Idempotency-Key. */
   applications: ApplicationService;
   onboarding: OnboardingService;
   /** Integrator webhooks: endpoints, deliveries, replays. */

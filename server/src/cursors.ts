@@ -4,11 +4,10 @@
  */
 import { decodeBase64, decodeCursorChunk } from '@pothos/core';
 import { ValidationError } from './errors.js';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+import { isUuid } from './ids.js';
 
 /** A cursor over a uuid column. */
-export const uuidCursor = (value: unknown) => typeof value === 'string' && UUID.test(value);
+export const uuidCursor = (value: unknown) => isUuid(value);
 
 /** A cursor over a bigint column. */
 export const bigintCursor = (value: unknown) =>

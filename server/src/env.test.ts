@@ -29,7 +29,7 @@ function problems(env: Record<string, string>, cwd = tmp()): string[] {
 }
 
 describe('loadConfig', () => {
-  it('applies the defaults of CONTRACT.md section 2', () => {
+  it("applies the defaults of the README's Configuration table", () => {
     const cwd = tmp();
     const config = loadConfig({}, cwd);
     expect(config).toMatchObject({

@@ -1,5 +1,5 @@
 /**
- * The only reader of process.env. Every variable of CONTRACT.md section 2 is parsed here,
+ * The only reader of process.env. Every variable of the README's "Configuration" table is parsed here,
  * all problems are reported together, and the rest of the code receives a typed Config.
  */
 import { randomBytes } from 'node:crypto';
@@ -330,7 +330,7 @@ export interface Config {
   /**
    * Rate limits of the onboarding REST/GraphQL API (per application for start and status, per
    * onboarding for provision, per client address for everything).
-   * @default start 10/1h, provision 1/24h, status 100/1h, ip 50/1h (the integration guide)
+   * @default start 10/1h, provision 1/24h, status 100/1h, ip 50/1h (README, "Onboarding service")
    */
   onboardingLimits: Record<'start' | 'provision' | 'status' | 'ip', { max: number; windowSeconds: number }>;
   /**

@@ -1,27 +1,44 @@
 /**
  * Errors shared by every module. Expected failures are data: a mutation returns a union of its
  * success type and error types implementing the `Error` interface. Authentication, authorization
- * and rate limits are GraphQL errors with `extensions.code` (CONTRACT.md section 3).
+ * and rate limits are GraphQL errors with `extensions.code` (README, "Architecture"; docs/decisions/054).
  */
 import { GraphQLError } from 'graphql';
 
-/** Codes of expected failures; each module throws its own subclasses of {@link OnrampError}. */
-export const ERROR_CODES = [
-  'VALIDATION_FAILED',
-  'EMAIL_TAKEN',
-  'PROVISIONING_FAILED',
-  'INVALID_CREDENTIALS',
-  'INVALID_CODE',
-  'TOO_MANY_ATTEMPTS',
-  'DELIVERY_FAILED',
-  'CLINIC_UNAVAILABLE',
-  'EMAIL_NOT_VERIFIED',
-  'INVALID_REFRESH_TOKEN',
-  'NOT_FOUND',
-  'CONFLICT',
-] as const;
+import type { ErrorCode } from './error-codes.js';
 
-export type ErrorCode = (typeof ERROR_CODES)[number];
+// Types only: error-codes.ts imports the modules' error files, which import this one.
+export type { ErrorCode };
+
+/**
+ * What an expected failure's code means: to a GraphQL client (the `ErrorCode` enum's
+ * description) and to a REST client (its status). Each module declares its own codes beside its
+ * error classes (`auth/errors.ts`, `users/errors.ts`, …); error-codes.ts gathers them.
+ */
+export interface ErrorCodeInfo {
+  description: string;
+  /** The HTTP status a REST route answers with (http/rest.ts). */
+  status: number;
+}
+
+/** Codes every module may use. */
+export const COMMON_ERROR_CODES = {
+  VALIDATION_FAILED: {
+    description: 'An input is invalid; `ValidationError.fields` says which and why.',
+    status: 422,
+  },
+  NOT_FOUND: { description: 'No such object (or none the caller may see).', status: 404 },
+  CONFLICT: {
+    description: 'The object is not in a state that allows this (already done, running, or changed).',
+    status: 409,
+  },
+  // Provisioning's (registration and onboarding raise it too); it moves to provisioning/errors.ts
+  // with the engine.
+  PROVISIONING_FAILED: {
+    description: 'Provisioning a clinic failed; everything it had done was rolled back.',
+    status: 500,
+  },
+} as const satisfies Record<string, ErrorCodeInfo>;
 
 /** An expected failure, safe to show its message to the caller. */
 export abstract class OnrampError extends Error {
@@ -110,7 +127,7 @@ export function invalidArguments(fields: FieldError[]): GraphQLError {
 
 /**
  * A rate limit is spent: the one signal every service throws (never a transport error), which
- * GraphQL answers as RATE_LIMITED with `retryAfter` (app's error mask) and REST as 429 with
+ * GraphQL answers as RATE_LIMITED with `retryAfter` ({@link expectedFailureError}) and REST as 429 with
  * `Retry-After` (http/rest.ts).
  */
 export class RateLimitedError extends Error {
@@ -150,6 +167,18 @@ export function rateLimited(retryAfterSeconds: number): GraphQLError {
  */
 export function expectedFailureError(located: GraphQLError, original: unknown): GraphQLError | undefined {
   if (original instanceof OnrampError) return located;
+  if (original instanceof RateLimitedError) {
+    // The located copy keeps where it happened (path, positions); the refusal says what.
+    const { message, extensions } = rateLimited(original.retryAfterSeconds);
+    return new GraphQLError(message, {
+      nodes: located.nodes,
+      source: located.source,
+      positions: located.positions,
+      path: located.path,
+      originalError: original,
+      extensions,
+    });
+  }
   // Checked by name: Pothos' errors extend one of the two graphql builds (see app.ts). Their
   // extensions object is their own, made when they were thrown.
   if (original instanceof Error && original.name === 'PothosValidationError') {

@@ -5,7 +5,7 @@
  * Why not localStorage: refresh tokens are single use and a spent one presented again revokes its
  * whole family. Tabs sharing one token would race to rotate it and sign each other out; a token
  * per tab (sessionStorage) cannot race. It also shortens how long a token outlives its tab.
- * Why not an httpOnly cookie: the API takes the refresh token as a mutation argument (CONTRACT §3),
+ * Why not an httpOnly cookie: the API takes the refresh token as a mutation argument (README, "Security"),
  * not from a cookie; a cookie would need a server change and CSRF handling for little gain here.
  */
 

@@ -1,11 +1,12 @@
 /**
- * The admin REST routes of the reliability seed (CONTRACT.md section 5), for operators' scripts:
+ * The admin REST routes (README, "The two commands" and "Security"), for operators' scripts:
  * `GET /api/v1/admin/clinics/health` and `POST /api/v1/admin/clinics/{id}/repair`, with a
  * super-admin bearer token. Same services as the GraphQL fields.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Deps } from '../context.js';
 import { ConflictError, NotFoundError } from '../errors.js';
+import { isUuid } from '../ids.js';
 import type { ClinicHealth } from '../modules/provisioning/service.js';
 import { clientAddress } from './client-address.js';
 import { decodePathSegment } from './input.js';
@@ -15,9 +16,7 @@ import { sendJson } from './security.js';
 /** The services these routes use. */
 export type AdminRouteDeps = Pick<Deps, 'config' | 'auth' | 'provisioning'>;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** The seed's shape: lower-case statuses, camelCase fields. */
+/** Their shape, kept for existing scripts: lower-case statuses, camelCase fields. */
 function present(health: ClinicHealth) {
   return {
     id: health.clinicId,
@@ -77,7 +76,7 @@ export async function handleAdminRoute(
 
   if (req.method !== 'POST') return methodNotAllowed(res, 'POST');
   const clinicId = decodePathSegment(repair?.[1] ?? '');
-  if (clinicId === null || !UUID.test(clinicId)) {
+  if (!isUuid(clinicId)) {
     sendJson(res, 400, {
       success: false,
       error: 'validation_failed',

@@ -7,7 +7,7 @@ import type { IncomingMessage } from 'node:http';
 
 export type Language = 'en' | 'fr';
 
-/** A message in both languages; `fr` only where a French wording exists (the guide's first). */
+/** A message in both languages; `fr` only where a French wording exists (the onboarding routes' first). */
 export interface Text {
   en: string;
   fr?: string;

@@ -5,7 +5,8 @@
  * {@link errorReply} answer.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type ErrorCode, OnrampError, RateLimitedError, ValidationError } from '../errors.js';
+import { ERROR_CODE_TABLE, type ErrorCode } from '../error-codes.js';
+import { OnrampError, RateLimitedError, ValidationError } from '../errors.js';
 import { CONTROL_CHARACTER_MESSAGE, findControlCharacter } from '../text-input.js';
 import { isNestedDeeperThan, MAX_JSON_DEPTH } from './input.js';
 import { type Language, say, type Text } from './language.js';
@@ -33,21 +34,10 @@ export class HttpError extends Error {
   }
 }
 
-/** The one map from an expected failure's code to its REST status. */
-export const REST_STATUS: Record<ErrorCode, number> = {
-  VALIDATION_FAILED: 422,
-  EMAIL_TAKEN: 409,
-  PROVISIONING_FAILED: 500,
-  INVALID_CREDENTIALS: 401,
-  INVALID_CODE: 400,
-  TOO_MANY_ATTEMPTS: 429,
-  DELIVERY_FAILED: 502,
-  CLINIC_UNAVAILABLE: 503,
-  EMAIL_NOT_VERIFIED: 403,
-  INVALID_REFRESH_TOKEN: 401,
-  NOT_FOUND: 404,
-  CONFLICT: 409,
-};
+/** The one map from an expected failure's code to its REST status (each module declares its own). */
+export const REST_STATUS = Object.fromEntries(
+  Object.entries(ERROR_CODE_TABLE).map(([code, { status }]) => [code, status]),
+) as Record<ErrorCode, number>;
 
 export interface ErrorReplyOptions {
   /** What a NOT_FOUND says instead of the error's own (English) message. */

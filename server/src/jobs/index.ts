@@ -13,6 +13,7 @@ import {
   Logger as WorkerLogger,
 } from 'graphile-worker';
 import pg from 'pg';
+import { Prisma } from '../generated/central/client.js';
 import type { Logger } from '../logger.js';
 
 export interface TaskPayloads {
@@ -70,6 +71,60 @@ export async function addJob<T extends TaskName>(
     job_key => ${options.jobKey ?? null}::text,
     queue_name => ${options.queueName ?? null}::text
   )`;
+}
+
+/**
+ * `graphile_worker.add_job(...)` as a fragment of a larger statement, for a job whose payload is
+ * computed by that statement (e.g. the id a CTE just inserted): each payload field is an SQL
+ * expression, typed by the task's payload. Evaluates to the job row (never null).
+ */
+export function addJobSql<T extends TaskName>(
+  task: T,
+  payload: { [K in keyof TaskPayloads[T]]: Prisma.Sql },
+  options: Omit<AddJobOptions, 'jobKey'> & { jobKey?: Prisma.Sql } = {},
+): Prisma.Sql {
+  const fields = Object.entries(payload as Record<string, Prisma.Sql>).map(
+    ([name, value]) => Prisma.sql`${name}::text, ${value}`,
+  );
+  return Prisma.sql`graphile_worker.add_job(
+    ${task}::text,
+    json_build_object(${Prisma.join(fields)}),
+    run_at => ${options.runAt ?? null}::timestamptz,
+    max_attempts => ${options.maxAttempts ?? 10}::int,
+    job_key => ${options.jobKey ?? Prisma.sql`NULL`}::text
+  )`;
+}
+
+/** Anything that can run a raw query: a Prisma client or interactive transaction. */
+export interface RawQuerier {
+  $queryRaw<R>(query: TemplateStringsArray | Prisma.Sql, ...values: unknown[]): Promise<R>;
+}
+
+/** Removes the pending job of `key`, if any (a job that is running finishes). */
+export async function removeJob(db: RawExecutor, key: string): Promise<void> {
+  await db.$executeRaw`SELECT graphile_worker.remove_job(${key})`;
+}
+
+/** Makes the job of `key` due now, unless a worker holds it. @returns how many were rescheduled */
+export async function runJobNow(db: RawQuerier, key: string): Promise<number> {
+  const rows = await db.$queryRaw<{ id: string }[]>`
+    SELECT id::text FROM graphile_worker.reschedule_jobs(
+      ARRAY(SELECT id FROM graphile_worker.jobs WHERE key = ${key}), run_at := now())`;
+  return rows.length;
+}
+
+/** Whether a job of `key` is pending or running. */
+export async function jobExists(db: RawQuerier, key: string): Promise<boolean> {
+  const rows = await db.$queryRaw<{ n: number }[]>`
+    SELECT count(*)::int AS n FROM graphile_worker.jobs WHERE key = ${key}`;
+  return (rows[0]?.n ?? 0) > 0;
+}
+
+/** The keys of pending or running jobs that start with `prefix`. */
+export async function jobKeys(db: RawQuerier, prefix: string): Promise<string[]> {
+  const rows = await db.$queryRaw<{ key: string }[]>`
+    SELECT key FROM graphile_worker.jobs WHERE starts_with(key, ${prefix})`;
+  return rows.map((row) => row.key);
 }
 
 /** Installs or upgrades graphile-worker's own schema (idempotent, concurrency-safe). */

@@ -9,7 +9,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { CentralPrisma } from '../db/database.js';
-import { rateLimited } from '../errors.js';
+import { RateLimitedError } from '../errors.js';
 
 export interface CounterStore {
   /** Counts one request of `key`; returns the count in the current window and its seconds left. */
@@ -94,12 +94,11 @@ export class RateLimit {
 
   /**
    * Counts one attempt of `key`.
-   * @throws a RATE_LIMITED GraphQL error (HTTP 429, `retryAfter`) when the window's budget was
-   * already spent.
+   * @throws RateLimitedError when the window's budget was already spent.
    */
   async take(key: string): Promise<void> {
     const { count, resetSeconds } = await this.store.hit(this.scope, key, this.rule.windowSeconds);
-    if (count > this.rule.max) throw rateLimited(resetSeconds);
+    if (count > this.rule.max) throw new RateLimitedError(resetSeconds);
   }
 
   /** Gives back an attempt that must not count (refused by another limit, failed on our side). */
@@ -111,7 +110,7 @@ export class RateLimit {
 /**
  * Takes every limit in order; when one refuses, the attempts already counted are given back
  * (a refused request spends no budget of the limits before it).
- * @throws the refusing limit's RATE_LIMITED error
+ * @throws the refusing limit's RateLimitedError
  */
 export async function takeAll(limits: [RateLimit, string][]): Promise<void> {
   const taken: [RateLimit, string][] = [];

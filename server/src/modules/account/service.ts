@@ -5,6 +5,7 @@
  */
 import type { CentralPrisma } from '../../db/database.js';
 import type { RunScoped } from '../../db/request-scope.js';
+import { recordAudit } from '../audit/record.js';
 import type { ProvisioningService } from '../provisioning/service.js';
 
 export interface AccountDeps {
@@ -116,14 +117,12 @@ export class AccountService {
           emailVerifiedAt: null,
         },
       }),
-      prisma.auditLog.create({
-        data: {
-          action: 'user.deleted',
-          actorId: userId,
-          clinicId: user.clinicId,
-          targetType: 'user',
-          targetId: userId,
-        },
+      recordAudit(prisma, {
+        action: 'user.deleted',
+        actorId: userId,
+        clinicId: user.clinicId,
+        targetType: 'user',
+        targetId: userId,
       }),
     ]);
     this.deps.sessionsEnded(userId);

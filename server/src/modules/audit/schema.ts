@@ -5,6 +5,7 @@ import type { Context } from '../../context.js';
 import { bigintCursor, checkCursors } from '../../cursors.js';
 import { type FieldError, invalidArguments } from '../../errors.js';
 import type { Clinic, User } from '../../generated/central/client.js';
+import { idSchema } from '../../ids.js';
 import { batchLoad } from '../../loader.js';
 import { ClinicRef } from '../provisioning/schema.js';
 import { UserRef } from '../users/schema.js';
@@ -15,8 +16,8 @@ const filters = z.object({
     .max(100, { error: 'An action has at most 100 characters' })
     .regex(/^[a-z0-9_.]*$/, { error: 'An action is lower-case letters, digits, "_" and "."' })
     .nullish(),
-  clinicId: z.uuid({ error: 'must be a clinic id (UUID)' }).nullish(),
-  actorId: z.uuid({ error: 'must be a user id (UUID)' }).nullish(),
+  clinicId: idSchema('a clinic id').nullish(),
+  actorId: idSchema('a user id').nullish(),
 });
 
 /** Rows of the viewer's scope (row-level security): a clinic admin sees only their clinic's people. */

@@ -1,4 +1,25 @@
-import { OnrampError } from '../../errors.js';
+import { type ErrorCodeInfo, OnrampError } from '../../errors.js';
+
+/** The codes of auth's expected failures. */
+export const AUTH_ERROR_CODES = {
+  INVALID_CREDENTIALS: {
+    description: 'Wrong e-mail (or phone) or password; the answer does not say which.',
+    status: 401,
+  },
+  TOO_MANY_ATTEMPTS: {
+    description: 'Too many wrong codes: this one is spent; ask for a new one later.',
+    status: 429,
+  },
+  CLINIC_UNAVAILABLE: {
+    description: "The user's clinic is not ready (provisioning, failed or deleted).",
+    status: 503,
+  },
+  EMAIL_NOT_VERIFIED: { description: 'The e-mail address must be verified first.', status: 403 },
+  INVALID_REFRESH_TOKEN: {
+    description: 'The refresh token is unknown, expired, revoked or spent.',
+    status: 401,
+  },
+} as const satisfies Record<string, ErrorCodeInfo>;
 
 /** Wrong e-mail or password: one answer for both, so it reveals neither. */
 export class InvalidCredentialsError extends OnrampError {

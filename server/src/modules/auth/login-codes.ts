@@ -1,5 +1,5 @@
 /**
- * E-mail code sign-in (the seed's client login flow, stricter): a 6-digit code valid 10
+ * E-mail code sign-in (clients' sign-in, README "Security"; docs/decisions/008): a 6-digit code valid 10
  * minutes, stored only as an HMAC under a server secret, compared in constant time, single use.
  * Five wrong tries burn it, and asking for a new code does not reset that budget (only the
  * window's end does). Sending is limited per e-mail (a growing cooldown) and per address.
@@ -11,10 +11,11 @@
 import { createHmac, randomInt, timingSafeEqual } from 'node:crypto';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
-import { rateLimited } from '../../errors.js';
+import { RateLimitedError } from '../../errors.js';
 import { Prisma } from '../../generated/central/client.js';
 import type { UserRole } from '../../generated/central/enums.js';
 import type { Logger } from '../../logger.js';
+import { auditActionSql, recordAudit } from '../audit/record.js';
 import { enqueueMail, type MailTransport, type OutgoingMail, sendThenRecordMail } from '../mail/service.js';
 import { InvalidCodeError } from '../users/errors.js';
 import { normaliseEmail } from '../users/validation.js';
@@ -67,7 +68,7 @@ export class LoginCodes {
   /**
    * Sends a code when the e-mail belongs to a user, creating the CLIENT user first when only a
    * client record has it. @returns the code's lifetime in seconds, whatever the e-mail.
-   * @throws RATE_LIMITED when this e-mail or address asked too often (known or not).
+   * @throws RateLimitedError when this e-mail or address asked too often (known or not).
    */
   async request(rawEmail: string, ip: string | null): Promise<number> {
     const { prisma } = this.deps;
@@ -78,7 +79,7 @@ export class LoginCodes {
     // Counted per request before anything else (lockout.ts), so a burst from one address, or a
     // spray of e-mails from one place, sends at most the limit.
     const addressWait = limited ? await this.addresses.reserve(addressKey) : 0;
-    if (addressWait > 0) throw rateLimited(addressWait);
+    if (addressWait > 0) throw new RateLimitedError(addressWait);
 
     const code = String(randomInt(0, 1_000_000)).padStart(6, '0');
     // Looked up beside the write below, for every e-mail alike; the answer never waits for it.
@@ -107,7 +108,7 @@ export class LoginCodes {
       const [row] = await prisma.$queryRaw<{ wait_ms: number }[]>`
         SELECT (extract(epoch FROM l.last_sent_at + ${COOLDOWN} - now()) * 1000)::float8 AS wait_ms
           FROM login_codes l WHERE l.email = ${email}`;
-      throw rateLimited((row?.wait_ms ?? 1000) / 1000);
+      throw new RateLimitedError((row?.wait_ms ?? 1000) / 1000);
     }
     // Everything that depends on whether the e-mail is known happens after the answer, so the
     // answer and its timing are the same for every address.
@@ -163,7 +164,7 @@ export class LoginCodes {
     };
     const audit = Prisma.sql`
       INSERT INTO audit_log (action, actor_id, clinic_id, ip)
-      VALUES ('auth.code_requested', ${user.id}::uuid, ${user.clinicId}::uuid, ${ip}::text)`;
+      VALUES (${auditActionSql('auth.code_requested')}, ${user.id}::uuid, ${user.clinicId}::uuid, ${ip}::text)`;
     if (this.sendingNow >= MAX_IMMEDIATE_SENDS) {
       await enqueueMail(prisma, mail, config.encryptionKey, { alongside: audit });
       return;
@@ -210,8 +211,10 @@ export class LoginCodes {
           where: { email, userId: null, clinicId: record.clinicId },
           data: { userId: user.id },
         });
-        await tx.auditLog.create({
-          data: { action: 'user.created_from_client_record', actorId: user.id, clinicId: record.clinicId },
+        await recordAudit(tx, {
+          action: 'user.created_from_client_record',
+          actorId: user.id,
+          clinicId: record.clinicId,
         });
         return user;
       });
@@ -295,7 +298,7 @@ export class LoginCodes {
         RETURNING id),
       audited AS (
         INSERT INTO audit_log (action, actor_id, clinic_id, target_type, target_id, data)
-        SELECT 'user.email_proven', t.id, t.clinic_id, 'user', t.id::text,
+        SELECT ${auditActionSql('user.email_proven')}, t.id, t.clinic_id, 'user', t.id::text,
                jsonb_build_object('method', 'code', 'passwordCleared', t.had_password,
                                   'sessionsEnded', (SELECT count(*) FROM ended))
           FROM target t WHERE t.first_proof)

@@ -2,16 +2,18 @@
  * Sessions: short-lived JWT access tokens (15 min) and opaque refresh tokens stored as sha256,
  * rotated on every use; presenting a spent token revokes its whole family. Password sign-in
  * with argon2id, the same cost for unknown e-mails, growing lockouts, and the clinic health
- * check of the seed: a broken clinic database is repaired (within 5 s) before anyone enters it.
+ * check at sign-in (README, "Architecture"): a broken clinic database is repaired (within 5 s) before anyone enters it.
  */
 import { createHash, createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { GraphQLError } from 'graphql';
 import { type JWTPayload, jwtVerify, SignJWT } from 'jose';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
-import { rateLimited, unauthenticated } from '../../errors.js';
+import { RateLimitedError, unauthenticated } from '../../errors.js';
 import type { UserRole } from '../../generated/central/enums.js';
+import { isUuid } from '../../ids.js';
 import type { Logger } from '../../logger.js';
+import { auditActionSql, recordAudit } from '../audit/record.js';
 import type { MailTransport } from '../mail/service.js';
 import type { ProvisioningService } from '../provisioning/service.js';
 import { InvalidCodeError } from '../users/errors.js';
@@ -123,7 +125,7 @@ export class AuthService {
 
   /**
    * @throws InvalidCredentialsError, EmailNotVerifiedError, ClinicUnavailableError, or a
-   * RATE_LIMITED GraphQL error while the account or address is locked out.
+   * RateLimitedError while the account or address is locked out.
    */
   async signInWithPassword(
     login: PasswordLogin,
@@ -136,7 +138,7 @@ export class AuthService {
     // First the address's share of the hashing slots (passwords.ts): its excess is refused
     // before anything is counted or queued.
     const slot = claimHashSlot(addressKey, this.hashSlotsPerAddress);
-    if (!slot) throw rateLimited(1);
+    if (!slot) throw new RateLimitedError(1);
     try {
       return await this.checkPassword(where, accountKey, addressKey, password, meta, slot);
     } finally {
@@ -158,9 +160,9 @@ export class AuthService {
     // limit get past here. The address first: an attempt on a locked account still spends the
     // address's budget, so a locked account is no free target for guessing elsewhere.
     const addressWait = await this.addresses.reserve(addressKey);
-    if (addressWait > 0) throw rateLimited(addressWait);
+    if (addressWait > 0) throw new RateLimitedError(addressWait);
     const accountWait = await this.accounts.reserve(accountKey);
-    if (accountWait > 0) throw rateLimited(accountWait);
+    if (accountWait > 0) throw new RateLimitedError(accountWait);
 
     const user = await prisma.user.findUnique({ where, include: { clinic: true } });
     // Unknown e-mail or no password: verify against a dummy hash anyway, so the answer takes
@@ -169,14 +171,12 @@ export class AuthService {
     const ok = await slot.verify(user?.passwordHash ?? (await this.dummyHash), password);
     if (!user?.passwordHash || !ok) {
       // Already counted by the reservations above.
-      await prisma.auditLog.create({
-        data: {
-          action: 'auth.sign_in_failed',
-          actorId: user?.id ?? null,
-          clinicId: user?.clinicId ?? null,
-          ip: meta.ip,
-          data: { method: 'password' },
-        },
+      await recordAudit(prisma, {
+        action: 'auth.sign_in_failed',
+        actorId: user?.id ?? null,
+        clinicId: user?.clinicId ?? null,
+        ip: meta.ip,
+        data: { method: 'password' },
       });
       throw new InvalidCredentialsError();
     }
@@ -305,13 +305,11 @@ export class AuthService {
             where: { familyId: session.familyId, revokedAt: null },
             data: { revokedAt: new Date() },
           }),
-          prisma.auditLog.create({
-            data: {
-              action: 'auth.refresh_reuse',
-              actorId: session.userId,
-              ip: meta.ip,
-              data: { familyId: session.familyId },
-            },
+          recordAudit(prisma, {
+            action: 'auth.refresh_reuse',
+            actorId: session.userId,
+            ip: meta.ip,
+            data: { familyId: session.familyId },
           }),
         ]);
         logger.warn({ userId: session.userId }, 'spent refresh token reused; session family revoked');
@@ -344,7 +342,7 @@ export class AuthService {
         where: { familyId: session.familyId, revokedAt: null },
         data: { revokedAt: new Date() },
       }),
-      prisma.auditLog.create({ data: { action: 'auth.sign_out', actorId: session.userId } }),
+      recordAudit(prisma, { action: 'auth.sign_out', actorId: session.userId }),
     ]);
     this.deps.sessionsEnded(session.userId);
   }
@@ -372,7 +370,7 @@ export class AuthService {
         RETURNING id),
       audited AS (
         INSERT INTO audit_log (action, actor_id, clinic_id, ip, data)
-        SELECT 'auth.sign_in', ${user.id}::uuid, ${user.clinicId}::uuid, ${meta.ip}::text,
+        SELECT ${auditActionSql('auth.sign_in')}, ${user.id}::uuid, ${user.clinicId}::uuid, ${meta.ip}::text,
                jsonb_build_object('method', ${method}::text)
           FROM s WHERE ${method}::text IS NOT NULL)
       SELECT id::text AS id FROM s`;
@@ -419,7 +417,7 @@ export class AuthService {
       throw rejected();
     }
     const { sub, sid, exp } = payload;
-    if (typeof sub !== 'string' || !UUID.test(sub) || typeof sid !== 'string' || !UUID.test(sid)) {
+    if (!isUuid(sub) || !isUuid(sid)) {
       throw rejected();
     }
     const live = await this.deps.sessionCache.get(sid, () => this.liveSession(sid));
@@ -470,5 +468,3 @@ export class AuthService {
     );
   }
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -5,10 +5,11 @@
  * sign-in or to disable 2FA is an attempt reserved first (lockout.ts): 5 per user per window.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { decryptSecret, encryptSecret } from '../../crypto.js';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import { ConflictError } from '../../errors.js';
-import { decryptSecret, encryptSecret } from '../provisioning/secrets.js';
+import { recordAudit } from '../audit/record.js';
 import { InvalidCodeError } from '../users/errors.js';
 import { TooManyAttemptsError } from './errors.js';
 import { type LimitStore, Lockout } from './lockout.js';
@@ -70,8 +71,11 @@ export class TwoFactor {
         data: codes.map((c) => ({ userId, codeHash: sha256(normaliseRecovery(c)) })),
       }),
       prisma.user.update({ where: { id: userId }, data: { totpEnabledAt: new Date() } }),
-      prisma.auditLog.create({
-        data: { action: 'auth.2fa_enabled', actorId: userId, targetType: 'user', targetId: userId },
+      recordAudit(prisma, {
+        action: 'auth.2fa_enabled',
+        actorId: userId,
+        targetType: 'user',
+        targetId: userId,
       }),
     ]);
     return codes;
@@ -92,8 +96,11 @@ export class TwoFactor {
         where: { id: userId },
         data: { totpEnabledAt: null, totpSecretEnc: null, totpLastStep: null },
       }),
-      prisma.auditLog.create({
-        data: { action: 'auth.2fa_disabled', actorId: userId, targetType: 'user', targetId: userId },
+      recordAudit(prisma, {
+        action: 'auth.2fa_disabled',
+        actorId: userId,
+        targetType: 'user',
+        targetId: userId,
       }),
     ]);
   }
@@ -133,7 +140,7 @@ export class TwoFactor {
         data: { usedAt: new Date() },
       });
       if (spent.count === 0) return false;
-      await tx.auditLog.create({ data: { action: 'auth.recovery_code_used', actorId: userId } });
+      await recordAudit(tx, { action: 'auth.recovery_code_used', actorId: userId });
       return true;
     });
   }

@@ -4,8 +4,9 @@
  * Leaf private keys are stored AES-256-GCM encrypted with ENCRYPTION_KEY, bound to their row's
  * name and serial (associated data), and only decrypted for tlsCredentials().
  */
+
+import { decryptSecret, encryptSecret } from '../../crypto.js';
 import type { CentralPrisma } from '../../db/database.js';
-import { decryptSecret, encryptSecret } from '../provisioning/secrets.js';
 import type { IssuedCertificate, TlsCredentials } from './issuer.js';
 
 const DAY_MS = 24 * 60 * 60_000;

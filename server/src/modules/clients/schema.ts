@@ -2,6 +2,8 @@
 import { z } from 'zod';
 import { builder } from '../../builder.js';
 import { ConflictError } from '../../errors.js';
+import { idSchema } from '../../ids.js';
+import { recordAudit } from '../audit/record.js';
 import { emailSchema } from '../users/validation.js';
 
 const ClientKindEnum = builder.enumType('ClientKind', {
@@ -53,7 +55,7 @@ const AddClientInput = builder.inputType('AddClientInput', {
 const name = z.string().trim().min(1).max(100).nullish();
 const addClientSchema = z
   .object({
-    clinicId: z.uuid({ error: 'must be a clinic id (UUID)' }),
+    clinicId: idSchema('a clinic id'),
     kind: z.enum(['PERSON', 'COMPANY']),
     email: emailSchema,
     firstName: name,
@@ -97,15 +99,13 @@ builder.mutationField('addClient', (t) =>
               legalName: input.kind === 'COMPANY' ? (input.legalName ?? null) : null,
             },
           });
-          await tx.auditLog.create({
-            data: {
-              action: 'client.added',
-              actorId: context.viewer?.userId,
-              clinicId: input.clinicId,
-              targetType: 'client_record',
-              targetId: record.id,
-              ip: context.ip,
-            },
+          await recordAudit(tx, {
+            action: 'client.added',
+            actorId: context.viewer?.userId,
+            clinicId: input.clinicId,
+            targetType: 'client_record',
+            targetId: record.id,
+            ip: context.ip,
           });
           return record;
         });

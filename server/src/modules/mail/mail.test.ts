@@ -7,7 +7,7 @@ import {
   testLogger,
 } from '../../../test/harness.js';
 
-import { encryptSecret } from '../provisioning/secrets.js';
+import { encryptSecret } from '../../crypto.js';
 
 const KEY = Buffer.from(TEST_SECRETS.ENCRYPTION_KEY, 'hex');
 

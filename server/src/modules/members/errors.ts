@@ -1,4 +1,9 @@
-import { OnrampError } from '../../errors.js';
+import { type ErrorCodeInfo, OnrampError } from '../../errors.js';
+
+/** The codes of members' expected failures. */
+export const MEMBER_ERROR_CODES = {
+  DELIVERY_FAILED: { description: 'The message could not be delivered; nothing was kept.', status: 502 },
+} as const satisfies Record<string, ErrorCodeInfo>;
 
 /** The invitation could not be delivered; nothing was kept. */
 export class DeliveryFailedError extends OnrampError {

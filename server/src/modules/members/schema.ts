@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { builder, errorType } from '../../builder.js';
 import { ConflictError } from '../../errors.js';
+import { idSchema } from '../../ids.js';
 import { ClinicUnavailableError, EmailNotVerifiedError, TooManyAttemptsError } from '../auth/errors.js';
 import { AuthSessionRef } from '../auth/schema.js';
 import { EmailTakenError, InvalidCodeError } from '../users/errors.js';
@@ -56,7 +57,7 @@ const name = (label: string) =>
     .max(100);
 const inviteSchema = z
   .object({
-    clinicId: z.uuid({ error: 'must be a clinic id (UUID)' }),
+    clinicId: idSchema('a clinic id'),
     firstName: name('First name'),
     lastName: name('Last name'),
     role: z.enum(['PRACTITIONER', 'STAFF', 'CLINIC_ADMIN']),

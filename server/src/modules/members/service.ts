@@ -10,6 +10,7 @@ import type { Config } from '../../env.js';
 import { ConflictError } from '../../errors.js';
 import { type CounterStore, RateLimit, takeAll } from '../../limits/counters.js';
 import type { Logger } from '../../logger.js';
+import { recordAudit } from '../audit/record.js';
 import { EmailNotVerifiedError, TooManyAttemptsError } from '../auth/errors.js';
 import { hashPassword } from '../auth/passwords.js';
 import { MailDeliveryError, type MailTransport, sendMailNow } from '../mail/service.js';
@@ -79,7 +80,7 @@ export class MembersService {
   /**
    * @returns the new member's id.
    * @throws EmailNotVerifiedError when a clinic admin inviting has not proven their address.
-   * @throws RATE_LIMITED (a GraphQL error) past the clinic's or the platform's budget, counted
+   * @throws RateLimitedError past the clinic's or the platform's budget, counted
    * before anything is sent.
    * @throws DeliveryFailedError (nothing persisted), EmailTakenError, ConflictError (phone in use)
    */
@@ -145,15 +146,13 @@ export class MembersService {
               expiresAt: new Date(Date.now() + ACTIVATION_TTL_MS),
             },
           });
-          await tx.auditLog.create({
-            data: {
-              action: 'member.invited',
-              actorId,
-              clinicId: input.clinicId,
-              targetType: 'user',
-              targetId: user.id,
-              data: { role: input.role, channel: input.channel },
-            },
+          await recordAudit(tx, {
+            action: 'member.invited',
+            actorId,
+            clinicId: input.clinicId,
+            targetType: 'user',
+            targetId: user.id,
+            data: { role: input.role, channel: input.channel },
           });
           // Last: only an accepted message lets the transaction commit.
           const text = invitationText(clinic.name, code);
@@ -236,9 +235,7 @@ export class MembersService {
         where: { userId: user.id, revokedAt: null },
         data: { revokedAt: new Date() },
       });
-      await tx.auditLog.create({
-        data: { action: 'member.activated', actorId: user.id, clinicId: user.clinicId },
-      });
+      await recordAudit(tx, { action: 'member.activated', actorId: user.id, clinicId: user.clinicId });
     });
     this.deps.sessionsEnded(user.id);
     return user.id;

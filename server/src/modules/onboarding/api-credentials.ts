@@ -13,10 +13,11 @@
  * (AES-256-GCM, the onboarding's id as associated data), since verifying an HMAC needs it.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { decryptSecret, encryptSecret } from '../../crypto.js';
 import type { CentralPrisma } from '../../db/database.js';
 import { NotFoundError } from '../../errors.js';
 import type { Onboarding } from '../../generated/central/client.js';
-import { decryptSecret, encryptSecret } from '../provisioning/secrets.js';
+import { recordAudit } from '../audit/record.js';
 import type { Actor, ApplicationPrincipal } from './applications.js';
 import { newApiCredentials, sameHash, sha256 } from './keys.js';
 
@@ -178,15 +179,13 @@ export class ApiCredentialService {
       });
       if (!found) throw new NotFoundError('provisioned onboarding');
       const updated = await tx.onboarding.update({ where: { id: uuid }, data });
-      await tx.auditLog.create({
-        data: {
-          action,
-          actorId: actor.userId,
-          targetType: 'onboarding',
-          targetId: uuid,
-          data: { applicationId: app.applicationId, hadKey: found.apiKeyId !== null },
-          ip: actor.ip,
-        },
+      await recordAudit(tx, {
+        action,
+        actorId: actor.userId,
+        targetType: 'onboarding',
+        targetId: uuid,
+        data: { applicationId: app.applicationId, hadKey: found.apiKeyId !== null },
+        ip: actor.ip,
       });
       return updated;
     });

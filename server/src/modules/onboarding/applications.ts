@@ -6,6 +6,7 @@
 import type { CentralPrisma } from '../../db/database.js';
 import { NotFoundError } from '../../errors.js';
 import type { Application, Prisma } from '../../generated/central/client.js';
+import { recordAudit } from '../audit/record.js';
 import { masterKeyId, newMasterKey, sameHash, sha256 } from './keys.js';
 import { applicationNameSchema, parseInput } from './validation.js';
 
@@ -43,15 +44,13 @@ export class ApplicationService {
       const created = await tx.application.create({
         data: { name, createdBy: actor.userId, keys: { create: { keyId: key.keyId, keyHash: key.hash } } },
       });
-      await tx.auditLog.create({
-        data: {
-          action: 'application.registered',
-          actorId: actor.userId,
-          targetType: 'application',
-          targetId: created.id,
-          data: { name },
-          ip: actor.ip,
-        },
+      await recordAudit(tx, {
+        action: 'application.registered',
+        actorId: actor.userId,
+        targetType: 'application',
+        targetId: created.id,
+        data: { name },
+        ip: actor.ip,
       });
       return created;
     });
@@ -87,15 +86,13 @@ export class ApplicationService {
         data: { revokedAt: new Date() },
       });
       await then(tx);
-      await tx.auditLog.create({
-        data: {
-          action,
-          actorId: actor.userId,
-          targetType: 'application',
-          targetId: applicationId,
-          data: { revokedKeys: revoked.count },
-          ip: actor.ip,
-        },
+      await recordAudit(tx, {
+        action,
+        actorId: actor.userId,
+        targetType: 'application',
+        targetId: applicationId,
+        data: { revokedKeys: revoked.count },
+        ip: actor.ip,
       });
       return tx.application.update({ where: { id: applicationId }, data: { updatedAt: new Date() } });
     });

@@ -1,6 +1,6 @@
 /**
  * Test helpers of the onboarding module: an app whose pino output is captured, and a small
- * REST client speaking the integration guide's HTTP.
+ * REST client speaking the onboarding REST API (README, "Onboarding service").
  */
 import { Writable } from 'node:stream';
 import { afterAll } from 'vitest';

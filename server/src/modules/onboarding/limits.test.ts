@@ -1,5 +1,5 @@
 /**
- * The guide's rate limits at their default values where a test can reach them: provision once
+ * The onboarding rate limits (README, "Onboarding service") at their default values where a test can reach them: provision once
  * per 24 h per uuid (an idempotent replay is free), and the per-address limit over every route,
  * here lowered to 7 an hour so the test stays short.
  */
@@ -25,7 +25,7 @@ describe('rate limits', async () => {
     expect(replay.status).toBe(200);
     expect(replay.body.metadata.is_idempotent).toBe(true);
 
-    // 4: start, 5: provision fails at dns, 6: the retry (as the guide advises) resumes and succeeds
+    // 4: start, 5: provision fails at dns, 6: the retry (as the README advises) resumes and succeeds
     const second = (await rest('POST', '/api/v1/onboarding/start', { key, body: { email: 'b@example.com' } }))
       .body;
     t.app.deps.provisioning.injectFault('dns', 1);

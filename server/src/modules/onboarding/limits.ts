@@ -1,5 +1,5 @@
 /**
- * The onboarding service's rate limits (integration guide, "Rate Limiting"): fixed windows
+ * The onboarding service's rate limits (README, "Onboarding service"; ONBOARDING_*_LIMIT): fixed windows
  * counted in the shared store of limits/counters.ts (PostgreSQL, or Redis with REDIS_URL).
  */
 import type { Config } from '../../env.js';

@@ -1,5 +1,5 @@
 /**
- * The integration guide, followed word for word over HTTP: register an application, start,
+ * The onboarding REST API (README, "Onboarding service"), followed word for word over HTTP: register an application, start,
  * provision (with and without an API key), status, complete, the idempotent replay, and every
  * error of its FAQ; Idempotency-Key; isolation between applications; secrets never logged.
  */
@@ -158,7 +158,7 @@ describe('the integration guide, verbatim', () => {
     expect(JSON.stringify(status.body)).not.toContain(apiSecret);
 
     // 3.7
-    // The guide's message is French; an integrator asking for French gets its wording.
+    // The documented message is French; an integrator asking for French gets its wording.
     const completed = await rest('POST', `/api/v1/onboarding/${uuid}/complete`, {
       key,
       headers: { 'Accept-Language': 'fr' },
@@ -783,7 +783,7 @@ describe('OpenAPI and logs', () => {
   it("the document passes Redocly's recommended rules without a warning", async () => {
     const config = await createConfig({
       extends: ['recommended-strict'],
-      // The guide's paths, verbatim: `status/{uuid}` and `{uuid}/complete` cannot both match,
+      // The documented paths, verbatim: `status/{uuid}` and `{uuid}/complete` cannot both match,
       // since a uuid is never "status".
       rules: { 'no-ambiguous-paths': 'off' },
     });

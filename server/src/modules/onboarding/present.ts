@@ -1,4 +1,4 @@
-/** The integration guide's JSON shapes (snake_case), shared by the REST routes and their tests. */
+/** The onboarding REST API's JSON shapes (snake_case, README "Onboarding service"), shared by the REST routes and their tests. */
 import type { Onboarding } from '../../generated/central/client.js';
 import type { OnboardingService, ProvisionResult } from './service.js';
 

@@ -1,5 +1,5 @@
 /**
- * The REST routes of the integration guide (CONTRACT.md section 5), verbatim: snake_case JSON,
+ * The onboarding REST routes (README, "Onboarding service"; docs/decisions/010): snake_case JSON,
  * `X-Master-Key`, 201/200/400/401/403/404/409/422/429/500, `Retry-After` and
  * `X-RateLimit-Remaining`, `Idempotency-Key` on every POST. Same services as GraphQL.
  *
@@ -24,6 +24,7 @@ import {
   sendReply,
 } from '../../http/rest.js';
 import { sendJson } from '../../http/security.js';
+import { isUuid } from '../../ids.js';
 import { presentEndpoint } from '../webhooks/present.js';
 import { API_KEY_HEADER, ApiSignatureError, type TenantPrincipal } from './api-credentials.js';
 import { DOCS_PATH, serveDocs } from './docs.js';
@@ -39,7 +40,6 @@ import {
   presentStatus,
 } from './present.js';
 import {
-  isUuid,
   parseInput,
   provisionBody,
   registerApplicationBody,
@@ -69,7 +69,7 @@ const INVALID_PATH_UUID: Text = {
   en: 'The uuid in the path must be a UUID',
   fr: "L'uuid du chemin doit être un UUID",
 };
-/** The guide's own wording (section 3.7) for French; English otherwise. */
+/** The French wording integrators were given (README, "Onboarding service"); English otherwise. */
 const COMPLETED: Text = {
   en: 'Onboarding marked as completed',
   fr: 'Onboarding marqué comme complété avec succès',

@@ -1,36 +1,24 @@
 /**
- * GraphQL side of the onboarding service (CONTRACT.md sections 3 and 5): applications for
+ * GraphQL side of the onboarding service (README, "Onboarding service"; docs/decisions/010): applications for
  * super-admins; start, provision, status and complete for an application presenting its
  * `X-Master-Key` header. Same services and rules as the REST routes; limits are RATE_LIMITED
  * GraphQL errors with `extensions.retryAfter`.
  */
 import { builder, ErrorInterface } from '../../builder.js';
 import type { Context } from '../../context.js';
-import {
-  ConflictError,
-  NotFoundError,
-  RateLimitedError,
-  rateLimited,
-  unauthenticated,
-} from '../../errors.js';
+import { ConflictError, NotFoundError, unauthenticated } from '../../errors.js';
 import type { Application, Onboarding } from '../../generated/central/client.js';
+import { isUuid } from '../../ids.js';
 import type { ApplicationPrincipal } from './applications.js';
 import { OnboardingProvisioningFailedError } from './errors.js';
 import type { ProvisionResult } from './service.js';
 import { renamed, validateComplete, validateStart, validateUuid } from './validation.js';
 
-/** Turns an exhausted limit into RATE_LIMITED; counts the caller's address first. */
+/** Counts the caller's address first (its RateLimitedError is RATE_LIMITED, like every limit's). */
 async function limited<T>(context: Context, run: () => Promise<T>): Promise<T> {
-  try {
-    await context.deps.onboarding.limits.take('ip', context.ip ?? 'unknown');
-    return await run();
-  } catch (error) {
-    if (error instanceof RateLimitedError) throw rateLimited(error.retryAfterSeconds);
-    throw error;
-  }
+  await context.deps.onboarding.limits.take('ip', context.ip ?? 'unknown');
+  return run();
 }
-
-const UUID = /^[0-9a-f-]{36}$/i;
 
 function application(context: Context): ApplicationPrincipal {
   // authScopes guarantee it; this keeps the types honest.
@@ -274,7 +262,7 @@ builder.queryFields((t) => ({
       // Like onboarding(uuid): a malformed id is simply not found, rather than a database error.
       const applicationId =
         args.applicationId === null || args.applicationId === undefined ? null : String(args.applicationId);
-      if (applicationId !== null && !UUID.test(applicationId)) return [];
+      if (applicationId !== null && !isUuid(applicationId)) return [];
       return context.deps.db.prisma.onboarding.findMany({
         where: {
           ...(applicationId ? { applicationId: applicationId.toLowerCase() } : {}),
@@ -297,7 +285,7 @@ builder.queryFields((t) => ({
         const app = application(context);
         // Same budget as GET /status; an unknown (or another application's) uuid is just null.
         await context.deps.onboarding.limits.take('status', app.applicationId);
-        if (!UUID.test(uuid)) return null;
+        if (!isUuid(uuid)) return null;
         return context.deps.db.prisma.onboarding.findFirst({
           where: { id: uuid.toLowerCase(), applicationId: app.applicationId },
         });

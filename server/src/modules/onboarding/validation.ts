@@ -6,25 +6,20 @@
 import { extendZodWithOpenApi } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
 import { type FieldError, ValidationError } from '../../errors.js';
+import { UUID_PATTERN } from '../../ids.js';
 
 extendZodWithOpenApi(z);
 
-// No `i` flag: the pattern is published in the OpenAPI document, where flags do not exist.
-const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const EMAIL = /^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/;
 /** Largest `metadata` accepted by complete, serialised. */
 const MAX_METADATA_BYTES = 16 * 1024;
-
-export function isUuid(value: unknown): value is string {
-  return typeof value === 'string' && UUID.test(value);
-}
 
 /** A required string field: absent or not a string reads `required`. */
 const text = (required: string) => z.string({ error: required });
 
 export const uuidSchema = z
   .string({ error: 'Must be a UUID' })
-  .regex(UUID, 'Must be a UUID')
+  .regex(UUID_PATTERN, 'Must be a UUID')
   .transform((value) => value.toLowerCase())
   .openapi({ format: 'uuid', example: '0f8fad5b-d9cb-469f-a165-70867728950e' });
 

@@ -7,7 +7,9 @@
  */
 import type { CentralPrisma } from '../../db/database.js';
 import type { ServerRegistry } from '../../db/servers.js';
+import { jobExists, jobKeys, runJobNow } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
+import { recordAudit } from '../audit/record.js';
 import { alertServerIdentity } from '../provisioning/alerts.js';
 import type { LedgerEntry } from '../provisioning/ledger.js';
 import type { ProvisioningService } from '../provisioning/service.js';
@@ -111,11 +113,8 @@ export class Reconciler {
       const clinic = await prisma.clinic.findUnique({ where: { id: run.clinicId } });
       if (!clinic || run.kind !== 'REGISTER') continue; // orphans are swept below
       if (clinic.status === 'READY' || clinic.status === 'FAILED') continue;
-      const rescheduled = await prisma.$executeRaw`
-        SELECT graphile_worker.reschedule_jobs(ARRAY(SELECT id FROM graphile_worker.jobs WHERE key = ${`provision:${clinic.id}`}), run_at := now())`;
-      const hasJob = await prisma.$queryRaw<{ n: number }[]>`
-        SELECT count(*)::int AS n FROM graphile_worker.jobs WHERE key = ${`provision:${clinic.id}`}`;
-      if ((hasJob[0]?.n ?? 0) > 0) {
+      const rescheduled = await runJobNow(prisma, `provision:${clinic.id}`);
+      if (await jobExists(prisma, `provision:${clinic.id}`)) {
         logger.info({ clinicId: clinic.id, rescheduled }, 'abandoned hybrid registration handed to its job');
         result.resumed += 1;
         continue;
@@ -124,14 +123,12 @@ export class Reconciler {
       // Its database and role stay PENDING in the ledger: the sweep below quarantines them.
       await prisma.company.deleteMany({ where: { id: clinic.companyId } });
       await prisma.provisioningRun.update({ where: { id: run.id }, data: { status: 'ROLLED_BACK' } });
-      await prisma.auditLog.create({
-        data: {
-          action: 'registration.reconciled',
-          clinicId: clinic.id,
-          targetType: 'clinic',
-          targetId: clinic.id,
-          data: { runId: run.id, outcome: 'rolled_back' },
-        },
+      await recordAudit(prisma, {
+        action: 'registration.reconciled',
+        clinicId: clinic.id,
+        targetType: 'clinic',
+        targetId: clinic.id,
+        data: { runId: run.id, outcome: 'rolled_back' },
       });
       logger.warn({ clinicId: clinic.id, runId: run.id }, 'abandoned registration rolled back');
       result.rolledBack += 1;
@@ -156,11 +153,7 @@ export class Reconciler {
       ).map((run) => run.clinicId),
     );
     const queued = new Set(
-      (
-        await prisma.$queryRaw<
-          { key: string }[]
-        >`SELECT key FROM graphile_worker.jobs WHERE key LIKE 'provision:%'`
-      ).map((row) => row.key.slice('provision:'.length)),
+      (await jobKeys(prisma, 'provision:')).map((key) => key.slice('provision:'.length)),
     );
     const accounts: ZombieAccount[] = [];
     for (const check of health.clinics) {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { builder } from '../../builder.js';
 import type { Context } from '../../context.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
+import { idSchema } from '../../ids.js';
 import { ClinicRef } from '../provisioning/schema.js';
 import { ProvisioningFailedError } from '../provisioning/service.js';
 import { EmailTakenError } from '../users/errors.js';
@@ -114,7 +115,7 @@ builder.mutationFields((t) => ({
     args: {
       clinicId: t.arg.id({
         required: true,
-        validate: z.uuid({ error: 'must be a clinic id (UUID)' }),
+        validate: idSchema('a clinic id'),
         description: 'The clinic (UUID).',
       }),
     },

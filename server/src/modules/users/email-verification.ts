@@ -9,6 +9,7 @@ import type { RequestScope } from '../../db/request-scope.js';
 import type { Config } from '../../env.js';
 import type { Prisma } from '../../generated/central/client.js';
 import type { Logger } from '../../logger.js';
+import { recordAudit } from '../audit/record.js';
 import { enqueueMail } from '../mail/service.js';
 import { InvalidCodeError } from './errors.js';
 import { normaliseEmail } from './validation.js';
@@ -86,8 +87,11 @@ export class EmailVerificationService {
         data: { emailVerifiedAt: new Date() },
         select: { role: true, clinicId: true },
       });
-      await tx.auditLog.create({
-        data: { action: 'user.email_verified', actorId: userId, targetType: 'user', targetId: userId },
+      await recordAudit(tx, {
+        action: 'user.email_verified',
+        actorId: userId,
+        targetType: 'user',
+        targetId: userId,
       });
       return { userId, role: user.role, clinicId: user.clinicId };
     });

@@ -1,4 +1,10 @@
-import { OnrampError } from '../../errors.js';
+import { type ErrorCodeInfo, OnrampError } from '../../errors.js';
+
+/** The codes of account input failures. */
+export const USER_ERROR_CODES = {
+  EMAIL_TAKEN: { description: 'The e-mail address already belongs to an account.', status: 409 },
+  INVALID_CODE: { description: 'The code or token is wrong, expired, used or unknown.', status: 400 },
+} as const satisfies Record<string, ErrorCodeInfo>;
 
 /** Another account already uses this e-mail. */
 export class EmailTakenError extends OnrampError {

@@ -1,0 +1,72 @@
+/**
+ * Writing the audit log: every entry goes through {@link recordAudit} (or, inside a raw
+ * statement, {@link auditActionSql}), so its action is one of {@link AUDIT_ACTIONS} and a reader
+ * of the log (the console's filter, `auditLog(action:)`) can rely on the names.
+ */
+import { Prisma } from '../../generated/central/client.js';
+
+/** Every action the log records, `<subject>.<what happened>`. */
+export const AUDIT_ACTIONS = [
+  // Sign-in and sessions (auth/)
+  'auth.sign_in',
+  'auth.sign_in_failed',
+  'auth.sign_out',
+  'auth.refresh_reuse',
+  'auth.code_requested',
+  'auth.2fa_enabled',
+  'auth.2fa_disabled',
+  'auth.recovery_code_used',
+  // Accounts (users/, account/, auth/login-codes.ts)
+  'user.email_verified',
+  'user.email_proven',
+  'user.created_from_client_record',
+  'user.deleted',
+  // Clinic people (members/, clients/)
+  'member.invited',
+  'member.activated',
+  'client.added',
+  // Registration (registration/)
+  'registration.completed',
+  'registration.failed',
+  'registration.expired',
+  'registration.reconciled',
+  // Onboarding service (onboarding/)
+  'application.registered',
+  'application.key_rotated',
+  'application.key_revoked',
+  'onboarding.started',
+  'onboarding.provisioned',
+  'onboarding.completed',
+  'onboarding.api_key_rotated',
+  'onboarding.api_key_revoked',
+  // Clinic operations (provisioning/)
+  'clinic.repair',
+  'clinic.data_lost',
+  'clinic.database_missing',
+  'clinic.retry_provisioning',
+  'clinic.delete',
+  'clinic.restore',
+  'clinic.purge',
+  'clinic_object.restore',
+] as const;
+
+export type AuditAction = (typeof AUDIT_ACTIONS)[number];
+
+/** One entry: its action, who (actor), where (clinic, address), to what (target) and details. */
+export type AuditEntry = Omit<Prisma.AuditLogUncheckedCreateInput, 'id' | 'at' | 'action'> & {
+  action: AuditAction;
+};
+
+/**
+ * Writes one entry with `db`, a client or the transaction of the action it records (then the
+ * entry exists exactly when the action does). Returns Prisma's promise, so it also fits in a
+ * batch `$transaction([...])`.
+ */
+export function recordAudit(db: Pick<Prisma.TransactionClient, 'auditLog'>, entry: AuditEntry) {
+  return db.auditLog.create({ data: entry, select: { id: true } });
+}
+
+/** An action as a parameter of a raw statement (`INSERT INTO audit_log (action, …) VALUES (${…}, …)`). */
+export function auditActionSql(action: AuditAction): Prisma.Sql {
+  return Prisma.sql`${action}::text`;
+}
