@@ -90,7 +90,8 @@ describe('operator scripts beside a running server', async () => {
         body: JSON.stringify({ query, variables }),
       }).then((r) => r.json())) as { data?: Record<string, Record<string, unknown>> };
     const registered = await gql(REGISTER, { input: registrationInput() });
-    const clinicId = (registered.data?.registerClinic?.clinic as { id: string }).id;
+    const clinicId = (registered.data?.registerClinic?.clinic as { id: string } | undefined)?.id as string;
+    expect(clinicId).toMatch(/^[0-9a-f-]{36}$/);
     const deleted = await gql(`mutation { deleteClinic(clinicId: "${clinicId}") { __typename } }`);
     expect(deleted.data?.deleteClinic).toEqual({ __typename: 'DeleteClinicSuccess' });
 
