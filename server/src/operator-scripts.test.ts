@@ -2,7 +2,8 @@
  * The operator scripts of the README (issue 15 item 14), run as an operator runs them, from the
  * repository root beside a running `pnpm start` on the same data dir: `pnpm -s admin:token`
  * prints a super-admin bearer token on stdout alone; `pnpm db:psql` opens psql on the central
- * database, or says clearly that psql is missing.
+ * database, or says clearly that psql is missing; `pnpm clinics:restore` brings a deleted
+ * clinic back from quarantine.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { tempDir } from '../test/harness.js';
+import { REGISTER, registrationInput } from '../test/registration-flow.js';
 import { startServerProcess } from '../test/server-process.js';
 import { REPO_ROOT } from './db/paths.js';
 
@@ -78,4 +80,31 @@ describe('operator scripts beside a running server', async () => {
     expect(stderr).toContain('psql is not installed (Debian/Ubuntu: apt-get install postgresql-client)');
     expect(stderr).toContain('postgres://postgres:***@127.0.0.1:');
   }, 60_000);
+
+  it('pnpm -s clinics:restore <clinicId> brings a deleted clinic back from quarantine, HEALTHY', async () => {
+    const token = (await pnpm(['-s', 'admin:token'], env)).stdout.trim();
+    const gql = async (query: string, variables?: Record<string, unknown>) =>
+      (await fetch(`${server.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify({ query, variables }),
+      }).then((r) => r.json())) as { data?: Record<string, Record<string, unknown>> };
+    const registered = await gql(REGISTER, { input: registrationInput() });
+    const clinicId = (registered.data?.registerClinic?.clinic as { id: string } | undefined)?.id as string;
+    expect(clinicId).toMatch(/^[0-9a-f-]{36}$/);
+    const deleted = await gql(`mutation { deleteClinic(clinicId: "${clinicId}") { __typename } }`);
+    expect(deleted.data?.deleteClinic).toEqual({ __typename: 'DeleteClinicSuccess' });
+
+    const { code, stdout } = await pnpm(['-s', 'clinics:restore', clinicId], env);
+    expect({ code, stdout }).toMatchObject({
+      code: 0,
+      stdout: expect.stringContaining(`clinic ${clinicId} restored`),
+    });
+    const health = await gql(`{ clinic(id: "${clinicId}") { status health { dbStatus } } }`);
+    expect(health.data?.clinic).toEqual({ status: 'READY', health: { dbStatus: 'HEALTHY' } });
+    // Nothing left to restore: a clear refusal, exit code 1.
+    const again = await pnpm(['-s', 'clinics:restore', clinicId], env);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/quarantined database/);
+  }, 120_000);
 });

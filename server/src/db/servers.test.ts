@@ -173,6 +173,26 @@ describe('one clinic server under several addresses', async () => {
     }
   }, 120_000);
 
+  it('a row recorded before identities existed (host:port only) is adopted: the clinics stay attached, intact', async () => {
+    const first = await boot({ DATABASE_URL: central, CLINIC_DATABASE_SERVERS: server.url });
+    const clinic = await clinicWithPatient(first);
+    const { prisma } = first.app.deps.db;
+    // What the identity migration made of the old `clinic.databaseServer` key: an address, no
+    // identifier; and here an address the server is no longer reached at.
+    await prisma.databaseServer.updateMany({
+      data: { systemIdentifier: null, address: 'db.old.example:5432' },
+    });
+    await first.stop();
+
+    const again = await boot({ DATABASE_URL: central, CLINIC_DATABASE_SERVERS: server.url });
+    await expectIntact(again, clinic.id);
+    const servers = await again.app.deps.db.prisma.databaseServer.findMany();
+    expect(servers).toHaveLength(1);
+    expect(servers[0]).toMatchObject({ address: `127.0.0.1:${port}`, reachable: true });
+    expect(servers[0]?.systemIdentifier).toMatch(/^\d+$/);
+    await again.stop();
+  }, 120_000);
+
   it('down at start: its clinics are reported unreachable, nothing is touched, and they are HEALTHY once it is back', async () => {
     const first = await boot({ DATABASE_URL: central, CLINIC_DATABASE_SERVERS: server.url });
     const clinic = await clinicWithPatient(first);
