@@ -123,10 +123,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     dns,
     certificates,
     metrics,
-    publishProgress: (event) =>
-      safely('provisioning', () =>
-        events.pubsub.publish('provisioning', { ...event, at: event.at.toISOString() }),
-      ),
+    publishProgress: (event) => safely('provisioning', () => events.pubsub.publish('provisioning', event)),
     publishHealth: (health) =>
       safely('clinicHealth', () =>
         events.pubsub.publish('clinicHealth', { ...health, lastCheck: health.lastCheck.toISOString() }),
@@ -189,10 +186,7 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     certificates,
     limits: OnboardingLimits.fromConfig(counters, config),
     faults: provisioning.faults,
-    publishProgress: (event) =>
-      safely('provisioning', () =>
-        events.pubsub.publish('provisioning', { ...event, at: event.at.toISOString() }),
-      ),
+    publishProgress: (event) => safely('provisioning', () => events.pubsub.publish('provisioning', event)),
     observeStep: (step, outcome, seconds) =>
       metrics.provisioningStepDuration.observe({ step, outcome }, seconds),
   });

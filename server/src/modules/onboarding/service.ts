@@ -18,8 +18,9 @@ import type { Onboarding, Prisma } from '../../generated/central/client.js';
 import type { Logger } from '../../logger.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
 import type { DnsProvider } from '../dns/provider.js';
+import type { ProvisioningEvent } from '../provisioning/engine/events.js';
+import { runSteps, type Step as SagaStep } from '../provisioning/engine/runner.js';
 import type { FaultInjector } from '../provisioning/faults.js';
-import { type ProvisioningEvent, runSaga, type SagaStep } from '../provisioning/saga.js';
 import type { ProvisioningStepName } from '../provisioning/step-names.js';
 import { preferredSubdomain, reserveSubdomain } from '../subdomains/allocator.js';
 import { ApiCredentialService, issueApiCredentials } from './api-credentials.js';
@@ -237,7 +238,7 @@ export class OnboardingService {
 
   private runSteps(state: ProvisionState) {
     const { prisma, logger } = this.deps;
-    return runSaga(
+    return runSteps(
       {
         prisma,
         logger,
@@ -248,8 +249,7 @@ export class OnboardingService {
       },
       {
         kind: 'ONBOARDING',
-        clinicId: state.onboardingId,
-        subjectName: state.label,
+        subject: { kind: 'ONBOARDING', id: state.onboardingId, name: state.label },
         state,
         steps: [this.dnsStep(), this.sslStep(), this.commitStep()],
         // Never undo: a retry resumes from the failed step (see the file comment).

@@ -6,10 +6,12 @@ import { clinicPassword, clinicRoleUrl } from './integrity.js';
 import { PROVISIONING_STEP_NAMES, type ProvisioningStepName } from './step-names.js';
 
 const admin = inject('pgAdminUrl');
+/** An event of no run, to see when a subscription is live. */
 const PROBE = {
   runId: '00000000-0000-4000-8000-000000000001',
-  clinicId: '00000000-0000-4000-8000-000000000000',
-  step: 'probe',
+  kind: 'REGISTER' as const,
+  subject: { kind: 'CLINIC' as const, id: '00000000-0000-4000-8000-000000000000', name: null },
+  step: 'probe' as ProvisioningStepName,
   status: 'STARTED' as const,
   attempt: 1,
   message: null,
@@ -360,7 +362,7 @@ describe('the provisioning engine', async () => {
         {
           next: ({ data }) => {
             if (!data) return;
-            if (data.provisioningProgress.clinicId === PROBE.clinicId) {
+            if (data.provisioningProgress.clinicId === PROBE.subject.id) {
               probed = true;
               return;
             }
@@ -380,7 +382,7 @@ describe('the provisioning engine', async () => {
     await expect
       .poll(
         () => {
-          t.app.deps.events.pubsub.publish('provisioning', { ...PROBE, at: new Date().toISOString() });
+          t.app.deps.events.pubsub.publish('provisioning', { ...PROBE, at: new Date() });
           return probed;
         },
         { timeout: 10_000, interval: 50 },

@@ -11,6 +11,7 @@ import type { IssuedCertificate } from '../certificates/issuer.js';
 import { clinicFqdn, type DnsRecord } from '../dns/provider.js';
 // A cycle (registration's schema uses ClinicRef), safe because Pothos reads refs lazily in `fields`.
 import { UserRef } from '../registration/schema.js';
+import { type ProvisioningEvent, subjectOf } from './engine/events.js';
 import { ProvisioningFailedError } from './errors.js';
 import type { ClinicHealth } from './integrity.js';
 import { recordedEvents, replaying } from './replay.js';
@@ -69,6 +70,13 @@ const RUN_KIND_DESCRIPTIONS: Record<(typeof RUN_KINDS)[number], string> = {
   ONBOARDING: 'The provisioning of an onboarding (`/api/v1/onboarding/provision`).',
   RESTORE: 'A deleted clinic brought back from quarantine (restoreClinic).',
 };
+const SubjectKindEnum = builder.enumType('ProvisioningSubjectKind', {
+  description: 'What a provisioning run works on.',
+  values: {
+    CLINIC: { description: 'A clinic (registration, repair, upgrade, deletion, restore).' },
+    ONBOARDING: { description: "An onboarding of a third-party application's tenant." },
+  } as const,
+});
 const RunKindEnum = builder.enumType('ProvisioningRunKind', {
   description: 'What a provisioning run was started for.',
   values: Object.fromEntries(
@@ -298,7 +306,15 @@ builder.prismaObject('ProvisioningRun', {
   description: 'Super-admins: one provisioning run of a clinic, with its steps.',
   fields: (t) => ({
     id: t.exposeID('id', { description: 'Run id (UUID).' }),
-    clinicId: t.exposeID('clinicId', { description: 'The clinic it ran for (it may since be gone).' }),
+    clinicId: t.id({
+      description:
+        'The clinic it ran for (it may since be gone); the onboarding, for an ONBOARDING run (see `subjectKind`).',
+      resolve: (run) => subjectOf(run).id,
+    }),
+    subjectKind: t.expose('subjectKind', {
+      type: SubjectKindEnum,
+      description: 'Whether `clinicId` is a clinic or an onboarding.',
+    }),
     clinicName: t.exposeString('subjectName', {
       nullable: true,
       description:
@@ -354,20 +370,7 @@ const ProvisioningMetricsRef = builder.objectRef<ProvisioningMetricsShape>('Prov
   }),
 });
 
-export interface ProvisioningEventShape {
-  runId: string;
-  kind?: (typeof RUN_KINDS)[number];
-  clinicId: string;
-  clinicName?: string | null;
-  step: string;
-  status: 'STARTED' | 'SUCCEEDED' | 'FAILED' | 'ROLLED_BACK' | 'SKIPPED';
-  attempt: number;
-  message: string | null;
-  at: Date | string;
-  durationMs: number | null;
-}
-
-const ProvisioningEventRef = builder.objectRef<ProvisioningEventShape>('ProvisioningEvent').implement({
+const ProvisioningEventRef = builder.objectRef<ProvisioningEvent>('ProvisioningEvent').implement({
   description: 'A step of a provisioning run changed status.',
   fields: (t) => ({
     runId: t.exposeID('runId', { description: 'The run (see provisioningRun).' }),
@@ -375,13 +378,21 @@ const ProvisioningEventRef = builder.objectRef<ProvisioningEventShape>('Provisio
       type: RunKindEnum,
       nullable: true,
       description: "The run's kind (null only from an instance older than this field).",
-      resolve: (event) => event.kind ?? null,
+      resolve: (event) => event.kind,
     }),
-    clinicId: t.exposeID('clinicId', { description: 'The clinic it runs for.' }),
+    clinicId: t.id({
+      description: 'The clinic it runs for (the onboarding, for an ONBOARDING run: see `subjectKind`).',
+      resolve: (event) => event.subject.id,
+    }),
+    subjectKind: t.field({
+      type: SubjectKindEnum,
+      description: 'Whether `clinicId` is a clinic or an onboarding.',
+      resolve: (event) => event.subject.kind,
+    }),
     clinicName: t.string({
       nullable: true,
       description: "The clinic's name (an onboarding's organisation or domain), from the run's first event.",
-      resolve: (event) => event.clinicName ?? null,
+      resolve: (event) => event.subject.name,
     }),
     step: t.exposeString('step', { description: 'Step name (a ProvisioningStepName for registrations).' }),
     status: t.field({
@@ -397,7 +408,7 @@ const ProvisioningEventRef = builder.objectRef<ProvisioningEventShape>('Provisio
     at: t.field({
       type: 'DateTime',
       description: 'When it happened (pass it as `since` to resume).',
-      resolve: (event) => new Date(event.at),
+      resolve: (event) => event.at,
     }),
     durationMs: t.exposeInt('durationMs', {
       nullable: true,
@@ -683,8 +694,8 @@ builder.subscriptionFields((t) => ({
       const clinic = clinicId ? String(clinicId) : undefined;
       return replaying({
         live: pipe(
-          context.deps.events.pubsub.subscribe('provisioning') as AsyncIterable<ProvisioningEventShape>,
-          filter((event) => !clinic || event.clinicId === clinic),
+          context.deps.events.pubsub.subscribe('provisioning'),
+          filter((event) => !clinic || event.subject.id === clinic),
         ),
         since: since ?? undefined,
         load: (from) => recordedEvents(context.scoped, { since: from, clinicId: clinic }),

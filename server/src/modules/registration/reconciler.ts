@@ -92,6 +92,8 @@ export class Reconciler {
       });
       if (claimed.count === 0) continue;
       result.abandonedRuns += 1;
+      // An onboarding's run has no clinic; its onboarding frees itself (its own lease).
+      if (!run.clinicId) continue;
       const clinic = await prisma.clinic.findUnique({ where: { id: run.clinicId } });
       if (!clinic || run.kind !== 'REGISTER') continue; // orphans are swept below
       if (clinic.status === 'READY' || clinic.status === 'FAILED') continue;
