@@ -182,13 +182,8 @@ export async function buildApp(base: BaseDeps, options: BuildAppOptions = {}): P
     config,
     logger,
     prisma: base.db.prisma,
-    dns,
-    certificates,
     limits: OnboardingLimits.fromConfig(counters, config),
-    faults: provisioning.faults,
-    publishProgress: (event) => safely('provisioning', () => events.pubsub.publish('provisioning', event)),
-    observeStep: (step, outcome, seconds) =>
-      metrics.provisioningStepDuration.observe({ step, outcome }, seconds),
+    provisioning,
   });
   const deps: Deps = {
     ...base,

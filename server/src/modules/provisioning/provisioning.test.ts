@@ -62,11 +62,16 @@ describe('the provisioning engine', async () => {
     expect(run.steps.map((step) => [step.name, step.status]).sort()).toEqual(
       [
         ['central_records', 'SUCCEEDED'],
+        ['subdomain', 'SUCCEEDED'],
         ['create_database', 'SUCCEEDED'],
         ['migrate_database', 'SUCCEEDED'],
         ['verify_database', 'SUCCEEDED'],
         ['seed_provider', 'SUCCEEDED'],
+        ['dns', 'SUCCEEDED'],
+        ['ssl', 'SUCCEEDED'],
         ['commit', 'SUCCEEDED'],
+        // The registration's plan without registration's hooks: no user, so no e-mail to verify.
+        ['verification_email', 'SKIPPED'],
       ].sort(),
     );
     expect(run.steps.every((step) => step.durationMs !== null && step.durationMs >= 0)).toBe(true);
@@ -402,6 +407,8 @@ describe('the provisioning engine', async () => {
     expect(trail).toEqual([
       'central_records:STARTED',
       'central_records:SUCCEEDED',
+      'subdomain:STARTED',
+      'subdomain:SUCCEEDED',
       'create_database:STARTED',
       'create_database:SUCCEEDED',
       'migrate_database:STARTED',
@@ -413,6 +420,7 @@ describe('the provisioning engine', async () => {
       'verify_database:ROLLED_BACK',
       'migrate_database:ROLLED_BACK',
       'create_database:ROLLED_BACK',
+      'subdomain:ROLLED_BACK',
       'central_records:ROLLED_BACK',
     ]);
     expect(PROVISIONING_STEP_NAMES).toContain('seed_provider');

@@ -25,6 +25,23 @@ import {
 } from './admin.js';
 import { enqueueAlerts, superAdminAddresses } from './alerts.js';
 import { ClinicClientCache } from './clinic-clients.js';
+import { clinicSubject, type ProvisioningEvent, type RunSubject } from './engine/events.js';
+import { type DeletePlanOptions, deletePlan } from './engine/plans/delete.js';
+import { type OnboardHooks, onboardPlan } from './engine/plans/onboard.js';
+import type { Plan } from './engine/plans/plan.js';
+import { type RegisterHooks, registerPlan } from './engine/plans/register.js';
+import { type RunResult, runSteps, type Step } from './engine/runner.js';
+import {
+  type ClinicAdmin,
+  existingClinicState,
+  newProvisionState,
+  type ProvisionState,
+  type StepDeps,
+} from './engine/state.js';
+import { createDatabaseStep } from './engine/steps/create-database.js';
+import { migrateDatabaseStep } from './engine/steps/migrate-database.js';
+import { seedProviderStep } from './engine/steps/seed-provider.js';
+import { verifyDatabaseStep } from './engine/steps/verify-database.js';
 import { ClinicBusyError, ProvisioningFailedError, ServerUnreachableError } from './errors.js';
 import { FaultInjector } from './faults.js';
 import {
@@ -37,27 +54,15 @@ import {
   type IntegrityContext,
 } from './integrity.js';
 import { Ledger } from './ledger.js';
-import { type ProvisioningEvent, runSaga, type SagaInput, type SagaResult, type SagaStep } from './saga.js';
+import type { SagaInput } from './saga.js';
 import { clinicSchemaShape } from './schema-shape.js';
 import { encryptSecret, randomPassword } from './secrets.js';
 import type { ProvisioningStepName } from './step-names.js';
-import {
-  type ClinicAdmin,
-  centralRecordsStep,
-  commitStep,
-  createDatabaseStep,
-  migrateDatabaseStep,
-  newProvisionState,
-  type ProvisionState,
-  type StepDeps,
-  seedProviderStep,
-  verifyDatabaseStep,
-} from './steps.js';
 import { WarmPool } from './warm-pool.js';
 
+export type { ProvisioningEvent } from './engine/events.js';
 export { ProvisioningFailedError } from './errors.js';
 export type { ClinicHealth, DbStatus } from './integrity.js';
-export type { ProvisioningEvent } from './saga.js';
 
 const HEALTH_SWEEP_LEASE = 'clinic_health_sweep';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -191,6 +196,9 @@ export class ProvisioningService {
       encryptionKey: config.encryptionKey,
       deploymentId: db.deploymentId,
       ledger: this.ledger,
+      baseDomain: config.baseDomain,
+      dns: deps.dns,
+      certificates: deps.certificates,
     };
   }
 
@@ -261,8 +269,8 @@ export class ProvisioningService {
     return best;
   }
 
-  /** The database steps of a registration, in order; registration adds its own around them. */
-  databaseSteps(): SagaStep<ProvisionState>[] {
+  /** The database steps of a registration, in order (engine/steps/). */
+  databaseSteps(): Step<ProvisionState>[] {
     // create_database … seed_provider are idempotent, so a retry simply runs them all again.
     return [
       createDatabaseStep(this.stepDeps),
@@ -272,32 +280,62 @@ export class ProvisioningService {
     ];
   }
 
+  /** The plans of the engine's run kinds, bound to this service's steps (engine/plans/). */
+  readonly plans = {
+    register: <S extends ProvisionState>(
+      hooks?: RegisterHooks<S>,
+      options?: Parameters<typeof registerPlan<S>>[2],
+    ): Plan<S> => registerPlan(this.stepDeps, hooks, options),
+    onboard: <S>(hooks: OnboardHooks<S>): Plan<S> => onboardPlan(this.stepDeps, hooks),
+    delete: <S extends ProvisionState>(options: DeletePlanOptions<S>): Plan<S> =>
+      deletePlan(this.stepDeps, options),
+  };
+
   async newState(input: ProvisionClinicInput): Promise<ProvisionState> {
     return newProvisionState({ ...input, server: await this.placeClinic() });
   }
 
   /**
-   * Provisions a clinic end to end: central records, database, verification, provider, commit.
+   * The state of an existing clinic's runs, with its first clinic admin; undefined when the
+   * clinic, or its database server, is not known here.
+   */
+  async stateOf(clinicId: string): Promise<ProvisionState | undefined> {
+    const clinic = await this.prisma.clinic.findUnique({
+      where: { id: clinicId },
+      include: { users: { where: { role: 'CLINIC_ADMIN' }, orderBy: { createdAt: 'asc' }, take: 1 } },
+    });
+    const server = clinic && this.servers.get(clinic.databaseServerId);
+    if (!clinic || !server) return undefined;
+    return existingClinicState(clinic, clinic.users[0], server);
+  }
+
+  /**
+   * Provisions a clinic with the registration's plan and no hooks: no user, so no verification
+   * e-mail. Tests and the bench only; a clinic of production comes from registerClinic.
    * @throws ProvisioningFailedError after rolling everything back.
    */
   async provisionClinic(input: ProvisionClinicInput): Promise<{ clinicId: string; runId: string }> {
     const state = await this.newState(input);
-    const steps = [centralRecordsStep(this.stepDeps), ...this.databaseSteps(), commitStep(this.stepDeps)];
-    const result = await this.runSaga('REGISTER', state, steps);
+    const result = await this.run(
+      this.plans.register(),
+      clinicSubject(state.clinicId, state.clinicName),
+      state,
+    );
     if (!result.ok) throw new ProvisioningFailedError(result.failedStep, result.runId);
     return { clinicId: state.clinicId, runId: result.runId };
   }
 
-  /** Runs provisioning steps as one recorded, observable saga (see saga.ts). */
-  async runSaga<S extends ProvisionState>(
-    kind: 'REGISTER' | 'REPAIR' | 'UPGRADE' | 'DELETE',
+  /** Runs `plan` on `subject` as one recorded, observable, leased run (engine/runner.ts). */
+  async run<S>(
+    plan: Plan<S>,
+    subject: RunSubject,
     state: S,
-    steps: SagaStep<S>[],
-    options: Pick<SagaInput<S>, 'attempt' | 'suspendOn'> = {},
-  ): Promise<SagaResult> {
+    options: { attempt?: number } = {},
+  ): Promise<RunResult> {
+    const { kind } = plan;
     const inProgress = this.deps.metrics.provisioningRunsInProgress;
     inProgress.inc();
-    const result = await runSaga(
+    const result = await runSteps(
       {
         prisma: this.prisma,
         logger: this.deps.logger,
@@ -307,13 +345,30 @@ export class ProvisioningService {
           this.deps.metrics.provisioningStepDuration.observe({ step, outcome }, seconds),
         leaseMs: this.deps.config.provisioningLeaseSeconds * 1000,
       },
-      { kind, clinicId: state.clinicId, subjectName: state.clinicName, steps, state, ...options },
+      { kind, subject, steps: plan.steps, state, suspendOn: plan.suspendOn, ...options },
     ).finally(() => inProgress.dec());
     this.deps.metrics.provisioningRuns.inc({
       kind,
       outcome: result.ok ? 'success' : result.suspended ? 'suspended' : 'failure',
     });
     return result;
+  }
+
+  /** A run of the clinic `state` names (the runner's former entry point; see `run`). */
+  runSaga<S extends ProvisionState>(
+    kind: 'REGISTER' | 'REPAIR' | 'UPGRADE' | 'DELETE',
+    state: S,
+    steps: Step<S>[],
+    options: Pick<SagaInput<S>, 'attempt' | 'suspendOn'> = {},
+  ): Promise<RunResult> {
+    return this.run(
+      { kind, steps, suspendOn: options.suspendOn },
+      clinicSubject(state.clinicId, state.clinicName),
+      state,
+      {
+        attempt: options.attempt,
+      },
+    );
   }
 
   injectFault(step: ProvisioningStepName, times: number): Record<string, number> {
