@@ -625,10 +625,11 @@ builder.mutationFields((t) => ({
     description:
       'Super-admins: the clinic becomes DELETED (its users cannot sign in, its subdomain stops ' +
       'resolving); its database is quarantined, not dropped, for CLINIC_DELETE_RETENTION ' +
-      '(restoreClinic until then). NOT_FOUND when there is no such clinic; CONFLICT when it is ' +
-      'already deleted or its database server cannot be reached.',
+      '(restoreClinic until then), as a DELETE run on provisioningProgress. NOT_FOUND when there is no ' +
+      'such clinic; CONFLICT when it is already deleted or its database server cannot be reached; ' +
+      'PROVISIONING_FAILED when a step of the run failed (the clinic stays DELETING; see the run).',
     authScopes: { operator: true },
-    errors: { types: [NotFoundError, ConflictError] },
+    errors: { types: [NotFoundError, ConflictError, ProvisioningFailedError] },
     args: { clinicId: t.arg.id({ required: true, validate: uuid, description: 'Clinic id (UUID).' }) },
     resolve: async (_root, { clinicId }, context) => {
       await context.deps.provisioning.deleteClinic(String(clinicId), {
@@ -642,10 +643,11 @@ builder.mutationFields((t) => ({
     type: RestoreClinicSuccessRef,
     description:
       'Super-admins: brings a DELETED clinic back within CLINIC_DELETE_RETENTION (its database ' +
-      'from quarantine, READY again); recorded as a RESTORE run. CONFLICT when the clinic is not ' +
-      'deleted, another restore is under way, or the retention is over.',
+      'from quarantine, READY again); a RESTORE run on provisioningProgress. CONFLICT when the clinic ' +
+      'is not deleted, another restore is under way, or the retention is over; PROVISIONING_FAILED ' +
+      'when a step of the run failed (the clinic is DELETED again; restoring again resumes).',
     authScopes: { operator: true },
-    errors: { types: [NotFoundError, ConflictError] },
+    errors: { types: [NotFoundError, ConflictError, ProvisioningFailedError] },
     args: { clinicId: t.arg.id({ required: true, validate: uuid, description: 'A DELETED clinic.' }) },
     resolve: async (_root, { clinicId }, context) => ({
       health: await context.deps.provisioning.restoreClinic(String(clinicId), {

@@ -1,4 +1,4 @@
-import type { Step } from '../runner.js';
+import type { Step, StepContext } from '../runner.js';
 import type { ProvisionState, StepDeps } from '../state.js';
 import { revokeStep } from '../steps/certificate.js';
 import { quarantineDatabaseStep } from '../steps/create-database.js';
@@ -18,7 +18,7 @@ export interface DeletePlanOptions<S> {
    */
   finish: {
     step: 'commit' | 'central_records';
-    apply(tx: Transaction, state: S): Promise<void>;
+    apply(tx: Transaction, state: S, context: StepContext): Promise<void>;
     note?: string;
   };
 }
@@ -34,8 +34,8 @@ export function deletePlan<S extends ProvisionState>(deps: StepDeps, options: De
   const { finish } = options;
   const last: Step<S> = {
     name: finish.step,
-    async run(state) {
-      await deps.prisma.$transaction((tx) => finish.apply(tx, state));
+    async run(state, context) {
+      await deps.prisma.$transaction((tx) => finish.apply(tx, state, context));
       return finish.note ? { note: finish.note } : undefined;
     },
   };

@@ -1,17 +1,17 @@
-import type { Step } from '../runner.js';
+import type { Step, StepContext } from '../runner.js';
 import type { ProvisionState, StepDeps } from '../state.js';
 import type { Transaction, TransactionHook } from './hooks.js';
 
 /** The point of no return: `apply` in one central transaction. */
 export function commitStep<S>(
   deps: Pick<StepDeps, 'prisma'>,
-  apply: (tx: Transaction, state: S) => Promise<void>,
+  apply: (tx: Transaction, state: S, context: StepContext) => Promise<void>,
   undo?: (state: S) => Promise<void>,
 ): Step<S> {
   return {
     name: 'commit',
-    async run(state) {
-      await deps.prisma.$transaction((tx) => apply(tx, state));
+    async run(state, context) {
+      await deps.prisma.$transaction((tx) => apply(tx, state, context));
       return undefined;
     },
     ...(undo ? { undo } : {}),
