@@ -6,8 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Deps } from '../context.js';
 import { NotFoundError } from '../errors.js';
-import { ClinicBusyError } from '../modules/provisioning/errors.js';
-import type { ClinicHealth } from '../modules/provisioning/service.js';
+import { ClinicBusyError, type ClinicHealth } from '../modules/provisioning/index.js';
 import { clientAddress } from './client-address.js';
 import { decodePathSegment } from './input.js';
 import { sendJson } from './security.js';

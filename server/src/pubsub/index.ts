@@ -7,7 +7,7 @@ import { createPubSub, type PubSub, type PubSubEventTarget } from 'graphql-yoga'
 import { Redis } from 'ioredis';
 import type { Config } from '../env.js';
 import type { Logger } from '../logger.js';
-import type { ProvisioningEvent } from '../modules/provisioning/engine/events.js';
+import type { ProvisioningEvent } from '../modules/provisioning/index.js';
 import { createPostgresEventTarget } from './postgres-event-target.js';
 import { wire } from './wire.js';
 

@@ -17,9 +17,10 @@ export type { RunResult, Step, StepContext, StepResult } from './engine/runner.j
 export type { ClinicAdmin, ProvisionState } from './engine/state.js';
 export type { NameTarget } from './engine/steps/dns.js';
 export type { Transaction, TransactionHook } from './engine/steps/hooks.js';
-export { ProvisioningFailedError } from './errors.js';
-export type { FaultInjector } from './faults.js';
+export { ClinicBusyError, ProvisioningFailedError } from './errors.js';
+export { type FaultInjector, InjectedFault } from './faults.js';
 export type { ClinicHealth, DbStatus } from './integrity.js';
+export type { LedgerEntry } from './ledger.js';
 export {
   type AuditActor,
   type ClinicsHealthReport,

@@ -7,8 +7,7 @@
  */
 import type { CentralPrisma } from '../../db/database.js';
 import type { Logger } from '../../logger.js';
-import type { LedgerEntry } from '../provisioning/ledger.js';
-import type { ProvisioningService } from '../provisioning/service.js';
+import type { LedgerEntry, ProvisioningService } from '../provisioning/index.js';
 
 export interface ZombieAccount {
   clinicId: string;

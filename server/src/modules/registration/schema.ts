@@ -3,8 +3,8 @@ import { builder, ErrorInterface, errorType, isErrorData } from '../../builder.j
 import type { Context } from '../../context.js';
 import type { RequestScope } from '../../db/request-scope.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
+import { ProvisioningFailedError } from '../provisioning/index.js';
 import { ClinicRef } from '../provisioning/schema.js';
-import { ProvisioningFailedError } from '../provisioning/service.js';
 import { EmailTakenError, InvalidCodeError } from './errors.js';
 import type { OrphanObject, QuarantinedObject, ZombieAccount, ZombieReport } from './reconciler.js';
 import { emailSchema, registerClinicSchema } from './validation.js';
