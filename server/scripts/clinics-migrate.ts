@@ -32,7 +32,7 @@ const rollouts = new RolloutService({
   db,
   metrics: createMetrics(),
   provisioning,
-  publishProgress: (event) => events.pubsub.publish('provisioning', { ...event, at: event.at.toISOString() }),
+  publishProgress: (event) => events.pubsub.publish('provisioning', event),
   publishRollout: (rolloutId) => events.pubsub.publish('rollouts', { rolloutId }),
 });
 try {

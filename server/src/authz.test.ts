@@ -527,12 +527,13 @@ describe('role boundaries of the schema', async () => {
     if (name === 'Subscription.provisioningProgress') {
       pubsub.publish('provisioning', {
         runId: randomUUID(),
-        clinicId,
+        kind: 'REGISTER',
+        subject: { kind: 'CLINIC', id: clinicId, name: null },
         step: 'dns',
         status: 'STARTED',
         attempt: 1,
         message: null,
-        at: new Date().toISOString(),
+        at: new Date(),
         durationMs: null,
       });
     } else if (name === 'Subscription.rolloutProgress') {

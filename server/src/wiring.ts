@@ -84,10 +84,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
     dns,
     certificates,
     metrics,
-    publishProgress: (event) =>
-      safely('provisioning', () =>
-        events.pubsub.publish('provisioning', { ...event, at: event.at.toISOString() }),
-      ),
+    publishProgress: (event) => safely('provisioning', () => events.pubsub.publish('provisioning', event)),
     publishHealth: (health) =>
       safely('clinicHealth', () =>
         events.pubsub.publish('clinicHealth', { ...health, lastCheck: health.lastCheck.toISOString() }),
@@ -154,35 +151,21 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
     logger,
     prisma: base.db.prisma,
     webhooks,
-    dns,
-    certificates,
     limits: OnboardingLimits.fromConfig(counters, config),
-    faults: provisioning.faults,
-    publishProgress: (event) =>
-      safely('provisioning', () =>
-        events.pubsub.publish('provisioning', { ...event, at: event.at.toISOString() }),
-      ),
-    observeStep: (step, outcome, seconds) =>
-      metrics.provisioningStepDuration.observe({ step, outcome }, seconds),
+    provisioning,
   });
   const moves = new MoveService({
     ...base,
     metrics,
     provisioning,
-    publishProgress: (event) =>
-      safely('provisioning', () =>
-        events.pubsub.publish('provisioning', { ...event, at: event.at.toISOString() }),
-      ),
+    publishProgress: (event) => safely('provisioning', () => events.pubsub.publish('provisioning', event)),
   });
   const rollouts = new RolloutService({
     ...base,
     metrics,
     provisioning,
     tuning: options.rolloutTuning,
-    publishProgress: (event) =>
-      safely('provisioning', () =>
-        events.pubsub.publish('provisioning', { ...event, at: event.at.toISOString() }),
-      ),
+    publishProgress: (event) => safely('provisioning', () => events.pubsub.publish('provisioning', event)),
     publishRollout: (rolloutId) => safely('rollouts', () => events.pubsub.publish('rollouts', { rolloutId })),
   });
   const deps: Deps = {

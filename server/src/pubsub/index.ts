@@ -7,19 +7,12 @@ import { createPubSub, type PubSub, type PubSubEventTarget } from 'graphql-yoga'
 import { Redis } from 'ioredis';
 import type { Config } from '../env.js';
 import type { Logger } from '../logger.js';
+import type { ProvisioningEvent } from '../modules/provisioning/index.js';
 import { createPostgresEventTarget } from './postgres-event-target.js';
+import { wire } from './wire.js';
 
-/** One provisioning step's progress; the provisioning module refines this shape. */
-export interface ProvisioningEventPayload {
-  runId: string;
-  clinicId: string;
-  step: string;
-  status: string;
-  attempt: number;
-  message: string | null;
-  at: string;
-  durationMs: number | null;
-}
+/** One provisioning step's progress: the engine's event itself (its `at` stays a Date, wire.ts). */
+export type ProvisioningEventPayload = ProvisioningEvent;
 
 /** A clinic database's health as last checked; the provisioning module refines this shape. */
 export interface ClinicHealthPayload {
@@ -28,7 +21,7 @@ export interface ClinicHealthPayload {
   [key: string]: unknown;
 }
 
-/** Payloads cross process boundaries as JSON: keep them small and JSON-safe. */
+/** Payloads cross process boundaries as JSON (and Dates, wire.ts): keep them small. */
 export type Topics = {
   provisioning: [event: ProvisioningEventPayload];
   clinicHealth: [health: ClinicHealthPayload];
@@ -108,7 +101,11 @@ export async function createEventBus({
       }
     }
   });
-  const redisTarget = createRedisEventTarget<CustomEvent>({ publishClient, subscribeClient });
+  const redisTarget = createRedisEventTarget<CustomEvent>({
+    publishClient,
+    subscribeClient,
+    serializer: wire,
+  });
   const eventTarget: PubSubEventTarget<Topics> = {
     addEventListener: redisTarget.addEventListener.bind(redisTarget),
     removeEventListener: redisTarget.removeEventListener.bind(redisTarget),
@@ -116,7 +113,7 @@ export async function createEventBus({
     // become an unhandled rejection and end the process. Same wire format, failure logged.
     dispatchEvent(event) {
       if (closed) throw new Error(`event "${event.type}" published after the event bus was closed`);
-      const message = event.detail === undefined ? '' : JSON.stringify(event.detail);
+      const message = event.detail === undefined ? '' : wire.stringify(event.detail);
       publishClient.publish(event.type, message).catch((error: unknown) => {
         logger.warn({ err: error, type: event.type }, 'event publish failed; event dropped');
       });

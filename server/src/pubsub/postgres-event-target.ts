@@ -10,6 +10,7 @@ import type {
 import pg from 'pg';
 import { quoteIdent } from '../db/sql.js';
 import type { Logger } from '../logger.js';
+import { parse, stringify } from './wire.js';
 
 /** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more (in the default configuration). */
 export const MAX_NOTIFY_PAYLOAD_BYTES = 7999;
@@ -118,7 +119,7 @@ export async function createPostgresEventTarget(
     if (message.channel !== channel || message.payload === undefined) return;
     let envelope: Envelope;
     try {
-      envelope = JSON.parse(message.payload) as Envelope;
+      envelope = parse(message.payload) as Envelope;
     } catch {
       envelope = { type: '' };
     }
@@ -237,7 +238,7 @@ export async function createPostgresEventTarget(
     dispatchEvent(event: CustomEvent): boolean {
       if (closed) throw new Error(`event "${event.type}" published after the event target was closed`);
       const envelope: Envelope = { type: event.type, detail: event.detail };
-      const payload = JSON.stringify(envelope);
+      const payload = stringify(envelope);
       const bytes = Buffer.byteLength(payload);
       if (bytes > MAX_NOTIFY_PAYLOAD_BYTES) throw new EventPayloadTooLargeError(event.type, bytes);
       publishing = publishing

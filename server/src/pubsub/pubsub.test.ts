@@ -6,8 +6,10 @@ import { startRedis } from '../../test/harness.js';
 import { ensureDatabase } from '../db/database.js';
 import { databaseUrl, quoteIdent, withClient } from '../db/sql.js';
 import { createLogger } from '../logger.js';
+import type { ProvisioningStepName } from '../modules/provisioning/step-names.js';
 import { createEventBus, type EventBus, type ProvisioningEventPayload, type Topics } from './index.js';
 import { createPostgresEventTarget, EventPayloadTooLargeError } from './postgres-event-target.js';
+import { stringify } from './wire.js';
 
 const logger = createLogger({ env: 'test', logLevel: 'silent' });
 const admin = inject('pgAdminUrl');
@@ -19,15 +21,17 @@ afterAll(() =>
   withClient(admin, (client) => client.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`)),
 );
 
+/** The engine's event, as published: its `at` is a Date, and arrives as one (wire.ts). */
 function step(runId: string, step: string): ProvisioningEventPayload {
   return {
     runId,
-    clinicId: 'clinic-1',
-    step,
+    kind: 'REGISTER',
+    subject: { kind: 'CLINIC', id: 'clinic-1', name: 'Clinique du Lac' },
+    step: step as ProvisioningStepName,
     status: 'SUCCEEDED',
     attempt: 1,
     message: null,
-    at: new Date(0).toISOString(),
+    at: new Date(1_765_000_000_123),
     durationMs: 12,
   };
 }
@@ -139,9 +143,9 @@ describe('the event bus on PostgreSQL LISTEN/NOTIFY', () => {
     expect(() => a.pubsub.publish('provisioning', huge)).toThrow(/at most 7999 bytes/);
 
     // The largest payload PostgreSQL takes: exactly 7999 bytes once wrapped with its topic.
-    const base = Buffer.byteLength(JSON.stringify({ type: 'provisioning', detail: step('run-3', 'seed') }));
+    const base = Buffer.byteLength(stringify({ type: 'provisioning', detail: step('run-3', 'seed') }));
     const fits = { ...step('run-3', 'seed'), message: 'x'.repeat(7_999 - base + 2) };
-    expect(Buffer.byteLength(JSON.stringify({ type: 'provisioning', detail: fits }))).toBe(7_999);
+    expect(Buffer.byteLength(stringify({ type: 'provisioning', detail: fits }))).toBe(7_999);
     a.pubsub.publish('provisioning', fits);
     expect(await onB.take(1)).toEqual([fits]);
     expect(await onB.quietFor(300)).toBe(true);

@@ -6,7 +6,7 @@
 import type { CentralPrisma } from '../../db/database.js';
 import type { RunScoped } from '../../db/request-scope.js';
 import { recordAudit } from '../audit/record.js';
-import type { ProvisioningService } from '../provisioning/service.js';
+import type { ProvisioningService } from '../provisioning/index.js';
 
 export interface AccountDeps {
   prisma: CentralPrisma;

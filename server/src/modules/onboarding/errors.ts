@@ -1,6 +1,6 @@
 /** Expected failures of the onboarding service (its limits throw the shared RateLimitedError). */
 import { ConflictError, OnrampError } from '../../errors.js';
-import type { ProvisioningStepName } from '../provisioning/step-names.js';
+import type { ProvisioningStepName } from '../provisioning/index.js';
 
 /** The onboarding's state does not allow the operation (e.g. complete before provision). */
 export class OnboardingConflictError extends ConflictError {

@@ -471,9 +471,11 @@ describe('FAQ "Comment gérer les erreurs ?"', () => {
       metadata: { infrastructure_status: 'ready', provisioning_attempts: 2, is_idempotent: false },
     });
     secrets.push(resumed.body.api_key, resumed.body.api_secret);
-    // The second run skipped dns and ran ssl (recorded like every provisioning run).
+    // The second run skipped dns and ran ssl (recorded like every provisioning run), each run
+    // of the onboarding as its subject, none pretending to be a clinic's.
+    expect(await prisma.provisioningRun.count({ where: { clinicId: uuid } })).toBe(0);
     const runs = await prisma.provisioningRun.findMany({
-      where: { clinicId: uuid },
+      where: { subjectKind: 'ONBOARDING', onboardingId: uuid },
       orderBy: { startedAt: 'asc' },
       include: { steps: true },
     });

@@ -5,10 +5,11 @@
  * application whose key created it, and is invisible to every other one (NOT_FOUND, never
  * FORBIDDEN: another application must not learn that a uuid exists).
  *
- * Provisioning runs as a saga (provisioning/saga.ts: recorded run and steps, progress events,
- * fault injection) with steps `dns`, `ssl`, `commit`, but unlike a clinic it never rolls back:
- * DNS records and a certificate are harmless to keep, and the guide wants a retry to resume.
- * Each step records its success on the onboarding row and is skipped when it is already done.
+ * Provisioning is a run of the engine's ONBOARDING plan (provisioning/engine/plans/onboard.ts:
+ * recorded run and steps, progress events, fault injection) with steps `dns`, `ssl`, `commit`,
+ * but unlike a clinic it never rolls back: DNS records and a certificate are harmless to keep,
+ * and the guide wants a retry to resume. Each step records its success on the onboarding row
+ * and is skipped when it is already done.
  */
 import { randomUUID } from 'node:crypto';
 import type { CentralPrisma } from '../../db/database.js';
@@ -16,11 +17,7 @@ import type { Config } from '../../env.js';
 import { NotFoundError } from '../../errors.js';
 import type { Onboarding, Prisma } from '../../generated/central/client.js';
 import type { Logger } from '../../logger.js';
-import type { CertificateIssuer } from '../certificates/issuer.js';
-import type { DnsProvider } from '../dns/provider.js';
-import type { FaultInjector } from '../provisioning/faults.js';
-import { type ProvisioningEvent, runSaga, type SagaStep } from '../provisioning/saga.js';
-import type { ProvisioningStepName } from '../provisioning/step-names.js';
+import type { ProvisioningService, Transaction } from '../provisioning/index.js';
 import { preferredSubdomain, reserveSubdomain } from '../subdomains/allocator.js';
 import type { WebhookService } from '../webhooks/service.js';
 import { ApiCredentialService, issueApiCredentials } from './api-credentials.js';
@@ -38,14 +35,11 @@ export interface OnboardingDeps {
   config: Config;
   logger: Logger;
   prisma: CentralPrisma;
-  dns: DnsProvider;
-  certificates: CertificateIssuer;
   limits: OnboardingLimits;
-  faults: FaultInjector;
+  /** Runs the onboarding's plan (its DNS, certificate, commit steps are the engine's). */
+  provisioning: Pick<ProvisioningService, 'plans' | 'run'>;
   /** Queues onboarding events for the application's webhook endpoints, in our transactions. */
   webhooks: WebhookService;
-  publishProgress(event: ProvisioningEvent): void;
-  observeStep(step: ProvisioningStepName, outcome: 'ok' | 'error', seconds: number): void;
 }
 
 export interface CallMeta {
@@ -242,102 +236,60 @@ export class OnboardingService {
   }
 
   private runSteps(state: ProvisionState) {
-    const { prisma, logger } = this.deps;
-    return runSaga(
-      {
-        prisma,
-        logger,
-        faults: this.deps.faults,
-        publish: this.deps.publishProgress,
-        observeStep: this.deps.observeStep,
-        leaseMs: this.deps.config.provisioningLeaseSeconds * 1000,
+    const { prisma } = this.deps;
+    /** Where the onboarding row remembers a step done, so that a retry skips it. */
+    const recorded = (flag: 'dnsConfigured' | 'sslConfigured') => ({
+      fqdn: async (state: ProvisionState) => state.fqdn,
+      done: async (state: ProvisionState) =>
+        (await prisma.onboarding.findUniqueOrThrow({ where: { id: state.onboardingId } }))[flag],
+      markDone: async (state: ProvisionState) => {
+        await prisma.onboarding.update({
+          where: { id: state.onboardingId },
+          data: { [flag]: true, infrastructureStatus: 'partial' },
+        });
       },
-      {
-        kind: 'ONBOARDING',
-        clinicId: state.onboardingId,
-        subjectName: state.label,
-        state,
-        steps: [this.dnsStep(), this.sslStep(), this.commitStep()],
-        // Never undo: a retry resumes from the failed step (see the file comment).
-        suspendOn: () => true,
-      },
+    });
+    const plan = this.deps.provisioning.plans.onboard<ProvisionState>({
+      dns: recorded('dnsConfigured'),
+      certificate: recorded('sslConfigured'),
+      commit: (tx, state) => this.commit(tx, state),
+    });
+    return this.deps.provisioning.run(
+      plan,
+      { kind: 'ONBOARDING', id: state.onboardingId, name: state.label },
+      state,
     );
   }
 
-  private dnsStep(): SagaStep<ProvisionState> {
-    const { prisma, dns } = this.deps;
-    return {
-      name: 'dns',
-      run: async (state) => {
-        const row = await prisma.onboarding.findUniqueOrThrow({ where: { id: state.onboardingId } });
-        if (row.dnsConfigured) return { skipped: 'already configured' };
-        const records = await dns.publishSubdomain(state.fqdn);
-        await prisma.onboarding.update({
-          where: { id: state.onboardingId },
-          data: { dnsConfigured: true, infrastructureStatus: 'partial' },
-        });
-        return { note: `${records.length} record(s) for ${state.fqdn} via ${dns.kind}` };
+  /** `activated`, the credentials' hashes and the audit entry, in the commit's transaction. */
+  private async commit(tx: Transaction, state: ProvisionState): Promise<void> {
+    const credentials = state.generateApiKey
+      ? issueApiCredentials(state.onboardingId, this.deps.config.encryptionKey)
+      : null;
+    await tx.onboarding.update({
+      where: { id: state.onboardingId },
+      data: {
+        status: 'activated',
+        infrastructureStatus: 'ready',
+        activatedAt: new Date(),
+        provisioningUntil: null,
+        lastError: null,
+        ...(credentials?.data ?? {}),
       },
-    };
-  }
-
-  private sslStep(): SagaStep<ProvisionState> {
-    const { prisma, certificates } = this.deps;
-    return {
-      name: 'ssl',
-      run: async (state) => {
-        const row = await prisma.onboarding.findUniqueOrThrow({ where: { id: state.onboardingId } });
-        if (row.sslConfigured) return { skipped: 'already issued' };
-        const certificate = await certificates.ensureCertificate(state.fqdn);
-        await prisma.onboarding.update({
-          where: { id: state.onboardingId },
-          data: { sslConfigured: true, infrastructureStatus: 'partial' },
-        });
-        return {
-          note: `certificate ${certificate.serialNumber} until ${certificate.notAfter.toISOString()}`,
-        };
+    });
+    await tx.auditLog.create({
+      data: {
+        action: 'onboarding.provisioned',
+        targetType: 'onboarding',
+        targetId: state.onboardingId,
+        data: { applicationId: state.applicationId, apiKeyGenerated: credentials !== null },
+        ip: state.ip,
       },
-    };
-  }
-
-  /** `activated`, the credentials' hashes and the audit entry, in one transaction. */
-  private commitStep(): SagaStep<ProvisionState> {
-    const { prisma } = this.deps;
-    return {
-      name: 'commit',
-      run: async (state) => {
-        const credentials = state.generateApiKey
-          ? issueApiCredentials(state.onboardingId, this.deps.config.encryptionKey)
-          : null;
-        await prisma.$transaction(async (tx) => {
-          await tx.onboarding.update({
-            where: { id: state.onboardingId },
-            data: {
-              status: 'activated',
-              infrastructureStatus: 'ready',
-              activatedAt: new Date(),
-              provisioningUntil: null,
-              lastError: null,
-              ...(credentials?.data ?? {}),
-            },
-          });
-          await tx.auditLog.create({
-            data: {
-              action: 'onboarding.provisioned',
-              targetType: 'onboarding',
-              targetId: state.onboardingId,
-              data: { applicationId: state.applicationId, apiKeyGenerated: credentials !== null },
-              ip: state.ip,
-            },
-          });
-          await this.deps.webhooks.queue(tx, 'onboarding.provisioned', state.onboardingId);
-        });
-        // Only once committed do the plaintexts leave this step.
-        state.apiKey = credentials?.apiKey ?? null;
-        state.apiSecret = credentials?.apiSecret ?? null;
-        return undefined;
-      },
-    };
+    });
+    await this.deps.webhooks.queue(tx, 'onboarding.provisioned', state.onboardingId);
+    // Set before the transaction commits; provision() hands them out only once the run succeeded.
+    state.apiKey = credentials?.apiKey ?? null;
+    state.apiSecret = credentials?.apiSecret ?? null;
   }
 
   /**

@@ -123,6 +123,24 @@ describe('repair never hides a loss', async () => {
     expect(body.data?.repairClinic).toMatchObject({ dataLost: false, after: { dbStatus: 'HEALTHY' } });
     const { databaseName } = await prisma.clinic.findUniqueOrThrow({ where: { id: clinic.id } });
     expect(body.data?.repairClinic.actions).toContain(`restored database ${databaseName} from quarantine`);
+    // A REPAIR run, recorded and streamed like a registration, and audited with its run.
+    const runs = await prisma.provisioningRun.findMany({
+      where: { clinicId: clinic.id, kind: 'REPAIR' },
+      include: { steps: { orderBy: { startedAt: 'asc' } } },
+    });
+    expect(runs.map((run) => run.status)).toEqual(['SUCCEEDED']);
+    expect(runs[0]?.steps.map((step) => step.name)).toEqual([
+      'create_database',
+      'migrate_database',
+      'seed_provider',
+      'verify_database',
+      'commit',
+    ]);
+    const repaired = await prisma.auditLog.findFirstOrThrow({
+      where: { clinicId: clinic.id, action: 'clinic.repair' },
+      orderBy: { id: 'desc' },
+    });
+    expect(repaired.data).toMatchObject({ runId: runs[0]?.id, dataLost: false });
     const again = await provisioning.clients.get(clinic.id);
     expect(await again.healthcareProvider.findUnique({ where: { id: kept.id } })).toMatchObject({
       lastName: 'Pasteur',

@@ -6,10 +6,12 @@ import { clinicPassword, clinicRoleUrl } from './integrity.js';
 import { PROVISIONING_STEP_NAMES, type ProvisioningStepName } from './step-names.js';
 
 const admin = inject('pgAdminUrl');
+/** An event of no run, to see when a subscription is live. */
 const PROBE = {
   runId: '00000000-0000-4000-8000-000000000001',
-  clinicId: '00000000-0000-4000-8000-000000000000',
-  step: 'probe',
+  kind: 'REGISTER' as const,
+  subject: { kind: 'CLINIC' as const, id: '00000000-0000-4000-8000-000000000000', name: null },
+  step: 'probe' as ProvisioningStepName,
   status: 'STARTED' as const,
   attempt: 1,
   message: null,
@@ -60,11 +62,16 @@ describe('the provisioning engine', async () => {
     expect(run.steps.map((step) => [step.name, step.status]).sort()).toEqual(
       [
         ['central_records', 'SUCCEEDED'],
+        ['subdomain', 'SUCCEEDED'],
         ['create_database', 'SUCCEEDED'],
         ['migrate_database', 'SUCCEEDED'],
         ['verify_database', 'SUCCEEDED'],
         ['seed_provider', 'SUCCEEDED'],
+        ['dns', 'SUCCEEDED'],
+        ['ssl', 'SUCCEEDED'],
         ['commit', 'SUCCEEDED'],
+        // The registration's plan without registration's hooks: no user, so no e-mail to verify.
+        ['verification_email', 'SKIPPED'],
       ].sort(),
     );
     expect(run.steps.every((step) => step.durationMs !== null && step.durationMs >= 0)).toBe(true);
@@ -360,7 +367,7 @@ describe('the provisioning engine', async () => {
         {
           next: ({ data }) => {
             if (!data) return;
-            if (data.provisioningProgress.clinicId === PROBE.clinicId) {
+            if (data.provisioningProgress.clinicId === PROBE.subject.id) {
               probed = true;
               return;
             }
@@ -380,7 +387,7 @@ describe('the provisioning engine', async () => {
     await expect
       .poll(
         () => {
-          t.app.deps.events.pubsub.publish('provisioning', { ...PROBE, at: new Date().toISOString() });
+          t.app.deps.events.pubsub.publish('provisioning', { ...PROBE, at: new Date() });
           return probed;
         },
         { timeout: 10_000, interval: 50 },
@@ -400,6 +407,8 @@ describe('the provisioning engine', async () => {
     expect(trail).toEqual([
       'central_records:STARTED',
       'central_records:SUCCEEDED',
+      'subdomain:STARTED',
+      'subdomain:SUCCEEDED',
       'create_database:STARTED',
       'create_database:SUCCEEDED',
       'migrate_database:STARTED',
@@ -411,6 +420,7 @@ describe('the provisioning engine', async () => {
       'verify_database:ROLLED_BACK',
       'migrate_database:ROLLED_BACK',
       'create_database:ROLLED_BACK',
+      'subdomain:ROLLED_BACK',
       'central_records:ROLLED_BACK',
     ]);
     expect(PROVISIONING_STEP_NAMES).toContain('seed_provider');

@@ -13,11 +13,13 @@ interface Event {
 }
 
 const FIELDS = 'runId clinicId step status attempt at';
+/** An event of no run, to see when a subscription is live. */
 const PROBE = {
   runId: '00000000-0000-4000-8000-0000000000aa',
-  clinicId: '00000000-0000-4000-8000-0000000000bb',
-  step: 'central_records',
-  status: 'STARTED',
+  kind: 'REGISTER' as const,
+  subject: { kind: 'CLINIC' as const, id: '00000000-0000-4000-8000-0000000000bb', name: null },
+  step: 'central_records' as const,
+  status: 'STARTED' as const,
   attempt: 1,
   message: null,
   durationMs: null,
@@ -65,7 +67,7 @@ describe('provisioningProgress replays what a subscriber missed', async () => {
       .poll(
         () => {
           expect(errors).toEqual([]);
-          t.app.deps.events.pubsub.publish('provisioning', { ...PROBE, at: new Date().toISOString() });
+          t.app.deps.events.pubsub.publish('provisioning', { ...PROBE, at: new Date() });
           return events.some((event) => event.runId === PROBE.runId);
         },
         { timeout: 10_000, interval: 50 },

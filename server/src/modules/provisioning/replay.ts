@@ -13,7 +13,8 @@
 import type { RunScoped } from '../../db/request-scope.js';
 import type { Logger } from '../../logger.js';
 import type { EventBus } from '../../pubsub/index.js';
-import type { ProvisioningEventShape } from './schema.js';
+import { type ProvisioningEvent, subjectOf } from './engine/events.js';
+import type { ProvisioningStepName } from './step-names.js';
 
 /**
  * Replays reach this far before the cursor: events of several instances come in commit order,
@@ -24,15 +25,14 @@ export const REPLAY_MARGIN_MS = 5_000;
 /** The newest events a replay returns at most (a cursor from last month replays no history). */
 export const REPLAY_LIMIT = 1_000;
 
-const key = (event: ProvisioningEventShape) =>
-  `${event.runId}:${event.step}:${event.attempt}:${event.status}`;
-const atMs = (event: ProvisioningEventShape) => new Date(event.at).getTime();
+const key = (event: ProvisioningEvent) => `${event.runId}:${event.step}:${event.attempt}:${event.status}`;
+const atMs = (event: ProvisioningEvent) => event.at.getTime();
 
 /** The events the records hold at or after `since`, oldest first. */
 export async function recordedEvents(
   scoped: RunScoped,
   filter: { since: Date; clinicId?: string },
-): Promise<ProvisioningEventShape[]> {
+): Promise<ProvisioningEvent[]> {
   const { since, clinicId } = filter;
   const steps = await scoped((tx) =>
     tx.provisioningStep.findMany({
@@ -40,19 +40,23 @@ export async function recordedEvents(
         OR: [{ startedAt: { gte: since } }, { finishedAt: { gte: since } }],
         ...(clinicId ? { run: { clinicId } } : {}),
       },
-      include: { run: { select: { clinicId: true, kind: true, subjectName: true } } },
+      include: {
+        run: {
+          select: { subjectKind: true, clinicId: true, onboardingId: true, kind: true, subjectName: true },
+        },
+      },
       orderBy: [{ finishedAt: 'desc' }, { id: 'desc' }],
       take: REPLAY_LIMIT,
     }),
   );
-  const events: ProvisioningEventShape[] = [];
+  const events: ProvisioningEvent[] = [];
   for (const step of steps) {
     const common = {
       runId: step.runId,
       kind: step.run.kind,
-      clinicId: step.run.clinicId,
-      clinicName: step.run.subjectName,
-      step: step.name,
+      subject: subjectOf(step.run),
+      // Written by the runner from a ProvisioningStepName.
+      step: step.name as ProvisioningStepName,
       attempt: step.attempt,
     };
     // Newest first here, reversed below.
@@ -75,11 +79,11 @@ export async function recordedEvents(
 
 export interface ReplayingOptions {
   /** The bus's events for this subscription, already filtered. */
-  live: AsyncIterable<ProvisioningEventShape>;
+  live: AsyncIterable<ProvisioningEvent>;
   /** The client's cursor; without it, nothing before the subscription is replayed. */
   since: Date | undefined;
   /** Reads the recorded events at or after a time (`recordedEvents`, with the filter). */
-  load(since: Date): Promise<ProvisioningEventShape[]>;
+  load(since: Date): Promise<ProvisioningEvent[]>;
   bus: Pick<EventBus, 'onReconnected'>;
   logger: Logger;
 }
@@ -89,15 +93,15 @@ export interface ReplayingOptions {
  * reconnects. Events already delivered are not delivered again. A plain iterator, not an async
  * generator: a generator's return() would wait for the next event (see session-watch.ts).
  */
-export function replaying(options: ReplayingOptions): AsyncIterableIterator<ProvisioningEventShape> {
+export function replaying(options: ReplayingOptions): AsyncIterableIterator<ProvisioningEvent> {
   const { live, load, bus, logger } = options;
   const iterator = live[Symbol.asyncIterator]();
   // Listening starts with the first next(), before the first replay reads the records: an event
   // committed in between comes both ways, and the second is dropped as already delivered.
-  let pendingLive: Promise<IteratorResult<ProvisioningEventShape>> | undefined = iterator.next();
+  let pendingLive: Promise<IteratorResult<ProvisioningEvent>> | undefined = iterator.next();
   let cursor = (options.since ?? new Date()).getTime();
   let replayDue = options.since !== undefined;
-  let queue: ProvisioningEventShape[] = [];
+  let queue: ProvisioningEvent[] = [];
   /** Keys of delivered events not older than the replay window, with their time. */
   const delivered = new Map<string, number>();
   let wake: () => void = () => {};
@@ -119,7 +123,7 @@ export function replaying(options: ReplayingOptions): AsyncIterableIterator<Prov
     await iterator.return?.();
   };
 
-  const deliver = (event: ProvisioningEventShape): IteratorResult<ProvisioningEventShape> => {
+  const deliver = (event: ProvisioningEvent): IteratorResult<ProvisioningEvent> => {
     const at = atMs(event);
     delivered.set(key(event), at);
     cursor = Math.max(cursor, at);

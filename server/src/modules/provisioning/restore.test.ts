@@ -71,6 +71,21 @@ describe('restoreClinic', async () => {
 
     await remove(clinicId);
     expect(await prisma.clinic.findUnique({ where: { id: clinicId } })).toMatchObject({ status: 'DELETED' });
+    // The deletion is a recorded DELETE run: the registration's steps undone in reverse.
+    const deletion = await prisma.provisioningRun.findMany({
+      where: { clinicId, kind: 'DELETE' },
+      include: { steps: { orderBy: { startedAt: 'asc' } } },
+    });
+    expect(deletion.map((run) => run.status)).toEqual(['SUCCEEDED']);
+    expect(deletion[0]?.steps.map((step) => [step.name, step.status])).toEqual([
+      ['ssl', 'SUCCEEDED'],
+      ['dns', 'SUCCEEDED'],
+      ['create_database', 'SUCCEEDED'],
+      ['commit', 'SUCCEEDED'],
+    ]);
+    const deleted = await prisma.auditLog.findFirst({ where: { clinicId, action: 'clinic.delete' } });
+    expect(deleted).toMatchObject({ data: { runId: deletion[0]?.id } });
+    expect(deleted?.actorId).toBeTruthy();
     // A second delete changes nothing (no new retention, no new audit entry): a typed refusal.
     expect((await remove(clinicId)).body.data).toEqual({ deleteClinic: { __typename: 'ConflictError' } });
     expect((await signIn(email))?.code).toBe('CLINIC_UNAVAILABLE');
@@ -110,8 +125,18 @@ describe('restoreClinic', async () => {
     expect(providers.map((provider) => provider.lastName)).toContain('Record');
     expect((await signIn(email))?.__typename).toBe('AuthSession');
 
-    const runs = await prisma.provisioningRun.findMany({ where: { clinicId, kind: 'RESTORE' } });
+    const runs = await prisma.provisioningRun.findMany({
+      where: { clinicId, kind: 'RESTORE' },
+      include: { steps: { orderBy: { startedAt: 'asc' } } },
+    });
     expect(runs.map((run) => run.status)).toEqual(['SUCCEEDED']);
+    // Its steps, recorded and streamed like a registration's.
+    expect(runs[0]?.steps.map((step) => [step.name, step.status])).toEqual([
+      ['create_database', 'SUCCEEDED'],
+      ['dns', 'SUCCEEDED'],
+      ['ssl', 'SUCCEEDED'],
+      ['commit', 'SUCCEEDED'],
+    ]);
     const audit = await prisma.auditLog.findMany({ where: { clinicId, action: 'clinic.restore' } });
     expect(audit).toHaveLength(1);
     expect(audit[0]?.actorId).toBeTruthy();

@@ -13,6 +13,7 @@ import type { ClinicsHealthSummary } from '../health/clinics.js';
 // A cycle (registration's schema uses ClinicRef), safe because Pothos reads refs lazily in `fields`.
 import { MOVE_STEP_DESCRIPTIONS } from '../moves/step-names.js';
 import { UserRef } from '../users/schema.js';
+import { type ProvisioningEvent, subjectOf } from './engine/events.js';
 import { ProvisioningFailedError } from './errors.js';
 import type { ClinicHealth, DbStatus } from './integrity.js';
 import { recordedEvents, replaying } from './replay.js';
@@ -75,6 +76,13 @@ const RUN_KIND_DESCRIPTIONS: Record<(typeof RUN_KINDS)[number], string> = {
   RESTORE: 'A deleted clinic brought back from quarantine (restoreClinic).',
   MOVE: "A clinic's database moved to another server online (moveClinic).",
 };
+const SubjectKindEnum = builder.enumType('ProvisioningSubjectKind', {
+  description: 'What a provisioning run works on.',
+  values: {
+    CLINIC: { description: 'A clinic (registration, repair, upgrade, deletion, restore).' },
+    ONBOARDING: { description: "An onboarding of a third-party application's tenant." },
+  } as const,
+});
 const RunKindEnum = builder.enumType('ProvisioningRunKind', {
   description: 'What a provisioning run was started for.',
   values: Object.fromEntries(
@@ -400,7 +408,15 @@ builder.prismaObject('ProvisioningRun', {
   description: 'Super-admins: one provisioning run of a clinic, with its steps.',
   fields: (t) => ({
     id: t.exposeID('id', { description: 'Run id (UUID).' }),
-    clinicId: t.exposeID('clinicId', { description: 'The clinic it ran for (it may since be gone).' }),
+    clinicId: t.id({
+      description:
+        'The clinic it ran for (it may since be gone); the onboarding, for an ONBOARDING run (see `subjectKind`).',
+      resolve: (run) => subjectOf(run).id,
+    }),
+    subjectKind: t.expose('subjectKind', {
+      type: SubjectKindEnum,
+      description: 'Whether `clinicId` is a clinic or an onboarding.',
+    }),
     clinicName: t.exposeString('subjectName', {
       nullable: true,
       description:
@@ -456,20 +472,7 @@ const ProvisioningMetricsRef = builder.objectRef<ProvisioningMetricsShape>('Prov
   }),
 });
 
-export interface ProvisioningEventShape {
-  runId: string;
-  kind?: (typeof RUN_KINDS)[number];
-  clinicId: string;
-  clinicName?: string | null;
-  step: string;
-  status: 'STARTED' | 'SUCCEEDED' | 'FAILED' | 'ROLLED_BACK' | 'SKIPPED';
-  attempt: number;
-  message: string | null;
-  at: Date | string;
-  durationMs: number | null;
-}
-
-const ProvisioningEventRef = builder.objectRef<ProvisioningEventShape>('ProvisioningEvent').implement({
+const ProvisioningEventRef = builder.objectRef<ProvisioningEvent>('ProvisioningEvent').implement({
   description: 'A step of a provisioning run changed status.',
   fields: (t) => ({
     runId: t.exposeID('runId', { description: 'The run (see provisioningRun).' }),
@@ -477,13 +480,21 @@ const ProvisioningEventRef = builder.objectRef<ProvisioningEventShape>('Provisio
       type: RunKindEnum,
       nullable: true,
       description: "The run's kind (null only from an instance older than this field).",
-      resolve: (event) => event.kind ?? null,
+      resolve: (event) => event.kind,
     }),
-    clinicId: t.exposeID('clinicId', { description: 'The clinic it runs for.' }),
+    clinicId: t.id({
+      description: 'The clinic it runs for (the onboarding, for an ONBOARDING run: see `subjectKind`).',
+      resolve: (event) => event.subject.id,
+    }),
+    subjectKind: t.field({
+      type: SubjectKindEnum,
+      description: 'Whether `clinicId` is a clinic or an onboarding.',
+      resolve: (event) => event.subject.kind,
+    }),
     clinicName: t.string({
       nullable: true,
       description: "The clinic's name (an onboarding's organisation or domain), from the run's first event.",
-      resolve: (event) => event.clinicName ?? null,
+      resolve: (event) => event.subject.name,
     }),
     step: t.exposeString('step', { description: 'Step name (a ProvisioningStepName for registrations).' }),
     status: t.field({
@@ -499,7 +510,7 @@ const ProvisioningEventRef = builder.objectRef<ProvisioningEventShape>('Provisio
     at: t.field({
       type: 'DateTime',
       description: 'When it happened (pass it as `since` to resume).',
-      resolve: (event) => new Date(event.at),
+      resolve: (event) => event.at,
     }),
     durationMs: t.exposeInt('durationMs', {
       nullable: true,
@@ -714,10 +725,11 @@ builder.mutationFields((t) => ({
     description:
       'Super-admins: the clinic becomes DELETED (its users cannot sign in, its subdomain stops ' +
       'resolving); its database is quarantined, not dropped, for CLINIC_DELETE_RETENTION ' +
-      '(restoreClinic until then). NOT_FOUND when there is no such clinic; CONFLICT when it is ' +
-      'already deleted or its database server cannot be reached.',
+      '(restoreClinic until then), as a DELETE run on provisioningProgress. NOT_FOUND when there is no ' +
+      'such clinic; CONFLICT when it is already deleted or its database server cannot be reached; ' +
+      'PROVISIONING_FAILED when a step of the run failed (the clinic stays DELETING; see the run).',
     authScopes: { operator: true },
-    errors: { types: [NotFoundError, ConflictError] },
+    errors: { types: [NotFoundError, ConflictError, ProvisioningFailedError] },
     args: { clinicId: t.arg.id({ required: true, validate: uuid, description: 'Clinic id (UUID).' }) },
     resolve: async (_root, { clinicId }, context) => {
       await context.deps.provisioning.deleteClinic(String(clinicId), {
@@ -731,10 +743,11 @@ builder.mutationFields((t) => ({
     type: RestoreClinicSuccessRef,
     description:
       'Super-admins: brings a DELETED clinic back within CLINIC_DELETE_RETENTION (its database ' +
-      'from quarantine, READY again); recorded as a RESTORE run. CONFLICT when the clinic is not ' +
-      'deleted, another restore is under way, or the retention is over.',
+      'from quarantine, READY again); a RESTORE run on provisioningProgress. CONFLICT when the clinic ' +
+      'is not deleted, another restore is under way, or the retention is over; PROVISIONING_FAILED ' +
+      'when a step of the run failed (the clinic is DELETED again; restoring again resumes).',
     authScopes: { operator: true },
-    errors: { types: [NotFoundError, ConflictError] },
+    errors: { types: [NotFoundError, ConflictError, ProvisioningFailedError] },
     args: { clinicId: t.arg.id({ required: true, validate: uuid, description: 'A DELETED clinic.' }) },
     resolve: async (_root, { clinicId }, context) => ({
       health: await context.deps.provisioning.restoreClinic(String(clinicId), {
@@ -783,8 +796,8 @@ builder.subscriptionFields((t) => ({
       const clinic = clinicId ? String(clinicId) : undefined;
       return replaying({
         live: pipe(
-          context.deps.events.pubsub.subscribe('provisioning') as AsyncIterable<ProvisioningEventShape>,
-          filter((event) => !clinic || event.clinicId === clinic),
+          context.deps.events.pubsub.subscribe('provisioning'),
+          filter((event) => !clinic || event.subject.id === clinic),
         ),
         since: since ?? undefined,
         load: (from) => recordedEvents(context.scoped, { since: from, clinicId: clinic }),

@@ -24,6 +24,25 @@ import {
 } from './admin.js';
 import { enqueueAlerts, superAdminAddresses } from './alerts.js';
 import { ClinicClientCache } from './clinic-clients.js';
+import { clinicSubject, type ProvisioningEvent, type RunSubject } from './engine/events.js';
+import { type DeletePlanOptions, deletePlan } from './engine/plans/delete.js';
+import { type OnboardHooks, onboardPlan } from './engine/plans/onboard.js';
+import type { Plan } from './engine/plans/plan.js';
+import { type RegisterHooks, registerPlan } from './engine/plans/register.js';
+import { type RepairState, repairPlan } from './engine/plans/repair.js';
+import { restorePlan } from './engine/plans/restore.js';
+import { type RunResult, runSteps, type Step } from './engine/runner.js';
+import {
+  type ClinicAdmin,
+  existingClinicState,
+  newProvisionState,
+  type ProvisionState,
+  type StepDeps,
+} from './engine/state.js';
+import { createDatabaseStep } from './engine/steps/create-database.js';
+import { migrateDatabaseStep } from './engine/steps/migrate-database.js';
+import { seedProviderStep } from './engine/steps/seed-provider.js';
+import { verifyDatabaseStep } from './engine/steps/verify-database.js';
 import { ClinicBusyError, ProvisioningFailedError, ServerUnreachableError } from './errors.js';
 import { FaultInjector } from './faults.js';
 import {
@@ -34,27 +53,14 @@ import {
   type IntegrityContext,
 } from './integrity.js';
 import { Ledger } from './ledger.js';
-import { type ProvisioningEvent, runSaga, type SagaInput, type SagaResult, type SagaStep } from './saga.js';
+import type { SagaInput } from './saga.js';
 import { clinicSchemaShape } from './schema-shape.js';
-import { encryptSecret, randomPassword } from './secrets.js';
 import type { ProvisioningStepName } from './step-names.js';
-import {
-  type ClinicAdmin,
-  centralRecordsStep,
-  commitStep,
-  createDatabaseStep,
-  migrateDatabaseStep,
-  newProvisionState,
-  type ProvisionState,
-  type StepDeps,
-  seedProviderStep,
-  verifyDatabaseStep,
-} from './steps.js';
 import { WarmPool } from './warm-pool.js';
 
+export type { ProvisioningEvent } from './engine/events.js';
 export { ProvisioningFailedError } from './errors.js';
 export type { ClinicHealth, DbStatus } from './integrity.js';
-export type { ProvisioningEvent } from './saga.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -177,6 +183,9 @@ export class ProvisioningService {
       encryptionKey: config.encryptionKey,
       deploymentId: db.deploymentId,
       ledger: this.ledger,
+      baseDomain: config.baseDomain,
+      dns: deps.dns,
+      certificates: deps.certificates,
     };
     this.health = new ClinicHealthMonitor({
       prisma: this.prisma,
@@ -225,8 +234,8 @@ export class ProvisioningService {
     return best;
   }
 
-  /** The database steps of a registration, in order; registration adds its own around them. */
-  databaseSteps(): SagaStep<ProvisionState>[] {
+  /** The database steps of a registration, in order (engine/steps/). */
+  databaseSteps(): Step<ProvisionState>[] {
     // create_database … seed_provider are idempotent, so a retry simply runs them all again.
     return [
       createDatabaseStep(this.stepDeps),
@@ -236,32 +245,62 @@ export class ProvisioningService {
     ];
   }
 
+  /** The plans of the engine's run kinds, bound to this service's steps (engine/plans/). */
+  readonly plans = {
+    register: <S extends ProvisionState>(
+      hooks?: RegisterHooks<S>,
+      options?: Parameters<typeof registerPlan<S>>[2],
+    ): Plan<S> => registerPlan(this.stepDeps, hooks, options),
+    onboard: <S>(hooks: OnboardHooks<S>): Plan<S> => onboardPlan(this.stepDeps, hooks),
+    delete: <S extends ProvisionState>(options: DeletePlanOptions<S>): Plan<S> =>
+      deletePlan(this.stepDeps, options),
+  };
+
   async newState(input: ProvisionClinicInput): Promise<ProvisionState> {
     return newProvisionState({ ...input, server: await this.placeClinic() });
   }
 
   /**
-   * Provisions a clinic end to end: central records, database, verification, provider, commit.
+   * The state of an existing clinic's runs, with its first clinic admin; undefined when the
+   * clinic, or its database server, is not known here.
+   */
+  async stateOf(clinicId: string): Promise<ProvisionState | undefined> {
+    const clinic = await this.prisma.clinic.findUnique({
+      where: { id: clinicId },
+      include: { users: { where: { role: 'CLINIC_ADMIN' }, orderBy: { createdAt: 'asc' }, take: 1 } },
+    });
+    const server = clinic && this.servers.get(clinic.databaseServerId);
+    if (!clinic || !server) return undefined;
+    return existingClinicState(clinic, clinic.users[0], server);
+  }
+
+  /**
+   * Provisions a clinic with the registration's plan and no hooks: no user, so no verification
+   * e-mail. Tests and the bench only; a clinic of production comes from registerClinic.
    * @throws ProvisioningFailedError after rolling everything back.
    */
   async provisionClinic(input: ProvisionClinicInput): Promise<{ clinicId: string; runId: string }> {
     const state = await this.newState(input);
-    const steps = [centralRecordsStep(this.stepDeps), ...this.databaseSteps(), commitStep(this.stepDeps)];
-    const result = await this.runSaga('REGISTER', state, steps);
+    const result = await this.run(
+      this.plans.register(),
+      clinicSubject(state.clinicId, state.clinicName),
+      state,
+    );
     if (!result.ok) throw new ProvisioningFailedError(result.failedStep, result.runId);
     return { clinicId: state.clinicId, runId: result.runId };
   }
 
-  /** Runs provisioning steps as one recorded, observable saga (see saga.ts). */
-  async runSaga<S extends ProvisionState>(
-    kind: 'REGISTER' | 'REPAIR' | 'UPGRADE' | 'DELETE',
+  /** Runs `plan` on `subject` as one recorded, observable, leased run (engine/runner.ts). */
+  async run<S>(
+    plan: Plan<S>,
+    subject: RunSubject,
     state: S,
-    steps: SagaStep<S>[],
-    options: Pick<SagaInput<S>, 'attempt' | 'suspendOn'> = {},
-  ): Promise<SagaResult> {
+    options: { attempt?: number } = {},
+  ): Promise<RunResult> {
+    const { kind } = plan;
     const inProgress = this.deps.metrics.provisioningRunsInProgress;
     inProgress.inc();
-    const result = await runSaga(
+    const result = await runSteps(
       {
         prisma: this.prisma,
         logger: this.deps.logger,
@@ -271,13 +310,30 @@ export class ProvisioningService {
           this.deps.metrics.provisioningStepDuration.observe({ step, outcome }, seconds),
         leaseMs: this.deps.config.provisioningLeaseSeconds * 1000,
       },
-      { kind, clinicId: state.clinicId, subjectName: state.clinicName, steps, state, ...options },
+      { kind, subject, steps: plan.steps, state, suspendOn: plan.suspendOn, ...options },
     ).finally(() => inProgress.dec());
     this.deps.metrics.provisioningRuns.inc({
       kind,
       outcome: result.ok ? 'success' : result.suspended ? 'suspended' : 'failure',
     });
     return result;
+  }
+
+  /** A run of the clinic `state` names (the runner's former entry point; see `run`). */
+  runSaga<S extends ProvisionState>(
+    kind: 'REGISTER' | 'REPAIR' | 'UPGRADE' | 'DELETE',
+    state: S,
+    steps: Step<S>[],
+    options: Pick<SagaInput<S>, 'attempt' | 'suspendOn'> = {},
+  ): Promise<RunResult> {
+    return this.run(
+      { kind, steps, suspendOn: options.suspendOn },
+      clinicSubject(state.clinicId, state.clinicName),
+      state,
+      {
+        attempt: options.attempt,
+      },
+    );
   }
 
   injectFault(step: ProvisioningStepName, times: number): Record<string, number> {
@@ -316,114 +372,56 @@ export class ProvisioningService {
       throw new ClinicBusyError('The clinic is still being provisioned');
 
     const clinic = await this.findClinic(clinicId);
-    const server = this.serverOf(clinic);
-    const actions: string[] = [];
-    let dataLost = false;
-    await withClient(server.url, async (admin) => {
-      await admin.query('SELECT pg_advisory_lock(hashtext($1))', [`repair:${clinicId}`]);
-      try {
-        // A missing database is restored from quarantine when a copy waits there; recreated
-        // empty otherwise, which for a clinic that held data (READY) is a loss, said as such.
-        if (
-          !(await databaseExists(admin, clinic.databaseName)) &&
-          (await this.ledger.restoreClinic(clinicId))
-        )
-          actions.push(`restored database ${clinic.databaseName} from quarantine`);
-        if (!(await databaseExists(admin, clinic.databaseName))) {
-          await cloneDatabase(admin, clinic.databaseName, server.template.name);
-          dataLost = clinic.status === 'READY';
-          actions.push(
-            dataLost
-              ? `recreated database ${clinic.databaseName} EMPTY from template ${server.template.name}: its data is lost`
-              : `recreated database ${clinic.databaseName} from template ${server.template.name}`,
-          );
-        }
-        let password = clinicPassword(clinic, this.deps.config.encryptionKey);
-        const hadRole = await roleExists(admin, clinic.databaseRole);
-        if (!hadRole || !password || before.dbStatus === 'UNHEALTHY') {
-          password = randomPassword();
-          await ensureRole(admin, clinic.databaseRole, password);
-          await this.prisma.clinic.update({
-            where: { id: clinic.id },
-            data: { databasePasswordEnc: encryptSecret(password, this.deps.config.encryptionKey, clinic.id) },
-          });
-          actions.push(
-            hadRole
-              ? `reset the password of role ${clinic.databaseRole}`
-              : `recreated role ${clinic.databaseRole}`,
-          );
-        }
-        await tagClinicObjects(admin, this.deps.db.deploymentId, clinic.databaseName, clinic.databaseRole);
-      } finally {
-        await admin.query('SELECT pg_advisory_unlock(hashtext($1))', [`repair:${clinicId}`]).catch(() => {});
-      }
+    this.serverOf(clinic);
+    const base = await this.stateOf(clinicId);
+    if (!base) throw new NotFoundError('clinic');
+    const state: RepairState = { ...base, status: clinic.status, before, actions: [], dataLost: false };
+    const plan = repairPlan(this.stepDeps, {
+      check: (id) => this.checkClinic(id),
+      commit: async (tx, state, { runId }) => {
+        const after = state.after ?? before;
+        const { actions, dataLost } = state;
+        // The repair's central effects, its record and its alerts commit together.
+        if (clinic.status === 'FAILED')
+          await tx.clinic.update({ where: { id: clinic.id }, data: { status: 'READY' } });
+        const entry = {
+          actorId: actor.userId,
+          ip: actor.ip ?? null,
+          clinicId,
+          targetType: 'clinic',
+          targetId: clinicId,
+        };
+        await tx.auditLog.create({
+          data: {
+            ...entry,
+            action: 'clinic.repair',
+            data: { actions, before: before.dbStatus, after: after.dbStatus, dataLost, runId },
+          },
+        });
+        if (!dataLost) return;
+        await tx.auditLog.create({
+          data: { ...entry, action: 'clinic.data_lost', data: { databaseName: clinic.databaseName, runId } },
+        });
+        await enqueueAlerts(
+          tx,
+          await superAdminAddresses(this.prisma, this.deps.config.adminEmail),
+          {
+            kind: 'clinic_data_lost',
+            subject: `Onramp: the data of clinic "${clinic.name}" is lost`,
+            text: [
+              `The database of clinic "${clinic.name}" (${clinic.id}) was missing, with no copy in quarantine.`,
+              `A repair ${actor.userId ? `by user ${actor.userId}` : 'by Onramp'} created an empty database in its place: the clinic's earlier data is gone.`,
+              'Restore it from a backup if one exists.',
+            ].join('\n\n'),
+          },
+          this.deps.config.encryptionKey,
+        );
+      },
     });
-    await this.clients.evict(clinicId);
-
-    await withClient(databaseUrl(server.url, clinic.databaseName), async (client) => {
-      const { applied, version } = await migrate(client, this.deps.db.clinicMigrations);
-      for (const name of applied) actions.push(`applied migration ${name}`);
-      await this.prisma.clinic.update({ where: { id: clinic.id }, data: { schemaVersion: version } });
-      const { rows } = await client.query<{ relname: string }>(
-        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')",
-      );
-      const present = new Set(rows.map((row) => row.relname));
-      for (const table of this.integrity.shape.tables.filter((name) => !present.has(name))) {
-        await client.query('BEGIN');
-        try {
-          for (const statement of this.integrity.shape.statementsFor(table)) await client.query(statement);
-          await client.query('COMMIT');
-        } catch (error) {
-          await client.query('ROLLBACK').catch(() => {});
-          throw error;
-        }
-        actions.push(`recreated table ${table}`);
-      }
-    });
-    await grantClinicRole(server.url, clinic.databaseName, clinic.databaseRole);
-    actions.push(`restored grants of role ${clinic.databaseRole}`);
-
-    if (await this.seedAdminProvider(clinic.id))
-      actions.push('seeded the healthcare provider of the clinic admin');
-    const after = await this.checkClinic(clinicId);
-    const recipients = dataLost ? await superAdminAddresses(this.prisma, this.deps.config.adminEmail) : [];
-    // The repair's central effects, its record and its alerts commit together.
-    await this.prisma.$transaction(async (tx) => {
-      if (clinic.status === 'FAILED')
-        await tx.clinic.update({ where: { id: clinic.id }, data: { status: 'READY' } });
-      const entry = {
-        actorId: actor.userId,
-        ip: actor.ip ?? null,
-        clinicId,
-        targetType: 'clinic',
-        targetId: clinicId,
-      };
-      await tx.auditLog.create({
-        data: {
-          ...entry,
-          action: 'clinic.repair',
-          data: { actions, before: before.dbStatus, after: after.dbStatus, dataLost },
-        },
-      });
-      if (!dataLost) return;
-      await tx.auditLog.create({
-        data: { ...entry, action: 'clinic.data_lost', data: { databaseName: clinic.databaseName } },
-      });
-      await enqueueAlerts(
-        tx,
-        recipients,
-        {
-          kind: 'clinic_data_lost',
-          subject: `Onramp: the data of clinic "${clinic.name}" is lost`,
-          text: [
-            `The database of clinic "${clinic.name}" (${clinic.id}) was missing, with no copy in quarantine.`,
-            `A repair ${actor.userId ? `by user ${actor.userId}` : 'by Onramp'} created an empty database in its place: the clinic's earlier data is gone.`,
-            'Restore it from a backup if one exists.',
-          ].join('\n\n'),
-        },
-        this.deps.config.encryptionKey,
-      );
-    });
+    const result = await this.run(plan, clinicSubject(clinicId, clinic.name), state);
+    if (!result.ok) throw result.error;
+    const { actions, dataLost } = state;
+    const after = state.after ?? (await this.checkClinic(clinicId));
     if (dataLost) this.deps.logger.error({ clinicId }, 'clinic database recreated empty: its data is lost');
     return { before, after, actions, alreadyHealthy: false, dataLost };
   }
@@ -471,23 +469,6 @@ export class ProvisioningService {
     });
   }
 
-  /** Re-creates the clinic admin's provider when absent. @returns whether it was created. */
-  private async seedAdminProvider(clinicId: string): Promise<boolean> {
-    const admin = await this.prisma.user.findFirst({
-      where: { clinicId, role: 'CLINIC_ADMIN' },
-      orderBy: { createdAt: 'asc' },
-      select: { id: true, firstName: true, lastName: true, email: true },
-    });
-    if (!admin) return false;
-    const prisma = await this.clients.get(clinicId);
-    if (await prisma.healthcareProvider.findUnique({ where: { userId: admin.id }, select: { id: true } }))
-      return false;
-    await prisma.healthcareProvider.create({
-      data: { userId: admin.id, firstName: admin.firstName, lastName: admin.lastName, email: admin.email },
-    });
-    return true;
-  }
-
   /** Unpublishes `<subdomain>.<BASE_DOMAIN>` and revokes its certificate (idempotent). */
   async releaseSubdomain(subdomain: string): Promise<void> {
     const fqdn = clinicFqdn(subdomain, this.deps.config.baseDomain);
@@ -495,7 +476,11 @@ export class ProvisioningService {
     await this.deps.certificates?.revokeCertificate(fqdn);
   }
 
-  /** Quarantines the clinic's database and role and marks it DELETED (restorable until the purge). */
+  /**
+   * Quarantines the clinic's database and role and marks it DELETED (restorable until the
+   * purge), as a DELETE run (engine/plans/delete.ts) audited with its actor. A run that fails
+   * leaves the clinic DELETING and says why; what it did is kept (nothing is ever dropped here).
+   */
   async deleteClinic(clinicId: string, actor: AuditActor = NO_ACTOR): Promise<void> {
     const clinic = await this.findClinic(clinicId);
     if (clinic.status === 'DELETED' || clinic.status === 'DELETING')
@@ -503,43 +488,48 @@ export class ProvisioningService {
     await this.refuseWhileMoving(clinicId);
     // Before any change: a clinic whose server is unreachable is refused whole, not half deleted.
     this.serverOf(clinic);
-    await this.prisma.clinic.update({ where: { id: clinicId }, data: { status: 'DELETING' } });
-    await this.clients.evict(clinicId);
-    const { subdomain } = await this.prisma.clinic.findUniqueOrThrow({
-      where: { id: clinicId },
-      select: { subdomain: true },
+    const state = await this.stateOf(clinicId);
+    if (!state) throw new NotFoundError('clinic');
+    // One deletion at a time: the claim is the status change itself.
+    const claimed = await this.prisma.clinic.updateMany({
+      where: { id: clinicId, status: { notIn: ['DELETED', 'DELETING'] } },
+      data: { status: 'DELETING' },
     });
-    // Name first: a deleted clinic must stop resolving even if dropping its database fails.
-    await this.releaseSubdomain(subdomain);
+    if (claimed.count === 0) throw new ConflictError('Another operation is deleting this clinic.');
     // Kept, not dropped (decision 040): quarantined for CLINIC_DELETE_RETENTION; the row stays
     // DELETED, so its users cannot sign in and its subdomain stays reserved until the purge.
-    await this.ledger.quarantineClinic(
-      clinicId,
-      'clinic deleted',
-      this.deps.config.clinicDeleteRetentionSeconds,
-    );
-    await this.prisma.$transaction(async (tx) => {
-      await tx.clinic.update({ where: { id: clinicId }, data: { status: 'DELETED' } });
-      await tx.auditLog.create({
-        data: {
-          action: 'clinic.delete',
-          actorId: actor.userId,
-          ip: actor.ip ?? null,
-          clinicId,
-          targetType: 'clinic',
-          targetId: clinicId,
-          data: { databaseName: clinic.databaseName },
+    const plan = this.plans.delete<ProvisionState>({
+      reason: 'clinic deleted',
+      retentionSeconds: this.deps.config.clinicDeleteRetentionSeconds,
+      finish: {
+        step: 'commit',
+        apply: async (tx, _state, { runId }) => {
+          await tx.clinic.update({ where: { id: clinicId }, data: { status: 'DELETED' } });
+          await tx.auditLog.create({
+            data: {
+              action: 'clinic.delete',
+              actorId: actor.userId,
+              ip: actor.ip ?? null,
+              clinicId,
+              targetType: 'clinic',
+              targetId: clinicId,
+              data: { databaseName: clinic.databaseName, runId },
+            },
+          });
         },
-      });
+      },
     });
+    const result = await this.run(plan, clinicSubject(clinicId, clinic.name), state);
+    if (!result.ok) throw new ProvisioningFailedError(result.failedStep, result.runId);
   }
 
   /**
    * Brings a DELETED clinic back within its retention (decision 040): its quarantined database
    * and role under their own names again, the ledger entries COMMITTED, the clinic READY, its
-   * subdomain published again. Recorded as a RESTORE run and audited with its actor.
+   * subdomain published again. A RESTORE run (engine/plans/restore.ts), audited with its actor.
    * @throws NotFoundError; ConflictError when the clinic is not deleted, another restore holds
-   *   it, or its retention is over (nothing left to restore).
+   *   it, or its retention is over (nothing left to restore); ProvisioningFailedError when a
+   *   step fails (the clinic is DELETED again, and a new restore resumes).
    */
   async restoreClinic(clinicId: string, actor: AuditActor = NO_ACTOR): Promise<ClinicHealth> {
     const clinic = await this.findClinic(clinicId);
@@ -551,52 +541,38 @@ export class ProvisioningService {
         'The retention of this deleted clinic is over: its database cannot be restored.',
       );
     this.serverOf(clinic);
+    const state = await this.stateOf(clinicId);
+    if (!state) throw new NotFoundError('clinic');
     // One restore at a time: the claim is the status change itself.
     const claimed = await this.prisma.clinic.updateMany({
       where: { id: clinicId, status: 'DELETED' },
       data: { status: 'DELETING' },
     });
     if (claimed.count === 0) throw new ConflictError('Another operation is restoring this clinic.');
-    const run = await this.prisma.provisioningRun.create({
-      data: { clinicId, kind: 'RESTORE', subjectName: clinic.name },
-      select: { id: true },
-    });
-    try {
-      await this.ledger.restoreClinic(clinicId);
-      await this.clients.evict(clinicId);
-      const fqdn = clinicFqdn(clinic.subdomain, this.deps.config.baseDomain);
-      await this.deps.dns?.publishSubdomain(fqdn);
-      await this.deps.certificates?.ensureCertificate(fqdn);
-      await this.prisma.$transaction(async (tx) => {
-        await tx.clinic.update({ where: { id: clinicId }, data: { status: 'READY' } });
-        await tx.provisioningRun.update({
-          where: { id: run.id },
-          data: { status: 'SUCCEEDED', finishedAt: new Date(), leaseUntil: null },
-        });
-        await tx.auditLog.create({
-          data: {
-            action: 'clinic.restore',
-            actorId: actor.userId,
-            ip: actor.ip ?? null,
-            clinicId,
-            targetType: 'clinic',
-            targetId: clinicId,
-            data: { databaseName: clinic.databaseName, runId: run.id },
-          },
-        });
+    const plan = restorePlan<ProvisionState>(this.stepDeps, async (tx, _state, { runId }) => {
+      await tx.clinic.update({ where: { id: clinicId }, data: { status: 'READY' } });
+      await tx.auditLog.create({
+        data: {
+          action: 'clinic.restore',
+          actorId: actor.userId,
+          ip: actor.ip ?? null,
+          clinicId,
+          targetType: 'clinic',
+          targetId: clinicId,
+          data: { databaseName: clinic.databaseName, runId },
+        },
       });
-    } catch (error) {
-      await this.prisma.provisioningRun
-        .update({
-          where: { id: run.id },
-          data: { status: 'FAILED', finishedAt: new Date(), error: String(error) },
-        })
-        .catch(() => {});
+    });
+    const result = await this.run(plan, clinicSubject(clinicId, clinic.name), state).catch(
+      (error: unknown) => ({ ok: false as const, error }),
+    );
+    if (!result.ok) {
       await this.prisma.clinic.updateMany({
         where: { id: clinicId, status: 'DELETING' },
         data: { status: 'DELETED' },
       });
-      throw error;
+      if ('failedStep' in result) throw new ProvisioningFailedError(result.failedStep, result.runId);
+      throw result.error;
     }
     return this.checkClinic(clinicId);
   }

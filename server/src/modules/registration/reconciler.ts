@@ -11,8 +11,7 @@ import { jobExists, jobKeys, runJobNow } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
 import { recordAudit } from '../audit/record.js';
 import { alertServerIdentity } from '../provisioning/alerts.js';
-import type { LedgerEntry } from '../provisioning/ledger.js';
-import type { ProvisioningService } from '../provisioning/service.js';
+import type { LedgerEntry, ProvisioningService } from '../provisioning/index.js';
 
 export interface ZombieAccount {
   clinicId: string;
@@ -110,6 +109,8 @@ export class Reconciler {
       });
       if (claimed.count === 0) continue;
       result.abandonedRuns += 1;
+      // An onboarding's run has no clinic; its onboarding frees itself (its own lease).
+      if (!run.clinicId) continue;
       const clinic = await prisma.clinic.findUnique({ where: { id: run.clinicId } });
       if (!clinic || run.kind !== 'REGISTER') continue; // orphans are swept below
       if (clinic.status === 'READY' || clinic.status === 'FAILED') continue;

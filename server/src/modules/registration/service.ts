@@ -5,7 +5,7 @@
  * (up to 3 attempts in all) that was enqueued with the central records, so even a crash right
  * after them cannot strand the clinic.
  */
-import type { CentralPrisma, ClinicServer } from '../../db/database.js';
+import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import type { Prisma } from '../../generated/central/client.js';
 import { addJob } from '../../jobs/index.js';
@@ -13,13 +13,16 @@ import { type CounterStore, RateLimit, takeAll } from '../../limits/counters.js'
 import type { Logger } from '../../logger.js';
 import { hashPassword } from '../auth/passwords.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
-import { clinicFqdn, type DnsProvider } from '../dns/provider.js';
+import type { DnsProvider } from '../dns/provider.js';
 import { enqueueMail } from '../mail/service.js';
-import type { SagaStep } from '../provisioning/saga.js';
-import type { AuditActor, ProvisioningService } from '../provisioning/service.js';
-import { ProvisioningFailedError } from '../provisioning/service.js';
-import { clinicRecord, type ProvisionState } from '../provisioning/steps.js';
-import { clinicSubdomain, preferredSubdomain, reserveSubdomain } from '../subdomains/allocator.js';
+import {
+  type AuditActor,
+  clinicSubject,
+  ProvisioningFailedError,
+  type ProvisioningService,
+  type ProvisionState,
+  type RegisterHooks,
+} from '../provisioning/index.js';
 import { issueEmailVerification } from '../users/email-verification.js';
 import { EmailTakenError } from '../users/errors.js';
 import { isTransient } from './transient.js';
@@ -116,11 +119,11 @@ export class RegistrationService {
       phone: input.adminPhone ?? null,
       hybrid,
     };
-    const steps = [this.centralRecordsStep(), ...this.remainingSteps()];
-    const result = await provisioning.runSaga('REGISTER', state, steps, {
+    const plan = provisioning.plans.register(this.hooks(), {
       // Only once the central records exist is there something to resume.
       suspendOn: (error, step) => hybrid && step !== 'central_records' && isTransient(error),
     });
+    const result = await provisioning.run(plan, clinicSubject(state.clinicId, state.clinicName), state);
     const userId = state.admin?.userId as string;
     if (result.ok) return { clinicId: state.clinicId, userId, status: 'READY' };
     if (result.error instanceof EmailTakenError) throw result.error;
@@ -155,24 +158,23 @@ export class RegistrationService {
   /** The `provision_clinic` job: the next attempt of a suspended registration. */
   async continueRegistration(clinicId: string, attempt: number): Promise<void> {
     const { prisma, provisioning, logger } = this.deps;
-    const clinic = await prisma.clinic.findUnique({
-      where: { id: clinicId },
-      include: { users: { where: { role: 'CLINIC_ADMIN' }, orderBy: { createdAt: 'asc' }, take: 1 } },
-    });
+    const clinic = await prisma.clinic.findUnique({ where: { id: clinicId }, select: { status: true } });
     if (!clinic || clinic.status === 'READY' || clinic.status === 'FAILED') return; // nothing left to do
-    const admin = clinic.users[0];
-    const server = provisioning.integrity.servers.get(clinic.databaseServerId);
-    if (!admin || !server) {
+    const base = await provisioning.stateOf(clinicId);
+    if (!base?.admin) {
       logger.error({ clinicId }, 'pending clinic without admin or known server; giving up');
       await this.giveUp(clinicId, attempt, 'clinic admin or database server missing');
       return;
     }
-    const state = registrationState(clinic, admin, server, true);
+    const state = registrationState(base, true);
     const last = attempt >= MAX_ATTEMPTS;
-    const result = await provisioning.runSaga('REGISTER', state, this.remainingSteps(), {
-      attempt,
+    const plan = provisioning.plans.register(this.hooks(), {
+      resume: true,
       // Before the last attempt a failure keeps what exists for the next one; the last undoes.
       suspendOn: () => !last,
+    });
+    const result = await provisioning.run(plan, clinicSubject(clinicId, state.clinicName), state, {
+      attempt,
     });
     if (result.ok) return;
     if (!last) {
@@ -290,12 +292,13 @@ export class RegistrationService {
       RETURNING clinics.id::text AS id, expired.status::text AS previous`;
     let undone = 0;
     for (const { id, previous } of claimed) {
-      const state = await this.stateOf(id);
-      if (!state) continue;
-      const result = await provisioning.runSaga('DELETE', state, this.expirySteps(), {
-        // A failed step leaves the rest for the next pass (every undo is idempotent).
-        suspendOn: () => true,
-      });
+      const base = await provisioning.stateOf(id);
+      if (!base) {
+        logger.error({ clinicId: id }, 'clinic or its database server missing; not undone');
+        continue;
+      }
+      // A failed step leaves the rest for the next pass (every step of the plan is idempotent).
+      const result = await provisioning.run(this.expiryPlan(), clinicSubject(id, base.clinicName), base);
       if (result.ok) {
         undone += 1;
         logger.info({ clinicId: id, runId: result.runId }, 'unverified registration undone');
@@ -310,76 +313,52 @@ export class RegistrationService {
     return undone;
   }
 
-  /** The registration's undo, last step first, as the steps of a DELETE run. */
-  private expirySteps(): SagaStep<RegistrationState>[] {
-    const undo = (step: SagaStep<RegistrationState>): SagaStep<RegistrationState> => ({
-      name: step.name,
-      run: async (state, context) => {
-        await step.undo?.(state, context);
-        return undefined;
-      },
-    });
-    return [
-      undo(this.sslStep()),
-      undo(this.dnsStep()),
-      {
-        name: 'create_database',
-        run: async (state) => {
-          await this.deps.provisioning.clients.evict(state.clinicId);
-          // Quarantined, not dropped: an unverified clinic may already hold data (decision 040).
-          await this.deps.provisioning.ledger.quarantineClinic(
-            state.clinicId,
-            'unverified registration expired',
-            this.deps.config.clinicTrashRetentionSeconds,
-          );
-          return { note: `quarantined ${state.databaseName}` };
-        },
-      },
-      {
-        name: 'central_records',
-        run: async (state, context) => {
-          await this.centralRecordsStep().undo?.(state, context);
-          await this.deps.prisma.auditLog.create({
+  /**
+   * The registration's undo as a DELETE run (provisioning's delete plan): certificate, DNS,
+   * database and role quarantined (an unverified clinic may already hold data, decision 040),
+   * then its central records, which frees its e-mail and subdomain.
+   */
+  private expiryPlan() {
+    const { provisioning, config } = this.deps;
+    return provisioning.plans.delete<ProvisionState>({
+      reason: 'unverified registration expired',
+      retentionSeconds: config.clinicTrashRetentionSeconds,
+      finish: {
+        step: 'central_records',
+        note: 'e-mail and subdomain released',
+        apply: async (tx, state) => {
+          const clinic = await tx.clinic.findUnique({
+            where: { id: state.clinicId },
+            select: { companyId: true },
+          });
+          // Cascades to the clinic, its users and their tokens.
+          if (clinic) await tx.company.delete({ where: { id: clinic.companyId } });
+          await tx.$executeRaw`SELECT graphile_worker.remove_job(${jobKey(state.clinicId)})`;
+          await tx.auditLog.create({
             data: {
               action: 'registration.expired',
               clinicId: state.clinicId,
               targetType: 'clinic',
               targetId: state.clinicId,
-              data: { ttlSeconds: this.deps.config.unverifiedClinicTtlSeconds },
+              data: { ttlSeconds: config.unverifiedClinicTtlSeconds },
             },
           });
-          return { note: 'e-mail and subdomain released' };
         },
       },
-    ];
-  }
-
-  /** What the steps of a registration need to know about an existing clinic. */
-  private async stateOf(clinicId: string): Promise<RegistrationState | undefined> {
-    const { prisma, provisioning, logger } = this.deps;
-    const clinic = await prisma.clinic.findUnique({
-      where: { id: clinicId },
-      include: { users: { where: { role: 'CLINIC_ADMIN' }, orderBy: { createdAt: 'asc' }, take: 1 } },
     });
-    const server = clinic && provisioning.integrity.servers.get(clinic.databaseServerId);
-    if (!clinic || !server) {
-      logger.error({ clinicId }, 'clinic or its database server missing; not undone');
-      return undefined;
-    }
-    return registrationState(clinic, clinic.users[0], server, false);
   }
 
-  private centralRecordsStep(): SagaStep<RegistrationState> {
-    const { prisma } = this.deps;
+  /**
+   * What registration adds to the engine's steps: the admin user (and the hybrid retry job)
+   * with the central records; at commit, the audit entry and the verification e-mail.
+   */
+  private hooks(): RegisterHooks<RegistrationState> {
     return {
-      name: 'central_records',
-      run: async (state) => {
-        const admin = state.admin;
-        if (!admin) throw new Error('registration without admin');
-        try {
-          await prisma.$transaction(async (tx) => {
-            const company = await tx.company.create({ data: { name: state.companyName } });
-            await tx.clinic.create({ data: { ...clinicRecord(state), companyId: company.id } });
+      centralRecords: {
+        run: async (tx, state) => {
+          const admin = state.admin;
+          if (!admin) throw new Error('registration without admin');
+          try {
             const user = await tx.user.create({
               data: {
                 email: admin.email,
@@ -392,138 +371,38 @@ export class RegistrationService {
               },
             });
             admin.userId = user.id;
-            // Hybrid: the job that finishes the work exists from the moment the records do.
-            if (state.hybrid) {
-              await addJob(
-                tx,
-                'provision_clinic',
-                { clinicId: state.clinicId, attempt: 2 },
-                {
-                  jobKey: jobKey(state.clinicId),
-                  runAt: new Date(Date.now() + CRASH_FALLBACK_MS),
-                  maxAttempts: 1,
-                },
-              );
-            }
-          });
-        } catch (error) {
-          if ((error as { code?: string }).code === 'P2002') throw new EmailTakenError();
-          throw error;
-        }
-        return undefined;
-      },
-      undo: async (state) => {
-        await prisma.$transaction(async (tx) => {
-          const clinic = await tx.clinic.findUnique({
-            where: { id: state.clinicId },
-            select: { companyId: true },
-          });
-          // Cascades to the clinic, its users and their tokens.
-          if (clinic) await tx.company.delete({ where: { id: clinic.companyId } });
+          } catch (error) {
+            // The unique index decides races between registrations of one e-mail.
+            if ((error as { code?: string }).code === 'P2002') throw new EmailTakenError();
+            throw error;
+          }
+          // Hybrid: the job that finishes the work exists from the moment the records do.
+          if (state.hybrid) {
+            await addJob(
+              tx,
+              'provision_clinic',
+              { clinicId: state.clinicId, attempt: 2 },
+              {
+                jobKey: jobKey(state.clinicId),
+                runAt: new Date(Date.now() + CRASH_FALLBACK_MS),
+                maxAttempts: 1,
+              },
+            );
+          }
+        },
+        undo: async (tx, state) => {
           await tx.$executeRaw`SELECT graphile_worker.remove_job(${jobKey(state.clinicId)})`;
-        });
+        },
       },
-    };
-  }
-
-  private remainingSteps(): SagaStep<RegistrationState>[] {
-    const { provisioning } = this.deps;
-    return [
-      this.subdomainStep(),
-      ...provisioning.databaseSteps(),
-      this.dnsStep(),
-      this.sslStep(),
-      this.commitStep(),
-      this.verificationEmailStep(),
-    ];
-  }
-
-  /**
-   * Replaces the provisional `name-1a2b3c4d` subdomain with one from the shared allocator
-   * (modules/subdomains): `name`, or `name-2`… when taken by a clinic or an onboarding. A re-run
-   * (hybrid resume) keeps the name reserved the first time.
-   */
-  private subdomainStep(): SagaStep<RegistrationState> {
-    const { prisma } = this.deps;
-    return {
-      name: 'subdomain',
-      run: async (state) => {
-        const subdomain = await prisma.$transaction(async (tx) => {
-          const name =
-            (await clinicSubdomain(tx, state.clinicId)) ??
-            (await reserveSubdomain(tx, preferredSubdomain(state.clinicName), { clinicId: state.clinicId }));
-          await tx.clinic.update({ where: { id: state.clinicId }, data: { subdomain: name } });
-          return name;
-        });
-        return { note: `reserved ${subdomain}` };
-      },
-      // No undo of its own: the reservation belongs to the clinic row and goes with it
-      // (central_records' undo, deleteClinic); a FAILED clinic keeps its name for a retry.
-    };
-  }
-
-  /** The clinic's name: `<subdomain>.<BASE_DOMAIN>`, read back since the subdomain step may change it. */
-  private async fqdnOf(clinicId: string): Promise<string | undefined> {
-    const clinic = await this.deps.prisma.clinic.findUnique({
-      where: { id: clinicId },
-      select: { subdomain: true },
-    });
-    return clinic ? clinicFqdn(clinic.subdomain, this.deps.config.baseDomain) : undefined;
-  }
-
-  /** Points the clinic's subdomain at the ingress (DNS_PROVIDER). */
-  private dnsStep(): SagaStep<RegistrationState> {
-    const { dns } = this.deps;
-    return {
-      name: 'dns',
-      run: async (state) => {
-        const fqdn = await this.fqdnOf(state.clinicId);
-        if (!fqdn) throw new Error('clinic record missing');
-        const records = await dns.publishSubdomain(fqdn);
-        return { note: `${fqdn} → ${records.map((record) => `${record.type} ${record.value}`).join(', ')}` };
-      },
-      undo: async (state) => {
-        const fqdn = await this.fqdnOf(state.clinicId);
-        if (fqdn) await dns.unpublishSubdomain(fqdn);
-      },
-    };
-  }
-
-  /** A certificate for the clinic's subdomain (CERT_PROVIDER). */
-  private sslStep(): SagaStep<RegistrationState> {
-    const { certificates } = this.deps;
-    return {
-      name: 'ssl',
-      run: async (state) => {
-        const fqdn = await this.fqdnOf(state.clinicId);
-        if (!fqdn) throw new Error('clinic record missing');
-        const certificate = await certificates.ensureCertificate(fqdn);
-        return { note: `${certificates.kind} certificate ${certificate.serialNumber} for ${fqdn}` };
-      },
-      undo: async (state) => {
-        const fqdn = await this.fqdnOf(state.clinicId);
-        if (fqdn) await certificates.revokeCertificate(fqdn);
-      },
-    };
-  }
-
-  /** The point of no return: READY, the verification token and its e-mail, in one transaction. */
-  private commitStep(): SagaStep<RegistrationState> {
-    const { prisma, config } = this.deps;
-    return {
-      name: 'commit',
-      run: async (state) => {
-        const admin = state.admin;
-        if (!admin?.userId) throw new Error('commit without admin user');
-        const userId = admin.userId;
-        await prisma.$transaction(async (tx) => {
-          await tx.clinic.update({ where: { id: state.clinicId }, data: { status: 'READY' } });
-          await this.deps.provisioning.ledger.settle(tx, state.clinicId);
+      commit: {
+        run: async (tx, state) => {
+          const admin = state.admin;
+          if (!admin?.userId) throw new Error('commit without admin user');
           // The admin registered themselves: they are the actor of their clinic's creation.
           await tx.auditLog.create({
             data: {
               action: 'registration.completed',
-              actorId: userId,
+              actorId: admin.userId,
               clinicId: state.clinicId,
               targetType: 'clinic',
               targetId: state.clinicId,
@@ -533,56 +412,18 @@ export class RegistrationService {
           await issueEmailVerification(
             tx,
             this.deps.config,
-            { id: userId, email: admin.email, firstName: admin.firstName },
+            { id: admin.userId, email: admin.email, firstName: admin.firstName },
             state.clinicName,
           );
           await tx.$executeRaw`SELECT graphile_worker.remove_job(${jobKey(state.clinicId)})`;
-        });
-        void config;
-        return undefined;
-      },
-    };
-  }
-
-  private verificationEmailStep(): SagaStep<RegistrationState> {
-    const { prisma } = this.deps;
-    return {
-      name: 'verification_email',
-      afterCommit: true,
-      run: async (state) => {
-        const queued = await prisma.mailOutbox.count({
-          where: { toAddress: state.admin?.email ?? '', kind: 'email_verification' },
-        });
-        if (queued === 0) throw new Error('verification e-mail missing from the outbox');
-        return { note: 'queued for delivery' };
+        },
       },
     };
   }
 }
 
-/** The state the registration steps work on, for a clinic that exists (a resume, an undo). */
-function registrationState(
-  clinic: { id: string; name: string; country: string; databaseName: string; databaseRole: string },
-  admin:
-    | { id: string; firstName: string; lastName: string; email: string | null; phone: string | null }
-    | undefined,
-  server: ClinicServer,
-  hybrid: boolean,
-): RegistrationState {
-  return {
-    clinicId: clinic.id,
-    clinicName: clinic.name,
-    country: clinic.country,
-    companyName: clinic.name,
-    admin: admin
-      ? { userId: admin.id, firstName: admin.firstName, lastName: admin.lastName, email: admin.email ?? '' }
-      : null,
-    server,
-    databaseName: clinic.databaseName,
-    roleName: clinic.databaseRole,
-    // Only central_records uses it, and it never runs again for an existing clinic.
-    passwordHash: '',
-    phone: admin?.phone ?? null,
-    hybrid,
-  };
+/** The state the registration's hooks work on, for a clinic that exists (a resume). */
+function registrationState(base: ProvisionState, hybrid: boolean): RegistrationState {
+  // passwordHash and phone serve central_records only, which never runs again for an existing clinic.
+  return { ...base, passwordHash: '', phone: null, hybrid };
 }

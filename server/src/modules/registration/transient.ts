@@ -3,7 +3,7 @@
  * the connection, ran out of connections, or a lock or statement timed out; and injected faults,
  * which stand in for those in tests. Anything else (a bug, a constraint) fails for good.
  */
-import { InjectedFault } from '../provisioning/faults.js';
+import { InjectedFault } from '../provisioning/index.js';
 
 const TRANSIENT_PG_CODES = new Set([
   '08000',

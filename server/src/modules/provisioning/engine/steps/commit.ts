@@ -1,0 +1,40 @@
+import type { Step, StepContext } from '../runner.js';
+import type { ProvisionState, StepDeps } from '../state.js';
+import type { Transaction, TransactionHook } from './hooks.js';
+
+/** The point of no return: `apply` in one central transaction. */
+export function commitStep<S>(
+  deps: Pick<StepDeps, 'prisma'>,
+  apply: (tx: Transaction, state: S, context: StepContext) => Promise<void>,
+  undo?: (state: S) => Promise<void>,
+): Step<S> {
+  return {
+    name: 'commit',
+    async run(state, context) {
+      await deps.prisma.$transaction((tx) => apply(tx, state, context));
+      return undefined;
+    },
+    ...(undo ? { undo } : {}),
+  };
+}
+
+/**
+ * A clinic's commit: READY, its database and role settled in the ledger (no sweep touches them
+ * again), and what `hook` adds (a registration's audit entry and verification e-mail), together.
+ */
+export function clinicCommitStep<S extends ProvisionState>(
+  deps: Pick<StepDeps, 'prisma' | 'ledger'>,
+  hook: TransactionHook<S> = {},
+): Step<S> {
+  return commitStep<S>(
+    deps,
+    async (tx, state) => {
+      await tx.clinic.update({ where: { id: state.clinicId }, data: { status: 'READY' } });
+      await deps.ledger.settle(tx, state.clinicId);
+      await hook.run?.(tx, state);
+    },
+    async (state) => {
+      await deps.prisma.clinic.updateMany({ where: { id: state.clinicId }, data: { status: 'FAILED' } });
+    },
+  );
+}

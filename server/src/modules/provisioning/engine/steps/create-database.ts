@@ -1,0 +1,79 @@
+import { withPooled } from '../../../../db/sql.js';
+import {
+  cloneDatabase,
+  databaseExists,
+  ensureRole,
+  grantClinicRole,
+  grantConnect,
+  tagClinicObjects,
+} from '../../admin.js';
+import { encryptSecret, randomPassword } from '../../secrets.js';
+import type { Step } from '../runner.js';
+import { ledgerObjects, type ProvisionState, type StepDeps } from '../state.js';
+
+/**
+ * The clinic's database (a warm spare, a clone of the template, or the one an earlier attempt
+ * made) and its role, with a new password stored encrypted. Undone through the ledger, which
+ * knows what this run created (docs/decisions/040).
+ */
+export function createDatabaseStep<S extends ProvisionState>(deps: StepDeps): Step<S> {
+  return {
+    name: 'create_database',
+    async run(state, { runId }) {
+      const { server } = state;
+      const password = randomPassword();
+      // Written down before it exists: what a crash leaves behind is known, never guessed.
+      await deps.ledger.record(ledgerObjects(state), runId);
+      // One warm admin session for all of it: new connections are the dominant cost here.
+      await withPooled(server.admin, async (admin) => {
+        if (await databaseExists(admin, state.databaseName)) state.databaseSource = 'existing';
+        else if (await deps.pool.claim(admin, server, state.databaseName)) state.databaseSource = 'pool';
+        else {
+          await cloneDatabase(admin, state.databaseName, server.template.name);
+          state.databaseSource = 'clone';
+        }
+        await ensureRole(admin, state.roleName, password);
+        await grantConnect(admin, state.databaseName, state.roleName);
+        await tagClinicObjects(admin, deps.deploymentId, state.databaseName, state.roleName);
+      });
+      // A clone carries the group's grants from the template; a database found from an earlier
+      // attempt may predate a repair or an upgrade, so its grants are restored in full.
+      if (state.databaseSource === 'existing')
+        await grantClinicRole(server.url, state.databaseName, state.roleName);
+      state.password = password;
+      await deps.prisma.clinic.update({
+        where: { id: state.clinicId },
+        data: { databasePasswordEnc: encryptSecret(password, deps.encryptionKey, state.clinicId) },
+      });
+      const notes = {
+        pool: 'claimed a warm spare',
+        clone: 'cloned from the template',
+        existing: 'database already existed',
+      };
+      return { note: notes[state.databaseSource ?? 'clone'] };
+    },
+    async undo(state, { runId }) {
+      await deps.clients.evict(state.clinicId);
+      await deps.ledger.undoCreated(ledgerObjects(state), runId);
+    },
+  };
+}
+
+/**
+ * The database and role of a clinic going away, quarantined, never dropped: a clinic may hold
+ * data (decision 040); the purge drops them after `retentionSeconds`.
+ */
+export function quarantineDatabaseStep<S extends ProvisionState>(
+  deps: Pick<StepDeps, 'clients' | 'ledger'>,
+  reason: string,
+  retentionSeconds: number,
+): Step<S> {
+  return {
+    name: 'create_database',
+    async run(state) {
+      await deps.clients.evict(state.clinicId);
+      await deps.ledger.quarantineClinic(state.clinicId, reason, retentionSeconds);
+      return { note: `quarantined ${state.databaseName}` };
+    },
+  };
+}

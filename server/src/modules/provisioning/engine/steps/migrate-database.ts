@@ -1,0 +1,25 @@
+import { migrate } from '../../../../db/migrator.js';
+import { databaseUrl, withClient } from '../../../../db/sql.js';
+import { grantGroupPrivileges } from '../../admin.js';
+import type { Step } from '../runner.js';
+import type { ProvisionState, StepDeps } from '../state.js';
+
+/** Applies the clinic migrations the database lacks and records its schema version. */
+export function migrateDatabaseStep<S extends ProvisionState>(deps: StepDeps): Step<S> {
+  return {
+    name: 'migrate_database',
+    async run(state) {
+      // A fresh clone (or spare) is at the template's version by construction.
+      const fresh = state.databaseSource === 'clone' || state.databaseSource === 'pool';
+      const { applied, version } = fresh
+        ? { applied: [], version: state.server.template.version }
+        : await withClient(databaseUrl(state.server.url, state.databaseName), async (client) => {
+            const result = await migrate(client, deps.clinicMigrations);
+            if (result.applied.length > 0) await grantGroupPrivileges(client);
+            return result;
+          });
+      await deps.prisma.clinic.update({ where: { id: state.clinicId }, data: { schemaVersion: version } });
+      return applied.length > 0 ? { note: `applied ${applied.join(', ')}` } : undefined;
+    },
+  };
+}

@@ -1,0 +1,26 @@
+import { clinicSubdomain, preferredSubdomain, reserveSubdomain } from '../../../subdomains/allocator.js';
+import type { Step } from '../runner.js';
+import type { ProvisionState, StepDeps } from '../state.js';
+
+/**
+ * Replaces the provisional `name-1a2b3c4d` subdomain with one from the shared allocator
+ * (modules/subdomains): `name`, or `name-2`… when taken by a clinic or an onboarding. A re-run
+ * (a resumed registration) keeps the name reserved the first time.
+ */
+export function subdomainStep<S extends ProvisionState>(deps: Pick<StepDeps, 'prisma'>): Step<S> {
+  return {
+    name: 'subdomain',
+    async run(state) {
+      const subdomain = await deps.prisma.$transaction(async (tx) => {
+        const name =
+          (await clinicSubdomain(tx, state.clinicId)) ??
+          (await reserveSubdomain(tx, preferredSubdomain(state.clinicName), { clinicId: state.clinicId }));
+        await tx.clinic.update({ where: { id: state.clinicId }, data: { subdomain: name } });
+        return name;
+      });
+      return { note: `reserved ${subdomain}` };
+    },
+    // No undo of its own: the reservation belongs to the clinic row and goes with it
+    // (central_records' undo, the purge); a FAILED clinic keeps its name for a retry.
+  };
+}

@@ -1,0 +1,31 @@
+/**
+ * The provisioning module's public face: other modules import from here only (docs/decisions/043).
+ * The engine (engine/: runner, steps, plans) does every lifecycle operation of a clinic as a
+ * recorded run; a module adds its own work through a plan's hooks or a plan of its own.
+ */
+export {
+  clinicSubject,
+  type ProvisioningEvent,
+  type ProvisioningEventStatus,
+  type RunSubject,
+} from './engine/events.js';
+export type { DeletePlanOptions } from './engine/plans/delete.js';
+export type { OnboardHooks } from './engine/plans/onboard.js';
+export type { Plan } from './engine/plans/plan.js';
+export type { RegisterHooks } from './engine/plans/register.js';
+export type { RunResult, Step, StepContext, StepResult } from './engine/runner.js';
+export type { ClinicAdmin, ProvisionState } from './engine/state.js';
+export type { NameTarget } from './engine/steps/dns.js';
+export type { Transaction, TransactionHook } from './engine/steps/hooks.js';
+export { ClinicBusyError, ProvisioningFailedError } from './errors.js';
+export { type FaultInjector, InjectedFault } from './faults.js';
+export type { ClinicHealth, DbStatus } from './integrity.js';
+export type { LedgerEntry } from './ledger.js';
+export {
+  type AuditActor,
+  type ClinicsHealthReport,
+  type MigrateClinicsReport,
+  ProvisioningService,
+  type RepairResult,
+} from './service.js';
+export { PROVISIONING_STEP_NAMES, type ProvisioningStepName } from './step-names.js';
