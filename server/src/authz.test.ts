@@ -194,6 +194,16 @@ describe('role boundaries of the schema', async () => {
       access: SUPER_ADMINS,
       answer: (value) => expect(value).toEqual([{ reachable: true }]),
     },
+    'Query.webhookDeliveries': {
+      operation: `{ webhookDeliveries(applicationId: "${ZERO}") { id } }`,
+      access: SUPER_ADMINS,
+      answer: list,
+    },
+    'Query.webhookEndpoints': {
+      operation: `{ webhookEndpoints(applicationId: "${ZERO}") { id } }`,
+      access: SUPER_ADMINS,
+      answer: list,
+    },
     'Query.devMailbox': {
       operation: '{ devMailbox(to: "nobody@example.com") { id } }',
       access: SUPER_ADMINS,
@@ -333,6 +343,21 @@ describe('role boundaries of the schema', async () => {
     },
     'Mutation.moveClinic': {
       operation: `mutation { moveClinic(clinicId: "${ZERO}", server: "elsewhere") { __typename } }`,
+      access: SUPER_ADMINS,
+      answer: typename('NotFoundError'),
+    },
+    'Mutation.createWebhookEndpoint': {
+      operation: `mutation { createWebhookEndpoint(input: { applicationId: "${ZERO}", events: [ONBOARDING_PROVISIONED], url: "https://hooks.example.com/onramp" }) { __typename } }`,
+      access: SUPER_ADMINS,
+      answer: typename('NotFoundError'),
+    },
+    'Mutation.deleteWebhookEndpoint': {
+      operation: `mutation { deleteWebhookEndpoint(id: "${ZERO}") { __typename } }`,
+      access: SUPER_ADMINS,
+      answer: typename('NotFoundError'),
+    },
+    'Mutation.replayWebhookDelivery': {
+      operation: `mutation { replayWebhookDelivery(deliveryId: "${ZERO}") { __typename } }`,
       access: SUPER_ADMINS,
       answer: typename('NotFoundError'),
     },
