@@ -124,8 +124,15 @@ export function ClinicHealthTable() {
   const counts = useMemo(() => {
     const result = Object.fromEntries(DB_STATUSES.map((s) => [s, 0])) as Record<DbStatus, number>;
     for (const row of report?.byStatus ?? []) result[row.status] = row.count;
+    // A change to a row of this page counts at once; the refetch it asks for confirms it.
+    for (const edge of report?.page.edges ?? []) {
+      const shown = newer(edge.node, live[edge.node.clinicId]);
+      if (shown.dbStatus === edge.node.dbStatus) continue;
+      result[edge.node.dbStatus] = Math.max(0, result[edge.node.dbStatus] - 1);
+      result[shown.dbStatus] += 1;
+    }
     return result;
-  }, [report]);
+  }, [report, live]);
   // Until the refetch an event asks for lands, a row whose status left the filter stays hidden.
   const visible = rows.filter((row) => status === 'ALL' || row.dbStatus === status);
   const filtered = status !== 'ALL' || needle !== '';

@@ -5,6 +5,8 @@ import type { ClinicHealth } from '../provisioning/integrity.js';
 import { ClinicHealthMonitor } from './clinics.js';
 
 const admin = inject('pgAdminUrl');
+/** A wait for the next background sweeps (1 s apart) on a loaded machine: states, not a time. */
+const SWEEPS = { timeout: 20_000, interval: 100 };
 
 const dropFromOutside = (name: string) =>
   withClient(admin, (c) => c.query(`DROP DATABASE ${quoteIdent(name)} WITH (FORCE)`));
@@ -67,8 +69,9 @@ describe('the shallow sweep', async () => {
     );
     expect(exists).toBe(0);
     await expect
-      .poll(() =>
-        db.prisma.auditLog.count({ where: { clinicId: victim.id, action: 'clinic.database_missing' } }),
+      .poll(
+        () => db.prisma.auditLog.count({ where: { clinicId: victim.id, action: 'clinic.database_missing' } }),
+        SWEEPS,
       )
       .toBe(1);
   });
@@ -80,6 +83,7 @@ describe('the shallow sweep', async () => {
       .poll(
         async () =>
           (await db.prisma.clinicHealthRecord.findUnique({ where: { clinicId: target.id } }))?.shallow,
+        SWEEPS,
       )
       .toBe('NO_CONNECT');
     expect(await db.prisma.clinicHealthRecord.findUnique({ where: { clinicId: target.id } })).toMatchObject({
@@ -92,6 +96,7 @@ describe('the shallow sweep', async () => {
       .poll(
         async () =>
           (await db.prisma.clinicHealthRecord.findUnique({ where: { clinicId: target.id } }))?.dbStatus,
+        SWEEPS,
       )
       .toBe('HEALTHY');
   });
