@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Deps } from '../context.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import { isUuid } from '../ids.js';
-import { ClinicBusyError, type ClinicHealth } from '../modules/provisioning/index.js';
+import type { ClinicHealth } from '../modules/provisioning/index.js';
 import { clientAddress } from './client-address.js';
 import { decodePathSegment } from './input.js';
 import { errorReply, sendReply } from './rest.js';

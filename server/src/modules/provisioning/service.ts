@@ -14,14 +14,7 @@ import type { Metrics } from '../../metrics.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
 import { clinicFqdn, type DnsProvider } from '../dns/provider.js';
 import { ClinicHealthMonitor, type ClinicsHealthReport } from '../health/clinics.js';
-import {
-  cloneDatabase,
-  databaseExists,
-  ensureRole,
-  grantClinicRole,
-  roleExists,
-  tagClinicObjects,
-} from './admin.js';
+import { grantClinicRole } from './admin.js';
 import { enqueueAlerts, superAdminAddresses } from './alerts.js';
 import { ClinicClientCache } from './clinic-clients.js';
 import { clinicSubject, type ProvisioningEvent, type RunSubject } from './engine/events.js';

@@ -5,7 +5,7 @@ import { ConflictError, NotFoundError } from '../../errors.js';
 import { idSchema } from '../../ids.js';
 import { ProvisioningFailedError } from '../provisioning/index.js';
 import { ClinicRef } from '../provisioning/schema.js';
-import { EmailTakenError, InvalidCodeError } from '../users/errors.js';
+import { EmailTakenError } from '../users/errors.js';
 import { UserRef } from '../users/schema.js';
 import type { OrphanObject, QuarantinedObject, ZombieAccount, ZombieReport } from './reconciler.js';
 import { registerClinicSchema } from './validation.js';

@@ -595,7 +595,7 @@ export class RolloutService {
     });
     const server = clinic && this.deps.db.servers.byId.get(clinic.databaseServerId);
     let outcome: { state: RolloutClinicState; error: string | null; runId: string | null; retryAt?: Date };
-    if (!clinic || clinic.status !== 'READY' || !server) {
+    if (clinic?.status !== 'READY' || !server) {
       const error = !clinic
         ? 'the clinic no longer exists'
         : !server
