@@ -48,6 +48,16 @@ export const AUDIT_ACTIONS = [
   'clinic.restore',
   'clinic.purge',
   'clinic_object.restore',
+  'clinic.move',
+  'clinic.upgrade',
+  'rollout.start',
+  'rollout.pause',
+  'rollout.resume',
+  'rollout.abort',
+  'rollout.complete',
+  'webhook.endpoint_created',
+  'webhook.endpoint_deleted',
+  'webhook.delivery_replayed',
 ] as const;
 
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { builder } from '../../builder.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
+import { idSchema } from '../../ids.js';
 import { ProvisioningFailedError } from '../provisioning/errors.js';
 import { ClinicRef } from '../provisioning/schema.js';
 import type { DatabaseServerView, MoveResult } from './service.js';
@@ -79,7 +80,7 @@ builder.mutationFields((t) => ({
     args: {
       clinicId: t.arg.id({
         required: true,
-        validate: z.uuid({ error: 'must be a clinic id (UUID)' }),
+        validate: idSchema('a clinic id'),
         description: 'The clinic to move (UUID).',
       }),
       server: t.arg.string({

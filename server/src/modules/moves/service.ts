@@ -9,8 +9,10 @@ import { withPooled } from '../../db/sql.js';
 import type { Config } from '../../env.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import { Prisma } from '../../generated/central/client.js';
+import { isUuid } from '../../ids.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
+import { recordAudit } from '../audit/record.js';
 import { databaseExists, roleExists } from '../provisioning/admin.js';
 import { ProvisioningFailedError, ServerUnreachableError } from '../provisioning/errors.js';
 import { clinicPassword } from '../provisioning/integrity.js';
@@ -18,8 +20,6 @@ import { type ProvisioningEvent, runSaga } from '../provisioning/saga.js';
 import type { AuditActor, ProvisioningService } from '../provisioning/service.js';
 import { dropPublication, dropSlot, dropSubscription, replicationName, unfreezeRole } from './replication.js';
 import { MoveSessions, type MoveState, type MoveStepDeps, moveSteps } from './steps.js';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface MoveResult {
   clinicId: string;
@@ -93,7 +93,7 @@ export class MoveService {
     const clinic = await this.prisma.clinic.findUnique({ where: { id: clinicId } });
     if (!clinic) throw new NotFoundError('clinic');
     const targetRow = await this.prisma.databaseServer.findFirst({
-      where: { OR: [{ name: server }, ...(UUID.test(server) ? [{ id: server }] : [])] },
+      where: { OR: [{ name: server }, ...(isUuid(server) ? [{ id: server }] : [])] },
     });
     if (!targetRow) throw new NotFoundError('database server');
     if (targetRow.id === clinic.databaseServerId)
@@ -180,21 +180,19 @@ export class MoveService {
         where: { id: moveId },
         data: { status, error, finishedAt: new Date(), runId: result.runId },
       });
-      await tx.auditLog.create({
+      await recordAudit(tx, {
+        action: 'clinic.move',
+        actorId: actor.userId,
+        ip: actor.ip ?? null,
+        clinicId,
+        targetType: 'clinic',
+        targetId: clinicId,
         data: {
-          action: 'clinic.move',
-          actorId: actor.userId,
-          ip: actor.ip ?? null,
-          clinicId,
-          targetType: 'clinic',
-          targetId: clinicId,
-          data: {
-            runId: result.runId,
-            from: source.name,
-            to: target.name,
-            outcome: status,
-            downtimeMs: state.downtimeMs ?? null,
-          },
+          runId: result.runId,
+          from: source.name,
+          to: target.name,
+          outcome: status,
+          downtimeMs: state.downtimeMs ?? null,
         },
       });
     });

@@ -4,9 +4,10 @@ import { z } from 'zod';
 import { builder } from '../../builder.js';
 import type { Context } from '../../context.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
+import { idSchema } from '../../ids.js';
 import type { RolloutClinicView, RolloutCounts, RolloutView } from './service.js';
 
-const rolloutId = z.uuid({ error: 'must be a rollout id (UUID)' });
+const rolloutId = idSchema('a rollout id');
 
 const actor = (context: Context) => ({ userId: context.viewer?.userId ?? null, ip: context.ip });
 

@@ -14,6 +14,7 @@ import { ConflictError, type FieldError, NotFoundError, ValidationError } from '
 import type { RolloutClinicState, RolloutStatus } from '../../generated/central/enums.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
+import { recordAudit } from '../audit/record.js';
 import { describe, runSaga } from '../provisioning/saga.js';
 import type { AuditActor, ProvisioningEvent, ProvisioningService } from '../provisioning/service.js';
 import { isBusy, type UpgradeState, upgradeSteps } from './steps.js';
@@ -219,15 +220,13 @@ export class RolloutService {
             fromVersion: clinic.schemaVersion,
           })),
         });
-        await tx.auditLog.create({
-          data: {
-            action: 'rollout.start',
-            actorId: actor.userId,
-            ip: actor.ip ?? null,
-            targetType: 'rollout',
-            targetId: id,
-            data: { ...options, targetVersion: this.targetVersion, clinics: clinics.length },
-          },
+        await recordAudit(tx, {
+          action: 'rollout.start',
+          actorId: actor.userId,
+          ip: actor.ip ?? null,
+          targetType: 'rollout',
+          targetId: id,
+          data: { ...options, targetVersion: this.targetVersion, clinics: clinics.length },
         });
       });
     } catch (error) {
@@ -296,15 +295,20 @@ export class RolloutService {
         data: { status: to, ...data },
       });
       if (count === 0) return false;
-      await tx.auditLog.create({
-        data: {
-          action: `rollout.${{ PAUSED: 'pause', RUNNING: 'resume', ABORTED: 'abort', COMPLETED: 'complete' }[to]}`,
-          actorId: actor.userId,
-          ip: actor.ip ?? null,
-          targetType: 'rollout',
-          targetId: id,
-          data: { from: rollout.status },
-        },
+      await recordAudit(tx, {
+        action: (
+          {
+            PAUSED: 'rollout.pause',
+            RUNNING: 'rollout.resume',
+            ABORTED: 'rollout.abort',
+            COMPLETED: 'rollout.complete',
+          } as const
+        )[to],
+        actorId: actor.userId,
+        ip: actor.ip ?? null,
+        targetType: 'rollout',
+        targetId: id,
+        data: { from: rollout.status },
       });
       return true;
     });
@@ -551,14 +555,12 @@ export class RolloutService {
       data: { status: 'PAUSED', pauseReason: reason, ...data },
     });
     if (count > 0) {
-      await this.prisma.auditLog.create({
-        data: {
-          action: 'rollout.pause',
-          actorId: null,
-          targetType: 'rollout',
-          targetId: id,
-          data: { reason },
-        },
+      await recordAudit(this.prisma, {
+        action: 'rollout.pause',
+        actorId: null,
+        targetType: 'rollout',
+        targetId: id,
+        data: { reason },
       });
       this.deps.logger.warn({ rolloutId: id, reason }, 'rollout paused');
     }
@@ -639,21 +641,19 @@ export class RolloutService {
         },
       });
       if (outcome.state !== 'PENDING')
-        await tx.auditLog.create({
+        await recordAudit(tx, {
+          action: 'clinic.upgrade',
+          actorId: rollout.startedBy,
+          clinicId: clinic ? clinicId : null,
+          targetType: 'clinic',
+          targetId: clinicId,
           data: {
-            action: 'clinic.upgrade',
-            actorId: rollout.startedBy,
-            clinicId: clinic ? clinicId : null,
-            targetType: 'clinic',
-            targetId: clinicId,
-            data: {
-              rolloutId: rollout.id,
-              runId: outcome.runId,
-              outcome: outcome.state,
-              fromVersion: clinic?.schemaVersion ?? null,
-              toVersion: this.targetVersion,
-              error: outcome.error,
-            },
+            rolloutId: rollout.id,
+            runId: outcome.runId,
+            outcome: outcome.state,
+            fromVersion: clinic?.schemaVersion ?? null,
+            toVersion: this.targetVersion,
+            error: outcome.error,
           },
         });
     });

@@ -12,6 +12,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { decryptSecret, encryptSecret } from '../../crypto.js';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
@@ -19,7 +20,7 @@ import type { Onboarding, Prisma, WebhookDelivery, WebhookEndpoint } from '../..
 import { addJob } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
 import { CONTROL_CHARACTER_MESSAGE, findControlCharacter } from '../../text-input.js';
-import { decryptSecret, encryptSecret } from '../provisioning/secrets.js';
+import { recordAudit } from '../audit/record.js';
 import { signWebhook, WEBHOOK_SIGNATURE_HEADER } from './signature.js';
 import { BlockedTargetError, guardedLookup, isPrivateAddress, targetProblem } from './targets.js';
 
@@ -107,15 +108,13 @@ export class WebhookService {
           createdByOnboardingId: actor.onboardingId,
         },
       });
-      await tx.auditLog.create({
-        data: {
-          action: 'webhook.endpoint_created',
-          actorId: actor.userId,
-          targetType: 'webhook_endpoint',
-          targetId: id,
-          data: { applicationId, events, onboardingId: actor.onboardingId },
-          ip: actor.ip,
-        },
+      await recordAudit(tx, {
+        action: 'webhook.endpoint_created',
+        actorId: actor.userId,
+        targetType: 'webhook_endpoint',
+        targetId: id,
+        data: { applicationId, events, onboardingId: actor.onboardingId },
+        ip: actor.ip,
       });
       return created;
     });
@@ -146,15 +145,13 @@ export class WebhookService {
       });
       if (!found) throw new NotFoundError('webhook endpoint');
       const deleted = await tx.webhookEndpoint.update({ where: { id }, data: { deletedAt: new Date() } });
-      await tx.auditLog.create({
-        data: {
-          action: 'webhook.endpoint_deleted',
-          actorId: actor.userId,
-          targetType: 'webhook_endpoint',
-          targetId: id,
-          data: { applicationId: found.applicationId, onboardingId: actor.onboardingId },
-          ip: actor.ip,
-        },
+      await recordAudit(tx, {
+        action: 'webhook.endpoint_deleted',
+        actorId: actor.userId,
+        targetType: 'webhook_endpoint',
+        targetId: id,
+        data: { applicationId: found.applicationId, onboardingId: actor.onboardingId },
+        ip: actor.ip,
       });
       return deleted;
     });
@@ -194,15 +191,13 @@ export class WebhookService {
         },
       });
       await addJob(tx, 'deliver_webhook', { deliveryId: replay.id }, { maxAttempts: JOB_MAX_ATTEMPTS });
-      await tx.auditLog.create({
-        data: {
-          action: 'webhook.delivery_replayed',
-          actorId: actor.userId,
-          targetType: 'webhook_delivery',
-          targetId: replay.id,
-          data: { applicationId: original.applicationId, replayOf: original.id, event: original.event },
-          ip: actor.ip,
-        },
+      await recordAudit(tx, {
+        action: 'webhook.delivery_replayed',
+        actorId: actor.userId,
+        targetType: 'webhook_delivery',
+        targetId: replay.id,
+        data: { applicationId: original.applicationId, replayOf: original.id, event: original.event },
+        ip: actor.ip,
       });
       return replay;
     });
