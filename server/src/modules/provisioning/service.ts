@@ -53,7 +53,6 @@ import {
   type IntegrityContext,
 } from './integrity.js';
 import { Ledger } from './ledger.js';
-import type { SagaInput } from './saga.js';
 import { clinicSchemaShape } from './schema-shape.js';
 import type { ProvisioningStepName } from './step-names.js';
 import { WarmPool } from './warm-pool.js';
@@ -91,13 +90,6 @@ const NO_ACTOR: AuditActor = { userId: null };
 
 /** Audit action of a missing database's first sighting; a later repair or restore closes the incident. */
 const MISSING_ACTION = 'clinic.database_missing';
-
-export interface MigrateClinicsReport {
-  total: number;
-  migrated: number;
-  upToDate: number;
-  failed: { clinicId: string; error: string }[];
-}
 
 export interface ProvisionClinicInput {
   clinicName: string;
@@ -317,23 +309,6 @@ export class ProvisioningService {
       outcome: result.ok ? 'success' : result.suspended ? 'suspended' : 'failure',
     });
     return result;
-  }
-
-  /** A run of the clinic `state` names (the runner's former entry point; see `run`). */
-  runSaga<S extends ProvisionState>(
-    kind: 'REGISTER' | 'REPAIR' | 'UPGRADE' | 'DELETE',
-    state: S,
-    steps: Step<S>[],
-    options: Pick<SagaInput<S>, 'attempt' | 'suspendOn'> = {},
-  ): Promise<RunResult> {
-    return this.run(
-      { kind, steps, suspendOn: options.suspendOn },
-      clinicSubject(state.clinicId, state.clinicName),
-      state,
-      {
-        attempt: options.attempt,
-      },
-    );
   }
 
   injectFault(step: ProvisioningStepName, times: number): Record<string, number> {
@@ -658,49 +633,6 @@ export class ProvisioningService {
     if (removed.length > 0)
       this.deps.logger.warn({ clinics: removed }, 'deleted clinics purged after their retention');
     return { purged, clinics: removed };
-  }
-
-  /**
-   * Applies pending clinic migrations to every READY clinic, `concurrency` at a time; a failure
-   * is reported for its clinic and does not stop the others.
-   */
-  async migrateClinics(
-    options: { concurrency?: number; onlyOutdated?: boolean } = {},
-  ): Promise<MigrateClinicsReport> {
-    const concurrency = options.concurrency ?? 4;
-    const clinics = await this.prisma.clinic.findMany({
-      where: {
-        status: 'READY',
-        ...(options.onlyOutdated
-          ? { OR: [{ schemaVersion: null }, { schemaVersion: { not: this.integrity.version } }] }
-          : {}),
-      },
-      select: CLINIC_RECORD,
-    });
-    const report: MigrateClinicsReport = { total: clinics.length, migrated: 0, upToDate: 0, failed: [] };
-    await mapLimit(clinics, concurrency, async (clinic) => {
-      try {
-        const server = this.serverOf(clinic);
-        const { applied, version } = await withClient(
-          databaseUrl(server.url, clinic.databaseName),
-          (client) => migrate(client, this.deps.db.clinicMigrations),
-        );
-        if (applied.length === 0) {
-          report.upToDate += 1;
-          return;
-        }
-        await grantClinicRole(server.url, clinic.databaseName, clinic.databaseRole);
-        await this.prisma.clinic.update({ where: { id: clinic.id }, data: { schemaVersion: version } });
-        report.migrated += 1;
-      } catch (error) {
-        report.failed.push({
-          clinicId: clinic.id,
-          error: error instanceof Error ? error.message : String(error),
-        });
-        this.deps.logger.error({ err: error, clinicId: clinic.id }, 'clinic migration failed');
-      }
-    });
-    return report;
   }
 
   /**
