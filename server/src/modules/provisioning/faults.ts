@@ -13,6 +13,7 @@ export class InjectedFault extends Error {
 
 export class FaultInjector {
   private readonly remaining = new Map<ProvisioningStepName, number>();
+  private readonly crashing = new Set<ProvisioningStepName>();
 
   constructor(
     private readonly enabled: boolean,
@@ -24,6 +25,20 @@ export class FaultInjector {
   inject(step: ProvisioningStepName, times: number): void {
     if (!this.enabled) throw new Error('fault injection is disabled in production');
     this.remaining.set(step, (this.remaining.get(step) ?? 0) + times);
+  }
+
+  /**
+   * The next run of `step` behaves as if its process were killed there: its run stops renewing
+   * its lease and never goes on (nor returns), so the reconciler finds it abandoned.
+   */
+  injectCrash(step: ProvisioningStepName): void {
+    if (!this.enabled) throw new Error('fault injection is disabled in production');
+    this.crashing.add(step);
+  }
+
+  /** Whether `step` is to crash its run now (consumes the crash). */
+  crashes(step: ProvisioningStepName): boolean {
+    return this.crashing.delete(step);
   }
 
   /** Throws (and consumes one fault) when `step` has a pending fault. */

@@ -155,6 +155,11 @@ export async function runSteps<S>(deps: EngineDeps, input: RunInput<S>): Promise
     for (const step of input.steps) {
       await emit(step.name, 'STARTED');
       const started = performance.now();
+      if (deps.faults.crashes(step.name)) {
+        // Fault injection of a process kill: no more heartbeats, no outcome, no return.
+        clearInterval(heartbeat);
+        await new Promise<never>(() => {});
+      }
       try {
         deps.faults.check(step.name);
         const result = await step.run(input.state, context);
