@@ -13,14 +13,7 @@ import type { Config } from '../../env.js';
 import { ConflictError, type FieldError, NotFoundError, ValidationError } from '../../errors.js';
 import type { RolloutClinicState, RolloutStatus } from '../../generated/central/enums.js';
 import type { Logger } from '../../logger.js';
-import type { Metrics } from '../../metrics.js';
-import {
-  type AuditActor,
-  clinicSubject,
-  describe,
-  type ProvisioningEvent,
-  type ProvisioningService,
-} from '../provisioning/index.js';
+import { type AuditActor, clinicSubject, describe, type ProvisioningService } from '../provisioning/index.js';
 import { isBusy, type UpgradeState, upgradePlan } from './steps.js';
 
 export interface StartRolloutInput {
@@ -92,9 +85,8 @@ export interface RolloutDeps {
   config: Config;
   logger: Logger;
   db: Databases;
-  metrics: Metrics;
+  /** Runs each clinic's UPGRADE plan (recorded, counted, streamed on provisioningProgress). */
   provisioning: ProvisioningService;
-  publishProgress(event: ProvisioningEvent): void;
   /** Tells subscribers that a rollout changed (rolloutProgress). */
   publishRollout(rolloutId: string): void;
   tuning?: Partial<RolloutTuning>;
