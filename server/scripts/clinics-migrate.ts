@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/env.js';
 import { ValidationError } from '../src/errors.js';
 import { createLogger } from '../src/logger.js';
-import { createMetrics } from '../src/metrics.js';
+import type { ProvisioningEvent } from '../src/modules/provisioning/index.js';
 import { RolloutService, type RolloutView } from '../src/modules/rollouts/service.js';
 import { createEventBus } from '../src/pubsub/index.js';
 import { openProvisioning } from './operator.js';
@@ -23,16 +23,17 @@ const { values } = parseArgs({
 });
 const config = loadConfig();
 const logger = createLogger(config);
-const { db, provisioning } = await openProvisioning(config, logger);
-// Through the central database's event bus: the consoles of a running server watch it live.
+// The UPGRADE runs' events go through the central database's event bus (once it is open): the
+// consoles of a running server watch them live.
+const progress = { publish: (_event: ProvisioningEvent) => {} };
+const { db, provisioning } = await openProvisioning(config, logger, progress);
 const events = await createEventBus({ config, connectionString: db.centralUrl, logger });
+progress.publish = (event) => events.pubsub.publish('provisioning', event);
 const rollouts = new RolloutService({
   config,
   logger,
   db,
-  metrics: createMetrics(),
   provisioning,
-  publishProgress: (event) => events.pubsub.publish('provisioning', event),
   publishRollout: (rolloutId) => events.pubsub.publish('rollouts', { rolloutId }),
 });
 try {

@@ -162,10 +162,8 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
   });
   const rollouts = new RolloutService({
     ...base,
-    metrics,
     provisioning,
     tuning: options.rolloutTuning,
-    publishProgress: (event) => safely('provisioning', () => events.pubsub.publish('provisioning', event)),
     publishRollout: (rolloutId) => safely('rollouts', () => events.pubsub.publish('rollouts', { rolloutId })),
   });
   const deps: Deps = {

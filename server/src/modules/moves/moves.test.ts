@@ -12,7 +12,7 @@ import { serverAddress } from '../../db/servers.js';
 import { withClient } from '../../db/sql.js';
 import { clinicPassword, clinicRoleUrl } from '../provisioning/integrity.js';
 import { MOVE_STEP_NAMES } from './step-names.js';
-import { MoveSessions, type MoveState, moveSteps } from './steps.js';
+import { MoveSessions, type MoveState, movePlan } from './steps.js';
 
 const admin = inject('pgAdminUrl');
 const other = await startExtraPostgres();
@@ -227,7 +227,7 @@ describe('moveClinic', async () => {
       password: clinicPassword(row, t.config.encryptionKey) as string,
       sessions: new MoveSessions(from, to, row.databaseName),
     };
-    const steps = moveSteps({
+    const { steps } = movePlan({
       prisma: db.prisma,
       ledger: provisioning.ledger,
       pool: provisioning.pool,

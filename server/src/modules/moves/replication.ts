@@ -6,7 +6,7 @@
  */
 import type pg from 'pg';
 import { quoteIdent } from '../../db/sql.js';
-import { quoteLiteral } from '../provisioning/admin.js';
+import { quoteLiteral } from '../provisioning/index.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { builder } from '../../builder.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import { idSchema } from '../../ids.js';
-import { ProvisioningFailedError } from '../provisioning/errors.js';
+import { ProvisioningFailedError } from '../provisioning/index.js';
 import { ClinicRef } from '../provisioning/schema.js';
 import type { DatabaseServerView, MoveResult } from './service.js';
 

@@ -13,13 +13,19 @@ import { isUuid } from '../../ids.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
 import { recordAudit } from '../audit/record.js';
-import { databaseExists, roleExists } from '../provisioning/admin.js';
-import { ProvisioningFailedError, ServerUnreachableError } from '../provisioning/errors.js';
-import { clinicPassword } from '../provisioning/integrity.js';
-import { type ProvisioningEvent, runSaga } from '../provisioning/saga.js';
-import type { AuditActor, ProvisioningService } from '../provisioning/service.js';
+import {
+  type AuditActor,
+  clinicPassword,
+  clinicSubject,
+  databaseExists,
+  type ProvisioningEvent,
+  ProvisioningFailedError,
+  type ProvisioningService,
+  roleExists,
+  ServerUnreachableError,
+} from '../provisioning/index.js';
 import { dropPublication, dropSlot, dropSubscription, replicationName, unfreezeRole } from './replication.js';
-import { MoveSessions, type MoveState, type MoveStepDeps, moveSteps } from './steps.js';
+import { MoveSessions, type MoveState, type MoveStepDeps, movePlan } from './steps.js';
 
 export interface MoveResult {
   clinicId: string;
@@ -139,39 +145,19 @@ export class MoveService {
       password,
       sessions: new MoveSessions(source, target, clinic.databaseName),
     };
-    const { metrics } = this.deps;
-    metrics.provisioningRunsInProgress.inc();
-    const result = await runSaga(
-      {
-        prisma: this.prisma,
-        logger: this.deps.logger,
-        faults: provisioning.faults,
-        publish: this.deps.publishProgress,
-        observeStep: (step, outcome, seconds) =>
-          metrics.provisioningStepDuration.observe({ step, outcome }, seconds),
-        leaseMs: this.deps.config.provisioningLeaseSeconds * 1000,
-      },
-      {
-        kind: 'MOVE',
-        clinicId,
-        subjectName: clinic.name,
-        state,
-        steps: moveSteps({
-          prisma: this.prisma,
-          ledger: provisioning.ledger,
-          pool: provisioning.pool,
-          clients: provisioning.clients,
-          deploymentId: provisioning.deploymentId,
-          logger: this.deps.logger,
-          sourceRetentionSeconds: this.deps.config.clinicDeleteRetentionSeconds,
-          ...this.deps.timeouts,
-        }),
-      },
-    ).finally(() => {
-      metrics.provisioningRunsInProgress.dec();
-      return state.sessions.close();
+    const plan = movePlan({
+      prisma: this.prisma,
+      ledger: provisioning.ledger,
+      pool: provisioning.pool,
+      clients: provisioning.clients,
+      deploymentId: provisioning.deploymentId,
+      logger: this.deps.logger,
+      sourceRetentionSeconds: this.deps.config.clinicDeleteRetentionSeconds,
+      ...this.deps.timeouts,
     });
-    metrics.provisioningRuns.inc({ kind: 'MOVE', outcome: result.ok ? 'success' : 'failure' });
+    const result = await provisioning
+      .run(plan, clinicSubject(clinicId, clinic.name), state)
+      .finally(() => state.sessions.close());
 
     const status = result.ok ? 'SUCCEEDED' : result.rolledBack ? 'ROLLED_BACK' : 'FAILED';
     const error = result.ok ? null : `${result.failedStep}: ${result.error.message}`.slice(0, 500);

@@ -9,17 +9,18 @@ import type { CentralPrisma, ClinicServer } from '../../db/database.js';
 import { databaseUrl, withPooled } from '../../db/sql.js';
 import type { Logger } from '../../logger.js';
 import {
+  type ClinicClientCache,
   cloneDatabase,
   databaseExists,
   ensureRole,
   grantConnect,
+  type Ledger,
+  type LedgerObjects,
+  type Plan,
   roleExists,
   tagClinicObjects,
-} from '../provisioning/admin.js';
-import type { ClinicClientCache } from '../provisioning/clinic-clients.js';
-import type { Ledger, LedgerObjects } from '../provisioning/ledger.js';
-import type { SagaStep } from '../provisioning/saga.js';
-import type { WarmPool } from '../provisioning/warm-pool.js';
+  type WarmPool,
+} from '../provisioning/index.js';
 import {
   copySequences,
   countRows,
@@ -145,187 +146,191 @@ function sourceConninfo(state: MoveState): string {
 const sinceFreeze = (state: MoveState) =>
   state.frozenAt === undefined ? 0 : Math.round(performance.now() - state.frozenAt);
 
-export function moveSteps(deps: MoveStepDeps): SagaStep<MoveState>[] {
+/** The MOVE plan: its steps, in order, over one shared state. */
+export function movePlan(deps: MoveStepDeps): Plan<MoveState> {
   const copyTimeoutMs = deps.copyTimeoutMs ?? 600_000;
   const finalTimeoutMs = deps.finalCatchUpTimeoutMs ?? 30_000;
-  return [
-    {
-      name: 'move_target',
-      async run(state, { runId }) {
-        state.replication = replicationName(runId);
-        await deps.prisma.clinicMove.update({ where: { id: state.moveId }, data: { runId } });
-        const { target } = state;
-        // Checked before anything is recorded: the undo drops only what the ledger gives this
-        // run, so a database or role found there must never be written down as ours.
-        await withPooled(target.admin, async (admin) => {
-          if (await databaseExists(admin, state.databaseName))
-            throw new Error(`database ${state.databaseName} already exists on ${target.name}`);
-          if (await roleExists(admin, state.roleName))
-            throw new Error(`role ${state.roleName} already exists on ${target.name}`);
-        });
-        await deps.ledger.record(targetObjects(state), runId);
-        const spare = await withPooled(target.admin, async (admin) => {
-          const claimed = await deps.pool.claim(admin, target, state.databaseName);
-          if (!claimed) await cloneDatabase(admin, state.databaseName, target.template.name);
-          // The same role, password and grants as on the source: the clinic's stored
-          // (encrypted) password keeps working once the central record points here.
-          await ensureRole(admin, state.roleName, state.password);
-          await grantConnect(admin, state.databaseName, state.roleName);
-          await tagClinicObjects(admin, deps.deploymentId, state.databaseName, state.roleName);
-          return claimed;
-        });
-        return {
-          note: `${spare ? 'claimed a warm spare' : 'cloned from the template'} on ${target.name}`,
-        };
-      },
-      async undo(state, { runId }) {
-        await state.sessions.close('targetDb');
-        await deps.ledger.undoCreated(targetObjects(state), runId);
-      },
-    },
-    {
-      name: 'move_publication',
-      async run(state) {
-        const source = await state.sessions.sourceDb();
-        state.tables = await movedTables(source);
-        await createPublication(source, state.replication as string, state.tables);
-        return { note: `${state.tables.length} tables: ${state.tables.join(', ')}` };
-      },
-      async undo(state) {
-        if (state.replication) await dropPublication(await state.sessions.sourceDb(), state.replication);
-      },
-    },
-    {
-      name: 'move_subscription',
-      async run(state) {
-        await createSubscription(
-          await state.sessions.targetDb(),
-          state.replication as string,
-          sourceConninfo(state),
-        );
-        return undefined;
-      },
-      async undo(state) {
-        if (!state.replication) return;
-        await dropSubscription(await state.sessions.targetDb(), state.replication, () =>
-          state.sessions.sourceAdmin(),
-        );
-      },
-    },
-    {
-      name: 'move_catch_up',
-      async run(state) {
-        const name = state.replication as string;
-        const target = await state.sessions.targetDb();
-        const source = await state.sessions.sourceAdmin();
-        await waitForInitialCopy(target, name, state.tables?.length ?? 0, copyTimeoutMs);
-        // Caught up with the source as of now: the freeze then waits only for what comes after.
-        await waitForLsn(source, target, name, await currentLsn(source), copyTimeoutMs);
-        return { note: 'initial copy done; the target follows the source' };
-      },
-    },
-    {
-      name: 'move_freeze',
-      async run(state) {
-        state.frozenAt = performance.now();
-        await freezeRole(await state.sessions.sourceAdmin(), state.roleName);
-        // Onramp's own cached sessions as the clinic role were ended too; let them reconnect fresh.
-        await deps.clients.evict(state.clinicId);
-        return { note: `writes frozen on ${state.source.name}` };
-      },
-      async undo(state) {
-        // A fresh session: the held one may be what failed.
-        await withPooled(state.source.admin, (admin) => unfreezeRole(admin, state.roleName));
-      },
-    },
-    {
-      name: 'move_final_catch_up',
-      async run(state) {
-        const source = await state.sessions.sourceAdmin();
-        const lsn = await currentLsn(source);
-        await waitForLsn(
-          source,
-          await state.sessions.targetDb(),
-          state.replication as string,
-          lsn,
-          finalTimeoutMs,
-        );
-        return { note: `applied up to ${lsn}` };
-      },
-    },
-    {
-      name: 'move_sequences',
-      async run(state) {
-        const count = await copySequences(await state.sessions.sourceDb(), await state.sessions.targetDb());
-        return count === 0 ? { skipped: 'no sequences' } : { note: `${count} sequences copied` };
-      },
-    },
-    {
-      name: 'move_verify',
-      async run(state) {
-        const tables = state.tables ?? [];
-        const [source, target] = await Promise.all([
-          state.sessions.sourceDb().then((db) => countRows(db, tables)),
-          state.sessions.targetDb().then((db) => countRows(db, tables)),
-        ]);
-        const different = tables.filter((table) => source[table] !== target[table]);
-        if (different.length > 0)
-          throw new Error(
-            `row counts differ: ${different.map((table) => `${table} ${source[table]} ≠ ${target[table]}`).join(', ')}`,
-          );
-        state.rowsVerified = source;
-        const total = Object.values(source).reduce((sum, rows) => sum + rows, 0);
-        return { note: `${total} rows in ${tables.length} tables, equal on both copies` };
-      },
-    },
-    {
-      name: 'move_switch',
-      async run(state) {
-        await deps.prisma.$transaction(async (tx) => {
-          const switched = await tx.clinic.updateMany({
-            where: { id: state.clinicId, databaseServerId: state.source.id, status: 'READY' },
-            data: { databaseServerId: state.target.id },
+  return {
+    kind: 'MOVE',
+    steps: [
+      {
+        name: 'move_target',
+        async run(state, { runId }) {
+          state.replication = replicationName(runId);
+          await deps.prisma.clinicMove.update({ where: { id: state.moveId }, data: { runId } });
+          const { target } = state;
+          // Checked before anything is recorded: the undo drops only what the ledger gives this
+          // run, so a database or role found there must never be written down as ours.
+          await withPooled(target.admin, async (admin) => {
+            if (await databaseExists(admin, state.databaseName))
+              throw new Error(`database ${state.databaseName} already exists on ${target.name}`);
+            if (await roleExists(admin, state.roleName))
+              throw new Error(`role ${state.roleName} already exists on ${target.name}`);
           });
-          if (switched.count !== 1)
-            throw new Error('the clinic changed during the move; it stays on the source');
-          // The target's database and role, recorded PENDING by move_target, are the clinic's now.
-          await deps.ledger.settle(tx, state.clinicId);
-        });
-        state.downtimeMs = sinceFreeze(state);
-        await deps.clients.evict(state.clinicId);
-        await deps.prisma.clinicMove.update({
-          where: { id: state.moveId },
-          data: { downtimeMs: state.downtimeMs, rowsVerified: state.rowsVerified ?? {} },
-        });
-        return {
-          note: `the clinic is on ${state.target.name}, writable again after ${state.downtimeMs} ms of write freeze`,
-        };
+          await deps.ledger.record(targetObjects(state), runId);
+          const spare = await withPooled(target.admin, async (admin) => {
+            const claimed = await deps.pool.claim(admin, target, state.databaseName);
+            if (!claimed) await cloneDatabase(admin, state.databaseName, target.template.name);
+            // The same role, password and grants as on the source: the clinic's stored
+            // (encrypted) password keeps working once the central record points here.
+            await ensureRole(admin, state.roleName, state.password);
+            await grantConnect(admin, state.databaseName, state.roleName);
+            await tagClinicObjects(admin, deps.deploymentId, state.databaseName, state.roleName);
+            return claimed;
+          });
+          return {
+            note: `${spare ? 'claimed a warm spare' : 'cloned from the template'} on ${target.name}`,
+          };
+        },
+        async undo(state, { runId }) {
+          await state.sessions.close('targetDb');
+          await deps.ledger.undoCreated(targetObjects(state), runId);
+        },
       },
-    },
-    {
-      name: 'move_end_subscription',
-      afterCommit: true,
-      async run(state) {
-        const name = state.replication as string;
-        await dropSubscription(await state.sessions.targetDb(), name, () => state.sessions.sourceAdmin());
-        await dropPublication(await state.sessions.sourceDb(), name);
-        return { note: 'subscription, slot and publication dropped' };
+      {
+        name: 'move_publication',
+        async run(state) {
+          const source = await state.sessions.sourceDb();
+          state.tables = await movedTables(source);
+          await createPublication(source, state.replication as string, state.tables);
+          return { note: `${state.tables.length} tables: ${state.tables.join(', ')}` };
+        },
+        async undo(state) {
+          if (state.replication) await dropPublication(await state.sessions.sourceDb(), state.replication);
+        },
       },
-    },
-    {
-      name: 'move_quarantine_source',
-      afterCommit: true,
-      async run(state) {
-        await state.sessions.close();
-        // Kept, not dropped (decision 040): the copy stays restorable until the purge.
-        await deps.ledger.quarantineOnServer(
-          state.clinicId,
-          state.source.id,
-          `moved to ${state.target.name}`,
-          deps.sourceRetentionSeconds,
-        );
-        return { note: `the copy on ${state.source.name} is quarantined` };
+      {
+        name: 'move_subscription',
+        async run(state) {
+          await createSubscription(
+            await state.sessions.targetDb(),
+            state.replication as string,
+            sourceConninfo(state),
+          );
+          return undefined;
+        },
+        async undo(state) {
+          if (!state.replication) return;
+          await dropSubscription(await state.sessions.targetDb(), state.replication, () =>
+            state.sessions.sourceAdmin(),
+          );
+        },
       },
-    },
-  ];
+      {
+        name: 'move_catch_up',
+        async run(state) {
+          const name = state.replication as string;
+          const target = await state.sessions.targetDb();
+          const source = await state.sessions.sourceAdmin();
+          await waitForInitialCopy(target, name, state.tables?.length ?? 0, copyTimeoutMs);
+          // Caught up with the source as of now: the freeze then waits only for what comes after.
+          await waitForLsn(source, target, name, await currentLsn(source), copyTimeoutMs);
+          return { note: 'initial copy done; the target follows the source' };
+        },
+      },
+      {
+        name: 'move_freeze',
+        async run(state) {
+          state.frozenAt = performance.now();
+          await freezeRole(await state.sessions.sourceAdmin(), state.roleName);
+          // Onramp's own cached sessions as the clinic role were ended too; let them reconnect fresh.
+          await deps.clients.evict(state.clinicId);
+          return { note: `writes frozen on ${state.source.name}` };
+        },
+        async undo(state) {
+          // A fresh session: the held one may be what failed.
+          await withPooled(state.source.admin, (admin) => unfreezeRole(admin, state.roleName));
+        },
+      },
+      {
+        name: 'move_final_catch_up',
+        async run(state) {
+          const source = await state.sessions.sourceAdmin();
+          const lsn = await currentLsn(source);
+          await waitForLsn(
+            source,
+            await state.sessions.targetDb(),
+            state.replication as string,
+            lsn,
+            finalTimeoutMs,
+          );
+          return { note: `applied up to ${lsn}` };
+        },
+      },
+      {
+        name: 'move_sequences',
+        async run(state) {
+          const count = await copySequences(await state.sessions.sourceDb(), await state.sessions.targetDb());
+          return count === 0 ? { skipped: 'no sequences' } : { note: `${count} sequences copied` };
+        },
+      },
+      {
+        name: 'move_verify',
+        async run(state) {
+          const tables = state.tables ?? [];
+          const [source, target] = await Promise.all([
+            state.sessions.sourceDb().then((db) => countRows(db, tables)),
+            state.sessions.targetDb().then((db) => countRows(db, tables)),
+          ]);
+          const different = tables.filter((table) => source[table] !== target[table]);
+          if (different.length > 0)
+            throw new Error(
+              `row counts differ: ${different.map((table) => `${table} ${source[table]} ≠ ${target[table]}`).join(', ')}`,
+            );
+          state.rowsVerified = source;
+          const total = Object.values(source).reduce((sum, rows) => sum + rows, 0);
+          return { note: `${total} rows in ${tables.length} tables, equal on both copies` };
+        },
+      },
+      {
+        name: 'move_switch',
+        async run(state) {
+          await deps.prisma.$transaction(async (tx) => {
+            const switched = await tx.clinic.updateMany({
+              where: { id: state.clinicId, databaseServerId: state.source.id, status: 'READY' },
+              data: { databaseServerId: state.target.id },
+            });
+            if (switched.count !== 1)
+              throw new Error('the clinic changed during the move; it stays on the source');
+            // The target's database and role, recorded PENDING by move_target, are the clinic's now.
+            await deps.ledger.settle(tx, state.clinicId);
+          });
+          state.downtimeMs = sinceFreeze(state);
+          await deps.clients.evict(state.clinicId);
+          await deps.prisma.clinicMove.update({
+            where: { id: state.moveId },
+            data: { downtimeMs: state.downtimeMs, rowsVerified: state.rowsVerified ?? {} },
+          });
+          return {
+            note: `the clinic is on ${state.target.name}, writable again after ${state.downtimeMs} ms of write freeze`,
+          };
+        },
+      },
+      {
+        name: 'move_end_subscription',
+        afterCommit: true,
+        async run(state) {
+          const name = state.replication as string;
+          await dropSubscription(await state.sessions.targetDb(), name, () => state.sessions.sourceAdmin());
+          await dropPublication(await state.sessions.sourceDb(), name);
+          return { note: 'subscription, slot and publication dropped' };
+        },
+      },
+      {
+        name: 'move_quarantine_source',
+        afterCommit: true,
+        async run(state) {
+          await state.sessions.close();
+          // Kept, not dropped (decision 040): the copy stays restorable until the purge.
+          await deps.ledger.quarantineOnServer(
+            state.clinicId,
+            state.source.id,
+            `moved to ${state.target.name}`,
+            deps.sourceRetentionSeconds,
+          );
+          return { note: `the copy on ${state.source.name} is quarantined` };
+        },
+      },
+    ],
+  };
 }

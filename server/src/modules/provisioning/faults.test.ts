@@ -26,6 +26,14 @@ describe('server faults during provisioning', async () => {
   const provision = (clinicName: string) =>
     provisioning.provisionClinic({ clinicName, country: 'FR', admin: null });
 
+  /** The app's JSON log lines with this message. */
+  const logged = (msg: string) =>
+    t
+      .logs()
+      .split('\n')
+      .filter((line) => line.includes(`"msg":"${msg}"`))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+
   it('fails cleanly when the clinic server has no connection left, and works again afterwards', async () => {
     const hogs: pg.Client[] = [];
     let refusal = '';
@@ -86,6 +94,52 @@ describe('server faults during provisioning', async () => {
     expect(error).toBeInstanceOf(ProvisioningFailedError);
     expect((error as ProvisioningFailedError).step).toBe('central_records');
     expect(await db.prisma.clinic.count({ where: { name: 'Killed' } })).toBe(0);
+    expect(await leftovers()).toEqual(before);
+  });
+
+  it('retries a step failing transiently (a server starting up) within the step: the run succeeds', async () => {
+    provisioning.faults.injectTransient('create_database', 1);
+    const { clinicId, runId } = await provision('Transient once');
+    expect(await db.prisma.provisioningRun.findUnique({ where: { id: runId } })).toMatchObject({
+      status: 'SUCCEEDED',
+    });
+    expect(
+      await db.prisma.provisioningStep.findMany({ where: { runId, name: 'create_database' } }),
+    ).toMatchObject([{ status: 'SUCCEEDED', error: null }]);
+    expect((await provisioning.checkClinic(clinicId)).dbStatus).toBe('HEALTHY');
+    expect(
+      logged('provisioning step failed transiently; trying again').filter((line) => line.runId === runId),
+    ).toEqual([
+      expect.objectContaining({
+        runId,
+        kind: 'REGISTER',
+        subject: clinicId,
+        step: 'create_database',
+        error: 'injected fault in step create_database: the database system is starting up',
+        errorCode: '57P03',
+        retry: 1,
+      }),
+    ]);
+  });
+
+  it('gives up after a bounded number of retries, logging the cause of the failed step', async () => {
+    const before = await leftovers();
+    provisioning.faults.injectTransient('migrate_database', 4);
+    const error = await provision('Transient for ever').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ProvisioningFailedError);
+    expect((error as ProvisioningFailedError).step).toBe('migrate_database');
+    const { runId } = error as ProvisioningFailedError;
+    const retries = logged('provisioning step failed transiently; trying again').filter(
+      (line) => line.runId === runId,
+    );
+    expect(retries.map((line) => line.retry)).toEqual([1, 2, 3]);
+    expect(logged('provisioning step failed').filter((line) => line.runId === runId)).toEqual([
+      expect.objectContaining({
+        kind: 'REGISTER',
+        step: 'migrate_database',
+        error: 'injected fault in step migrate_database: the database system is starting up',
+      }),
+    ]);
     expect(await leftovers()).toEqual(before);
   });
 });

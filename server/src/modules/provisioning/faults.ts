@@ -11,8 +11,19 @@ export class InjectedFault extends Error {
   }
 }
 
+/** An injected failure a step retries by itself (engine/transient.ts): a server starting up. */
+export class InjectedTransientFault extends Error {
+  override name = 'InjectedTransientFault';
+  readonly code = '57P03';
+  constructor(readonly step: ProvisioningStepName) {
+    super(`injected fault in step ${step}: the database system is starting up`);
+  }
+}
+
 export class FaultInjector {
   private readonly remaining = new Map<ProvisioningStepName, number>();
+  private readonly crashing = new Set<ProvisioningStepName>();
+  private readonly transient = new Map<ProvisioningStepName, number>();
 
   constructor(
     private readonly enabled: boolean,
@@ -26,8 +37,34 @@ export class FaultInjector {
     this.remaining.set(step, (this.remaining.get(step) ?? 0) + times);
   }
 
+  /**
+   * The next run of `step` behaves as if its process were killed there: its run stops renewing
+   * its lease and never goes on (nor returns), so the reconciler finds it abandoned.
+   */
+  injectCrash(step: ProvisioningStepName): void {
+    if (!this.enabled) throw new Error('fault injection is disabled in production');
+    this.crashing.add(step);
+  }
+
+  /** Whether `step` is to crash its run now (consumes the crash). */
+  crashes(step: ProvisioningStepName): boolean {
+    return this.crashing.delete(step);
+  }
+
+  /** The next `times` tries of `step` fail as a server starting up does (the step retries them). */
+  injectTransient(step: ProvisioningStepName, times: number): void {
+    if (!this.enabled) throw new Error('fault injection is disabled in production');
+    this.transient.set(step, (this.transient.get(step) ?? 0) + times);
+  }
+
   /** Throws (and consumes one fault) when `step` has a pending fault. */
   check(step: ProvisioningStepName): void {
+    const transient = this.transient.get(step) ?? 0;
+    if (transient > 0) {
+      if (transient === 1) this.transient.delete(step);
+      else this.transient.set(step, transient - 1);
+      throw new InjectedTransientFault(step);
+    }
     const left = this.remaining.get(step) ?? 0;
     if (left <= 0) return;
     if (left === 1) this.remaining.delete(step);

@@ -4,6 +4,17 @@
  * recorded run; a module adds its own work through a plan's hooks or a plan of its own.
  */
 export {
+  cloneDatabase,
+  databaseExists,
+  ensureRole,
+  grantClinicRole,
+  grantConnect,
+  quoteLiteral,
+  roleExists,
+  tagClinicObjects,
+} from './admin.js';
+export type { ClinicClientCache } from './clinic-clients.js';
+export {
   clinicSubject,
   type ProvisioningEvent,
   type ProvisioningEventStatus,
@@ -13,19 +24,19 @@ export type { DeletePlanOptions } from './engine/plans/delete.js';
 export type { OnboardHooks } from './engine/plans/onboard.js';
 export type { Plan } from './engine/plans/plan.js';
 export type { RegisterHooks } from './engine/plans/register.js';
-export type { RunResult, Step, StepContext, StepResult } from './engine/runner.js';
+export { describe, type RunResult, type Step, type StepContext, type StepResult } from './engine/runner.js';
 export type { ClinicAdmin, ProvisionState } from './engine/state.js';
 export type { NameTarget } from './engine/steps/dns.js';
 export type { Transaction, TransactionHook } from './engine/steps/hooks.js';
-export { ClinicBusyError, ProvisioningFailedError } from './errors.js';
+export { ClinicBusyError, ProvisioningFailedError, ServerUnreachableError } from './errors.js';
 export { type FaultInjector, InjectedFault } from './faults.js';
-export type { ClinicHealth, DbStatus } from './integrity.js';
-export type { LedgerEntry } from './ledger.js';
+export { type ClinicHealth, clinicPassword, type DbStatus } from './integrity.js';
+export type { Ledger, LedgerEntry, LedgerObjects } from './ledger.js';
 export {
   type AuditActor,
   type ClinicsHealthReport,
-  type MigrateClinicsReport,
   ProvisioningService,
   type RepairResult,
 } from './service.js';
 export { PROVISIONING_STEP_NAMES, type ProvisioningStepName } from './step-names.js';
+export type { WarmPool } from './warm-pool.js';

@@ -7,7 +7,8 @@ import { describe, expect, inject, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
 import { withClient } from '../../db/sql.js';
 import { cloneDatabase, ensureRole } from './admin.js';
-import type { SagaStep } from './saga.js';
+import { clinicSubject } from './engine/events.js';
+import type { Step } from './engine/runner.js';
 import { clinicRecord, type ProvisionState } from './steps.js';
 
 const admin = inject('pgAdminUrl');
@@ -30,9 +31,12 @@ describe('quarantine of what uncommitted runs left', async () => {
   const { ledger } = provisioning;
 
   const newState = (name: string) => provisioning.newState({ clinicName: name, country: 'FR', admin: null });
+  /** A REGISTER run of these steps, through the engine. */
+  const registerWith = (state: ProvisionState, steps: Step<ProvisionState>[]) =>
+    provisioning.run({ kind: 'REGISTER', steps }, clinicSubject(state.clinicId, state.clinicName), state);
 
   /** The clinic's central rows, as a registration's first step writes them. */
-  const centralRecords: SagaStep<ProvisionState> = {
+  const centralRecords: Step<ProvisionState> = {
     name: 'central_records',
     run: async (state) => {
       await prisma.company.create({
@@ -49,7 +53,7 @@ describe('quarantine of what uncommitted runs left', async () => {
     if (step?.name !== 'create_database') throw new Error('create_database is the first database step');
     return step;
   };
-  const failing = (before?: (runId: string) => Promise<void>): SagaStep<ProvisionState> => ({
+  const failing = (before?: (runId: string) => Promise<void>): Step<ProvisionState> => ({
     name: 'migrate_database',
     run: async (_state, { runId }) => {
       await before?.(runId);
@@ -97,11 +101,7 @@ describe('quarantine of what uncommitted runs left', async () => {
 
   it('the undo of a live run drops what it created at once: strict mode leaves nothing', async () => {
     const state = await newState('Live undo');
-    const result = await provisioning.runSaga('REGISTER', state, [
-      centralRecords,
-      createDatabase(),
-      failing(),
-    ]);
+    const result = await registerWith(state, [centralRecords, createDatabase(), failing()]);
     expect(result).toMatchObject({ ok: false, rolledBack: true });
     expect(await databasesNamed([state.databaseName])).toEqual([]);
     expect(await prisma.clinicObject.findMany({ where: { clinicId: state.clinicId } })).toMatchObject([
@@ -124,7 +124,7 @@ describe('quarantine of what uncommitted runs left', async () => {
         },
       });
     });
-    await provisioning.runSaga('REGISTER', state, [centralRecords, createDatabase(), takenOver]);
+    await registerWith(state, [centralRecords, createDatabase(), takenOver]);
     const [entry] = (await ledger.quarantined()).filter((kept) => kept.name === state.databaseName);
     expect(entry).toMatchObject({ clinicId: state.clinicId, kind: 'DATABASE' });
     expect(await databasesNamed([entry?.trashName ?? ''])).toEqual([entry?.trashName]);
@@ -137,7 +137,7 @@ describe('quarantine of what uncommitted runs left', async () => {
     await prisma.company.create({
       data: { name: state.clinicName, clinics: { create: clinicRecord(state) } },
     });
-    await provisioning.runSaga('REGISTER', state, [createDatabase(), failing()]);
+    await registerWith(state, [createDatabase(), failing()]);
     const [entry] = (await ledger.quarantined()).filter((kept) => kept.name === state.databaseName);
     expect(entry).toMatchObject({ clinicId: state.clinicId, kind: 'DATABASE' });
     expect(await databasesNamed([entry?.trashName ?? ''])).toEqual([entry?.trashName]);

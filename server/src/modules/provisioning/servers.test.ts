@@ -1,10 +1,13 @@
 import { describe, expect, inject, it } from 'vitest';
 import { startExtraPostgres, startTestApp } from '../../../test/harness.js';
+import { mapLimit } from '../../concurrency.js';
 import { ensureClinicTemplate } from '../../db/clinic-template.js';
 import { checksum, type Migration } from '../../db/migrator.js';
 import { serverAddress } from '../../db/servers.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
 import { createLogger } from '../../logger.js';
+import { type UpgradeState, upgradePlan } from '../rollouts/steps.js';
+import { clinicSubject } from './engine/events.js';
 import { clinicPassword, clinicRoleUrl } from './integrity.js';
 import { ProvisioningService } from './service.js';
 
@@ -147,9 +150,35 @@ describe('clinic schema upgrades', async () => {
       c.query(`DROP DATABASE ${quoteIdent(broken.databaseName)} WITH (FORCE)`),
     );
 
-    const report = await upgraded.migrateClinics({ concurrency: 4 });
-    expect(report).toMatchObject({ migrated: 19, upToDate: 0 });
-    expect(report.failed.map((failure) => failure.clinicId)).toEqual([broken.id]);
+    // Each clinic upgraded by an UPGRADE run (the plan a rollout runs, modules/rollouts).
+    const upgrade = async (clinicIds: string[]) => {
+      const plan = upgradePlan({
+        prisma: db.prisma,
+        migrations,
+        lockTimeoutMs: 5000,
+        checkClinic: (id) => upgraded.checkClinic(id),
+      });
+      const failed: string[] = [];
+      const applied: string[] = [];
+      await mapLimit(clinicIds, 4, async (clinicId) => {
+        const clinic = await db.prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } });
+        const state: UpgradeState = {
+          clinicId,
+          clinicName: clinic.name,
+          serverUrl: other.url,
+          databaseName: clinic.databaseName,
+          databaseRole: clinic.databaseRole,
+          applied: [],
+        };
+        const result = await upgraded.run(plan, clinicSubject(clinicId, clinic.name), state);
+        if (!result.ok) failed.push(clinicId);
+        else if (state.applied.length > 0) applied.push(clinicId);
+      });
+      return { failed, applied };
+    };
+    const report = await upgrade(ids);
+    expect(report.applied).toHaveLength(19);
+    expect(report.failed).toEqual([broken.id]);
 
     for (const id of ids.slice(0, 19)) {
       const health = await upgraded.checkClinic(id);
@@ -166,8 +195,11 @@ describe('clinic schema upgrades', async () => {
     await withClient(url, (c) => c.query('INSERT INTO invoices (amount_cents) VALUES (100)'));
     expect(clinic.schemaVersion).toBe(template.version);
 
-    const again = await upgraded.migrateClinics({ onlyOutdated: true });
-    expect(again).toMatchObject({ total: 1, migrated: 0 }); // only the broken one is still behind
+    const behind = await db.prisma.clinic.findMany({
+      where: { id: { in: ids }, OR: [{ schemaVersion: null }, { schemaVersion: { not: template.version } }] },
+      select: { id: true },
+    });
+    expect(behind.map((clinic) => clinic.id)).toEqual([broken.id]); // only the broken one is still behind
     await upgraded.close();
   }, 120_000);
 });

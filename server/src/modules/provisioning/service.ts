@@ -46,7 +46,6 @@ import {
   type IntegrityContext,
 } from './integrity.js';
 import { Ledger } from './ledger.js';
-import type { SagaInput } from './saga.js';
 import { clinicSchemaShape } from './schema-shape.js';
 import type { ProvisioningStepName } from './step-names.js';
 import { WarmPool } from './warm-pool.js';
@@ -84,13 +83,6 @@ const NO_ACTOR: AuditActor = { userId: null };
 
 /** Audit action of a missing database's first sighting; a later repair or restore closes the incident. */
 const MISSING_ACTION = 'clinic.database_missing';
-
-export interface MigrateClinicsReport {
-  total: number;
-  migrated: number;
-  upToDate: number;
-  failed: { clinicId: string; error: string }[];
-}
 
 export interface ProvisionClinicInput {
   clinicName: string;
@@ -312,23 +304,6 @@ export class ProvisioningService {
     return result;
   }
 
-  /** A run of the clinic `state` names (the runner's former entry point; see `run`). */
-  runSaga<S extends ProvisionState>(
-    kind: 'REGISTER' | 'REPAIR' | 'UPGRADE' | 'DELETE',
-    state: S,
-    steps: Step<S>[],
-    options: Pick<SagaInput<S>, 'attempt' | 'suspendOn'> = {},
-  ): Promise<RunResult> {
-    return this.run(
-      { kind, steps, suspendOn: options.suspendOn },
-      clinicSubject(state.clinicId, state.clinicName),
-      state,
-      {
-        attempt: options.attempt,
-      },
-    );
-  }
-
   injectFault(step: ProvisioningStepName, times: number): Record<string, number> {
     this.faults.inject(step, times);
     return this.faults.pending();
@@ -489,6 +464,19 @@ export class ProvisioningService {
       data: { status: 'DELETING' },
     });
     if (claimed.count === 0) throw new ConflictError('Another operation is deleting this clinic.');
+    const result = await this.runDelete(clinic, state, actor);
+    if (!result.ok) throw new ProvisioningFailedError(result.failedStep, result.runId);
+  }
+
+  /** The DELETE run of a clinic already claimed (DELETING); `attempt` > 1 when it resumes one. */
+  private runDelete(
+    clinic: ClinicRecord,
+    state: ProvisionState,
+    actor: AuditActor,
+    attempt = 1,
+    resumed: string | null = null,
+  ): Promise<RunResult> {
+    const clinicId = clinic.id;
     // Kept, not dropped (decision 040): quarantined for CLINIC_DELETE_RETENTION; the row stays
     // DELETED, so its users cannot sign in and its subdomain stays reserved until the purge.
     const plan = this.plans.delete<ProvisionState>({
@@ -506,14 +494,13 @@ export class ProvisioningService {
               clinicId,
               targetType: 'clinic',
               targetId: clinicId,
-              data: { databaseName: clinic.databaseName, runId },
+              data: { databaseName: clinic.databaseName, runId, ...(resumed ? { resumed } : {}) },
             },
           });
         },
       },
     });
-    const result = await this.run(plan, clinicSubject(clinicId, clinic.name), state);
-    if (!result.ok) throw new ProvisioningFailedError(result.failedStep, result.runId);
+    return this.run(plan, clinicSubject(clinicId, clinic.name), state, { attempt });
   }
 
   /**
@@ -542,6 +529,30 @@ export class ProvisioningService {
       data: { status: 'DELETING' },
     });
     if (claimed.count === 0) throw new ConflictError('Another operation is restoring this clinic.');
+    const result = await this.runRestore(clinic, state, actor).catch((error: unknown) => ({
+      ok: false as const,
+      error,
+    }));
+    if (!result.ok) {
+      await this.prisma.clinic.updateMany({
+        where: { id: clinicId, status: 'DELETING' },
+        data: { status: 'DELETED' },
+      });
+      if ('failedStep' in result) throw new ProvisioningFailedError(result.failedStep, result.runId);
+      throw result.error;
+    }
+    return this.checkClinic(clinicId);
+  }
+
+  /** The RESTORE run of a clinic already claimed (DELETED to DELETING); `attempt` > 1 when it resumes one. */
+  private runRestore(
+    clinic: ClinicRecord,
+    state: ProvisionState,
+    actor: AuditActor,
+    attempt = 1,
+    resumed: string | null = null,
+  ): Promise<RunResult> {
+    const clinicId = clinic.id;
     const plan = restorePlan<ProvisionState>(this.stepDeps, async (tx, _state, { runId }) => {
       await tx.clinic.update({ where: { id: clinicId }, data: { status: 'READY' } });
       await tx.auditLog.create({
@@ -552,22 +563,57 @@ export class ProvisioningService {
           clinicId,
           targetType: 'clinic',
           targetId: clinicId,
-          data: { databaseName: clinic.databaseName, runId },
+          data: { databaseName: clinic.databaseName, runId, ...(resumed ? { resumed } : {}) },
         },
       });
     });
-    const result = await this.run(plan, clinicSubject(clinicId, clinic.name), state).catch(
-      (error: unknown) => ({ ok: false as const, error }),
-    );
-    if (!result.ok) {
+    return this.run(plan, clinicSubject(clinicId, clinic.name), state, { attempt });
+  }
+
+  /**
+   * Takes over a run its process abandoned (its lease lapsed; the reconciler has marked it
+   * FAILED), so that no clinic stays DELETING after a crash: a DELETE finishes (every step is
+   * idempotent: DELETED), a RESTORE finishes (READY) or, failing, puts the clinic back to
+   * DELETED, a REPAIR runs again (it starts from a fresh check). The new run is attempt + 1,
+   * audited as resuming the abandoned one. Other kinds are their own module's (REGISTER: the
+   * reconciler; UPGRADE: the rollout; MOVE: the moves' recovery; ONBOARDING: the onboarding).
+   * @returns whether it took the run over.
+   */
+  async resumeAbandoned(run: {
+    id: string;
+    kind: string;
+    clinicId: string;
+    attempt: number;
+  }): Promise<boolean> {
+    const clinic = await this.prisma.clinic.findUnique({
+      where: { id: run.clinicId },
+      select: CLINIC_RECORD,
+    });
+    if (!clinic) return false;
+    const log = this.deps.logger.child({ clinicId: clinic.id, runId: run.id, kind: run.kind });
+    if (run.kind === 'REPAIR') {
+      if (clinic.status === 'DELETED' || clinic.status === 'DELETING') return false;
+      await this.repairClinic(clinic.id);
+      log.warn('abandoned repair run again');
+      return true;
+    }
+    if ((run.kind !== 'DELETE' && run.kind !== 'RESTORE') || clinic.status !== 'DELETING') return false;
+    const state = await this.stateOf(clinic.id);
+    if (!state) return false;
+    const attempt = run.attempt + 1;
+    if (run.kind === 'DELETE') {
+      const result = await this.runDelete(clinic, state, NO_ACTOR, attempt, run.id);
+      log.warn({ ok: result.ok }, 'abandoned deletion resumed');
+      return true;
+    }
+    const result = await this.runRestore(clinic, state, NO_ACTOR, attempt, run.id);
+    if (!result.ok)
       await this.prisma.clinic.updateMany({
-        where: { id: clinicId, status: 'DELETING' },
+        where: { id: clinic.id, status: 'DELETING' },
         data: { status: 'DELETED' },
       });
-      if ('failedStep' in result) throw new ProvisioningFailedError(result.failedStep, result.runId);
-      throw result.error;
-    }
-    return this.checkClinic(clinicId);
+    log.warn({ ok: result.ok }, 'abandoned restore resumed');
+    return true;
   }
 
   /**
@@ -651,49 +697,6 @@ export class ProvisioningService {
     if (removed.length > 0)
       this.deps.logger.warn({ clinics: removed }, 'deleted clinics purged after their retention');
     return { purged, clinics: removed };
-  }
-
-  /**
-   * Applies pending clinic migrations to every READY clinic, `concurrency` at a time; a failure
-   * is reported for its clinic and does not stop the others.
-   */
-  async migrateClinics(
-    options: { concurrency?: number; onlyOutdated?: boolean } = {},
-  ): Promise<MigrateClinicsReport> {
-    const concurrency = options.concurrency ?? 4;
-    const clinics = await this.prisma.clinic.findMany({
-      where: {
-        status: 'READY',
-        ...(options.onlyOutdated
-          ? { OR: [{ schemaVersion: null }, { schemaVersion: { not: this.integrity.version } }] }
-          : {}),
-      },
-      select: CLINIC_RECORD,
-    });
-    const report: MigrateClinicsReport = { total: clinics.length, migrated: 0, upToDate: 0, failed: [] };
-    await mapLimit(clinics, concurrency, async (clinic) => {
-      try {
-        const server = this.serverOf(clinic);
-        const { applied, version } = await withClient(
-          databaseUrl(server.url, clinic.databaseName),
-          (client) => migrate(client, this.deps.db.clinicMigrations),
-        );
-        if (applied.length === 0) {
-          report.upToDate += 1;
-          return;
-        }
-        await grantClinicRole(server.url, clinic.databaseName, clinic.databaseRole);
-        await this.prisma.clinic.update({ where: { id: clinic.id }, data: { schemaVersion: version } });
-        report.migrated += 1;
-      } catch (error) {
-        report.failed.push({
-          clinicId: clinic.id,
-          error: error instanceof Error ? error.message : String(error),
-        });
-        this.deps.logger.error({ err: error, clinicId: clinic.id }, 'clinic migration failed');
-      }
-    });
-    return report;
   }
 
   /**

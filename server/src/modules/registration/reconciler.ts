@@ -1,7 +1,8 @@
 /**
  * Crash safety. A process killed mid-provisioning leaves a run RUNNING whose lease stops being
  * renewed; the reconciler finishes or undoes it: a hybrid registration's own job is brought
- * forward, anything else is rolled back. Databases and roles the ledger lists for runs that ended
+ * forward, any other registration is rolled back; a deletion, restore or repair is taken over by
+ * the provisioning module (`resumeAbandoned`: the clinic ends DELETED, READY, repaired). Databases and roles the ledger lists for runs that ended
  * without committing are quarantined (provisioning/ledger.ts). The purge after their retention is
  * a job of its own (`purge`, the `purge_quarantine` task). `zombieReport` shows what would need either.
  */
@@ -94,7 +95,7 @@ export class Reconciler {
     const { prisma, logger, provisioning } = this.deps;
     const stale = await prisma.provisioningRun.findMany({
       where: { status: 'RUNNING', leaseUntil: { lt: new Date() } },
-      select: { id: true, clinicId: true, kind: true },
+      select: { id: true, clinicId: true, kind: true, attempt: true },
     });
     for (const run of stale) {
       // Claim it: of several instances reconciling at once, one wins each run.
@@ -112,7 +113,19 @@ export class Reconciler {
       // An onboarding's run has no clinic; its onboarding frees itself (its own lease).
       if (!run.clinicId) continue;
       const clinic = await prisma.clinic.findUnique({ where: { id: run.clinicId } });
-      if (!clinic || run.kind !== 'REGISTER') continue; // orphans are swept below
+      if (clinic && run.kind !== 'REGISTER') {
+        // Deletions, restores and repairs are taken over by the provisioning module (a clinic
+        // never stays DELETING); upgrades and moves recover in their own modules.
+        const taken = await provisioning
+          .resumeAbandoned({ id: run.id, kind: run.kind, clinicId: clinic.id, attempt: run.attempt })
+          .catch((error: unknown) => {
+            logger.error({ err: error, runId: run.id, kind: run.kind }, 'abandoned run not taken over');
+            return null;
+          });
+        if (taken) result.resumed += 1;
+        continue;
+      }
+      if (!clinic) continue; // orphans are swept below
       if (clinic.status === 'READY' || clinic.status === 'FAILED') continue;
       const rescheduled = await runJobNow(prisma, `provision:${clinic.id}`);
       if (await jobExists(prisma, `provision:${clinic.id}`)) {

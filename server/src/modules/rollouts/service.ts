@@ -13,11 +13,9 @@ import type { Config } from '../../env.js';
 import { ConflictError, type FieldError, NotFoundError, ValidationError } from '../../errors.js';
 import type { RolloutClinicState, RolloutStatus } from '../../generated/central/enums.js';
 import type { Logger } from '../../logger.js';
-import type { Metrics } from '../../metrics.js';
 import { recordAudit } from '../audit/record.js';
-import { describe, runSaga } from '../provisioning/saga.js';
-import type { AuditActor, ProvisioningEvent, ProvisioningService } from '../provisioning/service.js';
-import { isBusy, type UpgradeState, upgradeSteps } from './steps.js';
+import { type AuditActor, clinicSubject, describe, type ProvisioningService } from '../provisioning/index.js';
+import { isBusy, type UpgradeState, upgradePlan } from './steps.js';
 
 export interface StartRolloutInput {
   /** Clinics upgraded first, alone, before the rest. @default 1 */
@@ -88,9 +86,8 @@ export interface RolloutDeps {
   config: Config;
   logger: Logger;
   db: Databases;
-  metrics: Metrics;
+  /** Runs each clinic's UPGRADE plan (recorded, counted, streamed on provisioningProgress). */
   provisioning: ProvisioningService;
-  publishProgress(event: ProvisioningEvent): void;
   /** Tells subscribers that a rollout changed (rolloutProgress). */
   publishRollout(rolloutId: string): void;
   tuning?: Partial<RolloutTuning>;
@@ -660,40 +657,15 @@ export class RolloutService {
     this.deps.publishRollout(rollout.id);
   }
 
-  private async runUpgrade(state: UpgradeState, attempt: number) {
-    const { metrics, provisioning, config } = this.deps;
-    metrics.provisioningRunsInProgress.inc();
-    const result = await runSaga(
-      {
-        prisma: this.prisma,
-        logger: this.deps.logger,
-        faults: provisioning.faults,
-        publish: this.deps.publishProgress,
-        observeStep: (step, outcome, seconds) =>
-          metrics.provisioningStepDuration.observe({ step, outcome }, seconds),
-        leaseMs: config.provisioningLeaseSeconds * 1000,
-      },
-      {
-        kind: 'UPGRADE',
-        clinicId: state.clinicId,
-        subjectName: state.clinicName,
-        attempt,
-        state,
-        steps: upgradeSteps({
-          prisma: this.prisma,
-          migrations: this.migrations,
-          lockTimeoutMs: this.tuning.lockTimeoutMs,
-          checkClinic: (clinicId) => provisioning.checkClinic(clinicId),
-        }),
-        // A busy clinic is tried again by the rollout: its run ends FAILED ("will retry").
-        suspendOn: (error) => isBusy(error),
-      },
-    ).finally(() => metrics.provisioningRunsInProgress.dec());
-    metrics.provisioningRuns.inc({
-      kind: 'UPGRADE',
-      outcome: result.ok ? 'success' : result.suspended ? 'suspended' : 'failure',
+  private runUpgrade(state: UpgradeState, attempt: number) {
+    const { provisioning } = this.deps;
+    const plan = upgradePlan({
+      prisma: this.prisma,
+      migrations: this.migrations,
+      lockTimeoutMs: this.tuning.lockTimeoutMs,
+      checkClinic: (clinicId) => provisioning.checkClinic(clinicId),
     });
-    return result;
+    return provisioning.run(plan, clinicSubject(state.clinicId, state.clinicName), state, { attempt });
   }
 }
 

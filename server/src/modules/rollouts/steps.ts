@@ -1,5 +1,5 @@
 /**
- * The UPGRADE plan of one clinic database, as saga steps (provisioning/saga.ts): apply the
+ * The UPGRADE plan of one clinic database, run by the provisioning engine: apply the
  * pending clinic migrations in one transaction with a lock timeout, then check the database.
  * Kept here, beside the rollout that runs it, so the provisioning engine can list it as its
  * UPGRADE plan (docs/decisions/047).
@@ -15,9 +15,7 @@ import {
   schemaVersion,
 } from '../../db/migrator.js';
 import { databaseUrl, withClient } from '../../db/sql.js';
-import { grantClinicRole } from '../provisioning/admin.js';
-import type { SagaStep } from '../provisioning/saga.js';
-import type { ClinicHealth } from '../provisioning/service.js';
+import { type ClinicHealth, grantClinicRole, type Plan } from '../provisioning/index.js';
 
 /** What an UPGRADE run works on; `clinicId` and `clinicName` name its subject in events. */
 export interface UpgradeState {
@@ -99,33 +97,43 @@ export async function upgradeDatabase(
   });
 }
 
-/** The UPGRADE plan: migrate_database, then verify_database. */
-export function upgradeSteps(deps: UpgradeDeps): SagaStep<UpgradeState>[] {
-  return [
-    {
-      name: 'migrate_database',
-      // No undo: the transaction either committed every migration or none.
-      async run(state) {
-        const { applied, version } = await upgradeDatabase(
-          databaseUrl(state.serverUrl, state.databaseName),
-          deps.migrations,
-          deps.lockTimeoutMs,
-        );
-        state.applied = applied;
-        if (applied.length > 0)
-          await grantClinicRole(state.serverUrl, state.databaseName, state.databaseRole);
-        await deps.prisma.clinic.update({ where: { id: state.clinicId }, data: { schemaVersion: version } });
-        return { note: applied.length > 0 ? `applied ${applied.join(', ')}` : 'already current' };
+/**
+ * The UPGRADE plan: migrate_database, then verify_database. A busy clinic is tried again by the
+ * rollout: its run ends FAILED ("will retry"), nothing undone.
+ */
+export function upgradePlan(deps: UpgradeDeps): Plan<UpgradeState> {
+  return {
+    kind: 'UPGRADE',
+    suspendOn: (error) => isBusy(error),
+    steps: [
+      {
+        name: 'migrate_database',
+        // No undo: the transaction either committed every migration or none.
+        async run(state) {
+          const { applied, version } = await upgradeDatabase(
+            databaseUrl(state.serverUrl, state.databaseName),
+            deps.migrations,
+            deps.lockTimeoutMs,
+          );
+          state.applied = applied;
+          if (applied.length > 0)
+            await grantClinicRole(state.serverUrl, state.databaseName, state.databaseRole);
+          await deps.prisma.clinic.update({
+            where: { id: state.clinicId },
+            data: { schemaVersion: version },
+          });
+          return { note: applied.length > 0 ? `applied ${applied.join(', ')}` : 'already current' };
+        },
       },
-    },
-    {
-      name: 'verify_database',
-      async run(state) {
-        state.health = await deps.checkClinic(state.clinicId);
-        if (state.health.dbStatus !== 'HEALTHY')
-          throw new Error(`${state.health.dbStatus}: ${state.health.errors.join('; ')}`);
-        return undefined;
+      {
+        name: 'verify_database',
+        async run(state) {
+          state.health = await deps.checkClinic(state.clinicId);
+          if (state.health.dbStatus !== 'HEALTHY')
+            throw new Error(`${state.health.dbStatus}: ${state.health.errors.join('; ')}`);
+          return undefined;
+        },
       },
-    },
-  ];
+    ],
+  };
 }

@@ -16,6 +16,7 @@ import {
   type RunSubject,
   subjectColumns,
 } from './events.js';
+import { isTransientStepError, STEP_RETRIES, STEP_RETRY_BASE_MS } from './transient.js';
 
 export interface StepResult {
   /** The step had nothing to do (e.g. DNS not configured); recorded as SKIPPED. */
@@ -155,9 +156,13 @@ export async function runSteps<S>(deps: EngineDeps, input: RunInput<S>): Promise
     for (const step of input.steps) {
       await emit(step.name, 'STARTED');
       const started = performance.now();
+      if (deps.faults.crashes(step.name)) {
+        // Fault injection of a process kill: no more heartbeats, no outcome, no return.
+        clearInterval(heartbeat);
+        await new Promise<never>(() => {});
+      }
       try {
-        deps.faults.check(step.name);
-        const result = await step.run(input.state, context);
+        const result = await tryStep(deps, step, input.state, context, log);
         const durationMs = Math.round(performance.now() - started);
         deps.observeStep(step.name, 'ok', durationMs / 1000);
         done.push(step);
@@ -170,6 +175,11 @@ export async function runSteps<S>(deps: EngineDeps, input: RunInput<S>): Promise
         const durationMs = Math.round(performance.now() - started);
         deps.observeStep(step.name, 'error', durationMs / 1000);
         await emit(step.name, 'FAILED', { message: describe(error), durationMs });
+        // The cause, for the operator: the child logger names the run, its kind and subject.
+        log.warn(
+          { step: step.name, error: describe(error), errorCode: errorCode(error) },
+          'provisioning step failed',
+        );
         if (step.afterCommit) {
           log.warn({ err: error, step: step.name }, 'provisioning step after commit failed; kept');
           continue;
@@ -205,6 +215,38 @@ export async function runSteps<S>(deps: EngineDeps, input: RunInput<S>): Promise
   } finally {
     clearInterval(heartbeat);
   }
+}
+
+/**
+ * One step's work: its transient failures (engine/transient.ts) are tried again, a bounded
+ * number of times with a doubling backoff, before the step counts as failed.
+ */
+async function tryStep<S>(
+  deps: EngineDeps,
+  step: Step<S>,
+  state: S,
+  context: StepContext,
+  log: Logger,
+): Promise<StepResult | undefined> {
+  for (let retry = 0; ; retry++) {
+    try {
+      deps.faults.check(step.name);
+      return await step.run(state, context);
+    } catch (error) {
+      if (retry >= STEP_RETRIES || !isTransientStepError(error)) throw error;
+      const waitMs = STEP_RETRY_BASE_MS * 2 ** retry;
+      log.warn(
+        { step: step.name, error: describe(error), errorCode: errorCode(error), retry: retry + 1, waitMs },
+        'provisioning step failed transiently; trying again',
+      );
+      await new Promise((done) => setTimeout(done, waitMs));
+    }
+  }
+}
+
+function errorCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
 }
 
 async function undoQuietly<S>(step: Step<S>, state: S, context: StepContext, log: Logger): Promise<boolean> {
