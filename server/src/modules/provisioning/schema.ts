@@ -606,15 +606,16 @@ builder.queryFields((t) => ({
   provisioningMetrics: t.field({
     type: ProvisioningMetricsRef,
     authScopes: { operator: true },
-    description: 'Super-admins: counts and durations over every recorded provisioning run.',
+    description:
+      'Super-admins: counts and durations of the registrations (REGISTER runs); repairs, upgrades, moves and deletions have runs of their own (provisioningRuns).',
     resolve: async (_root, _args, context) => {
       const [row] = await context.scoped(
         (tx) => tx.$queryRaw<
           { successes: number; failures: number; retries: number; p50: number | null; p95: number | null }[]
         >`
-        SELECT count(*) FILTER (WHERE status = 'SUCCEEDED')::int AS successes,
-               count(*) FILTER (WHERE status IN ('FAILED', 'ROLLED_BACK'))::int AS failures,
-               count(*) FILTER (WHERE attempt > 1)::int AS retries,
+        SELECT count(*) FILTER (WHERE status = 'SUCCEEDED' AND kind = 'REGISTER')::int AS successes,
+               count(*) FILTER (WHERE status IN ('FAILED', 'ROLLED_BACK') AND kind = 'REGISTER')::int AS failures,
+               count(*) FILTER (WHERE attempt > 1 AND kind = 'REGISTER')::int AS retries,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at) * 1000)
                  FILTER (WHERE status = 'SUCCEEDED' AND kind = 'REGISTER') AS p50,
                percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at) * 1000)
