@@ -282,7 +282,7 @@ describe('role boundaries of the schema', async () => {
 
     // Mutations
     'Mutation.activateAccount': {
-      operation: `mutation { activateAccount(input: { email: "$fresh@example.com", code: "123456", password: "${PASSWORD}" }) { __typename } }`,
+      operation: `mutation { activateAccount(input: { email: "$fresh@example.com", code: "123456", password: "${PASSWORD}", acceptedDocuments: [{ document: TERMS, version: "2026-01" }, { document: PRIVACY, version: "2026-01" }] }) { __typename } }`,
       access: PUBLIC,
       answer: typename('InvalidCodeError'),
     },
