@@ -58,6 +58,10 @@ function run(options: BenchOptions): Promise<SuiteResult> {
             adminPassword: 'a sturdy passphrase 42',
             adminFirstName: 'Marie',
             adminLastName: 'Curie',
+            acceptedDocuments: [
+              { document: 'TERMS', version: '2026-01' },
+              { document: 'PRIVACY', version: '2026-01' },
+            ],
           },
         },
       }),

@@ -390,6 +390,10 @@ async function register(url: string, label: string): Promise<Attempt> {
     adminPassword: PASSWORD,
     adminFirstName: 'Ada',
     adminLastName: 'Lovelace',
+    acceptedDocuments: [
+      { document: 'TERMS', version: '2026-01' },
+      { document: 'PRIVACY', version: '2026-01' },
+    ],
   };
   const sentAt = Date.now();
   const started = performance.now();

@@ -21,6 +21,7 @@ import {
 } from 'graphql';
 import { describe, expect, it } from 'vitest';
 import { startTestApp } from '../test/harness.js';
+import { CURRENT_ACCEPTANCES } from '../test/registration-flow.js';
 import { REPO_ROOT } from './db/paths.js';
 import { schema } from './schema.js';
 
@@ -100,6 +101,7 @@ describe('role boundaries of the schema', async () => {
           adminPassword: PASSWORD,
           adminFirstName: 'A',
           adminLastName: 'Z',
+          acceptedDocuments: CURRENT_ACCEPTANCES,
         },
       },
       { 'x-forwarded-for': '198.18.255.1' },
@@ -219,6 +221,11 @@ describe('role boundaries of the schema', async () => {
       access: SIGNED_IN,
       answer: (value) => expect(value).toMatchObject({ user: { id: expect.any(String) } }),
     },
+    'Query.myConsents': {
+      operation: '{ myConsents { document } }',
+      access: SIGNED_IN,
+      answer: (value) => expect(Array.isArray(value)).toBe(true),
+    },
     'Query.health': {
       operation: '{ health { status } }',
       access: PUBLIC,
@@ -275,7 +282,7 @@ describe('role boundaries of the schema', async () => {
 
     // Mutations
     'Mutation.activateAccount': {
-      operation: `mutation { activateAccount(input: { email: "$fresh@example.com", code: "123456", password: "${PASSWORD}" }) { __typename } }`,
+      operation: `mutation { activateAccount(input: { email: "$fresh@example.com", code: "123456", password: "${PASSWORD}", acceptedDocuments: [{ document: TERMS, version: "2026-01" }, { document: PRIVACY, version: "2026-01" }] }) { __typename } }`,
       access: PUBLIC,
       answer: typename('InvalidCodeError'),
     },
@@ -298,6 +305,17 @@ describe('role boundaries of the schema', async () => {
       operation: `mutation { deleteClinic(clinicId: "${ZERO}") { __typename } }`,
       access: SUPER_ADMINS,
       answer: typename('NotFoundError'),
+    },
+    'Mutation.acceptConsents': {
+      operation:
+        'mutation { acceptConsents(acceptedDocuments: [{ document: TERMS, version: "2026-01" }, { document: PRIVACY, version: "2026-01" }]) { __typename } }',
+      access: SIGNED_IN,
+      answer: typename('AcceptConsentsSuccess'),
+    },
+    'Mutation.withdrawConsent': {
+      operation: 'mutation { withdrawConsent(document: TERMS) { __typename } }',
+      access: SIGNED_IN,
+      answer: typename('WithdrawConsentSuccess'),
     },
     'Mutation.deleteMyAccount': {
       operation: 'mutation { deleteMyAccount { __typename } }',
@@ -337,7 +355,7 @@ describe('role boundaries of the schema', async () => {
     },
     'Mutation.registerClinic': {
       // A taken e-mail: a real answer of the resolver, without provisioning a clinic per case.
-      operation: `mutation { registerClinic(input: { clinicName: "Taken", country: "FR", adminEmail: "${takenEmail}", adminPassword: "${PASSWORD}", adminFirstName: "A", adminLastName: "B" }) { __typename } }`,
+      operation: `mutation { registerClinic(input: { clinicName: "Taken", country: "FR", adminEmail: "${takenEmail}", adminPassword: "${PASSWORD}", adminFirstName: "A", adminLastName: "B", acceptedDocuments: [{ document: TERMS, version: "2026-01" }, { document: PRIVACY, version: "2026-01" }] }) { __typename } }`,
       access: PUBLIC,
       answer: typename('EmailTakenError'),
     },

@@ -7,6 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { startTestApp } from '../test/harness.js';
+import { CURRENT_ACCEPTANCES } from '../test/registration-flow.js';
 
 const ZERO = '00000000-0000-4000-8000-000000000000';
 const NOT_EMAILS = [
@@ -84,6 +85,7 @@ describe('e-mail and phone formats', () => {
           adminPassword: 'a sturdy passphrase 42',
           adminFirstName: 'Marie',
           adminLastName: 'Curie',
+          acceptedDocuments: CURRENT_ACCEPTANCES,
           adminPhone: 'marie@example.com',
         },
       },

@@ -61,6 +61,13 @@ const duration = (fallback: string) =>
       return Number(match[1]) * WINDOW_UNITS[match[2] as keyof typeof WINDOW_UNITS];
     });
 
+/** A document version users accept (docs/decisions/053): a short label such as `2026-01`. */
+const consentVersion = z
+  .string()
+  .trim()
+  .regex(/^[A-Za-z0-9._-]{1,32}$/, { error: 'must be 1 to 32 letters, digits, dots, dashes or underscores' })
+  .default('2026-01');
+
 const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
 
 /** 32 bytes, given as 64 hex characters or as base64. */
@@ -218,6 +225,8 @@ const rawSchema = z.object({
   UNVERIFIED_CLINIC_TTL: duration('48h'),
   CLINIC_TRASH_RETENTION: duration('7d'),
   CLINIC_DELETE_RETENTION: duration('30d'),
+  CONSENT_TERMS_VERSION: consentVersion,
+  CONSENT_PRIVACY_VERSION: consentVersion,
 });
 
 type RawEnv = z.output<typeof rawSchema>;
@@ -355,6 +364,11 @@ export interface Config {
   clinicTrashRetentionSeconds: number;
   /** How long a deleted clinic stays restorable before the purge. @default 2592000 (30 d) */
   clinicDeleteRetentionSeconds: number;
+  /**
+   * The current version of each document a user accepts (docs/decisions/053): a change asks
+   * every user to accept the new one at their next sign-in. @default terms 2026-01, privacy 2026-01
+   */
+  consentVersions: Record<'TERMS' | 'PRIVACY', string>;
 }
 
 export class ConfigError extends Error {
@@ -457,6 +471,7 @@ export function loadConfig(
     unverifiedClinicTtlSeconds: raw.UNVERIFIED_CLINIC_TTL,
     clinicTrashRetentionSeconds: raw.CLINIC_TRASH_RETENTION,
     clinicDeleteRetentionSeconds: raw.CLINIC_DELETE_RETENTION,
+    consentVersions: { TERMS: raw.CONSENT_TERMS_VERSION, PRIVACY: raw.CONSENT_PRIVACY_VERSION },
   };
 }
 

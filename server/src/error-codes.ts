@@ -5,6 +5,7 @@
  */
 import { COMMON_ERROR_CODES } from './errors.js';
 import { AUTH_ERROR_CODES } from './modules/auth/errors.js';
+import { CONSENT_ERROR_CODES } from './modules/consents/errors.js';
 import { MEMBER_ERROR_CODES } from './modules/members/errors.js';
 import { USER_ERROR_CODES } from './modules/users/errors.js';
 
@@ -13,6 +14,7 @@ export const ERROR_CODE_TABLE = {
   ...AUTH_ERROR_CODES,
   ...USER_ERROR_CODES,
   ...MEMBER_ERROR_CODES,
+  ...CONSENT_ERROR_CODES,
 };
 
 export type ErrorCode = keyof typeof ERROR_CODE_TABLE;

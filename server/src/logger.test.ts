@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startTestApp } from '../test/harness.js';
+import { CURRENT_ACCEPTANCES } from '../test/registration-flow.js';
 import { createLogger } from './logger.js';
 import { base32Decode, currentStep, totpAt } from './modules/auth/totp.js';
 import { devMailbox } from './modules/mail/service.js';
@@ -138,6 +139,7 @@ describe('the logs of whole sign-in flows', async () => {
           adminPassword: password,
           adminFirstName: 'L',
           adminLastName: 'G',
+          acceptedDocuments: CURRENT_ACCEPTANCES,
         },
       },
     );

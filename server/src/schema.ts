@@ -6,6 +6,7 @@ import './modules/audit/schema.js';
 import './modules/auth/schema.js';
 import './modules/auth/sign-in-links-schema.js';
 import './modules/clients/schema.js';
+import './modules/consents/schema.js';
 import './modules/health/schema.js';
 import './modules/mail/schema.js';
 import './modules/members/schema.js';

@@ -1,6 +1,7 @@
 /** Control characters in any text input: a typed validation error, never a 500 (or a DB error). */
 import { describe, expect, it } from 'vitest';
 import { startTestApp, wsQuery } from '../test/harness.js';
+import { CURRENT_ACCEPTANCES } from '../test/registration-flow.js';
 import { hashPassword } from './modules/auth/passwords.js';
 
 const ZERO = '00000000-0000-4000-8000-000000000000';
@@ -73,6 +74,7 @@ describe('control characters in inputs', async () => {
           adminPassword: PASSWORD,
           adminFirstName: 'N',
           adminLastName: 'U',
+          acceptedDocuments: CURRENT_ACCEPTANCES,
         },
       },
     );

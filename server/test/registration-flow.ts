@@ -30,6 +30,12 @@ export interface RegisterAnswer {
   errors?: { message: string; extensions?: Record<string, unknown> }[];
 }
 
+/** The current version of every document (the defaults of CONSENT_TERMS_VERSION and CONSENT_PRIVACY_VERSION). */
+export const CURRENT_ACCEPTANCES = [
+  { document: 'TERMS', version: '2026-01' },
+  { document: 'PRIVACY', version: '2026-01' },
+];
+
 let counter = 0;
 
 /** A valid registerClinic input; every call gets its own e-mail. */
@@ -42,6 +48,7 @@ export function registrationInput(overrides: Record<string, unknown> = {}) {
     adminPassword: 'a sturdy passphrase 42',
     adminFirstName: 'Marie',
     adminLastName: 'Curie',
+    acceptedDocuments: CURRENT_ACCEPTANCES,
     ...overrides,
   };
 }

@@ -26,6 +26,7 @@ mutation RegisterClinic {
       adminPassword: "a sturdy passphrase 42"
       adminFirstName: "Marie"
       adminLastName: "Curie"
+      acceptedDocuments: [{ document: TERMS, version: "2026-01" }, { document: PRIVACY, version: "2026-01" }]
     }
   ) {
     __typename

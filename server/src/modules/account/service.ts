@@ -6,6 +6,7 @@
 import type { CentralPrisma } from '../../db/database.js';
 import type { RunScoped } from '../../db/request-scope.js';
 import { recordAudit } from '../audit/record.js';
+import { anonymise as anonymiseConsents, listConsents } from '../consents/service.js';
 import type { ProvisioningService } from '../provisioning/index.js';
 
 export interface AccountDeps {
@@ -58,6 +59,7 @@ export class AccountService {
       orderBy: { id: 'asc' },
       select: { at: true, action: true, ip: true, targetType: true, targetId: true },
     });
+    const consents = await listConsents(prisma, userId);
     let clinicSide: Record<string, unknown> = {};
     if (user.clinicId) {
       const clinicDb = await provisioning.clients.get(user.clinicId);
@@ -89,6 +91,7 @@ export class AccountService {
       sessions,
       clientRecords: user.clientRecords,
       auditLog: audit,
+      consents,
       clinicSide,
     };
   }
@@ -104,6 +107,7 @@ export class AccountService {
       prisma.emailVerificationToken.deleteMany({ where: { userId } }),
       prisma.loginCode.deleteMany({ where: { email: user.email ?? '' } }),
       prisma.clientRecord.updateMany({ where: { userId }, data: { userId: null } }),
+      anonymiseConsents(prisma, userId),
       prisma.user.update({
         where: { id: userId },
         data: {

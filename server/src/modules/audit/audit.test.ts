@@ -4,6 +4,7 @@
  */
 import { describe, expect, inject, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
+import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
 
 const pgAdmin = inject('pgAdminUrl');
@@ -51,6 +52,7 @@ describe('the audit log', async () => {
         adminPassword: 'a sturdy passphrase 42',
         adminFirstName: 'Ada',
         adminLastName: 'Lovelace',
+        acceptedDocuments: CURRENT_ACCEPTANCES,
       },
     });
     return body.data?.registerClinic;

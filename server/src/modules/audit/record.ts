@@ -21,6 +21,9 @@ export const AUDIT_ACTIONS = [
   'user.email_proven',
   'user.created_from_client_record',
   'user.deleted',
+  // Consents (consents/)
+  'consent.accepted',
+  'consent.withdrawn',
   // Clinic people (members/, clients/)
   'member.invited',
   'member.activated',

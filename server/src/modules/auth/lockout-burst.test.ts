@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { startRedis, startTestApp, type TestApp } from '../../../test/harness.js';
+import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
 import { devMailbox } from '../mail/service.js';
 import { hashPassword } from './passwords.js';
 import { base32Decode, currentStep, totpAt } from './totp.js';
@@ -204,7 +205,14 @@ describe('bursts against single-code budgets (PostgreSQL rows)', async () => {
     const wrong = right === '000000' ? '111111' : '000000';
     const answers = await burst(t, 40, (i) => [
       'mutation ($input: ActivateAccountInput!) { activateAccount(input: $input) { __typename } }',
-      { input: { email, code: i === 29 ? right : wrong, password: PASSWORD } },
+      {
+        input: {
+          email,
+          code: i === 29 ? right : wrong,
+          password: PASSWORD,
+          acceptedDocuments: CURRENT_ACCEPTANCES,
+        },
+      },
     ]);
     const counts = tally(answers);
     expect(answers[29]?.outcome).toBe('TooManyAttemptsError');

@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
+import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
 import { devMailbox } from '../mail/service.js';
 
 const ATTACKER_PASSWORD = 'attacker chosen passphrase 7';
@@ -57,6 +58,7 @@ describe('a mailbox proven for the first time', async () => {
           adminPassword: ATTACKER_PASSWORD,
           adminFirstName: 'Not',
           adminLastName: 'Victim',
+          acceptedDocuments: CURRENT_ACCEPTANCES,
         },
       },
     );

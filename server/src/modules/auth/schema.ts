@@ -1,6 +1,14 @@
 import { z } from 'zod';
 import { asErrorData, builder, errorType } from '../../builder.js';
 import { ConflictError, ValidationError } from '../../errors.js';
+import { ConsentWithdrawnError } from '../consents/errors.js';
+import {
+  AcceptedDocumentInput,
+  acceptancesOf,
+  type ConsentRequired,
+  ConsentRequiredRef,
+} from '../consents/schema.js';
+import { type Acceptance, requireCurrent } from '../consents/service.js';
 import { InvalidCodeError } from '../users/errors.js';
 import { UserRef } from '../users/schema.js';
 import { emailSchema, phoneSchema } from '../users/validation.js';
@@ -88,10 +96,13 @@ const isSession = (value: unknown): value is IssuedSession =>
   typeof (value as IssuedSession | undefined)?.accessToken === 'string';
 
 const SignInResult = builder.unionType('MutationSignInWithPasswordResult', {
-  description: 'A session, a two-factor challenge to finish, or why signing in was refused.',
+  description:
+    'A session, a two-factor challenge to finish, documents to accept first, or why signing in was refused.',
   types: [
     AuthSessionRef,
     TwoFactorChallengeRef,
+    ConsentRequiredRef,
+    ConsentWithdrawnError,
     InvalidCredentialsError,
     EmailNotVerifiedError,
     ClinicUnavailableError,
@@ -100,6 +111,7 @@ const SignInResult = builder.unionType('MutationSignInWithPasswordResult', {
   resolveType: (value) => {
     if (isSession(value)) return 'AuthSession';
     if (typeof (value as TwoFactorChallenge).challengeToken === 'string') return 'TwoFactorChallenge';
+    if (Array.isArray((value as ConsentRequired).consentRequired)) return 'ConsentRequired';
     return (value as Error).name;
   },
 });
@@ -145,8 +157,13 @@ builder.mutationFields((t) => ({
       email: t.arg.string({ description: 'The account’s e-mail address.' }),
       phone: t.arg.string({ description: 'International format, e.g. +33612345678' }),
       password: t.arg.string({ required: true, description: 'The password (at most 512 characters).' }),
+      acceptedDocuments: t.arg({
+        type: [AcceptedDocumentInput],
+        description:
+          'Documents accepted with this sign-in, at their current versions: the answer to ConsentRequired or CONSENT_WITHDRAWN.',
+      }),
     },
-    resolve: async (_root, { email, phone, password }, context) => {
+    resolve: async (_root, { email, phone, password, acceptedDocuments }, context) => {
       const parsedPhone = phone == null ? null : phoneSchema.safeParse(phone);
       const parsedEmail = email == null ? null : emailSchema.safeParse(email);
       const fields = [
@@ -168,20 +185,34 @@ builder.mutationFields((t) => ({
           ? [{ path: ['password'], message: 'Enter your password' }]
           : []),
       ];
+      let acceptances: Acceptance[] | null = null;
+      if (acceptedDocuments) {
+        try {
+          acceptances = requireCurrent(context.deps.config, acceptancesOf(acceptedDocuments), [
+            'acceptedDocuments',
+          ]);
+        } catch (error) {
+          if (!(error instanceof ValidationError)) throw error;
+          fields.push(...error.fields);
+        }
+      }
       if (fields.length > 0) return asErrorData(new ValidationError(fields));
       const login = parsedPhone?.success
         ? { phone: parsedPhone.data }
         : { email: parsedEmail?.data as string };
       try {
-        return await context.deps.auth.signInWithPassword(login, password, {
-          ip: context.ip,
-          userAgent: context.userAgent,
-        });
+        return await context.deps.auth.signInWithPassword(
+          login,
+          password,
+          { ip: context.ip, userAgent: context.userAgent },
+          acceptances,
+        );
       } catch (error) {
         if (
           error instanceof InvalidCredentialsError ||
           error instanceof EmailNotVerifiedError ||
-          error instanceof ClinicUnavailableError
+          error instanceof ClinicUnavailableError ||
+          error instanceof ConsentWithdrawnError
         ) {
           return asErrorData(error);
         }

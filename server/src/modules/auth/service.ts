@@ -14,6 +14,9 @@ import type { UserRole } from '../../generated/central/enums.js';
 import { isUuid } from '../../ids.js';
 import type { Logger } from '../../logger.js';
 import { auditActionSql, recordAudit } from '../audit/record.js';
+import { ConsentWithdrawnError } from '../consents/errors.js';
+import type { ConsentRequired } from '../consents/schema.js';
+import { type Acceptance, consentState, recordAcceptances } from '../consents/service.js';
 import type { MailTransport } from '../mail/service.js';
 import type { ProvisioningService } from '../provisioning/service.js';
 import { InvalidCodeError } from '../users/errors.js';
@@ -131,7 +134,8 @@ export class AuthService {
     login: PasswordLogin,
     password: string,
     meta: RequestMeta,
-  ): Promise<IssuedSession | TwoFactorChallenge> {
+    acceptances: Acceptance[] | null = null,
+  ): Promise<IssuedSession | TwoFactorChallenge | ConsentRequired> {
     const where = 'phone' in login ? { phone: login.phone } : { email: normaliseEmail(login.email) };
     const accountKey = 'phone' in where ? `account:phone:${where.phone}` : `account:${where.email}`;
     const addressKey = `ip:${meta.ip ?? 'unknown'}`;
@@ -140,7 +144,7 @@ export class AuthService {
     const slot = claimHashSlot(addressKey, this.hashSlotsPerAddress);
     if (!slot) throw new RateLimitedError(1);
     try {
-      return await this.checkPassword(where, accountKey, addressKey, password, meta, slot);
+      return await this.checkPassword(where, accountKey, addressKey, password, meta, slot, acceptances);
     } finally {
       slot.release();
     }
@@ -154,7 +158,8 @@ export class AuthService {
     password: string,
     meta: RequestMeta,
     slot: HashClaim,
-  ): Promise<IssuedSession | TwoFactorChallenge> {
+    acceptances: Acceptance[] | null,
+  ): Promise<IssuedSession | TwoFactorChallenge | ConsentRequired> {
     const { prisma } = this.deps;
     // Reserved before anything is evaluated (lockout.ts): of N concurrent attempts at most the
     // limit get past here. The address first: an attempt on a locked account still spends the
@@ -186,6 +191,9 @@ export class AuthService {
     // A member invited by SMS proved their phone by activating (which set this password).
     if (!('phone' in where) && !user.emailVerifiedAt) throw new EmailNotVerifiedError();
     if (user.clinic) await this.ensureClinicUsable(user.clinic.id, user.clinic.status);
+    // Only after the password: what a user accepted is theirs to learn, nobody else's.
+    const pending = await this.consentsPending(user.id, acceptances, meta);
+    if (pending) return pending;
     if (user.totpEnabledAt) {
       // The password was right; the session waits for the second factor.
       const challengeToken = await new SignJWT({ purpose: '2fa' })
@@ -199,6 +207,40 @@ export class AuthService {
       return { challengeToken };
     }
     return this.issue(user, randomUUID(), meta, 'password');
+  }
+
+  /**
+   * What a password sign-in asks of the user's consents (docs/decisions/053): acceptances given
+   * with it are recorded first; then a withdrawn privacy notice refuses the sign-in and an
+   * outdated (or withdrawn) document asks for acceptance.
+   * @throws ConsentWithdrawnError
+   */
+  private async consentsPending(
+    userId: string,
+    acceptances: Acceptance[] | null,
+    meta: RequestMeta,
+  ): Promise<ConsentRequired | null> {
+    const { prisma, config } = this.deps;
+    if (acceptances) {
+      await prisma.$transaction(async (tx) => {
+        await recordAcceptances(tx, userId, acceptances, meta.ip);
+        await recordAudit(tx, {
+          action: 'consent.accepted',
+          actorId: userId,
+          ip: meta.ip,
+          targetType: 'user',
+          targetId: userId,
+          data: { documents: acceptances.map(({ document, version }) => `${document} ${version}`) },
+        });
+      });
+    }
+    const state = await consentState(prisma, config, userId);
+    if (state.withdrawn.includes('PRIVACY')) throw new ConsentWithdrawnError();
+    const required = [
+      ...state.outdated,
+      ...state.withdrawn.map((document) => ({ document, version: config.consentVersions[document] })),
+    ];
+    return required.length > 0 ? { consentRequired: required } : null;
   }
 
   /**

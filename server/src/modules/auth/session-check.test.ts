@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../../../test/harness.js';
+import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
 import { withClient } from '../../db/sql.js';
 import { devMailbox } from '../mail/service.js';
 import { hashPassword } from './passwords.js';
@@ -189,7 +190,7 @@ describe('access tokens live only as long as their session, on every instance', 
 
     const activated = await a.gql<{ activateAccount: Session }>(
       `mutation ($input: ActivateAccountInput!) { activateAccount(input: $input) { ${SESSION} } }`,
-      { input: { email, code: activation, password: PASSWORD } },
+      { input: { email, code: activation, password: PASSWORD, acceptedDocuments: CURRENT_ACCEPTANCES } },
     );
     const fresh = activated.body.data?.activateAccount as Session;
     expect(fresh.__typename).toBe('AuthSession');

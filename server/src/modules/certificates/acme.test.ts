@@ -14,6 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { resolverFor } from '../../../test/dns-client.js';
 import { startFakeAcme } from '../../../test/fake-acme.js';
 import { startTestApp, tempDir, testLogger } from '../../../test/harness.js';
+import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
 import { acmeChallengeName, type DnsProvider } from '../dns/service.js';
 import { acmeDirOf } from './acme.js';
 import { AcmeCertificateIssuer, CertificateStore, type TlsCredentials } from './service.js';
@@ -257,6 +258,7 @@ describe('ACME issuance against a local CA', () => {
           adminPassword: 'a sturdy passphrase 42',
           adminFirstName: 'Marie',
           adminLastName: 'Curie',
+          acceptedDocuments: CURRENT_ACCEPTANCES,
         },
       },
     );

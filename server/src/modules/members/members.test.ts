@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
+import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
 import { startSmtpSink } from '../../../test/smtp-sink.js';
 import { hashPassword } from '../auth/passwords.js';
 
@@ -106,12 +107,22 @@ describe('atomic invitations', async () => {
     const activated = await t.gql<{ activateAccount: { __typename: string; accessToken?: string } }>(
       ACTIVATE,
       {
-        input: { phone: '+33611223344', code, password: 'another sturdy passphrase' },
+        input: {
+          phone: '+33611223344',
+          code,
+          password: 'another sturdy passphrase',
+          acceptedDocuments: CURRENT_ACCEPTANCES,
+        },
       },
     );
     expect(activated.body.data?.activateAccount.__typename).toBe('AuthSession');
     const again = await t.gql(ACTIVATE, {
-      input: { phone: '+33611223344', code, password: 'another sturdy passphrase' },
+      input: {
+        phone: '+33611223344',
+        code,
+        password: 'another sturdy passphrase',
+        acceptedDocuments: CURRENT_ACCEPTANCES,
+      },
     });
     expect(again.body.data).toEqual({
       activateAccount: { __typename: 'InvalidCodeError', code: 'INVALID_CODE' },
@@ -177,13 +188,25 @@ describe('atomic invitations', async () => {
     });
     const mail = await sink.waitFor((m) => (m.subject ?? '').includes('activation code'));
     const code = /(\d{6})/.exec(mail.text ?? '')?.[1];
-    const activated = await t.gql<{ activateAccount: { __typename: string } }>(ACTIVATE, {
+    // Without the acceptances: refused on that field, and the code still works afterwards.
+    const unaccepted = await t.gql<{ activateAccount: { __typename: string } }>(ACTIVATE, {
       input: { email: 'staff@example.com', code, password: 'another sturdy passphrase' },
     });
+    expect(unaccepted.body.data?.activateAccount.__typename).toBe('ValidationError');
+    const activated = await t.gql<{ activateAccount: { __typename: string } }>(ACTIVATE, {
+      input: {
+        email: 'staff@example.com',
+        code,
+        password: 'another sturdy passphrase',
+        acceptedDocuments: CURRENT_ACCEPTANCES,
+      },
+    });
     expect(activated.body.data?.activateAccount.__typename).toBe('AuthSession');
+    const staff = await prisma.user.findUniqueOrThrow({ where: { email: 'staff@example.com' } });
+    expect(staff.emailVerifiedAt).not.toBeNull();
     expect(
-      (await prisma.user.findUniqueOrThrow({ where: { email: 'staff@example.com' } })).emailVerifiedAt,
-    ).not.toBeNull();
+      (await prisma.consent.findMany({ where: { userId: staff.id } })).map((row) => row.document).sort(),
+    ).toEqual(['PRIVACY', 'TERMS']);
   });
 
   it('burns an activation code after 5 wrong tries', async () => {
@@ -194,7 +217,12 @@ describe('atomic invitations', async () => {
     const answers: string[] = [];
     for (let i = 0; i < 5; i++) {
       const { body } = await t.gql<{ activateAccount: { code: string } }>(ACTIVATE, {
-        input: { phone: '+33655443322', code: wrong, password: 'another sturdy passphrase' },
+        input: {
+          phone: '+33655443322',
+          code: wrong,
+          password: 'another sturdy passphrase',
+          acceptedDocuments: CURRENT_ACCEPTANCES,
+        },
       });
       answers.push(body.data?.activateAccount.code as string);
     }
@@ -206,7 +234,12 @@ describe('atomic invitations', async () => {
       'TOO_MANY_ATTEMPTS',
     ]);
     const right = await t.gql<{ activateAccount: { code: string } }>(ACTIVATE, {
-      input: { phone: '+33655443322', code, password: 'another sturdy passphrase' },
+      input: {
+        phone: '+33655443322',
+        code,
+        password: 'another sturdy passphrase',
+        acceptedDocuments: CURRENT_ACCEPTANCES,
+      },
     });
     expect(right.body.data?.activateAccount.code).toBe('TOO_MANY_ATTEMPTS');
   });

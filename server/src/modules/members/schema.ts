@@ -5,6 +5,8 @@ import { ConflictError } from '../../errors.js';
 import { idSchema } from '../../ids.js';
 import { ClinicUnavailableError, EmailNotVerifiedError, TooManyAttemptsError } from '../auth/errors.js';
 import { AuthSessionRef } from '../auth/schema.js';
+import { AcceptedDocumentInput } from '../consents/schema.js';
+import { acceptancesSchema, requireCurrent } from '../consents/service.js';
 import { EmailTakenError, InvalidCodeError } from '../users/errors.js';
 import { UserRef } from '../users/schema.js';
 import { emailSchema, passwordSchema, phoneSchema } from '../users/validation.js';
@@ -99,6 +101,11 @@ const ActivateAccountInput = builder.inputType('ActivateAccountInput', {
       required: true,
       description: 'The new password (see the password rules in the README).',
     }),
+    acceptedDocuments: t.field({
+      type: [AcceptedDocumentInput],
+      description:
+        'The member’s acceptance of the terms and the privacy notice at their current versions; VALIDATION on this field otherwise.',
+    }),
   }),
 });
 
@@ -108,6 +115,7 @@ const activateSchema = z
     email: emailSchema.nullish(),
     code: z.string().trim().min(1).max(12),
     password: passwordSchema,
+    acceptedDocuments: acceptancesSchema,
   })
   .superRefine((input, ctx) => {
     if (!input.phone === !input.email)
@@ -167,10 +175,15 @@ builder.mutationFields((t) => ({
     validate: z.object({ input: activateSchema }),
     resolve: async (_root, args, context) => {
       const input = activateSchema.parse(args.input);
+      const acceptances = requireCurrent(context.deps.config, input.acceptedDocuments, [
+        'input',
+        'acceptedDocuments',
+      ]);
       const userId = await context.deps.members.activate(
         { email: input.email ?? null, phone: input.phone ?? null },
         input.code,
         input.password,
+        { acceptances, ip: context.ip },
       );
       return context.deps.auth.startSession(
         userId,

@@ -13,6 +13,7 @@ import type { Logger } from '../../logger.js';
 import { recordAudit } from '../audit/record.js';
 import { EmailNotVerifiedError, TooManyAttemptsError } from '../auth/errors.js';
 import { hashPassword } from '../auth/passwords.js';
+import { type Acceptance, recordAcceptances } from '../consents/service.js';
 import { MailDeliveryError, type MailTransport, sendMailNow } from '../mail/service.js';
 import { SmsDeliveryError, type SmsGateway } from '../sms/gateway.js';
 import { EmailTakenError, InvalidCodeError } from '../users/errors.js';
@@ -197,6 +198,7 @@ export class MembersService {
     contact: { email: string | null; phone: string | null },
     code: string,
     password: string,
+    consent: { acceptances: Acceptance[]; ip: string | null },
   ): Promise<string> {
     const { prisma } = this.deps;
     const user = await prisma.user.findFirst({
@@ -235,6 +237,7 @@ export class MembersService {
         where: { userId: user.id, revokedAt: null },
         data: { revokedAt: new Date() },
       });
+      await recordAcceptances(tx, user.id, consent.acceptances, consent.ip);
       await recordAudit(tx, { action: 'member.activated', actorId: user.id, clinicId: user.clinicId });
     });
     this.deps.sessionsEnded(user.id);

@@ -8,6 +8,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createConfig, lintFromString } from '@redocly/openapi-core';
 import { afterAll, describe, expect, it } from 'vitest';
+import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
 import { gql, type RestResponse, restClient, startCapturingApp } from './helpers.test-support.js';
 import { openApiDocument } from './openapi.js';
 import { ONBOARDING_ROUTES } from './routes.js';
@@ -746,6 +747,7 @@ describe('subdomains shared with clinic registration', () => {
             adminPassword: 'a sturdy passphrase 42',
             adminFirstName: 'Ada',
             adminLastName: 'Lovelace',
+            acceptedDocuments: CURRENT_ACCEPTANCES,
           },
         },
       }),

@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { startTestApp, wsQuery } from '../../../test/harness.js';
+import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
 
 const REGISTER = `mutation ($input: RegisterClinicInput!) {
   registerClinic(input: $input) {
@@ -31,6 +32,7 @@ describe('clinic details and named runs', async () => {
         adminPassword: 'a sturdy passphrase 42',
         adminFirstName: 'Ada',
         adminLastName: 'Lovelace',
+        acceptedDocuments: CURRENT_ACCEPTANCES,
       },
     });
     return { ...body.data?.registerClinic, adminEmail };

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createTestDatabase, startTestApp, TEST_SECRETS } from '../../../test/harness.js';
+import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
 import { REPO_ROOT } from '../../db/paths.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
 import { ownerTag, quoteLiteral } from '../provisioning/admin.js';
@@ -158,7 +159,7 @@ async function statementsInFlight(centralUrl: string, mode: string): Promise<num
   });
 }
 
-function register(url: string, input: Record<string, string>): Promise<Response> {
+function register(url: string, input: Record<string, unknown>): Promise<Response> {
   return fetch(`${url}/graphql`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -176,6 +177,7 @@ async function crashDuringRegistrations(mode: 'strict' | 'hybrid') {
     adminPassword: 'a sturdy passphrase 42',
     adminFirstName: 'Kill',
     adminLastName: 'Nine',
+    acceptedDocuments: CURRENT_ACCEPTANCES,
   });
 
   // One registration finishes before the crash: the survivor must keep it.
@@ -346,6 +348,7 @@ describe("the reconciler's reach", async () => {
           adminPassword: 'a sturdy passphrase 42',
           adminFirstName: 'T',
           adminLastName: 'H',
+          acceptedDocuments: CURRENT_ACCEPTANCES,
         },
       },
     );

@@ -1,6 +1,7 @@
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { resolverFor } from '../../../test/dns-client.js';
 import { startTestApp, type TestApp } from '../../../test/harness.js';
+import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
 import { startSmtpSink } from '../../../test/smtp-sink.js';
 import { withClient } from '../../db/sql.js';
 
@@ -42,6 +43,7 @@ function input(overrides: Record<string, unknown> = {}) {
     adminPassword: 'a sturdy passphrase 42',
     adminFirstName: 'Marie',
     adminLastName: 'Curie',
+    acceptedDocuments: CURRENT_ACCEPTANCES,
     ...overrides,
   };
 }

@@ -3,6 +3,8 @@ import { builder } from '../../builder.js';
 import type { Context } from '../../context.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import { idSchema } from '../../ids.js';
+import { AcceptedDocumentInput } from '../consents/schema.js';
+import { requireCurrent } from '../consents/service.js';
 import { ProvisioningFailedError } from '../provisioning/index.js';
 import { ClinicRef } from '../provisioning/schema.js';
 import { EmailTakenError } from '../users/errors.js';
@@ -76,6 +78,11 @@ const RegisterClinicInput = builder.inputType('RegisterClinicInput', {
     adminFirstName: t.string({ required: true, description: 'The admin’s first name.' }),
     adminLastName: t.string({ required: true, description: 'The admin’s last name.' }),
     adminPhone: t.string({ description: 'International format, e.g. +33612345678.' }),
+    acceptedDocuments: t.field({
+      type: [AcceptedDocumentInput],
+      description:
+        'The admin’s acceptance of the terms and the privacy notice at their current versions; VALIDATION on this field otherwise.',
+    }),
   }),
 });
 
@@ -103,8 +110,14 @@ builder.mutationFields((t) => ({
       input: t.arg({ type: RegisterClinicInput, required: true, description: 'The clinic and its admin.' }),
     },
     validate: z.object({ input: registerClinicSchema }),
-    resolve: (_root, args, context) =>
-      context.deps.registration.register(registerClinicSchema.parse(args.input), { ip: context.ip }),
+    resolve: (_root, args, context) => {
+      const input = registerClinicSchema.parse(args.input);
+      const acceptances = requireCurrent(context.deps.config, input.acceptedDocuments, [
+        'input',
+        'acceptedDocuments',
+      ]);
+      return context.deps.registration.register(input, { ip: context.ip, acceptances });
+    },
   }),
   retryProvisioning: t.field({
     type: RetryProvisioningSuccess,

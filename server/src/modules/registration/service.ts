@@ -13,6 +13,7 @@ import { type CounterStore, RateLimit, takeAll } from '../../limits/counters.js'
 import type { Logger } from '../../logger.js';
 import { hashPassword } from '../auth/passwords.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
+import { type Acceptance, recordAcceptances } from '../consents/service.js';
 import type { DnsProvider } from '../dns/provider.js';
 import { enqueueMail } from '../mail/service.js';
 import {
@@ -39,6 +40,9 @@ interface RegistrationState extends ProvisionState {
   passwordHash: string;
   phone: string | null;
   hybrid: boolean;
+  /** The documents the admin accepted, recorded with the account (central_records only). */
+  acceptances: Acceptance[];
+  ip: string | null;
 }
 
 export interface RegistrationDeps {
@@ -79,14 +83,17 @@ export class RegistrationService {
    * @throws EmailTakenError when the e-mail is in use (also when a concurrent registration wins).
    * @throws ProvisioningFailedError after undoing everything.
    */
-  async register(input: RegisterClinicInput, meta: { ip: string | null }): Promise<Registered> {
+  async register(
+    input: RegisterClinicInput,
+    meta: { ip: string | null; acceptances: Acceptance[] },
+  ): Promise<Registered> {
     const address = meta.ip ?? 'unknown';
     await takeAll([
       [this.perAddress, address],
       [this.overall, 'all'],
     ]);
     try {
-      return await this.registerCounted(input);
+      return await this.registerCounted(input, meta);
     } catch (error) {
       // A failure on our side is not the caller's attempt (it may retry at once).
       if (error instanceof ProvisioningFailedError) {
@@ -96,7 +103,10 @@ export class RegistrationService {
     }
   }
 
-  private async registerCounted(input: RegisterClinicInput): Promise<Registered> {
+  private async registerCounted(
+    input: RegisterClinicInput,
+    meta: { ip: string | null; acceptances: Acceptance[] },
+  ): Promise<Registered> {
     const { prisma, provisioning, config } = this.deps;
     // Fast path; the unique index decides races (central_records maps its violation).
     if (await prisma.user.findUnique({ where: { email: input.adminEmail }, select: { id: true } })) {
@@ -118,6 +128,8 @@ export class RegistrationService {
       passwordHash: await hashPassword(input.adminPassword),
       phone: input.adminPhone ?? null,
       hybrid,
+      acceptances: meta.acceptances,
+      ip: meta.ip,
     };
     const plan = provisioning.plans.register(this.hooks(), {
       // Only once the central records exist is there something to resume.
@@ -371,6 +383,7 @@ export class RegistrationService {
               },
             });
             admin.userId = user.id;
+            await recordAcceptances(tx, user.id, state.acceptances, state.ip);
           } catch (error) {
             // The unique index decides races between registrations of one e-mail.
             if ((error as { code?: string }).code === 'P2002') throw new EmailTakenError();
@@ -424,6 +437,6 @@ export class RegistrationService {
 
 /** The state the registration's hooks work on, for a clinic that exists (a resume). */
 function registrationState(base: ProvisionState, hybrid: boolean): RegistrationState {
-  // passwordHash and phone serve central_records only, which never runs again for an existing clinic.
-  return { ...base, passwordHash: '', phone: null, hybrid };
+  // passwordHash, phone and acceptances serve central_records only, which never runs again for an existing clinic.
+  return { ...base, passwordHash: '', phone: null, hybrid, acceptances: [], ip: null };
 }

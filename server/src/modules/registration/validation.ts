@@ -1,6 +1,7 @@
 /** Input rules of registerClinic. Every rule reports its own field; all are checked together. */
 import { z } from 'zod';
 import { COUNTRY_CODES } from '../../countries.js';
+import { acceptancesSchema } from '../consents/service.js';
 import { containsLinkOrPhone, emailSchema, passwordSchema, phoneSchema } from '../users/validation.js';
 
 const name = (label: string) =>
@@ -32,6 +33,7 @@ export const registerClinicSchema = z
     adminFirstName: name('First name'),
     adminLastName: name('Last name'),
     adminPhone: phoneSchema.nullish(),
+    acceptedDocuments: acceptancesSchema,
   })
   .superRefine((input, ctx) => {
     const password = input.adminPassword.toLowerCase();

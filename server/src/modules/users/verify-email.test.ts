@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startTestApp, tempDir } from '../../../test/harness.js';
+import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
 import { startSmtpSink } from '../../../test/smtp-sink.js';
 
 const sink = await startSmtpSink();
@@ -56,6 +57,7 @@ describe('the e-mail verification link', async () => {
         adminPassword: 'a sturdy passphrase 42',
         adminFirstName: 'Marie',
         adminLastName: 'Curie',
+        acceptedDocuments: CURRENT_ACCEPTANCES,
       },
     });
     expect(body.data).toMatchObject({ registerClinic: { __typename: 'RegisterClinicSuccess' } });

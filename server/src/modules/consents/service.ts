@@ -1,0 +1,125 @@
+/**
+ * Recorded consents (docs/decisions/053): which version of the terms and of the privacy notice a
+ * user accepted, when, and from which address. Acceptances are written in the caller's
+ * transaction (the one that creates the account or signs it in), so an account never exists
+ * without them. Other modules use only these exports.
+ */
+import { z } from 'zod';
+import type { CentralPrisma } from '../../db/database.js';
+import type { Config } from '../../env.js';
+import { ValidationError } from '../../errors.js';
+import type { Prisma } from '../../generated/central/client.js';
+
+export const CONSENT_DOCUMENTS = ['TERMS', 'PRIVACY'] as const;
+export type ConsentDocument = (typeof CONSENT_DOCUMENTS)[number];
+
+export interface Acceptance {
+  document: ConsentDocument;
+  version: string;
+}
+
+/**
+ * The shape of an `acceptedDocuments` input inside a zod-validated input (which keeps only the
+ * fields it knows); whether the versions are current is {@link requireCurrent}'s to say.
+ */
+export const acceptancesSchema = z
+  .array(z.object({ document: z.enum(CONSENT_DOCUMENTS), version: z.string().max(32) }))
+  .max(CONSENT_DOCUMENTS.length * 2)
+  .nullish();
+
+type Db = Prisma.TransactionClient | CentralPrisma;
+
+/**
+ * Checks that `accepted` covers every document at its current version.
+ * @param path the input field the acceptances came in (the ValidationError points at it).
+ * @throws ValidationError on that field, naming what is missing or outdated.
+ */
+export function requireCurrent(
+  config: Pick<Config, 'consentVersions'>,
+  accepted: readonly Acceptance[] | null | undefined,
+  path: string[],
+): Acceptance[] {
+  const problems = CONSENT_DOCUMENTS.flatMap((document) => {
+    const current = config.consentVersions[document];
+    const given = accepted?.find((acceptance) => acceptance.document === document);
+    if (!given) return [`Accept the ${label(document)} (version ${current})`];
+    if (given.version !== current)
+      return [`The current ${label(document)} is version ${current}, not ${given.version}`];
+    return [];
+  });
+  if (problems.length > 0) throw new ValidationError([{ path, message: problems.join('; ') }]);
+  return CONSENT_DOCUMENTS.map((document) => ({ document, version: config.consentVersions[document] }));
+}
+
+/** Writes one row per acceptance, in the caller's transaction. */
+export async function recordAcceptances(
+  db: Db,
+  userId: string,
+  acceptances: readonly Acceptance[],
+  ip: string | null,
+): Promise<void> {
+  if (acceptances.length === 0) return;
+  await db.consent.createMany({
+    data: acceptances.map(({ document, version }) => ({ userId, document, version, ip })),
+  });
+}
+
+export interface ConsentState {
+  /** Documents whose acceptance the user withdrew and has not given again. */
+  withdrawn: ConsentDocument[];
+  /** Documents the user accepted at an older version only: the new one must be accepted. */
+  outdated: Acceptance[];
+}
+
+/**
+ * What a sign-in must ask of this user. A user with no row for a document is not asked: the
+ * account predates consents or was made by a path that records none (decision 053).
+ */
+export async function consentState(
+  db: Db,
+  config: Pick<Config, 'consentVersions'>,
+  userId: string,
+): Promise<ConsentState> {
+  const rows = await db.consent.findMany({
+    where: { userId },
+    select: { document: true, version: true, withdrawnAt: true },
+  });
+  const state: ConsentState = { withdrawn: [], outdated: [] };
+  for (const document of CONSENT_DOCUMENTS) {
+    const mine = rows.filter((row) => row.document === document);
+    if (mine.length === 0) continue;
+    const open = mine.filter((row) => row.withdrawnAt === null);
+    const current = config.consentVersions[document];
+    if (open.length === 0) state.withdrawn.push(document);
+    else if (!open.some((row) => row.version === current))
+      state.outdated.push({ document, version: current });
+  }
+  return state;
+}
+
+/** The user's consents, newest first. */
+export function listConsents(db: Db, userId: string) {
+  return db.consent.findMany({
+    where: { userId },
+    orderBy: [{ acceptedAt: 'desc' }, { id: 'asc' }],
+    select: { id: true, document: true, version: true, acceptedAt: true, withdrawnAt: true, ip: true },
+  });
+}
+
+/** Closes the user's open acceptances of `document`. @returns how many were open. */
+export async function withdraw(db: Db, userId: string, document: ConsentDocument): Promise<number> {
+  const { count } = await db.consent.updateMany({
+    where: { userId, document, withdrawnAt: null },
+    data: { withdrawnAt: new Date() },
+  });
+  return count;
+}
+
+/** deleteMyAccount: the rows stay, without identity (as the audit log's). */
+export function anonymise(db: Db, userId: string) {
+  return db.consent.updateMany({ where: { userId }, data: { userId: null, ip: null } });
+}
+
+function label(document: ConsentDocument): string {
+  return document === 'TERMS' ? 'terms of use' : 'privacy notice';
+}
