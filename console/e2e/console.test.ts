@@ -26,6 +26,7 @@ import {
   type TestApp,
   tempDir,
 } from '../../server/test/harness.js';
+import { CURRENT_ACCEPTANCES } from '../../server/test/registration-flow.js';
 import { freePort, startServerProcess } from '../../server/test/server-process.js';
 import { startSmtpSink } from '../../server/test/smtp-sink.js';
 import { buildConsole } from './build.js';
@@ -80,6 +81,7 @@ const registerOn = async (app: TestApp, clinicName: string, adminEmail: string) 
       adminPassword: PASSWORD,
       adminFirstName: 'Ada',
       adminLastName: 'Lovelace',
+      acceptedDocuments: CURRENT_ACCEPTANCES,
     },
   });
   return body.data?.registerClinic;
