@@ -7,6 +7,7 @@ import type { AccountService } from './modules/account/service.js';
 import type { AuthService } from './modules/auth/service.js';
 import type { Viewer } from './modules/auth/viewer.js';
 import type { CertificateIssuer } from './modules/certificates/issuer.js';
+import type { ConsentService } from './modules/consents/service.js';
 import type { DnsProvider } from './modules/dns/provider.js';
 import type { MailTransport } from './modules/mail/service.js';
 import type { MembersService } from './modules/members/service.js';
@@ -49,6 +50,8 @@ export interface Deps extends BaseDeps {
   /** Moves of clinic databases between servers (moveClinic). */
   moves: MoveService;
   /** E-mail verification links of accounts: spending them, sending new ones. */
+  /** A signed-in user's own consents (terms, privacy notice). */
+  consents: ConsentService;
   emailVerification: EmailVerificationService;
   mail: MailTransport;
   /** Publishes clinic subdomains (DNS_PROVIDER). */

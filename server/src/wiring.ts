@@ -15,6 +15,7 @@ import { AuthService } from './modules/auth/service.js';
 import { SessionCache } from './modules/auth/session-cache.js';
 import { SessionWatch } from './modules/auth/session-watch.js';
 import { createCertificateIssuer } from './modules/certificates/service.js';
+import { ConsentService } from './modules/consents/service.js';
 import { createDnsProvider, createDnsServer, type DnsLimits } from './modules/dns/service.js';
 import { createMailTransport, deliverMail, type MailTransport } from './modules/mail/service.js';
 import { MembersService } from './modules/members/service.js';
@@ -180,6 +181,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
     sms,
     members,
     moves,
+    consents: new ConsentService(base.db.prisma, config),
     emailVerification,
     dns,
     certificates,

@@ -1,15 +1,7 @@
 /** Consents in GraphQL: the acceptance input other mutations take, myConsents, withdraw, accept. */
 import { builder, errorType } from '../../builder.js';
-import { recordAudit } from '../audit/record.js';
 import { ConsentWithdrawnError } from './errors.js';
-import {
-  type Acceptance,
-  CONSENT_DOCUMENTS,
-  listConsents,
-  recordAcceptances,
-  requireCurrent,
-  withdraw,
-} from './service.js';
+import { type Acceptance, CONSENT_DOCUMENTS } from './service.js';
 
 export const ConsentDocumentEnum = builder.enumType('ConsentDocument', {
   description: 'A document a user accepts, by version (CONSENT_TERMS_VERSION, CONSENT_PRIVACY_VERSION).',
@@ -106,7 +98,7 @@ const AcceptConsentsSuccess = builder.objectRef<{ userId: string }>('AcceptConse
     consents: t.field({
       type: [ConsentRef],
       description: 'The signed-in user’s consents, newest first.',
-      resolve: (result, _args, context) => listConsents(context.deps.db.prisma, result.userId),
+      resolve: (result, _args, context) => context.deps.consents.list(result.userId),
     }),
   }),
 });
@@ -126,8 +118,7 @@ builder.queryField('myConsents', (t) =>
     description: 'Signed-in users: the documents they accepted, withdrawals included, newest first.',
     authScopes: { authenticated: true },
     // A consent is the user's own: read on the owner connection, by the viewer's id.
-    resolve: (_root, _args, context) =>
-      listConsents(context.deps.db.prisma, context.viewer?.userId as string),
+    resolve: (_root, _args, context) => context.deps.consents.list(context.viewer?.userId as string),
   }),
 );
 
@@ -142,20 +133,8 @@ builder.mutationFields((t) => ({
       document: t.arg({ type: ConsentDocumentEnum, required: true, description: 'The document.' }),
     },
     resolve: async (_root, { document }, context) => {
-      const userId = context.viewer?.userId as string;
-      const withdrawn = await context.deps.db.prisma.$transaction(async (tx) => {
-        const count = await withdraw(tx, userId, document);
-        await recordAudit(tx, {
-          action: 'consent.withdrawn',
-          actorId: userId,
-          clinicId: context.viewer?.clinicId ?? null,
-          ip: context.ip,
-          targetType: 'user',
-          targetId: userId,
-          data: { document },
-        });
-        return count;
-      });
+      const viewer = { userId: context.viewer?.userId as string, clinicId: context.viewer?.clinicId ?? null };
+      const withdrawn = await context.deps.consents.withdraw(viewer, document, context.ip);
       return { withdrawn };
     },
   }),
@@ -173,23 +152,9 @@ builder.mutationFields((t) => ({
       }),
     },
     resolve: async (_root, args, context) => {
-      const userId = context.viewer?.userId as string;
-      const acceptances = requireCurrent(context.deps.config, acceptancesOf(args.acceptedDocuments), [
-        'acceptedDocuments',
-      ]);
-      await context.deps.db.prisma.$transaction(async (tx) => {
-        await recordAcceptances(tx, userId, acceptances, context.ip);
-        await recordAudit(tx, {
-          action: 'consent.accepted',
-          actorId: userId,
-          clinicId: context.viewer?.clinicId ?? null,
-          ip: context.ip,
-          targetType: 'user',
-          targetId: userId,
-          data: { documents: acceptances.map(({ document, version }) => `${document} ${version}`) },
-        });
-      });
-      return { userId };
+      const viewer = { userId: context.viewer?.userId as string, clinicId: context.viewer?.clinicId ?? null };
+      await context.deps.consents.accept(viewer, acceptancesOf(args.acceptedDocuments), context.ip);
+      return { userId: viewer.userId };
     },
   }),
 }));

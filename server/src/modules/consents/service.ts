@@ -9,6 +9,7 @@ import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import { ValidationError } from '../../errors.js';
 import type { Prisma } from '../../generated/central/client.js';
+import { recordAudit } from '../audit/record.js';
 
 export const CONSENT_DOCUMENTS = ['TERMS', 'PRIVACY'] as const;
 export type ConsentDocument = (typeof CONSENT_DOCUMENTS)[number];
@@ -122,4 +123,63 @@ export function anonymise(db: Db, userId: string) {
 
 function label(document: ConsentDocument): string {
   return document === 'TERMS' ? 'terms of use' : 'privacy notice';
+}
+
+/** Who changes their consents: the signed-in user, and their clinic for the audit entry. */
+export interface ConsentViewer {
+  userId: string;
+  clinicId: string | null;
+}
+
+/**
+ * A signed-in user's own consents, for the GraphQL resolvers: read and changed on the owner
+ * connection (consents carry no clinic; the audit entry is written in the same transaction).
+ */
+export class ConsentService {
+  constructor(
+    private readonly prisma: CentralPrisma,
+    private readonly config: Config,
+  ) {}
+
+  list(userId: string) {
+    return listConsents(this.prisma, userId);
+  }
+
+  /** @returns how many acceptances of `document` were open */
+  withdraw(viewer: ConsentViewer, document: ConsentDocument, ip: string | null): Promise<number> {
+    return this.prisma.$transaction(async (tx) => {
+      const count = await withdraw(tx, viewer.userId, document);
+      await recordAudit(tx, {
+        action: 'consent.withdrawn',
+        actorId: viewer.userId,
+        clinicId: viewer.clinicId,
+        ip,
+        targetType: 'user',
+        targetId: viewer.userId,
+        data: { document },
+      });
+      return count;
+    });
+  }
+
+  /** @throws ValidationError on `acceptedDocuments` when one is missing or not current */
+  async accept(
+    viewer: ConsentViewer,
+    documents: readonly Acceptance[] | null,
+    ip: string | null,
+  ): Promise<void> {
+    const acceptances = requireCurrent(this.config, documents, ['acceptedDocuments']);
+    await this.prisma.$transaction(async (tx) => {
+      await recordAcceptances(tx, viewer.userId, acceptances, ip);
+      await recordAudit(tx, {
+        action: 'consent.accepted',
+        actorId: viewer.userId,
+        clinicId: viewer.clinicId,
+        ip,
+        targetType: 'user',
+        targetId: viewer.userId,
+        data: { documents: acceptances.map(({ document, version }) => `${document} ${version}`) },
+      });
+    });
+  }
 }
