@@ -7,12 +7,12 @@
  *
  * With SCREENSHOTS=1 (`pnpm screenshots`) the tests also write docs/screenshots/*.png at 1280 px.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ensureDatabase } from '../../server/src/db/database.js';
 import { databaseUrl, quoteIdent, withClient } from '../../server/src/db/sql.js';
@@ -24,14 +24,12 @@ import {
   startExtraPostgres,
   startTestApp,
   type TestApp,
-  tempDir,
 } from '../../server/test/harness.js';
 import { CURRENT_ACCEPTANCES } from '../../server/test/registration-flow.js';
 import { freePort, startServerProcess } from '../../server/test/server-process.js';
 import { startSmtpSink } from '../../server/test/smtp-sink.js';
-import { buildConsole } from './build.js';
+import { browserPages, builtConsole } from './browser.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SCREENSHOTS = process.env.SCREENSHOTS === '1';
 const SCREENSHOT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../docs/screenshots');
 const PASSWORD = 'correct horse battery staple';
@@ -48,25 +46,9 @@ interface Registered {
   registerClinic: { __typename: string; clinic?: { id: string; name: string } };
 }
 
-if (!existsSync(CHROMIUM)) {
-  throw new Error(`${CHROMIUM} is missing: pnpm test installs it (Debian: apt-get install -y chromium)`);
-}
-const consoleDir = tempDir('onramp-console-build-');
-buildConsole(consoleDir);
+const consoleDir = builtConsole();
 
-let browser: Browser;
-beforeAll(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
-});
-afterAll(async () => {
-  await browser?.close();
-});
-
-const newPage = () => browser.newPage({ viewport: { width: 1280, height: 800 } });
+const newPage = browserPages();
 const shotOf = async (page: Page, name: string) => {
   if (!SCREENSHOTS) return;
   mkdirSync(SCREENSHOT_DIR, { recursive: true });

@@ -1,36 +1,15 @@
-/**
- * The Clinics page over more clinics than one page holds, in a real browser (Debian's chromium
- * through playwright-core) against a real server: the server pages, filters and counts
- * (clinicsHealth's `page` and `byStatus`), and the counts follow a change on a page not shown.
- */
-import { existsSync } from 'node:fs';
-import { type Browser, chromium, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { mapLimit } from '../../server/src/concurrency.js';
 import { quoteIdent, withClient } from '../../server/src/db/sql.js';
 import { SignInLinks } from '../../server/src/modules/auth/sign-in-links.js';
-import { startTestApp, tempDir } from '../../server/test/harness.js';
+import { startTestApp } from '../../server/test/harness.js';
 import { HEALTH_PAGE_SIZE } from '../src/features/clinics/ClinicHealthTable';
-import { buildConsole } from './build.js';
+import { browserPages, builtConsole } from './browser.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-if (!existsSync(CHROMIUM)) {
-  throw new Error(`${CHROMIUM} is missing: pnpm test installs it (Debian: apt-get install -y chromium)`);
-}
-const consoleDir = tempDir('onramp-console-health-build-');
-buildConsole(consoleDir);
+const consoleDir = builtConsole('onramp-console-health-build-');
 
-let browser: Browser;
-beforeAll(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
-});
-afterAll(async () => {
-  await browser?.close();
-});
+const newBrowserPage = browserPages();
 
 describe('the Clinics page with more clinics than a page', async () => {
   const t = await startTestApp(
@@ -52,7 +31,7 @@ describe('the Clinics page with more clinics than a page', async () => {
   });
   let page: Page;
   beforeAll(async () => {
-    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    page = await newBrowserPage();
   });
   const shownIds = () =>
     page.locator('tbody tr').evaluateAll((rows) => rows.map((row) => row.getAttribute('data-clinic-id')));

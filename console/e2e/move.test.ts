@@ -1,23 +1,11 @@
-/**
- * The clinic page's Move action in a real browser (Debian's chromium through playwright-core),
- * against a real app configured with two embedded PostgreSQL servers: choose the other server,
- * confirm, watch the MOVE run's steps appear, read the downtime.
- */
-import { existsSync } from 'node:fs';
-import { type Browser, chromium } from 'playwright-core';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { serverAddress } from '../../server/src/db/servers.js';
 import { SignInLinks } from '../../server/src/modules/auth/sign-in-links.js';
-import { startExtraPostgres, startTestApp, tempDir } from '../../server/test/harness.js';
+import { startExtraPostgres, startTestApp } from '../../server/test/harness.js';
 import { registerClinic } from '../../server/test/registration-flow.js';
-import { buildConsole } from './build.js';
+import { browserPages, builtConsole } from './browser.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-if (!existsSync(CHROMIUM)) {
-  throw new Error(`${CHROMIUM} is missing: pnpm test installs it (Debian: apt-get install -y chromium)`);
-}
-const consoleDir = tempDir('onramp-console-build-');
-buildConsole(consoleDir);
+const consoleDir = builtConsole();
 const other = await startExtraPostgres();
 
 describe('moving a clinic from its page', async () => {
@@ -29,12 +17,7 @@ describe('moving a clinic from its page', async () => {
     },
     { consoleDir },
   );
-  const browser: Browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
-  afterAll(() => browser.close());
+  const newBrowserPage = browserPages();
 
   it('moves the clinic to the chosen server and shows the run and its downtime', {
     timeout: 90_000,
@@ -42,7 +25,7 @@ describe('moving a clinic from its page', async () => {
     const answer = await registerClinic(t);
     const clinic = answer.result?.clinic;
     if (!clinic) throw new Error(`registration failed: ${JSON.stringify(answer)}`);
-    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const page = await newBrowserPage();
     const { token } = await new SignInLinks({
       config: t.config,
       prisma: t.app.deps.db.prisma,

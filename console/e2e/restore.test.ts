@@ -1,41 +1,18 @@
-/**
- * Issue 11 in the console, in a real browser (Debian's chromium through playwright-core) against
- * a real server, set up as console.test.ts: a deleted clinic shows until when it can be restored
- * and comes back, rows intact, with Restore; a clinic whose database server no configured URL
- * reaches is shown as unreachable, on the clinics page and its own.
- */
-import { existsSync } from 'node:fs';
-import { type Browser, chromium, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import { SignInLinks } from '../../server/src/modules/auth/sign-in-links.js';
-import { startExtraPostgres, startTestApp, type TestApp, tempDir } from '../../server/test/harness.js';
-import { buildConsole } from './build.js';
+import { startExtraPostgres, startTestApp, type TestApp } from '../../server/test/harness.js';
+import { browserPages, builtConsole } from './browser.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const consoleDir = builtConsole();
 
-if (!existsSync(CHROMIUM)) {
-  throw new Error(`${CHROMIUM} is missing: pnpm test installs it (Debian: apt-get install -y chromium)`);
-}
-const consoleDir = tempDir('onramp-console-build-');
-buildConsole(consoleDir);
-
-let browser: Browser;
-beforeAll(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
-});
-afterAll(async () => {
-  await browser?.close();
-});
+const newBrowserPage = browserPages();
 
 const env = { CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' };
 
 /** A page signed in as the super-admin with a one-time link. */
 async function signedIn(t: TestApp): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  const page = await newBrowserPage();
   const { token } = await new SignInLinks({ config: t.config, prisma: t.app.deps.db.prisma }).issueForAdmin();
   await page.goto(`${t.url}/sign-in#link=${token}`);
   await page.getByRole('heading', { name: 'Clinics', level: 1 }).waitFor();

@@ -1,35 +1,14 @@
-/**
- * The console's Rollouts page in a real browser (Debian's chromium through playwright-core)
- * against a real server deployed with a new clinic migration (CLINIC_MIGRATIONS_DIR): start a
- * rollout with a canary, see it pause after the canary, resume, see it finish, live.
- */
-import { existsSync } from 'node:fs';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clinicMigrationsWith } from '../../server/test/clinic-migrations.js';
-import { startTestApp, tempDir } from '../../server/test/harness.js';
+import { startTestApp } from '../../server/test/harness.js';
 import { registerClinic } from '../../server/test/registration-flow.js';
 import { startSmtpSink } from '../../server/test/smtp-sink.js';
-import { buildConsole } from './build.js';
+import { browserPages, builtConsole } from './browser.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-if (!existsSync(CHROMIUM)) {
-  throw new Error(`${CHROMIUM} is missing: pnpm test installs it (Debian: apt-get install -y chromium)`);
-}
-const consoleDir = tempDir('onramp-console-build-');
-buildConsole(consoleDir);
+const consoleDir = builtConsole();
 
-let browser: Browser;
-beforeAll(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
-});
-afterAll(async () => {
-  await browser?.close();
-});
+const newBrowserPage = browserPages();
 
 describe('the Rollouts page', async () => {
   const quiet = { CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' };
@@ -56,7 +35,7 @@ describe('the Rollouts page', async () => {
   );
   let page: Page;
   beforeAll(async () => {
-    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    page = await newBrowserPage();
   });
 
   it('starts a rollout, pauses after the canary, resumes and shows it finish, live', {
