@@ -1,12 +1,10 @@
 /**
  * The provisioning engine: creates, checks, repairs, upgrades and deletes clinic databases.
- * Other modules use only this file's exports.
+ * Other modules use what provisioning/index.ts exports.
  */
 
-import { mapLimit } from '../../concurrency.js';
 import type { CentralPrisma, ClinicServer, Databases } from '../../db/database.js';
-import { migrate, schemaVersion } from '../../db/migrator.js';
-import { databaseUrl, withClient } from '../../db/sql.js';
+import { schemaVersion } from '../../db/migrator.js';
 import type { Config } from '../../env.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
@@ -14,7 +12,6 @@ import type { Metrics } from '../../metrics.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
 import { clinicFqdn, type DnsProvider } from '../dns/provider.js';
 import { ClinicHealthMonitor, type ClinicsHealthReport } from '../health/clinics.js';
-import { grantClinicRole } from './admin.js';
 import { enqueueAlerts, superAdminAddresses } from './alerts.js';
 import { ClinicClientCache } from './clinic-clients.js';
 import { clinicSubject, type ProvisioningEvent, type RunSubject } from './engine/events.js';
