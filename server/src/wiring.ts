@@ -113,6 +113,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
     prisma: base.db.prisma,
     logger,
     provisioning,
+    leaseMs: config.provisioningLeaseSeconds * 1000,
     alerts: { servers: base.db.servers, adminEmail: config.adminEmail, encryptionKey: config.encryptionKey },
   });
   // Sessions that end tell every instance: cached session checks are dropped (here at once),

@@ -2,11 +2,14 @@
  * Crash safety of the runs that are not registrations (docs/decisions/043): a DELETE or RESTORE
  * run whose process dies mid-way (fault injection of a kill: the run stops renewing its lease and
  * never goes on) is taken over by the reconciler once its lease lapses, so the clinic ends
- * DELETED, resp. READY, never DELETING; every run is recorded, and nothing is dropped.
+ * DELETED, resp. READY, never DELETING; every run is recorded, and nothing is dropped. A
+ * reconciler killed in the middle of a takeover (docs/decisions/058) leaves the run RUNNING, and
+ * the next sweep finishes it: no clinic stays PROVISIONING or DELETING without a live run.
  */
 import { describe, expect, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
 import { registerClinic } from '../../../test/registration-flow.js';
+import type { TakeoverCrashPoint } from './faults.js';
 
 describe('abandoned runs of every kind', async () => {
   const t = await startTestApp({
@@ -46,6 +49,23 @@ describe('abandoned runs of every kind', async () => {
       )
       .toBe(done);
 
+  /**
+   * The next takeover "dies" at `point` (the app's own sweep, every lease, or one here): until
+   * then the run stays RUNNING.
+   */
+  const takeoverKilledAt = async (point: TakeoverCrashPoint) => {
+    provisioning.faults.injectTakeoverCrash(point);
+    await expect
+      .poll(
+        async () => {
+          await reconciler.reconcile().catch(() => {});
+          return provisioning.faults.takeoverCrashPending(point);
+        },
+        { timeout: 20_000, interval: 200 },
+      )
+      .toBe(false);
+  };
+
   it('a DELETE killed before its commit ends DELETED, its database kept in quarantine; a RESTORE killed mid-way ends READY with the data', async () => {
     const answer = await registerClinic(t);
     const clinicId = answer.result?.clinic?.id as string;
@@ -61,6 +81,8 @@ describe('abandoned runs of every kind', async () => {
     deleting.catch(() => {});
     await crashedAt(clinicId, 'DELETE', 3);
     expect(await prisma.clinic.findUnique({ where: { id: clinicId } })).toMatchObject({ status: 'DELETING' });
+    // The first reconciler to take it over dies on claiming it: the run is still the next one's.
+    await takeoverKilledAt('claimed');
     await reconcileUntilSettled(clinicId);
     expect(await prisma.clinic.findUnique({ where: { id: clinicId } })).toMatchObject({ status: 'DELETED' });
     expect(await runsOf(clinicId, 'DELETE')).toEqual([
@@ -89,5 +111,67 @@ describe('abandoned runs of every kind', async () => {
     await provisioning.clients.evict(clinicId);
     const restored = await provisioning.clients.get(clinicId);
     expect(await restored.healthcareProvider.count({ where: { email: 'kept@example.com' } })).toBe(1);
+  }, 60_000);
+});
+
+describe('a reconciler killed while it takes over an abandoned registration', async () => {
+  // A lease longer than the test: the app's own sweeps (one a lease) stay out of it; each sweep
+  // here comes after the lease is made to lapse.
+  const t = await startTestApp({
+    CLINIC_POOL_SIZE: '0',
+    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+    PROVISIONING_LEASE_SECONDS: '120',
+  });
+  const { provisioning, reconciler, db } = t.app.deps;
+  const { prisma } = db;
+  provisioning.faults.injectTakeoverCrash('claimed');
+  provisioning.faults.injectTakeoverCrash('undone');
+
+  it('a registration killed mid-way, whose reconcilers die after the claim and after the undo outside, is rolled back by the next sweep: the run stays RUNNING until the clinic is gone', async () => {
+    provisioning.faults.injectCrash('dns');
+    // The request never returns (its process "died"); the server drops it when it stops.
+    const registering = registerClinic(t);
+    registering.catch(() => {});
+    await expect.poll(() => provisioning.faults.crashPending('dns'), { timeout: 20_000 }).toBe(false);
+    const run = await prisma.provisioningRun.findFirstOrThrow({
+      where: { kind: 'REGISTER', status: 'RUNNING' },
+      select: { id: true, clinicId: true },
+    });
+    const clinicId = run.clinicId as string;
+    /** A sweep once the run's lease (its process's, or a killed reconciler's) has lapsed. */
+    const sweepAfterLapse = async () => {
+      await prisma.provisioningRun.update({ where: { id: run.id }, data: { leaseUntil: new Date(0) } });
+      return reconciler.reconcile();
+    };
+    const runOf = () =>
+      prisma.provisioningRun.findUniqueOrThrow({
+        where: { id: run.id },
+        select: { status: true, error: true },
+      });
+
+    await expect(sweepAfterLapse()).rejects.toThrow('injected reconciler crash: claimed');
+    expect(await runOf()).toMatchObject({ status: 'RUNNING' });
+    expect(await prisma.clinic.findUnique({ where: { id: clinicId } })).toMatchObject({
+      status: 'PROVISIONING',
+    });
+    // Killed after releasing the subdomain, before the central rollback: still RUNNING, the clinic
+    // still there, never a finished run beside a clinic being undone.
+    await expect(sweepAfterLapse()).rejects.toThrow('injected reconciler crash: undone');
+    expect(await runOf()).toMatchObject({
+      status: 'RUNNING',
+      error: 'abandoned: its process stopped renewing the lease',
+    });
+    expect(await prisma.clinic.findUnique({ where: { id: clinicId } })).toMatchObject({
+      status: 'PROVISIONING',
+    });
+
+    await sweepAfterLapse();
+    expect(await runOf()).toMatchObject({ status: 'ROLLED_BACK' });
+    expect(await prisma.clinic.findUnique({ where: { id: clinicId } })).toBeNull();
+    expect(await prisma.auditLog.count({ where: { clinicId, action: 'registration.reconciled' } })).toBe(1);
+    const report = await reconciler.zombieReport();
+    expect(report.accounts.filter((account) => account.status === 'PROVISIONING')).toEqual([]);
+    // Its database is kept, quarantined, not dropped.
+    expect((await provisioning.ledger.quarantined()).some((entry) => entry.clinicId === clinicId)).toBe(true);
   }, 60_000);
 });

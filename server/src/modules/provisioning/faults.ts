@@ -20,7 +20,23 @@ export class InjectedTransientFault extends Error {
   }
 }
 
+/**
+ * Where a reconciler taking over an abandoned run can be made to "die" (test only):
+ * `claimed`: it holds the run, nothing undone yet; `undone`: the undo's outside effects (DNS,
+ * certificate) are done, its central record not yet.
+ */
+export type TakeoverCrashPoint = 'claimed' | 'undone';
+
+/** Thrown out of a reconciler's sweep where an injected takeover crash "kills" it. */
+export class InjectedTakeoverCrash extends Error {
+  override name = 'InjectedTakeoverCrash';
+  constructor(readonly point: TakeoverCrashPoint) {
+    super(`injected reconciler crash: ${point}`);
+  }
+}
+
 export class FaultInjector {
+  private readonly takeoverCrashing = new Set<TakeoverCrashPoint>();
   private readonly remaining = new Map<ProvisioningStepName, number>();
   private readonly crashing = new Set<ProvisioningStepName>();
   private readonly transient = new Map<ProvisioningStepName, number>();
@@ -44,6 +60,30 @@ export class FaultInjector {
   injectCrash(step: ProvisioningStepName): void {
     if (!this.enabled) throw new Error('fault injection is disabled in production');
     this.crashing.add(step);
+  }
+
+  /**
+   * The next reconciler to reach `point` of a takeover stops there, as if killed: it stops
+   * renewing the run's lease and its sweep throws {@link InjectedTakeoverCrash}.
+   */
+  injectTakeoverCrash(point: TakeoverCrashPoint): void {
+    if (!this.enabled) throw new Error('fault injection is disabled in production');
+    this.takeoverCrashing.add(point);
+  }
+
+  /** Whether an injected takeover crash at `point` is still to be reached. */
+  takeoverCrashPending(point: TakeoverCrashPoint): boolean {
+    return this.takeoverCrashing.has(point);
+  }
+
+  /** Whether a takeover is to crash at `point` now (consumes the crash). */
+  takeoverCrashes(point: TakeoverCrashPoint): boolean {
+    return this.takeoverCrashing.delete(point);
+  }
+
+  /** Whether an injected crash of `step` is still to be reached. */
+  crashPending(step: ProvisioningStepName): boolean {
+    return this.crashing.has(step);
   }
 
   /** Whether `step` is to crash its run now (consumes the crash). */

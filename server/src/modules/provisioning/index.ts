@@ -24,12 +24,24 @@ export type { DeletePlanOptions } from './engine/plans/delete.js';
 export type { OnboardHooks } from './engine/plans/onboard.js';
 export type { Plan } from './engine/plans/plan.js';
 export type { RegisterHooks } from './engine/plans/register.js';
-export { describe, type RunResult, type Step, type StepContext, type StepResult } from './engine/runner.js';
+export {
+  describe,
+  RUN_LEASE_MS,
+  type RunResult,
+  type Step,
+  type StepContext,
+  type StepResult,
+} from './engine/runner.js';
 export type { ClinicAdmin, ProvisionState } from './engine/state.js';
 export type { NameTarget } from './engine/steps/dns.js';
 export type { Transaction, TransactionHook } from './engine/steps/hooks.js';
 export { ClinicBusyError, ProvisioningFailedError, ServerUnreachableError } from './errors.js';
-export { type FaultInjector, InjectedFault } from './faults.js';
+export {
+  type FaultInjector,
+  InjectedFault,
+  InjectedTakeoverCrash,
+  type TakeoverCrashPoint,
+} from './faults.js';
 export { type ClinicHealth, clinicPassword, type DbStatus } from './integrity.js';
 export type { Ledger, LedgerEntry, LedgerObjects } from './ledger.js';
 export {

@@ -116,11 +116,13 @@ export class Ledger {
     if (!server) throw new Error('clinic database server unreachable; undo left to the sweep');
     const inherited = await prisma.$transaction(
       async (tx) => {
-        // The run's row, locked: a reconciler claiming it (provisioning_runs.status) waits for
-        // this undo to finish, or went first and the run is not live any more.
+        // The run's row, locked: a reconciler claiming it waits for this undo to finish, or went
+        // first and the run is not live any more: closed, or RUNNING under the reconciler's
+        // takeover, which marks it abandoned (reconciler.ts, docs/decisions/058).
         const live = await tx.$queryRaw<{ started_at: Date }[]>`
           SELECT started_at FROM provisioning_runs
-           WHERE id = ${runId}::uuid AND status = 'RUNNING' FOR UPDATE`;
+           WHERE id = ${runId}::uuid AND status = 'RUNNING'
+             AND (error IS NULL OR error NOT LIKE 'abandoned%') FOR UPDATE`;
         const startedAt = live[0]?.started_at;
         const ours = await tx.clinicObject.findMany({
           where: {

@@ -113,14 +113,14 @@ describe('quarantine of what uncommitted runs left', async () => {
   it('the undo of a run another instance took over as abandoned (a frozen process) quarantines, never drops', async () => {
     const state = await newState('Taken over');
     // While the step runs, its run is claimed as another instance's reconciler claims a run whose
-    // lease lapsed (its process was frozen): the run is not live any more when its undo comes.
+    // lease lapsed (its process was frozen): RUNNING under the reconciler's own lease, marked
+    // abandoned (docs/decisions/058); the run is not live any more when its undo comes.
     const takenOver = failing(async (runId) => {
       await prisma.provisioningRun.update({
         where: { id: runId },
         data: {
-          status: 'FAILED',
           error: 'abandoned: its process stopped renewing the lease',
-          leaseUntil: null,
+          leaseUntil: new Date(Date.now() + 60_000),
         },
       });
     });

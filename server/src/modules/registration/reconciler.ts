@@ -1,6 +1,8 @@
 /**
  * Crash safety. A process killed mid-provisioning leaves a run RUNNING whose lease stops being
- * renewed; the reconciler finishes or undoes it: a hybrid registration's own job is brought
+ * renewed; the reconciler takes it over under a lease of its own and finishes or undoes it,
+ * closing the run only with (or after) the clinic's final state, so a reconciler killed in turn
+ * leaves the run to the next sweep: a hybrid registration's own job is brought
  * forward, any other registration is rolled back; a deletion, restore or repair is taken over by
  * the provisioning module (`resumeAbandoned`: the clinic ends DELETED, READY, repaired). Databases and roles the ledger lists for runs that ended
  * without committing are quarantined (provisioning/ledger.ts). The purge after their retention is
@@ -12,7 +14,15 @@ import { jobExists, jobKeys, runJobNow } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
 import { recordAudit } from '../audit/record.js';
 import { alertServerIdentity } from '../provisioning/alerts.js';
-import type { LedgerEntry, ProvisioningService } from '../provisioning/index.js';
+import {
+  InjectedTakeoverCrash,
+  type LedgerEntry,
+  type ProvisioningService,
+  RUN_LEASE_MS,
+  type TakeoverCrashPoint,
+} from '../provisioning/index.js';
+
+const ABANDONED = 'abandoned: its process stopped renewing the lease';
 
 export interface ZombieAccount {
   clinicId: string;
@@ -55,6 +65,11 @@ export interface ReconcilerDeps {
   prisma: CentralPrisma;
   logger: Logger;
   provisioning: ProvisioningService;
+  /**
+   * The lease a takeover holds its run under, renewed while it works (PROVISIONING_LEASE_SECONDS).
+   * @default RUN_LEASE_MS
+   */
+  leaseMs?: number;
   /** Clinic servers and where alerts go: a server answering as another one is alerted each pass (once per incident). */
   alerts?: { servers: ServerRegistry; adminEmail: string; encryptionKey: Buffer };
 }
@@ -91,62 +106,131 @@ export class Reconciler {
     return result;
   }
 
+  /**
+   * Takes over every run whose lease lapsed. A takeover holds the run RUNNING under its own
+   * renewed lease until the clinic's final state is written, and closes it only then (for a
+   * rollback, in the same transaction): a sweep never shows a finished run beside a clinic still
+   * being undone, and a reconciler that dies mid-way leaves a run whose lease lapses again, so
+   * the next sweep takes it over (docs/decisions/058).
+   */
   private async reconcileRuns(result: ReconcileResult): Promise<void> {
-    const { prisma, logger, provisioning } = this.deps;
+    const { prisma, logger } = this.deps;
     const stale = await prisma.provisioningRun.findMany({
       where: { status: 'RUNNING', leaseUntil: { lt: new Date() } },
-      select: { id: true, clinicId: true, kind: true, attempt: true },
+      orderBy: { startedAt: 'asc' },
+      select: { id: true, clinicId: true, kind: true, attempt: true, startedAt: true },
     });
     for (const run of stale) {
-      // Claim it: of several instances reconciling at once, one wins each run.
-      const claimed = await prisma.provisioningRun.updateMany({
-        where: { id: run.id, status: 'RUNNING', leaseUntil: { lt: new Date() } },
-        data: {
-          status: 'FAILED',
-          error: 'abandoned: its process stopped renewing the lease',
-          finishedAt: new Date(),
-          leaseUntil: null,
-        },
-      });
-      if (claimed.count === 0) continue;
+      const stop = await this.claim(run.id);
+      if (!stop) continue;
       result.abandonedRuns += 1;
-      // An onboarding's run has no clinic; its onboarding frees itself (its own lease).
-      if (!run.clinicId) continue;
-      const clinic = await prisma.clinic.findUnique({ where: { id: run.clinicId } });
-      if (clinic && run.kind !== 'REGISTER') {
-        // Deletions, restores and repairs are taken over by the provisioning module (a clinic
-        // never stays DELETING); upgrades and moves recover in their own modules.
-        const taken = await provisioning
-          .resumeAbandoned({ id: run.id, kind: run.kind, clinicId: clinic.id, attempt: run.attempt })
-          .catch((error: unknown) => {
-            logger.error({ err: error, runId: run.id, kind: run.kind }, 'abandoned run not taken over');
-            return null;
-          });
-        if (taken) result.resumed += 1;
-        continue;
+      const failure = await this.takeOver(run, result).then(
+        () => null,
+        (error: unknown) => error,
+      );
+      stop();
+      // A "killed" reconciler leaves the run as a dead process would: the next sweep's.
+      if (failure instanceof InjectedTakeoverCrash) throw failure;
+      if (failure) {
+        logger.error({ err: failure, runId: run.id, kind: run.kind }, 'abandoned run not taken over yet');
+        // Not closed on a failure: its lease is given up, so the next sweep tries again.
+        await prisma.provisioningRun
+          .updateMany({ where: { id: run.id, status: 'RUNNING' }, data: { leaseUntil: new Date() } })
+          .catch(() => {});
       }
-      if (!clinic) continue; // orphans are swept below
-      if (clinic.status === 'READY' || clinic.status === 'FAILED') continue;
-      const rescheduled = await runJobNow(prisma, `provision:${clinic.id}`);
-      if (await jobExists(prisma, `provision:${clinic.id}`)) {
-        logger.info({ clinicId: clinic.id, rescheduled }, 'abandoned hybrid registration handed to its job');
-        result.resumed += 1;
-        continue;
-      }
-      await provisioning.releaseSubdomain(clinic.subdomain);
-      // Its database and role stay PENDING in the ledger: the sweep below quarantines them.
-      await prisma.company.deleteMany({ where: { id: clinic.companyId } });
-      await prisma.provisioningRun.update({ where: { id: run.id }, data: { status: 'ROLLED_BACK' } });
-      await recordAudit(prisma, {
+    }
+  }
+
+  /**
+   * Claims an abandoned run (of several instances reconciling at once, one wins each run) and
+   * renews its lease while this reconciler works on it.
+   * @returns what stops the renewal, or null when another reconciler has the run.
+   */
+  private async claim(runId: string): Promise<(() => void) | null> {
+    const { prisma, logger } = this.deps;
+    const leaseMs = this.deps.leaseMs ?? RUN_LEASE_MS;
+    const claimed = await prisma.provisioningRun.updateMany({
+      where: { id: runId, status: 'RUNNING', leaseUntil: { lt: new Date() } },
+      data: { error: ABANDONED, leaseUntil: new Date(Date.now() + leaseMs) },
+    });
+    if (claimed.count === 0) return null;
+    const heartbeat = setInterval(() => {
+      prisma.provisioningRun
+        .updateMany({
+          where: { id: runId, status: 'RUNNING' },
+          data: { leaseUntil: new Date(Date.now() + leaseMs) },
+        })
+        .catch((error: unknown) => logger.warn({ err: error, runId }, 'takeover lease renewal failed'));
+    }, leaseMs / 3);
+    heartbeat.unref();
+    return () => clearInterval(heartbeat);
+  }
+
+  /** Finishes or undoes one claimed run; closes it last. */
+  private async takeOver(
+    run: { id: string; clinicId: string | null; kind: string; attempt: number; startedAt: Date },
+    result: ReconcileResult,
+  ): Promise<void> {
+    const { prisma, logger, provisioning } = this.deps;
+    const close = () =>
+      prisma.provisioningRun.update({
+        where: { id: run.id },
+        data: { status: 'FAILED', finishedAt: new Date(), leaseUntil: null },
+      });
+    this.crashPoint('claimed');
+    // An onboarding's run has no clinic; its onboarding frees itself (its own lease).
+    if (!run.clinicId) return void (await close());
+    // A later run of the clinic is this one's takeover (or retry) already: only closing is left.
+    const later = await prisma.provisioningRun.count({
+      where: { clinicId: run.clinicId, startedAt: { gt: run.startedAt } },
+    });
+    if (later > 0) return void (await close());
+    const clinic = await prisma.clinic.findUnique({ where: { id: run.clinicId } });
+    if (clinic && run.kind !== 'REGISTER') {
+      // Deletions, restores and repairs are taken over by the provisioning module (a clinic
+      // never stays DELETING); upgrades and moves recover in their own modules.
+      const taken = await provisioning
+        .resumeAbandoned({ id: run.id, kind: run.kind, clinicId: clinic.id, attempt: run.attempt })
+        .catch((error: unknown) => {
+          logger.error({ err: error, runId: run.id, kind: run.kind }, 'abandoned run not taken over');
+          return null;
+        });
+      if (taken) result.resumed += 1;
+      return void (await close());
+    }
+    // Orphans are swept after the runs; a finished clinic needs nothing.
+    if (!clinic || clinic.status === 'READY' || clinic.status === 'FAILED') return void (await close());
+    const rescheduled = await runJobNow(prisma, `provision:${clinic.id}`);
+    if (await jobExists(prisma, `provision:${clinic.id}`)) {
+      logger.info({ clinicId: clinic.id, rescheduled }, 'abandoned hybrid registration handed to its job');
+      result.resumed += 1;
+      return void (await close());
+    }
+    await provisioning.releaseSubdomain(clinic.subdomain);
+    this.crashPoint('undone');
+    // The clinic's end and the run's, together. Its database and role stay PENDING in the
+    // ledger: the sweep after the runs quarantines them.
+    await prisma.$transaction([
+      prisma.company.deleteMany({ where: { id: clinic.companyId } }),
+      prisma.provisioningRun.update({
+        where: { id: run.id },
+        data: { status: 'ROLLED_BACK', finishedAt: new Date(), leaseUntil: null },
+      }),
+      recordAudit(prisma, {
         action: 'registration.reconciled',
         clinicId: clinic.id,
         targetType: 'clinic',
         targetId: clinic.id,
         data: { runId: run.id, outcome: 'rolled_back' },
-      });
-      logger.warn({ clinicId: clinic.id, runId: run.id }, 'abandoned registration rolled back');
-      result.rolledBack += 1;
-    }
+      }),
+    ]);
+    logger.warn({ clinicId: clinic.id, runId: run.id }, 'abandoned registration rolled back');
+    result.rolledBack += 1;
+  }
+
+  /** Fault injection: a reconciler "killed" at `point` of a takeover. */
+  private crashPoint(point: TakeoverCrashPoint): void {
+    if (this.deps.provisioning.faults.takeoverCrashes(point)) throw new InjectedTakeoverCrash(point);
   }
 
   async zombieReport(): Promise<ZombieReport> {
