@@ -39,10 +39,18 @@ export const CURRENT_ACCEPTANCES = [
 let counter = 0;
 
 /** A valid registerClinic input; every call gets its own e-mail. */
+/**
+ * Random lower-case letters: a clinic name's random part never has digits, since a name with 7
+ * or more digits reads as a phone number and is refused.
+ */
+function randomLetters(length: number): string {
+  return Array.from({ length }, () => String.fromCharCode(97 + Math.floor(Math.random() * 26))).join('');
+}
+
 export function registrationInput(overrides: Record<string, unknown> = {}) {
   counter += 1;
   return {
-    clinicName: `Clinique ${counter} ${Math.random().toString(36).slice(2, 6)}`,
+    clinicName: `Clinique ${counter} ${randomLetters(4)}`,
     country: 'FR',
     adminEmail: `admin-${counter}-${Math.random().toString(36).slice(2, 10)}@example.com`,
     adminPassword: 'a sturdy passphrase 42',
