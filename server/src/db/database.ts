@@ -16,6 +16,7 @@ import { CENTRAL_MIGRATIONS_DIR, CLINIC_MIGRATIONS_DIR, REPO_ROOT } from './path
 import { createRequestPrisma, ensureRequestRole, requestRolePassword } from './request-scope.js';
 import { type ClinicServer, openClinicServers, type ServerRegistry } from './servers.js';
 import { databaseUrl, quoteIdent, withClient } from './sql.js';
+import { retryTransactionStarts } from './transaction-start.js';
 
 export type CentralPrisma = PrismaClient;
 
@@ -93,9 +94,12 @@ export async function openDatabases(
 
     const pool = new pg.Pool({ connectionString: centralUrl, max: 4, application_name: 'onramp-ready' });
     pool.on('error', (error) => logger.warn({ err: error }, 'idle central connection lost'));
-    const prisma = new PrismaClient({
-      adapter: new PrismaPg({ connectionString: centralUrl, max: 10, application_name: 'onramp' }),
-    });
+    // A burst can keep every connection busy past a transaction's maxWait: started again.
+    const prisma = retryTransactionStarts(
+      new PrismaClient({
+        adapter: new PrismaPg({ connectionString: centralUrl, max: 10, application_name: 'onramp' }),
+      }),
+    );
 
     const centralDatabase = decodeURIComponent(new URL(centralUrl).pathname.slice(1));
     const requestPassword = requestRolePassword(config.encryptionKey, centralDatabase);

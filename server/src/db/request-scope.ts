@@ -12,6 +12,7 @@ import type { Prisma } from '../generated/central/client.js';
 import { PrismaClient } from '../generated/central/client.js';
 import type { UserRole } from '../generated/central/enums.js';
 import { quoteIdent } from './sql.js';
+import { retryTransactionStarts } from './transaction-start.js';
 
 /** Who a request acts for; `clinicId` null for super-admins and anonymous callers. */
 export interface RequestScope {
@@ -88,9 +89,12 @@ export function createRequestPrisma(centralUrl: string, role: string, password: 
   const url = new URL(centralUrl);
   url.username = role;
   url.password = password;
-  return new PrismaClient({
-    adapter: new PrismaPg({ connectionString: url.toString(), max: 5, application_name: 'onramp-request' }),
-  });
+  // Every request's work is a transaction here: under a burst one may not start in time (retried).
+  return retryTransactionStarts(
+    new PrismaClient({
+      adapter: new PrismaPg({ connectionString: url.toString(), max: 5, application_name: 'onramp-request' }),
+    }),
+  );
 }
 
 /** The statement that scopes a transaction; its settings end with it. */

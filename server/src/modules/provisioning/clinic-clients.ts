@@ -6,6 +6,7 @@
  * used again would quietly open a new pool this cache no longer tracks.
  */
 import { PrismaPg } from '@prisma/adapter-pg';
+import { retryTransactionStarts } from '../../db/transaction-start.js';
 import { PrismaClient } from '../../generated/clinic/client.js';
 import type { Logger } from '../../logger.js';
 
@@ -143,7 +144,7 @@ export class ClinicClientCache {
         onPoolError: (error) => this.#logger?.warn({ err: error, clinicId }, 'clinic connection lost'),
       },
     );
-    return new PrismaClient({ adapter });
+    return retryTransactionStarts(new PrismaClient({ adapter }));
   }
 
   /** Forgets the clinic's entry and disconnects its client; never rejects. */
