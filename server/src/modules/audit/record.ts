@@ -46,6 +46,8 @@ export const AUDIT_ACTIONS = [
   'clinic.repair',
   'clinic.data_lost',
   'clinic.database_missing',
+  'database_server.identity_mismatch',
+  'database_server.identity_restored',
   'clinic.retry_provisioning',
   'clinic.delete',
   'clinic.restore',

@@ -7,8 +7,10 @@ import type { CentralPrisma, ClinicServer, Databases } from '../../db/database.j
 import { schemaVersion } from '../../db/migrator.js';
 import type { Config } from '../../env.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
+import { isUuid } from '../../ids.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
+import { type AuditAction, recordAudit } from '../audit/record.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
 import { clinicFqdn, type DnsProvider } from '../dns/provider.js';
 import { ClinicHealthMonitor, type ClinicsHealthReport } from '../health/clinics.js';
@@ -47,13 +49,10 @@ import { clinicSchemaShape } from './schema-shape.js';
 import type { ProvisioningStepName } from './step-names.js';
 import { WarmPool } from './warm-pool.js';
 
+export type { ClinicsHealthReport } from '../health/clinics.js';
 export type { ProvisioningEvent } from './engine/events.js';
 export { ProvisioningFailedError } from './errors.js';
 export type { ClinicHealth, DbStatus } from './integrity.js';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export type { ClinicsHealthReport } from '../health/clinics.js';
 
 export interface RepairResult {
   before: ClinicHealth;
@@ -79,7 +78,7 @@ export interface AuditActor {
 const NO_ACTOR: AuditActor = { userId: null };
 
 /** Audit action of a missing database's first sighting; a later repair or restore closes the incident. */
-const MISSING_ACTION = 'clinic.database_missing';
+const MISSING_ACTION: AuditAction = 'clinic.database_missing';
 
 export interface ProvisionClinicInput {
   clinicName: string;
@@ -356,16 +355,16 @@ export class ProvisioningService {
           targetType: 'clinic',
           targetId: clinicId,
         };
-        await tx.auditLog.create({
-          data: {
-            ...entry,
-            action: 'clinic.repair',
-            data: { actions, before: before.dbStatus, after: after.dbStatus, dataLost, runId },
-          },
+        await recordAudit(tx, {
+          ...entry,
+          action: 'clinic.repair',
+          data: { actions, before: before.dbStatus, after: after.dbStatus, dataLost, runId },
         });
         if (!dataLost) return;
-        await tx.auditLog.create({
-          data: { ...entry, action: 'clinic.data_lost', data: { databaseName: clinic.databaseName, runId } },
+        await recordAudit(tx, {
+          ...entry,
+          action: 'clinic.data_lost',
+          data: { databaseName: clinic.databaseName, runId },
         });
         await enqueueAlerts(
           tx,
@@ -407,15 +406,13 @@ export class ProvisioningService {
         select: { action: true },
       });
       if (last?.action === MISSING_ACTION) return;
-      await tx.auditLog.create({
-        data: {
-          action: MISSING_ACTION,
-          actorId: null,
-          clinicId: clinic.id,
-          targetType: 'clinic',
-          targetId: clinic.id,
-          data: { databaseName: clinic.databaseName, server: health.server, errors: health.errors },
-        },
+      await recordAudit(tx, {
+        action: MISSING_ACTION,
+        actorId: null,
+        clinicId: clinic.id,
+        targetType: 'clinic',
+        targetId: clinic.id,
+        data: { databaseName: clinic.databaseName, server: health.server, errors: health.errors },
       });
       await enqueueAlerts(
         tx,
@@ -483,16 +480,14 @@ export class ProvisioningService {
         step: 'commit',
         apply: async (tx, _state, { runId }) => {
           await tx.clinic.update({ where: { id: clinicId }, data: { status: 'DELETED' } });
-          await tx.auditLog.create({
-            data: {
-              action: 'clinic.delete',
-              actorId: actor.userId,
-              ip: actor.ip ?? null,
-              clinicId,
-              targetType: 'clinic',
-              targetId: clinicId,
-              data: { databaseName: clinic.databaseName, runId, ...(resumed ? { resumed } : {}) },
-            },
+          await recordAudit(tx, {
+            action: 'clinic.delete',
+            actorId: actor.userId,
+            ip: actor.ip ?? null,
+            clinicId,
+            targetType: 'clinic',
+            targetId: clinicId,
+            data: { databaseName: clinic.databaseName, runId, ...(resumed ? { resumed } : {}) },
           });
         },
       },
@@ -552,16 +547,14 @@ export class ProvisioningService {
     const clinicId = clinic.id;
     const plan = restorePlan<ProvisionState>(this.stepDeps, async (tx, _state, { runId }) => {
       await tx.clinic.update({ where: { id: clinicId }, data: { status: 'READY' } });
-      await tx.auditLog.create({
-        data: {
-          action: 'clinic.restore',
-          actorId: actor.userId,
-          ip: actor.ip ?? null,
-          clinicId,
-          targetType: 'clinic',
-          targetId: clinicId,
-          data: { databaseName: clinic.databaseName, runId, ...(resumed ? { resumed } : {}) },
-        },
+      await recordAudit(tx, {
+        action: 'clinic.restore',
+        actorId: actor.userId,
+        ip: actor.ip ?? null,
+        clinicId,
+        targetType: 'clinic',
+        targetId: clinicId,
+        data: { databaseName: clinic.databaseName, runId, ...(resumed ? { resumed } : {}) },
       });
     });
     return this.run(plan, clinicSubject(clinicId, clinic.name), state, { attempt });
@@ -625,7 +618,7 @@ export class ProvisioningService {
       where: {
         kind: 'DATABASE',
         state: 'QUARANTINED',
-        OR: [{ trashName: target }, ...(UUID.test(target) ? [{ clinicId: target }] : [])],
+        OR: [{ trashName: target }, ...(isUuid(target) ? [{ clinicId: target }] : [])],
       },
       orderBy: { quarantinedAt: 'desc' },
     });
@@ -643,15 +636,13 @@ export class ProvisioningService {
         `The clinic ${entry.clinicId} is ${clinic.status}; restore its database with repairClinic.`,
       );
     await this.ledger.restoreClinic(entry.clinicId);
-    await this.prisma.auditLog.create({
-      data: {
-        action: 'clinic_object.restore',
-        actorId: actor.userId,
-        clinicId: entry.clinicId,
-        targetType: 'database',
-        targetId: entry.id,
-        data: { database: entry.name, trashName: entry.trashName },
-      },
+    await recordAudit(this.prisma, {
+      action: 'clinic_object.restore',
+      actorId: actor.userId,
+      clinicId: entry.clinicId,
+      targetType: 'database',
+      targetId: entry.id,
+      data: { database: entry.name, trashName: entry.trashName },
     });
     return `database ${entry.name} restored (no clinic owns it; it is kept until an operator drops it)`;
   }
@@ -678,14 +669,12 @@ export class ProvisioningService {
           return false;
         if ((await tx.clinic.count({ where: { companyId: clinic.companyId } })) === 0)
           await tx.company.delete({ where: { id: clinic.companyId } });
-        await tx.auditLog.create({
-          data: {
-            action: 'clinic.purge',
-            clinicId,
-            targetType: 'clinic',
-            targetId: clinicId,
-            data: { databaseName: clinic.databaseName },
-          },
+        await recordAudit(tx, {
+          action: 'clinic.purge',
+          clinicId,
+          targetType: 'clinic',
+          targetId: clinicId,
+          data: { databaseName: clinic.databaseName },
         });
         return true;
       });

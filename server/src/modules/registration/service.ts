@@ -8,9 +8,10 @@
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import type { Prisma } from '../../generated/central/client.js';
-import { addJob } from '../../jobs/index.js';
+import { addJob, removeJob } from '../../jobs/index.js';
 import { type CounterStore, RateLimit, takeAll } from '../../limits/counters.js';
 import type { Logger } from '../../logger.js';
+import { recordAudit } from '../audit/record.js';
 import { hashPassword } from '../auth/passwords.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
 import { type Acceptance, recordAcceptances } from '../consents/service.js';
@@ -221,14 +222,12 @@ export class RegistrationService {
           this.deps.config.encryptionKey,
         );
       }
-      await tx.auditLog.create({
-        data: {
-          action: 'registration.failed',
-          clinicId,
-          targetType: 'clinic',
-          targetId: clinicId,
-          data: { attempt, reason: reason.slice(0, 300), alerted: recipients.length },
-        },
+      await recordAudit(tx, {
+        action: 'registration.failed',
+        clinicId,
+        targetType: 'clinic',
+        targetId: clinicId,
+        data: { attempt, reason: reason.slice(0, 300), alerted: recipients.length },
       });
     });
   }
@@ -257,15 +256,13 @@ export class RegistrationService {
     const { prisma } = this.deps;
     await prisma.$transaction(async (tx) => {
       await tx.clinic.update({ where: { id: clinicId }, data: { status: 'PENDING' } });
-      await tx.auditLog.create({
-        data: {
-          action: 'clinic.retry_provisioning',
-          actorId: actor.userId,
-          ip: actor.ip ?? null,
-          clinicId,
-          targetType: 'clinic',
-          targetId: clinicId,
-        },
+      await recordAudit(tx, {
+        action: 'clinic.retry_provisioning',
+        actorId: actor.userId,
+        ip: actor.ip ?? null,
+        clinicId,
+        targetType: 'clinic',
+        targetId: clinicId,
       });
       await addJob(
         tx,
@@ -345,15 +342,13 @@ export class RegistrationService {
           });
           // Cascades to the clinic, its users and their tokens.
           if (clinic) await tx.company.delete({ where: { id: clinic.companyId } });
-          await tx.$executeRaw`SELECT graphile_worker.remove_job(${jobKey(state.clinicId)})`;
-          await tx.auditLog.create({
-            data: {
-              action: 'registration.expired',
-              clinicId: state.clinicId,
-              targetType: 'clinic',
-              targetId: state.clinicId,
-              data: { ttlSeconds: config.unverifiedClinicTtlSeconds },
-            },
+          await removeJob(tx, jobKey(state.clinicId));
+          await recordAudit(tx, {
+            action: 'registration.expired',
+            clinicId: state.clinicId,
+            targetType: 'clinic',
+            targetId: state.clinicId,
+            data: { ttlSeconds: config.unverifiedClinicTtlSeconds },
           });
         },
       },
@@ -404,7 +399,7 @@ export class RegistrationService {
           }
         },
         undo: async (tx, state) => {
-          await tx.$executeRaw`SELECT graphile_worker.remove_job(${jobKey(state.clinicId)})`;
+          await removeJob(tx, jobKey(state.clinicId));
         },
       },
       commit: {
@@ -412,15 +407,13 @@ export class RegistrationService {
           const admin = state.admin;
           if (!admin?.userId) throw new Error('commit without admin user');
           // The admin registered themselves: they are the actor of their clinic's creation.
-          await tx.auditLog.create({
-            data: {
-              action: 'registration.completed',
-              actorId: admin.userId,
-              clinicId: state.clinicId,
-              targetType: 'clinic',
-              targetId: state.clinicId,
-              data: { clinicName: state.clinicName, mode: state.hybrid ? 'hybrid' : 'strict' },
-            },
+          await recordAudit(tx, {
+            action: 'registration.completed',
+            actorId: admin.userId,
+            clinicId: state.clinicId,
+            targetType: 'clinic',
+            targetId: state.clinicId,
+            data: { clinicName: state.clinicName, mode: state.hybrid ? 'hybrid' : 'strict' },
           });
           await issueEmailVerification(
             tx,
@@ -428,7 +421,7 @@ export class RegistrationService {
             { id: admin.userId, email: admin.email, firstName: admin.firstName },
             state.clinicName,
           );
-          await tx.$executeRaw`SELECT graphile_worker.remove_job(${jobKey(state.clinicId)})`;
+          await removeJob(tx, jobKey(state.clinicId));
         },
       },
     };
