@@ -75,7 +75,7 @@ describe('module walls', () => {
     const offenders = files
       .filter((file) => file !== 'modules/audit/record.ts')
       .filter((file) =>
-        /\.auditLog\.create\(|INSERT INTO audit_log \([^)]*\)\s*(VALUES \(|SELECT )'/.test(
+        /\.auditLog\s*\.create(Many)?\(|INSERT INTO audit_log \([^)]*\)\s*(VALUES \(|SELECT )'/.test(
           readFileSync(join(SRC, file), 'utf8'),
         ),
       );

@@ -10,7 +10,7 @@ import { ConflictError, NotFoundError } from '../../errors.js';
 import { isUuid } from '../../ids.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
-import { type AuditAction, recordAudit } from '../audit/record.js';
+import { type AuditAction, type AuditActor, recordAudit, recordClinicAudit } from '../audit/record.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
 import { clinicFqdn, type DnsProvider } from '../dns/provider.js';
 import { ClinicHealthMonitor, type ClinicsHealthReport } from '../health/clinics.js';
@@ -66,14 +66,7 @@ export interface RepairResult {
   dataLost: boolean;
 }
 
-/**
- * Who asked for an operation, for its audit entry: the signed-in operator (and their address),
- * or nobody (`userId: null`) when Onramp acts by itself, e.g. the repair at sign-in.
- */
-export interface AuditActor {
-  userId: string | null;
-  ip?: string | null;
-}
+export type { AuditActor } from '../audit/record.js';
 
 const NO_ACTOR: AuditActor = { userId: null };
 
@@ -348,22 +341,13 @@ export class ProvisioningService {
         // The repair's central effects, its record and its alerts commit together.
         if (clinic.status === 'FAILED')
           await tx.clinic.update({ where: { id: clinic.id }, data: { status: 'READY' } });
-        const entry = {
-          actorId: actor.userId,
-          ip: actor.ip ?? null,
-          clinicId,
-          targetType: 'clinic',
-          targetId: clinicId,
-        };
-        await recordAudit(tx, {
-          ...entry,
-          action: 'clinic.repair',
+        await recordClinicAudit(tx, 'clinic.repair', clinicId, {
+          actor,
           data: { actions, before: before.dbStatus, after: after.dbStatus, dataLost, runId },
         });
         if (!dataLost) return;
-        await recordAudit(tx, {
-          ...entry,
-          action: 'clinic.data_lost',
+        await recordClinicAudit(tx, 'clinic.data_lost', clinicId, {
+          actor,
           data: { databaseName: clinic.databaseName, runId },
         });
         await enqueueAlerts(
@@ -406,12 +390,7 @@ export class ProvisioningService {
         select: { action: true },
       });
       if (last?.action === MISSING_ACTION) return;
-      await recordAudit(tx, {
-        action: MISSING_ACTION,
-        actorId: null,
-        clinicId: clinic.id,
-        targetType: 'clinic',
-        targetId: clinic.id,
+      await recordClinicAudit(tx, MISSING_ACTION, clinic.id, {
         data: { databaseName: clinic.databaseName, server: health.server, errors: health.errors },
       });
       await enqueueAlerts(
@@ -480,13 +459,8 @@ export class ProvisioningService {
         step: 'commit',
         apply: async (tx, _state, { runId }) => {
           await tx.clinic.update({ where: { id: clinicId }, data: { status: 'DELETED' } });
-          await recordAudit(tx, {
-            action: 'clinic.delete',
-            actorId: actor.userId,
-            ip: actor.ip ?? null,
-            clinicId,
-            targetType: 'clinic',
-            targetId: clinicId,
+          await recordClinicAudit(tx, 'clinic.delete', clinicId, {
+            actor,
             data: { databaseName: clinic.databaseName, runId, ...(resumed ? { resumed } : {}) },
           });
         },
@@ -547,13 +521,8 @@ export class ProvisioningService {
     const clinicId = clinic.id;
     const plan = restorePlan<ProvisionState>(this.stepDeps, async (tx, _state, { runId }) => {
       await tx.clinic.update({ where: { id: clinicId }, data: { status: 'READY' } });
-      await recordAudit(tx, {
-        action: 'clinic.restore',
-        actorId: actor.userId,
-        ip: actor.ip ?? null,
-        clinicId,
-        targetType: 'clinic',
-        targetId: clinicId,
+      await recordClinicAudit(tx, 'clinic.restore', clinicId, {
+        actor,
         data: { databaseName: clinic.databaseName, runId, ...(resumed ? { resumed } : {}) },
       });
     });
@@ -669,11 +638,7 @@ export class ProvisioningService {
           return false;
         if ((await tx.clinic.count({ where: { companyId: clinic.companyId } })) === 0)
           await tx.company.delete({ where: { id: clinic.companyId } });
-        await recordAudit(tx, {
-          action: 'clinic.purge',
-          clinicId,
-          targetType: 'clinic',
-          targetId: clinicId,
+        await recordClinicAudit(tx, 'clinic.purge', clinicId, {
           data: { databaseName: clinic.databaseName },
         });
         return true;
