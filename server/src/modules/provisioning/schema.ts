@@ -514,6 +514,13 @@ const ProvisioningEventRef = builder.objectRef<ProvisioningEvent>('ProvisioningE
       nullable: true,
       description: 'Milliseconds the step took; null when it just started.',
     }),
+    runStatus: t.field({
+      type: RunStatusEnum,
+      nullable: true,
+      description:
+        "The run's outcome, on the event that ends it (the run record is finished by then); null on the others and on replayed events. Whatever step a run ends with, this says it is over.",
+      resolve: (event) => event.runStatus ?? null,
+    }),
   }),
 });
 
