@@ -41,6 +41,18 @@ export interface ClinicRecord {
   databasePasswordEnc: string | null;
 }
 
+/** The Prisma `select` of a {@link ClinicRecord}. */
+export const CLINIC_RECORD_COLUMNS = {
+  id: true,
+  name: true,
+  subdomain: true,
+  status: true,
+  databaseName: true,
+  databaseServerId: true,
+  databaseRole: true,
+  databasePasswordEnc: true,
+} as const satisfies Record<keyof ClinicRecord, true>;
+
 export interface IntegrityContext {
   servers: ReadonlyMap<string, ClinicServer>;
   /** Recorded servers no configured URL reaches, and why (db/servers.ts). */

@@ -38,6 +38,7 @@ import { verifyDatabaseStep } from './engine/steps/verify-database.js';
 import { ClinicBusyError, ProvisioningFailedError, ServerUnreachableError } from './errors.js';
 import { FaultInjector } from './faults.js';
 import {
+  CLINIC_RECORD_COLUMNS,
   type ClinicHealth,
   type ClinicRecord,
   clinicPassword,
@@ -92,17 +93,6 @@ export interface ProvisioningDeps {
   /** Deleting a clinic revokes its certificate; absent in scripts that never delete clinics. */
   certificates?: CertificateIssuer;
 }
-
-const CLINIC_RECORD = {
-  id: true,
-  name: true,
-  subdomain: true,
-  status: true,
-  databaseName: true,
-  databaseServerId: true,
-  databaseRole: true,
-  databasePasswordEnc: true,
-} as const;
 
 export class ProvisioningService {
   readonly faults: FaultInjector;
@@ -546,7 +536,7 @@ export class ProvisioningService {
   }): Promise<boolean> {
     const clinic = await this.prisma.clinic.findUnique({
       where: { id: run.clinicId },
-      select: CLINIC_RECORD,
+      select: CLINIC_RECORD_COLUMNS,
     });
     if (!clinic) return false;
     const log = this.deps.logger.child({ clinicId: clinic.id, runId: run.id, kind: run.kind });
@@ -679,7 +669,10 @@ export class ProvisioningService {
   }
 
   private async findClinic(clinicId: string): Promise<ClinicRecord> {
-    const clinic = await this.prisma.clinic.findUnique({ where: { id: clinicId }, select: CLINIC_RECORD });
+    const clinic = await this.prisma.clinic.findUnique({
+      where: { id: clinicId },
+      select: CLINIC_RECORD_COLUMNS,
+    });
     if (!clinic) throw new NotFoundError('clinic');
     return clinic;
   }

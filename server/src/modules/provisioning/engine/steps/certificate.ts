@@ -24,10 +24,10 @@ function issued(certificates: CertificateIssuer | undefined): HostService | unde
 
 /** A certificate for the subject's name (CERT_PROVIDER), step `ssl`; undone by revoking it. */
 export function certificateStep<S>(deps: Pick<StepDeps, 'certificates'>, target: NameTarget<S>): Step<S> {
-  return putHostStep(NAMES, issued(deps.certificates), target);
+  return putHostStep({ names: NAMES, service: issued(deps.certificates), target });
 }
 
 /** Revokes the certificate of the subject's name (a deletion's step; idempotent). */
 export function revokeStep<S>(deps: Pick<StepDeps, 'certificates'>, target: NameTarget<S>): Step<S> {
-  return takeHostStep(NAMES, issued(deps.certificates), target);
+  return takeHostStep({ names: NAMES, service: issued(deps.certificates), target });
 }

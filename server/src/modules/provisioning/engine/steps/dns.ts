@@ -24,10 +24,10 @@ function published(dns: DnsProvider | undefined): HostService | undefined {
 
 /** Points the subject's name at the ingress (DNS_PROVIDER); undone by unpublishing it. */
 export function dnsStep<S>(deps: Pick<StepDeps, 'dns'>, target: NameTarget<S>): Step<S> {
-  return putHostStep(NAMES, published(deps.dns), target);
+  return putHostStep({ names: NAMES, service: published(deps.dns), target });
 }
 
 /** Removes the subject's name from DNS (a deletion's step; idempotent). */
 export function unpublishStep<S>(deps: Pick<StepDeps, 'dns'>, target: NameTarget<S>): Step<S> {
-  return takeHostStep(NAMES, published(deps.dns), target);
+  return takeHostStep({ names: NAMES, service: published(deps.dns), target });
 }

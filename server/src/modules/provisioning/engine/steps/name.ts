@@ -54,12 +54,15 @@ export interface HostStepNames {
   taken(fqdn: string): string;
 }
 
+/** One service's part of a subject's host: the step's names, the service (absent here: SKIPPED), the host. */
+export interface HostPart<S> {
+  names: HostStepNames;
+  service: HostService | undefined;
+  target: NameTarget<S>;
+}
+
 /** Puts the service's part in place for the target's host; undone by taking it away. */
-export function putHostStep<S>(
-  names: HostStepNames,
-  service: HostService | undefined,
-  target: NameTarget<S>,
-): Step<S> {
+export function putHostStep<S>({ names, service, target }: HostPart<S>): Step<S> {
   return {
     name: names.name,
     async run(state) {
@@ -83,11 +86,7 @@ export function putHostStep<S>(
 }
 
 /** Takes the service's part away from the target's host (a deletion's step; idempotent). */
-export function takeHostStep<S>(
-  names: HostStepNames,
-  service: HostService | undefined,
-  target: NameTarget<S>,
-): Step<S> {
+export function takeHostStep<S>({ names, service, target }: HostPart<S>): Step<S> {
   return {
     name: names.name,
     async run(state) {
