@@ -14,10 +14,10 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { App } from '../server/src/app.js';
+import { encryptSecret } from '../server/src/crypto.js';
 import { quoteIdent } from '../server/src/db/sql.js';
 import { COMPARE_WITH_CATALOG, readCatalogLists } from '../server/src/modules/health/catalog.js';
 import { ClinicHealthMonitor } from '../server/src/modules/health/clinics.js';
-import { encryptSecret } from '../server/src/modules/provisioning/secrets.js';
 import { pgCpuDelta, postgresCpu, readPostmasterPid } from './cpu.js';
 import {
   type BenchOptions,

@@ -51,39 +51,37 @@ describe('module walls', () => {
   });
 
   it('ids are checked by ids.ts alone', () => {
-    // provisioning/ keeps two copies until the engine's rewrite of it lands (docs/decisions/054).
     const offenders = files
-      .filter((file) => file !== 'ids.ts' && !file.startsWith('modules/provisioning/'))
+      .filter((file) => file !== 'ids.ts')
       .filter((file) => /\[0-9a-f(A-F)?\]\{8\}-|\bz\.uuid\(/.test(readFileSync(join(SRC, file), 'utf8')));
     expect(offenders).toEqual([]);
   });
 
   it('jobs are queued and managed through the typed task map (jobs/) alone', () => {
-    // registration/service.ts and provisioning/ are being rewritten by the engine (issue 13); the
-    // rewrite adopts jobs/ there (docs/decisions/054).
-    const pending = ['modules/registration/service.ts'];
     const offenders = files
-      .filter((file) => !file.startsWith('jobs/') && !file.startsWith('modules/provisioning/'))
-      .filter((file) => !pending.includes(file))
+      .filter((file) => !file.startsWith('jobs/'))
       .filter((file) => /graphile_worker\./.test(readFileSync(join(SRC, file), 'utf8')));
     expect(offenders).toEqual([]);
   });
 
-  it('AES-GCM is crypto.ts; no module borrows it from provisioning/', () => {
+  it('AES-GCM is crypto.ts: every file imports it from there, none re-exports it', () => {
     const offenders = files
-      .filter((file) => !file.startsWith('modules/provisioning/'))
-      .filter((file) => importsOf(file).includes('modules/provisioning/secrets.ts'));
+      .filter((file) => file !== 'crypto.ts')
+      .filter((file) => {
+        const text = readFileSync(join(SRC, file), 'utf8');
+        const reexported = /\bexport\s*\{[^}]*\b(?:en|de)cryptSecret\b[^}]*\}\s*from\b/.test(text);
+        const borrowed =
+          /\bimport\s*\{[^}]*\b(?:en|de)cryptSecret\b[^}]*\}\s*from\s*'(?![./]*crypto\.js')/.test(text);
+        return reexported || borrowed;
+      });
     expect(offenders).toEqual([]);
   });
 
   it('audit entries are written through audit/record.ts, with typed action names', () => {
-    // Being rewritten by the engine (issue 13); the rewrite adopts recordAudit there.
-    const pending = ['modules/registration/service.ts', 'modules/onboarding/service.ts'];
     const offenders = files
-      .filter((file) => file !== 'modules/audit/record.ts' && !file.startsWith('modules/provisioning/'))
-      .filter((file) => !pending.includes(file))
+      .filter((file) => file !== 'modules/audit/record.ts')
       .filter((file) =>
-        /\.auditLog\.create\(|INSERT INTO audit_log \([^)]*\)\s*(VALUES \(|SELECT )'/.test(
+        /\.auditLog\s*\.create(Many)?\(|INSERT INTO audit_log \([^)]*\)\s*(VALUES \(|SELECT )'/.test(
           readFileSync(join(SRC, file), 'utf8'),
         ),
       );

@@ -127,6 +127,13 @@ export async function jobKeys(db: RawQuerier, prefix: string): Promise<string[]>
   return rows.map((row) => row.key);
 }
 
+/** Which of `keys` have a pending or running job. */
+export async function pendingJobKeys(db: RawQuerier, keys: string[]): Promise<string[]> {
+  const rows = await db.$queryRaw<{ key: string }[]>`
+    SELECT key FROM graphile_worker.jobs WHERE key = ANY(${keys})`;
+  return rows.map((row) => row.key);
+}
+
 /** Installs or upgrades graphile-worker's own schema (idempotent, concurrency-safe). */
 export async function installJobSchema(connectionString: string, logger: Logger): Promise<void> {
   await runMigrations({ connectionString, logger: workerLogger(logger) });

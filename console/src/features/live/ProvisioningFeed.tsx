@@ -26,6 +26,7 @@ const ProgressSubscription = graphql(`
       message
       at
       durationMs
+      runStatus
     }
   }
 `);

@@ -19,7 +19,7 @@ const event = (step: string, status: ProvisioningEvent['status'], extra: Partial
 const fold = (events: ProvisioningEvent[], runs: FeedRun[] = []) => events.reduce(applyEvent, runs);
 
 describe('the live feed fold', () => {
-  it('keeps one row per step with its latest status, and succeeds on commit', () => {
+  it('keeps one row per step with its latest status, and succeeds on the event that ends the run', () => {
     const [run] = fold([
       event('central_records', 'STARTED'),
       event('central_records', 'SUCCEEDED', { durationMs: 42 }),
@@ -30,8 +30,33 @@ describe('the live feed fold', () => {
       ['central_records', 'SUCCEEDED', 42],
       ['commit', 'STARTED', null],
     ]);
-    const [done] = fold([event('commit', 'SUCCEEDED')], run ? [run] : []);
+    const [committed] = fold([event('commit', 'SUCCEEDED')], run ? [run] : []);
+    expect(committed?.status).toBe('RUNNING');
+    const [done] = fold(
+      [event('verification_email', 'SUCCEEDED', { runStatus: 'SUCCEEDED' })],
+      committed ? [committed] : [],
+    );
     expect(done?.status).toBe('SUCCEEDED');
+  });
+
+  it.each([
+    ['MOVE', 'move_quarantine_source'],
+    ['UPGRADE', 'verify_database'],
+    ['DELETE', 'commit'],
+    ['RESTORE', 'commit'],
+    ['REPAIR', 'verify_database'],
+  ] as const)('ends a %s run (last step %s) as its last event says', (kind, last) => {
+    const [run] = fold([
+      event(last, 'STARTED', { kind }),
+      event(last, 'SUCCEEDED', { kind, runStatus: 'SUCCEEDED' }),
+    ]);
+    expect(run?.status).toBe('SUCCEEDED');
+    const [undone] = fold([
+      event('create_database', 'SUCCEEDED', { kind, runId: 'run-2' }),
+      event(last, 'FAILED', { kind, runId: 'run-2', message: 'boom' }),
+      event('create_database', 'ROLLED_BACK', { kind, runId: 'run-2', runStatus: 'ROLLED_BACK' }),
+    ]);
+    expect(undone).toMatchObject({ status: 'FAILED', error: `${last}: boom` });
   });
 
   it('marks a failed run FAILED and keeps the forward duration beside the undo', () => {
@@ -74,7 +99,11 @@ describe('the live feed fold', () => {
   it('keeps a run succeeded when a step after the commit fails', () => {
     const [run] = fold([
       event('commit', 'SUCCEEDED'),
-      event('verification_email', 'FAILED', { at: '2026-11-22T10:00:01.000Z', message: 'smtp down' }),
+      event('verification_email', 'FAILED', {
+        at: '2026-11-22T10:00:01.000Z',
+        message: 'smtp down',
+        runStatus: 'SUCCEEDED',
+      }),
     ]);
     expect(run?.status).toBe('SUCCEEDED');
   });

@@ -44,6 +44,13 @@ export interface FeedRun {
 
 export const MAX_RUNS = 50;
 
+const RUN_STATUS: Record<RunSnapshot['status'], FeedRunStatus> = {
+  RUNNING: 'RUNNING',
+  SUCCEEDED: 'SUCCEEDED',
+  FAILED: 'FAILED',
+  ROLLED_BACK: 'FAILED',
+};
+
 const newer = (a: string, b: string) => Date.parse(a) >= Date.parse(b);
 
 /** Folds one event into the runs, newest run first. Pure: safe in a state updater. */
@@ -83,22 +90,19 @@ export function applyEvent(runs: FeedRun[], event: ProvisioningEvent): FeedRun[]
   };
   if (index >= 0) run.steps[index] = step;
   else run.steps.push(step);
-  // After the commit a failure is recorded, never undone: the run still succeeded.
-  if (event.status === 'FAILED' && run.status !== 'SUCCEEDED') {
+  // A failed step fails the run at once (its undo follows); the event that ends the run says how
+  // it ended, whichever step its plan ends with (a failure after the commit is kept: SUCCEEDED).
+  if (event.status === 'FAILED' && run.status === 'RUNNING') {
     run.status = 'FAILED';
     run.error ??= `${event.step}: ${event.message ?? 'failed'}`;
-  } else if (event.step === 'commit' && event.status === 'SUCCEEDED' && run.status !== 'FAILED')
-    run.status = 'SUCCEEDED';
+  }
+  if (event.runStatus) {
+    run.status = RUN_STATUS[event.runStatus];
+    if (run.status === 'SUCCEEDED') run.error = null;
+  }
   const others = runs.filter((other) => other.runId !== event.runId);
   return [run, ...others].slice(0, MAX_RUNS);
 }
-
-const RUN_STATUS: Record<RunSnapshot['status'], FeedRunStatus> = {
-  RUNNING: 'RUNNING',
-  SUCCEEDED: 'SUCCEEDED',
-  FAILED: 'FAILED',
-  ROLLED_BACK: 'FAILED',
-};
 
 /** A recorded run as the feed shows it. */
 export function fromSnapshot(run: RunSnapshot): FeedRun {

@@ -76,41 +76,26 @@ const StartMutation = graphql(`
   }
 `);
 
-const PauseMutation = graphql(`
-  mutation RolloutsPage_PauseMutation($id: ID!) {
-    pauseRollout(id: $id) {
+// Pause, resume and abort answer the same: one operation, the action chosen by its variables.
+const ActMutation = graphql(`
+  mutation RolloutsPage_ActMutation($id: ID!, $pause: Boolean!, $resume: Boolean!, $abort: Boolean!) {
+    pauseRollout(id: $id) @include(if: $pause) {
       __typename
-      ... on Rollout {
-        ...RolloutsPage_RolloutFields
-      }
+      ...RolloutsPage_RolloutFields
       ... on Error {
         message
       }
     }
-  }
-`);
-
-const ResumeMutation = graphql(`
-  mutation RolloutsPage_ResumeMutation($id: ID!) {
-    resumeRollout(id: $id) {
+    resumeRollout(id: $id) @include(if: $resume) {
       __typename
-      ... on Rollout {
-        ...RolloutsPage_RolloutFields
-      }
+      ...RolloutsPage_RolloutFields
       ... on Error {
         message
       }
     }
-  }
-`);
-
-const AbortMutation = graphql(`
-  mutation RolloutsPage_AbortMutation($id: ID!) {
-    abortRollout(id: $id) {
+    abortRollout(id: $id) @include(if: $abort) {
       __typename
-      ... on Rollout {
-        ...RolloutsPage_RolloutFields
-      }
+      ...RolloutsPage_RolloutFields
       ... on Error {
         message
       }
@@ -157,10 +142,19 @@ export function RolloutsPage() {
 
   const act = async (kind: 'pause' | 'resume' | 'abort', id: string) => {
     setBusy(true);
-    const mutation = { pause: PauseMutation, resume: ResumeMutation, abort: AbortMutation }[kind];
-    const answer = await client.mutation(mutation, { id }).toPromise();
-    const data = answer.data as Record<string, Parameters<typeof settle>[0]> | undefined;
-    settle(data ? Object.values(data)[0] : undefined, answer.error ? describeError(answer.error) : undefined);
+    const answer = await client
+      .mutation(ActMutation, {
+        id,
+        pause: kind === 'pause',
+        resume: kind === 'resume',
+        abort: kind === 'abort',
+      })
+      .toPromise();
+    const data = answer.data;
+    settle(
+      (data?.pauseRollout ?? data?.resumeRollout ?? data?.abortRollout) as Parameters<typeof settle>[0],
+      answer.error ? describeError(answer.error) : undefined,
+    );
     setBusy(false);
   };
 

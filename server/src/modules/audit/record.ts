@@ -46,6 +46,8 @@ export const AUDIT_ACTIONS = [
   'clinic.repair',
   'clinic.data_lost',
   'clinic.database_missing',
+  'database_server.identity_mismatch',
+  'database_server.identity_restored',
   'clinic.retry_provisioning',
   'clinic.delete',
   'clinic.restore',
@@ -71,12 +73,42 @@ export type AuditEntry = Omit<Prisma.AuditLogUncheckedCreateInput, 'id' | 'at' |
 };
 
 /**
+ * Who asked for an action, for its entry: the signed-in person (and their address), or nobody
+ * (`userId: null`) when Onramp acts by itself, e.g. the repair at sign-in.
+ */
+export interface AuditActor {
+  userId: string | null;
+  ip?: string | null;
+}
+
+/**
  * Writes one entry with `db`, a client or the transaction of the action it records (then the
  * entry exists exactly when the action does). Returns Prisma's promise, so it also fits in a
  * batch `$transaction([...])`.
  */
 export function recordAudit(db: Pick<Prisma.TransactionClient, 'auditLog'>, entry: AuditEntry) {
   return db.auditLog.create({ data: entry, select: { id: true } });
+}
+
+/**
+ * Writes the entry of an action on one clinic, which is both where it happened and its target;
+ * `actor` when someone asked for it.
+ */
+export function recordClinicAudit(
+  db: Pick<Prisma.TransactionClient, 'auditLog'>,
+  action: AuditAction,
+  clinicId: string,
+  details: { actor?: AuditActor; data?: Prisma.InputJsonValue } = {},
+) {
+  return recordAudit(db, {
+    action,
+    actorId: details.actor?.userId ?? null,
+    ip: details.actor?.ip ?? null,
+    clinicId,
+    targetType: 'clinic',
+    targetId: clinicId,
+    data: details.data,
+  });
 }
 
 /** An action as a parameter of a raw statement (`INSERT INTO audit_log (action, …) VALUES (${…}, …)`). */

@@ -18,6 +18,7 @@ import { holdLease, releaseLease } from '../../db/leases.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
 import {
+  CLINIC_RECORD_COLUMNS,
   type ClinicHealth,
   type ClinicRecord,
   checkClinicDatabaseIntegrity,
@@ -94,17 +95,6 @@ interface Finding {
   deep: boolean;
 }
 
-const CLINIC_COLUMNS = {
-  id: true,
-  name: true,
-  subdomain: true,
-  status: true,
-  databaseName: true,
-  databaseServerId: true,
-  databaseRole: true,
-  databasePasswordEnc: true,
-} as const;
-
 export class ClinicHealthMonitor {
   private timer: NodeJS.Timeout | undefined;
   /** Sweeps and full checks, one at a time, so the connection bound holds overall. */
@@ -168,7 +158,7 @@ export class ClinicHealthMonitor {
     if (changed.size > 0) {
       const named = await this.deps.prisma.clinic.findMany({
         where: { id: { in: [...changed.keys()] } },
-        select: CLINIC_COLUMNS,
+        select: CLINIC_RECORD_COLUMNS,
       });
       await this.record(
         named.map((clinic) => this.shallowFinding(clinic, changed.get(clinic.id) as Verdict)),
@@ -196,7 +186,7 @@ export class ClinicHealthMonitor {
     if (ids.length === 0) return;
     const clinics = await this.deps.prisma.clinic.findMany({
       where: { id: { in: ids } },
-      select: CLINIC_COLUMNS,
+      select: CLINIC_RECORD_COLUMNS,
     });
     const findings = await mapLimit(clinics, this.deps.concurrency, (clinic) =>
       this.deepFinding(clinic, true),
@@ -222,7 +212,7 @@ export class ClinicHealthMonitor {
     return this.serially(async () => {
       await this.deps.refreshServers();
       const clinics = await this.deps.prisma.clinic.findMany({
-        select: CLINIC_COLUMNS,
+        select: CLINIC_RECORD_COLUMNS,
         orderBy: { createdAt: 'asc' },
       });
       const { found: verdicts } = await this.verdicts(true);
@@ -323,7 +313,7 @@ export class ClinicHealthMonitor {
     if (stale.length === 0) return;
     const clinics = await this.deps.prisma.clinic.findMany({
       where: { id: { in: stale.map((row) => row.id) } },
-      select: CLINIC_COLUMNS,
+      select: CLINIC_RECORD_COLUMNS,
     });
     await this.record(await mapLimit(clinics, this.deps.concurrency, (clinic) => this.deepFinding(clinic)));
   }

@@ -12,7 +12,7 @@ import { Prisma } from '../../generated/central/client.js';
 import { isUuid } from '../../ids.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
-import { recordAudit } from '../audit/record.js';
+import { recordClinicAudit } from '../audit/record.js';
 import {
   type AuditActor,
   clinicPassword,
@@ -166,13 +166,8 @@ export class MoveService {
         where: { id: moveId },
         data: { status, error, finishedAt: new Date(), runId: result.runId },
       });
-      await recordAudit(tx, {
-        action: 'clinic.move',
-        actorId: actor.userId,
-        ip: actor.ip ?? null,
-        clinicId,
-        targetType: 'clinic',
-        targetId: clinicId,
+      await recordClinicAudit(tx, 'clinic.move', clinicId, {
+        actor,
         data: {
           runId: result.runId,
           from: source.name,

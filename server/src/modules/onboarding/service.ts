@@ -17,6 +17,7 @@ import type { Config } from '../../env.js';
 import { NotFoundError } from '../../errors.js';
 import type { Onboarding, Prisma } from '../../generated/central/client.js';
 import type { Logger } from '../../logger.js';
+import { recordAudit } from '../audit/record.js';
 import type { ProvisioningService, Transaction } from '../provisioning/index.js';
 import { preferredSubdomain, reserveSubdomain } from '../subdomains/allocator.js';
 import type { WebhookService } from '../webhooks/service.js';
@@ -111,14 +112,12 @@ export class OnboardingService {
           subdomain,
         },
       });
-      await tx.auditLog.create({
-        data: {
-          action: 'onboarding.started',
-          targetType: 'onboarding',
-          targetId: id,
-          data: { applicationId: app.applicationId, subdomain },
-          ip: meta.ip,
-        },
+      await recordAudit(tx, {
+        action: 'onboarding.started',
+        targetType: 'onboarding',
+        targetId: id,
+        data: { applicationId: app.applicationId, subdomain },
+        ip: meta.ip,
       });
       return created;
     });
@@ -277,14 +276,12 @@ export class OnboardingService {
         ...(credentials?.data ?? {}),
       },
     });
-    await tx.auditLog.create({
-      data: {
-        action: 'onboarding.provisioned',
-        targetType: 'onboarding',
-        targetId: state.onboardingId,
-        data: { applicationId: state.applicationId, apiKeyGenerated: credentials !== null },
-        ip: state.ip,
-      },
+    await recordAudit(tx, {
+      action: 'onboarding.provisioned',
+      targetType: 'onboarding',
+      targetId: state.onboardingId,
+      data: { applicationId: state.applicationId, apiKeyGenerated: credentials !== null },
+      ip: state.ip,
     });
     await this.deps.webhooks.queue(tx, 'onboarding.provisioned', state.onboardingId);
     // Set before the transaction commits; provision() hands them out only once the run succeeded.
@@ -326,14 +323,12 @@ export class OnboardingService {
           completedAt: new Date(),
         },
       });
-      await tx.auditLog.create({
-        data: {
-          action: 'onboarding.completed',
-          targetType: 'onboarding',
-          targetId: uuid,
-          data: { applicationId: app.applicationId, tenantId: input.tenantId },
-          ip: meta.ip,
-        },
+      await recordAudit(tx, {
+        action: 'onboarding.completed',
+        targetType: 'onboarding',
+        targetId: uuid,
+        data: { applicationId: app.applicationId, tenantId: input.tenantId },
+        ip: meta.ip,
       });
       await this.deps.webhooks.queue(tx, 'onboarding.completed', uuid);
       return completed;

@@ -6,6 +6,7 @@
 import type { CentralPrisma } from '../../db/database.js';
 import type { ServerRegistry } from '../../db/servers.js';
 import type { Logger } from '../../logger.js';
+import { type AuditAction, recordAudit } from '../audit/record.js';
 import { enqueueMail, type MailDb } from '../mail/service.js';
 
 export interface ClinicAlert {
@@ -30,8 +31,8 @@ export async function enqueueAlerts(
   for (const to of recipients) await enqueueMail(tx, { to, ...alert }, key);
 }
 
-const MISMATCH_ACTION = 'database_server.identity_mismatch';
-const RESTORED_ACTION = 'database_server.identity_restored';
+const MISMATCH_ACTION: AuditAction = 'database_server.identity_mismatch';
+const RESTORED_ACTION: AuditAction = 'database_server.identity_restored';
 
 /**
  * A recorded clinic server whose address answers as another server (decision 040, "refuse rather
@@ -57,9 +58,7 @@ export async function alertServerIdentity(deps: {
     if (entry.targetId) last.set(entry.targetId, entry.action);
   for (const id of servers.byId.keys())
     if (last.get(id) === MISMATCH_ACTION)
-      await prisma.auditLog.create({
-        data: { action: RESTORED_ACTION, targetType: 'database_server', targetId: id },
-      });
+      await recordAudit(prisma, { action: RESTORED_ACTION, targetType: 'database_server', targetId: id });
   let alerted = 0;
   for (const server of servers.unreachable.values()) {
     if (!server.identityMismatch) continue;
@@ -81,13 +80,11 @@ export async function alertServerIdentity(deps: {
         select: { action: true },
       });
       if (latest?.action === MISMATCH_ACTION) return false;
-      await tx.auditLog.create({
-        data: {
-          action: MISMATCH_ACTION,
-          targetType: 'database_server',
-          targetId: server.id,
-          data: { server: server.name, address: server.address, reason: server.reason },
-        },
+      await recordAudit(tx, {
+        action: MISMATCH_ACTION,
+        targetType: 'database_server',
+        targetId: server.id,
+        data: { server: server.name, address: server.address, reason: server.reason },
       });
       await enqueueAlerts(
         tx,

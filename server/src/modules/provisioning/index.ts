@@ -33,8 +33,8 @@ export {
   type StepResult,
 } from './engine/runner.js';
 export type { ClinicAdmin, ProvisionState } from './engine/state.js';
-export type { NameTarget } from './engine/steps/dns.js';
 export type { Transaction, TransactionHook } from './engine/steps/hooks.js';
+export type { NameTarget } from './engine/steps/name.js';
 export { ClinicBusyError, ProvisioningFailedError, ServerUnreachableError } from './errors.js';
 export {
   type FaultInjector,

@@ -3,12 +3,12 @@
  * all expected tables there and usable by that role, is it at the current schema version.
  */
 import pg from 'pg';
+import { decryptSecret } from '../../crypto.js';
 import type { ClinicServer } from '../../db/database.js';
 import { schemaVersion } from '../../db/migrator.js';
 import type { UnreachableServer } from '../../db/servers.js';
 import { databaseUrl } from '../../db/sql.js';
 import type { ClinicSchemaShape } from './schema-shape.js';
-import { decryptSecret } from './secrets.js';
 
 export type DbStatus = 'HEALTHY' | 'DEGRADED' | 'UNHEALTHY' | 'MISSING' | 'PROVISIONING';
 
@@ -40,6 +40,18 @@ export interface ClinicRecord {
   databaseRole: string;
   databasePasswordEnc: string | null;
 }
+
+/** The Prisma `select` of a {@link ClinicRecord}. */
+export const CLINIC_RECORD_COLUMNS = {
+  id: true,
+  name: true,
+  subdomain: true,
+  status: true,
+  databaseName: true,
+  databaseServerId: true,
+  databaseRole: true,
+  databasePasswordEnc: true,
+} as const satisfies Record<keyof ClinicRecord, true>;
 
 export interface IntegrityContext {
   servers: ReadonlyMap<string, ClinicServer>;

@@ -13,7 +13,7 @@ import { dropObjects } from '../../db/drop.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
 import type { Prisma } from '../../generated/central/client.js';
 import type { ClinicObjectState } from '../../generated/central/enums.js';
-import { addJob, PURGE_JOB } from '../../jobs/index.js';
+import { addJob, PURGE_JOB, pendingJobKeys, removeJob } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
 import { grantConnect } from './admin.js';
 
@@ -175,9 +175,11 @@ export class Ledger {
     );
     const queued = new Set(
       (
-        await prisma.$queryRaw<{ key: string }[]>`
-          SELECT key FROM graphile_worker.jobs WHERE key = ANY(${clinicIds.map((id) => `provision:${id}`)})`
-      ).map((row) => row.key.slice('provision:'.length)),
+        await pendingJobKeys(
+          prisma,
+          clinicIds.map((id) => `provision:${id}`),
+        )
+      ).map((key) => key.slice('provision:'.length)),
     );
     const clinics = new Map(
       (
@@ -454,7 +456,7 @@ export class Ledger {
     const next = await this.nextPurge();
     if (next)
       await addJob(this.deps.prisma, PURGE_JOB, {}, { runAt: next, jobKey: PURGE_JOB, queueName: PURGE_JOB });
-    else await this.deps.prisma.$executeRaw`SELECT graphile_worker.remove_job(${PURGE_JOB})`;
+    else await removeJob(this.deps.prisma, PURGE_JOB);
     return next;
   }
 

@@ -67,10 +67,19 @@ export async function recordedEvents(
         message: step.error,
         at: step.finishedAt,
         durationMs: step.durationMs,
+        // Which recorded step ended its run is not kept; the run record says how it ended.
+        runStatus: null,
       });
     }
     if (step.startedAt >= since) {
-      events.push({ ...common, status: 'STARTED', message: null, at: step.startedAt, durationMs: null });
+      events.push({
+        ...common,
+        status: 'STARTED',
+        message: null,
+        at: step.startedAt,
+        durationMs: null,
+        runStatus: null,
+      });
     }
   }
   // Stable: a step's STARTED stays before its outcome when both carry the same millisecond.

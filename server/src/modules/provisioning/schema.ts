@@ -6,6 +6,7 @@ import type { Context } from '../../context.js';
 import { checkCursors, uuidCursor } from '../../cursors.js';
 import { ConflictError, invalidArguments, NotFoundError } from '../../errors.js';
 import type { User } from '../../generated/central/client.js';
+import { idSchema, isUuid } from '../../ids.js';
 import { batchLoad } from '../../loader.js';
 import type { IssuedCertificate } from '../certificates/issuer.js';
 import { clinicFqdn, type DnsRecord } from '../dns/provider.js';
@@ -18,12 +19,9 @@ import { ProvisioningFailedError } from './errors.js';
 import type { ClinicHealth, DbStatus } from './integrity.js';
 import { recordedEvents, replaying } from './replay.js';
 import type { RepairResult } from './service.js';
-
-const UUID_CURSOR = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 import { PROVISIONING_STEP_NAMES } from './step-names.js';
 
-const uuid = z.uuid({ error: 'must be a clinic id (UUID)' });
+const uuid = idSchema('a clinic id');
 
 export const DbStatusEnum = builder.enumType('DbStatus', {
   description: 'Health of a clinic database, as the last check found it.',
@@ -296,7 +294,7 @@ const ClinicsHealthReportRef = builder.objectRef<HealthReport>('ClinicsHealthRep
             throw invalidArguments([
               { path: ['last'], message: 'This list pages forward only (first, after)' },
             ]);
-          if (args.after != null && !UUID_CURSOR.test(args.after))
+          if (args.after != null && !isUuid(args.after))
             throw invalidArguments([{ path: ['after'], message: 'Not a cursor of this list' }]);
           if (args.first != null && (args.first < 1 || args.first > 200))
             throw invalidArguments([{ path: ['first'], message: 'must be 1 to 200' }]);
@@ -516,6 +514,13 @@ const ProvisioningEventRef = builder.objectRef<ProvisioningEvent>('ProvisioningE
       nullable: true,
       description: 'Milliseconds the step took; null when it just started.',
     }),
+    runStatus: t.field({
+      type: RunStatusEnum,
+      nullable: true,
+      description:
+        "The run's outcome, on the event that ends it (the run record is finished by then); null on the others and on replayed events. Whatever step a run ends with, this says it is over.",
+      resolve: (event) => event.runStatus ?? null,
+    }),
   }),
 });
 
@@ -596,7 +601,7 @@ builder.queryFields((t) => ({
     args: {
       id: t.arg.id({
         required: true,
-        validate: z.uuid({ error: 'must be a run id (UUID)' }),
+        validate: idSchema('a run id'),
         description: 'Run id (UUID).',
       }),
     },

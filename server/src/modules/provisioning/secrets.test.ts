@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { decryptSecret, encryptSecret, randomPassword } from './secrets.js';
+import { decryptSecret, encryptSecret } from '../../crypto.js';
+import { randomPassword } from './secrets.js';
 
 const key = randomBytes(32);
 const SECRET = 'clinic db password: ünïcødé ✓';

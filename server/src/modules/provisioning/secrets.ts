@@ -1,10 +1,8 @@
 /**
- * Secrets of provisioning: clinic database passwords. Their encryption is the shared AES-GCM of
- * crypto.ts, re-exported for the files of this module that import it from here.
+ * Secrets of provisioning: clinic database passwords. They are encrypted with the shared AES-GCM
+ * of crypto.ts, which every file imports from there.
  */
 import { randomBytes } from 'node:crypto';
-
-export { decryptSecret, encryptSecret } from '../../crypto.js';
 
 /** 256 random bits; base64url needs no escaping in a libpq URL or a SQL string literal. */
 export function randomPassword(): string {

@@ -7,8 +7,10 @@ import type { CentralPrisma, ClinicServer, Databases } from '../../db/database.j
 import { schemaVersion } from '../../db/migrator.js';
 import type { Config } from '../../env.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
+import { isUuid } from '../../ids.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
+import { type AuditAction, type AuditActor, recordAudit, recordClinicAudit } from '../audit/record.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
 import { clinicFqdn, type DnsProvider } from '../dns/provider.js';
 import { ClinicHealthMonitor, type ClinicsHealthReport } from '../health/clinics.js';
@@ -36,6 +38,7 @@ import { verifyDatabaseStep } from './engine/steps/verify-database.js';
 import { ClinicBusyError, ProvisioningFailedError, ServerUnreachableError } from './errors.js';
 import { FaultInjector } from './faults.js';
 import {
+  CLINIC_RECORD_COLUMNS,
   type ClinicHealth,
   type ClinicRecord,
   clinicPassword,
@@ -47,13 +50,10 @@ import { clinicSchemaShape } from './schema-shape.js';
 import type { ProvisioningStepName } from './step-names.js';
 import { WarmPool } from './warm-pool.js';
 
+export type { ClinicsHealthReport } from '../health/clinics.js';
 export type { ProvisioningEvent } from './engine/events.js';
 export { ProvisioningFailedError } from './errors.js';
 export type { ClinicHealth, DbStatus } from './integrity.js';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export type { ClinicsHealthReport } from '../health/clinics.js';
 
 export interface RepairResult {
   before: ClinicHealth;
@@ -67,19 +67,12 @@ export interface RepairResult {
   dataLost: boolean;
 }
 
-/**
- * Who asked for an operation, for its audit entry: the signed-in operator (and their address),
- * or nobody (`userId: null`) when Onramp acts by itself, e.g. the repair at sign-in.
- */
-export interface AuditActor {
-  userId: string | null;
-  ip?: string | null;
-}
+export type { AuditActor } from '../audit/record.js';
 
 const NO_ACTOR: AuditActor = { userId: null };
 
 /** Audit action of a missing database's first sighting; a later repair or restore closes the incident. */
-const MISSING_ACTION = 'clinic.database_missing';
+const MISSING_ACTION: AuditAction = 'clinic.database_missing';
 
 export interface ProvisionClinicInput {
   clinicName: string;
@@ -100,17 +93,6 @@ export interface ProvisioningDeps {
   /** Deleting a clinic revokes its certificate; absent in scripts that never delete clinics. */
   certificates?: CertificateIssuer;
 }
-
-const CLINIC_RECORD = {
-  id: true,
-  name: true,
-  subdomain: true,
-  status: true,
-  databaseName: true,
-  databaseServerId: true,
-  databaseRole: true,
-  databasePasswordEnc: true,
-} as const;
 
 export class ProvisioningService {
   readonly faults: FaultInjector;
@@ -349,23 +331,14 @@ export class ProvisioningService {
         // The repair's central effects, its record and its alerts commit together.
         if (clinic.status === 'FAILED')
           await tx.clinic.update({ where: { id: clinic.id }, data: { status: 'READY' } });
-        const entry = {
-          actorId: actor.userId,
-          ip: actor.ip ?? null,
-          clinicId,
-          targetType: 'clinic',
-          targetId: clinicId,
-        };
-        await tx.auditLog.create({
-          data: {
-            ...entry,
-            action: 'clinic.repair',
-            data: { actions, before: before.dbStatus, after: after.dbStatus, dataLost, runId },
-          },
+        await recordClinicAudit(tx, 'clinic.repair', clinicId, {
+          actor,
+          data: { actions, before: before.dbStatus, after: after.dbStatus, dataLost, runId },
         });
         if (!dataLost) return;
-        await tx.auditLog.create({
-          data: { ...entry, action: 'clinic.data_lost', data: { databaseName: clinic.databaseName, runId } },
+        await recordClinicAudit(tx, 'clinic.data_lost', clinicId, {
+          actor,
+          data: { databaseName: clinic.databaseName, runId },
         });
         await enqueueAlerts(
           tx,
@@ -407,15 +380,8 @@ export class ProvisioningService {
         select: { action: true },
       });
       if (last?.action === MISSING_ACTION) return;
-      await tx.auditLog.create({
-        data: {
-          action: MISSING_ACTION,
-          actorId: null,
-          clinicId: clinic.id,
-          targetType: 'clinic',
-          targetId: clinic.id,
-          data: { databaseName: clinic.databaseName, server: health.server, errors: health.errors },
-        },
+      await recordClinicAudit(tx, MISSING_ACTION, clinic.id, {
+        data: { databaseName: clinic.databaseName, server: health.server, errors: health.errors },
       });
       await enqueueAlerts(
         tx,
@@ -483,16 +449,9 @@ export class ProvisioningService {
         step: 'commit',
         apply: async (tx, _state, { runId }) => {
           await tx.clinic.update({ where: { id: clinicId }, data: { status: 'DELETED' } });
-          await tx.auditLog.create({
-            data: {
-              action: 'clinic.delete',
-              actorId: actor.userId,
-              ip: actor.ip ?? null,
-              clinicId,
-              targetType: 'clinic',
-              targetId: clinicId,
-              data: { databaseName: clinic.databaseName, runId, ...(resumed ? { resumed } : {}) },
-            },
+          await recordClinicAudit(tx, 'clinic.delete', clinicId, {
+            actor,
+            data: { databaseName: clinic.databaseName, runId, ...(resumed ? { resumed } : {}) },
           });
         },
       },
@@ -552,16 +511,9 @@ export class ProvisioningService {
     const clinicId = clinic.id;
     const plan = restorePlan<ProvisionState>(this.stepDeps, async (tx, _state, { runId }) => {
       await tx.clinic.update({ where: { id: clinicId }, data: { status: 'READY' } });
-      await tx.auditLog.create({
-        data: {
-          action: 'clinic.restore',
-          actorId: actor.userId,
-          ip: actor.ip ?? null,
-          clinicId,
-          targetType: 'clinic',
-          targetId: clinicId,
-          data: { databaseName: clinic.databaseName, runId, ...(resumed ? { resumed } : {}) },
-        },
+      await recordClinicAudit(tx, 'clinic.restore', clinicId, {
+        actor,
+        data: { databaseName: clinic.databaseName, runId, ...(resumed ? { resumed } : {}) },
       });
     });
     return this.run(plan, clinicSubject(clinicId, clinic.name), state, { attempt });
@@ -584,7 +536,7 @@ export class ProvisioningService {
   }): Promise<boolean> {
     const clinic = await this.prisma.clinic.findUnique({
       where: { id: run.clinicId },
-      select: CLINIC_RECORD,
+      select: CLINIC_RECORD_COLUMNS,
     });
     if (!clinic) return false;
     const log = this.deps.logger.child({ clinicId: clinic.id, runId: run.id, kind: run.kind });
@@ -625,7 +577,7 @@ export class ProvisioningService {
       where: {
         kind: 'DATABASE',
         state: 'QUARANTINED',
-        OR: [{ trashName: target }, ...(UUID.test(target) ? [{ clinicId: target }] : [])],
+        OR: [{ trashName: target }, ...(isUuid(target) ? [{ clinicId: target }] : [])],
       },
       orderBy: { quarantinedAt: 'desc' },
     });
@@ -643,15 +595,13 @@ export class ProvisioningService {
         `The clinic ${entry.clinicId} is ${clinic.status}; restore its database with repairClinic.`,
       );
     await this.ledger.restoreClinic(entry.clinicId);
-    await this.prisma.auditLog.create({
-      data: {
-        action: 'clinic_object.restore',
-        actorId: actor.userId,
-        clinicId: entry.clinicId,
-        targetType: 'database',
-        targetId: entry.id,
-        data: { database: entry.name, trashName: entry.trashName },
-      },
+    await recordAudit(this.prisma, {
+      action: 'clinic_object.restore',
+      actorId: actor.userId,
+      clinicId: entry.clinicId,
+      targetType: 'database',
+      targetId: entry.id,
+      data: { database: entry.name, trashName: entry.trashName },
     });
     return `database ${entry.name} restored (no clinic owns it; it is kept until an operator drops it)`;
   }
@@ -678,14 +628,8 @@ export class ProvisioningService {
           return false;
         if ((await tx.clinic.count({ where: { companyId: clinic.companyId } })) === 0)
           await tx.company.delete({ where: { id: clinic.companyId } });
-        await tx.auditLog.create({
-          data: {
-            action: 'clinic.purge',
-            clinicId,
-            targetType: 'clinic',
-            targetId: clinicId,
-            data: { databaseName: clinic.databaseName },
-          },
+        await recordClinicAudit(tx, 'clinic.purge', clinicId, {
+          data: { databaseName: clinic.databaseName },
         });
         return true;
       });
@@ -725,7 +669,10 @@ export class ProvisioningService {
   }
 
   private async findClinic(clinicId: string): Promise<ClinicRecord> {
-    const clinic = await this.prisma.clinic.findUnique({ where: { id: clinicId }, select: CLINIC_RECORD });
+    const clinic = await this.prisma.clinic.findUnique({
+      where: { id: clinicId },
+      select: CLINIC_RECORD_COLUMNS,
+    });
     if (!clinic) throw new NotFoundError('clinic');
     return clinic;
   }

@@ -8,9 +8,10 @@
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import type { Prisma } from '../../generated/central/client.js';
-import { addJob } from '../../jobs/index.js';
+import { addJob, removeJob } from '../../jobs/index.js';
 import { type CounterStore, RateLimit, takeAll } from '../../limits/counters.js';
 import type { Logger } from '../../logger.js';
+import { recordClinicAudit } from '../audit/record.js';
 import { hashPassword } from '../auth/passwords.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
 import { type Acceptance, recordAcceptances } from '../consents/service.js';
@@ -147,23 +148,14 @@ export class RegistrationService {
       return { clinicId: state.clinicId, userId, status: 'PENDING' };
     }
     // The clinic is rolled back; the entry keeps what was attempted (the "registration." filter).
-    await prisma.auditLog
-      .create({
-        data: {
-          action: 'registration.failed',
-          actorId: null,
-          clinicId: state.clinicId,
-          targetType: 'clinic',
-          targetId: state.clinicId,
-          data: {
-            clinicName: state.clinicName,
-            step: result.failedStep,
-            runId: result.runId,
-            reason: result.error.message.slice(0, 300),
-          },
-        },
-      })
-      .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'failed registration not audited'));
+    await recordClinicAudit(prisma, 'registration.failed', state.clinicId, {
+      data: {
+        clinicName: state.clinicName,
+        step: result.failedStep,
+        runId: result.runId,
+        reason: result.error.message.slice(0, 300),
+      },
+    }).catch((error: unknown) => this.deps.logger.warn({ err: error }, 'failed registration not audited'));
     throw new ProvisioningFailedError(result.failedStep, result.runId);
   }
 
@@ -221,14 +213,8 @@ export class RegistrationService {
           this.deps.config.encryptionKey,
         );
       }
-      await tx.auditLog.create({
-        data: {
-          action: 'registration.failed',
-          clinicId,
-          targetType: 'clinic',
-          targetId: clinicId,
-          data: { attempt, reason: reason.slice(0, 300), alerted: recipients.length },
-        },
+      await recordClinicAudit(tx, 'registration.failed', clinicId, {
+        data: { attempt, reason: reason.slice(0, 300), alerted: recipients.length },
       });
     });
   }
@@ -257,15 +243,8 @@ export class RegistrationService {
     const { prisma } = this.deps;
     await prisma.$transaction(async (tx) => {
       await tx.clinic.update({ where: { id: clinicId }, data: { status: 'PENDING' } });
-      await tx.auditLog.create({
-        data: {
-          action: 'clinic.retry_provisioning',
-          actorId: actor.userId,
-          ip: actor.ip ?? null,
-          clinicId,
-          targetType: 'clinic',
-          targetId: clinicId,
-        },
+      await recordClinicAudit(tx, 'clinic.retry_provisioning', clinicId, {
+        actor,
       });
       await addJob(
         tx,
@@ -345,15 +324,9 @@ export class RegistrationService {
           });
           // Cascades to the clinic, its users and their tokens.
           if (clinic) await tx.company.delete({ where: { id: clinic.companyId } });
-          await tx.$executeRaw`SELECT graphile_worker.remove_job(${jobKey(state.clinicId)})`;
-          await tx.auditLog.create({
-            data: {
-              action: 'registration.expired',
-              clinicId: state.clinicId,
-              targetType: 'clinic',
-              targetId: state.clinicId,
-              data: { ttlSeconds: config.unverifiedClinicTtlSeconds },
-            },
+          await removeJob(tx, jobKey(state.clinicId));
+          await recordClinicAudit(tx, 'registration.expired', state.clinicId, {
+            data: { ttlSeconds: config.unverifiedClinicTtlSeconds },
           });
         },
       },
@@ -404,7 +377,7 @@ export class RegistrationService {
           }
         },
         undo: async (tx, state) => {
-          await tx.$executeRaw`SELECT graphile_worker.remove_job(${jobKey(state.clinicId)})`;
+          await removeJob(tx, jobKey(state.clinicId));
         },
       },
       commit: {
@@ -412,15 +385,9 @@ export class RegistrationService {
           const admin = state.admin;
           if (!admin?.userId) throw new Error('commit without admin user');
           // The admin registered themselves: they are the actor of their clinic's creation.
-          await tx.auditLog.create({
-            data: {
-              action: 'registration.completed',
-              actorId: admin.userId,
-              clinicId: state.clinicId,
-              targetType: 'clinic',
-              targetId: state.clinicId,
-              data: { clinicName: state.clinicName, mode: state.hybrid ? 'hybrid' : 'strict' },
-            },
+          await recordClinicAudit(tx, 'registration.completed', state.clinicId, {
+            actor: { userId: admin.userId },
+            data: { clinicName: state.clinicName, mode: state.hybrid ? 'hybrid' : 'strict' },
           });
           await issueEmailVerification(
             tx,
@@ -428,7 +395,7 @@ export class RegistrationService {
             { id: admin.userId, email: admin.email, firstName: admin.firstName },
             state.clinicName,
           );
-          await tx.$executeRaw`SELECT graphile_worker.remove_job(${jobKey(state.clinicId)})`;
+          await removeJob(tx, jobKey(state.clinicId));
         },
       },
     };

@@ -26,6 +26,12 @@ export interface ProvisioningEvent {
   message: string | null;
   at: Date;
   durationMs: number | null;
+  /**
+   * The run's outcome, on the event that ends it (recorded before it is published); null on the
+   * others (absent from an instance older than this field). Whichever step a plan ends with, a
+   * subscriber knows the run is over from this alone.
+   */
+  runStatus?: 'SUCCEEDED' | 'FAILED' | 'ROLLED_BACK' | null;
 }
 
 /** A clinic as a run's subject. */

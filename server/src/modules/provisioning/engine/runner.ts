@@ -103,11 +103,11 @@ export async function runSteps<S>(deps: EngineDeps, input: RunInput<S>): Promise
   heartbeat.unref();
 
   const startedAt = new Map<ProvisioningStepName, Date>();
-  const emit = async (
-    step: ProvisioningStepName,
-    status: ProvisioningEventStatus,
-    fields: { message?: string | null; durationMs?: number | null } = {},
-  ) => {
+  /**
+   * Records and publishes one step's transition. With `ending`, this is the run's last event: the
+   * run's outcome is recorded first, so a subscriber that sees `runStatus` finds the record finished.
+   */
+  const emit: Emit = async (step, status, fields = {}, ending) => {
     const at = new Date();
     const message = fields.message ?? null;
     const durationMs = fields.durationMs ?? null;
@@ -137,6 +137,7 @@ export async function runSteps<S>(deps: EngineDeps, input: RunInput<S>): Promise
         },
       });
     }
+    if (ending) await finish(prisma, run.id, ending.status, ending.error);
     deps.publish({
       runId: run.id,
       kind: input.kind,
@@ -147,13 +148,16 @@ export async function runSteps<S>(deps: EngineDeps, input: RunInput<S>): Promise
       message,
       at,
       durationMs,
+      runStatus: ending?.status ?? null,
     });
   };
+  const succeeded: RunEnding = { status: 'SUCCEEDED', error: null };
 
   const context: StepContext = { runId: run.id };
   const done: Step<S>[] = [];
   try {
-    for (const step of input.steps) {
+    for (const [index, step] of input.steps.entries()) {
+      const last = index === input.steps.length - 1;
       await emit(step.name, 'STARTED');
       const started = performance.now();
       if (deps.faults.crashes(step.name)) {
@@ -166,15 +170,26 @@ export async function runSteps<S>(deps: EngineDeps, input: RunInput<S>): Promise
         const durationMs = Math.round(performance.now() - started);
         deps.observeStep(step.name, 'ok', durationMs / 1000);
         done.push(step);
-        await emit(step.name, result?.skipped ? 'SKIPPED' : 'SUCCEEDED', {
-          message: result?.skipped ?? result?.note ?? null,
-          durationMs,
-        });
+        await emit(
+          step.name,
+          result?.skipped ? 'SKIPPED' : 'SUCCEEDED',
+          { message: result?.skipped ?? result?.note ?? null, durationMs },
+          last ? succeeded : undefined,
+        );
       } catch (caught) {
         const error = caught instanceof Error ? caught : new Error(String(caught));
         const durationMs = Math.round(performance.now() - started);
         deps.observeStep(step.name, 'error', durationMs / 1000);
-        await emit(step.name, 'FAILED', { message: describe(error), durationMs });
+        const suspended = !step.afterCommit && (input.suspendOn?.(error, step.name) ?? false);
+        // A failure after the commit is kept and the run goes on; a suspended run stops here.
+        const ending: RunEnding | undefined = step.afterCommit
+          ? last
+            ? succeeded
+            : undefined
+          : suspended
+            ? { status: 'FAILED', error: `${step.name} (will retry): ${describe(error)}` }
+            : undefined;
+        await emit(step.name, 'FAILED', { message: describe(error), durationMs }, ending);
         // The cause, for the operator: the child logger names the run, its kind and subject.
         log.warn(
           { step: step.name, error: describe(error), errorCode: errorCode(error) },
@@ -184,9 +199,8 @@ export async function runSteps<S>(deps: EngineDeps, input: RunInput<S>): Promise
           log.warn({ err: error, step: step.name }, 'provisioning step after commit failed; kept');
           continue;
         }
-        if (input.suspendOn?.(error, step.name)) {
+        if (suspended) {
           log.warn({ err: error, step: step.name }, 'provisioning step failed; suspended for a retry');
-          await finish(prisma, run.id, 'FAILED', `${step.name} (will retry): ${describe(error)}`);
           return {
             ok: false,
             runId: run.id,
@@ -199,18 +213,25 @@ export async function runSteps<S>(deps: EngineDeps, input: RunInput<S>): Promise
         log.warn({ err: error, step: step.name }, 'provisioning step failed; rolling back');
         // The failed step may have half-done its work: undo it quietly (its record stays
         // FAILED), then the finished ones in reverse, each recorded ROLLED_BACK.
-        let rolledBack = await undoQuietly(step, input.state, context, log);
-        rolledBack = (await rollBack(done, input.state, context, emit, log)) && rolledBack;
-        await finish(
-          prisma,
-          run.id,
-          rolledBack ? 'ROLLED_BACK' : 'FAILED',
-          `${step.name}: ${describe(error)}`,
-        );
-        return { ok: false, runId: run.id, failedStep: step.name, error, rolledBack, suspended: false };
+        const failure = `${step.name}: ${describe(error)}`;
+        const quiet = await undoQuietly(step, input.state, context, log);
+        const rolledBack = await rollBack(done, input.state, context, emit, log, (clean) => ({
+          status: clean && quiet ? 'ROLLED_BACK' : 'FAILED',
+          error: failure,
+        }));
+        // Nothing was done before the failed step: no event is left to carry the outcome.
+        if (done.length === 0) await finish(prisma, run.id, quiet ? 'ROLLED_BACK' : 'FAILED', failure);
+        return {
+          ok: false,
+          runId: run.id,
+          failedStep: step.name,
+          error,
+          rolledBack: rolledBack && quiet,
+          suspended: false,
+        };
       }
     }
-    await finish(prisma, run.id, 'SUCCEEDED', null);
+    if (input.steps.length === 0) await finish(prisma, run.id, 'SUCCEEDED', null);
     return { ok: true, runId: run.id };
   } finally {
     clearInterval(heartbeat);
@@ -259,27 +280,48 @@ async function undoQuietly<S>(step: Step<S>, state: S, context: StepContext, log
   }
 }
 
+/** The outcome a run's last event records (`finish`) and carries (`runStatus`). */
+interface RunEnding {
+  status: 'SUCCEEDED' | 'FAILED' | 'ROLLED_BACK';
+  error: string | null;
+}
+
+type Emit = (
+  step: ProvisioningStepName,
+  status: ProvisioningEventStatus,
+  fields?: { message?: string | null; durationMs?: number | null },
+  ending?: RunEnding,
+) => Promise<void>;
+
+/**
+ * Undoes `steps` in reverse, each recorded ROLLED_BACK (or FAILED when its undo fails); the last
+ * one's event ends the run with `ending(clean)`. @returns whether every undo succeeded
+ */
 async function rollBack<S>(
   steps: Step<S>[],
   state: S,
   context: StepContext,
-  emit: (
-    step: ProvisioningStepName,
-    status: ProvisioningEventStatus,
-    fields?: { message?: string | null },
-  ) => Promise<void>,
+  emit: Emit,
   log: Logger,
+  ending: (clean: boolean) => RunEnding,
 ): Promise<boolean> {
   let clean = true;
-  for (const step of steps.reverse()) {
+  const reversed = [...steps].reverse();
+  for (const [index, step] of reversed.entries()) {
+    const last = index === reversed.length - 1;
     try {
       await step.undo?.(state, context);
-      await emit(step.name, 'ROLLED_BACK');
+      await emit(step.name, 'ROLLED_BACK', {}, last ? ending(clean) : undefined);
     } catch (error) {
       // Left for the reconciler (orphan sweep); the run ends FAILED rather than ROLLED_BACK.
       clean = false;
       log.error({ err: error, step: step.name }, 'undo failed');
-      await emit(step.name, 'FAILED', { message: `undo failed: ${describe(error)}` }).catch(() => {});
+      await emit(
+        step.name,
+        'FAILED',
+        { message: `undo failed: ${describe(error)}` },
+        last ? ending(clean) : undefined,
+      ).catch(() => {});
     }
   }
   return clean;

@@ -2,8 +2,9 @@ import type { Step, StepContext } from '../runner.js';
 import type { ProvisionState, StepDeps } from '../state.js';
 import { revokeStep } from '../steps/certificate.js';
 import { quarantineDatabaseStep } from '../steps/create-database.js';
-import { clinicName, unpublishStep } from '../steps/dns.js';
+import { unpublishStep } from '../steps/dns.js';
 import type { Transaction } from '../steps/hooks.js';
+import { clinicName } from '../steps/name.js';
 import type { Plan } from './plan.js';
 
 export interface DeletePlanOptions<S> {

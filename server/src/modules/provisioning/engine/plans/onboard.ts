@@ -1,8 +1,9 @@
 import type { StepDeps } from '../state.js';
 import { certificateStep } from '../steps/certificate.js';
 import { commitStep } from '../steps/commit.js';
-import { dnsStep, type NameTarget } from '../steps/dns.js';
+import { dnsStep } from '../steps/dns.js';
 import type { Transaction } from '../steps/hooks.js';
+import type { NameTarget } from '../steps/name.js';
 import type { Plan } from './plan.js';
 
 /** What the onboarding module adds: where it records each step, and its commit. */

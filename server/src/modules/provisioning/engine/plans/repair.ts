@@ -1,3 +1,4 @@
+import { encryptSecret } from '../../../../crypto.js';
 import { migrate } from '../../../../db/migrator.js';
 import { databaseUrl, withClient } from '../../../../db/sql.js';
 import {
@@ -9,7 +10,7 @@ import {
   tagClinicObjects,
 } from '../../admin.js';
 import { type ClinicHealth, clinicPassword } from '../../integrity.js';
-import { encryptSecret, randomPassword } from '../../secrets.js';
+import { randomPassword } from '../../secrets.js';
 import type { Step, StepContext } from '../runner.js';
 import type { ProvisionState, StepDeps } from '../state.js';
 import { commitStep } from '../steps/commit.js';

@@ -2,8 +2,9 @@ import type { Step, StepContext } from '../runner.js';
 import type { ProvisionState, StepDeps } from '../state.js';
 import { certificateStep } from '../steps/certificate.js';
 import { commitStep } from '../steps/commit.js';
-import { clinicName, dnsStep } from '../steps/dns.js';
+import { dnsStep } from '../steps/dns.js';
 import type { Transaction } from '../steps/hooks.js';
+import { clinicName } from '../steps/name.js';
 import type { Plan } from './plan.js';
 
 /**

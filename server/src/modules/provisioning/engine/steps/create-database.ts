@@ -1,3 +1,4 @@
+import { encryptSecret } from '../../../../crypto.js';
 import { withPooled } from '../../../../db/sql.js';
 import {
   cloneDatabase,
@@ -7,7 +8,7 @@ import {
   grantConnect,
   tagClinicObjects,
 } from '../../admin.js';
-import { encryptSecret, randomPassword } from '../../secrets.js';
+import { randomPassword } from '../../secrets.js';
 import type { Step } from '../runner.js';
 import { ledgerObjects, type ProvisionState, type StepDeps } from '../state.js';
 
