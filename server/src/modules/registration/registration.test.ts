@@ -301,6 +301,7 @@ describe('registerClinic in strict mode', async () => {
   it.each([
     ['clinicName', { clinicName: ' A ' }, 'Clinic name must be at least 2 characters'],
     ['clinicName', { clinicName: 'x'.repeat(121) }, 'Clinic name must be at most 120 characters'],
+    ['clinicName', { clinicName: 'x'.repeat(10_000) }, 'Clinic name must be at most 120 characters'],
     ['country', { country: 'XX' }, 'Country must be an ISO 3166-1 alpha-2 code, e.g. FR'],
     ['country', { country: 'France' }, 'Country must be an ISO 3166-1 alpha-2 code, e.g. FR'],
     ['adminEmail', { adminEmail: 'not-an-email' }, 'Enter a valid e-mail address'],
