@@ -425,7 +425,7 @@ function stepRows(label: string, runs: readonly Provisioned[]): Row[] {
   );
   rows.push(
     latencyRow(
-      `  ${label}: rest (records, commit, saga)`,
+      `  ${label}: rest (hash, records, dns, ssl, commit, saga)`,
       runs.map((run) => run.totalMs - run.dbReadyMs),
     ),
   );
