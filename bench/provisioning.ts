@@ -5,7 +5,9 @@ import { migrate, readMigrations } from '../server/src/db/migrator.js';
 import { CLINIC_MIGRATIONS_DIR } from '../server/src/db/paths.js';
 import { databaseUrl, quoteIdent, withClient } from '../server/src/db/sql.js';
 import type { Logger } from '../server/src/logger.js';
+import { CONSENT_DOCUMENTS } from '../server/src/modules/consents/service.js';
 import type { ProvisioningService } from '../server/src/modules/provisioning/service.js';
+import { registerClinicSchema } from '../server/src/modules/registration/validation.js';
 import {
   type BenchOptions,
   formatMs,
@@ -177,12 +179,12 @@ async function measureLatency(bench: Bench, noPool: App, withPool: App) {
   const rows: Row[] = [
     latencyRow('raw: CREATE DATABASE … TEMPLATE', raw, { ratio: 1, ratioText: 'baseline' }),
     latencyRow('naive: CREATE DATABASE + migrations', naive, vsRaw(naive)),
-    latencyRow('no pool: provisionClinic (whole call)', totalNoPool, vsRaw(totalNoPool)),
+    latencyRow('no pool: registration (whole call)', totalNoPool, vsRaw(totalNoPool)),
     judge(
       latencyRow('no pool: db-ready', readyNoPool, { ...vsRaw(readyNoPool), target: TARGETS.noPoolVsRaw }),
     ),
     ...stepRows('no pool', runsNoPool),
-    latencyRow('pool: provisionClinic (whole call)', totalPool, vsRaw(totalPool)),
+    latencyRow('pool: registration (whole call)', totalPool, vsRaw(totalPool)),
     judge(latencyRow('pool: db-ready', readyPool, { ...vsRaw(readyPool), target: TARGETS.poolVsRaw })),
     ...stepRows('pool', runsPool),
     judge({
@@ -204,7 +206,7 @@ async function measureLatency(bench: Bench, noPool: App, withPool: App) {
     'Claimed warm spares (clinic database older than the call): ' +
       `pool ${count(runsPool, (run) => run.fromSpare)}/${runsPool.length}, ` +
       `no pool ${count(runsNoPool, (run) => run.fromSpare)}/${runsNoPool.length}.`,
-    `Server sessions opened by one provisionClinic (pg_stat_database.sessions): no pool ${sessions.noPool}, ` +
+    `Server sessions opened by one registration (pg_stat_database.sessions): no pool ${sessions.noPool}, ` +
       `pool ${sessions.pool} (its refill's included); one superuser connect+disconnect costs ` +
       `${formatMs(await connectCost(serverUrl))} ms here.`,
   ];
@@ -238,8 +240,7 @@ async function measureFleet(bench: Bench, app: App, idleRss: { bytes: number }) 
       inParallel(Array.from({ length: missing }), FLEET_CONCURRENCY, async () => {
         const index = created++;
         try {
-          return (await timed(() => provisioning.provisionClinic(clinicInput(`Bench fleet ${index}`, index))))
-            .ms;
+          return (await timed(() => registerClinic(app, `Bench fleet ${index}`))).ms;
         } catch (error) {
           options.log(`fleet clinic ${index} failed: ${error instanceof Error ? error.message : error}`);
           return undefined;
@@ -253,7 +254,7 @@ async function measureFleet(bench: Bench, app: App, idleRss: { bytes: number }) 
     const failed = missing - fillMs.length;
     const clinics = await db.prisma.clinic.count();
     if (missing > 0) {
-      rows.push(latencyRow(`fleet ${clinics}: provisionClinic, ${FLEET_CONCURRENCY} at once`, fillMs));
+      rows.push(latencyRow(`fleet ${clinics}: registration, ${FLEET_CONCURRENCY} at once`, fillMs));
       notes.push(
         `fleet ${clinics}: created ${fillMs.length} clinics in ${(fill.ms / 1000).toFixed(1)} s ` +
           `(${((fillMs.length / fill.ms) * 1000).toFixed(1)}/s${failed > 0 ? `, ${failed} FAILED` : ''})` +
@@ -356,24 +357,43 @@ async function measureFleet(bench: Bench, app: App, idleRss: { bytes: number }) 
   return { rows, notes, meta };
 }
 
-function clinicInput(clinicName: string, index: number) {
-  return {
+let registered = 0;
+
+/**
+ * One registration through the service call registerClinic makes (no HTTP: bench/registration.ts
+ * times that path); its clinic's id.
+ */
+async function registerClinic(app: App, clinicName: string): Promise<string> {
+  const { registration, config } = app.deps;
+  registered += 1;
+  const acceptances = CONSENT_DOCUMENTS.map((document) => ({
+    document,
+    version: config.consentVersions[document],
+  }));
+  const input = registerClinicSchema.parse({
     clinicName,
     country: 'FR',
-    admin: { userId: null, firstName: 'Ada', lastName: 'Lovelace', email: `ada+${index}@example.com` },
-  };
+    adminEmail: `ada+${registered}@example.com`,
+    adminPassword: 'a sturdy passphrase 42',
+    adminFirstName: 'Ada',
+    adminLastName: 'Lovelace',
+    acceptedDocuments: acceptances,
+  });
+  return (await registration.register(input, { ip: null, acceptances })).clinicId;
 }
 
-let provisioned = 0;
-
-/** One provisionClinic call, with its step durations read back from provisioning_steps. */
+/** One registration, with its step durations read back from provisioning_steps. */
 async function provisionOne(app: App, sql: Sql, clinicName: string): Promise<Provisioned> {
-  const { provisioning, db } = app.deps;
+  const { db } = app.deps;
   const before = await sql.query<{ oid: number }>('SELECT max(oid)::bigint AS oid FROM pg_database');
   const newest = Number(before.rows[0]?.oid);
-  const index = provisioned++;
-  const call = await timed(() => provisioning.provisionClinic(clinicInput(clinicName, index)));
-  const { runId, clinicId } = call.value;
+  const call = await timed(() => registerClinic(app, clinicName));
+  const clinicId = call.value;
+  const { id: runId } = await db.prisma.provisioningRun.findFirstOrThrow({
+    where: { clinicId, kind: 'REGISTER' },
+    orderBy: { startedAt: 'desc' },
+    select: { id: true },
+  });
   const steps = await db.prisma.provisioningStep.findMany({
     where: { runId },
     select: { name: true, durationMs: true },
@@ -395,7 +415,7 @@ async function provisionOne(app: App, sql: Sql, clinicName: string): Promise<Pro
   };
 }
 
-/** Where the time of a provisionClinic call goes: each db-ready step, then everything else. */
+/** Where the time of a registration goes: each db-ready step, then everything else. */
 function stepRows(label: string, runs: readonly Provisioned[]): Row[] {
   const rows = DB_READY_STEPS.map((name) =>
     latencyRow(
@@ -405,7 +425,7 @@ function stepRows(label: string, runs: readonly Provisioned[]): Row[] {
   );
   rows.push(
     latencyRow(
-      `  ${label}: rest (records, commit, saga)`,
+      `  ${label}: rest (hash, records, dns, ssl, commit, saga)`,
       runs.map((run) => run.totalMs - run.dbReadyMs),
     ),
   );

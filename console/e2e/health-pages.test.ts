@@ -4,6 +4,7 @@ import { mapLimit } from '../../server/src/concurrency.js';
 import { quoteIdent, withClient } from '../../server/src/db/sql.js';
 import { SignInLinks } from '../../server/src/modules/auth/sign-in-links.js';
 import { startTestApp } from '../../server/test/harness.js';
+import { createClinic } from '../../server/test/registration-flow.js';
 import { HEALTH_PAGE_SIZE } from '../src/features/clinics/ClinicHealthTable';
 import { browserPages, builtConsole } from './browser.js';
 
@@ -22,7 +23,7 @@ describe('the Clinics page with more clinics than a page', async () => {
   await mapLimit(
     Array.from({ length: count }, (_, index) => `Paged ${String(index).padStart(2, '0')}`),
     4,
-    (clinicName) => provisioning.provisionClinic({ clinicName, country: 'FR', admin: null }),
+    (clinicName) => createClinic(t, { clinicName, country: 'FR' }),
   );
   // The order the table shows: oldest first.
   const clinics = await db.prisma.clinic.findMany({

@@ -2,6 +2,7 @@ import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { SignInLinks } from '../../server/src/modules/auth/sign-in-links.js';
 import { startExtraPostgres, startTestApp, type TestApp } from '../../server/test/harness.js';
+import { createClinic } from '../../server/test/registration-flow.js';
 import { browserPages, builtConsole } from './browser.js';
 
 const consoleDir = builtConsole();
@@ -26,7 +27,7 @@ describe('a deleted clinic in the console', async () => {
     timeout: 90_000,
   }, async () => {
     const { provisioning } = t.app.deps;
-    const { clinicId } = await provisioning.provisionClinic({ clinicName: 'Clinique Rendue', country: 'FR' });
+    const { clinicId } = await createClinic(t, { clinicName: 'Clinique Rendue', country: 'FR' });
     const data = await provisioning.clients.get(clinicId);
     await data.healthcareProvider.create({
       data: { firstName: 'Kept', lastName: 'Row', email: 'kept@example.com' },
@@ -59,7 +60,7 @@ describe('a deleted clinic in the console', async () => {
 describe('a clinic whose database server is unreachable in the console', async () => {
   const other = await startExtraPostgres();
   const first = await startTestApp({ ...env, CLINIC_DATABASE_SERVERS: other.url }, { consoleDir });
-  const { clinicId } = await first.app.deps.provisioning.provisionClinic({
+  const { clinicId } = await createClinic(first, {
     clinicName: 'Clinique Lointaine',
     country: 'FR',
   });

@@ -6,6 +6,7 @@ import type { Client } from 'graphql-ws';
 import { SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { startTestApp, TEST_SECRETS } from '../test/harness.js';
+import { createClinic } from '../test/registration-flow.js';
 
 const PROGRESS = 'subscription { provisioningProgress { clinicId step status } }';
 const HEALTH = 'subscription { clinicHealthChanged { clinicId dbStatus } }';
@@ -59,10 +60,9 @@ describe('subscription authorization and lifetime', async () => {
   const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
   let clinics = 0;
   const provision = () =>
-    a.app.deps.provisioning.provisionClinic({
+    createClinic(a, {
       clinicName: `Watched ${++clinics}`,
       country: 'FR',
-      admin: null,
     });
 
   it.each([

@@ -12,6 +12,7 @@ export const REGISTER = `mutation Register($input: RegisterClinicInput!) {
     ... on RegisterClinicSuccess { status clinic { id name subdomain status } user { id email } }
     ... on Error { code message }
     ... on ValidationError { fields { path message } }
+    ... on ProvisioningFailedError { runId step }
   }
 }`;
 
@@ -26,6 +27,8 @@ export interface RegisterAnswer {
     code?: string;
     message?: string;
     fields?: { path: string[]; message: string }[];
+    runId?: string;
+    step?: string;
   };
   errors?: { message: string; extensions?: Record<string, unknown> }[];
 }
@@ -38,19 +41,19 @@ export const CURRENT_ACCEPTANCES = [
 
 let counter = 0;
 
-/** A valid registerClinic input; every call gets its own e-mail. */
 /**
- * Random lower-case letters: a clinic name's random part never has digits, since a name with 7
+ * `n` random lowercase letters. Random parts of clinic names use letters only: a name with seven
  * or more digits reads as a phone number and is refused.
  */
-function randomLetters(length: number): string {
-  return Array.from({ length }, () => String.fromCharCode(97 + Math.floor(Math.random() * 26))).join('');
+export function letters(n: number): string {
+  return Array.from({ length: n }, () => String.fromCharCode(97 + Math.floor(Math.random() * 26))).join('');
 }
 
+/** A valid registerClinic input; every call gets its own e-mail. */
 export function registrationInput(overrides: Record<string, unknown> = {}) {
   counter += 1;
   return {
-    clinicName: `Clinique ${counter} ${randomLetters(4)}`,
+    clinicName: `Clinique ${letters(6)}`,
     country: 'FR',
     adminEmail: `admin-${counter}-${Math.random().toString(36).slice(2, 10)}@example.com`,
     adminPassword: 'a sturdy passphrase 42',
@@ -125,12 +128,89 @@ export async function signIn(t: TestApp, email: string, password = 'a sturdy pas
   return { authorization: `Bearer ${token}` };
 }
 
+/** A registration that did not answer RegisterClinicSuccess: its typename, code and fields, when it has them. */
+export class RegistrationRefused extends Error {
+  readonly typename: string | undefined;
+  readonly code: string | undefined;
+  readonly fields: { path: string[]; message: string }[];
+  /** ProvisioningFailedError: the run that was rolled back, and its failed step. */
+  readonly runId: string | undefined;
+  readonly step: string | undefined;
+
+  constructor(readonly answer: RegisterAnswer) {
+    super(`registration refused: ${JSON.stringify(answer.result ?? answer.errors ?? answer.status)}`);
+    this.name = 'RegistrationRefused';
+    this.typename = answer.result?.__typename;
+    this.code = answer.result?.code ?? (answer.errors?.[0]?.extensions?.code as string | undefined);
+    this.fields = answer.result?.fields ?? [];
+    this.runId = answer.result?.runId;
+    this.step = answer.result?.step;
+  }
+}
+
+export interface CreatedClinic {
+  clinicId: string;
+  /** The registration's REGISTER run. */
+  runId: string;
+  clinic: { id: string; name: string; subdomain: string; status: string; databaseName: string };
+  /** The clinic admin who registered it: not yet verified (see verifyAndSignIn). */
+  admin: { id: string; email: string; password: string };
+}
+
+/**
+ * A clinic registered over GraphQL, as a signing-up clinic does it (`overrides`: registerClinic
+ * input fields, e.g. clinicName, country).
+ * @throws RegistrationRefused when the answer is not RegisterClinicSuccess.
+ */
+export async function createClinic(
+  t: TestApp,
+  overrides: Record<string, unknown> = {},
+): Promise<CreatedClinic> {
+  const input = registrationInput(overrides);
+  const { status, body, headers } = await t.gql<{ registerClinic: RegisterAnswer['result'] }>(REGISTER, {
+    input,
+  });
+  const result = body.data?.registerClinic;
+  if (result?.__typename !== 'RegisterClinicSuccess' || !result.clinic || !result.user)
+    throw new RegistrationRefused({ status, headers, result, errors: body.errors });
+  const { prisma } = t.app.deps.db;
+  const [{ databaseName }, run] = await Promise.all([
+    prisma.clinic.findUniqueOrThrow({ where: { id: result.clinic.id }, select: { databaseName: true } }),
+    prisma.provisioningRun.findFirstOrThrow({
+      where: { clinicId: result.clinic.id, kind: 'REGISTER' },
+      orderBy: { startedAt: 'desc' },
+      select: { id: true },
+    }),
+  ]);
+  return {
+    clinicId: result.clinic.id,
+    runId: run.id,
+    clinic: { ...result.clinic, databaseName },
+    admin: { ...result.user, password: input.adminPassword as string },
+  };
+}
+
+/**
+ * Verifies `admin`'s e-mail with the link of their verification e-mail (the dev mailbox, or
+ * `sink` when the app mails through SMTP_URL), signs them in and returns their access token.
+ */
+export async function verifyAndSignIn(
+  t: TestApp,
+  sink: SmtpSink | undefined,
+  admin: { email: string; password?: string },
+): Promise<string> {
+  await verifyEmail(t, admin.email, sink);
+  const { authorization } = await signIn(t, admin.email, admin.password);
+  return authorization.slice('Bearer '.length);
+}
+
 /** A READY clinic with a verified, signed-in admin (`sink`: the app mails through SMTP_URL). */
 export async function clinicWithAdmin(t: TestApp, overrides: Record<string, unknown> = {}, sink?: SmtpSink) {
-  const answer = await registerClinic(t, overrides);
-  const clinic = answer.result?.clinic;
-  const user = answer.result?.user;
-  if (!clinic || !user) throw new Error(`registration failed: ${JSON.stringify(answer)}`);
-  await verifyEmail(t, user.email, sink);
-  return { clinic, user, headers: await signIn(t, user.email) };
+  const { clinic, admin } = await createClinic(t, overrides);
+  const token = await verifyAndSignIn(t, sink, admin);
+  return {
+    clinic,
+    user: { id: admin.id, email: admin.email },
+    headers: { authorization: `Bearer ${token}` },
+  };
 }

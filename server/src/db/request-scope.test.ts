@@ -4,14 +4,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import { startTestApp } from '../../test/harness.js';
+import { createClinic } from '../../test/registration-flow.js';
 import { type RequestScope, scopedRunner } from './request-scope.js';
 
 describe('row-level security on clinic-scoped central tables', async () => {
   const t = await startTestApp({ CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' });
   const { prisma, requestPrisma } = t.app.deps.db;
-  const provision = (clinicName: string) =>
-    t.app.deps.provisioning.provisionClinic({ clinicName, country: 'FR', admin: null });
-  const { clinicId: a } = await provision('Isolation A');
+  const provision = (clinicName: string) => createClinic(t, { clinicName, country: 'FR' });
+  const { clinicId: a, admin: adminOfA } = await provision('Isolation A');
   const { clinicId: b } = await provision('Isolation B');
   for (const [clinicId, letter] of [
     [a, 'a'],
@@ -28,15 +28,6 @@ describe('row-level security on clinic-scoped central tables', async () => {
     });
     await prisma.auditLog.create({ data: { action: 'test.entry', clinicId } });
   }
-  const adminOfA = await prisma.user.create({
-    data: {
-      email: 'admin-a@example.com',
-      firstName: 'A',
-      lastName: 'Admin',
-      role: 'CLINIC_ADMIN',
-      clinicId: a,
-    },
-  });
   const scopeOfA: RequestScope = { userId: adminOfA.id, role: 'CLINIC_ADMIN', clinicId: a };
   const inA = scopedRunner(requestPrisma, scopeOfA);
 

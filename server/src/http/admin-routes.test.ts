@@ -1,13 +1,13 @@
 import { describe, expect, inject, it } from 'vitest';
 import { startTestApp } from '../../test/harness.js';
+import { createClinic } from '../../test/registration-flow.js';
 import { databaseUrl, withClient } from '../db/sql.js';
 
 describe('admin REST routes', async () => {
   const t = await startTestApp({ CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' });
-  const { clinicId } = await t.app.deps.provisioning.provisionClinic({
+  const { clinicId } = await createClinic(t, {
     clinicName: 'Rest',
     country: 'FR',
-    admin: null,
   });
   const admin = await t.superAdmin();
 

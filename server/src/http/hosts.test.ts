@@ -6,6 +6,7 @@ import { request } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startTestApp, TEST_SECRETS, wsQuery } from '../../test/harness.js';
+import { createClinic, verifyAndSignIn } from '../../test/registration-flow.js';
 import { ConfigError, loadConfig } from '../env.js';
 
 interface RawResponse {
@@ -149,25 +150,8 @@ describe('Host names and development tools', async () => {
     expect(await upgrade('rebind.attacker.example', origin)).toBe(421);
   });
 
-  const { prisma } = t.app.deps.db;
-  const { clinicId } = await t.app.deps.provisioning.provisionClinic({
-    clinicName: 'Dev tools',
-    country: 'FR',
-    admin: null,
-  });
-  const clinicAdmin = await prisma.user.create({
-    data: {
-      email: `dev-tools-admin-${Date.now()}@example.com`,
-      firstName: 'D',
-      lastName: 'T',
-      role: 'CLINIC_ADMIN',
-      clinicId,
-      emailVerifiedAt: new Date(),
-    },
-  });
-  const asClinicAdmin = {
-    authorization: `Bearer ${(await t.app.deps.auth.startSession(clinicAdmin.id, { ip: null }, 'test')).accessToken}`,
-  };
+  const { admin: clinicAdmin } = await createClinic(t, { clinicName: 'Dev tools', country: 'FR' });
+  const asClinicAdmin = { authorization: `Bearer ${await verifyAndSignIn(t, undefined, clinicAdmin)}` };
   const DEV_TOOLS = [
     ['devMailbox', '{ devMailbox(to: "admin@onramp.localhost") { subject text } }'],
     ['devSmsOutbox', '{ devSmsOutbox(to: "+33612345678") { text } }'],

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
-import { hashPassword } from '../auth/passwords.js';
+import { createClinic, verifyEmail } from '../../../test/registration-flow.js';
 
 describe('GDPR and the audit log', async () => {
   const t = await startTestApp({ CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' });
@@ -8,26 +8,15 @@ describe('GDPR and the audit log', async () => {
   const PASSWORD = 'a sturdy passphrase 42';
 
   async function signedInClinicAdmin(label: string) {
-    const email = `${label}-${Date.now()}@example.com`;
-    const { clinicId } = await t.app.deps.provisioning.provisionClinic({
+    const { clinicId, admin } = await createClinic(t, {
       clinicName: `GDPR ${label}`,
       country: 'FR',
-      admin: { userId: null, firstName: 'Ada', lastName: 'Byron', email },
+      adminFirstName: 'Ada',
+      adminLastName: 'Byron',
+      adminPassword: PASSWORD,
     });
-    const user = await prisma.user.create({
-      data: {
-        email,
-        firstName: 'Ada',
-        lastName: 'Byron',
-        role: 'CLINIC_ADMIN',
-        clinicId,
-        emailVerifiedAt: new Date(),
-        passwordHash: await hashPassword(PASSWORD),
-      },
-    });
-    // The provider seeded without a user id is linked to the account, as registration does.
-    const clinicDb = await t.app.deps.provisioning.clients.get(clinicId);
-    await clinicDb.healthcareProvider.updateMany({ where: { email }, data: { userId: user.id } });
+    const { email } = admin;
+    await verifyEmail(t, email);
     const { body } = await t.gql<{ signInWithPassword: { accessToken: string; refreshToken: string } }>(
       'mutation ($e: String!, $p: String!) { signInWithPassword(email: $e, password: $p) { ... on AuthSession { accessToken refreshToken } } }',
       { e: email, p: PASSWORD },
@@ -36,7 +25,7 @@ describe('GDPR and the audit log', async () => {
     return {
       email,
       clinicId,
-      userId: user.id,
+      userId: admin.id,
       refreshToken: session?.refreshToken,
       headers: { authorization: `Bearer ${session?.accessToken}` },
     };

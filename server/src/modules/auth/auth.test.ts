@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { startTestApp, wsQuery } from '../../../test/harness.js';
-import { hashPassword } from './passwords.js';
+import { createClinic, verifyEmail } from '../../../test/registration-flow.js';
 
 const SIGN_IN = `mutation ($email: String!, $password: String!) {
   signInWithPassword(email: $email, password: $password) {
@@ -30,23 +30,13 @@ describe('password sign-in and sessions', async () => {
   let n = 0;
   async function clinicUser(options: { verified?: boolean; status?: 'READY' | 'PENDING' | 'FAILED' } = {}) {
     n += 1;
-    const { clinicId } = await provisioning.provisionClinic({
+    const { clinicId, admin } = await createClinic(t, {
       clinicName: `Signin ${n}`,
       country: 'FR',
-      admin: null,
+      adminPassword: PASSWORD,
     });
-    const email = `user${n}-${Date.now()}@example.com`;
-    await prisma.user.create({
-      data: {
-        email,
-        passwordHash: await hashPassword(PASSWORD),
-        firstName: 'Sign',
-        lastName: 'In',
-        role: 'CLINIC_ADMIN',
-        clinicId,
-        emailVerifiedAt: options.verified === false ? null : new Date(),
-      },
-    });
+    const { email } = admin;
+    if (options.verified !== false) await verifyEmail(t, email);
     if (options.status)
       await prisma.clinic.update({ where: { id: clinicId }, data: { status: options.status } });
     return { email, clinicId };

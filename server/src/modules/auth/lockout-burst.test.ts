@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { startRedis, startTestApp, type TestApp } from '../../../test/harness.js';
-import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
+import { CURRENT_ACCEPTANCES, createClinic } from '../../../test/registration-flow.js';
 import { devMailbox } from '../mail/service.js';
 import { hashPassword } from './passwords.js';
 import { base32Decode, currentStep, totpAt } from './totp.js';
@@ -191,10 +191,9 @@ describe('bursts against single-code budgets (PostgreSQL rows)', async () => {
   });
 
   it('40 parallel activation codes: at most 5 compared, the right one at #30 refused', async () => {
-    const { clinicId } = await t.app.deps.provisioning.provisionClinic({
+    const { clinicId } = await createClinic(t, {
       clinicName: 'Activation burst',
       country: 'FR',
-      admin: null,
     });
     const email = `activation-burst-${Date.now()}@example.com`;
     await t.app.deps.members.invite(

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
+import { createClinic, letters, verifyAndSignIn } from '../../../test/registration-flow.js';
 import { devMailbox } from '../mail/service.js';
-import { hashPassword } from './passwords.js';
 
 const REQUEST =
   'mutation ($e: String!) { requestLoginCode(email: $e) { __typename ... on LoginCodeRequested { expiresInSeconds } } }';
@@ -233,28 +233,12 @@ describe('e-mail code sign-in', async () => {
 
   describe('client records', () => {
     async function clinicAdminToken() {
-      const { clinicId } = await t.app.deps.provisioning.provisionClinic({
-        clinicName: `Clients ${Date.now()}`,
+      const { clinicId, admin } = await createClinic(t, {
+        clinicName: `Clients ${letters(4)}`,
         country: 'BE',
-        admin: null,
       });
-      const email = `owner-${Date.now()}@example.com`;
-      await prisma.user.create({
-        data: {
-          email,
-          firstName: 'O',
-          lastName: 'W',
-          role: 'CLINIC_ADMIN',
-          clinicId,
-          emailVerifiedAt: new Date(),
-          passwordHash: await hashPassword('a sturdy passphrase 42'),
-        },
-      });
-      const { body } = await t.gql<{ signInWithPassword: { accessToken: string } }>(
-        'mutation ($e: String!) { signInWithPassword(email: $e, password: "a sturdy passphrase 42") { ... on AuthSession { accessToken } } }',
-        { e: email },
-      );
-      return { clinicId, headers: { authorization: `Bearer ${body.data?.signInWithPassword.accessToken}` } };
+      const token = await verifyAndSignIn(t, undefined, admin);
+      return { clinicId, headers: { authorization: `Bearer ${token}` } };
     }
     const ADD = `mutation ($input: AddClientInput!) { addClient(input: $input) { __typename ... on ClientRecord { id email hasAccount } ... on Error { code message } ... on ValidationError { fields { path message } } } }`;
 

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../../../test/harness.js';
-import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
+import { CURRENT_ACCEPTANCES, createClinic } from '../../../test/registration-flow.js';
 import { withClient } from '../../db/sql.js';
 import { devMailbox } from '../mail/service.js';
 import { hashPassword } from './passwords.js';
@@ -20,10 +20,9 @@ describe('access tokens live only as long as their session, on every instance', 
   const a = await startTestApp(env);
   const b = await startTestApp({ ...env, DATABASE_URL: a.config.databaseUrl });
   const { prisma } = a.app.deps.db;
-  const { clinicId } = await a.app.deps.provisioning.provisionClinic({
+  const { clinicId } = await createClinic(a, {
     clinicName: 'Session checks',
     country: 'FR',
-    admin: null,
   });
 
   let n = 0;

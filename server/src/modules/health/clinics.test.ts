@@ -1,5 +1,6 @@
 import { describe, expect, inject, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
+import { createClinic } from '../../../test/registration-flow.js';
 import { databaseUrl, quoteIdent, withClient } from '../../db/sql.js';
 import type { ClinicHealth } from '../provisioning/integrity.js';
 import { ClinicHealthMonitor } from './clinics.js';
@@ -21,10 +22,7 @@ describe('the shallow sweep', async () => {
   const { provisioning, db } = t.app.deps;
   const ids: string[] = [];
   for (let i = 0; i < 3; i++)
-    ids.push(
-      (await provisioning.provisionClinic({ clinicName: `Shallow ${i}`, country: 'FR', admin: null }))
-        .clinicId,
-    );
+    ids.push((await createClinic(t, { clinicName: `Shallow ${i}`, country: 'FR' })).clinicId);
   await provisioning.clinicsHealth(); // every clinic recorded HEALTHY
 
   it('shows a database dropped from outside as MISSING to a clinicHealthChanged subscriber, and recreates nothing', async () => {
@@ -107,9 +105,7 @@ describe('deep checks and the recorded health', async () => {
   const { provisioning, db } = t.app.deps;
   const ids: string[] = [];
   for (let i = 0; i < 6; i++)
-    ids.push(
-      (await provisioning.provisionClinic({ clinicName: `Deep ${i}`, country: 'FR', admin: null })).clinicId,
-    );
+    ids.push((await createClinic(t, { clinicName: `Deep ${i}`, country: 'FR' })).clinicId);
 
   /** A monitor of this app's clinics with its own pace (the app's own does no background work). */
   const monitor = (intervalSeconds: number, deepPeriodSeconds: number, published: ClinicHealth[] = []) =>
@@ -243,10 +239,9 @@ describe('deep checks and the recorded health', async () => {
   });
 
   it('checks a clinic never recorded before answering for it', async () => {
-    const { clinicId } = await provisioning.provisionClinic({
+    const { clinicId } = await createClinic(t, {
       clinicName: 'Late',
       country: 'FR',
-      admin: null,
     });
     expect(await db.prisma.clinicHealthRecord.findUnique({ where: { clinicId } })).toBeNull();
     const { body } = await t.gql<{ clinicsHealth: { page: { edges: { node: { dbStatus: string } }[] } } }>(

@@ -2,9 +2,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
-import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
+import { CURRENT_ACCEPTANCES, createClinic, verifyAndSignIn } from '../../../test/registration-flow.js';
 import { startSmtpSink } from '../../../test/smtp-sink.js';
-import { hashPassword } from '../auth/passwords.js';
 
 /** A fake third-party SMS gateway: the only thing faked here. */
 async function fakeGateway() {
@@ -55,28 +54,9 @@ describe('atomic invitations', async () => {
   });
   const { prisma } = t.app.deps.db;
 
-  const { clinicId } = await t.app.deps.provisioning.provisionClinic({
-    clinicName: 'Invites',
-    country: 'FR',
-    admin: null,
-  });
-  const adminEmail = `inviter-${Date.now()}@example.com`;
-  await prisma.user.create({
-    data: {
-      email: adminEmail,
-      firstName: 'I',
-      lastName: 'V',
-      role: 'CLINIC_ADMIN',
-      clinicId,
-      emailVerifiedAt: new Date(),
-      passwordHash: await hashPassword('a sturdy passphrase 42'),
-    },
-  });
-  const signIn = await t.gql<{ signInWithPassword: { accessToken: string } }>(
-    'mutation ($e: String!) { signInWithPassword(email: $e, password: "a sturdy passphrase 42") { ... on AuthSession { accessToken } } }',
-    { e: adminEmail },
-  );
-  const headers = { authorization: `Bearer ${signIn.body.data?.signInWithPassword.accessToken}` };
+  const { clinicId, admin } = await createClinic(t, { clinicName: 'Invites', country: 'FR' });
+  const adminEmail = admin.email;
+  const headers = { authorization: `Bearer ${await verifyAndSignIn(t, sink, admin)}` };
   const invite = async (input: Record<string, unknown>, as: Record<string, string> = headers) =>
     (
       await t.gql<{ inviteMember: Record<string, unknown> }>(

@@ -1,8 +1,8 @@
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { startExtraPostgres, startTestApp } from '../../../test/harness.js';
+import { createClinic, RegistrationRefused } from '../../../test/registration-flow.js';
 import { withClient } from '../../db/sql.js';
-import { ProvisioningFailedError } from './errors.js';
 
 // A small server of its own: these tests exhaust its connections.
 const small = await startExtraPostgres({ maxConnections: 12 });
@@ -23,8 +23,7 @@ describe('server faults during provisioning', async () => {
     CLINIC_HEALTH_INTERVAL_SECONDS: '0',
   });
   const { provisioning, db } = t.app.deps;
-  const provision = (clinicName: string) =>
-    provisioning.provisionClinic({ clinicName, country: 'FR', admin: null });
+  const provision = (clinicName: string) => createClinic(t, { clinicName, country: 'FR' });
 
   /** The app's JSON log lines with this message. */
   const logged = (msg: string) =>
@@ -51,8 +50,8 @@ describe('server faults during provisioning', async () => {
       }
       expect(refusal).toMatch(/too many clients|connection slots/);
       const error = await provision('Starved').catch((e: unknown) => e);
-      expect(error).toBeInstanceOf(ProvisioningFailedError);
-      expect((error as ProvisioningFailedError).step).toBe('create_database');
+      expect(error).toBeInstanceOf(RegistrationRefused);
+      expect((error as RegistrationRefused).step).toBe('create_database');
     } finally {
       await Promise.all(hogs.map((client) => client.end()));
     }
@@ -91,8 +90,8 @@ describe('server faults during provisioning', async () => {
       await locker.end();
     }
     const error = await running;
-    expect(error).toBeInstanceOf(ProvisioningFailedError);
-    expect((error as ProvisioningFailedError).step).toBe('central_records');
+    expect(error).toBeInstanceOf(RegistrationRefused);
+    expect((error as RegistrationRefused).step).toBe('central_records');
     expect(await db.prisma.clinic.count({ where: { name: 'Killed' } })).toBe(0);
     expect(await leftovers()).toEqual(before);
   });
@@ -126,9 +125,9 @@ describe('server faults during provisioning', async () => {
     const before = await leftovers();
     provisioning.faults.injectTransient('migrate_database', 4);
     const error = await provision('Transient for ever').catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(ProvisioningFailedError);
-    expect((error as ProvisioningFailedError).step).toBe('migrate_database');
-    const { runId } = error as ProvisioningFailedError;
+    expect(error).toBeInstanceOf(RegistrationRefused);
+    expect((error as RegistrationRefused).step).toBe('migrate_database');
+    const { runId } = error as RegistrationRefused;
     const retries = logged('provisioning step failed transiently; trying again').filter(
       (line) => line.runId === runId,
     );

@@ -1,5 +1,6 @@
 import { describe, expect, inject, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
+import { createClinic } from '../../../test/registration-flow.js';
 import { readMigrations } from '../../db/migrator.js';
 import { CLINIC_MIGRATIONS_DIR } from '../../db/paths.js';
 import { databaseUrl, quoteIdent, withClient } from '../../db/sql.js';
@@ -18,10 +19,7 @@ describe('clinic health', async () => {
   const { provisioning, db } = t.app.deps;
   const ids: string[] = [];
   for (let i = 0; i < 9; i++) {
-    ids.push(
-      (await provisioning.provisionClinic({ clinicName: `Checked ${i}`, country: 'FR', admin: null }))
-        .clinicId,
-    );
+    ids.push((await createClinic(t, { clinicName: `Checked ${i}`, country: 'FR' })).clinicId);
   }
 
   it('checks every clinic with at most CLINIC_HEALTH_CONCURRENCY probe connections at once', async () => {
@@ -112,10 +110,9 @@ describe('clinic health', async () => {
 
 describe('the clinic schema shape', async () => {
   const t = await startTestApp({ CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' });
-  const { clinicId } = await t.app.deps.provisioning.provisionClinic({
+  const { clinicId } = await createClinic(t, {
     clinicName: 'Shape',
     country: 'FR',
-    admin: null,
   });
 
   it('lists exactly the tables of a real clinic database', async () => {

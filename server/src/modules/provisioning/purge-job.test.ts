@@ -5,6 +5,7 @@
  */
 import { describe, expect, inject, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
+import { createClinic } from '../../../test/registration-flow.js';
 import { withClient } from '../../db/sql.js';
 
 const admin = inject('pgAdminUrl');
@@ -37,10 +38,9 @@ describe('the purge job', async () => {
   });
 
   it('drops a deleted clinic once its retention ends, once for the whole cluster, and removes its rows', async () => {
-    const { clinicId } = await first.app.deps.provisioning.provisionClinic({
+    const { clinicId } = await createClinic(first, {
       clinicName: 'Purged by the job',
       country: 'FR',
-      admin: null,
     });
     const deleted = await first.gql(
       `mutation { deleteClinic(clinicId: "${clinicId}") { __typename } }`,

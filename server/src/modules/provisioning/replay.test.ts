@@ -1,6 +1,7 @@
 import type { Client } from 'graphql-ws';
 import { describe, expect, inject, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
+import { createClinic } from '../../../test/registration-flow.js';
 import { withClient } from '../../db/sql.js';
 
 interface Event {
@@ -27,14 +28,13 @@ const PROBE = {
 
 describe('provisioningProgress replays what a subscriber missed', async () => {
   const t = await startTestApp({ CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' });
-  const { provisioning, db } = t.app.deps;
+  const { db } = t.app.deps;
   const centralDatabase = new URL(db.centralUrl).pathname.slice(1);
 
   const provision = (clinicName: string) =>
-    provisioning.provisionClinic({
+    createClinic(t, {
       clinicName,
       country: 'FR',
-      admin: { userId: null, firstName: 'Ada', lastName: 'Lovelace', email: 'ada@example.com' },
     });
 
   /** What the records say the run did, as `step:status` in event order (STARTED, then outcome). */

@@ -1,8 +1,8 @@
 import { describe, expect, inject, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
+import { createClinic, verifyEmail } from '../../../test/registration-flow.js';
 import { databaseUrl, withClient } from '../../db/sql.js';
 import { NotFoundError } from '../../errors.js';
-import { hashPassword } from '../auth/passwords.js';
 
 const admin = inject('pgAdminUrl');
 const PASSWORD = 'correct horse battery staple';
@@ -28,20 +28,13 @@ describe('restoreClinic', async () => {
   const prisma = db.prisma;
 
   const provision = async (name: string) => {
-    const { clinicId } = await provisioning.provisionClinic({ clinicName: name, country: 'FR', admin: null });
-    const email = `${clinicId}@example.com`;
-    await prisma.user.create({
-      data: {
-        email,
-        firstName: 'Ada',
-        lastName: 'Lovelace',
-        role: 'CLINIC_ADMIN',
-        clinicId,
-        emailVerifiedAt: new Date(),
-        passwordHash: await hashPassword(PASSWORD),
-      },
+    const { clinicId, admin } = await createClinic(t, {
+      clinicName: name,
+      country: 'FR',
+      adminPassword: PASSWORD,
     });
-    return { clinicId, email };
+    await verifyEmail(t, admin.email);
+    return { clinicId, email: admin.email };
   };
   const signIn = async (email: string) =>
     (

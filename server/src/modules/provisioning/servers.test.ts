@@ -1,5 +1,6 @@
 import { describe, expect, inject, it } from 'vitest';
 import { startExtraPostgres, startTestApp } from '../../../test/harness.js';
+import { createClinic } from '../../../test/registration-flow.js';
 import { mapLimit } from '../../concurrency.js';
 import { ensureClinicTemplate } from '../../db/clinic-template.js';
 import { checksum, type Migration } from '../../db/migrator.js';
@@ -17,13 +18,6 @@ const admin = inject('pgAdminUrl');
 // A second PostgreSQL server: clinics are placed across both.
 const other = await startExtraPostgres();
 
-const adminOf = (clinic: { databaseName: string }) => ({
-  userId: null,
-  firstName: 'A',
-  lastName: 'B',
-  email: `${clinic.databaseName}@x.test`,
-});
-
 describe('placement over two servers', async () => {
   const t = await startTestApp({
     CLINIC_DATABASE_SERVERS: `${admin},${other.url}`,
@@ -35,11 +29,7 @@ describe('placement over two servers', async () => {
   it('puts each new clinic on the server with the fewest clinics and records the choice', async () => {
     const placed: string[] = [];
     for (let i = 0; i < 4; i++) {
-      const { clinicId } = await provisioning.provisionClinic({
-        clinicName: `Placed ${i}`,
-        country: 'DE',
-        admin: adminOf({ databaseName: `p${i}` }),
-      });
+      const { clinicId } = await createClinic(t, { clinicName: `Placed ${i}`, country: 'DE' });
       const clinic = await db.prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } });
       const server = db.clinicServers.find((s) => s.id === clinic.databaseServerId);
       placed.push(server?.address ?? 'unknown');
@@ -89,9 +79,7 @@ describe('the warm pool', async () => {
       }
     })();
     const results = await Promise.all(
-      [1, 2, 3].map((i) =>
-        provisioning.provisionClinic({ clinicName: `Pooled ${i}`, country: 'FR', admin: null }),
-      ),
+      [1, 2, 3].map((i) => createClinic(t, { clinicName: `Pooled ${i}`, country: 'FR' })),
     );
     await collecting;
     expect(results).toHaveLength(3);
@@ -113,15 +101,12 @@ describe('clinic schema upgrades', async () => {
     CLINIC_POOL_SIZE: '0',
     CLINIC_HEALTH_INTERVAL_SECONDS: '0',
   });
-  const { provisioning, db } = t.app.deps;
+  const { db } = t.app.deps;
 
   it('migrates 20 clinic databases to a new clinic migration, reporting a broken one without stopping', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 20; i++) {
-      ids.push(
-        (await provisioning.provisionClinic({ clinicName: `Upgrade ${i}`, country: 'FR', admin: null }))
-          .clinicId,
-      );
+      ids.push((await createClinic(t, { clinicName: `Upgrade ${i}`, country: 'FR' })).clinicId);
     }
     const sql =
       'CREATE TABLE "invoices" ("id" UUID NOT NULL DEFAULT gen_random_uuid(), "amount_cents" INTEGER NOT NULL, CONSTRAINT "invoices_pkey" PRIMARY KEY ("id"));';

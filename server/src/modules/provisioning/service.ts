@@ -74,7 +74,8 @@ const NO_ACTOR: AuditActor = { userId: null };
 /** Audit action of a missing database's first sighting; a later repair or restore closes the incident. */
 const MISSING_ACTION: AuditAction = 'clinic.database_missing';
 
-export interface ProvisionClinicInput {
+/** What a new clinic's run starts from (newState): registration gives it. */
+export interface NewClinicInput {
   clinicName: string;
   country: string;
   companyName?: string;
@@ -212,7 +213,7 @@ export class ProvisioningService {
   /** The plans of the engine's run kinds, bound to this service's steps (engine/plans/). */
   readonly plans = {
     register: <S extends ProvisionState>(
-      hooks?: RegisterHooks<S>,
+      hooks: RegisterHooks<S>,
       options?: Parameters<typeof registerPlan<S>>[2],
     ): Plan<S> => registerPlan(this.stepDeps, hooks, options),
     onboard: <S>(hooks: OnboardHooks<S>): Plan<S> => onboardPlan(this.stepDeps, hooks),
@@ -220,7 +221,7 @@ export class ProvisioningService {
       deletePlan(this.stepDeps, options),
   };
 
-  async newState(input: ProvisionClinicInput): Promise<ProvisionState> {
+  async newState(input: NewClinicInput): Promise<ProvisionState> {
     return newProvisionState({ ...input, server: await this.placeClinic() });
   }
 
@@ -236,22 +237,6 @@ export class ProvisioningService {
     const server = clinic && this.servers.get(clinic.databaseServerId);
     if (!clinic || !server) return undefined;
     return existingClinicState(clinic, clinic.users[0], server);
-  }
-
-  /**
-   * Provisions a clinic with the registration's plan and no hooks: no user, so no verification
-   * e-mail. Tests and the bench only; a clinic of production comes from registerClinic.
-   * @throws ProvisioningFailedError after rolling everything back.
-   */
-  async provisionClinic(input: ProvisionClinicInput): Promise<{ clinicId: string; runId: string }> {
-    const state = await this.newState(input);
-    const result = await this.run(
-      this.plans.register(),
-      clinicSubject(state.clinicId, state.clinicName),
-      state,
-    );
-    if (!result.ok) throw new ProvisioningFailedError(result.failedStep, result.runId);
-    return { clinicId: state.clinicId, runId: result.runId };
   }
 
   /** Runs `plan` on `subject` as one recorded, observable, leased run (engine/runner.ts). */

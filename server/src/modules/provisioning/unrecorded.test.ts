@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
+import { createClinic } from '../../../test/registration-flow.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
 
 const admin = inject('pgAdminUrl');
@@ -34,7 +35,7 @@ describe('a clinic without ledger entries (made before the ledger existed)', asy
 
   /** A READY clinic with a row of data, its ledger entries removed as if it predated the ledger. */
   const legacyClinic = async (name: string) => {
-    const { clinicId } = await provisioning.provisionClinic({ clinicName: name, country: 'FR', admin: null });
+    const { clinicId } = await createClinic(t, { clinicName: name, country: 'FR' });
     const data = await provisioning.clients.get(clinicId);
     await data.healthcareProvider.create({
       data: { firstName: 'Kept', lastName: name, email: 'kept@example.com' },

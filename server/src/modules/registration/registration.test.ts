@@ -253,6 +253,27 @@ describe('registerClinic in strict mode', async () => {
     },
   );
 
+  it('records every step of a successful registration SUCCEEDED, the verification e-mail too', async () => {
+    const result = await register(t);
+    expect(result).toMatchObject({ __typename: 'RegisterClinicSuccess', status: 'READY' });
+    const { body } = await t.gql<{
+      provisioningRuns: { status: string; steps: { name: string; status: string }[] }[];
+    }>(
+      'query ($id: ID!) { provisioningRuns(clinicId: $id) { status steps { name status } } }',
+      { id: result.clinic?.id },
+      await t.superAdmin(),
+    );
+    const [run, ...others] = body.data?.provisioningRuns ?? [];
+    expect(others).toEqual([]);
+    expect(run?.status).toBe('SUCCEEDED');
+    expect(run?.steps.find((step) => step.name === 'verification_email')).toEqual({
+      name: 'verification_email',
+      status: 'SUCCEEDED',
+    });
+    expect(run?.steps.filter((step) => step.status !== 'SUCCEEDED')).toEqual([]);
+    expect(run?.steps).toHaveLength(10);
+  });
+
   it('keeps a finished registration when only the verification e-mail step fails', async () => {
     t.app.deps.provisioning.injectFault('verification_email', 1);
     const result = await register(t);
@@ -301,6 +322,7 @@ describe('registerClinic in strict mode', async () => {
   it.each([
     ['clinicName', { clinicName: ' A ' }, 'Clinic name must be at least 2 characters'],
     ['clinicName', { clinicName: 'x'.repeat(121) }, 'Clinic name must be at most 120 characters'],
+    ['clinicName', { clinicName: 'x'.repeat(10_000) }, 'Clinic name must be at most 120 characters'],
     ['country', { country: 'XX' }, 'Country must be an ISO 3166-1 alpha-2 code, e.g. FR'],
     ['country', { country: 'France' }, 'Country must be an ISO 3166-1 alpha-2 code, e.g. FR'],
     ['adminEmail', { adminEmail: 'not-an-email' }, 'Enter a valid e-mail address'],

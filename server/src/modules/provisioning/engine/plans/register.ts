@@ -29,7 +29,7 @@ export interface RegisterHooks<S> {
  */
 export function registerPlan<S extends ProvisionState>(
   deps: StepDeps,
-  hooks: RegisterHooks<S> = {},
+  hooks: RegisterHooks<S>,
   options: Pick<Plan<S>, 'suspendOn'> & { resume?: boolean } = {},
 ): Plan<S> {
   const name = clinicName<S>(deps);
