@@ -95,6 +95,22 @@ describe('the warm pool of verified spares', async () => {
     expect(await claimable()).toHaveLength(3);
   });
 
+  it("stores a clinic role's secret with one SCRAM iteration; only its own password opens it", async () => {
+    const { clinic } = await registered(await registerClinic(t));
+    const [role] = await sql<{ secret: string }>(
+      'SELECT rolpassword AS secret FROM pg_authid WHERE rolname = $1',
+      [clinic.databaseRole],
+    );
+    expect(role?.secret).toMatch(/^SCRAM-SHA-256\$1:/);
+    const password = clinicPassword(clinic, t.config.encryptionKey) as string;
+    const url = (secret: string) =>
+      clinicRoleUrl(server.url, clinic.databaseName, clinic.databaseRole, secret);
+    expect(await withClient(url(password), async (c) => (await c.query('SELECT 1')).rowCount)).toBe(1);
+    await expect(withClient(url(`${password}x`), async () => {})).rejects.toThrow(
+      /password authentication failed/,
+    );
+  });
+
   it('never hands out a spare changed after its inspection, and keeps it', async () => {
     await provisioning.pool.idle();
     const [resealed, reopened] = await claimable();
