@@ -88,7 +88,16 @@ export class WarmPool {
    */
   async reject(admin: Queryable, server: ClinicServer, database: string, role: string, why: string) {
     const name = `${this.prefix(server)}${randomBytes(6).toString('hex')}`;
-    await admin.query(`ALTER DATABASE ${quoteIdent(database)} RENAME TO ${quoteIdent(name)}`);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await admin.query(`ALTER DATABASE ${quoteIdent(database)} RENAME TO ${quoteIdent(name)}`);
+        break;
+      } catch (error) {
+        // 55006: the session the check just closed has not quite gone yet (a few ms at most).
+        if ((error as { code?: string }).code !== '55006' || attempt >= 50) throw error;
+        await new Promise((done) => setTimeout(done, 20));
+      }
+    }
     await admin.query(`REVOKE ALL ON DATABASE ${quoteIdent(name)} FROM ${quoteIdent(role)}`);
     await admin.query(`COMMENT ON DATABASE ${quoteIdent(name)} IS ${quoteLiteral(`${REJECTED}${why}`)}`);
     this.logger.warn(
