@@ -3,6 +3,7 @@
  * identifier is quoted; passwords are random base64url and still passed as escaped literals.
  * Each operation is idempotent so a step can be retried or undone after a partial failure.
  */
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { databaseUrl, quoteIdent, withClient } from '../../db/sql.js';
 
@@ -57,13 +58,37 @@ export async function roleExists(admin: Queryable, name: string): Promise<boolea
   return (rowCount ?? 0) > 0;
 }
 
-/** Creates the role, or resets its password when it already exists (a retry or a repair). */
+/**
+ * The SCRAM-SHA-256 secret PostgreSQL stores for `password`, computed here with ONE iteration.
+ * Iterations slow down guessing a password from a stolen secret; a clinic role's password is
+ * 256 random bits (secrets.ts), which no number of guesses finds, so the 4096 of the default
+ * bought nothing and cost every clinic connection and every role creation a PBKDF2 of 4096 rounds
+ * on each side (docs/decisions/055). The plaintext never reaches the server either.
+ * Only for passwords from `randomPassword()`: a password a person chose needs the default.
+ */
+export function scramSecret(password: string, salt = randomBytes(16)): string {
+  const iterations = 1;
+  // PBKDF2 with one iteration is HMAC(password, salt ‖ INT(1)).
+  const salted = createHmac('sha256', password)
+    .update(Buffer.concat([salt, Buffer.from([0, 0, 0, 1])]))
+    .digest();
+  const clientKey = createHmac('sha256', salted).update('Client Key').digest();
+  const storedKey = createHash('sha256').update(clientKey).digest();
+  const serverKey = createHmac('sha256', salted).update('Server Key').digest();
+  const b64 = (buffer: Buffer) => buffer.toString('base64');
+  return `SCRAM-SHA-256$${iterations}:${b64(salt)}$${b64(storedKey)}:${b64(serverKey)}`;
+}
+
+/**
+ * Creates the role, or resets its password when it already exists (a retry or a repair).
+ * `password` comes from `randomPassword()` (see `scramSecret`).
+ */
 export async function ensureRole(
   admin: Queryable,
   role: string,
   password: string,
 ): Promise<'created' | 'updated'> {
-  const options = `LOGIN PASSWORD ${quoteLiteral(password)} CONNECTION LIMIT ${ROLE_CONNECTION_LIMIT} NOCREATEDB NOCREATEROLE INHERIT`;
+  const options = `LOGIN PASSWORD ${quoteLiteral(scramSecret(password))} CONNECTION LIMIT ${ROLE_CONNECTION_LIMIT} NOCREATEDB NOCREATEROLE INHERIT`;
   let outcome: 'created' | 'updated' = 'created';
   try {
     await admin.query(`CREATE ROLE ${quoteIdent(role)} ${options}`);

@@ -61,33 +61,43 @@ export class Ledger {
    */
   async record(objects: LedgerObjects, runId: string | null, state: 'PENDING' | 'COMMITTED' = 'PENDING') {
     const { prisma } = this.deps;
-    for (const [kind, name] of [
-      ['DATABASE', objects.database],
-      ['ROLE', objects.role],
-    ] as const) {
-      const key = { serverId_kind_name: { serverId: objects.serverId, kind, name } };
-      const existing = await prisma.clinicObject.findUnique({ where: key, select: { state: true } });
-      if (!existing) {
-        await prisma.clinicObject.create({
-          data: {
-            serverId: objects.serverId,
-            kind,
-            name,
-            clinicId: objects.clinicId,
-            runId,
-            state,
-            settledAt: state === 'COMMITTED' ? new Date() : null,
-          },
-        });
-      } else if (existing.state === 'PENDING' || existing.state === 'DROPPED') {
+    const wanted = [
+      { kind: 'DATABASE', name: objects.database },
+      { kind: 'ROLE', name: objects.role },
+    ] as const;
+    // Two statements whatever is found: this runs on every registration's critical path.
+    const found = await prisma.clinicObject.findMany({
+      where: { serverId: objects.serverId, OR: wanted.map((object) => ({ ...object })) },
+      select: { kind: true, name: true, state: true },
+    });
+    const existingOf = (kind: string, name: string) =>
+      found.find((entry) => entry.kind === kind && entry.name === name);
+    const settledAt = state === 'COMMITTED' ? new Date() : null;
+    const missing = wanted.filter(({ kind, name }) => !existingOf(kind, name));
+    if (missing.length > 0) {
+      await prisma.clinicObject.createMany({
+        data: missing.map(({ kind, name }) => ({
+          serverId: objects.serverId,
+          kind,
+          name,
+          clinicId: objects.clinicId,
+          runId,
+          state,
+          settledAt,
+        })),
+      });
+    }
+    for (const { kind, name } of wanted) {
+      const existing = existingOf(kind, name);
+      if (existing?.state === 'PENDING' || existing?.state === 'DROPPED') {
         // A PENDING entry keeps its createdAt: this run inherits the object, it did not create it
         // (undoCreated tells the two apart). A DROPPED one is created anew by this run.
         await prisma.clinicObject.update({
-          where: key,
+          where: { serverId_kind_name: { serverId: objects.serverId, kind, name } },
           data: {
             runId,
             state,
-            settledAt: state === 'COMMITTED' ? new Date() : null,
+            settledAt,
             ...(existing.state === 'DROPPED' ? { createdAt: new Date(), reason: null } : {}),
           },
         });

@@ -112,7 +112,6 @@ export class ProvisioningService {
     this.prisma = db.prisma;
     this.servers = db.servers.byId;
     this.faults = new FaultInjector(config.env !== 'production', config.faultInjection);
-    this.pool = new WarmPool(config.clinicPoolSize, deps.logger);
     this.ledger = new Ledger({
       prisma: this.prisma,
       logger: deps.logger,
@@ -129,6 +128,7 @@ export class ProvisioningService {
       version: db.clinicServers[0]?.template.version ?? schemaVersion(db.clinicMigrations),
       encryptionKey: config.encryptionKey,
     };
+    this.pool = new WarmPool(config.clinicPoolSize, deps.logger, this.integrity.shape);
     this.clients = new ClinicClientCache({
       logger: deps.logger,
       resolve: async (clinicId) => {

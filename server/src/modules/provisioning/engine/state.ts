@@ -3,6 +3,7 @@
  * run) and the services the steps use.
  */
 import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
 import type { CentralPrisma, ClinicServer } from '../../../db/database.js';
 import type { Migration } from '../../../db/migrator.js';
 import type { CertificateIssuer } from '../../certificates/issuer.js';
@@ -33,6 +34,8 @@ export interface ProvisionState {
   password?: string;
   /** How create_database got its database, for metrics and events. */
   databaseSource?: 'pool' | 'clone' | 'existing';
+  /** The run's session on the clinic database as its role (engine/clinic-session.ts). */
+  session?: pg.Client;
 }
 
 export interface StepDeps {

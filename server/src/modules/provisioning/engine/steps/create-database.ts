@@ -1,5 +1,5 @@
 import { encryptSecret } from '../../../../crypto.js';
-import { withPooled } from '../../../../db/sql.js';
+import { quoteIdent, withPooled } from '../../../../db/sql.js';
 import {
   cloneDatabase,
   databaseExists,
@@ -9,6 +9,7 @@ import {
   tagClinicObjects,
 } from '../../admin.js';
 import { randomPassword } from '../../secrets.js';
+import { closeClinicSession } from '../clinic-session.js';
 import type { Step } from '../runner.js';
 import { ledgerObjects, type ProvisionState, type StepDeps } from '../state.js';
 
@@ -27,8 +28,11 @@ export function createDatabaseStep<S extends ProvisionState>(deps: StepDeps): St
       await deps.ledger.record(ledgerObjects(state), runId);
       // One warm admin session for all of it: new connections are the dominant cost here.
       await withPooled(server.admin, async (admin) => {
-        if (await databaseExists(admin, state.databaseName)) state.databaseSource = 'existing';
-        else if (await deps.pool.claim(admin, server, state.databaseName)) state.databaseSource = 'pool';
+        if (await databaseExists(admin, state.databaseName)) {
+          state.databaseSource = 'existing';
+          // A claim that stopped between its rename and its reopening left it closed.
+          await admin.query(`ALTER DATABASE ${quoteIdent(state.databaseName)} ALLOW_CONNECTIONS true`);
+        } else if (await deps.pool.claim(admin, server, state.databaseName)) state.databaseSource = 'pool';
         else {
           await cloneDatabase(admin, state.databaseName, server.template.name);
           state.databaseSource = 'clone';
@@ -42,9 +46,15 @@ export function createDatabaseStep<S extends ProvisionState>(deps: StepDeps): St
       if (state.databaseSource === 'existing')
         await grantClinicRole(server.url, state.databaseName, state.roleName);
       state.password = password;
+      // A fresh database is at the template's version by construction: recorded in the same
+      // write, so migrate_database has nothing to do for it.
+      const fresh = state.databaseSource !== 'existing';
       await deps.prisma.clinic.update({
         where: { id: state.clinicId },
-        data: { databasePasswordEnc: encryptSecret(password, deps.encryptionKey, state.clinicId) },
+        data: {
+          databasePasswordEnc: encryptSecret(password, deps.encryptionKey, state.clinicId),
+          ...(fresh ? { schemaVersion: server.template.version } : {}),
+        },
       });
       const notes = {
         pool: 'claimed a warm spare',
@@ -54,6 +64,7 @@ export function createDatabaseStep<S extends ProvisionState>(deps: StepDeps): St
       return { note: notes[state.databaseSource ?? 'clone'] };
     },
     async undo(state, { runId }) {
+      await closeClinicSession(state);
       await deps.clients.evict(state.clinicId);
       await deps.ledger.undoCreated(ledgerObjects(state), runId);
     },

@@ -9,15 +9,18 @@ export function migrateDatabaseStep<S extends ProvisionState>(deps: StepDeps): S
   return {
     name: 'migrate_database',
     async run(state) {
-      // A fresh clone (or spare) is at the template's version by construction.
+      // A fresh clone (or spare) is at the template's version by construction, which
+      // create_database recorded with its password.
       const fresh = state.databaseSource === 'clone' || state.databaseSource === 'pool';
-      const { applied, version } = fresh
-        ? { applied: [], version: state.server.template.version }
-        : await withClient(databaseUrl(state.server.url, state.databaseName), async (client) => {
-            const result = await migrate(client, deps.clinicMigrations);
-            if (result.applied.length > 0) await grantGroupPrivileges(client);
-            return result;
-          });
+      if (fresh) return undefined;
+      const { applied, version } = await withClient(
+        databaseUrl(state.server.url, state.databaseName),
+        async (client) => {
+          const result = await migrate(client, deps.clinicMigrations);
+          if (result.applied.length > 0) await grantGroupPrivileges(client);
+          return result;
+        },
+      );
       await deps.prisma.clinic.update({ where: { id: state.clinicId }, data: { schemaVersion: version } });
       return applied.length > 0 ? { note: `applied ${applied.join(', ')}` } : undefined;
     },

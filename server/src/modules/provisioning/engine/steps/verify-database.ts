@@ -1,20 +1,53 @@
-import { checkClinicDatabaseIntegrity } from '../../integrity.js';
+import { withPooled } from '../../../../db/sql.js';
+import { cloneDatabase, grantConnect, tagClinicObjects } from '../../admin.js';
+import { inspectClinicSchema } from '../../integrity.js';
+import { clinicSession, closeClinicSession } from '../clinic-session.js';
 import type { Step } from '../runner.js';
 import type { ProvisionState, StepDeps } from '../state.js';
 
-/** The database answers the clinic role and has the expected shape: HEALTHY, or the step fails. */
+/**
+ * The database answers the clinic role and has the expected shape, or the step fails. Checked on
+ * the run's clinic session, which seed_provider then writes over (engine/clinic-session.ts). A
+ * claimed warm spare was inspected when it was made and its claim changed only its name and
+ * grants, so what is read again is what the grants decide: every table, readable by this role.
+ * A claimed spare that fails is taken aside (kept, reported) and the database cloned afresh.
+ */
 export function verifyDatabaseStep<S extends ProvisionState>(deps: StepDeps): Step<S> {
+  const { shape, version } = deps.integrity;
   return {
     name: 'verify_database',
     async run(state) {
-      const clinic = await deps.prisma.clinic.findUniqueOrThrow({ where: { id: state.clinicId } });
-      // Checked as READY: the clinic row still says PROVISIONING, which the check would skip.
-      // Existence is known (create_database just made it); the probe connects as the clinic role.
-      const health = await checkClinicDatabaseIntegrity({ ...clinic, status: 'READY' }, deps.integrity, true);
-      if (health.dbStatus !== 'HEALTHY') {
-        throw new Error(`clinic database is ${health.dbStatus}: ${health.errors.join('; ')}`);
-      }
-      return undefined;
+      // A failed check or a broken session is not reused by a retry or the next attempt.
+      return check(state).catch(async (error: unknown) => {
+        await closeClinicSession(state);
+        throw error;
+      });
+    },
+    async undo(state) {
+      await closeClinicSession(state);
     },
   };
+
+  async function check(state: S) {
+    const claimed = state.databaseSource === 'pool';
+    let found = await inspectClinicSchema(await clinicSession(state), shape, claimed ? null : version);
+    let note: string | undefined;
+    if (claimed && found.errors.length > 0) {
+      const why = found.errors.join('; ');
+      await closeClinicSession(state);
+      await withPooled(state.server.admin, async (admin) => {
+        await deps.pool.reject(admin, state.server, state.databaseName, state.roleName, why);
+        await cloneDatabase(admin, state.databaseName, state.server.template.name);
+        await grantConnect(admin, state.databaseName, state.roleName);
+        await tagClinicObjects(admin, deps.deploymentId, state.databaseName, state.roleName);
+      });
+      state.databaseSource = 'clone';
+      note = `the claimed warm spare failed its check (${why}): kept aside; cloned from the template`;
+      found = await inspectClinicSchema(await clinicSession(state), shape, version);
+    }
+    if (found.errors.length > 0) {
+      throw new Error(`clinic database is DEGRADED: ${found.errors.join('; ')}`);
+    }
+    return note ? { note } : undefined;
+  }
 }

@@ -1,0 +1,183 @@
+/**
+ * The warm pool of verified spares (issue 16, docs/decisions/055): spares are inspected when they
+ * are made and closed; a registration claims one by a rename and grants, then checks and seeds it
+ * over one session as the clinic role. A spare changed after its inspection is never handed out,
+ * parallel claims never share one, and an empty pool means a clone. Registrations go through
+ * GraphQL (test/registration-flow.ts), on a server of their own so that no other file's pool
+ * makes or claims spares there.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { startExtraPostgres, startTestApp } from '../../../test/harness.js';
+import { type RegisterAnswer, registerClinic } from '../../../test/registration-flow.js';
+import { databaseUrl, quoteIdent, withClient } from '../../db/sql.js';
+import { clinicPassword, clinicRoleUrl } from './integrity.js';
+
+const server = await startExtraPostgres();
+
+interface Spare {
+  name: string;
+  oid: number;
+  open: boolean;
+  note: string | null;
+}
+
+const sql = <T>(query: string, values: unknown[] = []) =>
+  withClient(server.url, async (client) => (await client.query(query, values)).rows as T[]);
+
+const spares = () =>
+  sql<Spare>(
+    `SELECT datname AS name, oid::int AS oid, datallowconn AS open, shobj_description(oid, 'pg_database') AS note
+       FROM pg_database WHERE datname LIKE 'onramp\\_spare\\_%' ORDER BY oid`,
+  );
+const claimable = async () =>
+  (await spares()).filter((spare) => !spare.open && spare.note === 'onramp:spare:verified');
+
+/** Sessions the server counted on a database; a backend's stats arrive when it has exited. */
+async function sessionsOn(database: string, atLeast: number): Promise<number> {
+  let sessions = 0;
+  for (let i = 0; i < 50; i++) {
+    const [row] = await sql<{ sessions: number }>(
+      'SELECT sessions::int FROM pg_stat_database WHERE datname = $1',
+      [database],
+    );
+    sessions = row?.sessions ?? 0;
+    if (sessions >= atLeast) break;
+    await sleep(50);
+  }
+  // A moment more: a late session would show here.
+  await sleep(300);
+  const [row] = await sql<{ sessions: number }>(
+    'SELECT sessions::int FROM pg_stat_database WHERE datname = $1',
+    [database],
+  );
+  return row?.sessions ?? sessions;
+}
+
+describe('the warm pool of verified spares', async () => {
+  const t = await startTestApp({
+    CLINIC_DATABASE_SERVERS: server.url,
+    CLINIC_POOL_SIZE: '3',
+    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+  });
+  const { provisioning, db } = t.app.deps;
+
+  /** A registration through GraphQL, READY, with the OID of its database. */
+  async function registered(answer: RegisterAnswer) {
+    expect(answer.result).toMatchObject({ __typename: 'RegisterClinicSuccess', status: 'READY' });
+    const clinic = await db.prisma.clinic.findUniqueOrThrow({ where: { id: answer.result?.clinic?.id } });
+    const [row] = await sql<{ oid: number }>('SELECT oid::int AS oid FROM pg_database WHERE datname = $1', [
+      clinic.databaseName,
+    ]);
+    return { clinic, oid: row?.oid };
+  }
+
+  async function providers(clinic: Parameters<typeof clinicPassword>[0]) {
+    const password = clinicPassword(clinic, t.config.encryptionKey) as string;
+    const url = clinicRoleUrl(server.url, clinic.databaseName, clinic.databaseRole, password);
+    return withClient(url, async (c) => (await c.query('SELECT email FROM healthcare_providers')).rowCount);
+  }
+
+  it('makes spares verified and closed; a claim gives a READY clinic, connected to once', async () => {
+    await provisioning.pool.idle();
+    const before = await claimable();
+    expect(before).toHaveLength(3);
+
+    const { clinic, oid } = await registered(await registerClinic(t));
+    expect(oid).toBe(before[0]?.oid);
+    // One session when the spare was inspected, one for verify_database and seed_provider.
+    expect(await sessionsOn(clinic.databaseName, 2)).toBe(2);
+    expect(await provisioning.checkClinic(clinic.id)).toMatchObject({ dbStatus: 'HEALTHY' });
+    expect(clinic.schemaVersion).toBe(db.clinicServers[0]?.template.version);
+    expect(await providers(clinic)).toBe(1);
+
+    await provisioning.pool.idle();
+    expect(await claimable()).toHaveLength(3);
+  });
+
+  it("stores a clinic role's secret with one SCRAM iteration; only its own password opens it", async () => {
+    const { clinic } = await registered(await registerClinic(t));
+    const [role] = await sql<{ secret: string }>(
+      'SELECT rolpassword AS secret FROM pg_authid WHERE rolname = $1',
+      [clinic.databaseRole],
+    );
+    expect(role?.secret).toMatch(/^SCRAM-SHA-256\$1:/);
+    const password = clinicPassword(clinic, t.config.encryptionKey) as string;
+    const url = (secret: string) =>
+      clinicRoleUrl(server.url, clinic.databaseName, clinic.databaseRole, secret);
+    expect(await withClient(url(password), async (c) => (await c.query('SELECT 1')).rowCount)).toBe(1);
+    await expect(withClient(url(`${password}x`), async () => {})).rejects.toThrow(
+      /password authentication failed/,
+    );
+  });
+
+  it('never hands out a spare changed after its inspection, and keeps it', async () => {
+    await provisioning.pool.idle();
+    const [resealed, reopened] = await claimable();
+    if (!resealed || !reopened) throw new Error('expected two spares');
+    const breakSpare = async (spare: Spare) => {
+      await sql(`ALTER DATABASE ${quoteIdent(spare.name)} ALLOW_CONNECTIONS true`);
+      await withClient(databaseUrl(server.url, spare.name), (c) => c.query('DROP TABLE "settings"'));
+    };
+    await breakSpare(resealed);
+    // Closed again, as if nothing had happened: the claim takes it and the check after it sees.
+    await sql(`ALTER DATABASE ${quoteIdent(resealed.name)} ALLOW_CONNECTIONS false`);
+    await breakSpare(reopened);
+
+    const first = await registered(await registerClinic(t));
+    const second = await registered(await registerClinic(t));
+    const given = [first.oid, second.oid];
+    expect(given).not.toContain(resealed.oid);
+    expect(given).not.toContain(reopened.oid);
+    for (const { clinic } of [first, second]) {
+      expect(await provisioning.checkClinic(clinic.id)).toMatchObject({ dbStatus: 'HEALTHY' });
+      expect(await providers(clinic)).toBe(1);
+    }
+
+    await provisioning.pool.idle();
+    const after = await spares();
+    // Both kept, neither claimable: the rejected one says why, the reopened one stays open.
+    expect(after.find((spare) => spare.oid === resealed.oid)).toMatchObject({
+      note: expect.stringContaining('onramp:spare:rejected: missing tables: settings'),
+    });
+    expect(after.find((spare) => spare.oid === reopened.oid)).toMatchObject({
+      open: true,
+      note: 'onramp:spare:verified',
+    });
+    expect(t.logs()).toContain('claimed warm spare failed its check');
+    expect(t.logs()).toContain('warm spares reopened after their inspection');
+    expect(await claimable()).toHaveLength(3);
+  });
+
+  it('gives each of a parallel burst its own database', async () => {
+    await provisioning.pool.idle();
+    const offered = new Set((await claimable()).map((spare) => spare.oid));
+    const answers = await Promise.all(Array.from({ length: 6 }, () => registerClinic(t)));
+    const clinics = await Promise.all(answers.map(registered));
+    const oids = clinics.map((clinic) => clinic.oid);
+    expect(new Set(oids).size).toBe(6);
+    expect(oids.filter((oid) => oid !== undefined && offered.has(oid)).length).toBeGreaterThanOrEqual(1);
+    for (const { clinic } of clinics) {
+      expect(await provisioning.checkClinic(clinic.id)).toMatchObject({ dbStatus: 'HEALTHY' });
+      expect(await providers(clinic)).toBe(1);
+    }
+    await provisioning.pool.idle();
+  });
+
+  it('clones when no spare is claimable, then refills', async () => {
+    await provisioning.pool.idle();
+    for (const spare of await claimable())
+      await sql(`ALTER DATABASE ${quoteIdent(spare.name)} ALLOW_CONNECTIONS true`);
+    const known = new Set((await spares()).map((spare) => spare.oid));
+
+    const { clinic, oid } = await registered(await registerClinic(t));
+    expect(known.has(oid as number)).toBe(false);
+    // A clone is connected to once: verify_database and seed_provider share the session.
+    expect(await sessionsOn(clinic.databaseName, 1)).toBe(1);
+    expect(await provisioning.checkClinic(clinic.id)).toMatchObject({ dbStatus: 'HEALTHY' });
+    expect(await providers(clinic)).toBe(1);
+
+    await provisioning.pool.idle();
+    expect(await claimable()).toHaveLength(3);
+  });
+});
