@@ -1,5 +1,6 @@
 /** Consents in GraphQL: the acceptance input other mutations take, myConsents, withdraw, accept. */
 import { builder, errorType } from '../../builder.js';
+import { UserRef } from '../users/schema.js';
 import { ConsentWithdrawnError } from './errors.js';
 import { type Acceptance, CONSENT_DOCUMENTS } from './service.js';
 
@@ -119,6 +120,19 @@ builder.queryField('myConsents', (t) =>
     authScopes: { authenticated: true },
     // A consent is the user's own: read on the owner connection, by the viewer's id.
     resolve: (_root, _args, context) => context.deps.consents.list(context.viewer?.userId as string),
+  }),
+);
+
+// Another module's type grows a field (the users module does not know consents).
+builder.objectField(UserRef, 'consents', (t) =>
+  t.field({
+    type: [ConsentRef],
+    description:
+      'What this user accepted, withdrawals included, newest first: the user themself, an admin of their clinic, or a super-admin.',
+    // Identity only in the answer of those who may see it; FORBIDDEN for anyone else.
+    authScopes: (user, _args, context) =>
+      context.viewer?.userId === user.id || { superAdmin: true, clinicAdmin: user.clinicId ?? '' },
+    resolve: (user, _args, context) => context.deps.consents.list(user.id),
   }),
 );
 
