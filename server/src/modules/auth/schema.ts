@@ -250,8 +250,8 @@ builder.mutationFields((t) => ({
   verifyTwoFactor: t.field({
     type: AuthSessionRef,
     description:
-      'Public: finishes a sign-in that answered TwoFactorChallenge, with an authenticator code or a recovery code. INVALID_CODE, TOO_MANY_ATTEMPTS.',
-    errors: { types: [InvalidCodeError, TooManyAttemptsError] },
+      'Public: finishes a sign-in that answered TwoFactorChallenge, with an authenticator code or a recovery code. INVALID_CODE, TOO_MANY_ATTEMPTS; CONSENT_WITHDRAWN (the code is not spent) when the privacy notice was withdrawn since.',
+    errors: { types: [InvalidCodeError, TooManyAttemptsError, ConsentWithdrawnError] },
     args: {
       challengeToken: t.arg.string({
         required: true,

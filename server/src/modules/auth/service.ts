@@ -263,7 +263,7 @@ export class AuthService {
   /**
    * Completes a password sign-in with a TOTP or recovery code. Five attempts lock the second
    * factor like five wrong passwords lock the first (two-factor.ts).
-   * @throws InvalidCodeError, TooManyAttemptsError
+   * @throws InvalidCodeError, TooManyAttemptsError, ConsentWithdrawnError
    */
   async verifyTwoFactor(challengeToken: string, code: string, meta: RequestMeta): Promise<IssuedSession> {
     let userId: string;
@@ -278,11 +278,16 @@ export class AuthService {
     } catch {
       throw new InvalidCodeError('This sign-in attempt has expired; sign in again');
     }
-    await this.twoFactor.check(userId, code);
     const user = await this.deps.prisma.user.findUniqueOrThrow({
       where: { id: userId },
       select: { id: true, role: true, clinicId: true },
     });
+    // Before the code is spent (docs/decisions/056): a privacy notice withdrawn since the
+    // password was checked refuses the sign-in and leaves the code (a recovery code is single
+    // use) for the sign-in that accepts it again.
+    const { withdrawn } = await consentState(this.deps.prisma, this.deps.config, user.id);
+    if (withdrawn.includes('PRIVACY')) throw new ConsentWithdrawnError();
+    await this.twoFactor.check(userId, code);
     return this.issue(user, randomUUID(), meta, 'password+2fa');
   }
 

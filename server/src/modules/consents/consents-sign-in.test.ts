@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
 import { CURRENT_ACCEPTANCES, clinicWithAdmin } from '../../../test/registration-flow.js';
 import { MAX_FAILED_ATTEMPTS } from '../auth/login-codes.js';
+import { base32Decode, currentStep, totpAt } from '../auth/totp.js';
 import { devMailbox } from '../mail/service.js';
 
 const SIGN_IN = `mutation ($e: String!, $c: String!, $accepted: [AcceptedDocumentInput!]) {
@@ -237,5 +238,82 @@ describe('consents at sign-in', async () => {
       { authorization: `Bearer ${session?.accessToken}` },
     );
     expect(own.body.data?.me.consents.map((c) => c.document).sort()).toEqual(['PRIVACY', 'TERMS']);
+  });
+
+  it('leaves the 2FA code unspent when the privacy notice was withdrawn after the password', async () => {
+    const { user, headers } = await clinicWithAdmin(t);
+    const setup = await t.gql<{ setupTwoFactor: { secret: string } }>(
+      'mutation { setupTwoFactor { ... on SetupTwoFactorSuccess { secret } } }',
+      undefined,
+      headers,
+    );
+    const secret = setup.body.data?.setupTwoFactor.secret as string;
+    const confirmed = await t.gql<{ confirmTwoFactor: { recoveryCodes: string[] } }>(
+      'mutation ($c: String!) { confirmTwoFactor(code: $c) { ... on ConfirmTwoFactorSuccess { recoveryCodes } } }',
+      { c: totpAt(base32Decode(secret), currentStep()) },
+      headers,
+    );
+    const [recovery] = confirmed.body.data?.confirmTwoFactor.recoveryCodes ?? [];
+    const PASSWORD_SIGN_IN = `mutation ($e: String!, $a: [AcceptedDocumentInput!]) {
+      signInWithPassword(email: $e, password: "a sturdy passphrase 42", acceptedDocuments: $a) {
+        __typename ... on TwoFactorChallenge { challengeToken } ... on Error { code } } }`;
+    const VERIFY = `mutation ($t: String!, $c: String!) { verifyTwoFactor(challengeToken: $t, code: $c) {
+      __typename ... on Error { code } } }`;
+    const challenge = async (accepted?: unknown) => {
+      const { body } = await t.gql<{ signInWithPassword: { challengeToken?: string } }>(PASSWORD_SIGN_IN, {
+        e: user.email,
+        a: accepted,
+      });
+      return body.data?.signInWithPassword.challengeToken as string;
+    };
+    const first = await challenge();
+    await t.gql(WITHDRAW_PRIVACY, undefined, headers);
+    const refused = await t.gql<{ verifyTwoFactor: Answer }>(VERIFY, { t: first, c: recovery });
+    expect(refused.body.data?.verifyTwoFactor).toEqual({
+      __typename: 'ConsentWithdrawnError',
+      code: 'CONSENT_WITHDRAWN',
+    });
+    const second = await challenge(CURRENT_ACCEPTANCES);
+    const session = await t.gql<{ verifyTwoFactor: Answer }>(VERIFY, { t: second, c: recovery });
+    expect(session.body.data?.verifyTwoFactor.__typename).toBe('AuthSession');
+  });
+
+  it('leaves the activation code unspent when the acceptance is missing', async () => {
+    const email = `member-${Date.now()}@example.com`;
+    const invited = await t.gql<{ inviteMember: { __typename: string } }>(
+      `mutation ($input: InviteMemberInput!) { inviteMember(input: $input) { __typename } }`,
+      {
+        input: {
+          clinicId: clinic.id,
+          firstName: 'Mo',
+          lastName: 'Ra',
+          role: 'STAFF',
+          channel: 'EMAIL',
+          email,
+        },
+      },
+      admin,
+    );
+    expect(invited.body.data?.inviteMember.__typename).toBe('InviteMemberSuccess');
+    let code = '';
+    await expect
+      .poll(async () => {
+        const mails = await devMailbox(prisma, email, t.config.encryptionKey);
+        code = /\b(\d{6})\b/.exec(mails.find((m) => m.kind === 'invitation')?.text ?? '')?.[1] ?? '';
+        return code;
+      })
+      .toMatch(/^\d{6}$/);
+    const ACTIVATE = `mutation ($input: ActivateAccountInput!) { activateAccount(input: $input) {
+      __typename ... on ValidationError { fields { path } } } }`;
+    const input = { email, code, password: 'a sturdy passphrase 42' };
+    const refused = await t.gql<{ activateAccount: Answer }>(ACTIVATE, { input });
+    expect(refused.body.data?.activateAccount).toEqual({
+      __typename: 'ValidationError',
+      fields: [{ path: ['input', 'acceptedDocuments'] }],
+    });
+    const activated = await t.gql<{ activateAccount: Answer }>(ACTIVATE, {
+      input: { ...input, acceptedDocuments: CURRENT_ACCEPTANCES },
+    });
+    expect(activated.body.data?.activateAccount.__typename).toBe('AuthSession');
   });
 });
