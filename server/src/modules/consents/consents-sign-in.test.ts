@@ -15,7 +15,7 @@ const SIGN_IN = `mutation ($e: String!, $c: String!, $accepted: [AcceptedDocumen
   signInWithCode(email: $e, code: $c, acceptedDocuments: $accepted) {
     __typename
     ... on AuthSession { accessToken }
-    ... on ConsentRequired { documents { document version } }
+    ... on ConsentRequired { documents { document version } current { document } }
     ... on ValidationError { fields { path } }
     ... on Error { code }
   }
@@ -27,6 +27,7 @@ interface Answer {
   __typename: string;
   accessToken?: string;
   documents?: { document: string; version: string }[];
+  current?: { document: string }[];
   fields?: { path: string[] }[];
   code?: string;
 }
@@ -111,6 +112,7 @@ describe('consents at sign-in', async () => {
         { document: 'TERMS', version: '2026-01' },
         { document: 'PRIVACY', version: '2026-01' },
       ],
+      current: [{ document: 'TERMS' }, { document: 'PRIVACY' }],
     });
     // Refusing (an old or missing version) is a ValidationError on the field; the code is not spent.
     expect(await signIn(email, code, [{ document: 'TERMS', version: '2026-01' }])).toEqual({

@@ -51,8 +51,18 @@ export const ConsentRequiredRef = builder.objectRef<ConsentRequired>('ConsentReq
   fields: (t) => ({
     documents: t.field({
       type: [RequiredDocumentRef],
-      description: 'What to accept.',
+      description: 'What changed since the user accepted it (a new version, or a withdrawal).',
       resolve: (value) => value.consentRequired,
+    }),
+    current: t.field({
+      type: [RequiredDocumentRef],
+      description:
+        'Every document at its current version: what `acceptedDocuments` must name (an acceptance covers all of them).',
+      resolve: (_value, _args, context) =>
+        CONSENT_DOCUMENTS.map((document) => ({
+          document,
+          version: context.deps.config.consentVersions[document],
+        })),
     }),
   }),
 });
