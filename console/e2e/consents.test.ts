@@ -70,6 +70,32 @@ describe('consents in the console', async () => {
     await page.close();
   });
 
+  it('offers to accept the privacy notice again after it was withdrawn', { timeout: 90_000 }, async () => {
+    const { user, headers } = await clinicWithAdmin(t);
+    await t.gql('mutation { withdrawConsent(document: PRIVACY) { __typename } }', undefined, headers);
+    const page = await newBrowserPage();
+    await page.goto(`${t.url}/sign-in`);
+    await page.getByRole('button', { name: 'Sign in with a password instead' }).click();
+    await page.getByLabel('E-mail').fill(user.email);
+    await page.getByLabel('Password').fill('a sturdy passphrase 42');
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    const documents = page.getByTestId('consent-documents');
+    await documents.waitFor();
+    expect(await documents.textContent()).toContain('You withdrew your consent to the privacy notice');
+    expect(await documents.textContent()).toContain(
+      'I accept the Privacy notice (version 2026-01) — withdrawn',
+    );
+    await page.getByLabel('I accept the Privacy notice (version 2026-01)').check();
+    await page.getByLabel('I accept the Terms of use (version 2026-01)').check();
+    await page.getByRole('button', { name: 'Accept and sign in' }).click();
+    await documents.waitFor({ state: 'detached' });
+    const open = await prisma.consent.count({
+      where: { userId: user.id, document: 'PRIVACY', withdrawnAt: null },
+    });
+    expect(open).toBe(1);
+    await page.close();
+  });
+
   it("shows the admin's consents on the clinic's page", { timeout: 90_000 }, async () => {
     const { clinic, headers } = await clinicWithAdmin(t);
     await t.gql('mutation { withdrawConsent(document: TERMS) { __typename } }', undefined, headers);

@@ -64,6 +64,15 @@ graphql(`
   }
 `);
 
+graphql(`
+  fragment SignInPage_ConsentWithdrawnFields on ConsentWithdrawnError {
+    current {
+      document
+      version
+    }
+  }
+`);
+
 const SignInWithCodeMutation = graphql(`
   mutation SignInPage_SignInWithCodeMutation(
     $email: String!
@@ -74,6 +83,7 @@ const SignInWithCodeMutation = graphql(`
       __typename
       ...ConsoleClient_SessionFields
       ...SignInPage_ConsentRequiredFields
+      ...SignInPage_ConsentWithdrawnFields
       ... on Error {
         message
       }
@@ -91,6 +101,7 @@ const SignInWithPasswordMutation = graphql(`
       __typename
       ...ConsoleClient_SessionFields
       ...SignInPage_ConsentRequiredFields
+      ...SignInPage_ConsentWithdrawnFields
       ... on TwoFactorChallenge {
         challengeToken
       }
@@ -119,7 +130,14 @@ type Step =
   | { kind: 'password' }
   | { kind: 'totp'; challengeToken: string }
   /** The code or password was right; the documents must be accepted, then the same sign-in again. */
-  | { kind: 'consent'; via: 'code' | 'password'; changed: Document[]; current: Document[] };
+  | {
+      kind: 'consent';
+      via: 'code' | 'password';
+      /** Why: documents changed (ConsentRequired), or the privacy notice was withdrawn. */
+      reason: 'changed' | 'withdrawn';
+      changed: Document[];
+      current: Document[];
+    };
 
 type Document = { document: 'TERMS' | 'PRIVACY'; version: string };
 
@@ -223,8 +241,20 @@ export function SignInPage({
       return setStep({
         kind: 'consent',
         via,
+        reason: 'changed',
         changed: answer.documents ?? [],
         current: answer.current ?? [],
+      });
+    }
+    if (answer.__typename === 'ConsentWithdrawnError' && via && answer.current) {
+      // Signing in again means accepting the privacy notice again: offered here, the code unspent.
+      setAccepted({});
+      return setStep({
+        kind: 'consent',
+        via,
+        reason: 'withdrawn',
+        changed: answer.current.filter(({ document }) => document === 'PRIVACY'),
+        current: answer.current,
       });
     }
     setError(answer.message ?? 'Sign-in failed.');
@@ -344,9 +374,9 @@ export function SignInPage({
         {step.kind === 'consent' && (
           <fieldset className="field" data-testid="consent-documents">
             <legend className="hint">
-              {step.changed.length > 0
-                ? 'These documents changed since you accepted them, or you have not accepted them yet.'
-                : 'Accept the current documents to sign in.'}
+              {step.reason === 'withdrawn'
+                ? 'You withdrew your consent to the privacy notice: accept it again to sign in.'
+                : 'These documents changed since you accepted them, or you have not accepted them yet.'}
             </legend>
             {step.current.map(({ document, version }) => (
               <label key={document} className="checkbox">
@@ -358,7 +388,7 @@ export function SignInPage({
                 />{' '}
                 I accept the {DOCUMENT_LABELS[document]} (version {version})
                 {step.changed.some((changed) => changed.document === document) && (
-                  <span className="muted"> — new</span>
+                  <span className="muted">{step.reason === 'withdrawn' ? ' — withdrawn' : ' — new'}</span>
                 )}
               </label>
             ))}

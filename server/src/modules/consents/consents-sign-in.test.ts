@@ -185,9 +185,15 @@ describe('consents at sign-in', async () => {
     const first = await signIn(email, code, CURRENT_ACCEPTANCES);
     await t.gql(WITHDRAW_PRIVACY, undefined, { authorization: `Bearer ${first?.accessToken}` });
     const again = await newCode(email);
-    expect(await signIn(email, again)).toMatchObject({
+    const refused = await t.gql<{ signInWithCode: { current: { document: string; version: string }[] } }>(
+      `mutation ($e: String!, $c: String!) { signInWithCode(email: $e, code: $c) {
+        __typename ... on ConsentWithdrawnError { code current { document version } } } }`,
+      { e: email, c: again },
+    );
+    expect(refused.body.data?.signInWithCode).toEqual({
       __typename: 'ConsentWithdrawnError',
       code: 'CONSENT_WITHDRAWN',
+      current: CURRENT_ACCEPTANCES,
     });
     expect((await signIn(email, again, CURRENT_ACCEPTANCES))?.__typename).toBe('AuthSession');
   });

@@ -1,5 +1,7 @@
 /** Consents in GraphQL: the acceptance input other mutations take, myConsents, withdraw, accept. */
 import { builder, errorType } from '../../builder.js';
+import type { Config } from '../../env.js';
+import type { ConflictError } from '../../errors.js';
 import { UserRef } from '../users/schema.js';
 import { ConsentWithdrawnError } from './errors.js';
 import { type Acceptance, CONSENT_DOCUMENTS } from './service.js';
@@ -44,6 +46,10 @@ const RequiredDocumentRef = builder.objectRef<Acceptance>('RequiredDocument').im
   }),
 });
 
+/** Every document at its current version. */
+const currentDocuments = (config: Pick<Config, 'consentVersions'>): Acceptance[] =>
+  CONSENT_DOCUMENTS.map((document) => ({ document, version: config.consentVersions[document] }));
+
 export const ConsentRequiredRef = builder.objectRef<ConsentRequired>('ConsentRequired').implement({
   description:
     'The password was right, but documents changed since the user accepted them: sign in again with `acceptedDocuments`. No session yet.',
@@ -58,14 +64,21 @@ export const ConsentRequiredRef = builder.objectRef<ConsentRequired>('ConsentReq
       type: [RequiredDocumentRef],
       description:
         'Every document at its current version: what `acceptedDocuments` must name (an acceptance covers all of them).',
-      resolve: (_value, _args, context) =>
-        CONSENT_DOCUMENTS.map((document) => ({
-          document,
-          version: context.deps.config.consentVersions[document],
-        })),
+      resolve: (_value, _args, context) => currentDocuments(context.deps.config),
     }),
   }),
 });
+
+// What a sign-in refused for a withdrawn privacy notice must accept again (every document at its
+// current version, as ConsentRequired.current), so that a client can offer it at once.
+builder.objectField(ConsentWithdrawnError as unknown as typeof ConflictError, 'current', (t) =>
+  t.field({
+    type: [RequiredDocumentRef],
+    description:
+      'Every document at its current version: what `acceptedDocuments` must name to sign in again.',
+    resolve: (_error, _args, context) => currentDocuments(context.deps.config),
+  }),
+);
 
 interface ConsentShape {
   id: string;
