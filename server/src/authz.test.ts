@@ -504,6 +504,14 @@ describe('role boundaries of the schema', async () => {
       expect(value).toEqual({ dbStatus: 'HEALTHY' }),
     ),
     'Clinic.admin': clinicField('admin { id }', (value) => expect(value).toEqual({ id: expect.any(String) })),
+    // The user themself may read it too (consents-sign-in.test.ts); here, the clinic's admin as
+    // operators reach it.
+    'User.consents': clinicField('admin { consents { document } }', (value) =>
+      expect((value as { consents: { document: string }[] }).consents.map((c) => c.document).sort()).toEqual([
+        'PRIVACY',
+        'TERMS',
+      ]),
+    ),
     'Clinic.dnsRecords': clinicField('dnsRecords { type }', (value) =>
       expect(value).toEqual(expect.arrayContaining([{ type: 'A' }])),
     ),

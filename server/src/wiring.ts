@@ -182,7 +182,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
     sms,
     members,
     moves,
-    consents: new ConsentService(base.db.prisma, config),
+    consents: new ConsentService(base.db.prisma, config, sessionsEnded),
     emailVerification,
     dns,
     certificates,

@@ -51,11 +51,39 @@ const RequestLoginCodeMutation = graphql(`
   }
 `);
 
+graphql(`
+  fragment SignInPage_ConsentRequiredFields on ConsentRequired {
+    documents {
+      document
+      version
+    }
+    current {
+      document
+      version
+    }
+  }
+`);
+
+graphql(`
+  fragment SignInPage_ConsentWithdrawnFields on ConsentWithdrawnError {
+    current {
+      document
+      version
+    }
+  }
+`);
+
 const SignInWithCodeMutation = graphql(`
-  mutation SignInPage_SignInWithCodeMutation($email: String!, $code: String!) {
-    signInWithCode(email: $email, code: $code) {
+  mutation SignInPage_SignInWithCodeMutation(
+    $email: String!
+    $code: String!
+    $acceptedDocuments: [AcceptedDocumentInput!]
+  ) {
+    signInWithCode(email: $email, code: $code, acceptedDocuments: $acceptedDocuments) {
       __typename
       ...ConsoleClient_SessionFields
+      ...SignInPage_ConsentRequiredFields
+      ...SignInPage_ConsentWithdrawnFields
       ... on Error {
         message
       }
@@ -64,10 +92,16 @@ const SignInWithCodeMutation = graphql(`
 `);
 
 const SignInWithPasswordMutation = graphql(`
-  mutation SignInPage_SignInWithPasswordMutation($email: String!, $password: String!) {
-    signInWithPassword(email: $email, password: $password) {
+  mutation SignInPage_SignInWithPasswordMutation(
+    $email: String!
+    $password: String!
+    $acceptedDocuments: [AcceptedDocumentInput!]
+  ) {
+    signInWithPassword(email: $email, password: $password, acceptedDocuments: $acceptedDocuments) {
       __typename
       ...ConsoleClient_SessionFields
+      ...SignInPage_ConsentRequiredFields
+      ...SignInPage_ConsentWithdrawnFields
       ... on TwoFactorChallenge {
         challengeToken
       }
@@ -94,10 +128,37 @@ type Step =
   | { kind: 'email' }
   | { kind: 'code'; email: string; expiresInSeconds: number }
   | { kind: 'password' }
-  | { kind: 'totp'; challengeToken: string };
+  | { kind: 'totp'; challengeToken: string }
+  /** The code or password was right; the documents must be accepted, then the same sign-in again. */
+  | {
+      kind: 'consent';
+      via: 'code' | 'password';
+      /** Why: documents changed (ConsentRequired), or the privacy notice was withdrawn. */
+      reason: 'changed' | 'withdrawn';
+      changed: Document[];
+      current: Document[];
+    };
 
-/** Any sign-in answer: a session, a 2FA challenge, or an expected error (data, not exception). */
-type Answer = { __typename: string; message?: string; challengeToken?: string } | undefined;
+type Document = { document: 'TERMS' | 'PRIVACY'; version: string };
+
+const DOCUMENT_LABELS: Record<Document['document'], string> = {
+  TERMS: 'Terms of use',
+  PRIVACY: 'Privacy notice',
+};
+
+/**
+ * Any sign-in answer: a session, a 2FA challenge, documents to accept first (ConsentRequired), or
+ * an expected error (data, not exception).
+ */
+type Answer =
+  | {
+      __typename: string;
+      message?: string;
+      challengeToken?: string;
+      documents?: Document[];
+      current?: Document[];
+    }
+  | undefined;
 
 export function SignInPage({
   onSignedIn,
@@ -142,6 +203,9 @@ export function SignInPage({
   }, [linkToken, client]);
   const [password, setPassword] = useState('');
   const [code, setCode] = useState('');
+  /** The e-mail the code was sent to, for the sign-in that follows a ConsentRequired answer. */
+  const [codeEmail, setCodeEmail] = useState('');
+  const [accepted, setAccepted] = useState<Partial<Record<Document['document'], boolean>>>({});
   const ids = { email: useId(), password: useId(), code: useId(), error: useId() };
 
   const [requestState, requestCode] = useMutation(RequestLoginCodeMutation);
@@ -161,6 +225,7 @@ export function SignInPage({
   const settle = (
     result: { data?: unknown; error?: Parameters<typeof describeError>[0] },
     answer: Answer,
+    via?: 'code' | 'password',
   ) => {
     if (result.error) return setError(describeError(result.error));
     if (!answer) return setError('The server gave no answer.');
@@ -169,6 +234,28 @@ export function SignInPage({
       setCode('');
       setError(null);
       return setStep({ kind: 'totp', challengeToken: answer.challengeToken });
+    }
+    if (answer.__typename === 'ConsentRequired' && via) {
+      // The code is not spent by this answer: the same sign-in goes again with the acceptances.
+      setAccepted({});
+      return setStep({
+        kind: 'consent',
+        via,
+        reason: 'changed',
+        changed: answer.documents ?? [],
+        current: answer.current ?? [],
+      });
+    }
+    if (answer.__typename === 'ConsentWithdrawnError' && via && answer.current) {
+      // Signing in again means accepting the privacy notice again: offered here, the code unspent.
+      setAccepted({});
+      return setStep({
+        kind: 'consent',
+        via,
+        reason: 'withdrawn',
+        changed: answer.current.filter(({ document }) => document === 'PRIVACY'),
+        current: answer.current,
+      });
     }
     setError(answer.message ?? 'Sign-in failed.');
   };
@@ -191,12 +278,22 @@ export function SignInPage({
       return setError(answer && 'message' in answer ? answer.message : 'Could not send a code.');
     }
     if (step.kind === 'code') {
+      setCodeEmail(step.email);
       const result = await signInWithCode({ email: step.email, code: code.trim() });
-      return settle(result, result.data?.signInWithCode as Answer);
+      return settle(result, result.data?.signInWithCode as Answer, 'code');
     }
     if (step.kind === 'password') {
       const result = await signInWithPassword({ email, password });
-      return settle(result, result.data?.signInWithPassword as Answer);
+      return settle(result, result.data?.signInWithPassword as Answer, 'password');
+    }
+    if (step.kind === 'consent') {
+      const acceptedDocuments = step.current.map(({ document, version }) => ({ document, version }));
+      if (step.via === 'code') {
+        const result = await signInWithCode({ email: codeEmail, code: code.trim(), acceptedDocuments });
+        return settle(result, result.data?.signInWithCode as Answer, 'code');
+      }
+      const result = await signInWithPassword({ email, password, acceptedDocuments });
+      return settle(result, result.data?.signInWithPassword as Answer, 'password');
     }
     const result = await verifyTwoFactor({ challengeToken: step.challengeToken, code: code.trim() });
     settle(result, result.data?.verifyTwoFactor as Answer);
@@ -207,7 +304,9 @@ export function SignInPage({
     code: 'Enter your code',
     password: 'Sign in with a password',
     totp: 'Two-factor authentication',
+    consent: 'Accept the documents to continue',
   };
+  const allAccepted = step.kind === 'consent' && step.current.every(({ document }) => accepted[document]);
 
   return (
     <main className="sign-in">
@@ -272,6 +371,29 @@ export function SignInPage({
         {step.kind === 'totp' && (
           <p className="hint">Enter the 6-digit code from your authenticator app, or a recovery code.</p>
         )}
+        {step.kind === 'consent' && (
+          <fieldset className="field" data-testid="consent-documents">
+            <legend className="hint">
+              {step.reason === 'withdrawn'
+                ? 'You withdrew your consent to the privacy notice: accept it again to sign in.'
+                : 'These documents changed since you accepted them, or you have not accepted them yet.'}
+            </legend>
+            {step.current.map(({ document, version }) => (
+              <label key={document} className="checkbox">
+                <input
+                  type="checkbox"
+                  name={document}
+                  checked={accepted[document] ?? false}
+                  onChange={(event) => setAccepted({ ...accepted, [document]: event.target.checked })}
+                />{' '}
+                I accept the {DOCUMENT_LABELS[document]} (version {version})
+                {step.changed.some((changed) => changed.document === document) && (
+                  <span className="muted">{step.reason === 'withdrawn' ? ' — withdrawn' : ' — new'}</span>
+                )}
+              </label>
+            ))}
+          </fieldset>
+        )}
         {(step.kind === 'code' || step.kind === 'totp') && (
           <div className="field">
             <label htmlFor={ids.code}>
@@ -295,14 +417,20 @@ export function SignInPage({
           </p>
         )}
 
-        <button type="submit" className="button button-primary" disabled={busy}>
+        <button
+          type="submit"
+          className="button button-primary"
+          disabled={busy || (step.kind === 'consent' && !allAccepted)}
+        >
           {busy
             ? 'Please wait…'
             : step.kind === 'email'
               ? 'Send me a code'
               : step.kind === 'password'
                 ? 'Sign in'
-                : 'Verify'}
+                : step.kind === 'consent'
+                  ? 'Accept and sign in'
+                  : 'Verify'}
         </button>
 
         <div className="sign-in-alternatives">
@@ -321,7 +449,7 @@ export function SignInPage({
               I already have a code
             </button>
           )}
-          {step.kind !== 'password' && (
+          {step.kind !== 'password' && step.kind !== 'consent' && (
             <button type="button" className="link-button" onClick={() => switchTo({ kind: 'password' })}>
               Sign in with a password instead
             </button>

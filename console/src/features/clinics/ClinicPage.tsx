@@ -30,6 +30,13 @@ const ClinicQuery = graphql(`
         firstName
         lastName
         emailVerified
+        consents {
+          id
+          document
+          version
+          acceptedAt
+          withdrawnAt
+        }
       }
       dnsRecords {
         name
@@ -245,6 +252,44 @@ export function ClinicPage({ id }: { id: string }) {
                       <Identifier>{record.value}</Identifier>
                     </td>
                     <td data-label="TTL">{record.ttl} s</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )}
+        </section>
+        <section className="card" aria-labelledby="consents-title" data-testid="clinic-admin-consents">
+          <h2 id="consents-title">Admin's consents</h2>
+          {!clinic.admin || clinic.admin.consents.length === 0 ? (
+            <p className="muted">No recorded acceptance.</p>
+          ) : (
+            <table className="data-table compact-table">
+              <caption className="visually-hidden">What the clinic's admin accepted, newest first</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Document</th>
+                  <th scope="col">Version</th>
+                  <th scope="col">Accepted</th>
+                  <th scope="col">Withdrawn</th>
+                </tr>
+              </thead>
+              <tbody>
+                {clinic.admin.consents.map((consent) => (
+                  <tr key={consent.id}>
+                    <td data-label="Document">
+                      {consent.document === 'TERMS' ? 'Terms of use' : 'Privacy notice'}
+                    </td>
+                    <td data-label="Version">{consent.version}</td>
+                    <td data-label="Accepted">
+                      <DateTime iso={consent.acceptedAt} />
+                    </td>
+                    <td data-label="Withdrawn">
+                      {consent.withdrawnAt ? (
+                        <DateTime iso={consent.withdrawnAt} />
+                      ) : (
+                        <span className="muted">—</span>
+                      )}
+                    </td>
                   </tr>
                 ))}
               </tbody>

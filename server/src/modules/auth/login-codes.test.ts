@@ -1,12 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
-import { createClinic, letters, verifyAndSignIn } from '../../../test/registration-flow.js';
+import {
+  CURRENT_ACCEPTANCES,
+  createClinic,
+  letters,
+  verifyAndSignIn,
+} from '../../../test/registration-flow.js';
 import { devMailbox } from '../mail/service.js';
 
 const REQUEST =
   'mutation ($e: String!) { requestLoginCode(email: $e) { __typename ... on LoginCodeRequested { expiresInSeconds } } }';
-const SIGN_IN = `mutation ($e: String!, $c: String!) {
-  signInWithCode(email: $e, code: $c) {
+const SIGN_IN = `mutation ($e: String!, $c: String!, $accepted: [AcceptedDocumentInput!]) {
+  signInWithCode(email: $e, code: $c, acceptedDocuments: $accepted) {
     __typename
     ... on AuthSession { accessToken user { email role } }
     ... on Error { code message }
@@ -39,11 +44,11 @@ describe('e-mail code sign-in', async () => {
     return code;
   };
   const request = (email: string) => t.gql(REQUEST, { e: email });
-  const signIn = async (email: string, code: string) =>
+  const signIn = async (email: string, code: string, accepted?: unknown) =>
     (
       await t.gql<{
         signInWithCode: { __typename: string; code?: string; accessToken?: string; user?: { role: string } };
-      }>(SIGN_IN, { e: email, c: code })
+      }>(SIGN_IN, { e: email, c: code, accepted })
     ).body.data?.signInWithCode;
   /** Lets the next code be requested at once (the per-e-mail cooldown is tested separately). */
   const skipCooldown = (email: string) =>
@@ -269,11 +274,18 @@ describe('e-mail code sign-in', async () => {
       expect(a?.id).toBe(b?.id);
       expect(await prisma.user.count({ where: { email: 'pat@example.com' } })).toBe(1);
       await request('PAT@example.com ');
-      const session = await signIn('pat@example.com', await latestCode('pat@example.com'));
+      // A client's first sign-in accepts the documents (docs/decisions/056).
+      const session = await signIn(
+        'pat@example.com',
+        await latestCode('pat@example.com'),
+        CURRENT_ACCEPTANCES,
+      );
       expect(session).toMatchObject({ __typename: 'AuthSession', user: { role: 'CLIENT' } });
 
       await request('billing@acme.example');
-      expect(await signIn('billing@acme.example', await latestCode('billing@acme.example'))).toMatchObject({
+      expect(
+        await signIn('billing@acme.example', await latestCode('billing@acme.example'), CURRENT_ACCEPTANCES),
+      ).toMatchObject({
         user: { role: 'CLIENT' },
       });
       expect(

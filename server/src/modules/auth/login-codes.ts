@@ -225,11 +225,16 @@ export class LoginCodes {
   }
 
   /**
-   * Consumes the code. @returns its user, with what signing in needs (no second lookup).
+   * Consumes the code. @returns its user, with what signing in needs (no second lookup), or
+   * what `options.hold` answered instead (the code then stays usable).
    * @throws InvalidCodeError (wrong, expired, used or unknown: one answer for all) or
-   * TooManyAttemptsError once the budget is spent.
+   * TooManyAttemptsError once the budget is spent; whatever `options.hold` throws.
    */
-  async verify(rawEmail: string, code: string): Promise<CodeUser> {
+  async verify<Held = never>(
+    rawEmail: string,
+    code: string,
+    options: VerifyOptions<Held> = {},
+  ): Promise<CodeUser | { held: Held }> {
     const { prisma } = this.deps;
     const email = normaliseEmail(rawEmail);
     // The attempt is counted before the code is compared, in one statement (the row lock orders
@@ -264,6 +269,10 @@ export class LoginCodes {
       }
       throw new InvalidCodeError('This code is invalid or has expired');
     }
+    if (options.hold) {
+      const held = await this.holdBeforeSpending(email, row.code_hmac as string, options.hold);
+      if (held) return held;
+    }
     // Single use: of two concurrent uses of one code, only one clears it (compare-and-set on the
     // HMAC just compared). The user comes back in the same round trip.
     //
@@ -271,15 +280,16 @@ export class LoginCodes {
     // password (and so could still sign in after the owner starts using the account). When the
     // mailbox is proven for the first time, that password is cleared and every session started
     // before ends, in the same statement; the owner signs in with codes until they set one.
-    const [user] = await prisma.$queryRaw<
-      {
-        id: string;
-        role: UserRole;
-        clinic_id: string | null;
-        clinic_status: string | null;
-        first_proof: boolean;
-      }[]
-    >`
+    const consume = (db: Prisma.TransactionClient | CentralPrisma) =>
+      db.$queryRaw<
+        {
+          id: string;
+          role: UserRole;
+          clinic_id: string | null;
+          clinic_status: string | null;
+          first_proof: boolean;
+        }[]
+      >`
       WITH used AS (
         UPDATE login_codes SET code_hmac = NULL, failed_attempts = 0
          WHERE email = ${email} AND code_hmac = ${row.code_hmac}
@@ -305,6 +315,15 @@ export class LoginCodes {
       SELECT t.id::text AS id, t.role::text AS role, t.clinic_id::text AS clinic_id,
              c.status::text AS clinic_status, t.first_proof
         FROM target t LEFT JOIN clinics c ON c.id = t.clinic_id`;
+    // Acceptances given with the code are written in the transaction that spends it.
+    const { record } = options;
+    const [user] = record
+      ? await prisma.$transaction(async (tx) => {
+          const rows = await consume(tx);
+          if (rows[0]) await record(tx, rows[0].id);
+          return rows;
+        })
+      : await consume(prisma);
     if (!user) throw new InvalidCodeError('This code is invalid or has expired');
     return {
       id: user.id,
@@ -314,6 +333,47 @@ export class LoginCodes {
       firstProof: user.first_proof,
     };
   }
+
+  /**
+   * Runs `hold` for the code's user before the code is spent. An answer (or a throw) gives the
+   * attempt back, compare-and-set on the HMAC just matched: only the holder of the right code
+   * gets it back, so wrong guesses in parallel are still held to MAX_FAILED_ATTEMPTS.
+   */
+  private async holdBeforeSpending<Held>(
+    email: string,
+    codeHmac: string,
+    hold: (user: { id: string; role: UserRole }) => Promise<Held | null>,
+  ): Promise<{ held: Held } | null> {
+    const { prisma } = this.deps;
+    const user = await prisma.user.findUnique({ where: { email }, select: { id: true, role: true } });
+    // No user: the statement that spends the code finds none either and answers INVALID_CODE.
+    if (!user) return null;
+    const giveBack = () => prisma.$executeRaw`
+      UPDATE login_codes SET failed_attempts = greatest(failed_attempts - 1, 0)
+       WHERE email = ${email} AND code_hmac = ${codeHmac}`;
+    let held: Held | null;
+    try {
+      held = await hold(user);
+    } catch (error) {
+      await giveBack();
+      throw error;
+    }
+    if (held === null) return null;
+    await giveBack();
+    return { held };
+  }
+}
+
+/** What {@link LoginCodes.verify} may do between a matching code and spending it. */
+export interface VerifyOptions<Held> {
+  /**
+   * Asked once the code matched, before it is spent (docs/decisions/056): a non-null answer is
+   * returned instead of a sign-in, and so is a throw; either way the code stays usable and the
+   * attempt is given back, so answering it costs the user nothing from their budget.
+   */
+  hold?: (user: { id: string; role: UserRole }) => Promise<Held | null>;
+  /** Writes with the spending of the code, in its transaction (the acceptances given with it). */
+  record?: (tx: Prisma.TransactionClient, userId: string) => Promise<void>;
 }
 
 /** The user a code signed in, and what a session for them needs. */

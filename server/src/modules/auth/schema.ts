@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { asErrorData, builder, errorType } from '../../builder.js';
+import type { Config } from '../../env.js';
 import { ConflictError, ValidationError } from '../../errors.js';
 import { ConsentWithdrawnError } from '../consents/errors.js';
 import {
@@ -116,6 +117,42 @@ const SignInResult = builder.unionType('MutationSignInWithPasswordResult', {
   },
 });
 
+const SignInWithCodeResult = builder.unionType('MutationSignInWithCodeResult', {
+  description: 'A session, documents to accept first, or why signing in was refused.',
+  types: [
+    AuthSessionRef,
+    ConsentRequiredRef,
+    ConsentWithdrawnError,
+    InvalidCodeError,
+    TooManyAttemptsError,
+    ClinicUnavailableError,
+    ValidationError,
+  ],
+  resolveType: (value) => {
+    if (isSession(value)) return 'AuthSession';
+    if (Array.isArray((value as ConsentRequired).consentRequired)) return 'ConsentRequired';
+    return (value as Error).name;
+  },
+});
+
+/**
+ * The `acceptedDocuments` of a sign-in, when they name every document at its current version;
+ * otherwise null, and the problem joins `fields` (a ValidationError on that argument).
+ */
+function currentAcceptances(
+  context: { deps: { config: Pick<Config, 'consentVersions'> } },
+  acceptedDocuments: readonly { document: string; version: string }[],
+  fields: { path: string[]; message: string }[],
+): Acceptance[] | null {
+  try {
+    return requireCurrent(context.deps.config, acceptancesOf(acceptedDocuments), ['acceptedDocuments']);
+  } catch (error) {
+    if (!(error instanceof ValidationError)) throw error;
+    fields.push(...error.fields);
+    return null;
+  }
+}
+
 const SetupTwoFactorSuccess = builder
   .objectRef<{ secret: string; otpauthUrl: string }>('SetupTwoFactorSuccess')
   .implement({
@@ -185,17 +222,7 @@ builder.mutationFields((t) => ({
           ? [{ path: ['password'], message: 'Enter your password' }]
           : []),
       ];
-      let acceptances: Acceptance[] | null = null;
-      if (acceptedDocuments) {
-        try {
-          acceptances = requireCurrent(context.deps.config, acceptancesOf(acceptedDocuments), [
-            'acceptedDocuments',
-          ]);
-        } catch (error) {
-          if (!(error instanceof ValidationError)) throw error;
-          fields.push(...error.fields);
-        }
-      }
+      const acceptances = acceptedDocuments ? currentAcceptances(context, acceptedDocuments, fields) : null;
       if (fields.length > 0) return asErrorData(new ValidationError(fields));
       const login = parsedPhone?.success
         ? { phone: parsedPhone.data }
@@ -223,8 +250,8 @@ builder.mutationFields((t) => ({
   verifyTwoFactor: t.field({
     type: AuthSessionRef,
     description:
-      'Public: finishes a sign-in that answered TwoFactorChallenge, with an authenticator code or a recovery code. INVALID_CODE, TOO_MANY_ATTEMPTS.',
-    errors: { types: [InvalidCodeError, TooManyAttemptsError] },
+      'Public: finishes a sign-in that answered TwoFactorChallenge, with an authenticator code or a recovery code. INVALID_CODE, TOO_MANY_ATTEMPTS; CONSENT_WITHDRAWN (the code is not spent) when the privacy notice was withdrawn since.',
+    errors: { types: [InvalidCodeError, TooManyAttemptsError, ConsentWithdrawnError] },
     args: {
       challengeToken: t.arg.string({
         required: true,
@@ -304,20 +331,52 @@ builder.mutationFields((t) => ({
     }),
   }),
   signInWithCode: t.field({
-    type: AuthSessionRef,
+    type: SignInWithCodeResult,
     description:
-      'Public: signs in with the code requestLoginCode e-mailed (single use). INVALID_CODE, TOO_MANY_ATTEMPTS, CLINIC_UNAVAILABLE.',
-    errors: { types: [InvalidCodeError, TooManyAttemptsError, ClinicUnavailableError] },
+      "Public: signs in with the code requestLoginCode e-mailed (single use). A client's first sign-in, or one after a document changed, answers ConsentRequired and leaves the code usable: sign in again with it and `acceptedDocuments`. INVALID_CODE, TOO_MANY_ATTEMPTS, CLINIC_UNAVAILABLE, CONSENT_WITHDRAWN.",
     args: {
-      email: t.arg.string({
-        required: true,
-        validate: emailSchema,
-        description: 'The e-mail address the code was sent to.',
+      email: t.arg.string({ required: true, description: 'The e-mail address the code was sent to.' }),
+      code: t.arg.string({ required: true, description: 'The 6-digit code.' }),
+      acceptedDocuments: t.arg({
+        type: [AcceptedDocumentInput],
+        description:
+          'Documents accepted with this sign-in, at their current versions: the answer to ConsentRequired or CONSENT_WITHDRAWN.',
       }),
-      code: t.arg.string({ required: true, validate: z.string().max(12), description: 'The 6-digit code.' }),
     },
-    resolve: (_root, { email, code }, context) =>
-      context.deps.auth.signInWithCode(email, code.trim(), { ip: context.ip, userAgent: context.userAgent }),
+    resolve: async (_root, { email, code, acceptedDocuments }, context) => {
+      const parsedEmail = emailSchema.safeParse(email);
+      const fields = [
+        ...(parsedEmail.success
+          ? []
+          : [
+              {
+                path: ['email'],
+                message: parsedEmail.error.issues[0]?.message ?? 'Enter a valid e-mail address',
+              },
+            ]),
+        ...(code.length > 12 ? [{ path: ['code'], message: 'Enter the 6-digit code' }] : []),
+      ];
+      const acceptances = acceptedDocuments ? currentAcceptances(context, acceptedDocuments, fields) : null;
+      if (fields.length > 0) return asErrorData(new ValidationError(fields));
+      try {
+        return await context.deps.auth.signInWithCode(
+          parsedEmail.data as string,
+          code.trim(),
+          { ip: context.ip, userAgent: context.userAgent },
+          acceptances,
+        );
+      } catch (error) {
+        if (
+          error instanceof InvalidCodeError ||
+          error instanceof TooManyAttemptsError ||
+          error instanceof ClinicUnavailableError ||
+          error instanceof ConsentWithdrawnError
+        ) {
+          return asErrorData(error);
+        }
+        throw error;
+      }
+    },
   }),
   refreshSession: t.field({
     type: AuthSessionRef,

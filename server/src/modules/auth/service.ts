@@ -10,6 +10,7 @@ import { type JWTPayload, jwtVerify, SignJWT } from 'jose';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import { RateLimitedError, unauthenticated } from '../../errors.js';
+import type { Prisma } from '../../generated/central/client.js';
 import type { UserRole } from '../../generated/central/enums.js';
 import { isUuid } from '../../ids.js';
 import type { Logger } from '../../logger.js';
@@ -192,7 +193,7 @@ export class AuthService {
     if (!('phone' in where) && !user.emailVerifiedAt) throw new EmailNotVerifiedError();
     if (user.clinic) await this.ensureClinicUsable(user.clinic.id, user.clinic.status);
     // Only after the password: what a user accepted is theirs to learn, nobody else's.
-    const pending = await this.consentsPending(user.id, acceptances, meta);
+    const pending = await this.consentsPending(user, acceptances, meta);
     if (pending) return pending;
     if (user.totpEnabledAt) {
       // The password was right; the session waits for the second factor.
@@ -211,30 +212,28 @@ export class AuthService {
 
   /**
    * What a password sign-in asks of the user's consents (docs/decisions/053): acceptances given
-   * with it are recorded first; then a withdrawn privacy notice refuses the sign-in and an
-   * outdated (or withdrawn) document asks for acceptance.
+   * with it are recorded first; then {@link consentsAsked}.
    * @throws ConsentWithdrawnError
    */
   private async consentsPending(
-    userId: string,
+    user: { id: string; role: UserRole },
     acceptances: Acceptance[] | null,
     meta: RequestMeta,
   ): Promise<ConsentRequired | null> {
-    const { prisma, config } = this.deps;
     if (acceptances) {
-      await prisma.$transaction(async (tx) => {
-        await recordAcceptances(tx, userId, acceptances, meta.ip);
-        await recordAudit(tx, {
-          action: 'consent.accepted',
-          actorId: userId,
-          ip: meta.ip,
-          targetType: 'user',
-          targetId: userId,
-          data: { documents: acceptances.map(({ document, version }) => `${document} ${version}`) },
-        });
-      });
+      await this.deps.prisma.$transaction((tx) => this.recordAccepted(tx, user.id, acceptances, meta));
     }
-    const state = await consentState(prisma, config, userId);
+    return this.consentsAsked(user);
+  }
+
+  /**
+   * What signing in must ask first: a withdrawn privacy notice refuses it, an outdated (or
+   * withdrawn) document asks for acceptance; a client is asked for what they never accepted.
+   * @throws ConsentWithdrawnError
+   */
+  private async consentsAsked(user: { id: string; role: UserRole }): Promise<ConsentRequired | null> {
+    const { prisma, config } = this.deps;
+    const state = await consentState(prisma, config, user.id, { askMissing: user.role === 'CLIENT' });
     if (state.withdrawn.includes('PRIVACY')) throw new ConsentWithdrawnError();
     const required = [
       ...state.outdated,
@@ -243,10 +242,28 @@ export class AuthService {
     return required.length > 0 ? { consentRequired: required } : null;
   }
 
+  /** Records acceptances given with a sign-in, audited, in the caller's transaction. */
+  private async recordAccepted(
+    tx: Prisma.TransactionClient,
+    userId: string,
+    acceptances: readonly Acceptance[],
+    meta: RequestMeta,
+  ): Promise<void> {
+    await recordAcceptances(tx, userId, acceptances, meta.ip);
+    await recordAudit(tx, {
+      action: 'consent.accepted',
+      actorId: userId,
+      ip: meta.ip,
+      targetType: 'user',
+      targetId: userId,
+      data: { documents: acceptances.map(({ document, version }) => `${document} ${version}`) },
+    });
+  }
+
   /**
    * Completes a password sign-in with a TOTP or recovery code. Five attempts lock the second
    * factor like five wrong passwords lock the first (two-factor.ts).
-   * @throws InvalidCodeError, TooManyAttemptsError
+   * @throws InvalidCodeError, TooManyAttemptsError, ConsentWithdrawnError
    */
   async verifyTwoFactor(challengeToken: string, code: string, meta: RequestMeta): Promise<IssuedSession> {
     let userId: string;
@@ -261,21 +278,40 @@ export class AuthService {
     } catch {
       throw new InvalidCodeError('This sign-in attempt has expired; sign in again');
     }
-    await this.twoFactor.check(userId, code);
     const user = await this.deps.prisma.user.findUniqueOrThrow({
       where: { id: userId },
       select: { id: true, role: true, clinicId: true },
     });
+    // Before the code is spent (docs/decisions/056): a privacy notice withdrawn since the
+    // password was checked refuses the sign-in and leaves the code (a recovery code is single
+    // use) for the sign-in that accepts it again.
+    const { withdrawn } = await consentState(this.deps.prisma, this.deps.config, user.id);
+    if (withdrawn.includes('PRIVACY')) throw new ConsentWithdrawnError();
+    await this.twoFactor.check(userId, code);
     return this.issue(user, randomUUID(), meta, 'password+2fa');
   }
 
   /**
-   * Signs in with an e-mail code (see login-codes.ts for its rules).
-   * @throws InvalidCodeError, TooManyAttemptsError, ClinicUnavailableError
+   * Signs in with an e-mail code (see login-codes.ts for its rules). Consents are asked once
+   * the code matched and before it is spent (docs/decisions/056): a ConsentRequired or
+   * CONSENT_WITHDRAWN answer leaves it usable for the retry with `acceptances` (validated by
+   * the caller: every document at its current version), which are recorded as it is spent.
+   * @throws InvalidCodeError, TooManyAttemptsError, ClinicUnavailableError, ConsentWithdrawnError
    */
-  async signInWithCode(email: string, code: string, meta: RequestMeta): Promise<IssuedSession> {
+  async signInWithCode(
+    email: string,
+    code: string,
+    meta: RequestMeta,
+    acceptances: Acceptance[] | null = null,
+  ): Promise<IssuedSession | ConsentRequired> {
     // verify() hands back the user and their clinic's status with the consumed code.
-    const user = await this.codes.verify(email, code);
+    const verified = await this.codes.verify(email, code, {
+      // Acceptances of every current version leave nothing to ask (the caller checked them).
+      hold: acceptances ? undefined : (user) => this.consentsAsked(user),
+      record: acceptances ? (tx, userId) => this.recordAccepted(tx, userId, acceptances, meta) : undefined,
+    });
+    if ('held' in verified) return verified.held;
+    const user = verified;
     // A first proof of the mailbox ended every earlier session (login-codes.ts, pre-hijack).
     if (user.firstProof) this.deps.sessionsEnded(user.id);
     if (user.clinicId) await this.ensureClinicUsable(user.clinicId, user.clinicStatus ?? 'FAILED');

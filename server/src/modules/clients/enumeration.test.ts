@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../../../test/harness.js';
-import { clinicWithAdmin, registerClinic } from '../../../test/registration-flow.js';
+import { CURRENT_ACCEPTANCES, clinicWithAdmin, registerClinic } from '../../../test/registration-flow.js';
 import { withClient } from '../../db/sql.js';
 
 const t = await startTestApp({ CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' });
@@ -51,8 +51,10 @@ async function signInByCode(email: string) {
     })
     .toMatch(/^\d{6}$/);
   const { body } = await t.gql<{ signInWithCode: { accessToken?: string } }>(
-    'mutation ($e: String!, $c: String!) { signInWithCode(email: $e, code: $c) { ... on AuthSession { accessToken } } }',
-    { e: email, c: code },
+    `mutation ($e: String!, $c: String!, $a: [AcceptedDocumentInput!]) {
+      signInWithCode(email: $e, code: $c, acceptedDocuments: $a) { ... on AuthSession { accessToken } } }`,
+    // A client's first sign-in accepts the documents (docs/decisions/056).
+    { e: email, c: code, a: CURRENT_ACCEPTANCES },
   );
   return { authorization: `Bearer ${body.data?.signInWithCode.accessToken}` };
 }

@@ -1,5 +1,8 @@
 /** Consents in GraphQL: the acceptance input other mutations take, myConsents, withdraw, accept. */
 import { builder, errorType } from '../../builder.js';
+import type { Config } from '../../env.js';
+import type { ConflictError } from '../../errors.js';
+import { UserRef } from '../users/schema.js';
 import { ConsentWithdrawnError } from './errors.js';
 import { type Acceptance, CONSENT_DOCUMENTS } from './service.js';
 
@@ -43,6 +46,10 @@ const RequiredDocumentRef = builder.objectRef<Acceptance>('RequiredDocument').im
   }),
 });
 
+/** Every document at its current version. */
+const currentDocuments = (config: Pick<Config, 'consentVersions'>): Acceptance[] =>
+  CONSENT_DOCUMENTS.map((document) => ({ document, version: config.consentVersions[document] }));
+
 export const ConsentRequiredRef = builder.objectRef<ConsentRequired>('ConsentRequired').implement({
   description:
     'The password was right, but documents changed since the user accepted them: sign in again with `acceptedDocuments`. No session yet.',
@@ -50,11 +57,28 @@ export const ConsentRequiredRef = builder.objectRef<ConsentRequired>('ConsentReq
   fields: (t) => ({
     documents: t.field({
       type: [RequiredDocumentRef],
-      description: 'What to accept.',
+      description: 'What changed since the user accepted it (a new version, or a withdrawal).',
       resolve: (value) => value.consentRequired,
+    }),
+    current: t.field({
+      type: [RequiredDocumentRef],
+      description:
+        'Every document at its current version: what `acceptedDocuments` must name (an acceptance covers all of them).',
+      resolve: (_value, _args, context) => currentDocuments(context.deps.config),
     }),
   }),
 });
+
+// What a sign-in refused for a withdrawn privacy notice must accept again (every document at its
+// current version, as ConsentRequired.current), so that a client can offer it at once.
+builder.objectField(ConsentWithdrawnError as unknown as typeof ConflictError, 'current', (t) =>
+  t.field({
+    type: [RequiredDocumentRef],
+    description:
+      'Every document at its current version: what `acceptedDocuments` must name to sign in again.',
+    resolve: (_error, _args, context) => currentDocuments(context.deps.config),
+  }),
+);
 
 interface ConsentShape {
   id: string;
@@ -119,6 +143,19 @@ builder.queryField('myConsents', (t) =>
     authScopes: { authenticated: true },
     // A consent is the user's own: read on the owner connection, by the viewer's id.
     resolve: (_root, _args, context) => context.deps.consents.list(context.viewer?.userId as string),
+  }),
+);
+
+// Another module's type grows a field (the users module does not know consents).
+builder.objectField(UserRef, 'consents', (t) =>
+  t.field({
+    type: [ConsentRef],
+    description:
+      'What this user accepted, withdrawals included, newest first: the user themself, an admin of their clinic, or a super-admin.',
+    // Identity only in the answer of those who may see it; FORBIDDEN for anyone else.
+    authScopes: (user, _args, context) =>
+      context.viewer?.userId === user.id || { superAdmin: true, clinicAdmin: user.clinicId ?? '' },
+    resolve: (user, _args, context) => context.deps.consents.list(user.id),
   }),
 );
 

@@ -74,12 +74,14 @@ export interface ConsentState {
 
 /**
  * What a sign-in must ask of this user. A user with no row for a document is not asked: the
- * account predates consents or was made by a path that records none (decision 053).
+ * account predates consents or was made by a path that records none (decision 053), but for
+ * clients (`askMissing`), whose first e-mail-code sign-in is where they accept (decision 056).
  */
 export async function consentState(
   db: Db,
   config: Pick<Config, 'consentVersions'>,
   userId: string,
+  { askMissing = false }: { askMissing?: boolean } = {},
 ): Promise<ConsentState> {
   const rows = await db.consent.findMany({
     where: { userId },
@@ -88,9 +90,12 @@ export async function consentState(
   const state: ConsentState = { withdrawn: [], outdated: [] };
   for (const document of CONSENT_DOCUMENTS) {
     const mine = rows.filter((row) => row.document === document);
-    if (mine.length === 0) continue;
-    const open = mine.filter((row) => row.withdrawnAt === null);
     const current = config.consentVersions[document];
+    if (mine.length === 0) {
+      if (askMissing) state.outdated.push({ document, version: current });
+      continue;
+    }
+    const open = mine.filter((row) => row.withdrawnAt === null);
     if (open.length === 0) state.withdrawn.push(document);
     else if (!open.some((row) => row.version === current))
       state.outdated.push({ document, version: current });
@@ -136,19 +141,36 @@ export interface ConsentViewer {
  * connection (consents carry no clinic; the audit entry is written in the same transaction).
  */
 export class ConsentService {
+  /**
+   * @param sessionsEnded tells every instance that the user's sessions ended (their cached
+   * session checks go, their live subscriptions end): a withdrawn privacy notice ends them.
+   */
   constructor(
     private readonly prisma: CentralPrisma,
     private readonly config: Config,
+    private readonly sessionsEnded: (userId: string) => void,
   ) {}
 
   list(userId: string) {
     return listConsents(this.prisma, userId);
   }
 
-  /** @returns how many acceptances of `document` were open */
-  withdraw(viewer: ConsentViewer, document: ConsentDocument, ip: string | null): Promise<number> {
-    return this.prisma.$transaction(async (tx) => {
+  /**
+   * Withdrawing the privacy notice also ends every session of the user at once (sign-in answers
+   * CONSENT_WITHDRAWN until it is accepted again, so no session may outlive it; decision 056).
+   * @returns how many acceptances of `document` were open
+   */
+  async withdraw(viewer: ConsentViewer, document: ConsentDocument, ip: string | null): Promise<number> {
+    const { count, sessionsEnded } = await this.prisma.$transaction(async (tx) => {
       const count = await withdraw(tx, viewer.userId, document);
+      // Only a withdrawal that closed an acceptance: with none open, sign-in is not refused either.
+      const ended =
+        document === 'PRIVACY' && count > 0
+          ? await tx.session.updateMany({
+              where: { userId: viewer.userId, revokedAt: null },
+              data: { revokedAt: new Date() },
+            })
+          : null;
       await recordAudit(tx, {
         action: 'consent.withdrawn',
         actorId: viewer.userId,
@@ -156,10 +178,12 @@ export class ConsentService {
         ip,
         targetType: 'user',
         targetId: viewer.userId,
-        data: { document },
+        data: ended ? { document, sessionsEnded: ended.count } : { document },
       });
-      return count;
+      return { count, sessionsEnded: ended !== null };
     });
+    if (sessionsEnded) this.sessionsEnded(viewer.userId);
+    return count;
   }
 
   /** @throws ValidationError on `acceptedDocuments` when one is missing or not current */
