@@ -158,7 +158,7 @@ const completeResponse = z
   .object({
     success: z.literal(true),
     message: z.string().openapi({
-      description: "English, or the guide's French with Accept-Language: fr",
+      description: 'English, or French with Accept-Language: fr',
       example: 'Onboarding marked as completed',
     }),
     uuid: identity.uuid,
@@ -522,7 +522,7 @@ function registry(): OpenAPIRegistry {
         'Accept-Language': z
           .string()
           .optional()
-          .openapi({ description: "fr answers with the guide's French message", example: 'fr' }),
+          .openapi({ description: 'fr answers with the French message', example: 'fr' }),
       }),
       body: {
         required: true,

@@ -8,7 +8,7 @@
  * Provisioning is a run of the engine's ONBOARDING plan (provisioning/engine/plans/onboard.ts:
  * recorded run and steps, progress events, fault injection) with steps `dns`, `ssl`, `commit`,
  * but unlike a clinic it never rolls back: DNS records and a certificate are harmless to keep,
- * and the guide wants a retry to resume. Each step records its success on the onboarding row
+ * and a retry of `provision` resumes (README, "Onboarding service"). Each step records its success on the onboarding row
  * and is skipped when it is already done.
  */
 import { randomUUID } from 'node:crypto';
@@ -89,7 +89,7 @@ export class OnboardingService {
     return `https://${this.fullDomain(onboarding)}`;
   }
 
-  /** A new onboarding (each call creates one, as the guide says). @throws RateLimitExceeded */
+  /** A new onboarding (each call creates one; README, "Onboarding service"). @throws RateLimitExceeded */
   async start(
     app: ApplicationPrincipal,
     input: StartInput,

@@ -1,6 +1,6 @@
 import { MOVE_STEP_NAMES } from '../moves/step-names.js';
 
-/** Provisioning steps, in run order (CONTRACT.md section 4). Names appear in events and FAULT_INJECTION. */
+/** Provisioning steps, in run order (README, "Architecture"; docs/decisions/005). Names appear in events and FAULT_INJECTION. */
 export const PROVISIONING_STEP_NAMES = [
   'central_records',
   'subdomain',

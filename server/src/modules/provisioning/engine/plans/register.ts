@@ -22,7 +22,7 @@ export interface RegisterHooks<S> {
 }
 
 /**
- * A clinic registration (CONTRACT step names): central records, subdomain, its database
+ * A clinic registration (step names in step-names.ts): central records, subdomain, its database
  * created, migrated, verified and seeded, DNS, certificate, commit, verification e-mail.
  * `resume` leaves out central_records, which exist already (a hybrid registration's next attempt):
  * the other steps are idempotent, so a resume simply runs them all again.
