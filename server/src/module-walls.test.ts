@@ -43,6 +43,18 @@ describe('module walls', () => {
     expect(offenders).toEqual([]);
   });
 
+  it('other modules reach provisioning through its index.ts, and its GraphQL types through its schema.ts', () => {
+    const face = ['modules/provisioning/index.ts', 'modules/provisioning/schema.ts'];
+    const offenders = files
+      .filter((file) => file.startsWith('modules/') && !file.startsWith('modules/provisioning/'))
+      .filter((file) =>
+        importsOf(file).some(
+          (target) => target.startsWith('modules/provisioning/') && !face.includes(target),
+        ),
+      );
+    expect(offenders).toEqual([]);
+  });
+
   it('services throw domain errors: only errors.ts makes the RATE_LIMITED GraphQL error', () => {
     const offenders = files.filter(
       (file) => file !== 'errors.ts' && /\brateLimited\(/.test(readFileSync(join(SRC, file), 'utf8')),

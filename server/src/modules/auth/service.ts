@@ -19,7 +19,7 @@ import { ConsentWithdrawnError } from '../consents/errors.js';
 import type { ConsentRequired } from '../consents/schema.js';
 import { type Acceptance, consentState, recordAcceptances } from '../consents/service.js';
 import type { MailTransport } from '../mail/service.js';
-import type { ProvisioningService } from '../provisioning/service.js';
+import type { ProvisioningService } from '../provisioning/index.js';
 import { InvalidCodeError } from '../users/errors.js';
 import { normaliseEmail } from '../users/validation.js';
 import {

@@ -7,7 +7,7 @@
  * each sweep.
  */
 import type { ClinicServer } from '../../db/database.js';
-import type { DbStatus } from '../provisioning/integrity.js';
+import type { DbStatus } from '../provisioning/index.js';
 
 /**
  * What a server's catalog says of one clinic. PRESENT hands the verdict to the deep check;

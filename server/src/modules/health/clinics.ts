@@ -24,7 +24,7 @@ import {
   checkClinicDatabaseIntegrity,
   type DbStatus,
   type IntegrityContext,
-} from '../provisioning/integrity.js';
+} from '../provisioning/index.js';
 import { COMPARE_WITH_CATALOG, describeVerdict, readCatalogLists, type ShallowVerdict } from './catalog.js';
 
 const SWEEP_LEASE = 'clinic_health_sweep';

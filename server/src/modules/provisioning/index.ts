@@ -13,6 +13,7 @@ export {
   roleExists,
   tagClinicObjects,
 } from './admin.js';
+export { alertServerIdentity } from './alerts.js';
 export type { ClinicClientCache } from './clinic-clients.js';
 export {
   clinicSubject,
@@ -42,7 +43,15 @@ export {
   InjectedTakeoverCrash,
   type TakeoverCrashPoint,
 } from './faults.js';
-export { type ClinicHealth, clinicPassword, type DbStatus } from './integrity.js';
+export {
+  CLINIC_RECORD_COLUMNS,
+  type ClinicHealth,
+  type ClinicRecord,
+  checkClinicDatabaseIntegrity,
+  clinicPassword,
+  type DbStatus,
+  type IntegrityContext,
+} from './integrity.js';
 export type { Ledger, LedgerEntry, LedgerObjects } from './ledger.js';
 export {
   type AuditActor,

@@ -13,8 +13,8 @@ import type { ServerRegistry } from '../../db/servers.js';
 import { jobExists, jobKeys, runJobNow } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
 import { recordAudit } from '../audit/record.js';
-import { alertServerIdentity } from '../provisioning/alerts.js';
 import {
+  alertServerIdentity,
   InjectedTakeoverCrash,
   type LedgerEntry,
   type ProvisioningService,
