@@ -30,7 +30,6 @@ import {
   latencyRow,
   median,
   type Row,
-  type Sql,
   type Suite,
   type SuiteResult,
   startBenchApp,
@@ -66,7 +65,6 @@ interface Burst {
   nodeMsPerRequest: number;
   pgMsPerRequest?: number;
   otherCores?: number;
-  commitsPerRequest: number;
 }
 
 function run(options: BenchOptions): Promise<SuiteResult> {
@@ -74,7 +72,6 @@ function run(options: BenchOptions): Promise<SuiteResult> {
 }
 
 async function measure(options: BenchOptions, server: BenchServer): Promise<SuiteResult> {
-  const { sql } = server;
   // 100 requests per iteration: 3,000 per burst by default, 300 in CI's smoke run.
   const requests = Math.max(100, options.iterations * 100);
   const postmasterPid = readPostmasterPid(join(server.tmp, 'postgres', 'pg', 'postmaster.pid'));
@@ -94,14 +91,14 @@ async function measure(options: BenchOptions, server: BenchServer): Promise<Suit
   }
 
   options.log(`warm-up: ${CLIENTS * 50} untimed requests per system`);
-  for (const system of systems) await burst(system, token, CLIENTS * 50, 0, sql, postmasterPid);
+  for (const system of systems) await burst(system, token, CLIENTS * 50, 0, postmasterPid);
 
   const bursts: Burst[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
     const order = round % 2 === 1 ? systems : [...systems].reverse();
     for (const system of order) {
       options.log(`round ${round}/${ROUNDS}: ${system.label}, ${requests} requests`);
-      bursts.push(await burst(system, token, requests, round, sql, postmasterPid));
+      bursts.push(await burst(system, token, requests, round, postmasterPid));
     }
   }
 
@@ -136,8 +133,7 @@ async function measure(options: BenchOptions, server: BenchServer): Promise<Suit
       `round ${one.round}, ${one.label}: ${one.rate.toFixed(0)}/s; CPU per request ${one.nodeMsPerRequest.toFixed(2)} ms ` +
       `in this process (server and clients)` +
       (one.pgMsPerRequest === undefined ? '' : ` + ${one.pgMsPerRequest.toFixed(2)} ms PostgreSQL`) +
-      (one.otherCores === undefined ? '' : `, other processes ${one.otherCores.toFixed(2)} cores`) +
-      `; ${one.commitsPerRequest.toFixed(2)} commits per request`,
+      (one.otherCores === undefined ? '' : `, other processes ${one.otherCores.toFixed(2)} cores`),
   );
   notes.push(
     `${CLIENTS} clients, ${requests} requests per burst, ${ROUNDS} rounds after ${CLIENTS * 50} untimed requests each; ` +
@@ -151,10 +147,8 @@ async function burst(
   token: string,
   count: number,
   round: number,
-  sql: Sql,
   postmasterPid: number | undefined,
 ): Promise<Burst> {
-  const commitsBefore = await commits(sql);
   const cpuBefore = process.cpuUsage();
   const pgBefore = postgresCpu(postmasterPid);
   const machineBefore = systemCpu();
@@ -173,9 +167,6 @@ async function burst(
   const cpu = process.cpuUsage(cpuBefore);
   const pgCpu = pgCpuDelta(pgBefore, postgresCpu(postmasterPid), result.ms);
   const machineAfter = systemCpu();
-  // PostgreSQL publishes a backend's counters when it goes idle, at most once a second.
-  await sleep(1100);
-  const commitsAfter = await commits(sql);
   const nodeCores = (cpu.user + cpu.system) / 1000 / result.ms;
   const machineCores =
     machineBefore && machineAfter
@@ -192,17 +183,7 @@ async function burst(
     pgMsPerRequest: pgCpu && (pgCpu.total * result.ms) / count,
     otherCores:
       machineCores === undefined || !pgCpu ? undefined : Math.max(0, machineCores - nodeCores - pgCpu.total),
-    // Counted on the one database both read (the bench's own admin statements are not commits).
-    commitsPerRequest: (commitsAfter - commitsBefore) / count,
   };
-}
-
-async function commits(sql: Sql): Promise<number> {
-  const { rows } = await sql.query<{ commits: string }>(
-    'SELECT xact_commit::text AS commits FROM pg_stat_database WHERE datname = $1',
-    [DATABASE],
-  );
-  return Number(rows[0]?.commits ?? 0);
 }
 
 type MeBody = { data?: { me?: { id: string; email: string } | null }; errors?: { message: string }[] };
