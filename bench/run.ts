@@ -19,13 +19,14 @@ import { fileURLToPath } from 'node:url';
 import { cluster } from './cluster.js';
 import { health } from './health.js';
 import { type BenchOptions, formatMs, type Row, type Suite } from './lib.js';
+import { me } from './me.js';
 import { move } from './move.js';
 import { otp } from './otp.js';
 import { provisioning } from './provisioning.js';
 import { registration } from './registration.js';
 
 /** Add a suite here (a module exporting a `Suite`) to have it run, printed and saved. */
-const SUITES: Suite[] = [provisioning, registration, otp, cluster, move, health];
+const SUITES: Suite[] = [provisioning, registration, otp, me, cluster, move, health];
 
 const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'results');
 

@@ -13,7 +13,7 @@ import type { Logger } from '../logger.js';
 import { startEmbeddedPostgres } from './embedded.js';
 import { appliedMigrations, type Migration, migrate, readMigrations } from './migrator.js';
 import { CENTRAL_MIGRATIONS_DIR, CLINIC_MIGRATIONS_DIR, REPO_ROOT } from './paths.js';
-import { createRequestPrisma, ensureRequestRole, requestRolePassword } from './request-scope.js';
+import { createRequestPrisma, ensureRequestRole, requestPool, requestRolePassword } from './request-scope.js';
 import { type ClinicServer, openClinicServers, type ServerRegistry } from './servers.js';
 import { databaseUrl, quoteIdent, withClient } from './sql.js';
 import { retryTransactionStarts } from './transaction-start.js';
@@ -111,7 +111,7 @@ export async function openDatabases(
         requestRole: await ensureRequestRole(client, centralDatabase, requestPassword),
       };
     });
-    const requestPrisma = createRequestPrisma(centralUrl, requestRole, requestPassword);
+    const requestPrisma = createRequestPrisma(requestPool(centralUrl, requestRole, requestPassword));
     logger.info(
       { central: redactUrl(centralUrl), clinicServers: clinicServers.map((server) => server.name) },
       'databases ready',

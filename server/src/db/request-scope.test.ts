@@ -2,10 +2,18 @@
  * Row-level security of the central database: a request's transaction only sees its clinic,
  * whatever SQL it runs (migration 20261123000000_row_level_security, decision 011).
  */
+import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { startTestApp } from '../../test/harness.js';
 import { createClinic } from '../../test/registration-flow.js';
-import { type RequestScope, scopedRunner } from './request-scope.js';
+import {
+  createRequestPrisma,
+  type RequestScope,
+  requestPool,
+  requestRoleName,
+  requestRolePassword,
+  scopedRunner,
+} from './request-scope.js';
 
 describe('row-level security on clinic-scoped central tables', async () => {
   const t = await startTestApp({ CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' });
@@ -148,5 +156,60 @@ describe('row-level security on clinic-scoped central tables', async () => {
     expect(own.body.data?.clinic.id).toBe(a);
     const other = await t.gql(`{ clinic(id: "${b}") { id } }`, {}, headers);
     expect(other.body.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+  });
+
+  it('sets the scope in the statement that begins the transaction: one round trip, not two', async () => {
+    const { centralUrl } = t.app.deps.db;
+    const database = decodeURIComponent(new URL(centralUrl).pathname.slice(1));
+    const pool = requestPool(
+      centralUrl,
+      requestRoleName(database),
+      requestRolePassword(t.app.deps.config.encryptionKey, database),
+    );
+    const sent: string[] = [];
+    // Registered before createRequestPrisma's own listener: sees what reaches the server.
+    pool.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      client.query = ((config: unknown, ...rest: unknown[]) => {
+        sent.push(typeof config === 'string' ? config : (config as pg.QueryConfig).text);
+        return query(config, ...rest);
+      }) as typeof client.query;
+    });
+    const counted = createRequestPrisma(pool);
+    try {
+      const seen = await scopedRunner(counted, scopeOfA)((tx) => tx.clientRecord.findMany());
+      expect(seen.map((row) => row.clinicId)).toEqual([a]);
+      expect(sent).toHaveLength(3);
+      expect(sent[0]).toMatch(/^BEGIN; SELECT set_config\('onramp.clinic_id'/);
+      expect(sent[2]).toBe('COMMIT');
+      // Outside a scoped run a transaction begins with nothing set, and sees nothing.
+      sent.length = 0;
+      expect(await counted.$transaction((tx) => tx.clientRecord.count())).toBe(0);
+      expect(sent[0]).toBe('BEGIN');
+    } finally {
+      await counted.$disconnect();
+    }
+  });
+
+  it('refuses a scope whose values are not a uuid and a role name, before sending anything', async () => {
+    const forged = scopedRunner(requestPrisma, {
+      userId: null,
+      role: null,
+      clinicId: `${a}'; SET ROLE postgres; --`,
+    });
+    await expect(forged((tx) => tx.clientRecord.count())).rejects.toThrow(/not a valid request scope/);
+    const badRole = scopedRunner(requestPrisma, {
+      userId: null,
+      role: "SUPER_ADMIN'" as RequestScope['role'],
+      clinicId: null,
+    });
+    await expect(badRole((tx) => tx.clientRecord.count())).rejects.toThrow(/not a valid request scope/);
+  });
+
+  it('makes the scoped Prisma client only when something asks for it', () => {
+    const runner = scopedRunner(requestPrisma, scopeOfA);
+    const descriptor = Object.getOwnPropertyDescriptor(runner, 'client');
+    expect(descriptor?.get).toBeTypeOf('function');
+    expect(runner.client).toBe(runner.client);
   });
 });

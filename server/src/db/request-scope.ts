@@ -5,9 +5,10 @@
  * migration 20261123000000_row_level_security then only show that clinic's rows, whatever the
  * query says.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash, createHmac } from 'node:crypto';
 import { PrismaPg } from '@prisma/adapter-pg';
-import type pg from 'pg';
+import pg from 'pg';
 import type { Prisma } from '../generated/central/client.js';
 import { PrismaClient } from '../generated/central/client.js';
 import type { UserRole } from '../generated/central/enums.js';
@@ -84,17 +85,67 @@ export async function ensureRequestRole(
   return role;
 }
 
-/** A Prisma client logged in as the request role of `centralUrl`'s database. */
-export function createRequestPrisma(centralUrl: string, role: string, password: string): PrismaClient {
+/** The pool of the request role of `centralUrl`'s database (handed to {@link createRequestPrisma}). */
+export function requestPool(centralUrl: string, role: string, password: string): pg.Pool {
   const url = new URL(centralUrl);
   url.username = role;
   url.password = password;
+  return new pg.Pool({ connectionString: url.toString(), max: 5, application_name: 'onramp-request' });
+}
+
+/**
+ * A Prisma client on `pool` (the request role's), whose transactions begin already scoped when
+ * run by a {@link scopedRunner}: the scope's settings travel in the statement that begins the
+ * transaction (`BEGIN; SELECT set_config(…)`, one round trip) rather than in a statement of
+ * their own after it. Prisma offers no hook at the start of a transaction, so each connection's
+ * `query` recognises the adapter's `BEGIN` (docs/decisions/059). Should a future adapter begin
+ * differently, nothing is set and the transaction sees no clinic's rows: it fails closed, and
+ * the row-level security tests say so. Closing the client ends the pool.
+ */
+export function createRequestPrisma(pool: pg.Pool): PrismaClient {
+  pool.on('connect', beginScoped);
   // Every request's work is a transaction here: under a burst one may not start in time (retried).
   return retryTransactionStarts(
-    new PrismaClient({
-      adapter: new PrismaPg({ connectionString: url.toString(), max: 5, application_name: 'onramp-request' }),
-    }),
+    new PrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: true }) }),
   );
+}
+
+/** The scope statement of the scoped run in progress (the transactions it starts send it at BEGIN). */
+const runningScope = new AsyncLocalStorage<string>();
+
+function beginScoped(client: pg.PoolClient): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  client.query = ((config: unknown, ...rest: unknown[]) => {
+    const statement = runningScope.getStore();
+    // The adapter's BEGIN has no parameters, so it goes by the simple protocol, which takes
+    // several statements at once: the scope's values are therefore inlined, once checked.
+    if (
+      statement &&
+      typeof config === 'object' &&
+      config !== null &&
+      (config as pg.QueryConfig).text === 'BEGIN'
+    ) {
+      return query({ ...(config as pg.QueryConfig), text: `BEGIN; ${statement}` }, ...rest);
+    }
+    return query(config, ...rest);
+  }) as typeof client.query;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const ROLE = /^[A-Z_]{1,40}$/;
+
+/** set_config of the scope, its values inlined: only uuids and role names, checked before anything is sent. */
+function scopeStatement({ clinicId, role, userId }: RequestScope): string {
+  if (
+    (clinicId !== null && !UUID.test(clinicId)) ||
+    (userId !== null && !UUID.test(userId)) ||
+    (role !== null && !ROLE.test(role))
+  ) {
+    throw new Error('not a valid request scope');
+  }
+  return `SELECT set_config('onramp.clinic_id', '${clinicId ?? ''}', true),
+    set_config('onramp.role', '${role ?? ''}', true),
+    set_config('onramp.user_id', '${userId ?? ''}', true)`;
 }
 
 /** The statement that scopes a transaction; its settings end with it. */
@@ -104,22 +155,29 @@ function setScope(db: Pick<PrismaClient, '$executeRaw'>, scope: RequestScope) {
     set_config('onramp.user_id', ${scope.userId ?? ''}, true)`;
 }
 
-/** A function running transactions on `prisma` scoped to `scope`. */
+/** A function running transactions on `prisma` (a {@link createRequestPrisma} client) scoped to `scope`. */
 export function scopedRunner(prisma: PrismaClient, scope: RequestScope): RunScoped {
   let client: PrismaClient | undefined;
-  const run = <T>(work: (tx: ScopedTransaction) => Promise<T>): Promise<T> =>
-    prisma.$transaction(async (tx) => {
-      await setScope(tx, scope);
-      return work(tx);
-    });
-  return Object.assign(run, {
-    get client() {
-      // Made on first use: most requests never load a relation through the plugin.
-      client ??= scopedClient(prisma, scope);
-      return client;
+  let statement: string | undefined;
+  const run = <T>(work: (tx: ScopedTransaction) => Promise<T>): Promise<T> => {
+    try {
+      statement ??= scopeStatement(scope);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return runningScope.run(statement, () => prisma.$transaction(work));
+  };
+  // Not Object.assign, which would call the getter: the client is made on first use (an
+  // extended Prisma client per request cost ~50 µs, and most never load a relation).
+  return Object.defineProperties(run, {
+    client: {
+      get: () => {
+        client ??= scopedClient(prisma, scope);
+        return client;
+      },
     },
-    as: (other: RequestScope) => scopedRunner(prisma, other),
-  });
+    as: { value: (other: RequestScope) => scopedRunner(prisma, other) },
+  }) as RunScoped;
 }
 
 /** `prisma` with every model operation wrapped in a transaction that first sets `scope`. */

@@ -33,6 +33,7 @@ import { LoginCodes } from './login-codes.js';
 import { claimHashSlot, DEFAULT_HASH_SLOTS_PER_ADDRESS, type HashClaim, hashPassword } from './passwords.js';
 import type { LiveSession, SessionCache } from './session-cache.js';
 import { TwoFactor } from './two-factor.js';
+import { VerifiedTokens } from './verified-tokens.js';
 import type { Viewer } from './viewer.js';
 
 export const ACCESS_TOKEN_TTL_SECONDS = 15 * 60;
@@ -91,6 +92,8 @@ export class AuthService {
   private readonly hashSlotsPerAddress: number;
 
   readonly codes: LoginCodes;
+  /** Access tokens verified by this instance: a signature is checked once, expiry every time. */
+  readonly verifiedTokens: VerifiedTokens;
   readonly twoFactor: TwoFactor;
 
   /** Derives a spent refresh token's child (see refresh). */
@@ -98,6 +101,11 @@ export class AuthService {
 
   constructor(private readonly deps: AuthDeps) {
     this.secret = new TextEncoder().encode(deps.config.jwtSecret);
+    this.verifiedTokens = new VerifiedTokens(
+      async (token) =>
+        (await jwtVerify(token, this.secret, { issuer: 'onramp', audience: 'onramp', algorithms: ['HS256'] }))
+          .payload,
+    );
     this.refreshKey = createHmac('sha256', deps.config.jwtSecret).update('onramp refresh tokens').digest();
     this.hashSlotsPerAddress = deps.config.hashSlotsPerAddress ?? DEFAULT_HASH_SLOTS_PER_ADDRESS;
     this.accounts = new Lockout(deps.limits, 'sign_in.account', { threshold: 5, baseSeconds: 60 });
@@ -486,11 +494,7 @@ export class AuthService {
     const rejected = () => unauthenticated('Your session has ended or expired; sign in again');
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, this.secret, {
-        issuer: 'onramp',
-        audience: 'onramp',
-        algorithms: ['HS256'],
-      }));
+      payload = await this.verifiedTokens.payload(token);
     } catch {
       throw rejected();
     }
