@@ -12,6 +12,7 @@ import pg from 'pg';
 import type { Prisma } from '../generated/central/client.js';
 import { PrismaClient } from '../generated/central/client.js';
 import type { UserRole } from '../generated/central/enums.js';
+import { isUuid } from '../ids.js';
 import { quoteIdent } from './sql.js';
 import { retryTransactionStarts } from './transaction-start.js';
 
@@ -131,14 +132,13 @@ function beginScoped(client: pg.PoolClient): void {
   }) as typeof client.query;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ROLE = /^[A-Z_]{1,40}$/;
 
 /** set_config of the scope, its values inlined: only uuids and role names, checked before anything is sent. */
 function scopeStatement({ clinicId, role, userId }: RequestScope): string {
   if (
-    (clinicId !== null && !UUID.test(clinicId)) ||
-    (userId !== null && !UUID.test(userId)) ||
+    (clinicId !== null && !isUuid(clinicId)) ||
+    (userId !== null && !isUuid(userId)) ||
     (role !== null && !ROLE.test(role))
   ) {
     throw new Error('not a valid request scope');
