@@ -83,9 +83,10 @@ describe('round trips of one registration', async () => {
         `${tally.statements} statements, ${tally.commits} commits\n${tally.texts.join('\n')}\n`,
       );
     }
-    // Measured: 73 statements and 47 commits before decision 060, 64 and 38 after (a step's
-    // outcome event and the next step's start are one NOTIFY statement now).
-    expect(tally.statements).toBeLessThanOrEqual(64);
-    expect(tally.commits).toBeLessThanOrEqual(38);
+    // Measured: 73 statements and 47 commits before decision 060, 62 and 36 after: a step's
+    // outcome event and the next step's start are one NOTIFY statement; dns and ssl use the
+    // subdomain the run reserved instead of reading it back.
+    expect(tally.statements).toBeLessThanOrEqual(62);
+    expect(tally.commits).toBeLessThanOrEqual(36);
   });
 });
