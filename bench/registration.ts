@@ -12,6 +12,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
 import type { App } from '../server/src/app.js';
 import { quoteIdent } from '../server/src/db/sql.js';
 import { HASH_CONCURRENCY, hashPassword } from '../server/src/modules/auth/passwords.js';
@@ -45,6 +46,8 @@ const IDLE_QUERIES = 200;
 /** The throughput target assumes hashing on this many cores is the only limit. */
 const HASH_CORES = 2;
 const PASSWORD = 'a sturdy passphrase 42';
+/** Registrations of the one-client phase, each after the warm pool is full again. */
+const SEQUENTIAL = 16;
 /** How often pg_stat_activity is sampled during the burst. */
 const ACTIVITY_SAMPLE_MS = 20;
 
@@ -117,13 +120,19 @@ async function measure(bench: Bench): Promise<SuiteResult> {
   options.log(`argon2: ${HASH_RUNS} hashes one by one, ${HASH_PAIR_RUNS} two at a time`);
   const hash = await measureHashing();
   options.log(`raw clone: ${options.registrations} × CREATE DATABASE … TEMPLATE`);
-  const raw = await measureRawClones(sql, template, options.registrations);
+  const rawCpuBefore = postgresCpu(bench.postmasterPid);
+  const rawTimed = await timed(() => measureRawClones(sql, template, options.registrations));
+  const raw = rawTimed.value;
+  // PostgreSQL's CPU per raw clone (its DROP and the untimed first included: an upper bound).
+  const rawCpu = pgCpuDelta(rawCpuBefore, postgresCpu(bench.postmasterPid), rawTimed.ms);
+  const rawCloneCpuMs = rawCpu ? (rawCpu.total * rawTimed.ms) / (options.registrations + 1) : undefined;
   const rawP50 = median(raw);
   const hashS = median(hash.one) / 1000;
   const ceiling = HASH_CORES / hashS;
 
   const variants: Variant[] = [];
   variants.push(await measureVariant(bench, pooled, `pool ${poolSize}`));
+  const sequential = await measureSequential(bench, pooled, `pool ${poolSize}`);
   bench.apps.delete(pooled.app);
   await pooled.app.stop();
   options.log('starting the app without a warm pool');
@@ -152,6 +161,14 @@ async function measure(bench: Bench): Promise<SuiteResult> {
     rows.push(...variantRows(variant, rawP50, ceiling, judged));
     notes.push(...variant.notes);
   }
+  rows.push(...sequentialRows(sequential, rawP50, rawCloneCpuMs, median(hash.one)));
+  notes.push(
+    `One client: ${SEQUENTIAL} registerClinic calls one after another, each once the warm pool is full ` +
+      'again; CPU (this process + PostgreSQL, /proc) and statements and commits on the central database ' +
+      'are counted over all of it, refills and background work included (the exact figure of one ' +
+      'registration is server/src/modules/registration/round-trips.test.ts). ' +
+      `Raw clone CPU ${rawCloneCpuMs === undefined ? '?' : formatMs(rawCloneCpuMs)} ms (PostgreSQL, clone + drop).`,
+  );
   return {
     rows,
     notes,
@@ -164,6 +181,13 @@ async function measure(bench: Bench): Promise<SuiteResult> {
       hashMedianMs: median(hash.one),
       hashPairRatePerSecond: hash.pair.rate,
       rawP50Ms: rawP50,
+      rawCloneCpuMs,
+      sequential: {
+        samplesMs: sequential.samples.map((ms) => Math.round(ms * 100) / 100),
+        cpuMsPerRegistration: sequential.cpuMs,
+        statementsPerRegistration: sequential.statements,
+        commitsPerRegistration: sequential.commits,
+      },
       variants: variants.map((variant) => ({
         label: variant.label,
         poolSize: variant.poolSize,
@@ -345,6 +369,102 @@ async function measureVariant(bench: Bench, started: StartedApp, label: string):
       registrationSamplesMs: attempts.map((attempt) => Math.round(attempt.ms * 100) / 100),
     },
   };
+}
+
+interface Sequential {
+  label: string;
+  samples: number[];
+  /** Per registration: CPU of this process and PostgreSQL, ms (undefined without /proc). */
+  cpuMs: number | undefined;
+  statements: number;
+  commits: number;
+}
+
+/**
+ * One client, pool warm: each registration waits for the warm pool to be full again, so every
+ * one claims a spare. Statements are counted on the pg clients of the central database (this
+ * process is the app), commits from pg_stat_database.
+ */
+async function measureSequential(bench: Bench, started: StartedApp, label: string): Promise<Sequential> {
+  const { app, url } = started;
+  bench.options.log(`${label}: ${SEQUENTIAL} registrations from one client, pool warm`);
+  const central = new URL(app.deps.config.databaseUrl ?? '').pathname.slice(1);
+  await app.deps.provisioning.pool.idle();
+  const commitsBefore = await centralCommits(bench.sql, central);
+  let statements = 0;
+  const original = pg.Client.prototype.query;
+  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    if (this.database === central) statements += 1;
+    return (original as (...a: unknown[]) => unknown).apply(this, args);
+  } as typeof original;
+  const samples: number[] = [];
+  const failures: string[] = [];
+  const cpuBefore = process.cpuUsage();
+  const pgBefore = postgresCpu(bench.postmasterPid);
+  const wall = await timed(async () => {
+    try {
+      for (let i = 0; i < SEQUENTIAL; i++) {
+        const attempt = await register(url, `${label} one`);
+        if (attempt.failure) failures.push(attempt.failure);
+        else samples.push(attempt.ms);
+        await app.deps.provisioning.pool.idle();
+      }
+    } finally {
+      pg.Client.prototype.query = original;
+    }
+  });
+  const cpu = process.cpuUsage(cpuBefore);
+  const pgCores = pgCpuDelta(pgBefore, postgresCpu(bench.postmasterPid), wall.ms);
+  const commitsAfter = await centralCommits(bench.sql, central);
+  if (failures.length > 0) throw new Error(`${label}: one-client registration failed: ${failures[0]}`);
+  const nodeMs = (cpu.user + cpu.system) / 1000;
+  return {
+    label,
+    samples,
+    cpuMs: pgCores ? (nodeMs + pgCores.total * wall.ms) / SEQUENTIAL : undefined,
+    statements: statements / SEQUENTIAL,
+    commits: (commitsAfter - commitsBefore) / SEQUENTIAL,
+  };
+}
+
+function sequentialRows(
+  sequential: Sequential,
+  rawP50: number,
+  rawCloneCpuMs: number | undefined,
+  hashMs: number,
+): Row[] {
+  const { label, samples, cpuMs } = sequential;
+  const vsRaw = median(samples) / rawP50;
+  const budget = rawCloneCpuMs === undefined ? undefined : rawCloneCpuMs + hashMs;
+  return [
+    latencyRow(`${label}: registerClinic over HTTP, one client`, samples, {
+      ratioText: `${vsRaw.toFixed(2)}× raw (issue 16: ≤ 2×)`,
+    }),
+    {
+      name: `${label}: CPU per registration, one client`,
+      n: samples.length,
+      ratioText:
+        cpuMs === undefined || budget === undefined
+          ? 'no /proc'
+          : `${formatMs(cpuMs)} ms = ${(cpuMs / budget).toFixed(2)}× (clone CPU + hash; issue 16: ≤ 1.5×)`,
+    },
+    {
+      name: `${label}: central statements / commits per registration`,
+      n: samples.length,
+      ratioText: `${sequential.statements.toFixed(1)} / ${sequential.commits.toFixed(1)} (refills, background included)`,
+    },
+  ];
+}
+
+/** Transactions committed on one database so far (stats flush within 1 s). */
+async function centralCommits(sql: Sql, database: string): Promise<number> {
+  await sleep(1100);
+  await sql.query('SELECT pg_stat_clear_snapshot()');
+  const { rows } = await sql.query<{ commits: number }>(
+    'SELECT xact_commit::float8 AS commits FROM pg_stat_database WHERE datname = $1',
+    [database],
+  );
+  return rows[0]?.commits ?? 0;
 }
 
 function variantRows(variant: Variant, rawP50: number, ceiling: number, judged: boolean): Row[] {

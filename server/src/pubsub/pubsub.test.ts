@@ -119,6 +119,17 @@ describe('the event bus on PostgreSQL LISTEN/NOTIFY', () => {
     await Promise.all([onA.stop(), onB.stop()]);
   });
 
+  it('delivers every one of identical events published together (one NOTIFY would carry one)', async () => {
+    const onB = reader(b.pubsub.subscribe('provisioning'));
+    const twice = step('run-dup', 'clone');
+    const sent = [twice, twice, step('run-dup', 'verify'), twice];
+    for (const event of sent) a.pubsub.publish('provisioning', event);
+
+    expect(await onB.take(sent.length)).toEqual(sent);
+    expect(await onB.quietFor(300)).toBe(true);
+    await onB.stop();
+  });
+
   it('delivers to subscribers of the published topic only', async () => {
     const health = reader(b.pubsub.subscribe('clinicHealth'));
     const provisioning = reader(b.pubsub.subscribe('provisioning'));

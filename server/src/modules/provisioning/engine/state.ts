@@ -36,6 +36,8 @@ export interface ProvisionState {
   databaseSource?: 'pool' | 'clone' | 'existing';
   /** The run's session on the clinic database as its role (engine/clinic-session.ts). */
   session?: pg.Client;
+  /** Set by the subdomain step: the name dns and ssl then work on, without reading it back. */
+  subdomain?: string;
 }
 
 export interface StepDeps {

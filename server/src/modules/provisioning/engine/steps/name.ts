@@ -20,12 +20,16 @@ export interface NameTarget<S> {
   keep?: boolean;
 }
 
-/** The clinic's name, read back from its row: the subdomain step may have changed it. */
+/**
+ * The clinic's name: the one the run's subdomain step reserved, or else read back from its row
+ * (a run without that step, e.g. a deletion or a restore).
+ */
 export function clinicName<S extends ProvisionState>(
   deps: Pick<StepDeps, 'prisma' | 'baseDomain'>,
 ): NameTarget<S> {
   return {
     async fqdn(state) {
+      if (state.subdomain) return clinicFqdn(state.subdomain, deps.baseDomain);
       const clinic = await deps.prisma.clinic.findUnique({
         where: { id: state.clinicId },
         select: { subdomain: true },

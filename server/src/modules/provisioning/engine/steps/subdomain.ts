@@ -18,6 +18,7 @@ export function subdomainStep<S extends ProvisionState>(deps: Pick<StepDeps, 'pr
         await tx.clinic.update({ where: { id: state.clinicId }, data: { subdomain: name } });
         return name;
       });
+      state.subdomain = subdomain;
       return { note: `reserved ${subdomain}` };
     },
     // No undo of its own: the reservation belongs to the clinic row and goes with it
