@@ -3,6 +3,7 @@
  * and background workers) and the whole machine. Elsewhere every function answers undefined.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 
 export function readPostmasterPid(file: string): number | undefined {
   try {
@@ -116,4 +117,13 @@ export function systemCpu(): { busy: number; total: number } | undefined {
   const total = values.slice(0, 8).reduce((sum, value) => sum + value, 0);
   const idle = (values[3] ?? 0) + (values[4] ?? 0);
   return { busy: total - idle, total };
+}
+
+/** Cores the whole machine kept busy between two {@link systemCpu} readings (undefined without /proc). */
+export function busyCores(
+  before: ReturnType<typeof systemCpu>,
+  after: ReturnType<typeof systemCpu>,
+): number | undefined {
+  if (!before || !after || after.total === before.total) return undefined;
+  return ((after.busy - before.busy) / (after.total - before.total)) * cpus().length;
 }

@@ -21,7 +21,7 @@ import pg from 'pg';
 import { databaseUrl } from '../server/src/db/sql.js';
 import { createLogger } from '../server/src/logger.js';
 import { createMailTransport, type MailTransport } from '../server/src/modules/mail/service.js';
-import { pgCpuDelta, postgresCpu, readPostmasterPid, systemCpu } from './cpu.js';
+import { busyCores, pgCpuDelta, postgresCpu, readPostmasterPid, systemCpu } from './cpu.js';
 import {
   type BenchOptions,
   type BenchServer,
@@ -168,11 +168,7 @@ async function burst(
   const pgCpu = pgCpuDelta(pgBefore, postgresCpu(postmasterPid), result.ms);
   const machineAfter = systemCpu();
   const nodeCores = (cpu.user + cpu.system) / 1000 / result.ms;
-  const machineCores =
-    machineBefore && machineAfter
-      ? ((machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total)) *
-        cpus().length
-      : undefined;
+  const machineCores = busyCores(machineBefore, machineAfter);
   return {
     label: system.label,
     round,

@@ -11,7 +11,6 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { betterAuth } from 'better-auth';
@@ -23,7 +22,7 @@ import { ensureDatabase } from '../server/src/db/database.js';
 import { databaseUrl } from '../server/src/db/sql.js';
 import { createLogger } from '../server/src/logger.js';
 import { createMailTransport, type MailTransport } from '../server/src/modules/mail/service.js';
-import { pgCpuDelta, postgresCpu, readPostmasterPid, systemCpu } from './cpu.js';
+import { busyCores, pgCpuDelta, postgresCpu, readPostmasterPid, systemCpu } from './cpu.js';
 import {
   type BenchOptions,
   type BenchServer,
@@ -305,11 +304,7 @@ async function burst(
   const commitsAfter = await commits(sql, system.database);
   const ok = result.value.filter((one) => !one.failure).length;
   const nodeCores = (cpu.user + cpu.system) / 1000 / result.ms;
-  const machineCores =
-    machineBefore && machineAfter
-      ? ((machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total)) *
-        cpus().length
-      : undefined;
+  const machineCores = busyCores(machineBefore, machineAfter);
   return {
     label: system.label,
     round,
