@@ -3,6 +3,8 @@
  * does it, for tests that need clinics and their admins: register, read the verification link
  * from the dev mailbox (as the super-admin), verify, sign in.
  */
+import { expect } from 'vitest';
+import { devMailbox } from '../src/modules/mail/service.js';
 import type { TestApp } from './harness.js';
 import type { SmtpSink } from './smtp-sink.js';
 
@@ -104,6 +106,28 @@ export async function verificationToken(t: TestApp, email: string, sink?: SmtpSi
   const token = /verify-email\?token=([A-Za-z0-9_-]+)/.exec(text ?? '')?.[1];
   if (!token) throw new Error(`no verification e-mail for ${email}`);
   return token;
+}
+
+/**
+ * The 6-digit code of the newest `kind` mail to `email` (a sign-in code, an invitation), once
+ * the dev transport has delivered at least `atLeast` mails of that kind.
+ */
+export async function mailedCode(
+  t: TestApp,
+  email: string,
+  { kind = 'login_code', atLeast = 1 }: { kind?: string; atLeast?: number } = {},
+): Promise<string> {
+  let code = '';
+  await expect
+    .poll(async () => {
+      const mails = (await devMailbox(t.app.deps.db.prisma, email, t.config.encryptionKey)).filter(
+        (mail) => mail.kind === kind,
+      );
+      code = mails.length >= atLeast ? (/\b(\d{6})\b/.exec(mails[0]?.text ?? '')?.[1] ?? '') : '';
+      return code;
+    })
+    .toMatch(/^\d{6}$/);
+  return code;
 }
 
 export async function verifyEmail(t: TestApp, email: string, sink?: SmtpSink): Promise<void> {

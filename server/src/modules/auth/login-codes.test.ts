@@ -4,9 +4,9 @@ import {
   CURRENT_ACCEPTANCES,
   createClinic,
   letters,
+  mailedCode,
   verifyAndSignIn,
 } from '../../../test/registration-flow.js';
-import { devMailbox } from '../mail/service.js';
 
 const REQUEST =
   'mutation ($e: String!) { requestLoginCode(email: $e) { __typename ... on LoginCodeRequested { expiresInSeconds } } }';
@@ -32,17 +32,7 @@ describe('e-mail code sign-in', async () => {
   const { prisma } = t.app.deps.db;
 
   /** The code of the newest sign-in mail, once the dev transport has delivered it. */
-  const latestCode = async (email: string) => {
-    let code = '';
-    await expect
-      .poll(async () => {
-        const mails = await devMailbox(prisma, email, t.config.encryptionKey);
-        code = /\b(\d{6})\b/.exec(mails.find((m) => m.kind === 'login_code')?.text ?? '')?.[1] ?? '';
-        return code;
-      })
-      .toMatch(/^\d{6}$/);
-    return code;
-  };
+  const latestCode = (email: string) => mailedCode(t, email);
   const request = (email: string) => t.gql(REQUEST, { e: email });
   const signIn = async (email: string, code: string, accepted?: unknown) =>
     (

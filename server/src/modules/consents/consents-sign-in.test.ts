@@ -6,10 +6,9 @@
 import type { Client } from 'graphql-ws';
 import { describe, expect, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
-import { CURRENT_ACCEPTANCES, clinicWithAdmin } from '../../../test/registration-flow.js';
+import { CURRENT_ACCEPTANCES, clinicWithAdmin, mailedCode } from '../../../test/registration-flow.js';
 import { MAX_FAILED_ATTEMPTS } from '../auth/login-codes.js';
 import { base32Decode, currentStep, totpAt } from '../auth/totp.js';
-import { devMailbox } from '../mail/service.js';
 
 const SIGN_IN = `mutation ($e: String!, $c: String!, $accepted: [AcceptedDocumentInput!]) {
   signInWithCode(email: $e, code: $c, acceptedDocuments: $accepted) {
@@ -74,15 +73,7 @@ describe('consents at sign-in', async () => {
       admin,
     );
     await t.gql('mutation ($e: String!) { requestLoginCode(email: $e) { __typename } }', { e: email });
-    let code = '';
-    await expect
-      .poll(async () => {
-        const mails = await devMailbox(prisma, email, t.config.encryptionKey);
-        code = /\b(\d{6})\b/.exec(mails.find((m) => m.kind === 'login_code')?.text ?? '')?.[1] ?? '';
-        return code;
-      })
-      .toMatch(/^\d{6}$/);
-    return { email, code };
+    return { email, code: await mailedCode(t, email) };
   };
   const signIn = async (email: string, code: string, accepted?: unknown) =>
     (await t.gql<{ signInWithCode: Answer }>(SIGN_IN, { e: email, c: code, accepted })).body.data
@@ -91,17 +82,7 @@ describe('consents at sign-in', async () => {
   const newCode = async (email: string) => {
     await prisma.loginCode.deleteMany({ where: { email } });
     await t.gql('mutation ($e: String!) { requestLoginCode(email: $e) { __typename } }', { e: email });
-    let code = '';
-    await expect
-      .poll(async () => {
-        const mails = (await devMailbox(prisma, email, t.config.encryptionKey)).filter(
-          (m) => m.kind === 'login_code',
-        );
-        code = mails.length >= 2 ? (/\b(\d{6})\b/.exec(mails[0]?.text ?? '')?.[1] ?? '') : '';
-        return code;
-      })
-      .toMatch(/^\d{6}$/);
-    return code;
+    return mailedCode(t, email, { atLeast: 2 });
   };
 
   it("asks a client's first code sign-in for both documents, and the same code then works", async () => {
@@ -303,14 +284,7 @@ describe('consents at sign-in', async () => {
       admin,
     );
     expect(invited.body.data?.inviteMember.__typename).toBe('InviteMemberSuccess');
-    let code = '';
-    await expect
-      .poll(async () => {
-        const mails = await devMailbox(prisma, email, t.config.encryptionKey);
-        code = /\b(\d{6})\b/.exec(mails.find((m) => m.kind === 'invitation')?.text ?? '')?.[1] ?? '';
-        return code;
-      })
-      .toMatch(/^\d{6}$/);
+    const code = await mailedCode(t, email, { kind: 'invitation' });
     const ACTIVATE = `mutation ($input: ActivateAccountInput!) { activateAccount(input: $input) {
       __typename ... on ValidationError { fields { path } } } }`;
     const input = { email, code, password: 'a sturdy passphrase 42' };
