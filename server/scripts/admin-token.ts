@@ -30,9 +30,14 @@ try {
       send: () => Promise.reject(new Error('admin:token sends no mail')),
       close: () => {},
     },
-    sessionsEnded: () => {},
+    sessionsEnded: async () => {},
     // It starts a session and checks none: a bus that is never connected makes every check read.
-    sessionCache: new SessionCache({ pubsub: createPubSub(), connected: () => false, generation: () => 0 }),
+    sessionCache: new SessionCache({
+      pubsub: createPubSub(),
+      connected: () => false,
+      generation: () => 0,
+      sync: async () => false,
+    }),
   });
   await auth.bootstrapSuperAdmin();
   const admin = await db.prisma.user.findUniqueOrThrow({ where: { email: config.adminEmail } });

@@ -119,9 +119,12 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
   // Sessions that end tell every instance: cached session checks are dropped (here at once),
   // live subscriptions of them end.
   const sessionCache = new SessionCache(events);
-  const sessionsEnded = (userId: string) => {
+  // The operation answers once the broker has the end, so the caller's next request, wherever
+  // it lands, finds it known (session-cache.ts).
+  const sessionsEnded = async (userId: string) => {
     sessionCache.ended(userId);
     safely('sessions', () => events.pubsub.publish('sessions', { userId }));
+    await events.published();
   };
   const auth = new AuthService({
     ...base,

@@ -2,7 +2,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { type AddressInfo, createServer as createNetServer } from 'node:net';
+import { type AddressInfo, connect, createServer as createNetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Client, createClient } from 'graphql-ws';
@@ -105,6 +105,45 @@ export async function startRedis(): Promise<{ url: string }> {
     });
   });
   return { url: `redis://127.0.0.1:${port}` };
+}
+
+/**
+ * A TCP proxy to `target` (a PostgreSQL or Redis URL) whose replies can be held back: what the
+ * server sends reaches the client `delayMs` later, in order, as over a slow link. Returns the
+ * target's URL with the proxy's host and port. Closed after the file.
+ */
+export async function slowLink(target: string): Promise<{ url: string; delayMs: number }> {
+  const to = new URL(target);
+  const link = { url: '', delayMs: 0 };
+  const sockets = new Set<Socket>();
+  const server = createNetServer((client) => {
+    const upstream = connect(Number(to.port), to.hostname);
+    sockets.add(client).add(upstream);
+    client.on('data', (chunk) => upstream.write(chunk));
+    // Timers of one duration fire in the order they were set: the replies keep their order.
+    upstream.on('data', (chunk) => {
+      if (link.delayMs === 0) client.write(chunk);
+      else setTimeout(() => client.write(chunk), link.delayMs);
+    });
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('close', close).on('error', close);
+    upstream.on('close', () => setTimeout(close, link.delayMs)).on('error', close);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  afterAll(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  const url = new URL(target);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as AddressInfo).port);
+  link.url = url.toString();
+  return link;
 }
 
 /**

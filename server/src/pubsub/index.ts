@@ -42,6 +42,14 @@ export interface EventBus {
   generation(): number;
   /** Calls `listener` each time the subscription is back after a loss; returns the unsubscribe. */
   onReconnected(listener: () => void): () => void;
+  /**
+   * Resolves true once every event the broker had delivered before the call (every event whose
+   * publisher saw {@link published} resolve) has reached this process's subscribers, their
+   * handlers run; false when the subscription is down, so such events may never arrive.
+   */
+  sync(): Promise<boolean>;
+  /** Resolves once every event this process published so far is with the broker (or failed, logged). */
+  published(): Promise<void>;
   /** Ends the bus's connections; publishing afterwards is an error. */
   close(): Promise<void>;
 }
@@ -65,6 +73,8 @@ export async function createEventBus({
       connected: eventTarget.connected,
       generation: eventTarget.generation,
       onReconnected: eventTarget.onReconnected,
+      sync: () => eventTarget.sync().then(handled),
+      published: eventTarget.published,
       close: () => eventTarget.close(),
     };
   }
@@ -106,6 +116,24 @@ export async function createEventBus({
     subscribeClient,
     serializer: wire,
   });
+  let lastPublish: Promise<void> = Promise.resolve();
+  // Redis writes a message to its subscribers' connections as it runs the PUBLISH, so a PING on
+  // the subscriber connection answers after every message published before it.
+  let pinging: Promise<boolean> | undefined;
+  let nextPing: Promise<boolean> | undefined;
+  const ping = (): Promise<boolean> => {
+    if (!(up && subscribeClient.status === 'ready')) return Promise.resolve(false);
+    const generation = losses;
+    const mine = subscribeClient.ping().then(
+      () => up && losses === generation,
+      () => false,
+    );
+    pinging = mine;
+    void mine.finally(() => {
+      if (pinging === mine) pinging = undefined;
+    });
+    return mine;
+  };
   const eventTarget: PubSubEventTarget<Topics> = {
     addEventListener: redisTarget.addEventListener.bind(redisTarget),
     removeEventListener: redisTarget.removeEventListener.bind(redisTarget),
@@ -114,9 +142,14 @@ export async function createEventBus({
     dispatchEvent(event) {
       if (closed) throw new Error(`event "${event.type}" published after the event bus was closed`);
       const message = event.detail === undefined ? '' : wire.stringify(event.detail);
-      publishClient.publish(event.type, message).catch((error: unknown) => {
-        logger.warn({ err: error, type: event.type }, 'event publish failed; event dropped');
-      });
+      const sent = publishClient.publish(event.type, message).then(
+        () => {},
+        (error: unknown) => {
+          logger.warn({ err: error, type: event.type }, 'event publish failed; event dropped');
+        },
+      );
+      // ioredis sends in order on one connection: the last publish settles after the others.
+      lastPublish = sent;
       return true;
     },
   };
@@ -128,11 +161,28 @@ export async function createEventBus({
       reconnected.add(callback);
       return () => reconnected.delete(callback);
     },
+    sync() {
+      if (!pinging) return ping().then(handled);
+      nextPing ??= pinging.then(() => {
+        nextPing = undefined;
+        return ping();
+      });
+      return nextPing.then(handled);
+    },
+    published: () => lastPublish,
     async close() {
       closed = true;
       await Promise.all([publishClient.quit(), subscribeClient.quit()].map((quit) => quit.catch(() => {})));
     },
   };
+}
+
+/**
+ * Passes `delivered` on once the handlers of what was delivered have run: events reach
+ * subscribers' iterators synchronously, their loops a few promise turns later.
+ */
+function handled(delivered: boolean): Promise<boolean> {
+  return new Promise((resolve) => setImmediate(() => resolve(delivered)));
 }
 
 function redisClient(url: string, role: string, logger: Logger): Redis {

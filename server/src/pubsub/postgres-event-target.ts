@@ -64,6 +64,13 @@ export interface PostgresEventTarget extends TypedEventTarget<CustomEvent> {
   generation(): number;
   /** Calls `listener` each time the listener is back after a loss; returns the unsubscribe. */
   onReconnected(listener: () => void): () => void;
+  /**
+   * Resolves true once every notification committed before the call has reached this process's
+   * listeners; false when the listener is down (those may never arrive).
+   */
+  sync(): Promise<boolean>;
+  /** Resolves once every event dispatched so far has been sent to PostgreSQL (or failed, logged). */
+  published(): Promise<void>;
   /** Stops reconnecting, waits for pending publishes and ends every connection. */
   close(): Promise<void>;
 }
@@ -216,8 +223,37 @@ export async function createPostgresEventTarget(
     throw error;
   }
 
+  // A round trip on the listening connection is a barrier: PostgreSQL sends a listener the
+  // notifications already committed before it reads the next query, and the replies come back in
+  // order, so once `SELECT 1` answers they have all been delivered. Callers arriving while one
+  // is in flight wait for the next (the one in flight may have been read before they came).
+  let barrier: Promise<boolean> | undefined;
+  let nextBarrier: Promise<boolean> | undefined;
+  const roundTrip = (): Promise<boolean> => {
+    const client = listener;
+    if (!client) return Promise.resolve(false);
+    barrier = client.query('SELECT 1').then(
+      () => listener === client,
+      () => false,
+    );
+    const mine = barrier;
+    void mine.finally(() => {
+      if (barrier === mine) barrier = undefined;
+    });
+    return mine;
+  };
+
   return {
     connected: () => listener !== undefined,
+    sync() {
+      if (!barrier) return roundTrip();
+      nextBarrier ??= barrier.then(() => {
+        nextBarrier = undefined;
+        return roundTrip();
+      });
+      return nextBarrier;
+    },
+    published: () => publishing,
     generation: () => losses,
     onReconnected(callback) {
       reconnected.add(callback);

@@ -13,7 +13,7 @@ export interface AccountDeps {
   prisma: CentralPrisma;
   provisioning: ProvisioningService;
   /** Ends the user's live subscriptions on every instance (see auth/service.ts). */
-  sessionsEnded: (userId: string) => void;
+  sessionsEnded: (userId: string) => Promise<void>;
 }
 
 export class AccountService {
@@ -129,7 +129,7 @@ export class AccountService {
         targetId: userId,
       }),
     ]);
-    this.deps.sessionsEnded(userId);
+    await this.deps.sessionsEnded(userId);
     if (user.clinicId) {
       // The provider row stays for the clinic's records (appointments refer to it), without identity.
       const clinicDb = await provisioning.clients.get(user.clinicId).catch(() => null);

@@ -67,7 +67,7 @@ export interface AuthDeps {
    * checks are dropped and their live subscriptions end at once (session-cache.ts,
    * session-watch.ts).
    */
-  sessionsEnded: (userId: string) => void;
+  sessionsEnded: (userId: string) => Promise<void>;
   /** Where requests look their session up (session-cache.ts). */
   sessionCache: SessionCache;
   /** Sign-in codes are sent through it as soon as they are stored (see login-codes.ts). */
@@ -321,7 +321,7 @@ export class AuthService {
     if ('held' in verified) return verified.held;
     const user = verified;
     // A first proof of the mailbox ended every earlier session (login-codes.ts, pre-hijack).
-    if (user.firstProof) this.deps.sessionsEnded(user.id);
+    if (user.firstProof) await this.deps.sessionsEnded(user.id);
     if (user.clinicId) await this.ensureClinicUsable(user.clinicId, user.clinicStatus ?? 'FAILED');
     return this.issue(user, randomUUID(), meta, 'code');
   }
@@ -399,7 +399,7 @@ export class AuthService {
           }),
         ]);
         logger.warn({ userId: session.userId }, 'spent refresh token reused; session family revoked');
-        this.deps.sessionsEnded(session.userId);
+        await this.deps.sessionsEnded(session.userId);
         throw new InvalidRefreshTokenError();
       }
     } else {
@@ -430,7 +430,7 @@ export class AuthService {
       }),
       recordAudit(prisma, { action: 'auth.sign_out', actorId: session.userId }),
     ]);
-    this.deps.sessionsEnded(session.userId);
+    await this.deps.sessionsEnded(session.userId);
   }
 
   /**

@@ -1,10 +1,16 @@
 /**
  * The session check of every signed-in request as a lookup in memory (docs/decisions/048). A
  * session's row is read once, then kept while this instance is sure to hear of its end: every
- * session end travels on the event bus (`sessions`), published by the code that ended it and,
- * on PostgreSQL, by triggers of the central database at commit (sessions revoked, a user's role
- * or clinic changed, a user deleted), so an operator's SQL counts too. An end drops the user's
- * entries on every instance before its next request can use them.
+ * session end travels on the event bus (`sessions`), published by the code that ended it (which
+ * answers only once the broker has it) and, on PostgreSQL, by triggers of the central database
+ * at commit (sessions revoked, a user's role or clinic changed, a user deleted), so an
+ * operator's SQL counts too. An end drops the user's entries on every instance.
+ *
+ * Hearing of it eventually is not enough: an end's event may still be on its way when the next
+ * request comes, however fast the link. So a request is answered from memory only after a
+ * round trip on the bus's own connection (`EventBus.sync`), which returns after every event
+ * sent before it: an end that happened before the request came is known by then. Concurrent
+ * requests share one round trip; it replaces a query on the request pool.
  *
  * When the bus cannot promise that — not connected, or reconnected since the entry was read
  * (events in between are lost) — the entry is not trusted and the row is read again, as it was
@@ -52,7 +58,7 @@ export class SessionCache {
   readonly stats = { hits: 0, reads: 0 };
 
   constructor(
-    private readonly bus: Pick<EventBus, 'pubsub' | 'connected' | 'generation'>,
+    private readonly bus: Pick<EventBus, 'pubsub' | 'connected' | 'generation' | 'sync'>,
     options: SessionCacheOptions = {},
   ) {
     this.maxEntries = options.maxEntries ?? 10_000;
@@ -83,16 +89,19 @@ export class SessionCache {
     read: () => Promise<LiveSession | undefined>,
   ): Promise<LiveSession | undefined> {
     const now = Date.now();
-    const entry = this.entries.get(sessionId);
-    if (
-      entry &&
+    const trusted = (entry: Entry | undefined): entry is Entry =>
+      entry !== undefined &&
       this.bus.connected() &&
       entry.generation === this.bus.generation() &&
       now - entry.readAt < this.maxAgeMs &&
-      entry.session.expiresAt.getTime() > now
-    ) {
-      this.stats.hits += 1;
-      return entry.session;
+      entry.session.expiresAt.getTime() > now;
+    // Still there once the bus has delivered what was sent before this request: no end dropped it.
+    if (trusted(this.entries.get(sessionId)) && (await this.bus.sync())) {
+      const entry = this.entries.get(sessionId);
+      if (trusted(entry)) {
+        this.stats.hits += 1;
+        return entry.session;
+      }
     }
     this.entries.delete(sessionId);
     const ends = this.ends;

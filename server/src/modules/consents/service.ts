@@ -148,7 +148,7 @@ export class ConsentService {
   constructor(
     private readonly prisma: CentralPrisma,
     private readonly config: Config,
-    private readonly sessionsEnded: (userId: string) => void,
+    private readonly sessionsEnded: (userId: string) => Promise<void>,
   ) {}
 
   list(userId: string) {
@@ -182,7 +182,7 @@ export class ConsentService {
       });
       return { count, sessionsEnded: ended !== null };
     });
-    if (sessionsEnded) this.sessionsEnded(viewer.userId);
+    if (sessionsEnded) await this.sessionsEnded(viewer.userId);
     return count;
   }
 

@@ -40,7 +40,7 @@ export interface MembersDeps {
   sms: SmsGateway;
   mail: MailTransport;
   /** Ends the user's live subscriptions on every instance (see auth/service.ts). */
-  sessionsEnded: (userId: string) => void;
+  sessionsEnded: (userId: string) => Promise<void>;
   /** Where the invitation limits are counted (shared by every instance). */
   counters: CounterStore;
 }
@@ -240,7 +240,7 @@ export class MembersService {
       await recordAcceptances(tx, user.id, consent.acceptances, consent.ip);
       await recordAudit(tx, { action: 'member.activated', actorId: user.id, clinicId: user.clinicId });
     });
-    this.deps.sessionsEnded(user.id);
+    await this.deps.sessionsEnded(user.id);
     return user.id;
   }
 }
