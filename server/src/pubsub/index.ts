@@ -90,6 +90,20 @@ export async function createEventBus({
     subscribeClient.disconnect();
     throw error;
   }
+  // The central database's triggers announce session ends made by any path, an operator's SQL
+  // included (migration 20261210500100_session_end_notify): heard here too, not only on PostgreSQL's bus.
+  let database: Awaited<ReturnType<typeof createPostgresEventTarget>>;
+  try {
+    database = await createPostgresEventTarget({
+      connectionString,
+      logger,
+      applicationName: 'onramp-events-database',
+    });
+  } catch (error) {
+    publishClient.disconnect();
+    subscribeClient.disconnect();
+    throw error;
+  }
   let closed = false;
   // ioredis resubscribes by itself after a reconnection; what was published meanwhile is gone.
   let up = true;
@@ -134,9 +148,23 @@ export async function createEventBus({
     });
     return mine;
   };
+  const redisBarrier = (): Promise<boolean> => {
+    if (!pinging) return ping();
+    nextPing ??= pinging.then(() => {
+      nextPing = undefined;
+      return ping();
+    });
+    return nextPing;
+  };
   const eventTarget: PubSubEventTarget<Topics> = {
-    addEventListener: redisTarget.addEventListener.bind(redisTarget),
-    removeEventListener: redisTarget.removeEventListener.bind(redisTarget),
+    addEventListener(type, callback, options) {
+      redisTarget.addEventListener(type, callback, options);
+      if (type === 'sessions') database.addEventListener(type, callback, options);
+    },
+    removeEventListener(type, callback, options) {
+      redisTarget.removeEventListener(type, callback, options);
+      if (type === 'sessions') database.removeEventListener(type, callback, options);
+    },
     // Yoga's Redis target drops the publish promise: a publish rejected during an outage would
     // become an unhandled rejection and end the process. Same wire format, failure logged.
     dispatchEvent(event) {
@@ -155,24 +183,24 @@ export async function createEventBus({
   };
   return {
     pubsub: createPubSub<Topics>({ eventTarget }),
-    connected: () => up && subscribeClient.status === 'ready',
-    generation: () => losses,
+    connected: () => up && subscribeClient.status === 'ready' && database.connected(),
+    generation: () => losses + database.generation(),
     onReconnected(callback) {
       reconnected.add(callback);
-      return () => reconnected.delete(callback);
+      const stop = database.onReconnected(callback);
+      return () => {
+        reconnected.delete(callback);
+        stop();
+      };
     },
-    sync() {
-      if (!pinging) return ping().then(handled);
-      nextPing ??= pinging.then(() => {
-        nextPing = undefined;
-        return ping();
-      });
-      return nextPing.then(handled);
-    },
+    sync: () => Promise.all([redisBarrier(), database.sync()]).then(([redis, sql]) => handled(redis && sql)),
     published: () => lastPublish,
     async close() {
       closed = true;
-      await Promise.all([publishClient.quit(), subscribeClient.quit()].map((quit) => quit.catch(() => {})));
+      await Promise.all([
+        ...[publishClient.quit(), subscribeClient.quit()].map((quit) => quit.catch(() => {})),
+        database.close(),
+      ]);
     },
   };
 }
