@@ -196,6 +196,7 @@ describe('a registration killed right after a step that records itself in its ow
     await expect.poll(() => provisioning.faults.crashPending(step), { timeout: 20_000 }).toBe(false);
     const run = await prisma.provisioningRun.findFirstOrThrow({
       where: { kind: 'REGISTER', status: 'RUNNING', error: null },
+      orderBy: { startedAt: 'desc' }, // this one, should an earlier test have left its own
       select: { id: true, clinicId: true },
     });
     const steps = await prisma.provisioningStep.findMany({
