@@ -20,6 +20,7 @@ export function centralRecordsStep<S extends ProvisionState>(
         await hook.run?.(tx, state);
         await context.record(tx);
       });
+      state.createdInRun = true;
       return undefined;
     },
     async undo(state) {
