@@ -48,15 +48,19 @@ export class CertificateStore {
     try {
       return await this.prisma.$transaction(async (tx) => {
         await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`certificate:${fqdn}`}))`;
-        const current = await tx.certificate.findFirst({
-          where: { fqdn, revokedAt: null, notAfter: { gt: renewBefore } },
+        // At most one unrevoked row (the partial unique index): kept when still good, revoked
+        // when not, and for a new name (every registration) nothing to revoke, no statement.
+        const [unrevoked] = await tx.certificate.findMany({
+          where: { fqdn, revokedAt: null },
           select: PUBLIC_FIELDS,
         });
-        if (current) return toIssued(current);
-        await tx.certificate.updateMany({
-          where: { fqdn, revokedAt: null },
-          data: { revokedAt: new Date() },
-        });
+        if (unrevoked && unrevoked.notAfter > renewBefore) return toIssued(unrevoked);
+        if (unrevoked) {
+          await tx.certificate.updateMany({
+            where: { fqdn, revokedAt: null },
+            data: { revokedAt: new Date() },
+          });
+        }
         await tx.certificate.create({ data: { ...issued, privateKeyEnc } });
         return issued;
       });

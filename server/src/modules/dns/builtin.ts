@@ -43,24 +43,22 @@ export class BuiltinDnsProvider implements DnsProvider {
   async publishSubdomain(fqdn: string): Promise<DnsRecord[]> {
     const name = this.checkedName(fqdn);
     const wanted = ingressRecords(name, this.ingress);
-    await this.prisma.$transaction(async (tx) => {
-      // Address records pointing elsewhere (an ingress change) are replaced, TXT ones kept.
-      await tx.dnsRecord.deleteMany({
-        where: {
-          name,
-          type: { in: [...ADDRESS_TYPES] },
-          NOT: { OR: wanted.map(({ type, value }) => ({ type, value })) },
-        },
-      });
-      await tx.dnsRecord.createMany({ data: wanted, skipDuplicates: true });
-      // A re-publish must also refresh a TTL that changed.
-      for (const record of wanted) {
-        await tx.dnsRecord.updateMany({
-          where: { name, type: record.type, value: record.value, NOT: { ttl: record.ttl } },
-          data: { ttl: record.ttl },
-        });
-      }
-    });
+    // One statement (registration's critical path, docs/decisions/063): address records pointing
+    // elsewhere (an ingress change) are deleted, TXT ones kept; the wanted ones are written, or
+    // their TTL refreshed when it changed. The two touch disjoint rows of one snapshot.
+    await this.prisma.$executeRaw`
+      WITH wanted AS (
+        SELECT * FROM unnest(${wanted.map((r) => r.type)}::text[], ${wanted.map((r) => r.value)}::text[],
+          ${wanted.map((r) => r.ttl)}::int[]) AS w(type, value, ttl)
+      ), replaced AS (
+        DELETE FROM dns_records d
+        WHERE d.name = ${name} AND d.type = ANY(${[...ADDRESS_TYPES]}::text[])
+          AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.type = d.type AND w.value = d.value)
+      )
+      INSERT INTO dns_records (name, type, value, ttl)
+      SELECT ${name}, type, value, ttl FROM wanted
+      ON CONFLICT (name, type, value) DO UPDATE SET ttl = excluded.ttl
+      WHERE dns_records.ttl <> excluded.ttl`;
     this.changed();
     return wanted;
   }

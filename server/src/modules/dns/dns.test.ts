@@ -128,6 +128,29 @@ describe('the built-in DNS server, through node’s resolver (UDP)', () => {
     expect(await resolver().resolve4(name)).toEqual(['192.0.2.10']);
   });
 
+  it('a re-publish replaces an address pointing elsewhere and refreshes a changed TTL, keeping TXT records', async () => {
+    const name = fresh();
+    const { prisma } = t.app.deps.db;
+    await prisma.dnsRecord.createMany({
+      data: [
+        { name, type: 'A', value: '192.0.2.10', ttl: 30 },
+        { name, type: 'AAAA', value: '2001:db8::99', ttl: 300 },
+        { name, type: 'TXT', value: 'kept', ttl: 60 },
+      ],
+    });
+    await dns.publishSubdomain(name);
+    const rows = await prisma.dnsRecord.findMany({
+      where: { name },
+      select: { type: true, value: true, ttl: true },
+      orderBy: [{ type: 'asc' }, { value: 'asc' }],
+    });
+    expect(rows).toEqual([
+      { type: 'A', value: '192.0.2.10', ttl: 300 },
+      { type: 'AAAA', value: '2001:db8::10', ttl: 300 },
+      { type: 'TXT', value: 'kept', ttl: 60 },
+    ]);
+  });
+
   it('refuses to publish names outside the zone', async () => {
     await expect(dns.publishSubdomain('clinic.example.com')).rejects.toThrow(/not a name below the zone/);
     await expect(dns.setTxt(zone, ['x'])).rejects.toThrow(/not a name below the zone/);

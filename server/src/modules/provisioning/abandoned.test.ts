@@ -175,3 +175,83 @@ describe('a reconciler killed while it takes over an abandoned registration', as
     expect((await provisioning.ledger.quarantined()).some((entry) => entry.clinicId === clinicId)).toBe(true);
   }, 60_000);
 });
+
+describe('a registration killed right after a step that records itself in its own transaction', async () => {
+  // docs/decisions/063: central_records, subdomain and commit write their record in the same
+  // transaction as their work, so a kill right after one leaves both or neither. A lease longer
+  // than the test keeps the app's own sweeps out; each sweep here comes after a forced lapse.
+  const t = await startTestApp({
+    CLINIC_POOL_SIZE: '0',
+    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+    PROVISIONING_LEASE_SECONDS: '120',
+  });
+  const { provisioning, reconciler, db } = t.app.deps;
+  const { prisma } = db;
+
+  /** Registers with a kill right after `step`; the run, once its process has "died". */
+  async function killedAfter(step: 'central_records' | 'subdomain' | 'commit') {
+    provisioning.faults.injectCrash(step, 'after');
+    const registering = registerClinic(t);
+    registering.catch(() => {});
+    await expect.poll(() => provisioning.faults.crashPending(step), { timeout: 20_000 }).toBe(false);
+    const run = await prisma.provisioningRun.findFirstOrThrow({
+      where: { kind: 'REGISTER', status: 'RUNNING', error: null },
+      orderBy: { startedAt: 'desc' }, // this one, should an earlier test have left its own
+      select: { id: true, clinicId: true },
+    });
+    const steps = await prisma.provisioningStep.findMany({
+      where: { runId: run.id },
+      orderBy: { startedAt: 'asc' },
+      select: { name: true, status: true },
+    });
+    return { runId: run.id, clinicId: run.clinicId as string, steps };
+  }
+  const sweepAfterLapse = async (runId: string) => {
+    await prisma.provisioningRun.update({ where: { id: runId }, data: { leaseUntil: new Date(0) } });
+    await reconciler.reconcile();
+    return prisma.provisioningRun.findUniqueOrThrow({ where: { id: runId }, select: { status: true } });
+  };
+
+  it('after central_records: its rows and its record are there together, and the takeover rolls both the clinic and its company back', async () => {
+    const { runId, clinicId, steps } = await killedAfter('central_records');
+    expect(steps).toEqual([{ name: 'central_records', status: 'SUCCEEDED' }]);
+    const clinic = await prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } });
+    expect(clinic.status).toBe('PROVISIONING');
+    expect(await prisma.user.count({ where: { clinicId } })).toBe(1);
+
+    expect(await sweepAfterLapse(runId)).toMatchObject({ status: 'ROLLED_BACK' });
+    expect(await prisma.clinic.findUnique({ where: { id: clinicId } })).toBeNull();
+    expect(await prisma.company.findUnique({ where: { id: clinic.companyId } })).toBeNull();
+    const report = await reconciler.zombieReport();
+    expect(report.accounts.filter((account) => account.status === 'PROVISIONING')).toEqual([]);
+  }, 60_000);
+
+  it('after subdomain: the reservation and its record are there together, and the takeover frees the name with the clinic', async () => {
+    const { runId, clinicId, steps } = await killedAfter('subdomain');
+    expect(steps).toEqual([
+      { name: 'central_records', status: 'SUCCEEDED' },
+      { name: 'subdomain', status: 'SUCCEEDED' },
+    ]);
+    const { subdomain } = await prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } });
+    expect(await prisma.subdomainReservation.count({ where: { subdomain, clinicId } })).toBe(1);
+
+    expect(await sweepAfterLapse(runId)).toMatchObject({ status: 'ROLLED_BACK' });
+    expect(await prisma.clinic.findUnique({ where: { id: clinicId } })).toBeNull();
+    expect(await prisma.subdomainReservation.count({ where: { subdomain } })).toBe(0);
+  }, 60_000);
+
+  it('after commit: the clinic is READY exactly when commit is recorded, and the takeover keeps it READY and closes the run', async () => {
+    const { runId, clinicId, steps } = await killedAfter('commit');
+    expect(steps.at(-1)).toEqual({ name: 'commit', status: 'SUCCEEDED' });
+    expect(steps.map((step) => step.name)).not.toContain('verification_email');
+    expect(await prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } })).toMatchObject({
+      status: 'READY',
+    });
+
+    expect(await sweepAfterLapse(runId)).toMatchObject({ status: 'FAILED' });
+    expect(await prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } })).toMatchObject({
+      status: 'READY',
+    });
+    expect((await provisioning.checkClinic(clinicId)).dbStatus).toBe('HEALTHY');
+  }, 60_000);
+});

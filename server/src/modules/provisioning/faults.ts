@@ -39,6 +39,7 @@ export class FaultInjector {
   private readonly takeoverCrashing = new Set<TakeoverCrashPoint>();
   private readonly remaining = new Map<ProvisioningStepName, number>();
   private readonly crashing = new Set<ProvisioningStepName>();
+  private readonly crashingAfter = new Set<ProvisioningStepName>();
   private readonly transient = new Map<ProvisioningStepName, number>();
 
   constructor(
@@ -55,11 +56,14 @@ export class FaultInjector {
 
   /**
    * The next run of `step` behaves as if its process were killed there: its run stops renewing
-   * its lease and never goes on (nor returns), so the reconciler finds it abandoned.
+   * its lease and never goes on (nor returns), so the reconciler finds it abandoned. `before`:
+   * on entering the step; `after`: once the step's work (and the record its own transaction
+   * writes, docs/decisions/063) is committed, before anything else is recorded or published.
+   * @default 'before'
    */
-  injectCrash(step: ProvisioningStepName): void {
+  injectCrash(step: ProvisioningStepName, at: 'before' | 'after' = 'before'): void {
     if (!this.enabled) throw new Error('fault injection is disabled in production');
-    this.crashing.add(step);
+    (at === 'before' ? this.crashing : this.crashingAfter).add(step);
   }
 
   /**
@@ -81,14 +85,19 @@ export class FaultInjector {
     return this.takeoverCrashing.delete(point);
   }
 
-  /** Whether an injected crash of `step` is still to be reached. */
+  /** Whether an injected crash of `step` (before or after it) is still to be reached. */
   crashPending(step: ProvisioningStepName): boolean {
-    return this.crashing.has(step);
+    return this.crashing.has(step) || this.crashingAfter.has(step);
   }
 
-  /** Whether `step` is to crash its run now (consumes the crash). */
+  /** Whether `step` is to crash its run now, on entering it (consumes the crash). */
   crashes(step: ProvisioningStepName): boolean {
     return this.crashing.delete(step);
+  }
+
+  /** Whether `step` is to crash its run now, its work done (consumes the crash). */
+  crashesAfter(step: ProvisioningStepName): boolean {
+    return this.crashingAfter.delete(step);
   }
 
   /** The next `times` tries of `step` fail as a server starting up does (the step retries them). */

@@ -65,28 +65,29 @@ export class Ledger {
       { kind: 'DATABASE', name: objects.database },
       { kind: 'ROLE', name: objects.role },
     ] as const;
-    // Two statements whatever is found: this runs on every registration's critical path.
+    const settledAt = state === 'COMMITTED' ? new Date() : null;
+    // One statement when neither is known yet (every registration's critical path): a conflict
+    // means an earlier attempt's entry, looked at below.
+    const inserted = await prisma.clinicObject.createMany({
+      data: wanted.map(({ kind, name }) => ({
+        serverId: objects.serverId,
+        kind,
+        name,
+        clinicId: objects.clinicId,
+        runId,
+        state,
+        settledAt,
+      })),
+      skipDuplicates: true,
+    });
+    if (inserted.count === wanted.length) return;
+    // What is found now includes what was just inserted, as asked: rewriting it changes nothing.
     const found = await prisma.clinicObject.findMany({
       where: { serverId: objects.serverId, OR: wanted.map((object) => ({ ...object })) },
       select: { kind: true, name: true, state: true },
     });
     const existingOf = (kind: string, name: string) =>
       found.find((entry) => entry.kind === kind && entry.name === name);
-    const settledAt = state === 'COMMITTED' ? new Date() : null;
-    const missing = wanted.filter(({ kind, name }) => !existingOf(kind, name));
-    if (missing.length > 0) {
-      await prisma.clinicObject.createMany({
-        data: missing.map(({ kind, name }) => ({
-          serverId: objects.serverId,
-          kind,
-          name,
-          clinicId: objects.clinicId,
-          runId,
-          state,
-          settledAt,
-        })),
-      });
-    }
     for (const { kind, name } of wanted) {
       const existing = existingOf(kind, name);
       if (existing?.state === 'PENDING' || existing?.state === 'DROPPED') {

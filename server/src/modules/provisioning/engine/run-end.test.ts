@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { startTestApp, testLogger } from '../../../../test/harness.js';
 import { registerClinic } from '../../../../test/registration-flow.js';
-import { FaultInjector } from '../faults.js';
+import { FaultInjector, InjectedTransientFault } from '../faults.js';
 import type { ProvisioningStepName } from '../step-names.js';
 import { clinicSubject, type ProvisioningEvent } from './events.js';
 import { type EngineDeps, runSteps, type Step } from './runner.js';
@@ -21,12 +21,12 @@ describe('the end of a run', async () => {
    * Runs `steps`; each published event, and for the one that ends the run the run's recorded
    * status as read from the moment it is published (an earlier event's read could land later).
    */
-  async function run(steps: Step<null>[], suspend = false) {
+  async function run(steps: Step<null>[], suspend = false, faults = new FaultInjector(true)) {
     const seen: { event: ProvisioningEvent; recorded: Promise<string | undefined> }[] = [];
     const deps: EngineDeps = {
       prisma,
       logger: testLogger(t.config),
-      faults: new FaultInjector(true),
+      faults,
       observeStep: () => {},
       publish: (event) => {
         const recorded = event.runStatus
@@ -91,6 +91,68 @@ describe('the end of a run', async () => {
       status: 'FAILED',
       runStatus: 'FAILED',
       recorded: 'FAILED',
+    });
+  });
+
+  /** A step that writes its record in its own transaction, which then throws `failures` times. */
+  const recordingStep = (name: ProvisioningStepName, failures: Error[]): Step<null> => ({
+    name,
+    async run(_state, context) {
+      await prisma.$transaction(async (tx) => {
+        await tx.auditLog.create({ data: { action: `test.${name}`, targetId: context.runId } });
+        await context.record(tx);
+        const failure = failures.shift();
+        if (failure) throw failure;
+      });
+      return { note: `${name} done` };
+    },
+    async undo() {},
+  });
+  const recordsOf = (runId: string) =>
+    prisma.provisioningStep.findMany({
+      where: { runId },
+      orderBy: { startedAt: 'asc' },
+      select: { name: true, status: true, error: true },
+    });
+
+  it("a step's own record rolls back with its transaction: the step is recorded FAILED, never SUCCEEDED", async () => {
+    const { result, events } = await run([recordingStep('commit', [new Error('commit broke')])]);
+    expect(result).toMatchObject({ ok: false, rolledBack: true });
+    expect(await recordsOf(result.runId)).toEqual([
+      { name: 'commit', status: 'FAILED', error: 'commit broke' },
+    ]);
+    expect(await prisma.auditLog.count({ where: { targetId: result.runId } })).toBe(0);
+    expect(events.at(-1)).toMatchObject({ step: 'commit', status: 'FAILED' });
+    expect(
+      await prisma.provisioningRun.findUniqueOrThrow({
+        where: { id: result.runId },
+        select: { status: true },
+      }),
+    ).toEqual({ status: 'ROLLED_BACK' });
+  });
+
+  it('a step retried after a transient failure writes its own record once, with the try that committed', async () => {
+    const { result, events } = await run([
+      recordingStep('subdomain', [new InjectedTransientFault('subdomain')]),
+      step('verify_database'),
+    ]);
+    expect(result.ok).toBe(true);
+    expect(await recordsOf(result.runId)).toEqual([
+      { name: 'subdomain', status: 'SUCCEEDED', error: null },
+      { name: 'verify_database', status: 'SUCCEEDED', error: null },
+    ]);
+    expect(await prisma.auditLog.count({ where: { targetId: result.runId } })).toBe(1);
+    expect(events.at(-1)).toMatchObject({ runStatus: 'SUCCEEDED', recorded: 'SUCCEEDED' });
+  });
+
+  it('a plan ending with a step that records itself still ends its run', async () => {
+    const { result, events } = await run([step('migrate_database'), recordingStep('commit', [])]);
+    expect(result.ok).toBe(true);
+    expect(events.at(-1)).toEqual({
+      step: 'commit',
+      status: 'SUCCEEDED',
+      runStatus: 'SUCCEEDED',
+      recorded: 'SUCCEEDED',
     });
   });
 });

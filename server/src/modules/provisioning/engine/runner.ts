@@ -6,6 +6,7 @@
  * docs/decisions/043 why every lifecycle operation of a clinic is such a run.
  */
 import type { CentralPrisma } from '../../../db/database.js';
+import type { Prisma } from '../../../generated/central/client.js';
 import type { ProvisioningRunKind } from '../../../generated/central/enums.js';
 import type { Logger } from '../../../logger.js';
 import type { FaultInjector } from '../faults.js';
@@ -28,6 +29,13 @@ export interface StepResult {
 /** What a step knows of the run it belongs to. */
 export interface StepContext {
   runId: string;
+  /**
+   * Writes this step's SUCCEEDED record inside `tx`, the step's own central transaction, as its
+   * last statement: the step's central writes and its outcome then commit, or roll back, together
+   * (no commit of their own for the record; docs/decisions/063). A step that calls it must not
+   * return `skipped`. A step with no central transaction leaves the record to the runner.
+   */
+  record(tx: Prisma.TransactionClient): Promise<void>;
 }
 
 export interface Step<S> {
@@ -115,29 +123,24 @@ export async function runSteps<S>(deps: EngineDeps, input: RunInput<S>): Promise
       // The event announces the start now; the record is written once, with the outcome:
       // half the writes of a run (they were most of a registration's commits).
       startedAt.set(step, at);
+    } else if (fields.recorded) {
+      // Written in the step's own transaction (StepContext.record); only the run's end is left.
+      if (ending) await finish(prisma, run.id, ending.status, ending.error);
     } else {
-      const error = status === 'FAILED' ? message : undefined;
-      await prisma.provisioningStep.upsert({
-        where: { runId_name_attempt: { runId: run.id, name: step, attempt } },
-        create: {
-          runId: run.id,
-          name: step,
-          attempt,
-          status,
-          error: error ?? null,
-          startedAt: startedAt.get(step) ?? at,
-          finishedAt: at,
-          durationMs,
-        },
-        update: {
-          status,
-          finishedAt: at,
-          ...(error !== undefined ? { error } : {}),
-          ...(durationMs !== null ? { durationMs } : {}),
-        },
-      });
+      const record: StepRecord = {
+        runId: run.id,
+        name: step,
+        attempt,
+        status,
+        error: status === 'FAILED' ? message : undefined,
+        startedAt: startedAt.get(step) ?? at,
+        finishedAt: at,
+        durationMs,
+      };
+      // The run's last record and its outcome are one statement (one commit, not two).
+      if (ending) await recordAndFinish(prisma, record, ending);
+      else await writeStepRecord(prisma, record);
     }
-    if (ending) await finish(prisma, run.id, ending.status, ending.error);
     deps.publish({
       runId: run.id,
       kind: input.kind,
@@ -153,27 +156,54 @@ export async function runSteps<S>(deps: EngineDeps, input: RunInput<S>): Promise
   };
   const succeeded: RunEnding = { status: 'SUCCEEDED', error: null };
 
-  const context: StepContext = { runId: run.id };
   const done: Step<S>[] = [];
+  /** Fault injection of a process kill: no more heartbeats, no outcome, no return. */
+  const die = async (): Promise<never> => {
+    clearInterval(heartbeat);
+    return new Promise<never>(() => {});
+  };
   try {
     for (const [index, step] of input.steps.entries()) {
       const last = index === input.steps.length - 1;
       await emit(step.name, 'STARTED');
       const started = performance.now();
-      if (deps.faults.crashes(step.name)) {
-        // Fault injection of a process kill: no more heartbeats, no outcome, no return.
-        clearInterval(heartbeat);
-        await new Promise<never>(() => {});
-      }
+      if (deps.faults.crashes(step.name)) await die();
+      /** Set when the step's own transaction wrote its record; reset by each try. */
+      const recorded: { durationMs: number | null } = { durationMs: null };
+      const context: StepContext = {
+        runId: run.id,
+        async record(tx) {
+          const durationMs = Math.round(performance.now() - started);
+          const at = new Date();
+          await writeStepRecord(tx, {
+            runId: run.id,
+            name: step.name,
+            attempt,
+            status: 'SUCCEEDED',
+            startedAt: startedAt.get(step.name) ?? at,
+            finishedAt: at,
+            durationMs,
+          });
+          recorded.durationMs = durationMs;
+        },
+      };
       try {
-        const result = await tryStep(deps, step, input.state, context, log);
-        const durationMs = Math.round(performance.now() - started);
+        const result = await tryStep(deps, step, input.state, context, log, () => {
+          recorded.durationMs = null;
+        });
+        // The step's work, and its record when it wrote one, are committed; nothing else is.
+        if (deps.faults.crashesAfter(step.name)) await die();
+        const durationMs = recorded.durationMs ?? Math.round(performance.now() - started);
         deps.observeStep(step.name, 'ok', durationMs / 1000);
         done.push(step);
         await emit(
           step.name,
           result?.skipped ? 'SKIPPED' : 'SUCCEEDED',
-          { message: result?.skipped ?? result?.note ?? null, durationMs },
+          {
+            message: result?.skipped ?? result?.note ?? null,
+            durationMs,
+            recorded: recorded.durationMs !== null,
+          },
           last ? succeeded : undefined,
         );
       } catch (caught) {
@@ -248,9 +278,12 @@ async function tryStep<S>(
   state: S,
   context: StepContext,
   log: Logger,
+  beforeTry: () => void,
 ): Promise<StepResult | undefined> {
   for (let retry = 0; ; retry++) {
     try {
+      // A try that failed rolled its transaction back, the record it may have written with it.
+      beforeTry();
       deps.faults.check(step.name);
       return await step.run(state, context);
     } catch (error) {
@@ -289,7 +322,12 @@ interface RunEnding {
 type Emit = (
   step: ProvisioningStepName,
   status: ProvisioningEventStatus,
-  fields?: { message?: string | null; durationMs?: number | null },
+  fields?: {
+    message?: string | null;
+    durationMs?: number | null;
+    /** The step's record is written already, in its own transaction (StepContext.record). */
+    recorded?: boolean;
+  },
   ending?: RunEnding,
 ) => Promise<void>;
 
@@ -325,6 +363,62 @@ async function rollBack<S>(
     }
   }
   return clean;
+}
+
+/** One step's outcome as `provisioning_steps` keeps it (one row per run, step and attempt). */
+interface StepRecord {
+  runId: string;
+  name: ProvisioningStepName;
+  attempt: number;
+  status: Exclude<ProvisioningEventStatus, 'STARTED'>;
+  /** Set for FAILED (null: no message); undefined keeps what the row has. */
+  error?: string | null;
+  startedAt: Date;
+  finishedAt: Date;
+  /** Null keeps what the row has (an undo's record keeps the run's duration). */
+  durationMs: number | null;
+}
+
+/** Writes `record`: the row of its step and attempt, or its new outcome (an undo's). */
+async function writeStepRecord(
+  prisma: Pick<CentralPrisma, 'provisioningStep'> | Prisma.TransactionClient,
+  record: StepRecord,
+): Promise<void> {
+  const { runId, name, attempt, status, error, startedAt, finishedAt, durationMs } = record;
+  await prisma.provisioningStep.upsert({
+    where: { runId_name_attempt: { runId, name, attempt } },
+    create: { runId, name, attempt, status, error: error ?? null, startedAt, finishedAt, durationMs },
+    update: {
+      status,
+      finishedAt,
+      ...(error !== undefined ? { error } : {}),
+      ...(durationMs !== null ? { durationMs } : {}),
+    },
+  });
+}
+
+/**
+ * `record` and the run's outcome in one statement, so one commit: the run is never finished
+ * without its last step's record, nor the other way round.
+ */
+async function recordAndFinish(prisma: CentralPrisma, record: StepRecord, ending: RunEnding): Promise<void> {
+  const { runId, name, attempt, status, error, startedAt, finishedAt, durationMs } = record;
+  await prisma.$executeRaw`
+    WITH step AS (
+      INSERT INTO provisioning_steps
+        (run_id, name, attempt, status, error, started_at, finished_at, duration_ms)
+      VALUES (${runId}::uuid, ${name}, ${attempt}, ${status}::"ProvisioningStepStatus",
+        ${error ?? null}, ${startedAt}, ${finishedAt}, ${durationMs})
+      ON CONFLICT (run_id, name, attempt) DO UPDATE SET
+        status = excluded.status,
+        finished_at = excluded.finished_at,
+        error = CASE WHEN ${error !== undefined} THEN excluded.error ELSE provisioning_steps.error END,
+        duration_ms = COALESCE(excluded.duration_ms, provisioning_steps.duration_ms)
+    )
+    UPDATE provisioning_runs
+    SET status = ${ending.status}::"ProvisioningRunStatus", error = ${ending.error},
+      finished_at = ${finishedAt}, lease_until = NULL
+    WHERE id = ${runId}::uuid`;
 }
 
 async function finish(

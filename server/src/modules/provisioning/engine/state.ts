@@ -38,6 +38,11 @@ export interface ProvisionState {
   session?: pg.Client;
   /** Set by the subdomain step: the name dns and ssl then work on, without reading it back. */
   subdomain?: string;
+  /**
+   * Set by central_records: the clinic row is this run's own, so nothing of it (a subdomain
+   * reservation) can predate the run, and the subdomain step need not look.
+   */
+  createdInRun?: boolean;
 }
 
 export interface StepDeps {

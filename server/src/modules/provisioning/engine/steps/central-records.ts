@@ -5,7 +5,7 @@ import type { TransactionHook } from './hooks.js';
 /**
  * The company and its PROVISIONING clinic, in one transaction with what `hook` adds (a
  * registration's admin user). Undone by deleting the company, which cascades to the clinic, its
- * users and their tokens.
+ * users and their tokens. The step's record is written in the same transaction.
  */
 export function centralRecordsStep<S extends ProvisionState>(
   deps: Pick<StepDeps, 'prisma'>,
@@ -13,12 +13,14 @@ export function centralRecordsStep<S extends ProvisionState>(
 ): Step<S> {
   return {
     name: 'central_records',
-    async run(state) {
+    async run(state, context) {
       await deps.prisma.$transaction(async (tx) => {
         const company = await tx.company.create({ data: { name: state.companyName } });
         await tx.clinic.create({ data: { ...clinicRecord(state), companyId: company.id } });
         await hook.run?.(tx, state);
+        await context.record(tx);
       });
+      state.createdInRun = true;
       return undefined;
     },
     async undo(state) {

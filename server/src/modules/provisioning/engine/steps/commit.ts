@@ -2,7 +2,10 @@ import type { Step, StepContext } from '../runner.js';
 import type { ProvisionState, StepDeps } from '../state.js';
 import type { Transaction, TransactionHook } from './hooks.js';
 
-/** The point of no return: `apply` in one central transaction. */
+/**
+ * The point of no return: `apply` in one central transaction, with the step's record, so a run
+ * is never READY-and-unrecorded nor recorded-and-not-READY (docs/decisions/063).
+ */
 export function commitStep<S>(
   deps: Pick<StepDeps, 'prisma'>,
   apply: (tx: Transaction, state: S, context: StepContext) => Promise<void>,
@@ -11,7 +14,10 @@ export function commitStep<S>(
   return {
     name: 'commit',
     async run(state, context) {
-      await deps.prisma.$transaction((tx) => apply(tx, state, context));
+      await deps.prisma.$transaction(async (tx) => {
+        await apply(tx, state, context);
+        await context.record(tx);
+      });
       return undefined;
     },
     ...(undo ? { undo } : {}),

@@ -5,17 +5,19 @@ import type { ProvisionState, StepDeps } from '../state.js';
 /**
  * Replaces the provisional `name-1a2b3c4d` subdomain with one from the shared allocator
  * (modules/subdomains): `name`, or `name-2`… when taken by a clinic or an onboarding. A re-run
- * (a resumed registration) keeps the name reserved the first time.
+ * (a resumed registration) keeps the name reserved the first time; a run that created the clinic
+ * has none to look for. Recorded in its transaction.
  */
 export function subdomainStep<S extends ProvisionState>(deps: Pick<StepDeps, 'prisma'>): Step<S> {
   return {
     name: 'subdomain',
-    async run(state) {
+    async run(state, context) {
       const subdomain = await deps.prisma.$transaction(async (tx) => {
         const name =
-          (await clinicSubdomain(tx, state.clinicId)) ??
+          (state.createdInRun ? null : await clinicSubdomain(tx, state.clinicId)) ??
           (await reserveSubdomain(tx, preferredSubdomain(state.clinicName), { clinicId: state.clinicId }));
         await tx.clinic.update({ where: { id: state.clinicId }, data: { subdomain: name } });
+        await context.record(tx);
         return name;
       });
       state.subdomain = subdomain;
