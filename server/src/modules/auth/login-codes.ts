@@ -83,34 +83,40 @@ export class LoginCodes {
     if (addressWait > 0) throw new RateLimitedError(addressWait);
 
     const code = String(randomInt(0, 1_000_000)).padStart(6, '0');
-    // Looked up beside the write below, for every e-mail alike; the answer never waits for it.
-    const known = prisma.user.findUnique({ where: { email }, select: { id: true, clinicId: true } });
-    known.catch(() => {}); // awaited by the delivery; a refused request drops it
     // One statement, so one round trip: the row lock of ON CONFLICT serialises requests for one
     // e-mail, so the cooldown is checked and spent atomically. A new code in the same window
     // keeps failed_attempts (asking again does not buy more guesses); a fresh window resets it.
-    // No row back means the cooldown refused it. The same write for every e-mail: an unknown
+    // No `sent` back means the cooldown refused it. The same write for every e-mail: an unknown
     // one simply never receives the code.
-    const [sent] = await prisma.$queryRaw<{ sent: boolean }[]>`
-      INSERT INTO login_codes AS l
-             (email, code_hmac, expires_at, failed_attempts, window_started_at, sends, last_sent_at)
-      VALUES (${email}, ${this.hmac(email, code)}, now() + make_interval(secs => ${CODE_TTL_SECONDS}),
-              0, now(), 1, now())
-      ON CONFLICT (email) DO UPDATE SET
-        code_hmac = excluded.code_hmac,
-        expires_at = excluded.expires_at,
-        last_sent_at = now(),
-        sends = CASE WHEN ${FRESH_WINDOW} THEN 1 ELSE l.sends + 1 END,
-        failed_attempts = CASE WHEN ${FRESH_WINDOW} THEN 0 ELSE l.failed_attempts END,
-        window_started_at = CASE WHEN ${FRESH_WINDOW} THEN now() ELSE l.window_started_at END
-      WHERE NOT ${limited} OR ${FRESH_WINDOW} OR l.sends = 0 OR l.last_sent_at + ${COOLDOWN} <= now()
-      RETURNING true AS sent`;
-    if (!sent) {
-      const [row] = await prisma.$queryRaw<{ wait_ms: number }[]>`
+    //
+    // The user the delivery needs comes back with it (docs/decisions/062): the same index probe
+    // for every e-mail, known or not, and nothing before the answer looks at what it found.
+    const [row] = await prisma.$queryRaw<
+      { sent: boolean | null; user_id: string | null; clinic_id: string | null }[]
+    >`
+      WITH code AS (
+        INSERT INTO login_codes AS l
+               (email, code_hmac, expires_at, failed_attempts, window_started_at, sends, last_sent_at)
+        VALUES (${email}, ${this.hmac(email, code)}, now() + make_interval(secs => ${CODE_TTL_SECONDS}),
+                0, now(), 1, now())
+        ON CONFLICT (email) DO UPDATE SET
+          code_hmac = excluded.code_hmac,
+          expires_at = excluded.expires_at,
+          last_sent_at = now(),
+          sends = CASE WHEN ${FRESH_WINDOW} THEN 1 ELSE l.sends + 1 END,
+          failed_attempts = CASE WHEN ${FRESH_WINDOW} THEN 0 ELSE l.failed_attempts END,
+          window_started_at = CASE WHEN ${FRESH_WINDOW} THEN now() ELSE l.window_started_at END
+        WHERE NOT ${limited} OR ${FRESH_WINDOW} OR l.sends = 0 OR l.last_sent_at + ${COOLDOWN} <= now()
+        RETURNING true AS sent)
+      SELECT (SELECT sent FROM code) AS sent, u.id::text AS user_id, u.clinic_id::text AS clinic_id
+        FROM (SELECT 1) one LEFT JOIN users u ON u.email = ${email}`;
+    if (!row?.sent) {
+      const [wait] = await prisma.$queryRaw<{ wait_ms: number }[]>`
         SELECT (extract(epoch FROM l.last_sent_at + ${COOLDOWN} - now()) * 1000)::float8 AS wait_ms
           FROM login_codes l WHERE l.email = ${email}`;
-      throw new RateLimitedError((row?.wait_ms ?? 1000) / 1000);
+      throw new RateLimitedError((wait?.wait_ms ?? 1000) / 1000);
     }
+    const known = row.user_id ? { id: row.user_id, clinicId: row.clinic_id } : null;
     // Everything that depends on whether the e-mail is known happens after the answer, so the
     // answer and its timing are the same for every address.
     const delivery = this.deliver(email, code, ip, known)
@@ -152,9 +158,10 @@ export class LoginCodes {
     email: string,
     code: string,
     ip: string | null,
-    known: Promise<{ id: string; clinicId: string | null } | null>,
+    known: { id: string; clinicId: string | null } | null,
   ): Promise<void> {
-    const user = (await known) ?? (await this.userFor(email));
+    // Not known yet: a client record may make this e-mail a user now.
+    const user = known ?? (await this.userFor(email));
     if (!user) return;
     const { prisma, config, logger } = this.deps;
     const mail: OutgoingMail = {
