@@ -3,7 +3,7 @@
  * signature check is not repeated on every request, but expiry is, and a token that differs
  * by one character is verified on its own.
  */
-import { decodeJwt, SignJWT } from 'jose';
+import { decodeJwt, decodeProtectedHeader, jwtVerify, SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
 
@@ -54,5 +54,27 @@ describe('access token verification', async () => {
     expect((await auth.authenticate(`Bearer ${shortLived}`))?.userId).toBe(user.id);
     await new Promise((done) => setTimeout(done, 2100));
     await expect(auth.authenticate(`Bearer ${shortLived}`)).rejects.toThrow(/session has ended/);
+  });
+
+  it('signs access tokens as HS256 JWTs that jose verifies, with the session in their claims', async () => {
+    const { accessToken, expiresAt } = await auth.startSession(user.id, { ip: null }, 'test');
+    expect(decodeProtectedHeader(accessToken)).toEqual({ alg: 'HS256' });
+    const { payload } = await jwtVerify(accessToken, secret, {
+      issuer: 'onramp',
+      audience: 'onramp',
+      algorithms: ['HS256'],
+    });
+    const session = await t.app.deps.db.prisma.session.findFirstOrThrow({
+      where: { userId: user.id },
+      orderBy: { createdAt: 'desc' },
+    });
+    expect(payload).toMatchObject({ sub: user.id, sid: session.id, role: 'STAFF', cid: null });
+    expect(payload.exp).toBe(Math.floor(expiresAt.getTime() / 1000));
+    expect(Math.abs((payload.iat ?? 0) - Date.now() / 1000)).toBeLessThan(5);
+    await expect(
+      jwtVerify(accessToken, new TextEncoder().encode('another secret of the same length, or not'), {
+        algorithms: ['HS256'],
+      }),
+    ).rejects.toThrow();
   });
 });

@@ -32,7 +32,7 @@ describe('e-mail code sign-in', async () => {
   const { prisma } = t.app.deps.db;
 
   /** The code of the newest sign-in mail, once the dev transport has delivered it. */
-  const latestCode = (email: string) => mailedCode(t, email);
+  const latestCode = (email: string, atLeast = 1) => mailedCode(t, email, { atLeast });
   const request = (email: string) => t.gql(REQUEST, { e: email });
   const signIn = async (email: string, code: string, accepted?: unknown) =>
     (
@@ -224,6 +224,31 @@ describe('e-mail code sign-in', async () => {
     expect(await t.app.deps.auth.codes.prune()).toBeGreaterThanOrEqual(1);
     expect(await prisma.loginCode.findUnique({ where: { email: 'lapsed@example.com' } })).toBeNull();
     expect(await prisma.loginCode.findUnique({ where: { email: 'live@example.com' } })).not.toBeNull();
+  });
+
+  it('writes no session for a user of a clinic that is not ready; once it is, the code signs them in', async () => {
+    const { clinicId, admin } = await createClinic(t, {
+      clinicName: `Not Ready ${letters(4)}`,
+      country: 'FR',
+    });
+    const { email } = admin;
+    const user = await prisma.user.findUniqueOrThrow({ where: { email } });
+    await prisma.clinic.update({ where: { id: clinicId }, data: { status: 'FAILED' } });
+    await request(email);
+    // The clinic is checked before a session is written (the statement that spends the code
+    // writes one only for a user without a clinic).
+    expect(await signIn(email, await latestCode(email))).toMatchObject({ code: 'CLINIC_UNAVAILABLE' });
+    expect(await prisma.session.count({ where: { userId: user.id } })).toBe(0);
+
+    await prisma.clinic.update({ where: { id: clinicId }, data: { status: 'READY' } });
+    await skipCooldown(email);
+    await request(email);
+    const session = await signIn(email, await latestCode(email, 2));
+    expect(session).toMatchObject({ __typename: 'AuthSession', user: { role: 'CLINIC_ADMIN' } });
+    expect(await prisma.session.count({ where: { userId: user.id, revokedAt: null } })).toBe(1);
+    expect(
+      await prisma.auditLog.count({ where: { actorId: user.id, action: 'auth.sign_in', clinicId } }),
+    ).toBe(1);
   });
 
   describe('client records', () => {

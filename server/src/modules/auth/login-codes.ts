@@ -16,6 +16,7 @@ import { Prisma } from '../../generated/central/client.js';
 import type { UserRole } from '../../generated/central/enums.js';
 import type { Logger } from '../../logger.js';
 import { auditActionSql, recordAudit } from '../audit/record.js';
+import { type ConsentRow, consentRowsSql } from '../consents/service.js';
 import { enqueueMail, type MailTransport, type OutgoingMail, sendThenRecordMail } from '../mail/service.js';
 import { InvalidCodeError } from '../users/errors.js';
 import { normaliseEmail } from '../users/validation.js';
@@ -82,34 +83,40 @@ export class LoginCodes {
     if (addressWait > 0) throw new RateLimitedError(addressWait);
 
     const code = String(randomInt(0, 1_000_000)).padStart(6, '0');
-    // Looked up beside the write below, for every e-mail alike; the answer never waits for it.
-    const known = prisma.user.findUnique({ where: { email }, select: { id: true, clinicId: true } });
-    known.catch(() => {}); // awaited by the delivery; a refused request drops it
     // One statement, so one round trip: the row lock of ON CONFLICT serialises requests for one
     // e-mail, so the cooldown is checked and spent atomically. A new code in the same window
     // keeps failed_attempts (asking again does not buy more guesses); a fresh window resets it.
-    // No row back means the cooldown refused it. The same write for every e-mail: an unknown
+    // No `sent` back means the cooldown refused it. The same write for every e-mail: an unknown
     // one simply never receives the code.
-    const [sent] = await prisma.$queryRaw<{ sent: boolean }[]>`
-      INSERT INTO login_codes AS l
-             (email, code_hmac, expires_at, failed_attempts, window_started_at, sends, last_sent_at)
-      VALUES (${email}, ${this.hmac(email, code)}, now() + make_interval(secs => ${CODE_TTL_SECONDS}),
-              0, now(), 1, now())
-      ON CONFLICT (email) DO UPDATE SET
-        code_hmac = excluded.code_hmac,
-        expires_at = excluded.expires_at,
-        last_sent_at = now(),
-        sends = CASE WHEN ${FRESH_WINDOW} THEN 1 ELSE l.sends + 1 END,
-        failed_attempts = CASE WHEN ${FRESH_WINDOW} THEN 0 ELSE l.failed_attempts END,
-        window_started_at = CASE WHEN ${FRESH_WINDOW} THEN now() ELSE l.window_started_at END
-      WHERE NOT ${limited} OR ${FRESH_WINDOW} OR l.sends = 0 OR l.last_sent_at + ${COOLDOWN} <= now()
-      RETURNING true AS sent`;
-    if (!sent) {
-      const [row] = await prisma.$queryRaw<{ wait_ms: number }[]>`
+    //
+    // The user the delivery needs comes back with it (docs/decisions/062): the same index probe
+    // for every e-mail, known or not, and nothing before the answer looks at what it found.
+    const [row] = await prisma.$queryRaw<
+      { sent: boolean | null; user_id: string | null; clinic_id: string | null }[]
+    >`
+      WITH code AS (
+        INSERT INTO login_codes AS l
+               (email, code_hmac, expires_at, failed_attempts, window_started_at, sends, last_sent_at)
+        VALUES (${email}, ${this.hmac(email, code)}, now() + make_interval(secs => ${CODE_TTL_SECONDS}),
+                0, now(), 1, now())
+        ON CONFLICT (email) DO UPDATE SET
+          code_hmac = excluded.code_hmac,
+          expires_at = excluded.expires_at,
+          last_sent_at = now(),
+          sends = CASE WHEN ${FRESH_WINDOW} THEN 1 ELSE l.sends + 1 END,
+          failed_attempts = CASE WHEN ${FRESH_WINDOW} THEN 0 ELSE l.failed_attempts END,
+          window_started_at = CASE WHEN ${FRESH_WINDOW} THEN now() ELSE l.window_started_at END
+        WHERE NOT ${limited} OR ${FRESH_WINDOW} OR l.sends = 0 OR l.last_sent_at + ${COOLDOWN} <= now()
+        RETURNING true AS sent)
+      SELECT (SELECT sent FROM code) AS sent, u.id::text AS user_id, u.clinic_id::text AS clinic_id
+        FROM (SELECT 1) one LEFT JOIN users u ON u.email = ${email}`;
+    if (!row?.sent) {
+      const [wait] = await prisma.$queryRaw<{ wait_ms: number }[]>`
         SELECT (extract(epoch FROM l.last_sent_at + ${COOLDOWN} - now()) * 1000)::float8 AS wait_ms
           FROM login_codes l WHERE l.email = ${email}`;
-      throw new RateLimitedError((row?.wait_ms ?? 1000) / 1000);
+      throw new RateLimitedError((wait?.wait_ms ?? 1000) / 1000);
     }
+    const known = row.user_id ? { id: row.user_id, clinicId: row.clinic_id } : null;
     // Everything that depends on whether the e-mail is known happens after the answer, so the
     // answer and its timing are the same for every address.
     const delivery = this.deliver(email, code, ip, known)
@@ -151,9 +158,10 @@ export class LoginCodes {
     email: string,
     code: string,
     ip: string | null,
-    known: Promise<{ id: string; clinicId: string | null } | null>,
+    known: { id: string; clinicId: string | null } | null,
   ): Promise<void> {
-    const user = (await known) ?? (await this.userFor(email));
+    // Not known yet: a client record may make this e-mail a user now.
+    const user = known ?? (await this.userFor(email));
     if (!user) return;
     const { prisma, config, logger } = this.deps;
     const mail: OutgoingMail = {
@@ -239,28 +247,47 @@ export class LoginCodes {
     const email = normaliseEmail(rawEmail);
     // The attempt is counted before the code is compared, in one statement (the row lock orders
     // concurrent attempts): of N parallel guesses at most MAX_FAILED_ATTEMPTS are compared. A
-    // lapsed window starts a new budget.
+    // lapsed window starts a new budget. The same statement reads what a matching code needs
+    // next (the user and their consents, for `hold`), for every attempt alike, right or wrong,
+    // known e-mail or not: the answer to a wrong code is the same, and so is the work behind it.
     const [row] = await prisma.$queryRaw<
-      { code_hmac: string | null; expires_at: Date; failed_attempts: number }[]
+      {
+        failed_attempts: number | null;
+        code_hmac: string | null;
+        expires_at: Date | null;
+        has_row: boolean;
+        user_id: string | null;
+        role: UserRole | null;
+        consents: ConsentRow[];
+      }[]
     >`
-      UPDATE login_codes
-         SET failed_attempts = CASE WHEN window_started_at < now() - interval '1 hour' THEN 1 ELSE failed_attempts + 1 END,
-             window_started_at = CASE WHEN window_started_at < now() - interval '1 hour' THEN now() ELSE window_started_at END
-       WHERE email = ${email}
-         AND (window_started_at < now() - interval '1 hour' OR failed_attempts < ${MAX_FAILED_ATTEMPTS})
-   RETURNING code_hmac, expires_at, failed_attempts`;
-    if (!row) {
+      WITH attempt AS (
+        UPDATE login_codes
+           SET failed_attempts = CASE WHEN window_started_at < now() - interval '1 hour' THEN 1 ELSE failed_attempts + 1 END,
+               window_started_at = CASE WHEN window_started_at < now() - interval '1 hour' THEN now() ELSE window_started_at END
+         WHERE email = ${email}
+           AND (window_started_at < now() - interval '1 hour' OR failed_attempts < ${MAX_FAILED_ATTEMPTS})
+     RETURNING code_hmac, expires_at, failed_attempts)
+      SELECT a.failed_attempts, a.code_hmac, a.expires_at,
+             EXISTS (SELECT 1 FROM login_codes WHERE email = ${email}) AS has_row,
+             u.id::text AS user_id, u.role::text AS role, ${consentRowsSql(Prisma.sql`u.id`)} AS consents
+        FROM (SELECT 1) one
+        LEFT JOIN attempt a ON true
+        LEFT JOIN users u ON u.email = ${email}`;
+    if (!row || row.failed_attempts === null) {
       // The budget is spent, or no code was ever asked for this e-mail. Rows exist for every
       // e-mail a code was asked for, known or not: this tells nothing about accounts.
-      const spent = await prisma.loginCode.count({ where: { email } });
-      if (spent > 0) throw new TooManyAttemptsError();
+      if (row?.has_row) throw new TooManyAttemptsError();
       throw new InvalidCodeError('This code is invalid or has expired');
     }
 
     const expected = row.code_hmac ? Buffer.from(row.code_hmac, 'hex') : Buffer.alloc(32);
     const given = Buffer.from(this.hmac(email, /^\d{6}$/.test(code) ? code : 'invalid'), 'hex');
     const matches =
-      timingSafeEqual(expected, given) && row.code_hmac !== null && row.expires_at.getTime() > Date.now();
+      timingSafeEqual(expected, given) &&
+      row.code_hmac !== null &&
+      row.expires_at !== null &&
+      row.expires_at.getTime() > Date.now();
     if (!matches) {
       if (row.failed_attempts >= MAX_FAILED_ATTEMPTS) {
         // The last attempt of the budget was wrong: the code is burnt.
@@ -269,8 +296,10 @@ export class LoginCodes {
       }
       throw new InvalidCodeError('This code is invalid or has expired');
     }
-    if (options.hold) {
-      const held = await this.holdBeforeSpending(email, row.code_hmac as string, options.hold);
+    // No user: the statement that spends the code finds none either and answers INVALID_CODE.
+    if (options.hold && row.user_id && row.role) {
+      const holder = { id: row.user_id, role: row.role, consents: row.consents };
+      const held = await this.holdBeforeSpending(email, row.code_hmac as string, holder, options.hold);
       if (held) return held;
     }
     // Single use: of two concurrent uses of one code, only one clears it (compare-and-set on the
@@ -280,6 +309,14 @@ export class LoginCodes {
     // password (and so could still sign in after the owner starts using the account). When the
     // mailbox is proven for the first time, that password is cleared and every session started
     // before ends, in the same statement; the owner signs in with codes until they set one.
+    //
+    // The new session is written in the same statement for a user without a clinic (no check to
+    // wait for; the sessions it ends are those that existed before it). A clinic's database is
+    // checked before anyone enters it, so its users' sessions are written after that check.
+    const session = options.session
+      ? Prisma.sql`, ${options.session(Prisma.sql`SELECT id, clinic_id FROM target WHERE clinic_id IS NULL`)}`
+      : Prisma.empty;
+    const sessionId = options.session ? Prisma.sql`(SELECT id::text FROM session)` : Prisma.sql`NULL::text`;
     const consume = (db: Prisma.TransactionClient | CentralPrisma) =>
       db.$queryRaw<
         {
@@ -288,6 +325,7 @@ export class LoginCodes {
           clinic_id: string | null;
           clinic_status: string | null;
           first_proof: boolean;
+          session_id: string | null;
         }[]
       >`
       WITH used AS (
@@ -311,9 +349,9 @@ export class LoginCodes {
         SELECT ${auditActionSql('user.email_proven')}, t.id, t.clinic_id, 'user', t.id::text,
                jsonb_build_object('method', 'code', 'passwordCleared', t.had_password,
                                   'sessionsEnded', (SELECT count(*) FROM ended))
-          FROM target t WHERE t.first_proof)
+          FROM target t WHERE t.first_proof)${session}
       SELECT t.id::text AS id, t.role::text AS role, t.clinic_id::text AS clinic_id,
-             c.status::text AS clinic_status, t.first_proof
+             c.status::text AS clinic_status, t.first_proof, ${sessionId} AS session_id
         FROM target t LEFT JOIN clinics c ON c.id = t.clinic_id`;
     // Acceptances given with the code are written in the transaction that spends it.
     const { record } = options;
@@ -331,6 +369,7 @@ export class LoginCodes {
       clinicId: user.clinic_id,
       clinicStatus: user.clinic_status,
       firstProof: user.first_proof,
+      sessionId: user.session_id,
     };
   }
 
@@ -342,12 +381,10 @@ export class LoginCodes {
   private async holdBeforeSpending<Held>(
     email: string,
     codeHmac: string,
-    hold: (user: { id: string; role: UserRole }) => Promise<Held | null>,
+    user: CodeHolder,
+    hold: (user: CodeHolder) => Promise<Held | null>,
   ): Promise<{ held: Held } | null> {
     const { prisma } = this.deps;
-    const user = await prisma.user.findUnique({ where: { email }, select: { id: true, role: true } });
-    // No user: the statement that spends the code finds none either and answers INVALID_CODE.
-    if (!user) return null;
     const giveBack = () => prisma.$executeRaw`
       UPDATE login_codes SET failed_attempts = greatest(failed_attempts - 1, 0)
        WHERE email = ${email} AND code_hmac = ${codeHmac}`;
@@ -371,9 +408,22 @@ export interface VerifyOptions<Held> {
    * returned instead of a sign-in, and so is a throw; either way the code stays usable and the
    * attempt is given back, so answering it costs the user nothing from their budget.
    */
-  hold?: (user: { id: string; role: UserRole }) => Promise<Held | null>;
+  hold?: (user: CodeHolder) => Promise<Held | null>;
   /** Writes with the spending of the code, in its transaction (the acceptances given with it). */
   record?: (tx: Prisma.TransactionClient, userId: string) => Promise<void>;
+  /**
+   * CTEs that write the new session in the statement that spends the code, for the user `who`
+   * selects (columns `id`, `clinic_id`; no row when the user has a clinic to check first). The
+   * first of them is `session`, returning the session's `id` ({@link CodeUser.sessionId}).
+   */
+  session?: (who: Prisma.Sql) => Prisma.Sql;
+}
+
+/** The user of a matching code, as `hold` sees them (read with the attempt). */
+export interface CodeHolder {
+  id: string;
+  role: UserRole;
+  consents: ConsentRow[];
 }
 
 /** The user a code signed in, and what a session for them needs. */
@@ -385,4 +435,6 @@ export interface CodeUser {
   clinicStatus: string | null;
   /** This code proved the mailbox for the first time: earlier sessions and password are gone. */
   firstProof: boolean;
+  /** The session written with the spending of the code (`VerifyOptions.session`), if one was. */
+  sessionId: string | null;
 }

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import { ValidationError } from '../../errors.js';
-import type { Prisma } from '../../generated/central/client.js';
+import { Prisma } from '../../generated/central/client.js';
 import { recordAudit } from '../audit/record.js';
 
 export const CONSENT_DOCUMENTS = ['TERMS', 'PRIVACY'] as const;
@@ -81,12 +81,44 @@ export async function consentState(
   db: Db,
   config: Pick<Config, 'consentVersions'>,
   userId: string,
-  { askMissing = false }: { askMissing?: boolean } = {},
+  options: { askMissing?: boolean } = {},
 ): Promise<ConsentState> {
   const rows = await db.consent.findMany({
     where: { userId },
     select: { document: true, version: true, withdrawnAt: true },
   });
+  const held = rows.map(({ document, version, withdrawnAt }) => ({
+    document,
+    version,
+    withdrawn: withdrawnAt !== null,
+  }));
+  return consentStateOf(held, config, options);
+}
+
+/** One consent row as {@link consentStateOf} reads it. */
+export interface ConsentRow {
+  document: string;
+  version: string;
+  withdrawn: boolean;
+}
+
+/**
+ * The user's consent rows as one jsonb array of {@link ConsentRow} (`[]` without any), for a
+ * statement that reads them with something else (the attempt of a code sign-in, login-codes.ts).
+ * @param userId an SQL expression of the user's id (uuid).
+ */
+export function consentRowsSql(userId: Prisma.Sql): Prisma.Sql {
+  return Prisma.sql`(SELECT coalesce(jsonb_agg(jsonb_build_object('document', c.document, 'version', c.version,
+                                                  'withdrawn', c.withdrawn_at IS NOT NULL)), '[]'::jsonb)
+       FROM consents c WHERE c.user_id = ${userId})`;
+}
+
+/** {@link consentState} of rows already read. */
+export function consentStateOf(
+  rows: readonly ConsentRow[],
+  config: Pick<Config, 'consentVersions'>,
+  { askMissing = false }: { askMissing?: boolean } = {},
+): ConsentState {
   const state: ConsentState = { withdrawn: [], outdated: [] };
   for (const document of CONSENT_DOCUMENTS) {
     const mine = rows.filter((row) => row.document === document);
@@ -95,7 +127,7 @@ export async function consentState(
       if (askMissing) state.outdated.push({ document, version: current });
       continue;
     }
-    const open = mine.filter((row) => row.withdrawnAt === null);
+    const open = mine.filter((row) => !row.withdrawn);
     if (open.length === 0) state.withdrawn.push(document);
     else if (!open.some((row) => row.version === current))
       state.outdated.push({ document, version: current });
