@@ -12,6 +12,7 @@ import { startExtraPostgres, startTestApp } from '../../../test/harness.js';
 import { type RegisterAnswer, registerClinic } from '../../../test/registration-flow.js';
 import { databaseUrl, quoteIdent, withClient } from '../../db/sql.js';
 import { clinicPassword, clinicRoleUrl } from './integrity.js';
+import { WarmPool } from './warm-pool.js';
 
 const server = await startExtraPostgres();
 
@@ -178,6 +179,22 @@ describe('the warm pool of verified spares', async () => {
     expect(await providers(clinic)).toBe(1);
 
     await provisioning.pool.idle();
+    expect(await claimable()).toHaveLength(3);
+  });
+
+  it('makes no more spares than its size when several instances refill one server at once', async () => {
+    await provisioning.pool.idle();
+    for (const spare of await claimable())
+      await sql(`ALTER DATABASE ${quoteIdent(spare.name)} ALLOW_CONNECTIONS true`);
+    const before = new Set((await spares()).map((spare) => spare.oid));
+    const clinicServer = [...db.servers.byId.values()].find((candidate) => candidate.url === server.url);
+    if (!clinicServer) throw new Error('the test server is not among the clinic servers');
+    // Three instances' pools, as a cluster has: each would count the spares and clone the rest.
+    const pools = [1, 2, 3].map(() => new WarmPool(3, t.app.deps.logger, provisioning.integrity.shape));
+    await Promise.all(pools.map((pool) => pool.refill(clinicServer)));
+
+    const made = (await spares()).filter((spare) => !before.has(spare.oid));
+    expect(made).toHaveLength(3);
     expect(await claimable()).toHaveLength(3);
   });
 });

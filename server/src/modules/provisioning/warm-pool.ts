@@ -25,6 +25,8 @@ export { SPARE_PREFIX };
 const VERIFIED = 'onramp:spare:verified';
 /** The comment of a spare that failed one, followed by why: kept for the operator, never claimed. */
 const REJECTED = 'onramp:spare:rejected: ';
+/** Advisory lock, on each clinic server, of the one refill running there. */
+const REFILL_LOCK = 'onramp:warm-pool:refill';
 
 interface SpareRow {
   datname: string;
@@ -136,6 +138,11 @@ export class WarmPool {
   async refill(server: ClinicServer): Promise<void> {
     const prefix = this.prefix(server);
     await withClient(server.url, async (admin) => {
+      // One refill at a time per server, cluster-wide: instances that counted the same spares
+      // would each clone the difference (three instances, three times the clones). The others
+      // wait and then count what the first left. A session lock: the connection's end, or the
+      // process's death, releases it.
+      await admin.query('SELECT pg_advisory_lock(hashtext($1))', [REFILL_LOCK]);
       const { rows } = await admin.query<SpareRow>(
         `SELECT datname, datallowconn AS open, shobj_description(oid, 'pg_database') AS note
            FROM pg_database WHERE starts_with(datname, $1)`,
