@@ -61,11 +61,20 @@ describe('quarantine of what uncommitted runs left', async () => {
     },
   });
 
-  /** What a process killed between CREATE DATABASE and the commit leaves: a finished run, its entries PENDING. */
+  /**
+   * What a process killed between CREATE DATABASE and the commit leaves: a finished run, its
+   * entries PENDING. The run is live (RUNNING under its lease) while its objects are made, as in
+   * a real registration, so the app's own sweep cannot settle the entries before they exist.
+   */
   const leftover = async (name: string) => {
     const state = await newState(name);
     const run = await prisma.provisioningRun.create({
-      data: { clinicId: state.clinicId, kind: 'REGISTER', status: 'FAILED', finishedAt: new Date() },
+      data: {
+        clinicId: state.clinicId,
+        kind: 'REGISTER',
+        status: 'RUNNING',
+        leaseUntil: new Date(Date.now() + 60_000),
+      },
     });
     await ledger.record(
       {
@@ -79,6 +88,10 @@ describe('quarantine of what uncommitted runs left', async () => {
     await withClient(admin, async (client) => {
       await cloneDatabase(client, state.databaseName, state.server.template.name);
       await ensureRole(client, state.roleName, 'a password of the dead process');
+    });
+    await prisma.provisioningRun.update({
+      where: { id: run.id },
+      data: { status: 'FAILED', finishedAt: new Date(), leaseUntil: null },
     });
     return state;
   };
