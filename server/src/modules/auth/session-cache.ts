@@ -2,8 +2,8 @@
  * The session check of every signed-in request as a lookup in memory (docs/decisions/048). A
  * session's row is read once, then kept while this instance is sure to hear of its end: every
  * session end travels on the event bus (`sessions`), published by the code that ended it (which
- * answers only once the broker has it) and, on PostgreSQL, by triggers of the central database
- * at commit (sessions revoked, a user's role or clinic changed, a user deleted), so an
+ * answers only once the broker has it) and by triggers of the central database (heard on
+ * either bus) at commit (sessions revoked, a user's role or clinic changed, a user deleted), so an
  * operator's SQL counts too. An end drops the user's entries on every instance.
  *
  * Hearing of it eventually is not enough: an end's event may still be on its way when the next
