@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createPubSub } from 'graphql-yoga';
 import { Redis } from 'ioredis';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startRedis } from '../../test/harness.js';
 import { ensureDatabase } from '../db/database.js';
@@ -117,6 +118,37 @@ describe('the event bus on PostgreSQL LISTEN/NOTIFY', () => {
     expect(await onA.quietFor(300)).toBe(true);
     expect(await onB.quietFor(0)).toBe(true);
     await Promise.all([onA.stop(), onB.stop()]);
+  });
+
+  it('sends the events published together in one statement, a repeated one in the next (decision 060)', async () => {
+    const notifies: string[][] = [];
+    const query = pg.Client.prototype.query;
+    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+      const [text, values] = args as [unknown, unknown[] | undefined];
+      if (this.database === database && typeof text === 'string' && text.startsWith('SELECT pg_notify('))
+        notifies.push(
+          (values?.[1] as string[] | string | undefined) === undefined
+            ? []
+            : ([values![1]].flat() as string[]),
+        );
+      return (query as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof query;
+    try {
+      const onB = reader(b.pubsub.subscribe('provisioning'));
+      const together = ['clone', 'verify', 'seed'].map((name) => step('run-batch', name));
+      for (const event of together) a.pubsub.publish('provisioning', event);
+      expect(await onB.take(together.length)).toEqual(together);
+      expect(notifies.map((payloads) => payloads.length)).toEqual([3]);
+
+      notifies.length = 0;
+      const twice = step('run-batch', 'dns');
+      for (const event of [twice, twice]) a.pubsub.publish('provisioning', event);
+      expect(await onB.take(2)).toEqual([twice, twice]);
+      expect(notifies.map((payloads) => payloads.length)).toEqual([1, 1]);
+      await onB.stop();
+    } finally {
+      pg.Client.prototype.query = query;
+    }
   });
 
   it('delivers every one of identical events published together (one NOTIFY would carry one)', async () => {
