@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import type { Config } from '../env.js';
 import type { Logger } from '../logger.js';
 import type { ProvisioningEvent } from '../modules/provisioning/index.js';
+import { sharedBarrier } from './barrier.js';
 import { createPostgresEventTarget } from './postgres-event-target.js';
 import { wire } from './wire.js';
 
@@ -133,29 +134,14 @@ export async function createEventBus({
   let lastPublish: Promise<void> = Promise.resolve();
   // Redis writes a message to its subscribers' connections as it runs the PUBLISH, so a PING on
   // the subscriber connection answers after every message published before it.
-  let pinging: Promise<boolean> | undefined;
-  let nextPing: Promise<boolean> | undefined;
-  const ping = (): Promise<boolean> => {
+  const redisBarrier = sharedBarrier(() => {
     if (!(up && subscribeClient.status === 'ready')) return Promise.resolve(false);
     const generation = losses;
-    const mine = subscribeClient.ping().then(
+    return subscribeClient.ping().then(
       () => up && losses === generation,
       () => false,
     );
-    pinging = mine;
-    void mine.finally(() => {
-      if (pinging === mine) pinging = undefined;
-    });
-    return mine;
-  };
-  const redisBarrier = (): Promise<boolean> => {
-    if (!pinging) return ping();
-    nextPing ??= pinging.then(() => {
-      nextPing = undefined;
-      return ping();
-    });
-    return nextPing;
-  };
+  });
   const eventTarget: PubSubEventTarget<Topics> = {
     addEventListener(type, callback, options) {
       redisTarget.addEventListener(type, callback, options);

@@ -10,6 +10,7 @@ import type {
 import pg from 'pg';
 import { quoteIdent } from '../db/sql.js';
 import type { Logger } from '../logger.js';
+import { sharedBarrier } from './barrier.js';
 import { parse, stringify } from './wire.js';
 
 /** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more (in the default configuration). */
@@ -225,34 +226,19 @@ export async function createPostgresEventTarget(
 
   // A round trip on the listening connection is a barrier: PostgreSQL sends a listener the
   // notifications already committed before it reads the next query, and the replies come back in
-  // order, so once `SELECT 1` answers they have all been delivered. Callers arriving while one
-  // is in flight wait for the next (the one in flight may have been read before they came).
-  let barrier: Promise<boolean> | undefined;
-  let nextBarrier: Promise<boolean> | undefined;
-  const roundTrip = (): Promise<boolean> => {
+  // order, so once `SELECT 1` answers they have all been delivered.
+  const sync = sharedBarrier(() => {
     const client = listener;
     if (!client) return Promise.resolve(false);
-    barrier = client.query('SELECT 1').then(
+    return client.query('SELECT 1').then(
       () => listener === client,
       () => false,
     );
-    const mine = barrier;
-    void mine.finally(() => {
-      if (barrier === mine) barrier = undefined;
-    });
-    return mine;
-  };
+  });
 
   return {
     connected: () => listener !== undefined,
-    sync() {
-      if (!barrier) return roundTrip();
-      nextBarrier ??= barrier.then(() => {
-        nextBarrier = undefined;
-        return roundTrip();
-      });
-      return nextBarrier;
-    },
+    sync,
     published: () => publishing,
     generation: () => losses,
     onReconnected(callback) {
