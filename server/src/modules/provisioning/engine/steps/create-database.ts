@@ -35,7 +35,8 @@ export function createDatabaseStep<S extends ProvisionState>(deps: StepDeps): St
         const grants = clinicDatabaseGrants(deps.deploymentId, state.databaseName, state.roleName);
         if (await databaseExists(admin, state.databaseName)) {
           state.databaseSource = 'existing';
-          // A database left by an earlier attempt (a clone it made) may still be closed.
+          // A claim stopped between its rename and its reopening (two messages before decision
+          // 067) left it closed; reopening an open one changes nothing.
           await admin.query(
             `ALTER DATABASE ${quoteIdent(state.databaseName)} ALLOW_CONNECTIONS true; ${grants}`,
           );
