@@ -10,15 +10,14 @@ import { databaseUrl, withPooled } from '../../db/sql.js';
 import type { Logger } from '../../logger.js';
 import {
   type ClinicClientCache,
+  clinicDatabaseGrants,
   cloneDatabase,
   databaseExists,
   ensureRole,
-  grantConnect,
   type Ledger,
   type LedgerObjects,
   type Plan,
   roleExists,
-  tagClinicObjects,
   type WarmPool,
 } from '../provisioning/index.js';
 import {
@@ -169,13 +168,15 @@ export function movePlan(deps: MoveStepDeps): Plan<MoveState> {
           });
           await deps.ledger.record(targetObjects(state), runId);
           const spare = await withPooled(target.admin, async (admin) => {
-            const claimed = await deps.pool.claim(admin, target, state.databaseName);
-            if (!claimed) await cloneDatabase(admin, state.databaseName, target.template.name);
             // The same role, password and grants as on the source: the clinic's stored
             // (encrypted) password keeps working once the central record points here.
             await ensureRole(admin, state.roleName, state.password);
-            await grantConnect(admin, state.databaseName, state.roleName);
-            await tagClinicObjects(admin, deps.deploymentId, state.databaseName, state.roleName);
+            const grants = clinicDatabaseGrants(deps.deploymentId, state.databaseName, state.roleName);
+            const claimed = await deps.pool.claim(admin, target, state.databaseName, grants);
+            if (!claimed) {
+              await cloneDatabase(admin, state.databaseName, target.template.name);
+              await admin.query(grants);
+            }
             return claimed;
           });
           return {

@@ -81,7 +81,9 @@ export function scramSecret(password: string, salt = randomBytes(16)): string {
 
 /**
  * Creates the role, or resets its password when it already exists (a retry or a repair).
- * `password` comes from `randomPassword()` (see `scramSecret`).
+ * `password` comes from `randomPassword()` (see `scramSecret`). One message when the role is new:
+ * a multi-statement message is one implicit transaction, so a duplicate role leaves nothing
+ * half-done, and the reset that follows is one message too.
  */
 export async function ensureRole(
   admin: Queryable,
@@ -89,22 +91,25 @@ export async function ensureRole(
   password: string,
 ): Promise<'created' | 'updated'> {
   const options = `LOGIN PASSWORD ${quoteLiteral(scramSecret(password))} CONNECTION LIMIT ${ROLE_CONNECTION_LIMIT} NOCREATEDB NOCREATEROLE INHERIT`;
-  let outcome: 'created' | 'updated' = 'created';
+  const member = `GRANT ${quoteIdent(CLINIC_GROUP_ROLE)} TO ${quoteIdent(role)}`;
   try {
-    await admin.query(`CREATE ROLE ${quoteIdent(role)} ${options}`);
+    await admin.query(`CREATE ROLE ${quoteIdent(role)} ${options}; ${member}`);
+    return 'created';
   } catch (error) {
     if ((error as { code?: string }).code !== '42710') throw error; // duplicate_object
-    await admin.query(`ALTER ROLE ${quoteIdent(role)} ${options}`);
-    outcome = 'updated';
   }
-  await admin.query(`GRANT ${quoteIdent(CLINIC_GROUP_ROLE)} TO ${quoteIdent(role)}`);
-  return outcome;
+  await admin.query(`ALTER ROLE ${quoteIdent(role)} ${options}; ${member}`);
+  return 'updated';
+}
+
+/** SQL: only the clinic's own role may connect to its database. */
+function connectGrants(database: string, role: string): string {
+  return `REVOKE ALL ON DATABASE ${quoteIdent(database)} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE ${quoteIdent(database)} TO ${quoteIdent(role)}`;
 }
 
 /** Only the clinic's own role may connect to its database. */
 export async function grantConnect(admin: Queryable, database: string, role: string): Promise<void> {
-  await admin.query(`REVOKE ALL ON DATABASE ${quoteIdent(database)} FROM PUBLIC`);
-  await admin.query(`GRANT CONNECT, TEMPORARY ON DATABASE ${quoteIdent(database)} TO ${quoteIdent(role)}`);
+  await admin.query(connectGrants(database, role));
 }
 
 export async function cloneDatabase(admin: Queryable, name: string, template: string): Promise<void> {
@@ -130,6 +135,12 @@ export function ownerTag(deploymentId: string): string {
   return `onramp:${deploymentId}`;
 }
 
+/** SQL: tags the database and role so this deployment (and only it) may ever sweep them as orphans. */
+function ownerTags(deploymentId: string, database: string, role: string): string {
+  const tag = quoteLiteral(ownerTag(deploymentId));
+  return `COMMENT ON DATABASE ${quoteIdent(database)} IS ${tag}; COMMENT ON ROLE ${quoteIdent(role)} IS ${tag}`;
+}
+
 /** Tags the database and role so this deployment (and only it) may ever sweep them as orphans. */
 export async function tagClinicObjects(
   admin: Queryable,
@@ -137,7 +148,14 @@ export async function tagClinicObjects(
   database: string,
   role: string,
 ): Promise<void> {
-  const tag = quoteLiteral(ownerTag(deploymentId));
-  await admin.query(`COMMENT ON DATABASE ${quoteIdent(database)} IS ${tag}`);
-  await admin.query(`COMMENT ON ROLE ${quoteIdent(role)} IS ${tag}`);
+  await admin.query(ownerTags(deploymentId, database, role));
+}
+
+/**
+ * SQL of a new clinic database's grants (CONNECT for its role only) and owner tags, to send as
+ * one message (`grantConnect` + `tagClinicObjects` in one round trip), or after a claim's rename
+ * (`WarmPool.claim`). The role must exist.
+ */
+export function clinicDatabaseGrants(deploymentId: string, database: string, role: string): string {
+  return `${connectGrants(database, role)}; ${ownerTags(deploymentId, database, role)}`;
 }

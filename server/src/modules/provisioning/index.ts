@@ -4,14 +4,13 @@
  * recorded run; a module adds its own work through a plan's hooks or a plan of its own.
  */
 export {
+  clinicDatabaseGrants,
   cloneDatabase,
   databaseExists,
   ensureRole,
   grantClinicRole,
-  grantConnect,
   quoteLiteral,
   roleExists,
-  tagClinicObjects,
 } from './admin.js';
 export { alertServerIdentity } from './alerts.js';
 export type { ClinicClientCache } from './clinic-clients.js';

@@ -62,6 +62,11 @@ describe('the warm pool of verified spares', async () => {
     CLINIC_HEALTH_INTERVAL_SECONDS: '0',
   });
   const { provisioning, db } = t.app.deps;
+  const clinicServer = () => {
+    const found = [...db.servers.byId.values()].find((candidate) => candidate.url === server.url);
+    if (!found) throw new Error('the test server is not among the clinic servers');
+    return found;
+  };
 
   /** A registration through GraphQL, READY, with the OID of its database. */
   async function registered(answer: RegisterAnswer) {
@@ -187,14 +192,61 @@ describe('the warm pool of verified spares', async () => {
     for (const spare of await claimable())
       await sql(`ALTER DATABASE ${quoteIdent(spare.name)} ALLOW_CONNECTIONS true`);
     const before = new Set((await spares()).map((spare) => spare.oid));
-    const clinicServer = [...db.servers.byId.values()].find((candidate) => candidate.url === server.url);
-    if (!clinicServer) throw new Error('the test server is not among the clinic servers');
     // Three instances' pools, as a cluster has: each would count the spares and clone the rest.
     const pools = [1, 2, 3].map(() => new WarmPool(3, t.app.deps.logger, provisioning.integrity.shape));
-    await Promise.all(pools.map((pool) => pool.refill(clinicServer)));
+    await Promise.all(pools.map((pool) => pool.refill(clinicServer())));
 
     const made = (await spares()).filter((spare) => !before.has(spare.oid));
     expect(made).toHaveLength(3);
     expect(await claimable()).toHaveLength(3);
   });
+
+  it('claims in one message: a claim whose grants fail leaves the spare as it was', async () => {
+    await provisioning.pool.idle();
+    const [first] = await claimable();
+    if (!first) throw new Error('expected a spare');
+    const target = `clinic_claim_${Date.now()}`;
+    const grants = `GRANT CONNECT ON DATABASE ${quoteIdent(target)} TO "onramp_no_such_role"`;
+    await expect(
+      withClient(server.url, (admin) => provisioning.pool.claim(admin, clinicServer(), target, grants)),
+    ).rejects.toThrow(/does not exist/);
+    // Neither renamed nor reopened: the rename and the grants are one transaction.
+    expect((await claimable())[0]).toEqual(first);
+    expect(await sql('SELECT 1 FROM pg_database WHERE datname = $1', [target])).toEqual([]);
+  });
+
+  // Last: it leaves a run "dead" in this process, as a crash would.
+  it('connects as the clinic role while create_database ends; a crash right after it is rolled back', async () => {
+    await provisioning.pool.idle();
+    provisioning.faults.injectCrash('create_database', 'after');
+    const registering = registerClinic(t);
+    registering.catch(() => {});
+    await expect
+      .poll(() => provisioning.faults.crashPending('create_database'), { timeout: 20_000 })
+      .toBe(false);
+    const run = await db.prisma.provisioningRun.findFirstOrThrow({
+      where: { kind: 'REGISTER', status: 'RUNNING' },
+      orderBy: { startedAt: 'desc' },
+      select: { id: true, clinicId: true },
+    });
+    const clinic = await db.prisma.clinic.findUniqueOrThrow({ where: { id: run.clinicId as string } });
+    const session = () =>
+      sql<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = $1 AND usename = $2', [
+        clinic.databaseName,
+        clinic.databaseRole,
+      ]);
+    // verify_database's session, made before that step starts (docs/decisions/067).
+    await expect.poll(async () => (await session()).length, { timeout: 5_000 }).toBe(1);
+
+    // The process "dies": its connections go with it, and the takeover undoes the run.
+    await sql('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [
+      clinic.databaseName,
+    ]);
+    await db.prisma.provisioningRun.update({ where: { id: run.id }, data: { leaseUntil: new Date(0) } });
+    await t.app.deps.reconciler.reconcile();
+    expect(
+      await db.prisma.provisioningRun.findUniqueOrThrow({ where: { id: run.id }, select: { status: true } }),
+    ).toMatchObject({ status: 'ROLLED_BACK' });
+    expect(await sql('SELECT 1 FROM pg_database WHERE datname = $1', [clinic.databaseName])).toEqual([]);
+  }, 60_000);
 });

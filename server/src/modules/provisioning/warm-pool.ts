@@ -51,11 +51,13 @@ export class WarmPool {
   }
 
   /**
-   * Renames a verified spare to `target` and opens it to connections (its grants are the
-   * caller's). Returns false when no verified spare is left (the caller clones).
-   * Concurrent claims race on the rename: the loser sees "does not exist" and tries the next.
+   * Renames a verified spare to `target` and opens it to connections, followed by `then` (SQL:
+   * the caller's grants, `clinicDatabaseGrants`) in the same message: one round trip and one
+   * implicit transaction, so a claim is all done or not at all. Returns false when no verified
+   * spare is left (the caller clones). Concurrent claims race on the rename: the loser sees
+   * "does not exist" and tries the next.
    */
-  async claim(admin: Queryable, server: ClinicServer, target: string): Promise<boolean> {
+  async claim(admin: Queryable, server: ClinicServer, target: string, then: string): Promise<boolean> {
     if (this.size === 0) return false;
     const claimed = await (async () => {
       const { rows } = await admin.query<{ datname: string }>(
@@ -66,14 +68,15 @@ export class WarmPool {
       );
       for (const { datname } of rows) {
         try {
-          await admin.query(`ALTER DATABASE ${quoteIdent(datname)} RENAME TO ${quoteIdent(target)}`);
+          await admin.query(
+            `ALTER DATABASE ${quoteIdent(datname)} RENAME TO ${quoteIdent(target)}; ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS true; ${then}`,
+          );
         } catch (error) {
           const code = (error as { code?: string }).code;
           // 3D000: another claim renamed it first; 55006: something is connected to it.
           if (code !== '3D000' && code !== '55006') throw error;
           continue;
         }
-        await admin.query(`ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS true`);
         return true;
       }
       return false;

@@ -1,16 +1,37 @@
 /**
  * The run's one session on the new clinic database, as the clinic's own role: verify_database
- * opens it and seed_provider writes over it, so a registration connects to the database once
- * (a connection costs about as much as the rest of those two steps together: bench/README.md,
- * `provisioning`). Closed by seed_provider, and by the undo of any step that may hold it.
+ * checks over it and seed_provider writes over it, so a registration connects to the database
+ * once (a connection costs about as much as the rest of those two steps together:
+ * bench/README.md, `provisioning`). create_database starts connecting as soon as the role can
+ * (`openClinicSession`), so the connection is made while the central writes between the steps go
+ * out, instead of after them (docs/decisions/067). Closed by seed_provider, and by the undo of
+ * any step that may hold it.
  */
 import pg from 'pg';
 import { clinicRoleUrl } from '../integrity.js';
 import type { ProvisionState } from './state.js';
 
-/** The run's clinic session, opened on first use. */
-export async function clinicSession(state: ProvisionState): Promise<pg.Client> {
-  if (state.session) return state.session;
+/** The run's clinic session: the one `openClinicSession` started, or a new one. */
+export function clinicSession(state: ProvisionState): Promise<pg.Client> {
+  state.session ??= connect(state);
+  return state.session;
+}
+
+/**
+ * Starts connecting without waiting for it. A failure is kept for the step that uses the session
+ * (verify_database reports it, and a retry connects afresh); nothing else waits on it.
+ */
+export function openClinicSession(state: ProvisionState): void {
+  clinicSession(state).catch(() => {});
+}
+
+export async function closeClinicSession(state: ProvisionState): Promise<void> {
+  const session = state.session;
+  state.session = undefined;
+  await session?.then((client) => client.end()).catch(() => {});
+}
+
+async function connect(state: ProvisionState): Promise<pg.Client> {
   if (!state.password) throw new Error('the clinic session needs the role password from create_database');
   const client = new pg.Client({
     connectionString: clinicRoleUrl(state.server.url, state.databaseName, state.roleName, state.password),
@@ -26,12 +47,5 @@ export async function clinicSession(state: ProvisionState): Promise<pg.Client> {
     await client.end().catch(() => {});
     throw new Error(`the clinic role cannot connect: ${error instanceof Error ? error.message : error}`);
   }
-  state.session = client;
   return client;
-}
-
-export async function closeClinicSession(state: ProvisionState): Promise<void> {
-  const client = state.session;
-  state.session = undefined;
-  await client?.end().catch(() => {});
 }

@@ -35,7 +35,7 @@ export interface ProvisionState {
   /** How create_database got its database, for metrics and events. */
   databaseSource?: 'pool' | 'clone' | 'existing';
   /** The run's session on the clinic database as its role (engine/clinic-session.ts). */
-  session?: pg.Client;
+  session?: Promise<pg.Client>;
   /** Set by the subdomain step: the name dns and ssl then work on, without reading it back. */
   subdomain?: string;
   /**

@@ -1,15 +1,14 @@
 import { encryptSecret } from '../../../../crypto.js';
 import { quoteIdent, withPooled } from '../../../../db/sql.js';
 import {
+  clinicDatabaseGrants,
   cloneDatabase,
   databaseExists,
   ensureRole,
   grantClinicRole,
-  grantConnect,
-  tagClinicObjects,
 } from '../../admin.js';
 import { randomPassword } from '../../secrets.js';
-import { closeClinicSession } from '../clinic-session.js';
+import { closeClinicSession, openClinicSession } from '../clinic-session.js';
 import type { Step } from '../runner.js';
 import { ledgerObjects, type ProvisionState, type StepDeps } from '../state.js';
 
@@ -24,28 +23,39 @@ export function createDatabaseStep<S extends ProvisionState>(deps: StepDeps): St
     async run(state, { runId }) {
       const { server } = state;
       const password = randomPassword();
+      // A retry resets the password: a session an earlier try started is not reused.
+      await closeClinicSession(state);
       // Written down before it exists: what a crash leaves behind is known, never guessed.
       await deps.ledger.record(ledgerObjects(state), runId);
-      // One warm admin session for all of it: new connections are the dominant cost here.
+      // One warm admin session for all of it, in as few messages as it takes: new connections
+      // and round trips are the dominant cost here. The role first, so a claim's rename carries
+      // the grants in its own message.
       await withPooled(server.admin, async (admin) => {
+        await ensureRole(admin, state.roleName, password);
+        const grants = clinicDatabaseGrants(deps.deploymentId, state.databaseName, state.roleName);
         if (await databaseExists(admin, state.databaseName)) {
           state.databaseSource = 'existing';
-          // A claim that stopped between its rename and its reopening left it closed.
-          await admin.query(`ALTER DATABASE ${quoteIdent(state.databaseName)} ALLOW_CONNECTIONS true`);
-        } else if (await deps.pool.claim(admin, server, state.databaseName)) state.databaseSource = 'pool';
+          // A claim stopped between its rename and its reopening (two messages before decision
+          // 067) left it closed; reopening an open one changes nothing.
+          await admin.query(
+            `ALTER DATABASE ${quoteIdent(state.databaseName)} ALLOW_CONNECTIONS true; ${grants}`,
+          );
+        } else if (await deps.pool.claim(admin, server, state.databaseName, grants))
+          state.databaseSource = 'pool';
         else {
           await cloneDatabase(admin, state.databaseName, server.template.name);
+          await admin.query(grants);
           state.databaseSource = 'clone';
         }
-        await ensureRole(admin, state.roleName, password);
-        await grantConnect(admin, state.databaseName, state.roleName);
-        await tagClinicObjects(admin, deps.deploymentId, state.databaseName, state.roleName);
       });
       // A clone carries the group's grants from the template; a database found from an earlier
       // attempt may predate a repair or an upgrade, so its grants are restored in full.
       if (state.databaseSource === 'existing')
         await grantClinicRole(server.url, state.databaseName, state.roleName);
       state.password = password;
+      // The role can connect from here on: the clinic session is made while the central write
+      // below and the runner's records go out (engine/clinic-session.ts).
+      openClinicSession(state);
       // A fresh database is at the template's version by construction: recorded in the same
       // write, so migrate_database has nothing to do for it.
       const fresh = state.databaseSource !== 'existing';

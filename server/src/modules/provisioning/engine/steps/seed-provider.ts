@@ -22,7 +22,9 @@ export function seedProviderStep<S extends ProvisionState>(): Step<S> {
         );
         return inserted.rowCount ? undefined : { note: 'provider already present' };
       } finally {
-        await closeClinicSession(state);
+        // Not waited for: the backend's exit is nobody's wait (a rename of this database, the
+        // only thing a live session would block, waits for it: WarmPool.reject).
+        void closeClinicSession(state);
       }
     },
   };

@@ -1,5 +1,5 @@
 import { withPooled } from '../../../../db/sql.js';
-import { cloneDatabase, grantConnect, tagClinicObjects } from '../../admin.js';
+import { clinicDatabaseGrants, cloneDatabase } from '../../admin.js';
 import { inspectClinicSchema } from '../../integrity.js';
 import { clinicSession, closeClinicSession } from '../clinic-session.js';
 import type { Step } from '../runner.js';
@@ -38,8 +38,7 @@ export function verifyDatabaseStep<S extends ProvisionState>(deps: StepDeps): St
       await withPooled(state.server.admin, async (admin) => {
         await deps.pool.reject(admin, state.server, state.databaseName, state.roleName, why);
         await cloneDatabase(admin, state.databaseName, state.server.template.name);
-        await grantConnect(admin, state.databaseName, state.roleName);
-        await tagClinicObjects(admin, deps.deploymentId, state.databaseName, state.roleName);
+        await admin.query(clinicDatabaseGrants(deps.deploymentId, state.databaseName, state.roleName));
       });
       state.databaseSource = 'clone';
       note = `the claimed warm spare failed its check (${why}): kept aside; cloned from the template`;
