@@ -11,7 +11,7 @@ import {
 } from '../consents/schema.js';
 import { type Acceptance, requireCurrent } from '../consents/service.js';
 import { InvalidCodeError } from '../users/errors.js';
-import { UserRef } from '../users/schema.js';
+import { readUser, UserRef } from '../users/schema.js';
 import { emailSchema, phoneSchema } from '../users/validation.js';
 import {
   ClinicUnavailableError,
@@ -412,13 +412,11 @@ builder.mutationFields((t) => ({
 }));
 
 builder.queryField('me', (t) =>
-  t.prismaField({
+  t.field({
     type: UserRef,
     nullable: true,
     description: 'The signed-in user; null when anonymous.',
-    resolve: (query, _root, _args, context) =>
-      context.viewer
-        ? context.scoped((tx) => tx.user.findUnique({ ...query, where: { id: context.viewer?.userId } }))
-        : null,
+    resolve: (_root, _args, context) =>
+      context.viewer ? readUser(context.scoped, context.viewer.userId) : null,
   }),
 );
