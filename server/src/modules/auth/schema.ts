@@ -67,16 +67,16 @@ export const AuthSessionRef = builder.objectRef<IssuedSession>('AuthSession').im
       description: 'Single use: refreshSession returns a new one.',
     }),
     expiresAt: t.expose('expiresAt', { type: 'DateTime', description: 'When the access token expires.' }),
-    user: t.prismaField({
+    user: t.field({
       type: UserRef,
       description: 'The user signed in.',
       // Read as the session's user (the caller may not be signed in yet): decision 011.
-      resolve: async (query, session, _args, context) => {
+      resolve: async (session, _args, context) => {
         const viewer = await context.deps.auth.viewerFromAuthorization(`Bearer ${session.accessToken}`);
         const scope = viewer ?? { userId: session.userId, role: null, clinicId: null };
-        return context.scoped.as(scope)((tx) =>
-          tx.user.findUniqueOrThrow({ ...query, where: { id: session.userId } }),
-        );
+        const user = await readUser(context.scoped.as(scope), session.userId);
+        if (!user) throw new Error('the signed-in user is not visible in its own scope');
+        return user;
       },
     }),
   }),
