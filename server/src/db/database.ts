@@ -111,7 +111,9 @@ export async function openDatabases(
         requestRole: await ensureRequestRole(client, centralDatabase, requestPassword),
       };
     });
-    const requestPrisma = createRequestPrisma(requestPool(centralUrl, requestRole, requestPassword));
+    const requestConnections = requestPool(centralUrl, requestRole, requestPassword);
+    requestConnections.on('error', (error) => logger.warn({ err: error }, 'idle request connection lost'));
+    const requestPrisma = createRequestPrisma(requestConnections);
     logger.info(
       { central: redactUrl(centralUrl), clinicServers: clinicServers.map((server) => server.name) },
       'databases ready',
@@ -143,7 +145,9 @@ export async function openDatabases(
             client.$disconnect().catch((error) => logger.warn({ err: error }, 'prisma disconnect failed')),
           ),
         );
-        await pool.end().catch(() => {});
+        // The request pool too: Prisma ends it only if its engine ever connected, and `me` reads
+        // bypass the engine (RunScoped.read). A second end only rejects.
+        await Promise.all([pool, requestConnections].map((connections) => connections.end().catch(() => {})));
         await servers.close();
         await embedded?.stop();
       },

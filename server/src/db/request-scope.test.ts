@@ -13,6 +13,7 @@ import {
   requestRoleName,
   requestRolePassword,
   scopedRunner,
+  uuidSql,
 } from './request-scope.js';
 
 describe('row-level security on clinic-scoped central tables', async () => {
@@ -158,7 +159,8 @@ describe('row-level security on clinic-scoped central tables', async () => {
     expect(other.body.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
   });
 
-  it('sets the scope in the statement that begins the transaction: one round trip, not two', async () => {
+  /** A request client of its own whose pool records every statement it sends. */
+  const countedRequestPrisma = () => {
     const { centralUrl } = t.app.deps.db;
     const database = decodeURIComponent(new URL(centralUrl).pathname.slice(1));
     const pool = requestPool(
@@ -175,7 +177,11 @@ describe('row-level security on clinic-scoped central tables', async () => {
         return query(config, ...rest);
       }) as typeof client.query;
     });
-    const counted = createRequestPrisma(pool);
+    return { counted: createRequestPrisma(pool), sent };
+  };
+
+  it('sets the scope in the statement that begins the transaction: one round trip, not two', async () => {
+    const { counted, sent } = countedRequestPrisma();
     try {
       const seen = await scopedRunner(counted, scopeOfA)((tx) => tx.clientRecord.findMany());
       expect(seen.map((row) => row.clinicId)).toEqual([a]);
@@ -189,6 +195,26 @@ describe('row-level security on clinic-scoped central tables', async () => {
     } finally {
       await counted.$disconnect();
     }
+  });
+
+  it('reads under the scope in one round trip, whose settings end with it', async () => {
+    const { counted, sent } = countedRequestPrisma();
+    try {
+      const read = scopedRunner(counted, scopeOfA).read<{ clinicId: string }>(
+        uuidSql`SELECT clinic_id AS "clinicId" FROM client_records WHERE clinic_id IN (${a}, ${b})`,
+      );
+      expect((await read).map((row) => row.clinicId)).toEqual([a]);
+      expect(sent).toHaveLength(1);
+      expect(sent[0]).toMatch(/^SELECT set_config\('onramp.clinic_id'/);
+      // The same connection afterwards: the implicit transaction ended, and its settings with it.
+      const [after] = await counted.$queryRaw<{ clinic: string | null }[]>`
+        SELECT current_setting('onramp.clinic_id', true) AS clinic`;
+      expect(after?.clinic ?? '').toBe('');
+      expect(await counted.clientRecord.count()).toBe(0);
+    } finally {
+      await counted.$disconnect();
+    }
+    expect(() => uuidSql`SELECT 1 WHERE ${`${a}'; SET ROLE postgres; --`} IS NOT NULL`).toThrow(/not a uuid/);
   });
 
   it('refuses a scope whose values are not a uuid and a role name, before sending anything', async () => {

@@ -37,7 +37,28 @@ export type RunScoped = (<T>(work: (tx: ScopedTransaction) => Promise<T>) => Pro
    * just created or authenticated (a registration's admin, a signed-in user), read as themselves.
    */
   as(scope: RequestScope): RunScoped;
+  /**
+   * A read under the same scope in one round trip and without Prisma's engine, for the hottest
+   * reads (docs/decisions/066): `SELECT set_config(…); <statement>` as one simple-protocol
+   * message, which PostgreSQL runs as one implicit transaction, so the settings (local to it)
+   * hold for the read and end with it. Resolves to the rows of `statement`.
+   */
+  read<Row>(statement: UuidStatement): Promise<Row[]>;
 };
+
+/** A read whose only values are uuids, checked and inlined: made by {@link uuidSql}. */
+export interface UuidStatement {
+  readonly text: string;
+}
+
+/**
+ * `uuidSql\`SELECT … WHERE id = ${id}\``: a statement for {@link RunScoped.read}, whose values
+ * must all be uuids (anything else throws before a statement is sent), inlined as `'…'::uuid`.
+ */
+export function uuidSql(strings: TemplateStringsArray, ...ids: string[]): UuidStatement {
+  if (!ids.every(isUuid)) throw new Error('not a uuid');
+  return { text: strings.reduce((text, part, index) => `${text}'${ids[index - 1]}'::uuid${part}`) };
+}
 
 /**
  * The login role of one central database: role names are global to a PostgreSQL server, and
@@ -106,10 +127,15 @@ export function requestPool(centralUrl: string, role: string, password: string):
 export function createRequestPrisma(pool: pg.Pool): PrismaClient {
   pool.on('connect', beginScoped);
   // Every request's work is a transaction here: under a burst one may not start in time (retried).
-  return retryTransactionStarts(
+  const prisma = retryTransactionStarts(
     new PrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: true }) }),
   );
+  requestPools.set(prisma, pool);
+  return prisma;
 }
+
+/** The pool under each {@link createRequestPrisma} client, for {@link RunScoped.read}. */
+const requestPools = new WeakMap<PrismaClient, pg.Pool>();
 
 /** The scope statement of the scoped run in progress (the transactions it starts send it at BEGIN). */
 const runningScope = new AsyncLocalStorage<string>();
@@ -167,6 +193,14 @@ export function scopedRunner(prisma: PrismaClient, scope: RequestScope): RunScop
     }
     return runningScope.run(statement, () => prisma.$transaction(work));
   };
+  const read = async <Row>({ text }: UuidStatement): Promise<Row[]> => {
+    statement ??= scopeStatement(scope);
+    const pool = requestPools.get(prisma);
+    if (!pool) throw new Error('not a request client (createRequestPrisma)');
+    // Two statements: pg answers with one result each; the read's is the last.
+    const results = (await pool.query(`${statement};\n${text}`)) as unknown as pg.QueryResult[];
+    return (results.at(-1)?.rows ?? []) as Row[];
+  };
   // Not Object.assign, which would call the getter: the client is made on first use (an
   // extended Prisma client per request cost ~50 µs, and most never load a relation).
   return Object.defineProperties(run, {
@@ -177,6 +211,7 @@ export function scopedRunner(prisma: PrismaClient, scope: RequestScope): RunScop
       },
     },
     as: { value: (other: RequestScope) => scopedRunner(prisma, other) },
+    read: { value: read },
   }) as RunScoped;
 }
 

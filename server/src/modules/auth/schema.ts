@@ -11,7 +11,7 @@ import {
 } from '../consents/schema.js';
 import { type Acceptance, requireCurrent } from '../consents/service.js';
 import { InvalidCodeError } from '../users/errors.js';
-import { UserRef } from '../users/schema.js';
+import { readUser, UserRef } from '../users/schema.js';
 import { emailSchema, phoneSchema } from '../users/validation.js';
 import {
   ClinicUnavailableError,
@@ -67,16 +67,16 @@ export const AuthSessionRef = builder.objectRef<IssuedSession>('AuthSession').im
       description: 'Single use: refreshSession returns a new one.',
     }),
     expiresAt: t.expose('expiresAt', { type: 'DateTime', description: 'When the access token expires.' }),
-    user: t.prismaField({
+    user: t.field({
       type: UserRef,
       description: 'The user signed in.',
       // Read as the session's user (the caller may not be signed in yet): decision 011.
-      resolve: async (query, session, _args, context) => {
+      resolve: async (session, _args, context) => {
         const viewer = await context.deps.auth.viewerFromAuthorization(`Bearer ${session.accessToken}`);
         const scope = viewer ?? { userId: session.userId, role: null, clinicId: null };
-        return context.scoped.as(scope)((tx) =>
-          tx.user.findUniqueOrThrow({ ...query, where: { id: session.userId } }),
-        );
+        const user = await readUser(context.scoped.as(scope), session.userId);
+        if (!user) throw new Error('the signed-in user is not visible in its own scope');
+        return user;
       },
     }),
   }),
@@ -412,13 +412,11 @@ builder.mutationFields((t) => ({
 }));
 
 builder.queryField('me', (t) =>
-  t.prismaField({
+  t.field({
     type: UserRef,
     nullable: true,
     description: 'The signed-in user; null when anonymous.',
-    resolve: (query, _root, _args, context) =>
-      context.viewer
-        ? context.scoped((tx) => tx.user.findUnique({ ...query, where: { id: context.viewer?.userId } }))
-        : null,
+    resolve: (_root, _args, context) =>
+      context.viewer ? readUser(context.scoped, context.viewer.userId) : null,
   }),
 );

@@ -5,7 +5,8 @@
  */
 import { z } from 'zod';
 import { builder, ErrorInterface, errorType, isErrorData } from '../../builder.js';
-import type { RequestScope } from '../../db/request-scope.js';
+import { type RequestScope, type RunScoped, uuidSql } from '../../db/request-scope.js';
+import type { User } from '../../generated/central/client.js';
 import { EmailTakenError, InvalidCodeError } from './errors.js';
 import { emailSchema } from './validation.js';
 
@@ -39,6 +40,22 @@ export const UserRef = builder.prismaObject('User', {
     clinic: t.relation('clinic', { nullable: true, description: 'Their clinic; null for super-admins.' }),
   }),
 });
+
+/**
+ * The user `id` as `UserRef` shows it, read in one round trip (`RunScoped.read`, decision 066):
+ * the columns its fields expose, no secret among them (password hash, TOTP secret). Relations
+ * (`clinic`) are loaded by the Prisma plugin's fallback from the id, through `scoped.client`.
+ */
+export async function readUser(scoped: RunScoped, id: string): Promise<User | null> {
+  const [user] = await scoped.read<
+    Pick<User, 'id' | 'email' | 'phone' | 'firstName' | 'lastName' | 'role' | 'clinicId' | 'emailVerifiedAt'>
+  >(
+    uuidSql`SELECT id, email, phone, first_name AS "firstName", last_name AS "lastName", role,
+      clinic_id AS "clinicId", email_verified_at AS "emailVerifiedAt" FROM users WHERE id = ${id}`,
+  );
+  // UserRef's fields read only these columns; its type is the whole model's.
+  return (user as User | undefined) ?? null;
+}
 
 errorType(
   EmailTakenError,
