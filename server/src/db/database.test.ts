@@ -169,6 +169,19 @@ describe('the embedded PostgreSQL', () => {
     }
   });
 
+  it('is reached over TCP when its socket path would not fit a socket address (107 bytes)', async () => {
+    const pg = await startEmbeddedPostgres({ dir: join(tempDir(), 'd'.repeat(90)), logger, ephemeral: true });
+    try {
+      expect(new URL(pg.url).searchParams.has('host')).toBe(false);
+      const { rows } = await withClient(pg.url, (client) =>
+        client.query('SELECT inet_server_addr() AS addr'),
+      );
+      expect(rows[0].addr).toBe('127.0.0.1');
+    } finally {
+      await pg.stop();
+    }
+  });
+
   it('starts after a crash left a stale lock file', async () => {
     const lock = join(dataDir, 'postgres', 'pg', 'postmaster.pid');
     writeFileSync(lock, '999999\n/nowhere\n0\n1\n');

@@ -58,7 +58,7 @@ export interface EmbeddedPostgresOptions {
 }
 
 export interface RunningPostgres {
-  /** Superuser URL of the `postgres` database. */
+  /** Superuser URL of the `postgres` database; over the server's Unix socket when it has one (decision 069). */
   url: string;
   /** The other process that owns the server, when this one joined it; undefined when we own it. */
   owner?: OwnerRecord;
