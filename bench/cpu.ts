@@ -59,8 +59,9 @@ export function postgresCpu(postmasterPid: number | undefined): PgCpu | undefine
       const child = stat(entry);
       if (child.ppid !== postmasterPid) continue;
       const title = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
-      // "postgres: postgres mydb 127.0.0.1(5432) idle" is a session; "postgres: io worker 1" is not.
-      const session = /^postgres: \S+ \S+ \S+\(\d+\)/.test(title);
+      // "postgres: postgres mydb 127.0.0.1(5432) idle" and, over the Unix socket, "postgres:
+      // postgres mydb [local] idle" are sessions; "postgres: io worker 1" is not.
+      const session = /^postgres: \S+ \S+ (\[local\]|\S+\(\d+\))/.test(title);
       snapshot.processes.set(Number(entry), {
         ticks: child.own,
         background: session ? undefined : title.replace(/^postgres: /, '').replace(/\s*\d+$/, ''),

@@ -24,9 +24,10 @@ import { move } from './move.js';
 import { otp } from './otp.js';
 import { provisioning } from './provisioning.js';
 import { registration } from './registration.js';
+import { socket } from './socket.js';
 
 /** Add a suite here (a module exporting a `Suite`) to have it run, printed and saved. */
-const SUITES: Suite[] = [provisioning, registration, otp, me, cluster, move, health];
+const SUITES: Suite[] = [provisioning, registration, otp, me, socket, cluster, move, health];
 
 const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'results');
 

@@ -27,7 +27,8 @@ try {
   const parsed = new URL(url as string);
   const env = {
     ...process.env,
-    PGHOST: parsed.hostname,
+    // The embedded server's socket directory when it has one (libpq's `host` parameter).
+    PGHOST: parsed.searchParams.get('host') ?? parsed.hostname,
     PGPORT: parsed.port || '5432',
     PGUSER: decodeURIComponent(parsed.username),
     PGPASSWORD: decodeURIComponent(parsed.password),

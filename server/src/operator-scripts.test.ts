@@ -53,18 +53,18 @@ describe('operator scripts beside a running server', async () => {
     expect(stderr + server.stdout() + server.stderr()).not.toContain(token);
   }, 60_000);
 
-  it('pnpm db:psql runs psql on the central database, passing its arguments', async () => {
+  it('pnpm db:psql runs psql on the central database over its Unix socket, passing its arguments', async () => {
     const { code, stdout } = await pnpm(
       [
         '-s',
         'db:psql',
         '-At',
         '-c',
-        "SELECT current_database(), count(*) FROM users WHERE role = 'SUPER_ADMIN'",
+        "SELECT current_database(), count(*), inet_server_addr() IS NULL FROM users WHERE role = 'SUPER_ADMIN'",
       ],
       env,
     );
-    expect({ code, stdout }).toMatchObject({ code: 0, stdout: expect.stringContaining('onramp|1') });
+    expect({ code, stdout }).toMatchObject({ code: 0, stdout: expect.stringContaining('onramp|1|t') });
   }, 60_000);
 
   it('pnpm db:psql without psql says how to install it, without the password', async () => {

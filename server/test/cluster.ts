@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type RunningPostgres, startEmbeddedPostgres } from '../src/db/embedded.js';
 import { REPO_ROOT } from '../src/db/paths.js';
+import { databaseUrl, quoteIdent, withClient } from '../src/db/sql.js';
 import { createLogger } from '../src/logger.js';
 import { type SmtpSink, startSmtpSink } from './smtp-sink.js';
 
@@ -128,7 +129,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       postgres('central', 400),
       ...Array.from({ length: clinicCount }, (_, i) => postgres(`clinic-${i + 1}`, 200)),
     ]);
-    const centralUrl = (central as RunningPostgres).url.replace(/\/postgres$/, '/onramp');
+    const centralUrl = databaseUrl((central as RunningPostgres).url, 'onramp');
     await createDatabase((central as RunningPostgres).url, 'onramp');
     const clinicServerUrls = clinics.map((server) => server.url);
 
@@ -350,7 +351,6 @@ async function startProcess(
 }
 
 async function createDatabase(adminUrl: string, name: string): Promise<void> {
-  const { withClient, quoteIdent } = await import('../src/db/sql.js');
   await withClient(adminUrl, (client) => client.query(`CREATE DATABASE ${quoteIdent(name)}`));
 }
 

@@ -114,10 +114,14 @@ export async function startRedis(): Promise<{ url: string }> {
  */
 export async function slowLink(target: string): Promise<{ url: string; delayMs: number }> {
   const to = new URL(target);
+  // An embedded server's URL names its Unix socket directory (`host`): the proxy dials that.
+  const socketDir = to.searchParams.get('host');
   const link = { url: '', delayMs: 0 };
   const sockets = new Set<Socket>();
   const server = createNetServer((client) => {
-    const upstream = connect(Number(to.port), to.hostname);
+    const upstream = socketDir
+      ? connect(join(socketDir, `.s.PGSQL.${to.port}`))
+      : connect(Number(to.port), to.hostname);
     sockets.add(client).add(upstream);
     client.on('data', (chunk) => upstream.write(chunk));
     // Timers of one duration fire in the order they were set: the replies keep their order.
@@ -142,6 +146,7 @@ export async function slowLink(target: string): Promise<{ url: string; delayMs: 
   const url = new URL(target);
   url.hostname = '127.0.0.1';
   url.port = String((server.address() as AddressInfo).port);
+  url.searchParams.delete('host');
   link.url = url.toString();
   return link;
 }

@@ -137,6 +137,51 @@ describe('the embedded PostgreSQL', () => {
     }
   });
 
+  it('is reached over its own Unix socket, not TCP, by every connection Onramp opens', async () => {
+    const db = await openDatabases(config, logger);
+    try {
+      const socketDir = new URL(db.centralUrl).searchParams.get('host');
+      expect(socketDir).toBe(join(dataDir, 'postgres', 'pg-socket'));
+      expect(existsSync(join(socketDir as string, `.s.PGSQL.${new URL(db.centralUrl).port}`))).toBe(true);
+      // inet_server_addr() is null on a Unix-socket session.
+      const viaPrisma = await db.prisma.$queryRaw<
+        { addr: string | null }[]
+      >`SELECT inet_server_addr() AS addr`;
+      const viaAdmin = await db.clinicServers[0]?.admin.query('SELECT inet_server_addr() AS addr');
+      const viaClinicUrl = await withClient(
+        databaseUrl(db.clinicServers[0]?.url ?? '', 'postgres'),
+        (client) => client.query('SELECT inet_server_addr() AS addr'),
+      );
+      expect([viaPrisma[0]?.addr, viaAdmin?.rows[0].addr, viaClinicUrl.rows[0].addr]).toEqual([
+        null,
+        null,
+        null,
+      ]);
+      // The server still answers on TCP for external tools.
+      const tcp = new URL(db.centralUrl);
+      tcp.searchParams.delete('host');
+      const overTcp = await withClient(tcp.toString(), (client) =>
+        client.query('SELECT inet_server_addr() AS addr'),
+      );
+      expect(overTcp.rows[0].addr).toBe('127.0.0.1');
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('is reached over TCP when its socket path would not fit a socket address (107 bytes)', async () => {
+    const pg = await startEmbeddedPostgres({ dir: join(tempDir(), 'd'.repeat(90)), logger, ephemeral: true });
+    try {
+      expect(new URL(pg.url).searchParams.has('host')).toBe(false);
+      const { rows } = await withClient(pg.url, (client) =>
+        client.query('SELECT inet_server_addr() AS addr'),
+      );
+      expect(rows[0].addr).toBe('127.0.0.1');
+    } finally {
+      await pg.stop();
+    }
+  });
+
   it('starts after a crash left a stale lock file', async () => {
     const lock = join(dataDir, 'postgres', 'pg', 'postmaster.pid');
     writeFileSync(lock, '999999\n/nowhere\n0\n1\n');

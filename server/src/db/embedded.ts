@@ -58,7 +58,7 @@ export interface EmbeddedPostgresOptions {
 }
 
 export interface RunningPostgres {
-  /** Superuser URL of the `postgres` database. */
+  /** Superuser URL of the `postgres` database; over the server's Unix socket when it has one (decision 069). */
   url: string;
   /** The other process that owns the server, when this one joined it; undefined when we own it. */
   owner?: OwnerRecord;
@@ -119,8 +119,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
       `the postgres user cannot reach ${dir}; the embedded PostgreSQL cluster lives in ${clusterDir} (recorded in embedded.json)`,
     );
   }
-  const urlOf = (port: number) =>
-    `postgres://postgres:${encodeURIComponent(settings.password)}@127.0.0.1:${port}/postgres`;
+  const socketDir = socketDirectory(clusterDir);
+  const urlOf = (port: number) => serverUrl(settings.password, port, socketDir);
 
   const claim = await claimOwnership(dir, clusterDir, settings, options.whenOwned ?? 'join', logger);
   if ('owner' in claim) {
@@ -135,7 +135,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   try {
     postmaster =
       (await adoptOrphan(clusterDir, settings, logger)) ??
-      (await startServer({ ...options, clusterDir, settings, runAs }));
+      (await startServer({ ...options, clusterDir, socketDir, settings, runAs }));
   } catch (error) {
     claim.release();
     throw error;
@@ -158,12 +158,13 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
 
 interface StartServerOptions extends EmbeddedPostgresOptions {
   clusterDir: string;
+  socketDir: string | undefined;
   settings: Settings;
   runAs: ReturnType<typeof postgresUser>;
 }
 
 async function startServer(options: StartServerOptions): Promise<{ pid: number; port: number }> {
-  const { clusterDir, settings, runAs, logger } = options;
+  const { clusterDir, socketDir, settings, runAs, logger } = options;
   const binDir = join(postgresBinaries(runAs), 'bin');
   if (!existsSync(join(clusterDir, 'PG_VERSION'))) {
     logger.info({ dir: clusterDir }, 'initialising embedded PostgreSQL');
@@ -172,11 +173,17 @@ async function startServer(options: StartServerOptions): Promise<{ pid: number; 
     if (runAs) chownSync(clusterDir, runAs.uid, runAs.gid);
     initdb({ binDir, clusterDir, password: settings.password, runAs });
   }
+  if (socketDir) {
+    mkdirSync(socketDir, { recursive: true, mode: 0o700 });
+    if (runAs) chownSync(socketDir, runAs.uid, runAs.gid);
+  }
   const port = await choosePort(settings.port, options.dir, logger);
   const serverSettings: Record<string, string> = {
+    // TCP stays for external tools and the ownership checks; Onramp itself uses the socket.
     listen_addresses: '127.0.0.1',
-    // No Unix socket: two clusters on one machine must never collide on /tmp/.s.PGSQL.<port>.
-    unix_socket_directories: '',
+    // The cluster's own socket directory, never /tmp: two clusters on one machine must not
+    // collide on /tmp/.s.PGSQL.<port> (docs/decisions/069).
+    unix_socket_directories: socketDir ?? '',
     max_connections: String(options.maxConnections ?? 200),
     // A clinic database moves to another server by logical replication (docs/decisions/049).
     wal_level: 'logical',
@@ -199,6 +206,31 @@ async function startServer(options: StartServerOptions): Promise<{ pid: number; 
       `embedded PostgreSQL did not start in ${clusterDir} on port ${port}: ${(error as Error).message}`,
     );
   }
+}
+
+/**
+ * The superuser URL of the server on `port`: over its Unix socket when the socket is there (a
+ * server started before 069, or adopted from one, has none and is reached over TCP). The socket
+ * travels as libpq's `host` parameter, which pg, Prisma's pg adapter and psql all honour, so
+ * every URL derived from this one (clinic databases, roles, replication) keeps it, and its
+ * `host:port` still names the server.
+ */
+function serverUrl(password: string, port: number, socketDir: string | undefined): string {
+  const url = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+  if (!socketDir || !existsSync(join(socketDir, `.s.PGSQL.${port}`))) return url;
+  return `${url}?host=${encodeURIComponent(socketDir)}`;
+}
+
+/**
+ * The directory of the cluster's Unix socket, beside the cluster and only its server's (each
+ * cluster its own: no two servers share a lock file or a socket name). Undefined, and TCP only,
+ * when the socket's path would not fit a socket address (107 bytes) or the path holds a character
+ * PostgreSQL's list of directories would misread.
+ */
+function socketDirectory(clusterDir: string): string | undefined {
+  const dir = `${clusterDir}-socket`;
+  if (/[,\\\s'"]/.test(dir)) return undefined;
+  return Buffer.byteLength(join(dir, '.s.PGSQL.65535')) <= 107 ? dir : undefined;
 }
 
 /**

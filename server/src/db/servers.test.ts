@@ -105,10 +105,12 @@ async function forwarder(port: number): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
+/** `url` over TCP at `hostname:port`, without the embedded server's Unix socket (`host`). */
 function withPort(url: string, port: number, hostname = '127.0.0.1'): string {
   const parsed = new URL(url);
   parsed.port = String(port);
   parsed.hostname = hostname;
+  parsed.searchParams.delete('host');
   return parsed.toString();
 }
 
@@ -223,10 +225,12 @@ describe('another server answering where a recorded one was expected (identity m
   const dir = tempDir('onramp-identity-a-');
   const recorded = await startEmbeddedPostgres({ dir, logger, ephemeral: true });
   afterAll(() => recorded.stop());
+  // Over TCP: each cluster has a socket directory of its own, so only a port can be taken over.
+  const recordedUrl = withPort(recorded.url, Number(new URL(recorded.url).port));
   const central = await createTestDatabase('mismatch');
 
   it('is reported (health, zombieReport, /readyz) and alerted once, and nothing is changed', async () => {
-    const first = await boot({ DATABASE_URL: central, CLINIC_DATABASE_SERVERS: recorded.url });
+    const first = await boot({ DATABASE_URL: central, CLINIC_DATABASE_SERVERS: recordedUrl });
     const clinic = await clinicWithPatient(first);
     await first.stop();
     await recorded.stop();
@@ -235,9 +239,9 @@ describe('another server answering where a recorded one was expected (identity m
     copyFileSync(join(dir, 'embedded.json'), join(otherDir, 'embedded.json'));
     const other = await startEmbeddedPostgres({ dir: otherDir, logger, ephemeral: true });
     afterAll(() => other.stop());
-    expect(other.url).toBe(recorded.url);
+    expect(withPort(other.url, Number(new URL(other.url).port))).toBe(recordedUrl);
 
-    const again = await boot({ DATABASE_URL: central, CLINIC_DATABASE_SERVERS: recorded.url });
+    const again = await boot({ DATABASE_URL: central, CLINIC_DATABASE_SERVERS: recordedUrl });
     const { provisioning, reconciler, db } = again.app.deps;
     const health = await provisioning.checkClinic(clinic.id);
     expect(health).toMatchObject({ serverReachable: false });
