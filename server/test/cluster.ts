@@ -31,6 +31,12 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** Folder for every server's files, removed on stop. @default a fresh folder under the temp dir */
   dir?: string;
+  /**
+   * HAProxy's health-check interval per instance. Each check is a /readyz (a central query), a few
+   * CPU ms of every instance per second: benchmarks use a longer one than the test's fast failover.
+   * @default 500
+   */
+  checkIntervalMs?: number;
   /** Where instance output goes besides memory. @default nowhere */
   onOutput?: (instance: string, line: string) => void;
 }
@@ -191,7 +197,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
 
     const socket = join(dir, 'haproxy.sock');
     const config = join(dir, 'haproxy.cfg');
-    writeFileSync(config, haproxyConfig(port, socket, instances));
+    writeFileSync(config, haproxyConfig(port, socket, instances, options.checkIntervalMs ?? 500));
     const haproxy = await startProcess(binaries.haproxy, ['-db', '-f', config], () => existsSync(socket));
     stops.push(haproxy.stop);
     processes.push({ name: 'haproxy', pid: haproxy.pid });
@@ -233,12 +239,12 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
 }
 
 /**
- * Round robin over the instances, each checked on /readyz every 500 ms (down after 2 failures):
+ * Round robin over the instances, each checked on /readyz every 500 ms by default (down after 2 failures):
  * a killed instance stops receiving requests within about a second, and a request whose
  * connection is refused meanwhile goes to another instance (redispatch). A request already
  * sent is never retried elsewhere (a registration must not run twice).
  */
-function haproxyConfig(port: number, socket: string, instances: Instance[]): string {
+function haproxyConfig(port: number, socket: string, instances: Instance[], checkMs: number): string {
   return `global
   maxconn 2000
   stats socket ${socket} mode 600 level admin
@@ -265,7 +271,7 @@ backend instances
   balance roundrobin
   option httpchk GET /readyz
   http-check expect status 200
-  default-server inter 500ms fall 2 rise 2
+  default-server inter ${checkMs}ms fall 2 rise 2
 ${instances.map((instance) => `  server ${instance.name} ${new URL(instance.url).host} check`).join('\n')}
 `;
 }
