@@ -32,6 +32,12 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** Folder for every server's files, removed on stop. @default a fresh folder under the temp dir */
   dir?: string;
+  /**
+   * HAProxy's health-check interval per instance. Each check is a /readyz (a central query), a few
+   * CPU ms of every instance per second: benchmarks use a longer one than the test's fast failover.
+   * @default 500
+   */
+  checkIntervalMs?: number;
   /** Where instance output goes besides memory. @default nowhere */
   onOutput?: (instance: string, line: string) => void;
 }
@@ -41,12 +47,22 @@ export interface Instance {
   name: string;
   /** Direct URL, bypassing the load balancer. */
   url: string;
-  child: ChildProcess;
+  /** The running process (a new one after {@link Instance.start}). */
+  readonly child: ChildProcess;
   output(): string;
   /** `kill -9`: no shutdown, no lease released. */
   kill(): Promise<void>;
   /** SIGTERM, then waits for the exit. */
   stop(): Promise<void>;
+  /** Starts it again after a stop or kill, on the same port and environment; resolves when ready. */
+  start(): Promise<void>;
+}
+
+/** A server process of the cluster, for CPU accounting: `a`, `central`, `clinic-1`, `redis`… */
+export interface ClusterProcess {
+  name: string;
+  /** Undefined while it is not running (a stopped instance). */
+  pid: number | undefined;
 }
 
 export interface BackendState {
@@ -69,6 +85,10 @@ export interface Cluster {
   backends(): Promise<BackendState[]>;
   /** Takes an instance out of the load balancer's rotation, or puts it back (benchmarks). */
   route(instance: string, enabled: boolean): Promise<void>;
+  /** Every server process: the instances, the PostgreSQL servers (postmasters), Redis, HAProxy. */
+  processes(): ClusterProcess[];
+  /** Resolves once HAProxy's health checks see exactly `names` up (and every other one down). */
+  waitForBackends(names: string[]): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -114,6 +134,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   };
   try {
     const logger = createLogger({ env: 'test', logLevel: 'warn' });
+    const processes: ClusterProcess[] = [];
     const postgres = async (name: string, maxConnections: number): Promise<RunningPostgres> => {
       const server = await startEmbeddedPostgres({
         dir: join(dir, name),
@@ -122,6 +143,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         maxConnections,
       });
       stops.push(() => server.stop());
+      processes.push({ name, pid: server.pid });
       return server;
     };
     const clinicCount = options.clinicServers ?? 2;
@@ -140,6 +162,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       (out) => out.includes('Ready to accept connections'),
     );
     stops.push(redis.stop);
+    processes.push({ name: 'redis', pid: redis.pid });
     const redisUrl = `redis://127.0.0.1:${redisPort}`;
 
     const smtp = await startSmtpSink();
@@ -175,9 +198,20 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
 
     const socket = join(dir, 'haproxy.sock');
     const config = join(dir, 'haproxy.cfg');
-    writeFileSync(config, haproxyConfig(port, socket, instances));
+    writeFileSync(config, haproxyConfig(port, socket, instances, options.checkIntervalMs ?? 500));
     const haproxy = await startProcess(binaries.haproxy, ['-db', '-f', config], () => existsSync(socket));
     stops.push(haproxy.stop);
+    processes.push({ name: 'haproxy', pid: haproxy.pid });
+    const backends = () => haproxyBackends(socket);
+    const waitForBackends = async (names: string[]) => {
+      for (let i = 0; ; i++) {
+        const states = await backends();
+        const up = states.filter((state) => state.status === 'UP').map((state) => state.name);
+        if (states.length === instances.length && up.sort().join() === [...names].sort().join()) return;
+        if (i > 400) throw new Error(`HAProxy never saw ${names.join(', ')} up: ${JSON.stringify(states)}`);
+        await sleep(50);
+      }
+    };
     const cluster: Cluster = {
       url,
       instances,
@@ -185,19 +219,19 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       clinicServerUrls,
       redisUrl,
       smtp,
-      backends: () => haproxyBackends(socket),
+      backends,
       route: async (instance, enabled) => {
         await haproxyCommand(socket, `${enabled ? 'enable' : 'disable'} server instances/${instance}`);
       },
+      processes: () => [
+        ...instances.map((instance) => ({ name: instance.name, pid: instance.child.pid })),
+        ...processes,
+      ],
+      waitForBackends,
       stop,
     };
     // Ready when HAProxy's health checks see every instance up.
-    for (let i = 0; ; i++) {
-      const states = await cluster.backends();
-      if (states.length === instances.length && states.every((state) => state.status === 'UP')) break;
-      if (i > 200) throw new Error(`HAProxy never saw every instance up: ${JSON.stringify(states)}`);
-      await sleep(50);
-    }
+    await waitForBackends(names);
     return cluster;
   } catch (error) {
     await stop();
@@ -206,12 +240,12 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
 }
 
 /**
- * Round robin over the instances, each checked on /readyz every 500 ms (down after 2 failures):
+ * Round robin over the instances, each checked on /readyz every 500 ms by default (down after 2 failures):
  * a killed instance stops receiving requests within about a second, and a request whose
  * connection is refused meanwhile goes to another instance (redispatch). A request already
  * sent is never retried elsewhere (a registration must not run twice).
  */
-function haproxyConfig(port: number, socket: string, instances: Instance[]): string {
+function haproxyConfig(port: number, socket: string, instances: Instance[], checkMs: number): string {
   return `global
   maxconn 2000
   stats socket ${socket} mode 600 level admin
@@ -222,6 +256,9 @@ defaults
   timeout client 60s
   timeout server 60s
   timeout tunnel 1h
+  # A /readyz answer waits for a central connection: under a burst on a loaded machine it can take
+  # longer than the check interval, and a busy instance must not be taken for a dead one.
+  timeout check 2s
   option redispatch
   retries 2
 
@@ -235,7 +272,7 @@ backend instances
   balance roundrobin
   option httpchk GET /readyz
   http-check expect status 200
-  default-server inter 500ms fall 2 rise 2
+  default-server inter ${checkMs}ms fall 2 rise 2
 ${instances.map((instance) => `  server ${instance.name} ${new URL(instance.url).host} check`).join('\n')}
 `;
 }
@@ -276,26 +313,45 @@ async function startInstance(
   onOutput: ClusterOptions['onOutput'],
   env: Record<string, string>,
 ): Promise<Instance> {
-  const child = spawn(process.execPath, [MAIN], {
-    cwd: SERVER_DIR,
-    env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const url = `http://127.0.0.1:${port}`;
   let output = '';
   const collect = (chunk: Buffer) => {
     const text = chunk.toString();
     output += text;
     for (const line of text.split('\n')) if (line) onOutput?.(name, line);
   };
-  child.stdout?.on('data', collect);
-  child.stderr?.on('data', collect);
-  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  let child: ChildProcess;
+  let exited: Promise<void>;
   const running = () => child.exitCode === null && child.signalCode === null;
-  const url = `http://127.0.0.1:${port}`;
+  const spawnReady = async () => {
+    child = spawn(process.execPath, [MAIN], {
+      cwd: SERVER_DIR,
+      env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    exited = new Promise<void>((done) => child.once('exit', () => done()));
+    for (let i = 0; i < 1200; i++) {
+      if (!running()) throw new Error(`instance ${name} exited with ${child.exitCode}:\n${output}`);
+      if (
+        await httpStatus(`${url}/readyz`).then(
+          (status) => status === 200,
+          () => false,
+        )
+      )
+        return;
+      await sleep(100);
+    }
+    await instance.kill();
+    throw new Error(`instance ${name} never became ready:\n${output}`);
+  };
   const instance: Instance = {
     name,
     url,
-    child,
+    get child() {
+      return child;
+    },
     output: () => output,
     async kill() {
       if (running()) child.kill('SIGKILL');
@@ -305,20 +361,13 @@ async function startInstance(
       if (running()) child.kill('SIGTERM');
       await exited;
     },
+    async start() {
+      if (running()) throw new Error(`instance ${name} is running`);
+      await spawnReady();
+    },
   };
-  for (let i = 0; i < 1200; i++) {
-    if (!running()) throw new Error(`instance ${name} exited with ${child.exitCode}:\n${output}`);
-    if (
-      await httpStatus(`${url}/readyz`).then(
-        (status) => status === 200,
-        () => false,
-      )
-    )
-      return instance;
-    await sleep(100);
-  }
-  await instance.kill();
-  throw new Error(`instance ${name} never became ready:\n${output}`);
+  await spawnReady();
+  return instance;
 }
 
 /** A long-running binary, resolved once its output (or anything else) says it is ready. */
@@ -326,7 +375,7 @@ async function startProcess(
   command: string,
   args: string[],
   ready: (output: string) => boolean,
-): Promise<{ stop(): Promise<void> }> {
+): Promise<{ pid: number | undefined; stop(): Promise<void> }> {
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const collect = (chunk: Buffer) => {
@@ -347,7 +396,7 @@ async function startProcess(
     }
     await sleep(50);
   }
-  return { stop };
+  return { pid: child.pid, stop };
 }
 
 async function createDatabase(adminUrl: string, name: string): Promise<void> {
@@ -428,10 +477,12 @@ export async function graphql<T>(
     { from: options.from, headers: options.authorization ? { authorization: options.authorization } : {} },
   );
   const instance = answer.headers['x-onramp-instance'];
+  // HAProxy's own answers (503 no server, 504 timeout) are HTML: the status says it all.
+  const json = String(answer.headers['content-type']).includes('json');
   return {
     status: answer.status,
     instance: typeof instance === 'string' ? instance : undefined,
-    ...JSON.parse(answer.body),
+    ...(json ? JSON.parse(answer.body) : {}),
   };
 }
 

@@ -62,6 +62,8 @@ export interface RunningPostgres {
   url: string;
   /** The other process that owns the server, when this one joined it; undefined when we own it. */
   owner?: OwnerRecord;
+  /** The postmaster's pid when we own the server (CPU accounting); undefined when joined. */
+  pid?: number;
   /** Stops the server when we own it; a joined client only lets go. */
   stop(): Promise<void>;
 }
@@ -146,6 +148,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   let stopped: Promise<void> | undefined;
   return {
     url: urlOf(postmaster.port),
+    pid: postmaster.pid,
     stop: () => {
       stopped ??= stopPostmaster(postmaster.pid).then(() => {
         claim.release();
