@@ -13,6 +13,7 @@ import type { Logger } from '../logger.js';
 import { startEmbeddedPostgres } from './embedded.js';
 import { appliedMigrations, type Migration, migrate, readMigrations } from './migrator.js';
 import { CENTRAL_MIGRATIONS_DIR, CLINIC_MIGRATIONS_DIR, REPO_ROOT } from './paths.js';
+import { onPool } from './raw.js';
 import { createRequestPrisma, ensureRequestRole, requestPool, requestRolePassword } from './request-scope.js';
 import { type ClinicServer, openClinicServers, type ServerRegistry } from './servers.js';
 import { databaseUrl, quoteIdent, withClient } from './sql.js';
@@ -95,10 +96,14 @@ export async function openDatabases(
     const pool = new pg.Pool({ connectionString: centralUrl, max: 4, application_name: 'onramp-ready' });
     pool.on('error', (error) => logger.warn({ err: error }, 'idle central connection lost'));
     // A burst can keep every connection busy past a transaction's maxWait: started again.
-    const prisma = retryTransactionStarts(
-      new PrismaClient({
-        adapter: new PrismaPg({ connectionString: centralUrl, max: 10, application_name: 'onramp' }),
-      }),
+    // On a pool of its own, so the hottest raw statements can skip Prisma's engine (db/raw.ts).
+    const ownerPool = new pg.Pool({ connectionString: centralUrl, max: 10, application_name: 'onramp' });
+    ownerPool.on('error', (error) => logger.warn({ err: error }, 'idle central connection lost'));
+    const prisma = onPool(
+      retryTransactionStarts(
+        new PrismaClient({ adapter: new PrismaPg(ownerPool, { disposeExternalPool: true }) }),
+      ),
+      ownerPool,
     );
 
     const centralDatabase = decodeURIComponent(new URL(centralUrl).pathname.slice(1));
