@@ -11,6 +11,8 @@ import type { Prisma } from '../generated/central/client.js';
 
 /** Whatever runs raw statements: a client, or one of its transactions (which keeps its own connection). */
 export type RawDb = Pick<Prisma.TransactionClient, '$queryRaw'>;
+/** {@link RawDb} for statements counted rather than read ({@link execute}). */
+export type RawWriteDb = Pick<Prisma.TransactionClient, '$executeRaw'>;
 
 /** The pool under each client made on one (see {@link onPool}). */
 const pools = new WeakMap<object, pg.Pool>();
@@ -35,4 +37,11 @@ export async function queryRows<Row>(db: RawDb, statement: Prisma.Sql): Promise<
   if (!pool) return db.$queryRaw<Row[]>(statement);
   const { rows } = await pool.query(statement.text, statement.values);
   return rows as Row[];
+}
+
+/** {@link queryRows} for a statement whose count of rows touched is its answer (`$executeRaw`). */
+export async function execute(db: RawWriteDb, statement: Prisma.Sql): Promise<number> {
+  const pool = pools.get(db);
+  if (!pool) return db.$executeRaw(statement);
+  return (await pool.query(statement.text, statement.values)).rowCount ?? 0;
 }
