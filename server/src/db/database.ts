@@ -150,9 +150,11 @@ export async function openDatabases(
             client.$disconnect().catch((error) => logger.warn({ err: error }, 'prisma disconnect failed')),
           ),
         );
-        // The request pool too: Prisma ends it only if its engine ever connected, and `me` reads
-        // bypass the engine (RunScoped.read). A second end only rejects.
-        await Promise.all([pool, requestConnections].map((connections) => connections.end().catch(() => {})));
+        // The pools under Prisma too: Prisma ends them only if its engine ever connected, and the
+        // hottest statements bypass it (RunScoped.read, db/raw.ts). A second end only rejects.
+        await Promise.all(
+          [pool, ownerPool, requestConnections].map((connections) => connections.end().catch(() => {})),
+        );
         await servers.close();
         await embedded?.stop();
       },
