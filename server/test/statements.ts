@@ -11,6 +11,11 @@ export interface Tally {
   statements: number;
   commits: number;
   /**
+   * Of the statements, those Prisma's engine sent (its pg adapter asks for rows as arrays);
+   * the others went straight through a pool (db/raw.ts, request-scope.ts `read`).
+   */
+  viaEngine: number;
+  /**
    * Event publications (`pg_notify` on the event bus's own pool): fire-and-forget and batched by
    * timing, so their number moves with the machine's load; pubsub.test.ts holds the batching.
    */
@@ -30,7 +35,7 @@ export interface StatementCounter {
 
 /** What a tally saw, for an assertion's message or a file. */
 export function describeTally(tally: Tally): string {
-  return `${tally.statements} statements, ${tally.commits} commits, ${tally.publishes} event publications:\n  ${tally.texts.join('\n  ')}`;
+  return `${tally.statements} statements (${tally.viaEngine} through Prisma's engine), ${tally.commits} commits, ${tally.publishes} event publications:\n  ${tally.texts.join('\n  ')}`;
 }
 
 /** Patches pg's Client and Pool (for this test file's process) until `restore()`. */
@@ -48,6 +53,7 @@ export function countStatements(database: string): StatementCounter {
       if (text.startsWith('SELECT pg_notify(')) tally.publishes += 1;
       else {
         tally.statements += 1;
+        if ((first as { rowMode?: string }).rowMode === 'array') tally.viaEngine += 1;
         if (verb === 'BEGIN') tally.open.add(this);
         else if (verb === 'COMMIT') {
           tally.open.delete(this);
@@ -72,7 +78,14 @@ export function countStatements(database: string): StatementCounter {
   } as typeof connect;
   return {
     async count(call) {
-      const tally: Tally = { statements: 0, commits: 0, publishes: 0, open: new Set(), texts: [] };
+      const tally: Tally = {
+        statements: 0,
+        commits: 0,
+        viaEngine: 0,
+        publishes: 0,
+        open: new Set(),
+        texts: [],
+      };
       const value = await counting.run(tally, call);
       return { value, tally };
     },

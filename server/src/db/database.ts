@@ -13,6 +13,7 @@ import type { Logger } from '../logger.js';
 import { startEmbeddedPostgres } from './embedded.js';
 import { appliedMigrations, type Migration, migrate, readMigrations } from './migrator.js';
 import { CENTRAL_MIGRATIONS_DIR, CLINIC_MIGRATIONS_DIR, REPO_ROOT } from './paths.js';
+import { onPool } from './raw.js';
 import { createRequestPrisma, ensureRequestRole, requestPool, requestRolePassword } from './request-scope.js';
 import { type ClinicServer, openClinicServers, type ServerRegistry } from './servers.js';
 import { databaseUrl, quoteIdent, withClient } from './sql.js';
@@ -95,10 +96,14 @@ export async function openDatabases(
     const pool = new pg.Pool({ connectionString: centralUrl, max: 4, application_name: 'onramp-ready' });
     pool.on('error', (error) => logger.warn({ err: error }, 'idle central connection lost'));
     // A burst can keep every connection busy past a transaction's maxWait: started again.
-    const prisma = retryTransactionStarts(
-      new PrismaClient({
-        adapter: new PrismaPg({ connectionString: centralUrl, max: 10, application_name: 'onramp' }),
-      }),
+    // On a pool of its own, so the hottest raw statements can skip Prisma's engine (db/raw.ts).
+    const ownerPool = new pg.Pool({ connectionString: centralUrl, max: 10, application_name: 'onramp' });
+    ownerPool.on('error', (error) => logger.warn({ err: error }, 'idle central connection lost'));
+    const prisma = onPool(
+      retryTransactionStarts(
+        new PrismaClient({ adapter: new PrismaPg(ownerPool, { disposeExternalPool: true }) }),
+      ),
+      ownerPool,
     );
 
     const centralDatabase = decodeURIComponent(new URL(centralUrl).pathname.slice(1));
@@ -145,9 +150,11 @@ export async function openDatabases(
             client.$disconnect().catch((error) => logger.warn({ err: error }, 'prisma disconnect failed')),
           ),
         );
-        // The request pool too: Prisma ends it only if its engine ever connected, and `me` reads
-        // bypass the engine (RunScoped.read). A second end only rejects.
-        await Promise.all([pool, requestConnections].map((connections) => connections.end().catch(() => {})));
+        // The pools under Prisma too: Prisma ends them only if its engine ever connected, and the
+        // hottest statements bypass it (RunScoped.read, db/raw.ts). A second end only rejects.
+        await Promise.all(
+          [pool, ownerPool, requestConnections].map((connections) => connections.end().catch(() => {})),
+        );
         await servers.close();
         await embedded?.stop();
       },

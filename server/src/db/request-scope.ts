@@ -13,6 +13,7 @@ import type { Prisma } from '../generated/central/client.js';
 import { PrismaClient } from '../generated/central/client.js';
 import type { UserRole } from '../generated/central/enums.js';
 import { isUuid } from '../ids.js';
+import { onPool, poolOf } from './raw.js';
 import { quoteIdent } from './sql.js';
 import { retryTransactionStarts } from './transaction-start.js';
 
@@ -130,12 +131,8 @@ export function createRequestPrisma(pool: pg.Pool): PrismaClient {
   const prisma = retryTransactionStarts(
     new PrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: true }) }),
   );
-  requestPools.set(prisma, pool);
-  return prisma;
+  return onPool(prisma, pool);
 }
-
-/** The pool under each {@link createRequestPrisma} client, for {@link RunScoped.read}. */
-const requestPools = new WeakMap<PrismaClient, pg.Pool>();
 
 /** The scope statement of the scoped run in progress (the transactions it starts send it at BEGIN). */
 const runningScope = new AsyncLocalStorage<string>();
@@ -195,7 +192,7 @@ export function scopedRunner(prisma: PrismaClient, scope: RequestScope): RunScop
   };
   const read = async <Row>({ text }: UuidStatement): Promise<Row[]> => {
     statement ??= scopeStatement(scope);
-    const pool = requestPools.get(prisma);
+    const pool = poolOf(prisma);
     if (!pool) throw new Error('not a request client (createRequestPrisma)');
     // Two statements: pg answers with one result each; the read's is the last.
     const results = (await pool.query(`${statement};\n${text}`)) as unknown as pg.QueryResult[];

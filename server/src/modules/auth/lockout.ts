@@ -11,6 +11,8 @@
  */
 import type { Redis } from 'ioredis';
 import type { CentralPrisma } from '../../db/database.js';
+import { execute } from '../../db/raw.js';
+import { Prisma } from '../../generated/central/client.js';
 
 export interface LockoutPolicy {
   threshold: number;
@@ -92,7 +94,10 @@ export function postgresLimitStore(db: Pick<CentralPrisma, '$queryRaw' | '$execu
     async count(scope, key, p, gated) {
       // One statement: ON CONFLICT locks the row, so concurrent attempts on one key are counted
       // one after the other, each against the count (and block) the previous one left.
-      const counted = await db.$executeRaw`
+      // Through the pool, without Prisma's engine (db/raw.ts): one statement of every code request.
+      const counted = await execute(
+        db,
+        Prisma.sql`
         INSERT INTO rate_limits AS r (scope, key, failures, window_started_at, lockouts, blocked_until)
         VALUES (${scope}, ${key}, CASE WHEN ${p.threshold} <= 1 THEN 0 ELSE 1 END, now(),
                 CASE WHEN ${p.threshold} <= 1 THEN 1 ELSE 0 END,
@@ -113,7 +118,8 @@ export function postgresLimitStore(db: Pick<CentralPrisma, '$queryRaw' | '$execu
             WHEN r.window_started_at >= now() - make_interval(secs => ${p.windowSeconds}) AND r.failures + 1 >= ${p.threshold}
             THEN r.lockouts + 1
             ELSE r.lockouts END
-        WHERE NOT ${gated} OR r.blocked_until IS NULL OR r.blocked_until <= now()`;
+        WHERE NOT ${gated} OR r.blocked_until IS NULL OR r.blocked_until <= now()`,
+      );
       // Now and then, forget keys that are long quiet.
       if (Math.random() < 0.01) {
         await db.$executeRaw`DELETE FROM rate_limits

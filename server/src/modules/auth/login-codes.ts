@@ -10,6 +10,7 @@
  */
 import { createHmac, randomInt, timingSafeEqual } from 'node:crypto';
 import type { CentralPrisma } from '../../db/database.js';
+import { queryRows, type RawDb } from '../../db/raw.js';
 import type { Config } from '../../env.js';
 import { RateLimitedError } from '../../errors.js';
 import { Prisma } from '../../generated/central/client.js';
@@ -91,9 +92,9 @@ export class LoginCodes {
     //
     // The user the delivery needs comes back with it (docs/decisions/062): the same index probe
     // for every e-mail, known or not, and nothing before the answer looks at what it found.
-    const [row] = await prisma.$queryRaw<
-      { sent: boolean | null; user_id: string | null; clinic_id: string | null }[]
-    >`
+    const [row] = await queryRows<{ sent: boolean | null; user_id: string | null; clinic_id: string | null }>(
+      prisma,
+      Prisma.sql`
       WITH code AS (
         INSERT INTO login_codes AS l
                (email, code_hmac, expires_at, failed_attempts, window_started_at, sends, last_sent_at)
@@ -109,7 +110,8 @@ export class LoginCodes {
         WHERE NOT ${limited} OR ${FRESH_WINDOW} OR l.sends = 0 OR l.last_sent_at + ${COOLDOWN} <= now()
         RETURNING true AS sent)
       SELECT (SELECT sent FROM code) AS sent, u.id::text AS user_id, u.clinic_id::text AS clinic_id
-        FROM (SELECT 1) one LEFT JOIN users u ON u.email = ${email}`;
+        FROM (SELECT 1) one LEFT JOIN users u ON u.email = ${email}`,
+    );
     if (!row?.sent) {
       const [wait] = await prisma.$queryRaw<{ wait_ms: number }[]>`
         SELECT (extract(epoch FROM l.last_sent_at + ${COOLDOWN} - now()) * 1000)::float8 AS wait_ms
@@ -250,17 +252,17 @@ export class LoginCodes {
     // lapsed window starts a new budget. The same statement reads what a matching code needs
     // next (the user and their consents, for `hold`), for every attempt alike, right or wrong,
     // known e-mail or not: the answer to a wrong code is the same, and so is the work behind it.
-    const [row] = await prisma.$queryRaw<
-      {
-        failed_attempts: number | null;
-        code_hmac: string | null;
-        expires_at: Date | null;
-        has_row: boolean;
-        user_id: string | null;
-        role: UserRole | null;
-        consents: ConsentRow[];
-      }[]
-    >`
+    const [row] = await queryRows<{
+      failed_attempts: number | null;
+      code_hmac: string | null;
+      expires_at: Date | null;
+      has_row: boolean;
+      user_id: string | null;
+      role: UserRole | null;
+      consents: ConsentRow[];
+    }>(
+      prisma,
+      Prisma.sql`
       WITH attempt AS (
         UPDATE login_codes
            SET failed_attempts = CASE WHEN window_started_at < now() - interval '1 hour' THEN 1 ELSE failed_attempts + 1 END,
@@ -273,7 +275,8 @@ export class LoginCodes {
              u.id::text AS user_id, u.role::text AS role, ${consentRowsSql(Prisma.sql`u.id`)} AS consents
         FROM (SELECT 1) one
         LEFT JOIN attempt a ON true
-        LEFT JOIN users u ON u.email = ${email}`;
+        LEFT JOIN users u ON u.email = ${email}`,
+    );
     if (!row || row.failed_attempts === null) {
       // The budget is spent, or no code was ever asked for this e-mail. Rows exist for every
       // e-mail a code was asked for, known or not: this tells nothing about accounts.
@@ -317,17 +320,18 @@ export class LoginCodes {
       ? Prisma.sql`, ${options.session(Prisma.sql`SELECT id, clinic_id FROM target WHERE clinic_id IS NULL`)}`
       : Prisma.empty;
     const sessionId = options.session ? Prisma.sql`(SELECT id::text FROM session)` : Prisma.sql`NULL::text`;
-    const consume = (db: Prisma.TransactionClient | CentralPrisma) =>
-      db.$queryRaw<
-        {
-          id: string;
-          role: UserRole;
-          clinic_id: string | null;
-          clinic_status: string | null;
-          first_proof: boolean;
-          session_id: string | null;
-        }[]
-      >`
+    // Through the pool (db/raw.ts) unless in the transaction that records acceptances.
+    const consume = (db: RawDb) =>
+      queryRows<{
+        id: string;
+        role: UserRole;
+        clinic_id: string | null;
+        clinic_status: string | null;
+        first_proof: boolean;
+        session_id: string | null;
+      }>(
+        db,
+        Prisma.sql`
       WITH used AS (
         UPDATE login_codes SET code_hmac = NULL, failed_attempts = 0
          WHERE email = ${email} AND code_hmac = ${row.code_hmac}
@@ -352,7 +356,8 @@ export class LoginCodes {
           FROM target t WHERE t.first_proof)${session}
       SELECT t.id::text AS id, t.role::text AS role, t.clinic_id::text AS clinic_id,
              c.status::text AS clinic_status, t.first_proof, ${sessionId} AS session_id
-        FROM target t LEFT JOIN clinics c ON c.id = t.clinic_id`;
+        FROM target t LEFT JOIN clinics c ON c.id = t.clinic_id`,
+      );
     // Acceptances given with the code are written in the transaction that spends it.
     const { record } = options;
     const [user] = record

@@ -11,6 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { decryptSecret, encryptSecret } from '../../crypto.js';
+import { queryRows } from '../../db/raw.js';
 import { Prisma, type PrismaClient } from '../../generated/central/client.js';
 import type { MailStatus } from '../../generated/central/enums.js';
 import { addJobSql } from '../../jobs/index.js';
@@ -135,13 +136,17 @@ export async function sendThenRecordMail(
     });
   }
   const alongside = options.alongside ? Prisma.sql`, alongside AS (${options.alongside})` : Prisma.empty;
-  await prisma.$queryRaw`
+  // Through the pool, without Prisma's engine (db/raw.ts): one statement of every code sign-in.
+  await queryRows(
+    prisma,
+    Prisma.sql`
     WITH m AS (
       INSERT INTO mail_outbox (id, to_address, subject, text_body, html_body, kind, attempts, status, transport, sent_at)
       VALUES (${id}::uuid, ${row.toAddress}, ${row.subject}, ${row.textBody}, ${row.htmlBody}::text, ${row.kind},
               1, 'SENT', ${transport.name}, now())
       RETURNING id)${alongside}
-    SELECT id::text AS id FROM m`;
+    SELECT id::text AS id FROM m`,
+  );
   logger.info({ attempts: 1, transport: transport.name }, 'mail sent');
   return { id };
 }
