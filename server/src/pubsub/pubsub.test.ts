@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { createPubSub } from 'graphql-yoga';
 import { Redis } from 'ioredis';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startRedis } from '../../test/harness.js';
+import { countStatements, describeTally } from '../../test/statements.js';
 import { ensureDatabase } from '../db/database.js';
 import { databaseUrl, quoteIdent, withClient } from '../db/sql.js';
 import { createLogger } from '../logger.js';
@@ -121,33 +121,27 @@ describe('the event bus on PostgreSQL LISTEN/NOTIFY', () => {
   });
 
   it('sends the events published together in one statement, a repeated one in the next (decision 060)', async () => {
-    const notifies: string[][] = [];
-    const query = pg.Client.prototype.query;
-    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-      const [text, values] = args as [unknown, unknown[] | undefined];
-      if (this.database === database && typeof text === 'string' && text.startsWith('SELECT pg_notify('))
-        notifies.push(
-          (values?.[1] as string[] | string | undefined) === undefined
-            ? []
-            : ([values![1]].flat() as string[]),
-        );
-      return (query as (...a: unknown[]) => unknown).apply(this, args);
-    } as typeof query;
+    const counter = countStatements(database);
     try {
       const onB = reader(b.pubsub.subscribe('provisioning'));
       const together = ['clone', 'verify', 'seed'].map((name) => step('run-batch', name));
-      for (const event of together) a.pubsub.publish('provisioning', event);
-      expect(await onB.take(together.length)).toEqual(together);
-      expect(notifies.map((payloads) => payloads.length)).toEqual([3]);
+      const first = await counter.count(async () => {
+        for (const event of together) a.pubsub.publish('provisioning', event);
+        return onB.take(together.length);
+      });
+      expect(first.value).toEqual(together);
+      expect(first.tally.publishes, describeTally(first.tally)).toBe(1);
 
-      notifies.length = 0;
       const twice = step('run-batch', 'dns');
-      for (const event of [twice, twice]) a.pubsub.publish('provisioning', event);
-      expect(await onB.take(2)).toEqual([twice, twice]);
-      expect(notifies.map((payloads) => payloads.length)).toEqual([1, 1]);
+      const second = await counter.count(async () => {
+        for (const event of [twice, twice]) a.pubsub.publish('provisioning', event);
+        return onB.take(2);
+      });
+      expect(second.value).toEqual([twice, twice]);
+      expect(second.tally.publishes, describeTally(second.tally)).toBe(2);
       await onB.stop();
     } finally {
-      pg.Client.prototype.query = query;
+      counter.restore();
     }
   });
 
