@@ -43,16 +43,18 @@ describe('access token verification', async () => {
   it('refuses a token it has verified once it has expired', async () => {
     const { accessToken } = await auth.startSession(user.id, { ip: null }, 'test');
     const claims = decodeJwt(accessToken);
+    // Two whole seconds ahead: `floor(now) + 1` can be a few milliseconds away on a busy machine.
+    const exp = Math.floor(Date.now() / 1000) + 2;
     const shortLived = await new SignJWT({ role: claims.role, cid: claims.cid, sid: claims.sid })
       .setProtectedHeader({ alg: 'HS256' })
       .setSubject(user.id)
       .setIssuer('onramp')
       .setAudience('onramp')
       .setIssuedAt()
-      .setExpirationTime(Math.floor(Date.now() / 1000) + 1)
+      .setExpirationTime(exp)
       .sign(secret);
     expect((await auth.authenticate(`Bearer ${shortLived}`))?.userId).toBe(user.id);
-    await new Promise((done) => setTimeout(done, 2100));
+    await new Promise((done) => setTimeout(done, exp * 1000 + 100 - Date.now()));
     await expect(auth.authenticate(`Bearer ${shortLived}`)).rejects.toThrow(/session has ended/);
   });
 
