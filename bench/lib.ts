@@ -125,6 +125,9 @@ export interface BenchServer {
   closers: (() => Promise<void>)[];
 }
 
+/** A stream of JSON log lines (pino's destination). */
+export type LogDestination = NonNullable<Parameters<typeof createLogger>[1]>;
+
 export interface StartedApp {
   app: App;
   url: string;
@@ -140,7 +143,10 @@ export async function startBenchApp(
   database: string,
   poolSize: number | undefined,
   env: Record<string, string> = {},
-  options: Pick<BuildAppOptions, 'mailTransport'> = {},
+  options: Pick<BuildAppOptions, 'mailTransport'> & {
+    /** Where the app's log lines go (default: stdout), e.g. to read them back; `LOG_LEVEL` in `env`. */
+    logTo?: LogDestination;
+  } = {},
 ): Promise<StartedApp> {
   await ensureDatabase(server.serverUrl, database);
   const config = loadConfig({
@@ -160,14 +166,15 @@ export async function startBenchApp(
     PORT: '0',
     ...env,
   });
-  const logger = createLogger(config);
+  const { logTo, ...appOptions } = options;
+  const logger = createLogger(config, logTo);
   const db = await openDatabases(config, logger);
   let app: App;
   try {
     // A free DNS port: a suite runs several apps at once, and 5354 may be taken on the machine.
     app = await buildApp(
       { config, logger, db, startedAt: new Date() },
-      { drainTimeoutMs: 1000, dnsPort: 0, ...options },
+      { drainTimeoutMs: 1000, dnsPort: 0, ...appOptions },
     );
   } catch (error) {
     await db.close();

@@ -1,4 +1,5 @@
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { App } from '../server/src/app.js';
 import { migrate, readMigrations } from '../server/src/db/migrator.js';
@@ -6,8 +7,10 @@ import { CLINIC_MIGRATIONS_DIR } from '../server/src/db/paths.js';
 import { databaseUrl, quoteIdent, withClient } from '../server/src/db/sql.js';
 import type { Logger } from '../server/src/logger.js';
 import { CONSENT_DOCUMENTS } from '../server/src/modules/consents/service.js';
+import { ProvisioningFailedError } from '../server/src/modules/provisioning/errors.js';
 import type { ProvisioningService } from '../server/src/modules/provisioning/service.js';
 import { registerClinicSchema } from '../server/src/modules/registration/validation.js';
+import { busyCores, pgCpuDelta, postgresCpu, readPostmasterPid, systemCpu } from './cpu.js';
 import {
   type BenchOptions,
   formatMs,
@@ -48,6 +51,7 @@ const TARGETS = {
   healthVsProbes: { op: '<=', value: 1.3, text: '≤ 1.30× (N÷C)·probe' },
   backends: { op: '<=', value: 1, text: '≤ C + idle' },
   memory: { op: '<=', value: 1.5, text: '≤ 1.50× idle rss' },
+  sustainedFailures: { op: '<=', value: 0, text: '0 failures' },
 } as const;
 
 export const provisioning: Suite = { name: 'provisioning', run };
@@ -71,10 +75,55 @@ interface Bench {
   sql: Sql;
   /** Running apps, stopped by `run` whatever happens. */
   apps: Set<App>;
+  /** The bench server's postmaster, for its processes' CPU (undefined without /proc). */
+  postmasterPid: number | undefined;
+  /** The pooled app's log: what it says about failed and retried steps. */
+  stepLog: StepLog;
+}
+
+/** A log line of the runner about a step (engine/runner.ts), with the child logger's run id. */
+interface StepLine {
+  msg: string;
+  runId?: string;
+  step?: string;
+  error?: string;
+  errorCode?: string;
+}
+
+/**
+ * The pooled app's log destination: keeps the runner's lines about failed and retried steps (so
+ * the sustained row can tell whether the server logged every failure's cause, and how many
+ * transient errors its steps rode out) and passes errors on to stderr, as LOG_LEVEL=error did.
+ */
+class StepLog {
+  static readonly FAILED = 'provisioning step failed';
+  static readonly RETRIED = 'provisioning step failed transiently; trying again';
+  lines: StepLine[] = [];
+  write(text: string): void {
+    for (const raw of text.split('\n')) {
+      if (raw.trim() === '') continue;
+      let line: StepLine & { level?: number };
+      try {
+        line = JSON.parse(raw) as StepLine & { level?: number };
+      } catch {
+        process.stderr.write(`${raw}\n`);
+        continue;
+      }
+      if (line.msg === StepLog.FAILED || line.msg === StepLog.RETRIED) this.lines.push(line);
+      else if ((line.level ?? 0) >= 50) process.stderr.write(`${raw}\n`);
+    }
+  }
 }
 
 function run(options: BenchOptions): Promise<SuiteResult> {
-  return withBenchServer(options, (server) => measure({ options, ...server }));
+  return withBenchServer(options, (server) =>
+    measure({
+      options,
+      ...server,
+      postmasterPid: readPostmasterPid(join(server.tmp, 'postgres', 'pg', 'postmaster.pid')),
+      stepLog: new StepLog(),
+    }),
+  );
 }
 
 async function measure(bench: Bench): Promise<SuiteResult> {
@@ -83,7 +132,13 @@ async function measure(bench: Bench): Promise<SuiteResult> {
   options.log('starting the app without a warm pool');
   const { app: noPool } = await startBenchApp(bench, 'bench_central_no_pool', 0);
   options.log(`starting the app with a warm pool of ${poolSize}`);
-  const { app: withPool } = await startBenchApp(bench, 'bench_central_pool', poolSize);
+  const { app: withPool } = await startBenchApp(
+    bench,
+    'bench_central_pool',
+    poolSize,
+    { LOG_LEVEL: 'warn' },
+    { logTo: bench.stepLog },
+  );
   const idleRss = await settledRss();
 
   const latency = await measureLatency(bench, noPool, withPool);
@@ -232,38 +287,18 @@ async function measureFleet(bench: Bench, app: App, idleRss: { bytes: number }) 
       )
     ).rows[0]?.n ?? 0;
 
-  let created = 0;
   for (const wanted of options.clinics) {
     const missing = Math.max(0, wanted - (await db.prisma.clinic.count({ where: { status: 'READY' } })));
     options.log(`fleet ${wanted}: provisioning ${missing} clinics, ${FLEET_CONCURRENCY} at a time`);
-    const fill = await timed(() =>
-      inParallel(Array.from({ length: missing }), FLEET_CONCURRENCY, async () => {
-        const index = created++;
-        try {
-          return (await timed(() => registerClinic(app, `Bench fleet ${index}`))).ms;
-        } catch (error) {
-          options.log(`fleet clinic ${index} failed: ${error instanceof Error ? error.message : error}`);
-          return undefined;
-        }
-      }),
-    );
+    const fill = await sustain(bench, app, missing);
     await provisioning.pool.idle();
     // The fill leaves gigabytes of WAL and dirty buffers; flush them now rather than during timing.
     await sql.query('CHECKPOINT');
-    const fillMs = fill.value.filter((ms): ms is number => ms !== undefined);
-    const failed = missing - fillMs.length;
     const clinics = await db.prisma.clinic.count();
     if (missing > 0) {
-      rows.push(latencyRow(`fleet ${clinics}: registration, ${FLEET_CONCURRENCY} at once`, fillMs));
-      notes.push(
-        `fleet ${clinics}: created ${fillMs.length} clinics in ${(fill.ms / 1000).toFixed(1)} s ` +
-          `(${((fillMs.length / fill.ms) * 1000).toFixed(1)}/s${failed > 0 ? `, ${failed} FAILED` : ''})` +
-          (fill.ms > FLEET_SLOW_MS
-            ? `: too slow to run routinely, lower BENCH_CLINICS (e.g. ${Math.floor(fillMs.length / 2)}).`
-            : '.'),
-      );
+      rows.push(fill.row);
+      notes.push(...fill.notes);
     }
-
     const rss = await settledRss();
 
     const probed = await db.prisma.clinic.findFirst({
@@ -341,9 +376,7 @@ async function measureFleet(bench: Bench, app: App, idleRss: { bytes: number }) 
     );
     meta.push({
       clinics,
-      created: fillMs.length,
-      failed,
-      fillMs: Math.round(fill.ms),
+      ...fill.meta,
       concurrency,
       idleBackends,
       peakBackends: peak,
@@ -355,6 +388,168 @@ async function measureFleet(bench: Bench, app: App, idleRss: { bytes: number }) 
     });
   }
   return { rows, notes, meta };
+}
+
+/** One registration of a fill that did not end READY: where and why, as the central records tell it. */
+interface Failure {
+  index: number;
+  step: string;
+  cause: string;
+}
+
+/**
+ * Issue 16's sustained provisioning: `count` registrations, FLEET_CONCURRENCY at a time, judged on
+ * failures (target: none). Every failure is reported with its step and cause, read back from
+ * provisioning_runs and provisioning_steps: what an operator would find, not what the bench saw.
+ */
+async function sustain(bench: Bench, app: App, count: number) {
+  const { options } = bench;
+  const attempts: { ms: number; runId?: string; error?: unknown }[] = [];
+  const pgBefore = postgresCpu(bench.postmasterPid);
+  const systemBefore = systemCpu();
+  const cpuBefore = process.cpuUsage();
+  const loadBefore = loadavg()[0] ?? 0;
+  const logFrom = bench.stepLog.lines.length;
+  let index = 0;
+  let done = 0;
+  const fill = await timed(() =>
+    inParallel(Array.from({ length: count }), FLEET_CONCURRENCY, async () => {
+      const mine = index++;
+      const started = performance.now();
+      try {
+        await registerClinic(app, `Bench fleet ${mine}`);
+        attempts[mine] = { ms: performance.now() - started };
+      } catch (error) {
+        const runId = error instanceof ProvisioningFailedError ? error.runId : undefined;
+        attempts[mine] = { ms: performance.now() - started, runId, error };
+        options.log(`fleet clinic ${mine} failed: ${redact(errorText(error))}`);
+      }
+      done += 1;
+      if (done % 250 === 0) options.log(`sustained: ${done}/${count}`);
+    }),
+  );
+  const cpu = process.cpuUsage(cpuBefore);
+  const pgCores = pgCpuDelta(pgBefore, postgresCpu(bench.postmasterPid), fill.ms);
+  const systemCores = busyCores(systemBefore, systemCpu());
+  const loadAfter = loadavg()[0] ?? 0;
+  const logged = bench.stepLog.lines.slice(logFrom);
+  const retries = logged.filter((line) => line.msg === StepLog.RETRIED);
+  const retriedCauses = new Map<string, number>();
+  for (const line of retries) {
+    const key = `${line.step}: ${redact(line.error ?? '(no message)')}`;
+    retriedCauses.set(key, (retriedCauses.get(key) ?? 0) + 1);
+  }
+  const unlogged = attempts.filter(
+    (attempt) =>
+      attempt?.runId !== undefined &&
+      !logged.some((line) => line.msg === StepLog.FAILED && line.runId === attempt.runId),
+  ).length;
+
+  const failures: Failure[] = [];
+  for (const [i, attempt] of attempts.entries()) {
+    if (attempt?.error !== undefined) failures.push(await readFailure(app, i, attempt.runId, attempt.error));
+  }
+  const succeededMs = attempts.filter((attempt) => attempt.error === undefined).map((attempt) => attempt.ms);
+  const rate = (succeededMs.length / fill.ms) * 1000;
+  const nodeCores = (cpu.user + cpu.system) / 1000 / fill.ms;
+  const byCause = new Map<string, number>();
+  for (const failure of failures) {
+    const key = `${failure.step}: ${failure.cause}`;
+    byCause.set(key, (byCause.get(key) ?? 0) + 1);
+  }
+  const row = judge(
+    latencyRow(`sustained: ${count} clinics, ${FLEET_CONCURRENCY} at a time`, succeededMs, {
+      n: count,
+      ratio: failures.length,
+      ratioText: `${failures.length} failed, ${rate.toFixed(1)}/s`,
+      target: TARGETS.sustainedFailures,
+    }),
+  );
+  const notes = [
+    `sustained: ${succeededMs.length}/${count} READY in ${(fill.ms / 1000).toFixed(1)} s ` +
+      `(${rate.toFixed(1)}/s; p50 ${formatMs(row.p50Ms)} ms, p95 ${formatMs(row.p95Ms)} ms, p99 ${formatMs(row.p99Ms)} ms)` +
+      (failures.length > 0 ? `, ${failures.length} FAILED:` : ', 0 failed.') +
+      (fill.ms > FLEET_SLOW_MS ? ' Too slow to run routinely: lower BENCH_CLINICS.' : ''),
+    ...[...byCause].map(
+      ([cause, n]) =>
+        `    ${n} × ${cause} (clinics ${failures
+          .filter((failure) => `${failure.step}: ${failure.cause}` === cause)
+          .slice(0, 5)
+          .map((failure) => failure.index)
+          .join(', ')})`,
+    ),
+    `sustained: transient errors retried within a step: ${retries.length}` +
+      (retries.length > 0
+        ? ` (${[...retriedCauses]
+            .slice(0, 5)
+            .map(([cause, n]) => `${n} × ${cause}`)
+            .join('; ')})`
+        : '') +
+      (failures.length > 0
+        ? `; failed runs whose cause the server did not log ("${StepLog.FAILED}"): ${unlogged}.`
+        : '.'),
+    `sustained: CPU in cores: this process ${nodeCores.toFixed(2)}` +
+      (pgCores ? `, PostgreSQL ${pgCores.total.toFixed(2)}` : '') +
+      (systemCores === undefined
+        ? ''
+        : `, other processes ${Math.max(0, systemCores - nodeCores - (pgCores?.total ?? 0)).toFixed(2)}; ` +
+          `whole machine ${systemCores.toFixed(2)} of ${cpus().length}`) +
+      `; per registration ${(((nodeCores + (pgCores?.total ?? 0)) * fill.ms) / Math.max(1, succeededMs.length)).toFixed(0)} ms ` +
+      `(this process + PostgreSQL); load average ${loadBefore.toFixed(1)} → ${loadAfter.toFixed(1)}.`,
+  ];
+  return {
+    row,
+    notes,
+    meta: {
+      attempted: count,
+      created: succeededMs.length,
+      failed: failures.length,
+      failures,
+      retries: retries.length,
+      unloggedFailures: unlogged,
+      fillMs: Math.round(fill.ms),
+      ratePerSecond: rate,
+      nodeCores,
+      postgresCores: pgCores?.total,
+      machineCores: systemCores,
+      loadAverage: [loadBefore, loadAfter],
+    },
+  };
+}
+
+/** The failed step and its recorded error for a registration that threw (the run's record if no step failed). */
+async function readFailure(
+  app: App,
+  index: number,
+  runId: string | undefined,
+  error: unknown,
+): Promise<Failure> {
+  if (runId === undefined) return { index, step: '(no run)', cause: redact(errorText(error)) };
+  const { prisma } = app.deps.db;
+  const run = await prisma.provisioningRun.findUnique({
+    where: { id: runId },
+    select: {
+      status: true,
+      error: true,
+      steps: { where: { status: 'FAILED' }, orderBy: { finishedAt: 'asc' } },
+    },
+  });
+  const step = run?.steps[0];
+  if (step) return { index, step: step.name, cause: redact(step.error ?? '(no message recorded)') };
+  return {
+    index,
+    step: '(run)',
+    cause: redact(`${run?.status ?? 'no run record'}: ${run?.error ?? errorText(error)}`),
+  };
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/** A recorded error may quote a connection string: its password never reaches the notes. */
+function redact(text: string): string {
+  return text.replace(/(\/\/[^\s/:@]*):[^\s@]*@/g, '$1:…@').slice(0, 300);
 }
 
 let registered = 0;
