@@ -214,7 +214,13 @@ export async function withBenchServer<T>(
     for (const app of apps)
       await app.stop().catch((error) => logger.error({ err: error }, 'app stop failed'));
     await server?.stop().catch((error) => logger.error({ err: error }, 'PostgreSQL stop failed'));
+    // The whole throw-away cluster goes at once: dropping a fleet's databases one by one costs a
+    // checkpoint each (2,000 took 40 minutes here), removing their files does not.
+    const removing = performance.now();
     rmSync(tmp, { recursive: true, force: true });
+    options.log(
+      `removed the bench server's files in ${((performance.now() - removing) / 1000).toFixed(1)} s`,
+    );
   }
 }
 

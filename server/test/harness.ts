@@ -152,6 +152,84 @@ export async function slowLink(target: string): Promise<{ url: string; delayMs: 
 }
 
 /**
+ * A TCP proxy to the PostgreSQL server of `target` that can leave connections unanswered, as a
+ * server too loaded to answer within a client's connect timeout does: `stall(user, times)` holds
+ * the next `times` connections whose startup message names a user matching `user` (nothing is
+ * forwarded, either way, until the client gives up). Every other connection is passed through.
+ * Returns the target's URL with the proxy's host and port. Closed after the file.
+ */
+export async function stallingLink(
+  target: string,
+): Promise<{ url: string; stall(user: RegExp, times: number): void; readonly stalled: number }> {
+  const to = new URL(target);
+  const socketDir = to.searchParams.get('host');
+  const pending: { user: RegExp; times: number }[] = [];
+  let stalled = 0;
+  const sockets = new Set<Socket>();
+  /** The user of a startup message (length, protocol 3.0, then name/value pairs), if complete. */
+  const startupUser = (packet: Buffer): string | null | undefined => {
+    if (packet.length < 8 || packet.length < packet.readInt32BE(0)) return undefined;
+    const pairs = packet.subarray(8, packet.readInt32BE(0)).toString('utf8').split('\0');
+    for (let i = 0; i + 1 < pairs.length; i += 2) if (pairs[i] === 'user') return pairs[i + 1] ?? null;
+    return null;
+  };
+  const server = createNetServer((client) => {
+    sockets.add(client);
+    let head = Buffer.alloc(0);
+    let upstream: Socket | undefined;
+    const close = () => {
+      client.destroy();
+      upstream?.destroy();
+      sockets.delete(client);
+      if (upstream) sockets.delete(upstream);
+    };
+    client.on('close', close).on('error', close);
+    const onHead = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const user = startupUser(head);
+      if (user === undefined) return;
+      client.off('data', onHead);
+      const rule = user === null ? undefined : pending.find((entry) => entry.user.test(user));
+      if (rule) {
+        // Held: the client's own connect timeout ends it.
+        rule.times -= 1;
+        if (rule.times === 0) pending.splice(pending.indexOf(rule), 1);
+        stalled += 1;
+        return;
+      }
+      const link = socketDir
+        ? connect(join(socketDir, `.s.PGSQL.${to.port}`))
+        : connect(Number(to.port), to.hostname);
+      upstream = link;
+      sockets.add(link);
+      link.write(head);
+      client.on('data', (data) => link.write(data));
+      link.on('data', (data) => client.write(data));
+      link.on('close', close).on('error', close);
+    };
+    client.on('data', onHead);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  afterAll(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  const url = new URL(target);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as AddressInfo).port);
+  url.searchParams.delete('host');
+  return {
+    url: url.toString(),
+    stall(user, times) {
+      pending.push({ user, times });
+    },
+    get stalled() {
+      return stalled;
+    },
+  };
+}
+
+/**
  * Both backends a shared store can live on (lockouts, rate-limit counters): a fresh central
  * database and a client of a real redis-server, closed after the file.
  */

@@ -45,7 +45,10 @@ async function connect(state: ProvisionState): Promise<pg.Client> {
     await client.connect();
   } catch (error) {
     await client.end().catch(() => {});
-    throw new Error(`the clinic role cannot connect: ${error instanceof Error ? error.message : error}`);
+    // The cause is kept: its code (ECONNREFUSED, 53300…) tells the runner whether to retry.
+    throw new Error(`the clinic role cannot connect: ${error instanceof Error ? error.message : error}`, {
+      cause: error,
+    });
   }
   return client;
 }
