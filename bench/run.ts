@@ -18,7 +18,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cluster } from './cluster.js';
 import { health } from './health.js';
-import { type BenchOptions, formatMs, type Row, type Suite } from './lib.js';
+import { type BenchOptions, formatMs, type Row, removeBenchFiles, type Suite } from './lib.js';
 import { me } from './me.js';
 import { move } from './move.js';
 import { otp } from './otp.js';
@@ -106,6 +106,56 @@ function table(rows: readonly Row[]): string {
   return [format(header), rule, ...cells.map(format)].join('\n');
 }
 
+/** Runs one suite, prints its table and notes, saves its JSON; the names of its missed targets. */
+async function runSuite(suite: Suite, options: BenchOptions): Promise<string[]> {
+  console.log(`\n▶ ${suite.name}`);
+  const startedAt = new Date();
+  const result = await suite.run(options);
+  const seconds = (Date.now() - startedAt.getTime()) / 1000;
+  const missed = result.rows.filter((row) => row.pass === false);
+  const judged = result.rows.filter((row) => row.pass !== undefined);
+
+  console.log(`\n${table(result.rows)}\n`);
+  for (const note of result.notes) console.log(`  · ${note}`);
+  console.log(
+    missed.length === 0
+      ? `\n  ${judged.length}/${judged.length} targets met (${seconds.toFixed(0)} s).`
+      : `\n  ✗ ${missed.length}/${judged.length} targets MISSED (${seconds.toFixed(0)} s):\n` +
+          missed
+            .map(
+              (row) => `      ${row.name.trim()}: ${row.ratioText ?? row.ratio}, target ${row.target?.text}`,
+            )
+            .join('\n'),
+  );
+
+  const file = join(RESULTS_DIR, `${suite.name}.json`);
+  const json = {
+    suite: suite.name,
+    startedAt: startedAt.toISOString(),
+    durationSeconds: Math.round(seconds),
+    options: {
+      iterations: options.iterations,
+      clinics: options.clinics,
+      registrations: options.registrations,
+      otpFlows: options.otpFlows,
+    },
+    host: {
+      node: process.version,
+      platform: `${process.platform}-${process.arch}`,
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model,
+      memoryBytes: totalmem(),
+    },
+    meta: result.meta,
+    rows: result.rows,
+    notes: result.notes,
+    missed: missed.map((row) => row.name.trim()),
+  };
+  writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
+  console.log(`  results: ${relative(process.cwd(), file)}`);
+  return missed.map((row) => `${suite.name}: ${row.name.trim()}`);
+}
+
 async function main(): Promise<void> {
   const { options, suites } = readOptions(process.env);
   mkdirSync(RESULTS_DIR, { recursive: true });
@@ -117,53 +167,12 @@ async function main(): Promise<void> {
   const allMissed: string[] = [];
 
   for (const suite of suites) {
-    console.log(`\n▶ ${suite.name}`);
-    const startedAt = new Date();
-    const result = await suite.run(options);
-    const seconds = (Date.now() - startedAt.getTime()) / 1000;
-    const missed = result.rows.filter((row) => row.pass === false);
-    const judged = result.rows.filter((row) => row.pass !== undefined);
-
-    console.log(`\n${table(result.rows)}\n`);
-    for (const note of result.notes) console.log(`  · ${note}`);
-    console.log(
-      missed.length === 0
-        ? `\n  ${judged.length}/${judged.length} targets met (${seconds.toFixed(0)} s).`
-        : `\n  ✗ ${missed.length}/${judged.length} targets MISSED (${seconds.toFixed(0)} s):\n` +
-            missed
-              .map(
-                (row) =>
-                  `      ${row.name.trim()}: ${row.ratioText ?? row.ratio}, target ${row.target?.text}`,
-              )
-              .join('\n'),
-    );
-    allMissed.push(...missed.map((row) => `${suite.name}: ${row.name.trim()}`));
-
-    const file = join(RESULTS_DIR, `${suite.name}.json`);
-    const json = {
-      suite: suite.name,
-      startedAt: startedAt.toISOString(),
-      durationSeconds: Math.round(seconds),
-      options: {
-        iterations: options.iterations,
-        clinics: options.clinics,
-        registrations: options.registrations,
-        otpFlows: options.otpFlows,
-      },
-      host: {
-        node: process.version,
-        platform: `${process.platform}-${process.arch}`,
-        cpus: cpus().length,
-        cpuModel: cpus()[0]?.model,
-        memoryBytes: totalmem(),
-      },
-      meta: result.meta,
-      rows: result.rows,
-      notes: result.notes,
-      missed: missed.map((row) => row.name.trim()),
-    };
-    writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
-    console.log(`  results: ${relative(process.cwd(), file)}`);
+    try {
+      allMissed.push(...(await runSuite(suite, options)));
+    } finally {
+      // Once its results are printed and saved: a fleet's files take minutes to delete.
+      removeBenchFiles(options.log);
+    }
   }
 
   if (allMissed.length > 0) {
