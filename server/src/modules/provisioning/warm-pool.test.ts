@@ -267,6 +267,22 @@ describe('the warm pool of verified spares', async () => {
     ).rejects.toMatchObject({ code: '42710' });
     expect((await claimable())[0]).toEqual(next);
     expect(await sql('SELECT 1 FROM pg_database WHERE datname = $1', [again])).toEqual([]);
+
+    // A target that exists already (an earlier try's): the new role goes back with the rename.
+    const fresh = `clinic_one_message_${stamp}_rw2`;
+    await expect(
+      withClient(server.url, (admin) =>
+        provisioning.pool.claim(
+          admin,
+          clinicServer(),
+          target,
+          clinicDatabaseGrants('test', target, fresh),
+          clinicRoleSql(fresh, randomPassword()),
+        ),
+      ),
+    ).rejects.toMatchObject({ code: '42P04' });
+    expect((await claimable())[0]).toEqual(next);
+    expect(await sql('SELECT 1 FROM pg_roles WHERE rolname = $1', [fresh])).toEqual([]);
   });
 
   // Last: it leaves a run "dead" in this process, as a crash would.
