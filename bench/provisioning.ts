@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -41,6 +42,13 @@ const HEALTH_RUNS = 3;
 const BACKEND_SAMPLE_MS = 20;
 /** env.ts caps CLINIC_POOL_SIZE here. */
 const MAX_POOL_SIZE = 50;
+/**
+ * Quiet time before each timed sample, after a CHECKPOINT: every variant starts from a server with
+ * no dirty buffers, no WAL being written and no refill running (see bench/README.md, decision 072).
+ */
+const SETTLE_MS = 150;
+/** Pooled registrations whose round trips are timed one by one for the breakdown. */
+const BREAKDOWN_RUNS = 9;
 /** The steps between "the clinic row exists" and "its database is ready to use". */
 const DB_READY_STEPS = ['create_database', 'migrate_database', 'verify_database', 'seed_provider'];
 
@@ -183,20 +191,48 @@ async function measureLatency(bench: Bench, noPool: App, withPool: App) {
   const migrations = readMigrations(CLINIC_MIGRATIONS_DIR);
 
   const raw: number[] = [];
+  const rawCpu: number[] = [];
+  const rawQueue: number[] = [];
+  /** Pages the kernel scanned to reclaim memory during each raw clone (kswapd and direct). */
+  const rawReclaim: number[] = [];
+  const memFreeMb: number[] = [];
+  let rawPgCpuS = 0;
   const naive: number[] = [];
   const runsNoPool: Provisioned[] = [];
   const runsPool: Provisioned[] = [];
+  const backend = (await sql.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+  // Every sample starts from the same server state: no refill running, nothing dirty, idle.
+  const settle = async () => {
+    await withPool.deps.provisioning.pool.idle();
+    await sql.query('CHECKPOINT');
+    await sleep(SETTLE_MS);
+  };
   const rounds = WARMUP_ROUNDS + options.iterations;
+  const started = {
+    load: loadavg()[0] ?? 0,
+    system: systemCpu(),
+    node: process.cpuUsage(),
+    pg: postgresCpu(bench.postmasterPid),
+    at: performance.now(),
+  };
   for (let round = 0; round < rounds; round++) {
     const keep = round >= WARMUP_ROUNDS;
     options.log(`latency round ${round + 1}/${rounds}${keep ? '' : ' (warm-up)'}`);
 
+    await settle();
     const rawName = `bench_raw_${round}`;
+    const memory = kernelMemory();
+    const schedBefore = schedstat(backend);
+    const pgBefore = postgresCpu(bench.postmasterPid);
     const rawTime = await timed(() =>
       sql.query(`CREATE DATABASE ${quoteIdent(rawName)} TEMPLATE ${quoteIdent(template)}`),
     );
+    const schedAfter = schedstat(backend);
+    const memoryAfter = kernelMemory();
+    const pgCpu = pgCpuDelta(pgBefore, postgresCpu(bench.postmasterPid), rawTime.ms);
     await sql.query(`DROP DATABASE ${quoteIdent(rawName)}`);
 
+    await settle();
     const naiveName = `bench_naive_${round}`;
     const naiveTime = await timed(async () => {
       await sql.query(`CREATE DATABASE ${quoteIdent(naiveName)} TEMPLATE template0`);
@@ -204,20 +240,44 @@ async function measureLatency(bench: Bench, noPool: App, withPool: App) {
     });
     await sql.query(`DROP DATABASE ${quoteIdent(naiveName)} WITH (FORCE)`);
 
+    await settle();
     const plain = await provisionOne(noPool, sql, `Bench no pool ${round}`);
 
-    // Timed with a full pool; the refill its claim starts is awaited before anything else runs.
-    await withPool.deps.provisioning.pool.idle();
+    // Timed with a full pool; the refill its claim starts is awaited by the next settle.
+    await settle();
     const pooled = await provisionOne(withPool, sql, `Bench pool ${round}`);
-    await withPool.deps.provisioning.pool.idle();
 
     if (keep) {
       raw.push(rawTime.ms);
+      if (schedBefore && schedAfter) {
+        rawCpu.push(schedAfter.runMs - schedBefore.runMs);
+        rawQueue.push(schedAfter.waitMs - schedBefore.waitMs);
+      }
+      if (pgCpu) rawPgCpuS += (pgCpu.total * rawTime.ms) / 1000;
+      if (memory && memoryAfter) {
+        rawReclaim.push(memoryAfter.scanned - memory.scanned);
+        memFreeMb.push(memory.freeMb);
+      }
       naive.push(naiveTime.ms);
       runsNoPool.push(plain);
       runsPool.push(pooled);
     }
   }
+  await withPool.deps.provisioning.pool.idle();
+  const wallS = (performance.now() - started.at) / 1000;
+  const systemEnd = systemCpu();
+  const nodeCores = (() => {
+    const used = process.cpuUsage(started.node);
+    return (used.user + used.system) / 1e6 / wallS;
+  })();
+  const machineCores =
+    started.system && systemEnd
+      ? ((systemEnd.busy - started.system.busy) / (systemEnd.total - started.system.total)) * cpus().length
+      : undefined;
+  const pgCores = pgCpuDelta(started.pg, postgresCpu(bench.postmasterPid), wallS * 1000)?.total;
+  const otherCores =
+    machineCores !== undefined && pgCores !== undefined ? machineCores - nodeCores - pgCores : undefined;
+  const loadEnd = loadavg()[0] ?? 0;
 
   const rawP50 = median(raw);
   const naiveP50 = median(naive);
@@ -230,9 +290,17 @@ async function measureLatency(bench: Bench, noPool: App, withPool: App) {
   const readyNoPool = runsNoPool.map((run) => run.dbReadyMs);
   const readyPool = runsPool.map((run) => run.dbReadyMs);
   const speedup = naiveP50 / median(readyPool);
+  // Each round's pooled db-ready against that round's own clone: the load a round saw hits both.
+  const perRound = median(runsPool.map((run, i) => run.dbReadyMs / (raw[i] ?? Number.NaN)));
 
   const rows: Row[] = [
     latencyRow('raw: CREATE DATABASE … TEMPLATE', raw, { ratio: 1, ratioText: 'baseline' }),
+    ...(rawCpu.length > 0
+      ? [
+          latencyRow('  raw: its backend on a CPU', rawCpu),
+          latencyRow('  raw: its backend waiting for a CPU', rawQueue),
+        ]
+      : []),
     latencyRow('naive: CREATE DATABASE + migrations', naive, vsRaw(naive)),
     latencyRow('no pool: registration (whole call)', totalNoPool, vsRaw(totalNoPool)),
     judge(
@@ -241,6 +309,12 @@ async function measureLatency(bench: Bench, noPool: App, withPool: App) {
     ...stepRows('no pool', runsNoPool),
     latencyRow('pool: registration (whole call)', totalPool, vsRaw(totalPool)),
     judge(latencyRow('pool: db-ready', readyPool, { ...vsRaw(readyPool), target: TARGETS.poolVsRaw })),
+    {
+      name: "pool: db-ready ÷ its round's raw clone, median",
+      n: readyPool.length,
+      ratio: perRound,
+      ratioText: `${perRound.toFixed(2)}× raw`,
+    },
     ...stepRows('pool', runsPool),
     judge({
       name: 'pool: db-ready speed-up over naive',
@@ -257,7 +331,24 @@ async function measureLatency(bench: Bench, noPool: App, withPool: App) {
       await withPool.deps.provisioning.pool.idle();
     }),
   };
+  const breakdown = await measureBreakdown(bench, withPool);
   const notes = [
+    `Latency rounds: load average ${started.load.toFixed(1)} → ${loadEnd.toFixed(1)}, ` +
+      (otherCores === undefined
+        ? 'no /proc for CPU accounting; '
+        : `other processes ${otherCores.toFixed(2)} cores (this process ${nodeCores.toFixed(2)}, PostgreSQL ${(pgCores ?? 0).toFixed(2)}); `) +
+      `each sample after a CHECKPOINT and ${SETTLE_MS} ms idle, no refill running.`,
+    ...(rawCpu.length > 0
+      ? [
+          `Raw clone: PostgreSQL CPU ${formatMs((rawPgCpuS * 1000) / raw.length)} ms per clone (all its processes, ` +
+            `10 ms ticks), of which its backend ${formatMs(median(rawCpu))} ms (p50, schedstat); ` +
+            `wall ${formatMs(rawP50)} = CPU + ${formatMs(median(rawQueue))} ms waiting for a CPU + the rest blocked.`,
+        ]
+      : []),
+    ...(rawReclaim.length === rawCpu.length && rawCpu.length > 0
+      ? [reclaimNote(raw, rawCpu, rawReclaim, memFreeMb)]
+      : []),
+    ...breakdown,
     'Claimed warm spares (clinic database older than the call): ' +
       `pool ${count(runsPool, (run) => run.fromSpare)}/${runsPool.length}, ` +
       `no pool ${count(runsNoPool, (run) => run.fromSpare)}/${runsNoPool.length}.`,
@@ -608,6 +699,163 @@ async function provisionOne(app: App, sql: Sql, clinicName: string): Promise<Pro
     stepMs,
     fromSpare: Number(rows[0]?.oid) <= newest,
   };
+}
+
+/** One statement (or connect) a traced registration sent, with how long its promise took. */
+interface Trip {
+  database: string;
+  text: string;
+  ms: number;
+  connect: boolean;
+}
+
+/** What pg's Client prototype exposes to the trace (the bench's own session is one). */
+type ClientMethod = (this: { database?: string }, ...args: unknown[]) => unknown;
+
+/**
+ * Times every statement and connect of `work` on pg's Client (the prototype of the bench's own
+ * session, shared with the apps' pools and Prisma's pg adapter), from the call to its answer.
+ */
+async function traced<T>(sql: Sql, work: () => Promise<T>): Promise<{ value: T; trips: Trip[] }> {
+  const proto = Object.getPrototypeOf(sql) as { query: ClientMethod; connect: ClientMethod };
+  const { query, connect } = proto;
+  const trips: Trip[] = [];
+  const wrap = (original: ClientMethod, isConnect: boolean): ClientMethod =>
+    function (this: { database?: string }, ...args: unknown[]) {
+      const result = original.apply(this, args);
+      if (!(result instanceof Promise)) return result;
+      const first = args[0];
+      const text = isConnect
+        ? 'connect'
+        : typeof first === 'string'
+          ? first
+          : ((first as { text?: string } | undefined)?.text ?? '');
+      const database = this.database ?? '';
+      const started = performance.now();
+      const done = () => trips.push({ database, text, ms: performance.now() - started, connect: isConnect });
+      return result.then(
+        (value: unknown) => {
+          done();
+          return value;
+        },
+        (error: unknown) => {
+          done();
+          throw error;
+        },
+      );
+    };
+  proto.query = wrap(query, false);
+  proto.connect = wrap(connect, true);
+  try {
+    return { value: await work(), trips };
+  } finally {
+    proto.query = query;
+    proto.connect = connect;
+  }
+}
+
+/**
+ * Pooled db-ready by round trip: `BREAKDOWN_RUNS` pooled registrations traced statement by
+ * statement (medians over the runs), beside the unit costs on this machine: one round trip on a
+ * warm session and one superuser connect.
+ */
+async function measureBreakdown(bench: Bench, app: App): Promise<string[]> {
+  const { sql, serverUrl } = bench;
+  const central = new URL(app.deps.config.databaseUrl ?? '').pathname.slice(1);
+  const kinds: [string, (trip: Trip) => boolean][] = [
+    ['create: ledger write', (t) => t.database === central && t.text.includes('"clinic_objects"')],
+    // The clinic server's admin session (its database is whatever the server's URL names).
+    ['create: role', (t) => t.text.startsWith('CREATE ROLE') && !t.text.includes('RENAME TO')],
+    ['create: target lookup', (t) => t.text.startsWith('SELECT 1 FROM pg_database WHERE datname')],
+    ['create: spare lookup', (t) => t.text.includes('starts_with(datname, $1) AND NOT datallowconn')],
+    ['create: claim message', (t) => t.text.includes('RENAME TO')],
+    ['create: password write', (t) => t.database === central && t.text.includes('"database_password_enc"')],
+    ['verify: clinic-role connect', (t) => t.connect && t.database.startsWith('clinic_')],
+    [
+      'verify: check',
+      (t) => !t.connect && t.database.startsWith('clinic_') && t.text.trim().startsWith('SELECT'),
+    ],
+    ['seed: insert', (t) => t.database.startsWith('clinic_') && t.text.trim().startsWith('INSERT')],
+  ];
+  const per = new Map<string, number[]>(kinds.map(([name]) => [name, []]));
+  const steps = new Map<string, number[]>();
+  const centralOther: number[] = [];
+  for (let i = 0; i < BREAKDOWN_RUNS; i++) {
+    await app.deps.provisioning.pool.idle();
+    await sql.query('CHECKPOINT');
+    await sleep(SETTLE_MS);
+    const { value: run, trips } = await traced(sql, () => provisionOne(app, sql, `Bench breakdown ${i}`));
+    for (const [name, match] of kinds) {
+      const found = trips.filter(match);
+      per.get(name)?.push(found.reduce((sum, trip) => sum + trip.ms, 0));
+    }
+    centralOther.push(trips.filter((trip) => trip.database === central).length);
+    for (const name of DB_READY_STEPS) {
+      const list = steps.get(name) ?? [];
+      list.push(run.stepMs.get(name) ?? 0);
+      steps.set(name, list);
+    }
+  }
+  await app.deps.provisioning.pool.idle();
+  const roundTrip: number[] = [];
+  for (let i = 0; i < 50; i++) roundTrip.push((await timed(() => sql.query('SELECT 1'))).ms);
+  const parts = [...per].map(([name, samples]) => `${name} ${formatMs(median(samples))}`).join(', ');
+  const stepText = DB_READY_STEPS.map((name) => `${name} ${formatMs(median(steps.get(name) ?? []))}`).join(
+    ', ',
+  );
+  return [
+    `Pooled db-ready by round trip (${BREAKDOWN_RUNS} traced registrations, ms, medians; a trip is timed ` +
+      `from its call to its answer): ${parts}. Steps: ${stepText}. ` +
+      `Central statements per registration: ${median(centralOther)}.`,
+    `Unit costs here: one round trip on a warm session (SELECT 1) ${formatMs(median(roundTrip))} ms p50; ` +
+      `one superuser connect + disconnect ${formatMs(await connectCost(serverUrl))} ms.`,
+  ];
+}
+
+/**
+ * The kernel's free memory and the pages it has scanned to reclaim some, kswapd's and direct
+ * (Linux /proc), or undefined elsewhere. A clone writes ~12 MB of new pages (data and WAL): with
+ * no free memory each of them is reclaimed first, on the backend's own CPU when direct.
+ */
+function kernelMemory(): { freeMb: number; scanned: number } | undefined {
+  try {
+    const vmstat = readFileSync('/proc/vmstat', 'utf8');
+    const field = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(vmstat)?.[1] ?? 0);
+    const free = /^MemFree:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1];
+    return {
+      freeMb: Number(free ?? 0) / 1024,
+      scanned: field('pgscan_kswapd') + field('pgscan_direct'),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Raw clones with and without the kernel reclaiming memory meanwhile, side by side. */
+function reclaimNote(wall: number[], cpu: number[], scanned: number[], freeMb: number[]): string {
+  const during = cpu.filter((_, i) => (scanned[i] ?? 0) > 0);
+  const calm = cpu.filter((_, i) => (scanned[i] ?? 0) === 0);
+  const wallDuring = wall.filter((_, i) => (scanned[i] ?? 0) > 0);
+  const wallCalm = wall.filter((_, i) => (scanned[i] ?? 0) === 0);
+  const side = (label: string, c: number[], w: number[]) =>
+    c.length === 0
+      ? `${label}: none`
+      : `${label}: ${c.length}, CPU ${formatMs(median(c))} ms, wall ${formatMs(median(w))} ms`;
+  return (
+    `Raw clones while the kernel reclaimed memory (free ${Math.round(Math.min(...freeMb))}–${Math.round(Math.max(...freeMb))} MB ` +
+    `before them) — ${side('with reclaim', during, wallDuring)}; ${side('without', calm, wallCalm)} (p50s).`
+  );
+}
+
+/** Time a process spent on a CPU and waiting for one (Linux /proc/<pid>/schedstat), or undefined. */
+function schedstat(pid: number | undefined): { runMs: number; waitMs: number } | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const [run, wait] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ').map(Number);
+    return { runMs: (run ?? 0) / 1e6, waitMs: (wait ?? 0) / 1e6 };
+  } catch {
+    return undefined;
+  }
 }
 
 /** Where the time of a registration goes: each db-ready step, then everything else. */

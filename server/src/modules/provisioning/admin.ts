@@ -79,26 +79,39 @@ export function scramSecret(password: string, salt = randomBytes(16)): string {
   return `SCRAM-SHA-256$${iterations}:${b64(salt)}$${b64(storedKey)}:${b64(serverKey)}`;
 }
 
+function roleOptions(password: string): string {
+  return `LOGIN PASSWORD ${quoteLiteral(scramSecret(password))} CONNECTION LIMIT ${ROLE_CONNECTION_LIMIT} NOCREATEDB NOCREATEROLE INHERIT`;
+}
+
+/**
+ * SQL that creates the clinic role, a member of the group, for a message of its own
+ * (`ensureRole`) or ahead of a claim's rename (`WarmPool.claim`): a multi-statement message is one
+ * implicit transaction, so a role that exists already (42710) leaves nothing half-done.
+ * `password` comes from `randomPassword()` (see `scramSecret`).
+ */
+export function clinicRoleSql(role: string, password: string): string {
+  return `CREATE ROLE ${quoteIdent(role)} ${roleOptions(password)}; GRANT ${quoteIdent(CLINIC_GROUP_ROLE)} TO ${quoteIdent(role)}`;
+}
+
 /**
  * Creates the role, or resets its password when it already exists (a retry or a repair).
- * `password` comes from `randomPassword()` (see `scramSecret`). One message when the role is new:
- * a multi-statement message is one implicit transaction, so a duplicate role leaves nothing
- * half-done, and the reset that follows is one message too.
+ * `password` comes from `randomPassword()` (see `scramSecret`). One message when the role is new
+ * (`clinicRoleSql`), and the reset that follows a duplicate is one message too.
  */
 export async function ensureRole(
   admin: Queryable,
   role: string,
   password: string,
 ): Promise<'created' | 'updated'> {
-  const options = `LOGIN PASSWORD ${quoteLiteral(scramSecret(password))} CONNECTION LIMIT ${ROLE_CONNECTION_LIMIT} NOCREATEDB NOCREATEROLE INHERIT`;
-  const member = `GRANT ${quoteIdent(CLINIC_GROUP_ROLE)} TO ${quoteIdent(role)}`;
   try {
-    await admin.query(`CREATE ROLE ${quoteIdent(role)} ${options}; ${member}`);
+    await admin.query(clinicRoleSql(role, password));
     return 'created';
   } catch (error) {
     if ((error as { code?: string }).code !== '42710') throw error; // duplicate_object
   }
-  await admin.query(`ALTER ROLE ${quoteIdent(role)} ${options}; ${member}`);
+  await admin.query(
+    `ALTER ROLE ${quoteIdent(role)} ${roleOptions(password)}; GRANT ${quoteIdent(CLINIC_GROUP_ROLE)} TO ${quoteIdent(role)}`,
+  );
   return 'updated';
 }
 

@@ -11,7 +11,9 @@ import { describe, expect, it } from 'vitest';
 import { startExtraPostgres, startTestApp } from '../../../test/harness.js';
 import { type RegisterAnswer, registerClinic } from '../../../test/registration-flow.js';
 import { databaseUrl, quoteIdent, withClient } from '../../db/sql.js';
+import { clinicDatabaseGrants, clinicRoleSql } from './admin.js';
 import { clinicPassword, clinicRoleUrl } from './integrity.js';
+import { randomPassword } from './secrets.js';
 import { WarmPool } from './warm-pool.js';
 
 const server = await startExtraPostgres();
@@ -213,6 +215,74 @@ describe('the warm pool of verified spares', async () => {
     // Neither renamed nor reopened: the rename and the grants are one transaction.
     expect((await claimable())[0]).toEqual(first);
     expect(await sql('SELECT 1 FROM pg_database WHERE datname = $1', [target])).toEqual([]);
+  });
+
+  it('claims a spare it knows by name in one message, the role included; a role that exists rolls it all back', async () => {
+    await provisioning.pool.idle();
+    const offered = await claimable();
+    const stamp = Date.now();
+    const target = `clinic_one_message_${stamp}`;
+    const role = `clinic_one_message_${stamp}_rw`;
+    const sent: string[] = [];
+    const claimed = await withClient(server.url, (admin) =>
+      provisioning.pool.claim(
+        {
+          query: ((text: string, values?: unknown[]) => {
+            sent.push(text);
+            return admin.query(text, values);
+          }) as typeof admin.query,
+        },
+        clinicServer(),
+        target,
+        clinicDatabaseGrants('test', target, role),
+        clinicRoleSql(role, randomPassword()),
+      ),
+    );
+    expect(claimed).toBe(true);
+    // The refill saw the spares: no lookup, one message (docs/decisions/072).
+    expect(sent).toHaveLength(1);
+    const [database] = await sql<{ oid: number; open: boolean; note: string }>(
+      `SELECT oid::int AS oid, datallowconn AS open, shobj_description(oid, 'pg_database') AS note
+         FROM pg_database WHERE datname = $1`,
+      [target],
+    );
+    expect(offered.map((spare) => spare.oid)).toContain(database?.oid);
+    expect(database).toMatchObject({ open: true, note: 'onramp:test' });
+    expect(await sql('SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).toHaveLength(1);
+
+    // The same role again (a retry): the claim fails whole, its spare stays as it was.
+    await provisioning.pool.idle();
+    const [next] = await claimable();
+    const again = `clinic_one_message_${stamp}_2`;
+    await expect(
+      withClient(server.url, (admin) =>
+        provisioning.pool.claim(
+          admin,
+          clinicServer(),
+          again,
+          clinicDatabaseGrants('test', again, role),
+          clinicRoleSql(role, randomPassword()),
+        ),
+      ),
+    ).rejects.toMatchObject({ code: '42710' });
+    expect((await claimable())[0]).toEqual(next);
+    expect(await sql('SELECT 1 FROM pg_database WHERE datname = $1', [again])).toEqual([]);
+
+    // A target that exists already (an earlier try's): the new role goes back with the rename.
+    const fresh = `clinic_one_message_${stamp}_rw2`;
+    await expect(
+      withClient(server.url, (admin) =>
+        provisioning.pool.claim(
+          admin,
+          clinicServer(),
+          target,
+          clinicDatabaseGrants('test', target, fresh),
+          clinicRoleSql(fresh, randomPassword()),
+        ),
+      ),
+    ).rejects.toMatchObject({ code: '42P04' });
+    expect((await claimable())[0]).toEqual(next);
+    expect(await sql('SELECT 1 FROM pg_roles WHERE rolname = $1', [fresh])).toEqual([]);
   });
 
   // Last: it leaves a run "dead" in this process, as a crash would.

@@ -25,6 +25,11 @@ export { SPARE_PREFIX };
 const VERIFIED = 'onramp:spare:verified';
 /** The comment of a spare that failed one, followed by why: kept for the operator, never claimed. */
 const REJECTED = 'onramp:spare:rejected: ';
+/**
+ * SQLSTATE a claim raises when the database it just renamed is no longer a closed, verified
+ * spare (a custom code: nothing else in the claim's message raises it).
+ */
+const STALE_SPARE = 'OS001';
 /** Advisory lock, on each clinic server, of the one refill running there. */
 const REFILL_LOCK = 'onramp:warm-pool:refill';
 
@@ -37,6 +42,8 @@ interface SpareRow {
 
 export class WarmPool {
   private filling = new Map<string, Promise<void>>();
+  /** Per server, the verified spares the last refill counted or made (hints, see `claim`). */
+  private verifiedNames = new Map<string, Set<string>>();
   private again = new Set<string>();
   private closed = false;
 
@@ -51,30 +58,67 @@ export class WarmPool {
   }
 
   /**
-   * Renames a verified spare to `target` and opens it to connections, followed by `then` (SQL:
-   * the caller's grants, `clinicDatabaseGrants`) in the same message: one round trip and one
-   * implicit transaction, so a claim is all done or not at all. Returns false when no verified
-   * spare is left (the caller clones). Concurrent claims race on the rename: the loser sees
-   * "does not exist" and tries the next.
+   * Renames a verified spare to `target` and opens it to connections, between `before` (SQL: the
+   * clinic role, `clinicRoleSql`) and `then` (the caller's grants, `clinicDatabaseGrants`), all in
+   * one message: one round trip and one implicit transaction, so a claim is all done or not at
+   * all, and an error in `before` or `then` (a role that exists already: 42710) is the caller's,
+   * with nothing changed. Returns false when no verified spare is left (the caller clones; `before`
+   * did not run). The spare is taken by the name the last refill (or lookup) saw it under, and the
+   * message itself proves, after the rename and inside its transaction, that it is still closed and
+   * marked verified (docs/decisions/072): the lookup runs only when no name is known. Concurrent
+   * claims race on the rename: the loser sees "does not exist" and tries the next.
    */
-  async claim(admin: Queryable, server: ClinicServer, target: string, then: string): Promise<boolean> {
+  async claim(
+    admin: Queryable,
+    server: ClinicServer,
+    target: string,
+    then: string,
+    before = '',
+  ): Promise<boolean> {
     if (this.size === 0) return false;
+    if (target.includes('$')) throw new Error(`not a clinic database name: ${target}`);
+    const prefix = this.prefix(server);
+    const known = this.known(server);
+    const tried = new Set<string>();
+    const next = async () => {
+      for (const name of known) if (!name.startsWith(prefix)) known.delete(name);
+      if (known.size === 0) {
+        const { rows } = await admin.query<{ datname: string }>(
+          `SELECT datname FROM pg_database
+            WHERE starts_with(datname, $1) AND NOT datallowconn AND shobj_description(oid, 'pg_database') = $2
+            ORDER BY oid`,
+          [prefix, VERIFIED],
+        );
+        for (const { datname } of rows) if (!tried.has(datname)) known.add(datname);
+      }
+      const [name] = known;
+      if (name !== undefined) known.delete(name);
+      return name;
+    };
     const claimed = await (async () => {
-      const { rows } = await admin.query<{ datname: string }>(
-        `SELECT datname FROM pg_database
-          WHERE starts_with(datname, $1) AND NOT datallowconn AND shobj_description(oid, 'pg_database') = $2
-          ORDER BY oid`,
-        [this.prefix(server), VERIFIED],
-      );
-      for (const { datname } of rows) {
+      for (let spare = await next(); spare !== undefined; spare = await next()) {
+        tried.add(spare);
         try {
           await admin.query(
-            `ALTER DATABASE ${quoteIdent(datname)} RENAME TO ${quoteIdent(target)}; ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS true; ${then}`,
+            [
+              before,
+              `ALTER DATABASE ${quoteIdent(spare)} RENAME TO ${quoteIdent(target)}`,
+              stillVerified(target),
+              `ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS true`,
+              then,
+            ]
+              .filter((sql) => sql !== '')
+              .join('; '),
           );
         } catch (error) {
           const code = (error as { code?: string }).code;
-          // 3D000: another claim renamed it first; 55006: something is connected to it.
-          if (code !== '3D000' && code !== '55006') throw error;
+          // 3D000: another claim renamed it first; 55006: something is connected to it;
+          // STALE_SPARE: reopened (or unmarked) since it was seen: never handed out.
+          if (code !== '3D000' && code !== '55006' && code !== STALE_SPARE) {
+            // The caller's error (its role, its grants): the spare is as it was, still a spare.
+            known.add(spare);
+            throw error;
+          }
           continue;
         }
         return true;
@@ -83,6 +127,16 @@ export class WarmPool {
     })();
     this.refillInBackground(server);
     return claimed;
+  }
+
+  /** Names of verified spares last seen on `server` (a hint: every claim proves its spare). */
+  private known(server: ClinicServer): Set<string> {
+    let names = this.verifiedNames.get(server.id);
+    if (!names) {
+      names = new Set();
+      this.verifiedNames.set(server.id, names);
+    }
+    return names;
   }
 
   /**
@@ -167,12 +221,16 @@ export class WarmPool {
       // Cloned but not inspected: a process stopped in between (or another instance is at it;
       // inspecting twice is harmless).
       const pending = current.filter((row) => row.note === null).map((row) => row.datname);
-      let count = current.filter((row) => row.note === VERIFIED && !row.open).length;
+      const verified = current.filter((row) => row.note === VERIFIED && !row.open).map((row) => row.datname);
+      const known = this.known(server);
+      for (const name of verified) known.add(name);
+      let count = verified.length;
       while (!this.closed && count < this.size) {
         const name = pending.shift() ?? `${prefix}${randomBytes(6).toString('hex')}`;
         if (!current.some((row) => row.datname === name))
           await cloneDatabase(admin, name, server.template.name);
         if (!(await this.verify(admin, server, name))) return;
+        known.add(name);
         count += 1;
       }
     });
@@ -212,4 +270,14 @@ export class WarmPool {
     this.closed = true;
     await this.idle();
   }
+}
+
+/**
+ * SQL, for the claim's message right after its rename: raises STALE_SPARE unless `database` (the
+ * spare under its new name, this transaction's own row) is still closed and marked verified. A
+ * concurrent reopening committed before the rename is seen here; one after it waits for the
+ * claim's transaction, and the check after the claim (verify_database) reads what it changed.
+ */
+function stillVerified(database: string): string {
+  return `DO $claim$ BEGIN IF NOT EXISTS (SELECT FROM pg_database WHERE datname = ${quoteLiteral(database)} AND NOT datallowconn AND shobj_description(oid, 'pg_database') = ${quoteLiteral(VERIFIED)}) THEN RAISE EXCEPTION 'not a closed, verified warm spare' USING ERRCODE = '${STALE_SPARE}'; END IF; END $claim$`;
 }

@@ -2,6 +2,7 @@ import { encryptSecret } from '../../../../crypto.js';
 import { quoteIdent, withPooled } from '../../../../db/sql.js';
 import {
   clinicDatabaseGrants,
+  clinicRoleSql,
   cloneDatabase,
   databaseExists,
   ensureRole,
@@ -28,11 +29,32 @@ export function createDatabaseStep<S extends ProvisionState>(deps: StepDeps): St
       // Written down before it exists: what a crash leaves behind is known, never guessed.
       await deps.ledger.record(ledgerObjects(state), runId);
       // One warm admin session for all of it, in as few messages as it takes: new connections
-      // and round trips are the dominant cost here. The role first, so a claim's rename carries
-      // the grants in its own message.
+      // and round trips are the dominant cost here. With a spare, the role, the claim's rename
+      // and the grants are one message (docs/decisions/072); a role or database an earlier try
+      // left (42710, 42P04) rolls it back whole and takes the careful path below.
       await withPooled(server.admin, async (admin) => {
-        await ensureRole(admin, state.roleName, password);
         const grants = clinicDatabaseGrants(deps.deploymentId, state.databaseName, state.roleName);
+        let looked = false;
+        try {
+          if (
+            await deps.pool.claim(
+              admin,
+              server,
+              state.databaseName,
+              grants,
+              clinicRoleSql(state.roleName, password),
+            )
+          ) {
+            state.databaseSource = 'pool';
+            return;
+          }
+          // No spare, and the role was not made: the careful path, without a second lookup.
+          looked = true;
+        } catch (error) {
+          const code = (error as { code?: string }).code;
+          if (code !== '42710' && code !== '42P04') throw error;
+        }
+        await ensureRole(admin, state.roleName, password);
         if (await databaseExists(admin, state.databaseName)) {
           state.databaseSource = 'existing';
           // A claim stopped between its rename and its reopening (two messages before decision
@@ -40,7 +62,7 @@ export function createDatabaseStep<S extends ProvisionState>(deps: StepDeps): St
           await admin.query(
             `ALTER DATABASE ${quoteIdent(state.databaseName)} ALLOW_CONNECTIONS true; ${grants}`,
           );
-        } else if (await deps.pool.claim(admin, server, state.databaseName, grants))
+        } else if (!looked && (await deps.pool.claim(admin, server, state.databaseName, grants)))
           state.databaseSource = 'pool';
         else {
           await cloneDatabase(admin, state.databaseName, server.template.name);
