@@ -5,8 +5,10 @@
 
 import type { CentralPrisma, ClinicServer, Databases } from '../../db/database.js';
 import { schemaVersion } from '../../db/migrator.js';
+import { queryRows } from '../../db/raw.js';
 import type { Config } from '../../env.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
+import { Prisma } from '../../generated/central/client.js';
 import { isUuid } from '../../ids.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
@@ -189,8 +191,12 @@ export class ProvisioningService {
 
   /** The configured server with the fewest clinics (ties: the first listed). */
   async placeClinic(): Promise<ClinicServer> {
-    const counts = await this.prisma.clinic.groupBy({ by: ['databaseServerId'], _count: { _all: true } });
-    const load = new Map(counts.map((row) => [row.databaseServerId, row._count._all]));
+    // Through pg beside Prisma's engine (db/raw.ts, decision 070): every registration asks.
+    const counts = await queryRows<{ server: string; clinics: number }>(
+      this.prisma,
+      Prisma.sql`SELECT database_server_id AS server, count(*)::int AS clinics FROM clinics GROUP BY 1`,
+    );
+    const load = new Map(counts.map((row) => [row.server, row.clinics]));
     let best: ClinicServer | undefined;
     for (const server of this.servers.values()) {
       if (!best || (load.get(server.id) ?? 0) < (load.get(best.id) ?? 0)) best = server;
