@@ -255,18 +255,23 @@ export class ProvisioningService {
     const { kind } = plan;
     const inProgress = this.deps.metrics.provisioningRunsInProgress;
     inProgress.inc();
-    const result = await runSteps(
-      {
-        prisma: this.prisma,
-        logger: this.deps.logger,
-        faults: this.faults,
-        publish: this.deps.publishProgress,
-        observeStep: (step, outcome, seconds) =>
-          this.deps.metrics.provisioningStepDuration.observe({ step, outcome }, seconds),
-        leaseMs: this.deps.config.provisioningLeaseSeconds * 1000,
-      },
-      { kind, subject, steps: plan.steps, state, suspendOn: plan.suspendOn, ...options },
-    ).finally(() => inProgress.dec());
+    // A warm spare claimed by the run is replaced once the run is over, not during it.
+    const result = await this.pool
+      .deferRefills(() =>
+        runSteps(
+          {
+            prisma: this.prisma,
+            logger: this.deps.logger,
+            faults: this.faults,
+            publish: this.deps.publishProgress,
+            observeStep: (step, outcome, seconds) =>
+              this.deps.metrics.provisioningStepDuration.observe({ step, outcome }, seconds),
+            leaseMs: this.deps.config.provisioningLeaseSeconds * 1000,
+          },
+          { kind, subject, steps: plan.steps, state, suspendOn: plan.suspendOn, ...options },
+        ),
+      )
+      .finally(() => inProgress.dec());
     this.deps.metrics.provisioningRuns.inc({
       kind,
       outcome: result.ok ? 'success' : result.suspended ? 'suspended' : 'failure',

@@ -7,6 +7,7 @@
  * a reopened one is never handed out. Spares are named by template version; a new version simply
  * stops matching old spares, which `refill` drops.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { ClinicServer } from '../../db/database.js';
@@ -37,6 +38,8 @@ interface SpareRow {
 
 export class WarmPool {
   private filling = new Map<string, Promise<void>>();
+  /** Servers claimed from inside {@link deferRefills}, refilled when that work settles. */
+  private readonly deferring = new AsyncLocalStorage<Set<ClinicServer>>();
   private again = new Set<string>();
   private closed = false;
 
@@ -81,8 +84,25 @@ export class WarmPool {
       }
       return false;
     })();
-    this.refillInBackground(server);
+    // Within a run (deferRefills), after the run: the refill's clone is a core's worth of work
+    // for tens of ms, which on a small machine the rest of the claiming run would wait behind.
+    const deferred = this.deferring.getStore();
+    if (deferred) deferred.add(server);
+    else this.refillInBackground(server);
     return claimed;
+  }
+
+  /**
+   * Runs `work` (a provisioning run) with the refills its claims start held back until it has
+   * settled, however it ends (decision 070). A claim outside such work refills at once.
+   */
+  async deferRefills<T>(work: () => Promise<T>): Promise<T> {
+    const servers = new Set<ClinicServer>();
+    try {
+      return await this.deferring.run(servers, work);
+    } finally {
+      for (const server of servers) this.refillInBackground(server);
+    }
   }
 
   /**
