@@ -49,11 +49,12 @@ export function countStatements(database: string): StatementCounter {
       const first = args[0];
       const text = (typeof first === 'string' ? first : ((first as { text?: string }).text ?? '')).trim();
       const verb = text.split(/\s/, 1)[0]?.toUpperCase() ?? '';
-      tally.texts.push(text.replace(/\s+/g, ' ').slice(0, 80));
+      const engine = (first as { rowMode?: string }).rowMode === 'array';
+      tally.texts.push(`${engine ? '[engine] ' : ''}${text.replace(/\s+/g, ' ').slice(0, 80)}`);
       if (text.startsWith('SELECT pg_notify(')) tally.publishes += 1;
       else {
         tally.statements += 1;
-        if ((first as { rowMode?: string }).rowMode === 'array') tally.viaEngine += 1;
+        if (engine) tally.viaEngine += 1;
         if (verb === 'BEGIN') tally.open.add(this);
         else if (verb === 'COMMIT') {
           tally.open.delete(this);

@@ -9,7 +9,9 @@
  */
 import type { Redis } from 'ioredis';
 import type { CentralPrisma } from '../db/database.js';
+import { execute, queryRows } from '../db/raw.js';
 import { RateLimitedError } from '../errors.js';
+import { Prisma } from '../generated/central/client.js';
 
 export interface CounterStore {
   /** Counts one request of `key`; returns the count in the current window and its seconds left. */
@@ -21,7 +23,10 @@ export interface CounterStore {
 export function postgresCounterStore(db: Pick<CentralPrisma, '$queryRaw' | '$executeRaw'>): CounterStore {
   return {
     async hit(scope, key, windowSeconds) {
-      const [row] = await db.$queryRaw<{ count: number; reset: number }[]>`
+      // Through pg beside Prisma's engine when `db` is a pooled client (db/raw.ts, decision 070).
+      const [row] = await queryRows<{ count: number; reset: number }>(
+        db,
+        Prisma.sql`
         INSERT INTO request_counters AS c (scope, key, count, window_started_at)
         VALUES (${scope}, ${key}, 1, now())
         ON CONFLICT (scope, key) DO UPDATE SET
@@ -30,16 +35,23 @@ export function postgresCounterStore(db: Pick<CentralPrisma, '$queryRaw' | '$exe
           window_started_at = CASE WHEN c.window_started_at <= now() - make_interval(secs => ${windowSeconds})
                        THEN now() ELSE c.window_started_at END
         RETURNING count,
-          ceil(extract(epoch FROM c.window_started_at + make_interval(secs => ${windowSeconds}) - now()))::int AS reset`;
+          ceil(extract(epoch FROM c.window_started_at + make_interval(secs => ${windowSeconds}) - now()))::int AS reset`,
+      );
       if (Math.random() < 0.01) {
         // Now and then, forget windows that are long over.
-        await db.$executeRaw`DELETE FROM request_counters WHERE window_started_at < now() - interval '2 days'`;
+        await execute(
+          db,
+          Prisma.sql`DELETE FROM request_counters WHERE window_started_at < now() - interval '2 days'`,
+        );
       }
       return { count: row?.count ?? 1, resetSeconds: Math.max(1, row?.reset ?? windowSeconds) };
     },
     async release(scope, key) {
-      await db.$executeRaw`UPDATE request_counters SET count = greatest(count - 1, 0)
-                            WHERE scope = ${scope} AND key = ${key}`;
+      await execute(
+        db,
+        Prisma.sql`UPDATE request_counters SET count = greatest(count - 1, 0)
+                   WHERE scope = ${scope} AND key = ${key}`,
+      );
     },
   };
 }

@@ -36,6 +36,11 @@ export interface CertificateAuthority {
   rootPem: string;
   root: x509.X509Certificate;
   privateKey: CryptoKey;
+  /**
+   * The root's key identifier as every leaf's extension, made once: the same for every leaf, and
+   * ~0.5 ms of CPU per certificate otherwise (decision 070).
+   */
+  authorityKeyIdentifier: x509.AuthorityKeyIdentifierExtension;
 }
 
 /** Loads the CA of `dir`, creating it on first use. */
@@ -66,7 +71,13 @@ export async function loadOrCreateAuthority(dir: string, zone: string): Promise<
     false,
     ['sign'],
   );
-  return { rootPem: files['ca.pem'], root: new x509.X509Certificate(files['ca.pem']), privateKey };
+  const root = new x509.X509Certificate(files['ca.pem']);
+  return {
+    rootPem: files['ca.pem'],
+    root,
+    privateKey,
+    authorityKeyIdentifier: await x509.AuthorityKeyIdentifierExtension.create(root.publicKey),
+  };
 }
 
 export interface BuiltinIssuerOptions {
@@ -131,7 +142,9 @@ export class BuiltinCertificateIssuer implements CertificateIssuer {
     const leaf = await x509.X509CertificateGenerator.create({
       serialNumber: serialNumber(),
       subject: `CN=${fqdn}`,
-      issuer: ca.root.subject,
+      // The root's subject as it is encoded in the root (not its string, parsed again per leaf):
+      // the issuer field matches the root's subject byte for byte, and costs no parsing.
+      issuer: ca.root.subjectName,
       notBefore,
       notAfter,
       signingAlgorithm: SIGNING_ALGORITHM,
@@ -143,7 +156,7 @@ export class BuiltinCertificateIssuer implements CertificateIssuer {
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
         new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: fqdn }]),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-        await x509.AuthorityKeyIdentifierExtension.create(ca.root.publicKey),
+        ca.authorityKeyIdentifier,
       ],
     });
     const pkcs8 = await crypto.subtle.exportKey('pkcs8', keys.privateKey);

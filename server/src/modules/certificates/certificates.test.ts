@@ -185,7 +185,11 @@ describe('ACME', () => {
       ACME_EMAIL: 'ops@example.com',
       ACME_DIRECTORY_URL: 'http://127.0.0.1:9/directory', // discard port: connection refused
     });
-    const acme = createCertificateIssuer(config, prisma, t.app.deps.dns, createLogger(config));
+    // An app of its own: the file's first app was stopped by the restart test above, and the
+    // store reads through its pg pool (decision 070), which a stopped app has ended.
+    const running = await startTestApp();
+    const db = running.app.deps.db.prisma;
+    const acme = createCertificateIssuer(config, db, running.app.deps.dns, createLogger(config));
     const fqdn = fresh();
     // acme-client retries refused connections for over a minute (5 × growing 5 s waits): not here.
     const settings = acmeClient.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number } };
@@ -196,7 +200,7 @@ describe('ACME', () => {
     } finally {
       settings.acmeSettings.retryMaxAttempts = retries;
     }
-    expect(await prisma.certificate.count({ where: { fqdn } })).toBe(0);
+    expect(await db.certificate.count({ where: { fqdn } })).toBe(0);
     await expect(acme.revokeCertificate(fqdn)).resolves.toBeUndefined(); // nothing live: no CA call
     // The account key was created once, private.
     expect(statSync(join(config.dataDir, 'acme', 'account-key.pem')).mode & 0o777).toBe(0o600);

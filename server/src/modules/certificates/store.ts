@@ -7,6 +7,8 @@
 
 import { decryptSecret, encryptSecret } from '../../crypto.js';
 import type { CentralPrisma } from '../../db/database.js';
+import { queryRows } from '../../db/raw.js';
+import { Prisma } from '../../generated/central/client.js';
 import type { IssuedCertificate, TlsCredentials } from './issuer.js';
 
 const DAY_MS = 24 * 60 * 60_000;
@@ -29,10 +31,17 @@ export class CertificateStore {
 
   /** The live certificate of `fqdn` still valid for at least `minDays`, if any. */
   async live(fqdn: string, minDays: number): Promise<IssuedCertificate | undefined> {
-    const row = await this.prisma.certificate.findFirst({
-      where: { fqdn, revokedAt: null, notAfter: { gt: new Date(Date.now() + minDays * DAY_MS) } },
-      select: PUBLIC_FIELDS,
-    });
+    // Through pg beside Prisma's engine (db/raw.ts, decision 070): every registration asks.
+    const [row] = await queryRows<Parameters<typeof toIssued>[0]>(
+      this.prisma,
+      Prisma.sql`
+        SELECT fqdn, issuer, serial_number AS "serialNumber", certificate_pem AS "certificatePem",
+          chain_pem AS "chainPem", not_before AS "notBefore", not_after AS "notAfter"
+        FROM certificates
+        WHERE fqdn = ${fqdn}::text AND revoked_at IS NULL
+          AND not_after > ${new Date(Date.now() + minDays * DAY_MS)}::timestamptz
+        LIMIT 1`,
+    );
     return row ? toIssued(row) : undefined;
   }
 

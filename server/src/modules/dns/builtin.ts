@@ -4,6 +4,8 @@
  * publishing it, on every instance (a trigger notifies their caches) and across restarts.
  */
 import type { CentralPrisma } from '../../db/database.js';
+import { execute } from '../../db/raw.js';
+import { Prisma } from '../../generated/central/client.js';
 import {
   ADDRESS_TYPES,
   acmeChallengeName,
@@ -46,19 +48,23 @@ export class BuiltinDnsProvider implements DnsProvider {
     // One statement (registration's critical path, docs/decisions/063): address records pointing
     // elsewhere (an ingress change) are deleted, TXT ones kept; the wanted ones are written, or
     // their TTL refreshed when it changed. The two touch disjoint rows of one snapshot.
-    await this.prisma.$executeRaw`
+    // Through pg beside Prisma's engine (db/raw.ts, decision 070).
+    await execute(
+      this.prisma,
+      Prisma.sql`
       WITH wanted AS (
         SELECT * FROM unnest(${wanted.map((r) => r.type)}::text[], ${wanted.map((r) => r.value)}::text[],
           ${wanted.map((r) => r.ttl)}::int[]) AS w(type, value, ttl)
       ), replaced AS (
         DELETE FROM dns_records d
-        WHERE d.name = ${name} AND d.type = ANY(${[...ADDRESS_TYPES]}::text[])
+        WHERE d.name = ${name}::text AND d.type = ANY(${[...ADDRESS_TYPES]}::text[])
           AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.type = d.type AND w.value = d.value)
       )
       INSERT INTO dns_records (name, type, value, ttl)
-      SELECT ${name}, type, value, ttl FROM wanted
+      SELECT ${name}::text, type, value, ttl FROM wanted
       ON CONFLICT (name, type, value) DO UPDATE SET ttl = excluded.ttl
-      WHERE dns_records.ttl <> excluded.ttl`;
+      WHERE dns_records.ttl <> excluded.ttl`,
+    );
     this.changed();
     return wanted;
   }

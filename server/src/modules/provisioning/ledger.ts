@@ -10,8 +10,9 @@ import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { CentralPrisma, ClinicServer } from '../../db/database.js';
 import { dropObjects } from '../../db/drop.js';
+import { execute } from '../../db/raw.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
-import type { Prisma } from '../../generated/central/client.js';
+import { Prisma } from '../../generated/central/client.js';
 import type { ClinicObjectState } from '../../generated/central/enums.js';
 import { addJob, PURGE_JOB, pendingJobKeys, removeJob } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
@@ -68,19 +69,20 @@ export class Ledger {
     const settledAt = state === 'COMMITTED' ? new Date() : null;
     // One statement when neither is known yet (every registration's critical path): a conflict
     // means an earlier attempt's entry, looked at below.
-    const inserted = await prisma.clinicObject.createMany({
-      data: wanted.map(({ kind, name }) => ({
-        serverId: objects.serverId,
-        kind,
-        name,
-        clinicId: objects.clinicId,
-        runId,
-        state,
-        settledAt,
-      })),
-      skipDuplicates: true,
-    });
-    if (inserted.count === wanted.length) return;
+    // Through pg beside Prisma's engine (db/raw.ts, decision 070); ON CONFLICT DO NOTHING is
+    // what createMany's skipDuplicates sent.
+    const inserted = await execute(
+      prisma,
+      Prisma.sql`
+        INSERT INTO clinic_objects (server_id, kind, name, clinic_id, run_id, state, settled_at)
+        SELECT ${objects.serverId}::uuid, w.kind::"ClinicObjectKind", w.name, ${objects.clinicId}::uuid,
+          ${runId}::uuid, ${state}::"ClinicObjectState", ${settledAt}::timestamptz
+        FROM unnest(${wanted.map((object) => object.kind)}::text[], ${wanted.map((object) => object.name)}::text[])
+          WITH ORDINALITY AS w(kind, name, n)
+        ORDER BY w.n
+        ON CONFLICT DO NOTHING`,
+    );
+    if (inserted === wanted.length) return;
     // What is found now includes what was just inserted, as asked: rewriting it changes nothing.
     const found = await prisma.clinicObject.findMany({
       where: { serverId: objects.serverId, OR: wanted.map((object) => ({ ...object })) },

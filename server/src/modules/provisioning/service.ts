@@ -5,8 +5,10 @@
 
 import type { CentralPrisma, ClinicServer, Databases } from '../../db/database.js';
 import { schemaVersion } from '../../db/migrator.js';
+import { queryRows } from '../../db/raw.js';
 import type { Config } from '../../env.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
+import { Prisma } from '../../generated/central/client.js';
 import { isUuid } from '../../ids.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
@@ -189,8 +191,12 @@ export class ProvisioningService {
 
   /** The configured server with the fewest clinics (ties: the first listed). */
   async placeClinic(): Promise<ClinicServer> {
-    const counts = await this.prisma.clinic.groupBy({ by: ['databaseServerId'], _count: { _all: true } });
-    const load = new Map(counts.map((row) => [row.databaseServerId, row._count._all]));
+    // Through pg beside Prisma's engine (db/raw.ts, decision 070): every registration asks.
+    const counts = await queryRows<{ server: string; clinics: number }>(
+      this.prisma,
+      Prisma.sql`SELECT database_server_id AS server, count(*)::int AS clinics FROM clinics GROUP BY 1`,
+    );
+    const load = new Map(counts.map((row) => [row.server, row.clinics]));
     let best: ClinicServer | undefined;
     for (const server of this.servers.values()) {
       if (!best || (load.get(server.id) ?? 0) < (load.get(best.id) ?? 0)) best = server;
@@ -249,18 +255,23 @@ export class ProvisioningService {
     const { kind } = plan;
     const inProgress = this.deps.metrics.provisioningRunsInProgress;
     inProgress.inc();
-    const result = await runSteps(
-      {
-        prisma: this.prisma,
-        logger: this.deps.logger,
-        faults: this.faults,
-        publish: this.deps.publishProgress,
-        observeStep: (step, outcome, seconds) =>
-          this.deps.metrics.provisioningStepDuration.observe({ step, outcome }, seconds),
-        leaseMs: this.deps.config.provisioningLeaseSeconds * 1000,
-      },
-      { kind, subject, steps: plan.steps, state, suspendOn: plan.suspendOn, ...options },
-    ).finally(() => inProgress.dec());
+    // A warm spare claimed by the run is replaced once the run is over, not during it.
+    const result = await this.pool
+      .deferRefills(() =>
+        runSteps(
+          {
+            prisma: this.prisma,
+            logger: this.deps.logger,
+            faults: this.faults,
+            publish: this.deps.publishProgress,
+            observeStep: (step, outcome, seconds) =>
+              this.deps.metrics.provisioningStepDuration.observe({ step, outcome }, seconds),
+            leaseMs: this.deps.config.provisioningLeaseSeconds * 1000,
+          },
+          { kind, subject, steps: plan.steps, state, suspendOn: plan.suspendOn, ...options },
+        ),
+      )
+      .finally(() => inProgress.dec());
     this.deps.metrics.provisioningRuns.inc({
       kind,
       outcome: result.ok ? 'success' : result.suspended ? 'suspended' : 'failure',

@@ -6,8 +6,9 @@
  * after them cannot strand the clinic.
  */
 import type { CentralPrisma } from '../../db/database.js';
+import { queryRows } from '../../db/raw.js';
 import type { Config } from '../../env.js';
-import type { Prisma } from '../../generated/central/client.js';
+import { Prisma } from '../../generated/central/client.js';
 import { addJob, removeJob } from '../../jobs/index.js';
 import { type CounterStore, RateLimit, takeAll } from '../../limits/counters.js';
 import type { Logger } from '../../logger.js';
@@ -110,7 +111,12 @@ export class RegistrationService {
   ): Promise<Registered> {
     const { prisma, provisioning, config } = this.deps;
     // Fast path; the unique index decides races (central_records maps its violation).
-    if (await prisma.user.findUnique({ where: { email: input.adminEmail }, select: { id: true } })) {
+    // Through pg beside Prisma's engine (db/raw.ts, decision 070).
+    const taken = await queryRows(
+      prisma,
+      Prisma.sql`SELECT 1 FROM users WHERE email = ${input.adminEmail}::text`,
+    );
+    if (taken.length > 0) {
       throw new EmailTakenError();
     }
     const hybrid = config.registrationMode === 'hybrid';

@@ -1,5 +1,7 @@
 import { encryptSecret } from '../../../../crypto.js';
+import { execute } from '../../../../db/raw.js';
 import { quoteIdent, withPooled } from '../../../../db/sql.js';
+import { Prisma } from '../../../../generated/central/client.js';
 import {
   clinicDatabaseGrants,
   clinicRoleSql,
@@ -81,13 +83,18 @@ export function createDatabaseStep<S extends ProvisionState>(deps: StepDeps): St
       // A fresh database is at the template's version by construction: recorded in the same
       // write, so migrate_database has nothing to do for it.
       const fresh = state.databaseSource !== 'existing';
-      await deps.prisma.clinic.update({
-        where: { id: state.clinicId },
-        data: {
-          databasePasswordEnc: encryptSecret(password, deps.encryptionKey, state.clinicId),
-          ...(fresh ? { schemaVersion: server.template.version } : {}),
-        },
-      });
+      // Through pg beside Prisma's engine (db/raw.ts, decision 070).
+      const updated = await execute(
+        deps.prisma,
+        Prisma.sql`
+          UPDATE clinics SET
+            database_password_enc = ${encryptSecret(password, deps.encryptionKey, state.clinicId)}::text,
+            schema_version = CASE WHEN ${fresh}::boolean THEN ${server.template.version}::text ELSE schema_version END,
+            updated_at = now()
+          WHERE id = ${state.clinicId}::uuid`,
+      );
+      // As Prisma's update did: a clinic gone meanwhile is an error, not a silent no-op.
+      if (updated !== 1) throw new Error(`clinic ${state.clinicId} not found`);
       const notes = {
         pool: 'claimed a warm spare',
         clone: 'cloned from the template',

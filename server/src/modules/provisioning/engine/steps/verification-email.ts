@@ -1,3 +1,5 @@
+import { queryRows } from '../../../../db/raw.js';
+import { Prisma } from '../../../../generated/central/client.js';
 import type { Step } from '../runner.js';
 import type { ProvisionState, StepDeps } from '../state.js';
 
@@ -11,10 +13,13 @@ export function verificationEmailStep<S extends ProvisionState>(deps: Pick<StepD
     afterCommit: true,
     async run(state) {
       if (!state.admin?.userId) return { skipped: 'no clinic admin user to verify' };
-      const queued = await deps.prisma.mailOutbox.count({
-        where: { toAddress: state.admin?.email ?? '', kind: 'email_verification' },
-      });
-      if (queued === 0) throw new Error('verification e-mail missing from the outbox');
+      // Through pg beside Prisma's engine (db/raw.ts, decision 070).
+      const queued = await queryRows(
+        deps.prisma,
+        Prisma.sql`SELECT 1 FROM mail_outbox
+                   WHERE to_address = ${state.admin?.email ?? ''}::text AND kind = 'email_verification' LIMIT 1`,
+      );
+      if (queued.length === 0) throw new Error('verification e-mail missing from the outbox');
       return { note: 'queued for delivery' };
     },
   };
