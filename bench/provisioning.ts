@@ -325,28 +325,29 @@ async function measureFleet(bench: Bench, app: App, idleRss: { bytes: number }) 
     const sweeps: number[] = [];
     const sweepBackends: SweepBackends[] = [];
     let report = { total: 0, healthy: 0 };
-    const pgBefore = postgresCpu(bench.postmasterPid);
-    let sweepCpuMs = 0;
-    let sweepPgMs = 0;
+    const sweepCpu = { nodeMs: 0, pgMs: 0 };
+    const burstCpu = { nodeMs: 0, pgMs: 0 };
     const loadBefore = loadavg()[0] ?? 0;
     for (let i = 0; i < HEALTH_RUNS; i++) {
-      bursts.push(...(await probeBursts(provisioning, burstIds)));
+      const burstRun = await cpuDuring(bench, () => probeBursts(provisioning, burstIds));
+      bursts.push(...burstRun.value);
+      burstCpu.nodeMs += burstRun.nodeMs;
+      burstCpu.pgMs += burstRun.pgMs ?? 0;
       options.log(`fleet ${clinics}: clinicsHealth ${i + 1}/${HEALTH_RUNS}`);
       const before = await listBackends(sql);
       const sampler = sampleBackends(sql, BACKEND_SAMPLE_MS);
-      const cpuBefore = process.cpuUsage();
-      const pgSweepBefore = postgresCpu(bench.postmasterPid);
-      const sweep = await timed(() => provisioning.clinicsHealth());
-      const cpu = process.cpuUsage(cpuBefore);
-      sweepCpuMs += (cpu.user + cpu.system) / 1000;
-      sweepPgMs +=
-        (pgCpuDelta(pgSweepBefore, postgresCpu(bench.postmasterPid), sweep.ms)?.total ?? 0) * sweep.ms;
+      const sweep = await cpuDuring(bench, () => provisioning.clinicsHealth());
+      sweepCpu.nodeMs += sweep.nodeMs;
+      sweepCpu.pgMs += sweep.pgMs ?? 0;
       sweepBackends.push(ownBackends(before, await sampler.stop()));
       sweeps.push(sweep.ms);
       report = sweep.value;
     }
     const loadAfter = loadavg()[0] ?? 0;
-    const havePgCpu = pgBefore !== undefined;
+    const havePgCpu = bench.postmasterPid !== undefined;
+    const perClinic = (cpu: { nodeMs: number; pgMs: number }, probesRun: number) =>
+      `this process ${formatMs(cpu.nodeMs / probesRun)} ms` +
+      (havePgCpu ? `, PostgreSQL ${formatMs(cpu.pgMs / probesRun)} ms` : '');
     const probeMs = median(probes);
     const burstMs = median(bursts);
     const speedup = (concurrency * probeMs) / burstMs;
@@ -390,9 +391,9 @@ async function measureFleet(bench: Bench, app: App, idleRss: { bytes: number }) 
         `speed-up on ${cpus().length} CPUs. clinicsHealth target: ≤ 1.30 × (N ÷ C) × that burst ` +
         `= N × probe ÷ speed-up; against (N ÷ C) × probe (the old form, which assumes ${concurrency}×) it is ` +
         `${oldRatio.toFixed(2)}×.`,
-      `fleet ${clinics}: sweeps' CPU per clinic: this process ${formatMs(sweepCpuMs / HEALTH_RUNS / report.total)} ms` +
-        (havePgCpu ? `, PostgreSQL ${formatMs(sweepPgMs / HEALTH_RUNS / report.total)} ms` : '') +
-        `; load average ${loadBefore.toFixed(1)} → ${loadAfter.toFixed(1)}.`,
+      `fleet ${clinics}: CPU per clinic: sweeps ${perClinic(sweepCpu, HEALTH_RUNS * report.total)}; ` +
+        `bursts ${perClinic(burstCpu, bursts.length * concurrency)}; ` +
+        `load average ${loadBefore.toFixed(1)} → ${loadAfter.toFixed(1)}.`,
       `fleet ${clinics}: backends the sweeps opened (not open just before, by pid), at each sweep's peak: ` +
         sweepBackends.map((sweep) => `${sweep.peak} (${describeGroups(sweep.atPeak)})`).join('; ') +
         `; open before: ${sweepBackends.map((sweep) => sweep.before).join(', ')}; most at once of all backends: ` +
@@ -404,8 +405,10 @@ async function measureFleet(bench: Bench, app: App, idleRss: { bytes: number }) 
       concurrency,
       sweepBackends,
       probeBurstMs: burstMs,
-      sweepCpuMsPerClinic: sweepCpuMs / HEALTH_RUNS / report.total,
-      sweepPostgresMsPerClinic: havePgCpu ? sweepPgMs / HEALTH_RUNS / report.total : undefined,
+      sweepCpuMsPerClinic: sweepCpu.nodeMs / HEALTH_RUNS / report.total,
+      sweepPostgresMsPerClinic: havePgCpu ? sweepCpu.pgMs / HEALTH_RUNS / report.total : undefined,
+      burstCpuMsPerProbe: burstCpu.nodeMs / bursts.length / concurrency,
+      burstPostgresMsPerProbe: havePgCpu ? burstCpu.pgMs / bursts.length / concurrency : undefined,
       healthy: report.healthy,
       total: report.total,
       rssBytes: rss.bytes,
@@ -651,6 +654,21 @@ function stepRows(label: string, runs: readonly Provisioned[]): Row[] {
     ),
   );
   return rows;
+}
+
+/** `work`, timed, with the CPU this process and PostgreSQL (from /proc) spent meanwhile, in ms. */
+async function cpuDuring<T>(bench: Bench, work: () => Promise<T>) {
+  const pgBefore = postgresCpu(bench.postmasterPid);
+  const cpuBefore = process.cpuUsage();
+  const run = await timed(work);
+  const cpu = process.cpuUsage(cpuBefore);
+  const pg = pgCpuDelta(pgBefore, postgresCpu(bench.postmasterPid), run.ms);
+  return {
+    value: run.value,
+    ms: run.ms,
+    nodeMs: (cpu.user + cpu.system) / 1000,
+    pgMs: pg === undefined ? undefined : pg.total * run.ms,
+  };
 }
 
 /**
