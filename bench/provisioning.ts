@@ -685,13 +685,14 @@ async function probeBursts(provisioning: ProvisioningService, ids: readonly stri
 
 /** A client backend as pg_stat_activity shows it; `app` is empty while it authenticates. */
 interface Backend {
-  pid: number;
+  /** The pid and the backend's start: a pid alone is reused. */
+  id: string;
   app: string;
 }
 
 async function listBackends(sql: Sql): Promise<Backend[]> {
   const { rows } = await sql.query<Backend>(
-    `SELECT pid, coalesce(application_name, '') AS app FROM pg_stat_activity
+    `SELECT pid || ' ' || backend_start AS id, coalesce(application_name, '') AS app FROM pg_stat_activity
       WHERE backend_type = 'client backend'`,
   );
   return rows;
@@ -734,14 +735,14 @@ interface SweepBackends {
 
 /**
  * Attributes every backend a sweep's samples show that was not open before it. A backend still
- * authenticating (PostgreSQL 18 lists it without a name) gets the name the same pid shows in a
- * later sample; one never seen named is counted as `authenticating`.
+ * authenticating (PostgreSQL 18 lists it without a name) gets the name the same backend (pid and
+ * start) shows in a later sample; one never seen named is counted as `authenticating`.
  */
 function ownBackends(before: readonly Backend[], samples: readonly Backend[][]): SweepBackends {
-  const open = new Set(before.map((backend) => backend.pid));
-  const names = new Map<number, string>();
+  const open = new Set(before.map((backend) => backend.id));
+  const names = new Map<string, string>();
   for (const sample of samples)
-    for (const backend of sample) if (backend.app !== '') names.set(backend.pid, backend.app);
+    for (const backend of sample) if (backend.app !== '') names.set(backend.id, backend.app);
   let peak = 0;
   let peakAll = 0;
   let peakProbes = 0;
@@ -749,17 +750,15 @@ function ownBackends(before: readonly Backend[], samples: readonly Backend[][]):
   let atPeak: Record<string, number> = {};
   for (const sample of samples) {
     peakAll = Math.max(peakAll, sample.length);
-    const own = sample.filter((backend) => !open.has(backend.pid));
-    const probes = own.filter((backend) =>
-      PROBE_NAMES.has(names.get(backend.pid) ?? 'authenticating'),
-    ).length;
+    const own = sample.filter((backend) => !open.has(backend.id));
+    const probes = own.filter((backend) => PROBE_NAMES.has(names.get(backend.id) ?? 'authenticating')).length;
     peakProbes = Math.max(peakProbes, probes);
     peakOthers = Math.max(peakOthers, own.length - probes);
     if (own.length <= peak) continue;
     peak = own.length;
     atPeak = {};
     for (const backend of own) {
-      const name = names.get(backend.pid) ?? 'authenticating';
+      const name = names.get(backend.id) ?? 'authenticating';
       atPeak[name] = (atPeak[name] ?? 0) + 1;
     }
   }
