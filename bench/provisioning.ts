@@ -327,6 +327,7 @@ async function measureFleet(bench: Bench, app: App, idleRss: { bytes: number }) 
     let report = { total: 0, healthy: 0 };
     const sweepCpu = { nodeMs: 0, pgMs: 0 };
     const burstCpu = { nodeMs: 0, pgMs: 0 };
+    const sweepOthers: number[] = [];
     const loadBefore = loadavg()[0] ?? 0;
     for (let i = 0; i < HEALTH_RUNS; i++) {
       const burstRun = await cpuDuring(bench, () => probeBursts(provisioning, burstIds));
@@ -339,6 +340,7 @@ async function measureFleet(bench: Bench, app: App, idleRss: { bytes: number }) 
       const sweep = await cpuDuring(bench, () => provisioning.clinicsHealth());
       sweepCpu.nodeMs += sweep.nodeMs;
       sweepCpu.pgMs += sweep.pgMs ?? 0;
+      if (sweep.otherCores !== undefined) sweepOthers.push(sweep.otherCores);
       sweepBackends.push(ownBackends(before, await sampler.stop()));
       sweeps.push(sweep.ms);
       report = sweep.value;
@@ -393,6 +395,9 @@ async function measureFleet(bench: Bench, app: App, idleRss: { bytes: number }) 
         `${oldRatio.toFixed(2)}×.`,
       `fleet ${clinics}: CPU per clinic: sweeps ${perClinic(sweepCpu, HEALTH_RUNS * report.total)}; ` +
         `bursts ${perClinic(burstCpu, bursts.length * concurrency)}; ` +
+        (sweepOthers.length > 0
+          ? `other processes during the sweeps ${sweepOthers.map((cores) => cores.toFixed(2)).join(', ')} cores; `
+          : '') +
         `load average ${loadBefore.toFixed(1)} → ${loadAfter.toFixed(1)}.`,
       `fleet ${clinics}: backends the sweeps opened (not open just before, by pid), at each sweep's peak: ` +
         sweepBackends.map((sweep) => `${sweep.peak} (${describeGroups(sweep.atPeak)})`).join('; ') +
@@ -659,15 +664,21 @@ function stepRows(label: string, runs: readonly Provisioned[]): Row[] {
 /** `work`, timed, with the CPU this process and PostgreSQL (from /proc) spent meanwhile, in ms. */
 async function cpuDuring<T>(bench: Bench, work: () => Promise<T>) {
   const pgBefore = postgresCpu(bench.postmasterPid);
+  const systemBefore = systemCpu();
   const cpuBefore = process.cpuUsage();
   const run = await timed(work);
   const cpu = process.cpuUsage(cpuBefore);
   const pg = pgCpuDelta(pgBefore, postgresCpu(bench.postmasterPid), run.ms);
+  const machine = busyCores(systemBefore, systemCpu());
+  const nodeMs = (cpu.user + cpu.system) / 1000;
+  const pgMs = pg === undefined ? undefined : pg.total * run.ms;
   return {
     value: run.value,
     ms: run.ms,
-    nodeMs: (cpu.user + cpu.system) / 1000,
-    pgMs: pg === undefined ? undefined : pg.total * run.ms,
+    nodeMs,
+    pgMs,
+    /** Cores the rest of the machine (other processes) kept busy meanwhile. */
+    otherCores: machine === undefined ? undefined : Math.max(0, machine - (nodeMs + (pgMs ?? 0)) / run.ms),
   };
 }
 
