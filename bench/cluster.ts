@@ -26,11 +26,14 @@ const CLIENTS = 8;
 /** Timed rounds per configuration (after one untimed warm-up of each). */
 const ROUNDS = 3;
 /**
- * Untimed registrations after instances b and c start again, 4 per instance: with 2 each, the
- * restarted b and c still spent 46 CPU ms per registration against a's 38 in the next burst
- * (JIT, pools), which charged their warm-up to the 3-instance side.
+ * Untimed registrations after instances b and c start again, 32 per instance. A restarted
+ * instance's CPU per registration falls for its first ~30 (V8 compiles its hot paths as they
+ * run): measured in bursts of 24 spread over three fresh instances, 74, 42, 36–39, then 30–35
+ * ms per registration of the burst per instance (bench/README.md, decision 071). With 4 each (the
+ * old figure) b and c spent 41–46 ms against a's 35–41, charging their warm-up to the
+ * 3-instance side.
  */
-const REWARM = 12;
+const REWARM = 96;
 
 const TARGET = { op: '>=', value: 1, text: '≥ 1.00× 1 instance' } as const;
 
