@@ -77,6 +77,7 @@ async function run(options: BenchOptions): Promise<SuiteResult> {
     const cpu = of<CpuMs>(() => new Map());
     const registered = of(() => 0);
     const machine = of<number[]>(() => []);
+    const others = of<number[]>(() => []);
     const reasons = new Set<string>();
     for (let round = 0; round <= ROUNDS; round++) {
       for (const config of ORDERS[round % ORDERS.length] as Config[]) {
@@ -92,6 +93,7 @@ async function run(options: BenchOptions): Promise<SuiteResult> {
         failures[config] += burst.failures;
         registered[config] += count;
         if (burst.busyCores !== undefined) machine[config].push(burst.busyCores);
+        if (burst.otherCores !== undefined) others[config].push(burst.otherCores);
         for (const [name, ms] of burst.cpuMs) cpu[config].set(name, (cpu[config].get(name) ?? 0) + ms);
       }
     }
@@ -119,7 +121,7 @@ async function run(options: BenchOptions): Promise<SuiteResult> {
         `${CLIENTS} clients through HAProxy, ${options.registrations} registrations per burst, ${ROUNDS} timed rounds per configuration (median rate); setup ${setupSeconds.toFixed(0)} s`,
         ...configs.map(
           (config) =>
-            `${LABEL[config]}: ${rates[config].map((rate) => rate.toFixed(1)).join(', ')}/s, ${failures[config]} failed; machine busy ${machine[config].map((cores) => cores.toFixed(2)).join(', ')} cores`,
+            `${LABEL[config]}: ${rates[config].map((rate) => rate.toFixed(1)).join(', ')}/s, ${failures[config]} failed; machine busy ${machine[config].map((cores) => cores.toFixed(2)).join(', ')} cores, other processes ${others[config].map((cores) => cores.toFixed(2)).join(', ')}`,
         ),
         ...configs.map(
           (config) =>
@@ -182,6 +184,8 @@ async function registrationBurst(
   failures: number;
   cpuMs: CpuMs;
   busyCores: number | undefined;
+  /** Busy cores of the machine not spent by the cluster's processes (other sessions' work). */
+  otherCores: number | undefined;
 }> {
   const latenciesMs: number[] = [];
   let failures = 0;
@@ -212,11 +216,14 @@ async function registrationBurst(
     const used = pgCpuDelta(before[i], postgresCpu(process.pid), ms);
     if (used) cpuMs.set(process.name, used.total * ms);
   });
+  const busy = busyCores(machineBefore, systemCpu());
+  const clusterCores = [...cpuMs.values()].reduce((sum, used) => sum + used, 0) / ms;
   return {
     perSecond: count / (ms / 1000),
     latenciesMs,
     failures,
     cpuMs,
-    busyCores: busyCores(machineBefore, systemCpu()),
+    busyCores: busy,
+    otherCores: busy === undefined || cpuMs.size === 0 ? undefined : Math.max(0, busy - clusterCores),
   };
 }
