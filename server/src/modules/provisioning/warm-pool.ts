@@ -204,7 +204,8 @@ export class WarmPool {
     while (count < this.size) {
       if (this.closed) return false;
       const name = pending.shift() ?? `${prefix}${randomBytes(6).toString('hex')}`;
-      if (!current.some((row) => row.datname === name)) await cloneDatabase(admin, name, server.template.name);
+      if (!current.some((row) => row.datname === name))
+        await cloneDatabase(admin, name, server.template.name);
       if (!(await this.verify(admin, server, name))) return false;
       count += 1;
     }
