@@ -26,14 +26,14 @@ const CLIENTS = 8;
 /** Timed rounds per configuration (after one untimed warm-up of each). */
 const ROUNDS = 3;
 /**
- * Untimed registrations after instances b and c start again, 64 per instance. A restarted
- * instance's CPU per registration falls for its first ~60 (V8 compiles its hot paths as they
- * run): measured in bursts of 24 spread over three fresh instances, 74, 42, 36–39, 35–38, then
- * 30–35 ms per registration of the burst per instance (bench/README.md, decision 071). With 4
- * each (the old figure) b and c spent 41–46 ms against a's 35–41; with 32 each still 36–42
- * against a's 32–38, charging their warm-up to the 3-instance side.
+ * Untimed registrations after instances b and c start again, 32 per instance. A restarted
+ * instance's CPU per registration falls steeply over its first ~20 (V8 compiles its hot paths as
+ * they run): three fresh instances, in bursts of 24 (8 each), spent 74, 42, 36–39, then 30–38 ms
+ * per registration of the burst each (bench/README.md, decision 071). With 4 each (the old
+ * figure) b and c ran the timed rounds in the steep part. They still spend 3–8 ms more than a
+ * after 32 or 64 each, so what is left of that is not warm-up.
  */
-const REWARM = 192;
+const REWARM = 96;
 
 const TARGET = { op: '>=', value: 1, text: '≥ 1.00× 1 instance' } as const;
 

@@ -137,79 +137,45 @@ export class WarmPool {
    * Makes verified spares until the server has `size` of the current version; drops outdated
    * ones that are untouched (verified and closed, or never verified). Stops at a spare that fails
    * its inspection: the template itself is then suspect, and the next refill tries again.
-   *
-   * One refill at a time per server, cluster-wide, and refills coalesce across instances
-   * (docs/decisions/071): an instance that finds the server's refill lock taken leaves the work
-   * to its holder instead of queueing a session behind it. The holder counts the spares again
-   * once it has released the lock and goes on while any are missing, so a claim made anywhere
-   * while it held the lock (whose own refill then found the lock taken) is made good: that claim
-   * committed before its try-lock failed, hence before the release, hence before the recount.
    */
   async refill(server: ClinicServer): Promise<void> {
+    const prefix = this.prefix(server);
     await withClient(server.url, async (admin) => {
-      while (!this.closed) {
-        const { rows } = await admin.query<{ locked: boolean }>(
-          'SELECT pg_try_advisory_lock(hashtext($1)) AS locked',
-          [REFILL_LOCK],
+      // One refill at a time per server, cluster-wide: instances that counted the same spares
+      // would each clone the difference (three instances, three times the clones). The others
+      // wait and then count what the first left. A session lock: the connection's end, or the
+      // process's death, releases it.
+      await admin.query('SELECT pg_advisory_lock(hashtext($1))', [REFILL_LOCK]);
+      const { rows } = await admin.query<SpareRow>(
+        `SELECT datname, datallowconn AS open, shobj_description(oid, 'pg_database') AS note
+           FROM pg_database WHERE starts_with(datname, $1)`,
+        [SPARE_PREFIX],
+      );
+      const touched = (row: SpareRow) =>
+        row.note?.startsWith(REJECTED) || (row.note === VERIFIED && row.open);
+      for (const row of rows.filter((row) => !row.datname.startsWith(prefix) && !touched(row))) {
+        // Spares never held clinic data: the door lets them go on their own decision.
+        await dropObjects(admin, { database: row.datname }, { kind: 'spare' });
+      }
+      const current = rows.filter((row) => row.datname.startsWith(prefix));
+      const reopened = current.filter((row) => row.note === VERIFIED && row.open).map((row) => row.datname);
+      if (reopened.length > 0)
+        this.logger.warn(
+          { server: server.name, spares: reopened },
+          'warm spares reopened after their inspection: kept, never handed out',
         );
-        if (!rows[0]?.locked) return;
-        let filled: boolean;
-        try {
-          filled = await this.fill(admin, server);
-        } finally {
-          // A session lock: if this fails the connection is gone, and the lock with it.
-          await admin.query('SELECT pg_advisory_unlock(hashtext($1))', [REFILL_LOCK]).catch(() => {});
-        }
-        if (!filled || (await this.verifiedCount(admin, server)) >= this.size) return;
+      // Cloned but not inspected: a process stopped in between (or another instance is at it;
+      // inspecting twice is harmless).
+      const pending = current.filter((row) => row.note === null).map((row) => row.datname);
+      let count = current.filter((row) => row.note === VERIFIED && !row.open).length;
+      while (!this.closed && count < this.size) {
+        const name = pending.shift() ?? `${prefix}${randomBytes(6).toString('hex')}`;
+        if (!current.some((row) => row.datname === name))
+          await cloneDatabase(admin, name, server.template.name);
+        if (!(await this.verify(admin, server, name))) return;
+        count += 1;
       }
     });
-  }
-
-  /** Verified, closed spares of the current version on the server. */
-  private async verifiedCount(admin: Queryable, server: ClinicServer): Promise<number> {
-    const { rows } = await admin.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM pg_database
-        WHERE starts_with(datname, $1) AND NOT datallowconn AND shobj_description(oid, 'pg_database') = $2`,
-      [this.prefix(server), VERIFIED],
-    );
-    return rows[0]?.n ?? 0;
-  }
-
-  /**
-   * One pass under the refill lock: drops outdated untouched spares, then clones and verifies
-   * until `size` are counted. @returns false when a spare failed its inspection (or on close)
-   */
-  private async fill(admin: Queryable, server: ClinicServer): Promise<boolean> {
-    const prefix = this.prefix(server);
-    const { rows } = await admin.query<SpareRow>(
-      `SELECT datname, datallowconn AS open, shobj_description(oid, 'pg_database') AS note
-         FROM pg_database WHERE starts_with(datname, $1)`,
-      [SPARE_PREFIX],
-    );
-    const touched = (row: SpareRow) => row.note?.startsWith(REJECTED) || (row.note === VERIFIED && row.open);
-    for (const row of rows.filter((row) => !row.datname.startsWith(prefix) && !touched(row))) {
-      // Spares never held clinic data: the door lets them go on their own decision.
-      await dropObjects(admin, { database: row.datname }, { kind: 'spare' });
-    }
-    const current = rows.filter((row) => row.datname.startsWith(prefix));
-    const reopened = current.filter((row) => row.note === VERIFIED && row.open).map((row) => row.datname);
-    if (reopened.length > 0)
-      this.logger.warn(
-        { server: server.name, spares: reopened },
-        'warm spares reopened after their inspection: kept, never handed out',
-      );
-    // Cloned but not inspected: a process stopped in between (only the lock's holder clones).
-    const pending = current.filter((row) => row.note === null).map((row) => row.datname);
-    let count = current.filter((row) => row.note === VERIFIED && !row.open).length;
-    while (count < this.size) {
-      if (this.closed) return false;
-      const name = pending.shift() ?? `${prefix}${randomBytes(6).toString('hex')}`;
-      if (!current.some((row) => row.datname === name))
-        await cloneDatabase(admin, name, server.template.name);
-      if (!(await this.verify(admin, server, name))) return false;
-      count += 1;
-    }
-    return true;
   }
 
   /**
