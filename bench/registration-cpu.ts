@@ -208,17 +208,19 @@ await withBenchServer(
     const statements = new Map<string, number>();
     const connects = new Map<string, number>();
     const bump = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1);
+    /** Which database a client talks to: the central one, a clinic's, a spare, or its name. */
+    const kindOf = (database: string | undefined) =>
+      database === central
+        ? 'central'
+        : database?.startsWith('clinic')
+          ? 'clinic'
+          : database?.startsWith('onramp_spare')
+            ? 'spare'
+            : (database ?? '?');
     const query = pg.Client.prototype.query;
     const connect = pg.Client.prototype.connect;
     pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-      const db =
-        this.database === central
-          ? 'central'
-          : this.database?.startsWith('clinic')
-            ? 'clinic'
-            : this.database?.startsWith('onramp_spare')
-              ? 'spare'
-              : (this.database ?? '?');
+      const db = kindOf(this.database);
       const first = args[0] as { rowMode?: string; text?: string } | string;
       const text = typeof first === 'string' ? first : (first.text ?? '');
       bump(
@@ -228,14 +230,7 @@ await withBenchServer(
       return (query as (...a: unknown[]) => unknown).apply(this, args);
     } as typeof query;
     pg.Client.prototype.connect = function (this: pg.Client, ...args: unknown[]) {
-      const db =
-        this.database === central
-          ? 'central'
-          : this.database?.startsWith('clinic')
-            ? 'clinic'
-            : this.database?.startsWith('onramp_spare')
-              ? 'spare'
-              : (this.database ?? '?');
+      const db = kindOf(this.database);
       bump(connects, db);
       if (process.argv.includes('--stacks'))
         log(`connect ${db} ${this.user}: ${new Error().stack?.split('\n').slice(2, 14).join(' | ')}`);

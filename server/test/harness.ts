@@ -2,7 +2,13 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { type AddressInfo, connect, createServer as createNetServer, type Socket } from 'node:net';
+import {
+  type AddressInfo,
+  connect,
+  createServer as createNetServer,
+  type Server as NetServer,
+  type Socket,
+} from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Client, createClient } from 'graphql-ws';
@@ -108,20 +114,42 @@ export async function startRedis(): Promise<{ url: string }> {
 }
 
 /**
+ * A connection to the server of `target`. An embedded server's URL names its Unix socket
+ * directory (`host`): a proxy dials that.
+ */
+function dial(target: string): Socket {
+  const to = new URL(target);
+  const socketDir = to.searchParams.get('host');
+  return socketDir ? connect(join(socketDir, `.s.PGSQL.${to.port}`)) : connect(Number(to.port), to.hostname);
+}
+
+/**
+ * Listens on a free loopback port, closed (with every socket in `sockets`) after the file.
+ * @returns `target`'s URL with the proxy's host and port.
+ */
+async function listenAsProxy(server: NetServer, sockets: Set<Socket>, target: string): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  afterAll(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  const url = new URL(target);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as AddressInfo).port);
+  url.searchParams.delete('host');
+  return url.toString();
+}
+
+/**
  * A TCP proxy to `target` (a PostgreSQL or Redis URL) whose replies can be held back: what the
  * server sends reaches the client `delayMs` later, in order, as over a slow link. Returns the
  * target's URL with the proxy's host and port. Closed after the file.
  */
 export async function slowLink(target: string): Promise<{ url: string; delayMs: number }> {
-  const to = new URL(target);
-  // An embedded server's URL names its Unix socket directory (`host`): the proxy dials that.
-  const socketDir = to.searchParams.get('host');
   const link = { url: '', delayMs: 0 };
   const sockets = new Set<Socket>();
   const server = createNetServer((client) => {
-    const upstream = socketDir
-      ? connect(join(socketDir, `.s.PGSQL.${to.port}`))
-      : connect(Number(to.port), to.hostname);
+    const upstream = dial(target);
     sockets.add(client).add(upstream);
     client.on('data', (chunk) => upstream.write(chunk));
     // Timers of one duration fire in the order they were set: the replies keep their order.
@@ -138,16 +166,7 @@ export async function slowLink(target: string): Promise<{ url: string; delayMs: 
     client.on('close', close).on('error', close);
     upstream.on('close', () => setTimeout(close, link.delayMs)).on('error', close);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  afterAll(async () => {
-    for (const socket of sockets) socket.destroy();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  const url = new URL(target);
-  url.hostname = '127.0.0.1';
-  url.port = String((server.address() as AddressInfo).port);
-  url.searchParams.delete('host');
-  link.url = url.toString();
+  link.url = await listenAsProxy(server, sockets, target);
   return link;
 }
 
@@ -161,8 +180,6 @@ export async function slowLink(target: string): Promise<{ url: string; delayMs: 
 export async function stallingLink(
   target: string,
 ): Promise<{ url: string; stall(user: RegExp, times: number): void; readonly stalled: number }> {
-  const to = new URL(target);
-  const socketDir = to.searchParams.get('host');
   const pending: { user: RegExp; times: number }[] = [];
   let stalled = 0;
   const sockets = new Set<Socket>();
@@ -197,9 +214,7 @@ export async function stallingLink(
         stalled += 1;
         return;
       }
-      const link = socketDir
-        ? connect(join(socketDir, `.s.PGSQL.${to.port}`))
-        : connect(Number(to.port), to.hostname);
+      const link = dial(target);
       upstream = link;
       sockets.add(link);
       link.write(head);
@@ -209,17 +224,9 @@ export async function stallingLink(
     };
     client.on('data', onHead);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  afterAll(async () => {
-    for (const socket of sockets) socket.destroy();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  const url = new URL(target);
-  url.hostname = '127.0.0.1';
-  url.port = String((server.address() as AddressInfo).port);
-  url.searchParams.delete('host');
+  const url = await listenAsProxy(server, sockets, target);
   return {
-    url: url.toString(),
+    url,
     stall(user, times) {
       pending.push({ user, times });
     },
