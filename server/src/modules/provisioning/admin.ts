@@ -79,8 +79,9 @@ export function scramSecret(password: string, salt = randomBytes(16)): string {
   return `SCRAM-SHA-256$${iterations}:${b64(salt)}$${b64(storedKey)}:${b64(serverKey)}`;
 }
 
-function roleOptions(password: string): string {
-  return `LOGIN PASSWORD ${quoteLiteral(scramSecret(password))} CONNECTION LIMIT ${ROLE_CONNECTION_LIMIT} NOCREATEDB NOCREATEROLE INHERIT`;
+/** `verb` (CREATE or ALTER) of the clinic role with its options, then its group membership. */
+function roleSql(verb: 'CREATE' | 'ALTER', role: string, password: string): string {
+  return `${verb} ROLE ${quoteIdent(role)} LOGIN PASSWORD ${quoteLiteral(scramSecret(password))} CONNECTION LIMIT ${ROLE_CONNECTION_LIMIT} NOCREATEDB NOCREATEROLE INHERIT; GRANT ${quoteIdent(CLINIC_GROUP_ROLE)} TO ${quoteIdent(role)}`;
 }
 
 /**
@@ -90,7 +91,7 @@ function roleOptions(password: string): string {
  * `password` comes from `randomPassword()` (see `scramSecret`).
  */
 export function clinicRoleSql(role: string, password: string): string {
-  return `CREATE ROLE ${quoteIdent(role)} ${roleOptions(password)}; GRANT ${quoteIdent(CLINIC_GROUP_ROLE)} TO ${quoteIdent(role)}`;
+  return roleSql('CREATE', role, password);
 }
 
 /**
@@ -109,9 +110,7 @@ export async function ensureRole(
   } catch (error) {
     if ((error as { code?: string }).code !== '42710') throw error; // duplicate_object
   }
-  await admin.query(
-    `ALTER ROLE ${quoteIdent(role)} ${roleOptions(password)}; GRANT ${quoteIdent(CLINIC_GROUP_ROLE)} TO ${quoteIdent(role)}`,
-  );
+  await admin.query(roleSql('ALTER', role, password));
   return 'updated';
 }
 

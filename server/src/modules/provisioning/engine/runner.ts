@@ -417,29 +417,26 @@ async function writeStepRecord(prisma: RawWriteDb, record: StepRecord): Promise<
 async function recordAndFinish(prisma: CentralPrisma, record: StepRecord, ending: RunEnding): Promise<void> {
   await execute(
     prisma,
-    Prisma.sql`
-      WITH step AS (${stepRecordSql(record)})
-      UPDATE provisioning_runs
-      SET status = ${ending.status}::"ProvisioningRunStatus", error = ${ending.error}::text,
-        finished_at = ${record.finishedAt}::timestamptz, lease_until = NULL
-      WHERE id = ${record.runId}::uuid`,
+    Prisma.sql`WITH step AS (${stepRecordSql(record)}) ${runEndSql(record.runId, ending, record.finishedAt)}`,
   );
+}
+
+/** The update that ends run `runId` with `ending`, its lease released. */
+function runEndSql(runId: string, ending: RunEnding, finishedAt: Date): Prisma.Sql {
+  return Prisma.sql`
+    UPDATE provisioning_runs
+    SET status = ${ending.status}::"ProvisioningRunStatus", error = ${ending.error}::text,
+      finished_at = ${finishedAt}::timestamptz, lease_until = NULL
+    WHERE id = ${runId}::uuid`;
 }
 
 async function finish(
   prisma: CentralPrisma,
   runId: string,
-  status: 'SUCCEEDED' | 'FAILED' | 'ROLLED_BACK',
+  status: RunEnding['status'],
   error: string | null,
 ): Promise<void> {
-  await execute(
-    prisma,
-    Prisma.sql`
-      UPDATE provisioning_runs
-      SET status = ${status}::"ProvisioningRunStatus", error = ${error}::text,
-        finished_at = ${new Date()}::timestamptz, lease_until = NULL
-      WHERE id = ${runId}::uuid`,
-  );
+  await execute(prisma, runEndSql(runId, { status, error }, new Date()));
 }
 
 /** A short, single-line description safe to store and show to operators. */
