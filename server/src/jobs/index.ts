@@ -13,6 +13,7 @@ import {
   Logger as WorkerLogger,
 } from 'graphile-worker';
 import pg from 'pg';
+import { execute, type RawWriteDb } from '../db/raw.js';
 import { Prisma } from '../generated/central/client.js';
 import type { Logger } from '../logger.js';
 
@@ -52,10 +53,11 @@ export interface AddJobOptions {
   queueName?: string;
 }
 
-/** Anything that can run a raw statement: a Prisma client or interactive transaction. */
-export interface RawExecutor {
-  $executeRaw(query: TemplateStringsArray, ...values: unknown[]): Promise<number>;
-}
+/**
+ * Anything that can run a raw statement: a Prisma client or interactive transaction, or a step's
+ * pg transaction (db/raw.ts).
+ */
+export type RawExecutor = RawWriteDb;
 
 export async function addJob<T extends TaskName>(
   db: RawExecutor,
@@ -63,14 +65,17 @@ export async function addJob<T extends TaskName>(
   payload: TaskPayloads[T],
   options: AddJobOptions = {},
 ): Promise<void> {
-  await db.$executeRaw`SELECT graphile_worker.add_job(
-    ${task}::text,
-    ${JSON.stringify(payload)}::json,
-    run_at => ${options.runAt ?? null}::timestamptz,
-    max_attempts => ${options.maxAttempts ?? 10}::int,
-    job_key => ${options.jobKey ?? null}::text,
-    queue_name => ${options.queueName ?? null}::text
-  )`;
+  await execute(
+    db,
+    Prisma.sql`SELECT graphile_worker.add_job(
+      ${task}::text,
+      ${JSON.stringify(payload)}::json,
+      run_at => ${options.runAt ?? null}::timestamptz,
+      max_attempts => ${options.maxAttempts ?? 10}::int,
+      job_key => ${options.jobKey ?? null}::text,
+      queue_name => ${options.queueName ?? null}::text
+    )`,
+  );
 }
 
 /**
@@ -102,7 +107,7 @@ export interface RawQuerier {
 
 /** Removes the pending job of `key`, if any (a job that is running finishes). */
 export async function removeJob(db: RawExecutor, key: string): Promise<void> {
-  await db.$executeRaw`SELECT graphile_worker.remove_job(${key})`;
+  await execute(db, Prisma.sql`SELECT graphile_worker.remove_job(${key}::text)`);
 }
 
 /** Makes the job of `key` due now, unless a worker holds it. @returns how many were rescheduled */

@@ -98,9 +98,24 @@ export function recordClinicAudit(
   db: Pick<Prisma.TransactionClient, 'auditLog'>,
   action: AuditAction,
   clinicId: string,
-  details: { actor?: AuditActor; data?: Prisma.InputJsonValue } = {},
+  details: ClinicAuditDetails = {},
 ) {
-  return recordAudit(db, {
+  return recordAudit(db, clinicAuditEntry(action, clinicId, details));
+}
+
+/** Who asked for an action on a clinic, and its details. */
+export interface ClinicAuditDetails {
+  actor?: AuditActor;
+  data?: Prisma.InputJsonValue;
+}
+
+/** The entry of an action on one clinic ({@link recordClinicAudit}, {@link auditSql}). */
+export function clinicAuditEntry(
+  action: AuditAction,
+  clinicId: string,
+  details: ClinicAuditDetails = {},
+): AuditEntry {
+  return {
     action,
     actorId: details.actor?.userId ?? null,
     ip: details.actor?.ip ?? null,
@@ -108,7 +123,19 @@ export function recordClinicAudit(
     targetType: 'clinic',
     targetId: clinicId,
     data: details.data,
-  });
+  };
+}
+
+/**
+ * {@link recordAudit} as a statement, for a step's pg transaction (db/raw.ts `transaction`) or a
+ * larger statement: the same columns, `data` as JSON (`{}` when absent, the column's default).
+ */
+export function auditSql(entry: AuditEntry): Prisma.Sql {
+  return Prisma.sql`
+    INSERT INTO audit_log (actor_id, clinic_id, action, target_type, target_id, data, ip)
+    VALUES (${entry.actorId ?? null}::uuid, ${entry.clinicId ?? null}::uuid, ${entry.action}::text,
+      ${entry.targetType ?? null}::text, ${entry.targetId ?? null}::text,
+      ${JSON.stringify(entry.data ?? {})}::jsonb, ${entry.ip ?? null}::text)`;
 }
 
 /** An action as a parameter of a raw statement (`INSERT INTO audit_log (action, …) VALUES (${…}, …)`). */

@@ -7,7 +7,7 @@
 
 import { decryptSecret, encryptSecret } from '../../crypto.js';
 import type { CentralPrisma } from '../../db/database.js';
-import { queryRows } from '../../db/raw.js';
+import { isUniqueViolation, queryRows, transaction } from '../../db/raw.js';
 import { Prisma } from '../../generated/central/client.js';
 import type { IssuedCertificate, TlsCredentials } from './issuer.js';
 
@@ -23,6 +23,11 @@ const PUBLIC_FIELDS = {
   notAfter: true,
 } as const;
 
+/** What {@link toIssued} reads, as `live` and `save` select it ({@link ISSUED_COLUMNS}). */
+type IssuedRow = Parameters<typeof toIssued>[0];
+const ISSUED_COLUMNS = Prisma.sql`fqdn, issuer, serial_number AS "serialNumber", certificate_pem AS "certificatePem",
+  chain_pem AS "chainPem", not_before AS "notBefore", not_after AS "notAfter"`;
+
 export class CertificateStore {
   constructor(
     private readonly prisma: CentralPrisma,
@@ -32,11 +37,10 @@ export class CertificateStore {
   /** The live certificate of `fqdn` still valid for at least `minDays`, if any. */
   async live(fqdn: string, minDays: number): Promise<IssuedCertificate | undefined> {
     // Through pg beside Prisma's engine (db/raw.ts, decision 070): every registration asks.
-    const [row] = await queryRows<Parameters<typeof toIssued>[0]>(
+    const [row] = await queryRows<IssuedRow>(
       this.prisma,
       Prisma.sql`
-        SELECT fqdn, issuer, serial_number AS "serialNumber", certificate_pem AS "certificatePem",
-          chain_pem AS "chainPem", not_before AS "notBefore", not_after AS "notAfter"
+        SELECT ${ISSUED_COLUMNS}
         FROM certificates
         WHERE fqdn = ${fqdn}::text AND revoked_at IS NULL
           AND not_after > ${new Date(Date.now() + minDays * DAY_MS)}::timestamptz
@@ -55,27 +59,31 @@ export class CertificateStore {
     const privateKeyEnc = encryptSecret(privateKeyPem, this.key, associatedData(fqdn, issued.serialNumber));
     const renewBefore = new Date(Date.now() + minDays * DAY_MS);
     try {
-      return await this.prisma.$transaction(async (tx) => {
-        await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`certificate:${fqdn}`}))`;
+      // On pg beside Prisma's engine (db/raw.ts `transaction`, decision 074): every registration saves one.
+      return await transaction(this.prisma, async (tx) => {
+        await tx.execute(Prisma.sql`SELECT pg_advisory_xact_lock(hashtext(${`certificate:${fqdn}`}::text))`);
         // At most one unrevoked row (the partial unique index): kept when still good, revoked
         // when not, and for a new name (every registration) nothing to revoke, no statement.
-        const [unrevoked] = await tx.certificate.findMany({
-          where: { fqdn, revokedAt: null },
-          select: PUBLIC_FIELDS,
-        });
+        const [unrevoked] = await tx.query<IssuedRow>(
+          Prisma.sql`SELECT ${ISSUED_COLUMNS} FROM certificates WHERE fqdn = ${fqdn}::text AND revoked_at IS NULL`,
+        );
         if (unrevoked && unrevoked.notAfter > renewBefore) return toIssued(unrevoked);
         if (unrevoked) {
-          await tx.certificate.updateMany({
-            where: { fqdn, revokedAt: null },
-            data: { revokedAt: new Date() },
-          });
+          await tx.execute(
+            Prisma.sql`UPDATE certificates SET revoked_at = now() WHERE fqdn = ${fqdn}::text AND revoked_at IS NULL`,
+          );
         }
-        await tx.certificate.create({ data: { ...issued, privateKeyEnc } });
+        await tx.execute(Prisma.sql`
+          INSERT INTO certificates
+            (fqdn, issuer, serial_number, certificate_pem, chain_pem, private_key_enc, not_before, not_after)
+          VALUES (${fqdn}::text, ${issued.issuer}::text, ${issued.serialNumber}::text,
+            ${issued.certificatePem}::text, ${issued.chainPem}::text, ${privateKeyEnc}::text,
+            ${issued.notBefore}::timestamptz, ${issued.notAfter}::timestamptz)`);
         return issued;
       });
     } catch (error) {
       // The partial unique index is the last word should the lock ever be bypassed.
-      if (!isUniqueViolation(error)) throw error;
+      if (!isUniqueViolation(error, 'certificates_live_fqdn_key')) throw error;
       const winner = await this.live(fqdn, 0);
       if (!winner) throw error;
       return winner;
@@ -133,7 +141,3 @@ function toIssued(row: {
   return { ...row, issuer: row.issuer === 'acme' ? 'acme' : 'builtin' };
 }
 
-function isUniqueViolation(error: unknown): boolean {
-  const { code, message } = error as { code?: string; message?: string };
-  return code === 'P2002' || code === '23505' || /unique constraint/i.test(message ?? '');
-}

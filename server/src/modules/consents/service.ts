@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import type { CentralPrisma } from '../../db/database.js';
+import { execute, type RawWriteDb } from '../../db/raw.js';
 import type { Config } from '../../env.js';
 import { ValidationError } from '../../errors.js';
 import { Prisma } from '../../generated/central/client.js';
@@ -54,15 +55,25 @@ export function requireCurrent(
 
 /** Writes one row per acceptance, in the caller's transaction. */
 export async function recordAcceptances(
-  db: Db,
+  db: RawWriteDb,
   userId: string,
   acceptances: readonly Acceptance[],
   ip: string | null,
 ): Promise<void> {
   if (acceptances.length === 0) return;
-  await db.consent.createMany({
-    data: acceptances.map(({ document, version }) => ({ userId, document, version, ip })),
-  });
+  await execute(db, acceptancesSql(Prisma.sql`${userId}::uuid`, acceptances, ip));
+}
+
+/**
+ * The insert of one row per acceptance of `user`, an SQL expression of its id (a value, or the id
+ * a CTE of the same statement just inserted): one statement for any number of documents.
+ */
+export function acceptancesSql(user: Prisma.Sql, acceptances: readonly Acceptance[], ip: string | null): Prisma.Sql {
+  return Prisma.sql`
+    INSERT INTO consents (user_id, document, version, ip)
+    SELECT ${user}, a.document, a.version, ${ip}::text
+    FROM unnest(${acceptances.map((a) => a.document)}::text[], ${acceptances.map((a) => a.version)}::text[])
+      AS a(document, version)`;
 }
 
 export interface ConsentState {

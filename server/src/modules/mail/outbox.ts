@@ -11,7 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { decryptSecret, encryptSecret } from '../../crypto.js';
-import { queryRows } from '../../db/raw.js';
+import { queryRows, type RawDb } from '../../db/raw.js';
 import { Prisma, type PrismaClient } from '../../generated/central/client.js';
 import type { MailStatus } from '../../generated/central/enums.js';
 import { addJobSql } from '../../jobs/index.js';
@@ -40,8 +40,8 @@ export interface OutgoingMail {
   kind: string;
 }
 
-/** A Prisma client or interactive transaction: only what enqueueing needs. */
-export type MailDb = Pick<Prisma.TransactionClient, '$queryRaw'>;
+/** A Prisma client or interactive transaction, or a step's pg transaction (db/raw.ts). */
+export type MailDb = RawDb;
 
 /** After a failed immediate send ({@link sendThenRecordMail}), when its job tries again. */
 export const MAIL_RETRY_AFTER_IMMEDIATE_FAILURE_MS = 5_000;
@@ -93,14 +93,19 @@ export async function enqueueMail(
       jobKey: Prisma.sql`'mail:' || m.id::text`,
     },
   );
-  const [queued] = await tx.$queryRaw<{ id: string }[]>`
-    WITH m AS (
-      INSERT INTO mail_outbox (to_address, subject, text_body, html_body, kind, attempts, last_error)
-      VALUES (${row.toAddress}, ${row.subject}, ${row.textBody}, ${row.htmlBody}::text, ${row.kind},
-              ${options.firstAttemptFailed === undefined ? 0 : 1}::int, ${options.firstAttemptFailed ?? null}::text)
-      RETURNING id)${alongside}
-    SELECT m.id::text AS id, ${job} IS NOT NULL AS queued
-      FROM m`;
+  // One text for every caller: through the pool, a Prisma transaction or a step's pg transaction.
+  const [queued] = await queryRows<{ id: string }>(
+    tx,
+    Prisma.sql`
+      WITH m AS (
+        INSERT INTO mail_outbox (to_address, subject, text_body, html_body, kind, attempts, last_error)
+        VALUES (${row.toAddress}::text, ${row.subject}::text, ${row.textBody}::text, ${row.htmlBody}::text,
+                ${row.kind}::text, ${options.firstAttemptFailed === undefined ? 0 : 1}::int,
+                ${options.firstAttemptFailed ?? null}::text)
+        RETURNING id)${alongside}
+      SELECT m.id::text AS id, ${job} IS NOT NULL AS queued
+        FROM m`,
+  );
   if (!queued) throw new Error('enqueueMail: the outbox insert returned no row');
   return { id: queued.id };
 }

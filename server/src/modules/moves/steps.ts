@@ -6,7 +6,9 @@
  */
 import pg from 'pg';
 import type { CentralPrisma, ClinicServer } from '../../db/database.js';
+import { transaction } from '../../db/raw.js';
 import { databaseUrl, withPooled } from '../../db/sql.js';
+import { Prisma } from '../../generated/central/client.js';
 import type { Logger } from '../../logger.js';
 import {
   type ClinicClientCache,
@@ -286,15 +288,14 @@ export function movePlan(deps: MoveStepDeps): Plan<MoveState> {
       {
         name: 'move_switch',
         async run(state) {
-          await deps.prisma.$transaction(async (tx) => {
-            const switched = await tx.clinic.updateMany({
-              where: { id: state.clinicId, databaseServerId: state.source.id, status: 'READY' },
-              data: { databaseServerId: state.target.id },
-            });
-            if (switched.count !== 1)
-              throw new Error('the clinic changed during the move; it stays on the source');
+          await transaction(deps.prisma, async (tx) => {
+            const switched = await tx.execute(Prisma.sql`
+              UPDATE clinics SET database_server_id = ${state.target.id}::uuid, updated_at = now()
+              WHERE id = ${state.clinicId}::uuid AND database_server_id = ${state.source.id}::uuid
+                AND status = 'READY'`);
+            if (switched !== 1) throw new Error('the clinic changed during the move; it stays on the source');
             // The target's database and role, recorded PENDING by move_target, are the clinic's now.
-            await deps.ledger.settle(tx, state.clinicId);
+            await tx.execute(deps.ledger.settleSql(state.clinicId));
           });
           state.downtimeMs = sinceFreeze(state);
           await deps.clients.evict(state.clinicId);

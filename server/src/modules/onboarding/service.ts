@@ -15,9 +15,9 @@ import { randomUUID } from 'node:crypto';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import { NotFoundError } from '../../errors.js';
-import type { Onboarding, Prisma } from '../../generated/central/client.js';
+import { type Onboarding, Prisma } from '../../generated/central/client.js';
 import type { Logger } from '../../logger.js';
-import { recordAudit } from '../audit/record.js';
+import { auditSql, recordAudit } from '../audit/record.js';
 import type { ProvisioningService, Transaction } from '../provisioning/index.js';
 import { preferredSubdomain, reserveSubdomain } from '../subdomains/allocator.js';
 import type { WebhookService } from '../webhooks/service.js';
@@ -265,24 +265,27 @@ export class OnboardingService {
     const credentials = state.generateApiKey
       ? issueApiCredentials(state.onboardingId, this.deps.config.encryptionKey)
       : null;
-    await tx.onboarding.update({
-      where: { id: state.onboardingId },
-      data: {
-        status: 'activated',
-        infrastructureStatus: 'ready',
-        activatedAt: new Date(),
-        provisioningUntil: null,
-        lastError: null,
-        ...(credentials?.data ?? {}),
-      },
-    });
-    await recordAudit(tx, {
-      action: 'onboarding.provisioned',
-      targetType: 'onboarding',
-      targetId: state.onboardingId,
-      data: { applicationId: state.applicationId, apiKeyGenerated: credentials !== null },
-      ip: state.ip,
-    });
+    const keys = credentials?.data;
+    await tx.execute(Prisma.sql`
+      UPDATE onboardings
+      SET status = 'activated', infrastructure_status = 'ready', activated_at = now(),
+        provisioning_until = NULL, last_error = NULL, updated_at = now()
+        ${
+          keys
+            ? Prisma.sql`, api_key_id = ${keys.apiKeyId}::text, api_key_hash = ${keys.apiKeyHash}::text,
+                api_secret_encrypted = ${keys.apiSecretEncrypted}::text`
+            : Prisma.empty
+        }
+      WHERE id = ${state.onboardingId}::uuid`);
+    await tx.execute(
+      auditSql({
+        action: 'onboarding.provisioned',
+        targetType: 'onboarding',
+        targetId: state.onboardingId,
+        data: { applicationId: state.applicationId, apiKeyGenerated: credentials !== null },
+        ip: state.ip,
+      }),
+    );
     await this.deps.webhooks.queue(tx, 'onboarding.provisioned', state.onboardingId);
     // Set before the transaction commits; provision() hands them out only once the run succeeded.
     state.apiKey = credentials?.apiKey ?? null;

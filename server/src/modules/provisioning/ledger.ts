@@ -108,12 +108,14 @@ export class Ledger {
     }
   }
 
-  /** The run committed: its clinic's pending objects are the clinic's now. */
-  async settle(tx: Prisma.TransactionClient, clinicId: string): Promise<void> {
-    await tx.clinicObject.updateMany({
-      where: { clinicId, state: 'PENDING' },
-      data: { state: 'COMMITTED', settledAt: new Date() },
-    });
+  /**
+   * The run committed: its clinic's pending objects are the clinic's now. A statement for the
+   * commit's transaction (steps/commit.ts), which runs it with the clinic's READY.
+   */
+  settleSql(clinicId: string): Prisma.Sql {
+    return Prisma.sql`
+      UPDATE clinic_objects SET state = 'COMMITTED', settled_at = now()
+      WHERE clinic_id = ${clinicId}::uuid AND state = 'PENDING'`;
   }
 
   /**

@@ -9,10 +9,18 @@ import { queryRows } from '../../db/raw.js';
 import type { Config } from '../../env.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import { Prisma } from '../../generated/central/client.js';
+import type { ClinicStatus } from '../../generated/central/enums.js';
 import { isUuid } from '../../ids.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
-import { type AuditAction, type AuditActor, recordAudit, recordClinicAudit } from '../audit/record.js';
+import {
+  type AuditAction,
+  type AuditActor,
+  auditSql,
+  clinicAuditEntry,
+  recordAudit,
+  recordClinicAudit,
+} from '../audit/record.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
 import { clinicFqdn, type DnsProvider } from '../dns/provider.js';
 import { ClinicHealthMonitor, type ClinicsHealthReport } from '../health/clinics.js';
@@ -325,17 +333,24 @@ export class ProvisioningService {
         const after = state.after ?? before;
         const { actions, dataLost } = state;
         // The repair's central effects, its record and its alerts commit together.
-        if (clinic.status === 'FAILED')
-          await tx.clinic.update({ where: { id: clinic.id }, data: { status: 'READY' } });
-        await recordClinicAudit(tx, 'clinic.repair', clinicId, {
-          actor,
-          data: { actions, before: before.dbStatus, after: after.dbStatus, dataLost, runId },
-        });
+        if (clinic.status === 'FAILED') await tx.execute(clinicStatusSql(clinic.id, 'READY'));
+        await tx.execute(
+          auditSql(
+            clinicAuditEntry('clinic.repair', clinicId, {
+              actor,
+              data: { actions, before: before.dbStatus, after: after.dbStatus, dataLost, runId },
+            }),
+          ),
+        );
         if (!dataLost) return;
-        await recordClinicAudit(tx, 'clinic.data_lost', clinicId, {
-          actor,
-          data: { databaseName: clinic.databaseName, runId },
-        });
+        await tx.execute(
+          auditSql(
+            clinicAuditEntry('clinic.data_lost', clinicId, {
+              actor,
+              data: { databaseName: clinic.databaseName, runId },
+            }),
+          ),
+        );
         await enqueueAlerts(
           tx,
           await superAdminAddresses(this.prisma, this.deps.config.adminEmail),
@@ -444,11 +459,15 @@ export class ProvisioningService {
       finish: {
         step: 'commit',
         apply: async (tx, _state, { runId }) => {
-          await tx.clinic.update({ where: { id: clinicId }, data: { status: 'DELETED' } });
-          await recordClinicAudit(tx, 'clinic.delete', clinicId, {
-            actor,
-            data: { databaseName: clinic.databaseName, runId, ...(resumed ? { resumed } : {}) },
-          });
+          await tx.execute(clinicStatusSql(clinicId, 'DELETED'));
+          await tx.execute(
+            auditSql(
+              clinicAuditEntry('clinic.delete', clinicId, {
+                actor,
+                data: { databaseName: clinic.databaseName, runId, ...(resumed ? { resumed } : {}) },
+              }),
+            ),
+          );
         },
       },
     });
@@ -506,11 +525,15 @@ export class ProvisioningService {
   ): Promise<RunResult> {
     const clinicId = clinic.id;
     const plan = restorePlan<ProvisionState>(this.stepDeps, async (tx, _state, { runId }) => {
-      await tx.clinic.update({ where: { id: clinicId }, data: { status: 'READY' } });
-      await recordClinicAudit(tx, 'clinic.restore', clinicId, {
-        actor,
-        data: { databaseName: clinic.databaseName, runId, ...(resumed ? { resumed } : {}) },
-      });
+      await tx.execute(clinicStatusSql(clinicId, 'READY'));
+      await tx.execute(
+        auditSql(
+          clinicAuditEntry('clinic.restore', clinicId, {
+            actor,
+            data: { databaseName: clinic.databaseName, runId, ...(resumed ? { resumed } : {}) },
+          }),
+        ),
+      );
     });
     return this.run(plan, clinicSubject(clinicId, clinic.name), state, { attempt });
   }
@@ -678,4 +701,9 @@ export class ProvisioningService {
     if (!server) throw new ServerUnreachableError(this.serverNote(clinic.databaseServerId));
     return server;
   }
+}
+
+/** A clinic's new status, for a step's transaction. */
+function clinicStatusSql(clinicId: string, status: ClinicStatus): Prisma.Sql {
+  return Prisma.sql`UPDATE clinics SET status = ${status}::"ClinicStatus", updated_at = now() WHERE id = ${clinicId}::uuid`;
 }

@@ -6,8 +6,8 @@
  * both get a name, whichever instance they run on.
  */
 import { randomInt } from 'node:crypto';
-import type { CentralPrisma } from '../../db/database.js';
-import type { Prisma } from '../../generated/central/client.js';
+import { execute, queryRows, type RawDb, type RawWriteDb } from '../../db/raw.js';
+import { Prisma } from '../../generated/central/client.js';
 
 /** Longest label DNS allows. */
 export const MAX_LABEL_LENGTH = 63;
@@ -182,7 +182,8 @@ export function preferredSubdomain(organizationName: string | null | undefined):
 
 export type SubdomainOwner = { clinicId: string } | { onboardingId: string };
 
-type Db = Prisma.TransactionClient | CentralPrisma;
+/** A client, a Prisma transaction or a step's pg transaction (db/raw.ts). */
+type Db = RawDb & RawWriteDb;
 
 /**
  * Reserves the first free name of `base`, `base-2`, `base-3`, … for `owner`. Call it inside the
@@ -201,17 +202,23 @@ export async function reserveSubdomain(db: Db, requested: string, owner: Subdoma
     // `clinics`; skip those too.
     const taken = new Set(
       (
-        await db.$queryRaw<{ subdomain: string }[]>`
-          SELECT subdomain FROM subdomain_reservations WHERE subdomain = ${base} OR subdomain LIKE ${`${base}-%`}
-          UNION SELECT subdomain FROM clinics
-           WHERE (subdomain = ${base} OR subdomain LIKE ${`${base}-%`}) AND id IS DISTINCT FROM ${clinicId}::uuid`
+        await queryRows<{ subdomain: string }>(
+          db,
+          Prisma.sql`
+            SELECT subdomain FROM subdomain_reservations WHERE subdomain = ${base}::text OR subdomain LIKE ${`${base}-%`}::text
+            UNION SELECT subdomain FROM clinics
+             WHERE (subdomain = ${base}::text OR subdomain LIKE ${`${base}-%`}::text) AND id IS DISTINCT FROM ${clinicId}::uuid`,
+        )
       ).map((row) => row.subdomain),
     );
     const candidate = firstFree(base, taken);
-    const inserted = await db.$executeRaw`
-      INSERT INTO subdomain_reservations (subdomain, clinic_id, onboarding_id)
-      VALUES (${candidate}, ${clinicId}::uuid, ${onboardingId}::uuid)
-      ON CONFLICT (subdomain) DO NOTHING`;
+    const inserted = await execute(
+      db,
+      Prisma.sql`
+        INSERT INTO subdomain_reservations (subdomain, clinic_id, onboarding_id)
+        VALUES (${candidate}::text, ${clinicId}::uuid, ${onboardingId}::uuid)
+        ON CONFLICT (subdomain) DO NOTHING`,
+    );
     if (inserted === 1) return candidate;
     // Someone committed `candidate` meanwhile: look again.
   }
@@ -228,7 +235,9 @@ function firstFree(base: string, taken: Set<string>): string {
 
 /** The name reserved by a clinic, if its subdomain step already ran. */
 export async function clinicSubdomain(db: Db, clinicId: string): Promise<string | null> {
-  const [row] = await db.$queryRaw<{ subdomain: string }[]>`
-    SELECT subdomain FROM subdomain_reservations WHERE clinic_id = ${clinicId}::uuid`;
+  const [row] = await queryRows<{ subdomain: string }>(
+    db,
+    Prisma.sql`SELECT subdomain FROM subdomain_reservations WHERE clinic_id = ${clinicId}::uuid`,
+  );
   return row?.subdomain ?? null;
 }

@@ -7,10 +7,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { CentralPrisma } from '../../db/database.js';
 import type { RequestScope } from '../../db/request-scope.js';
 import type { Config } from '../../env.js';
-import type { Prisma } from '../../generated/central/client.js';
+import { Prisma } from '../../generated/central/client.js';
 import type { Logger } from '../../logger.js';
 import { recordAudit } from '../audit/record.js';
-import { enqueueMail } from '../mail/service.js';
+import { enqueueMail, type MailDb } from '../mail/service.js';
 import { InvalidCodeError } from './errors.js';
 import { normaliseEmail } from './validation.js';
 
@@ -20,23 +20,17 @@ const MAX_PENDING_RESENDS = 100;
 const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 
 /**
- * Creates a verification link for `user` and queues its mail, in the caller's transaction: the
- * link exists exactly when the mail will go out.
+ * Creates a verification link for `user` and queues its mail, in the caller's transaction (a
+ * Prisma client or transaction, or a step's pg transaction): the link exists exactly when the
+ * mail will go out. One statement: the link's row rides along the outbox's (enqueueMail).
  */
 export async function issueEmailVerification(
-  tx: Prisma.TransactionClient,
+  tx: MailDb,
   config: Pick<Config, 'publicUrl' | 'encryptionKey'>,
   user: { id: string; email: string; firstName: string },
   clinicName: string,
 ): Promise<void> {
   const token = randomBytes(32).toString('base64url');
-  await tx.emailVerificationToken.create({
-    data: {
-      userId: user.id,
-      tokenHash: hashToken(token),
-      expiresAt: new Date(Date.now() + VERIFICATION_TTL_MS),
-    },
-  });
   const link = `${config.publicUrl}/verify-email?token=${token}`;
   await enqueueMail(
     tx,
@@ -52,6 +46,12 @@ export async function issueEmailVerification(
       ].join('\n\n'),
     },
     config.encryptionKey,
+    {
+      alongside: Prisma.sql`
+        INSERT INTO email_verification_tokens (user_id, token_hash, expires_at)
+        VALUES (${user.id}::uuid, ${hashToken(token)}::text,
+          ${new Date(Date.now() + VERIFICATION_TTL_MS)}::timestamptz)`,
+    },
   );
 }
 

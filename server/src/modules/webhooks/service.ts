@@ -14,10 +14,11 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { decryptSecret, encryptSecret } from '../../crypto.js';
 import type { CentralPrisma } from '../../db/database.js';
+import { queryRows, type RawDb } from '../../db/raw.js';
 import type { Config } from '../../env.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
-import type { Onboarding, Prisma, WebhookDelivery, WebhookEndpoint } from '../../generated/central/client.js';
-import { addJob } from '../../jobs/index.js';
+import { Prisma, type WebhookDelivery, type WebhookEndpoint } from '../../generated/central/client.js';
+import { addJob, addJobSql } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
 import { CONTROL_CHARACTER_MESSAGE, findControlCharacter } from '../../text-input.js';
 import { recordAudit } from '../audit/record.js';
@@ -41,6 +42,16 @@ const DELIVERY_TIMEOUT_MS = 10_000;
 const MAX_ENDPOINTS = 20;
 /** Attempts graphile-worker makes of one job when the handler itself fails (e.g. the database). */
 const JOB_MAX_ATTEMPTS = 5;
+
+/** What an event tells of its onboarding (`eventData`). */
+interface EventOnboarding {
+  id: string;
+  applicationId: string;
+  status: string;
+  infrastructureStatus: string;
+  subdomain: string;
+  tenantId: string | null;
+}
 
 export interface WebhookDeps {
   config: Config;
@@ -210,17 +221,19 @@ export class WebhookService {
    * @returns how many deliveries were queued
    */
   async queue(
-    tx: Prisma.TransactionClient,
+    tx: RawDb,
     event: WebhookEvent,
     onboardingId: string,
     extra: Record<string, string> = {},
   ): Promise<number> {
-    const onboarding = await tx.onboarding.findUniqueOrThrow({ where: { id: onboardingId } });
-    const endpoints = await tx.webhookEndpoint.findMany({
-      where: { applicationId: onboarding.applicationId, deletedAt: null, events: { has: event } },
-      select: { id: true },
-    });
-    if (endpoints.length === 0) return 0;
+    const [onboarding] = await queryRows<EventOnboarding>(
+      tx,
+      Prisma.sql`
+        SELECT id::text, application_id::text AS "applicationId", status,
+          infrastructure_status AS "infrastructureStatus", subdomain, tenant_id AS "tenantId"
+        FROM onboardings WHERE id = ${onboardingId}::uuid`,
+    );
+    if (!onboarding) throw new Error(`webhook event ${event} of a missing onboarding`);
     const eventId = `evt_${randomUUID().replaceAll('-', '')}`;
     const body = JSON.stringify({
       id: eventId,
@@ -228,21 +241,21 @@ export class WebhookService {
       created_at: new Date().toISOString(),
       data: { ...this.eventData(onboarding), ...extra },
     });
-    for (const endpoint of endpoints) {
-      const delivery = await tx.webhookDelivery.create({
-        data: {
-          endpointId: endpoint.id,
-          applicationId: onboarding.applicationId,
-          eventId,
-          event,
-          onboardingId,
-          body,
-        },
-        select: { id: true },
-      });
-      await addJob(tx, 'deliver_webhook', { deliveryId: delivery.id }, { maxAttempts: JOB_MAX_ATTEMPTS });
-    }
-    return endpoints.length;
+    // One delivery and its job per subscribed endpoint, in one statement.
+    const job = addJobSql('deliver_webhook', { deliveryId: Prisma.sql`d.id::text` }, { maxAttempts: JOB_MAX_ATTEMPTS });
+    const queued = await queryRows<{ id: string }>(
+      tx,
+      Prisma.sql`
+        WITH d AS (
+          INSERT INTO webhook_deliveries (endpoint_id, application_id, event_id, event, onboarding_id, body)
+          SELECT e.id, e.application_id, ${eventId}::text, ${event}::text, ${onboardingId}::uuid, ${body}::text
+          FROM webhook_endpoints e
+          WHERE e.application_id = ${onboarding.applicationId}::uuid AND e.deleted_at IS NULL
+            AND ${event}::text = ANY (e.events)
+          RETURNING id)
+        SELECT d.id::text, ${job} IS NOT NULL AS queued FROM d`,
+    );
+    return queued.length;
   }
 
   /**
@@ -360,7 +373,7 @@ export class WebhookService {
   }
 
   /** What an event says about its onboarding: the fields of GET /status, nothing secret. */
-  private eventData(onboarding: Onboarding): Record<string, unknown> {
+  private eventData(onboarding: EventOnboarding): Record<string, unknown> {
     const fullDomain = `${onboarding.subdomain}.${this.deps.config.baseDomain}`;
     return {
       uuid: onboarding.id,

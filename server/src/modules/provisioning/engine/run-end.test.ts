@@ -5,6 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import { startTestApp, testLogger } from '../../../../test/harness.js';
 import { registerClinic } from '../../../../test/registration-flow.js';
+import { transaction } from '../../../db/raw.js';
+import { Prisma } from '../../../generated/central/client.js';
 import { FaultInjector, InjectedTransientFault } from '../faults.js';
 import type { ProvisioningStepName } from '../step-names.js';
 import { clinicSubject, type ProvisioningEvent } from './events.js';
@@ -98,8 +100,10 @@ describe('the end of a run', async () => {
   const recordingStep = (name: ProvisioningStepName, failures: Error[]): Step<null> => ({
     name,
     async run(_state, context) {
-      await prisma.$transaction(async (tx) => {
-        await tx.auditLog.create({ data: { action: `test.${name}`, targetId: context.runId } });
+      await transaction(prisma, async (tx) => {
+        await tx.execute(
+          Prisma.sql`INSERT INTO audit_log (action, target_id) VALUES (${`test.${name}`}::text, ${context.runId}::text)`,
+        );
         await context.record(tx);
         const failure = failures.shift();
         if (failure) throw failure;

@@ -6,7 +6,7 @@
  * docs/decisions/043 why every lifecycle operation of a clinic is such a run.
  */
 import type { CentralPrisma } from '../../../db/database.js';
-import { execute, queryRows, type RawWriteDb } from '../../../db/raw.js';
+import { execute, queryRows, type RawWriteDb, type Transaction } from '../../../db/raw.js';
 import { Prisma } from '../../../generated/central/client.js';
 import type { ProvisioningRunKind } from '../../../generated/central/enums.js';
 import type { Logger } from '../../../logger.js';
@@ -36,7 +36,7 @@ export interface StepContext {
    * (no commit of their own for the record; docs/decisions/063). A step that calls it must not
    * return `skipped`. A step with no central transaction leaves the record to the runner.
    */
-  record(tx: Prisma.TransactionClient): Promise<void>;
+  record(tx: Transaction): Promise<void>;
 }
 
 export interface Step<S> {

@@ -1,3 +1,4 @@
+import { transaction } from '../../../../db/raw.js';
 import type { Step, StepContext } from '../runner.js';
 import type { ProvisionState, StepDeps } from '../state.js';
 import { revokeStep } from '../steps/certificate.js';
@@ -36,7 +37,7 @@ export function deletePlan<S extends ProvisionState>(deps: StepDeps, options: De
   const last: Step<S> = {
     name: finish.step,
     async run(state, context) {
-      await deps.prisma.$transaction((tx) => finish.apply(tx, state, context));
+      await transaction(deps.prisma, (tx) => finish.apply(tx, state, context));
       return finish.note ? { note: finish.note } : undefined;
     },
   };

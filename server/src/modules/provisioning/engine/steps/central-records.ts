@@ -1,3 +1,5 @@
+import { transaction } from '../../../../db/raw.js';
+import { Prisma } from '../../../../generated/central/client.js';
 import type { Step } from '../runner.js';
 import { clinicRecord, type ProvisionState, type StepDeps } from '../state.js';
 import type { TransactionHook } from './hooks.js';
@@ -5,7 +7,8 @@ import type { TransactionHook } from './hooks.js';
 /**
  * The company and its PROVISIONING clinic, in one transaction with what `hook` adds (a
  * registration's admin user). Undone by deleting the company, which cascades to the clinic, its
- * users and their tokens. The step's record is written in the same transaction.
+ * users and their tokens. The step's record is written in the same transaction, on pg beside
+ * Prisma's engine (decision 074).
  */
 export function centralRecordsStep<S extends ProvisionState>(
   deps: Pick<StepDeps, 'prisma'>,
@@ -14,9 +17,17 @@ export function centralRecordsStep<S extends ProvisionState>(
   return {
     name: 'central_records',
     async run(state, context) {
-      await deps.prisma.$transaction(async (tx) => {
-        const company = await tx.company.create({ data: { name: state.companyName } });
-        await tx.clinic.create({ data: { ...clinicRecord(state), companyId: company.id } });
+      const clinic = clinicRecord(state);
+      await transaction(deps.prisma, async (tx) => {
+        // The company and its clinic in one statement: the clinic needs only the company's id.
+        await tx.execute(Prisma.sql`
+          WITH company AS (INSERT INTO companies (name) VALUES (${state.companyName}::text) RETURNING id)
+          INSERT INTO clinics
+            (id, company_id, name, country, subdomain, status, database_name, database_server_id, database_role)
+          SELECT ${clinic.id}::uuid, company.id, ${clinic.name}::text, ${clinic.country}::text,
+            ${clinic.subdomain}::text, ${clinic.status}::"ClinicStatus", ${clinic.databaseName}::text,
+            ${clinic.databaseServerId}::uuid, ${clinic.databaseRole}::text
+          FROM company`);
         await hook.run?.(tx, state);
         await context.record(tx);
       });
@@ -24,13 +35,11 @@ export function centralRecordsStep<S extends ProvisionState>(
       return undefined;
     },
     async undo(state) {
-      await deps.prisma.$transaction(async (tx) => {
+      await transaction(deps.prisma, async (tx) => {
         await hook.undo?.(tx, state);
-        const clinic = await tx.clinic.findUnique({
-          where: { id: state.clinicId },
-          select: { companyId: true },
-        });
-        if (clinic) await tx.company.delete({ where: { id: clinic.companyId } });
+        await tx.execute(
+          Prisma.sql`DELETE FROM companies WHERE id = (SELECT company_id FROM clinics WHERE id = ${state.clinicId}::uuid)`,
+        );
       });
     },
   };

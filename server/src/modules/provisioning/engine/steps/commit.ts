@@ -1,3 +1,5 @@
+import { transaction } from '../../../../db/raw.js';
+import { Prisma } from '../../../../generated/central/client.js';
 import type { Step, StepContext } from '../runner.js';
 import type { ProvisionState, StepDeps } from '../state.js';
 import type { Transaction, TransactionHook } from './hooks.js';
@@ -14,7 +16,7 @@ export function commitStep<S>(
   return {
     name: 'commit',
     async run(state, context) {
-      await deps.prisma.$transaction(async (tx) => {
+      await transaction(deps.prisma, async (tx) => {
         await apply(tx, state, context);
         await context.record(tx);
       });
@@ -26,7 +28,8 @@ export function commitStep<S>(
 
 /**
  * A clinic's commit: READY, its database and role settled in the ledger (no sweep touches them
- * again), and what `hook` adds (a registration's audit entry and verification e-mail), together.
+ * again; one statement), and what `hook` adds (a registration's audit entry and verification
+ * e-mail), together.
  */
 export function clinicCommitStep<S extends ProvisionState>(
   deps: Pick<StepDeps, 'prisma' | 'ledger'>,
@@ -35,8 +38,10 @@ export function clinicCommitStep<S extends ProvisionState>(
   return commitStep<S>(
     deps,
     async (tx, state) => {
-      await tx.clinic.update({ where: { id: state.clinicId }, data: { status: 'READY' } });
-      await deps.ledger.settle(tx, state.clinicId);
+      await tx.execute(Prisma.sql`
+        WITH ready AS (
+          UPDATE clinics SET status = 'READY', updated_at = now() WHERE id = ${state.clinicId}::uuid)
+        ${deps.ledger.settleSql(state.clinicId)}`);
       await hook.run?.(tx, state);
     },
     async (state) => {

@@ -1,11 +1,12 @@
 /**
  * What a module adds to a step without writing the step again: work inside the step's central
  * transaction (registration's user rows, its verification e-mail at commit). A hook that throws
- * fails the step, and its transaction rolls back whole.
+ * fails the step, and its transaction rolls back whole. The transaction is pg's, beside Prisma's
+ * engine (db/raw.ts `transaction`, decision 074): a hook's statements are `Prisma.sql` texts.
  */
-import type { Prisma } from '../../../../generated/central/client.js';
+import type { Transaction } from '../../../../db/raw.js';
 
-export type Transaction = Prisma.TransactionClient;
+export type { Transaction };
 
 export interface TransactionHook<S> {
   /** Inside the step's transaction, after the step's own writes. */

@@ -1,3 +1,5 @@
+import { transaction } from '../../../../db/raw.js';
+import { Prisma } from '../../../../generated/central/client.js';
 import { clinicSubdomain, preferredSubdomain, reserveSubdomain } from '../../../subdomains/allocator.js';
 import type { Step } from '../runner.js';
 import type { ProvisionState, StepDeps } from '../state.js';
@@ -12,11 +14,13 @@ export function subdomainStep<S extends ProvisionState>(deps: Pick<StepDeps, 'pr
   return {
     name: 'subdomain',
     async run(state, context) {
-      const subdomain = await deps.prisma.$transaction(async (tx) => {
+      const subdomain = await transaction(deps.prisma, async (tx) => {
         const name =
           (state.createdInRun ? null : await clinicSubdomain(tx, state.clinicId)) ??
           (await reserveSubdomain(tx, preferredSubdomain(state.clinicName), { clinicId: state.clinicId }));
-        await tx.clinic.update({ where: { id: state.clinicId }, data: { subdomain: name } });
+        await tx.execute(
+          Prisma.sql`UPDATE clinics SET subdomain = ${name}::text, updated_at = now() WHERE id = ${state.clinicId}::uuid`,
+        );
         await context.record(tx);
         return name;
       });
