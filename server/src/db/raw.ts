@@ -55,6 +55,12 @@ export async function transaction<T>(db: object, work: (tx: Transaction) => Prom
   if (!pool) throw new Error('transaction: no pg pool recorded under this client (db/raw.ts onPool)');
   const client = await pool.connect();
   let broken = false;
+  // A connection lost while held (a killed backend) emits 'error' besides failing the statement
+  // in flight; the pool listens only to idle ones, and an unheard 'error' would end the process.
+  const lost = () => {
+    broken = true;
+  };
+  client.on('error', lost);
   try {
     await client.query('BEGIN');
     const result = await work(new PgTransaction(client));
@@ -66,6 +72,7 @@ export async function transaction<T>(db: object, work: (tx: Transaction) => Prom
     });
     throw error;
   } finally {
+    client.off('error', lost);
     client.release(broken);
   }
 }
