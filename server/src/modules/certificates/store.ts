@@ -140,4 +140,3 @@ function toIssued(row: {
 }): IssuedCertificate {
   return { ...row, issuer: row.issuer === 'acme' ? 'acme' : 'builtin' };
 }
-

@@ -68,7 +68,11 @@ export async function recordAcceptances(
  * The insert of one row per acceptance of `user`, an SQL expression of its id (a value, or the id
  * a CTE of the same statement just inserted): one statement for any number of documents.
  */
-export function acceptancesSql(user: Prisma.Sql, acceptances: readonly Acceptance[], ip: string | null): Prisma.Sql {
+export function acceptancesSql(
+  user: Prisma.Sql,
+  acceptances: readonly Acceptance[],
+  ip: string | null,
+): Prisma.Sql {
   return Prisma.sql`
     INSERT INTO consents (user_id, document, version, ip)
     SELECT ${user}, a.document, a.version, ${ip}::text

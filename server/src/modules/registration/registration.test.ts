@@ -306,6 +306,21 @@ describe('registerClinic in strict mode', async () => {
     expect(await prisma.user.count({ where: { email } })).toBe(1);
   });
 
+  it('answers EmailTakenError for a unique violation in central_records’ hook (a taken phone, unseen by the fast path) and rolls its company and clinic back', async () => {
+    const phone = `+3361${String(Date.now()).slice(-7)}`;
+    expect(await register(t, { adminPhone: phone })).toMatchObject({ __typename: 'RegisterClinicSuccess' });
+    const before = { companies: await prisma.company.count(), clinics: await prisma.clinic.count() };
+    const email = `phone-taken-${Date.now()}@example.com`;
+    // The fast path looks for the e-mail only: the admin's insert violates users_phone_key, which
+    // registration answered as EMAIL_TAKEN through Prisma (any unique violation there) and still does.
+    expect(await register(t, { adminEmail: email, adminPhone: phone })).toMatchObject({
+      __typename: 'EmailTakenError',
+      code: 'EMAIL_TAKEN',
+    });
+    expect({ companies: await prisma.company.count(), clinics: await prisma.clinic.count() }).toEqual(before);
+    expect(await prisma.user.count({ where: { email } })).toBe(0);
+  });
+
   it('gives two clinics with the same name distinct subdomains and databases', async () => {
     const [a, b] = [
       await register(t, { clinicName: 'Twin Clinic' }),

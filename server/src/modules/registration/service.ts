@@ -370,7 +370,8 @@ export class RegistrationService {
             // The unique index decides races between registrations of one e-mail. The phone's
             // index answered the same before pg (any unique violation here did), and still does:
             // saying which of the two is taken is the fast path's job, not the race's.
-            if (USER_UNIQUE_INDEXES.some((index) => isUniqueViolation(error, index))) throw new EmailTakenError();
+            if (USER_UNIQUE_INDEXES.some((index) => isUniqueViolation(error, index)))
+              throw new EmailTakenError();
             throw error;
           }
           // Hybrid: the job that finishes the work exists from the moment the records do.

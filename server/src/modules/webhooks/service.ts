@@ -242,7 +242,11 @@ export class WebhookService {
       data: { ...this.eventData(onboarding), ...extra },
     });
     // One delivery and its job per subscribed endpoint, in one statement.
-    const job = addJobSql('deliver_webhook', { deliveryId: Prisma.sql`d.id::text` }, { maxAttempts: JOB_MAX_ATTEMPTS });
+    const job = addJobSql(
+      'deliver_webhook',
+      { deliveryId: Prisma.sql`d.id::text` },
+      { maxAttempts: JOB_MAX_ATTEMPTS },
+    );
     const queued = await queryRows<{ id: string }>(
       tx,
       Prisma.sql`
