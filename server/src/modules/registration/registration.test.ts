@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { resolverFor } from '../../../test/dns-client.js';
 import { startTestApp, type TestApp } from '../../../test/harness.js';
@@ -304,6 +305,47 @@ describe('registerClinic in strict mode', async () => {
     ]);
     expect(results.find((r) => r.code)?.code).toBe('EMAIL_TAKEN');
     expect(await prisma.user.count({ where: { email } })).toBe(1);
+  });
+
+  it('answers EmailTakenError when the e-mail is taken after the fast path, from central_records’ unique violation, and rolls its company and clinic back', async () => {
+    const email = `late-${Date.now()}@example.com`;
+    const clinicName = `Late Clinic ${counter}`;
+    const companies = await prisma.company.count();
+    // Another account of the e-mail, inserted but not committed: the fast path does not see it,
+    // central_records' insert waits on its unique key, then violates it once it commits.
+    const other = new pg.Client({ connectionString: t.config.databaseUrl });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query(
+        "INSERT INTO users (email, first_name, last_name, role) VALUES ($1, 'Other', 'Account', 'SUPER_ADMIN')",
+        [email],
+      );
+      const answer = register(t, { adminEmail: email, clinicName });
+      // Polled from its own session: pg_stat_activity is read once per transaction.
+      await expect
+        .poll(
+          () =>
+            withClient(t.config.databaseUrl as string, async (client) => {
+              const { rows } = await client.query(
+                `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
+                   AND query ILIKE '%INSERT INTO users%'`,
+              );
+              return rows.length;
+            }),
+          { timeout: 20_000, interval: 20 },
+        )
+        .toBe(1);
+      await other.query('COMMIT');
+      expect(await answer).toMatchObject({ __typename: 'EmailTakenError', code: 'EMAIL_TAKEN' });
+    } finally {
+      await other.query('ROLLBACK').catch(() => {});
+      await other.end();
+    }
+    expect(await prisma.clinic.count({ where: { name: clinicName } })).toBe(0);
+    expect(await prisma.company.count()).toBe(companies);
+    expect(await prisma.user.count({ where: { email } })).toBe(1);
+    await prisma.user.deleteMany({ where: { email } });
   });
 
   it('answers EmailTakenError for a unique violation in central_records’ hook (a taken phone, unseen by the fast path) and rolls its company and clinic back', async () => {
