@@ -56,7 +56,7 @@ export function objectIdentifier(dotted: string): Buffer {
     if (!Number.isSafeInteger(arc)) throw new RangeError(`bad OID ${dotted}`);
     const base128 = [arc % 128];
     for (let high = Math.floor(arc / 128); high > 0; high = Math.floor(high / 128))
-      base128.unshift(0x80 | high % 128);
+      base128.unshift(0x80 | (high % 128));
     octets.push(...base128);
   }
   return tlv(0x06, Buffer.from(octets));
