@@ -126,44 +126,40 @@ export function keyIdentifier(spki: Buffer): Buffer {
   return createHash('sha1').update(bits.content.subarray(1)).digest();
 }
 
-/** A P-256 key's coordinates and scalar, 32 octets each, as its JWK holds them (base64url). */
-export interface P256Jwk {
-  x?: string;
-  y?: string;
-  d?: string;
-}
-
 const P256_ALGORITHM = sequence(objectIdentifier(OID.ecPublicKey), objectIdentifier(OID.prime256v1));
+const P256_SCALAR_LENGTH = 32;
 
 /**
- * The P-256 public key as SubjectPublicKeyInfo DER, from its JWK: what `KeyObject.export({ type:
- * 'spki' })` returns, byte for byte, without the ~0.1 ms OpenSSL's encoder takes (decision 076).
+ * The P-256 public key as SubjectPublicKeyInfo DER from its uncompressed point (65 octets, as
+ * `ECDH.generateKeys()` returns it): what `KeyObject.export({ type: 'spki' })` returns, byte for
+ * byte, without the ~0.1 ms OpenSSL's encoder takes (decision 076).
  */
-export function p256PublicKeyInfo(jwk: P256Jwk): Buffer {
-  return sequence(P256_ALGORITHM, bitString(uncompressedPoint(jwk)));
+export function p256PublicKeyInfo(point: Buffer): Buffer {
+  return sequence(P256_ALGORITHM, bitString(checkPoint(point)));
 }
 
 /**
- * The P-256 private key as PKCS #8 DER, from its JWK: the ECPrivateKey with its public key and no
- * repeated curve parameters, as WebCrypto's `exportKey('pkcs8')` wrote the keys stored so far.
+ * The P-256 private key as PKCS #8 DER from its scalar and point: the ECPrivateKey with its public
+ * key and no repeated curve parameters, as WebCrypto's `exportKey('pkcs8')` wrote the keys stored
+ * so far. A scalar with leading zero octets (`ECDH.getPrivateKey()` drops them, 1 key in 256) is
+ * padded to its 32 octets, as RFC 5915 §3 requires.
  */
-export function p256PrivateKeyInfo(jwk: P256Jwk): Buffer {
+export function p256PrivateKeyInfo(scalar: Buffer, point: Buffer): Buffer {
+  if (scalar.length === 0 || scalar.length > P256_SCALAR_LENGTH)
+    throw new RangeError('not a P-256 private key');
+  const padded = Buffer.concat([Buffer.alloc(P256_SCALAR_LENGTH - scalar.length), scalar]);
   const ecPrivateKey = sequence(
     smallInteger(1),
-    octetString(coordinate(jwk.d, 'd')),
-    explicit(1, bitString(uncompressedPoint(jwk))),
+    octetString(padded),
+    explicit(1, bitString(checkPoint(point))),
   );
   return sequence(smallInteger(0), P256_ALGORITHM, octetString(ecPrivateKey));
 }
 
-function uncompressedPoint(jwk: P256Jwk): Buffer {
-  return Buffer.concat([Buffer.from([0x04]), coordinate(jwk.x, 'x'), coordinate(jwk.y, 'y')]);
-}
-
-function coordinate(value: string | undefined, name: string): Buffer {
-  const bytes = Buffer.from(value ?? '', 'base64url');
-  if (bytes.length !== 32) throw new RangeError(`P-256 JWK ${name} is not 32 octets`);
-  return bytes;
+function checkPoint(point: Buffer): Buffer {
+  if (point.length !== 1 + 2 * P256_SCALAR_LENGTH || point[0] !== 0x04)
+    throw new RangeError('not an uncompressed P-256 point');
+  return point;
 }
 
 /** DER as PEM, 64 columns, no final newline (as @peculiar/x509 wrote it, and the stored rows are). */
