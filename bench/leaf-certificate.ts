@@ -77,6 +77,7 @@ console.log(
     wall: fmt(wall),
     cpu: fmt(cpu),
     mainThread: fmt(main),
+    otherProcesses: others.length ? `${median(others).toFixed(2)} cores` : 'n/a',
     load: readFileSync('/proc/loadavg', 'utf8').trim(),
   }),
 );
