@@ -165,7 +165,7 @@ describe('a built-in leaf written as DER', () => {
     }
   });
 
-  it('refuses a name it cannot encode as a DNS name instead of writing it', () => {
+  it('refuses a name it cannot encode as a DNS name, or a serial RFC 5280 forbids, instead of writing it', () => {
     for (const fqdn of [
       `under_score.${zone}`,
       `é.${zone}`,
@@ -179,6 +179,18 @@ describe('a built-in leaf written as DER', () => {
     ]) {
       expect(() => issueLeaf(ca, fqdn), fqdn).toThrow(RangeError);
     }
+    const ecdh = createECDH('prime256v1');
+    const fields = (serialNumber: Buffer) => ({
+      serialNumber,
+      notBefore: new Date(),
+      notAfter: new Date(Date.now() + DAY_MS),
+      dnsName: `serial.${zone}`,
+      publicKey: p256PublicKeyInfo(ecdh.generateKeys()),
+    });
+    for (const bad of [Buffer.alloc(0), Buffer.alloc(4), Buffer.alloc(21, 1), Buffer.alloc(20, 0x80)])
+      expect(() => ca.leaves.toBeSigned(fields(bad)), bad.toString('hex')).toThrow(RangeError);
+    for (const good of [Buffer.alloc(20, 0x7f), Buffer.concat([Buffer.alloc(3), Buffer.alloc(20, 0x7f)])])
+      expect(() => ca.leaves.toBeSigned(fields(good))).not.toThrow();
   });
 
   it('encodes a P-256 key pair as node (SPKI) and WebCrypto (PKCS #8, the stored keys) did', async () => {

@@ -51,7 +51,7 @@ export interface LeafFields {
   notAfter: Date;
   /** The DNS name the leaf is for: its subject's common name and its only SAN. */
   dnsName: string;
-  /** The leaf's public key, SubjectPublicKeyInfo DER (node's `KeyObject.export({ type: 'spki' })`). */
+  /** The leaf's public key, SubjectPublicKeyInfo DER ({@link p256PublicKeyInfo}). */
   publicKey: Buffer;
 }
 
@@ -90,9 +90,16 @@ export class LeafTemplate {
   /** The TBSCertificate to sign with the root's key (ECDSA with SHA-256). */
   toBeSigned(leaf: LeafFields): Buffer {
     const name = checkDnsName(leaf.dnsName);
+    const serial = leaf.serialNumber.subarray(leaf.serialNumber.findIndex((octet) => octet !== 0));
+    if (
+      !serial.some((octet) => octet !== 0) ||
+      serial.length > 20 ||
+      ((serial[0] as number) & 0x80 && serial.length === 20)
+    )
+      throw new RangeError('a serial number is positive and at most 20 octets (RFC 5280 §4.1.2.2)');
     return sequence(
       this.version,
-      unsignedInteger(leaf.serialNumber),
+      unsignedInteger(serial),
       this.signatureAlgorithm,
       this.issuerName,
       sequence(x509Time(leaf.notBefore), x509Time(leaf.notAfter)),
