@@ -109,6 +109,25 @@ export async function timed<T>(work: () => Promise<T>): Promise<{ ms: number; va
 /** Runs `work` over `items`, at most `limit` at once (the server's own helper). */
 export { mapLimit as inParallel } from '../server/src/concurrency.js';
 
+/** The password every benchmark clinic admin registers with. */
+export const BENCH_PASSWORD = 'a sturdy passphrase 42';
+
+/** The `registerClinic` input a benchmark sends over HTTP: a French clinic, both documents accepted. */
+export function registrationInput(clinicName: string, adminEmail: string) {
+  return {
+    clinicName,
+    country: 'FR',
+    adminEmail,
+    adminPassword: BENCH_PASSWORD,
+    adminFirstName: 'Ada',
+    adminLastName: 'Lovelace',
+    acceptedDocuments: [
+      { document: 'TERMS', version: '2026-01' },
+      { document: 'PRIVACY', version: '2026-01' },
+    ],
+  };
+}
+
 /** An admin session on the bench server (the type `withClient` hands out). */
 export type Sql = Parameters<Parameters<typeof withClient>[1]>[0];
 

@@ -16,6 +16,7 @@ import {
   type BenchOptions,
   judge,
   latencyRow,
+  registrationInput,
   type Suite,
   type SuiteResult,
   startBenchApp,
@@ -51,18 +52,7 @@ function run(options: BenchOptions): Promise<SuiteResult> {
         query: `mutation ($input: RegisterClinicInput!) { registerClinic(input: $input) {
           __typename ... on RegisterClinicSuccess { clinic { id } } } }`,
         variables: {
-          input: {
-            clinicName: 'Clinique du Banc',
-            country: 'FR',
-            adminEmail: 'bench-move@example.com',
-            adminPassword: 'a sturdy passphrase 42',
-            adminFirstName: 'Marie',
-            adminLastName: 'Curie',
-            acceptedDocuments: [
-              { document: 'TERMS', version: '2026-01' },
-              { document: 'PRIVACY', version: '2026-01' },
-            ],
-          },
+          input: registrationInput('Clinique du Banc', 'bench-move@example.com'),
         },
       }),
     });

@@ -21,11 +21,10 @@ import { poolOf } from '../server/src/db/raw.js';
 import { quoteIdent } from '../server/src/db/sql.js';
 import { hashPassword } from '../server/src/modules/auth/passwords.js';
 import { pgCpuDelta, postgresCpu, readPostmasterPid, systemCpu } from './cpu.js';
-import { median, startBenchApp, timed, withBenchServer } from './lib.js';
+import { BENCH_PASSWORD, median, registrationInput, startBenchApp, timed, withBenchServer } from './lib.js';
 
 const count = Number(process.argv[2] ?? 16);
 const profileFile = process.argv[3]?.startsWith('--') ? undefined : process.argv[3];
-const PASSWORD = 'a sturdy passphrase 42';
 const TICK_MS = 10;
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -62,18 +61,7 @@ const REGISTER = `mutation Register($input: RegisterClinicInput!) {
 let registered = 0;
 async function register(url: string): Promise<number> {
   registered += 1;
-  const input = {
-    clinicName: `Cpu Clinic ${registered}`,
-    country: 'FR',
-    adminEmail: `cpu+${registered}-${Date.now()}@example.com`,
-    adminPassword: PASSWORD,
-    adminFirstName: 'Ada',
-    adminLastName: 'Lovelace',
-    acceptedDocuments: [
-      { document: 'TERMS', version: '2026-01' },
-      { document: 'PRIVACY', version: '2026-01' },
-    ],
-  };
+  const input = registrationInput(`Cpu Clinic ${registered}`, `cpu+${registered}-${Date.now()}@example.com`);
   const { ms, value } = await timed(async () => {
     const response = await fetch(`${url}/graphql`, {
       method: 'POST',
@@ -135,10 +123,10 @@ await withBenchServer(
     const template = clinicServer.template.name;
 
     // Baselines: one hash's CPU (its thread included), a raw clone's backend CPU by strategy.
-    await hashPassword(PASSWORD);
+    await hashPassword(BENCH_PASSWORD);
     const hashBefore = process.cpuUsage();
     const hashWall = await timed(async () => {
-      for (let i = 0; i < 10; i++) await hashPassword(PASSWORD);
+      for (let i = 0; i < 10; i++) await hashPassword(BENCH_PASSWORD);
     });
     const hashCpu = process.cpuUsage(hashBefore);
     const hashCpuMs = (hashCpu.user + hashCpu.system) / 1000 / 10;

@@ -18,6 +18,7 @@ import { quoteIdent } from '../server/src/db/sql.js';
 import { HASH_CONCURRENCY, hashPassword } from '../server/src/modules/auth/passwords.js';
 import { pgCpuDelta, postgresCpu, readPostmasterPid, systemCpu } from './cpu.js';
 import {
+  BENCH_PASSWORD,
   type BenchOptions,
   formatMs,
   inParallel,
@@ -26,6 +27,7 @@ import {
   median,
   percentile,
   type Row,
+  registrationInput,
   type Sql,
   type StartedApp,
   type Suite,
@@ -45,7 +47,6 @@ const HASH_PAIR_RUNS = 20;
 const IDLE_QUERIES = 200;
 /** The throughput target assumes hashing on this many cores is the only limit. */
 const HASH_CORES = 2;
-const PASSWORD = 'a sturdy passphrase 42';
 /** Registrations of the one-client phase, each after the warm pool is full again. */
 const SEQUENTIAL = 16;
 /** How often pg_stat_activity is sampled during the burst. */
@@ -203,13 +204,13 @@ async function measure(bench: Bench): Promise<SuiteResult> {
 }
 
 async function measureHashing() {
-  await hashPassword(PASSWORD);
+  await hashPassword(BENCH_PASSWORD);
   const one: number[] = [];
-  for (let i = 0; i < HASH_RUNS; i++) one.push((await timed(() => hashPassword(PASSWORD))).ms);
+  for (let i = 0; i < HASH_RUNS; i++) one.push((await timed(() => hashPassword(BENCH_PASSWORD))).ms);
   const samples: number[] = [];
   const burst = await timed(() =>
     inParallel(Array.from({ length: HASH_PAIR_RUNS }), HASH_CORES, async () => {
-      samples.push((await timed(() => hashPassword(PASSWORD))).ms);
+      samples.push((await timed(() => hashPassword(BENCH_PASSWORD))).ms);
     }),
   );
   return { one, pair: { samples, rate: (HASH_PAIR_RUNS / burst.ms) * 1000 } };
@@ -503,18 +504,7 @@ function variantRows(variant: Variant, rawP50: number, ceiling: number, judged: 
 async function register(url: string, label: string): Promise<Attempt> {
   const index = registered++;
   const tag = `${label.replaceAll(' ', '')}-${index}`;
-  const input = {
-    clinicName: `Bench Clinic ${tag}`,
-    country: 'FR',
-    adminEmail: `bench+${tag}-${Date.now()}@example.com`,
-    adminPassword: PASSWORD,
-    adminFirstName: 'Ada',
-    adminLastName: 'Lovelace',
-    acceptedDocuments: [
-      { document: 'TERMS', version: '2026-01' },
-      { document: 'PRIVACY', version: '2026-01' },
-    ],
-  };
+  const input = registrationInput(`Bench Clinic ${tag}`, `bench+${tag}-${Date.now()}@example.com`);
   const sentAt = Date.now();
   const started = performance.now();
   let failure: string | undefined;

@@ -2,9 +2,19 @@
  * Onramp's own certificate authority: an ECDSA P-256 root created once in `<dataDir>/ca/`
  * (`ca-key.pem` mode 0600, `ca.pem`) and reused on every start, signing ~90-day leaf
  * certificates for clinic subdomains. Browsers do not trust it; whoever terminates TLS (or a
- * test) trusts `ca.pem`. X.509 is built with @peculiar/x509 on node's WebCrypto.
+ * test) trusts `ca.pem`. The root is made once with @peculiar/x509 on node's WebCrypto; leaves are
+ * written as DER from a template of the parts they share (leaf.ts, decision 076) and signed with
+ * node:crypto, a leaf's cost being its cryptography.
  */
-import { randomBytes, webcrypto } from 'node:crypto';
+import {
+  createECDH,
+  createPrivateKey,
+  type KeyObject,
+  randomBytes,
+  sign,
+  webcrypto,
+  X509Certificate,
+} from 'node:crypto';
 import { join } from 'node:path';
 // @peculiar/x509 resolves its algorithms through tsyringe, which needs the Reflect metadata API.
 import 'reflect-metadata';
@@ -17,6 +27,7 @@ import {
   RENEW_BEFORE_DAYS,
   type TlsCredentials,
 } from './issuer.js';
+import { LeafTemplate, p256PrivateKeyInfo, p256PublicKeyInfo, toPem } from './leaf.js';
 import type { CertificateStore } from './store.js';
 
 const crypto = webcrypto as unknown as Crypto;
@@ -34,13 +45,9 @@ const BACKDATE_MS = 5 * 60_000;
 export interface CertificateAuthority {
   /** The root certificate, PEM: what a client must trust. */
   rootPem: string;
-  root: x509.X509Certificate;
-  privateKey: CryptoKey;
-  /**
-   * The root's key identifier as every leaf's extension, made once: the same for every leaf, and
-   * ~0.5 ms of CPU per certificate otherwise (decision 070).
-   */
-  authorityKeyIdentifier: x509.AuthorityKeyIdentifierExtension;
+  privateKey: KeyObject;
+  /** What every leaf shares, encoded once from the root (decision 076). */
+  leaves: LeafTemplate;
 }
 
 /** Loads the CA of `dir`, creating it on first use. */
@@ -64,20 +71,11 @@ export async function loadOrCreateAuthority(dir: string, zone: string): Promise<
     const pkcs8 = await crypto.subtle.exportKey('pkcs8', keys.privateKey);
     return { 'ca-key.pem': x509.PemConverter.encode(pkcs8, 'PRIVATE KEY'), 'ca.pem': root.toString('pem') };
   });
-  const privateKey = await crypto.subtle.importKey(
-    'pkcs8',
-    x509.PemConverter.decodeFirst(files['ca-key.pem']),
-    KEY_ALGORITHM,
-    false,
-    ['sign'],
-  );
-  const root = new x509.X509Certificate(files['ca.pem']);
-  return {
-    rootPem: files['ca.pem'],
-    root,
-    privateKey,
-    authorityKeyIdentifier: await x509.AuthorityKeyIdentifierExtension.create(root.publicKey),
-  };
+  const privateKey = createPrivateKey(files['ca-key.pem']);
+  const root = new X509Certificate(files['ca.pem']);
+  // Files from elsewhere (a restore, a hand edit) must not sign leaves no client would accept.
+  if (!root.checkPrivateKey(privateKey)) throw new Error(`${dir}: ca-key.pem is not the key of ca.pem`);
+  return { rootPem: files['ca.pem'], privateKey, leaves: new LeafTemplate(root.raw) };
 }
 
 export interface BuiltinIssuerOptions {
@@ -134,45 +132,46 @@ export class BuiltinCertificateIssuer implements CertificateIssuer {
   }
 
   private async issue(fqdn: string): Promise<{ issued: IssuedCertificate; privateKeyPem: string }> {
-    const ca = await this.ca();
-    const keys = (await crypto.subtle.generateKey(KEY_ALGORITHM, true, ['sign', 'verify'])) as CryptoKeyPair;
-    const now = Date.now();
-    const notBefore = new Date(now - BACKDATE_MS);
-    const notAfter = new Date(now + LEAF_VALIDITY_DAYS * DAY_MS);
-    const leaf = await x509.X509CertificateGenerator.create({
-      serialNumber: serialNumber(),
-      subject: `CN=${fqdn}`,
-      // The root's subject as it is encoded in the root (not its string, parsed again per leaf):
-      // the issuer field matches the root's subject byte for byte, and costs no parsing.
-      issuer: ca.root.subjectName,
+    return issueLeaf(await this.ca(), fqdn);
+  }
+}
+
+/** A new key pair and its leaf certificate for `fqdn`, signed by `ca`; nothing stored. */
+export function issueLeaf(
+  ca: CertificateAuthority,
+  fqdn: string,
+): { issued: IssuedCertificate; privateKeyPem: string } {
+  // A key pair from ECDH (35 µs), encoded here: not generateKeyPair, whose KeyObjects cost
+  // more to encode than to make (OpenSSL's SPKI encoder ~110 µs, PKCS #8 ~60 µs) and, exported as
+  // JWK instead, deadlocked node 20 when a collection ran inside the export (decision 076). The
+  // key, the signature (~27 µs) and the DER are synchronous: a hop to libuv's threads costs more
+  // CPU than the work, which blocks the event loop for less than one statement's client work.
+  const keys = createECDH('prime256v1');
+  const point = keys.generateKeys();
+  const now = Math.floor(Date.now() / 1000) * 1000; // X.509 times are whole seconds
+  const notBefore = new Date(now - BACKDATE_MS);
+  const notAfter = new Date(now + LEAF_VALIDITY_DAYS * DAY_MS);
+  const serial = serialNumber();
+  const tbs = ca.leaves.toBeSigned({
+    serialNumber: Buffer.from(serial, 'hex'),
+    notBefore,
+    notAfter,
+    dnsName: fqdn,
+    publicKey: p256PublicKeyInfo(point),
+  });
+  const signature = sign('sha256', tbs, ca.privateKey); // DER ECDSA-Sig-Value, as X.509 has it
+  return {
+    issued: {
+      fqdn,
+      serialNumber: serial,
+      certificatePem: toPem(ca.leaves.certificate(tbs, signature), 'CERTIFICATE'),
+      chainPem: ca.rootPem,
       notBefore,
       notAfter,
-      signingAlgorithm: SIGNING_ALGORITHM,
-      publicKey: keys.publicKey,
-      signingKey: ca.privateKey,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-        new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: fqdn }]),
-        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-        ca.authorityKeyIdentifier,
-      ],
-    });
-    const pkcs8 = await crypto.subtle.exportKey('pkcs8', keys.privateKey);
-    return {
-      issued: {
-        fqdn,
-        serialNumber: leaf.serialNumber,
-        certificatePem: leaf.toString('pem'),
-        chainPem: ca.rootPem,
-        notBefore: leaf.notBefore,
-        notAfter: leaf.notAfter,
-        issuer: 'builtin',
-      },
-      privateKeyPem: x509.PemConverter.encode(pkcs8, 'PRIVATE KEY'),
-    };
-  }
+      issuer: 'builtin',
+    },
+    privateKeyPem: toPem(p256PrivateKeyInfo(keys.getPrivateKey(), point), 'PRIVATE KEY'),
+  };
 }
 
 /** 128 random bits, positive (RFC 5280 §4.1.2.2: at most 20 octets, non-negative). */
