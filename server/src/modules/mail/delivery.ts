@@ -1,7 +1,8 @@
-/** The `send_email` job: delivers one outbox row (outbox.ts) through the transport. */
+/** Delivers one outbox row (outbox.ts) through the transport: the `send_email` job, and `after_commit`'s send. */
 
 import { decryptSecret } from '../../crypto.js';
-import type { PrismaClient } from '../../generated/central/client.js';
+import { queryRows } from '../../db/raw.js';
+import { Prisma, type PrismaClient } from '../../generated/central/client.js';
 import type { Logger } from '../../logger.js';
 import { MAIL_AAD, MAIL_MAX_ATTEMPTS } from './outbox.js';
 import { deliveryErrorMessage, MailDeliveryError, recipientDomain } from './redaction.js';
@@ -16,35 +17,34 @@ export interface DeliverMailDeps {
 }
 
 /**
- * The `send_email` job handler. Safe to run twice: a row already SENT (or FAILED) is left alone,
- * and of two concurrent runs only the one that claims the attempt sends. A failure is recorded
- * and rethrown so graphile-worker retries with its backoff; the attempt that reaches
- * {@link MAIL_MAX_ATTEMPTS} marks the row FAILED and returns, so the job is not kept as failed
- * (the row is the record).
+ * Sends one outbox row: the `send_email` job's handler, and the `after_commit` policy's send
+ * (after-commit.ts); the one way an outbox row is sent. Safe to run twice: a row already SENT (or
+ * FAILED) is left alone, and of two concurrent runs only the one that claims the attempt sends.
+ * A failure is recorded and rethrown (a MailDeliveryError) so graphile-worker retries with its
+ * backoff; the attempt that reaches {@link MAIL_MAX_ATTEMPTS} marks the row FAILED and returns,
+ * so the job is not kept as failed (the row is the record). Two statements besides the send,
+ * straight through the pool (db/raw.ts).
  */
 export async function deliverMail(deps: DeliverMailDeps, outboxId: string): Promise<void> {
   const { prisma, transport } = deps;
-  const row = await prisma.mailOutbox.findUnique({ where: { id: outboxId } });
+  // Reads and claims the attempt in one statement: a concurrent claim of the same row waits for
+  // this one's row lock, then finds `attempts` changed (PostgreSQL re-checks the updated row) and
+  // claims nothing.
+  const [row] = await queryRows<ClaimedRow>(
+    prisma,
+    Prisma.sql`
+    WITH r AS (SELECT id, attempts FROM mail_outbox WHERE id = ${outboxId}::uuid AND status = 'PENDING')
+    UPDATE mail_outbox m SET attempts = m.attempts + 1
+      FROM r WHERE m.id = r.id AND m.status = 'PENDING' AND m.attempts = r.attempts
+    RETURNING m.id::text AS id, m.to_address AS "toAddress", m.subject, m.text_body AS "textBody",
+              m.html_body AS "htmlBody", m.kind, m.attempts`,
+  );
   if (!row) {
-    deps.logger.warn({ outboxId }, 'mail outbox row not found; nothing to send');
+    deps.logger.debug({ outboxId }, 'mail not pending (sent, failed, unknown) or claimed by another run');
     return;
   }
   const logger = deps.logger.child({ outboxId, kind: row.kind, toDomain: recipientDomain(row.toAddress) });
-  if (row.status !== 'PENDING') {
-    logger.debug({ status: row.status }, 'mail already settled; not sent again');
-    return;
-  }
-
-  // Claims this attempt: a concurrent run of the same row finds `attempts` changed and stops.
-  const claimed = await prisma.mailOutbox.updateMany({
-    where: { id: outboxId, status: 'PENDING', attempts: row.attempts },
-    data: { attempts: { increment: 1 } },
-  });
-  if (claimed.count === 0) {
-    logger.debug('mail attempt claimed by another run');
-    return;
-  }
-  const attempts = row.attempts + 1;
+  const { attempts } = row;
 
   try {
     await transport.send({
@@ -57,10 +57,14 @@ export async function deliverMail(deps: DeliverMailDeps, outboxId: string): Prom
   } catch (error) {
     const lastError = deliveryErrorMessage(error);
     const failed = attempts >= MAIL_MAX_ATTEMPTS;
-    await prisma.mailOutbox.update({
-      where: { id: outboxId },
-      data: { lastError, ...(failed ? { status: 'FAILED' as const } : {}) },
-    });
+    // Still PENDING only: a run that took over a send that never ended may have settled it.
+    await queryRows(
+      prisma,
+      Prisma.sql`
+      UPDATE mail_outbox SET last_error = ${lastError},
+             status = CASE WHEN ${failed}::boolean THEN 'FAILED'::"MailStatus" ELSE status END
+       WHERE id = ${outboxId}::uuid AND status = 'PENDING'`,
+    );
     if (failed) {
       logger.error({ attempts, lastError }, 'mail delivery failed for good');
       return;
@@ -69,9 +73,21 @@ export async function deliverMail(deps: DeliverMailDeps, outboxId: string): Prom
     throw error instanceof MailDeliveryError ? error : new MailDeliveryError(lastError);
   }
 
-  await prisma.mailOutbox.update({
-    where: { id: outboxId },
-    data: { status: 'SENT', transport: transport.name, sentAt: new Date(), lastError: null },
-  });
+  await queryRows(
+    prisma,
+    Prisma.sql`
+    UPDATE mail_outbox SET status = 'SENT', transport = ${transport.name}, sent_at = now(), last_error = NULL
+     WHERE id = ${outboxId}::uuid`,
+  );
   logger.info({ attempts, transport: transport.name }, 'mail sent');
+}
+
+interface ClaimedRow {
+  id: string;
+  toAddress: string;
+  subject: string;
+  textBody: string;
+  htmlBody: string | null;
+  kind: string;
+  attempts: number;
 }
