@@ -17,7 +17,12 @@ import { SessionWatch } from './modules/auth/session-watch.js';
 import { createCertificateIssuer } from './modules/certificates/service.js';
 import { ConsentService } from './modules/consents/service.js';
 import { createDnsProvider, createDnsServer, type DnsLimits } from './modules/dns/service.js';
-import { CommittedMail, createMailTransport, deliverMail, type MailTransport } from './modules/mail/service.js';
+import {
+  CommittedMail,
+  createMailTransport,
+  deliverMail,
+  type MailTransport,
+} from './modules/mail/service.js';
 import { MembersService } from './modules/members/service.js';
 import { MoveService } from './modules/moves/index.js';
 import { ApplicationService } from './modules/onboarding/applications.js';
@@ -103,8 +108,14 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
   // Request counters (onboarding, registration and invitation limits): the same backend.
   const counters = limitsRedis ? redisCounterStore(limitsRedis) : postgresCounterStore(base.db.prisma);
   const mail = options.mailTransport ?? createMailTransport(config, logger);
-  const deliverDeps = { prisma: base.db.prisma, transport: mail, logger, key: config.encryptionKey };
-  const committedMail = new CommittedMail(deliverDeps, options.mailSendGraceMs);
+  const deliverDeps = {
+    prisma: base.db.prisma,
+    transport: mail,
+    logger,
+    key: config.encryptionKey,
+    graceMs: options.mailSendGraceMs,
+  };
+  const committedMail = new CommittedMail(deliverDeps);
   const registration = new RegistrationService({
     ...base,
     prisma: base.db.prisma,

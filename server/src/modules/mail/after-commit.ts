@@ -7,8 +7,9 @@
  * 1.1–2.8 ms of CPU each (decision 071).
  *
  * Who sends a staged row, and when:
- * - this process, right after the commit ({@link CommittedMail.send}), claiming the attempt as
- *   every send does (delivery.ts);
+ * - this process, right after the commit ({@link CommittedMail.send}), claiming the row for the
+ *   grace ({@link MAIL_SEND_GRACE_MS}) as every send does (delivery.ts): no other run sends it
+ *   meanwhile;
  * - its `send_email` job, added when that send is refused (retried with the job's backoff, the
  *   attempts counted on the row, as for any mail), or by {@link CommittedMail.requeueUnsent} for a
  *   row still PENDING without a job after the grace: a crash between the commit and the record of
@@ -19,19 +20,9 @@
 import { queryRows } from '../../db/raw.js';
 import { Prisma } from '../../generated/central/client.js';
 import { addJobSql } from '../../jobs/index.js';
-import { type DeliverMailDeps, deliverMail } from './delivery.js';
+import { type DeliverMailDeps, deliverMail, MAIL_SEND_GRACE_MS } from './delivery.js';
 import { MAIL_MAX_ATTEMPTS, MAIL_RETRY_AFTER_IMMEDIATE_FAILURE_MS, mailJobKeySql } from './outbox.js';
 import { MailDeliveryError } from './redaction.js';
-import { SMTP_TIMEOUT_MS } from './transport.js';
-
-/**
- * How long a staged row is left to the process that committed it before the sweep may give it a
- * job. Longer than one SMTP send can take when the server answers nothing (connection, greeting
- * and socket timeouts of {@link SMTP_TIMEOUT_MS} each, transport.ts): within it, the job never runs
- * beside a send still in flight, so a message is sent twice only after a crash or a send that
- * outlives every timeout.
- */
-export const MAIL_SEND_GRACE_MS = 6 * SMTP_TIMEOUT_MS;
 
 /** Sends in flight at most; past it a staged row goes to its job at once (one NOTIFY). */
 const MAX_SENDING = 100;
@@ -41,11 +32,11 @@ const REQUEUE_BATCH = 100;
 export class CommittedMail {
   private readonly sending = new Set<Promise<void>>();
 
-  /** @param graceMs see {@link MAIL_SEND_GRACE_MS} (tests make it short). */
-  constructor(
-    private readonly deps: DeliverMailDeps,
-    private readonly graceMs = MAIL_SEND_GRACE_MS,
-  ) {}
+  private readonly graceMs: number;
+
+  constructor(private readonly deps: DeliverMailDeps) {
+    this.graceMs = deps.graceMs ?? MAIL_SEND_GRACE_MS;
+  }
 
   /**
    * Sends the staged row `outboxId` in the background; call it once the transaction that staged
@@ -54,7 +45,10 @@ export class CommittedMail {
   send(outboxId: string): void {
     const work = (this.sending.size >= MAX_SENDING ? this.toJob(outboxId, 0) : this.sendNow(outboxId))
       .catch((error: unknown) =>
-        this.deps.logger.error({ err: error, outboxId }, 'mail not sent after commit; the sweep will queue it'),
+        this.deps.logger.error(
+          { err: error, outboxId },
+          'mail not sent after commit; the sweep will queue it',
+        ),
       )
       .finally(() => this.sending.delete(work));
     this.sending.add(work);
@@ -67,7 +61,8 @@ export class CommittedMail {
 
   /**
    * The safety net, run by every instance's reconcile pass: a `send_email` job for each row still
-   * PENDING, without a job, older than the grace. One statement; a job that exists in any state
+   * PENDING, without a job, older than the grace and not claimed (or its claim run out). One
+   * statement; a job that exists in any state
    * (pending, running, failed for good) is left as it is (`unsafe_dedupe`: that job reads the row
    * when it runs, so it does what a second one would), so two instances sweeping at once add one.
    * @returns how many jobs were added.
@@ -76,7 +71,11 @@ export class CommittedMail {
     const job = addJobSql(
       'send_email',
       { outboxId: Prisma.sql`m.id::text` },
-      { maxAttempts: MAIL_MAX_ATTEMPTS, jobKey: mailJobKeySql(Prisma.sql`m.id`), jobKeyMode: 'unsafe_dedupe' },
+      {
+        maxAttempts: MAIL_MAX_ATTEMPTS,
+        jobKey: mailJobKeySql(Prisma.sql`m.id`),
+        jobKeyMode: 'unsafe_dedupe',
+      },
     );
     // A CTE with a volatile call is evaluated in full (never inlined), whatever reads it.
     const [row] = await queryRows<{ n: number }>(
@@ -87,6 +86,7 @@ export class CommittedMail {
           FROM mail_outbox m
          WHERE m.status = 'PENDING'
            AND m.created_at < now() - ${this.graceMs}::int * interval '1 millisecond'
+           AND (m.claimed_until IS NULL OR m.claimed_until <= now())
            AND NOT EXISTS (SELECT 1 FROM graphile_worker.jobs j WHERE j.key = ${mailJobKeySql(Prisma.sql`m.id`)})
          ORDER BY m.created_at
          LIMIT ${REQUEUE_BATCH})

@@ -6,7 +6,16 @@ import { Prisma, type PrismaClient } from '../../generated/central/client.js';
 import type { Logger } from '../../logger.js';
 import { MAIL_AAD, MAIL_MAX_ATTEMPTS } from './outbox.js';
 import { deliveryErrorMessage, MailDeliveryError, recipientDomain } from './redaction.js';
-import type { MailTransport } from './transport.js';
+import { type MailTransport, SMTP_TIMEOUT_MS } from './transport.js';
+
+/**
+ * How long an attempt holds its row (`claimed_until`), and how long a staged row is left to the
+ * process that committed it (after-commit.ts). Longer than one SMTP send can take when the server
+ * answers nothing (connection, greeting and socket timeouts of {@link SMTP_TIMEOUT_MS} each,
+ * transport.ts), so no second run sends a message while a first is still sending it, unless that
+ * send outlives every timeout.
+ */
+export const MAIL_SEND_GRACE_MS = 6 * SMTP_TIMEOUT_MS;
 
 export interface DeliverMailDeps {
   /** ENCRYPTION_KEY, to read and write the stored bodies. */
@@ -14,30 +23,34 @@ export interface DeliverMailDeps {
   prisma: Pick<PrismaClient, 'mailOutbox' | '$queryRaw'>;
   transport: MailTransport;
   logger: Logger;
+  /** See {@link MAIL_SEND_GRACE_MS} (tests make it short). @default MAIL_SEND_GRACE_MS */
+  graceMs?: number;
 }
 
 /**
  * Sends one outbox row: the `send_email` job's handler, and the `after_commit` policy's send
  * (after-commit.ts); the one way an outbox row is sent. Safe to run twice: a row already SENT (or
- * FAILED) is left alone, and of two concurrent runs only the one that claims the attempt sends.
- * A failure is recorded and rethrown (a MailDeliveryError) so graphile-worker retries with its
- * backoff; the attempt that reaches {@link MAIL_MAX_ATTEMPTS} marks the row FAILED and returns,
- * so the job is not kept as failed (the row is the record). Two statements besides the send,
- * straight through the pool (db/raw.ts).
+ * FAILED) is left alone, and a row another run is sending (claimed for the grace) too. A failure
+ * is recorded, the claim released, and rethrown (a MailDeliveryError) so graphile-worker retries
+ * with its backoff; the attempt that reaches {@link MAIL_MAX_ATTEMPTS} marks the row FAILED and
+ * returns, so the job is not kept as failed (the row is the record). A send that failed after
+ * its claim ran out and another run took the row over returns too: the row is that run's. Two
+ * statements besides the send, straight through the pool (db/raw.ts).
  */
 export async function deliverMail(deps: DeliverMailDeps, outboxId: string): Promise<void> {
   const { prisma, transport } = deps;
-  // Reads and claims the attempt in one statement: a concurrent claim of the same row waits for
-  // this one's row lock, then finds `attempts` changed (PostgreSQL re-checks the updated row) and
-  // claims nothing.
+  // Reads and claims the attempt in one statement. A concurrent claim waits for this one's row
+  // lock, then finds the row claimed (PostgreSQL re-checks the updated row), as does a later one
+  // until the claim runs out or is released.
   const [row] = await queryRows<ClaimedRow>(
     prisma,
     Prisma.sql`
-    WITH r AS (SELECT id, attempts FROM mail_outbox WHERE id = ${outboxId}::uuid AND status = 'PENDING')
-    UPDATE mail_outbox m SET attempts = m.attempts + 1
-      FROM r WHERE m.id = r.id AND m.status = 'PENDING' AND m.attempts = r.attempts
-    RETURNING m.id::text AS id, m.to_address AS "toAddress", m.subject, m.text_body AS "textBody",
-              m.html_body AS "htmlBody", m.kind, m.attempts`,
+    UPDATE mail_outbox
+       SET attempts = attempts + 1,
+           claimed_until = now() + ${deps.graceMs ?? MAIL_SEND_GRACE_MS}::int * interval '1 millisecond'
+     WHERE id = ${outboxId}::uuid AND status = 'PENDING' AND (claimed_until IS NULL OR claimed_until <= now())
+    RETURNING id::text AS id, to_address AS "toAddress", subject, text_body AS "textBody",
+              html_body AS "htmlBody", kind, attempts`,
   );
   if (!row) {
     deps.logger.debug({ outboxId }, 'mail not pending (sent, failed, unknown) or claimed by another run');
@@ -57,14 +70,20 @@ export async function deliverMail(deps: DeliverMailDeps, outboxId: string): Prom
   } catch (error) {
     const lastError = deliveryErrorMessage(error);
     const failed = attempts >= MAIL_MAX_ATTEMPTS;
-    // Still PENDING only: a run that took over a send that never ended may have settled it.
-    await queryRows(
+    // Only while the row is still this attempt's: a run that took it over once the claim ran out
+    // (a send slower than every timeout) has counted its own attempt, and may have settled it.
+    const recorded = await queryRows(
       prisma,
       Prisma.sql`
-      UPDATE mail_outbox SET last_error = ${lastError},
+      UPDATE mail_outbox SET last_error = ${lastError}, claimed_until = NULL,
              status = CASE WHEN ${failed}::boolean THEN 'FAILED'::"MailStatus" ELSE status END
-       WHERE id = ${outboxId}::uuid AND status = 'PENDING'`,
+       WHERE id = ${outboxId}::uuid AND status = 'PENDING' AND attempts = ${attempts}::int
+      RETURNING id`,
     );
+    if (recorded.length === 0) {
+      logger.warn({ attempts, lastError }, 'mail send failed after another run took it over');
+      return;
+    }
     if (failed) {
       logger.error({ attempts, lastError }, 'mail delivery failed for good');
       return;
@@ -76,7 +95,8 @@ export async function deliverMail(deps: DeliverMailDeps, outboxId: string): Prom
   await queryRows(
     prisma,
     Prisma.sql`
-    UPDATE mail_outbox SET status = 'SENT', transport = ${transport.name}, sent_at = now(), last_error = NULL
+    UPDATE mail_outbox
+       SET status = 'SENT', transport = ${transport.name}, sent_at = now(), last_error = NULL, claimed_until = NULL
      WHERE id = ${outboxId}::uuid`,
   );
   logger.info({ attempts, transport: transport.name }, 'mail sent');

@@ -3,8 +3,8 @@
  * and its send policies (outbox.ts, after-commit.ts), the `send_email` job (delivery.ts), the transports
  * (transport.ts) and what failures may say (redaction.ts).
  */
-export { CommittedMail, MAIL_SEND_GRACE_MS } from './after-commit.js';
-export { type DeliverMailDeps, deliverMail } from './delivery.js';
+export { CommittedMail } from './after-commit.js';
+export { type DeliverMailDeps, deliverMail, MAIL_SEND_GRACE_MS } from './delivery.js';
 export {
   type DevMailMessage,
   devMailbox,

@@ -15,7 +15,8 @@ import { createMailTransport, type MailTransport } from '../mail/service.js';
 const sink = await startSmtpSink();
 afterAll(() => sink.stop());
 
-const sentTo = (email: string) => (message: { to?: unknown }) => JSON.stringify(message.to ?? '').includes(email);
+const sentTo = (email: string) => (message: { to?: unknown }) =>
+  JSON.stringify(message.to ?? '').includes(email);
 const delivered = (email: string) => sink.messages.filter(sentTo(email)).length;
 
 async function registered(t: TestApp): Promise<string> {
@@ -128,7 +129,10 @@ describe('the job is the safety net of the in-process send', async () => {
     close: () => inner?.close(),
   };
   const GRACE_MS = 300;
-  const t = await startTestApp({ SMTP_URL: sink.url }, { mailTransport: transport, mailSendGraceMs: GRACE_MS });
+  const t = await startTestApp(
+    { SMTP_URL: sink.url },
+    { mailTransport: transport, mailSendGraceMs: GRACE_MS },
+  );
   inner = createMailTransport(t.config, t.app.deps.logger);
 
   it('a registration mail that is not sent within the grace is delivered once by its job', async () => {
@@ -140,7 +144,10 @@ describe('the job is the safety net of the in-process send', async () => {
     await new Promise((resolve) => setTimeout(resolve, GRACE_MS + 50));
     expect(await t.app.deps.committedMail.requeueUnsent()).toBe(1);
     await sink.waitFor(sentTo(email));
-    await until(async () => (await verificationRow(t, email)).status === 'SENT', 'the job to record the send');
+    await until(
+      async () => (await verificationRow(t, email)).status === 'SENT',
+      'the job to record the send',
+    );
     expect(await verificationRow(t, email)).toMatchObject({ status: 'SENT', attempts: 2 });
     // The abandoned send ends (with a failure) only now: the row is settled, nothing is sent again.
     for (const abandon of hung.splice(0)) abandon();
