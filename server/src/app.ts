@@ -43,6 +43,11 @@ export interface BuildAppOptions {
    */
   mailTransport?: MailTransport;
   /**
+   * How long a staged mail is left to the process that committed it before the sweep gives it a
+   * job (tests make it short). @default MAIL_SEND_GRACE_MS (mail/after-commit.ts)
+   */
+  mailSendGraceMs?: number;
+  /**
    * Port of the built-in DNS server, instead of config.dnsPort: 0 here picks a free port (tests
    * running in parallel), false disables it. @default config.dnsPort (0 there disables)
    */

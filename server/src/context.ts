@@ -9,7 +9,7 @@ import type { Viewer } from './modules/auth/viewer.js';
 import type { CertificateIssuer } from './modules/certificates/issuer.js';
 import type { ConsentService } from './modules/consents/service.js';
 import type { DnsProvider } from './modules/dns/provider.js';
-import type { MailTransport } from './modules/mail/service.js';
+import type { CommittedMail, MailTransport } from './modules/mail/service.js';
 import type { MembersService } from './modules/members/service.js';
 import type { MoveService } from './modules/moves/index.js';
 import type { ApplicationPrincipal, ApplicationService } from './modules/onboarding/applications.js';
@@ -54,6 +54,8 @@ export interface Deps extends BaseDeps {
   consents: ConsentService;
   emailVerification: EmailVerificationService;
   mail: MailTransport;
+  /** Sends staged mail once its transaction has committed; sweeps what is left (mail/after-commit.ts). */
+  committedMail: CommittedMail;
   /** Publishes clinic subdomains (DNS_PROVIDER). */
   dns: DnsProvider;
   /** Issues clinic certificates (CERT_PROVIDER). */

@@ -17,7 +17,12 @@ import { SessionWatch } from './modules/auth/session-watch.js';
 import { createCertificateIssuer } from './modules/certificates/service.js';
 import { ConsentService } from './modules/consents/service.js';
 import { createDnsProvider, createDnsServer, type DnsLimits } from './modules/dns/service.js';
-import { createMailTransport, deliverMail, type MailTransport } from './modules/mail/service.js';
+import {
+  CommittedMail,
+  createMailTransport,
+  deliverMail,
+  type MailTransport,
+} from './modules/mail/service.js';
 import { MembersService } from './modules/members/service.js';
 import { MoveService } from './modules/moves/index.js';
 import { ApplicationService } from './modules/onboarding/applications.js';
@@ -36,6 +41,8 @@ import { createEventBus } from './pubsub/index.js';
 export interface WiringOptions {
   /** See BuildAppOptions.mailTransport. */
   mailTransport?: MailTransport;
+  /** See BuildAppOptions.mailSendGraceMs. */
+  mailSendGraceMs?: number;
   /** See BuildAppOptions.dnsPort. */
   dnsPort?: number | false;
   /** See BuildAppOptions.dnsLimits. */
@@ -100,6 +107,15 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
   const limits = limitsRedis ? redisLimitStore(limitsRedis) : postgresLimitStore(base.db.prisma);
   // Request counters (onboarding, registration and invitation limits): the same backend.
   const counters = limitsRedis ? redisCounterStore(limitsRedis) : postgresCounterStore(base.db.prisma);
+  const mail = options.mailTransport ?? createMailTransport(config, logger);
+  const deliverDeps = {
+    prisma: base.db.prisma,
+    transport: mail,
+    logger,
+    key: config.encryptionKey,
+    graceMs: options.mailSendGraceMs,
+  };
+  const committedMail = new CommittedMail(deliverDeps);
   const registration = new RegistrationService({
     ...base,
     prisma: base.db.prisma,
@@ -107,8 +123,8 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
     dns,
     certificates,
     counters,
+    committedMail,
   });
-  const mail = options.mailTransport ?? createMailTransport(config, logger);
   const reconciler = new Reconciler({
     prisma: base.db.prisma,
     logger,
@@ -147,7 +163,12 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
     counters,
     sessionsEnded,
   });
-  const emailVerification = new EmailVerificationService({ config, logger, prisma: base.db.prisma });
+  const emailVerification = new EmailVerificationService({
+    config,
+    logger,
+    prisma: base.db.prisma,
+    committedMail,
+  });
   // Onboarding service: its rate limits share the lockouts' backend (Redis or PostgreSQL).
   const applications = new ApplicationService(base.db.prisma);
   const webhooks = new WebhookService({ config, logger, prisma: base.db.prisma });
@@ -179,6 +200,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
     rollouts,
     registration,
     mail,
+    committedMail,
     reconciler,
     auth,
     account,
@@ -203,6 +225,8 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
       auth.codes.prune(),
       registration.expireUnverified(),
       moves.recoverAbandoned(),
+      committedMail.requeueUnsent(),
+      counters.prune(),
     ])
       .then(([result, , expired]) => {
         if (Object.values(result).some((count) => count > 0) || expired > 0)
@@ -230,11 +254,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
         logger,
         pollInterval: options.jobPollIntervalMs,
         handlers: {
-          send_email: ({ outboxId }) =>
-            deliverMail(
-              { prisma: base.db.prisma, transport: mail, logger, key: config.encryptionKey },
-              outboxId,
-            ),
+          send_email: ({ outboxId }) => deliverMail(deliverDeps, outboxId),
           provision_clinic: ({ clinicId, attempt }) => registration.continueRegistration(clinicId, attempt),
           deliver_webhook: ({ deliveryId }) => webhooks.deliver(deliveryId),
           purge_quarantine: async () => {
@@ -252,6 +272,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
       clearInterval(reconcileTimer);
       await auth.codes.idle();
       await emailVerification.idle();
+      await committedMail.idle();
       await worker?.stop();
       mail.close();
       await rollouts.close();

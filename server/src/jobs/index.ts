@@ -79,6 +79,16 @@ export async function addJob<T extends TaskName>(
 }
 
 /**
+ * What adding a job whose key already has one does (graphile-worker's `job_key_mode`):
+ * - `replace`: a pending job is replaced (payload, run_at); a running one loses its key and a new
+ *   job is added beside it.
+ * - `unsafe_dedupe`: nothing, whatever the existing job's state (running included), and no NOTIFY.
+ *   Only for a job that reads the state it works on when it runs, so that one already running
+ *   or pending does what a second would (the mail safety net, modules/mail/after-commit.ts).
+ */
+export type JobKeyMode = 'replace' | 'unsafe_dedupe';
+
+/**
  * `graphile_worker.add_job(...)` as a fragment of a larger statement, for a job whose payload is
  * computed by that statement (e.g. the id a CTE just inserted): each payload field is an SQL
  * expression, typed by the task's payload. Evaluates to the job row (never null).
@@ -86,7 +96,7 @@ export async function addJob<T extends TaskName>(
 export function addJobSql<T extends TaskName>(
   task: T,
   payload: { [K in keyof TaskPayloads[T]]: Prisma.Sql },
-  options: Omit<AddJobOptions, 'jobKey'> & { jobKey?: Prisma.Sql } = {},
+  options: Omit<AddJobOptions, 'jobKey'> & { jobKey?: Prisma.Sql; jobKeyMode?: JobKeyMode } = {},
 ): Prisma.Sql {
   const fields = Object.entries(payload as Record<string, Prisma.Sql>).map(
     ([name, value]) => Prisma.sql`${name}::text, ${value}`,
@@ -96,7 +106,8 @@ export function addJobSql<T extends TaskName>(
     json_build_object(${Prisma.join(fields)}),
     run_at => ${options.runAt ?? null}::timestamptz,
     max_attempts => ${options.maxAttempts ?? 10}::int,
-    job_key => ${options.jobKey ?? Prisma.sql`NULL`}::text
+    job_key => ${options.jobKey ?? Prisma.sql`NULL`}::text,
+    job_key_mode => ${options.jobKeyMode ?? 'replace'}::text
   )`;
 }
 

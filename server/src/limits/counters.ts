@@ -18,6 +18,11 @@ export interface CounterStore {
   hit(scope: string, key: string, windowSeconds: number): Promise<{ count: number; resetSeconds: number }>;
   /** Gives back one hit of the current window (a request that turned out not to count). */
   release(scope: string, key: string): Promise<void>;
+  /**
+   * Forgets windows that are long over: the periodic reconcile pass's, never a request's (a
+   * request paying for it now and then made its statement count vary, decision 075).
+   */
+  prune(): Promise<void>;
 }
 
 export function postgresCounterStore(db: Pick<CentralPrisma, '$queryRaw' | '$executeRaw'>): CounterStore {
@@ -37,13 +42,6 @@ export function postgresCounterStore(db: Pick<CentralPrisma, '$queryRaw' | '$exe
         RETURNING count,
           ceil(extract(epoch FROM c.window_started_at + make_interval(secs => ${windowSeconds}) - now()))::int AS reset`,
       );
-      if (Math.random() < 0.01) {
-        // Now and then, forget windows that are long over.
-        await execute(
-          db,
-          Prisma.sql`DELETE FROM request_counters WHERE window_started_at < now() - interval '2 days'`,
-        );
-      }
       return { count: row?.count ?? 1, resetSeconds: Math.max(1, row?.reset ?? windowSeconds) };
     },
     async release(scope, key) {
@@ -52,6 +50,9 @@ export function postgresCounterStore(db: Pick<CentralPrisma, '$queryRaw' | '$exe
         Prisma.sql`UPDATE request_counters SET count = greatest(count - 1, 0)
                    WHERE scope = ${scope} AND key = ${key}`,
       );
+    },
+    async prune() {
+      await execute(db, Prisma.sql`DELETE FROM request_counters WHERE window_started_at < now() - interval '2 days'`);
     },
   };
 }
@@ -83,6 +84,7 @@ export function redisCounterStore(redis: Redis): CounterStore {
     async release(scope, key) {
       await redis.eval(RELEASE_SCRIPT, 1, `onramp:counters:${scope}:${key}`);
     },
+    async prune() {}, // every key expires with its window
   };
 }
 

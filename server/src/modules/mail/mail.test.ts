@@ -285,6 +285,39 @@ describe('mail over SMTP', () => {
     });
   });
 
+  it('leaves a row another run has claimed to it until the claim runs out (decision 075)', async () => {
+    const subject = uniqueSubject('Claimed');
+    const row = await stack.db.prisma.mailOutbox.create({
+      data: {
+        toAddress: 'claimed@example.com',
+        subject,
+        textBody: encryptSecret('c', KEY, 'mail_outbox'),
+        kind: 'test',
+        // A send in flight elsewhere: it counted its attempt and holds the row.
+        attempts: 1,
+        claimedUntil: new Date(Date.now() + 60_000),
+      },
+    });
+    await stack.deliver(row.id);
+    expect(await stack.db.prisma.mailOutbox.findUniqueOrThrow({ where: { id: row.id } })).toMatchObject({
+      status: 'PENDING',
+      attempts: 1,
+    });
+    // The claim ran out (its holder crashed): the next run takes the row over and sends it.
+    await stack.db.prisma.mailOutbox.update({
+      where: { id: row.id },
+      data: { claimedUntil: new Date(Date.now() - 1) },
+    });
+    await stack.deliver(row.id);
+    await sink.waitFor((mail) => mail.subject === subject);
+    expect(await stack.db.prisma.mailOutbox.findUniqueOrThrow({ where: { id: row.id } })).toMatchObject({
+      status: 'SENT',
+      attempts: 2,
+      claimedUntil: null,
+    });
+    expect(sink.messages.filter((mail) => mail.subject === subject)).toHaveLength(1);
+  });
+
   it('sends a message at once, then records it SENT with what goes alongside, without a job', async () => {
     const subject = uniqueSubject('Your code');
     const { prisma } = stack.db;

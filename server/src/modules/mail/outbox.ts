@@ -1,8 +1,12 @@
 /**
- * The `mail_outbox` table and the three ways a message goes out, each a named
+ * The `mail_outbox` table and the four ways a message goes out, each a named
  * {@link MailSendPolicy}:
  * - `outbox` ({@link enqueueMail}): a row plus a `send_email` job in the caller's transaction,
  *   sent by the job (delivery.ts) exactly when the caller's change commits, at least once.
+ * - `after_commit` ({@link stageMail}, then after-commit.ts): the row alone in the caller's
+ *   transaction, sent by this process once it commits; a row still unsent after the grace gets
+ *   its job from the reconcile pass's sweep. At least once, like `outbox`, without waking a job
+ *   worker in every instance for each message (docs/decisions/075).
  * - `immediate` ({@link sendThenRecordMail}): sent at once, then recorded; falls back to the
  *   outbox when the send fails. For mail a user is waiting for (sign-in codes).
  * - `atomic` ({@link sendMailNow}): sent inside the caller's transaction, whose commit depends on
@@ -20,7 +24,7 @@ import { deliveryErrorMessage, MailDeliveryError, recipientDomain } from './reda
 import type { MailTransport } from './transport.js';
 
 /** How a message is sent (see this file's header). */
-export type MailSendPolicy = 'outbox' | 'immediate' | 'atomic';
+export type MailSendPolicy = 'outbox' | 'after_commit' | 'immediate' | 'atomic';
 
 /** Attempts before a message is marked FAILED; also the job's `maxAttempts`. */
 export const MAIL_MAX_ATTEMPTS = 8;
@@ -82,17 +86,49 @@ export async function enqueueMail(
   key: Buffer,
   options: EnqueueOptions = {},
 ): Promise<{ id: string }> {
-  const row = outboxRow(mail, key);
-  const alongside = options.alongside ? Prisma.sql`, alongside AS (${options.alongside})` : Prisma.empty;
   const job = addJobSql(
     'send_email',
     { outboxId: Prisma.sql`m.id::text` },
     {
       runAt: options.jobRunAt,
       maxAttempts: MAIL_MAX_ATTEMPTS,
-      jobKey: Prisma.sql`'mail:' || m.id::text`,
+      jobKey: mailJobKeySql(Prisma.sql`m.id`),
     },
   );
+  return insertOutboxRow(tx, mail, key, options, Prisma.sql`${job} IS NOT NULL`);
+}
+
+/**
+ * The `after_commit` policy's first half: stores the message in the caller's transaction,
+ * without a job (so without the `jobs:insert` NOTIFY that wakes a worker in every instance).
+ * Once the transaction commits, the caller hands the id to `CommittedMail.send` (after-commit.ts);
+ * should it never do so (a crash), the sweep gives the row a job after the grace.
+ * @throws Error when `to` is not a single e-mail address (a caller bug: validate input first).
+ */
+export async function stageMail(
+  tx: MailDb,
+  mail: OutgoingMail,
+  key: Buffer,
+  options: Pick<EnqueueOptions, 'alongside'> = {},
+): Promise<{ id: string }> {
+  return insertOutboxRow(tx, mail, key, options, Prisma.sql`false`);
+}
+
+/** The `send_email` job key of an outbox row (at most one job per message), as SQL. */
+export function mailJobKeySql(id: Prisma.Sql): Prisma.Sql {
+  return Prisma.sql`'mail:' || ${id}::text`;
+}
+
+/** One statement: the outbox row, what goes alongside, and `job` evaluated on it (`m`). */
+async function insertOutboxRow(
+  tx: MailDb,
+  mail: OutgoingMail,
+  key: Buffer,
+  options: Omit<EnqueueOptions, 'jobRunAt'>,
+  job: Prisma.Sql,
+): Promise<{ id: string }> {
+  const row = outboxRow(mail, key);
+  const alongside = options.alongside ? Prisma.sql`, alongside AS (${options.alongside})` : Prisma.empty;
   // One text for every caller: through the pool, a Prisma transaction or a step's pg transaction.
   const [queued] = await queryRows<{ id: string }>(
     tx,
@@ -103,7 +139,7 @@ export async function enqueueMail(
                 ${row.kind}::text, ${options.firstAttemptFailed === undefined ? 0 : 1}::int,
                 ${options.firstAttemptFailed ?? null}::text)
         RETURNING id)${alongside}
-      SELECT m.id::text AS id, ${job} IS NOT NULL AS queued
+      SELECT m.id::text AS id, ${job} AS queued
         FROM m`,
   );
   if (!queued) throw new Error('enqueueMail: the outbox insert returned no row');

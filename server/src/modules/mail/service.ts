@@ -1,9 +1,10 @@
 /**
  * Outgoing e-mail, the module's public face (other modules import only this file): the outbox
- * and its send policies (outbox.ts), the `send_email` job (delivery.ts), the transports
+ * and its send policies (outbox.ts, after-commit.ts), the `send_email` job (delivery.ts), the transports
  * (transport.ts) and what failures may say (redaction.ts).
  */
-export { type DeliverMailDeps, deliverMail } from './delivery.js';
+export { CommittedMail } from './after-commit.js';
+export { type DeliverMailDeps, deliverMail, MAIL_SEND_GRACE_MS } from './delivery.js';
 export {
   type DevMailMessage,
   devMailbox,
@@ -16,6 +17,7 @@ export {
   type OutgoingMail,
   sendMailNow,
   sendThenRecordMail,
+  stageMail,
 } from './outbox.js';
 export { MailDeliveryError } from './redaction.js';
 export { createMailTransport, type MailTransport, type TransportMessage } from './transport.js';

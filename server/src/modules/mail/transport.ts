@@ -9,7 +9,7 @@ import type { Logger } from '../../logger.js';
 import { MailDeliveryError, recipientDomain, summariseError, urlCredentials } from './redaction.js';
 
 /** SMTP connection, greeting and socket timeouts, so a stuck server cannot hold a worker slot. */
-const SMTP_TIMEOUT_MS = 10_000;
+export const SMTP_TIMEOUT_MS = 10_000;
 
 /** What a transport is handed for one outbox row. */
 export interface TransportMessage {

@@ -74,3 +74,24 @@ describe.each(await stores())('counters on %s', (_name, store) => {
     expect(lastOfWindow).toEqual(lastOfWindow.map((_, i) => i + 3));
   });
 });
+
+describe('pruning the PostgreSQL counters', () => {
+  it('forgets windows over for two days, keeps the others, and never runs on a hit', async () => {
+    const { prisma } = await storeBackends('counters');
+    const store = postgresCounterStore(prisma);
+    const old = `old-${Math.random()}`;
+    const live = `live-${Math.random()}`;
+    await store.hit('prune', old, 60);
+    await store.hit('prune', live, 60);
+    await prisma.$executeRaw`UPDATE request_counters SET window_started_at = now() - interval '3 days'
+                             WHERE scope = 'prune' AND key = ${old}`;
+    for (let i = 0; i < 300; i++) await store.hit('prune', live, 60);
+    const keys = async () =>
+      (await prisma.requestCounter.findMany({ where: { scope: 'prune' }, select: { key: true } }))
+        .map((row) => row.key)
+        .sort();
+    expect(await keys()).toEqual([live, old].sort()); // 300 hits later, still there: hits do not prune
+    await store.prune();
+    expect(await keys()).toEqual([live]);
+  });
+});

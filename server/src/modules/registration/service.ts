@@ -17,7 +17,7 @@ import { hashPassword } from '../auth/passwords.js';
 import type { CertificateIssuer } from '../certificates/issuer.js';
 import { type Acceptance, acceptancesSql } from '../consents/service.js';
 import type { DnsProvider } from '../dns/provider.js';
-import { enqueueMail } from '../mail/service.js';
+import { type CommittedMail, enqueueMail } from '../mail/service.js';
 import {
   type AuditActor,
   clinicSubject,
@@ -48,6 +48,8 @@ interface RegistrationState extends ProvisionState {
   /** The documents the admin accepted, recorded with the account (central_records only). */
   acceptances: Acceptance[];
   ip: string | null;
+  /** The verification mail the commit staged, sent once the run has ended READY. */
+  verificationMailId?: string;
 }
 
 export interface RegistrationDeps {
@@ -59,6 +61,8 @@ export interface RegistrationDeps {
   certificates: CertificateIssuer;
   /** Where the registration limits are counted (shared by every instance). */
   counters: CounterStore;
+  /** Sends the verification mail the commit staged, once it has committed (docs/decisions/075). */
+  committedMail: Pick<CommittedMail, 'send'>;
 }
 
 export interface Registered {
@@ -147,7 +151,10 @@ export class RegistrationService {
     });
     const result = await provisioning.run(plan, clinicSubject(state.clinicId, state.clinicName), state);
     const userId = state.admin?.userId as string;
-    if (result.ok) return { clinicId: state.clinicId, userId, status: 'READY' };
+    if (result.ok) {
+      this.sendVerification(state);
+      return { clinicId: state.clinicId, userId, status: 'READY' };
+    }
     if (result.error instanceof EmailTakenError) throw result.error;
     if (result.suspended) {
       await prisma.$transaction(async (tx) => {
@@ -189,12 +196,24 @@ export class RegistrationService {
     const result = await provisioning.run(plan, clinicSubject(clinicId, state.clinicName), state, {
       attempt,
     });
-    if (result.ok) return;
+    if (result.ok) {
+      this.sendVerification(state);
+      return;
+    }
     if (!last) {
       await this.scheduleAttempt(prisma, clinicId, attempt + 1);
       return;
     }
     await this.giveUp(clinicId, attempt, result.error.message);
+  }
+
+  /**
+   * The verification mail, once the run that committed it has ended well. A run that ends
+   * otherwise after its commit (never: commit is the last step), a takeover of an abandoned run or
+   * a crash here leave the staged row to the sweep's job after the grace (mail/after-commit.ts).
+   */
+  private sendVerification(state: RegistrationState): void {
+    if (state.verificationMailId) this.deps.committedMail.send(state.verificationMailId);
   }
 
   /** Final failure of a hybrid registration: the database work is undone (by the saga), the clinic marked FAILED. */
@@ -405,12 +424,13 @@ export class RegistrationService {
               }),
             ),
           );
-          await issueEmailVerification(
+          const { outboxId } = await issueEmailVerification(
             tx,
             this.deps.config,
             { id: admin.userId, email: admin.email, firstName: admin.firstName },
             state.clinicName,
           );
+          state.verificationMailId = outboxId;
           await removeJob(tx, jobKey(state.clinicId));
         },
       },

@@ -10,7 +10,7 @@ import type { Config } from '../../env.js';
 import { Prisma } from '../../generated/central/client.js';
 import type { Logger } from '../../logger.js';
 import { recordAudit } from '../audit/record.js';
-import { enqueueMail, type MailDb } from '../mail/service.js';
+import { type CommittedMail, type MailDb, stageMail } from '../mail/service.js';
 import { InvalidCodeError } from './errors.js';
 import { normaliseEmail } from './validation.js';
 
@@ -20,19 +20,22 @@ const MAX_PENDING_RESENDS = 100;
 const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 
 /**
- * Creates a verification link for `user` and queues its mail, in the caller's transaction (a
+ * Creates a verification link for `user` and stages its mail, in the caller's transaction (a
  * Prisma client or transaction, or a step's pg transaction): the link exists exactly when the
- * mail will go out. One statement: the link's row rides along the outbox's (enqueueMail).
+ * mail will go out. One statement: the link's row rides along the outbox's (stageMail). The
+ * mail's policy is `after_commit` (mail/after-commit.ts, docs/decisions/075): once the
+ * transaction commits, the caller passes the returned id to `CommittedMail.send`; a caller that
+ * does not (or crashes first) leaves it to the sweep's job after the grace.
  */
 export async function issueEmailVerification(
   tx: MailDb,
   config: Pick<Config, 'publicUrl' | 'encryptionKey'>,
   user: { id: string; email: string; firstName: string },
   clinicName: string,
-): Promise<void> {
+): Promise<{ outboxId: string }> {
   const token = randomBytes(32).toString('base64url');
   const link = `${config.publicUrl}/verify-email?token=${token}`;
-  await enqueueMail(
+  const { id } = await stageMail(
     tx,
     {
       to: user.email,
@@ -53,12 +56,15 @@ export async function issueEmailVerification(
           ${new Date(Date.now() + VERIFICATION_TTL_MS)}::timestamptz)`,
     },
   );
+  return { outboxId: id };
 }
 
 export interface EmailVerificationDeps {
   config: Pick<Config, 'publicUrl' | 'encryptionKey'>;
   logger: Logger;
   prisma: CentralPrisma;
+  /** Sends the staged link once its transaction has committed. */
+  committedMail: Pick<CommittedMail, 'send'>;
 }
 
 export class EmailVerificationService {
@@ -132,19 +138,20 @@ export class EmailVerificationService {
     });
     if (recent > 0) return;
     const clinicName = user.clinic.name;
-    await prisma.$transaction(async (tx) => {
+    const { outboxId } = await prisma.$transaction(async (tx) => {
       // Only the newest link works.
       await tx.emailVerificationToken.updateMany({
         where: { userId: user.id, usedAt: null },
         data: { usedAt: new Date() },
       });
-      await issueEmailVerification(
+      return issueEmailVerification(
         tx,
         this.deps.config,
         { id: user.id, email, firstName: user.firstName },
         clinicName,
       );
     });
+    this.deps.committedMail.send(outboxId);
   }
 }
 
