@@ -52,7 +52,10 @@ export function postgresCounterStore(db: Pick<CentralPrisma, '$queryRaw' | '$exe
       );
     },
     async prune() {
-      await execute(db, Prisma.sql`DELETE FROM request_counters WHERE window_started_at < now() - interval '2 days'`);
+      await execute(
+        db,
+        Prisma.sql`DELETE FROM request_counters WHERE window_started_at < now() - interval '2 days'`,
+      );
     },
   };
 }
