@@ -136,6 +136,11 @@ export async function jobExists(db: RawQuerier, key: string): Promise<boolean> {
   return (rows[0]?.n ?? 0) > 0;
 }
 
+/** Whether a pending or running job has the key `key` (an SQL expression), as SQL. */
+export function jobKeyExistsSql(key: Prisma.Sql): Prisma.Sql {
+  return Prisma.sql`EXISTS (SELECT 1 FROM graphile_worker.jobs j WHERE j.key = ${key})`;
+}
+
 /** The keys of pending or running jobs that start with `prefix`. */
 export async function jobKeys(db: RawQuerier, prefix: string): Promise<string[]> {
   const rows = await db.$queryRaw<{ key: string }[]>`

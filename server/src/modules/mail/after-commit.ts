@@ -19,7 +19,7 @@
  */
 import { queryRows } from '../../db/raw.js';
 import { Prisma } from '../../generated/central/client.js';
-import { addJobSql } from '../../jobs/index.js';
+import { addJobSql, jobKeyExistsSql } from '../../jobs/index.js';
 import { type DeliverMailDeps, deliverMail, MAIL_SEND_GRACE_MS } from './delivery.js';
 import { MAIL_MAX_ATTEMPTS, MAIL_RETRY_AFTER_IMMEDIATE_FAILURE_MS, mailJobKeySql } from './outbox.js';
 import { MailDeliveryError } from './redaction.js';
@@ -87,7 +87,7 @@ export class CommittedMail {
          WHERE m.status = 'PENDING'
            AND m.created_at < now() - ${this.graceMs}::int * interval '1 millisecond'
            AND (m.claimed_until IS NULL OR m.claimed_until <= now())
-           AND NOT EXISTS (SELECT 1 FROM graphile_worker.jobs j WHERE j.key = ${mailJobKeySql(Prisma.sql`m.id`)})
+           AND NOT ${jobKeyExistsSql(mailJobKeySql(Prisma.sql`m.id`))}
          ORDER BY m.created_at
          LIMIT ${REQUEUE_BATCH})
       SELECT count(*)::int AS n FROM queued`,
