@@ -219,7 +219,16 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
 
   let worker: Worker | undefined;
   let reconcileTimer: NodeJS.Timeout | undefined;
-  const reconcile = () =>
+  // The pass in flight, awaited by close(): one that ended after the databases closed would
+  // fail and log once nobody listens any more.
+  let reconciling: Promise<void> | undefined;
+  const reconcile = () => {
+    reconciling ??= reconcilePass().finally(() => {
+      reconciling = undefined;
+    });
+    return reconciling;
+  };
+  const reconcilePass = () =>
     Promise.all([
       reconciler.reconcile(),
       auth.codes.prune(),
@@ -270,6 +279,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
     close: async () => {
       await dnsServer?.close();
       clearInterval(reconcileTimer);
+      await reconciling;
       await auth.codes.idle();
       await emailVerification.idle();
       await committedMail.idle();
