@@ -42,7 +42,14 @@ const CRASH_FALLBACK_MS = 5 * 60_000;
 export type RegistrationStatus = 'READY' | 'PENDING';
 
 interface RegistrationState extends ProvisionState {
-  passwordHash: string;
+  /** The admin's password hash as central_records writes it with the user (null: written at commit). */
+  passwordHash: string | null;
+  /**
+   * Strict mode: the hash on its way, computed while the run makes the clinic's database and
+   * written at commit, with READY (decision 079). Null when central_records wrote it (hybrid: a
+   * later attempt must find it) and on a resume.
+   */
+  hashing: Promise<string> | null;
   phone: string | null;
   hybrid: boolean;
   /** The documents the admin accepted, recorded with the account (central_records only). */
@@ -137,9 +144,14 @@ export class RegistrationService {
         email: input.adminEmail,
       },
     });
+    // Strict: the hash runs beside the run's first steps, off the response's critical path; a run
+    // that fails before commit leaves it unread (hence the empty handler).
+    const hashing = hashPassword(input.adminPassword);
+    hashing.catch(() => undefined);
     const state: RegistrationState = {
       ...base,
-      passwordHash: await hashPassword(input.adminPassword),
+      passwordHash: hybrid ? await hashing : null,
+      hashing: hybrid ? null : hashing,
       phone: input.adminPhone ?? null,
       hybrid,
       acceptances: meta.acceptances,
@@ -412,17 +424,26 @@ export class RegistrationService {
         },
       },
       commit: {
+        prepare: async (state) => {
+          if (state.hashing) state.passwordHash = await state.hashing;
+        },
         run: async (tx, state) => {
           const admin = state.admin;
           if (!admin?.userId) throw new Error('commit without admin user');
           // The admin registered themselves: they are the actor of their clinic's creation.
+          const completed = auditSql(
+            clinicAuditEntry('registration.completed', state.clinicId, {
+              actor: { userId: admin.userId },
+              data: { clinicName: state.clinicName, mode: state.hybrid ? 'hybrid' : 'strict' },
+            }),
+          );
+          // Strict: the password the user row waited for, in the same statement (prepare awaited it).
           await tx.execute(
-            auditSql(
-              clinicAuditEntry('registration.completed', state.clinicId, {
-                actor: { userId: admin.userId },
-                data: { clinicName: state.clinicName, mode: state.hybrid ? 'hybrid' : 'strict' },
-              }),
-            ),
+            state.hashing
+              ? Prisma.sql`WITH password AS (
+                  UPDATE users SET password_hash = ${state.passwordHash}::text WHERE id = ${admin.userId}::uuid)
+                ${completed}`
+              : completed,
           );
           const { outboxId } = await issueEmailVerification(
             tx,
@@ -440,6 +461,7 @@ export class RegistrationService {
 
 /** The state the registration's hooks work on, for a clinic that exists (a resume). */
 function registrationState(base: ProvisionState, hybrid: boolean): RegistrationState {
-  // passwordHash, phone and acceptances serve central_records only, which never runs again for an existing clinic.
-  return { ...base, passwordHash: '', phone: null, hybrid, acceptances: [], ip: null };
+  // passwordHash, phone and acceptances serve central_records only, which never runs again for an
+  // existing clinic; its user has its hash already.
+  return { ...base, passwordHash: null, hashing: null, phone: null, hybrid, acceptances: [], ip: null };
 }

@@ -18,6 +18,7 @@ export function centralRecordsStep<S extends ProvisionState>(
     name: 'central_records',
     async run(state, context) {
       const clinic = clinicRecord(state);
+      await hook.prepare?.(state);
       await transaction(deps.prisma, async (tx) => {
         // The company and its clinic in one statement: the clinic needs only the company's id.
         await tx.execute(Prisma.sql`

@@ -12,10 +12,12 @@ export function commitStep<S>(
   deps: Pick<StepDeps, 'prisma'>,
   apply: (tx: Transaction, state: S, context: StepContext) => Promise<void>,
   undo?: (state: S) => Promise<void>,
+  prepare?: (state: S) => Promise<void>,
 ): Step<S> {
   return {
     name: 'commit',
     async run(state, context) {
+      await prepare?.(state);
       await transaction(deps.prisma, async (tx) => {
         await apply(tx, state, context);
         await context.record(tx);
@@ -47,5 +49,6 @@ export function clinicCommitStep<S extends ProvisionState>(
     async (state) => {
       await deps.prisma.clinic.updateMany({ where: { id: state.clinicId }, data: { status: 'FAILED' } });
     },
+    hook.prepare?.bind(hook),
   );
 }

@@ -9,6 +9,11 @@ import type { Transaction } from '../../../../db/raw.js';
 export type { Transaction };
 
 export interface TransactionHook<S> {
+  /**
+   * Before the step's transaction opens: what `run` will need and may still be on its way (a
+   * registration's password hash), so no transaction stays open waiting for it.
+   */
+  prepare?(state: S): Promise<void>;
   /** Inside the step's transaction, after the step's own writes. */
   run?(tx: Transaction, state: S): Promise<void>;
   /** Inside the undo's transaction, before the step's own writes are undone. */
