@@ -379,6 +379,8 @@ interface Sequential {
   cpuMs: number | undefined;
   statements: number;
   commits: number;
+  /** Where the time went, as the burst's rows (before saga, each step, after saga). */
+  phases: Map<string, number[]>;
 }
 
 /**
@@ -398,7 +400,7 @@ async function measureSequential(bench: Bench, started: StartedApp, label: strin
     if (this.database === central) statements += 1;
     return (original as (...a: unknown[]) => unknown).apply(this, args);
   } as typeof original;
-  const samples: number[] = [];
+  const attempts: Attempt[] = [];
   const failures: string[] = [];
   const cpuBefore = process.cpuUsage();
   const pgBefore = postgresCpu(bench.postmasterPid);
@@ -407,7 +409,7 @@ async function measureSequential(bench: Bench, started: StartedApp, label: strin
       for (let i = 0; i < SEQUENTIAL; i++) {
         const attempt = await register(url, `${label} one`);
         if (attempt.failure) failures.push(attempt.failure);
-        else samples.push(attempt.ms);
+        else attempts.push(attempt);
         await app.deps.provisioning.pool.idle();
       }
     } finally {
@@ -421,7 +423,8 @@ async function measureSequential(bench: Bench, started: StartedApp, label: strin
   const nodeMs = (cpu.user + cpu.system) / 1000;
   return {
     label,
-    samples,
+    samples: attempts.map((attempt) => attempt.ms),
+    phases: await breakdown(app, attempts),
     cpuMs: pgCores ? (nodeMs + pgCores.total * wall.ms) / SEQUENTIAL : undefined,
     statements: statements / SEQUENTIAL,
     commits: (commitsAfter - commitsBefore) / SEQUENTIAL,
@@ -441,6 +444,7 @@ function sequentialRows(
     latencyRow(`${label}: registerClinic over HTTP, one client`, samples, {
       ratioText: `${vsRaw.toFixed(2)}× raw (issue 16: ≤ 2×)`,
     }),
+    ...[...sequential.phases].map(([name, phase]) => latencyRow(`  ${label} one: ${name}`, phase)),
     {
       name: `${label}: CPU per registration, one client`,
       n: samples.length,
@@ -547,8 +551,9 @@ async function healthQuery(url: string): Promise<number> {
 
 /**
  * Where each registration's time went, from its provisioning run: before the saga (HTTP,
- * validation, the e-mail lookup, server placement and the password hash with its queue), each
- * step, the saga's own bookkeeping (run and step records) and what follows it (response).
+ * validation, the e-mail lookup, server placement; strict mode hashes the password beside the
+ * run, decision 079, and its commit step waits for what is left of the hash), each step, the
+ * saga's own bookkeeping (run and step records) and what follows it (response).
  */
 async function breakdown(app: App, attempts: readonly Attempt[]): Promise<Map<string, number[]>> {
   const runs = await app.deps.db.prisma.provisioningRun.findMany({
@@ -566,7 +571,7 @@ async function breakdown(app: App, attempts: readonly Attempt[]): Promise<Map<st
     const run = byClinic.get(attempt.clinicId as string);
     if (!run?.finishedAt) continue;
     const sagaMs = run.finishedAt.getTime() - run.startedAt.getTime();
-    add('before saga (hash + its queue, lookups)', run.startedAt.getTime() - attempt.sentAt);
+    add('before saga (HTTP, lookups, placement)', run.startedAt.getTime() - attempt.sentAt);
     add('saga', sagaMs);
     let stepsMs = 0;
     for (const step of run.steps) {
