@@ -56,7 +56,20 @@ export interface PostgresEventTargetOptions {
    * @default 10000
    */
   reconnectMaxDelayMs?: number;
+  /**
+   * How long an event waits for others to share its NOTIFY statement (docs/decisions/081); 0
+   * sends what was published in the same turn of the event loop. `published()` and `close()`
+   * send the waiting ones at once.
+   * @default EVENT_BATCH_WINDOW_MS
+   */
+  batchWindowMs?: number;
 }
+
+/**
+ * A step's events are a few milliseconds apart, each batch a statement and a commit of its own:
+ * 20 ms gathers a registration's ~11 into ~3, a delay no one watching a console can see.
+ */
+export const EVENT_BATCH_WINDOW_MS = 20;
 
 export interface PostgresEventTarget extends TypedEventTarget<CustomEvent> {
   /** Whether the listener is connected: events published now reach this process. */
@@ -70,7 +83,10 @@ export interface PostgresEventTarget extends TypedEventTarget<CustomEvent> {
    * listeners; false when the listener is down (those may never arrive).
    */
   sync(): Promise<boolean>;
-  /** Resolves once every event dispatched so far has been sent to PostgreSQL (or failed, logged). */
+  /**
+   * Resolves once every event dispatched so far has been sent to PostgreSQL (or failed, logged);
+   * those waiting for their batch's window are sent at once.
+   */
   published(): Promise<void>;
   /** Stops reconnecting, waits for pending publishes and ends every connection. */
   close(): Promise<void>;
@@ -98,6 +114,7 @@ export async function createPostgresEventTarget(
     applicationName = 'onramp-events',
     reconnectInitialDelayMs = 100,
     reconnectMaxDelayMs = 10_000,
+    batchWindowMs = EVENT_BATCH_WINDOW_MS,
   } = options;
   // pg_notify() refuses longer names while LISTEN would silently truncate them: fail early.
   if (channel.length === 0 || Buffer.byteLength(channel) > 63) {
@@ -122,6 +139,8 @@ export async function createPostgresEventTarget(
   let publishing: Promise<void> = Promise.resolve();
   /** Payloads waiting for the next publish statement (the one not yet sent). */
   let batch: string[] | undefined;
+  /** Ends the waiting batch's window now (published(), close()). */
+  let sendNow: (() => void) | undefined;
   let losses = 0;
   const reconnected = new Set<() => void>();
 
@@ -239,7 +258,10 @@ export async function createPostgresEventTarget(
   return {
     connected: () => listener !== undefined,
     sync,
-    published: () => publishing,
+    published() {
+      sendNow?.();
+      return publishing;
+    },
     generation: () => losses,
     onReconnected(callback) {
       reconnected.add(callback);
@@ -269,14 +291,30 @@ export async function createPostgresEventTarget(
         batch.push(payload);
         return true;
       }
-      // Events published together (a step's outcome and the next step's start) go in one
-      // statement: one round trip and one commit instead of one each (decision 060).
+      // Events published together (a step's outcome and the next step's start, decision 060)
+      // or within the window (a run's next steps, decision 081) go in one statement: one round
+      // trip and one commit instead of one each.
       const mine = [payload];
       batch = mine;
+      const window = new Promise<void>((done) => {
+        if (batchWindowMs > 0) {
+          const timer = setTimeout(done, batchWindowMs);
+          sendNow = () => {
+            clearTimeout(timer);
+            done();
+          };
+        } else {
+          setImmediate(done);
+          sendNow = done;
+        }
+      });
       publishing = publishing
-        .then(() => new Promise<void>((done) => setImmediate(done)))
+        .then(() => window)
         .then(() => {
-          if (batch === mine) batch = undefined;
+          if (batch === mine) {
+            batch = undefined;
+            sendNow = undefined;
+          }
           return notifyAll(pool, channel, mine);
         })
         .then(
@@ -293,6 +331,7 @@ export async function createPostgresEventTarget(
       closing ??= (async () => {
         closed = true;
         clearTimeout(reconnectTimer);
+        sendNow?.();
         await reconnecting;
         await publishing;
         const client = listener;

@@ -248,6 +248,46 @@ describe('the PostgreSQL event target', () => {
     expect(() => bus.pubsub.publish('provisioning', step('run-4', 'late'))).toThrow(/closed/);
   });
 
+  it('gathers the events of its window in one statement, and sends them at once when asked (decision 081)', async () => {
+    const target = (batchWindowMs: number) =>
+      createPostgresEventTarget({ connectionString: url, logger, batchWindowMs });
+    const gathering = await target(1_000);
+    const holding = await target(60_000);
+    const listening = await target(0);
+    const counter = countStatements(database);
+    try {
+      const onListener = reader(createPubSub<Topics>({ eventTarget: listening }).subscribe('provisioning'));
+      // Published 10 ms apart, within one window: one statement, in order.
+      const spread = ['clone', 'verify', 'seed'].map((name) => step('run-window', name));
+      const gathered = await counter.count(async () => {
+        const pubsub = createPubSub<Topics>({ eventTarget: gathering });
+        for (const event of spread) {
+          pubsub.publish('provisioning', event);
+          await sleep(10);
+        }
+        return onListener.take(spread.length);
+      });
+      expect(gathered.value).toEqual(spread);
+      expect(gathered.tally.publishes, describeTally(gathered.tally)).toBe(1);
+
+      // A minute's window: published() and close() do not wait for it (a session's end is
+      // published and awaited before its sign-out answers).
+      const pubsub = createPubSub<Topics>({ eventTarget: holding });
+      const started = Date.now();
+      pubsub.publish('provisioning', step('run-window', 'dns'));
+      await holding.published();
+      expect((await onListener.take(1, 10_000)).map((event) => event.step)).toEqual(['dns']);
+      pubsub.publish('provisioning', step('run-window', 'ssl'));
+      await holding.close();
+      expect((await onListener.take(1, 10_000)).map((event) => event.step)).toEqual(['ssl']);
+      expect(Date.now() - started).toBeLessThan(30_000);
+      await onListener.stop();
+    } finally {
+      counter.restore();
+      await Promise.all([gathering.close(), holding.close(), listening.close()]);
+    }
+  });
+
   it('fails to start when its database does not exist', async () => {
     const missing = databaseUrl(admin, `missing_${randomBytes(4).toString('hex')}`);
     await expect(createPostgresEventTarget({ connectionString: missing, logger })).rejects.toThrow(
