@@ -197,6 +197,18 @@ export async function reserveSubdomain(db: Db, requested: string, owner: Subdoma
   const base = isAllowedSubdomain(requested) ? requested : generatedSubdomain();
   const clinicId = 'clinicId' in owner ? owner.clinicId : null;
   const onboardingId = 'onboardingId' in owner ? owner.onboardingId : null;
+  // Most names are free: one statement takes the name itself unless a reservation or another
+  // clinic's subdomain (a provisional one included) holds it; otherwise look at what is taken.
+  const wanted = firstFree(base, new Set());
+  const took = await execute(
+    db,
+    Prisma.sql`
+      INSERT INTO subdomain_reservations (subdomain, clinic_id, onboarding_id)
+      SELECT ${wanted}::text, ${clinicId}::uuid, ${onboardingId}::uuid
+       WHERE NOT EXISTS (SELECT 1 FROM clinics WHERE subdomain = ${wanted}::text AND id IS DISTINCT FROM ${clinicId}::uuid)
+      ON CONFLICT (subdomain) DO NOTHING`,
+  );
+  if (took === 1) return wanted;
   for (let round = 0; round < 50; round += 1) {
     // A clinic's provisional name (`name-1a2b3c4d`, before its subdomain step) lives only in
     // `clinics`; skip those too.
