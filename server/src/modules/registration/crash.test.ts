@@ -6,10 +6,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { createTestDatabase, startTestApp, TEST_SECRETS } from '../../../test/harness.js';
 import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
 import { REPO_ROOT } from '../../db/paths.js';
@@ -18,20 +17,59 @@ import { ownerTag, quoteLiteral } from '../provisioning/admin.js';
 
 const admin = inject('pgAdminUrl');
 
-function freePort(): Promise<number> {
-  return new Promise((done) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => done(port));
-    });
-  });
+/** When the running crash test's own timeout ends: a wait gives up before it, saying what was pending. */
+let testEndsAt = Number.POSITIVE_INFINITY;
+
+/**
+ * Probes until `done` holds, for at most `budgetMs` and never past the test's own end, so a
+ * failure names what was still pending (`pending`) instead of vitest's bare test timeout.
+ * A probe that throws counts as not done yet; its last error is in the failure. `gaveUp`, when
+ * it returns a reason, ends the wait at once (a child that exited will never listen).
+ */
+async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T>,
+  done: (value: T) => boolean,
+  options: {
+    budgetMs: number;
+    intervalMs: number;
+    pending: () => Promise<string> | string;
+    gaveUp?: () => string | null;
+  },
+): Promise<T> {
+  const started = Date.now();
+  const end = Math.min(started + options.budgetMs, testEndsAt - 5_000);
+  let lastError: unknown;
+  for (;;) {
+    const reason = options.gaveUp?.();
+    if (reason) throw new Error(`${what}: ${reason}`);
+    try {
+      const value = await probe();
+      if (done(value)) return value;
+      lastError = undefined;
+    } catch (error) {
+      lastError = error;
+    }
+    if (Date.now() >= end) {
+      const why = lastError instanceof Error ? `\nlast probe failed: ${lastError.message}` : '';
+      const pending = await Promise.resolve()
+        .then(options.pending)
+        .catch((error: unknown) => `(could not say: ${error instanceof Error ? error.message : error})`);
+      throw new Error(`${what}: not after ${Date.now() - started} ms; still pending:\n${pending}${why}`);
+    }
+    await new Promise((resolveWait) => setTimeout(resolveWait, options.intervalMs));
+  }
 }
 
-/** The real server, `node src/main.ts`, in a child process that can be SIGKILLed. */
+/**
+ * The real server, `node src/main.ts`, in a child process that can be SIGKILLed. It listens on a
+ * port of its own choosing (PORT=0) and the test reads it from its "Onramp listening" line: a
+ * port picked here and handed over could be taken by another process in the seconds the child
+ * needs to start under load.
+ */
 async function startServerProcess(
   env: Record<string, string>,
 ): Promise<{ url: string; child: ChildProcess }> {
-  const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'onramp-crash-'));
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
   const child = spawn(process.execPath, ['--import', 'tsx', resolve(REPO_ROOT, 'server/src/main.ts')], {
@@ -39,38 +77,57 @@ async function startServerProcess(
     env: {
       PATH: process.env.PATH ?? '',
       ONRAMP_ENV: 'test',
-      PORT: String(port),
+      PORT: '0',
       DNS_PORT: '0', // never a fixed port: files run in parallel, and so may other checkouts
       ONRAMP_DATA_DIR: dataDir,
       CLINIC_DATABASE_SERVERS: admin,
       CLINIC_POOL_SIZE: '0',
       CLINIC_HEALTH_INTERVAL_SECONDS: '0',
       PROVISIONING_LEASE_SECONDS: '2',
-      LOG_LEVEL: 'error',
+      LOG_LEVEL: 'info', // for its "Onramp listening" line
+      NO_COLOR: '1',
       ...TEST_SECRETS,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  // Its logs (errors only) and stderr, for the message should it fail to start.
+  // Its logs and stderr until it is ready, for the message should it fail to start; not after
+  // (at info, a request's logs are no business of this test's messages).
   let output = '';
+  let starting = true;
   const collect = (chunk: Buffer) => {
-    output += chunk.toString();
+    if (starting) output += chunk.toString();
   };
   child.stdout?.on('data', collect);
   child.stderr?.on('data', collect);
   afterAll(() => child.kill('SIGKILL'));
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}:\n${output}`);
-    const ready = await fetch(`${url}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ready) return { url, child };
-    await new Promise((done) => setTimeout(done, 100));
-  }
-  throw new Error('server never became ready');
+  const exited = () =>
+    child.exitCode !== null || child.signalCode !== null
+      ? `server exited with ${child.exitCode ?? child.signalCode}:\n${output}`
+      : null;
+  const url = await waitFor(
+    'the server child to listen',
+    async () => {
+      const line = output.split('\n').find((text) => text.includes('Onramp listening'));
+      const port = line && /https?:\/\/\S*?:(\d+)/.exec(line)?.[1];
+      return port ? `http://127.0.0.1:${port}` : null;
+    },
+    (found) => found !== null,
+    { budgetMs: 90_000, intervalMs: 50, pending: () => `its output so far:\n${output}`, gaveUp: exited },
+  );
+  await waitFor(
+    'the server child to be ready',
+    () => fetch(`${url}/readyz`).then((r) => r.ok),
+    (ready) => ready,
+    {
+      budgetMs: 30_000,
+      intervalMs: 100,
+      pending: () => `/readyz not ok; its output so far:\n${output}`,
+      gaveUp: exited,
+    },
+  );
+  starting = false;
+  return { url: url as string, child };
 }
 
 const REGISTER = 'mutation ($input: RegisterClinicInput!) { registerClinic(input: $input) { __typename } }';
@@ -159,6 +216,60 @@ async function statementsInFlight(centralUrl: string, mode: string): Promise<num
   });
 }
 
+/** The killed process's backends still counted by `statementsInFlight`: what each is doing. */
+async function describeStatementsInFlight(centralUrl: string, mode: string): Promise<string> {
+  const central = new URL(centralUrl).pathname.slice(1);
+  return withClient(admin, async (client) => {
+    // The statement's first words only: a CREATE ROLE's text carries the clinic role's password.
+    const { rows } = await client.query<Record<string, string>>(
+      `SELECT pid, datname, state, coalesce(wait_event_type || ':' || wait_event, '-') AS wait,
+              round(extract(epoch FROM now() - query_start))::text AS seconds,
+              array_to_string((regexp_split_to_array(query, '\\s+'))[1:3], ' ') AS statement
+         FROM pg_stat_activity
+        WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'
+          AND (datname = $1 OR (state <> 'idle' AND query LIKE $2))`,
+      [central, `%clinic_crash_${mode}_%`],
+    );
+    return rows
+      .map(
+        (row) =>
+          `backend ${row.pid} on ${row.datname}: ${row.state}, waiting ${row.wait}, for ${row.seconds} s on ${row.statement}`,
+      )
+      .join('\n');
+  });
+}
+
+/** Every run, with its clinic, lease and steps, and the clinics' provisioning jobs: what a wait on runs is waiting for. */
+async function describeRuns(centralUrl: string): Promise<string> {
+  return withClient(centralUrl, async (client) => {
+    const runs = await client.query<Record<string, string>>(
+      `SELECT r.id::text, r.kind::text, r.status::text, r.attempt::text, coalesce(r.subject_name, '-') AS clinic,
+              coalesce(c.status::text, 'gone') AS clinic_status,
+              coalesce(round(extract(epoch FROM r.lease_until - now()), 1)::text, '-') AS lease,
+              coalesce(string_agg(s.name || ' ' || s.status, ', ' ORDER BY s.started_at), 'none') AS steps
+         FROM provisioning_runs r
+         LEFT JOIN clinics c ON c.id = r.clinic_id
+         LEFT JOIN provisioning_steps s ON s.run_id = r.id
+        GROUP BY r.id, c.status ORDER BY r.started_at`,
+    );
+    const jobs = await client.query<Record<string, string>>(
+      `SELECT key, attempts::text, round(extract(epoch FROM run_at - now()), 1)::text AS due_in,
+              (locked_at IS NOT NULL)::text AS locked
+         FROM graphile_worker.jobs WHERE starts_with(key, 'provision:') ORDER BY key`,
+    );
+    return [
+      ...runs.rows.map(
+        (run) =>
+          `run ${run.id} (${run.kind} #${run.attempt}) of "${run.clinic}" (clinic ${run.clinic_status}): ` +
+          `${run.status}, lease ${run.lease} s, steps: ${run.steps}`,
+      ),
+      ...jobs.rows.map(
+        (job) => `job ${job.key}: attempts ${job.attempts}, due in ${job.due_in} s, locked ${job.locked}`,
+      ),
+    ].join('\n');
+  });
+}
+
 function register(url: string, input: Record<string, unknown>): Promise<Response> {
   return fetch(`${url}/graphql`, {
     method: 'POST',
@@ -193,12 +304,21 @@ async function crashDuringRegistrations(mode: 'strict' | 'hybrid') {
       );
       return Number(rows[0]?.n);
     });
-  await expect.poll(underWay, { timeout: 30_000, interval: 5 }).toBeGreaterThanOrEqual(2);
+  await waitFor('two runs under way with their database created', underWay, (n) => n >= 2, {
+    budgetMs: 60_000,
+    intervalMs: 5,
+    pending: () => describeRuns(centralUrl),
+  });
   child.kill('SIGKILL');
   await new Promise((done) => child.once('exit', done));
   // A statement in flight at the kill still completes on the server (a backend outlives its
   // client until it next writes to it): the state the restart finds is the one once they are done.
-  await expect.poll(() => statementsInFlight(centralUrl, mode), { timeout: 30_000, interval: 50 }).toBe(0);
+  await waitFor(
+    "the killed process's statements to end",
+    () => statementsInFlight(centralUrl, mode),
+    (n) => n === 0,
+    { budgetMs: 60_000, intervalMs: 50, pending: () => describeStatementsInFlight(centralUrl, mode) },
+  );
 
   // The crash really left work half done: runs in flight, databases created, clinics unfinished.
   const atKill = await snapshot(centralUrl);
@@ -219,19 +339,25 @@ async function crashDuringRegistrations(mode: 'strict' | 'hybrid') {
     CLINIC_HEALTH_INTERVAL_SECONDS: '0',
   });
   const { prisma } = after.app.deps.db;
-  await expect
-    .poll(
-      async () => {
-        await after.app.deps.reconciler.reconcile();
-        return prisma.provisioningRun.count({ where: { status: 'RUNNING' } });
-      },
-      { timeout: 20_000, interval: 250 },
-    )
-    .toBe(0);
+  await waitFor(
+    'the survivor to take over every run',
+    async () => {
+      await after.app.deps.reconciler.reconcile();
+      return prisma.provisioningRun.count({ where: { status: 'RUNNING' } });
+    },
+    (n) => n === 0,
+    { budgetMs: 60_000, intervalMs: 250, pending: () => describeRuns(centralUrl) },
+  );
   return { after, prisma, atKill, ready, unfinished };
 }
 
 describe('a SIGKILL in the middle of 5 registrations', () => {
+  // 240 s each: under a busy batch (the whole suite on two workers) every phase runs several
+  // times slower than alone; the child alone took up to 23 s to start (2.6 s idle).
+  beforeEach(({ task }) => {
+    testEndsAt = Date.now() + task.timeout;
+  });
+
   it('strict mode: the restart rolls back what was unfinished, keeps what was done, and leaves no zombie', async () => {
     // Named like a clinic database of this very run, made by hand: never the ledger's, never touched.
     const handMade = `clinic_crash_strict_9_${randomBytes(8).toString('hex')}`;
@@ -242,9 +368,22 @@ describe('a SIGKILL in the middle of 5 registrations', () => {
       ),
     );
     const { after, atKill, ready, unfinished } = await crashDuringRegistrations('strict');
-    await expect
-      .poll(() => after.app.deps.reconciler.zombieReport(), { timeout: 20_000, interval: 250 })
-      .toMatchObject({ accounts: [], orphans: [] });
+    let report = await after.app.deps.reconciler.zombieReport();
+    await waitFor(
+      'no zombie account and no unquarantined orphan',
+      async () => {
+        report = await after.app.deps.reconciler.zombieReport();
+        return report;
+      },
+      ({ accounts, orphans }) => accounts.length === 0 && orphans.length === 0,
+      {
+        budgetMs: 60_000,
+        intervalMs: 250,
+        pending: async () =>
+          `accounts: ${JSON.stringify(report.accounts)}\norphans: ${JSON.stringify(report.orphans)}\n` +
+          (await describeRuns(after.config.databaseUrl as string)),
+      },
+    );
     const now = await snapshot(after.config.databaseUrl as string);
     // Exactly the clinics that were READY at the kill remain, READY and healthy, with their admin.
     expect(now.clinics.map((clinic) => clinic.id)).toEqual(ready.map((clinic) => clinic.id));
@@ -283,17 +422,20 @@ describe('a SIGKILL in the middle of 5 registrations', () => {
     expect(keptAfterPurge.databases).toEqual(
       new Set([...ready.map((clinic) => clinic.database_name), handMade]),
     );
-  }, 120_000);
+  }, 240_000);
 
   it('hybrid mode: the restart finishes every registration whose central records committed', async () => {
     const { after, prisma, atKill, unfinished } = await crashDuringRegistrations('hybrid');
-    await expect
-      .poll(
-        async () =>
-          (await prisma.clinic.findMany({ select: { status: true } })).map((clinic) => clinic.status),
-        { timeout: 30_000 },
-      )
-      .toSatisfy((statuses: string[]) => statuses.every((status) => status === 'READY'));
+    await waitFor(
+      'every clinic READY',
+      () => prisma.clinic.findMany({ select: { name: true, status: true } }),
+      (clinics) => clinics.every((clinic) => clinic.status === 'READY'),
+      {
+        budgetMs: 60_000,
+        intervalMs: 100,
+        pending: async () => describeRuns(after.config.databaseUrl as string),
+      },
+    );
     expect(await after.app.deps.reconciler.zombieReport()).toMatchObject({ accounts: [], orphans: [] });
     const now = await snapshot(after.config.databaseUrl as string);
     // Nothing was rolled back: every clinic of the kill is there, finished, with its admin.
@@ -307,7 +449,7 @@ describe('a SIGKILL in the middle of 5 registrations', () => {
     );
     expect(server.databases.size).toBe(now.clinics.length);
     expect(server.roles.size).toBe(now.clinics.length);
-  }, 120_000);
+  }, 240_000);
 });
 
 describe("the reconciler's reach", async () => {
