@@ -197,18 +197,19 @@ export async function reserveSubdomain(db: Db, requested: string, owner: Subdoma
   const base = isAllowedSubdomain(requested) ? requested : generatedSubdomain();
   const clinicId = 'clinicId' in owner ? owner.clinicId : null;
   const onboardingId = 'onboardingId' in owner ? owner.onboardingId : null;
-  // Most names are free: one statement takes the name itself unless a reservation or another
-  // clinic's subdomain (a provisional one included) holds it; otherwise look at what is taken.
-  const wanted = firstFree(base, new Set());
-  const took = await execute(
-    db,
-    Prisma.sql`
-      INSERT INTO subdomain_reservations (subdomain, clinic_id, onboarding_id)
-      SELECT ${wanted}::text, ${clinicId}::uuid, ${onboardingId}::uuid
-       WHERE NOT EXISTS (SELECT 1 FROM clinics WHERE subdomain = ${wanted}::text AND id IS DISTINCT FROM ${clinicId}::uuid)
-      ON CONFLICT (subdomain) DO NOTHING`,
-  );
-  if (took === 1) return wanted;
+  /** Takes `name` unless a reservation or another clinic's subdomain holds it. */
+  const take = async (name: string) =>
+    (await execute(
+      db,
+      Prisma.sql`
+        INSERT INTO subdomain_reservations (subdomain, clinic_id, onboarding_id)
+        SELECT ${name}::text, ${clinicId}::uuid, ${onboardingId}::uuid
+         WHERE NOT EXISTS (SELECT 1 FROM clinics WHERE subdomain = ${name}::text AND id IS DISTINCT FROM ${clinicId}::uuid)
+        ON CONFLICT (subdomain) DO NOTHING`,
+    )) === 1;
+  // Most names are free: the name itself in one statement, before any look at what is taken.
+  let candidate = firstFree(base, new Set());
+  if (await take(candidate)) return candidate;
   for (let round = 0; round < 50; round += 1) {
     // A clinic's provisional name (`name-1a2b3c4d`, before its subdomain step) lives only in
     // `clinics`; skip those too.
@@ -223,15 +224,8 @@ export async function reserveSubdomain(db: Db, requested: string, owner: Subdoma
         )
       ).map((row) => row.subdomain),
     );
-    const candidate = firstFree(base, taken);
-    const inserted = await execute(
-      db,
-      Prisma.sql`
-        INSERT INTO subdomain_reservations (subdomain, clinic_id, onboarding_id)
-        VALUES (${candidate}::text, ${clinicId}::uuid, ${onboardingId}::uuid)
-        ON CONFLICT (subdomain) DO NOTHING`,
-    );
-    if (inserted === 1) return candidate;
+    candidate = firstFree(base, taken);
+    if (await take(candidate)) return candidate;
     // Someone committed `candidate` meanwhile: look again.
   }
   throw new Error(`no free subdomain found for ${base}`);
