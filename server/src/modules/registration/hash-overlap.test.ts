@@ -37,13 +37,16 @@ async function stepsOf(t: TestApp, email: string): Promise<{ name: string; statu
     WHERE u.email = ${email} ORDER BY s.started_at`;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  for (let i = 0; i < 200; i++) {
-    const found = await probe();
-    if (found !== undefined) return found;
-    await new Promise((done) => setTimeout(done, 25));
-  }
-  throw new Error(`never: ${what}`);
+/** `probe`'s value once it has one, polled (vitest's `vi.waitFor`); fails naming `what`. */
+function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
+  return vi.waitFor(
+    async () => {
+      const found = await probe();
+      if (found === undefined) throw new Error(`not yet: ${what}`);
+      return found;
+    },
+    { timeout: 10_000, interval: 25 },
+  );
 }
 
 async function passwordSignIn(t: TestApp, email: string): Promise<string | undefined> {
