@@ -4,9 +4,10 @@
  * neither routes nor adapts: the HTTP route table (http/routes.ts), GraphQL (http/graphql.ts) and
  * the WebSocket glue (http/graphql-ws.ts) receive what this builds.
  */
+import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { BaseDeps, Deps } from './context.js';
-import { startWorker, type Worker } from './jobs/index.js';
+import { releaseDeadWorkers, startWorker, type Worker } from './jobs/index.js';
 import { createMetrics } from './metrics.js';
 import { AccountService } from './modules/account/service.js';
 import { postgresLimitStore, redisLimitStore } from './modules/auth/lockout.js';
@@ -218,6 +219,8 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
   };
 
   let worker: Worker | undefined;
+  // This process, for the job workers' liveness (docs/decisions/082).
+  const instanceId = randomUUID();
   let reconcileTimer: NodeJS.Timeout | undefined;
   // The pass in flight, awaited by close(): one that ended after the databases closed would
   // fail and log once nobody listens any more.
@@ -236,6 +239,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
       moves.recoverAbandoned(),
       committedMail.requeueUnsent(),
       counters.prune(),
+      releaseDeadWorkers(base.db.prisma, logger),
     ])
       .then(([result, , expired]) => {
         if (Object.values(result).some((count) => count > 0) || expired > 0)
@@ -260,6 +264,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
       rollouts.start();
       worker = await startWorker({
         connectionString: base.db.centralUrl,
+        instanceId,
         logger,
         pollInterval: options.jobPollIntervalMs,
         handlers: {

@@ -4,8 +4,10 @@
  * Payloads are typed by task name; every handler must be safe to run twice.
  */
 
+import { EventEmitter } from 'node:events';
 import {
   type Runner,
+  type RunnerOptions,
   run,
   runMigrations,
   type Task,
@@ -13,7 +15,8 @@ import {
   Logger as WorkerLogger,
 } from 'graphile-worker';
 import pg from 'pg';
-import { execute, type RawWriteDb } from '../db/raw.js';
+import type { CentralPrisma } from '../db/database.js';
+import { execute, queryRows, type RawWriteDb } from '../db/raw.js';
 import { Prisma } from '../generated/central/client.js';
 import type { Logger } from '../logger.js';
 
@@ -166,6 +169,11 @@ export interface Worker {
 
 export interface StartWorkerOptions {
   connectionString: string;
+  /**
+   * This process's id, unique in the cluster: its worker connections carry it in their
+   * application_name, and `job_workers` maps its workers to it (docs/decisions/082).
+   */
+  instanceId: string;
   logger: Logger;
   handlers: TaskHandlers;
   /** @default 4 */
@@ -185,14 +193,35 @@ export async function startWorker(options: StartWorkerOptions): Promise<Worker> 
   }
   // Our own pool, so that a connection dropped while idle (a restart, pg_terminate_backend) is
   // logged instead of surfacing as an uncaught 'error' event once the runner stops listening.
+  // Its application_name is the instance's liveness signal (releaseDeadWorkers): the runner
+  // holds one connection for LISTEN as long as the process lives.
   const pgPool = new pg.Pool({
     connectionString: options.connectionString,
     max: (options.concurrency ?? 4) + 2,
-    application_name: 'onramp-worker',
+    application_name: workerApplicationName(options.instanceId),
   });
   const lost = (error: Error) => options.logger.warn({ err: error }, 'job-worker connection lost');
   pgPool.on('error', lost);
   pgPool.on('connect', (client) => client.on('error', lost));
+  // The worker pool's id, which graphile-worker 0.17 locks jobs with (`locked_by`: the pool's,
+  // not each worker's), is recorded as the pool is created, before its workers' first fetch; a
+  // kill in the milliseconds between the two leaves the pool's locks to the 4-hour reset.
+  const poolIds: string[] = [];
+  const recorded: Promise<unknown>[] = [];
+  const events = new EventEmitter() as NonNullable<RunnerOptions['events']>;
+  events.on('pool:create', ({ workerPool }) => {
+    poolIds.push(workerPool.id);
+    recorded.push(
+      pgPool
+        .query('INSERT INTO job_workers (worker_id, instance) VALUES ($1, $2) ON CONFLICT DO NOTHING', [
+          workerPool.id,
+          options.instanceId,
+        ])
+        .catch((error: unknown) =>
+          options.logger.error({ err: error, workerId: workerPool.id }, 'job worker pool not recorded'),
+        ),
+    );
+  });
   const runner: Runner = await run({
     pgPool,
     concurrency: options.concurrency ?? 4,
@@ -201,13 +230,87 @@ export async function startWorker(options: StartWorkerOptions): Promise<Worker> 
     taskList,
     crontab: options.crontab ?? CRONTAB,
     logger: workerLogger(options.logger),
+    events,
   });
+  await Promise.all(recorded);
   return {
     async stop() {
       await runner.stop();
+      // A stopped pool holds nothing: its row is not for a survivor to look at.
+      await pgPool
+        .query('DELETE FROM job_workers WHERE worker_id = ANY($1)', [poolIds])
+        .catch((error: unknown) => options.logger.warn({ err: error }, 'job workers not forgotten'));
       await pgPool.end();
     },
   };
+}
+
+const WORKER_APPLICATION = 'onramp-worker ';
+
+/** The application_name of an instance's job-worker connections (at most 63 bytes: a uuid fits). */
+export function workerApplicationName(instanceId: string): string {
+  return `${WORKER_APPLICATION}${instanceId}`;
+}
+
+/** Whether `instance` (an SQL expression) has a job-worker connection to this database, as SQL. */
+function instanceConnectedSql(instance: Prisma.Sql): Prisma.Sql {
+  return Prisma.sql`EXISTS (SELECT 1 FROM pg_stat_activity a
+    WHERE a.datname = current_database() AND a.application_name = ${WORKER_APPLICATION} || ${instance})`;
+}
+
+export interface ReleaseDeadWorkersOptions {
+  /**
+   * How long an instance must have been seen without a job-worker connection, on an earlier pass,
+   * before its workers' locks are released (a connection being re-established is not a death).
+   * @default 10
+   */
+  goneForSeconds?: number;
+}
+
+/**
+ * Unlocks the jobs (and named queues) locked by workers whose instance is gone, so that another
+ * worker runs them now rather than once graphile-worker 0.17 resets locks 4 hours old
+ * (docs/decisions/082). An instance is gone when it has no job-worker connection to the central
+ * database (pg_stat_activity), on two passes at least `goneForSeconds` apart; a live worker's
+ * lock is never released. Cheap enough for every instance's reconcile pass: one statement when
+ * nobody died. @returns the jobs unlocked
+ */
+export async function releaseDeadWorkers(
+  prisma: CentralPrisma,
+  logger: Logger,
+  options: ReleaseDeadWorkersOptions = {},
+): Promise<number> {
+  const seconds = options.goneForSeconds ?? 10;
+  // Released first, marked after: a worker first seen gone by this pass waits for the next one.
+  const released = await prisma.$transaction(async (tx) => {
+    const dead = await queryRows<{ workerId: string; instance: string }>(
+      tx,
+      Prisma.sql`DELETE FROM job_workers w
+        WHERE w.gone_since <= now() - make_interval(secs => ${seconds})
+          AND NOT ${instanceConnectedSql(Prisma.sql`w.instance`)}
+        RETURNING w.worker_id AS "workerId", w.instance`,
+    );
+    if (dead.length === 0) return null;
+    const workerIds = dead.map((row) => row.workerId);
+    const [held] = await queryRows<{ n: number }>(
+      tx,
+      Prisma.sql`SELECT count(*)::int AS n FROM graphile_worker.jobs WHERE locked_by = ANY(${workerIds})`,
+    );
+    await execute(tx, Prisma.sql`SELECT graphile_worker.force_unlock_workers(${workerIds}::text[])`);
+    // What add_job sends: idle workers fetch at once instead of at their next poll.
+    if ((held?.n ?? 0) > 0) await execute(tx, Prisma.sql`SELECT pg_notify('jobs:insert', '{"count":-1}')`);
+    return { workerIds, instances: [...new Set(dead.map((row) => row.instance))], jobs: held?.n ?? 0 };
+  });
+  if (released) {
+    logger.info(released, 'unlocked the jobs of job workers whose instance is gone');
+  }
+  await execute(
+    prisma,
+    Prisma.sql`UPDATE job_workers w SET gone_since = CASE WHEN s.connected THEN NULL ELSE now() END
+      FROM (SELECT j.worker_id, ${instanceConnectedSql(Prisma.sql`j.instance`)} AS connected FROM job_workers j) s
+      WHERE s.worker_id = w.worker_id AND s.connected = (w.gone_since IS NOT NULL)`,
+  );
+  return released?.jobs ?? 0;
 }
 
 /** graphile-worker's logs through pino; payloads are never logged. */

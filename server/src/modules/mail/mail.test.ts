@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createTestDatabase,
@@ -48,6 +49,7 @@ async function startMailStack(env: Record<string, string>): Promise<MailStack> {
   try {
     worker = await startWorker({
       connectionString: db.centralUrl,
+      instanceId: randomUUID(),
       logger,
       pollInterval: 100,
       handlers: {
