@@ -33,7 +33,8 @@ export async function startServerProcess(
   env: Record<string, string>,
   options: ServerProcessOptions = {},
 ): Promise<ServerProcess> {
-  const end = Date.now() + (options.budgetMs ?? 90_000);
+  const budgetMs = options.budgetMs ?? 90_000;
+  const end = Date.now() + budgetMs;
   const child = spawn(process.execPath, ['--import', 'tsx', resolve(REPO_ROOT, 'server/src/main.ts')], {
     cwd: resolve(REPO_ROOT, 'server'),
     env: {
@@ -76,7 +77,7 @@ export async function startServerProcess(
   const output = () => `stdout:\n${out}\nstderr:\n${err}`;
   const url = await new Promise<string>((done, fail) => {
     const timer = setTimeout(() => {
-      fail(new Error(`no 'listening' message from the server child within the budget; its ${output()}`));
+      fail(new Error(`no 'listening' message from the server child within ${budgetMs} ms; its ${output()}`));
     }, end - Date.now());
     child.on('message', (message) => {
       if (!isListeningMessage(message)) return;
@@ -104,7 +105,7 @@ export async function startServerProcess(
     if (Date.now() >= end) {
       const waited = ready ? 'the start banner' : '/readyz to answer 200';
       throw new Error(
-        `the server child listens on ${url} but never got ready (waited for ${waited}); its ${output()}`,
+        `the server child listens on ${url} but was not ready within ${budgetMs} ms (waited for ${waited}); its ${output()}`,
       );
     }
     await new Promise((done) => setTimeout(done, 100));
