@@ -6,6 +6,7 @@ import { openDatabases } from './db/database.js';
 import { EmbeddedPostgresInUse } from './db/embedded.js';
 import { ConfigError, loadConfig } from './env.js';
 import { createLogger } from './logger.js';
+import { announceListening } from './process-channel.js';
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
@@ -48,6 +49,8 @@ async function main(): Promise<void> {
     await app.stop();
     process.exit(1);
   }
+  // Here, not in app.ts: a test app in a vitest worker (a forked process) must not tell vitest.
+  announceListening(url);
   // Development only: console, GraphiQL and a one-time sign-in link, on stdout (decision 020).
   await printDevelopmentBanner({ config, prisma: db.prisma, consoleDir }, url);
 }

@@ -14,6 +14,7 @@ import { type RunningPostgres, startEmbeddedPostgres } from '../src/db/embedded.
 import { REPO_ROOT } from '../src/db/paths.js';
 import { databaseUrl, quoteIdent, withClient } from '../src/db/sql.js';
 import { createLogger } from '../src/logger.js';
+import { isListeningMessage } from '../src/process-channel.js';
 import { type SmtpSink, startSmtpSink } from './smtp-sink.js';
 
 export const CLUSTER_SECRETS = {
@@ -45,8 +46,8 @@ export interface ClusterOptions {
 export interface Instance {
   /** HAProxy's name of the server: `a`, `b`, `c`… */
   name: string;
-  /** Direct URL, bypassing the load balancer. */
-  url: string;
+  /** Direct URL, bypassing the load balancer: on the port the instance picked at its first start. */
+  readonly url: string;
   /** The running process (a new one after {@link Instance.start}). */
   readonly child: ChildProcess;
   output(): string;
@@ -171,13 +172,11 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const port = options.port ?? (await freePort());
     const url = `http://127.0.0.1:${port}`;
     const names = Array.from({ length: options.instances ?? 3 }, (_, i) => String.fromCharCode(97 + i));
-    const ports = await Promise.all(names.map(() => freePort()));
     const instances = await Promise.all(
-      names.map((name, i) =>
-        startInstance(name, ports[i] as number, options.onOutput, {
+      names.map((name) =>
+        startInstance(name, options.onOutput, {
           ONRAMP_ENV: 'test',
           HOST: '127.0.0.1',
-          PORT: String(ports[i]),
           DATABASE_URL: centralUrl,
           CLINIC_DATABASE_SERVERS: clinicServerUrls.join(','),
           REDIS_URL: redisUrl,
@@ -309,11 +308,11 @@ async function haproxyBackends(socket: string): Promise<BackendState[]> {
 
 async function startInstance(
   name: string,
-  port: number,
   onOutput: ClusterOptions['onOutput'],
   env: Record<string, string>,
 ): Promise<Instance> {
-  const url = `http://127.0.0.1:${port}`;
+  /** Set by the first start; HAProxy's configuration, written after, names it. */
+  let url: string | undefined;
   let output = '';
   const collect = (chunk: Buffer) => {
     const text = chunk.toString();
@@ -324,31 +323,48 @@ async function startInstance(
   let exited: Promise<void>;
   const running = () => child.exitCode === null && child.signalCode === null;
   const spawnReady = async () => {
+    // The first start picks its own port (PORT=0: one handed over could be taken meanwhile) and
+    // says which over the IPC channel (server/src/process-channel.ts); a restart takes it again.
     child = spawn(process.execPath, [MAIN], {
       cwd: SERVER_DIR,
-      env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', ...env, PORT: url ? new URL(url).port : '0' },
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     child.stdout?.on('data', collect);
     child.stderr?.on('data', collect);
     exited = new Promise<void>((done) => child.once('exit', () => done()));
+    let listening: string | undefined;
+    const spawned = child;
+    spawned.on('message', (message) => {
+      if (!isListeningMessage(message)) return;
+      listening = message.url;
+      if (spawned.connected) spawned.disconnect();
+    });
     for (let i = 0; i < 1200; i++) {
       if (!running()) throw new Error(`instance ${name} exited with ${child.exitCode}:\n${output}`);
       if (
-        await httpStatus(`${url}/readyz`).then(
+        listening &&
+        (await httpStatus(`${listening}/readyz`).then(
           (status) => status === 200,
           () => false,
-        )
-      )
+        ))
+      ) {
+        url = listening;
         return;
+      }
       await sleep(100);
     }
     await instance.kill();
-    throw new Error(`instance ${name} never became ready:\n${output}`);
+    throw new Error(
+      `instance ${name} never became ready (${listening ? `/readyz of ${listening}` : "its 'listening' message"}):\n${output}`,
+    );
   };
   const instance: Instance = {
     name,
-    url,
+    get url() {
+      if (!url) throw new Error(`instance ${name} has not started yet`);
+      return url;
+    },
     get child() {
       return child;
     },

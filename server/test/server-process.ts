@@ -1,21 +1,10 @@
 /** The real server, `node src/main.ts`, in a child process: for what only a process shows (stdout). */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { afterAll, inject } from 'vitest';
 import { REPO_ROOT } from '../src/db/paths.js';
+import { isListeningMessage } from '../src/process-channel.js';
 import { tempDir } from './harness.js';
-
-export function freePort(): Promise<number> {
-  return new Promise((done, reject) => {
-    const server = createServer()
-      .once('error', reject)
-      .listen(0, '127.0.0.1', () => {
-        const { port } = server.address() as { port: number };
-        server.close(() => done(port));
-      });
-  });
-}
 
 export interface ServerProcess {
   url: string;
@@ -28,18 +17,29 @@ export interface ServerProcess {
   interrupt(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+export interface ServerProcessOptions {
+  /** Milliseconds the child gets to listen and be ready (tsx compiles the server first). @default 90000 */
+  budgetMs?: number;
+}
+
 /**
- * Starts the server with `env` on a free port (DNS off, no warm pool, no health sweep, logs at
- * info on stdout as in a terminal) and resolves once `/readyz` answers and, in development, the
- * start banner is out. Stopped after the file.
+ * Starts the server with `env` (DNS off, no warm pool, no health sweep, logs at info on stdout as
+ * in a terminal) on a port of its own choosing, PORT=0, learnt from its `listening` message on the
+ * IPC channel (server/src/process-channel.ts), at any log level: a port picked here and handed
+ * over could be taken by another process of the parallel suite while the child starts. Resolves
+ * once `/readyz` answers and, in development, the start banner is out. Stopped after the file.
  */
-export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
-  const port = await freePort();
+export async function startServerProcess(
+  env: Record<string, string>,
+  options: ServerProcessOptions = {},
+): Promise<ServerProcess> {
+  const budgetMs = options.budgetMs ?? 90_000;
+  const end = Date.now() + budgetMs;
   const child = spawn(process.execPath, ['--import', 'tsx', resolve(REPO_ROOT, 'server/src/main.ts')], {
     cwd: resolve(REPO_ROOT, 'server'),
     env: {
       PATH: process.env.PATH ?? '',
-      PORT: String(port),
+      PORT: '0',
       DNS_PORT: '0',
       ONRAMP_DATA_DIR: tempDir('onramp-process-'),
       CLINIC_DATABASE_SERVERS: inject('pgAdminUrl'),
@@ -49,7 +49,7 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
       NO_COLOR: '1',
       ...env,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     // Its own process group, as a command started from a shell: `interrupt` signals the group.
     detached: true,
   });
@@ -74,10 +74,27 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
     return exited;
   };
   afterAll(stop);
-  const url = `http://127.0.0.1:${port}`;
+  const output = () => `stdout:\n${out}\nstderr:\n${err}`;
+  const url = await new Promise<string>((done, fail) => {
+    const timer = setTimeout(() => {
+      fail(new Error(`no 'listening' message from the server child within ${budgetMs} ms; its ${output()}`));
+    }, end - Date.now());
+    child.on('message', (message) => {
+      if (!isListeningMessage(message)) return;
+      clearTimeout(timer);
+      // Nothing else comes over the channel: it must not keep this process waiting.
+      if (child.connected) child.disconnect();
+      done(message.url);
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      fail(new Error(`the server child exited with ${code ?? signal} before it listened; its ${output()}`));
+    });
+  });
   const development = (env.ONRAMP_ENV ?? 'development') === 'development';
-  for (let i = 0; i < 900; i++) {
-    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}:\n${err}`);
+  for (;;) {
+    if (!running())
+      throw new Error(`the server child exited with ${child.exitCode ?? child.signalCode}; its ${output()}`);
     const ready = await fetch(`${url}/readyz`).then(
       (r) => r.ok,
       () => false,
@@ -85,7 +102,12 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
     if (ready && (!development || out.includes('Sign in'))) {
       return { url, child, stdout: () => out, stderr: () => err, stop, interrupt };
     }
+    if (Date.now() >= end) {
+      const waited = ready ? 'the start banner' : '/readyz to answer 200';
+      throw new Error(
+        `the server child listens on ${url} but was not ready within ${budgetMs} ms (waited for ${waited}); its ${output()}`,
+      );
+    }
     await new Promise((done) => setTimeout(done, 100));
   }
-  throw new Error(`server never became ready:\n${out}\n${err}`);
 }

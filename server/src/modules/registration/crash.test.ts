@@ -3,16 +3,12 @@
  * in the middle of registrations; a survivor started afterwards on the same central database
  * must leave no half-made clinic behind, and must never touch what is not its own.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { createTestDatabase, startTestApp, TEST_SECRETS } from '../../../test/harness.js';
 import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
-import { REPO_ROOT } from '../../db/paths.js';
+import { startServerProcess } from '../../../test/server-process.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
 import { ownerTag, quoteLiteral } from '../provisioning/admin.js';
 
@@ -63,73 +59,14 @@ async function waitFor<T>(
 }
 
 /**
- * The real server, `node src/main.ts`, in a child process that can be SIGKILLed. It listens on a
- * port of its own choosing (PORT=0) and the test reads it from its "Onramp listening" line: a
- * port picked here and handed over could be taken by another process in the seconds the child
- * needs to start under load.
+ * The real server in a child process that can be SIGKILLed (server/test/server-process.ts: it
+ * picks its own port), given no more of its time to start than the test has left.
  */
-async function startServerProcess(
-  env: Record<string, string>,
-): Promise<{ url: string; child: ChildProcess }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'onramp-crash-'));
-  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve(REPO_ROOT, 'server/src/main.ts')], {
-    cwd: resolve(REPO_ROOT, 'server'),
-    env: {
-      PATH: process.env.PATH ?? '',
-      ONRAMP_ENV: 'test',
-      PORT: '0',
-      DNS_PORT: '0', // never a fixed port: files run in parallel, and so may other checkouts
-      ONRAMP_DATA_DIR: dataDir,
-      CLINIC_DATABASE_SERVERS: admin,
-      CLINIC_POOL_SIZE: '0',
-      CLINIC_HEALTH_INTERVAL_SECONDS: '0',
-      PROVISIONING_LEASE_SECONDS: '2',
-      LOG_LEVEL: 'info', // for its "Onramp listening" line
-      NO_COLOR: '1',
-      ...TEST_SECRETS,
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  // Its logs and stderr until it is ready, for the message should it fail to start; not after
-  // (at info, a request's logs are no business of this test's messages).
-  let output = '';
-  let starting = true;
-  const collect = (chunk: Buffer) => {
-    if (starting) output += chunk.toString();
-  };
-  child.stdout?.on('data', collect);
-  child.stderr?.on('data', collect);
-  afterAll(() => child.kill('SIGKILL'));
-  const exited = () =>
-    child.exitCode !== null || child.signalCode !== null
-      ? `server exited with ${child.exitCode ?? child.signalCode}:\n${output}`
-      : null;
-  const url = await waitFor(
-    'the server child to listen',
-    async () => {
-      const line = output.split('\n').find((text) => text.includes('Onramp listening'));
-      const port = line && /https?:\/\/\S*?:(\d+)/.exec(line)?.[1];
-      return port ? `http://127.0.0.1:${port}` : null;
-    },
-    (found) => found !== null,
-    { budgetMs: 90_000, intervalMs: 50, pending: () => `its output so far:\n${output}`, gaveUp: exited },
+const startServer = (env: Record<string, string>) =>
+  startServerProcess(
+    { ONRAMP_ENV: 'test', PROVISIONING_LEASE_SECONDS: '2', ...TEST_SECRETS, ...env },
+    { budgetMs: Math.min(120_000, testEndsAt - 5_000 - Date.now()) },
   );
-  await waitFor(
-    'the server child to be ready',
-    () => fetch(`${url}/readyz`).then((r) => r.ok),
-    (ready) => ready,
-    {
-      budgetMs: 30_000,
-      intervalMs: 100,
-      pending: () => `/readyz not ok; its output so far:\n${output}`,
-      gaveUp: exited,
-    },
-  );
-  starting = false;
-  return { url: url as string, child };
-}
 
 const REGISTER = 'mutation ($input: RegisterClinicInput!) { registerClinic(input: $input) { __typename } }';
 
@@ -281,7 +218,7 @@ function register(url: string, input: Record<string, unknown>): Promise<Response
 
 async function crashDuringRegistrations(mode: 'strict' | 'hybrid') {
   const centralUrl = await createTestDatabase('crash');
-  const { url, child } = await startServerProcess({ DATABASE_URL: centralUrl, REGISTRATION_MODE: mode });
+  const { url, child } = await startServer({ DATABASE_URL: centralUrl, REGISTRATION_MODE: mode });
   const input = (i: number) => ({
     clinicName: `Crash ${mode} ${i}`,
     country: 'FR',
@@ -529,7 +466,7 @@ describe('a SIGKILL while a job runs', () => {
 
   it("a survivor runs the job the killed instance held, within a minute (not graphile-worker's 4 hours)", async () => {
     const centralUrl = await createTestDatabase('crashjob');
-    const { child } = await startServerProcess({ DATABASE_URL: centralUrl });
+    const { child } = await startServer({ DATABASE_URL: centralUrl });
     // The purge job (a named queue, as in production) held at its first statement: the test
     // locks the table it reads, as a slow database would hold it.
     const blocker = new pg.Client({ connectionString: centralUrl });
