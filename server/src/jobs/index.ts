@@ -292,14 +292,24 @@ export async function releaseDeadWorkers(
     );
     if (dead.length === 0) return null;
     const workerIds = dead.map((row) => row.workerId);
-    const [held] = await queryRows<{ n: number }>(
+    const held = await queryRows<{ id: string; attempts: number }>(
       tx,
-      Prisma.sql`SELECT count(*)::int AS n FROM graphile_worker.jobs WHERE locked_by = ANY(${workerIds})`,
+      Prisma.sql`SELECT id::text, attempts FROM graphile_worker.jobs WHERE locked_by = ANY(${workerIds})`,
     );
     await execute(tx, Prisma.sql`SELECT graphile_worker.force_unlock_workers(${workerIds}::text[])`);
-    // What add_job sends: idle workers fetch at once instead of at their next poll.
-    if ((held?.n ?? 0) > 0) await execute(tx, Prisma.sql`SELECT pg_notify('jobs:insert', '{"count":-1}')`);
-    return { workerIds, instances: [...new Set(dead.map((row) => row.instance))], jobs: held?.n ?? 0 };
+    if (held.length > 0) {
+      // The attempt the dead worker took is given back, as graphile-worker itself does for the
+      // jobs of a pool that shuts down mid-run (returnJobs): a job on its last attempt, as every
+      // provision_clinic job is (maxAttempts 1), would otherwise never be fetched again.
+      await execute(
+        tx,
+        Prisma.sql`SELECT count(*) FROM unnest(${held.map((job) => job.id)}::bigint[], ${held.map((job) => job.attempts)}::int[]) AS h(id, attempts),
+          LATERAL graphile_worker.reschedule_jobs(ARRAY[h.id], run_at := now(), attempts := GREATEST(h.attempts - 1, 0)) r`,
+      );
+      // What add_job sends: idle workers fetch at once instead of at their next poll.
+      await execute(tx, Prisma.sql`SELECT pg_notify('jobs:insert', '{"count":-1}')`);
+    }
+    return { workerIds, instances: [...new Set(dead.map((row) => row.instance))], jobs: held.length };
   });
   if (released) {
     logger.info(released, 'unlocked the jobs of job workers whose instance is gone');

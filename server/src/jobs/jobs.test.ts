@@ -75,12 +75,13 @@ describe('releaseDeadWorkers', () => {
       job_key => 'live', queue_name => 'purge_quarantine')`;
     await until('the live worker holds its job', async () => (await job('live'))?.locked_by != null);
 
-    // The gone instance: its worker's row and a job (in a queue of its own) locked by it.
+    // The gone instance: its worker's row and a job (in a queue of its own) locked by it, on its
+    // only attempt, as every provision_clinic job is (the registration counts its own attempts).
     const gone = randomUUID();
     const goneWorker = `pool-${randomBytes(9).toString('hex')}`;
     await prisma.$executeRaw`INSERT INTO job_workers (worker_id, instance) VALUES (${goneWorker}, ${gone})`;
     await prisma.$executeRaw`SELECT graphile_worker.add_job('send_email', '{"outboxId":"dead"}'::json,
-      job_key => 'dead', queue_name => 'dead-queue', run_at => now() + interval '1 hour')`;
+      job_key => 'dead', queue_name => 'dead-queue', run_at => now() + interval '1 hour', max_attempts => 1)`;
     await prisma.$executeRaw`UPDATE graphile_worker._private_jobs
       SET locked_by = ${goneWorker}, locked_at = now(), attempts = 1, run_at = now() WHERE key = 'dead'`;
     await prisma.$executeRaw`UPDATE graphile_worker._private_job_queues
