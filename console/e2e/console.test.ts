@@ -10,7 +10,6 @@
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createServer as createNetServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
@@ -26,6 +25,7 @@ import {
   startTestApp,
   type TestApp,
 } from '../../server/test/harness.js';
+import { freePort } from '../../server/test/ports.js';
 import { CURRENT_ACCEPTANCES } from '../../server/test/registration-flow.js';
 import { startServerProcess } from '../../server/test/server-process.js';
 import { startSmtpSink } from '../../server/test/smtp-sink.js';
@@ -72,22 +72,6 @@ const registerOn = async (app: TestApp, clinicName: string, adminEmail: string) 
 /** The recipients of a parsed message, as text. */
 const recipients = (message: { to?: { text: string } | { text: string }[] }) =>
   (Array.isArray(message.to) ? message.to : message.to ? [message.to] : []).map((a) => a.text).join(', ');
-/**
- * A port free now, for an app of this process that must know its URL before it listens (its
- * PUBLIC_URL). It listens within the same second, in this process; a server child, which needs
- * up to a minute to start, picks its own port instead (server/test/server-process.ts).
- */
-function freePort(): Promise<number> {
-  return new Promise((done, reject) => {
-    const server = createNetServer()
-      .once('error', reject)
-      .listen(0, '127.0.0.1', () => {
-        const { port } = server.address() as AddressInfo;
-        server.close(() => done(port));
-      });
-  });
-}
-
 const VERIFY_LINK = /(http\S+\/verify-email\?token=[A-Za-z0-9_-]+)/;
 
 describe('the admin console in a browser', async () => {

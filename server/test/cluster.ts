@@ -7,7 +7,7 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { type AddressInfo, connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type RunningPostgres, startEmbeddedPostgres } from '../src/db/embedded.js';
@@ -15,6 +15,7 @@ import { REPO_ROOT } from '../src/db/paths.js';
 import { databaseUrl, quoteIdent, withClient } from '../src/db/sql.js';
 import { createLogger } from '../src/logger.js';
 import { isListeningMessage } from '../src/process-channel.js';
+import { freePort } from './ports.js';
 import { type SmtpSink, startSmtpSink } from './smtp-sink.js';
 
 export const CLUSTER_SECRETS = {
@@ -507,17 +508,6 @@ export async function metricValue(instanceUrl: string, sample: string): Promise<
   const text = await (await fetch(`${instanceUrl}/metrics`)).text();
   const line = text.split('\n').find((row) => row.startsWith(`${sample} `));
   return line ? Number(line.slice(sample.length + 1)) : 0;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer()
-      .once('error', fail)
-      .listen(0, '127.0.0.1', () => {
-        const { port } = server.address() as AddressInfo;
-        server.close(() => done(port));
-      });
-  });
 }
 
 function sleep(ms: number): Promise<void> {
