@@ -9,6 +9,7 @@ import { afterAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { createTestDatabase, startTestApp, TEST_SECRETS } from '../../../test/harness.js';
 import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
 import { startServerProcess } from '../../../test/server-process.js';
+import { startSmtpSink } from '../../../test/smtp-sink.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
 import { ownerTag, quoteLiteral } from '../provisioning/admin.js';
 
@@ -205,6 +206,18 @@ async function describeRuns(centralUrl: string): Promise<string> {
         (job) => `job ${job.key}: attempts ${job.attempts}, due in ${job.due_in} s, locked ${job.locked}`,
       ),
     ].join('\n');
+  });
+}
+
+/** Backends on the central database, other than `blocker`'s, waiting for a lock (the one `blocker` holds). */
+function waitersOnLock(centralUrl: string, blocker: pg.Client): Promise<number> {
+  return withClient(admin, async (client) => {
+    const { rows } = await client.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE datname = $1 AND wait_event_type = 'Lock' AND pid <> $2`,
+      [new URL(centralUrl).pathname.slice(1), (blocker as unknown as { processID: number }).processID],
+    );
+    return rows[0]?.n ?? 0;
   });
 }
 
@@ -490,15 +503,7 @@ describe('a SIGKILL while a job runs', () => {
         }>('SELECT locked_by, attempts, last_error FROM graphile_worker.jobs WHERE id = $1', [id]);
         return rows[0];
       });
-    const waitingOnTheLock = () =>
-      withClient(admin, async (client) => {
-        const { rows } = await client.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pg_stat_activity
-            WHERE datname = $1 AND wait_event_type = 'Lock' AND pid <> $2`,
-          [new URL(centralUrl).pathname.slice(1), (blocker as unknown as { processID: number }).processID],
-        );
-        return rows[0]?.n ?? 0;
-      });
+    const waitingOnTheLock = () => waitersOnLock(centralUrl, blocker);
     await waitFor(
       "the child's worker to hold the job, blocked on the table",
       async () => ((await theJob())?.locked_by ? await waitingOnTheLock() : 0),
@@ -539,5 +544,157 @@ describe('a SIGKILL while a job runs', () => {
     expect(ranAfter).toBeLessThan(60_000);
     // The dead pool is forgotten; the survivor's own is the only one left.
     expect(await after.app.deps.db.prisma.jobWorker.count()).toBe(1);
+  }, 240_000);
+
+  it('hybrid mode: a registration whose provision_clinic job the killed instance held ends READY, its mail sent once', async () => {
+    const sink = await startSmtpSink();
+    afterAll(() => sink.stop());
+    const centralUrl = await createTestDatabase('crashheld');
+    // The first attempt fails at dns (an injected, transient fault): the clinic is PENDING with its
+    // `provision:<id>` job, due only in 5 to 15 minutes so that the test decides when it runs.
+    const { url, child } = await startServer({
+      DATABASE_URL: centralUrl,
+      REGISTRATION_MODE: 'hybrid',
+      FAULT_INJECTION: 'dns',
+      PROVISIONING_RETRY_BASE_MS: '600000',
+      SMTP_URL: sink.url,
+    });
+    const email = 'crash-held-1@example.com';
+    const answer = await (
+      await register(url, {
+        clinicName: 'Crash held 1',
+        country: 'FR',
+        adminEmail: email,
+        adminPassword: 'a sturdy passphrase 42',
+        adminFirstName: 'Kill',
+        adminLastName: 'Nine',
+        acceptedDocuments: CURRENT_ACCEPTANCES,
+      })
+    ).json();
+    expect(answer).toEqual({ data: { registerClinic: { __typename: 'RegisterClinicSuccess' } } });
+    const [clinic] = (await snapshot(centralUrl)).clinics;
+    expect(clinic?.status).toBe('PENDING');
+    const key = `provision:${clinic?.id}`;
+    // The job's state at each point, for the failure message.
+    const timeline: string[] = [];
+    const theJob = () =>
+      withClient(centralUrl, async (client) => {
+        const { rows } = await client.query<{
+          locked_by: string | null;
+          attempts: number;
+          max_attempts: number;
+          registration_attempt: number;
+          due_in: string;
+          last_error: string | null;
+        }>(
+          // The payload is only in graphile-worker's table (its `jobs` view leaves it out).
+          `SELECT locked_by, attempts, max_attempts, (payload->>'attempt')::int AS registration_attempt,
+                  round(extract(epoch FROM run_at - now()), 1)::text AS due_in, last_error
+             FROM graphile_worker._private_jobs WHERE key = $1`,
+          [key],
+        );
+        return rows[0];
+      });
+    const note = async (at: string) => {
+      timeline.push(`${at}: ${JSON.stringify((await theJob()) ?? 'no job')}`);
+      return timeline.join('\n');
+    };
+    await note('suspended');
+    expect(await theJob()).toMatchObject({ locked_by: null, attempts: 0, max_attempts: 1 });
+
+    // The job held at its first statement (continueRegistration reads `clinics`): the test locks
+    // the table, then makes the job due and wakes the child's workers.
+    const blocker = new pg.Client({ connectionString: centralUrl });
+    await blocker.connect();
+    afterAll(() => blocker.end().catch(() => {}));
+    await blocker.query('BEGIN');
+    await blocker.query('LOCK TABLE clinics IN ACCESS EXCLUSIVE MODE');
+    await withClient(centralUrl, async (client) => {
+      await client.query(
+        `SELECT graphile_worker.reschedule_jobs(ARRAY(SELECT id FROM graphile_worker.jobs WHERE key = $1), run_at := now())`,
+        [key],
+      );
+      await client.query(`SELECT pg_notify('jobs:insert', '{"count":1}')`);
+    });
+    await waitFor(
+      "the child's worker to hold the job, blocked on the table",
+      async () => ((await theJob())?.locked_by ? await waitersOnLock(centralUrl, blocker) : 0),
+      (n) => n > 0,
+      { budgetMs: 60_000, intervalMs: 50, pending: () => note('not held yet') },
+    );
+    await note('held by the child');
+    child.kill('SIGKILL');
+    await new Promise((done) => child.once('exit', done));
+    await blocker.query('ROLLBACK');
+    await blocker.end();
+    await waitFor(
+      "the killed process's statements to end",
+      () => statementsInFlight(centralUrl, 'held'),
+      (n) => n === 0,
+      { budgetMs: 60_000, intervalMs: 50, pending: () => describeStatementsInFlight(centralUrl, 'held') },
+    );
+    // What the kill left: the job locked by a dead worker, its only attempt taken.
+    expect(await theJob(), await note('after the kill')).toMatchObject({ attempts: 1, max_attempts: 1 });
+    expect((await theJob())?.locked_by).toBeTruthy();
+    expect(sink.messages.filter((message) => JSON.stringify(message.to ?? '').includes(email))).toEqual([]);
+
+    const after = await startTestApp({
+      DATABASE_URL: centralUrl,
+      REGISTRATION_MODE: 'hybrid',
+      PROVISIONING_LEASE_SECONDS: '2',
+      SMTP_URL: sink.url,
+      CLINIC_POOL_SIZE: '0',
+      CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+    });
+    const startedAt = Date.now();
+    const { prisma } = after.app.deps.db;
+    // Each change of the clinic's status or of its job's lock and attempts goes in the timeline.
+    let last = '';
+    await waitFor(
+      'the clinic READY',
+      async () => {
+        const { status } = await prisma.clinic.findUniqueOrThrow({ where: { id: clinic?.id } });
+        const job = await theJob();
+        const now = `${status} ${job?.locked_by ? 'locked' : 'unlocked'} ${job?.attempts ?? 'gone'}`;
+        if (now !== last) await note(`survivor at ${Date.now() - startedAt} ms, clinic ${status}`);
+        last = now;
+        return status;
+      },
+      (status) => status === 'READY',
+      {
+        budgetMs: 60_000,
+        intervalMs: 100,
+        pending: async () => `${await note('gave up')}
+${await describeRuns(centralUrl)}`,
+      },
+    );
+    console.info(`clinic READY ${Date.now() - startedAt} ms after the survivor started`);
+    expect(Date.now() - startedAt).toBeLessThan(60_000);
+    expect(await theJob(), timeline.join('\n')).toBeUndefined();
+
+    // The verification mail, exactly once: delivered, recorded SENT, and nothing left to send it again.
+    await sink.waitFor((message) => JSON.stringify(message.to ?? '').includes(email), 20_000);
+    await after.app.deps.committedMail.idle();
+    expect(await after.app.deps.committedMail.requeueUnsent()).toBe(0);
+    const mail = await prisma.mailOutbox.findFirstOrThrow({
+      where: { toAddress: email, kind: 'email_verification' },
+      select: { status: true, attempts: true },
+    });
+    expect(mail).toEqual({ status: 'SENT', attempts: 1 });
+    expect(sink.messages.filter((message) => JSON.stringify(message.to ?? '').includes(email))).toHaveLength(
+      1,
+    );
+
+    // No orphan: the clinic's own database and role exist and are healthy, and nothing else of it.
+    expect(await after.app.deps.reconciler.zombieReport()).toMatchObject({ accounts: [], orphans: [] });
+    expect((await after.app.deps.provisioning.checkClinic(clinic?.id as string)).dbStatus).toBe('HEALTHY');
+    const server = await withClient(admin, async (client) => {
+      const { rows } = await client.query<{ name: string }>(
+        "SELECT datname AS name FROM pg_database WHERE datname LIKE 'clinic\\_crash\\_held\\_%' ORDER BY 1",
+      );
+      return rows.map((row) => row.name);
+    });
+    expect(server).toEqual([clinic?.database_name]);
+    expect(await after.app.deps.provisioning.ledger.quarantined()).toEqual([]);
   }, 240_000);
 });
