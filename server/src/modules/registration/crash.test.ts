@@ -3,6 +3,7 @@
  * in the middle of registrations; a survivor started afterwards on the same central database
  * must leave no half-made clinic behind, and must never touch what is not its own.
  */
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeEach, describe, expect, inject, it } from 'vitest';
@@ -207,6 +208,36 @@ async function describeRuns(centralUrl: string): Promise<string> {
       ),
     ].join('\n');
   });
+}
+
+/** A transaction holding `clinics` locked, the table the jobs of these tests read first. */
+async function lockClinics(centralUrl: string): Promise<pg.Client> {
+  const blocker = new pg.Client({ connectionString: centralUrl });
+  await blocker.connect();
+  afterAll(() => blocker.end().catch(() => {}));
+  await blocker.query('BEGIN');
+  await blocker.query('LOCK TABLE clinics IN ACCESS EXCLUSIVE MODE');
+  return blocker;
+}
+
+/**
+ * SIGKILLs `child` while its job waits on `blocker`'s lock, then releases the lock and waits
+ * until the killed process's statements have ended ({@link statementsInFlight}, its `mode`).
+ * @returns when the child exited
+ */
+async function killWhileHeld(child: ChildProcess, blocker: pg.Client, centralUrl: string, mode: string) {
+  child.kill('SIGKILL');
+  await new Promise((done) => child.once('exit', done));
+  const killedAt = Date.now();
+  await blocker.query('ROLLBACK');
+  await blocker.end();
+  await waitFor(
+    "the killed process's statements to end",
+    () => statementsInFlight(centralUrl, mode),
+    (n) => n === 0,
+    { budgetMs: 60_000, intervalMs: 50, pending: () => describeStatementsInFlight(centralUrl, mode) },
+  );
+  return killedAt;
 }
 
 /** Backends on the central database, other than `blocker`'s, waiting for a lock (the one `blocker` holds). */
@@ -482,11 +513,7 @@ describe('a SIGKILL while a job runs', () => {
     const { child } = await startServer({ DATABASE_URL: centralUrl });
     // The purge job (a named queue, as in production) held at its first statement: the test
     // locks the table it reads, as a slow database would hold it.
-    const blocker = new pg.Client({ connectionString: centralUrl });
-    await blocker.connect();
-    afterAll(() => blocker.end().catch(() => {}));
-    await blocker.query('BEGIN');
-    await blocker.query('LOCK TABLE clinics IN ACCESS EXCLUSIVE MODE');
+    const blocker = await lockClinics(centralUrl);
     const id = await withClient(centralUrl, async (client) => {
       const { rows } = await client.query<{ id: string }>(
         `SELECT (graphile_worker.add_job('purge_quarantine', '{}'::json,
@@ -510,17 +537,7 @@ describe('a SIGKILL while a job runs', () => {
       (n) => n > 0,
       { budgetMs: 60_000, intervalMs: 50, pending: async () => JSON.stringify(await theJob()) },
     );
-    child.kill('SIGKILL');
-    await new Promise((done) => child.once('exit', done));
-    const killedAt = Date.now();
-    await blocker.query('ROLLBACK');
-    await blocker.end();
-    await waitFor(
-      "the killed process's statements to end",
-      () => statementsInFlight(centralUrl, 'crashjob'),
-      (n) => n === 0,
-      { budgetMs: 60_000, intervalMs: 50, pending: () => describeStatementsInFlight(centralUrl, 'crashjob') },
-    );
+    const killedAt = await killWhileHeld(child, blocker, centralUrl, 'crashjob');
     // What the kill left: the job locked by a worker that no longer exists.
     expect((await theJob())?.locked_by).toBeTruthy();
 
@@ -604,11 +621,7 @@ describe('a SIGKILL while a job runs', () => {
 
     // The job held at its first statement (continueRegistration reads `clinics`): the test locks
     // the table, then makes the job due and wakes the child's workers.
-    const blocker = new pg.Client({ connectionString: centralUrl });
-    await blocker.connect();
-    afterAll(() => blocker.end().catch(() => {}));
-    await blocker.query('BEGIN');
-    await blocker.query('LOCK TABLE clinics IN ACCESS EXCLUSIVE MODE');
+    const blocker = await lockClinics(centralUrl);
     await withClient(centralUrl, async (client) => {
       await client.query(
         `SELECT graphile_worker.reschedule_jobs(ARRAY(SELECT id FROM graphile_worker.jobs WHERE key = $1), run_at := now())`,
@@ -623,16 +636,7 @@ describe('a SIGKILL while a job runs', () => {
       { budgetMs: 60_000, intervalMs: 50, pending: () => note('not held yet') },
     );
     await note('held by the child');
-    child.kill('SIGKILL');
-    await new Promise((done) => child.once('exit', done));
-    await blocker.query('ROLLBACK');
-    await blocker.end();
-    await waitFor(
-      "the killed process's statements to end",
-      () => statementsInFlight(centralUrl, 'held'),
-      (n) => n === 0,
-      { budgetMs: 60_000, intervalMs: 50, pending: () => describeStatementsInFlight(centralUrl, 'held') },
-    );
+    await killWhileHeld(child, blocker, centralUrl, 'held');
     // What the kill left: the job locked by a dead worker, its only attempt taken.
     expect(await theJob(), await note('after the kill')).toMatchObject({ attempts: 1, max_attempts: 1 });
     expect((await theJob())?.locked_by).toBeTruthy();
