@@ -21,6 +21,7 @@ import { type RunningPostgres, startEmbeddedPostgres } from '../src/db/embedded.
 import { databaseUrl, quoteIdent, withClient } from '../src/db/sql.js';
 import { type Config, loadConfig } from '../src/env.js';
 import { createLogger, type Logger } from '../src/logger.js';
+import { freePort } from './ports.js';
 
 export const TEST_SECRETS = {
   JWT_SECRET: 'test-jwt-secret-that-is-long-enough-0123456789',
@@ -72,14 +73,7 @@ export async function startRedis(): Promise<{ url: string }> {
       `redis-server is required (Debian: apt-get install -y redis-server): ${probe.error.message}`,
     );
   }
-  const port = await new Promise<number>((resolve, reject) => {
-    const server = createNetServer()
-      .once('error', reject)
-      .listen(0, '127.0.0.1', () => {
-        const { port: free } = server.address() as AddressInfo;
-        server.close(() => resolve(free));
-      });
-  });
+  const port = await freePort();
   const child = spawn(
     'redis-server',
     ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],

@@ -272,8 +272,8 @@ export interface ReleaseDeadWorkersOptions {
  * worker runs them now rather than once graphile-worker 0.17 resets locks 4 hours old
  * (docs/decisions/082). An instance is gone when it has no job-worker connection to the central
  * database (pg_stat_activity), on two passes at least `goneForSeconds` apart; a live worker's
- * lock is never released. Cheap enough for every instance's reconcile pass: one statement when
- * nobody died. @returns the jobs unlocked
+ * lock is never released. Cheap enough for every instance's reconcile pass: when nobody died, a
+ * transaction of one DELETE that finds nothing, then one UPDATE. @returns the jobs unlocked
  */
 export async function releaseDeadWorkers(
   prisma: CentralPrisma,
