@@ -4,7 +4,7 @@
  * child processes), a redis-server, a central PostgreSQL and clinic PostgreSQL servers
  * (embedded, throw-away) and an SMTP sink. Nothing here depends on vitest; the caller stops it.
  */
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
@@ -15,6 +15,7 @@ import { REPO_ROOT } from '../src/db/paths.js';
 import { databaseUrl, quoteIdent, withClient } from '../src/db/sql.js';
 import { createLogger } from '../src/logger.js';
 import { isListeningMessage } from '../src/process-channel.js';
+import { spawnOwned } from './owned-process.js';
 import { freePort } from './ports.js';
 import { type SmtpSink, startSmtpSink } from './smtp-sink.js';
 
@@ -326,7 +327,7 @@ async function startInstance(
   const spawnReady = async () => {
     // The first start picks its own port (PORT=0: one handed over could be taken meanwhile) and
     // says which over the IPC channel (server/src/process-channel.ts); a restart takes it again.
-    child = spawn(process.execPath, [MAIN], {
+    child = spawnOwned(process.execPath, [MAIN], {
       cwd: SERVER_DIR,
       env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', ...env, PORT: url ? new URL(url).port : '0' },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
@@ -393,7 +394,7 @@ async function startProcess(
   args: string[],
   ready: (output: string) => boolean,
 ): Promise<{ pid: number | undefined; stop(): Promise<void> }> {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnOwned(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const collect = (chunk: Buffer) => {
     output += chunk.toString();

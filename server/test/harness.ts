@@ -1,5 +1,5 @@
 /** Helpers for test files: a fresh database per file, a running app, GraphQL over HTTP and WS. */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import {
@@ -21,6 +21,7 @@ import { type RunningPostgres, startEmbeddedPostgres } from '../src/db/embedded.
 import { databaseUrl, quoteIdent, withClient } from '../src/db/sql.js';
 import { type Config, loadConfig } from '../src/env.js';
 import { createLogger, type Logger } from '../src/logger.js';
+import { spawnOwned } from './owned-process.js';
 import { freePort } from './ports.js';
 
 export const TEST_SECRETS = {
@@ -74,7 +75,7 @@ export async function startRedis(): Promise<{ url: string }> {
     );
   }
   const port = await freePort();
-  const child = spawn(
+  const child = spawnOwned(
     'redis-server',
     ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
     {

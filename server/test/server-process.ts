@@ -1,10 +1,11 @@
 /** The real server, `node src/main.ts`, in a child process: for what only a process shows (stdout). */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { afterAll, inject } from 'vitest';
 import { REPO_ROOT } from '../src/db/paths.js';
 import { isListeningMessage } from '../src/process-channel.js';
 import { tempDir } from './harness.js';
+import { spawnOwned } from './owned-process.js';
 
 export interface ServerProcess {
   url: string;
@@ -35,7 +36,7 @@ export async function startServerProcess(
 ): Promise<ServerProcess> {
   const budgetMs = options.budgetMs ?? 90_000;
   const end = Date.now() + budgetMs;
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve(REPO_ROOT, 'server/src/main.ts')], {
+  const child = spawnOwned(process.execPath, ['--import', 'tsx', resolve(REPO_ROOT, 'server/src/main.ts')], {
     cwd: resolve(REPO_ROOT, 'server'),
     env: {
       PATH: process.env.PATH ?? '',
