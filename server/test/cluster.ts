@@ -14,7 +14,7 @@ import { type RunningPostgres, startEmbeddedPostgres } from '../src/db/embedded.
 import { REPO_ROOT } from '../src/db/paths.js';
 import { databaseUrl, quoteIdent, withClient } from '../src/db/sql.js';
 import { createLogger } from '../src/logger.js';
-import { isListeningMessage } from '../src/process-channel.js';
+import { listeningUrl } from '../src/process-channel.js';
 import { spawnOwned } from './owned-process.js';
 import { freePort } from './ports.js';
 import { type SmtpSink, startSmtpSink } from './smtp-sink.js';
@@ -335,21 +335,21 @@ async function startInstance(
     child.stdout?.on('data', collect);
     child.stderr?.on('data', collect);
     exited = new Promise<void>((done) => child.once('exit', () => done()));
-    let listening: string | undefined;
-    const spawned = child;
-    spawned.on('message', (message) => {
-      if (!isListeningMessage(message)) return;
-      listening = message.url;
-      if (spawned.connected) spawned.disconnect();
+    const listening = await listeningUrl(child, {
+      budgetMs: 120_000,
+      name: `instance ${name}`,
+      output: () => `\n${output}`,
+    }).catch(async (error: Error) => {
+      await instance.kill();
+      throw error;
     });
     for (let i = 0; i < 1200; i++) {
       if (!running()) throw new Error(`instance ${name} exited with ${child.exitCode}:\n${output}`);
       if (
-        listening &&
-        (await httpStatus(`${listening}/readyz`).then(
+        await httpStatus(`${listening}/readyz`).then(
           (status) => status === 200,
           () => false,
-        ))
+        )
       ) {
         url = listening;
         return;
@@ -357,9 +357,7 @@ async function startInstance(
       await sleep(100);
     }
     await instance.kill();
-    throw new Error(
-      `instance ${name} never became ready (${listening ? `/readyz of ${listening}` : "its 'listening' message"}):\n${output}`,
-    );
+    throw new Error(`instance ${name} never became ready (/readyz of ${listening}):\n${output}`);
   };
   const instance: Instance = {
     name,

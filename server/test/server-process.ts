@@ -3,7 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { afterAll, inject } from 'vitest';
 import { REPO_ROOT } from '../src/db/paths.js';
-import { isListeningMessage } from '../src/process-channel.js';
+import { listeningUrl } from '../src/process-channel.js';
 import { tempDir } from './harness.js';
 import { spawnOwned } from './owned-process.js';
 
@@ -76,21 +76,10 @@ export async function startServerProcess(
   };
   afterAll(stop);
   const output = () => `stdout:\n${out}\nstderr:\n${err}`;
-  const url = await new Promise<string>((done, fail) => {
-    const timer = setTimeout(() => {
-      fail(new Error(`no 'listening' message from the server child within ${budgetMs} ms; its ${output()}`));
-    }, end - Date.now());
-    child.on('message', (message) => {
-      if (!isListeningMessage(message)) return;
-      clearTimeout(timer);
-      // Nothing else comes over the channel: it must not keep this process waiting.
-      if (child.connected) child.disconnect();
-      done(message.url);
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      fail(new Error(`the server child exited with ${code ?? signal} before it listened; its ${output()}`));
-    });
+  const url = await listeningUrl(child, {
+    budgetMs,
+    name: 'the server child',
+    output: () => `its ${output()}`,
   });
   const development = (env.ONRAMP_ENV ?? 'development') === 'development';
   for (;;) {
