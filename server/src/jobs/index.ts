@@ -247,6 +247,9 @@ export async function startWorker(options: StartWorkerOptions): Promise<Worker> 
 
 const WORKER_APPLICATION = 'onramp-worker ';
 
+/** Releases after which a job whose worker keeps dying while running it is failed for good (decision 084). */
+export const MAX_RELEASES = 3;
+
 /** The application_name of an instance's job-worker connections (at most 63 bytes: a uuid fits). */
 export function workerApplicationName(instanceId: string): string {
   return `${WORKER_APPLICATION}${instanceId}`;
@@ -292,27 +295,67 @@ export async function releaseDeadWorkers(
     );
     if (dead.length === 0) return null;
     const workerIds = dead.map((row) => row.workerId);
-    const held = await queryRows<{ id: string; attempts: number }>(
+    const held = await queryRows<{ id: string; attempts: number; task: string }>(
       tx,
-      Prisma.sql`SELECT id::text, attempts FROM graphile_worker.jobs WHERE locked_by = ANY(${workerIds})`,
+      Prisma.sql`SELECT id::text, attempts, task_identifier AS task FROM graphile_worker.jobs WHERE locked_by = ANY(${workerIds})`,
     );
     await execute(tx, Prisma.sql`SELECT graphile_worker.force_unlock_workers(${workerIds}::text[])`);
+    let failed: { id: string; task: string }[] = [];
     if (held.length > 0) {
-      // The attempt the dead worker took is given back, as graphile-worker itself does for the
-      // jobs of a pool that shuts down mid-run (returnJobs): a job on its last attempt, as every
-      // provision_clinic job is (maxAttempts 1), would otherwise never be fetched again.
+      // Each release is counted (decision 084). A job released MAX_RELEASES times is failed for
+      // good and kept: a job that kills whatever runs it would otherwise take the instances down
+      // one after another, each release handing it to the next.
+      const counted = await queryRows<{ id: string; releases: number }>(
+        tx,
+        Prisma.sql`INSERT INTO job_releases (job_id, task, releases)
+          SELECT h.id, h.task, 1 FROM unnest(${held.map((job) => job.id)}::bigint[], ${held.map((job) => job.task)}::text[]) AS h(id, task)
+          ON CONFLICT (job_id) DO UPDATE SET releases = job_releases.releases + 1, last_released_at = now()
+          RETURNING job_id::text AS id, releases`,
+      );
+      const releases = new Map(counted.map((row) => [row.id, row.releases]));
+      const again = held.filter((job) => (releases.get(job.id) ?? 0) < MAX_RELEASES);
+      failed = held.filter((job) => (releases.get(job.id) ?? 0) >= MAX_RELEASES);
+      if (again.length > 0) {
+        // The attempt the dead worker took is given back, as graphile-worker itself does for the
+        // jobs of a pool that shuts down mid-run (returnJobs): a job on its last attempt, as every
+        // provision_clinic job is (maxAttempts 1), would otherwise never be fetched again.
+        await execute(
+          tx,
+          Prisma.sql`SELECT count(*) FROM unnest(${again.map((job) => job.id)}::bigint[], ${again.map((job) => job.attempts)}::int[]) AS h(id, attempts),
+            LATERAL graphile_worker.reschedule_jobs(ARRAY[h.id], run_at := now(), attempts := GREATEST(h.attempts - 1, 0)) r`,
+        );
+        // What add_job sends: idle workers fetch at once instead of at their next poll.
+        await execute(tx, Prisma.sql`SELECT pg_notify('jobs:insert', '{"count":-1}')`);
+      }
+      if (failed.length > 0) {
+        await execute(
+          tx,
+          Prisma.sql`SELECT count(*) FROM graphile_worker.permanently_fail_jobs(${failed.map((job) => job.id)}::bigint[],
+            ${`its worker's process died while running it ${MAX_RELEASES} times: not run again (decision 084)`})`,
+        );
+      }
+      // The counts of jobs that have ended (done, or removed) are of no more use.
       await execute(
         tx,
-        Prisma.sql`SELECT count(*) FROM unnest(${held.map((job) => job.id)}::bigint[], ${held.map((job) => job.attempts)}::int[]) AS h(id, attempts),
-          LATERAL graphile_worker.reschedule_jobs(ARRAY[h.id], run_at := now(), attempts := GREATEST(h.attempts - 1, 0)) r`,
+        Prisma.sql`DELETE FROM job_releases r WHERE NOT EXISTS (SELECT 1 FROM graphile_worker.jobs j WHERE j.id = r.job_id)`,
       );
-      // What add_job sends: idle workers fetch at once instead of at their next poll.
-      await execute(tx, Prisma.sql`SELECT pg_notify('jobs:insert', '{"count":-1}')`);
     }
-    return { workerIds, instances: [...new Set(dead.map((row) => row.instance))], jobs: held.length };
+    return {
+      workerIds,
+      instances: [...new Set(dead.map((row) => row.instance))],
+      jobs: held.length,
+      failed,
+    };
   });
   if (released) {
-    logger.info(released, 'unlocked the jobs of job workers whose instance is gone');
+    const { failed, ...unlocked } = released;
+    logger.info(unlocked, 'unlocked the jobs of job workers whose instance is gone');
+    if (failed.length > 0) {
+      logger.error(
+        { jobs: failed, releases: MAX_RELEASES },
+        'jobs failed for good: their worker died while running each of them every time (run one again: docs/decisions/084)',
+      );
+    }
   }
   await execute(
     prisma,

@@ -9,7 +9,13 @@ import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createTestDatabase, testConfig, testLogger } from '../../test/harness.js';
 import { openDatabases } from '../db/database.js';
 import { quoteIdent, withClient } from '../db/sql.js';
-import { releaseDeadWorkers, startWorker, type TaskHandlers, workerApplicationName } from './index.js';
+import {
+  MAX_RELEASES,
+  releaseDeadWorkers,
+  startWorker,
+  type TaskHandlers,
+  workerApplicationName,
+} from './index.js';
 
 const config = testConfig({ DATABASE_URL: await createTestDatabase('jobs'), LOG_LEVEL: 'fatal' });
 const logger = testLogger(config);
@@ -123,6 +129,53 @@ describe('releaseDeadWorkers', () => {
         expect(await prisma.jobWorker.count({ where: { workerId } })).toBe(1);
       },
     );
+  });
+
+  it('fails a job for good, and keeps it, once its worker died while running it MAX_RELEASES times', async () => {
+    // A task no worker here knows, so that nothing fetches it between the deaths this test plays.
+    await prisma.$executeRaw`SELECT graphile_worker.add_job('poison_test', '{}'::json,
+      job_key => 'poison', queue_name => 'poison-queue', run_at => now() + interval '1 hour', max_attempts => 5)`;
+    /** One instance that takes the job and dies with it: its row, its lock, the attempt it took. */
+    const dieWith = async (key: string) => {
+      const workerId = `pool-${randomBytes(9).toString('hex')}`;
+      await prisma.$executeRaw`INSERT INTO job_workers (worker_id, instance) VALUES (${workerId}, ${randomUUID()})`;
+      await prisma.$executeRaw`UPDATE graphile_worker._private_jobs
+        SET locked_by = ${workerId}, locked_at = now(), attempts = attempts + 1 WHERE key = ${key}`;
+      await releaseDeadWorkers(prisma, logger, { goneForSeconds: 0 }); // seen gone
+      expect(await releaseDeadWorkers(prisma, logger, { goneForSeconds: 0 })).toBe(1);
+    };
+    const poison = async () =>
+      (
+        await prisma.$queryRaw<
+          { attempts: number; max_attempts: number; last_error: string | null; locked_by: string | null }[]
+        >`
+          SELECT attempts, max_attempts, last_error, locked_by FROM graphile_worker.jobs WHERE key = 'poison'`
+      )[0];
+    const releases = async () =>
+      (await prisma.jobRelease.findMany({ orderBy: { jobId: 'asc' } })).map((row) => [
+        row.task,
+        row.releases,
+      ]);
+
+    for (let death = 1; death < MAX_RELEASES; death++) {
+      await dieWith('poison');
+      // Released with its attempt given back, to be run again.
+      expect(await poison()).toEqual({ attempts: 0, max_attempts: 5, last_error: null, locked_by: null });
+      expect(await releases()).toEqual([['poison_test', death]]);
+    }
+    await dieWith('poison');
+    // Kept, unlocked, with no attempt left and the reason: never fetched again.
+    expect(await poison()).toMatchObject({ attempts: 5, max_attempts: 5, locked_by: null });
+    expect((await poison())?.last_error).toMatch(/died while running it 3 times: not run again/);
+    expect(await releases()).toEqual([['poison_test', MAX_RELEASES]]);
+
+    // Once the job is gone (an operator removed it), the next release forgets its count.
+    await prisma.$executeRaw`SELECT graphile_worker.remove_job('poison')`;
+    await prisma.$executeRaw`SELECT graphile_worker.add_job('poison_test', '{}'::json,
+      job_key => 'other', run_at => now() + interval '1 hour')`;
+    await dieWith('other');
+    expect(await releases()).toEqual([['poison_test', 1]]);
+    await prisma.$executeRaw`SELECT graphile_worker.remove_job('other')`;
   });
 
   it("a role without superuser sees other roles' application_name in pg_stat_activity", async () => {
