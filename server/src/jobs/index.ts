@@ -151,6 +151,19 @@ export async function jobKeys(db: RawQuerier, prefix: string): Promise<string[]>
   return rows.map((row) => row.key);
 }
 
+/**
+ * The keys starting with `prefix` of jobs failed for good: no attempt left and not running (kept
+ * by graphile-worker, e.g. by decision 084), with the reason they failed.
+ */
+export async function failedJobs(
+  db: RawQuerier,
+  prefix: string,
+): Promise<{ key: string; lastError: string | null }[]> {
+  return db.$queryRaw<{ key: string; lastError: string | null }[]>`
+    SELECT key, last_error AS "lastError" FROM graphile_worker.jobs
+     WHERE starts_with(key, ${prefix}) AND attempts >= max_attempts AND locked_at IS NULL`;
+}
+
 /** Which of `keys` have a pending or running job. */
 export async function pendingJobKeys(db: RawQuerier, keys: string[]): Promise<string[]> {
   const rows = await db.$queryRaw<{ key: string }[]>`

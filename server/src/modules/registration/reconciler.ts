@@ -10,7 +10,7 @@
  */
 import type { CentralPrisma } from '../../db/database.js';
 import type { ServerRegistry } from '../../db/servers.js';
-import { jobExists, jobKeys, runJobNow } from '../../jobs/index.js';
+import { failedJobs, jobExists, jobKeys, runJobNow } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
 import { recordAudit } from '../audit/record.js';
 import {
@@ -253,6 +253,12 @@ export class Reconciler {
     const queued = new Set(
       (await jobKeys(prisma, 'provision:')).map((key) => key.slice('provision:'.length)),
     );
+    const failed = new Map(
+      (await failedJobs(prisma, 'provision:')).map((job) => [
+        job.key.slice('provision:'.length),
+        job.lastError,
+      ]),
+    );
     const accounts: ZombieAccount[] = [];
     for (const check of health.clinics) {
       const status = clinics.get(check.clinicId) ?? 'UNKNOWN';
@@ -262,12 +268,20 @@ export class Reconciler {
           ...pick(check, status),
           reason: `ready clinic with a ${check.dbStatus} database${why}`,
         });
-      } else if (
-        (status === 'PROVISIONING' || status === 'PENDING') &&
-        !live.has(check.clinicId) &&
-        !queued.has(check.clinicId)
-      ) {
-        accounts.push({ ...pick(check, status), reason: 'provisioning with no live run and no queued job' });
+      } else if ((status === 'PROVISIONING' || status === 'PENDING') && !live.has(check.clinicId)) {
+        if (failed.has(check.clinicId)) {
+          // Kept for an operator, never run again by itself (decision 084 says how to).
+          const why = failed.get(check.clinicId);
+          accounts.push({
+            ...pick(check, status),
+            reason: `provisioning job failed for good${why ? `: ${why}` : ''}`,
+          });
+        } else if (!queued.has(check.clinicId)) {
+          accounts.push({
+            ...pick(check, status),
+            reason: 'provisioning with no live run and no queued job',
+          });
+        }
       }
     }
     const { ledger } = provisioning;

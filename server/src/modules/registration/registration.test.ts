@@ -489,3 +489,43 @@ describe('registerClinic in hybrid mode', async () => {
     expect({ jobs: await provisionJobs(), clinics: await prisma.clinic.count() }).toEqual(before);
   });
 });
+
+describe('a hybrid registration whose provisioning job failed for good', async () => {
+  // Retries far off, so that the job waits while this test fails it as decision 084 does.
+  const t = await startTestApp({
+    REGISTRATION_MODE: 'hybrid',
+    PROVISIONING_RETRY_BASE_MS: '600000',
+    CLINIC_POOL_SIZE: '0',
+    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+  });
+  const { prisma } = t.app.deps.db;
+
+  it('shows in the zombie report with its reason, and ends READY once run again as decision 084 says', async () => {
+    t.app.deps.provisioning.injectFault('create_database', 1);
+    const result = await register(t);
+    expect(result.status).toBe('PENDING');
+    const clinicId = result.clinic?.id as string;
+    const key = `provision:${clinicId}`;
+    const reason = "its worker's process died while running it 3 times: not run again (decision 084)";
+    await prisma.$executeRaw`SELECT graphile_worker.permanently_fail_jobs(
+      ARRAY(SELECT id FROM graphile_worker.jobs WHERE key = ${key}), ${reason})`;
+    const report = await t.app.deps.reconciler.zombieReport();
+    expect(report.accounts.filter((account) => account.clinicId === clinicId)).toEqual([
+      expect.objectContaining({ status: 'PENDING', reason: `provisioning job failed for good: ${reason}` }),
+    ]);
+    // A reconcile pass leaves it alone: kept for an operator, not undone on an inference.
+    await t.app.deps.reconciler.reconcile();
+    expect((await prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } })).status).toBe('PENDING');
+
+    // The operator's way back (decision 084).
+    await prisma.$executeRaw`SELECT graphile_worker.reschedule_jobs(
+      ARRAY(SELECT id FROM graphile_worker.jobs WHERE key = ${key}), run_at := now(), attempts := 0)`;
+    await expect
+      .poll(async () => (await prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } })).status, {
+        timeout: 20_000,
+        interval: 100,
+      })
+      .toBe('READY');
+    await expectNoZombies(t);
+  });
+});
