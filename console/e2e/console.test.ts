@@ -761,6 +761,16 @@ describe('the first hour on a fresh server: the dev mailbox, its links, and outa
     expect(new URL(page.url()).pathname).toBe('/dev/mailbox');
     await page.getByRole('link', { name: 'Clinics', exact: true }).first().click();
     await page.getByRole('heading', { name: 'Clinics', level: 1 }).waitFor();
+    // At 1280 px no menu entry runs under the account's e-mail (SMS outbox did, once Rollouts came).
+    const account = await page.locator('.account').boundingBox();
+    for (const entry of await page.locator('.topbar nav a').all()) {
+      const box = await entry.boundingBox();
+      const apart = !box || !account || box.x + box.width <= account.x || box.y >= account.y + account.height;
+      expect({ entry: await entry.textContent(), apart }).toEqual({
+        entry: await entry.textContent(),
+        apart: true,
+      });
+    }
     const user = await t.app.deps.db.prisma.user.findUniqueOrThrow({ where: { email: 'boite@example.com' } });
     expect(user.emailVerifiedAt).not.toBeNull();
   });
