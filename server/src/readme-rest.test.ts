@@ -82,9 +82,16 @@ interface RouteRow {
   path: string;
   status: number;
   /** Fields of the answer the row names, with the literal value it gives for some. */
-  fields: Record<string, string | undefined>;
+  fields: Record<string, string | boolean | number | undefined>;
   /** For a field holding a list of objects, the fields the row names for each of them. */
-  items: Record<string, Record<string, string | undefined>>;
+  items: Record<string, RouteRow['fields']>;
+  /** Fields of the request body the row names (`for { a, b }`). */
+  request: string[];
+}
+
+/** A value the table gives (`"pending"`, `true`), or undefined for a field named only. */
+function literal(text: string): string | boolean | number | undefined {
+  return /^("[^"]*"|true|false|\d+)$/.test(text.trim()) ? (JSON.parse(text) as string) : undefined;
 }
 
 /**
@@ -109,12 +116,13 @@ function fieldsOf(text: string): Pick<RouteRow, 'fields' | 'items'> {
   const fields: RouteRow['fields'] = {};
   const items: RouteRow['items'] = {};
   for (const part of parts) {
-    const [name = '', ...rest] = part.split(':');
+    let [name = '', ...rest] = part.split(':');
     const value = rest.join(':').trim();
-    if (!/^[a-z_]+$/.test(name.trim())) continue;
-    fields[name.trim()] = value.startsWith('"') ? (JSON.parse(value) as string) : undefined;
+    if (!/^"?[a-z_]+"?$/.test(name.trim())) continue;
+    name = name.trim().replaceAll('"', '');
+    fields[name] = literal(value);
     const inner = /^\[\{(.*)\}\]$/.exec(value)?.[1];
-    if (inner) items[name.trim()] = fieldsOf(inner).fields;
+    if (inner) items[name] = fieldsOf(inner).fields;
   }
   return { fields, items };
 }
@@ -133,19 +141,19 @@ function routeTable(): RouteRow[] {
     if (success.startsWith(`${status} \`start\`'s fields`)) {
       // "`start`'s fields, with `a: "x"`, plus `b`, `c` (once, when `d`)": the field names (not
       // the values) of the start row, and the ones this row names, with the values it gives.
-      const named = success.replace(/\([^)]*\)|`start`'s/g, '').matchAll(/`([a-z_]+)(?:: ("[^"]*"))?`/g);
+      const named = success.replace(/\([^)]*\)|`start`'s/g, '').matchAll(/`([a-z_]+)(?:: ([^`]+))?`/g);
       fields = Object.fromEntries(
         Object.keys(rows.find((entry) => entry.path.endsWith('/start'))?.fields ?? {}).map((name) => [
           name,
           undefined,
         ]),
       );
-      for (const [, name = '', value] of named)
-        fields[name] = value ? (JSON.parse(value) as string) : undefined;
+      for (const [, name = '', value] of named) fields[name] = literal(value ?? '');
     } else {
       ({ fields, items } = fieldsOf(/`\{ ([^`]*) \}`/.exec(success)?.[1] ?? ''));
     }
-    rows.push({ method, path, status, fields, items });
+    const request = Object.keys(fieldsOf(/ for `\{ ([^`]*) \}`/.exec(success)?.[1] ?? '').fields);
+    rows.push({ method, path, status, fields, items, request });
   }
   return rows;
 }
@@ -226,6 +234,14 @@ describe("the README's REST commands and route table", () => {
       return send(curl.method, curl.path, headers, curl.body);
     };
 
+    // The commands send the body their row names.
+    for (const curl of curls) {
+      const keys = Object.keys(JSON.parse(curl.body ?? '{}') as object);
+      expect({ curl: curl.path, keys }).toEqual({
+        curl: curl.path,
+        keys: row(curl.method, curl.path)?.request,
+      });
+    }
     const registered = await run(curls[0]);
     expectRow(row('POST', '/api/v1/applications/register'), registered);
     const key = String(registered.body.master_key);
@@ -285,6 +301,7 @@ describe("the README's REST commands and route table", () => {
       status: 201,
       fields: { success: undefined, app_key: undefined },
       items: {},
+      request: [],
     };
     expect(() => expectRow(wrong, { status: 201, body: { success: true, app_key: 'a' } })).not.toThrow();
     expect(() => expectRow(wrong, { status: 201, body: { success: true, app_id: 'a' } })).toThrow();
