@@ -4,6 +4,7 @@
  * CLUSTER_PORT picks the load balancer's port (default 4000); CLUSTER_INSTANCES their number.
  */
 import { startCluster } from '../test/cluster.js';
+import { describeMessage } from '../test/smtp-sink.js';
 
 const cluster = await startCluster({
   port: Number(process.env.CLUSTER_PORT ?? 4000),
@@ -24,7 +25,7 @@ process.stdout.write(`${lines.join('\n')}\n`);
 cluster.smtp
   .waitFor(
     (message) => {
-      process.stdout.write(`[mail] to ${JSON.stringify(message.to)}: ${message.subject}\n${message.text}\n`);
+      process.stdout.write(describeMessage(message));
       return false;
     },
     2 ** 31 - 1,

@@ -55,5 +55,10 @@ describe("the README's GraphQL commands", () => {
         clinic: { subdomain: 'clinique-du-lac-step-four' },
       },
     });
+    // What the README says curl prints ("It answers `{…,…}`"): the start of the real answer.
+    const readme = readFileSync(resolve(REPO_ROOT, 'README.md'), 'utf8');
+    const stated = /It answers\s+`(\{[^`]*)…\}*`/.exec(readme)?.[1];
+    expect(stated).toBeDefined();
+    expect(JSON.stringify(json).startsWith(stated ?? '-')).toBe(true);
   });
 });

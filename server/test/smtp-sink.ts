@@ -21,6 +21,15 @@ export interface SmtpSink {
   stop(): Promise<void>;
 }
 
+/** One message as `pnpm cluster` prints it: `[mail] to <addresses>: <subject>`, then its text. */
+export function describeMessage(message: ParsedMail): string {
+  const to = [message.to ?? []]
+    .flat()
+    .flatMap((group) => group.value.map((address) => address.address ?? address.name))
+    .join(', ');
+  return `[mail] to ${to}: ${message.subject ?? ''}\n${(message.text ?? '').trimEnd()}\n`;
+}
+
 export async function startSmtpSink(): Promise<SmtpSink> {
   const messages: ParsedMail[] = [];
   const waiters = new Set<(message: ParsedMail) => void>();

@@ -32,7 +32,12 @@ export function DateTime({ iso, relativeTo }: { iso: string; relativeTo?: number
 
 const URL_PATTERN = /(https?:\/\/[^\s<>"']+)/g;
 
-/** Plain text with its http(s) URLs as links (a message of the dev mailbox). */
+/**
+ * Plain text with its http(s) URLs as links (a message of the dev mailbox), each opening in a new
+ * tab: the message is someone else's (a clinic admin's verification link, on `PUBLIC_URL`, maybe
+ * another origin than the console's), and following it in the console's own tab would leave the
+ * operator's session behind.
+ */
 export function Linkified({ text }: { text: string }) {
   const parts = text.split(URL_PATTERN);
   return (
@@ -40,7 +45,7 @@ export function Linkified({ text }: { text: string }) {
       {parts.map((part, index) =>
         index % 2 === 1 ? (
           // biome-ignore lint/suspicious/noArrayIndexKey: the pieces of one string, in order.
-          <a key={index} href={part} rel="noreferrer">
+          <a key={index} href={part} target="_blank" rel="noreferrer">
             {part}
           </a>
         ) : (
