@@ -9,10 +9,27 @@ import type { CentralPrisma } from './db/database.js';
 import type { Config } from './env.js';
 import { SIGN_IN_LINK_TTL_MS, SignInLinks, signInLinkUrl } from './modules/auth/sign-in-links.js';
 
-/** The URL a browser on this machine opens: a wildcard listener is reached through localhost. */
-export function browserUrl(listeningUrl: string): string {
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
+const WILDCARD = new Set(['0.0.0.0', '[::]']);
+
+/**
+ * The URL a browser on this machine opens: PUBLIC_URL's origin when it names this listener by a
+ * loopback name (mail links use it: a verification link opened from the mailbox then lands in the
+ * same origin, with the same session, as the console the banner opened), else the listener's, a
+ * wildcard one reached through localhost.
+ */
+export function browserUrl(listeningUrl: string, publicUrl?: string): string {
   const url = new URL(listeningUrl);
-  if (url.hostname === '0.0.0.0' || url.hostname === '[::]') url.hostname = 'localhost';
+  if (publicUrl) {
+    const wanted = new URL(publicUrl);
+    const same =
+      wanted.protocol === url.protocol &&
+      wanted.port === url.port &&
+      LOOPBACK.has(wanted.hostname) &&
+      (LOOPBACK.has(url.hostname) || WILDCARD.has(url.hostname));
+    if (same) return wanted.origin;
+  }
+  if (WILDCARD.has(url.hostname)) url.hostname = 'localhost';
   return url.origin;
 }
 
@@ -53,7 +70,7 @@ export async function printDevelopmentBanner(
   write: (text: string) => void = (text) => process.stdout.write(text),
 ): Promise<void> {
   if (deps.config.env !== 'development') return;
-  const url = browserUrl(listeningUrl);
+  const url = browserUrl(listeningUrl, deps.config.publicUrl);
   const consoleBuilt = existsSync(join(deps.consoleDir, 'index.html'));
   let signInUrl: string | undefined;
   let problem: string | undefined;
