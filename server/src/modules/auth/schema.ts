@@ -250,8 +250,10 @@ builder.mutationFields((t) => ({
   verifyTwoFactor: t.field({
     type: AuthSessionRef,
     description:
-      'Public: finishes a sign-in that answered TwoFactorChallenge, with an authenticator code or a recovery code. INVALID_CODE, TOO_MANY_ATTEMPTS; CONSENT_WITHDRAWN (the code is not spent) when the privacy notice was withdrawn since.',
-    errors: { types: [InvalidCodeError, TooManyAttemptsError, ConsentWithdrawnError] },
+      'Public: finishes a sign-in that answered TwoFactorChallenge, with an authenticator code or a recovery code. INVALID_CODE, TOO_MANY_ATTEMPTS; CONSENT_WITHDRAWN (the code is not spent) when the privacy notice was withdrawn since; CLINIC_UNAVAILABLE when the clinic is no longer usable (deleted since the password, say).',
+    errors: {
+      types: [InvalidCodeError, TooManyAttemptsError, ConsentWithdrawnError, ClinicUnavailableError],
+    },
     args: {
       challengeToken: t.arg.string({
         required: true,
