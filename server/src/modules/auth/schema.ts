@@ -189,7 +189,7 @@ builder.mutationFields((t) => ({
   signInWithPassword: t.field({
     type: SignInResult,
     description:
-      'Signs in with an e-mail, or with the phone of a member invited by SMS (exactly one of them).',
+      'Public: signs in with an e-mail, or with the phone of a member invited by SMS (exactly one of them).',
     args: {
       email: t.arg.string({ description: 'The account’s e-mail address.' }),
       phone: t.arg.string({ description: 'International format, e.g. +33612345678' }),
@@ -417,7 +417,7 @@ builder.queryField('me', (t) =>
   t.field({
     type: UserRef,
     nullable: true,
-    description: 'The signed-in user; null when anonymous.',
+    description: 'Public: the signed-in user; null when anonymous.',
     resolve: (_root, _args, context) =>
       context.viewer ? readUser(context.scoped, context.viewer.userId) : null,
   }),
