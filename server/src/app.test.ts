@@ -181,6 +181,23 @@ describe('production mode', async () => {
     });
   });
 
+  it('disables introspection over WebSocket and through __type as well', async () => {
+    const refused = (answer: { data?: unknown; errors?: readonly { message: string }[] }) => {
+      expect(answer.data ?? null).toBeNull();
+      expect(answer.errors?.[0]?.message).toMatch(/introspection/i);
+    };
+    refused((await t.gql('{ __type(name: "Query") { fields { name } } }')).body);
+    for (const query of [getIntrospectionQuery(), '{ __type(name: "Mutation") { fields { name } } }']) {
+      // A validation failure ends the operation with an `error` message: wsQuery rejects with it.
+      const answer = await wsQuery(t.ws(), query).catch((errors: readonly { message: string }[]) => ({
+        errors,
+      }));
+      refused(answer);
+    }
+    // __typename is not introspection.
+    expect(await wsQuery(t.ws(), '{ __typename }')).toEqual({ data: { __typename: 'Query' } });
+  });
+
   it('refuses injectFault, devMailbox and devSmsOutbox, to super-admins as well, and injects nothing', async () => {
     const superAdmin = await t.superAdmin();
     for (const operation of [

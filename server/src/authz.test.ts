@@ -544,6 +544,33 @@ describe('role boundaries of the schema', async () => {
     expect(Object.keys(matrix).sort()).toEqual([...required].sort());
   });
 
+  /** The words a root field's description must use for who may call it (the README's Access paragraph). */
+  const audienceOf = (access: Access): RegExp =>
+    access.anonymous === 'ok'
+      ? /\bPublic\b/
+      : access.application === 'ok'
+        ? /\bBy master key\b/
+        : access.staff === 'ok'
+          ? /\bsigned-in users?\b/i
+          : access['clinic admin'] === 'ok'
+            ? /\bclinic admins\b/i
+            : /\bsuper-admins\b/i;
+
+  it('describes each root field with the callers the matrix lets in', () => {
+    const printed = buildSchema(readFileSync(resolve(REPO_ROOT, 'server/schema.graphql'), 'utf8'));
+    const wrong = [printed.getQueryType(), printed.getMutationType(), printed.getSubscriptionType()].flatMap(
+      (root) =>
+        Object.values(root?.getFields() ?? {})
+          .map((field) => ({ name: `${root?.name}.${field.name}`, description: field.description ?? '' }))
+          .filter(({ name, description }) => {
+            const entry = matrix[name];
+            return entry !== undefined && !audienceOf(entry.access).test(description);
+          })
+          .map(({ name, description }) => `${name}: ${description.slice(0, 60)}`),
+    );
+    expect(wrong).toEqual([]);
+  });
+
   let address = 0;
   /** Headers of a new caller of that kind, from an address no other case uses. */
   const headersOf = async (kind: Caller) => {

@@ -102,6 +102,34 @@ describe('subscription authorization and lifetime', async () => {
     expect(live.events).toHaveLength(seen);
   });
 
+  it('ends it when the session ended between its authorization and its start', async () => {
+    const session = await a.app.deps.auth.startSession(admin.id, { ip: null }, 'test');
+    const { auth, events } = b.app.deps;
+    const authenticate = auth.authenticate.bind(auth);
+    // The sign-out lands, and b has heard of it, after the session was read for this subscription
+    // but before the subscription is watched: nothing is watching yet when the end arrives.
+    auth.authenticate = async (header) => {
+      const viewer = await authenticate(header);
+      if (header === `Bearer ${session.accessToken}`) {
+        await a.gql('mutation ($t: String!) { signOut(refreshToken: $t) { __typename } }', {
+          t: session.refreshToken,
+        });
+        await events.sync();
+      }
+      return viewer;
+    };
+    try {
+      const live = record(b.ws({ connectionParams: bearer(session.accessToken) }), HEALTH);
+      const outcome = await Promise.race([
+        live.done.then(() => live.events),
+        new Promise((resolve) => setTimeout(() => resolve('still live after 5 s'), 5_000)),
+      ]);
+      expect(outcome).toEqual(['next UNAUTHENTICATED', 'complete']);
+    } finally {
+      auth.authenticate = authenticate;
+    }
+  });
+
   it('ends it when its access token expires', async () => {
     const session = await a.app.deps.auth.startSession(admin.id, { ip: null }, 'test');
     const { payload } = await import('jose').then((jose) =>

@@ -6,8 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
-import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
-import { GraphQLError } from 'graphql';
+import { GraphQLError, NoSchemaIntrospectionCustomRule } from 'graphql';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { Context, Deps } from '../context.js';
 import { scopedRunner } from '../db/request-scope.js';
@@ -89,7 +88,12 @@ export function createGraphQL({ deps, sessionWatch, graphiql }: GraphQLOptions):
     useOperationMetrics(deps.metrics),
     useSessionBoundSubscriptions(sessionWatch),
   ];
-  if (production) plugins.push(useDisableIntrospection());
+  // At validation, which both transports run (yoga's useDisableIntrospection marks HTTP requests
+  // only, so over WebSocket it let the whole schema out): no __schema, no __type; __typename stays.
+  if (production)
+    plugins.push({
+      onValidate: ({ addValidationRule }) => addValidationRule(NoSchemaIntrospectionCustomRule),
+    });
 
   return createYoga<ServerContext, Context>({
     schema,

@@ -4,7 +4,7 @@
  */
 import { describe, expect, inject, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
-import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
+import { CURRENT_ACCEPTANCES, clinicWithAdmin } from '../../../test/registration-flow.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
 
 const pgAdmin = inject('pgAdminUrl');
@@ -167,6 +167,31 @@ describe('the audit log', async () => {
     const theirs = await entries({ actorId: operatorUser.id, action: 'clinic.' });
     expect(theirs.length).toBeGreaterThanOrEqual(4);
     expect(theirs.every((e) => e.actorId === operatorUser.id)).toBe(true);
+  });
+
+  it("shows a clinic admin their clinic's entries only, whatever the filters name", async () => {
+    const mine = await clinicWithAdmin(t, { clinicName: 'Audit mine', country: 'FR' });
+    const theirs = await clinicWithAdmin(t, { clinicName: 'Audit theirs', country: 'FR' });
+    const read = async (variables: Record<string, unknown>) => {
+      const { body } = await t.gql<{ auditLog: { edges: { node: Entry }[] } }>(
+        AUDIT,
+        variables,
+        mine.headers,
+      );
+      if (!body.data) throw new Error(JSON.stringify(body.errors));
+      return body.data.auditLog.edges.map((edge) => edge.node);
+    };
+    // Both clinics have entries (registration, verification, sign-in): operators see them.
+    expect((await entries({ clinicId: theirs.clinic.id })).length).toBeGreaterThan(0);
+    expect(await read({ clinicId: theirs.clinic.id })).toEqual([]);
+    expect(await read({ actorId: theirs.user.id })).toEqual([]);
+    const own = await read({});
+    expect(own.length).toBeGreaterThan(0);
+    for (const entry of own) {
+      expect(entry.clinicId).toBe(mine.clinic.id);
+      expect(entry.clinic?.id ?? mine.clinic.id).toBe(mine.clinic.id);
+    }
+    expect(JSON.stringify(own)).not.toContain(theirs.user.email);
   });
 
   it('validates its filters', async () => {

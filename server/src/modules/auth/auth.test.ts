@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { startTestApp, wsQuery } from '../../../test/harness.js';
 import { createClinic, verifyEmail } from '../../../test/registration-flow.js';
+import { withClient } from '../../db/sql.js';
 
 const SIGN_IN = `mutation ($email: String!, $password: String!) {
   signInWithPassword(email: $email, password: $password) {
@@ -128,6 +129,33 @@ describe('password sign-in and sessions', async () => {
       refreshSession: { __typename: 'InvalidRefreshTokenError', code: 'INVALID_REFRESH_TOKEN' },
     });
     expect(await prisma.auditLog.count({ where: { action: 'auth.refresh_reuse' } })).toBeGreaterThan(0);
+  });
+
+  it('writes no session into a clinic whose deletion was claimed after the sign-in checked it', async () => {
+    const { email, clinicId } = await clinicUser();
+    await withClient(t.app.deps.db.centralUrl, async (claim) => {
+      // A deletion's claim, not committed yet: the sign-in still reads the clinic READY.
+      await claim.query('BEGIN');
+      await claim.query(`UPDATE clinics SET status = 'DELETING' WHERE id = $1`, [clinicId]);
+      const answer = signIn(email);
+      // The sign-in's session write waits for the claim (it locks the clinic it writes into)...
+      await expect
+        .poll(async () => {
+          const [waiting] = await prisma.$queryRaw<{ n: number }[]>`
+            SELECT count(*)::int AS n FROM pg_stat_activity
+             WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO sessions%'`;
+          return waiting?.n;
+        })
+        .toBe(1);
+      await claim.query('COMMIT');
+      // ...and, the claim committed, finds no READY clinic to write into.
+      expect(await answer).toMatchObject({
+        __typename: 'ClinicUnavailableError',
+        code: 'CLINIC_UNAVAILABLE',
+      });
+    });
+    const user = await prisma.user.findUniqueOrThrow({ where: { email } });
+    expect(await prisma.session.count({ where: { userId: user.id } })).toBe(0);
   });
 
   it('signs out: the refresh token stops working', async () => {

@@ -189,7 +189,7 @@ builder.mutationFields((t) => ({
   signInWithPassword: t.field({
     type: SignInResult,
     description:
-      'Signs in with an e-mail, or with the phone of a member invited by SMS (exactly one of them).',
+      'Public: signs in with an e-mail, or with the phone of a member invited by SMS (exactly one of them).',
     args: {
       email: t.arg.string({ description: 'The account’s e-mail address.' }),
       phone: t.arg.string({ description: 'International format, e.g. +33612345678' }),
@@ -250,8 +250,10 @@ builder.mutationFields((t) => ({
   verifyTwoFactor: t.field({
     type: AuthSessionRef,
     description:
-      'Public: finishes a sign-in that answered TwoFactorChallenge, with an authenticator code or a recovery code. INVALID_CODE, TOO_MANY_ATTEMPTS; CONSENT_WITHDRAWN (the code is not spent) when the privacy notice was withdrawn since.',
-    errors: { types: [InvalidCodeError, TooManyAttemptsError, ConsentWithdrawnError] },
+      'Public: finishes a sign-in that answered TwoFactorChallenge, with an authenticator code or a recovery code. INVALID_CODE, TOO_MANY_ATTEMPTS; CONSENT_WITHDRAWN (the code is not spent) when the privacy notice was withdrawn since; CLINIC_UNAVAILABLE when the clinic is no longer usable (deleted since the password, say).',
+    errors: {
+      types: [InvalidCodeError, TooManyAttemptsError, ConsentWithdrawnError, ClinicUnavailableError],
+    },
     args: {
       challengeToken: t.arg.string({
         required: true,
@@ -415,7 +417,7 @@ builder.queryField('me', (t) =>
   t.field({
     type: UserRef,
     nullable: true,
-    description: 'The signed-in user; null when anonymous.',
+    description: 'Public: the signed-in user; null when anonymous.',
     resolve: (_root, _args, context) =>
       context.viewer ? readUser(context.scoped, context.viewer.userId) : null,
   }),

@@ -360,8 +360,10 @@ export class AuthService {
     }
     const user = await this.deps.prisma.user.findUniqueOrThrow({
       where: { id: userId },
-      select: { id: true, role: true, clinicId: true },
+      select: { id: true, role: true, clinicId: true, clinic: { select: { status: true } } },
     });
+    // The password was checked up to 5 minutes ago: the clinic may have been deleted since.
+    if (user.clinicId) await this.ensureClinicUsable(user.clinicId, user.clinic?.status ?? 'DELETED');
     // Before the code is spent (docs/decisions/056): a privacy notice withdrawn since the
     // password was checked refuses the sign-in and leaves the code (a recovery code is single
     // use) for the sign-in that accepts it again.
@@ -528,7 +530,14 @@ export class AuthService {
     method: string | null,
     refreshToken = randomBytes(32).toString('base64url'),
   ): Promise<IssuedSession> {
-    const who = Prisma.sql`SELECT ${user.id}::uuid AS id, ${user.clinicId}::uuid AS clinic_id`;
+    // Only into a READY clinic, checked in the statement that writes the session: the share
+    // lock makes a concurrent deleteClinic claim wait for this commit, then revoke this session
+    // with the others (or, claimed first, leaves nothing to lock here). A check made earlier
+    // (ensureClinicUsable) leaves a window, up to the 5 minutes of a two-factor challenge.
+    const who = Prisma.sql`SELECT ${user.id}::uuid AS id, ${user.clinicId}::uuid AS clinic_id
+      WHERE ${user.clinicId}::uuid IS NULL
+         OR EXISTS (SELECT 1 FROM clinics
+                     WHERE id = ${user.clinicId}::uuid AND status = 'READY'::"ClinicStatus" FOR SHARE)`;
     const [session] = await this.deps.prisma.$queryRaw<{ id: string }[]>`
       WITH ${sessionWrites(who, { familyId, refreshToken, meta, method })}
       SELECT id::text AS id FROM session`;
@@ -538,7 +547,9 @@ export class AuthService {
       ? [session]
       : await this.deps.prisma.$queryRaw<{ id: string }[]>`
           SELECT id::text AS id FROM sessions WHERE refresh_token_hash = ${sha256(refreshToken)} AND revoked_at IS NULL`;
-    if (!existing) throw new InvalidRefreshTokenError();
+    // A sign-in's fresh token conflicts with nothing: only the clinic can have refused it.
+    if (!existing)
+      throw method !== null && user.clinicId ? new ClinicUnavailableError() : new InvalidRefreshTokenError();
     return this.accessTokenFor(user, existing.id, refreshToken);
   }
 

@@ -220,6 +220,37 @@ describe.each([
       expect(await asks(b, fresh.accessToken)).toContain('ok');
     });
 
+    it("a deleted clinic ends its users' sessions, whatever they were doing", async () => {
+      const doomed = await createClinic(a, { clinicName: 'Session checks deleted', country: 'FR' });
+      const member = await prisma.user.create({
+        data: {
+          email: `deleted-clinic-${Date.now()}@example.com`,
+          firstName: 'D',
+          lastName: 'C',
+          role: 'CLINIC_ADMIN',
+          clinicId: doomed.clinicId,
+          emailVerifiedAt: new Date(),
+        },
+      });
+      const session = await a.app.deps.auth.startSession(member.id, { ip: null }, 'test');
+      await cached(b, session.accessToken);
+      const deleted = await a.gql(
+        'mutation ($id: ID!) { deleteClinic(clinicId: $id) { __typename } }',
+        { id: doomed.clinicId },
+        await a.superAdmin(),
+      );
+      expect(deleted.body.data).toEqual({ deleteClinic: { __typename: 'DeleteClinicSuccess' } });
+      // Its admin could otherwise go on reading the clinic and inviting members into it until
+      // the token expires (15 minutes), though no one of it may sign in any more.
+      expect(await asks(b, session.accessToken)).toEqual(refused);
+      expect(await asks(a, session.accessToken)).toEqual(refused);
+      const refreshed = await b.gql<{ refreshSession: { code: string } }>(
+        'mutation ($t: String!) { refreshSession(refreshToken: $t) { ... on Error { code } } }',
+        { t: session.refreshToken },
+      );
+      expect(refreshed.body.data?.refreshSession.code).toBe('INVALID_REFRESH_TOKEN');
+    });
+
     it('a revoked family (a spent refresh token replayed after the grace)', async () => {
       const first = await signedIn();
       const rotated = await a.gql<{ refreshSession: Session }>(

@@ -110,6 +110,14 @@ export class SessionWatch {
       },
     };
     watchers.add(watcher);
+    // The session was read when the operation was authorized, a few awaits ago: an end that
+    // arrived in between found nothing to end. Watched from here on, it is read once more.
+    this.deps.auth.stillValid(viewer).then(
+      (valid) => {
+        if (!valid) watcher.end('ended');
+      },
+      (error: unknown) => this.deps.logger.warn({ err: error }, 'live subscription not rechecked'),
+    );
     return { ended, dispose };
   }
 

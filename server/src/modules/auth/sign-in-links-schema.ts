@@ -17,7 +17,7 @@ builder.mutationField('signInWithLink', (t) =>
   t.field({
     type: AuthSessionRef,
     description:
-      'Signs in with the one-time link of the development start banner (single use, 15 minutes). Always INVALID_CODE in production.',
+      'Public: signs in with the one-time link of the development start banner (single use, 15 minutes). Always INVALID_CODE in production.',
     errors: { types: [InvalidCodeError] },
     args: {
       token: t.arg.string({

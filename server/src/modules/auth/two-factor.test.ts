@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
+import { createClinic } from '../../../test/registration-flow.js';
 import { hashPassword } from './passwords.js';
 import { base32Decode, base32Encode, currentStep, matchTotp, totpAt } from './totp.js';
 
@@ -180,6 +181,47 @@ describe('two-factor sign-in', async () => {
       })
     ).body.data?.verifyTwoFactor;
     expect(right?.code).toBe('TOO_MANY_ATTEMPTS');
+  });
+
+  it('lets no one into a clinic deleted between the password and the second factor', async () => {
+    // A real clinic, registered and deleted as production does it, on the real clock: TOTP
+    // codes one step ahead are accepted whenever the step turns.
+    vi.useRealTimers();
+    const { clinicId } = await createClinic(t, { clinicName: 'Two factor deleted', country: 'FR' });
+    const email = `twofa-deleted-${Date.now()}@example.com`;
+    const user = await prisma.user.create({
+      data: {
+        email,
+        firstName: 'D',
+        lastName: 'L',
+        role: 'CLINIC_ADMIN',
+        clinicId,
+        emailVerifiedAt: new Date(),
+        passwordHash: await hashPassword(PASSWORD),
+      },
+    });
+    const secret = (await t.app.deps.auth.twoFactor.setup(user.id)).secret;
+    await t.app.deps.auth.twoFactor.confirm(user.id, codeFor(secret));
+    const challenge = (await t.gql<{ signInWithPassword: Result }>(SIGN_IN, { e: email, p: PASSWORD })).body
+      .data?.signInWithPassword;
+    expect(challenge?.__typename).toBe('TwoFactorChallenge');
+    const deleted = await t.gql(
+      'mutation ($id: ID!) { deleteClinic(clinicId: $id) { __typename } }',
+      { id: clinicId },
+      await t.superAdmin(),
+    );
+    expect(deleted.body.data).toEqual({ deleteClinic: { __typename: 'DeleteClinicSuccess' } });
+    // The challenge is good for 5 minutes; the clinic is gone by the time the code comes.
+    const { body } = await t.gql<{ verifyTwoFactor: Result }>(VERIFY, {
+      t: challenge?.challengeToken,
+      c: codeFor(secret, 1),
+    });
+    expect(body.errors).toBeUndefined();
+    expect(body.data?.verifyTwoFactor).toEqual({
+      __typename: 'ClinicUnavailableError',
+      code: 'CLINIC_UNAVAILABLE',
+    });
+    expect(await prisma.session.count({ where: { userId: user.id, revokedAt: null } })).toBe(0);
   });
 
   it('requires a signed-in user to set up two-factor authentication', async () => {

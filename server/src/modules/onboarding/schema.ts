@@ -308,7 +308,7 @@ builder.mutationFields((t) => ({
   }),
   rotateApplicationKey: t.field({
     type: IssuedKeyRef,
-    description: 'Issues a new master key; the previous one stops working at once.',
+    description: 'Super-admins: issues a new master key; the previous one stops working at once.',
     authScopes: { superAdmin: true },
     errors: { types: [NotFoundError] },
     args: { applicationId: t.arg.id({ required: true, description: 'The application (UUID).' }) },
@@ -320,7 +320,7 @@ builder.mutationFields((t) => ({
   }),
   revokeApplicationKey: t.field({
     type: RevokedKeyRef,
-    description: "Revokes the application's master key; rotateApplicationKey issues a new one.",
+    description: "Super-admins: revokes the application's master key; rotateApplicationKey issues a new one.",
     authScopes: { superAdmin: true },
     errors: { types: [NotFoundError] },
     args: { applicationId: t.arg.id({ required: true, description: 'The application (UUID).' }) },

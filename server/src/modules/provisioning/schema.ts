@@ -570,7 +570,7 @@ builder.queryFields((t) => ({
     type: ['ProvisioningRun'],
     authScopes: { operator: true },
     description:
-      "Newest first: one clinic's runs, or every clinic's without `clinicId` (the console's metrics chart).",
+      "Super-admins: newest first, one clinic's runs, or every clinic's without `clinicId` (the console's metrics chart).",
     args: {
       clinicId: t.arg.id({ validate: uuid, description: "Only this clinic's runs (UUID)." }),
       kind: t.arg({ type: RunKindEnum, description: 'Only runs of this kind.' }),
@@ -597,7 +597,7 @@ builder.queryFields((t) => ({
     type: 'ProvisioningRun',
     nullable: true,
     authScopes: { operator: true },
-    description: 'One run with its steps and error; null when there is no such run.',
+    description: 'Super-admins: one run with its steps and error; null when there is no such run.',
     args: {
       id: t.arg.id({
         required: true,
@@ -784,7 +784,7 @@ builder.subscriptionFields((t) => ({
   provisioningProgress: t.field({
     type: ProvisioningEventRef,
     description:
-      'Every step transition of provisioning runs; of one clinic when `clinicId` is given. With ' +
+      'Super-admins: every step transition of provisioning runs; of one clinic when `clinicId` is given. With ' +
       '`since` (the `at` of the last event seen), what the run and step records hold from then on ' +
       'comes first: a client that resubscribes misses nothing recorded (a step rolled back shows ' +
       'STARTED then ROLLED_BACK). Events are never repeated within a subscription, but may repeat ' +
@@ -815,7 +815,7 @@ builder.subscriptionFields((t) => ({
   }),
   clinicHealthChanged: t.field({
     type: ClinicHealthRef,
-    description: "A clinic database's health status changed.",
+    description: "Super-admins: a clinic database's health status changed.",
     authScopes: { operator: true },
     subscribe: (_root, _args, context) => context.deps.events.pubsub.subscribe('clinicHealth'),
     resolve: (health) => ({

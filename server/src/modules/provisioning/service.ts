@@ -432,10 +432,21 @@ export class ProvisioningService {
     this.serverOf(clinic);
     const state = await this.stateOf(clinicId);
     if (!state) throw new NotFoundError('clinic');
-    // One deletion at a time: the claim is the status change itself.
-    const claimed = await this.prisma.clinic.updateMany({
-      where: { id: clinicId, status: { notIn: ['DELETED', 'DELETING'] } },
-      data: { status: 'DELETING' },
+    // One deletion at a time: the claim is the status change itself. Its users' sessions end
+    // with it: no one of a DELETING clinic signs in any more, and one signed in before must not
+    // go on acting in it until the token expires (the `sessions` triggers tell every instance).
+    const claimed = await this.prisma.$transaction(async (tx) => {
+      const claim = await tx.clinic.updateMany({
+        where: { id: clinicId, status: { notIn: ['DELETED', 'DELETING'] } },
+        data: { status: 'DELETING' },
+      });
+      if (claim.count > 0) {
+        await tx.session.updateMany({
+          where: { user: { clinicId }, revokedAt: null },
+          data: { revokedAt: new Date() },
+        });
+      }
+      return claim;
     });
     if (claimed.count === 0) throw new ConflictError('Another operation is deleting this clinic.');
     const result = await this.runDelete(clinic, state, actor);

@@ -115,7 +115,7 @@ builder.mutationFields((t) => ({
   verifyEmail: t.field({
     type: VerifyEmailSuccess,
     description:
-      'Spends the token of a verification link (single use, 24 h). Errors say why a link does not work (InvalidCodeError.reason).',
+      'Public: spends the token of a verification link (single use, 24 h). Errors say why a link does not work (InvalidCodeError.reason).',
     errors: { types: [InvalidCodeError] },
     args: {
       token: t.arg.string({

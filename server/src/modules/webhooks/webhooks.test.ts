@@ -186,6 +186,33 @@ describe('webhook endpoints over REST, with signed API credentials', () => {
     ]);
     expect(t.logs()).not.toContain(created.body.secret);
   });
+
+  it('a signed registration whose body was changed in transit is refused, and registers nothing', async () => {
+    const app = await application();
+    const path = '/api/v1/webhooks';
+    const timestamp = String(Math.floor(Date.now() / 1000));
+    const sent = JSON.stringify({ url: 'https://hooks.example.com/mine', events: ['onboarding.completed'] });
+    const headers = {
+      'X-Api-Key': app.credentials.apiKey,
+      'X-Onramp-Timestamp': timestamp,
+      'X-Onramp-Signature': signRequest(app.credentials.apiSecret, {
+        method: 'POST',
+        path,
+        timestamp,
+        body: sent,
+      }),
+    };
+    // Someone on the way points the application's events at their own server.
+    const altered = sent.replace('hooks.example.com/mine', 'attacker.example.net/x');
+    const answer = await rest('POST', path, { headers, raw: altered });
+    expect(answer.status).toBe(401);
+    expect(answer.body).toMatchObject({ error: 'invalid_signature' });
+    expect(
+      await prisma.webhookEndpoint.count({ where: { createdByOnboardingId: app.credentials.uuid } }),
+    ).toBe(0);
+    // The request as signed still goes through: only the change was refused.
+    expect((await rest('POST', path, { headers, raw: sent })).status).toBe(201);
+  });
 });
 
 describe('deliveries', () => {
