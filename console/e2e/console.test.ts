@@ -250,6 +250,7 @@ describe('the admin console in a browser', async () => {
     await page.getByText('No clinic matches these filters.').waitFor();
     await page.getByLabel('Search').fill('');
     await page.getByLabel('Database health').selectOption('ALL');
+    await row.waitFor(); // the list is read again for the cleared filters: the shot shows it
     await shot('clinics');
 
     await row.getByRole('link', { name: clinic.name }).click();
