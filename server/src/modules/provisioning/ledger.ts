@@ -325,8 +325,9 @@ export class Ledger {
    * reachable servers: one that cannot be seen keeps them DELETED until it is back.
    * @returns how many clinics were taken in.
    */
-  async adoptDeleted(now = new Date()): Promise<number> {
+  async adoptDeleted(at?: Date): Promise<number> {
     const { prisma } = this.deps;
+    const now = at ?? (await this.now());
     const retention = this.deps.deleteRetentionSeconds ?? 30 * 86_400;
     const deleted = await prisma.clinic.findMany({
       where: { status: 'DELETED', databaseServerId: { in: [...this.deps.servers.keys()] } },
@@ -387,17 +388,28 @@ export class Ledger {
   }
 
   /**
+   * The central database's clock, the one every retention is counted on: instances' clocks may
+   * disagree, and one running ahead would otherwise purge early what another quarantined.
+   */
+  async now(db: Pick<CentralPrisma, '$queryRaw'> = this.deps.prisma): Promise<Date> {
+    const [row] = await db.$queryRaw<{ now: Date }[]>`SELECT clock_timestamp() AS now`;
+    if (!row) throw new Error('the central database answered no time');
+    return row.now;
+  }
+
+  /**
    * Drops what has been in quarantine past its retention, on reachable servers. @returns the
    * clinic ids whose every object is gone now.
+   * @param at the time to purge at (a test's later day); @default the central database's clock
    */
-  async purgeDue(now = new Date()): Promise<{ purged: number; clinics: string[] }> {
+  async purgeDue(at?: Date): Promise<{ purged: number; clinics: string[] }> {
     // One purge at a time in the cluster (the job's queue serialises the job; this covers an
     // operator's or a test's call too): concurrent DROP ROLE / DROP OWNED on one server collide
     // in its shared catalogs. The lock lives in a transaction of its own for the whole pass.
     return this.deps.prisma.$transaction(
       async (lock) => {
         await lock.$executeRaw`SELECT pg_advisory_xact_lock(hashtext('onramp:purge'))`;
-        return this.purgeLocked(now);
+        return this.purgeLocked(at ?? (await this.now()));
       },
       { timeout: 30 * 60_000, maxWait: 30 * 60_000 },
     );
@@ -546,7 +558,7 @@ export class Ledger {
           });
           return false;
         }
-        const quarantinedAt = new Date();
+        const quarantinedAt = await this.now(tx);
         await tx.clinicObject.update({
           where: { id },
           data: {
