@@ -11,6 +11,7 @@ import type pg from 'pg';
 import type { CentralPrisma, ClinicServer } from '../../db/database.js';
 import { dropObjects } from '../../db/drop.js';
 import { execute } from '../../db/raw.js';
+import { assertSameServer } from '../../db/servers.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
 import { Prisma } from '../../generated/central/client.js';
 import type { ClinicObjectState } from '../../generated/central/enums.js';
@@ -426,6 +427,15 @@ export class Ledger {
     for (const entry of due) {
       const server = this.deps.servers.get(entry.serverId);
       if (!server) continue;
+      // DROP … IF EXISTS on another cluster at its address would settle the entry as dropped.
+      const same = await assertSameServer(server.admin, server).then(
+        () => true,
+        (error: unknown) => {
+          logger.error({ err: error, server: server.name }, 'purge skipped a server that answers as another');
+          return false;
+        },
+      );
+      if (!same) continue;
       // Claimed: of two purges at once (the job and an operator's), one drops each entry.
       const dropped = await prisma.$transaction(
         async (tx) => {
@@ -528,6 +538,8 @@ export class Ledger {
         let trashName: string | null = null;
         let absent = false;
         await withClient(server.url, async (admin) => {
+          // "It did not exist" is only true of the server the entry was made on.
+          await assertSameServer(admin, server);
           if (entry.kind === 'ROLE') {
             const role = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [entry.name]);
             if (role.rowCount === 0) {
