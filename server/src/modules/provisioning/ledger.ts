@@ -13,6 +13,7 @@ import { dropObjects } from '../../db/drop.js';
 import { execute } from '../../db/raw.js';
 import { assertSameServer } from '../../db/servers.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
+import { ConflictError } from '../../errors.js';
 import { Prisma } from '../../generated/central/client.js';
 import type { ClinicObjectState } from '../../generated/central/enums.js';
 import { addJob, PURGE_JOB, pendingJobKeys, removeJob } from '../../jobs/index.js';
@@ -261,6 +262,15 @@ export class Ledger {
     for (const entry of entries)
       if (await this.quarantineEntry(entry.id, reason, retentionSeconds, ['PENDING', 'COMMITTED']))
         count += 1;
+    // What sat in quarantine already (a sweep's, a shorter retention) is kept at least as long as
+    // this quarantine promises: a deleted clinic is restorable for its whole retention.
+    const extended = await this.deps.prisma.$executeRaw`
+      UPDATE clinic_objects
+         SET purge_after = clock_timestamp() + make_interval(secs => ${retentionSeconds}::double precision),
+             reason = ${reason}, updated_at = now()
+       WHERE clinic_id = ${clinicId}::uuid AND state = 'QUARANTINED'
+         AND purge_after < clock_timestamp() + make_interval(secs => ${retentionSeconds}::double precision)`;
+    if (extended > 0 && count === 0) await this.schedulePurge();
     return count;
   }
 
@@ -365,7 +375,24 @@ export class Ledger {
    * Brings a clinic's quarantined database and role back under their own names, open to the role
    * again. @returns whether there was a database to restore.
    */
-  async restoreClinic(clinicId: string): Promise<boolean> {
+  async restoreClinic(clinicId: string, options: { refuseDeleted?: boolean } = {}): Promise<boolean> {
+    if (!options.refuseDeleted) return this.restoreEntries(clinicId);
+    // A repair's restore: under the clinic's row lock, so that a deletion claiming the clinic
+    // meanwhile waits and then quarantines what was restored; one that claimed it first wins, and
+    // the repair does not bring the database back under a clinic being deleted (decision 040).
+    return this.deps.prisma.$transaction(
+      async (tx) => {
+        const [clinic] = await tx.$queryRaw<{ status: string }[]>`
+          SELECT status::text FROM clinics WHERE id = ${clinicId}::uuid FOR UPDATE`;
+        if (clinic?.status === 'DELETING' || clinic?.status === 'DELETED')
+          throw new ConflictError(`The clinic is ${clinic.status}: restoreClinic brings it back.`);
+        return this.restoreEntries(clinicId);
+      },
+      { timeout: 120_000 },
+    );
+  }
+
+  private async restoreEntries(clinicId: string): Promise<boolean> {
     const { prisma, logger } = this.deps;
     const entries = await prisma.clinicObject.findMany({ where: { clinicId, state: 'QUARANTINED' } });
     const database = entries.find((entry) => entry.kind === 'DATABASE');

@@ -56,7 +56,7 @@ export function repairPlan(deps: StepDeps, hooks: RepairHooks): Plan<RepairState
           await assertSameServer(admin, server);
           if (
             !(await databaseExists(admin, state.databaseName)) &&
-            (await deps.ledger.restoreClinic(state.clinicId))
+            (await deps.ledger.restoreClinic(state.clinicId, { refuseDeleted: true }))
           )
             state.actions.push(`restored database ${state.databaseName} from quarantine`);
           if (!(await databaseExists(admin, state.databaseName))) {
