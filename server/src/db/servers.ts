@@ -18,6 +18,12 @@ export interface ClinicServer {
   name: string;
   /** `host:port` it is reached at now (never credentials). */
   address: string;
+  /**
+   * The `system_identifier` it was matched by. What acts on a clinic's database on the strength
+   * of its absence checks it first (`assertSameServer`): another cluster may answer at the same
+   * address while Onramp runs (a server restarted on an empty data directory, a DNS change).
+   */
+  systemIdentifier: string;
   /** Admin connection URL (may create databases and roles). */
   url: string;
   template: ClinicTemplate;
@@ -80,6 +86,40 @@ async function systemIdentifier(url: string): Promise<string> {
   }
 }
 
+/** Another cluster answers where a server was identified: nothing may be concluded from it. */
+export class ServerIdentityError extends Error {
+  constructor(server: Pick<ClinicServer, 'address' | 'systemIdentifier'>, found: string | undefined) {
+    super(
+      `${server.address} now answers as another server (system identifier ${found ?? 'unknown'}, recorded ${server.systemIdentifier})`,
+    );
+    this.name = 'ServerIdentityError';
+  }
+}
+
+/** The identity check's select list, to ride along a query already sent (one round trip). */
+export const SYSTEM_IDENTIFIER_SQL = '(SELECT system_identifier::text FROM pg_control_system())';
+
+/** @throws ServerIdentityError when `found` is not the identifier `server` was matched by. */
+export function expectSameServer(
+  server: Pick<ClinicServer, 'address' | 'systemIdentifier'>,
+  found: string | undefined,
+): void {
+  if (found !== server.systemIdentifier) throw new ServerIdentityError(server, found);
+}
+
+/**
+ * Checks that `admin` is connected to the cluster `server` was identified as, before anything
+ * is created, or settled as gone, because a database is absent there.
+ * @throws ServerIdentityError
+ */
+export async function assertSameServer(
+  admin: Pick<pg.ClientBase, 'query'>,
+  server: Pick<ClinicServer, 'address' | 'systemIdentifier'>,
+): Promise<void> {
+  const { rows } = await admin.query<{ id: string }>(`SELECT ${SYSTEM_IDENTIFIER_SQL} AS id`);
+  expectSameServer(server, rows[0]?.id);
+}
+
 export async function openClinicServers(options: {
   centralUrl: string;
   urls: readonly string[];
@@ -132,7 +172,15 @@ export async function openClinicServers(options: {
       admin.on('error', (error) =>
         logger.warn({ err: error, server: row.name }, 'idle admin connection lost'),
       );
-      byId.set(row.id, { id: row.id, name: row.name, address: serverAddress(url), url, template, admin });
+      byId.set(row.id, {
+        id: row.id,
+        name: row.name,
+        address: serverAddress(url),
+        url,
+        systemIdentifier: row.system_identifier as string,
+        template,
+        admin,
+      });
     }
     await readRecorded();
     return down.map((entry) => entry.url);

@@ -7,6 +7,7 @@
  * each sweep.
  */
 import type { ClinicServer } from '../../db/database.js';
+import { expectSameServer, SYSTEM_IDENTIFIER_SQL } from '../../db/servers.js';
 import type { DbStatus } from '../provisioning/index.js';
 
 /**
@@ -31,16 +32,22 @@ export interface CatalogLists {
   canLogin: boolean[];
 }
 
-/** Every database and role of `server`, in one statement. */
+/**
+ * Every database and role of `server`, in one statement.
+ * @throws ServerIdentityError when another cluster answers at its address: its catalog says
+ *   nothing of the clinics (they are reported unreachable, never MISSING).
+ */
 export async function readCatalogLists(server: ClinicServer): Promise<CatalogLists> {
   // pg_authid would need a superuser; pg_roles is the readable view of it.
-  const { rows } = await server.admin.query<CatalogLists>(
-    `SELECT d.databases, d."allowsConnections", r.roles, r."canLogin"
+  const { rows } = await server.admin.query<CatalogLists & { systemIdentifier: string }>(
+    `SELECT d.databases, d."allowsConnections", r.roles, r."canLogin",
+            ${SYSTEM_IDENTIFIER_SQL} AS "systemIdentifier"
        FROM (SELECT array_agg(datname::text) AS databases, array_agg(datallowconn) AS "allowsConnections"
                FROM pg_database) d,
             (SELECT array_agg(rolname::text) AS roles, array_agg(rolcanlogin) AS "canLogin" FROM pg_roles) r`,
   );
   const row = rows[0];
+  expectSameServer(server, row?.systemIdentifier);
   return {
     databases: row?.databases ?? [],
     allowsConnections: row?.allowsConnections ?? [],

@@ -6,7 +6,12 @@ import pg from 'pg';
 import { decryptSecret } from '../../crypto.js';
 import type { ClinicServer } from '../../db/database.js';
 import { schemaVersion } from '../../db/migrator.js';
-import type { UnreachableServer } from '../../db/servers.js';
+import {
+  expectSameServer,
+  ServerIdentityError,
+  SYSTEM_IDENTIFIER_SQL,
+  type UnreachableServer,
+} from '../../db/servers.js';
 import { databaseUrl } from '../../db/sql.js';
 import type { ClinicSchemaShape } from './schema-shape.js';
 
@@ -105,14 +110,20 @@ function report(
   };
 }
 
-/** Which of `names` exist on the server: one catalog query for any number of clinics. */
+/**
+ * Which of `names` exist on the server: one catalog query for any number of clinics.
+ * @throws ServerIdentityError when another cluster answers at its address (its catalog says
+ *   nothing of these databases: none is MISSING there).
+ */
 export async function existingDatabases(server: ClinicServer, names: string[]): Promise<Set<string>> {
   if (names.length === 0) return new Set();
-  const { rows } = await server.admin.query<{ datname: string }>(
-    'SELECT datname FROM pg_database WHERE datname = ANY($1)',
+  const { rows } = await server.admin.query<{ names: string[]; systemIdentifier: string }>(
+    `SELECT array(SELECT datname::text FROM pg_database WHERE datname = ANY($1)) AS names,
+            ${SYSTEM_IDENTIFIER_SQL} AS "systemIdentifier"`,
     [names],
   );
-  return new Set(rows.map((row) => row.datname));
+  expectSameServer(server, rows[0]?.systemIdentifier);
+  return new Set(rows[0]?.names ?? []);
 }
 
 /**
@@ -150,6 +161,8 @@ export async function checkClinicDatabaseIntegrity(
   } catch (error) {
     return report(clinic, ctx, {
       dbStatus: 'UNHEALTHY',
+      // Another cluster at its address: not this clinic's server, so not reachable.
+      ...(error instanceof ServerIdentityError ? { serverReachable: false } : {}),
       errors: [`database server unreachable: ${message(error)}`],
     });
   }

@@ -11,7 +11,9 @@ import type pg from 'pg';
 import type { CentralPrisma, ClinicServer } from '../../db/database.js';
 import { dropObjects } from '../../db/drop.js';
 import { execute } from '../../db/raw.js';
+import { assertSameServer } from '../../db/servers.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
+import { ConflictError } from '../../errors.js';
 import { Prisma } from '../../generated/central/client.js';
 import type { ClinicObjectState } from '../../generated/central/enums.js';
 import { addJob, PURGE_JOB, pendingJobKeys, removeJob } from '../../jobs/index.js';
@@ -260,6 +262,15 @@ export class Ledger {
     for (const entry of entries)
       if (await this.quarantineEntry(entry.id, reason, retentionSeconds, ['PENDING', 'COMMITTED']))
         count += 1;
+    // What sat in quarantine already (a sweep's, a shorter retention) is kept at least as long as
+    // this quarantine promises: a deleted clinic is restorable for its whole retention.
+    const extended = await this.deps.prisma.$executeRaw`
+      UPDATE clinic_objects
+         SET purge_after = clock_timestamp() + make_interval(secs => ${retentionSeconds}::double precision),
+             reason = ${reason}, updated_at = now()
+       WHERE clinic_id = ${clinicId}::uuid AND state = 'QUARANTINED'
+         AND purge_after < clock_timestamp() + make_interval(secs => ${retentionSeconds}::double precision)`;
+    if (extended > 0 && count === 0) await this.schedulePurge();
     return count;
   }
 
@@ -325,8 +336,9 @@ export class Ledger {
    * reachable servers: one that cannot be seen keeps them DELETED until it is back.
    * @returns how many clinics were taken in.
    */
-  async adoptDeleted(now = new Date()): Promise<number> {
+  async adoptDeleted(at?: Date): Promise<number> {
     const { prisma } = this.deps;
+    const now = at ?? (await this.now());
     const retention = this.deps.deleteRetentionSeconds ?? 30 * 86_400;
     const deleted = await prisma.clinic.findMany({
       where: { status: 'DELETED', databaseServerId: { in: [...this.deps.servers.keys()] } },
@@ -363,7 +375,24 @@ export class Ledger {
    * Brings a clinic's quarantined database and role back under their own names, open to the role
    * again. @returns whether there was a database to restore.
    */
-  async restoreClinic(clinicId: string): Promise<boolean> {
+  async restoreClinic(clinicId: string, options: { refuseDeleted?: boolean } = {}): Promise<boolean> {
+    if (!options.refuseDeleted) return this.restoreEntries(clinicId);
+    // A repair's restore: under the clinic's row lock, so that a deletion claiming the clinic
+    // meanwhile waits and then quarantines what was restored; one that claimed it first wins, and
+    // the repair does not bring the database back under a clinic being deleted (decision 040).
+    return this.deps.prisma.$transaction(
+      async (tx) => {
+        const [clinic] = await tx.$queryRaw<{ status: string }[]>`
+          SELECT status::text FROM clinics WHERE id = ${clinicId}::uuid FOR UPDATE`;
+        if (clinic?.status === 'DELETING' || clinic?.status === 'DELETED')
+          throw new ConflictError(`The clinic is ${clinic.status}: restoreClinic brings it back.`);
+        return this.restoreEntries(clinicId);
+      },
+      { timeout: 120_000 },
+    );
+  }
+
+  private async restoreEntries(clinicId: string): Promise<boolean> {
     const { prisma, logger } = this.deps;
     const entries = await prisma.clinicObject.findMany({ where: { clinicId, state: 'QUARANTINED' } });
     const database = entries.find((entry) => entry.kind === 'DATABASE');
@@ -387,17 +416,28 @@ export class Ledger {
   }
 
   /**
+   * The central database's clock, the one every retention is counted on: instances' clocks may
+   * disagree, and one running ahead would otherwise purge early what another quarantined.
+   */
+  async now(db: Pick<CentralPrisma, '$queryRaw'> = this.deps.prisma): Promise<Date> {
+    const [row] = await db.$queryRaw<{ now: Date }[]>`SELECT clock_timestamp() AS now`;
+    if (!row) throw new Error('the central database answered no time');
+    return row.now;
+  }
+
+  /**
    * Drops what has been in quarantine past its retention, on reachable servers. @returns the
    * clinic ids whose every object is gone now.
+   * @param at the time to purge at (a test's later day); @default the central database's clock
    */
-  async purgeDue(now = new Date()): Promise<{ purged: number; clinics: string[] }> {
+  async purgeDue(at?: Date): Promise<{ purged: number; clinics: string[] }> {
     // One purge at a time in the cluster (the job's queue serialises the job; this covers an
     // operator's or a test's call too): concurrent DROP ROLE / DROP OWNED on one server collide
     // in its shared catalogs. The lock lives in a transaction of its own for the whole pass.
     return this.deps.prisma.$transaction(
       async (lock) => {
         await lock.$executeRaw`SELECT pg_advisory_xact_lock(hashtext('onramp:purge'))`;
-        return this.purgeLocked(now);
+        return this.purgeLocked(at ?? (await this.now()));
       },
       { timeout: 30 * 60_000, maxWait: 30 * 60_000 },
     );
@@ -414,6 +454,15 @@ export class Ledger {
     for (const entry of due) {
       const server = this.deps.servers.get(entry.serverId);
       if (!server) continue;
+      // DROP … IF EXISTS on another cluster at its address would settle the entry as dropped.
+      const same = await assertSameServer(server.admin, server).then(
+        () => true,
+        (error: unknown) => {
+          logger.error({ err: error, server: server.name }, 'purge skipped a server that answers as another');
+          return false;
+        },
+      );
+      if (!same) continue;
       // Claimed: of two purges at once (the job and an operator's), one drops each entry.
       const dropped = await prisma.$transaction(
         async (tx) => {
@@ -516,6 +565,8 @@ export class Ledger {
         let trashName: string | null = null;
         let absent = false;
         await withClient(server.url, async (admin) => {
+          // "It did not exist" is only true of the server the entry was made on.
+          await assertSameServer(admin, server);
           if (entry.kind === 'ROLE') {
             const role = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [entry.name]);
             if (role.rowCount === 0) {
@@ -546,7 +597,7 @@ export class Ledger {
           });
           return false;
         }
-        const quarantinedAt = new Date();
+        const quarantinedAt = await this.now(tx);
         await tx.clinicObject.update({
           where: { id },
           data: {

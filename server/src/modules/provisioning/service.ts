@@ -498,7 +498,8 @@ export class ProvisioningService {
     if (clinic.status !== 'DELETED')
       throw new ConflictError(`The clinic is ${clinic.status}, not deleted: there is nothing to restore.`);
     const kept = await this.ledger.quarantinedDatabase(clinicId);
-    if (!kept || (kept.purgeAfter && kept.purgeAfter <= new Date()))
+    // On the central database's clock, as the purge counts it (not this instance's).
+    if (!kept || (kept.purgeAfter && kept.purgeAfter <= (await this.ledger.now())))
       throw new ConflictError(
         'The retention of this deleted clinic is over: its database cannot be restored.',
       );
@@ -643,8 +644,8 @@ export class ProvisioningService {
    * clinic (as the registration's undo does). The audit log and the run records stay.
    * @returns how many objects were dropped and which clinics were removed.
    */
-  async purgeDue(now = new Date()): Promise<{ purged: number; clinics: string[] }> {
-    const { purged, clinics } = await this.ledger.purgeDue(now);
+  async purgeDue(at?: Date): Promise<{ purged: number; clinics: string[] }> {
+    const { purged, clinics } = await this.ledger.purgeDue(at);
     const removed: string[] = [];
     for (const clinicId of clinics) {
       const gone = await this.prisma.$transaction(async (tx) => {

@@ -98,10 +98,11 @@ export class Reconciler {
    * then schedules itself for the next retention's end. graphile-worker runs it in one queue, so
    * two instances never purge at once.
    */
-  async purge(now = new Date()): Promise<{ purged: number; clinics: string[] }> {
+  async purge(at?: Date): Promise<{ purged: number; clinics: string[] }> {
     // A deleted clinic the ledger has nothing of is taken in first: never left forever.
-    await this.deps.provisioning.ledger.adoptDeleted(now);
-    const result = await this.deps.provisioning.purgeDue(now);
+    // `at` is a test's later day; the job counts on the central database's clock (the ledger's).
+    await this.deps.provisioning.ledger.adoptDeleted(at);
+    const result = await this.deps.provisioning.purgeDue(at);
     await this.deps.provisioning.ledger.schedulePurge();
     return result;
   }

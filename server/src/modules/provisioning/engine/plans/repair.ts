@@ -1,5 +1,6 @@
 import { encryptSecret } from '../../../../crypto.js';
 import { migrate } from '../../../../db/migrator.js';
+import { assertSameServer } from '../../../../db/servers.js';
 import { databaseUrl, withClient } from '../../../../db/sql.js';
 import {
   cloneDatabase,
@@ -51,9 +52,11 @@ export function repairPlan(deps: StepDeps, hooks: RepairHooks): Plan<RepairState
         // Concurrent repairs of one clinic are serialised.
         await admin.query('SELECT pg_advisory_lock(hashtext($1))', [`repair:${state.clinicId}`]);
         try {
+          // An absent database on another cluster at the server's address is no loss to repair.
+          await assertSameServer(admin, server);
           if (
             !(await databaseExists(admin, state.databaseName)) &&
-            (await deps.ledger.restoreClinic(state.clinicId))
+            (await deps.ledger.restoreClinic(state.clinicId, { refuseDeleted: true }))
           )
             state.actions.push(`restored database ${state.databaseName} from quarantine`);
           if (!(await databaseExists(admin, state.databaseName))) {
