@@ -19,13 +19,13 @@ import { databaseUrl, quoteIdent, withClient } from '../../server/src/db/sql.js'
 import { SignInLinks } from '../../server/src/modules/auth/sign-in-links.js';
 import { base32Decode, currentStep, totpAt } from '../../server/src/modules/auth/totp.js';
 import { verifyWebhookSignature } from '../../server/src/modules/webhooks/signature.js';
+import { freePort } from '../../server/src/ports.js';
 import {
   createTestDatabase,
   startExtraPostgres,
   startTestApp,
   type TestApp,
 } from '../../server/test/harness.js';
-import { freePort } from '../../server/test/ports.js';
 import { CURRENT_ACCEPTANCES } from '../../server/test/registration-flow.js';
 import { startServerProcess } from '../../server/test/server-process.js';
 import { startSmtpSink } from '../../server/test/smtp-sink.js';

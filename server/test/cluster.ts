@@ -14,9 +14,9 @@ import { type RunningPostgres, startEmbeddedPostgres } from '../src/db/embedded.
 import { REPO_ROOT } from '../src/db/paths.js';
 import { databaseUrl, quoteIdent, withClient } from '../src/db/sql.js';
 import { createLogger } from '../src/logger.js';
+import { type HeldPort, holdPort, onFreePort } from '../src/ports.js';
 import { listeningUrl } from '../src/process-channel.js';
 import { spawnOwned } from './owned-process.js';
-import { freePort } from './ports.js';
 import { type SmtpSink, startSmtpSink } from './smtp-sink.js';
 
 export const CLUSTER_SECRETS = {
@@ -158,20 +158,26 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     await createDatabase((central as RunningPostgres).url, 'onramp');
     const clinicServerUrls = clinics.map((server) => server.url);
 
-    const redisPort = await freePort();
-    const redis = await startProcess(
-      binaries.redis,
-      ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-      (out) => out.includes('Ready to accept connections'),
-    );
+    const redis = await onFreePort(async (port) => ({
+      port,
+      ...(await startProcess(
+        binaries.redis,
+        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+        (out) => out.includes('Ready to accept connections'),
+      )),
+    }));
     stops.push(redis.stop);
     processes.push({ name: 'redis', pid: redis.pid });
-    const redisUrl = `redis://127.0.0.1:${redisPort}`;
+    const redisUrl = `redis://127.0.0.1:${redis.port}`;
 
     const smtp = await startSmtpSink();
     stops.push(() => smtp.stop());
 
-    const port = options.port ?? (await freePort());
+    // The instances are told the balancer's address (PUBLIC_URL) before it listens: its port is
+    // held by this process until HAProxy starts, so nothing takes it while the instances start.
+    const held = options.port === undefined ? await holdPort() : undefined;
+    if (held) stops.push(held.release);
+    const port = options.port ?? (held as HeldPort).port;
     const url = `http://127.0.0.1:${port}`;
     const names = Array.from({ length: options.instances ?? 3 }, (_, i) => String.fromCharCode(97 + i));
     const instances = await Promise.all(
@@ -200,6 +206,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const socket = join(dir, 'haproxy.sock');
     const config = join(dir, 'haproxy.cfg');
     writeFileSync(config, haproxyConfig(port, socket, instances, options.checkIntervalMs ?? 500));
+    await held?.release();
     const haproxy = await startProcess(binaries.haproxy, ['-db', '-f', config], () => existsSync(socket));
     stops.push(haproxy.stop);
     processes.push({ name: 'haproxy', pid: haproxy.pid });

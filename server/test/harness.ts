@@ -21,8 +21,8 @@ import { type RunningPostgres, startEmbeddedPostgres } from '../src/db/embedded.
 import { databaseUrl, quoteIdent, withClient } from '../src/db/sql.js';
 import { type Config, loadConfig } from '../src/env.js';
 import { createLogger, type Logger } from '../src/logger.js';
+import { onFreePort } from '../src/ports.js';
 import { spawnOwned } from './owned-process.js';
-import { freePort } from './ports.js';
 
 export const TEST_SECRETS = {
   JWT_SECRET: 'test-jwt-secret-that-is-long-enough-0123456789',
@@ -66,46 +66,52 @@ export async function startExtraPostgres(
   return server;
 }
 
-/** A real redis-server (Debian's package) on a free loopback port, stopped after the file. */
-export async function startRedis(): Promise<{ url: string }> {
+/**
+ * A real redis-server (Debian's package) on a free loopback port (`first` if it is still free),
+ * stopped after the file.
+ */
+export async function startRedis(first?: number): Promise<{ url: string }> {
   const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
   if (probe.error) {
     throw new Error(
       `redis-server is required (Debian: apt-get install -y redis-server): ${probe.error.message}`,
     );
   }
-  const port = await freePort();
-  const child = spawnOwned(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  afterAll(async () => {
-    if (child.exitCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    await exited;
-  });
-  await new Promise<void>((resolve, reject) => {
-    let output = '';
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start:\n${output}`)), 10_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('Ready to accept connections')) {
+  const start = async (port: number) => {
+    const child = spawnOwned(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    await new Promise<void>((resolve, reject) => {
+      let output = '';
+      const timer = setTimeout(() => {
+        child.kill('SIGTERM');
+        reject(new Error(`redis-server did not start:\n${output}`));
+      }, 10_000);
+      const onData = (chunk: Buffer) => {
+        output += chunk.toString();
+        if (output.includes('Ready to accept connections')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stdout?.on('data', onData);
+      child.stderr?.on('data', onData);
+      child.once('exit', (code) => {
         clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`redis-server exited with ${code}:\n${output}`));
+        reject(new Error(`redis-server exited with ${code}:\n${output}`));
+      });
     });
-  });
-  return { url: `redis://127.0.0.1:${port}` };
+    afterAll(async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    });
+    return { url: `redis://127.0.0.1:${port}` };
+  };
+  return onFreePort(start, first);
 }
 
 /**

@@ -24,6 +24,7 @@ import {
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Logger } from '../logger.js';
+import { freePort, onFreePort } from '../ports.js';
 import {
   answeringDataDirectory,
   blockingDirectory,
@@ -180,7 +181,6 @@ async function startServer(options: StartServerOptions): Promise<{ pid: number; 
     mkdirSync(socketDir, { recursive: true, mode: 0o700 });
     if (runAs) chownSync(socketDir, runAs.uid, runAs.gid);
   }
-  const port = await choosePort(settings.port, options.dir, logger);
   const serverSettings: Record<string, string> = {
     // TCP stays for external tools and the ownership checks; Onramp itself uses the socket.
     listen_addresses: '127.0.0.1',
@@ -192,23 +192,31 @@ async function startServer(options: StartServerOptions): Promise<{ pid: number; 
     wal_level: 'logical',
     ...(options.ephemeral ? { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' } : {}),
   };
-  try {
-    const pid = await startPostmaster({
-      binDir,
-      clusterDir,
-      port,
-      password: settings.password,
-      settings: serverSettings,
-      logFile: join(options.dir, 'postgres.log'),
-      runAs,
-    });
-    logger.info({ port, dir: clusterDir }, 'embedded PostgreSQL started');
-    return { pid, port };
-  } catch (error) {
-    throw new Error(
-      `embedded PostgreSQL did not start in ${clusterDir} on port ${port}: ${(error as Error).message}`,
-    );
-  }
+  // A port free when chosen may be taken before the postmaster binds it: then another one.
+  return onFreePort(
+    async (port) => {
+      try {
+        const pid = await startPostmaster({
+          binDir,
+          clusterDir,
+          port,
+          password: settings.password,
+          settings: serverSettings,
+          logFile: join(options.dir, 'postgres.log'),
+          runAs,
+        });
+        logger.info({ port, dir: clusterDir }, 'embedded PostgreSQL started');
+        return { pid, port };
+      } catch (error) {
+        throw new Error(
+          `embedded PostgreSQL did not start in ${clusterDir} on port ${port}: ${(error as Error).message}`,
+        );
+      }
+    },
+    await choosePort(settings.port, options.dir, logger),
+    (port) =>
+      logger.warn({ port }, `port ${port} was taken as the embedded PostgreSQL started; trying another`),
+  );
 }
 
 /**
@@ -425,18 +433,5 @@ function isPortFree(port: number): Promise<boolean> {
       .once('error', () => resolve(false))
       .once('listening', () => server.close(() => resolve(true)))
       .listen(port, '127.0.0.1');
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-      .once('error', reject)
-      .listen(0, '127.0.0.1', () => {
-        const address = server.address();
-        server.close(() =>
-          typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-        );
-      });
   });
 }
