@@ -312,8 +312,9 @@ export function ApplicationsPage() {
       >
         {confirming?.action === 'revoke' ? (
           <p>
-            The key stops working immediately and the application can no longer start or provision
-            onboardings, until you rotate to issue a new key.
+            The key stops working immediately, and so do the API credentials of all its onboardings: the
+            application can no longer start or provision onboardings until you rotate to issue a new key, and
+            its tenants' credentials do not come back (it issues new ones).
           </p>
         ) : (
           <p>

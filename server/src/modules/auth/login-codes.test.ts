@@ -344,6 +344,57 @@ describe('e-mail code sign-in with LOGIN_CODE_SEND_LIMITS=off (benchmarks)', asy
   });
   const { prisma } = t.app.deps.db;
   const request = (email: string) => t.gql(REQUEST, { e: email });
+  // A second instance on the same central database: the budget is its row, shared by both.
+  const b = await startTestApp({
+    CLINIC_POOL_SIZE: '0',
+    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+    LOGIN_CODE_SEND_LIMITS: 'off',
+    DATABASE_URL: t.config.databaseUrl,
+  });
+
+  // docs/decisions/087: the guesses an e-mail gets are its window's, not its codes'. Without the
+  // send limits nothing stops an attacker from asking for a new code between guesses.
+  it('compares at most 5 guesses per e-mail in a window, across codes asked for within a parallel burst on two instances; only the window lapsing gives them back', async () => {
+    const email = 'rotating@example.com';
+    await prisma.user.create({
+      data: { email, firstName: 'R', lastName: 'O', role: 'STAFF', emailVerifiedAt: new Date() },
+    });
+    expect((await request(email)).body).toEqual(REQUESTED);
+    // 90 at once, alternating instances: every third asks for a new code, the others guess.
+    const answers = await Promise.all(
+      Array.from({ length: 90 }, async (_, i) => {
+        const app = i % 2 === 0 ? t : b;
+        const { body } =
+          i % 3 === 0
+            ? await app.gql<Record<string, { __typename: string }>>(REQUEST, { e: email })
+            : await app.gql<Record<string, { __typename: string }>>(SIGN_IN, { e: email, c: '000000' });
+        return body.data
+          ? Object.values(body.data)[0]?.__typename
+          : String(body.errors?.[0]?.extensions?.code);
+      }),
+    );
+    const tally: Record<string, number> = {};
+    for (const answer of answers) tally[String(answer)] = (tally[String(answer)] ?? 0) + 1;
+    // 5 guesses counted: 4 answered INVALID_CODE, the fifth burnt the code of its moment.
+    expect(tally).toEqual({ LoginCodeRequested: 30, InvalidCodeError: 4, TooManyAttemptsError: 56 });
+    expect(await prisma.loginCode.findUniqueOrThrow({ where: { email } })).toMatchObject({
+      sends: 31,
+      failedAttempts: 5,
+    });
+    // A code asked for after the burst: even the right one is refused, nothing is left to compare it.
+    await Promise.all([t.app.deps.auth.codes.idle(), b.app.deps.auth.codes.idle()]);
+    expect((await request(email)).body).toEqual(REQUESTED);
+    const right = await mailedCode(t, email, { atLeast: 32 });
+    const signIn = (code: string) =>
+      t.gql<{ signInWithCode: { __typename: string; code?: string } }>(SIGN_IN, { e: email, c: code });
+    expect((await signIn(right)).body.data?.signInWithCode.code).toBe('TOO_MANY_ATTEMPTS');
+    // An hour after the window opened, the same code (still live) signs in.
+    await prisma.loginCode.update({
+      where: { email },
+      data: { windowStartedAt: new Date(Date.now() - 3_600_000 - 1_000) },
+    });
+    expect((await signIn(right)).body.data?.signInWithCode.__typename).toBe('AuthSession');
+  });
 
   it('sends again at once and from one address without limit, but still burns a code after 5 wrong tries', async () => {
     const email = 'unlimited@example.com';

@@ -282,7 +282,7 @@ builder.mutationFields((t) => ({
   confirmTwoFactor: t.field({
     type: ConfirmTwoFactorSuccess,
     description:
-      'Signed-in users: turns two-factor sign-in on with a first code from the app set up by setupTwoFactor. INVALID_CODE; CONFLICT when it is already on.',
+      'Signed-in users: turns two-factor sign-in on with a first code from the app set up by setupTwoFactor, and ends every other session of the user (this one stays). INVALID_CODE; CONFLICT when it is already on.',
     authScopes: { authenticated: true },
     errors: { types: [InvalidCodeError, ConflictError] },
     args: {
@@ -293,13 +293,17 @@ builder.mutationFields((t) => ({
       }),
     },
     resolve: async (_root, { code }, context) => ({
-      recoveryCodes: await context.deps.auth.twoFactor.confirm(context.viewer?.userId as string, code.trim()),
+      recoveryCodes: await context.deps.auth.twoFactor.confirm(
+        context.viewer?.userId as string,
+        code.trim(),
+        context.viewer?.sessionId ?? null,
+      ),
     }),
   }),
   disableTwoFactor: t.field({
     type: DisableTwoFactorSuccess,
     description:
-      'Signed-in users: turns two-factor sign-in off (a no-op when it is off). INVALID_CODE, TOO_MANY_ATTEMPTS.',
+      'Signed-in users: turns two-factor sign-in off (a no-op when it is off) and ends every other session of the user (this one stays). INVALID_CODE, TOO_MANY_ATTEMPTS.',
     authScopes: { authenticated: true },
     errors: { types: [InvalidCodeError, TooManyAttemptsError] },
     args: {
@@ -310,7 +314,11 @@ builder.mutationFields((t) => ({
       }),
     },
     resolve: async (_root, { code }, context) => {
-      await context.deps.auth.twoFactor.disable(context.viewer?.userId as string, code);
+      await context.deps.auth.twoFactor.disable(
+        context.viewer?.userId as string,
+        code,
+        context.viewer?.sessionId ?? null,
+      );
       return { disabled: true as const };
     },
   }),

@@ -1,3 +1,4 @@
+import type { Client } from 'graphql-ws';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
 import { createClinic } from '../../../test/registration-flow.js';
@@ -24,6 +25,30 @@ describe('TOTP (RFC 6238)', () => {
     expect(matchTotp(secret, totpAt(base32Decode(secret), step - 3), null, now)).toBeNull(); // too old
   });
 });
+
+/** What a subscription received: `next <data or error code>` lines, then `complete`. */
+function record(client: Client, query: string) {
+  const events: string[] = [];
+  const done = new Promise<void>((resolve) => {
+    client.subscribe(
+      { query },
+      {
+        next: ({ errors }) => {
+          events.push(`next ${errors ? String(errors[0]?.extensions?.code) : 'data'}`);
+        },
+        error: (error) => {
+          events.push(`error ${String(error)}`);
+          resolve();
+        },
+        complete: () => {
+          events.push('complete');
+          resolve();
+        },
+      },
+    );
+  });
+  return { events, done };
+}
 
 describe('two-factor sign-in', async () => {
   const t = await startTestApp({ CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' });
@@ -157,7 +182,7 @@ describe('two-factor sign-in', async () => {
     });
     await t.app.deps.auth.twoFactor.setup(user.id);
     const secret = (await t.app.deps.auth.twoFactor.setup(user.id)).secret;
-    await t.app.deps.auth.twoFactor.confirm(user.id, codeFor(secret));
+    await t.app.deps.auth.twoFactor.confirm(user.id, codeFor(secret), null);
     const challenge = (await t.gql<{ signInWithPassword: Result }>(SIGN_IN, { e: email, p: PASSWORD })).body
       .data?.signInWithPassword;
     const codes: (string | undefined)[] = [];
@@ -201,7 +226,7 @@ describe('two-factor sign-in', async () => {
       },
     });
     const secret = (await t.app.deps.auth.twoFactor.setup(user.id)).secret;
-    await t.app.deps.auth.twoFactor.confirm(user.id, codeFor(secret));
+    await t.app.deps.auth.twoFactor.confirm(user.id, codeFor(secret), null);
     const challenge = (await t.gql<{ signInWithPassword: Result }>(SIGN_IN, { e: email, p: PASSWORD })).body
       .data?.signInWithPassword;
     expect(challenge?.__typename).toBe('TwoFactorChallenge');
@@ -222,6 +247,89 @@ describe('two-factor sign-in', async () => {
       code: 'CLINIC_UNAVAILABLE',
     });
     expect(await prisma.session.count({ where: { userId: user.id, revokedAt: null } })).toBe(0);
+  });
+
+  it('ends the other sessions, their live subscriptions too, when two-factor sign-in is turned on or off; the session that did it stays', async () => {
+    // A super-admin: the one role that may hold a live subscription without a clinic.
+    const user = await prisma.user.create({
+      data: {
+        email: `twofa-ends-${Date.now()}@example.com`,
+        firstName: 'E',
+        lastName: 'S',
+        role: 'SUPER_ADMIN',
+        emailVerifiedAt: new Date(),
+      },
+    });
+    const open = () => t.app.deps.auth.startSession(user.id, { ip: '127.0.0.1' }, 'test');
+    const bearer = (session: { accessToken: string }) => ({ authorization: `Bearer ${session.accessToken}` });
+    const watch = (session: { accessToken: string }) =>
+      record(t.ws({ connectionParams: bearer(session) }), 'subscription { provisioningProgress { step } }');
+    const me = async (session: { accessToken: string }) => {
+      const { body } = await t.gql<{ me: { email: string } }>('{ me { email } }', undefined, bearer(session));
+      return body.errors?.[0]?.extensions?.code ?? body.data?.me.email;
+    };
+    const refresh = async (refreshToken: string) =>
+      (
+        await t.gql<{ refreshSession: { __typename: string } }>(
+          'mutation ($t: String!) { refreshSession(refreshToken: $t) { __typename } }',
+          { t: refreshToken },
+        )
+      ).body.data?.refreshSession.__typename;
+    const current = await open();
+    const secret = (
+      await t.gql<{ setupTwoFactor: { secret: string } }>(
+        'mutation { setupTwoFactor { ... on SetupTwoFactorSuccess { secret } } }',
+        undefined,
+        bearer(current),
+      )
+    ).body.data?.setupTwoFactor.secret as string;
+
+    /** Another session with a live subscription, then `mutation` from the current one. */
+    const change = async (mutation: string, code: string, answer: string) => {
+      const other = await open();
+      const otherLive = watch(other);
+      const currentLive = watch(current);
+      // Both subscriptions are live before the change.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect([otherLive.events, currentLive.events]).toEqual([[], []]);
+      const { body } = await t.gql<Record<string, { __typename: string }>>(
+        mutation,
+        { c: code },
+        bearer(current),
+      );
+      expect(Object.values(body.data ?? {})[0]?.__typename).toBe(answer);
+      // The other session ended at once: its token, its refresh token and its subscription.
+      expect(await me(other)).toBe('UNAUTHENTICATED');
+      expect(await refresh(other.refreshToken)).toBe('InvalidRefreshTokenError');
+      await otherLive.done;
+      expect(otherLive.events).toEqual(['next UNAUTHENTICATED', 'complete']);
+      // The session that made the change goes on, its subscription too.
+      expect(await me(current)).toBe(user.email);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(currentLive.events).toEqual([]);
+    };
+
+    await change(
+      'mutation ($c: String!) { confirmTwoFactor(code: $c) { __typename } }',
+      codeFor(secret),
+      'ConfirmTwoFactorSuccess',
+    );
+    await change(
+      'mutation ($c: String!) { disableTwoFactor(code: $c) { __typename } }',
+      codeFor(secret, 1),
+      'DisableTwoFactorSuccess',
+    );
+    const audited = await prisma.auditLog.findMany({
+      where: { actorId: user.id, action: { in: ['auth.2fa_enabled', 'auth.2fa_disabled'] } },
+      orderBy: { id: 'asc' },
+    });
+    expect(audited.map(({ action, data }) => [action, data])).toEqual([
+      ['auth.2fa_enabled', { sessionsEnded: 1 }],
+      ['auth.2fa_disabled', { sessionsEnded: 1 }],
+    ]);
+    // Its refresh token still works: the sign-in that turned the factor on and off is kept whole.
+    expect(await refresh(current.refreshToken)).toBe('AuthSession');
+    expect(await prisma.session.count({ where: { userId: user.id, revokedAt: null } })).toBe(2);
   });
 
   it('requires a signed-in user to set up two-factor authentication', async () => {

@@ -3,12 +3,15 @@
  * single-use recovery codes, shown once and stored hashed), required after a correct password,
  * and disabled only with a current code. Secrets are encrypted at rest. Every code checked for
  * sign-in or to disable 2FA is an attempt reserved first (lockout.ts): 5 per user per window.
+ * Turning it on or off changes how the account is proven, so every other session of the user
+ * ends at once (docs/decisions/087), as a password set does; the one that made the change stays.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { decryptSecret, encryptSecret } from '../../crypto.js';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import { ConflictError } from '../../errors.js';
+import type { Prisma } from '../../generated/central/client.js';
 import { recordAudit } from '../audit/record.js';
 import { InvalidCodeError } from '../users/errors.js';
 import { TooManyAttemptsError } from './errors.js';
@@ -24,6 +27,24 @@ export interface TwoFactorDeps {
   prisma: CentralPrisma;
   /** Where attempts are counted (shared by every instance). */
   limits: LimitStore;
+  /** Tells every instance that sessions of this user ended (see auth/service.ts). */
+  sessionsEnded: (userId: string) => Promise<void>;
+}
+
+/**
+ * Ends every live session of `userId` but the sign-in (session family) of `keep`, in the
+ * caller's transaction. @returns how many ended. `IS DISTINCT FROM`: an unknown or null `keep`
+ * keeps nothing.
+ */
+async function endOtherSessions(
+  tx: Prisma.TransactionClient,
+  userId: string,
+  keep: string | null,
+): Promise<number> {
+  return tx.$executeRaw`
+    UPDATE sessions SET revoked_at = now()
+     WHERE user_id = ${userId}::uuid AND revoked_at IS NULL
+       AND family_id IS DISTINCT FROM (SELECT family_id FROM sessions WHERE id = ${keep}::uuid)`;
 }
 
 export class TwoFactor {
@@ -54,8 +75,12 @@ export class TwoFactor {
     return { secret, otpauthUrl: otpauthUrl(secret, user.email ?? user.phone ?? user.id) };
   }
 
-  /** Enables 2FA with a first valid code. @returns the recovery codes, shown this once. */
-  async confirm(userId: string, code: string): Promise<string[]> {
+  /**
+   * Enables 2FA with a first valid code, and ends the user's other sessions.
+   * @param keep the session that asked (its sign-in stays); null ends them all
+   * @returns the recovery codes, shown this once.
+   */
+  async confirm(userId: string, code: string, keep: string | null): Promise<string[]> {
     const { prisma } = this.deps;
     const user = await prisma.user.findUniqueOrThrow({ where: { id: userId } });
     if (user.totpEnabledAt) throw new ConflictError('Two-factor authentication is already enabled');
@@ -65,44 +90,49 @@ export class TwoFactor {
       const raw = base32Encode(randomBytes(8)).slice(0, 10);
       return `${raw.slice(0, 5)}-${raw.slice(5)}`;
     });
-    await prisma.$transaction([
-      prisma.recoveryCode.deleteMany({ where: { userId } }),
-      prisma.recoveryCode.createMany({
+    await prisma.$transaction(async (tx) => {
+      await tx.recoveryCode.deleteMany({ where: { userId } });
+      await tx.recoveryCode.createMany({
         data: codes.map((c) => ({ userId, codeHash: sha256(normaliseRecovery(c)) })),
-      }),
-      prisma.user.update({ where: { id: userId }, data: { totpEnabledAt: new Date() } }),
-      recordAudit(prisma, {
+      });
+      await tx.user.update({ where: { id: userId }, data: { totpEnabledAt: new Date() } });
+      await recordAudit(tx, {
         action: 'auth.2fa_enabled',
         actorId: userId,
         targetType: 'user',
         targetId: userId,
-      }),
-    ]);
+        data: { sessionsEnded: await endOtherSessions(tx, userId, keep) },
+      });
+    });
+    await this.deps.sessionsEnded(userId);
     return codes;
   }
 
   /**
-   * Turns 2FA off, with a current code or a recovery code.
+   * Turns 2FA off, with a current code or a recovery code, and ends the user's other sessions.
+   * @param keep the session that asked (its sign-in stays); null ends them all
    * @throws InvalidCodeError, TooManyAttemptsError
    */
-  async disable(userId: string, code: string): Promise<void> {
+  async disable(userId: string, code: string, keep: string | null): Promise<void> {
     const { prisma } = this.deps;
     const user = await prisma.user.findUniqueOrThrow({ where: { id: userId } });
     if (!user.totpEnabledAt) return;
     await this.check(userId, code);
-    await prisma.$transaction([
-      prisma.recoveryCode.deleteMany({ where: { userId } }),
-      prisma.user.update({
+    await prisma.$transaction(async (tx) => {
+      await tx.recoveryCode.deleteMany({ where: { userId } });
+      await tx.user.update({
         where: { id: userId },
         data: { totpEnabledAt: null, totpSecretEnc: null, totpLastStep: null },
-      }),
-      recordAudit(prisma, {
+      });
+      await recordAudit(tx, {
         action: 'auth.2fa_disabled',
         actorId: userId,
         targetType: 'user',
         targetId: userId,
-      }),
-    ]);
+        data: { sessionsEnded: await endOtherSessions(tx, userId, keep) },
+      });
+    });
+    await this.deps.sessionsEnded(userId);
   }
 
   async isEnabled(userId: string): Promise<boolean> {

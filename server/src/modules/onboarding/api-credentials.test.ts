@@ -3,6 +3,7 @@
  * timestamped, each signature once, rotatable and revocable by the application, audited.
  */
 import { describe, expect, it } from 'vitest';
+import { withClient } from '../../db/sql.js';
 import { signRequest } from './api-credentials.js';
 import { type RestResponse, restClient, startCapturingApp } from './helpers.test-support.js';
 
@@ -16,6 +17,7 @@ async function provisioned() {
     body: { app_name: `App ${Math.random().toString(36).slice(2, 8)}` },
   });
   const key = registered.body.master_key as string;
+  const appId = registered.body.app_id as string;
   const onboarding = async () => {
     const { uuid } = (
       await rest('POST', '/api/v1/onboarding/start', { key, body: { email: 'a@example.com' } })
@@ -31,7 +33,25 @@ async function provisioned() {
       apiSecret: done.body.api_secret as string,
     };
   };
-  return { key, onboarding };
+  return { key, appId, onboarding };
+}
+
+/** A super-admin's GraphQL mutation on an application: its answer's __typename, and the new key. */
+async function applicationMutation(name: 'rotateApplicationKey' | 'revokeApplicationKey', id: string) {
+  const response = await fetch(`${t.url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(await t.superAdmin()) },
+    body: JSON.stringify({
+      query: `mutation ($id: ID!) { ${name}(applicationId: $id) { __typename ${name === 'rotateApplicationKey' ? '... on ApplicationKeyIssued { masterKey }' : ''} } }`,
+      variables: { id },
+    }),
+  });
+  const body = (await response.json()) as {
+    data?: Record<string, { __typename: string; masterKey?: string }>;
+    errors?: unknown;
+  };
+  if (!body.data) throw new Error(JSON.stringify(body.errors));
+  return body.data[name] as { __typename: string; masterKey?: string };
 }
 
 function signed(
@@ -153,5 +173,78 @@ describe('signed requests with api_key / api_secret', () => {
       expect(t.logs()).not.toContain(secret);
       expect(JSON.stringify(actions.map((entry) => entry.data))).not.toContain(secret);
     }
+  });
+
+  // docs/decisions/087: a revoked application is cut off, its tenants' credentials with it.
+  it("stop with the application's revoked master key, and stay stopped after it is reissued; a rotation keeps them", async () => {
+    const { key, appId, onboarding } = await provisioned();
+    const first = await onboarding();
+    const second = await onboarding();
+    // Each check its own timestamp: a signature is accepted once, and two in one second would match.
+    let checks = 0;
+    const status = (credentials: { uuid: string; apiKey: string; apiSecret: string }) => {
+      checks += 1;
+      const timestamp = Math.floor(Date.now() / 1000) - checks;
+      return signed(credentials, 'GET', `/api/v1/onboarding/status/${credentials.uuid}`, { timestamp })
+        .send()
+        .then((answer) => answer.status);
+    };
+    // A rotation replaces a key the application still holds: its tenants go on.
+    const rotated = await applicationMutation('rotateApplicationKey', appId);
+    expect(rotated.__typename).toBe('ApplicationKeyIssued');
+    expect([await status(first), await status(second)]).toEqual([200, 200]);
+    expect((await rest('GET', `/api/v1/onboarding/status/${first.uuid}`, { key })).status).toBe(401);
+
+    expect((await applicationMutation('revokeApplicationKey', appId)).__typename).toBe(
+      'ApplicationKeyRevoked',
+    );
+    expect([await status(first), await status(second)]).toEqual([401, 401]);
+    const audit = await prisma.auditLog.findFirstOrThrow({
+      where: { action: 'application.key_revoked', targetId: appId },
+    });
+    expect(audit.data).toEqual({ revokedKeys: 1, revokedApiCredentials: 2 });
+    // A new master key does not bring them back: the application issues new ones.
+    const reissued = (await applicationMutation('rotateApplicationKey', appId)).masterKey as string;
+    expect([await status(first), await status(second)]).toEqual([401, 401]);
+    const fresh = await rest('POST', `/api/v1/onboarding/${first.uuid}/api-key`, { key: reissued });
+    expect(fresh.status).toBe(200);
+    expect(
+      await status({
+        uuid: first.uuid,
+        apiKey: fresh.body.api_key as string,
+        apiSecret: fresh.body.api_secret as string,
+      }),
+    ).toBe(200);
+  });
+
+  it('issue nothing that outlives a revocation committed while a rotation was asked for', async () => {
+    const { key, appId, onboarding } = await provisioned();
+    const mine = await onboarding();
+    const waiting = (client: import('pg').Client) =>
+      client
+        .query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+        )
+        .then((result) => result.rows[0]?.n ?? 0);
+    const rotation = await withClient(t.config.databaseUrl as string, async (client) => {
+      // The onboarding's row held: the revocation waits with its keys revoked, not committed.
+      await client.query('BEGIN');
+      await client.query('SELECT 1 FROM onboardings WHERE id = $1 FOR UPDATE', [mine.uuid]);
+      const revocation = applicationMutation('revokeApplicationKey', appId);
+      await expect.poll(() => waiting(client)).toBe(1);
+      // The rotation's key still reads live (nothing committed), so it gets past authentication.
+      const rotated = rest('POST', `/api/v1/onboarding/${mine.uuid}/api-key`, { key });
+      // (A last-used stamp of the key may wait on the revocation too.)
+      await expect.poll(() => waiting(client)).toBeGreaterThanOrEqual(2);
+      await client.query('COMMIT');
+      expect((await revocation).__typename).toBe('ApplicationKeyRevoked');
+      return rotated;
+    });
+    expect(rotation.status).toBe(404);
+    expect(await prisma.onboarding.findUniqueOrThrow({ where: { id: mine.uuid } })).toMatchObject({
+      apiKeyId: null,
+      apiSecretEncrypted: null,
+    });
   });
 });

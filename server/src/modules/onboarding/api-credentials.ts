@@ -16,7 +16,7 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { decryptSecret, encryptSecret } from '../../crypto.js';
 import type { CentralPrisma } from '../../db/database.js';
 import { NotFoundError } from '../../errors.js';
-import type { Onboarding } from '../../generated/central/client.js';
+import { type Onboarding, Prisma } from '../../generated/central/client.js';
 import { recordAudit } from '../audit/record.js';
 import type { Actor, ApplicationPrincipal } from './applications.js';
 import { newApiCredentials, sameHash, sha256 } from './keys.js';
@@ -62,6 +62,17 @@ export function signRequest(
 ): string {
   const canonical = canonicalRequest(request.method, request.path, request.timestamp, request.body);
   return `v1=${createHmac('sha256', secret).update(canonical).digest('hex')}`;
+}
+
+/**
+ * The condition on which an onboarding's credentials may be written: its application holds a
+ * live master key, share-locked until the writer commits. A revocation of that key waits for the
+ * writer and then clears what it wrote (applications.ts); a writer that comes after the
+ * revocation finds no key and writes nothing, though its request was authenticated before.
+ */
+export function whileKeyed(applicationId: string): Prisma.Sql {
+  return Prisma.sql`EXISTS (SELECT 1 FROM application_keys
+                             WHERE application_id = ${applicationId}::uuid AND revoked_at IS NULL FOR SHARE)`;
 }
 
 /** Columns of a newly issued pair, and the plaintexts shown once. */
@@ -137,7 +148,8 @@ export class ApiCredentialService {
 
   /**
    * A new pair for an onboarding of `app`; the previous one stops working at once.
-   * @throws NotFoundError, also when it is not provisioned yet (no credentials before that)
+   * @throws NotFoundError, also when it is not provisioned yet (no credentials before that) and
+   * when the application's key was revoked while this was asked ({@link whileKeyed})
    */
   async rotate(
     app: ApplicationPrincipal,
@@ -178,6 +190,13 @@ export class ApiCredentialService {
         where: { id: uuid, applicationId: app.applicationId, status: { not: 'pending' } },
       });
       if (!found) throw new NotFoundError('provisioned onboarding');
+      // Issued only while the application holds a live key; a revocation clears it anyway.
+      if (data.apiKeyId !== null) {
+        const [keyed] = await tx.$queryRaw<
+          { keyed: boolean }[]
+        >`SELECT ${whileKeyed(app.applicationId)} AS keyed`;
+        if (!keyed?.keyed) throw new NotFoundError('provisioned onboarding');
+      }
       const updated = await tx.onboarding.update({ where: { id: uuid }, data });
       await recordAudit(tx, {
         action,

@@ -1,7 +1,9 @@
 /**
  * Applications of the onboarding service and their master keys: registered by a super-admin,
  * shown once, stored as sha256, rotated or revoked (the old key stops working at once). Each
- * change is audited in its own transaction, without any key material.
+ * change is audited in its own transaction, without any key material. A revoked application is
+ * cut off with its tenants: its onboardings' API credentials are revoked with its key, and a new
+ * key does not bring them back (docs/decisions/087).
  */
 import type { CentralPrisma } from '../../db/database.js';
 import { NotFoundError } from '../../errors.js';
@@ -60,23 +62,45 @@ export class ApplicationService {
   /** A new master key; the previous one stops working immediately. @throws NotFoundError */
   async rotate(applicationId: string, actor: Actor): Promise<IssuedApplicationKey> {
     const key = newMasterKey();
-    const application = await this.replaceKeys(applicationId, actor, 'application.key_rotated', (tx) =>
-      tx.applicationKey.create({ data: { applicationId, keyId: key.keyId, keyHash: key.hash } }),
+    const application = await this.replaceKeys(
+      applicationId,
+      actor,
+      'application.key_rotated',
+      async (tx) => {
+        await tx.applicationKey.create({ data: { applicationId, keyId: key.keyId, keyHash: key.hash } });
+        return {};
+      },
     );
     return { application, masterKey: key.plaintext };
   }
 
-  /** Revokes the application's master key; rotate issues a new one. @throws NotFoundError */
+  /**
+   * Revokes the application's master key and the API credentials of all its onboardings (what
+   * `DELETE /api/v1/onboarding/{uuid}/api-key` does to one). rotate issues a new master key; the
+   * application then issues new credentials per onboarding. @throws NotFoundError
+   */
   revoke(applicationId: string, actor: Actor): Promise<Application> {
-    return this.replaceKeys(applicationId, actor, 'application.key_revoked', async () => {});
+    return this.replaceKeys(applicationId, actor, 'application.key_revoked', async (tx) => {
+      // After the keys' revocation in this transaction: a credential write that held a live key
+      // (api-credentials.ts, `whileKeyed`) has committed by now and is cleared here; any later
+      // one finds no live key and writes nothing.
+      const cleared = await tx.onboarding.updateMany({
+        where: { applicationId, apiKeyId: { not: null } },
+        data: { apiKeyId: null, apiKeyHash: null, apiSecretEncrypted: null },
+      });
+      return { revokedApiCredentials: cleared.count };
+    });
   }
 
-  /** Revokes every live key, runs `then` (issue the next one, or not) and audits, in one transaction. */
+  /**
+   * Revokes every live key, runs `then` (issue the next one, or not; what it returns joins the
+   * audit entry's data) and audits, in one transaction.
+   */
   private replaceKeys(
     applicationId: string,
     actor: Actor,
     action: 'application.key_rotated' | 'application.key_revoked',
-    then: (tx: Prisma.TransactionClient) => Promise<unknown>,
+    then: (tx: Prisma.TransactionClient) => Promise<Record<string, number>>,
   ): Promise<Application> {
     return this.prisma.$transaction(async (tx) => {
       const found = await tx.application.findUnique({ where: { id: applicationId } });
@@ -85,13 +109,13 @@ export class ApplicationService {
         where: { applicationId, revokedAt: null },
         data: { revokedAt: new Date() },
       });
-      await then(tx);
+      const done = await then(tx);
       await recordAudit(tx, {
         action,
         actorId: actor.userId,
         targetType: 'application',
         targetId: applicationId,
-        data: { revokedKeys: revoked.count },
+        data: { revokedKeys: revoked.count, ...done },
         ip: actor.ip,
       });
       return tx.application.update({ where: { id: applicationId }, data: { updatedAt: new Date() } });

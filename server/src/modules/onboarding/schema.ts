@@ -320,7 +320,8 @@ builder.mutationFields((t) => ({
   }),
   revokeApplicationKey: t.field({
     type: RevokedKeyRef,
-    description: "Super-admins: revokes the application's master key; rotateApplicationKey issues a new one.",
+    description:
+      "Super-admins: revokes the application's master key and the API credentials of all its onboardings; rotateApplicationKey issues a new master key, which does not bring the credentials back (the application issues new ones per onboarding).",
     authScopes: { superAdmin: true },
     errors: { types: [NotFoundError] },
     args: { applicationId: t.arg.id({ required: true, description: 'The application (UUID).' }) },

@@ -21,7 +21,7 @@ import { auditSql, recordAudit } from '../audit/record.js';
 import type { ProvisioningService, Transaction } from '../provisioning/index.js';
 import { preferredSubdomain, reserveSubdomain } from '../subdomains/allocator.js';
 import type { WebhookService } from '../webhooks/service.js';
-import { ApiCredentialService, issueApiCredentials } from './api-credentials.js';
+import { ApiCredentialService, issueApiCredentials, whileKeyed } from './api-credentials.js';
 import type { ApplicationPrincipal } from './applications.js';
 import { OnboardingConflictError, OnboardingProvisioningFailedError } from './errors.js';
 import type { OnboardingLimits, RateState } from './limits.js';
@@ -262,21 +262,25 @@ export class OnboardingService {
 
   /** `activated`, the credentials' hashes and the audit entry, in the commit's transaction. */
   private async commit(tx: Transaction, state: ProvisionState): Promise<void> {
-    const credentials = state.generateApiKey
+    const issued = state.generateApiKey
       ? issueApiCredentials(state.onboardingId, this.deps.config.encryptionKey)
       : null;
-    const keys = credentials?.data;
     await tx.execute(Prisma.sql`
       UPDATE onboardings
       SET status = 'activated', infrastructure_status = 'ready', activated_at = now(),
         provisioning_until = NULL, last_error = NULL, updated_at = now()
-        ${
-          keys
-            ? Prisma.sql`, api_key_id = ${keys.apiKeyId}::text, api_key_hash = ${keys.apiKeyHash}::text,
-                api_secret_encrypted = ${keys.apiSecretEncrypted}::text`
-            : Prisma.empty
-        }
       WHERE id = ${state.onboardingId}::uuid`);
+    // Only while the application holds a live key (whileKeyed): one revoked while this ran gets
+    // its onboarding activated without credentials; it issues them with its next key.
+    const keys = issued?.data;
+    const written = keys
+      ? await tx.execute(Prisma.sql`
+          UPDATE onboardings
+          SET api_key_id = ${keys.apiKeyId}::text, api_key_hash = ${keys.apiKeyHash}::text,
+              api_secret_encrypted = ${keys.apiSecretEncrypted}::text
+          WHERE id = ${state.onboardingId}::uuid AND ${whileKeyed(state.applicationId)}`)
+      : 0;
+    const credentials = written > 0 ? issued : null;
     await tx.execute(
       auditSql({
         action: 'onboarding.provisioned',
