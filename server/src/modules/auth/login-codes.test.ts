@@ -8,6 +8,8 @@ import {
   verifyAndSignIn,
 } from '../../../test/registration-flow.js';
 
+const HOUR = 3_600_000;
+
 const REQUEST =
   'mutation ($e: String!) { requestLoginCode(email: $e) { __typename ... on LoginCodeRequested { expiresInSeconds } } }';
 const SIGN_IN = `mutation ($e: String!, $c: String!, $accepted: [AcceptedDocumentInput!]) {
@@ -388,12 +390,90 @@ describe('e-mail code sign-in with LOGIN_CODE_SEND_LIMITS=off (benchmarks)', asy
     const signIn = (code: string) =>
       t.gql<{ signInWithCode: { __typename: string; code?: string } }>(SIGN_IN, { e: email, c: code });
     expect((await signIn(right)).body.data?.signInWithCode.code).toBe('TOO_MANY_ATTEMPTS');
-    // An hour after the window opened, the same code (still live) signs in.
-    await prisma.loginCode.update({
-      where: { email },
-      data: { windowStartedAt: new Date(Date.now() - 3_600_000 - 1_000) },
-    });
+    // 5 wrong codes since the last right one: this window lasts two hours, not one.
+    const openedAgo = (ms: number) =>
+      prisma.loginCode.update({ where: { email }, data: { windowStartedAt: new Date(Date.now() - ms) } });
+    await openedAgo(HOUR + 1_000);
+    expect((await signIn(right)).body.data?.signInWithCode.code).toBe('TOO_MANY_ATTEMPTS');
+    // Two hours after the window opened, the same code (still live) signs in, and the count ends.
+    await openedAgo(2 * HOUR + 1_000);
     expect((await signIn(right)).body.data?.signInWithCode.__typename).toBe('AuthSession');
+    expect(await prisma.loginCode.findUniqueOrThrow({ where: { email } })).toMatchObject({
+      failedSinceSuccess: 0,
+    });
+  });
+
+  // docs/decisions/087: a window's guesses spent, or nearly, window after window, make each
+  // window longer (1 h doubled per 5 wrong codes, at most 24 h) until a right code is used.
+  it('makes each window longer for an e-mail guessed at window after window, 4 or 5 guesses at a time, until its owner signs in', async () => {
+    const email = 'patient-guesser@example.com';
+    await prisma.user.create({
+      data: { email, firstName: 'P', lastName: 'G', role: 'STAFF', emailVerifiedAt: new Date() },
+    });
+    const openedAgo = (ms: number) =>
+      prisma.loginCode.update({ where: { email }, data: { windowStartedAt: new Date(Date.now() - ms) } });
+    const guess = async (code: string) =>
+      (await t.gql<{ signInWithCode: { __typename: string; code?: string } }>(SIGN_IN, { e: email, c: code }))
+        .body.data?.signInWithCode;
+    const requestAgain = async () => {
+      expect((await request(email)).body).toEqual(REQUESTED);
+      return prisma.loginCode.findUniqueOrThrow({ where: { email } });
+    };
+    /** The window's length: a code asked for a minute before its end keeps the guesses spent, one after starts anew. */
+    const windowHours = async () => {
+      for (let hours = 1; hours <= 48; hours++) {
+        await openedAgo(hours * HOUR - 60_000);
+        expect((await requestAgain()).failedAttempts).toBeGreaterThan(0);
+        await openedAgo(hours * HOUR + 1_000);
+        if ((await requestAgain()).failedAttempts === 0) return hours;
+      }
+      throw new Error('the window never ended');
+    };
+    await requestAgain();
+    const lengths: number[] = [];
+    for (const guesses of [5, 4, 4, 4, 4, 4, 5]) {
+      await Promise.all(Array.from({ length: guesses }, () => guess('000000')));
+      lengths.push(await windowHours());
+    }
+    // Wrong codes since the last right one: 5, 9, 13, 17, 21, 25, 30.
+    expect(lengths).toEqual([2, 2, 4, 8, 16, 24, 24]);
+    // The owner's right code ends the count: 4 wrong ones later, the window lasts an hour.
+    await t.app.deps.auth.codes.idle();
+    const right = await mailedCode(t, email);
+    expect((await guess(right))?.__typename).toBe('AuthSession');
+    await requestAgain();
+    await Promise.all(Array.from({ length: 4 }, () => guess('000000')));
+    expect(await windowHours()).toBe(1);
+    expect(await prisma.loginCode.findUniqueOrThrow({ where: { email } })).toMatchObject({
+      failedAttempts: 0,
+      failedSinceSuccess: 4,
+    });
+  });
+
+  it('remembers an e-mail guessed at for a day past its window, and forgets the others an hour after', async () => {
+    const email = 'remembered@example.com';
+    const longAgo = (hours: number) => new Date(Date.now() - hours * HOUR);
+    await prisma.loginCode.createMany({
+      data: [
+        {
+          email,
+          expiresAt: longAgo(3),
+          windowStartedAt: longAgo(3),
+          lastSentAt: longAgo(3),
+          failedSinceSuccess: 5,
+        },
+        {
+          email: 'forgotten@example.com',
+          expiresAt: longAgo(27),
+          windowStartedAt: longAgo(27),
+          lastSentAt: longAgo(27),
+          failedSinceSuccess: 5,
+        },
+      ],
+    });
+    await t.app.deps.auth.codes.prune();
+    expect(await prisma.loginCode.findUnique({ where: { email } })).toMatchObject({ failedSinceSuccess: 5 });
+    expect(await prisma.loginCode.findUnique({ where: { email: 'forgotten@example.com' } })).toBeNull();
   });
 
   it('sends again at once and from one address without limit, but still burns a code after 5 wrong tries', async () => {

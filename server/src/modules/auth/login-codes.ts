@@ -2,7 +2,8 @@
  * E-mail code sign-in (clients' sign-in, README "Security"; docs/decisions/008): a 6-digit code valid 10
  * minutes, stored only as an HMAC under a server secret, compared in constant time, single use.
  * Five wrong tries burn it, and asking for a new code does not reset that budget (only the
- * window's end does). Sending is limited per e-mail (a growing cooldown) and per address.
+ * window's end does; the window grows with the wrong codes, docs/decisions/087). Sending is
+ * limited per e-mail (a growing cooldown) and per address.
  *
  * No answer here reveals whether an e-mail has an account: requestLoginCode does the same
  * work and returns the same value for any address, and limits apply to the address typed,
@@ -26,8 +27,18 @@ import { type LimitStore, Lockout } from './lockout.js';
 
 export const CODE_TTL_SECONDS = 10 * 60;
 export const MAX_FAILED_ATTEMPTS = 5;
+/**
+ * How long an e-mail's window lasts: an hour, doubled for every 5 wrong codes since its last right
+ * one, at most a day (docs/decisions/087). Someone who spends a window's guesses, or a few fewer,
+ * window after window, waits longer and longer for the next ones; the owner's sign-in resets it.
+ */
+const windowLength = (row: string) =>
+  Prisma.sql`least(interval '24 hours', interval '1 hour' * power(2, least(${Prisma.raw(row)}.failed_since_success / ${MAX_FAILED_ATTEMPTS}, 5)))`;
+/** The row's window is over: its budgets start again. */
+const windowOver = (row: string) =>
+  Prisma.sql`${Prisma.raw(row)}.window_started_at < now() - ${windowLength(row)}`;
 /** A row's window has lapsed (or it never sent a code): budgets start again. */
-const FRESH_WINDOW = Prisma.sql`(l.last_sent_at IS NULL OR l.window_started_at < now() - interval '1 hour')`;
+const FRESH_WINDOW = Prisma.sql`(l.last_sent_at IS NULL OR ${windowOver('l')})`;
 /**
  * Cooldown after the n-th code of a window (n = l.sends ≥ 1): 30 s, 60 s, 120 s … capped at
  * 15 min (the exponent is capped first, so no interval overflows).
@@ -135,10 +146,12 @@ export class LoginCodes {
    */
   async prune(): Promise<number> {
     return this.deps.prisma.$executeRaw`
-      DELETE FROM login_codes
+      DELETE FROM login_codes l
        WHERE expires_at < now() - interval '1 hour'
-         AND window_started_at < now() - interval '1 hour'
-         AND (last_sent_at IS NULL OR last_sent_at < now() - interval '1 hour')`;
+         AND (last_sent_at IS NULL OR last_sent_at < now() - interval '1 hour')
+         -- An e-mail guessed at is remembered a day past its window, so waiting does not reset it.
+         AND l.window_started_at < now() - ${windowLength('l')}
+             - CASE WHEN l.failed_since_success > 0 THEN interval '24 hours' ELSE interval '0' END`;
   }
 
   /** Deliveries still running (tests and shutdown wait for them). */
@@ -264,11 +277,12 @@ export class LoginCodes {
       prisma,
       Prisma.sql`
       WITH attempt AS (
-        UPDATE login_codes
-           SET failed_attempts = CASE WHEN window_started_at < now() - interval '1 hour' THEN 1 ELSE failed_attempts + 1 END,
-               window_started_at = CASE WHEN window_started_at < now() - interval '1 hour' THEN now() ELSE window_started_at END
-         WHERE email = ${email}
-           AND (window_started_at < now() - interval '1 hour' OR failed_attempts < ${MAX_FAILED_ATTEMPTS})
+        UPDATE login_codes l
+           SET failed_attempts = CASE WHEN ${windowOver('l')} THEN 1 ELSE l.failed_attempts + 1 END,
+               window_started_at = CASE WHEN ${windowOver('l')} THEN now() ELSE l.window_started_at END,
+               failed_since_success = l.failed_since_success + 1
+         WHERE l.email = ${email}
+           AND (${windowOver('l')} OR l.failed_attempts < ${MAX_FAILED_ATTEMPTS})
      RETURNING code_hmac, expires_at, failed_attempts)
       SELECT a.failed_attempts, a.code_hmac, a.expires_at,
              EXISTS (SELECT 1 FROM login_codes WHERE email = ${email}) AS has_row,
@@ -333,7 +347,7 @@ export class LoginCodes {
         db,
         Prisma.sql`
       WITH used AS (
-        UPDATE login_codes SET code_hmac = NULL, failed_attempts = 0
+        UPDATE login_codes SET code_hmac = NULL, failed_attempts = 0, failed_since_success = 0
          WHERE email = ${email} AND code_hmac = ${row.code_hmac}
         RETURNING email),
       target AS (
@@ -391,7 +405,8 @@ export class LoginCodes {
   ): Promise<{ held: Held } | null> {
     const { prisma } = this.deps;
     const giveBack = () => prisma.$executeRaw`
-      UPDATE login_codes SET failed_attempts = greatest(failed_attempts - 1, 0)
+      UPDATE login_codes SET failed_attempts = greatest(failed_attempts - 1, 0),
+                             failed_since_success = greatest(failed_since_success - 1, 0)
        WHERE email = ${email} AND code_hmac = ${codeHmac}`;
     let held: Held | null;
     try {
