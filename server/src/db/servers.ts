@@ -29,9 +29,17 @@ export interface ClinicServer {
   template: ClinicTemplate;
   /**
    * A few warm admin sessions: opening one costs several milliseconds, more than the
-   * catalog work a provisioning step does with it.
+   * catalog work a provisioning step does with it. Each is checked, as it opens, to be on the
+   * cluster `systemIdentifier` names: a session on another one is refused (ServerIdentityError)
+   * and the server is taken out of the registry (docs/decisions/086). A session cannot change
+   * clusters once open, so nothing sent on one needs checking again.
    */
   admin: pg.Pool;
+  /**
+   * Called by what finds another cluster at the server's address (`expectSameServer`): takes the
+   * server out of placement and the warm pool until it answers as itself again.
+   */
+  onMismatch?(found: string | undefined): void;
 }
 
 /** A recorded server that no configured URL reaches right now, and why. */
@@ -99,12 +107,17 @@ export class ServerIdentityError extends Error {
 /** The identity check's select list, to ride along a query already sent (one round trip). */
 export const SYSTEM_IDENTIFIER_SQL = '(SELECT system_identifier::text FROM pg_control_system())';
 
-/** @throws ServerIdentityError when `found` is not the identifier `server` was matched by. */
+/**
+ * @throws ServerIdentityError when `found` is not the identifier `server` was matched by (the
+ * registry is told first: decision 086).
+ */
 export function expectSameServer(
-  server: Pick<ClinicServer, 'address' | 'systemIdentifier'>,
+  server: Pick<ClinicServer, 'address' | 'systemIdentifier' | 'onMismatch'>,
   found: string | undefined,
 ): void {
-  if (found !== server.systemIdentifier) throw new ServerIdentityError(server, found);
+  if (found === server.systemIdentifier) return;
+  server.onMismatch?.(found);
+  throw new ServerIdentityError(server, found);
 }
 
 /**
@@ -114,7 +127,7 @@ export function expectSameServer(
  */
 export async function assertSameServer(
   admin: Pick<pg.ClientBase, 'query'>,
-  server: Pick<ClinicServer, 'address' | 'systemIdentifier'>,
+  server: Pick<ClinicServer, 'address' | 'systemIdentifier' | 'onMismatch'>,
 ): Promise<void> {
   const { rows } = await admin.query<{ id: string }>(`SELECT ${SYSTEM_IDENTIFIER_SQL} AS id`);
   expectSameServer(server, rows[0]?.id);
@@ -132,8 +145,50 @@ export async function openClinicServers(options: {
   const names = new Map<string, string>();
   /** Recorded servers whose address answered as another server, by row id. */
   const mismatched = new Set<string>();
+  /**
+   * Servers taken out while Onramp runs because their address answered as another cluster, by
+   * row id: `refresh` takes one back only when its address answers with its identifier again,
+   * and never records what answers there meanwhile as a new server (its clinics' names would
+   * then be created on a cluster that is lost when the real one returns).
+   */
+  const distrusted = new Map<string, ClinicServer>();
   let pending = [...options.urls];
   let refreshing: Promise<void> | undefined;
+
+  /**
+   * Another cluster answers at `server`'s address: out of `byId` at once (placement, the warm
+   * pool and every step look there), listed unreachable with `identityMismatch` (alerted,
+   * provisioning/alerts.ts), and recorded in `database_servers` for the other instances' reports.
+   * Each instance finds out by itself, on its first new session there: no session of its own can
+   * reach the other cluster unchecked.
+   */
+  const distrust = async (server: ClinicServer, found: string | undefined): Promise<void> => {
+    if (byId.get(server.id) !== server) return;
+    byId.delete(server.id);
+    distrusted.set(server.id, server);
+    mismatched.add(server.id);
+    const reason = new ServerIdentityError(server, found).message;
+    unreachable.set(server.id, {
+      id: server.id,
+      name: server.name,
+      address: server.address,
+      reason,
+      identityMismatch: true,
+    });
+    logger.error(
+      { server: server.name, recorded: server.systemIdentifier, found },
+      'clinic database server address answers as another server; nothing is placed there until it answers as itself',
+    );
+    await withClient(centralUrl, (client) =>
+      client.query(
+        `UPDATE database_servers SET reachable = false, last_error = $2, updated_at = now()
+          WHERE id = $1 AND system_identifier = $3`,
+        [server.id, reason.slice(0, 500), server.systemIdentifier],
+      ),
+    ).catch((error: unknown) =>
+      logger.warn({ err: error, server: server.name }, 'server mismatch not recorded'),
+    );
+  };
 
   /** Matches the URLs that answer to their rows (in one central transaction) and opens them. */
   const attach = async (urls: readonly string[]): Promise<string[]> => {
@@ -151,7 +206,11 @@ export async function openClinicServers(options: {
       try {
         // Instances starting together must not record one server twice.
         await client.query("SELECT pg_advisory_xact_lock(hashtext('onramp:database_servers'))");
-        const result = await matchServers(client, answered, down, new Set(byId.keys()), logger);
+        // A distrusted server is `refresh`'s to take back (it passes its URL only then): not
+        // marked again here by a refresh of other URLs.
+        const open = new Set(byId.keys());
+        for (const server of distrusted.values()) if (!urls.includes(server.url)) open.add(server.id);
+        const result = await matchServers(client, answered, down, open, logger);
         await client.query('COMMIT');
         for (const id of result.mismatched) mismatched.add(id);
         for (const { row } of result.matched) mismatched.delete(row.id);
@@ -163,24 +222,39 @@ export async function openClinicServers(options: {
     });
     for (const { row, url } of matched) {
       const template = await ensureClinicTemplate(url, options.clinicMigrations, logger);
+      const identifier = row.system_identifier as string;
       const admin = new pg.Pool({
         connectionString: url,
         max: 4,
         idleTimeoutMillis: 30_000,
         application_name: 'onramp-admin',
+        // Once per session, not per use: sessions are kept warm, so a registration pays nothing.
+        onConnect: async (client) => {
+          const { rows } = await client.query<{ id: string }>(`SELECT ${SYSTEM_IDENTIFIER_SQL} AS id`);
+          const found = rows[0]?.id;
+          if (found === identifier) return;
+          await distrust(server, found);
+          throw new ServerIdentityError(server, found);
+        },
       });
       admin.on('error', (error) =>
         logger.warn({ err: error, server: row.name }, 'idle admin connection lost'),
       );
-      byId.set(row.id, {
+      const server: ClinicServer = {
         id: row.id,
         name: row.name,
         address: serverAddress(url),
         url,
-        systemIdentifier: row.system_identifier as string,
+        systemIdentifier: identifier,
         template,
         admin,
-      });
+        onMismatch: (found) => void distrust(server, found),
+      };
+      // Back as itself: the sessions of the object it was distrusted as are closed.
+      const before = distrusted.get(row.id);
+      distrusted.delete(row.id);
+      if (before) void before.admin.end().catch(() => {});
+      byId.set(row.id, server);
     }
     await readRecorded();
     return down.map((entry) => entry.url);
@@ -225,21 +299,30 @@ export async function openClinicServers(options: {
     unreachable,
     names,
     refresh() {
-      if (pending.length === 0) return Promise.resolve();
-      refreshing ??= attach(pending)
-        .then((still) => {
-          const back = pending.length - still.length;
-          pending = still;
-          if (back > 0) logger.info({ back }, 'clinic database server reachable again');
-        })
-        .finally(() => {
-          refreshing = undefined;
-        });
+      if (pending.length === 0 && distrusted.size === 0) return Promise.resolve();
+      refreshing ??= (async () => {
+        // A distrusted server's URL is attached again only once it answers as itself.
+        const identified: string[] = [];
+        for (const server of distrusted.values()) {
+          const found = await systemIdentifier(server.url).catch(() => undefined);
+          if (found === server.systemIdentifier) identified.push(server.url);
+        }
+        const tried = [...pending, ...identified];
+        if (tried.length === 0) return;
+        const still = await attach(tried);
+        const back = tried.length - still.length;
+        pending = still.filter((url) => !identified.includes(url));
+        if (back > 0) logger.info({ back }, 'clinic database server reachable again');
+      })().finally(() => {
+        refreshing = undefined;
+      });
       return refreshing;
     },
     async close() {
       await refreshing?.catch(() => {});
-      await Promise.all([...byId.values()].map((server) => server.admin.end().catch(() => {})));
+      await Promise.all(
+        [...byId.values(), ...distrusted.values()].map((server) => server.admin.end().catch(() => {})),
+      );
     },
   };
 }

@@ -12,7 +12,7 @@ import type { CentralPrisma, ClinicServer } from '../../db/database.js';
 import { dropObjects } from '../../db/drop.js';
 import { execute } from '../../db/raw.js';
 import { assertSameServer } from '../../db/servers.js';
-import { quoteIdent, withClient } from '../../db/sql.js';
+import { quoteIdent, withClient, withPooled } from '../../db/sql.js';
 import { ConflictError } from '../../errors.js';
 import { Prisma } from '../../generated/central/client.js';
 import type { ClinicObjectState } from '../../generated/central/enums.js';
@@ -130,7 +130,15 @@ export class Ledger {
   async undoCreated(objects: LedgerObjects, runId: string): Promise<void> {
     const { prisma, logger } = this.deps;
     const server = this.deps.servers.get(objects.serverId);
-    if (!server) throw new Error('clinic database server unreachable; undo left to the sweep');
+    if (!server) {
+      // create_database found the server answering as another cluster before the ledger named
+      // it (decision 086): this run has nothing there to undo.
+      const recorded = await prisma.clinicObject.count({
+        where: { serverId: objects.serverId, runId, name: { in: [objects.database, objects.role] } },
+      });
+      if (recorded === 0) return;
+      throw new Error('clinic database server unreachable; undo left to the sweep');
+    }
     const inherited = await prisma.$transaction(
       async (tx) => {
         // The run's row, locked: a reconciler claiming it waits for this undo to finish, or went
@@ -154,7 +162,11 @@ export class Ledger {
         const database = own.find((entry) => entry.kind === 'DATABASE')?.name ?? null;
         const role = own.find((entry) => entry.kind === 'ROLE')?.name ?? null;
         if (database || role) {
-          await dropObjects(server.url, { database, role }, { kind: 'undo', runId }, logger);
+          // On a warm admin session: checked to be the identified cluster as it opened (decision
+          // 086), so a swap since the create cannot settle as DROPPED what lives on the real one.
+          await withPooled(server.admin, (admin) =>
+            dropObjects(admin, { database, role }, { kind: 'undo', runId }, logger),
+          );
           await tx.clinicObject.updateMany({
             where: { id: { in: own.map((entry) => entry.id) } },
             data: { state: 'DROPPED', settledAt: new Date() },
@@ -399,7 +411,8 @@ export class Ledger {
     const role = entries.find((entry) => entry.kind === 'ROLE');
     if (!database) return false;
     const server = this.requireServer(database.serverId);
-    await withClient(server.url, async (admin) => {
+    // A warm admin session: on the identified cluster (decision 086).
+    await withPooled(server.admin, async (admin) => {
       if (role) await admin.query(`ALTER ROLE ${quoteIdent(role.name)} LOGIN`).catch(ignoreMissing);
       const trash = database.trashName ?? database.name;
       if (trash !== database.name && (await exists(admin, trash)))

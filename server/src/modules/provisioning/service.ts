@@ -158,6 +158,7 @@ export class ProvisioningService {
       encryptionKey: config.encryptionKey,
       deploymentId: db.deploymentId,
       ledger: this.ledger,
+      placeClinic: () => this.placeClinic(),
       baseDomain: config.baseDomain,
       dns: deps.dns,
       certificates: deps.certificates,
@@ -197,8 +198,14 @@ export class ProvisioningService {
     await this.clients.close();
   }
 
-  /** The configured server with the fewest clinics (ties: the first listed). */
+  /**
+   * The configured server with the fewest clinics (ties: the first listed), among those
+   * identified now: one whose address answers as another cluster is out of `servers` (decision
+   * 086). With none left, the servers are tried again once (a cost only then).
+   * @throws ServerUnreachableError when no identified server is left
+   */
   async placeClinic(): Promise<ClinicServer> {
+    if (this.servers.size === 0) await this.refreshServers();
     // Through pg beside Prisma's engine (db/raw.ts, decision 070): every registration asks.
     const counts = await queryRows<{ server: string; clinics: number }>(
       this.prisma,
@@ -209,7 +216,16 @@ export class ProvisioningService {
     for (const server of this.servers.values()) {
       if (!best || (load.get(server.id) ?? 0) < (load.get(best.id) ?? 0)) best = server;
     }
-    if (!best) throw new Error('no clinic database server configured');
+    if (!best) {
+      // The reasons name servers and addresses: logged, not told to a public registration.
+      this.deps.logger.error(
+        { unreachable: [...this.deps.db.servers.unreachable.values()].map((server) => server.reason) },
+        'no identified clinic database server to place a clinic on',
+      );
+      throw new ServerUnreachableError(
+        'No identified clinic database server is available right now; nothing was created. Please try again later.',
+      );
+    }
     return best;
   }
 

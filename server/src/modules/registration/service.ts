@@ -25,6 +25,7 @@ import {
   type ProvisioningService,
   type ProvisionState,
   type RegisterHooks,
+  ServerUnreachableError,
 } from '../provisioning/index.js';
 import { issueEmailVerification } from '../users/email-verification.js';
 import { EmailTakenError } from '../users/errors.js';
@@ -98,6 +99,8 @@ export class RegistrationService {
    * too often; counted before anything else is done.
    * @throws EmailTakenError when the e-mail is in use (also when a concurrent registration wins).
    * @throws ProvisioningFailedError after undoing everything.
+   * @throws ServerUnreachableError (CONFLICT) when no identified clinic database server is left,
+   *   with nothing created (decision 086).
    */
   async register(
     input: RegisterClinicInput,
@@ -112,7 +115,7 @@ export class RegistrationService {
       return await this.registerCounted(input, meta);
     } catch (error) {
       // A failure on our side is not the caller's attempt (it may retry at once).
-      if (error instanceof ProvisioningFailedError) {
+      if (error instanceof ProvisioningFailedError || error instanceof ServerUnreachableError) {
         await Promise.all([this.perAddress.release(address), this.overall.release('all')]);
       }
       throw error;
@@ -168,6 +171,8 @@ export class RegistrationService {
       return { clinicId: state.clinicId, userId, status: 'READY' };
     }
     if (result.error instanceof EmailTakenError) throw result.error;
+    // No identified clinic server left (decision 086): said as such once nothing is kept.
+    if (result.error instanceof ServerUnreachableError && result.rolledBack) throw result.error;
     if (result.suspended) {
       await prisma.$transaction(async (tx) => {
         await tx.clinic.update({ where: { id: state.clinicId }, data: { status: 'PENDING' } });

@@ -54,6 +54,11 @@ export interface StepDeps {
   encryptionKey: Buffer;
   deploymentId: string;
   ledger: Ledger;
+  /**
+   * Placement (ProvisioningService.placeClinic): create_database places a clinic its run created
+   * anew when its server turns out to answer as another cluster (decision 086).
+   */
+  placeClinic(): Promise<ClinicServer>;
   baseDomain: string;
   /** Absent in scripts that publish no names: the dns step is then SKIPPED. */
   dns?: DnsProvider;

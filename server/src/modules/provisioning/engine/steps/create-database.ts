@@ -1,5 +1,8 @@
+import type pg from 'pg';
 import { encryptSecret } from '../../../../crypto.js';
+import type { ClinicServer } from '../../../../db/database.js';
 import { execute } from '../../../../db/raw.js';
+import { ServerIdentityError } from '../../../../db/servers.js';
 import { quoteIdent, withPooled } from '../../../../db/sql.js';
 import { Prisma } from '../../../../generated/central/client.js';
 import {
@@ -10,6 +13,7 @@ import {
   ensureRole,
   grantClinicRole,
 } from '../../admin.js';
+import { ServerUnreachableError } from '../../errors.js';
 import { randomPassword } from '../../secrets.js';
 import { closeClinicSession, openClinicSession } from '../clinic-session.js';
 import type { Step } from '../runner.js';
@@ -24,17 +28,18 @@ export function createDatabaseStep<S extends ProvisionState>(deps: StepDeps): St
   return {
     name: 'create_database',
     async run(state, { runId }) {
-      const { server } = state;
       const password = randomPassword();
       // A retry resets the password: a session an earlier try started is not reused.
       await closeClinicSession(state);
-      // Written down before it exists: what a crash leaves behind is known, never guessed.
-      await deps.ledger.record(ledgerObjects(state), runId);
       // One warm admin session for all of it, in as few messages as it takes: new connections
       // and round trips are the dominant cost here. With a spare, the role, the claim's rename
       // and the grants are one message (docs/decisions/072); a role or database an earlier try
-      // left (42710, 42P04) rolls it back whole and takes the careful path below.
-      await withPooled(server.admin, async (admin) => {
+      // left (42710, 42P04) rolls it back whole and takes the careful path below. The session is
+      // on the server's identified cluster (checked as it opened, decision 086), so nothing below
+      // can land on another one; it is taken before the ledger names the server.
+      const server = await withPlacedSession(deps, state, async (admin, server) => {
+        // Written down before it exists: what a crash leaves behind is known, never guessed.
+        await deps.ledger.record(ledgerObjects(state), runId);
         const grants = clinicDatabaseGrants(deps.deploymentId, state.databaseName, state.roleName);
         let looked = false;
         try {
@@ -127,4 +132,46 @@ export function quarantineDatabaseStep<S extends ProvisionState>(
       return { note: `quarantined ${state.databaseName}` };
     },
   };
+}
+
+/**
+ * Runs `work` on a warm admin session of the clinic's server. When that server's address answers
+ * as another cluster (the session is refused as it opens and the server leaves the registry,
+ * decision 086), a clinic this run created is placed anew on a server identified now, before
+ * anything named the first one: its row points at the new server and the run goes on there. A
+ * clinic older than the run may have objects on the first one: it waits for it.
+ * @returns the server `work` ran on (`state.server`)
+ * @throws ServerUnreachableError when no identified server is left, or the clinic predates the run
+ */
+async function withPlacedSession<S extends ProvisionState>(
+  deps: StepDeps,
+  state: S,
+  work: (admin: pg.PoolClient, server: ClinicServer) => Promise<void>,
+): Promise<ClinicServer> {
+  // Each turn takes a server out of the registry: as many turns as there are servers at most.
+  for (;;) {
+    const from = state.server;
+    let opened = false;
+    try {
+      await withPooled(from.admin, (admin) => {
+        opened = true;
+        return work(admin, from);
+      });
+      return from;
+    } catch (error) {
+      if (opened || !(error instanceof ServerIdentityError)) throw error;
+      if (!state.createdInRun)
+        throw new ServerUnreachableError(`database server ${from.name} is unreachable: ${error.message}`);
+      const to = await deps.placeClinic();
+      // Through pg beside Prisma's engine (db/raw.ts, decision 070).
+      const moved = await execute(
+        deps.prisma,
+        Prisma.sql`
+          UPDATE clinics SET database_server_id = ${to.id}::uuid, updated_at = now()
+          WHERE id = ${state.clinicId}::uuid AND database_server_id = ${from.id}::uuid`,
+      );
+      if (moved !== 1) throw new Error(`clinic ${state.clinicId} not found on database server ${from.name}`);
+      state.server = to;
+    }
+  }
 }
