@@ -170,7 +170,7 @@ describe('registrations when the only clinic server is swapped', async () => {
       expect(result.status).toBe('rejected');
       const refused = (result as PromiseRejectedResult).reason;
       expect(refused).toBeInstanceOf(RegistrationRefused);
-      expect(refused).toMatchObject({ typename: 'ConflictError', code: 'CONFLICT' });
+      expect(refused).toMatchObject({ typename: 'ProvisioningFailedError', code: 'PROVISIONING_FAILED' });
       expect((refused as RegistrationRefused).answer.result?.message).toMatch(
         /no identified clinic database server/i,
       );

@@ -7,8 +7,12 @@ export class ProvisioningFailedError extends OnrampError {
   constructor(
     readonly step: ProvisioningStepName,
     readonly runId: string,
+    /** Why, when the caller may be told (never an address: registration is public). */
+    reason?: string,
   ) {
-    super(`Provisioning failed at step ${step} and was rolled back; nothing was kept. Please try again.`);
+    super(
+      `Provisioning failed at step ${step} and was rolled back; nothing was kept.${reason ? ` ${reason}` : ''} Please try again.`,
+    );
     this.name = 'ProvisioningFailedError';
   }
 }

@@ -104,8 +104,8 @@ builder.mutationFields((t) => ({
   registerClinic: t.field({
     type: RegisterClinicSuccess,
     description:
-      'Public: creates a company, its clinic with its own database, and the clinic admin: all or nothing. EMAIL_TAKEN, PROVISIONING_FAILED, VALIDATION; CONFLICT when no clinic database server can be used right now (nothing created).',
-    errors: { types: [EmailTakenError, ProvisioningFailedError, ConflictError] },
+      'Public: creates a company, its clinic with its own database, and the clinic admin: all or nothing. EMAIL_TAKEN, PROVISIONING_FAILED, VALIDATION.',
+    errors: { types: [EmailTakenError, ProvisioningFailedError] },
     args: {
       input: t.arg({ type: RegisterClinicInput, required: true, description: 'The clinic and its admin.' }),
     },

@@ -99,8 +99,7 @@ export class RegistrationService {
    * too often; counted before anything else is done.
    * @throws EmailTakenError when the e-mail is in use (also when a concurrent registration wins).
    * @throws ProvisioningFailedError after undoing everything.
-   * @throws ServerUnreachableError (CONFLICT) when no identified clinic database server is left,
-   *   with nothing created (decision 086).
+   *   Also when no identified clinic database server is left, saying so (decision 086).
    */
   async register(
     input: RegisterClinicInput,
@@ -115,7 +114,7 @@ export class RegistrationService {
       return await this.registerCounted(input, meta);
     } catch (error) {
       // A failure on our side is not the caller's attempt (it may retry at once).
-      if (error instanceof ProvisioningFailedError || error instanceof ServerUnreachableError) {
+      if (error instanceof ProvisioningFailedError) {
         await Promise.all([this.perAddress.release(address), this.overall.release('all')]);
       }
       throw error;
@@ -171,8 +170,6 @@ export class RegistrationService {
       return { clinicId: state.clinicId, userId, status: 'READY' };
     }
     if (result.error instanceof EmailTakenError) throw result.error;
-    // No identified clinic server left (decision 086): said as such once nothing is kept.
-    if (result.error instanceof ServerUnreachableError && result.rolledBack) throw result.error;
     if (result.suspended) {
       await prisma.$transaction(async (tx) => {
         await tx.clinic.update({ where: { id: state.clinicId }, data: { status: 'PENDING' } });
@@ -189,7 +186,12 @@ export class RegistrationService {
         reason: result.error.message.slice(0, 300),
       },
     }).catch((error: unknown) => this.deps.logger.warn({ err: error }, 'failed registration not audited'));
-    throw new ProvisioningFailedError(result.failedStep, result.runId);
+    // No identified clinic server left (decision 086): said as such, nothing kept.
+    const reason =
+      result.error instanceof ServerUnreachableError
+        ? 'No identified clinic database server is available right now.'
+        : undefined;
+    throw new ProvisioningFailedError(result.failedStep, result.runId, reason);
   }
 
   /** The `provision_clinic` job: the next attempt of a suspended registration. */
