@@ -2,45 +2,13 @@
  * Subscriptions over a real WebSocket: authorized when they start (an error, then complete), and
  * ended when their session ends (on another instance too) or their access token expires.
  */
-import type { Client } from 'graphql-ws';
 import { SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { startTestApp, TEST_SECRETS } from '../test/harness.js';
+import { recordSubscription, startTestApp, TEST_SECRETS } from '../test/harness.js';
 import { createClinic } from '../test/registration-flow.js';
 
 const PROGRESS = 'subscription { provisioningProgress { clinicId step status } }';
 const HEALTH = 'subscription { clinicHealthChanged { clinicId dbStatus } }';
-
-/** What a subscription received: `next <step or error code>` lines, then `complete`. */
-function record(client: Client, query: string) {
-  const events: string[] = [];
-  let resolveDone: () => void = () => {};
-  const done = new Promise<void>((resolve) => {
-    resolveDone = resolve;
-  });
-  const unsubscribe = client.subscribe<{ provisioningProgress?: { step: string; status: string } }>(
-    { query },
-    {
-      next: ({ data, errors }) => {
-        const event = data?.provisioningProgress;
-        events.push(
-          errors
-            ? `next ${String(errors[0]?.extensions?.code)}`
-            : `next ${event ? `${event.step}:${event.status}` : 'data'}`,
-        );
-      },
-      error: (error) => {
-        events.push(`error ${String(error)}`);
-        resolveDone();
-      },
-      complete: () => {
-        events.push('complete');
-        resolveDone();
-      },
-    },
-  );
-  return { events, done, unsubscribe };
-}
 
 describe('subscription authorization and lifetime', async () => {
   const env = { CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' };
@@ -71,11 +39,11 @@ describe('subscription authorization and lifetime', async () => {
   ])(
     'refuses an anonymous or non-operator %s when it starts: an error, then complete',
     async (_name, query) => {
-      const anonymous = record(b.ws(), query);
+      const anonymous = recordSubscription(b.ws(), query);
       await anonymous.done;
       expect(anonymous.events).toEqual(['next UNAUTHENTICATED', 'complete']);
       const session = await a.app.deps.auth.startSession(clinicAdmin.id, { ip: null }, 'test');
-      const forbidden = record(b.ws({ connectionParams: bearer(session.accessToken) }), query);
+      const forbidden = recordSubscription(b.ws({ connectionParams: bearer(session.accessToken) }), query);
       await forbidden.done;
       expect(forbidden.events).toEqual(['next FORBIDDEN', 'complete']);
     },
@@ -83,7 +51,7 @@ describe('subscription authorization and lifetime', async () => {
 
   it("ends a super-admin's subscription when the session signs out on another instance", async () => {
     const session = await a.app.deps.auth.startSession(admin.id, { ip: null }, 'test');
-    const live = record(b.ws({ connectionParams: bearer(session.accessToken) }), PROGRESS);
+    const live = recordSubscription(b.ws({ connectionParams: bearer(session.accessToken) }), PROGRESS);
     // Events flow while the session lives.
     await expect
       .poll(async () => {
@@ -119,7 +87,7 @@ describe('subscription authorization and lifetime', async () => {
       return viewer;
     };
     try {
-      const live = record(b.ws({ connectionParams: bearer(session.accessToken) }), HEALTH);
+      const live = recordSubscription(b.ws({ connectionParams: bearer(session.accessToken) }), HEALTH);
       const outcome = await Promise.race([
         live.done.then(() => live.events),
         new Promise((resolve) => setTimeout(() => resolve('still live after 5 s'), 5_000)),
@@ -144,7 +112,7 @@ describe('subscription authorization and lifetime', async () => {
       .setIssuedAt()
       .setExpirationTime(Math.floor(Date.now() / 1000) + 2)
       .sign(new TextEncoder().encode(TEST_SECRETS.JWT_SECRET));
-    const live = record(b.ws({ connectionParams: bearer(shortLived) }), HEALTH);
+    const live = recordSubscription(b.ws({ connectionParams: bearer(shortLived) }), HEALTH);
     await live.done;
     expect(live.events).toEqual(['next UNAUTHENTICATED', 'complete']);
   });
@@ -152,7 +120,7 @@ describe('subscription authorization and lifetime', async () => {
   it('lets a subscription the client ends go at once, without waiting for an event', async () => {
     const session = await a.app.deps.auth.startSession(admin.id, { ip: null }, 'test');
     const client = b.ws({ connectionParams: bearer(session.accessToken) });
-    const live = record(client, HEALTH);
+    const live = recordSubscription(client, HEALTH);
     await expect.poll(() => watchedSubscriptions(b)).toBe(1);
     live.unsubscribe();
     await expect.poll(() => watchedSubscriptions(b)).toBe(0);

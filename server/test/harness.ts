@@ -396,3 +396,37 @@ export function wsQuery<T>(
     );
   });
 }
+
+/**
+ * What a subscription receives: `next <step:status, data or error code>` lines, then `complete`
+ * (or `error …`); `done` once it has ended.
+ */
+export function recordSubscription(client: Client, query: string) {
+  const events: string[] = [];
+  let resolveDone: () => void = () => {};
+  const done = new Promise<void>((resolve) => {
+    resolveDone = resolve;
+  });
+  const unsubscribe = client.subscribe<{ provisioningProgress?: { step: string; status: string } }>(
+    { query },
+    {
+      next: ({ data, errors }) => {
+        const event = data?.provisioningProgress;
+        events.push(
+          errors
+            ? `next ${String(errors[0]?.extensions?.code)}`
+            : `next ${event ? `${event.step}:${event.status}` : 'data'}`,
+        );
+      },
+      error: (error) => {
+        events.push(`error ${String(error)}`);
+        resolveDone();
+      },
+      complete: () => {
+        events.push('complete');
+        resolveDone();
+      },
+    },
+  );
+  return { events, done, unsubscribe };
+}

@@ -1,6 +1,5 @@
-import type { Client } from 'graphql-ws';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { startTestApp } from '../../../test/harness.js';
+import { recordSubscription, startTestApp } from '../../../test/harness.js';
 import { createClinic } from '../../../test/registration-flow.js';
 import { hashPassword } from './passwords.js';
 import { base32Decode, base32Encode, currentStep, matchTotp, totpAt } from './totp.js';
@@ -25,30 +24,6 @@ describe('TOTP (RFC 6238)', () => {
     expect(matchTotp(secret, totpAt(base32Decode(secret), step - 3), null, now)).toBeNull(); // too old
   });
 });
-
-/** What a subscription received: `next <data or error code>` lines, then `complete`. */
-function record(client: Client, query: string) {
-  const events: string[] = [];
-  const done = new Promise<void>((resolve) => {
-    client.subscribe(
-      { query },
-      {
-        next: ({ errors }) => {
-          events.push(`next ${errors ? String(errors[0]?.extensions?.code) : 'data'}`);
-        },
-        error: (error) => {
-          events.push(`error ${String(error)}`);
-          resolve();
-        },
-        complete: () => {
-          events.push('complete');
-          resolve();
-        },
-      },
-    );
-  });
-  return { events, done };
-}
 
 describe('two-factor sign-in', async () => {
   const t = await startTestApp({ CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' });
@@ -263,7 +238,10 @@ describe('two-factor sign-in', async () => {
     const open = () => t.app.deps.auth.startSession(user.id, { ip: '127.0.0.1' }, 'test');
     const bearer = (session: { accessToken: string }) => ({ authorization: `Bearer ${session.accessToken}` });
     const watch = (session: { accessToken: string }) =>
-      record(t.ws({ connectionParams: bearer(session) }), 'subscription { provisioningProgress { step } }');
+      recordSubscription(
+        t.ws({ connectionParams: bearer(session) }),
+        'subscription { provisioningProgress { step } }',
+      );
     const me = async (session: { accessToken: string }) => {
       const { body } = await t.gql<{ me: { email: string } }>('{ me { email } }', undefined, bearer(session));
       return body.errors?.[0]?.extensions?.code ?? body.data?.me.email;

@@ -3,9 +3,8 @@
  * CONSENT_WITHDRAWN answer leaves the e-mail code usable, counters are not fooled by it, and
  * withdrawing the privacy notice ends every session at once.
  */
-import type { Client } from 'graphql-ws';
 import { describe, expect, it } from 'vitest';
-import { startTestApp } from '../../../test/harness.js';
+import { recordSubscription, startTestApp } from '../../../test/harness.js';
 import { CURRENT_ACCEPTANCES, clinicWithAdmin, mailedCode } from '../../../test/registration-flow.js';
 import { MAX_FAILED_ATTEMPTS } from '../auth/login-codes.js';
 import { base32Decode, currentStep, totpAt } from '../auth/totp.js';
@@ -29,32 +28,6 @@ interface Answer {
   current?: { document: string }[];
   fields?: { path: string[] }[];
   code?: string;
-}
-
-/** What a subscription received: `next <data or error code>` lines, then `complete`. */
-function record(client: Client, query: string) {
-  const events: string[] = [];
-  let resolveDone: () => void = () => {};
-  const done = new Promise<void>((resolve) => {
-    resolveDone = resolve;
-  });
-  client.subscribe(
-    { query },
-    {
-      next: ({ errors }) => {
-        events.push(`next ${errors ? String(errors[0]?.extensions?.code) : 'data'}`);
-      },
-      error: (error) => {
-        events.push(`error ${String(error)}`);
-        resolveDone();
-      },
-      complete: () => {
-        events.push('complete');
-        resolveDone();
-      },
-    },
-  );
-  return { events, done };
 }
 
 describe('consents at sign-in', async () => {
@@ -126,7 +99,7 @@ describe('consents at sign-in', async () => {
       headers,
     );
     const other = await t.app.deps.auth.startSession(user.id, { ip: null }, 'test');
-    const live = record(
+    const live = recordSubscription(
       t.ws({ connectionParams: { authorization: `Bearer ${other.accessToken}` } }),
       'subscription { provisioningProgress { step } }',
     );
