@@ -537,7 +537,8 @@ describe('the admin console in a browser', async () => {
     await done.waitFor();
     expect(await done.getByTestId('onboarding-status').textContent()).toBe('COMPLETED');
     const infrastructure = await done.locator('td[data-label="Infrastructure"]').textContent();
-    expect(infrastructure).toMatch(/READY.*DNS✓ yes.*SSL✓ yes.*API key✓ yes.*Attempts1/);
+    // Its API credentials went with the application's revoked key (decision 087).
+    expect(infrastructure).toMatch(/READY.*DNS✓ yes.*SSL✓ yes.*API key✗ no.*Attempts1/);
     expect(await done.locator('td[data-label="Tenant"]').textContent()).toMatch(
       /^tenant_console\s*completed/,
     );
