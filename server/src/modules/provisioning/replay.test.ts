@@ -2,7 +2,9 @@ import type { Client } from 'graphql-ws';
 import { describe, expect, inject, it } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
 import { createClinic } from '../../../test/registration-flow.js';
+import type { RunScoped } from '../../db/request-scope.js';
 import { withClient } from '../../db/sql.js';
+import { recordedEvents } from './replay.js';
 
 interface Event {
   runId: string;
@@ -100,6 +102,30 @@ describe('provisioningProgress replays what a subscriber missed', async () => {
     // Nothing is delivered twice within the subscription.
     const keys = after.events.map((event) => `${event.runId}:${event.step}:${event.attempt}:${event.status}`);
     expect(new Set(keys).size).toBe(keys.length);
+  });
+
+  it("replays a step that started and ended in the millisecond its predecessor ended in after it, whatever the rows' order", async () => {
+    const { runId } = await provision('Quick steps');
+    const steps = await db.prisma.provisioningStep.findMany({
+      where: { runId },
+      orderBy: { startedAt: 'asc' },
+    });
+    const [first, quick] = steps;
+    if (!first?.finishedAt || !quick) throw new Error('the run recorded fewer than two steps');
+    // The second step within the first's last millisecond; its row sorts first among equals.
+    await db.prisma.$executeRaw`
+      UPDATE provisioning_steps SET started_at = ${first.finishedAt}, finished_at = ${first.finishedAt},
+             id = CASE WHEN id = ${quick.id}::uuid THEN '00000000-0000-4000-8000-000000000001'::uuid
+                       ELSE 'ffffffff-ffff-4fff-8fff-ffffffffffff'::uuid END
+       WHERE id IN (${first.id}::uuid, ${quick.id}::uuid)`;
+    await db.prisma.$executeRaw`
+      UPDATE provisioning_steps SET started_at = ${first.startedAt}
+       WHERE id = 'ffffffff-ffff-4fff-8fff-ffffffffffff'::uuid`;
+    const scoped = (<T>(work: (tx: never) => Promise<T>) => work(db.prisma as never)) as unknown as RunScoped;
+    const replayed = await recordedEvents(scoped, { since: first.startedAt });
+    expect(
+      replayed.filter((event) => event.runId === runId).map((event) => `${event.step}:${event.status}`),
+    ).toEqual(await recordedTrail(runId));
   });
 
   it('delivers the events published while this instance was reconnecting its event bus', async () => {

@@ -50,6 +50,8 @@ export async function recordedEvents(
     }),
   );
   const events: ProvisioningEvent[] = [];
+  /** When each event's step started: orders events of one millisecond (see the sort below). */
+  const stepStarted = new Map<ProvisioningEvent, number>();
   for (const step of steps) {
     const common = {
       runId: step.runId,
@@ -60,6 +62,7 @@ export async function recordedEvents(
       attempt: step.attempt,
     };
     // Newest first here, reversed below.
+    const first = events.length;
     if (step.status !== 'STARTED' && step.finishedAt && step.finishedAt >= since) {
       events.push({
         ...common,
@@ -81,9 +84,14 @@ export async function recordedEvents(
         runStatus: null,
       });
     }
+    for (const event of events.slice(first)) stepStarted.set(event, step.startedAt.getTime());
   }
-  // Stable: a step's STARTED stays before its outcome when both carry the same millisecond.
-  return events.reverse().sort((a, b) => atMs(a) - atMs(b));
+  // Records carry milliseconds, and a quick step starts and ends in the one its predecessor ended
+  // in: within a millisecond, the step that started first comes first (the rows' order is no
+  // help there), and, the sort being stable, a step's STARTED stays before its outcome.
+  return events
+    .reverse()
+    .sort((a, b) => atMs(a) - atMs(b) || (stepStarted.get(a) ?? 0) - (stepStarted.get(b) ?? 0));
 }
 
 export interface ReplayingOptions {
