@@ -239,6 +239,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
       moves.recoverAbandoned(),
       committedMail.requeueUnsent(),
       counters.prune(),
+      limits.prune(),
       releaseDeadWorkers(base.db.prisma, logger),
     ])
       .then(([result, , expired]) => {

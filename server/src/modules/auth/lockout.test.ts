@@ -9,6 +9,32 @@ const stores: [string, LimitStore][] = [
   ['Redis', redisLimitStore(backends.redis)],
 ];
 
+describe('the PostgreSQL store forgets quiet keys in the reconcile pass only', () => {
+  const store = postgresLimitStore(backends.prisma);
+  const row = (key: string, windowHoursAgo: number, blockedHours: number | null) => backends.prisma
+    .$executeRaw`
+    INSERT INTO rate_limits (scope, key, failures, window_started_at, lockouts, blocked_until)
+    VALUES ('test.prune', ${key}, 1, now() - make_interval(hours => ${windowHoursAgo}), 0,
+            ${blockedHours === null ? null : new Date(Date.now() + blockedHours * 3_600_000)}::timestamptz)`;
+  const keys = async () =>
+    (
+      await backends.prisma.$queryRaw<{ key: string }[]>`
+        SELECT key FROM rate_limits WHERE scope = 'test.prune' ORDER BY key`
+    ).map((found) => found.key);
+
+  it('counting never deletes a row (a request pays for its own statement only); prune takes the quiet ones', async () => {
+    await row('quiet', 30, null);
+    await row('recent', 2, null);
+    await row('blocked', 30, 1);
+    // 300 counts: with a 1 % prune on the request path, the quiet row went in 95 % of runs.
+    const lockout = new Lockout(store, 'test.counted', { threshold: 1_000, baseSeconds: 60 });
+    for (let i = 0; i < 300; i++) await lockout.fail(`k${i % 3}`);
+    expect(await keys()).toEqual(['blocked', 'quiet', 'recent']);
+    expect(await store.prune()).toBeGreaterThanOrEqual(1);
+    expect(await keys()).toEqual(['blocked', 'recent']);
+  });
+});
+
 describe.each(stores)('lockouts on %s', (_name, store) => {
   it('blocks after the threshold, doubles the next block, and clears on success', async () => {
     const lockout = new Lockout(store, `test.${Math.random()}`, { threshold: 3, baseSeconds: 60 });

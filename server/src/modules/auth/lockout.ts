@@ -35,6 +35,11 @@ export interface LimitStore {
   /** Gives back one counted attempt, unless the key is blocked meanwhile. */
   refund(scope: string, key: string): Promise<void>;
   clear(scope: string, key: string): Promise<void>;
+  /**
+   * Forgets keys long quiet (a day since their window, not blocked): the reconcile pass's, never
+   * a request's. @returns how many went.
+   */
+  prune(): Promise<number>;
 }
 
 export class Lockout {
@@ -120,11 +125,6 @@ export function postgresLimitStore(db: Pick<CentralPrisma, '$queryRaw' | '$execu
             ELSE r.lockouts END
         WHERE NOT ${gated} OR r.blocked_until IS NULL OR r.blocked_until <= now()`,
       );
-      // Now and then, forget keys that are long quiet.
-      if (Math.random() < 0.01) {
-        await db.$executeRaw`DELETE FROM rate_limits
-          WHERE window_started_at < now() - interval '1 day' AND (blocked_until IS NULL OR blocked_until < now())`;
-      }
       if (counted > 0) return 0;
       // Refused: the block that refused it may have just ended; wait at least a second.
       return Math.max(1, await retryAfter(scope, key));
@@ -137,6 +137,10 @@ export function postgresLimitStore(db: Pick<CentralPrisma, '$queryRaw' | '$execu
     },
     async clear(scope, key) {
       await db.$executeRaw`DELETE FROM rate_limits WHERE scope = ${scope} AND key = ${key}`;
+    },
+    prune() {
+      return db.$executeRaw`DELETE FROM rate_limits
+        WHERE window_started_at < now() - interval '1 day' AND (blocked_until IS NULL OR blocked_until < now())`;
     },
   };
 }
@@ -204,5 +208,7 @@ export function redisLimitStore(redis: Redis): LimitStore {
     async clear(scope, key) {
       await redis.del(redisKey(scope, key));
     },
+    // Every key expires with its window.
+    prune: async () => 0,
   };
 }
