@@ -11,15 +11,11 @@ import { type AddressInfo, createServer } from 'node:net';
 /** How many ports a start is tried on before its error is thrown. */
 const ATTEMPTS = 3;
 
-export function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer()
-      .once('error', fail)
-      .listen(0, '127.0.0.1', () => {
-        const { port } = server.address() as AddressInfo;
-        server.close(() => done(port));
-      });
-  });
+/** A port free now: held, then let go at once. */
+export async function freePort(): Promise<number> {
+  const held = await holdPort();
+  await held.release();
+  return held.port;
 }
 
 /** Whether a start failed because its port was taken (Node, PostgreSQL, redis-server, HAProxy). */
