@@ -201,7 +201,7 @@ describe('a registration killed right after a step that records itself in its ow
     });
     const steps = await prisma.provisioningStep.findMany({
       where: { runId: run.id },
-      orderBy: { startedAt: 'asc' },
+      orderBy: [{ startedAt: 'asc' }, { seq: 'asc' }],
       select: { name: true, status: true },
     });
     return { runId: run.id, clinicId: run.clinicId as string, steps };

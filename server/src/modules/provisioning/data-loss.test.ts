@@ -126,7 +126,7 @@ describe('repair never hides a loss', async () => {
     // A REPAIR run, recorded and streamed like a registration, and audited with its run.
     const runs = await prisma.provisioningRun.findMany({
       where: { clinicId: clinic.id, kind: 'REPAIR' },
-      include: { steps: { orderBy: { startedAt: 'asc' } } },
+      include: { steps: { orderBy: [{ startedAt: 'asc' }, { seq: 'asc' }] } },
     });
     expect(runs.map((run) => run.status)).toEqual(['SUCCEEDED']);
     expect(runs[0]?.steps.map((step) => step.name)).toEqual([

@@ -43,7 +43,7 @@ describe('provisioningProgress replays what a subscriber missed', async () => {
   async function recordedTrail(runId: string): Promise<string[]> {
     const steps = await db.prisma.provisioningStep.findMany({
       where: { runId },
-      orderBy: { startedAt: 'asc' },
+      orderBy: [{ startedAt: 'asc' }, { seq: 'asc' }],
     });
     expect(steps.length).toBeGreaterThan(3);
     return steps.flatMap((step) => [`${step.name}:STARTED`, `${step.name}:${step.status}`]);
@@ -106,11 +106,10 @@ describe('provisioningProgress replays what a subscriber missed', async () => {
 
   it("replays a step that started and ended in the millisecond its predecessor ended in after it, whatever the rows' order", async () => {
     const { runId } = await provision('Quick steps');
-    const steps = await db.prisma.provisioningStep.findMany({
+    const [first, quick] = await db.prisma.provisioningStep.findMany({
       where: { runId },
-      orderBy: { startedAt: 'asc' },
+      orderBy: { seq: 'asc' },
     });
-    const [first, quick] = steps;
     if (!first?.finishedAt || !quick) throw new Error('the run recorded fewer than two steps');
     // The second step within the first's last millisecond; its row sorts first among equals.
     await db.prisma.$executeRaw`
@@ -126,6 +125,33 @@ describe('provisioningProgress replays what a subscriber missed', async () => {
     expect(
       replayed.filter((event) => event.runId === runId).map((event) => `${event.step}:${event.status}`),
     ).toEqual(await recordedTrail(runId));
+  });
+
+  it("replays two steps that started and ended in one millisecond in run order, whatever the rows' order", async () => {
+    const { runId } = await provision('Quicker steps');
+    const [first, second] = await db.prisma.provisioningStep.findMany({
+      where: { runId },
+      orderBy: { seq: 'asc' },
+    });
+    if (!first?.finishedAt || !second) throw new Error('the run recorded fewer than two steps');
+    // Both steps within one millisecond; the later step's row sorts first among equals.
+    await db.prisma.$executeRaw`
+      UPDATE provisioning_steps SET started_at = ${first.finishedAt}, finished_at = ${first.finishedAt},
+             id = CASE WHEN id = ${second.id}::uuid THEN '00000000-0000-4000-8000-000000000002'::uuid
+                       ELSE 'ffffffff-ffff-4fff-8fff-fffffffffffe'::uuid END
+       WHERE id IN (${first.id}::uuid, ${second.id}::uuid)`;
+    const scoped = (<T>(work: (tx: never) => Promise<T>) => work(db.prisma as never)) as unknown as RunScoped;
+    const replayed = await recordedEvents(scoped, { since: first.startedAt });
+    const trail = replayed
+      .filter((event) => event.runId === runId)
+      .map((event) => `${event.step}:${event.status}`);
+    expect(trail.slice(0, 4)).toEqual([
+      `${first.name}:STARTED`,
+      `${first.name}:${first.status}`,
+      `${second.name}:STARTED`,
+      `${second.name}:${second.status}`,
+    ]);
+    expect(trail).toEqual(await recordedTrail(runId));
   });
 
   it('delivers the events published while this instance was reconnecting its event bus', async () => {

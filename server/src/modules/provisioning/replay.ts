@@ -45,13 +45,13 @@ export async function recordedEvents(
           select: { subjectKind: true, clinicId: true, onboardingId: true, kind: true, subjectName: true },
         },
       },
-      orderBy: [{ finishedAt: 'desc' }, { id: 'desc' }],
+      orderBy: [{ finishedAt: 'desc' }, { seq: 'desc' }],
       take: REPLAY_LIMIT,
     }),
   );
   const events: ProvisioningEvent[] = [];
-  /** When each event's step started: orders events of one millisecond (see the sort below). */
-  const stepStarted = new Map<ProvisioningEvent, number>();
+  /** The order each event's step was recorded in: orders events of one millisecond (see below). */
+  const recorded = new Map<ProvisioningEvent, bigint>();
   for (const step of steps) {
     const common = {
       runId: step.runId,
@@ -84,14 +84,13 @@ export async function recordedEvents(
         runStatus: null,
       });
     }
-    for (const event of events.slice(first)) stepStarted.set(event, step.startedAt.getTime());
+    for (const event of events.slice(first)) recorded.set(event, step.seq);
   }
   // Records carry milliseconds, and a quick step starts and ends in the one its predecessor ended
-  // in: within a millisecond, the step that started first comes first (the rows' order is no
-  // help there), and, the sort being stable, a step's STARTED stays before its outcome.
-  return events
-    .reverse()
-    .sort((a, b) => atMs(a) - atMs(b) || (stepStarted.get(a) ?? 0) - (stepStarted.get(b) ?? 0));
+  // in: within a millisecond, the step recorded first comes first (ids are random, no help), and,
+  // the sort being stable, a step's STARTED stays before its outcome.
+  const order = (event: ProvisioningEvent) => recorded.get(event) ?? 0n;
+  return events.reverse().sort((a, b) => atMs(a) - atMs(b) || Number(order(a) - order(b)));
 }
 
 export interface ReplayingOptions {

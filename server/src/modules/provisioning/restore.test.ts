@@ -67,7 +67,7 @@ describe('restoreClinic', async () => {
     // The deletion is a recorded DELETE run: the registration's steps undone in reverse.
     const deletion = await prisma.provisioningRun.findMany({
       where: { clinicId, kind: 'DELETE' },
-      include: { steps: { orderBy: { startedAt: 'asc' } } },
+      include: { steps: { orderBy: [{ startedAt: 'asc' }, { seq: 'asc' }] } },
     });
     expect(deletion.map((run) => run.status)).toEqual(['SUCCEEDED']);
     expect(deletion[0]?.steps.map((step) => [step.name, step.status])).toEqual([
@@ -120,7 +120,7 @@ describe('restoreClinic', async () => {
 
     const runs = await prisma.provisioningRun.findMany({
       where: { clinicId, kind: 'RESTORE' },
-      include: { steps: { orderBy: { startedAt: 'asc' } } },
+      include: { steps: { orderBy: [{ startedAt: 'asc' }, { seq: 'asc' }] } },
     });
     expect(runs.map((run) => run.status)).toEqual(['SUCCEEDED']);
     // Its steps, recorded and streamed like a registration's.

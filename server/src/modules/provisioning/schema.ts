@@ -439,7 +439,7 @@ builder.prismaObject('ProvisioningRun', {
     }),
     steps: t.relation('steps', {
       description: 'Its step attempts, in the order they started.',
-      query: { orderBy: [{ startedAt: 'asc' }, { attempt: 'asc' }] },
+      query: { orderBy: [{ startedAt: 'asc' }, { seq: 'asc' }] },
       type: ProvisioningStepRef,
     }),
   }),

@@ -166,7 +166,7 @@ describe('registerClinic in strict mode', async () => {
     expect(failed).toMatchObject({ __typename: 'ProvisioningFailedError', step: 'ssl' });
     const run = await prisma.provisioningRun.findUniqueOrThrow({
       where: { id: failed.runId as string },
-      include: { steps: { orderBy: { startedAt: 'asc' } } },
+      include: { steps: { orderBy: [{ startedAt: 'asc' }, { seq: 'asc' }] } },
     });
     // dns did run (and publish) before it was rolled back.
     expect(run.steps.find((s) => s.name === 'dns')?.status).toBe('ROLLED_BACK');

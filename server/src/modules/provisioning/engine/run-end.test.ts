@@ -115,7 +115,7 @@ describe('the end of a run', async () => {
   const recordsOf = (runId: string) =>
     prisma.provisioningStep.findMany({
       where: { runId },
-      orderBy: { startedAt: 'asc' },
+      orderBy: [{ startedAt: 'asc' }, { seq: 'asc' }],
       select: { name: true, status: true, error: true },
     });
 
