@@ -106,6 +106,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
   limitsRedis?.on('error', (error) => logger.warn({ err: error }, 'rate-limit Redis connection error'));
   await limitsRedis?.connect();
   const limits = limitsRedis ? redisLimitStore(limitsRedis) : postgresLimitStore(base.db.prisma);
+  const idempotency = new IdempotencyStore(base.db.prisma);
   // Request counters (onboarding, registration and invitation limits): the same backend.
   const counters = limitsRedis ? redisCounterStore(limitsRedis) : postgresCounterStore(base.db.prisma);
   const mail = options.mailTransport ?? createMailTransport(config, logger);
@@ -215,7 +216,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
     applications,
     onboarding,
     webhooks,
-    idempotency: new IdempotencyStore(base.db.prisma),
+    idempotency,
   };
 
   let worker: Worker | undefined;
@@ -240,6 +241,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
       committedMail.requeueUnsent(),
       counters.prune(),
       limits.prune(),
+      idempotency.prune(),
       releaseDeadWorkers(base.db.prisma, logger),
     ])
       .then(([result, , expired]) => {
