@@ -202,7 +202,7 @@ describe('signed requests with api_key / api_secret', () => {
     const audit = await prisma.auditLog.findFirstOrThrow({
       where: { action: 'application.key_revoked', targetId: appId },
     });
-    expect(audit.data).toEqual({ revokedKeys: 1, revokedApiCredentials: 2 });
+    expect(audit.data).toEqual({ revokedKeys: 1, revokedApiCredentials: 2, deletedWebhookEndpoints: 0 });
     // A new master key does not bring them back: the application issues new ones.
     const reissued = (await applicationMutation('rotateApplicationKey', appId)).masterKey as string;
     expect([await status(first), await status(second)]).toEqual([401, 401]);

@@ -76,8 +76,9 @@ export class ApplicationService {
 
   /**
    * Revokes the application's master key and the API credentials of all its onboardings (what
-   * `DELETE /api/v1/onboarding/{uuid}/api-key` does to one). rotate issues a new master key; the
-   * application then issues new credentials per onboarding. @throws NotFoundError
+   * `DELETE /api/v1/onboarding/{uuid}/api-key` does to one), and deletes its webhook endpoints.
+   * rotate issues a new master key; the application then issues new credentials per onboarding
+   * and registers its endpoints again. @throws NotFoundError
    */
   revoke(applicationId: string, actor: Actor): Promise<Application> {
     return this.replaceKeys(applicationId, actor, 'application.key_revoked', async (tx) => {
@@ -88,7 +89,14 @@ export class ApplicationService {
         where: { applicationId, apiKeyId: { not: null } },
         data: { apiKeyId: null, apiKeyHash: null, apiSecretEncrypted: null },
       });
-      return { revokedApiCredentials: cleared.count };
+      // Its webhook endpoints too, registered perhaps with a leaked key: nothing more is sent
+      // to them (pending deliveries end failed at their next attempt). An endpoint registration
+      // holds the key as the credential writes do (webhooks/service.ts), so none slips past.
+      const endpoints = await tx.webhookEndpoint.updateMany({
+        where: { applicationId, deletedAt: null },
+        data: { deletedAt: new Date() },
+      });
+      return { revokedApiCredentials: cleared.count, deletedWebhookEndpoints: endpoints.count };
     });
   }
 

@@ -22,6 +22,7 @@ import { addJob, addJobSql } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
 import { CONTROL_CHARACTER_MESSAGE, findControlCharacter } from '../../text-input.js';
 import { recordAudit } from '../audit/record.js';
+import { whileKeyed } from '../onboarding/api-credentials.js';
 import { signWebhook, WEBHOOK_SIGNATURE_HEADER } from './signature.js';
 import { BlockedTargetError, guardedLookup, isPrivateAddress, targetProblem } from './targets.js';
 
@@ -85,7 +86,7 @@ export class WebhookService {
   /**
    * A new endpoint; its signing secret (`whsec_…`) is returned this once, kept encrypted.
    * @param path where the input sits, for ValidationError paths (REST: [], GraphQL: ['input'])
-   * @throws ValidationError, NotFoundError (no such application)
+   * @throws ValidationError, NotFoundError (no such application, or its key revoked)
    */
   async createEndpoint(
     applicationId: string,
@@ -98,11 +99,10 @@ export class WebhookService {
     const id = randomUUID();
     const secret = `whsec_${randomBytes(32).toString('base64url')}`;
     const endpoint = await prisma.$transaction(async (tx) => {
-      const application = await tx.application.findUnique({
-        where: { id: applicationId },
-        select: { id: true },
-      });
-      if (!application) throw new NotFoundError('application');
+      // Only while the application holds a live key, share-locked until this commits: a
+      // revocation waits and deletes this endpoint too; one after it leaves nothing to register.
+      const [keyed] = await tx.$queryRaw<{ keyed: boolean }[]>`SELECT ${whileKeyed(applicationId)} AS keyed`;
+      if (!keyed?.keyed) throw new NotFoundError('application');
       const count = await tx.webhookEndpoint.count({ where: { applicationId, deletedAt: null } });
       if (count >= MAX_ENDPOINTS) {
         throw new ValidationError([

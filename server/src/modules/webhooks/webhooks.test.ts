@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../db/paths.js';
+import { withClient } from '../../db/sql.js';
 import { signRequest } from '../onboarding/api-credentials.js';
 import { gql, restClient, startCapturingApp } from '../onboarding/helpers.test-support.js';
 import { WebhookService } from './service.js';
@@ -263,6 +264,67 @@ describe('deliveries', () => {
       data: { uuid, onboarding_status: 'completed', tenant_id: 'tenant-42' },
     });
     expect(t.logs()).not.toContain(secret);
+  });
+
+  it('a revoked application receives nothing: its endpoints go with its key, one registered during the revocation too, and neither a retry nor a later event is sent', async () => {
+    const app = await application();
+    const hook = await receiver();
+    hook.statuses.push(...Array.from({ length: 10_000 }, () => 500));
+    await endpoint(app.credentials, `${hook.base}/in`, ['onboarding.provisioned', 'onboarding.completed']);
+    const uuid = await app.start();
+    expect((await app.provision(uuid)).status).toBe(200);
+    // Its first attempt failed; retries are due every few tens of milliseconds.
+    await eventually('a first attempt', () => (hook.received.length > 0 ? true : undefined));
+    const registration = await withClient(t.config.databaseUrl as string, async (client) => {
+      const waiting = () =>
+        client
+          .query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+          )
+          .then((result) => result.rows[0]?.n ?? 0);
+      // The onboarding's row held: the revocation waits with its keys revoked, not committed.
+      await client.query('BEGIN');
+      await client.query('SELECT 1 FROM onboardings WHERE id = $1 FOR UPDATE', [app.credentials.uuid]);
+      const revocation = gql(
+        t.url,
+        'mutation ($id: ID!) { revokeApplicationKey(applicationId: $id) { __typename } }',
+        { id: app.appId },
+        await t.superAdmin(),
+      );
+      await expect.poll(waiting).toBe(1);
+      // The credentials still read live, so this registration gets past authentication.
+      const registered = signed(app.credentials, 'POST', '/api/v1/webhooks', {
+        url: `${hook.base}/late`,
+        events: ['onboarding.completed'],
+      });
+      await expect.poll(waiting).toBeGreaterThanOrEqual(2);
+      await client.query('COMMIT');
+      expect((await revocation).body.data.revokeApplicationKey.__typename).toBe('ApplicationKeyRevoked');
+      return registered;
+    });
+    expect(registration.status).toBe(404);
+    const sentAtRevocation = hook.received.length;
+    expect(await prisma.webhookEndpoint.count({ where: { applicationId: app.appId, deletedAt: null } })).toBe(
+      0,
+    );
+    // The pending delivery ends failed at its next attempt, without a request.
+    const delivery = await eventually('the delivery to fail', async () => {
+      const found = await prisma.webhookDelivery.findFirst({
+        where: { applicationId: app.appId, onboardingId: uuid, status: 'failed' },
+        include: { attemptsLog: { orderBy: { attempt: 'desc' }, take: 1 } },
+      });
+      return found ?? undefined;
+    });
+    expect(delivery.attemptsLog[0]).toMatchObject({
+      responseStatus: null,
+      error: 'the endpoint was deleted',
+    });
+    // (One attempt may have been on its way when the revocation committed.)
+    expect(hook.received.length).toBeLessThanOrEqual(sentAtRevocation + 1);
+    // An event of a run that ends after the revocation (one taken over after a crash) goes nowhere.
+    expect(await t.app.deps.webhooks.queue(prisma, 'onboarding.completed', uuid)).toBe(0);
+    expect(hook.received.filter((r) => r.path === '/late')).toEqual([]);
   });
 
   it('a 500 is retried with backoff until a 2xx, each attempt recorded', async () => {
