@@ -242,6 +242,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
       counters.prune(),
       limits.prune(),
       idempotency.prune(),
+      onboarding.credentials.prune(),
       releaseDeadWorkers(base.db.prisma, logger),
     ])
       .then(([result, , expired]) => {

@@ -98,6 +98,23 @@ describe('signed requests with api_key / api_secret', () => {
     expect(foreign.status).toBe(404);
   });
 
+  it('keep used signatures until the reconcile pass forgets the expired ones; a request deletes none', async () => {
+    const { onboarding } = await provisioned();
+    const mine = await onboarding();
+    const expired = `expired-${Math.random().toString(36).slice(2)}`;
+    await prisma.$executeRaw`
+      INSERT INTO api_request_signatures (signature, expires_at) VALUES (${expired}, now() - interval '1 minute')`;
+    const kept = () =>
+      prisma.$queryRaw<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM api_request_signatures WHERE signature = ${expired}`.then(
+        ([row]) => row?.n,
+      );
+    expect((await signed(mine, 'GET', `/api/v1/onboarding/status/${mine.uuid}`).send()).status).toBe(200);
+    expect(await kept()).toBe(1);
+    expect(await t.app.deps.onboarding.credentials.prune()).toBeGreaterThanOrEqual(1);
+    expect(await kept()).toBe(0);
+  });
+
   it('refuse a replay, an old or future timestamp, a changed path, a wrong secret, a missing header', async () => {
     const { onboarding } = await provisioned();
     const mine = await onboarding();
