@@ -49,6 +49,24 @@ describe('provisioningProgress replays what a subscriber missed', async () => {
     return steps.flatMap((step) => [`${step.name}:STARTED`, `${step.name}:${step.status}`]);
   }
 
+  /** A new run and its first two recorded steps. */
+  async function firstTwoSteps(clinicName: string) {
+    const { runId } = await provision(clinicName);
+    const [first, second] = await db.prisma.provisioningStep.findMany({
+      where: { runId },
+      orderBy: { seq: 'asc' },
+    });
+    if (!first?.finishedAt || !second) throw new Error('the run recorded fewer than two steps');
+    return { runId, first: { ...first, finishedAt: first.finishedAt }, second };
+  }
+
+  /** What `recordedEvents` replays of run `runId` since `since`, as `step:status`. */
+  async function replayedTrail(runId: string, since: Date): Promise<string[]> {
+    const scoped = (<T>(work: (tx: never) => Promise<T>) => work(db.prisma as never)) as unknown as RunScoped;
+    const replayed = await recordedEvents(scoped, { since });
+    return replayed.filter((event) => event.runId === runId).map((event) => `${event.step}:${event.status}`);
+  }
+
   /** Subscribes and collects every event; resolves once the probe event proves it is live. */
   async function subscribe(client: Client, since?: string) {
     const events: Event[] = [];
@@ -105,12 +123,7 @@ describe('provisioningProgress replays what a subscriber missed', async () => {
   });
 
   it("replays a step that started and ended in the millisecond its predecessor ended in after it, whatever the rows' order", async () => {
-    const { runId } = await provision('Quick steps');
-    const [first, quick] = await db.prisma.provisioningStep.findMany({
-      where: { runId },
-      orderBy: { seq: 'asc' },
-    });
-    if (!first?.finishedAt || !quick) throw new Error('the run recorded fewer than two steps');
+    const { runId, first, second: quick } = await firstTwoSteps('Quick steps');
     // The second step within the first's last millisecond; its row sorts first among equals.
     await db.prisma.$executeRaw`
       UPDATE provisioning_steps SET started_at = ${first.finishedAt}, finished_at = ${first.finishedAt},
@@ -120,31 +133,18 @@ describe('provisioningProgress replays what a subscriber missed', async () => {
     await db.prisma.$executeRaw`
       UPDATE provisioning_steps SET started_at = ${first.startedAt}
        WHERE id = 'ffffffff-ffff-4fff-8fff-ffffffffffff'::uuid`;
-    const scoped = (<T>(work: (tx: never) => Promise<T>) => work(db.prisma as never)) as unknown as RunScoped;
-    const replayed = await recordedEvents(scoped, { since: first.startedAt });
-    expect(
-      replayed.filter((event) => event.runId === runId).map((event) => `${event.step}:${event.status}`),
-    ).toEqual(await recordedTrail(runId));
+    expect(await replayedTrail(runId, first.startedAt)).toEqual(await recordedTrail(runId));
   });
 
   it("replays two steps that started and ended in one millisecond in run order, whatever the rows' order", async () => {
-    const { runId } = await provision('Quicker steps');
-    const [first, second] = await db.prisma.provisioningStep.findMany({
-      where: { runId },
-      orderBy: { seq: 'asc' },
-    });
-    if (!first?.finishedAt || !second) throw new Error('the run recorded fewer than two steps');
+    const { runId, first, second } = await firstTwoSteps('Quicker steps');
     // Both steps within one millisecond; the later step's row sorts first among equals.
     await db.prisma.$executeRaw`
       UPDATE provisioning_steps SET started_at = ${first.finishedAt}, finished_at = ${first.finishedAt},
              id = CASE WHEN id = ${second.id}::uuid THEN '00000000-0000-4000-8000-000000000002'::uuid
                        ELSE 'ffffffff-ffff-4fff-8fff-fffffffffffe'::uuid END
        WHERE id IN (${first.id}::uuid, ${second.id}::uuid)`;
-    const scoped = (<T>(work: (tx: never) => Promise<T>) => work(db.prisma as never)) as unknown as RunScoped;
-    const replayed = await recordedEvents(scoped, { since: first.startedAt });
-    const trail = replayed
-      .filter((event) => event.runId === runId)
-      .map((event) => `${event.step}:${event.status}`);
+    const trail = await replayedTrail(runId, first.startedAt);
     expect(trail.slice(0, 4)).toEqual([
       `${first.name}:STARTED`,
       `${first.name}:${first.status}`,
