@@ -75,6 +75,15 @@ export function whileKeyed(applicationId: string): Prisma.Sql {
                              WHERE application_id = ${applicationId}::uuid AND revoked_at IS NULL FOR SHARE)`;
 }
 
+/** {@link whileKeyed} on its own, in transaction `tx`: the key stays share-locked until it commits. */
+export async function holdsLiveKey(
+  tx: Pick<Prisma.TransactionClient, '$queryRaw'>,
+  applicationId: string,
+): Promise<boolean> {
+  const [keyed] = await tx.$queryRaw<{ keyed: boolean }[]>`SELECT ${whileKeyed(applicationId)} AS keyed`;
+  return keyed?.keyed === true;
+}
+
 /** Columns of a newly issued pair, and the plaintexts shown once. */
 export function issueApiCredentials(onboardingId: string, encryptionKey: Buffer) {
   const credentials = newApiCredentials();
@@ -199,10 +208,7 @@ export class ApiCredentialService {
       if (!found) throw new NotFoundError('provisioned onboarding');
       // Issued only while the application holds a live key; a revocation clears it anyway.
       if (data.apiKeyId !== null) {
-        const [keyed] = await tx.$queryRaw<
-          { keyed: boolean }[]
-        >`SELECT ${whileKeyed(app.applicationId)} AS keyed`;
-        if (!keyed?.keyed) throw new NotFoundError('provisioned onboarding');
+        if (!(await holdsLiveKey(tx, app.applicationId))) throw new NotFoundError('provisioned onboarding');
       }
       const updated = await tx.onboarding.update({ where: { id: uuid }, data });
       await recordAudit(tx, {

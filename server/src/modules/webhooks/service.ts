@@ -22,7 +22,7 @@ import { addJob, addJobSql } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
 import { CONTROL_CHARACTER_MESSAGE, findControlCharacter } from '../../text-input.js';
 import { recordAudit } from '../audit/record.js';
-import { whileKeyed } from '../onboarding/api-credentials.js';
+import { holdsLiveKey } from '../onboarding/api-credentials.js';
 import { signWebhook, WEBHOOK_SIGNATURE_HEADER } from './signature.js';
 import { BlockedTargetError, guardedLookup, isPrivateAddress, targetProblem } from './targets.js';
 
@@ -101,8 +101,7 @@ export class WebhookService {
     const endpoint = await prisma.$transaction(async (tx) => {
       // Only while the application holds a live key, share-locked until this commits: a
       // revocation waits and deletes this endpoint too; one after it leaves nothing to register.
-      const [keyed] = await tx.$queryRaw<{ keyed: boolean }[]>`SELECT ${whileKeyed(applicationId)} AS keyed`;
-      if (!keyed?.keyed) throw new NotFoundError('application');
+      if (!(await holdsLiveKey(tx, applicationId))) throw new NotFoundError('application');
       const count = await tx.webhookEndpoint.count({ where: { applicationId, deletedAt: null } });
       if (count >= MAX_ENDPOINTS) {
         throw new ValidationError([
