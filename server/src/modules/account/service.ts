@@ -101,13 +101,10 @@ export class AccountService {
     const { prisma, provisioning } = this.deps;
     const user = await prisma.user.findUniqueOrThrow({ where: { id: userId } });
     const anonymous = { firstName: 'Deleted', lastName: 'User' };
+    // The user's row first, its session epoch bumped (docs/decisions/089, auth/session-ends.ts):
+    // a sign-in racing the deletion waits for it and writes nothing, or wrote its session before
+    // and that session is deleted with the others by the statement that follows.
     await prisma.$transaction([
-      prisma.session.deleteMany({ where: { userId } }),
-      prisma.recoveryCode.deleteMany({ where: { userId } }),
-      prisma.emailVerificationToken.deleteMany({ where: { userId } }),
-      prisma.loginCode.deleteMany({ where: { email: user.email ?? '' } }),
-      prisma.clientRecord.updateMany({ where: { userId }, data: { userId: null } }),
-      anonymiseConsents(prisma, userId),
       prisma.user.update({
         where: { id: userId },
         data: {
@@ -119,8 +116,15 @@ export class AccountService {
           totpEnabledAt: null,
           totpLastStep: null,
           emailVerifiedAt: null,
+          sessionEpoch: { increment: 1 },
         },
       }),
+      prisma.session.deleteMany({ where: { userId } }),
+      prisma.recoveryCode.deleteMany({ where: { userId } }),
+      prisma.emailVerificationToken.deleteMany({ where: { userId } }),
+      prisma.loginCode.deleteMany({ where: { email: user.email ?? '' } }),
+      prisma.clientRecord.updateMany({ where: { userId }, data: { userId: null } }),
+      anonymiseConsents(prisma, userId),
       recordAudit(prisma, {
         action: 'user.deleted',
         actorId: userId,

@@ -21,11 +21,16 @@ export const AUTH_ERROR_CODES = {
   },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
-/** Wrong e-mail or password: one answer for both, so it reveals neither. */
+/**
+ * Wrong e-mail or password: one answer for both, so it reveals neither. Also the answer to a
+ * right password whose sign-in lost a race with an end of every session of the user
+ * (docs/decisions/089): only the password's holder sees that message, and signing in again would
+ * tell them the password was right anyway.
+ */
 export class InvalidCredentialsError extends OnrampError {
   readonly code = 'INVALID_CREDENTIALS' as const;
-  constructor() {
-    super('Wrong e-mail or password');
+  constructor(message = 'Wrong e-mail or password') {
+    super(message);
     this.name = 'InvalidCredentialsError';
   }
 }

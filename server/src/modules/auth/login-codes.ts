@@ -272,6 +272,7 @@ export class LoginCodes {
       has_row: boolean;
       user_id: string | null;
       role: UserRole | null;
+      session_epoch: number | null;
       consents: ConsentRow[];
     }>(
       prisma,
@@ -286,7 +287,8 @@ export class LoginCodes {
      RETURNING code_hmac, expires_at, failed_attempts)
       SELECT a.failed_attempts, a.code_hmac, a.expires_at,
              EXISTS (SELECT 1 FROM login_codes WHERE email = ${email}) AS has_row,
-             u.id::text AS user_id, u.role::text AS role, ${consentRowsSql(Prisma.sql`u.id`)} AS consents
+             u.id::text AS user_id, u.role::text AS role, u.session_epoch,
+             ${consentRowsSql(Prisma.sql`u.id`)} AS consents
         FROM (SELECT 1) one
         LEFT JOIN attempt a ON true
         LEFT JOIN users u ON u.email = ${email}`,
@@ -330,6 +332,12 @@ export class LoginCodes {
     // The new session is written in the same statement for a user without a clinic (no check to
     // wait for; the sessions it ends are those that existed before it). A clinic's database is
     // checked before anyone enters it, so its users' sessions are written after that check.
+    //
+    // The code is spent only while the user's `session_epoch` is the one read with the code's
+    // attempt (and the consents `hold` looked at), under a share lock on the user's row until
+    // this commits (docs/decisions/089, session-ends.ts): after an end of every session of the
+    // user committed since (a factor change on another device), the sign-in is refused and the
+    // code stays for the next try; an end that comes after waits, then ends this session too.
     const session = options.session
       ? Prisma.sql`, ${options.session(Prisma.sql`SELECT id, clinic_id FROM target WHERE clinic_id IS NULL`)}`
       : Prisma.empty;
@@ -349,13 +357,15 @@ export class LoginCodes {
       WITH used AS (
         UPDATE login_codes SET code_hmac = NULL, failed_attempts = 0, failed_since_success = 0
          WHERE email = ${email} AND code_hmac = ${row.code_hmac}
+           AND EXISTS (SELECT 1 FROM users
+                        WHERE email = ${email} AND session_epoch = ${row.session_epoch}::int FOR SHARE)
         RETURNING email),
       target AS (
         SELECT u.id, u.role, u.clinic_id, u.email_verified_at IS NULL AS first_proof,
                u.password_hash IS NOT NULL AS had_password
           FROM used JOIN users u ON u.email = used.email),
       proven AS (
-        UPDATE users SET email_verified_at = now(), password_hash = NULL
+        UPDATE users SET email_verified_at = now(), password_hash = NULL, session_epoch = session_epoch + 1
          WHERE id IN (SELECT id FROM target WHERE first_proof)
         RETURNING id),
       ended AS (
@@ -382,6 +392,14 @@ export class LoginCodes {
         })
       : await consume(prisma);
     if (!user) throw new InvalidCodeError('This code is invalid or has expired');
+    if (user.first_proof) {
+      // `ended` saw the sessions committed before its statement began. A sign-in that locked the
+      // user's row first (with the old password) made `proven` wait for its commit, and its
+      // session is ended here, by a statement that sees it (session-ends.ts).
+      await prisma.$executeRaw`
+        UPDATE sessions SET revoked_at = now()
+         WHERE user_id = ${user.id}::uuid AND revoked_at IS NULL AND id IS DISTINCT FROM ${user.session_id}::uuid`;
+    }
     return {
       id: user.id,
       role: user.role,
@@ -389,6 +407,8 @@ export class LoginCodes {
       clinicStatus: user.clinic_status,
       firstProof: user.first_proof,
       sessionId: user.session_id,
+      // `proven` bumped it for a first proof.
+      sessionEpoch: (row.session_epoch ?? 0) + (user.first_proof ? 1 : 0),
     };
   }
 
@@ -457,4 +477,6 @@ export interface CodeUser {
   firstProof: boolean;
   /** The session written with the spending of the code (`VerifyOptions.session`), if one was. */
   sessionId: string | null;
+  /** The user's `session_epoch` once the code is spent: a session is written only at it. */
+  sessionEpoch: number;
 }

@@ -93,6 +93,27 @@ export interface AuthDeps {
 
 const sha256 = (value: string) => createHash('sha256').update(value).digest('hex');
 
+/**
+ * The answer's message when every session of the user ended between the check of the sign-in's
+ * credentials and the write of its session (docs/decisions/089, session-ends.ts).
+ */
+const ENDED_MEANWHILE =
+  'Your sessions were ended while you signed in (a security setting changed); sign in again';
+
+/** How {@link AuthService.issue} writes a session. */
+interface SessionIssue {
+  familyId: string;
+  /** The user's `session_epoch`, read with the credentials the sign-in checked (session-ends.ts). */
+  epoch: number;
+  meta: RequestMeta;
+  /** How the user signed in (audited); null for a refresh. */
+  method: string | null;
+  /** The answer when every session of the user ended since `epoch` was read. */
+  stale: () => Error;
+  /** A derived child (see refresh), or a fresh token. */
+  refreshToken?: string;
+}
+
 /** What a new session is written with (see {@link sessionWrites}). */
 interface SessionDraft {
   familyId: string;
@@ -105,24 +126,26 @@ interface SessionDraft {
 /**
  * CTEs that write a session (its refresh token as sha256) for each user `who` selects (columns
  * `id`, `clinic_id`), and with a `method` its `auth.sign_in` audit entry: one round trip, atomic,
- * inside whatever statement needs it (a sign-in, or the spending of an e-mail code). The first is
- * `session`, returning the new session's `id`; none when a session with this refresh token
- * exists already (a derived child, see refresh).
+ * inside whatever statement needs it (a sign-in, or the spending of an e-mail code). `who` is
+ * evaluated once (`signer`, so its row locks are taken once). `session` returns the new
+ * session's `id`; none when a session with this refresh token exists already (a derived child,
+ * see refresh).
  */
 function sessionWrites(who: Prisma.Sql, { familyId, refreshToken, meta, method }: SessionDraft): Prisma.Sql {
-  return Prisma.sql`session AS (
+  return Prisma.sql`signer AS (${who}),
+      session AS (
         INSERT INTO sessions (user_id, family_id, refresh_token_hash, expires_at, ip, user_agent)
         SELECT w.id, ${familyId}::uuid, ${sha256(refreshToken)},
                ${new Date(Date.now() + REFRESH_TOKEN_TTL_MS)}::timestamptz, ${meta.ip}::text,
                ${meta.userAgent?.slice(0, 300) ?? null}::text
-          FROM (${who}) w
+          FROM signer w
         ON CONFLICT (refresh_token_hash) DO NOTHING
         RETURNING id, user_id),
       session_audited AS (
         INSERT INTO audit_log (action, actor_id, clinic_id, ip, data)
         SELECT ${auditActionSql('auth.sign_in')}, w.id, w.clinic_id, ${meta.ip}::text,
                jsonb_build_object('method', ${method}::text)
-          FROM session JOIN (${who}) w ON w.id = session.user_id
+          FROM session JOIN signer w ON w.id = session.user_id
          WHERE ${method}::text IS NOT NULL)`;
 }
 
@@ -271,6 +294,9 @@ export class AuthService {
         {
           purpose: '2fa',
           sub: user.id,
+          // The session is written only at this epoch: a change that ends every session of the
+          // user voids the challenge too (docs/decisions/089).
+          ep: user.sessionEpoch,
           iss: 'onramp',
           aud: 'onramp-2fa',
           jti: randomUUID(),
@@ -280,7 +306,13 @@ export class AuthService {
       );
       return { challengeToken };
     }
-    return this.issue(user, randomUUID(), meta, 'password');
+    return this.issue(user, {
+      familyId: randomUUID(),
+      epoch: user.sessionEpoch,
+      meta,
+      method: 'password',
+      stale: () => new InvalidCredentialsError(ENDED_MEANWHILE),
+    });
   }
 
   /**
@@ -347,20 +379,29 @@ export class AuthService {
    */
   async verifyTwoFactor(challengeToken: string, code: string, meta: RequestMeta): Promise<IssuedSession> {
     let userId: string;
+    let epoch: number;
     try {
       const { payload } = await jwtVerify(challengeToken, this.secret, {
         issuer: 'onramp',
         audience: 'onramp-2fa',
         algorithms: ['HS256'],
       });
-      if (payload.purpose !== '2fa' || typeof payload.sub !== 'string') throw new Error('not a challenge');
+      if (payload.purpose !== '2fa' || typeof payload.sub !== 'string' || typeof payload.ep !== 'number')
+        throw new Error('not a challenge');
       userId = payload.sub;
+      epoch = payload.ep;
     } catch {
       throw new InvalidCodeError('This sign-in attempt has expired; sign in again');
     }
     const user = await this.deps.prisma.user.findUniqueOrThrow({
       where: { id: userId },
-      select: { id: true, role: true, clinicId: true, clinic: { select: { status: true } } },
+      select: {
+        id: true,
+        role: true,
+        clinicId: true,
+        sessionEpoch: true,
+        clinic: { select: { status: true } },
+      },
     });
     // The password was checked up to 5 minutes ago: the clinic may have been deleted since.
     if (user.clinicId) await this.ensureClinicUsable(user.clinicId, user.clinic?.status ?? 'DELETED');
@@ -369,8 +410,18 @@ export class AuthService {
     // use) for the sign-in that accepts it again.
     const { withdrawn } = await consentState(this.deps.prisma, this.deps.config, user.id);
     if (withdrawn.includes('PRIVACY')) throw new ConsentWithdrawnError();
+    // Every session of the user ended since the password was checked (a factor change, say):
+    // refused before the code is spent, after the answers that say more. The session's write
+    // checks it again (issue).
+    if (user.sessionEpoch !== epoch) throw new InvalidCodeError(ENDED_MEANWHILE);
     await this.twoFactor.check(userId, code);
-    return this.issue(user, randomUUID(), meta, 'password+2fa');
+    return this.issue(user, {
+      familyId: randomUUID(),
+      epoch,
+      meta,
+      method: 'password+2fa',
+      stale: () => new InvalidCodeError(ENDED_MEANWHILE),
+    });
   }
 
   /**
@@ -408,7 +459,15 @@ export class AuthService {
     if (user.firstProof) await this.deps.sessionsEnded(user.id);
     if (user.sessionId) return this.accessTokenFor(user, user.sessionId, refreshToken);
     if (user.clinicId) await this.ensureClinicUsable(user.clinicId, user.clinicStatus ?? 'FAILED');
-    return this.issue(user, familyId, meta, 'code', refreshToken);
+    return this.issue(user, {
+      familyId,
+      epoch: user.sessionEpoch,
+      meta,
+      method: 'code',
+      refreshToken,
+      // The code is spent: a new one is needed.
+      stale: () => new InvalidCodeError(ENDED_MEANWHILE),
+    });
   }
 
   /** A session for a user who just proved themselves another way (activation). */
@@ -418,7 +477,13 @@ export class AuthService {
       include: { clinic: true },
     });
     if (user.clinic) await this.ensureClinicUsable(user.clinic.id, user.clinic.status);
-    return this.issue(user, randomUUID(), meta, method);
+    return this.issue(user, {
+      familyId: randomUUID(),
+      epoch: user.sessionEpoch,
+      meta,
+      method,
+      stale: () => new InvalidCodeError(ENDED_MEANWHILE),
+    });
   }
 
   /** Health check at sign-in (seed): never let anyone into a half-made or broken clinic. */
@@ -497,7 +562,15 @@ export class AuthService {
     const clinic = session.user.clinic;
     if (clinic && clinic.status !== 'READY') throw new ClinicUnavailableError();
     const child = createHmac('sha256', this.refreshKey).update(refreshToken).digest('base64url');
-    return this.issue(session.user, session.familyId, meta, null, child);
+    // At the epoch read with the token: an end of every session committed since refuses the child.
+    return this.issue(session.user, {
+      familyId: session.familyId,
+      epoch: session.user.sessionEpoch,
+      meta,
+      method: null,
+      refreshToken: child,
+      stale: () => new InvalidRefreshTokenError(),
+    });
   }
 
   /** Ends the sign-in this token belongs to (its whole family). Same answer for any token. */
@@ -522,35 +595,50 @@ export class AuthService {
    * A session (refresh token) and access token for a user the caller has just loaded; with a
    * `method`, the sign-in is audited in the same statement (one round trip, atomic). A given
    * `refreshToken` (a derived child) that already has its session gets that session again.
+   * @throws `stale()` when every session of the user ended since `epoch` was read,
+   * ClinicUnavailableError, InvalidRefreshTokenError
    */
   private async issue(
     user: { id: string; role: UserRole; clinicId: string | null },
-    familyId: string,
-    meta: RequestMeta,
-    method: string | null,
-    refreshToken = randomBytes(32).toString('base64url'),
+    {
+      familyId,
+      epoch,
+      meta,
+      method,
+      stale,
+      refreshToken = randomBytes(32).toString('base64url'),
+    }: SessionIssue,
   ): Promise<IssuedSession> {
-    // Only into a READY clinic, checked in the statement that writes the session: the share
-    // lock makes a concurrent deleteClinic claim wait for this commit, then revoke this session
-    // with the others (or, claimed first, leaves nothing to lock here). A check made earlier
-    // (ensureClinicUsable) leaves a window, up to the 5 minutes of a two-factor challenge.
-    const who = Prisma.sql`SELECT ${user.id}::uuid AS id, ${user.clinicId}::uuid AS clinic_id
-      WHERE ${user.clinicId}::uuid IS NULL
-         OR EXISTS (SELECT 1 FROM clinics
-                     WHERE id = ${user.clinicId}::uuid AND status = 'READY'::"ClinicStatus" FOR SHARE)`;
+    // Two conditions, checked in the statement that writes the session, each under a share lock:
+    // - Only at the epoch read with the credentials (docs/decisions/089, session-ends.ts): an end
+    //   of every session of the user committed since refuses the write; one under way (its bump
+    //   of the epoch uncommitted) makes it wait, then refuses it; one that comes after waits for
+    //   this commit and ends this session with the others.
+    // - Only into a READY clinic: a concurrent deleteClinic claim waits for this commit, then
+    //   revokes this session with the others (or, claimed first, leaves nothing to lock here). A
+    //   check made earlier (ensureClinicUsable) leaves a window, up to the 5 minutes of a
+    //   two-factor challenge.
+    const who = Prisma.sql`SELECT u.id, ${user.clinicId}::uuid AS clinic_id FROM users u
+      WHERE u.id = ${user.id}::uuid AND u.session_epoch = ${epoch}::int
+        AND (${user.clinicId}::uuid IS NULL
+             OR EXISTS (SELECT 1 FROM clinics
+                         WHERE id = ${user.clinicId}::uuid AND status = 'READY'::"ClinicStatus" FOR SHARE))
+      FOR SHARE OF u`;
     const [session] = await this.deps.prisma.$queryRaw<{ id: string }[]>`
       WITH ${sessionWrites(who, { familyId, refreshToken, meta, method })}
       SELECT id::text AS id FROM session`;
-    // The derived child exists already (a replay within the grace, or a concurrent refresh):
-    // its session again, read in a statement of its own to see a row committed meanwhile.
-    const [existing] = session
-      ? [session]
-      : await this.deps.prisma.$queryRaw<{ id: string }[]>`
-          SELECT id::text AS id FROM sessions WHERE refresh_token_hash = ${sha256(refreshToken)} AND revoked_at IS NULL`;
+    if (session) return this.accessTokenFor(user, session.id, refreshToken);
+    // Nothing written. The derived child exists already (a replay within the grace, or a
+    // concurrent refresh): its session again, read in a statement of its own to see a row
+    // committed meanwhile. Or the write was refused, and the user's epoch now tells why.
+    const [found] = await this.deps.prisma.$queryRaw<{ id: string | null; epoch: number | null }[]>`
+      SELECT (SELECT id::text FROM sessions
+               WHERE refresh_token_hash = ${sha256(refreshToken)} AND revoked_at IS NULL) AS id,
+             (SELECT session_epoch FROM users WHERE id = ${user.id}::uuid) AS epoch`;
+    if (found?.id) return this.accessTokenFor(user, found.id, refreshToken);
+    if (found?.epoch !== epoch) throw stale();
     // A sign-in's fresh token conflicts with nothing: only the clinic can have refused it.
-    if (!existing)
-      throw method !== null && user.clinicId ? new ClinicUnavailableError() : new InvalidRefreshTokenError();
-    return this.accessTokenFor(user, existing.id, refreshToken);
+    throw method !== null && user.clinicId ? new ClinicUnavailableError() : new InvalidRefreshTokenError();
   }
 
   /** The access token of session `sessionId`, with its refresh token: what a sign-in answers. */

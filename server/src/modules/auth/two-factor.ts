@@ -5,17 +5,18 @@
  * sign-in or to disable 2FA is an attempt reserved first (lockout.ts): 5 per user per window.
  * Turning it on or off changes how the account is proven, so every other session of the user
  * ends at once (docs/decisions/087), as a password set does; the one that made the change stays.
+ * A sign-in racing the change keeps no session either (docs/decisions/089, session-ends.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { decryptSecret, encryptSecret } from '../../crypto.js';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import { ConflictError } from '../../errors.js';
-import type { Prisma } from '../../generated/central/client.js';
 import { recordAudit } from '../audit/record.js';
 import { InvalidCodeError } from '../users/errors.js';
 import { TooManyAttemptsError } from './errors.js';
 import { type LimitStore, Lockout } from './lockout.js';
+import { endSessions } from './session-ends.js';
 import { base32Encode, matchTotp, newTotpSecret, otpauthUrl } from './totp.js';
 
 const RECOVERY_CODES = 10;
@@ -29,22 +30,6 @@ export interface TwoFactorDeps {
   limits: LimitStore;
   /** Tells every instance that sessions of this user ended (see auth/service.ts). */
   sessionsEnded: (userId: string) => Promise<void>;
-}
-
-/**
- * Ends every live session of `userId` but the sign-in (session family) of `keep`, in the
- * caller's transaction. @returns how many ended. `IS DISTINCT FROM`: an unknown or null `keep`
- * keeps nothing.
- */
-async function endOtherSessions(
-  tx: Prisma.TransactionClient,
-  userId: string,
-  keep: string | null,
-): Promise<number> {
-  return tx.$executeRaw`
-    UPDATE sessions SET revoked_at = now()
-     WHERE user_id = ${userId}::uuid AND revoked_at IS NULL
-       AND family_id IS DISTINCT FROM (SELECT family_id FROM sessions WHERE id = ${keep}::uuid)`;
 }
 
 export class TwoFactor {
@@ -101,7 +86,7 @@ export class TwoFactor {
         actorId: userId,
         targetType: 'user',
         targetId: userId,
-        data: { sessionsEnded: await endOtherSessions(tx, userId, keep) },
+        data: { sessionsEnded: await endSessions(tx, userId, keep) },
       });
     });
     await this.deps.sessionsEnded(userId);
@@ -129,7 +114,7 @@ export class TwoFactor {
         actorId: userId,
         targetType: 'user',
         targetId: userId,
-        data: { sessionsEnded: await endOtherSessions(tx, userId, keep) },
+        data: { sessionsEnded: await endSessions(tx, userId, keep) },
       });
     });
     await this.deps.sessionsEnded(userId);

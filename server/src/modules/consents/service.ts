@@ -11,6 +11,7 @@ import type { Config } from '../../env.js';
 import { ValidationError } from '../../errors.js';
 import { Prisma } from '../../generated/central/client.js';
 import { recordAudit } from '../audit/record.js';
+import { endSessions } from '../auth/session-ends.js';
 
 export const CONSENT_DOCUMENTS = ['TERMS', 'PRIVACY'] as const;
 export type ConsentDocument = (typeof CONSENT_DOCUMENTS)[number];
@@ -211,13 +212,8 @@ export class ConsentService {
     const { count, sessionsEnded } = await this.prisma.$transaction(async (tx) => {
       const count = await withdraw(tx, viewer.userId, document);
       // Only a withdrawal that closed an acceptance: with none open, sign-in is not refused either.
-      const ended =
-        document === 'PRIVACY' && count > 0
-          ? await tx.session.updateMany({
-              where: { userId: viewer.userId, revokedAt: null },
-              data: { revokedAt: new Date() },
-            })
-          : null;
+      // No sign-in racing the withdrawal keeps a session either (docs/decisions/089).
+      const ended = document === 'PRIVACY' && count > 0 ? await endSessions(tx, viewer.userId) : null;
       await recordAudit(tx, {
         action: 'consent.withdrawn',
         actorId: viewer.userId,
@@ -225,7 +221,7 @@ export class ConsentService {
         ip,
         targetType: 'user',
         targetId: viewer.userId,
-        data: ended ? { document, sessionsEnded: ended.count } : { document },
+        data: ended !== null ? { document, sessionsEnded: ended } : { document },
       });
       return { count, sessionsEnded: ended !== null };
     });

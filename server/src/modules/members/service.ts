@@ -13,6 +13,7 @@ import type { Logger } from '../../logger.js';
 import { recordAudit } from '../audit/record.js';
 import { EmailNotVerifiedError, TooManyAttemptsError } from '../auth/errors.js';
 import { hashPassword } from '../auth/passwords.js';
+import { endSessions } from '../auth/session-ends.js';
 import { type Acceptance, recordAcceptances } from '../consents/service.js';
 import { MailDeliveryError, type MailTransport, sendMailNow } from '../mail/service.js';
 import { SmsDeliveryError, type SmsGateway } from '../sms/gateway.js';
@@ -232,11 +233,9 @@ export class MembersService {
         // The code reached them at this address or number: it is theirs.
         data: { passwordHash, ...(contact.email ? { emailVerifiedAt: new Date() } : {}) },
       });
-      // A password set ends every session started before it (docs/decisions/016).
-      await tx.session.updateMany({
-        where: { userId: user.id, revokedAt: null },
-        data: { revokedAt: new Date() },
-      });
+      // A password set ends every session started before it (docs/decisions/016), and those of
+      // sign-ins racing it (docs/decisions/089).
+      await endSessions(tx, user.id);
       await recordAcceptances(tx, user.id, consent.acceptances, consent.ip);
       await recordAudit(tx, { action: 'member.activated', actorId: user.id, clinicId: user.clinicId });
     });
