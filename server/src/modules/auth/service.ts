@@ -45,6 +45,7 @@ import { type LimitStore, Lockout } from './lockout.js';
 import { LoginCodes } from './login-codes.js';
 import { claimHashSlot, DEFAULT_HASH_SLOTS_PER_ADDRESS, type HashClaim, hashPassword } from './passwords.js';
 import type { LiveSession, SessionCache } from './session-cache.js';
+import { endFamily } from './session-ends.js';
 import { TwoFactor } from './two-factor.js';
 import { VerifiedTokens } from './verified-tokens.js';
 import type { Viewer } from './viewer.js';
@@ -112,6 +113,8 @@ interface SessionIssue {
   stale: () => Error;
   /** A derived child (see refresh), or a fresh token. */
   refreshToken?: string;
+  /** The session a refresh rotates: the child is written only while it is live (endFamily). */
+  parentId?: string;
 }
 
 /** What a new session is written with (see {@link sessionWrites}). */
@@ -536,18 +539,15 @@ export class AuthService {
       throw new InvalidRefreshTokenError();
     if (session.rotatedAt) {
       if (now - session.rotatedAt.getTime() > REFRESH_GRACE_MS) {
-        await prisma.$transaction([
-          prisma.session.updateMany({
-            where: { familyId: session.familyId, revokedAt: null },
-            data: { revokedAt: new Date() },
-          }),
-          recordAudit(prisma, {
+        await prisma.$transaction(async (tx) => {
+          await endFamily(tx, session.familyId);
+          await recordAudit(tx, {
             action: 'auth.refresh_reuse',
             actorId: session.userId,
             ip: meta.ip,
             data: { familyId: session.familyId },
-          }),
-        ]);
+          });
+        });
         logger.warn({ userId: session.userId }, 'spent refresh token reused; session family revoked');
         await this.deps.sessionsEnded(session.userId);
         throw new InvalidRefreshTokenError();
@@ -562,9 +562,11 @@ export class AuthService {
     const clinic = session.user.clinic;
     if (clinic && clinic.status !== 'READY') throw new ClinicUnavailableError();
     const child = createHmac('sha256', this.refreshKey).update(refreshToken).digest('base64url');
-    // At the epoch read with the token: an end of every session committed since refuses the child.
+    // At the epoch read with the token, and while the session it rotates is live: an end of every
+    // session of the user, or of this sign-in, committed since refuses the child.
     return this.issue(session.user, {
       familyId: session.familyId,
+      parentId: session.id,
       epoch: session.user.sessionEpoch,
       meta,
       method: null,
@@ -581,13 +583,10 @@ export class AuthService {
       select: { familyId: true, userId: true },
     });
     if (!session) return;
-    await prisma.$transaction([
-      prisma.session.updateMany({
-        where: { familyId: session.familyId, revokedAt: null },
-        data: { revokedAt: new Date() },
-      }),
-      recordAudit(prisma, { action: 'auth.sign_out', actorId: session.userId }),
-    ]);
+    await prisma.$transaction(async (tx) => {
+      await endFamily(tx, session.familyId);
+      await recordAudit(tx, { action: 'auth.sign_out', actorId: session.userId });
+    });
     await this.deps.sessionsEnded(session.userId);
   }
 
@@ -606,6 +605,7 @@ export class AuthService {
       meta,
       method,
       stale,
+      parentId,
       refreshToken = randomBytes(32).toString('base64url'),
     }: SessionIssue,
   ): Promise<IssuedSession> {
@@ -618,12 +618,17 @@ export class AuthService {
     //   revokes this session with the others (or, claimed first, leaves nothing to lock here). A
     //   check made earlier (ensureClinicUsable) leaves a window, up to the 5 minutes of a
     //   two-factor challenge.
-    const who = Prisma.sql`SELECT u.id, ${user.clinicId}::uuid AS clinic_id FROM users u
+    // And a refresh's child only while the session it rotates is live, under a share lock too
+    // (the end of one sign-in, session-ends.ts `endFamily`).
+    const parent = parentId
+      ? Prisma.sql`JOIN sessions p ON p.id = ${parentId}::uuid AND p.revoked_at IS NULL`
+      : Prisma.empty;
+    const who = Prisma.sql`SELECT u.id, ${user.clinicId}::uuid AS clinic_id FROM users u ${parent}
       WHERE u.id = ${user.id}::uuid AND u.session_epoch = ${epoch}::int
         AND (${user.clinicId}::uuid IS NULL
              OR EXISTS (SELECT 1 FROM clinics
                          WHERE id = ${user.clinicId}::uuid AND status = 'READY'::"ClinicStatus" FOR SHARE))
-      FOR SHARE OF u`;
+      FOR SHARE OF u${parentId ? Prisma.sql`, p` : Prisma.empty}`;
     const [session] = await this.deps.prisma.$queryRaw<{ id: string }[]>`
       WITH ${sessionWrites(who, { familyId, refreshToken, meta, method })}
       SELECT id::text AS id FROM session`;

@@ -30,3 +30,23 @@ export async function endSessions(
      WHERE user_id = ${userId}::uuid AND revoked_at IS NULL
        AND family_id IS DISTINCT FROM (SELECT family_id FROM sessions WHERE id = ${keep}::uuid)`;
 }
+
+/**
+ * Ends one sign-in: every live session of family `familyId` (a sign-out, a leaked refresh token's
+ * revocation), in the caller's transaction. A refresh writes its child only while the session it
+ * rotates is live, under a share lock on that row (auth/service.ts `issue`), so the same two
+ * orders hold as above: a revoked parent refuses the child, or the child committed while a
+ * statement here waited for its parent's lock. That statement revoked the parent, and the next
+ * one, which sees the child, revokes it: the statements go on until one finds nothing left.
+ * Usually two.
+ * @returns how many ended.
+ */
+export async function endFamily(tx: Prisma.TransactionClient, familyId: string): Promise<number> {
+  let ended = 0;
+  for (;;) {
+    const now = await tx.$executeRaw`
+      UPDATE sessions SET revoked_at = now() WHERE family_id = ${familyId}::uuid AND revoked_at IS NULL`;
+    if (now === 0) return ended;
+    ended += now;
+  }
+}

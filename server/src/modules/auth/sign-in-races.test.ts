@@ -1,8 +1,10 @@
 /**
  * A sign-in racing a change that ends every session of its user (docs/decisions/089): turning
- * two-factor sign-in on or off, withdrawing the privacy notice, deleting the account. A sign-in
- * that checked its credentials before the change committed and writes its session after must be
- * refused, or its session must end with the others: none may outlive the change.
+ * two-factor sign-in on or off, withdrawing the privacy notice, deleting the account, the first
+ * proof of an e-mail that clears a password. A sign-in that checked its credentials before the
+ * change committed and writes its session after must be refused, or its session must end with
+ * the others: none may outlive the change. The same for a refresh racing the end of its own
+ * sign-in (a sign-out, a leaked token's revocation of its family).
  */
 import type pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -244,6 +246,46 @@ describe('a sign-in racing the end of every session of its user', async () => {
     );
     expect([ENDED, 'InvalidCredentialsError']).toContain(await leftOf(answer));
     expect(await prisma.session.count({ where: { userId: racer.id } })).toBe(0);
+  });
+
+  // The end of one sign-in (its session family) is no end of every session, but the same race:
+  // a refresh that read its session live writes its child after the family was revoked.
+  it('a refresh, held at its write while its sign-in is signed out', async () => {
+    const racer = await user();
+    const session = await open(racer.id);
+    const answer = await heldAtItsWrite(
+      () => call(b, REFRESH, { t: session.refreshToken }),
+      async () => {
+        const out = await call(t, 'mutation ($t: String!) { signOut(refreshToken: $t) { __typename } }', {
+          t: session.refreshToken,
+        });
+        expect(out.__typename).toBe('SignOutSuccess');
+      },
+    );
+    expect([ENDED, 'InvalidRefreshTokenError']).toContain(await leftOf(answer));
+    expect(await prisma.session.count({ where: { userId: racer.id, revokedAt: null } })).toBe(0);
+  });
+
+  it('a refresh, held at its write while a spent token of its sign-in, presented after the grace, revokes it', async () => {
+    const racer = await user();
+    const first = await open(racer.id);
+    const second = await call(t, REFRESH, { t: first.refreshToken });
+    expect(second.__typename).toBe('AuthSession');
+    // The first token was spent over 10 s ago: presenting it again means it leaked.
+    await prisma.session.updateMany({
+      where: { userId: racer.id, rotatedAt: { not: null } },
+      data: { rotatedAt: new Date(Date.now() - 11_000) },
+    });
+    const answer = await heldAtItsWrite(
+      () => call(b, REFRESH, { t: second.refreshToken }),
+      async () => {
+        expect((await call(t, REFRESH, { t: first.refreshToken })).__typename).toBe(
+          'InvalidRefreshTokenError',
+        );
+      },
+    );
+    expect([ENDED, 'InvalidRefreshTokenError']).toContain(await leftOf(answer));
+    expect(await prisma.session.count({ where: { userId: racer.id, revokedAt: null } })).toBe(0);
   });
 
   /**
