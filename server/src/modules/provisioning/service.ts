@@ -9,7 +9,7 @@ import { queryRows } from '../../db/raw.js';
 import type { Config } from '../../env.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
 import { Prisma } from '../../generated/central/client.js';
-import type { ClinicStatus } from '../../generated/central/enums.js';
+import type { ClinicStatus, ProvisioningRunKind } from '../../generated/central/enums.js';
 import { isUuid } from '../../ids.js';
 import type { Logger } from '../../logger.js';
 import type { Metrics } from '../../metrics.js';
@@ -250,6 +250,18 @@ export class ProvisioningService {
     delete: <S extends ProvisionState>(options: DeletePlanOptions<S>): Plan<S> =>
       deletePlan(this.stepDeps, options),
   };
+
+  /**
+   * A run that fails at its first step, `step`, with `error`, before anything is made: a request
+   * refused before its state exists (no server to place a clinic on, decision 086) still has the
+   * run its caller is told of and the console shows.
+   */
+  refuse(kind: ProvisioningRunKind, subject: RunSubject, step: ProvisioningStepName, error: Error) {
+    const refused: Step<undefined> = { name: step, run: () => Promise.reject(error) };
+    return this.run({ kind, steps: [refused] }, subject, undefined) as Promise<
+      Extract<RunResult, { ok: false }>
+    >;
+  }
 
   async newState(input: NewClinicInput): Promise<ProvisionState> {
     return newProvisionState({ ...input, server: await this.placeClinic() });

@@ -5,6 +5,7 @@
  * (up to 3 attempts in all) that was enqueued with the central records, so even a crash right
  * after them cannot strand the clinic.
  */
+import { randomUUID } from 'node:crypto';
 import type { CentralPrisma } from '../../db/database.js';
 import { isUniqueViolation, queryRows } from '../../db/raw.js';
 import type { Config } from '../../env.js';
@@ -25,6 +26,8 @@ import {
   type ProvisioningService,
   type ProvisionState,
   type RegisterHooks,
+  type RunResult,
+  type RunSubject,
   ServerUnreachableError,
 } from '../provisioning/index.js';
 import { issueEmailVerification } from '../users/email-verification.js';
@@ -136,16 +139,29 @@ export class RegistrationService {
       throw new EmailTakenError();
     }
     const hybrid = config.registrationMode === 'hybrid';
-    const base = await provisioning.newState({
-      clinicName: input.clinicName,
-      country: input.country,
-      admin: {
-        userId: null,
-        firstName: input.adminFirstName,
-        lastName: input.adminLastName,
-        email: input.adminEmail,
-      },
-    });
+    let base: ProvisionState;
+    try {
+      base = await provisioning.newState({
+        clinicName: input.clinicName,
+        country: input.country,
+        admin: {
+          userId: null,
+          firstName: input.adminFirstName,
+          lastName: input.adminLastName,
+          email: input.adminEmail,
+        },
+      });
+    } catch (error) {
+      // No identified clinic server to place it on (decision 086), e.g. the only one found to
+      // answer as another cluster by a registration of the same burst: refused like that one, by a
+      // run failed at its first step, nothing made.
+      if (!(error instanceof ServerUnreachableError)) throw error;
+      const subject = clinicSubject(randomUUID(), input.clinicName);
+      throw await this.failure(
+        subject,
+        await provisioning.refuse('REGISTER', subject, 'central_records', error),
+      );
+    }
     // Strict: the hash runs beside the run's first steps, off the response's critical path; a run
     // that fails before commit leaves it unread (hence the empty handler).
     const hashing = hashPassword(input.adminPassword);
@@ -177,10 +193,18 @@ export class RegistrationService {
       });
       return { clinicId: state.clinicId, userId, status: 'PENDING' };
     }
+    throw await this.failure(clinicSubject(state.clinicId, state.clinicName), result);
+  }
+
+  /** A registration's failed run, audited, as the error its caller gets. */
+  private async failure(
+    subject: RunSubject,
+    result: Extract<RunResult, { ok: false }>,
+  ): Promise<ProvisioningFailedError> {
     // The clinic is rolled back; the entry keeps what was attempted (the "registration." filter).
-    await recordClinicAudit(prisma, 'registration.failed', state.clinicId, {
+    await recordClinicAudit(this.deps.prisma, 'registration.failed', subject.id, {
       data: {
-        clinicName: state.clinicName,
+        clinicName: subject.name,
         step: result.failedStep,
         runId: result.runId,
         reason: result.error.message.slice(0, 300),
@@ -191,7 +215,7 @@ export class RegistrationService {
       result.error instanceof ServerUnreachableError
         ? 'No identified clinic database server is available right now.'
         : undefined;
-    throw new ProvisioningFailedError(result.failedStep, result.runId, reason);
+    return new ProvisioningFailedError(result.failedStep, result.runId, reason);
   }
 
   /** The `provision_clinic` job: the next attempt of a suspended registration. */
