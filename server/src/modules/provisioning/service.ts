@@ -114,6 +114,8 @@ export class ProvisioningService {
   private readonly prisma: CentralPrisma;
   private readonly servers: Map<string, ClinicServer>;
   private readonly stepDeps: StepDeps;
+  /** Set by `start`: scripts that never start the service make no spares. */
+  private started = false;
   /** Clinic health in two tiers, recorded centrally (modules/health, docs/decisions/051). */
   readonly health: ClinicHealthMonitor;
 
@@ -188,6 +190,7 @@ export class ProvisioningService {
    * new clinic migration are upgraded by a rollout (modules/rollouts, docs/decisions/047).
    */
   start(): void {
+    this.started = true;
     for (const server of this.servers.values()) this.pool.refillInBackground(server);
     this.health.start();
   }
@@ -708,11 +711,19 @@ export class ProvisioningService {
       throw new ClinicBusyError('The clinic is being moved to another server; try again when the move ends');
   }
 
-  /** Tries again the configured servers that did not answer (a server back after an outage). */
+  /**
+   * Tries again the configured servers that did not answer (a server back after an outage, or
+   * answering as itself again, decision 086). Once started, one attached here has its warm pool
+   * filled now, not after the first registration placed there cloned for want of a spare.
+   */
   private async refreshServers(): Promise<void> {
+    const before = new Set(this.servers.keys());
     await this.deps.db.servers
       .refresh()
       .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'clinic server refresh failed'));
+    if (!this.started) return;
+    for (const server of this.servers.values())
+      if (!before.has(server.id)) this.pool.refillInBackground(server);
   }
 
   /** A recorded server's name (its id when unknown). */
