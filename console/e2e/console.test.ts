@@ -19,11 +19,10 @@ import { databaseUrl, quoteIdent, withClient } from '../../server/src/db/sql.js'
 import { SignInLinks } from '../../server/src/modules/auth/sign-in-links.js';
 import { base32Decode, currentStep, totpAt } from '../../server/src/modules/auth/totp.js';
 import { verifyWebhookSignature } from '../../server/src/modules/webhooks/signature.js';
-import { freePort } from '../../server/src/ports.js';
 import {
   createTestDatabase,
   startExtraPostgres,
-  startTestApp,
+  startTestAppAtPublicUrl,
   type TestApp,
 } from '../../server/test/harness.js';
 import { CURRENT_ACCEPTANCES } from '../../server/test/registration-flow.js';
@@ -77,13 +76,10 @@ const VERIFY_LINK = /(http\S+\/verify-email\?token=[A-Za-z0-9_-]+)/;
 describe('the admin console in a browser', async () => {
   const sink = await startSmtpSink();
   afterAll(() => sink.stop());
-  // A known port, so that the links of the e-mails (PUBLIC_URL) are this server's, verbatim.
-  const port = await freePort();
-  const t = await startTestApp(
+  // The links of the e-mails (PUBLIC_URL) are this server's, verbatim.
+  const t = await startTestAppAtPublicUrl(
     {
       SMTP_URL: sink.url,
-      PORT: String(port),
-      PUBLIC_URL: `http://127.0.0.1:${port}`,
       // The periodic sweep publishes clinicHealthChanged; a second keeps the test short.
       CLINIC_HEALTH_INTERVAL_SECONDS: '1',
       CLINIC_POOL_SIZE: '0',
@@ -716,14 +712,11 @@ describe('the first hour on a fresh server: the dev mailbox, its links, and outa
   // Its own PostgreSQL for the central database, stopped mid-test; no SMTP_URL: the dev mailbox.
   const central = await startExtraPostgres();
   await ensureDatabase(central.url, 'central');
-  const port = await freePort();
-  const t = await startTestApp(
+  const t = await startTestAppAtPublicUrl(
     {
       DATABASE_URL: databaseUrl(central.url, 'central'),
       // The outage makes every component log its lost connection; the browser is what is tested.
       LOG_LEVEL: 'silent',
-      PORT: String(port),
-      PUBLIC_URL: `http://127.0.0.1:${port}`,
       CLINIC_HEALTH_INTERVAL_SECONDS: '0',
       CLINIC_POOL_SIZE: '0',
     },

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { startRedis } from '../test/harness.js';
+import { startRedis, startTestAppAtPublicUrl } from '../test/harness.js';
 import { initdb, postgresBinaries, postgresUser, startPostmaster } from './db/postgres-process.js';
 import { addressInUse, holdPort, onFreePort } from './ports.js';
 
@@ -42,6 +42,16 @@ describe('a port taken between its choice and the listen', () => {
       }),
     ).rejects.toThrow('no such file');
     expect(calls).toBe(1);
+  });
+
+  it('an app whose PUBLIC_URL names its port, started on a taken one, answers on another it names', async () => {
+    const held = await holdPort();
+    const t = await startTestAppAtPublicUrl({ CLINIC_POOL_SIZE: '0' }, {}, held.port);
+    const { port } = new URL(t.url);
+    expect(port).not.toBe(String(held.port));
+    expect(t.config.publicUrl).toBe(`http://127.0.0.1:${port}`);
+    expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+    await held.release();
   });
 
   it('redis-server started on a taken port answers on another', async () => {

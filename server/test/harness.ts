@@ -317,6 +317,22 @@ export interface GraphQLErrorBody {
   extensions?: Record<string, unknown>;
 }
 
+/**
+ * startTestApp on a port its PUBLIC_URL names, so that the links it e-mails are this server's,
+ * verbatim. The port is chosen before the app listens: taken meanwhile, the app starts again on
+ * another (server/src/ports.ts). `first` is the port tried first.
+ */
+export function startTestAppAtPublicUrl(
+  env: Record<string, string | undefined> = {},
+  options: BuildAppOptions = {},
+  first?: number,
+): Promise<TestApp> {
+  return onFreePort(
+    (port) => startTestApp({ ...env, PORT: String(port), PUBLIC_URL: `http://127.0.0.1:${port}` }, options),
+    first,
+  );
+}
+
 /** Starts an app on its own fresh central database (unless DATABASE_URL is given). */
 export async function startTestApp(
   env: Record<string, string | undefined> = {},
@@ -331,7 +347,11 @@ export async function startTestApp(
     // dnsPort 0: the built-in DNS server on a free port, so files running at once never collide.
     { drainTimeoutMs: 2_000, jobPollIntervalMs: 100, dnsPort: 0, ...options },
   );
-  const url = await app.start();
+  // A start that failed (its port taken: startTestAppAtPublicUrl tries another) leaves nothing open.
+  const url = await app.start().catch(async (error: unknown) => {
+    await app.stop();
+    throw error;
+  });
   const clients: Client[] = [];
   afterAll(async () => {
     await Promise.all(clients.map((client) => client.dispose()));
