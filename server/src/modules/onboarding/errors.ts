@@ -24,3 +24,14 @@ export class OnboardingProvisioningFailedError extends OnrampError {
     this.name = 'OnboardingProvisioningFailedError';
   }
 }
+
+/**
+ * The application's key was revoked while its provision ran (decision 091): the commit activates
+ * nothing, and provision answers NOT_FOUND. Never leaves the module.
+ */
+export class RevokedDuringProvisionError extends Error {
+  constructor() {
+    super("The application's master key was revoked during the provision");
+    this.name = 'RevokedDuringProvisionError';
+  }
+}

@@ -21,9 +21,13 @@ import { auditSql, recordAudit } from '../audit/record.js';
 import type { ProvisioningService, Transaction } from '../provisioning/index.js';
 import { preferredSubdomain, reserveSubdomain } from '../subdomains/allocator.js';
 import type { WebhookService } from '../webhooks/service.js';
-import { ApiCredentialService, issueApiCredentials, whileKeyed } from './api-credentials.js';
+import { ApiCredentialService, holdsLiveKey, issueApiCredentials, whileKeyed } from './api-credentials.js';
 import type { ApplicationPrincipal } from './applications.js';
-import { OnboardingConflictError, OnboardingProvisioningFailedError } from './errors.js';
+import {
+  OnboardingConflictError,
+  OnboardingProvisioningFailedError,
+  RevokedDuringProvisionError,
+} from './errors.js';
 import type { OnboardingLimits, RateState } from './limits.js';
 import type { CompleteInput, StartInput } from './validation.js';
 
@@ -146,7 +150,8 @@ export class OnboardingService {
   /**
    * DNS, certificate, optional API credentials, then `activated`. A repeat on a provisioned
    * onboarding changes nothing and costs no rate-limit budget (`isIdempotent`, no secrets).
-   * @throws NotFoundError, RateLimitExceeded, OnboardingConflictError (another call is provisioning it),
+   * @throws NotFoundError (also when the application's key is revoked before this activates it),
+   *   RateLimitExceeded, OnboardingConflictError (another call is provisioning it),
    *   OnboardingProvisioningFailedError (what was done is kept; call again to resume)
    */
   async provision(
@@ -166,19 +171,19 @@ export class OnboardingService {
     });
     if (existing.status !== 'pending') return replay(existing);
     const rate = await this.deps.limits.take('provision', uuid);
-    const claimed = await prisma.onboarding.updateMany({
-      where: {
-        id: uuid,
-        status: 'pending',
-        OR: [{ provisioningUntil: null }, { provisioningUntil: { lt: new Date() } }],
-      },
-      data: {
-        provisioningUntil: new Date(Date.now() + PROVISION_LEASE_MS),
-        provisioningAttempts: { increment: 1 },
-      },
-    });
-    if (claimed.count === 0) {
+    // Claimed only while the application holds a live key (whileKeyed, decision 091): a
+    // provision authenticated just before its key's revocation does nothing after it.
+    const claimedAt = new Date();
+    const claimed = await prisma.$executeRaw`
+      UPDATE onboardings
+      SET provisioning_until = ${new Date(claimedAt.getTime() + PROVISION_LEASE_MS)},
+        provisioning_attempts = provisioning_attempts + 1, updated_at = ${claimedAt}
+      WHERE id = ${uuid}::uuid AND status = 'pending'
+        AND (provisioning_until IS NULL OR provisioning_until < ${claimedAt})
+        AND ${whileKeyed(app.applicationId)}`;
+    if (claimed === 0) {
       await this.deps.limits.release('provision', uuid);
+      if (!(await holdsLiveKey(prisma, app.applicationId))) throw new NotFoundError('onboarding');
       const now = await this.find(app, uuid);
       if (now.status !== 'pending') return replay(now);
       throw new OnboardingConflictError('This onboarding is being provisioned by another request');
@@ -202,6 +207,12 @@ export class OnboardingService {
       await this.deps.limits.release('provision', uuid).catch(() => {});
       throw error;
     });
+    if (!result.ok && result.error instanceof RevokedDuringProvisionError) {
+      // Nothing activated; what the steps did is kept, as after any stop, for a later key.
+      await this.deps.limits.release('provision', uuid);
+      await prisma.onboarding.update({ where: { id: uuid }, data: { provisioningUntil: null } });
+      throw new NotFoundError('onboarding');
+    }
     if (!result.ok) {
       // The guide asks integrators to retry /provision after an infrastructure incident: an
       // attempt that failed on our side does not spend the uuid's daily budget.
@@ -265,35 +276,35 @@ export class OnboardingService {
     const issued = state.generateApiKey
       ? issueApiCredentials(state.onboardingId, this.deps.config.encryptionKey)
       : null;
-    await tx.execute(Prisma.sql`
+    // Activated, with its credentials, only while the application holds a live key (whileKeyed,
+    // share-locked until this commits; decision 091): a revocation waits for this commit and then
+    // clears the credentials, and one that committed first leaves the onboarding pending.
+    const keys = issued?.data;
+    const activated = await tx.execute(Prisma.sql`
       UPDATE onboardings
       SET status = 'activated', infrastructure_status = 'ready', activated_at = now(),
         provisioning_until = NULL, last_error = NULL, updated_at = now()
-      WHERE id = ${state.onboardingId}::uuid`);
-    // Only while the application holds a live key (whileKeyed): one revoked while this ran gets
-    // its onboarding activated without credentials; it issues them with its next key.
-    const keys = issued?.data;
-    const written = keys
-      ? await tx.execute(Prisma.sql`
-          UPDATE onboardings
-          SET api_key_id = ${keys.apiKeyId}::text, api_key_hash = ${keys.apiKeyHash}::text,
-              api_secret_encrypted = ${keys.apiSecretEncrypted}::text
-          WHERE id = ${state.onboardingId}::uuid AND ${whileKeyed(state.applicationId)}`)
-      : 0;
-    const credentials = written > 0 ? issued : null;
+        ${
+          keys
+            ? Prisma.sql`, api_key_id = ${keys.apiKeyId}::text, api_key_hash = ${keys.apiKeyHash}::text,
+              api_secret_encrypted = ${keys.apiSecretEncrypted}::text`
+            : Prisma.empty
+        }
+      WHERE id = ${state.onboardingId}::uuid AND ${whileKeyed(state.applicationId)}`);
+    if (activated === 0) throw new RevokedDuringProvisionError();
     await tx.execute(
       auditSql({
         action: 'onboarding.provisioned',
         targetType: 'onboarding',
         targetId: state.onboardingId,
-        data: { applicationId: state.applicationId, apiKeyGenerated: credentials !== null },
+        data: { applicationId: state.applicationId, apiKeyGenerated: issued !== null },
         ip: state.ip,
       }),
     );
     await this.deps.webhooks.queue(tx, 'onboarding.provisioned', state.onboardingId);
     // Set before the transaction commits; provision() hands them out only once the run succeeded.
-    state.apiKey = credentials?.apiKey ?? null;
-    state.apiSecret = credentials?.apiSecret ?? null;
+    state.apiKey = issued?.apiKey ?? null;
+    state.apiSecret = issued?.apiSecret ?? null;
   }
 
   /**
