@@ -255,6 +255,22 @@ export async function storeBackends(
   return { prisma: db.prisma, redis, redisUrl: url };
 }
 
+/**
+ * Backends of `url`'s database waiting on a lock, whose statement matches `pattern` (ILIKE). Each
+ * call reads from a session of its own: a transaction keeps its first view of pg_stat_activity,
+ * so a poll inside the transaction that holds the lock can see 0 for good.
+ */
+export function lockWaiters(url: string, pattern = '%'): Promise<number> {
+  return withClient(url, async (client) => {
+    const { rows } = await client.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE $1`,
+      [pattern],
+    );
+    return rows[0]?.n ?? 0;
+  });
+}
+
 /** Creates a database cloned from the migrated central template; dropped after the file. */
 export async function createTestDatabase(prefix = 'test'): Promise<string> {
   const admin = inject('pgAdminUrl');

@@ -3,6 +3,7 @@
  * timestamped, each signature once, rotatable and revocable by the application, audited.
  */
 import { describe, expect, it } from 'vitest';
+import { lockWaiters } from '../../../test/harness.js';
 import { withClient } from '../../db/sql.js';
 import { signRequest } from './api-credentials.js';
 import { type RestResponse, restClient, startCapturingApp } from './helpers.test-support.js';
@@ -238,23 +239,17 @@ describe('signed requests with api_key / api_secret', () => {
   it('issue nothing that outlives a revocation committed while a rotation was asked for', async () => {
     const { key, appId, onboarding } = await provisioned();
     const mine = await onboarding();
-    const waiting = (client: import('pg').Client) =>
-      client
-        .query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pg_stat_activity
-            WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-        )
-        .then((result) => result.rows[0]?.n ?? 0);
+    const waiting = () => lockWaiters(t.config.databaseUrl as string);
     const rotation = await withClient(t.config.databaseUrl as string, async (client) => {
       // The onboarding's row held: the revocation waits with its keys revoked, not committed.
       await client.query('BEGIN');
       await client.query('SELECT 1 FROM onboardings WHERE id = $1 FOR UPDATE', [mine.uuid]);
       const revocation = applicationMutation('revokeApplicationKey', appId);
-      await expect.poll(() => waiting(client)).toBe(1);
+      await expect.poll(waiting).toBe(1);
       // The rotation's key still reads live (nothing committed), so it gets past authentication.
       const rotated = rest('POST', `/api/v1/onboarding/${mine.uuid}/api-key`, { key });
       // (A last-used stamp of the key may wait on the revocation too.)
-      await expect.poll(() => waiting(client)).toBeGreaterThanOrEqual(2);
+      await expect.poll(waiting).toBeGreaterThanOrEqual(2);
       await client.query('COMMIT');
       expect((await revocation).__typename).toBe('ApplicationKeyRevoked');
       return rotated;

@@ -6,6 +6,7 @@
  */
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
+import { lockWaiters } from '../../../test/harness.js';
 import { withClient } from '../../db/sql.js';
 import { signRequest } from './api-credentials.js';
 import { gql, type RestResponse, restClient, startCapturingApp } from './helpers.test-support.js';
@@ -71,16 +72,8 @@ function status(credentials: Credentials): Promise<RestResponse> {
   });
 }
 
-/**
- * Backends of this database waiting on a lock, whose statement matches `pattern` (ILIKE). Read
- * outside the holding transaction: a transaction keeps its first view of pg_stat_activity.
- */
-async function waiting(pattern = '%'): Promise<number> {
-  const [row] = await prisma.$queryRaw<{ n: number }[]>`
-    SELECT count(*)::int AS n FROM pg_stat_activity
-     WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE ${pattern}`;
-  return row?.n ?? 0;
-}
+/** Backends of this database waiting on a lock, whose statement matches `pattern` (ILIKE). */
+const waiting = (pattern?: string) => lockWaiters(t.config.databaseUrl as string, pattern);
 
 /** `work` while `lock` (statements of one transaction) is held on a connection of its own. */
 function holding<T>(lock: string[], work: (client: pg.Client) => Promise<T>): Promise<T> {

@@ -9,6 +9,7 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { lockWaiters } from '../../../test/harness.js';
 import { REPO_ROOT } from '../../db/paths.js';
 import { withClient } from '../../db/sql.js';
 import { signRequest } from '../onboarding/api-credentials.js';
@@ -276,13 +277,7 @@ describe('deliveries', () => {
     // Its first attempt failed; retries are due every few tens of milliseconds.
     await eventually('a first attempt', () => (hook.received.length > 0 ? true : undefined));
     const registration = await withClient(t.config.databaseUrl as string, async (client) => {
-      const waiting = () =>
-        client
-          .query<{ n: number }>(
-            `SELECT count(*)::int AS n FROM pg_stat_activity
-              WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-          )
-          .then((result) => result.rows[0]?.n ?? 0);
+      const waiting = () => lockWaiters(t.config.databaseUrl as string);
       // The onboarding's row held: the revocation waits with its keys revoked, not committed.
       await client.query('BEGIN');
       await client.query('SELECT 1 FROM onboardings WHERE id = $1 FOR UPDATE', [app.credentials.uuid]);
