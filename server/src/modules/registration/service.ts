@@ -5,6 +5,7 @@
  * (up to 3 attempts in all) that was enqueued with the central records, so even a crash right
  * after them cannot strand the clinic.
  */
+import { randomUUID } from 'node:crypto';
 import type { CentralPrisma } from '../../db/database.js';
 import { isUniqueViolation, queryRows } from '../../db/raw.js';
 import type { Config } from '../../env.js';
@@ -25,6 +26,7 @@ import {
   type ProvisioningService,
   type ProvisionState,
   type RegisterHooks,
+  type RunResult,
   ServerUnreachableError,
 } from '../provisioning/index.js';
 import { issueEmailVerification } from '../users/email-verification.js';
@@ -136,16 +138,22 @@ export class RegistrationService {
       throw new EmailTakenError();
     }
     const hybrid = config.registrationMode === 'hybrid';
-    const base = await provisioning.newState({
-      clinicName: input.clinicName,
-      country: input.country,
-      admin: {
-        userId: null,
-        firstName: input.adminFirstName,
-        lastName: input.adminLastName,
-        email: input.adminEmail,
-      },
-    });
+    const base = await provisioning
+      .newState({
+        clinicName: input.clinicName,
+        country: input.country,
+        admin: {
+          userId: null,
+          firstName: input.adminFirstName,
+          lastName: input.adminLastName,
+          email: input.adminEmail,
+        },
+      })
+      .catch((error: unknown) => {
+        if (error instanceof ServerUnreachableError) return error;
+        throw error;
+      });
+    if (base instanceof ServerUnreachableError) return this.unplaced(input.clinicName, base);
     // Strict: the hash runs beside the run's first steps, off the response's critical path; a run
     // that fails before commit leaves it unread (hence the empty handler).
     const hashing = hashPassword(input.adminPassword);
@@ -177,6 +185,30 @@ export class RegistrationService {
       });
       return { clinicId: state.clinicId, userId, status: 'PENDING' };
     }
+    return this.failed(state, result);
+  }
+
+  /**
+   * No identified clinic server to place the clinic on at all (every one held, distrusted or
+   * down: decisions 086, 090). Answered as any registration undone, with a run that failed at
+   * its first database step and wrote nothing else, so the answer has a run to show.
+   */
+  private async unplaced(clinicName: string, error: ServerUnreachableError): Promise<never> {
+    const clinicId = randomUUID();
+    const result = await this.deps.provisioning.run(
+      { kind: 'REGISTER', steps: [{ name: 'create_database', run: () => Promise.reject(error) }] },
+      clinicSubject(clinicId, clinicName),
+      {},
+    );
+    if (result.ok) throw error;
+    return this.failed({ clinicId, clinicName }, result);
+  }
+
+  private async failed(
+    state: { clinicId: string; clinicName: string },
+    result: Extract<RunResult, { ok: false }>,
+  ): Promise<never> {
+    const { prisma } = this.deps;
     // The clinic is rolled back; the entry keeps what was attempted (the "registration." filter).
     await recordClinicAudit(prisma, 'registration.failed', state.clinicId, {
       data: {
