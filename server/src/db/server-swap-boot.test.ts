@@ -226,6 +226,10 @@ describe('Onramp started with another cluster at its only clinic server’s addr
     expect(await db.prisma.databaseServer.findUniqueOrThrow({ where: { id: heldRow.id } })).toMatchObject({
       heldReason: null,
     });
+    // The running instance, still seeing it held until its next refresh, does not alert it again.
+    await third.app.deps.reconciler.reconcile();
+    expect(await db.prisma.auditLog.count({ where: { action: 'database_server.held' } })).toBe(1);
+    expect(await db.prisma.mailOutbox.count({ where: { kind: 'database_server_held' } })).toBe(1);
     // The running instance honours it at its next placement: the new clinic lands there.
     const placed = await createClinic(third, { clinicName: 'Accepted' });
     expect(await serverOf(third, placed.clinicId)).toBe(heldRow.id);

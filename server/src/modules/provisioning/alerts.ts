@@ -156,6 +156,12 @@ async function alertHeld(
       select: { action: true },
     });
     if (latest?.action === HELD_ACTION) return false;
+    // This instance's view may predate a release by another one (or an operator): the row decides.
+    const row = await tx.databaseServer.findUnique({
+      where: { id: server.id },
+      select: { heldReason: true },
+    });
+    if (!row?.heldReason) return false;
     await recordAudit(tx, {
       action: HELD_ACTION,
       targetType: 'database_server',
