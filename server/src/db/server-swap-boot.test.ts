@@ -338,3 +338,43 @@ describe('another cluster at the address of a recorded server with no live clini
     expect(await serverOf(second, placed.clinicId)).not.toBe(await serverOf(second, gone.clinicId));
   }, 180_000);
 });
+
+describe('the recorded server back at its address while Onramp runs with the other one held', async () => {
+  const central = await createTestDatabase('bootident4');
+  const dir = tempDir('onramp-bootident-a-');
+  const recorded = await cluster(dir);
+  const url = recorded.url;
+  const boot = () =>
+    startTestApp({
+      DATABASE_URL: central,
+      CLINIC_DATABASE_SERVERS: url,
+      CLINIC_POOL_SIZE: '0',
+      CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+    });
+
+  it('is used again at the next refresh, its clinic intact; the held one stays held, with nothing on it', async () => {
+    const first = await boot();
+    const before = await createClinic(first, { clinicName: 'Recorded' });
+    const recordedId = await serverOf(first, before.clinicId);
+    await first.app.stop();
+    const other = await swap(recorded, dir);
+
+    const second = await boot();
+    const { db, provisioning } = second.app.deps;
+    const held = await db.prisma.databaseServer.findFirstOrThrow({ where: { heldReason: { not: null } } });
+    expect(db.servers.byId.size).toBe(0);
+    await other.stop();
+    await recorded.start();
+    expect(recorded.url).toBe(url);
+
+    await db.servers.refresh();
+    expect([...db.servers.byId.keys()]).toEqual([recordedId]);
+    expect(db.servers.unreachable.get(held.id)).toMatchObject({ held: true });
+    expect(await db.prisma.databaseServer.findUniqueOrThrow({ where: { id: held.id } })).toMatchObject({
+      heldReason: expect.stringMatching(/held/),
+    });
+    expect((await provisioning.checkClinic(before.clinicId)).dbStatus).toBe('HEALTHY');
+    const after = await createClinic(second, { clinicName: 'After' });
+    expect(await serverOf(second, after.clinicId)).toBe(recordedId);
+  }, 180_000);
+});
