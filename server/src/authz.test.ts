@@ -359,6 +359,11 @@ describe('role boundaries of the schema', async () => {
       access: PUBLIC,
       answer: typename('EmailTakenError'),
     },
+    'Mutation.acceptDatabaseServer': {
+      operation: 'mutation { acceptDatabaseServer(server: "elsewhere") { __typename } }',
+      access: SUPER_ADMINS,
+      answer: typename('NotFoundError'),
+    },
     'Mutation.moveClinic': {
       operation: `mutation { moveClinic(clinicId: "${ZERO}", server: "elsewhere") { __typename } }`,
       access: SUPER_ADMINS,

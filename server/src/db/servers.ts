@@ -3,7 +3,10 @@
  * (a new DNS name, `localhost` instead of `127.0.0.1`, the embedded server on another port); its
  * PostgreSQL `system_identifier` does not. Each configured URL is matched to its recorded row by
  * that identifier: a moved server is re-addressed, an unknown identifier is a new server, and a
- * recorded server no URL reaches is marked unreachable — reported, never taken for empty.
+ * recorded server no URL reaches is marked unreachable — reported, never taken for empty. An
+ * unknown identifier at the address of a recorded server that still has live clinics is recorded
+ * _held_ (docs/decisions/090): nothing is placed on it until that server is found elsewhere or an
+ * operator accepts it.
  */
 import pg from 'pg';
 import { redactUrl } from '../env.js';
@@ -53,6 +56,11 @@ export interface UnreachableServer {
    * disagreement, which is alerted (provisioning/alerts.ts) and never resolved by a guess.
    */
   identityMismatch: boolean;
+  /**
+   * Held (docs/decisions/090): a cluster first seen where a recorded server with live clinics was
+   * expected. It answers, but gets no clinic, spare or template until it is released.
+   */
+  held: boolean;
 }
 
 export interface ServerRegistry {
@@ -72,6 +80,13 @@ interface ServerRow {
   name: string;
   system_identifier: string | null;
   address: string;
+  held_reason: string | null;
+}
+
+/** A server answering at `url`, held (docs/decisions/090). */
+interface HeldServer {
+  url: string;
+  systemIdentifier: string;
 }
 
 export function serverAddress(url: string): string {
@@ -152,6 +167,12 @@ export async function openClinicServers(options: {
    * then be created on a cluster that is lost when the real one returns).
    */
   const distrusted = new Map<string, ClinicServer>();
+  /**
+   * Held servers this instance found answering, by row id (docs/decisions/090): `refresh` asks
+   * their URL again, and attaches it once the central row is released or another cluster (the
+   * recorded one, back) answers there.
+   */
+  const held = new Map<string, HeldServer>();
   let pending = [...options.urls];
   let refreshing: Promise<void> | undefined;
 
@@ -174,6 +195,7 @@ export async function openClinicServers(options: {
       address: server.address,
       reason,
       identityMismatch: true,
+      held: false,
     });
     logger.error(
       { server: server.name, recorded: server.systemIdentifier, found },
@@ -210,10 +232,14 @@ export async function openClinicServers(options: {
         // marked again here by a refresh of other URLs.
         const open = new Set(byId.keys());
         for (const server of distrusted.values()) if (!urls.includes(server.url)) open.add(server.id);
-        const result = await matchServers(client, answered, down, open, logger);
+        for (const [id, server] of held) if (!urls.includes(server.url)) open.add(id);
+        const result = await matchServers(client, answered, down, open, new Set(byId.keys()), logger);
         await client.query('COMMIT');
         for (const id of result.mismatched) mismatched.add(id);
         for (const { row } of result.matched) mismatched.delete(row.id);
+        for (const [id, server] of held) if (urls.includes(server.url)) held.delete(id);
+        for (const { row, url } of result.held)
+          held.set(row.id, { url, systemIdentifier: row.system_identifier as string });
         return result.matched;
       } catch (error) {
         await client.query('ROLLBACK').catch(() => {});
@@ -271,8 +297,9 @@ export async function openClinicServers(options: {
             address: string;
             reachable: boolean;
             last_error: string;
+            held_reason: string | null;
           }>(
-            'SELECT id::text, name, address, reachable, last_error FROM database_servers ORDER BY created_at',
+            'SELECT id::text, name, address, reachable, last_error, held_reason FROM database_servers ORDER BY created_at',
           )
         ).rows,
     );
@@ -284,8 +311,10 @@ export async function openClinicServers(options: {
           id: row.id,
           name: row.name,
           address: row.address,
-          reason: row.last_error ?? 'not reached yet',
+          // Held says why nothing is placed there even when it answers: the first thing to know.
+          reason: row.held_reason ?? row.last_error ?? 'not reached yet',
           identityMismatch: mismatched.has(row.id),
+          held: row.held_reason !== null,
         });
     }
   };
@@ -299,7 +328,7 @@ export async function openClinicServers(options: {
     unreachable,
     names,
     refresh() {
-      if (pending.length === 0 && distrusted.size === 0) return Promise.resolve();
+      if (pending.length === 0 && distrusted.size === 0 && held.size === 0) return Promise.resolve();
       refreshing ??= (async () => {
         // A distrusted server's URL is attached again only once it answers as itself.
         const identified: string[] = [];
@@ -307,7 +336,15 @@ export async function openClinicServers(options: {
           const found = await systemIdentifier(server.url).catch(() => undefined);
           if (found === server.systemIdentifier) identified.push(server.url);
         }
-        const tried = [...pending, ...identified];
+        // A held one's, once released (by any instance, or an operator) or when another cluster
+        // answers there (the recorded server back, or nothing): matched again, as at boot.
+        const released = await releasedHeld(centralUrl, [...held.keys()]);
+        const unheld: string[] = [];
+        for (const [id, server] of held) {
+          const found = await systemIdentifier(server.url).catch(() => undefined);
+          if (released.has(id) || found !== server.systemIdentifier) unheld.push(server.url);
+        }
+        const tried = [...new Set([...pending, ...identified, ...unheld])];
         if (tried.length === 0) return;
         const still = await attach(tried);
         const back = tried.length - still.length;
@@ -332,16 +369,52 @@ async function matchServers(
   answered: { url: string; identifier: string }[],
   down: { url: string; error: string }[],
   open: Set<string>,
+  identified: Set<string>,
   logger: Logger,
-): Promise<{ matched: { row: ServerRow; url: string }[]; mismatched: string[] }> {
+): Promise<{
+  matched: { row: ServerRow; url: string }[];
+  mismatched: string[];
+  held: { row: ServerRow; url: string }[];
+}> {
   const rows = (
     await client.query<ServerRow>(
-      'SELECT id::text, name, system_identifier, address FROM database_servers ORDER BY created_at',
+      'SELECT id::text, name, system_identifier, address, held_reason FROM database_servers ORDER BY created_at',
     )
   ).rows;
   const matched: { row: ServerRow; url: string }[] = [];
   const mismatched: string[] = [];
+  const held: { row: ServerRow; url: string }[] = [];
   const seen = new Set(open);
+  const answeredIds = new Set(answered.map((entry) => entry.identifier));
+  /**
+   * The recorded server with live clinics that a cluster answering at `address` would stand in
+   * for (docs/decisions/090): recorded there, not identified by this instance nor by any URL now.
+   * Clinics placed on the other cluster would be lost when it comes back; one without a live
+   * clinic has nothing to lose (a fresh setup, a server replaced on purpose).
+   */
+  const displaced = async (address: string, except?: string) => {
+    for (const other of rows) {
+      if (other.id === except || other.address !== address || other.system_identifier === null) continue;
+      if (identified.has(other.id) || answeredIds.has(other.system_identifier)) continue;
+      const { rows: counted } = await client.query<{ live: number }>(
+        "SELECT count(*)::int AS live FROM clinics WHERE database_server_id = $1 AND status <> 'DELETED'",
+        [other.id],
+      );
+      const live = counted[0]?.live ?? 0;
+      if (live > 0) return { row: other, live };
+    }
+    return undefined;
+  };
+  const heldBecause = (
+    name: string,
+    address: string,
+    identifier: string,
+    behind: { row: ServerRow; live: number },
+  ) =>
+    `held: ${address} answers as a server not recorded before (system identifier ${identifier}) where ` +
+    `clinic database server ${behind.row.name} (${behind.live} live clinic${behind.live === 1 ? '' : 's'}) ` +
+    `is recorded; nothing is placed on it until ${behind.row.name} is found at another address or an ` +
+    `operator accepts it (pnpm clinics:servers accept ${name})`;
   for (const { url, identifier } of answered) {
     const address = serverAddress(url);
     let row = rows.find((candidate) => candidate.system_identifier === identifier);
@@ -358,14 +431,49 @@ async function matchServers(
     }
     if (!row) {
       const name = uniqueName(address, rows);
+      const behind = await displaced(address);
+      const reason = behind ? heldBecause(name, address, identifier, behind) : null;
       const inserted = await client.query<ServerRow>(
-        `INSERT INTO database_servers (name, system_identifier, address, url)
-         VALUES ($1, $2, $3, $4) RETURNING id::text, name, system_identifier, address`,
-        [name, identifier, address, redactUrl(url)],
+        `INSERT INTO database_servers (name, system_identifier, address, url, held_reason, last_error)
+         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id::text, name, system_identifier, address, held_reason`,
+        [name, identifier, address, redactUrl(url), reason],
       );
       row = inserted.rows[0] as ServerRow;
       rows.push(row);
+      if (behind) {
+        logger.error(
+          { server: name, address, recorded: behind.row.name, live: behind.live },
+          'unknown clinic database server at a recorded server’s address; held, nothing is placed on it',
+        );
+        seen.add(row.id);
+        held.push({ row, url });
+        continue;
+      }
       logger.info({ server: name }, 'new clinic database server recorded');
+    } else if (row.held_reason !== null) {
+      const behind = await displaced(address, row.id);
+      if (behind) {
+        // Still standing in for it: kept held, its address and reason brought up to date.
+        const reason = heldBecause(row.name, address, identifier, behind);
+        await client.query(
+          `UPDATE database_servers SET address = $2, url = $3, held_reason = $4, last_error = $4,
+             reachable = false, last_seen_at = now(), updated_at = now() WHERE id = $1`,
+          [row.id, address, redactUrl(url), reason],
+        );
+        row.address = address;
+        row.held_reason = reason;
+        seen.add(row.id);
+        held.push({ row, url });
+        continue;
+      }
+      // The conflict is gone: the recorded server is identified elsewhere, or it has no live
+      // clinic left. Audited as released by the alert pass (provisioning/alerts.ts).
+      await client.query('UPDATE database_servers SET held_reason = NULL WHERE id = $1', [row.id]);
+      row.held_reason = null;
+      logger.warn(
+        { server: row.name, address },
+        'held clinic database server released: the conflict is gone',
+      );
     } else if (row.address !== address) {
       logger.warn(
         { server: row.name, from: row.address, to: address },
@@ -378,6 +486,7 @@ async function matchServers(
       [row.id, identifier, address, redactUrl(url)],
     );
     row.system_identifier = identifier;
+    row.address = address;
     seen.add(row.id);
     matched.push({ row, url });
   }
@@ -401,7 +510,7 @@ async function matchServers(
       [row.id, reason.slice(0, 500)],
     );
   }
-  return { matched, mismatched };
+  return { matched, mismatched, held };
 }
 
 async function legacyRow(
@@ -425,6 +534,18 @@ async function legacyRow(
     if ((held.rowCount ?? 0) > 0) return row;
   }
   return undefined;
+}
+
+/** Which of the held servers `ids` are released in the central record (by any instance, or an operator). */
+async function releasedHeld(centralUrl: string, ids: string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const { rows } = await withClient(centralUrl, (client) =>
+    client.query<{ id: string }>(
+      'SELECT id::text FROM database_servers WHERE id = ANY($1::uuid[]) AND held_reason IS NULL',
+      [ids],
+    ),
+  );
+  return new Set(rows.map((row) => row.id));
 }
 
 function uniqueName(address: string, rows: ServerRow[]): string {

@@ -8,6 +8,7 @@ import { formatDate, formatDateTime } from '../../ui/format';
 import { Empty, ErrorNotice, Loading, StaleData } from '../../ui/states';
 import { DateTime, Identifier } from '../../ui/text';
 import { useProvisioningEvents } from '../live/ProvisioningFeed';
+import { HeldServers } from './HeldServers';
 
 graphql(`
   fragment ClinicHealthTable_RowFields on ClinicHealth {
@@ -147,6 +148,7 @@ export function ClinicHealthTable() {
         </button>
       </div>
 
+      <HeldServers />
       {error && <ErrorNotice error={error} onRetry={refetch} />}
       {!data && fetching && <Loading label="Reading the health of every clinic database…" />}
       {/* No counters before the first answer: zeros would read as "no clinics". */}

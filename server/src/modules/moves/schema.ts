@@ -51,6 +51,12 @@ const DatabaseServerRef = builder.objectRef<DatabaseServerView>('DatabaseServer'
       nullable: true,
       description: 'Why it cannot be reached; null when it can.',
     }),
+    held: t.exposeBoolean('held', {
+      description:
+        'Whether it is held: first seen at the address of a recorded server with live clinics that no ' +
+        'URL identified, it gets no clinic until that server is found elsewhere or it is accepted ' +
+        '(acceptDatabaseServer; docs/decisions/090). The reason says which.',
+    }),
     clinics: t.exposeInt('clinics', { description: 'Clinics whose database it holds.' }),
   }),
 });
@@ -66,6 +72,32 @@ builder.queryFields((t) => ({
 }));
 
 builder.mutationFields((t) => ({
+  acceptDatabaseServer: t.field({
+    type: DatabaseServerRef,
+    description:
+      'Super-admins: uses a held clinic database server (databaseServers { held }) from now on, on ' +
+      'every instance: the decision that it is meant to stay although a recorded server with live ' +
+      'clinics was expected at its address (docs/decisions/090). Audited. NOT_FOUND when there is no ' +
+      'such server; CONFLICT when it is not held.',
+    authScopes: { operator: true },
+    errors: { types: [NotFoundError, ConflictError] },
+    args: {
+      server: t.arg.string({
+        required: true,
+        validate: z.string().min(1).max(300),
+        description: 'The held server: its name or id (see databaseServers).',
+      }),
+    },
+    resolve: async (_root, { server }, context) => {
+      const accepted = await context.deps.provisioning.acceptServer(server, {
+        userId: context.viewer?.userId ?? null,
+        ip: context.ip,
+      });
+      const view = (await context.deps.moves.servers()).find((row) => row.id === accepted.id);
+      if (!view) throw new NotFoundError('database server');
+      return view;
+    },
+  }),
   moveClinic: t.field({
     type: MoveClinicSuccessRef,
     description:

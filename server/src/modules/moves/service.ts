@@ -45,6 +45,8 @@ export interface DatabaseServerView {
   name: string;
   address: string;
   reachable: boolean;
+  /** Held (docs/decisions/090): nothing is placed on it until it is released. */
+  held: boolean;
   /** Why it cannot be reached, when it cannot. */
   reason: string | null;
   clinics: number;
@@ -79,6 +81,7 @@ export class MoveService {
       name: row.name,
       address: row.address,
       reachable: servers.byId.has(row.id),
+      held: row.heldReason !== null,
       reason: servers.byId.has(row.id) ? null : (servers.unreachable.get(row.id)?.reason ?? row.lastError),
       clinics: load.get(row.id) ?? 0,
     }));

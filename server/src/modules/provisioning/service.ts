@@ -24,7 +24,7 @@ import {
 import type { CertificateIssuer } from '../certificates/issuer.js';
 import { clinicFqdn, type DnsProvider } from '../dns/provider.js';
 import { ClinicHealthMonitor, type ClinicsHealthReport } from '../health/clinics.js';
-import { enqueueAlerts, superAdminAddresses } from './alerts.js';
+import { ACCEPTED_ACTION, enqueueAlerts, superAdminAddresses } from './alerts.js';
 import { ClinicClientCache } from './clinic-clients.js';
 import { clinicSubject, type ProvisioningEvent, type RunSubject } from './engine/events.js';
 import { type DeletePlanOptions, deletePlan } from './engine/plans/delete.js';
@@ -724,6 +724,49 @@ export class ProvisioningService {
     if (!this.started) return;
     for (const server of this.servers.values())
       if (!before.has(server.id)) this.pool.refillInBackground(server);
+  }
+
+  /**
+   * An operator's decision to use a held clinic database server (docs/decisions/090): `target`
+   * is its name or id. Clears the hold in the central record, which every instance honours at its
+   * next refresh (this one at once), audited `database_server.accepted` with who asked (`by`
+   * names a shell's user and command, which has no signed-in actor). Of two accepts at once, one
+   * writes; the other answers CONFLICT.
+   * @throws NotFoundError when no recorded server has that name or id; ConflictError when it is
+   *   not held.
+   */
+  async acceptServer(
+    target: string,
+    actor: AuditActor & { by?: string } = NO_ACTOR,
+  ): Promise<{ id: string; name: string }> {
+    const server = await this.prisma.$transaction(async (tx) => {
+      const row = await tx.databaseServer.findFirst({
+        where: { OR: [{ name: target }, ...(isUuid(target) ? [{ id: target }] : [])] },
+      });
+      if (!row) throw new NotFoundError('database server');
+      const claimed = await tx.databaseServer.updateMany({
+        where: { id: row.id, heldReason: { not: null } },
+        data: { heldReason: null },
+      });
+      if (claimed.count === 0) throw new ConflictError(`Clinic database server ${row.name} is not held`);
+      await recordAudit(tx, {
+        action: ACCEPTED_ACTION,
+        actorId: actor.userId,
+        ip: actor.ip ?? null,
+        targetType: 'database_server',
+        targetId: row.id,
+        data: {
+          server: row.name,
+          address: row.address,
+          heldReason: row.heldReason,
+          ...(actor.by ? { by: actor.by } : {}),
+        },
+      });
+      return { id: row.id, name: row.name };
+    });
+    this.deps.logger.warn({ server: server.name }, 'held clinic database server accepted by an operator');
+    await this.refreshServers();
+    return server;
   }
 
   /** A recorded server's name (its id when unknown). */
