@@ -17,7 +17,11 @@ import { afterAll, inject } from 'vitest';
 import WebSocket from 'ws';
 import { type App, type BuildAppOptions, buildApp } from '../src/app.js';
 import { type CentralPrisma, openDatabases } from '../src/db/database.js';
-import { type RunningPostgres, startEmbeddedPostgres } from '../src/db/embedded.js';
+import {
+  type EmbeddedPostgresOptions,
+  type RunningPostgres,
+  startEmbeddedPostgres,
+} from '../src/db/embedded.js';
 import { databaseUrl, quoteIdent, withClient } from '../src/db/sql.js';
 import { type Config, loadConfig } from '../src/env.js';
 import { createLogger, type Logger } from '../src/logger.js';
@@ -54,7 +58,7 @@ export function tempDir(prefix = 'onramp-test-'): string {
 
 /** Another throw-away PostgreSQL server for this file (placement, faults, DATABASE_URL). */
 export async function startExtraPostgres(
-  options: { maxConnections?: number } = {},
+  options: Pick<EmbeddedPostgresOptions, 'maxConnections' | 'listenOn'> = {},
 ): Promise<RunningPostgres> {
   const server = await startEmbeddedPostgres({
     dir: tempDir('onramp-extra-pg-'),

@@ -21,6 +21,13 @@ export interface ServerProcess {
 export interface ServerProcessOptions {
   /** Milliseconds the child gets to listen and be ready (tsx compiles the server first). @default 90000 */
   budgetMs?: number;
+  /**
+   * Runs the child inside this network namespace (`ip netns exec`, which executes the server in
+   * its own place: same pid, same IPC channel), listening on `address`, the namespace's own
+   * address, where the returned `url` reaches it. Its env must then name databases it can reach
+   * from there (CLINIC_DATABASE_SERVERS too).
+   */
+  netns?: { name: string; address: string };
 }
 
 /**
@@ -36,7 +43,9 @@ export async function startServerProcess(
 ): Promise<ServerProcess> {
   const budgetMs = options.budgetMs ?? 90_000;
   const end = Date.now() + budgetMs;
-  const child = spawnOwned(process.execPath, ['--import', 'tsx', resolve(REPO_ROOT, 'server/src/main.ts')], {
+  const server = [process.execPath, '--import', 'tsx', resolve(REPO_ROOT, 'server/src/main.ts')];
+  const [command, ...args] = options.netns ? ['ip', 'netns', 'exec', options.netns.name, ...server] : server;
+  const child = spawnOwned(command as string, args, {
     cwd: resolve(REPO_ROOT, 'server'),
     env: {
       PATH: process.env.PATH ?? '',
@@ -48,6 +57,7 @@ export async function startServerProcess(
       CLINIC_HEALTH_INTERVAL_SECONDS: '0',
       LOG_LEVEL: 'info',
       NO_COLOR: '1',
+      ...(options.netns ? { HOST: options.netns.address } : {}),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],

@@ -16,7 +16,7 @@ import { CENTRAL_MIGRATIONS_DIR, CLINIC_MIGRATIONS_DIR, REPO_ROOT } from './path
 import { onPool } from './raw.js';
 import { createRequestPrisma, ensureRequestRole, requestPool, requestRolePassword } from './request-scope.js';
 import { type ClinicServer, openClinicServers, type ServerRegistry } from './servers.js';
-import { databaseUrl, quoteIdent, withClient } from './sql.js';
+import { databaseUrl, probedConnection, quoteIdent, withClient } from './sql.js';
 import { retryTransactionStarts } from './transaction-start.js';
 
 export type CentralPrisma = PrismaClient;
@@ -93,11 +93,13 @@ export async function openDatabases(
     const servers = await openClinicServers({ centralUrl, urls: serverUrls, clinicMigrations, logger });
     const clinicServers = [...servers.byId.values()];
 
-    const pool = new pg.Pool({ connectionString: centralUrl, max: 4, application_name: 'onramp-ready' });
+    // Central sessions are probed (decision 092): a vanished host's backends, their open
+    // transactions and row locks with them, end in about 25 s instead of TCP's 2 hours.
+    const pool = new pg.Pool({ ...probedConnection(centralUrl), max: 4, application_name: 'onramp-ready' });
     pool.on('error', (error) => logger.warn({ err: error }, 'idle central connection lost'));
     // A burst can keep every connection busy past a transaction's maxWait: started again.
     // On a pool of its own, so the hottest raw statements can skip Prisma's engine (db/raw.ts).
-    const ownerPool = new pg.Pool({ connectionString: centralUrl, max: 10, application_name: 'onramp' });
+    const ownerPool = new pg.Pool({ ...probedConnection(centralUrl), max: 10, application_name: 'onramp' });
     ownerPool.on('error', (error) => logger.warn({ err: error }, 'idle central connection lost'));
     const prisma = onPool(
       retryTransactionStarts(

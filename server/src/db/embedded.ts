@@ -11,6 +11,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import {
+  appendFileSync,
   chmodSync,
   chownSync,
   existsSync,
@@ -56,6 +57,13 @@ export interface EmbeddedPostgresOptions {
    * @default 'join'
    */
   whenOwned?: 'join' | 'refuse';
+  /**
+   * Addresses to listen on besides 127.0.0.1, each with the clients it accepts (a CIDR, password
+   * logins in pg_hba.conf): for tests that reach the server from another network namespace (a
+   * veth's host end, and its peer's network).
+   * @default []
+   */
+  listenOn?: { address: string; clients: string }[];
 }
 
 export interface RunningPostgres {
@@ -177,13 +185,19 @@ async function startServer(options: StartServerOptions): Promise<{ pid: number; 
     if (runAs) chownSync(clusterDir, runAs.uid, runAs.gid);
     initdb({ binDir, clusterDir, password: settings.password, runAs });
   }
+  const listenOn = options.listenOn ?? [];
+  if (listenOn.length > 0)
+    acceptClients(
+      clusterDir,
+      listenOn.map((listen) => listen.clients),
+    );
   if (socketDir) {
     mkdirSync(socketDir, { recursive: true, mode: 0o700 });
     if (runAs) chownSync(socketDir, runAs.uid, runAs.gid);
   }
   const serverSettings: Record<string, string> = {
     // TCP stays for external tools and the ownership checks; Onramp itself uses the socket.
-    listen_addresses: '127.0.0.1',
+    listen_addresses: ['127.0.0.1', ...listenOn.map((listen) => listen.address)].join(','),
     // The cluster's own socket directory, never /tmp: two clusters on one machine must not
     // collide on /tmp/.s.PGSQL.<port> (docs/decisions/069).
     unix_socket_directories: socketDir ?? '',
@@ -217,6 +231,16 @@ async function startServer(options: StartServerOptions): Promise<{ pid: number; 
     (port) =>
       logger.warn({ port }, `port ${port} was taken as the embedded PostgreSQL started; trying another`),
   );
+}
+
+/** Adds a password login line to pg_hba.conf for each network not in it yet (the file stays the postgres user's). */
+function acceptClients(clusterDir: string, networks: string[]): void {
+  const file = join(clusterDir, 'pg_hba.conf');
+  const hba = readFileSync(file, 'utf8');
+  const lines = networks
+    .map((network) => `host all all ${network} scram-sha-256`)
+    .filter((line) => !hba.includes(line));
+  if (lines.length > 0) appendFileSync(file, `${lines.join('\n')}\n`);
 }
 
 /**

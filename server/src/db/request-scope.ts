@@ -14,7 +14,7 @@ import { PrismaClient } from '../generated/central/client.js';
 import type { UserRole } from '../generated/central/enums.js';
 import { isUuid } from '../ids.js';
 import { onPool, poolOf } from './raw.js';
-import { quoteIdent } from './sql.js';
+import { probedConnection, quoteIdent } from './sql.js';
 import { retryTransactionStarts } from './transaction-start.js';
 
 /** Who a request acts for; `clinicId` null for super-admins and anonymous callers. */
@@ -113,7 +113,7 @@ export function requestPool(centralUrl: string, role: string, password: string):
   const url = new URL(centralUrl);
   url.username = role;
   url.password = password;
-  return new pg.Pool({ connectionString: url.toString(), max: 5, application_name: 'onramp-request' });
+  return new pg.Pool({ ...probedConnection(url.toString()), max: 5, application_name: 'onramp-request' });
 }
 
 /**

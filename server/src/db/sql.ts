@@ -13,6 +13,43 @@ export function databaseUrl(serverUrl: string, database: string): string {
   return url.toString();
 }
 
+/**
+ * How PostgreSQL probes a long-lived central connection (docs/decisions/092): the first probe after
+ * 10 s of silence, then every 5 s, 3 unanswered ending it; and 25 s without an acknowledgement of
+ * data it sent (a NOTIFY, a query's result) end it too, which keepalives alone would not (they stay
+ * quiet while data is unacknowledged, and the kernel retransmits for some 15 minutes). So the
+ * backends of a host that vanished without closing its connections (power loss, partition) end
+ * within about 25 s instead of TCP's 2 hours and more, and with them their locks, their open
+ * transactions and the liveness its job workers' connections stood for (decision 082).
+ */
+export const PEER_PROBES = { idleSeconds: 10, intervalSeconds: 5, count: 3, userTimeoutMs: 25_000 } as const;
+
+/**
+ * `connectionString` as a pg config whose sessions PostgreSQL probes ({@link PEER_PROBES}): the
+ * server's `tcp_keepalives_*` and `tcp_user_timeout` in the startup `options` (after any the URL
+ * already has, which pg would otherwise prefer to ours), and the client's own keepalive. Over a
+ * Unix socket PostgreSQL ignores these settings.
+ */
+export function probedConnection(
+  connectionString: string,
+): Pick<pg.ClientConfig, 'connectionString' | 'options' | 'keepAlive' | 'keepAliveInitialDelayMillis'> {
+  const url = new URL(connectionString);
+  const given = url.searchParams.get('options');
+  url.searchParams.delete('options');
+  const probes = [
+    `-c tcp_keepalives_idle=${PEER_PROBES.idleSeconds}`,
+    `-c tcp_keepalives_interval=${PEER_PROBES.intervalSeconds}`,
+    `-c tcp_keepalives_count=${PEER_PROBES.count}`,
+    `-c tcp_user_timeout=${PEER_PROBES.userTimeoutMs}`,
+  ];
+  return {
+    connectionString: given === null ? connectionString : url.toString(),
+    options: [...probes, given].filter(Boolean).join(' '),
+    keepAlive: true,
+    keepAliveInitialDelayMillis: PEER_PROBES.idleSeconds * 1000,
+  };
+}
+
 /** Runs `work` with one short-lived connection, always closed afterwards. */
 export async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url, application_name: 'onramp' });

@@ -17,6 +17,7 @@ import {
 import pg from 'pg';
 import type { CentralPrisma } from '../db/database.js';
 import { execute, queryRows, type RawWriteDb } from '../db/raw.js';
+import { probedConnection } from '../db/sql.js';
 import { Prisma } from '../generated/central/client.js';
 import type { Logger } from '../logger.js';
 
@@ -207,9 +208,11 @@ export async function startWorker(options: StartWorkerOptions): Promise<Worker> 
   // Our own pool, so that a connection dropped while idle (a restart, pg_terminate_backend) is
   // logged instead of surfacing as an uncaught 'error' event once the runner stops listening.
   // Its application_name is the instance's liveness signal (releaseDeadWorkers): the runner
-  // holds one connection for LISTEN as long as the process lives.
+  // holds one connection for LISTEN as long as the process lives. PostgreSQL probes them, so that
+  // a host that vanished without closing them loses them, and its locks, in about 25 s rather than
+  // TCP's 2 hours (decision 092); a live host's kernel answers the probes, however busy the process.
   const pgPool = new pg.Pool({
-    connectionString: options.connectionString,
+    ...probedConnection(options.connectionString),
     max: (options.concurrency ?? 4) + 2,
     application_name: workerApplicationName(options.instanceId),
   });

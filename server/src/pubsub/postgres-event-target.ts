@@ -8,7 +8,7 @@ import type {
   TypedEventTarget,
 } from '@graphql-yoga/typed-event-target';
 import pg from 'pg';
-import { quoteIdent } from '../db/sql.js';
+import { probedConnection, quoteIdent } from '../db/sql.js';
 import type { Logger } from '../logger.js';
 import { sharedBarrier } from './barrier.js';
 import { parse, stringify } from './wire.js';
@@ -123,7 +123,7 @@ export async function createPostgresEventTarget(
 
   const local = new EventTarget();
   const pool = new pg.Pool({
-    connectionString,
+    ...probedConnection(connectionString),
     max: 2,
     application_name: `${applicationName}-publisher`,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
@@ -162,10 +162,11 @@ export async function createPostgresEventTarget(
 
   async function listen(): Promise<pg.Client> {
     const client = new pg.Client({
-      connectionString,
+      // Keepalives notice a silently dead peer, and let the server end a vanished host's LISTEN
+      // session, which would hold back the notification queue (decision 092); the timeout keeps
+      // close() from waiting forever.
+      ...probedConnection(connectionString),
       application_name: applicationName,
-      // Keepalives notice a silently dead peer; the timeout keeps close() from waiting forever.
-      keepAlive: true,
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     });
     let alive = true;

@@ -10,6 +10,7 @@
  * {@link MAX_AGE_MS}.
  */
 import pg from 'pg';
+import { probedConnection } from '../../db/sql.js';
 import type { Logger } from '../../logger.js';
 import { createPostgresEventTarget, type PostgresEventTarget } from '../../pubsub/postgres-event-target.js';
 import { type DnsRecord, type DnsRecordType, inZone } from './provider.js';
@@ -50,7 +51,7 @@ export class ZoneCache implements ZoneData {
 
   constructor(private readonly options: ZoneCacheOptions) {
     this.pool = new pg.Pool({
-      connectionString: options.connectionString,
+      ...probedConnection(options.connectionString),
       max: POOL_SIZE,
       application_name: 'onramp-dns',
       statement_timeout: LOAD_TIMEOUT_MS,
