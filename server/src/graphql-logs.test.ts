@@ -4,8 +4,8 @@
  * (production).
  */
 import { Writable } from 'node:stream';
-import { afterAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, testConfig } from '../test/harness.js';
+import { describe, expect, it } from 'vitest';
+import { afterFile, createTestDatabase, testConfig } from '../test/harness.js';
 import { buildApp } from './app.js';
 import { openDatabases } from './db/database.js';
 import { createLogger } from './logger.js';
@@ -36,7 +36,7 @@ async function appLoggingToMemory(env: 'development' | 'production') {
     { drainTimeoutMs: 2_000, jobPollIntervalMs: 100, dnsPort: false },
   );
   const url = await app.start();
-  afterAll(() => app.stop());
+  afterFile(() => app.stop());
   // Every sign-in attempt is counted in this table first: without it, sign-in fails unexpectedly.
   await db.prisma.$executeRawUnsafe('DROP TABLE rate_limits');
   const post = async (query: string, variables?: Record<string, unknown>) =>

@@ -9,8 +9,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, inject, it } from 'vitest';
-import { tempDir } from '../test/harness.js';
+import { describe, expect, inject, it } from 'vitest';
+import { afterFile, tempDir } from '../test/harness.js';
 import { REGISTER, registrationInput } from '../test/registration-flow.js';
 import { startServerProcess } from '../test/server-process.js';
 import { REPO_ROOT } from './db/paths.js';
@@ -70,7 +70,7 @@ describe('operator scripts beside a running server', async () => {
   it('pnpm db:psql without psql says how to install it, without the password', async () => {
     // A PATH with what pnpm needs (sh, node, pnpm) and no psql.
     const bin = mkdtempSync(join(tmpdir(), 'onramp-nopsql-'));
-    afterAll(() => rmSync(bin, { recursive: true, force: true }));
+    afterFile(() => rmSync(bin, { recursive: true, force: true }));
     for (const name of ['sh', 'node', 'pnpm']) {
       const found = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).stdout.trim();
       symlinkSync(found, join(bin, name));

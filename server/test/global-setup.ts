@@ -15,6 +15,7 @@ import { CENTRAL_MIGRATIONS_DIR, CLINIC_MIGRATIONS_DIR } from '../src/db/paths.j
 import { databaseUrl, quoteIdent, withClient } from '../src/db/sql.js';
 import { installJobSchema } from '../src/jobs/index.js';
 import { createLogger } from '../src/logger.js';
+import { orphanedServers } from './leaked-servers.js';
 
 export const CENTRAL_TEMPLATE = 'onramp_test_central_template';
 
@@ -27,6 +28,8 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject) {
+  // Left by an earlier run (or a run beside this one): not this run's to report.
+  const before = new Set(orphanedServers().map((server) => server.pid));
   const dir = mkdtempSync(join(tmpdir(), 'onramp-test-pg-'));
   const logger = createLogger({ env: 'test', logLevel: 'warn' });
   const pg = await startEmbeddedPostgres({ dir, logger, ephemeral: true, maxConnections: 300 });
@@ -52,5 +55,17 @@ export default async function setup(project: TestProject) {
   return async () => {
     await pg.stop();
     rmSync(dir, { recursive: true, force: true });
+    // A server a file never stopped fails the run, named, after being stopped (fast shutdown).
+    const leaked = orphanedServers().filter((server) => !before.has(server.pid));
+    for (const server of leaked) process.kill(server.pid, 'SIGINT');
+    if (leaked.length > 0) {
+      // Vitest prints an error thrown here but still exits 0.
+      process.exitCode = 1;
+      throw new Error(
+        `${leaked.length} PostgreSQL server(s) started by the tests were never stopped (now stopped): ${leaked
+          .map((server) => server.dataDir)
+          .join(', ')}`,
+      );
+    }
   };
 }

@@ -48,11 +48,34 @@ export function testLogger(config: Pick<Config, 'env' | 'logLevel'>, lines?: str
   });
 }
 
+/** What `afterFile` keeps for the file's end, for calls Vitest's `afterAll` would ignore. */
+const atFileEnd = new Set<() => Promise<unknown>>();
+// Registered as the file imports this module: the file's own last hook (hooks run as a stack).
+afterAll(async () => {
+  for (const cleanup of [...atFileEnd].reverse()) await cleanup();
+});
+
+/**
+ * Runs `cleanup` once after the file, or after the describe block that called it. Vitest ignores
+ * an `afterAll` registered once its suite is collected — inside a test or a hook — so a helper a
+ * test body calls (a server, a folder) would otherwise never be cleaned up: such a call is run at
+ * the file's end, in reverse order.
+ */
+export function afterFile(cleanup: () => unknown): void {
+  let ran: Promise<unknown> | undefined;
+  const once = () => {
+    ran ??= Promise.resolve().then(cleanup);
+    return ran;
+  };
+  afterAll(once);
+  atFileEnd.add(once);
+}
+
 /** A temporary folder removed after the file; traversable by the `postgres` user when root. */
 export function tempDir(prefix = 'onramp-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   if (process.getuid?.() === 0) chmodSync(dir, 0o711);
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  afterFile(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
 
@@ -66,7 +89,7 @@ export async function startExtraPostgres(
     ephemeral: true,
     ...options,
   });
-  afterAll(() => server.stop());
+  afterFile(() => server.stop());
   return server;
 }
 
@@ -107,7 +130,7 @@ export async function startRedis(first?: number): Promise<{ url: string }> {
         reject(new Error(`redis-server exited with ${code}:\n${output}`));
       });
     });
-    afterAll(async () => {
+    afterFile(async () => {
       if (child.exitCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
@@ -134,7 +157,7 @@ function dial(target: string): Socket {
  */
 async function listenAsProxy(server: NetServer, sockets: Set<Socket>, target: string): Promise<string> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  afterAll(async () => {
+  afterFile(async () => {
     for (const socket of sockets) socket.destroy();
     await new Promise((resolve) => server.close(resolve));
   });
@@ -252,7 +275,7 @@ export async function storeBackends(
   const config = testConfig({ DATABASE_URL: await createTestDatabase(prefix) });
   const db = await openDatabases(config, testLogger(config));
   const redis = new Redis(url);
-  afterAll(async () => {
+  afterFile(async () => {
     redis.disconnect();
     await db.close();
   });
@@ -282,7 +305,7 @@ export async function createTestDatabase(prefix = 'test'): Promise<string> {
   await withClient(admin, (client) =>
     client.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE ${quoteIdent(inject('centralTemplate'))}`),
   );
-  afterAll(() => dropDatabase(name));
+  afterFile(() => dropDatabase(name));
   return databaseUrl(admin, name);
 }
 
@@ -295,7 +318,7 @@ export async function dropDatabase(name: string): Promise<void> {
 /** A test Config; the data dir is a fresh temporary folder removed after the file. */
 export function testConfig(env: Record<string, string | undefined> = {}): Config {
   const dataDir = mkdtempSync(join(tmpdir(), 'onramp-test-data-'));
-  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+  afterFile(() => rmSync(dataDir, { recursive: true, force: true }));
   return loadConfig({
     ONRAMP_ENV: 'test',
     PORT: '0',
@@ -373,7 +396,7 @@ export async function startTestApp(
     throw error;
   });
   const clients: Client[] = [];
-  afterAll(async () => {
+  afterFile(async () => {
     await Promise.all(clients.map((client) => client.dispose()));
     await app.stop();
   });

@@ -6,8 +6,8 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { afterAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, TEST_SECRETS } from './harness.js';
+import { describe, expect, it } from 'vitest';
+import { afterFile, createTestDatabase, TEST_SECRETS } from './harness.js';
 import { startServerProcess } from './server-process.js';
 
 /** The server child of this process once it has exec'd (before that, /proc shows our own command line). */
@@ -36,7 +36,7 @@ const portOf = (pid: number) =>
 describe.runIf(process.platform === 'linux')('the server child of the tests', () => {
   it('listens, and is reached, even when the port it was told is taken before it binds', async () => {
     const squatter = createServer((socket) => socket.destroy());
-    afterAll(() => new Promise((done) => squatter.close(done)));
+    afterFile(() => new Promise((done) => squatter.close(done)));
     const starting = startServerProcess({
       ...TEST_SECRETS,
       ONRAMP_ENV: 'test',

@@ -1,10 +1,10 @@
 /** The real server, `node src/main.ts`, in a child process: for what only a process shows (stdout). */
 import type { ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
-import { afterAll, inject } from 'vitest';
+import { inject } from 'vitest';
 import { REPO_ROOT } from '../src/db/paths.js';
 import { listeningUrl } from '../src/process-channel.js';
-import { tempDir } from './harness.js';
+import { afterFile, tempDir } from './harness.js';
 import { spawnOwned } from './owned-process.js';
 
 export interface ServerProcess {
@@ -84,7 +84,7 @@ export async function startServerProcess(
     if (running()) process.kill(-(child.pid as number), 'SIGINT');
     return exited;
   };
-  afterAll(stop);
+  afterFile(stop);
   const output = () => `stdout:\n${out}\nstderr:\n${err}`;
   const url = await listeningUrl(child, {
     budgetMs,

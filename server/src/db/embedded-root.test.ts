@@ -5,7 +5,8 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { afterFile } from '../../test/harness.js';
 import { startServerProcess } from '../../test/server-process.js';
 import { SYSTEM_DIR } from './postgres-process.js';
 
@@ -16,7 +17,7 @@ describe('as root, a data dir under a 0700 directory', () => {
     if (!root) context.skip('needs root: the case is PostgreSQL running as the postgres user for root');
     const parent = mkdtempSync(join(tmpdir(), 'onramp-private-'));
     expect(statSync(parent).mode & 0o777).toBe(0o700);
-    afterAll(() => rmSync(parent, { recursive: true, force: true }));
+    afterFile(() => rmSync(parent, { recursive: true, force: true }));
     const dataDir = join(parent, 'data');
 
     const server = await startServerProcess({ ONRAMP_DATA_DIR: dataDir });

@@ -9,8 +9,9 @@
 import { spawn } from 'node:child_process';
 import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
+  afterFile,
   createTestDatabase,
   startExtraPostgres,
   startTestApp,
@@ -37,7 +38,8 @@ function overTcp(url: string): string {
 /** An embedded cluster of its own data directory, stopped after the file. */
 async function cluster(dir: string) {
   let running = await startEmbeddedPostgres({ dir, logger, ephemeral: true });
-  afterAll(() => running.stop());
+  // `swap` makes one inside a test, where Vitest would ignore an afterAll.
+  afterFile(() => running.stop());
   return {
     get url() {
       return overTcp(running.url);

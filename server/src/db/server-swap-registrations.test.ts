@@ -8,8 +8,15 @@
  */
 import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { startExtraPostgres, startTestApp, type TestApp, tempDir, testLogger } from '../../test/harness.js';
+import { describe, expect, it } from 'vitest';
+import {
+  afterFile,
+  startExtraPostgres,
+  startTestApp,
+  type TestApp,
+  tempDir,
+  testLogger,
+} from '../../test/harness.js';
 import { createClinic, RegistrationRefused } from '../../test/registration-flow.js';
 import { startEmbeddedPostgres } from './embedded.js';
 import { serverAddress } from './servers.js';
@@ -29,7 +36,7 @@ function overTcp(url: string): string {
 async function swappable() {
   const dir = tempDir('onramp-swapguard-a-');
   let running = await startEmbeddedPostgres({ dir, logger, ephemeral: true });
-  afterAll(() => running.stop());
+  afterFile(() => running.stop());
   const url = overTcp(running.url);
   return {
     url,

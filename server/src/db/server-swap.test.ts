@@ -7,7 +7,7 @@
 import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startTestApp, tempDir, testLogger } from '../../test/harness.js';
+import { afterFile, startTestApp, tempDir, testLogger } from '../../test/harness.js';
 import { clinicWithAdmin } from '../../test/registration-flow.js';
 import { startEmbeddedPostgres } from './embedded.js';
 import { withClient } from './sql.js';
@@ -44,7 +44,7 @@ describe('another server at a clinic server’s URL while Onramp runs', async ()
     const otherDir = tempDir('onramp-swap-b-');
     copyFileSync(join(dir, 'embedded.json'), join(otherDir, 'embedded.json'));
     const other = await startEmbeddedPostgres({ dir: otherDir, logger, ephemeral: true });
-    afterAll(() => other.stop());
+    afterFile(() => other.stop());
     expect(overTcp(other.url)).toBe(url);
     const onOther = () =>
       withClient(url, async (admin) => ({
@@ -68,7 +68,7 @@ describe('another server at a clinic server’s URL while Onramp runs', async ()
 
     // The recorded server back: the clinic's rows are all there.
     const back = await startEmbeddedPostgres({ dir, logger, ephemeral: true });
-    afterAll(() => back.stop());
+    afterFile(() => back.stop());
     const rows = await withClient(url.replace(/\/[^/?]*(\?|$)/, `/${row.databaseName}$1`), (client) =>
       client.query('SELECT last_name FROM patients'),
     ).catch(() => null);

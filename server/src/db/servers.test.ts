@@ -7,7 +7,14 @@ import { copyFileSync, readFileSync } from 'node:fs';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestApp, tempDir, testConfig, testLogger } from '../../test/harness.js';
+import {
+  afterFile,
+  createTestDatabase,
+  type TestApp,
+  tempDir,
+  testConfig,
+  testLogger,
+} from '../../test/harness.js';
 import { clinicWithAdmin } from '../../test/registration-flow.js';
 import { type App, buildApp } from '../app.js';
 import { openDatabases } from './database.js';
@@ -40,7 +47,7 @@ async function boot(env: Record<string, string | undefined>): Promise<Running> {
     stopped ??= app.stop();
     return stopped;
   };
-  afterAll(stop);
+  afterFile(stop);
   return {
     app,
     url,
@@ -98,7 +105,7 @@ async function forwarder(port: number): Promise<number> {
     upstream.on('error', close).on('close', close);
   });
   await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  afterAll(async () => {
+  afterFile(async () => {
     for (const socket of sockets) socket.destroy();
     await new Promise((done) => server.close(done));
   });
@@ -133,7 +140,7 @@ describe('the embedded server restarted on another port (issue 11, case 1)', () 
     };
     const squatter = createServer();
     await new Promise<void>((done) => squatter.listen(saved.port, '127.0.0.1', done));
-    afterAll(() => new Promise((done) => squatter.close(done)));
+    afterFile(() => new Promise((done) => squatter.close(done)));
     const second = await boot(embedded);
     const moved = JSON.parse(readFileSync(join(dataDir, 'postgres', 'embedded.json'), 'utf8')) as {
       port: number;
@@ -238,7 +245,7 @@ describe('another server answering where a recorded one was expected (identity m
     const otherDir = tempDir('onramp-identity-b-');
     copyFileSync(join(dir, 'embedded.json'), join(otherDir, 'embedded.json'));
     const other = await startEmbeddedPostgres({ dir: otherDir, logger, ephemeral: true });
-    afterAll(() => other.stop());
+    afterFile(() => other.stop());
     expect(withPort(other.url, Number(new URL(other.url).port))).toBe(recordedUrl);
 
     const again = await boot({ DATABASE_URL: central, CLINIC_DATABASE_SERVERS: recordedUrl });
@@ -279,7 +286,7 @@ describe('another server answering where a recorded one was expected (identity m
     // The recorded server back at its address: the clinic is HEALTHY, its patient there; the
     // incident ends, and a new mismatch would be alerted again.
     const back = await startEmbeddedPostgres({ dir, logger, ephemeral: true });
-    afterAll(() => back.stop());
+    afterFile(() => back.stop());
     const third = await boot({ DATABASE_URL: central, CLINIC_DATABASE_SERVERS: back.url });
     await expectIntact(third, clinic.id);
     expect(

@@ -6,7 +6,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { createTestDatabase, testConfig, testLogger } from '../../test/harness.js';
+import { afterFile, createTestDatabase, testConfig, testLogger } from '../../test/harness.js';
 import { openDatabases } from '../db/database.js';
 import { quoteIdent, withClient } from '../db/sql.js';
 import {
@@ -73,7 +73,7 @@ describe('releaseDeadWorkers', () => {
       pollInterval: 100,
       crontab: '',
     });
-    afterAll(async () => {
+    afterFile(async () => {
       finish();
       await worker.stop();
     });
@@ -185,7 +185,7 @@ describe('releaseDeadWorkers', () => {
     await withClient(admin, (client) =>
       client.query(`CREATE ROLE ${quoteIdent(role)} LOGIN NOSUPERUSER PASSWORD '${password}'`),
     );
-    afterAll(() => withClient(admin, (client) => client.query(`DROP ROLE IF EXISTS ${quoteIdent(role)}`)));
+    afterFile(() => withClient(admin, (client) => client.query(`DROP ROLE IF EXISTS ${quoteIdent(role)}`)));
     const name = workerApplicationName(randomUUID());
     const url = new URL(admin);
     url.searchParams.set('application_name', name);

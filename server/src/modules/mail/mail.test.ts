@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
+  afterFile,
   createTestDatabase,
   startTestApp,
   TEST_SECRETS,
@@ -65,7 +66,7 @@ async function startMailStack(env: Record<string, string>): Promise<MailStack> {
     });
   } finally {
     // Registered even when the worker fails to start, so the database can be dropped.
-    afterAll(async () => {
+    afterFile(async () => {
       await worker?.stop();
       transport.close();
       await db.close();
@@ -132,7 +133,7 @@ describe('mail over SMTP', () => {
 
   beforeAll(async () => {
     sink = await startSmtpSink();
-    afterAll(() => sink.stop());
+    afterFile(() => sink.stop());
     const url = new URL(sink.url);
     url.username = 'onramp';
     url.password = 's3cret-smtp-pass';

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startTestApp } from '../../../test/harness.js';
+import { afterFile, startTestApp } from '../../../test/harness.js';
 import { CURRENT_ACCEPTANCES, createClinic, verifyAndSignIn } from '../../../test/registration-flow.js';
 import { startSmtpSink } from '../../../test/smtp-sink.js';
 
@@ -24,7 +24,7 @@ async function fakeGateway() {
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  afterAll(() => {
+  afterFile(() => {
     server.closeAllConnections();
     return new Promise<void>((resolve) => server.close(() => resolve()));
   });

@@ -5,8 +5,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { afterAll, describe, expect, inject, it } from 'vitest';
-import { startExtraPostgres, startTestApp, type TestApp } from '../../../test/harness.js';
+import { describe, expect, inject, it } from 'vitest';
+import { afterFile, startExtraPostgres, startTestApp, type TestApp } from '../../../test/harness.js';
 import { clinicWithAdmin, signIn } from '../../../test/registration-flow.js';
 import { serverAddress } from '../../db/servers.js';
 import { withClient } from '../../db/sql.js';
@@ -387,7 +387,7 @@ function startWriter(t: TestApp, clinicId: string) {
       }
     }
   })();
-  afterAll(async () => {
+  afterFile(async () => {
     stopping = true;
     await loop;
   });

@@ -3,8 +3,7 @@
  * REST client speaking the onboarding REST API (README, "Onboarding service").
  */
 import { Writable } from 'node:stream';
-import { afterAll } from 'vitest';
-import { createTestDatabase, type TestApp, testConfig } from '../../../test/harness.js';
+import { afterFile, createTestDatabase, type TestApp, testConfig } from '../../../test/harness.js';
 import { buildApp } from '../../app.js';
 import { openDatabases } from '../../db/database.js';
 import { createLogger } from '../../logger.js';
@@ -37,7 +36,7 @@ export async function startCapturingApp(env: Record<string, string> = {}): Promi
     { drainTimeoutMs: 2_000, jobPollIntervalMs: 100 },
   );
   const url = await app.start();
-  afterAll(() => app.stop());
+  afterFile(() => app.stop());
   return {
     app,
     url,

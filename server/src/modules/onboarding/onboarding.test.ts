@@ -7,7 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createConfig, lintFromString } from '@redocly/openapi-core';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { afterFile } from '../../../test/harness.js';
 import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
 import { gql, type RestResponse, restClient, startCapturingApp } from './helpers.test-support.js';
 import { openApiDocument } from './openapi.js';
@@ -697,7 +698,7 @@ async function heldCloudflare() {
     res.end(JSON.stringify({ success: true, errors: [], messages: [], result }));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  afterFile(() => new Promise<void>((resolve) => server.close(() => resolve())));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/client/v4`,
     get entered() {

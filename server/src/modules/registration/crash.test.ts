@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeEach, describe, expect, inject, it } from 'vitest';
-import { createTestDatabase, startTestApp, TEST_SECRETS } from '../../../test/harness.js';
+import { afterFile, createTestDatabase, startTestApp, TEST_SECRETS } from '../../../test/harness.js';
 import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
 import { startServerProcess } from '../../../test/server-process.js';
 import { startSmtpSink } from '../../../test/smtp-sink.js';
@@ -218,7 +218,7 @@ async function describeRuns(centralUrl: string): Promise<string> {
 async function lockTable(centralUrl: string, table: 'clinics' | 'dns_records'): Promise<pg.Client> {
   const blocker = new pg.Client({ connectionString: centralUrl });
   await blocker.connect();
-  afterAll(() => blocker.end().catch(() => {}));
+  afterFile(() => blocker.end().catch(() => {}));
   await blocker.query('BEGIN');
   await blocker.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
   return blocker;
@@ -336,7 +336,7 @@ describe('a SIGKILL in the middle of 5 registrations', () => {
     // Named like a clinic database of this very run, made by hand: never the ledger's, never touched.
     const handMade = `clinic_crash_strict_9_${randomBytes(8).toString('hex')}`;
     await withClient(admin, (client) => client.query(`CREATE DATABASE ${quoteIdent(handMade)}`));
-    afterAll(() =>
+    afterFile(() =>
       withClient(admin, (client) =>
         client.query(`DROP DATABASE IF EXISTS ${quoteIdent(handMade)} WITH (FORCE)`),
       ),
@@ -557,7 +557,7 @@ describe('a SIGKILL while a job runs', () => {
 
   it('hybrid mode: a registration whose provision_clinic job the killed instance held ends READY, its mail sent once', async () => {
     const sink = await startSmtpSink();
-    afterAll(() => sink.stop());
+    afterFile(() => sink.stop());
     const centralUrl = await createTestDatabase('crashheld');
     // The first attempt fails at dns (an injected, transient fault): the clinic is PENDING with its
     // `provision:<id>` job, due only in 5 to 15 minutes so that the test decides when it runs.

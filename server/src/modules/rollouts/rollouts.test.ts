@@ -6,9 +6,9 @@
  */
 
 import pg from 'pg';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { clinicMigrationsWith } from '../../../test/clinic-migrations.js';
-import { startTestApp, type TestApp } from '../../../test/harness.js';
+import { afterFile, startTestApp, type TestApp } from '../../../test/harness.js';
 import { registerClinic } from '../../../test/registration-flow.js';
 import { databaseUrl, withClient } from '../../db/sql.js';
 
@@ -148,7 +148,7 @@ describe('fleet rollouts', async () => {
 
   it('upgrades the canary, pauses for a look, and on resume the rest: each an UPGRADE run, audited, streamed', async () => {
     const t = await deployment({ [M1]: SQL[M1] });
-    afterAll(() => t.app.stop());
+    afterFile(() => t.app.stop());
     const { prisma } = t.app.deps.db;
     const version = t.app.deps.rollouts.targetVersion;
 
@@ -252,7 +252,7 @@ describe('fleet rollouts', async () => {
 
   it('a clinic whose upgrade fails stays on its version, DEGRADED with the error; the others go on (canaries HEALTHY: no pause)', async () => {
     const t = await deployment({ [M1]: SQL[M1], [M2]: SQL[M2] });
-    afterAll(() => t.app.stop());
+    afterFile(() => t.app.stop());
     const broken = clinics[2] as string;
     // Its database already has the table the migration creates: the migration fails there.
     await withClient(await clinicDatabase(broken), (client) =>
@@ -288,7 +288,7 @@ describe('fleet rollouts', async () => {
 
   it('pauses itself when failures pass the threshold; abort leaves the clinics not reached on their version', async () => {
     const t = await deployment({ [M1]: SQL[M1], [M2]: SQL[M2], [M3]: SQL[M3] });
-    afterAll(() => t.app.stop());
+    afterFile(() => t.app.stop());
     // clinics[2] still fails at M2; clinics[3] will fail at M3.
     await withClient(await clinicDatabase(clinics[3] as string), (client) =>
       client.query('CREATE TABLE "credit_notes" (x INT)'),
@@ -324,7 +324,7 @@ describe('fleet rollouts', async () => {
 
   it('a busy clinic (a lock held by one of its sessions) is retried later instead of blocking the rollout', async () => {
     const t = await deployment({ [M1]: SQL[M1], [M2]: SQL[M2], [M3]: SQL[M3], [M4]: SQL[M4] });
-    afterAll(() => t.app.stop());
+    afterFile(() => t.app.stop());
     const busy = clinics[4] as string;
     const session = new pg.Client({ connectionString: await clinicDatabase(busy) });
     await session.connect();
@@ -371,7 +371,7 @@ describe('fleet rollouts', async () => {
   it('a rollout resumed while the upgrades in flight at its pause finish goes on once they are done', async () => {
     // No look for abandoned rollouts within the test (half a lease): the resume alone drives it.
     const t = await deployment({ ...SQL, [M5]: SQL[M5] }, { PROVISIONING_LEASE_SECONDS: '3600' });
-    afterAll(() => t.app.stop());
+    afterFile(() => t.app.stop());
     const started = await run(
       t,
       START,

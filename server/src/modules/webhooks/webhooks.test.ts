@@ -8,8 +8,8 @@ import { readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { lockWaiters } from '../../../test/harness.js';
+import { describe, expect, it } from 'vitest';
+import { afterFile, lockWaiters } from '../../../test/harness.js';
 import { REPO_ROOT } from '../../db/paths.js';
 import { withClient } from '../../db/sql.js';
 import { signRequest } from '../onboarding/api-credentials.js';
@@ -47,7 +47,7 @@ async function receiver() {
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  afterFile(() => new Promise<void>((resolve) => server.close(() => resolve())));
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return { base, received, statuses };
 }
