@@ -180,6 +180,50 @@ describe('a provision in flight during a revocation of its key', () => {
   });
 });
 
+describe('a completion in flight during a revocation of its key', () => {
+  it('held at its row lock, past its key check: it completes first and the revocation waits, never after the revocation returned', async () => {
+    const app = await application();
+    const uuid = await app.start();
+    // Provisioned without credentials: the revocation has no credential of this row to clear.
+    const provisioned = await rest('POST', '/api/v1/onboarding/provision', {
+      key: app.key,
+      body: { uuid, generate_api_key: false },
+    });
+    expect(provisioned.status).toBe(200);
+    const complete = () =>
+      rest('POST', `/api/v1/onboarding/${uuid}/complete`, {
+        key: app.key,
+        body: { tenant_id: 'tenant-held' },
+      });
+    const order: string[] = [];
+    const { completion, revocation } = await holding(
+      [`SELECT 1 FROM onboardings WHERE id = '${uuid}' FOR UPDATE`],
+      async (client) => {
+        const completion = complete().then((answer) => {
+          order.push('completion');
+          return answer;
+        });
+        await expect.poll(() => waiting('%onboardings%'), POLL).toBe(1);
+        const revocation = app.revoke().then((answer) => {
+          order.push('revocation');
+          return answer;
+        });
+        // The revocation either waits on the key the completion holds, or has returned.
+        await expect
+          .poll(async () => order.includes('revocation') || (await waiting('%application_keys%')) > 0, POLL)
+          .toBe(true);
+        await client.query('COMMIT');
+        return { completion: await completion, revocation: await revocation };
+      },
+    );
+    expect(revocation).toBe('ApplicationKeyRevoked');
+    expect(order).toEqual(['completion', 'revocation']);
+    expect(completion.status, JSON.stringify(completion.body)).toBe(200);
+    expect((await onboardingRow(uuid)).status).toBe('completed');
+    expect((await complete()).status).toBe(401);
+  });
+});
+
 describe('a burst racing one revocation', () => {
   it('16 provision, status and complete calls: none answers 500, and after the revocation returns every old key and credential is refused', async () => {
     // The revocation sent later each round, to land before, among and after the calls' commits;

@@ -320,9 +320,13 @@ export class OnboardingService {
   ): Promise<Onboarding> {
     const { prisma } = this.deps;
     return prisma.$transaction(async (tx) => {
-      // Row lock: two concurrent completions are ordered, the second sees the first.
+      // Row lock: two concurrent completions are ordered, the second sees the first. Only while
+      // the application holds a live key (whileKeyed, decision 091): a revocation waits for this
+      // commit, and a completion authenticated before a revocation that committed first is refused.
       const [locked] = await tx.$queryRaw<{ id: string }[]>`
-        SELECT id FROM onboardings WHERE id = ${uuid}::uuid AND application_id = ${app.applicationId}::uuid FOR UPDATE`;
+        SELECT id FROM onboardings
+         WHERE id = ${uuid}::uuid AND application_id = ${app.applicationId}::uuid AND ${whileKeyed(app.applicationId)}
+         FOR UPDATE`;
       if (!locked) throw new NotFoundError('onboarding');
       const onboarding = await tx.onboarding.findUniqueOrThrow({ where: { id: uuid } });
       if (onboarding.status === 'pending') {
