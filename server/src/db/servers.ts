@@ -13,7 +13,7 @@ import { redactUrl } from '../env.js';
 import type { Logger } from '../logger.js';
 import { type ClinicTemplate, ensureClinicTemplate } from './clinic-template.js';
 import type { Migration } from './migrator.js';
-import { withClient } from './sql.js';
+import { probedConnection, withClient } from './sql.js';
 
 export interface ClinicServer {
   /** Row of `database_servers`: what clinics and the ledger reference. */
@@ -250,7 +250,8 @@ export async function openClinicServers(options: {
       const template = await ensureClinicTemplate(url, options.clinicMigrations, logger);
       const identifier = row.system_identifier as string;
       const admin = new pg.Pool({
-        connectionString: url,
+        // Probed by PostgreSQL (decision 092): a vanished host's open work here ends in ~25 s.
+        ...probedConnection(url),
         max: 4,
         idleTimeoutMillis: 30_000,
         application_name: 'onramp-admin',

@@ -6,6 +6,7 @@
  * used again would quietly open a new pool this cache no longer tracks.
  */
 import { PrismaPg } from '@prisma/adapter-pg';
+import { probedConnection } from '../../db/sql.js';
 import { retryTransactionStarts } from '../../db/transaction-start.js';
 import { PrismaClient } from '../../generated/clinic/client.js';
 import type { Logger } from '../../logger.js';
@@ -133,7 +134,8 @@ export class ClinicClientCache {
     const connectionString = await this.#resolve(clinicId);
     const adapter = new PrismaPg(
       {
-        connectionString,
+        // Probed by PostgreSQL (decision 092): a vanished host's transactions here end in ~25 s.
+        ...probedConnection(connectionString),
         max: this.#connectionsPerClient,
         idleTimeoutMillis: this.#idleTimeoutMs,
         application_name: 'onramp-clinic',
