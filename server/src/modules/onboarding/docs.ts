@@ -1,6 +1,6 @@
 /**
  * GET /api/v1/docs: the OpenAPI document in Redoc, served from the npm package's standalone
- * bundle (no CDN, docs/decisions/046). The bundle's URL carries Redoc's version, so it is cached
+ * bundle (no CDN, docs/decisions/046: not even for its logo). The bundle's URL carries Redoc's version, so it is cached
  * for good, and it is gzipped once, on first use.
  */
 import { readFileSync } from 'node:fs';
@@ -33,6 +33,7 @@ const PAGE = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Onramp onboarding API</title>
+<link rel="icon" href="data:,">
 </head>
 <body>
 <redoc spec-url="/api/v1/openapi.json"></redoc>
@@ -43,9 +44,21 @@ const PAGE = `<!doctype html>
 
 let bundle: { plain: Buffer; gzip: Buffer } | undefined;
 
+/**
+ * Redoc's attribution draws its logo from Redocly's CDN, which the page's policy refuses (a
+ * console error in every browser) and an offline network cannot reach: a mark of our own instead,
+ * inline. The attribution's text and link stay.
+ */
+const CDN_LOGO = 'https://cdn.redoc.ly/redoc/logo-mini.svg';
+const INLINE_LOGO = `data:image/svg+xml,${encodeURIComponent(
+  '<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 16 16"><circle cx="8" cy="8" r="7" fill="#8a8a8a"/></svg>',
+)}`;
+
 function redocBundle(): { plain: Buffer; gzip: Buffer } {
   if (!bundle) {
-    const plain = readFileSync(require.resolve('redoc/bundles/redoc.standalone.js'));
+    const source = readFileSync(require.resolve('redoc/bundles/redoc.standalone.js'), 'utf8');
+    // A Redoc without the CDN logo (a new version) needs nothing replaced.
+    const plain = Buffer.from(source.replaceAll(CDN_LOGO, INLINE_LOGO));
     bundle = { plain, gzip: gzipSync(plain) };
   }
   return bundle;
