@@ -5,33 +5,14 @@
  * database, or says clearly that psql is missing; `pnpm clinics:restore` brings a deleted
  * clinic back from quarantine.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
-import { afterFile, tempDir } from '../test/harness.js';
+import { afterFile, runPnpm, tempDir } from '../test/harness.js';
 import { REGISTER, registrationInput } from '../test/registration-flow.js';
 import { startServerProcess } from '../test/server-process.js';
-import { REPO_ROOT } from './db/paths.js';
-
-async function pnpm(args: string[], env: Record<string, string>) {
-  const child = spawn('pnpm', args, {
-    cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const code = await new Promise<number | null>((done) => child.once('exit', done));
-  return { code, stdout, stderr };
-}
 
 describe('operator scripts beside a running server', async () => {
   const dataDir = tempDir('onramp-scripts-');
@@ -39,7 +20,7 @@ describe('operator scripts beside a running server', async () => {
   const server = await startServerProcess(env);
 
   it('pnpm -s admin:token prints a super-admin bearer token, alone on stdout, that the server accepts', async () => {
-    const { code, stdout, stderr } = await pnpm(['-s', 'admin:token'], env);
+    const { code, stdout, stderr } = await runPnpm(['-s', 'admin:token'], env);
     expect(code).toBe(0);
     expect(stdout).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\n$/);
     const token = stdout.trim();
@@ -54,7 +35,7 @@ describe('operator scripts beside a running server', async () => {
   }, 60_000);
 
   it('pnpm db:psql runs psql on the central database over its Unix socket, passing its arguments', async () => {
-    const { code, stdout } = await pnpm(
+    const { code, stdout } = await runPnpm(
       [
         '-s',
         'db:psql',
@@ -75,14 +56,14 @@ describe('operator scripts beside a running server', async () => {
       const found = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).stdout.trim();
       symlinkSync(found, join(bin, name));
     }
-    const { code, stderr } = await pnpm(['-s', 'db:psql', '-c', 'SELECT 1'], { ...env, PATH: bin });
+    const { code, stderr } = await runPnpm(['-s', 'db:psql', '-c', 'SELECT 1'], { ...env, PATH: bin });
     expect(code).not.toBe(0);
     expect(stderr).toContain('psql is not installed (Debian/Ubuntu: apt-get install postgresql-client)');
     expect(stderr).toContain('postgres://postgres:***@127.0.0.1:');
   }, 60_000);
 
   it('pnpm -s clinics:restore <clinicId> brings a deleted clinic back from quarantine, HEALTHY', async () => {
-    const token = (await pnpm(['-s', 'admin:token'], env)).stdout.trim();
+    const token = (await runPnpm(['-s', 'admin:token'], env)).stdout.trim();
     const gql = async (query: string, variables?: Record<string, unknown>) =>
       (await fetch(`${server.url}/graphql`, {
         method: 'POST',
@@ -95,7 +76,7 @@ describe('operator scripts beside a running server', async () => {
     const deleted = await gql(`mutation { deleteClinic(clinicId: "${clinicId}") { __typename } }`);
     expect(deleted.data?.deleteClinic).toEqual({ __typename: 'DeleteClinicSuccess' });
 
-    const { code, stdout } = await pnpm(['-s', 'clinics:restore', clinicId], env);
+    const { code, stdout } = await runPnpm(['-s', 'clinics:restore', clinicId], env);
     expect({ code, stdout }).toMatchObject({
       code: 0,
       stdout: expect.stringContaining(`clinic ${clinicId} restored`),
@@ -103,7 +84,7 @@ describe('operator scripts beside a running server', async () => {
     const health = await gql(`{ clinic(id: "${clinicId}") { status health { dbStatus } } }`);
     expect(health.data?.clinic).toEqual({ status: 'READY', health: { dbStatus: 'HEALTHY' } });
     // Nothing left to restore: a clear refusal, exit code 1.
-    const again = await pnpm(['-s', 'clinics:restore', clinicId], env);
+    const again = await runPnpm(['-s', 'clinics:restore', clinicId], env);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/quarantined database/);
   }, 120_000);

@@ -1,5 +1,5 @@
 /** Helpers for test files: a fresh database per file, a running app, GraphQL over HTTP and WS. */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import {
@@ -22,6 +22,7 @@ import {
   type RunningPostgres,
   startEmbeddedPostgres,
 } from '../src/db/embedded.js';
+import { REPO_ROOT } from '../src/db/paths.js';
 import { databaseUrl, quoteIdent, withClient } from '../src/db/sql.js';
 import { type Config, loadConfig } from '../src/env.js';
 import { createLogger, type Logger } from '../src/logger.js';
@@ -69,6 +70,39 @@ export function afterFile(cleanup: () => unknown): void {
   };
   afterAll(once);
   atFileEnd.add(once);
+}
+
+/**
+ * `url` over TCP at 127.0.0.1, without the embedded server's Unix socket (its `host`): only a port
+ * can be taken over by another cluster, and PostgreSQL applies its TCP settings only there.
+ */
+export function overTcp(url: string): string {
+  const parsed = new URL(url);
+  parsed.hostname = '127.0.0.1';
+  parsed.searchParams.delete('host');
+  return parsed.toString();
+}
+
+/** `pnpm <args>` from the repository root, as an operator runs it, with only `env` (and PATH). */
+export async function runPnpm(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn('pnpm', args, {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const code = await new Promise<number | null>((done) => child.once('exit', done));
+  return { code, stdout, stderr };
 }
 
 /** A temporary folder removed after the file; traversable by the `postgres` user when root. */

@@ -5,17 +5,9 @@
  * without closing them (power loss, partition) no longer holds those locks for TCP's 2 hours.
  */
 import { describe, expect, it } from 'vitest';
-import { startExtraPostgres, startTestApp } from '../../test/harness.js';
+import { overTcp, startExtraPostgres, startTestApp } from '../../test/harness.js';
 import { createClinic } from '../../test/registration-flow.js';
 import { PEER_PROBES } from './sql.js';
-
-/** `url` over TCP: over the embedded server's Unix socket these settings read 0. */
-function overTcp(url: string): string {
-  const parsed = new URL(url);
-  parsed.hostname = '127.0.0.1';
-  parsed.searchParams.delete('host');
-  return parsed.toString();
-}
 
 const PROBED = {
   tcp_keepalives_idle: String(PEER_PROBES.idleSeconds),

@@ -6,13 +6,14 @@
  * (the address conflict is gone) or when an operator accepts it, never on a guess; a recorded
  * server with no live clinic holds nothing back (a fresh setup is not hurt).
  */
-import { spawn } from 'node:child_process';
 import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   afterFile,
   createTestDatabase,
+  overTcp,
+  runPnpm,
   startExtraPostgres,
   startTestApp,
   TEST_SECRETS,
@@ -22,18 +23,9 @@ import {
 } from '../../test/harness.js';
 import { createClinic, RegistrationRefused } from '../../test/registration-flow.js';
 import { startEmbeddedPostgres } from './embedded.js';
-import { REPO_ROOT } from './paths.js';
 import { withClient } from './sql.js';
 
 const logger = testLogger({ env: 'test', logLevel: 'error' });
-
-/** `url` over TCP, without the embedded server's Unix socket: only a port can be taken over. */
-function overTcp(url: string): string {
-  const parsed = new URL(url);
-  parsed.hostname = '127.0.0.1';
-  parsed.searchParams.delete('host');
-  return parsed.toString();
-}
 
 /** An embedded cluster of its own data directory, stopped after the file. */
 async function cluster(dir: string) {
@@ -77,6 +69,10 @@ async function serverOf(t: TestApp, clinicId: string): Promise<string> {
   return clinic.databaseServerId;
 }
 
+/** `pnpm -s <args>` from the repository root, as an operator runs it. */
+const pnpm = (args: string[], env: Record<string, string>) =>
+  runPnpm(['-s', ...args], { ONRAMP_ENV: 'test', ...TEST_SECRETS, ...env });
+
 const SERVERS = '{ databaseServers { name reachable held reason clinics } }';
 const ACCEPT = `mutation Accept($server: String!) {
   acceptDatabaseServer(server: $server) {
@@ -85,25 +81,6 @@ const ACCEPT = `mutation Accept($server: String!) {
     ... on Error { message }
   }
 }`;
-
-/** `pnpm -s <args>` from the repository root, as an operator runs it. */
-async function pnpm(args: string[], env: Record<string, string>) {
-  const child = spawn('pnpm', ['-s', ...args], {
-    cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', ONRAMP_ENV: 'test', ...TEST_SECRETS, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const code = await new Promise<number | null>((done) => child.once('exit', done));
-  return { code, stdout, stderr };
-}
 
 describe('Onramp started with another cluster at its only clinic server’s address', async () => {
   const central = await createTestDatabase('bootident');

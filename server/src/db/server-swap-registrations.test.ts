@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   afterFile,
+  overTcp,
   startExtraPostgres,
   startTestApp,
   type TestApp,
@@ -23,14 +24,6 @@ import { serverAddress } from './servers.js';
 import { withClient } from './sql.js';
 
 const logger = testLogger({ env: 'test', logLevel: 'error' });
-
-/** `url` over TCP, without the embedded server's Unix socket: only a port can be taken over. */
-function overTcp(url: string): string {
-  const parsed = new URL(url);
-  parsed.hostname = '127.0.0.1';
-  parsed.searchParams.delete('host');
-  return parsed.toString();
-}
 
 /** A clinic server that can be swapped for another cluster on the same port, and back. */
 async function swappable() {

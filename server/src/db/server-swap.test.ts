@@ -7,18 +7,10 @@
 import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { afterFile, startTestApp, tempDir, testLogger } from '../../test/harness.js';
+import { afterFile, overTcp, startTestApp, tempDir, testLogger } from '../../test/harness.js';
 import { clinicWithAdmin } from '../../test/registration-flow.js';
 import { startEmbeddedPostgres } from './embedded.js';
 import { withClient } from './sql.js';
-
-/** `url` over TCP, without the embedded server's Unix socket: only a port can be taken over. */
-function overTcp(url: string): string {
-  const parsed = new URL(url);
-  parsed.hostname = '127.0.0.1';
-  parsed.searchParams.delete('host');
-  return parsed.toString();
-}
 
 describe('another server at a clinic server’s URL while Onramp runs', async () => {
   const logger = testLogger({ env: 'test', logLevel: 'warn' });

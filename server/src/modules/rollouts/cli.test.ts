@@ -2,31 +2,11 @@
  * `pnpm clinics:migrate` as an operator runs it, from the repository root: a client of the
  * rollouts module that starts a rollout, follows it and prints the result.
  */
-import { spawn } from 'node:child_process';
 import { describe, expect, inject, it } from 'vitest';
 import { clinicMigrationsWith } from '../../../test/clinic-migrations.js';
-import { startTestApp, TEST_SECRETS, tempDir } from '../../../test/harness.js';
+import { runPnpm, startTestApp, TEST_SECRETS, tempDir } from '../../../test/harness.js';
 import { registerClinic } from '../../../test/registration-flow.js';
-import { REPO_ROOT } from '../../db/paths.js';
 import { databaseUrl, withClient } from '../../db/sql.js';
-
-async function pnpm(args: string[], env: Record<string, string>) {
-  const child = spawn('pnpm', args, {
-    cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const code = await new Promise<number | null>((done) => child.once('exit', done));
-  return { code, stdout, stderr };
-}
 
 describe('pnpm clinics:migrate', async () => {
   const before = await startTestApp({ CLINIC_POOL_SIZE: '0', CLINIC_HEALTH_INTERVAL_SECONDS: '0' });
@@ -46,7 +26,7 @@ describe('pnpm clinics:migrate', async () => {
   };
 
   it('refuses a bad option, then rolls the new clinic schema out and reports the clinic that failed', async () => {
-    const bad = await pnpm(['-s', 'clinics:migrate', '--concurrency', '0'], env);
+    const bad = await runPnpm(['-s', 'clinics:migrate', '--concurrency', '0'], env);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('--concurrency: must be a whole number from 1 to 32');
     expect(await prisma.rollout.count()).toBe(0);
@@ -55,7 +35,7 @@ describe('pnpm clinics:migrate', async () => {
     await withClient(databaseUrl(clinicServers[0]?.url as string, broken.databaseName), (client) =>
       client.query('CREATE TABLE "invoices" (x INT)'),
     );
-    const { code, stdout } = await pnpm(['-s', 'clinics:migrate'], env);
+    const { code, stdout } = await runPnpm(['-s', 'clinics:migrate'], env);
     expect(stdout).toContain(
       'clinic databases: 3 in the rollout, 2 upgraded, 1 failed, 0 remaining (COMPLETED)',
     );
