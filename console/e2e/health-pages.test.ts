@@ -1,9 +1,19 @@
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { mapLimit } from '../../server/src/concurrency.js';
+import { startEmbeddedPostgres } from '../../server/src/db/embedded.js';
 import { quoteIdent, withClient } from '../../server/src/db/sql.js';
 import { SignInLinks } from '../../server/src/modules/auth/sign-in-links.js';
-import { startTestApp } from '../../server/test/harness.js';
+import {
+  afterFile,
+  createTestDatabase,
+  overTcp,
+  startTestApp,
+  tempDir,
+  testLogger,
+} from '../../server/test/harness.js';
 import { createClinic } from '../../server/test/registration-flow.js';
 import { HEALTH_PAGE_SIZE } from '../src/features/clinics/ClinicHealthTable';
 import { browserPages, builtConsole } from './browser.js';
@@ -76,5 +86,63 @@ describe('the Clinics page with more clinics than a page', async () => {
     await expect.poll(shownIds).toEqual([last.id]);
     expect(await page.locator(`tr[data-clinic-id="${last.id}"] .badge`).textContent()).toBe('MISSING');
     await provisioning.repairClinic(last.id);
+  });
+});
+
+describe('the Clinics page with a held clinic database server (decision 090)', async () => {
+  const logger = testLogger({ env: 'test', logLevel: 'error' });
+  const dir = tempDir('onramp-held-e2e-a-');
+  let recorded = await startEmbeddedPostgres({ dir, logger, ephemeral: true });
+  afterFile(() => recorded.stop());
+  const url = overTcp(recorded.url);
+  const central = await createTestDatabase('held_e2e');
+  const env = { DATABASE_URL: central, CLINIC_DATABASE_SERVERS: url, CLINIC_POOL_SIZE: '0' };
+  // A clinic on the recorded server; then another cluster at its address when Onramp starts again.
+  const first = await startTestApp({ ...env, CLINIC_HEALTH_INTERVAL_SECONDS: '0' });
+  await createClinic(first, { clinicName: 'Kept Safe', country: 'FR' });
+  await first.app.stop();
+  await recorded.stop();
+  const otherDir = tempDir('onramp-held-e2e-b-');
+  copyFileSync(join(dir, 'embedded.json'), join(otherDir, 'embedded.json'));
+  recorded = await startEmbeddedPostgres({ dir: otherDir, logger, ephemeral: true });
+  expect(overTcp(recorded.url)).toBe(url);
+  const t = await startTestApp({ ...env, CLINIC_HEALTH_INTERVAL_SECONDS: '1' }, { consoleDir });
+  let page: Page;
+  beforeAll(async () => {
+    page = await newBrowserPage();
+  });
+
+  it('names the held server and why, and drops the notice once an operator accepts it', {
+    timeout: 60_000,
+  }, async () => {
+    const held = await t.app.deps.db.prisma.databaseServer.findFirstOrThrow({
+      where: { heldReason: { not: null } },
+    });
+    const { token } = await new SignInLinks({
+      config: t.config,
+      prisma: t.app.deps.db.prisma,
+    }).issueForAdmin();
+    await page.goto(`${t.url}/sign-in#link=${token}`);
+    await page.getByRole('heading', { name: 'Clinics', level: 1 }).waitFor();
+    const notice = page.getByTestId('held-servers');
+    await notice.waitFor();
+    expect(await notice.getAttribute('role')).toBe('alert');
+    const text = (await notice.textContent()) ?? '';
+    expect(text).toContain(`Clinic database server ${held.name} gets no clinic.`);
+    expect(text).toContain('1 live clinic');
+    expect(text).toContain(`pnpm clinics:servers accept ${held.name}`);
+
+    const accepted = await t.gql(
+      'mutation ($s: String!) { acceptDatabaseServer(server: $s) { __typename ... on DatabaseServer { held } } }',
+      { s: held.name },
+      await t.superAdmin(),
+    );
+    expect(accepted.body.data).toEqual({
+      acceptDatabaseServer: { __typename: 'DatabaseServer', held: false },
+    });
+    await page.reload();
+    await page.getByRole('heading', { name: 'Clinics', level: 1 }).waitFor();
+    await page.getByTestId('total-all').waitFor();
+    expect(await page.getByTestId('held-servers').count()).toBe(0);
   });
 });
