@@ -6,10 +6,7 @@
  * unknown or not held.
  */
 import { userInfo } from 'node:os';
-import { loadConfig } from '../src/env.js';
-import { OnrampError } from '../src/errors.js';
-import { createLogger } from '../src/logger.js';
-import { openProvisioning } from './operator.js';
+import { runOperatorCommand } from './operator.js';
 
 const [command, target] = process.argv.slice(2);
 if (!(command === undefined || (command === 'accept' && target))) {
@@ -17,10 +14,7 @@ if (!(command === undefined || (command === 'accept' && target))) {
   console.error('       pnpm clinics:servers accept <name|id>  (uses a held server from now on)');
   process.exit(2);
 }
-const config = loadConfig();
-const logger = createLogger(config);
-const { db, provisioning } = await openProvisioning(config, logger);
-try {
+await runOperatorCommand(async ({ db, provisioning }) => {
   if (command === 'accept' && target) {
     const by = `pnpm clinics:servers accept, by ${userInfo().username}`;
     const server = await provisioning.acceptServer(target, { userId: null, by });
@@ -37,11 +31,4 @@ try {
       console.log(`${row.name}\t${row.id}\t${load.get(row.id) ?? 0} clinics\t${state}`);
     }
   }
-} catch (error) {
-  if (!(error instanceof OnrampError)) throw error;
-  console.error(error.message);
-  process.exitCode = 1;
-} finally {
-  await provisioning.close();
-  await db.close();
-}
+});
