@@ -1,5 +1,3 @@
-import { copyFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { mapLimit } from '../../server/src/concurrency.js';
@@ -15,6 +13,7 @@ import {
   testLogger,
 } from '../../server/test/harness.js';
 import { createClinic } from '../../server/test/registration-flow.js';
+import { impostorDir } from '../../server/test/swap.js';
 import { HEALTH_PAGE_SIZE } from '../src/features/clinics/ClinicHealthTable';
 import { browserPages, builtConsole } from './browser.js';
 
@@ -102,9 +101,11 @@ describe('the Clinics page with a held clinic database server (decision 090)', a
   await createClinic(first, { clinicName: 'Kept Safe', country: 'FR' });
   await first.app.stop();
   await recorded.stop();
-  const otherDir = tempDir('onramp-held-e2e-b-');
-  copyFileSync(join(dir, 'embedded.json'), join(otherDir, 'embedded.json'));
-  recorded = await startEmbeddedPostgres({ dir: otherDir, logger, ephemeral: true });
+  recorded = await startEmbeddedPostgres({
+    dir: impostorDir(dir, 'onramp-held-e2e-b-'),
+    logger,
+    ephemeral: true,
+  });
   expect(overTcp(recorded.url)).toBe(url);
   const t = await startTestApp({ ...env, CLINIC_HEALTH_INTERVAL_SECONDS: '1' }, { consoleDir });
   let page: Page;

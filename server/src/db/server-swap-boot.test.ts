@@ -6,8 +6,6 @@
  * (the address conflict is gone) or when an operator accepts it, never on a guess; a recorded
  * server with no live clinic holds nothing back (a fresh setup is not hurt).
  */
-import { copyFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   afterFile,
@@ -17,13 +15,12 @@ import {
   startExtraPostgres,
   startTestApp,
   TEST_SECRETS,
-  type TestApp,
   tempDir,
   testLogger,
 } from '../../test/harness.js';
 import { createClinic, RegistrationRefused } from '../../test/registration-flow.js';
+import { impostorDir, inventory, serverOf } from '../../test/swap.js';
 import { startEmbeddedPostgres } from './embedded.js';
-import { withClient } from './sql.js';
 
 const logger = testLogger({ env: 'test', logLevel: 'error' });
 
@@ -48,25 +45,9 @@ async function cluster(dir: string) {
 async function swap(recorded: Awaited<ReturnType<typeof cluster>>, dir: string) {
   const url = recorded.url;
   await recorded.stop();
-  const otherDir = tempDir('onramp-bootident-b-');
-  copyFileSync(join(dir, 'embedded.json'), join(otherDir, 'embedded.json'));
-  const other = await cluster(otherDir);
+  const other = await cluster(impostorDir(dir, 'onramp-bootident-b-'));
   expect(other.url).toBe(url);
   return other;
-}
-
-/** Everything a cluster holds that Onramp could have made: databases and roles. */
-function inventory(url: string) {
-  return withClient(url, async (admin) => ({
-    databases: (await admin.query<{ name: string }>('SELECT datname AS name FROM pg_database ORDER BY 1'))
-      .rows,
-    roles: (await admin.query<{ name: string }>('SELECT rolname AS name FROM pg_roles ORDER BY 1')).rows,
-  }));
-}
-
-async function serverOf(t: TestApp, clinicId: string): Promise<string> {
-  const clinic = await t.app.deps.db.prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } });
-  return clinic.databaseServerId;
 }
 
 /** `pnpm -s <args>` from the repository root, as an operator runs it. */

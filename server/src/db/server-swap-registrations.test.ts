@@ -6,8 +6,6 @@
  * with a typed error and nothing half-made when no identified server is left; the real server,
  * back at its address, is used again.
  */
-import { copyFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   afterFile,
@@ -19,9 +17,9 @@ import {
   testLogger,
 } from '../../test/harness.js';
 import { createClinic, RegistrationRefused } from '../../test/registration-flow.js';
+import { impostorDir, inventory, serverOf } from '../../test/swap.js';
 import { startEmbeddedPostgres } from './embedded.js';
 import { serverAddress } from './servers.js';
-import { withClient } from './sql.js';
 
 const logger = testLogger({ env: 'test', logLevel: 'error' });
 
@@ -36,9 +34,11 @@ async function swappable() {
     /** The recorded server stopped, a fresh cluster (same port, same password) in its place. */
     async swap() {
       await running.stop();
-      const otherDir = tempDir('onramp-swapguard-b-');
-      copyFileSync(join(dir, 'embedded.json'), join(otherDir, 'embedded.json'));
-      running = await startEmbeddedPostgres({ dir: otherDir, logger, ephemeral: true });
+      running = await startEmbeddedPostgres({
+        dir: impostorDir(dir, 'onramp-swapguard-b-'),
+        logger,
+        ephemeral: true,
+      });
       expect(overTcp(running.url)).toBe(url);
     },
     async back() {
@@ -46,20 +46,6 @@ async function swappable() {
       running = await startEmbeddedPostgres({ dir, logger, ephemeral: true });
     },
   };
-}
-
-/** Everything a cluster holds that Onramp could have made: databases and roles. */
-function inventory(url: string) {
-  return withClient(url, async (admin) => ({
-    databases: (await admin.query<{ name: string }>('SELECT datname AS name FROM pg_database ORDER BY 1'))
-      .rows,
-    roles: (await admin.query<{ name: string }>('SELECT rolname AS name FROM pg_roles ORDER BY 1')).rows,
-  }));
-}
-
-async function serverOf(t: TestApp, clinicId: string): Promise<string> {
-  const clinic = await t.app.deps.db.prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } });
-  return clinic.databaseServerId;
 }
 
 function serverId(t: TestApp, url: string): string {

@@ -4,11 +4,10 @@
  * has none of the clinic's database: that is another server, not a missing database. Nothing is
  * created there in the clinic's name, nothing is settled as gone, and the real one keeps its rows.
  */
-import { copyFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { afterFile, overTcp, startTestApp, tempDir, testLogger } from '../../test/harness.js';
 import { clinicWithAdmin } from '../../test/registration-flow.js';
+import { impostorDir } from '../../test/swap.js';
 import { startEmbeddedPostgres } from './embedded.js';
 import { withClient } from './sql.js';
 
@@ -33,9 +32,11 @@ describe('another server at a clinic server’s URL while Onramp runs', async ()
     const row = await db.prisma.clinic.findUniqueOrThrow({ where: { id: clinic.id } });
 
     await recorded.stop();
-    const otherDir = tempDir('onramp-swap-b-');
-    copyFileSync(join(dir, 'embedded.json'), join(otherDir, 'embedded.json'));
-    const other = await startEmbeddedPostgres({ dir: otherDir, logger, ephemeral: true });
+    const other = await startEmbeddedPostgres({
+      dir: impostorDir(dir, 'onramp-swap-b-'),
+      logger,
+      ephemeral: true,
+    });
     afterFile(() => other.stop());
     expect(overTcp(other.url)).toBe(url);
     const onOther = () =>

@@ -3,7 +3,7 @@
  * second URL for the same server, or a server down at start never costs a clinic its data.
  * Every test restarts Onramp for real (a fresh process state on the same central database).
  */
-import { copyFileSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,7 @@ import {
   testLogger,
 } from '../../test/harness.js';
 import { clinicWithAdmin } from '../../test/registration-flow.js';
+import { impostorDir } from '../../test/swap.js';
 import { type App, buildApp } from '../app.js';
 import { openDatabases } from './database.js';
 import { startEmbeddedPostgres } from './embedded.js';
@@ -242,9 +243,11 @@ describe('another server answering where a recorded one was expected (identity m
     await first.stop();
     await recorded.stop();
     // A new cluster on the same port with the same password: the same URL, another server.
-    const otherDir = tempDir('onramp-identity-b-');
-    copyFileSync(join(dir, 'embedded.json'), join(otherDir, 'embedded.json'));
-    const other = await startEmbeddedPostgres({ dir: otherDir, logger, ephemeral: true });
+    const other = await startEmbeddedPostgres({
+      dir: impostorDir(dir, 'onramp-identity-b-'),
+      logger,
+      ephemeral: true,
+    });
     afterFile(() => other.stop());
     expect(withPort(other.url, Number(new URL(other.url).port))).toBe(recordedUrl);
 
