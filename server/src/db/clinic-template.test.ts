@@ -72,6 +72,19 @@ describe('the clinic template', () => {
     expect((await templates(admin)).map((row) => row.datname)).toEqual([v2.name, v3.name]);
   });
 
+  it('is inspected as the clinic group role before it is marked a template', async () => {
+    // A table the shape expects in public, made elsewhere: the group role does not see it there.
+    const sql =
+      'CREATE SCHEMA "elsewhere"; SET search_path TO "elsewhere"; CREATE TABLE "hidden" (id int); RESET search_path;';
+    const hidden: Migration = { name: '20990101000001_hidden', sql, checksum: checksum(sql) };
+    const migrations = [...base, hidden];
+    await expect(ensureClinicTemplate(admin, migrations, logger, PREFIX)).rejects.toThrow(
+      /failed its inspection: missing tables: hidden/,
+    );
+    const target = templateName(schemaVersion(migrations), PREFIX);
+    expect((await templates(admin)).filter((row) => row.datname === target)).toEqual([]);
+  });
+
   it('recovers from a build interrupted halfway', async () => {
     const migrations = [...base, extra('interrupted')];
     const target = templateName(schemaVersion(migrations), PREFIX);

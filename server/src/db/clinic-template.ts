@@ -2,11 +2,14 @@
  * The clinic template: a database migrated once to the current clinic schema, from which every
  * clinic database is cloned with CREATE DATABASE … TEMPLATE (docs/decisions/002). It is named
  * by the schema version, so a new clinic migration produces a new template and old ones go.
+ * It is inspected as the clinic group role before it is marked a template and closed: the warm
+ * pool's spares are closed copies of it, never opened before their claim (docs/decisions/093).
  */
 
 import type pg from 'pg';
 import type { Logger } from '../logger.js';
-import { ensureGroupRole, grantGroupPrivileges } from '../modules/provisioning/admin.js';
+import { CLINIC_GROUP_ROLE, ensureGroupRole, grantGroupPrivileges } from '../modules/provisioning/admin.js';
+import { clinicSchemaShape, inspectClinicSchema } from '../modules/provisioning/schema-shape.js';
 import { dropObjects } from './drop.js';
 import { type Migration, migrate, schemaVersion } from './migrator.js';
 import { databaseUrl, quoteIdent, withClient } from './sql.js';
@@ -25,8 +28,11 @@ export interface ClinicTemplate {
 /** Serialises template builds of concurrent processes on the same server. */
 const TEMPLATE_LOCK_KEY = 0x6f6e746d706c; // "ontmpl"
 
-/** Bumped when what a template holds besides the migrations changes (grants, settings). */
-const TEMPLATE_FORMAT = 'f2';
+/**
+ * Bumped when what a template holds besides the migrations changes (grants, settings), or what
+ * was proven of it: f3 templates were inspected as the group role when built (decision 093).
+ */
+const TEMPLATE_FORMAT = 'f3';
 
 export function templateName(version: string, prefix = TEMPLATE_PREFIX): string {
   return `${prefix}${TEMPLATE_FORMAT}_${version.replaceAll('-', '_')}`;
@@ -69,6 +75,13 @@ export async function ensureClinicTemplate(
           // Nobody may create objects; clinic roles read and write data through the group.
           await client.query('REVOKE ALL ON SCHEMA public FROM PUBLIC');
           await grantGroupPrivileges(client);
+          // As every clinic role will see it, once: what the warm pool's spares, its closed
+          // copies, were each inspected for before (decision 093).
+          await client.query(`SET ROLE ${quoteIdent(CLINIC_GROUP_ROLE)}`);
+          const found = await inspectClinicSchema(client, clinicSchemaShape(migrations), version);
+          await client.query('RESET ROLE');
+          if (found.errors.length > 0)
+            throw new Error(`clinic template ${name} failed its inspection: ${found.errors.join('; ')}`);
         });
         await admin.query(`ALTER DATABASE ${quoteIdent(building)} RENAME TO ${quoteIdent(name)}`);
         // Cloning needs the template to have no connections; forbidding them guarantees it.

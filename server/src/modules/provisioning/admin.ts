@@ -124,8 +124,16 @@ export async function grantConnect(admin: Queryable, database: string, role: str
   await admin.query(connectGrants(database, role));
 }
 
-export async function cloneDatabase(admin: Queryable, name: string, template: string): Promise<void> {
-  await admin.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE ${quoteIdent(template)}`);
+/** `closed`: born closed to connections, as the warm pool's spares are (decision 093). */
+export async function cloneDatabase(
+  admin: Queryable,
+  name: string,
+  template: string,
+  { closed = false } = {},
+): Promise<void> {
+  await admin.query(
+    `CREATE DATABASE ${quoteIdent(name)} TEMPLATE ${quoteIdent(template)}${closed ? ' ALLOW_CONNECTIONS false' : ''}`,
+  );
 }
 
 /**

@@ -5,7 +5,6 @@
 import pg from 'pg';
 import { decryptSecret } from '../../crypto.js';
 import type { ClinicServer } from '../../db/database.js';
-import { schemaVersion } from '../../db/migrator.js';
 import {
   expectSameServer,
   ServerIdentityError,
@@ -13,7 +12,7 @@ import {
   type UnreachableServer,
 } from '../../db/servers.js';
 import { databaseUrl } from '../../db/sql.js';
-import type { ClinicSchemaShape } from './schema-shape.js';
+import { type ClinicSchemaShape, inspectClinicSchema } from './schema-shape.js';
 
 export type DbStatus = 'HEALTHY' | 'DEGRADED' | 'UNHEALTHY' | 'MISSING' | 'PROVISIONING';
 
@@ -201,51 +200,6 @@ export async function checkClinicDatabaseIntegrity(
   } finally {
     await client.end().catch(() => {});
   }
-}
-
-export interface SchemaInspection {
-  missingTables: string[];
-  /** Null when the migration history was not read (or is missing). */
-  schemaVersion: string | null;
-  /** What is wrong, in words; empty when the database is as expected. */
-  errors: string[];
-}
-
-/**
- * What a clinic database holds, as seen by the session's current role (the clinic role, or the
- * group role a spare is checked as): every expected table present and readable, and the
- * migration history at `version`. `version: null` skips the history: a claimed warm spare's was
- * read when the spare was made, and a claim changes only its name and grants (warm-pool.ts).
- */
-export async function inspectClinicSchema(
-  client: Pick<pg.ClientBase, 'query'>,
-  shape: ClinicSchemaShape,
-  version: string | null,
-): Promise<SchemaInspection> {
-  // pg_class, not information_schema: the latter hides tables the role has no grant on.
-  const { rows: tables } = await client.query<{ name: string; usable: boolean }>(
-    `SELECT c.relname AS name,
-            has_table_privilege(current_user, c.oid, 'SELECT') AS usable
-       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')`,
-  );
-  const present = new Map(tables.map((table) => [table.name, table.usable]));
-  const missingTables = shape.tables.filter((table) => !present.has(table));
-  const errors: string[] = [];
-  const unusable = shape.tables.filter((table) => present.get(table) === false);
-  if (unusable.length > 0) errors.push(`the clinic role cannot read ${unusable.join(', ')}`);
-
-  let found: string | null = null;
-  if (version !== null && present.get('_prisma_migrations')) {
-    const { rows } = await client.query<{ name: string; checksum: string }>(
-      `SELECT migration_name AS name, checksum FROM "_prisma_migrations"
-        WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL ORDER BY migration_name`,
-    );
-    found = schemaVersion(rows);
-    if (found !== version) errors.push(`schema version ${found}, expected ${version}`);
-  }
-  if (missingTables.length > 0) errors.unshift(`missing tables: ${missingTables.join(', ')}`);
-  return { missingTables, schemaVersion: found, errors };
 }
 
 function message(error: unknown): string {

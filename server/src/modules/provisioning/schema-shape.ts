@@ -6,7 +6,8 @@
  * This relies on the migrations being plain DDL statements separated by `;` (as Prisma writes
  * them); a test checks the parsed shape against a real clone of the template.
  */
-import type { Migration } from '../../db/migrator.js';
+import type pg from 'pg';
+import { type Migration, schemaVersion } from '../../db/migrator.js';
 
 export interface ClinicSchemaShape {
   /** Tables every clinic database must have, sorted (Onramp's own `_prisma_migrations` included). */
@@ -78,4 +79,50 @@ export function splitStatements(sql: string): string[] {
   }
   if (current.trim()) out.push(current.trim());
   return out;
+}
+
+export interface SchemaInspection {
+  missingTables: string[];
+  /** Null when the migration history was not read (or is missing). */
+  schemaVersion: string | null;
+  /** What is wrong, in words; empty when the database is as expected. */
+  errors: string[];
+}
+
+/**
+ * What a clinic database holds, as seen by the session's current role (the clinic role, or the
+ * group role the template is checked as when built): every expected table present and readable,
+ * and the migration history at `version`. `version: null` skips the history: a claimed warm
+ * spare is a closed copy of the template, whose history was read when it was built, and a claim
+ * changes only its name and grants (warm-pool.ts, docs/decisions/093).
+ */
+export async function inspectClinicSchema(
+  client: Pick<pg.ClientBase, 'query'>,
+  shape: ClinicSchemaShape,
+  version: string | null,
+): Promise<SchemaInspection> {
+  // pg_class, not information_schema: the latter hides tables the role has no grant on.
+  const { rows: tables } = await client.query<{ name: string; usable: boolean }>(
+    `SELECT c.relname AS name,
+            has_table_privilege(current_user, c.oid, 'SELECT') AS usable
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')`,
+  );
+  const present = new Map(tables.map((table) => [table.name, table.usable]));
+  const missingTables = shape.tables.filter((table) => !present.has(table));
+  const errors: string[] = [];
+  const unusable = shape.tables.filter((table) => present.get(table) === false);
+  if (unusable.length > 0) errors.push(`the clinic role cannot read ${unusable.join(', ')}`);
+
+  let found: string | null = null;
+  if (version !== null && present.get('_prisma_migrations')) {
+    const { rows } = await client.query<{ name: string; checksum: string }>(
+      `SELECT migration_name AS name, checksum FROM "_prisma_migrations"
+        WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL ORDER BY migration_name`,
+    );
+    found = schemaVersion(rows);
+    if (found !== version) errors.push(`schema version ${found}, expected ${version}`);
+  }
+  if (missingTables.length > 0) errors.unshift(`missing tables: ${missingTables.join(', ')}`);
+  return { missingTables, schemaVersion: found, errors };
 }

@@ -140,7 +140,7 @@ export class ProvisioningService {
       version: db.clinicServers[0]?.template.version ?? schemaVersion(db.clinicMigrations),
       encryptionKey: config.encryptionKey,
     };
-    this.pool = new WarmPool(config.clinicPoolSize, deps.logger, this.integrity.shape);
+    this.pool = new WarmPool(config.clinicPoolSize, deps.logger);
     this.clients = new ClinicClientCache({
       logger: deps.logger,
       resolve: async (clinicId) => {

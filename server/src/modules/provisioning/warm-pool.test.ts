@@ -86,15 +86,17 @@ describe('the warm pool of verified spares', async () => {
     return withClient(url, async (c) => (await c.query('SELECT email FROM healthcare_providers')).rowCount);
   }
 
-  it('makes spares verified and closed; a claim gives a READY clinic, connected to once', async () => {
+  it('makes spares closed from birth, never connected to; a claim gives a READY clinic, connected to once', async () => {
     await provisioning.pool.idle();
     const before = await claimable();
     expect(before).toHaveLength(3);
+    // A closed copy of the inspected template (decision 093): no session has ever been there.
+    for (const spare of before) expect(await sessionsOn(spare.name, 0)).toBe(0);
 
     const { clinic, oid } = await registered(await registerClinic(t));
     expect(oid).toBe(before[0]?.oid);
-    // One session when the spare was inspected, one for verify_database and seed_provider.
-    expect(await sessionsOn(clinic.databaseName, 2)).toBe(2);
+    // The one session of the registration: verify_database's, which seed_provider uses too.
+    expect(await sessionsOn(clinic.databaseName, 1)).toBe(1);
     expect(await provisioning.checkClinic(clinic.id)).toMatchObject({ dbStatus: 'HEALTHY' });
     expect(clinic.schemaVersion).toBe(db.clinicServers[0]?.template.version);
     expect(await providers(clinic)).toBe(1);
@@ -119,7 +121,7 @@ describe('the warm pool of verified spares', async () => {
     );
   });
 
-  it('never hands out a spare changed after its inspection, and keeps it', async () => {
+  it('never hands out a spare changed since it was made, and keeps it', async () => {
     await provisioning.pool.idle();
     const [resealed, reopened] = await claimable();
     if (!resealed || !reopened) throw new Error('expected two spares');
@@ -153,7 +155,7 @@ describe('the warm pool of verified spares', async () => {
       note: 'onramp:spare:verified',
     });
     expect(t.logs()).toContain('claimed warm spare failed its check');
-    expect(t.logs()).toContain('warm spares reopened after their inspection');
+    expect(t.logs()).toContain('warm spares reopened since they were made');
     expect(await claimable()).toHaveLength(3);
   });
 
@@ -195,11 +197,48 @@ describe('the warm pool of verified spares', async () => {
       await sql(`ALTER DATABASE ${quoteIdent(spare.name)} ALLOW_CONNECTIONS true`);
     const before = new Set((await spares()).map((spare) => spare.oid));
     // Three instances' pools, as a cluster has: each would count the spares and clone the rest.
-    const pools = [1, 2, 3].map(() => new WarmPool(3, t.app.deps.logger, provisioning.integrity.shape));
+    const pools = [1, 2, 3].map(() => new WarmPool(3, t.app.deps.logger));
     await Promise.all(pools.map((pool) => pool.refill(clinicServer())));
 
     const made = (await spares()).filter((spare) => !before.has(spare.oid));
     expect(made).toHaveLength(3);
+    expect(await claimable()).toHaveLength(3);
+  });
+
+  it('finishes a refill stopped between a clone and its mark: a closed spare is marked, an open one goes', async () => {
+    await provisioning.pool.idle();
+    const { template } = clinicServer();
+    const prefix = `onramp_spare_${template.version.replaceAll('-', '_')}_`;
+    await sql(
+      `CREATE DATABASE ${quoteIdent(`${prefix}bornclosed`)} TEMPLATE ${quoteIdent(template.name)} ALLOW_CONNECTIONS false`,
+    );
+    await sql(`CREATE DATABASE ${quoteIdent(`${prefix}bornopen`)} TEMPLATE ${quoteIdent(template.name)}`);
+
+    await provisioning.pool.refill(clinicServer());
+    const after = await spares();
+    expect(after.find((spare) => spare.name === `${prefix}bornclosed`)).toMatchObject({
+      open: false,
+      note: 'onramp:spare:verified',
+    });
+    expect(after.find((spare) => spare.name === `${prefix}bornopen`)).toBeUndefined();
+    expect(await sessionsOn(`${prefix}bornclosed`, 0)).toBe(0);
+  });
+
+  it('makes no spare while the template is open to connections, and says so', async () => {
+    await provisioning.pool.idle();
+    const { template } = clinicServer();
+    for (const spare of await claimable())
+      await sql(`ALTER DATABASE ${quoteIdent(spare.name)} ALLOW_CONNECTIONS true`);
+    const before = new Set((await spares()).map((spare) => spare.oid));
+    await sql(`ALTER DATABASE ${quoteIdent(template.name)} ALLOW_CONNECTIONS true`);
+    try {
+      await provisioning.pool.refill(clinicServer());
+      expect((await spares()).filter((spare) => !before.has(spare.oid))).toEqual([]);
+      expect(t.logs()).toContain('clinic template is not closed to connections');
+    } finally {
+      await sql(`ALTER DATABASE ${quoteIdent(template.name)} ALLOW_CONNECTIONS false`);
+    }
+    await provisioning.pool.refill(clinicServer());
     expect(await claimable()).toHaveLength(3);
   });
 

@@ -1,30 +1,30 @@
 /**
- * A warm pool of spare clinic databases, cloned from the current template and inspected when
- * they are made, so a registration's database is a rename and grants instead of a copy and a
- * full check (docs/decisions/055). A spare is claimable once it is *verified*: inspected as the
- * clinic group role (the privileges every clinic role inherits), then closed to connections and
- * commented `onramp:spare:verified`. Nothing can change a closed spare without reopening it, and
- * a reopened one is never handed out. Spares are named by template version; a new version simply
- * stops matching old spares, which `refill` drops.
+ * A warm pool of spare clinic databases, cloned from the current template, so a registration's
+ * database is a rename and grants instead of a copy and a full check (docs/decisions/055). A
+ * spare is born closed to connections (`CREATE DATABASE … ALLOW_CONNECTIONS false`) from the
+ * closed template, which was inspected as the clinic group role when it was built, and is then
+ * commented `onramp:spare:verified`: a block copy of an inspected database that no session has
+ * reached since, so inspecting it again would read the same catalog rows over a new session
+ * (decision 093). Nothing can change a closed spare without reopening it, and a reopened one is
+ * never handed out. Spares are named by template version; a new version simply stops matching
+ * old spares, which `refill` drops.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { ClinicServer } from '../../db/database.js';
 import { dropObjects, SPARE_PREFIX } from '../../db/drop.js';
-import { databaseUrl, quoteIdent, withClient, withPooled } from '../../db/sql.js';
+import { quoteIdent, withPooled } from '../../db/sql.js';
 import type { Logger } from '../../logger.js';
-import { CLINIC_GROUP_ROLE, cloneDatabase, quoteLiteral } from './admin.js';
-import { inspectClinicSchema } from './integrity.js';
-import type { ClinicSchemaShape } from './schema-shape.js';
+import { cloneDatabase, quoteLiteral } from './admin.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
 export { SPARE_PREFIX };
 
-/** The comment of a spare that passed its inspection (and was closed right after). */
+/** The comment of a spare born closed from the inspected template: claimable. */
 const VERIFIED = 'onramp:spare:verified';
-/** The comment of a spare that failed one, followed by why: kept for the operator, never claimed. */
+/** The comment of a claimed spare that failed the check after its claim, followed by why: kept for the operator, never claimed. */
 const REJECTED = 'onramp:spare:rejected: ';
 /**
  * SQLSTATE a claim raises when the database it just renamed is no longer a closed, verified
@@ -53,7 +53,6 @@ export class WarmPool {
   constructor(
     private readonly size: number,
     private readonly logger: Logger,
-    private readonly shape: ClinicSchemaShape,
   ) {}
 
   private prefix(server: ClinicServer): string {
@@ -162,7 +161,7 @@ export class WarmPool {
   /**
    * Takes a claimed database that failed the check after its claim out of the clinic's name:
    * renamed back among the spares, commented with why, its role's CONNECT revoked. It is kept,
-   * never dropped here: something changed it after its inspection, and what it holds is for an
+   * never dropped here: something changed it since it was made, and what it holds is for an
    * operator to look at (the warning names it; `refill` never drops a rejected spare).
    */
   async reject(admin: Queryable, server: ClinicServer, database: string, role: string, why: string) {
@@ -209,8 +208,8 @@ export class WarmPool {
 
   /**
    * Makes verified spares until the server has `size` of the current version; drops outdated
-   * ones that are untouched (verified and closed, or never verified). Stops at a spare that fails
-   * its inspection: the template itself is then suspect, and the next refill tries again.
+   * ones that are untouched (verified and closed, or never verified). Makes none while the
+   * template is open to connections: what was done there would be copied unseen.
    */
   async refill(server: ClinicServer): Promise<void> {
     // On the server's warm admin pool, not a session of its own: a new session costs the server
@@ -237,60 +236,61 @@ export class WarmPool {
     const prefix = this.prefix(server);
     const { rows } = await admin.query<SpareRow>(
       `SELECT datname, datallowconn AS open, shobj_description(oid, 'pg_database') AS note
-         FROM pg_database WHERE starts_with(datname, $1)`,
-      [SPARE_PREFIX],
+         FROM pg_database WHERE starts_with(datname, $1) OR datname = $2`,
+      [SPARE_PREFIX, server.template.name],
     );
+    const template = rows.find((row) => row.datname === server.template.name);
+    const spares = rows.filter((row) => row !== template);
     const touched = (row: SpareRow) => row.note?.startsWith(REJECTED) || (row.note === VERIFIED && row.open);
-    for (const row of rows.filter((row) => !row.datname.startsWith(prefix) && !touched(row))) {
+    for (const row of spares.filter((row) => !row.datname.startsWith(prefix) && !touched(row))) {
       // Spares never held clinic data: the door lets them go on their own decision.
       await dropObjects(admin, { database: row.datname }, { kind: 'spare' });
     }
-    const current = rows.filter((row) => row.datname.startsWith(prefix));
+    const current = spares.filter((row) => row.datname.startsWith(prefix));
     const reopened = current.filter((row) => row.note === VERIFIED && row.open).map((row) => row.datname);
     if (reopened.length > 0)
       this.logger.warn(
         { server: server.name, spares: reopened },
-        'warm spares reopened after their inspection: kept, never handed out',
+        'warm spares reopened since they were made: kept, never handed out',
       );
-    // Cloned but not inspected: a process stopped in between (or another instance is at it;
-    // inspecting twice is harmless).
-    const pending = current.filter((row) => row.note === null).map((row) => row.datname);
-    const verified = current.filter((row) => row.note === VERIFIED && !row.open).map((row) => row.datname);
     const known = this.known(server);
-    for (const name of verified) known.add(name);
-    let count = verified.length;
-    while (!this.closed && count < this.size) {
-      const name = pending.shift() ?? `${prefix}${randomBytes(6).toString('hex')}`;
-      if (!current.some((row) => row.datname === name))
-        await cloneDatabase(admin, name, server.template.name);
-      if (!(await this.verify(admin, server, name))) return;
-      known.add(name);
+    let count = 0;
+    for (const row of current.filter((row) => row.note === null)) {
+      if (row.open) {
+        // Unmarked and open: an earlier version's clone, stopped before its inspection, or
+        // opened since. Never claimable, never a clinic's: the door lets it go.
+        await dropObjects(admin, { database: row.datname }, { kind: 'spare' });
+        continue;
+      }
+      // Born closed; the refill that made it stopped before its mark.
+      await this.mark(admin, row.datname);
+      known.add(row.datname);
       count += 1;
+    }
+    const verified = current.filter((row) => row.note === VERIFIED && !row.open).map((row) => row.datname);
+    for (const name of verified) known.add(name);
+    count += verified.length;
+    if (count >= this.size || this.closed) return;
+    if (template?.open !== false) {
+      // Opened since it was built (or gone): its copies would carry what was done there unseen.
+      // Registrations clone it and check the clone whole meanwhile.
+      this.logger.warn(
+        { server: server.name, template: server.template.name },
+        'clinic template is not closed to connections: no warm spare made from it',
+      );
+      return;
+    }
+    for (; count < this.size && !this.closed; count++) {
+      const name = `${prefix}${randomBytes(6).toString('hex')}`;
+      await cloneDatabase(admin, name, server.template.name, { closed: true });
+      await this.mark(admin, name);
+      known.add(name);
     }
   }
 
-  /**
-   * Inspects a spare as the clinic group role (tables present and readable, migration history
-   * at the template's version), then closes it and marks it verified, or marks it rejected.
-   */
-  private async verify(admin: Queryable, server: ClinicServer, name: string): Promise<boolean> {
-    const found = await withClient(databaseUrl(server.url, name), async (spare) => {
-      await spare.query(`SET ROLE ${quoteIdent(CLINIC_GROUP_ROLE)}`);
-      return inspectClinicSchema(spare, this.shape, server.template.version);
-    });
-    if (found.errors.length > 0) {
-      const why = found.errors.join('; ');
-      await admin.query(`COMMENT ON DATABASE ${quoteIdent(name)} IS ${quoteLiteral(`${REJECTED}${why}`)}`);
-      this.logger.warn(
-        { server: server.name, spare: name, reason: why },
-        'warm spare failed its inspection: kept, never handed out',
-      );
-      return false;
-    }
-    // Closed first, then marked: a claim only takes a spare that is both.
-    await admin.query(`ALTER DATABASE ${quoteIdent(name)} ALLOW_CONNECTIONS false`);
+  /** Marks a spare born closed claimable (CREATE DATABASE cannot share its message). */
+  private async mark(admin: Queryable, name: string): Promise<void> {
     await admin.query(`COMMENT ON DATABASE ${quoteIdent(name)} IS ${quoteLiteral(VERIFIED)}`);
-    return true;
   }
 
   /** Waits for background refills (tests, shutdown). */

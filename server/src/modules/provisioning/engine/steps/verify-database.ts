@@ -1,6 +1,6 @@
 import { withPooled } from '../../../../db/sql.js';
 import { clinicDatabaseGrants, cloneDatabase } from '../../admin.js';
-import { inspectClinicSchema } from '../../integrity.js';
+import { inspectClinicSchema } from '../../schema-shape.js';
 import { clinicSession, closeClinicSession } from '../clinic-session.js';
 import type { Step } from '../runner.js';
 import type { ProvisionState, StepDeps } from '../state.js';
@@ -8,8 +8,9 @@ import type { ProvisionState, StepDeps } from '../state.js';
 /**
  * The database answers the clinic role and has the expected shape, or the step fails. Checked on
  * the run's clinic session, which seed_provider then writes over (engine/clinic-session.ts). A
- * claimed warm spare was inspected when it was made and its claim changed only its name and
- * grants, so what is read again is what the grants decide: every table, readable by this role.
+ * claimed warm spare is a closed copy of the template, inspected when it was built, and its
+ * claim changed only its name and grants, so what is read again is what the grants decide:
+ * every table, readable by this role (decision 093).
  * A claimed spare that fails is taken aside (kept, reported) and the database cloned afresh.
  */
 export function verifyDatabaseStep<S extends ProvisionState>(deps: StepDeps): Step<S> {
