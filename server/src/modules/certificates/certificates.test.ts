@@ -114,6 +114,19 @@ describe('the built-in certificate authority', () => {
     expect(old.revokedAt).not.toBeNull();
   });
 
+  it('gives concurrent callers renewing a certificate close to expiry one new certificate', async () => {
+    const fqdn = fresh();
+    const first = await issuer.ensureCertificate(fqdn);
+    await prisma.certificate.updateMany({
+      where: { fqdn },
+      data: { notAfter: new Date(Date.now() + 10 * DAY_MS) },
+    });
+    const renewed = await Promise.all([1, 2, 3, 4].map(() => issuer.ensureCertificate(fqdn)));
+    expect(new Set(renewed.map((c) => c.serialNumber)).size).toBe(1);
+    expect(renewed[0]?.serialNumber).not.toBe(first.serialNumber);
+    expect(await prisma.certificate.count({ where: { fqdn, revokedAt: null } })).toBe(1);
+  });
+
   it('revokes idempotently; a new certificate can be issued afterwards', async () => {
     const fqdn = fresh();
     const first = await issuer.ensureCertificate(fqdn);

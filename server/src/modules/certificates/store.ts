@@ -52,18 +52,31 @@ export class CertificateStore {
   /**
    * Stores `issued` as the live certificate of its name, superseding (revoking) a previous one
    * with less than `minDays` left. When a concurrent caller stored a good one meanwhile, that
-   * one wins and is returned: a per-name lock orders the callers, and each checks again under it.
+   * one wins and is returned. A name with no live certificate (every registration's) takes one
+   * statement: the insert, which the partial unique index lets through only when no unrevoked
+   * row exists. Otherwise a per-name lock orders the callers, and each checks again under it.
    */
   async save(issued: IssuedCertificate, privateKeyPem: string, minDays: number): Promise<IssuedCertificate> {
     const { fqdn } = issued;
     const privateKeyEnc = encryptSecret(privateKeyPem, this.key, associatedData(fqdn, issued.serialNumber));
+    const insert = Prisma.sql`
+      INSERT INTO certificates
+        (fqdn, issuer, serial_number, certificate_pem, chain_pem, private_key_enc, not_before, not_after)
+      VALUES (${fqdn}::text, ${issued.issuer}::text, ${issued.serialNumber}::text,
+        ${issued.certificatePem}::text, ${issued.chainPem}::text, ${privateKeyEnc}::text,
+        ${issued.notBefore}::timestamptz, ${issued.notAfter}::timestamptz)`;
+    // Through pg beside Prisma's engine (db/raw.ts, decisions 070 and 074).
+    const inserted = await queryRows(
+      this.prisma,
+      Prisma.sql`${insert} ON CONFLICT (fqdn) WHERE revoked_at IS NULL DO NOTHING RETURNING 1 AS inserted`,
+    );
+    if (inserted.length > 0) return issued;
     const renewBefore = new Date(Date.now() + minDays * DAY_MS);
     try {
-      // On pg beside Prisma's engine (db/raw.ts `transaction`, decision 074): every registration saves one.
       return await transaction(this.prisma, async (tx) => {
         await tx.execute(Prisma.sql`SELECT pg_advisory_xact_lock(hashtext(${`certificate:${fqdn}`}::text))`);
         // At most one unrevoked row (the partial unique index): kept when still good, revoked
-        // when not, and for a new name (every registration) nothing to revoke, no statement.
+        // when not.
         const [unrevoked] = await tx.query<IssuedRow>(
           Prisma.sql`SELECT ${ISSUED_COLUMNS} FROM certificates WHERE fqdn = ${fqdn}::text AND revoked_at IS NULL`,
         );
@@ -73,16 +86,12 @@ export class CertificateStore {
             Prisma.sql`UPDATE certificates SET revoked_at = now() WHERE fqdn = ${fqdn}::text AND revoked_at IS NULL`,
           );
         }
-        await tx.execute(Prisma.sql`
-          INSERT INTO certificates
-            (fqdn, issuer, serial_number, certificate_pem, chain_pem, private_key_enc, not_before, not_after)
-          VALUES (${fqdn}::text, ${issued.issuer}::text, ${issued.serialNumber}::text,
-            ${issued.certificatePem}::text, ${issued.chainPem}::text, ${privateKeyEnc}::text,
-            ${issued.notBefore}::timestamptz, ${issued.notAfter}::timestamptz)`);
+        await tx.execute(insert);
         return issued;
       });
     } catch (error) {
-      // The partial unique index is the last word should the lock ever be bypassed.
+      // The partial unique index is the last word: an insert outside the lock (the first
+      // statement above, another caller's) may have won meanwhile.
       if (!isUniqueViolation(error, 'certificates_live_fqdn_key')) throw error;
       const winner = await this.live(fqdn, 0);
       if (!winner) throw error;
