@@ -101,13 +101,19 @@ describe('the built-in certificate authority', () => {
     expect(await prisma.certificate.count({ where: { fqdn, revokedAt: null } })).toBe(1);
   });
 
-  it('renews a certificate close to expiry, superseding the old one', async () => {
+  /** A name whose certificate has 10 days left: due for renewal. */
+  async function closeToExpiry() {
     const fqdn = fresh();
     const first = await issuer.ensureCertificate(fqdn);
     await prisma.certificate.updateMany({
       where: { fqdn },
       data: { notAfter: new Date(Date.now() + 10 * DAY_MS) },
     });
+    return { fqdn, first };
+  }
+
+  it('renews a certificate close to expiry, superseding the old one', async () => {
+    const { fqdn, first } = await closeToExpiry();
     const renewed = await issuer.ensureCertificate(fqdn);
     expect(renewed.serialNumber).not.toBe(first.serialNumber);
     const old = await prisma.certificate.findFirstOrThrow({ where: { serialNumber: first.serialNumber } });
@@ -115,12 +121,7 @@ describe('the built-in certificate authority', () => {
   });
 
   it('gives concurrent callers renewing a certificate close to expiry one new certificate', async () => {
-    const fqdn = fresh();
-    const first = await issuer.ensureCertificate(fqdn);
-    await prisma.certificate.updateMany({
-      where: { fqdn },
-      data: { notAfter: new Date(Date.now() + 10 * DAY_MS) },
-    });
+    const { fqdn, first } = await closeToExpiry();
     const renewed = await Promise.all([1, 2, 3, 4].map(() => issuer.ensureCertificate(fqdn)));
     expect(new Set(renewed.map((c) => c.serialNumber)).size).toBe(1);
     expect(renewed[0]?.serialNumber).not.toBe(first.serialNumber);
