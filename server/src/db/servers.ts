@@ -15,6 +15,15 @@ import { type ClinicTemplate, ensureClinicTemplate } from './clinic-template.js'
 import type { Migration } from './migrator.js';
 import { probedConnection, withClient } from './sql.js';
 
+/** How long a clinic server's admin session may take to open (TCP, TLS, authentication). */
+export const ADMIN_CONNECT_TIMEOUT_MS = 5_000;
+/**
+ * The client's bound on one admin statement's answer (docs/decisions/095): claims, clones of the
+ * template, grants, drops take well under a second, so a statement past this is a server whose
+ * host vanished (its answer lost with it, TCP retransmitting for some 15 minutes), not a slow one.
+ */
+export const ADMIN_QUERY_TIMEOUT_MS = 20_000;
+
 export interface ClinicServer {
   /** Row of `database_servers`: what clinics and the ledger reference. */
   id: string;
@@ -254,6 +263,10 @@ export async function openClinicServers(options: {
         ...probedConnection(url),
         max: 4,
         idleTimeoutMillis: 30_000,
+        // And bounded by the client (decision 095): a host that vanished answers neither a
+        // connect nor a query, and the kernel would wait minutes for each.
+        connectionTimeoutMillis: ADMIN_CONNECT_TIMEOUT_MS,
+        query_timeout: ADMIN_QUERY_TIMEOUT_MS,
         application_name: 'onramp-admin',
         // Once per session, not per use: sessions are kept warm, so a registration pays nothing.
         onConnect: async (client) => {

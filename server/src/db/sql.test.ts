@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { describe, expect, inject, it } from 'vitest';
-import { PEER_PROBES, probedConnection } from './sql.js';
+import { PEER_PROBES, probedConnection, withClient } from './sql.js';
 
 /** The shared test server over TCP (its URL names its Unix socket, where these settings read 0). */
 function overTcp(): URL {
@@ -44,6 +44,21 @@ describe('probedConnection (decision 092)', () => {
     expect(await settings(probedConnection(url.toString()))).toMatchObject({
       statement_timeout: '4321',
       tcp_keepalives_idle: '7',
+      tcp_user_timeout: String(PEER_PROBES.userTimeoutMs),
+    });
+  });
+});
+
+describe('withClient (decision 095)', () => {
+  it("has PostgreSQL probe its one-off session too: a vanished host's grant or migration ends in seconds", async () => {
+    const found = await withClient(overTcp().toString(), async (client) => {
+      const { rows } = await client.query<{ name: string; setting: string }>(
+        `SELECT name, setting FROM pg_settings WHERE name IN ('tcp_keepalives_idle', 'tcp_user_timeout')`,
+      );
+      return Object.fromEntries(rows.map((row) => [row.name, row.setting]));
+    });
+    expect(found).toEqual({
+      tcp_keepalives_idle: String(PEER_PROBES.idleSeconds),
       tcp_user_timeout: String(PEER_PROBES.userTimeoutMs),
     });
   });

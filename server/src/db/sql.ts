@@ -50,9 +50,21 @@ export function probedConnection(
   };
 }
 
-/** Runs `work` with one short-lived connection, always closed afterwards. */
+/** How long `withClient` waits for its connection: a vanished host answers no connect. */
+export const ONE_OFF_CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * Runs `work` with one short-lived connection, always closed afterwards. Probed like the
+ * long-lived ones ({@link probedConnection}): a one-off can be a migration or a grant that waits
+ * on a lock, and its backend should not outlive a vanished host by hours (docs/decisions/095).
+ * Its queries have no client-side bound: a one-off may be a migration of any length.
+ */
 export async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url, application_name: 'onramp' });
+  const client = new pg.Client({
+    ...probedConnection(url),
+    connectionTimeoutMillis: ONE_OFF_CONNECT_TIMEOUT_MS,
+    application_name: 'onramp',
+  });
   // A connection dropped while idle emits 'error'; the failing query reports it instead.
   client.on('error', () => {});
   await client.connect();

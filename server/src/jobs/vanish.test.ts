@@ -5,84 +5,16 @@
  * central PostgreSQL by a veth pair; the host vanishes when the link goes down and the process is
  * killed, so that no FIN or RST reaches PostgreSQL. Needs root and `ip netns`: skipped otherwise.
  */
-import { spawnSync } from 'node:child_process';
-import { randomBytes, randomInt } from 'node:crypto';
 import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { startExtraPostgres, startTestApp, TEST_SECRETS } from '../../test/harness.js';
+import { makeNamespace, netnsUnavailable, overTcpAt } from '../../test/netns.js';
 import { startServerProcess } from '../../test/server-process.js';
 import { withClient } from '../db/sql.js';
 
-/** Why the test cannot run here, or null when it can. */
-function unavailable(): string | null {
-  if (process.getuid?.() !== 0) return 'not root: a network namespace needs CAP_NET_ADMIN';
-  const probe = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-  if (probe.error || probe.status !== 0)
-    return `\`ip netns\` is unavailable: ${probe.error ?? probe.stderr.trim()}`;
-  return null;
-}
-
-const skipped = unavailable();
+const skipped = netnsUnavailable();
 if (skipped) console.warn(`vanish.test.ts skipped: ${skipped}`);
 const title = 'a host that vanishes while its worker holds a job';
-
-function ip(...args: string[]): void {
-  const result = spawnSync('ip', args, { encoding: 'utf8' });
-  if (result.status !== 0) throw new Error(`ip ${args.join(' ')} failed: ${result.stderr.trim()}`);
-}
-
-/**
- * A network namespace joined to this one by a veth pair on a /30 of 10.213.0.0/16 that no
- * interface here uses yet; removed when the test ends, whatever happened.
- */
-function makeNamespace() {
-  const id = `${process.pid.toString(36)}${randomBytes(2).toString('hex')}`.slice(-8);
-  const name = `onrv${id}`;
-  const hostEnd = `onrv${id}h`;
-  const nsEnd = `onrv${id}n`;
-  const used = spawnSync('ip', ['-4', '-o', 'addr'], { encoding: 'utf8' }).stdout;
-  let base: string;
-  do base = `10.213.${randomInt(256)}.${randomInt(64) * 4}`;
-  while (used.includes(`10.213.${base.split('.')[2]}.`));
-  const [a, b, c, d] = base.split('.');
-  const hostAddress = `${a}.${b}.${c}.${Number(d) + 1}`;
-  const nsAddress = `${a}.${b}.${c}.${Number(d) + 2}`;
-  onTestFinished(() => {
-    // Deleting the namespace destroys its end of the pair, and with it the pair.
-    spawnSync('ip', ['netns', 'del', name]);
-    spawnSync('ip', ['link', 'del', hostEnd]);
-  });
-  ip('netns', 'add', name);
-  ip('link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', nsEnd);
-  ip('link', 'set', nsEnd, 'netns', name);
-  ip('addr', 'add', `${hostAddress}/30`, 'dev', hostEnd);
-  ip('link', 'set', hostEnd, 'up');
-  ip('netns', 'exec', name, 'ip', 'addr', 'add', `${nsAddress}/30`, 'dev', nsEnd);
-  ip('netns', 'exec', name, 'ip', 'link', 'set', nsEnd, 'up');
-  // The server's built-in DNS listens on 127.0.0.1 inside the namespace.
-  ip('netns', 'exec', name, 'ip', 'link', 'set', 'lo', 'up');
-  return {
-    name,
-    /** The pair's /30: both ends connect from it (the host's end is local here). */
-    network: `${base}/30`,
-    hostAddress,
-    nsAddress,
-    /**
-     * The namespace's end goes down: nothing leaves it (its routes are gone) and nothing reaches
-     * it (the veth drops what is sent to a peer that is down); the host's address stays.
-     */
-    vanish: () => ip('netns', 'exec', name, 'ip', 'link', 'set', nsEnd, 'down'),
-  };
-}
-
-/** `url` (the embedded server's, over its socket) over TCP at `address`. */
-function overTcp(url: string, address: string, database: string): string {
-  const tcp = new URL(url);
-  tcp.hostname = address;
-  tcp.searchParams.delete('host');
-  tcp.pathname = `/${database}`;
-  return tcp.toString();
-}
 
 describe.skipIf(skipped !== null)(skipped ? `${title} (skipped: ${skipped})` : title, () => {
   it("has its job run by a survivor within a minute (not once TCP's keepalive gives up, hours later)", async () => {
@@ -96,13 +28,13 @@ describe.skipIf(skipped !== null)(skipped ? `${title} (skipped: ${skipped})` : t
     onTestFinished(() => server.stop());
     await withClient(server.url, (client) => client.query('CREATE DATABASE vanish'));
     // One address for both instances: the host's end of the veth, local to this namespace.
-    const centralUrl = overTcp(server.url, netns.hostAddress, 'vanish');
+    const centralUrl = overTcpAt(server.url, netns.hostAddress, 'vanish');
     const env = {
       ONRAMP_ENV: 'test',
       PROVISIONING_LEASE_SECONDS: '2',
       ...TEST_SECRETS,
       DATABASE_URL: centralUrl,
-      CLINIC_DATABASE_SERVERS: overTcp(server.url, netns.hostAddress, 'postgres'),
+      CLINIC_DATABASE_SERVERS: overTcpAt(server.url, netns.hostAddress, 'postgres'),
     };
     const { child, stop } = await startServerProcess(env, {
       netns: { name: netns.name, address: netns.nsAddress },

@@ -41,6 +41,7 @@ export class FaultInjector {
   private readonly crashing = new Set<ProvisioningStepName>();
   private readonly crashingAfter = new Set<ProvisioningStepName>();
   private readonly transient = new Map<ProvisioningStepName, number>();
+  private readonly holds = new Map<ProvisioningStepName, { reached(): void; released: Promise<void> }>();
 
   constructor(
     private readonly enabled: boolean,
@@ -104,6 +105,34 @@ export class FaultInjector {
   injectTransient(step: ProvisioningStepName, times: number): void {
     if (!this.enabled) throw new Error('fault injection is disabled in production');
     this.transient.set(step, (this.transient.get(step) ?? 0) + times);
+  }
+
+  /**
+   * The next run of `step` waits on entering it, before its first try, until `release` is called:
+   * what happens meanwhile (a server vanishing, a lock taken) meets the run at that step.
+   * `reached` resolves once the run waits there.
+   */
+  hold(step: ProvisioningStepName): { reached: Promise<void>; release(): void } {
+    if (!this.enabled) throw new Error('fault injection is disabled in production');
+    let reached!: () => void;
+    let release!: () => void;
+    const whenReached = new Promise<void>((done) => {
+      reached = done;
+    });
+    const released = new Promise<void>((done) => {
+      release = done;
+    });
+    this.holds.set(step, { reached, released });
+    return { reached: whenReached, release };
+  }
+
+  /** The wait of a pending hold of `step` (consumed), or undefined when it has none. */
+  held(step: ProvisioningStepName): Promise<void> | undefined {
+    const hold = this.holds.get(step);
+    if (!hold) return undefined;
+    this.holds.delete(step);
+    hold.reached();
+    return hold.released;
   }
 
   /** Throws (and consumes one fault) when `step` has a pending fault. */

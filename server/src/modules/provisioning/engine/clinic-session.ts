@@ -8,6 +8,7 @@
  * any step that may hold it.
  */
 import pg from 'pg';
+import { probedConnection } from '../../../db/sql.js';
 import { clinicRoleUrl } from '../integrity.js';
 import type { ProvisionState } from './state.js';
 
@@ -31,12 +32,23 @@ export async function closeClinicSession(state: ProvisionState): Promise<void> {
   await session?.then((client) => client.end()).catch(() => {});
 }
 
+/** The session's server-side bound on a statement. */
+export const CLINIC_SESSION_STATEMENT_TIMEOUT_MS = 5000;
+/**
+ * The client's own bound on a query's answer (docs/decisions/095): a server whose host vanished
+ * (no FIN, no RST) never sends its statement timeout's error, and the kernel retransmits for some
+ * 15 minutes. Twice the statement timeout, so a live server's own error always comes first.
+ */
+export const CLINIC_SESSION_QUERY_TIMEOUT_MS = 2 * CLINIC_SESSION_STATEMENT_TIMEOUT_MS;
+
 async function connect(state: ProvisionState): Promise<pg.Client> {
   if (!state.password) throw new Error('the clinic session needs the role password from create_database');
   const client = new pg.Client({
-    connectionString: clinicRoleUrl(state.server.url, state.databaseName, state.roleName, state.password),
+    // Probed by PostgreSQL too (decision 092): the backend of a vanished run ends in ~25 s.
+    ...probedConnection(clinicRoleUrl(state.server.url, state.databaseName, state.roleName, state.password)),
     connectionTimeoutMillis: 3000,
-    statement_timeout: 5000,
+    statement_timeout: CLINIC_SESSION_STATEMENT_TIMEOUT_MS,
+    query_timeout: CLINIC_SESSION_QUERY_TIMEOUT_MS,
     application_name: 'onramp',
   });
   // A connection dropped while idle emits 'error'; the next query reports it instead.

@@ -174,6 +174,8 @@ export async function runSteps<S>(deps: EngineDeps, input: RunInput<S>): Promise
       await emit(step.name, 'STARTED');
       const started = performance.now();
       if (deps.faults.crashes(step.name)) await die();
+      const held = deps.faults.held(step.name);
+      if (held) await held;
       /** Set when the step's own transaction wrote its record; reset by each try. */
       const recorded: { durationMs: number | null } = { durationMs: null };
       const context: StepContext = {
