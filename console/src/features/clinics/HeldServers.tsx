@@ -122,7 +122,10 @@ export function HeldServers() {
         )}
         {outcome?.kind === 'error' && (
           <div className="notice notice-error" role="alert" data-testid="held-accept-failed">
-            <strong>Accept {outcome.name} failed:</strong> {outcome.message}.
+            <p>
+              <strong>Accept {outcome.name} failed:</strong> {outcome.message}. The notice shows the servers
+              as they are now (another operator may have been first, or its hold ended).
+            </p>
           </div>
         )}
       </div>
