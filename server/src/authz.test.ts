@@ -493,6 +493,11 @@ describe('role boundaries of the schema', async () => {
       access: SUPER_ADMINS,
       answer: (value) => expect(value).toEqual({ status: 'COMPLETED', counts: { total: 0 } }),
     },
+    'Subscription.databaseServerChanged': {
+      operation: 'subscription { databaseServerChanged { held heldFor } }',
+      access: SUPER_ADMINS,
+      answer: (value) => expect(value).toEqual({ held: false, heldFor: null }),
+    },
     'Subscription.clinicHealthChanged': {
       operation: 'subscription { clinicHealthChanged { clinicId dbStatus } }',
       access: SUPER_ADMINS,
@@ -619,6 +624,10 @@ describe('role boundaries of the schema', async () => {
         at: new Date(),
         durationMs: null,
       });
+    } else if (name === 'Subscription.databaseServerChanged') {
+      // As the central database's trigger sends it when a hold begins or ends.
+      const [serverId] = t.app.deps.db.servers.byId.keys();
+      pubsub.publish('databaseServers', { serverId: serverId as string });
     } else if (name === 'Subscription.rolloutProgress') {
       const rollout = await t.app.deps.rollouts.startRollout({}, { userId: null });
       pubsub.publish('rollouts', { rolloutId: rollout.id });

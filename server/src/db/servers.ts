@@ -448,9 +448,9 @@ async function matchServers(
       const behind = await displaced(address);
       const reason = behind ? heldBecause(name, address, identifier, behind) : null;
       const inserted = await client.query<ServerRow>(
-        `INSERT INTO database_servers (name, system_identifier, address, url, held_reason, last_error)
-         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id::text, name, system_identifier, address, held_reason`,
-        [name, identifier, address, redactUrl(url), reason],
+        `INSERT INTO database_servers (name, system_identifier, address, url, held_reason, last_error, held_for_id)
+         VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING id::text, name, system_identifier, address, held_reason`,
+        [name, identifier, address, redactUrl(url), reason, behind?.row.id ?? null],
       );
       row = inserted.rows[0] as ServerRow;
       rows.push(row);
@@ -471,8 +471,8 @@ async function matchServers(
         const reason = heldBecause(row.name, address, identifier, behind);
         await client.query(
           `UPDATE database_servers SET address = $2, url = $3, held_reason = $4, last_error = $4,
-             reachable = false, last_seen_at = now(), updated_at = now() WHERE id = $1`,
-          [row.id, address, redactUrl(url), reason],
+             held_for_id = $5, reachable = false, last_seen_at = now(), updated_at = now() WHERE id = $1`,
+          [row.id, address, redactUrl(url), reason, behind.row.id],
         );
         row.address = address;
         row.held_reason = reason;

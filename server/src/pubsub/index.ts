@@ -30,7 +30,16 @@ export type Topics = {
   rollouts: [event: { rolloutId: string }];
   /** Sessions of this user ended (sign-out, revoked family, deleted account, password set). */
   sessions: [event: { userId: string }];
+  /**
+   * A clinic database server was held or its hold ended (docs/decisions/090, 094). Sent only by
+   * the central database's triggers (migration 20261218100000_database_server_held_notify), so a
+   * shell's accept and another instance's start count too.
+   */
+  databaseServers: [event: { serverId: string }];
 };
+
+/** Topics only the central database's triggers send: heard on its channel even with Redis. */
+const DATABASE_TOPICS: ReadonlySet<string> = new Set(['sessions', 'databaseServers']);
 
 export interface EventBus {
   pubsub: PubSub<Topics>;
@@ -91,8 +100,9 @@ export async function createEventBus({
     subscribeClient.disconnect();
     throw error;
   }
-  // The central database's triggers announce session ends made by any path, an operator's SQL
-  // included (migration 20261210500100_session_end_notify): heard here too, not only on PostgreSQL's bus.
+  // The central database's triggers announce session ends and server holds made by any path, an
+  // operator's SQL included (migrations 20261210500100_session_end_notify,
+  // 20261218100000_database_server_held_notify): heard here too, not only on PostgreSQL's bus.
   let database: Awaited<ReturnType<typeof createPostgresEventTarget>>;
   try {
     database = await createPostgresEventTarget({
@@ -145,11 +155,11 @@ export async function createEventBus({
   const eventTarget: PubSubEventTarget<Topics> = {
     addEventListener(type, callback, options) {
       redisTarget.addEventListener(type, callback, options);
-      if (type === 'sessions') database.addEventListener(type, callback, options);
+      if (DATABASE_TOPICS.has(type)) database.addEventListener(type, callback, options);
     },
     removeEventListener(type, callback, options) {
       redisTarget.removeEventListener(type, callback, options);
-      if (type === 'sessions') database.removeEventListener(type, callback, options);
+      if (DATABASE_TOPICS.has(type)) database.removeEventListener(type, callback, options);
     },
     // Yoga's Redis target drops the publish promise: a publish rejected during an outage would
     // become an unhandled rejection and end the process. Same wire format, failure logged.

@@ -329,4 +329,20 @@ describe('the event bus on Redis', async () => {
     expect(await health.quietFor(0)).toBe(true);
     await Promise.all([onA.stop(), onB.stop(), health.stop()]);
   });
+
+  it('hears a clinic server hold, as the central database announces it, on its own channel', async () => {
+    const bus = await createEventBus({ config: { redisUrl }, connectionString: url, logger });
+    buses.push(bus);
+    const held = reader(bus.pubsub.subscribe('databaseServers'));
+    // What the trigger of migration 20261218100000_database_server_held_notify sends at commit.
+    const detail = { serverId: '00000000-0000-4000-8000-000000000094' };
+    await withClient(url, (client) =>
+      client.query("SELECT pg_notify('onramp_events', $1)", [
+        JSON.stringify({ type: 'databaseServers', detail }),
+      ]),
+    );
+    expect(await held.take(1)).toEqual([detail]);
+    expect(await held.quietFor(300)).toBe(true);
+    await held.stop();
+  });
 });

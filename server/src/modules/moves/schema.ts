@@ -1,3 +1,4 @@
+import { filter, pipe } from 'graphql-yoga';
 import { z } from 'zod';
 import { builder } from '../../builder.js';
 import { ConflictError, NotFoundError } from '../../errors.js';
@@ -56,6 +57,12 @@ const DatabaseServerRef = builder.objectRef<DatabaseServerView>('DatabaseServer'
         'Whether it is held: first seen at the address of a recorded server with live clinics that no ' +
         'URL identified, it gets no clinic until that server is found elsewhere or it is accepted ' +
         '(acceptDatabaseServer; docs/decisions/090). The reason says which.',
+    }),
+    heldFor: t.exposeString('heldFor', {
+      nullable: true,
+      description:
+        'While held: the name of the recorded server it stands in for, whose live clinics are at ' +
+        'stake (accepting means that server is not coming back at this address); null when not held.',
     }),
     clinics: t.exposeInt('clinics', { description: 'Clinics whose database it holds.' }),
   }),
@@ -126,5 +133,28 @@ builder.mutationFields((t) => ({
         userId: context.viewer?.userId ?? null,
         ip: context.ip,
       }),
+  }),
+}));
+
+builder.subscriptionFields((t) => ({
+  databaseServerChanged: t.field({
+    type: DatabaseServerRef,
+    description:
+      'Super-admins: a clinic database server as it is now, each time it is held or its hold ends ' +
+      '(accepted by an operator from any instance or a shell, or released when its conflict is ' +
+      'gone; docs/decisions/090, 094). Sent by the central database at commit, so every instance ' +
+      'sees every path; read databaseServers again after a reconnection.',
+    authScopes: { operator: true },
+    subscribe: (_root, _args, context) =>
+      pipe(
+        context.deps.events.pubsub.subscribe('databaseServers'),
+        filter((event) => typeof event?.serverId === 'string'),
+      ),
+    resolve: async (event, _args, context) => {
+      const view = (await context.deps.moves.servers()).find((row) => row.id === event.serverId);
+      // Rows of database_servers are never deleted: an unknown id is a forged or garbled event.
+      if (!view) throw new NotFoundError('database server');
+      return view;
+    },
   }),
 }));

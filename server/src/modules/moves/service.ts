@@ -47,6 +47,11 @@ export interface DatabaseServerView {
   reachable: boolean;
   /** Held (docs/decisions/090): nothing is placed on it until it is released. */
   held: boolean;
+  /**
+   * While held: the name of the recorded server it stands in for, whose live clinics are at
+   * stake (docs/decisions/094); null when not held.
+   */
+  heldFor: string | null;
   /** Why it cannot be reached, when it cannot. */
   reason: string | null;
   clinics: number;
@@ -76,12 +81,14 @@ export class MoveService {
     const counts = await this.prisma.clinic.groupBy({ by: ['databaseServerId'], _count: { _all: true } });
     const load = new Map(counts.map((row) => [row.databaseServerId, row._count._all]));
     const rows = await this.prisma.databaseServer.findMany({ orderBy: { createdAt: 'asc' } });
+    const names = new Map(rows.map((row) => [row.id, row.name]));
     return rows.map((row) => ({
       id: row.id,
       name: row.name,
       address: row.address,
       reachable: servers.byId.has(row.id),
       held: row.heldReason !== null,
+      heldFor: row.heldReason !== null && row.heldForId ? (names.get(row.heldForId) ?? null) : null,
       reason: servers.byId.has(row.id) ? null : (servers.unreachable.get(row.id)?.reason ?? row.lastError),
       clinics: load.get(row.id) ?? 0,
     }));
