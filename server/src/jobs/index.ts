@@ -270,14 +270,19 @@ async function recordPool(pgPool: GatedPool, workerId: string, options: StartWor
   for (let attempt = 1; ; attempt++) {
     try {
       const client = await pgPool.connectUngated();
-      try {
-        await client.query(
-          'INSERT INTO job_workers (worker_id, instance) VALUES ($1, $2) ON CONFLICT DO NOTHING',
-          [workerId, options.instanceId],
+      // A client whose statement failed is dropped, not handed to a worker: it may be broken.
+      await client
+        .query('INSERT INTO job_workers (worker_id, instance) VALUES ($1, $2) ON CONFLICT DO NOTHING', [
+          workerId,
+          options.instanceId,
+        ])
+        .then(
+          () => client.release(),
+          (error: Error) => {
+            client.release(error);
+            throw error;
+          },
         );
-      } finally {
-        client.release();
-      }
       return;
     } catch (error) {
       if (attempt >= RECORD_ATTEMPTS) {
