@@ -28,6 +28,8 @@ export interface ServerProcessOptions {
    * from there (CLINIC_DATABASE_SERVERS too).
    */
   netns?: { name: string; address: string };
+  /** Called with the child as soon as it is spawned: for a test that kills it before it is ready. */
+  onSpawn?: (child: ChildProcess) => void;
 }
 
 /**
@@ -64,6 +66,7 @@ export async function startServerProcess(
     // Its own process group, as a command started from a shell: `interrupt` signals the group.
     detached: true,
   });
+  options.onSpawn?.(child);
   let out = '';
   let err = '';
   child.stdout?.on('data', (chunk: Buffer) => {

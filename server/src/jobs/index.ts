@@ -211,7 +211,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Worker> 
   // holds one connection for LISTEN as long as the process lives. PostgreSQL probes them, so that
   // a host that vanished without closing them loses them, and its locks, in about 25 s rather than
   // TCP's 2 hours (decision 092); a live host's kernel answers the probes, however busy the process.
-  const pgPool = new pg.Pool({
+  const pgPool = new GatedPool({
     ...probedConnection(options.connectionString),
     max: (options.concurrency ?? 4) + 2,
     application_name: workerApplicationName(options.instanceId),
@@ -220,23 +220,18 @@ export async function startWorker(options: StartWorkerOptions): Promise<Worker> 
   pgPool.on('error', lost);
   pgPool.on('connect', (client) => client.on('error', lost));
   // The worker pool's id, which graphile-worker 0.17 locks jobs with (`locked_by`: the pool's,
-  // not each worker's), is recorded as the pool is created, before its workers' first fetch; a
-  // kill in the milliseconds between the two leaves the pool's locks to the 4-hour reset.
+  // not each worker's), is recorded as the pool is created; its workers fetch right after that
+  // event, so the pool's connections wait for the row's commit (GatedPool): a kill in between
+  // leaves no job locked by a pool nobody knows of, which only the 4-hour reset would free
+  // (decision 082). A pool that cannot be recorded never fetches: startWorker fails.
   const poolIds: string[] = [];
-  const recorded: Promise<unknown>[] = [];
+  const recorded: Promise<void>[] = [];
   const events = new EventEmitter() as NonNullable<RunnerOptions['events']>;
   events.on('pool:create', ({ workerPool }) => {
     poolIds.push(workerPool.id);
-    recorded.push(
-      pgPool
-        .query('INSERT INTO job_workers (worker_id, instance) VALUES ($1, $2) ON CONFLICT DO NOTHING', [
-          workerPool.id,
-          options.instanceId,
-        ])
-        .catch((error: unknown) =>
-          options.logger.error({ err: error, workerId: workerPool.id }, 'job worker pool not recorded'),
-        ),
-    );
+    const recording = recordPool(pgPool, workerPool.id, options);
+    pgPool.gate(recording);
+    recorded.push(recording);
   });
   const runner: Runner = await run({
     pgPool,
@@ -248,7 +243,13 @@ export async function startWorker(options: StartWorkerOptions): Promise<Worker> 
     logger: workerLogger(options.logger),
     events,
   });
-  await Promise.all(recorded);
+  try {
+    await Promise.all(recorded);
+  } catch (error) {
+    await runner.stop().catch(() => {});
+    await pgPool.end().catch(() => {});
+    throw error;
+  }
   return {
     async stop() {
       await runner.stop();
@@ -259,6 +260,89 @@ export async function startWorker(options: StartWorkerOptions): Promise<Worker> 
       await pgPool.end();
     },
   };
+}
+
+/** Attempts at recording a worker pool before startWorker gives up, a second apart. */
+const RECORD_ATTEMPTS = 3;
+
+/** Inserts the pool's `job_workers` row, retried; its connection bypasses the gate it opens. */
+async function recordPool(pgPool: GatedPool, workerId: string, options: StartWorkerOptions): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const client = await pgPool.connectUngated();
+      // A client whose statement failed is dropped, not handed to a worker: it may be broken.
+      await client
+        .query('INSERT INTO job_workers (worker_id, instance) VALUES ($1, $2) ON CONFLICT DO NOTHING', [
+          workerId,
+          options.instanceId,
+        ])
+        .then(
+          () => client.release(),
+          (error: Error) => {
+            client.release(error);
+            throw error;
+          },
+        );
+      return;
+    } catch (error) {
+      if (attempt >= RECORD_ATTEMPTS) {
+        options.logger.error(
+          { err: error, workerId, attempts: attempt },
+          'job worker pool not recorded: not started',
+        );
+        throw error;
+      }
+      options.logger.warn({ err: error, workerId, attempt }, 'job worker pool not recorded yet: retrying');
+      await new Promise((done) => setTimeout(done, 1000));
+    }
+  }
+}
+
+type ConnectCallback = (
+  error: Error | undefined,
+  client: pg.PoolClient | undefined,
+  done: (release?: unknown) => void,
+) => void;
+
+/**
+ * A pg.Pool whose connect() (and so query()) waits while a gate is open: graphile-worker gets its
+ * every connection through it, so no worker of a pool can fetch a job before the pool's row is
+ * committed, and none ever does if it never is. Nothing waits before the first gate (the
+ * runner's migrations) nor once it has passed: no round trip per job.
+ */
+class GatedPool extends pg.Pool {
+  #gate: Promise<void> | null = null;
+
+  /** Connections asked for from now wait for `until`; they fail if it fails. */
+  gate(until: Promise<void>): void {
+    const gate = Promise.all([this.#gate, until]).then(() => {});
+    gate.catch(() => {});
+    this.#gate = gate;
+    gate.then(
+      () => {
+        if (this.#gate === gate) this.#gate = null;
+      },
+      () => {},
+    );
+  }
+
+  connectUngated(): Promise<pg.PoolClient> {
+    return super.connect();
+  }
+
+  override connect(): Promise<pg.PoolClient>;
+  override connect(callback: ConnectCallback): void;
+  override connect(callback?: ConnectCallback): Promise<pg.PoolClient> | undefined {
+    const gate = this.#gate;
+    const connected = gate ? gate.then(() => super.connect()) : super.connect();
+    if (!callback) return connected;
+    connected.then(
+      (client) =>
+        callback(undefined, client, (release) => client.release(release as boolean | Error | undefined)),
+      (error: Error) => callback(error, undefined, () => {}),
+    );
+    return undefined;
+  }
 }
 
 const WORKER_APPLICATION = 'onramp-worker ';

@@ -205,3 +205,79 @@ describe('releaseDeadWorkers', () => {
     });
   });
 });
+
+describe('startWorker', () => {
+  /**
+   * A database of its own whose job_workers rejects its first `failures` inserts (a trigger), with a
+   * due send_email job; the handlers record what ran.
+   */
+  async function failingRecord(failures: number) {
+    const url = await createTestDatabase('jobsgate');
+    await withClient(url, async (client) => {
+      await client.query('CREATE SEQUENCE record_attempts');
+      await client.query(`CREATE FUNCTION fail_record() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF nextval('record_attempts') <= ${failures} THEN RAISE EXCEPTION 'job_workers refused (test)'; END IF;
+          RETURN NEW;
+        END $$`);
+      await client.query(
+        'CREATE TRIGGER fail_record BEFORE INSERT ON job_workers FOR EACH ROW EXECUTE FUNCTION fail_record()',
+      );
+      await client.query(
+        `SELECT graphile_worker.add_job('send_email', '{"outboxId":"gate"}'::json, job_key => 'gate')`,
+      );
+    });
+    const ran: string[] = [];
+    const fail = async () => {
+      throw new Error('not part of this test');
+    };
+    const handlers: TaskHandlers = {
+      send_email: async ({ outboxId }) => {
+        ran.push(outboxId);
+      },
+      purge_quarantine: fail,
+      provision_clinic: fail,
+      deliver_webhook: fail,
+    };
+    const instanceId = randomUUID();
+    const start = () =>
+      startWorker({ connectionString: url, instanceId, logger, handlers, pollInterval: 100, crontab: '' });
+    const state = () =>
+      withClient(url, async (client) => ({
+        job: (
+          await client.query<{ locked_by: string | null; attempts: number }>(
+            "SELECT locked_by, attempts FROM graphile_worker.jobs WHERE key = 'gate'",
+          )
+        ).rows[0],
+        pools: Number(
+          (await client.query<{ n: string }>('SELECT count(*) AS n FROM job_workers')).rows[0]?.n,
+        ),
+        connections: Number(
+          (
+            await client.query<{ n: string }>(
+              'SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1',
+              [workerApplicationName(instanceId)],
+            )
+          ).rows[0]?.n,
+        ),
+      }));
+    return { start, state, ran };
+  }
+
+  it('fails, its workers having fetched nothing, when its pool cannot be recorded', async () => {
+    const { start, state, ran } = await failingRecord(Number.MAX_SAFE_INTEGER);
+    await expect(start()).rejects.toThrow('job_workers refused (test)');
+    // Nothing fetched the job meanwhile, and the pool's connections are closed.
+    expect(await state()).toEqual({ job: { locked_by: null, attempts: 0 }, pools: 0, connections: 0 });
+    expect(ran).toEqual([]);
+  });
+
+  it('records its pool on a later attempt when the first fails, then runs jobs', async () => {
+    const { start, state, ran } = await failingRecord(1);
+    const worker = await start();
+    afterFile(() => worker.stop());
+    await until('the job to run', async () => (await state()).job === undefined);
+    expect(ran).toEqual(['gate']);
+    expect((await state()).pools).toBe(1);
+  });
+});

@@ -64,10 +64,10 @@ async function waitFor<T>(
  * The real server in a child process that can be SIGKILLed (server/test/server-process.ts: it
  * picks its own port), given no more of its time to start than the test has left.
  */
-const startServer = (env: Record<string, string>) =>
+const startServer = (env: Record<string, string>, onSpawn?: (child: ChildProcess) => void) =>
   startServerProcess(
     { ONRAMP_ENV: 'test', PROVISIONING_LEASE_SECONDS: '2', ...TEST_SECRETS, ...env },
-    { budgetMs: Math.min(120_000, testEndsAt - 5_000 - Date.now()) },
+    { budgetMs: Math.min(120_000, testEndsAt - 5_000 - Date.now()), onSpawn },
   );
 
 const REGISTER = 'mutation ($input: RegisterClinicInput!) { registerClinic(input: $input) { __typename } }';
@@ -552,6 +552,130 @@ describe('a SIGKILL while a job runs', () => {
     );
     expect(ranAfter).toBeLessThan(60_000);
     // The dead pool is forgotten; the survivor's own is the only one left.
+    expect(await after.app.deps.db.prisma.jobWorker.count()).toBe(1);
+  }, 240_000);
+
+  it('a kill before the worker pool is recorded leaves no job locked by it: a survivor runs the job at once', async () => {
+    const centralUrl = await createTestDatabase('crashgate');
+    // A due job waits before the child starts, so that its workers' first fetch would find it.
+    const id = await withClient(centralUrl, async (client) => {
+      const { rows } = await client.query<{ id: string }>(
+        `SELECT (graphile_worker.add_job('purge_quarantine', '{}'::json,
+           job_key => 'purge_quarantine', queue_name => 'purge_quarantine')).id::text AS id`,
+      );
+      return rows[0]?.id;
+    });
+    // The window between the pool's creation and its row's commit, widened: the INSERT into
+    // job_workers waits on this lock (reads go on), and the job, if fetched, is held at the
+    // purge's own lock (provisioning/ledger.ts purgeDue), so that it is still locked when the
+    // child dies (the server's start-up writes rows that reference clinics: that table stays free).
+    const blocker = new pg.Client({ connectionString: centralUrl });
+    await blocker.connect();
+    afterFile(() => blocker.end().catch(() => {}));
+    await blocker.query('BEGIN');
+    await blocker.query('LOCK TABLE job_workers IN SHARE ROW EXCLUSIVE MODE');
+    await blocker.query("SELECT pg_advisory_xact_lock(hashtext('onramp:purge'))");
+    // Not awaited: the child is not ready while its pool is unrecorded.
+    let child: ChildProcess | undefined;
+    const spawned = startServer({ DATABASE_URL: centralUrl }, (spawnedChild) => {
+      child = spawnedChild;
+    }).catch(() => undefined);
+    const theJob = () =>
+      withClient(centralUrl, async (client) => {
+        const { rows } = await client.query<{ locked_by: string | null; attempts: number }>(
+          'SELECT locked_by, attempts FROM graphile_worker.jobs WHERE id = $1',
+          [id],
+        );
+        return rows[0];
+      });
+    const workerBackends = (where: string) =>
+      withClient(admin, async (client) => {
+        const { rows } = await client.query<{ pid: number; query: string; wait: string }>(
+          `SELECT pid, left(query, 40) AS query, coalesce(wait_event_type, '-') AS wait FROM pg_stat_activity
+            WHERE datname = $1 AND application_name LIKE 'onramp-worker %' ${where}`,
+          [new URL(centralUrl).pathname.slice(1)],
+        );
+        return rows;
+      });
+    const insertWaiting = `AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO job_workers%'`;
+    await waitFor(
+      'the child to record its worker pool, blocked on the table',
+      () => workerBackends(insertWaiting),
+      (rows) => rows.length > 0,
+      {
+        budgetMs: 90_000,
+        intervalMs: 50,
+        pending: () => describeStatementsInFlight(centralUrl, 'gate'),
+      },
+    );
+    // Its workers fetch right after the pool's creation: a second is ample for one to lock the
+    // job, if anything lets it.
+    const lockedBy = await waitFor(
+      'a worker of the child to lock the job',
+      theJob,
+      (row) => Boolean(row?.locked_by),
+      {
+        budgetMs: 3_000,
+        intervalMs: 50,
+        pending: () => '',
+      },
+    ).then(
+      (row) => row?.locked_by,
+      () => null,
+    );
+    if (!child) throw new Error('the child was never spawned');
+    const killed = child;
+    killed.kill('SIGKILL');
+    await new Promise((done) => killed.once('exit', done));
+    await spawned;
+    // The INSERT was in flight: waiting on the lock, its backend would commit it once the lock
+    // goes. A kill a moment earlier never sent it, which is the case to show: the killed
+    // process's backends are ended, as the kernel ends them when they are idle.
+    await withClient(admin, (client) =>
+      client.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'onramp-worker %'`,
+        [new URL(centralUrl).pathname.slice(1)],
+      ),
+    );
+    await blocker.query('ROLLBACK');
+    await blocker.end();
+    await waitFor(
+      "the killed process's worker backends to end",
+      () => workerBackends(''),
+      (rows) => rows.length === 0,
+      {
+        budgetMs: 10_000,
+        intervalMs: 50,
+        pending: async () => JSON.stringify(await workerBackends('')),
+      },
+    );
+    const pools = () =>
+      withClient(
+        centralUrl,
+        async (client) =>
+          (await client.query<{ worker_id: string }>('SELECT worker_id FROM job_workers')).rows,
+      );
+    console.info(
+      `the killed child's worker locked the job: ${lockedBy ?? 'no'}; pools recorded: ${JSON.stringify(await pools())}`,
+    );
+
+    const after = await startTestApp({
+      DATABASE_URL: centralUrl,
+      PROVISIONING_LEASE_SECONDS: '2',
+      CLINIC_POOL_SIZE: '0',
+      CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+    });
+    const startedAt = Date.now();
+    // Well past decision 082's release (about 12 s after the kill), far short of the 4-hour reset.
+    await waitFor('the survivor to run the job to its end', theJob, (row) => row === undefined, {
+      budgetMs: 30_000,
+      intervalMs: 100,
+      pending: async () =>
+        `the job: ${JSON.stringify(await theJob())}; pools recorded: ${JSON.stringify(await pools())}`,
+    });
+    console.info(`job done ${Date.now() - startedAt} ms after the survivor started`);
+    // Run once: never held by the dead pool, so never released; the survivor's pool is the only one.
+    expect(await after.app.deps.db.prisma.jobRelease.count()).toBe(0);
     expect(await after.app.deps.db.prisma.jobWorker.count()).toBe(1);
   }, 240_000);
 
