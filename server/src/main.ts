@@ -45,7 +45,7 @@ async function main(): Promise<void> {
   try {
     url = await app.start();
   } catch (error) {
-    logger.fatal({ err: error }, 'could not listen');
+    logger.fatal({ err: error }, 'could not start');
     await app.stop();
     process.exit(1);
   }
