@@ -64,6 +64,16 @@ async function waitFor<T>(
  * The real server in a child process that can be SIGKILLed (server/test/server-process.ts: it
  * picks its own port), given no more of its time to start than the test has left.
  */
+/** The instance that outlives a killed one, on the same central database: short leases, no pool, no sweep. */
+const startSurvivor = (centralUrl: string, env: Record<string, string> = {}) =>
+  startTestApp({
+    DATABASE_URL: centralUrl,
+    PROVISIONING_LEASE_SECONDS: '2',
+    CLINIC_POOL_SIZE: '0',
+    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+    ...env,
+  });
+
 const startServer = (env: Record<string, string>, onSpawn?: (child: ChildProcess) => void) =>
   startServerProcess(
     { ONRAMP_ENV: 'test', PROVISIONING_LEASE_SECONDS: '2', ...TEST_SECRETS, ...env },
@@ -304,13 +314,9 @@ async function crashDuringRegistrations(mode: 'strict' | 'hybrid') {
   expect(atKill.withDatabase.filter((clinic) => clinic.status !== 'READY').length).toBeGreaterThanOrEqual(1);
 
   // The survivor starts after the crash; it reconciles once the dead process's leases expire.
-  const after = await startTestApp({
-    DATABASE_URL: centralUrl,
+  const after = await startSurvivor(centralUrl, {
     REGISTRATION_MODE: mode,
-    PROVISIONING_LEASE_SECONDS: '2',
     PROVISIONING_RETRY_BASE_MS: '50',
-    CLINIC_POOL_SIZE: '0',
-    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
   });
   const { prisma } = after.app.deps.db;
   await waitFor(
@@ -533,12 +539,7 @@ describe('a SIGKILL while a job runs', () => {
     // What the kill left: the job locked by a worker that no longer exists.
     expect((await theJob())?.locked_by).toBeTruthy();
 
-    const after = await startTestApp({
-      DATABASE_URL: centralUrl,
-      PROVISIONING_LEASE_SECONDS: '2',
-      CLINIC_POOL_SIZE: '0',
-      CLINIC_HEALTH_INTERVAL_SECONDS: '0',
-    });
+    const after = await startSurvivor(centralUrl);
     const startedAt = Date.now();
     await waitFor('the survivor to run the job to its end', theJob, (row) => row === undefined, {
       budgetMs: 60_000,
@@ -659,12 +660,7 @@ describe('a SIGKILL while a job runs', () => {
       `the killed child's worker locked the job: ${lockedBy ?? 'no'}; pools recorded: ${JSON.stringify(await pools())}`,
     );
 
-    const after = await startTestApp({
-      DATABASE_URL: centralUrl,
-      PROVISIONING_LEASE_SECONDS: '2',
-      CLINIC_POOL_SIZE: '0',
-      CLINIC_HEALTH_INTERVAL_SECONDS: '0',
-    });
+    const after = await startSurvivor(centralUrl);
     const startedAt = Date.now();
     // Well past decision 082's release (about 12 s after the kill), far short of the 4-hour reset.
     await waitFor('the survivor to run the job to its end', theJob, (row) => row === undefined, {
@@ -758,14 +754,7 @@ describe('a SIGKILL while a job runs', () => {
     expect((await theJob())?.locked_by).toBeTruthy();
     expect(sink.messages.filter((message) => JSON.stringify(message.to ?? '').includes(email))).toEqual([]);
 
-    const after = await startTestApp({
-      DATABASE_URL: centralUrl,
-      REGISTRATION_MODE: 'hybrid',
-      PROVISIONING_LEASE_SECONDS: '2',
-      SMTP_URL: sink.url,
-      CLINIC_POOL_SIZE: '0',
-      CLINIC_HEALTH_INTERVAL_SECONDS: '0',
-    });
+    const after = await startSurvivor(centralUrl, { REGISTRATION_MODE: 'hybrid', SMTP_URL: sink.url });
     const startedAt = Date.now();
     const { prisma } = after.app.deps.db;
     // Each change of the clinic's status or of its job's lock and attempts goes in the timeline.
