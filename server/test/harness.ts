@@ -332,6 +332,21 @@ export function lockWaiters(url: string, pattern = '%'): Promise<number> {
   });
 }
 
+/** graphile-worker's row of job `id` on `url`'s database, as a crash test watches it; gone once done. */
+export function jobRow(
+  url: string,
+  id: string | undefined,
+): Promise<{ locked_by: string | null; attempts: number; last_error: string | null } | undefined> {
+  return withClient(url, async (client) => {
+    const { rows } = await client.query<{
+      locked_by: string | null;
+      attempts: number;
+      last_error: string | null;
+    }>('SELECT locked_by, attempts, last_error FROM graphile_worker.jobs WHERE id = $1', [id]);
+    return rows[0];
+  });
+}
+
 /** Creates a database cloned from the migrated central template; dropped after the file. */
 export async function createTestDatabase(prefix = 'test'): Promise<string> {
   const admin = inject('pgAdminUrl');

@@ -7,7 +7,7 @@
  */
 import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { startExtraPostgres, startTestApp, TEST_SECRETS } from '../../test/harness.js';
+import { jobRow, startExtraPostgres, startTestApp, TEST_SECRETS } from '../../test/harness.js';
 import { makeNamespace, netnsUnavailable, overTcpAt } from '../../test/netns.js';
 import { startServerProcess } from '../../test/server-process.js';
 import { withClient } from '../db/sql.js';
@@ -56,14 +56,7 @@ describe.skipIf(skipped !== null)(skipped ? `${title} (skipped: ${skipped})` : t
       );
       return rows[0]?.id;
     });
-    const theJob = () =>
-      withClient(centralUrl, async (client) => {
-        const { rows } = await client.query<{ locked_by: string | null; attempts: number }>(
-          'SELECT locked_by, attempts FROM graphile_worker.jobs WHERE id = $1',
-          [id],
-        );
-        return rows[0];
-      });
+    const theJob = () => jobRow(centralUrl, id);
     /** The vanished instance's backends still on the server, and the lock waits. */
     const backends = () =>
       withClient(centralUrl, async (client) => {

@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeEach, describe, expect, inject, it } from 'vitest';
-import { afterFile, createTestDatabase, startTestApp, TEST_SECRETS } from '../../../test/harness.js';
+import { afterFile, createTestDatabase, jobRow, startTestApp, TEST_SECRETS } from '../../../test/harness.js';
 import { CURRENT_ACCEPTANCES } from '../../../test/registration-flow.js';
 import { startServerProcess } from '../../../test/server-process.js';
 import { startSmtpSink } from '../../../test/smtp-sink.js';
@@ -519,15 +519,7 @@ describe('a SIGKILL while a job runs', () => {
       );
       return rows[0]?.id;
     });
-    const theJob = () =>
-      withClient(centralUrl, async (client) => {
-        const { rows } = await client.query<{
-          locked_by: string | null;
-          attempts: number;
-          last_error: string | null;
-        }>('SELECT locked_by, attempts, last_error FROM graphile_worker.jobs WHERE id = $1', [id]);
-        return rows[0];
-      });
+    const theJob = () => jobRow(centralUrl, id);
     const waitingOnTheLock = () => waitersOnLock(centralUrl, blocker);
     await waitFor(
       "the child's worker to hold the job, blocked on the table",
@@ -581,14 +573,7 @@ describe('a SIGKILL while a job runs', () => {
     const spawned = startServer({ DATABASE_URL: centralUrl }, (spawnedChild) => {
       child = spawnedChild;
     }).catch(() => undefined);
-    const theJob = () =>
-      withClient(centralUrl, async (client) => {
-        const { rows } = await client.query<{ locked_by: string | null; attempts: number }>(
-          'SELECT locked_by, attempts FROM graphile_worker.jobs WHERE id = $1',
-          [id],
-        );
-        return rows[0];
-      });
+    const theJob = () => jobRow(centralUrl, id);
     const workerBackends = (where: string) =>
       withClient(admin, async (client) => {
         const { rows } = await client.query<{ pid: number; query: string; wait: string }>(
