@@ -1,4 +1,10 @@
 import { defineConfig } from 'vitest/config';
+import { scratchRoot } from './server/test/scratch.js';
+
+// Every throw-away server, data folder and browser profile of the run goes where `os.tmpdir()`
+// points: a tmpfs when there is one with room (docs/decisions/098). Set here, before the workers
+// fork, so that they and every process they start inherit it.
+process.env.TMPDIR = scratchRoot(4 * 2 ** 30);
 
 export default defineConfig({
   resolve: {

@@ -65,7 +65,7 @@ const TARGETS = {
 export const health: Suite = { name: 'health', run };
 
 function run(options: BenchOptions): Promise<SuiteResult> {
-  return withBenchServer(options, (server) => measure(options, server));
+  return withBenchServer(options, (server) => measure(options, server), { clinicDatabases: REAL_DATABASES });
 }
 
 async function measure(options: BenchOptions, server: BenchServer): Promise<SuiteResult> {

@@ -4,7 +4,6 @@
  * a slow CI machine slows the baseline too.
  */
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
@@ -15,6 +14,7 @@ import { type RunningPostgres, startEmbeddedPostgres } from '../server/src/db/em
 import { databaseUrl, withClient } from '../server/src/db/sql.js';
 import { loadConfig } from '../server/src/env.js';
 import { createLogger } from '../server/src/logger.js';
+import { scratchRoot } from '../server/test/scratch.js';
 
 /** Knobs handed to every suite (bench/run.ts reads them from the environment). */
 export interface BenchOptions {
@@ -209,8 +209,16 @@ export async function startBenchApp(
 export async function withBenchServer<T>(
   options: BenchOptions,
   measure: (server: BenchServer) => Promise<T>,
+  {
+    clinicDatabases = 100,
+  }: {
+    /** How many clinic databases the suite makes at most, for its files' size. */ clinicDatabases?: number;
+  } = {},
 ): Promise<T> {
-  const tmp = mkdtempSync(join(tmpdir(), 'onramp-bench-'));
+  // On a tmpfs when it has room (docs/decisions/098): a clone on this machine's disk costs 8–19×
+  // its tmpfs time after a run of drops, which made every ratio against a raw clone say nothing.
+  const root = scratchRoot(2 ** 30 + clinicDatabases * CLINIC_DATABASE_BYTES);
+  const tmp = mkdtempSync(join(root, 'onramp-bench-'));
   // As root PostgreSQL runs as `postgres`, which must be able to traverse the temp dir.
   if (process.getuid?.() === 0) chmodSync(tmp, 0o711);
   const logger = createLogger({ env: 'test', logLevel: 'error' });
@@ -218,7 +226,7 @@ export async function withBenchServer<T>(
   const closers: (() => Promise<void>)[] = [];
   let server: RunningPostgres | undefined;
   try {
-    options.log('starting embedded PostgreSQL');
+    options.log(`starting embedded PostgreSQL in ${root}`);
     server = await startEmbeddedPostgres({
       dir: join(tmp, 'postgres'),
       logger,
@@ -238,6 +246,9 @@ export async function withBenchServer<T>(
     pendingRemovals.push(tmp);
   }
 }
+
+/** A clinic database's files with their share of the WAL: the 7.9 MB template and some. */
+const CLINIC_DATABASE_BYTES = 12 * 2 ** 20;
 
 const pendingRemovals: string[] = [];
 

@@ -129,13 +129,17 @@ class StepLog {
 }
 
 function run(options: BenchOptions): Promise<SuiteResult> {
-  return withBenchServer(options, (server) =>
-    measure({
-      options,
-      ...server,
-      postmasterPid: readPostmasterPid(join(server.tmp, 'postgres', 'pg', 'postmaster.pid')),
-      stepLog: new StepLog(),
-    }),
+  return withBenchServer(
+    options,
+    (server) =>
+      measure({
+        options,
+        ...server,
+        postmasterPid: readPostmasterPid(join(server.tmp, 'postgres', 'pg', 'postmaster.pid')),
+        stepLog: new StepLog(),
+      }),
+    // The fleet, and the latency rounds' clinics beside it.
+    { clinicDatabases: Math.max(0, ...options.clinics) + 10 * options.iterations + 100 },
   );
 }
 

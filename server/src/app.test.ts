@@ -1,7 +1,7 @@
 import { getIntrospectionQuery } from 'graphql';
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { startTestApp, wsQuery } from '../test/harness.js';
+import { startTestApp, tempDir, wsQuery } from '../test/harness.js';
 import { MAX_BODY_BYTES } from './http/security.js';
 
 const HEALTH = '{ health { status checks { name ok } } }';
@@ -286,10 +286,10 @@ describe('graceful stop', async () => {
 });
 
 describe('the console', async () => {
-  const { mkdtempSync, mkdirSync, writeFileSync } = await import('node:fs');
+  const { mkdirSync, writeFileSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
-  const dir = mkdtempSync(join(tmpdir(), 'onramp-console-'));
+  const dir = tempDir('onramp-console-');
   mkdirSync(join(dir, 'assets'));
   writeFileSync(join(dir, 'index.html'), '<!doctype html><title>Onramp console</title>');
   writeFileSync(join(dir, 'assets', 'app-1234.js'), 'console.log(1)');

@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../test/harness.js';
 import { REPO_ROOT } from './db/paths.js';
 import { CONFIG_VARIABLES, ConfigError, loadConfig, redactUrl } from './env.js';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'onramp-env-'));
+const tmp = () => tempDir('onramp-env-');
 const PRODUCTION = {
   ONRAMP_ENV: 'production',
   JWT_SECRET: 'x'.repeat(40),

@@ -1,10 +1,9 @@
 /** A child started with spawnOwned ends when the process that started it is killed. */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { REPO_ROOT } from '../src/db/paths.js';
+import { tempDir } from './harness.js';
 
 const alive = (pid: number) => {
   try {
@@ -24,7 +23,7 @@ afterAll(() => {
 it('a redis-server started through spawnOwned ends when its parent is SIGKILLed', async () => {
   // The parent: a Node process that starts the daemon (on a Unix socket: no port to pick), says
   // its pid, and waits.
-  const socket = join(mkdtempSync(join(tmpdir(), 'onramp-owned-')), 'redis.sock');
+  const socket = join(tempDir('onramp-owned-'), 'redis.sock');
   const parent = spawn(
     process.execPath,
     [

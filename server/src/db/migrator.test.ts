@@ -1,8 +1,7 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, inject, it, onTestFinished } from 'vitest';
-import { dropDatabase } from '../../test/harness.js';
+import { dropDatabase, tempDir } from '../../test/harness.js';
 import { ensureDatabase } from './database.js';
 import {
   checksum,
@@ -143,7 +142,7 @@ describe('migrator', () => {
   });
 
   it('reads the Prisma folder layout in name order and rejects a folder without migration.sql', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'onramp-migrations-'));
+    const dir = tempDir('onramp-migrations-');
     mkdirSync(join(dir, '20260102_b'));
     writeFileSync(join(dir, '20260102_b', 'migration.sql'), 'SELECT 2;');
     mkdirSync(join(dir, '20260101_a'));
