@@ -8,7 +8,7 @@ import { createHmac, randomInt, timingSafeEqual } from 'node:crypto';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import { ConflictError } from '../../errors.js';
-import { type CounterStore, RateLimit, takeAll } from '../../limits/counters.js';
+import { type CounterStore, RateLimit, releaseAll, takeAll } from '../../limits/counters.js';
 import type { Logger } from '../../logger.js';
 import { recordAudit } from '../audit/record.js';
 import { EmailNotVerifiedError, TooManyAttemptsError } from '../auth/errors.js';
@@ -88,16 +88,17 @@ export class MembersService {
    */
   async invite(input: InviteInput, inviter: Inviter): Promise<string> {
     await this.checkInviter(inviter);
-    await takeAll([
+    const limits: [RateLimit, string][] = [
       [this.perClinic, input.clinicId],
       [this.overall, 'all'],
-    ]);
+    ];
+    await takeAll(limits);
     try {
       return await this.deliverInvitation(input, inviter.userId);
     } catch (error) {
       // Nothing was sent: the attempt does not count (the gateway's fault, not the caller's).
       if (error instanceof DeliveryFailedError) {
-        await Promise.all([this.perClinic.release(input.clinicId), this.overall.release('all')]);
+        await releaseAll(limits);
       }
       throw error;
     }

@@ -11,7 +11,7 @@ import { isUniqueViolation, queryRows } from '../../db/raw.js';
 import type { Config } from '../../env.js';
 import { Prisma } from '../../generated/central/client.js';
 import { addJob, removeJob } from '../../jobs/index.js';
-import { type CounterStore, RateLimit, takeAll } from '../../limits/counters.js';
+import { type CounterStore, RateLimit, releaseAll, takeAll } from '../../limits/counters.js';
 import type { Logger } from '../../logger.js';
 import { auditSql, clinicAuditEntry, recordClinicAudit } from '../audit/record.js';
 import { hashPassword } from '../auth/passwords.js';
@@ -109,16 +109,17 @@ export class RegistrationService {
     meta: { ip: string | null; acceptances: Acceptance[] },
   ): Promise<Registered> {
     const address = meta.ip ?? 'unknown';
-    await takeAll([
+    const limits: [RateLimit, string][] = [
       [this.perAddress, address],
       [this.overall, 'all'],
-    ]);
+    ];
+    await takeAll(limits);
     try {
       return await this.registerCounted(input, meta);
     } catch (error) {
       // A failure on our side is not the caller's attempt (it may retry at once).
       if (error instanceof ProvisioningFailedError) {
-        await Promise.all([this.perAddress.release(address), this.overall.release('all')]);
+        await releaseAll(limits);
       }
       throw error;
     }
