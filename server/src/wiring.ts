@@ -275,6 +275,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
           send_email: ({ outboxId }) => deliverMail(deliverDeps, outboxId),
           provision_clinic: ({ clinicId, attempt }) => registration.continueRegistration(clinicId, attempt),
           deliver_webhook: ({ deliveryId }) => webhooks.deliver(deliveryId),
+          release_onboarding_names: ({ applicationId }) => onboarding.releaseUnkeyed(applicationId),
           purge_quarantine: async () => {
             await reconciler.purge();
           },

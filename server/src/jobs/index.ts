@@ -30,6 +30,11 @@ export interface TaskPayloads {
   purge_quarantine: Record<string, never>;
   /** Attempt one webhook_deliveries row (modules/webhooks). */
   deliver_webhook: { deliveryId: string };
+  /**
+   * Release the DNS records and certificates of a revoked application's pending onboardings
+   * (modules/onboarding, docs/decisions/096).
+   */
+  release_onboarding_names: { applicationId: string };
 }
 
 /** The purge job's key and queue: at most one waits, and two never run at once, in the cluster. */

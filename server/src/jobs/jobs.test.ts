@@ -63,6 +63,7 @@ describe('releaseDeadWorkers', () => {
       purge_quarantine: () => held,
       provision_clinic: fail,
       deliver_webhook: fail,
+      release_onboarding_names: fail,
     };
     const live = randomUUID();
     const worker = await startWorker({
@@ -238,6 +239,7 @@ describe('startWorker', () => {
       purge_quarantine: fail,
       provision_clinic: fail,
       deliver_webhook: fail,
+      release_onboarding_names: fail,
     };
     const instanceId = randomUUID();
     const start = () =>

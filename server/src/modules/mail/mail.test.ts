@@ -62,6 +62,9 @@ async function startMailStack(env: Record<string, string>): Promise<MailStack> {
         deliver_webhook: async () => {
           throw new Error('not part of the mail tests');
         },
+        release_onboarding_names: async () => {
+          throw new Error('not part of the mail tests');
+        },
       },
     });
   } finally {

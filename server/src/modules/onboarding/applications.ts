@@ -8,6 +8,7 @@
 import type { CentralPrisma } from '../../db/database.js';
 import { NotFoundError } from '../../errors.js';
 import type { Application, Prisma } from '../../generated/central/client.js';
+import { addJob } from '../../jobs/index.js';
 import { recordAudit } from '../audit/record.js';
 import { masterKeyId, newMasterKey, sameHash, sha256 } from './keys.js';
 import { applicationNameSchema, parseInput } from './validation.js';
@@ -27,6 +28,11 @@ export interface IssuedApplicationKey {
   application: Application;
   /** Plaintext, shown to the caller once; only its sha256 is kept. */
   masterKey: string;
+}
+
+/** At most one pending release job per application (a later one replaces it). */
+export function releaseJobKey(applicationId: string): string {
+  return `release_onboarding_names:${applicationId}`;
 }
 
 /** A digest no key has: compared against when the key id is unknown, so both paths cost the same. */
@@ -76,8 +82,9 @@ export class ApplicationService {
 
   /**
    * Revokes the application's master key and the API credentials of all its onboardings (what
-   * `DELETE /api/v1/onboarding/{uuid}/api-key` does to one), and deletes its webhook endpoints.
-   * rotate issues a new master key; the application then issues new credentials per onboarding
+   * `DELETE /api/v1/onboarding/{uuid}/api-key` does to one), deletes its webhook endpoints, and
+   * queues the release of its pending onboardings' DNS records and certificates
+   * (OnboardingService.releaseUnkeyed). rotate issues a new master key; the application then issues new credentials per onboarding
    * and registers its endpoints again. @throws NotFoundError
    */
   revoke(applicationId: string, actor: Actor): Promise<Application> {
@@ -96,6 +103,15 @@ export class ApplicationService {
         where: { applicationId, deletedAt: null },
         data: { deletedAt: new Date() },
       });
+      // Its pending onboardings' DNS records and certificates: nothing can use them until a new
+      // key, which provisions fresh ones. Released by a job queued with the revocation, since the
+      // providers are outside this transaction (decision 096).
+      await addJob(
+        tx,
+        'release_onboarding_names',
+        { applicationId },
+        { jobKey: releaseJobKey(applicationId) },
+      );
       return { revokedApiCredentials: cleared.count, deletedWebhookEndpoints: endpoints.count };
     });
   }

@@ -1,8 +1,9 @@
 /**
- * A provision in flight while its application's master key is revoked (decisions 087, 088, 091):
- * held after its key was checked, at its commit, before its claim and between the two, and a
+ * A provision in flight while its application's master key is revoked (decisions 087, 088, 091,
+ * 096): held after its key was checked, at its DNS and certificate steps, at its commit, and a
  * burst of calls racing one revocation. After the revocation returns no tenant holds working
- * credentials, and every call with the old key or credentials is refused.
+ * credentials, every call with the old key or credentials is refused, and no pending onboarding
+ * of the application keeps a DNS record or a live certificate.
  */
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
@@ -53,7 +54,14 @@ async function application() {
       { id: appId },
       admin,
     ).then((answer) => answer.body.data?.revokeApplicationKey?.__typename as string | undefined);
-  return { key, appId, start, provision, provisioned, revoke };
+  const rotate = () =>
+    gql(
+      t.url,
+      'mutation ($id: ID!) { rotateApplicationKey(applicationId: $id) { ... on ApplicationKeyIssued { masterKey } } }',
+      { id: appId },
+      admin,
+    ).then((answer) => answer.body.data?.rotateApplicationKey?.masterKey as string);
+  return { key, appId, start, provision, provisioned, revoke, rotate };
 }
 
 /** Each signature is accepted once: every check signs with a timestamp of its own. */
@@ -90,6 +98,33 @@ function holding<T>(lock: string[], work: (client: pg.Client) => Promise<T>): Pr
 
 function onboardingRow(uuid: string) {
   return prisma.onboarding.findUniqueOrThrow({ where: { id: uuid } });
+}
+
+/** The onboarding's DNS records and unrevoked certificates, as the dns and certificates modules keep them. */
+async function names(uuid: string): Promise<{ dnsRecords: number; liveCertificates: number }> {
+  const fqdn = `${(await onboardingRow(uuid)).subdomain}.${t.config.baseDomain}`;
+  return {
+    dnsRecords: await prisma.dnsRecord.count({ where: { name: { in: [fqdn, `_acme-challenge.${fqdn}`] } } }),
+    liveCertificates: await prisma.certificate.count({ where: { fqdn, revokedAt: null } }),
+  };
+}
+
+const NONE = { dnsRecords: 0, liveCertificates: 0 };
+
+/** A provision with the application's next key: 200, with records and a certificate of its own. */
+async function provisionWithNewKey(app: Awaited<ReturnType<typeof application>>, uuid: string) {
+  const fqdn = `${(await onboardingRow(uuid)).subdomain}.${t.config.baseDomain}`;
+  const before = await prisma.certificate.findMany({ where: { fqdn }, select: { serialNumber: true } });
+  const key = await app.rotate();
+  const again = await rest('POST', '/api/v1/onboarding/provision', {
+    key,
+    body: { uuid, generate_api_key: true },
+  });
+  expect(again.status, JSON.stringify(again.body)).toBe(200);
+  expect(again.body.metadata).toMatchObject({ dns_configured: true, ssl_configured: true });
+  expect(await names(uuid)).toEqual({ dnsRecords: 1, liveCertificates: 1 });
+  const live = await prisma.certificate.findFirstOrThrow({ where: { fqdn, revokedAt: null } });
+  expect(before.map((c) => c.serialNumber)).not.toContain(live.serialNumber);
 }
 
 describe('a provision in flight during a revocation of its key', () => {
@@ -152,7 +187,7 @@ describe('a provision in flight during a revocation of its key', () => {
     expect(await prisma.provisioningRun.count({ where: { onboardingId: uuid } })).toBe(0);
   });
 
-  it('held at its DNS step: refused (404) at its commit, not activated, and free for a later key', async () => {
+  it('held at its DNS step: refused (404) at its commit, not activated, its record and certificate released, and a later key gets fresh ones', async () => {
     const app = await application();
     const uuid = await app.start();
     const { provision, revocation } = await holding(
@@ -167,7 +202,7 @@ describe('a provision in flight during a revocation of its key', () => {
     );
     expect(revocation).toBe('ApplicationKeyRevoked');
     expect(provision.status).toBe(404);
-    // What its steps did is kept, as after any stop (README, "Onboarding service"); no activation.
+    // No activation.
     expect(await onboardingRow(uuid)).toMatchObject({
       status: 'pending',
       apiKeyId: null,
@@ -177,6 +212,71 @@ describe('a provision in flight during a revocation of its key', () => {
     expect(await prisma.auditLog.count({ where: { action: 'onboarding.provisioned', targetId: uuid } })).toBe(
       0,
     );
+    // What it published and issued in that request is released: nothing of the application can use it.
+    expect(await names(uuid)).toEqual(NONE);
+    expect(await onboardingRow(uuid)).toMatchObject({ dnsConfigured: false, sslConfigured: false });
+    await provisionWithNewKey(app, uuid);
+  });
+
+  it('held at its certificate step: refused (404) at its commit, its record and certificate released, and a later key gets fresh ones', async () => {
+    const app = await application();
+    const uuid = await app.start();
+    const { provision, revocation } = await holding(
+      ['LOCK TABLE certificates IN SHARE MODE'],
+      async (client) => {
+        const provision = app.provision(uuid);
+        await expect.poll(() => waiting('%certificates%'), POLL).toBe(1);
+        const revocation = await app.revoke();
+        await client.query('COMMIT');
+        return { provision: await provision, revocation };
+      },
+    );
+    expect(revocation).toBe('ApplicationKeyRevoked');
+    expect(provision.status).toBe(404);
+    expect(await onboardingRow(uuid)).toMatchObject({
+      status: 'pending',
+      dnsConfigured: false,
+      sslConfigured: false,
+      provisioningUntil: null,
+    });
+    expect(await names(uuid)).toEqual(NONE);
+    await provisionWithNewKey(app, uuid);
+  });
+});
+
+describe('what a revocation leaves of its pending onboardings', () => {
+  it('a pending onboarding provisioned in part before the revocation loses its record; an activated one keeps its own', async () => {
+    const app = await application();
+    const live = await app.provisioned();
+    const partial = await app.start();
+    t.app.deps.provisioning.injectFault('ssl', 1);
+    expect((await app.provision(partial)).status).toBe(500);
+    expect(await names(partial)).toEqual({ dnsRecords: 1, liveCertificates: 0 });
+    expect(await app.revoke()).toBe('ApplicationKeyRevoked');
+    // Released in the background, once the revocation committed (a job queued with it).
+    await expect.poll(() => names(partial), POLL).toEqual(NONE);
+    expect(await onboardingRow(partial)).toMatchObject({
+      status: 'pending',
+      dnsConfigured: false,
+      sslConfigured: false,
+      infrastructureStatus: 'pending',
+    });
+    expect(await names(live.uuid)).toEqual({ dnsRecords: 1, liveCertificates: 1 });
+    await provisionWithNewKey(app, partial);
+    expect(await names(live.uuid)).toEqual({ dnsRecords: 1, liveCertificates: 1 });
+  });
+
+  it('the release finds a live key (a new key came first): a pending onboarding keeps its record for its next provision', async () => {
+    const app = await application();
+    const partial = await app.start();
+    t.app.deps.provisioning.injectFault('ssl', 1);
+    expect((await app.provision(partial)).status).toBe(500);
+    await t.app.deps.onboarding.releaseUnkeyed(app.appId);
+    expect(await names(partial)).toEqual({ dnsRecords: 1, liveCertificates: 0 });
+    expect(await onboardingRow(partial)).toMatchObject({
+      dnsConfigured: true,
+      infrastructureStatus: 'partial',
+    });
   });
 });
 
@@ -293,6 +393,11 @@ describe('a burst racing one revocation', () => {
         ),
       ]);
       expect(after.map((answer) => answer.status)).toEqual(after.map(() => 401));
+      // No pending onboarding of the revoked key keeps a record or a live certificate.
+      for (const uuid of pending) {
+        if ((await onboardingRow(uuid)).status === 'pending')
+          await expect.poll(() => names(uuid), POLL).toEqual(NONE);
+      }
     }
   });
 });

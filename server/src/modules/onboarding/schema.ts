@@ -321,7 +321,7 @@ builder.mutationFields((t) => ({
   revokeApplicationKey: t.field({
     type: RevokedKeyRef,
     description:
-      "Super-admins: revokes the application's master key and the API credentials of all its onboardings, and deletes its webhook endpoints; rotateApplicationKey issues a new master key, which brings back neither (the application issues new credentials per onboarding and registers its endpoints again).",
+      "Super-admins: revokes the application's master key and the API credentials of all its onboardings, deletes its webhook endpoints, and releases the DNS records and certificates of its pending onboardings; rotateApplicationKey issues a new master key, which brings back neither (the application issues new credentials per onboarding and registers its endpoints again).",
     authScopes: { superAdmin: true },
     errors: { types: [NotFoundError] },
     args: { applicationId: t.arg.id({ required: true, description: 'The application (UUID).' }) },

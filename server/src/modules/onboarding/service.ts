@@ -9,20 +9,22 @@
  * recorded run and steps, progress events, fault injection) with steps `dns`, `ssl`, `commit`,
  * but unlike a clinic it never rolls back: DNS records and a certificate are harmless to keep,
  * and a retry of `provision` resumes (README, "Onboarding service"). Each step records its success on the onboarding row
- * and is skipped when it is already done.
+ * and is skipped when it is already done. They are released only when nothing can use them: a
+ * pending onboarding of an application whose key was revoked (decision 096).
  */
 import { randomUUID } from 'node:crypto';
 import type { CentralPrisma } from '../../db/database.js';
 import type { Config } from '../../env.js';
 import { NotFoundError } from '../../errors.js';
 import { type Onboarding, Prisma } from '../../generated/central/client.js';
+import { addJob } from '../../jobs/index.js';
 import type { Logger } from '../../logger.js';
 import { auditSql, recordAudit } from '../audit/record.js';
 import type { ProvisioningService, Transaction } from '../provisioning/index.js';
 import { preferredSubdomain, reserveSubdomain } from '../subdomains/allocator.js';
 import type { WebhookService } from '../webhooks/service.js';
 import { ApiCredentialService, holdsLiveKey, issueApiCredentials, whileKeyed } from './api-credentials.js';
-import type { ApplicationPrincipal } from './applications.js';
+import { type ApplicationPrincipal, releaseJobKey } from './applications.js';
 import {
   OnboardingConflictError,
   OnboardingProvisioningFailedError,
@@ -34,6 +36,16 @@ import type { CompleteInput, StartInput } from './validation.js';
 /** A provisioning call holds the onboarding this long; a crashed one frees it after. */
 const PROVISION_LEASE_MS = 5 * 60_000;
 
+/** A release holds the onboarding's row while the providers answer (Cloudflare, ACME: HTTP). */
+const RELEASE_TIMEOUT_MS = 60_000;
+
+/** What a released onboarding records: no step done, so the next provision does them again. */
+const UNPROVISIONED = {
+  dnsConfigured: false,
+  sslConfigured: false,
+  infrastructureStatus: 'pending',
+} as const;
+
 export type OnboardingStatus = 'pending' | 'activated' | 'completed';
 
 export interface OnboardingDeps {
@@ -41,8 +53,12 @@ export interface OnboardingDeps {
   logger: Logger;
   prisma: CentralPrisma;
   limits: OnboardingLimits;
-  /** Runs the onboarding's plan (its DNS, certificate, commit steps are the engine's). */
-  provisioning: Pick<ProvisioningService, 'plans' | 'run'>;
+  /**
+   * Runs the onboarding's plan (its DNS, certificate, commit steps are the engine's), and
+   * releases a name nothing can use any more (the dns module's removal, the certificates
+   * module's revocation).
+   */
+  provisioning: Pick<ProvisioningService, 'plans' | 'run' | 'releaseSubdomain'>;
   /** Queues onboarding events for the application's webhook endpoints, in our transactions. */
   webhooks: WebhookService;
 }
@@ -208,9 +224,22 @@ export class OnboardingService {
       throw error;
     });
     if (!result.ok && result.error instanceof RevokedDuringProvisionError) {
-      // Nothing activated; what the steps did is kept, as after any stop, for a later key.
+      // Nothing activated, and nothing of the application can use what the steps did until a
+      // new key (decision 096): released while this request still holds the lease, so that no
+      // other provision makes records meanwhile. Should a provider fail, the flags stay true
+      // and the revocation's job releases them at the lease's end.
       await this.deps.limits.release('provision', uuid);
-      await prisma.onboarding.update({ where: { id: uuid }, data: { provisioningUntil: null } });
+      const released = await this.deps.provisioning.releaseSubdomain(existing.subdomain).then(
+        () => true,
+        (error: unknown) => {
+          logger.warn({ err: error, onboardingId: uuid }, 'records of a revoked provision not released');
+          return false;
+        },
+      );
+      await prisma.onboarding.update({
+        where: { id: uuid },
+        data: { provisioningUntil: null, ...(released ? UNPROVISIONED : {}) },
+      });
       throw new NotFoundError('onboarding');
     }
     if (!result.ok) {
@@ -243,6 +272,67 @@ export class OnboardingService {
       isIdempotent: false,
       rate,
     };
+  }
+
+  /**
+   * The `release_onboarding_names` job, queued by a revocation (decision 096): unpublishes the
+   * name and revokes the certificate of each pending onboarding of an application that holds no
+   * live key, and records that neither is done, so a provision with a new key makes fresh ones.
+   * An onboarding is released under its row lock, and only while it is pending, unleased and its
+   * application keyless: a provision's claim waits for it, and a new key's provision after it
+   * finds nothing done. One a provision holds is left to that provision (refused at its commit,
+   * it releases its own); the job comes back when the last lease ends, in case it did not.
+   * Safe to run twice.
+   */
+  async releaseUnkeyed(applicationId: string): Promise<void> {
+    const { prisma, logger } = this.deps;
+    if (await holdsLiveKey(prisma, applicationId)) return;
+    const candidates = await prisma.onboarding.findMany({
+      where: {
+        applicationId,
+        status: 'pending',
+        // A provision that crashed between a step's work and its flag leaves only its attempt.
+        OR: [{ dnsConfigured: true }, { sslConfigured: true }, { provisioningAttempts: { gt: 0 } }],
+      },
+      select: { id: true, subdomain: true, provisioningUntil: true },
+    });
+    let leasedUntil: Date | undefined;
+    let released = 0;
+    for (const onboarding of candidates) {
+      // The lease's clock is this process's, as the claim's (provision above).
+      const now = new Date();
+      const until = onboarding.provisioningUntil;
+      if (until && until > now) {
+        if (!leasedUntil || until > leasedUntil) leasedUntil = until;
+        continue;
+      }
+      const done = await prisma.$transaction(
+        async (tx) => {
+          const [locked] = await tx.$queryRaw<{ id: string }[]>`
+            SELECT id FROM onboardings
+             WHERE id = ${onboarding.id}::uuid AND status = 'pending'
+               AND (provisioning_until IS NULL OR provisioning_until < ${now})
+               AND NOT EXISTS (SELECT 1 FROM application_keys
+                                WHERE application_id = ${applicationId}::uuid AND revoked_at IS NULL)
+             FOR UPDATE`;
+          if (!locked) return false;
+          await this.deps.provisioning.releaseSubdomain(onboarding.subdomain);
+          await tx.onboarding.update({ where: { id: onboarding.id }, data: UNPROVISIONED });
+          return true;
+        },
+        { timeout: RELEASE_TIMEOUT_MS },
+      );
+      if (done) released += 1;
+    }
+    if (leasedUntil) {
+      await addJob(
+        prisma,
+        'release_onboarding_names',
+        { applicationId },
+        { runAt: leasedUntil, jobKey: releaseJobKey(applicationId) },
+      );
+    }
+    if (released > 0) logger.info({ applicationId, released }, 'names of a revoked application released');
   }
 
   private runSteps(state: ProvisionState) {

@@ -15,7 +15,8 @@ export interface OnboardHooks<S> {
 
 /**
  * An onboarding's provisioning: dns, ssl, commit. It never rolls back: DNS records and a
- * certificate are harmless to keep, and a retry resumes from the failed step.
+ * certificate are harmless to keep, and a retry resumes from the failed step. The onboarding
+ * module releases them when nothing can use them any more (docs/decisions/096).
  */
 export function onboardPlan<S>(
   deps: Pick<StepDeps, 'prisma' | 'dns' | 'certificates'>,
