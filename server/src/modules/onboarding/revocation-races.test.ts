@@ -187,61 +187,42 @@ describe('a provision in flight during a revocation of its key', () => {
     expect(await prisma.provisioningRun.count({ where: { onboardingId: uuid } })).toBe(0);
   });
 
-  it('held at its DNS step: refused (404) at its commit, not activated, its record and certificate released, and a later key gets fresh ones', async () => {
-    const app = await application();
-    const uuid = await app.start();
-    const { provision, revocation } = await holding(
-      ['LOCK TABLE dns_records IN SHARE MODE'],
-      async (client) => {
-        const provision = app.provision(uuid);
-        await expect.poll(() => waiting('%dns_records%'), POLL).toBe(1);
-        const revocation = await app.revoke();
-        await client.query('COMMIT');
-        return { provision: await provision, revocation };
-      },
-    );
-    expect(revocation).toBe('ApplicationKeyRevoked');
-    expect(provision.status).toBe(404);
-    // No activation.
-    expect(await onboardingRow(uuid)).toMatchObject({
-      status: 'pending',
-      apiKeyId: null,
-      activatedAt: null,
-      provisioningUntil: null,
-    });
-    expect(await prisma.auditLog.count({ where: { action: 'onboarding.provisioned', targetId: uuid } })).toBe(
-      0,
-    );
-    // What it published and issued in that request is released: nothing of the application can use it.
-    expect(await names(uuid)).toEqual(NONE);
-    expect(await onboardingRow(uuid)).toMatchObject({ dnsConfigured: false, sslConfigured: false });
-    await provisionWithNewKey(app, uuid);
-  });
-
-  it('held at its certificate step: refused (404) at its commit, its record and certificate released, and a later key gets fresh ones', async () => {
-    const app = await application();
-    const uuid = await app.start();
-    const { provision, revocation } = await holding(
-      ['LOCK TABLE certificates IN SHARE MODE'],
-      async (client) => {
-        const provision = app.provision(uuid);
-        await expect.poll(() => waiting('%certificates%'), POLL).toBe(1);
-        const revocation = await app.revoke();
-        await client.query('COMMIT');
-        return { provision: await provision, revocation };
-      },
-    );
-    expect(revocation).toBe('ApplicationKeyRevoked');
-    expect(provision.status).toBe(404);
-    expect(await onboardingRow(uuid)).toMatchObject({
-      status: 'pending',
-      dnsConfigured: false,
-      sslConfigured: false,
-      provisioningUntil: null,
-    });
-    expect(await names(uuid)).toEqual(NONE);
-    await provisionWithNewKey(app, uuid);
-  });
+  it.each([
+    ['DNS', 'dns_records'],
+    ['certificate', 'certificates'],
+  ])(
+    'held at its %s step: refused (404) at its commit, not activated, its record and certificate released, and a later key gets fresh ones',
+    async (_step, table) => {
+      const app = await application();
+      const uuid = await app.start();
+      const { provision, revocation } = await holding(
+        [`LOCK TABLE ${table} IN SHARE MODE`],
+        async (client) => {
+          const provision = app.provision(uuid);
+          await expect.poll(() => waiting(`%${table}%`), POLL).toBe(1);
+          const revocation = await app.revoke();
+          await client.query('COMMIT');
+          return { provision: await provision, revocation };
+        },
+      );
+      expect(revocation).toBe('ApplicationKeyRevoked');
+      expect(provision.status).toBe(404);
+      // No activation.
+      expect(await onboardingRow(uuid)).toMatchObject({
+        status: 'pending',
+        apiKeyId: null,
+        activatedAt: null,
+        provisioningUntil: null,
+      });
+      expect(
+        await prisma.auditLog.count({ where: { action: 'onboarding.provisioned', targetId: uuid } }),
+      ).toBe(0);
+      // What it published and issued in that request is released: nothing of the application can use it.
+      expect(await names(uuid)).toEqual(NONE);
+      expect(await onboardingRow(uuid)).toMatchObject({ dnsConfigured: false, sslConfigured: false });
+      await provisionWithNewKey(app, uuid);
+    },
+  );
 });
 
 describe('what a revocation leaves of its pending onboardings', () => {
