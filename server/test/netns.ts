@@ -5,6 +5,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import { onTestFinished } from 'vitest';
+import { startExtraPostgres } from './harness.js';
 
 /** Why a namespace cannot be made here, or null when it can. */
 export function netnsUnavailable(): string | null {
@@ -138,4 +139,22 @@ export async function forwarderIn(
     });
   });
   return child;
+}
+
+/**
+ * A throw-away PostgreSQL reached at a forwarder in a namespace of its own (`url`, over TCP, its
+ * `postgres` database): the namespace's vanish cuts every connection made through `url`, as the
+ * loss of a clinic server's host would, while `server.url` (its socket) still reaches it. The
+ * server is stopped when the test ends, the link revived first.
+ */
+export async function serverBehindNamespace() {
+  const netns = makeNamespace();
+  const server = await startExtraPostgres({
+    listenOn: [{ address: netns.hostAddress, clients: netns.network }],
+  });
+  onTestFinished(() => server.stop());
+  const port = 20_000 + randomInt(20_000);
+  await forwarderIn(netns, port, { host: netns.hostAddress, port: Number(new URL(server.url).port) });
+  onTestFinished(() => netns.revive());
+  return { netns, server, url: overTcpAt(server.url, netns.nsAddress, 'postgres', port) };
 }

@@ -13,7 +13,7 @@ import { redactUrl } from '../env.js';
 import type { Logger } from '../logger.js';
 import { type ClinicTemplate, ensureClinicTemplate } from './clinic-template.js';
 import type { Migration } from './migrator.js';
-import { probedConnection, withClient } from './sql.js';
+import { databaseUrl, probedConnection, withClient } from './sql.js';
 
 /** How long a clinic server's admin session may take to open (TCP, TLS, authentication). */
 export const ADMIN_CONNECT_TIMEOUT_MS = 5_000;
@@ -155,6 +155,26 @@ export async function assertSameServer(
 ): Promise<void> {
   const { rows } = await admin.query<{ id: string }>(`SELECT ${SYSTEM_IDENTIFIER_SQL} AS id`);
   expectSameServer(server, rows[0]?.id);
+}
+
+/** What a session needs to reach a server and check it is that server's cluster. */
+export type IdentifiedServer = Pick<ClinicServer, 'url' | 'address' | 'systemIdentifier' | 'onMismatch'>;
+
+/**
+ * `withClient` on `server`'s cluster, in `database` (else the admin URL's own), the session
+ * checked as it opens to be on the cluster `server` was identified as (docs/decisions/097), as
+ * the admin pool's sessions are (086): a migration, a rollout's step or a grant must not reach a
+ * restored copy or a promoted replica answering at the recorded address. One statement per
+ * session, on a session that already costs several round trips to open.
+ * @throws ServerIdentityError (the server is distrusted first)
+ */
+export function withServerClient<T>(
+  server: IdentifiedServer,
+  database: string | undefined,
+  work: (client: pg.Client) => Promise<T>,
+): Promise<T> {
+  const url = database === undefined ? server.url : databaseUrl(server.url, database);
+  return withClient(url, work, { check: (client) => assertSameServer(client, server) });
 }
 
 export async function openClinicServers(options: {

@@ -2,6 +2,9 @@ import pg from 'pg';
 import { describe, expect, inject, it } from 'vitest';
 import { PEER_PROBES, probedConnection, withClient } from './sql.js';
 
+/** Liveness probes 10 times as frequent as the default, for a statement that outlasts their bound. */
+const QUICK = { afterMs: 100, everyMs: 100, answerMs: 400, misses: 2 };
+
 /** The shared test server over TCP (its URL names its Unix socket, where these settings read 0). */
 function overTcp(): URL {
   const url = new URL(inject('pgAdminUrl'));
@@ -61,5 +64,20 @@ describe('withClient (decision 095)', () => {
       tcp_keepalives_idle: String(PEER_PROBES.idleSeconds),
       tcp_user_timeout: String(PEER_PROBES.userTimeoutMs),
     });
+  });
+
+  it('lets a statement outlast its liveness bound while the server answers the probes (decision 097)', async () => {
+    // The bound (about 1 s with these timings) is on the server's silence, not on the statement.
+    const started = Date.now();
+    const answer = await withClient(
+      overTcp().toString(),
+      async (client) => {
+        await client.query('SELECT pg_sleep(2)');
+        return client.query<{ n: number }>('SELECT 1 AS n');
+      },
+      { liveness: QUICK },
+    );
+    expect(answer.rows).toEqual([{ n: 1 }]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
   });
 });

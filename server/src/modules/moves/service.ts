@@ -187,7 +187,7 @@ export class MoveService {
         },
       });
     });
-    if (!result.ok) throw new ProvisioningFailedError(result.failedStep, result.runId);
+    if (!result.ok) throw new ProvisioningFailedError(result.failedStep, result.runId, result.rolledBack);
     return {
       clinicId,
       runId: result.runId,

@@ -5,7 +5,8 @@
  */
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import type pg from 'pg';
-import { databaseUrl, quoteIdent, withClient } from '../../db/sql.js';
+import { type IdentifiedServer, withServerClient } from '../../db/servers.js';
+import { quoteIdent } from '../../db/sql.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
@@ -141,13 +142,17 @@ export async function cloneDatabase(
  * group, and the group's privileges on every table, including tables created since.
  * The role may read and write data, never change the schema or the migration history.
  */
-export async function grantClinicRole(serverUrl: string, database: string, role: string): Promise<void> {
-  await withClient(serverUrl, async (admin) => {
+export async function grantClinicRole(
+  server: IdentifiedServer,
+  database: string,
+  role: string,
+): Promise<void> {
+  await withServerClient(server, undefined, async (admin) => {
     await ensureGroupRole(admin);
     await grantConnect(admin, database, role);
     await admin.query(`GRANT ${quoteIdent(CLINIC_GROUP_ROLE)} TO ${quoteIdent(role)}`);
   });
-  await withClient(databaseUrl(serverUrl, database), grantGroupPrivileges);
+  await withServerClient(server, database, grantGroupPrivileges);
 }
 
 /** The comment that marks a clinic database or role as this deployment's own. */

@@ -1,18 +1,25 @@
 import { ConflictError, OnrampError } from '../../errors.js';
 import type { ProvisioningStepName } from './step-names.js';
 
-/** A provisioning run failed and was rolled back: nothing it created remains. */
+/**
+ * A provisioning run failed and was rolled back. When its undo could not finish (a server that
+ * vanished: docs/decisions/095, 097), what remains is left to the ledger's sweep, and the message
+ * says so rather than "nothing was kept".
+ */
 export class ProvisioningFailedError extends OnrampError {
   readonly code = 'PROVISIONING_FAILED' as const;
   constructor(
     readonly step: ProvisioningStepName,
     readonly runId: string,
+    /** Whether every undo finished (the run's `rolledBack`). */
+    rolledBack: boolean,
     /** Why, when the caller may be told (never an address: registration is public). */
     reason?: string,
   ) {
-    super(
-      `Provisioning failed at step ${step} and was rolled back; nothing was kept.${reason ? ` ${reason}` : ''} Please try again.`,
-    );
+    const undone = rolledBack
+      ? 'was rolled back; nothing was kept.'
+      : 'was rolled back only in part; what could not be removed yet is removed automatically later.';
+    super(`Provisioning failed at step ${step} and ${undone}${reason ? ` ${reason}` : ''} Please try again.`);
     this.name = 'ProvisioningFailedError';
   }
 }

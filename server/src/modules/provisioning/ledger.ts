@@ -11,8 +11,8 @@ import type pg from 'pg';
 import type { CentralPrisma, ClinicServer } from '../../db/database.js';
 import { dropObjects } from '../../db/drop.js';
 import { execute } from '../../db/raw.js';
-import { assertSameServer } from '../../db/servers.js';
-import { quoteIdent, withClient, withPooled } from '../../db/sql.js';
+import { assertSameServer, withServerClient } from '../../db/servers.js';
+import { quoteIdent, withPooled } from '../../db/sql.js';
 import { ConflictError } from '../../errors.js';
 import { Prisma } from '../../generated/central/client.js';
 import type { ClinicObjectState } from '../../generated/central/enums.js';
@@ -577,9 +577,9 @@ export class Ledger {
         const server = this.requireServer(entry.serverId);
         let trashName: string | null = null;
         let absent = false;
-        await withClient(server.url, async (admin) => {
-          // "It did not exist" is only true of the server the entry was made on.
-          await assertSameServer(admin, server);
+        // "It did not exist" is only true of the server the entry was made on: the session is
+        // checked to be on its cluster as it opens.
+        await withServerClient(server, undefined, async (admin) => {
           if (entry.kind === 'ROLE') {
             const role = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [entry.name]);
             if (role.rowCount === 0) {

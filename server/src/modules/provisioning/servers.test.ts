@@ -150,7 +150,7 @@ describe('clinic schema upgrades', async () => {
         const state: UpgradeState = {
           clinicId,
           clinicName: clinic.name,
-          serverUrl: other.url,
+          server,
           databaseName: clinic.databaseName,
           databaseRole: clinic.databaseRole,
           applied: [],

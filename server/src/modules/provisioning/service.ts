@@ -481,7 +481,7 @@ export class ProvisioningService {
     });
     if (claimed.count === 0) throw new ConflictError('Another operation is deleting this clinic.');
     const result = await this.runDelete(clinic, state, actor);
-    if (!result.ok) throw new ProvisioningFailedError(result.failedStep, result.runId);
+    if (!result.ok) throw new ProvisioningFailedError(result.failedStep, result.runId, result.rolledBack);
   }
 
   /** The DELETE run of a clinic already claimed (DELETING); `attempt` > 1 when it resumes one. */
@@ -552,7 +552,8 @@ export class ProvisioningService {
         where: { id: clinicId, status: 'DELETING' },
         data: { status: 'DELETED' },
       });
-      if ('failedStep' in result) throw new ProvisioningFailedError(result.failedStep, result.runId);
+      if ('failedStep' in result)
+        throw new ProvisioningFailedError(result.failedStep, result.runId, result.rolledBack);
       throw result.error;
     }
     return this.checkClinic(clinicId);

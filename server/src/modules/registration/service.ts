@@ -216,7 +216,7 @@ export class RegistrationService {
       result.error instanceof ServerUnreachableError
         ? 'No identified clinic database server is available right now.'
         : undefined;
-    return new ProvisioningFailedError(result.failedStep, result.runId, reason);
+    return new ProvisioningFailedError(result.failedStep, result.runId, result.rolledBack, reason);
   }
 
   /** The `provision_clinic` job: the next attempt of a suspended registration. */

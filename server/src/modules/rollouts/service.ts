@@ -605,7 +605,7 @@ export class RolloutService {
       const state: UpgradeState = {
         clinicId,
         clinicName: clinic.name,
-        serverUrl: server.url,
+        server,
         databaseName: clinic.databaseName,
         databaseRole: clinic.databaseRole,
         applied: [],

@@ -14,14 +14,15 @@ import {
   pendingMigrations,
   schemaVersion,
 } from '../../db/migrator.js';
-import { databaseUrl, withClient } from '../../db/sql.js';
+import { type IdentifiedServer, withServerClient } from '../../db/servers.js';
 import { type ClinicHealth, grantClinicRole, type Plan } from '../provisioning/index.js';
 
 /** What an UPGRADE run works on; `clinicId` and `clinicName` name its subject in events. */
 export interface UpgradeState {
   clinicId: string;
   clinicName: string;
-  serverUrl: string;
+  /** The clinic's server: every session of the upgrade is checked to be on its cluster (097). */
+  server: IdentifiedServer;
   databaseName: string;
   databaseRole: string;
   /** Migrations the run applied (none when the database was already current). */
@@ -65,11 +66,12 @@ export function isBusy(error: unknown): boolean {
  * queueing behind its sessions (and making them queue behind the upgrade).
  */
 export async function upgradeDatabase(
-  url: string,
+  server: IdentifiedServer,
+  database: string,
   migrations: readonly Migration[],
   lockTimeoutMs: number,
 ): Promise<MigrateResult> {
-  return withClient(url, async (client) => {
+  return withServerClient(server, database, async (client) => {
     await client.query('BEGIN');
     try {
       await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))}`);
@@ -111,13 +113,13 @@ export function upgradePlan(deps: UpgradeDeps): Plan<UpgradeState> {
         // No undo: the transaction either committed every migration or none.
         async run(state) {
           const { applied, version } = await upgradeDatabase(
-            databaseUrl(state.serverUrl, state.databaseName),
+            state.server,
+            state.databaseName,
             deps.migrations,
             deps.lockTimeoutMs,
           );
           state.applied = applied;
-          if (applied.length > 0)
-            await grantClinicRole(state.serverUrl, state.databaseName, state.databaseRole);
+          if (applied.length > 0) await grantClinicRole(state.server, state.databaseName, state.databaseRole);
           await deps.prisma.clinic.update({
             where: { id: state.clinicId },
             data: { schemaVersion: version },

@@ -1,7 +1,6 @@
 import { encryptSecret } from '../../../../crypto.js';
 import { migrate } from '../../../../db/migrator.js';
-import { assertSameServer } from '../../../../db/servers.js';
-import { databaseUrl, withClient } from '../../../../db/sql.js';
+import { withServerClient } from '../../../../db/servers.js';
 import {
   cloneDatabase,
   databaseExists,
@@ -48,12 +47,12 @@ export function repairPlan(deps: StepDeps, hooks: RepairHooks): Plan<RepairState
     async run(state) {
       const { server } = state;
       const before = state.actions.length;
-      await withClient(server.url, async (admin) => {
+      // An absent database on another cluster at the server's address is no loss to repair: the
+      // session is checked to be on the server's cluster as it opens.
+      await withServerClient(server, undefined, async (admin) => {
         // Concurrent repairs of one clinic are serialised.
         await admin.query('SELECT pg_advisory_lock(hashtext($1))', [`repair:${state.clinicId}`]);
         try {
-          // An absent database on another cluster at the server's address is no loss to repair.
-          await assertSameServer(admin, server);
           if (
             !(await databaseExists(admin, state.databaseName)) &&
             (await deps.ledger.restoreClinic(state.clinicId, { refuseDeleted: true }))
@@ -100,7 +99,7 @@ export function repairPlan(deps: StepDeps, hooks: RepairHooks): Plan<RepairState
     name: 'migrate_database',
     async run(state) {
       const before = state.actions.length;
-      await withClient(databaseUrl(state.server.url, state.databaseName), async (client) => {
+      await withServerClient(state.server, state.databaseName, async (client) => {
         const { applied, version } = await migrate(client, deps.clinicMigrations);
         for (const name of applied) state.actions.push(`applied migration ${name}`);
         await deps.prisma.clinic.update({ where: { id: state.clinicId }, data: { schemaVersion: version } });
@@ -120,7 +119,7 @@ export function repairPlan(deps: StepDeps, hooks: RepairHooks): Plan<RepairState
           state.actions.push(`recreated table ${table}`);
         }
       });
-      await grantClinicRole(state.server.url, state.databaseName, state.roleName);
+      await grantClinicRole(state.server, state.databaseName, state.roleName);
       state.actions.push(`restored grants of role ${state.roleName}`);
       return done(state, before);
     },

@@ -80,7 +80,7 @@ export function createDatabaseStep<S extends ProvisionState>(deps: StepDeps): St
       // A clone carries the group's grants from the template; a database found from an earlier
       // attempt may predate a repair or an upgrade, so its grants are restored in full.
       if (state.databaseSource === 'existing')
-        await grantClinicRole(server.url, state.databaseName, state.roleName);
+        await grantClinicRole(server, state.databaseName, state.roleName);
       state.password = password;
       // The role can connect from here on: the clinic session is made while the central write
       // below and the runner's records go out (engine/clinic-session.ts).

@@ -1,5 +1,5 @@
 import { migrate } from '../../../../db/migrator.js';
-import { databaseUrl, withClient } from '../../../../db/sql.js';
+import { withServerClient } from '../../../../db/servers.js';
 import { grantGroupPrivileges } from '../../admin.js';
 import type { Step } from '../runner.js';
 import type { ProvisionState, StepDeps } from '../state.js';
@@ -13,8 +13,10 @@ export function migrateDatabaseStep<S extends ProvisionState>(deps: StepDeps): S
       // create_database recorded with its password.
       const fresh = state.databaseSource === 'clone' || state.databaseSource === 'pool';
       if (fresh) return undefined;
-      const { applied, version } = await withClient(
-        databaseUrl(state.server.url, state.databaseName),
+      // Checked to be on the server's cluster as it opens (decision 097).
+      const { applied, version } = await withServerClient(
+        state.server,
+        state.databaseName,
         async (client) => {
           const result = await migrate(client, deps.clinicMigrations);
           if (result.applied.length > 0) await grantGroupPrivileges(client);

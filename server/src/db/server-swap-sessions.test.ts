@@ -1,0 +1,90 @@
+/**
+ * Another cluster at a clinic server's address that holds a database of the clinic's name (a
+ * restored copy, a promoted replica): a clinic's upgrade, the UPGRADE run a rollout drives, opens
+ * one-off sessions in the clinic's database rather than the admin pool's, and those are checked
+ * too as they open (docs/decisions/097). Nothing is migrated or granted on the other cluster, and
+ * the server is taken out of the registry as decision 086 does.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { afterFile, overTcp, startTestApp, tempDir, testLogger } from '../../test/harness.js';
+import { createClinic } from '../../test/registration-flow.js';
+import { impostorDir, inventory } from '../../test/swap.js';
+import { clinicSubject } from '../modules/provisioning/index.js';
+import { type UpgradeState, upgradePlan } from '../modules/rollouts/steps.js';
+import { startEmbeddedPostgres } from './embedded.js';
+import { checksum, type Migration, migrate } from './migrator.js';
+import { ServerIdentityError } from './servers.js';
+import { databaseUrl, quoteIdent, withClient } from './sql.js';
+
+describe('a clinic upgrade aimed at a server whose address answers as another cluster', async () => {
+  const logger = testLogger({ env: 'test', logLevel: 'warn' });
+  const dir = tempDir('onramp-swap-sessions-a-');
+  const recorded = await startEmbeddedPostgres({ dir, logger, ephemeral: true });
+  afterAll(() => recorded.stop());
+  const url = overTcp(recorded.url);
+  const t = await startTestApp({
+    CLINIC_POOL_SIZE: '0',
+    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+    CLINIC_DATABASE_SERVERS: url,
+  });
+  const { provisioning, db } = t.app.deps;
+
+  it('touches nothing there: the session is refused as it opens, and the server distrusted', async () => {
+    const { clinicId } = await createClinic(t);
+    const clinic = await db.prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } });
+    const server = db.servers.byId.get(clinic.databaseServerId);
+    if (!server) throw new Error('the clinic server is not attached');
+
+    await recorded.stop();
+    const other = await startEmbeddedPostgres({
+      dir: impostorDir(dir, 'onramp-swap-sessions-b-'),
+      logger,
+      ephemeral: true,
+    });
+    afterFile(() => other.stop());
+    expect(overTcp(other.url)).toBe(url);
+    // A copy of the clinic's database, at its schema, on the other cluster.
+    await withClient(url, (admin) => admin.query(`CREATE DATABASE ${quoteIdent(clinic.databaseName)}`));
+    const copy = databaseUrl(url, clinic.databaseName);
+    await withClient(copy, (client) => migrate(client, db.clinicMigrations));
+    const onOther = async () => ({
+      ...(await inventory(url)),
+      copy: await withClient(copy, async (client) => ({
+        migrations: (await client.query('SELECT migration_name FROM "_prisma_migrations" ORDER BY 1')).rows,
+        invoices: (await client.query("SELECT to_regclass('invoices') AS t")).rows[0]?.t ?? null,
+      })),
+    });
+    const before = await onOther();
+
+    const sql = 'CREATE TABLE "invoices" ("id" INTEGER PRIMARY KEY);';
+    const added: Migration = { name: '20991231000000_invoices', sql, checksum: checksum(sql) };
+    const plan = upgradePlan({
+      prisma: db.prisma,
+      migrations: [...db.clinicMigrations, added],
+      lockTimeoutMs: 5000,
+      checkClinic: (id) => provisioning.checkClinic(id),
+    });
+    const state: UpgradeState = {
+      clinicId,
+      clinicName: clinic.name,
+      server,
+      databaseName: clinic.databaseName,
+      databaseRole: clinic.databaseRole,
+      applied: [],
+    };
+    const result = await provisioning.run(plan, clinicSubject(clinicId, clinic.name), state);
+    if (result.ok) throw new Error('the upgrade ran on the other cluster');
+    expect(result.failedStep).toBe('migrate_database');
+    expect(result.error).toBeInstanceOf(ServerIdentityError);
+
+    // Nothing migrated, granted or created there; the clinic keeps its recorded version.
+    expect(await onOther()).toEqual(before);
+    expect(before.copy.invoices).toBeNull();
+    expect((await db.prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } })).schemaVersion).toBe(
+      clinic.schemaVersion,
+    );
+    // Taken out of the registry, as an admin session's refusal does (decision 086).
+    expect(db.servers.byId.has(server.id)).toBe(false);
+    expect(db.servers.unreachable.get(server.id)).toMatchObject({ identityMismatch: true });
+  }, 180_000);
+});
