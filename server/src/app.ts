@@ -38,6 +38,11 @@ export interface BuildAppOptions {
   /** How often the job worker polls besides LISTEN. @default 2000 */
   jobPollIntervalMs?: number;
   /**
+   * The job worker's recurring jobs, in graphile-worker's crontab format: '' runs none (a test
+   * that counts every job added in its database). @default CRONTAB (jobs/index.ts)
+   */
+  jobCrontab?: string;
+  /**
    * Where mail goes instead of the configured transport (benchmarks observe delivery with it).
    * @default SMTP_URL's transport, or the dev mailbox
    */

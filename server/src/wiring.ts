@@ -50,6 +50,8 @@ export interface WiringOptions {
   dnsLimits?: DnsLimits;
   /** See BuildAppOptions.jobPollIntervalMs. */
   jobPollIntervalMs?: number;
+  /** See BuildAppOptions.jobCrontab. */
+  jobCrontab?: string;
   /** See BuildAppOptions.rolloutTuning. */
   rolloutTuning?: Partial<RolloutTuning>;
 }
@@ -271,6 +273,7 @@ export async function wireServices(base: BaseDeps, options: WiringOptions = {}):
         instanceId,
         logger,
         pollInterval: options.jobPollIntervalMs,
+        crontab: options.jobCrontab,
         handlers: {
           send_email: ({ outboxId }) => deliverMail(deliverDeps, outboxId),
           provision_clinic: ({ clinicId, attempt }) => registration.continueRegistration(clinicId, attempt),
