@@ -21,7 +21,15 @@ import { poolOf } from '../server/src/db/raw.js';
 import { quoteIdent } from '../server/src/db/sql.js';
 import { hashPassword } from '../server/src/modules/auth/passwords.js';
 import { pgCpuDelta, postgresCpu, readPostmasterPid, systemCpu } from './cpu.js';
-import { BENCH_PASSWORD, median, registrationInput, startBenchApp, timed, withBenchServer } from './lib.js';
+import {
+  BENCH_PASSWORD,
+  median,
+  registrationInput,
+  removeBenchFiles,
+  startBenchApp,
+  timed,
+  withBenchServer,
+} from './lib.js';
 
 const count = Number(process.argv[2] ?? 16);
 const profileFile = process.argv[3]?.startsWith('--') ? undefined : process.argv[3];
@@ -292,3 +300,5 @@ await withBenchServer(
     process.stdout.write(`${lines.join('\n')}\n`);
   },
 );
+// Its server's files (on a tmpfs they hold memory until a reboot).
+removeBenchFiles(log);
