@@ -42,7 +42,7 @@ const HELD_ACTION: AuditAction = 'database_server.held';
 const RELEASED_ACTION: AuditAction = 'database_server.released';
 /** An operator's release of a held server (ProvisioningService.acceptServer). */
 export const ACCEPTED_ACTION: AuditAction = 'database_server.accepted';
-const HOLD_ACTIONS: string[] = [HELD_ACTION, RELEASED_ACTION, ACCEPTED_ACTION];
+const HOLD_ACTIONS: AuditAction[] = [HELD_ACTION, RELEASED_ACTION, ACCEPTED_ACTION];
 
 /**
  * A recorded clinic server whose address answers as another server (decision 040, "refuse rather
@@ -72,7 +72,7 @@ export async function alertServerIdentity(deps: {
     select: { targetId: true, action: true },
   }))
     if (entry.targetId)
-      (HOLD_ACTIONS.includes(entry.action) ? lastHold : last).set(entry.targetId, entry.action);
+      ((HOLD_ACTIONS as string[]).includes(entry.action) ? lastHold : last).set(entry.targetId, entry.action);
   for (const id of servers.byId.keys()) {
     if (last.get(id) === MISMATCH_ACTION)
       await recordAudit(prisma, { action: RESTORED_ACTION, targetType: 'database_server', targetId: id });
@@ -94,97 +94,95 @@ export async function alertServerIdentity(deps: {
       (await prisma.clinic.count({ where: { databaseServerId: server.id } })) +
       (await prisma.clinicObject.count({ where: { serverId: server.id, state: { not: 'DROPPED' } } }));
     if (held === 0) continue;
-    const recipients = await superAdminAddresses(prisma, deps.adminEmail);
-    const created = await prisma.$transaction(async (tx) => {
-      // Instances passing at once: one writes the incident.
-      await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`server-identity:${server.id}`}))`;
-      const latest = await tx.auditLog.findFirst({
-        where: {
-          targetType: 'database_server',
-          targetId: server.id,
-          action: { in: [MISMATCH_ACTION, RESTORED_ACTION] },
-        },
-        orderBy: { id: 'desc' },
-        select: { action: true },
-      });
-      if (latest?.action === MISMATCH_ACTION) return false;
-      await recordAudit(tx, {
-        action: MISMATCH_ACTION,
-        targetType: 'database_server',
-        targetId: server.id,
-        data: { server: server.name, address: server.address, reason: server.reason },
-      });
-      await enqueueAlerts(
-        tx,
-        recipients,
-        {
-          kind: 'database_server_identity_mismatch',
-          subject: `Onramp: clinic database server ${server.name} answers as another server`,
-          text: [
-            `The address ${server.address} of clinic database server ${server.name} answers, but as another PostgreSQL server: ${server.reason}.`,
-            'Onramp changed nothing: the clinics on the recorded server are unavailable, and nothing on either server is quarantined or dropped.',
-            'Point CLINIC_DATABASE_SERVERS at the recorded server again (a URL reaching it under any address is fine) and restart.',
-          ].join('\n\n'),
-        },
-        deps.encryptionKey,
-      );
-      return true;
+    const created = await alertOnce(deps, server, {
+      lock: `server-identity:${server.id}`,
+      actions: [MISMATCH_ACTION, RESTORED_ACTION],
+      open: MISMATCH_ACTION,
+      alert: {
+        kind: 'database_server_identity_mismatch',
+        subject: `Onramp: clinic database server ${server.name} answers as another server`,
+        text: [
+          `The address ${server.address} of clinic database server ${server.name} answers, but as another PostgreSQL server: ${server.reason}.`,
+          'Onramp changed nothing: the clinics on the recorded server are unavailable, and nothing on either server is quarantined or dropped.',
+          'Point CLINIC_DATABASE_SERVERS at the recorded server again (a URL reaching it under any address is fine) and restart.',
+        ].join('\n\n'),
+      },
+      logged: 'clinic database server identity mismatch; super-admins alerted',
     });
-    if (created) {
-      alerted += 1;
-      deps.logger.error(
-        { server: server.name },
-        'clinic database server identity mismatch; super-admins alerted',
-      );
-    }
+    if (created) alerted += 1;
   }
   return alerted;
 }
 
 /** Audits and alerts one held server (decision 090), unless another instance just did. */
-async function alertHeld(
-  deps: Parameters<typeof alertServerIdentity>[0],
+function alertHeld(deps: AlertDeps, server: UnreachableServer): Promise<boolean> {
+  return alertOnce(deps, server, {
+    lock: `server-held:${server.id}`,
+    actions: HOLD_ACTIONS,
+    open: HELD_ACTION,
+    // This instance's view may predate a release by another one (or an operator): the row decides.
+    async stillOpen(tx) {
+      const row = await tx.databaseServer.findUnique({
+        where: { id: server.id },
+        select: { heldReason: true },
+      });
+      return Boolean(row?.heldReason);
+    },
+    alert: {
+      kind: 'database_server_held',
+      subject: `Onramp: clinic database server ${server.name} is held`,
+      text: [
+        `A PostgreSQL server not recorded before answers at ${server.address}, where a recorded clinic database server with live clinics was expected: ${server.reason}.`,
+        'Onramp recorded it as held: no clinic, spare or template is placed on it, and nothing on either server is quarantined or dropped. A clinic created there would be lost when the recorded server came back.',
+        `If the recorded server is only reached at another address now, add that URL to CLINIC_DATABASE_SERVERS and restart: the hold ends by itself. If the new server is meant to stay, accept it: pnpm clinics:servers accept ${server.name} (or the acceptDatabaseServer mutation).`,
+      ].join('\n\n'),
+    },
+    logged: 'clinic database server held; super-admins alerted',
+  });
+}
+
+type AlertDeps = Parameters<typeof alertServerIdentity>[0];
+type Transaction = Parameters<Parameters<CentralPrisma['$transaction']>[0]>[0];
+
+/**
+ * Audits `incident.open` on `server` and queues `incident.alert` to the super-admins, in one
+ * transaction under the incident's advisory lock (instances passing at once: one writes it),
+ * unless the latest of `incident.actions` on the server is `open` already (the incident is
+ * alerted) or `stillOpen` says it ended meanwhile.
+ * @returns whether this call alerted.
+ */
+async function alertOnce(
+  deps: AlertDeps,
   server: UnreachableServer,
+  incident: {
+    lock: string;
+    actions: AuditAction[];
+    open: AuditAction;
+    stillOpen?: (tx: Transaction) => Promise<boolean>;
+    alert: ClinicAlert;
+    logged: string;
+  },
 ): Promise<boolean> {
   const { prisma } = deps;
   const recipients = await superAdminAddresses(prisma, deps.adminEmail);
   const created = await prisma.$transaction(async (tx) => {
-    await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`server-held:${server.id}`}))`;
+    await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${incident.lock}))`;
     const latest = await tx.auditLog.findFirst({
-      where: { targetType: 'database_server', targetId: server.id, action: { in: HOLD_ACTIONS } },
+      where: { targetType: 'database_server', targetId: server.id, action: { in: incident.actions } },
       orderBy: { id: 'desc' },
       select: { action: true },
     });
-    if (latest?.action === HELD_ACTION) return false;
-    // This instance's view may predate a release by another one (or an operator): the row decides.
-    const row = await tx.databaseServer.findUnique({
-      where: { id: server.id },
-      select: { heldReason: true },
-    });
-    if (!row?.heldReason) return false;
+    if (latest?.action === incident.open) return false;
+    if (incident.stillOpen && !(await incident.stillOpen(tx))) return false;
     await recordAudit(tx, {
-      action: HELD_ACTION,
+      action: incident.open,
       targetType: 'database_server',
       targetId: server.id,
       data: { server: server.name, address: server.address, reason: server.reason },
     });
-    await enqueueAlerts(
-      tx,
-      recipients,
-      {
-        kind: 'database_server_held',
-        subject: `Onramp: clinic database server ${server.name} is held`,
-        text: [
-          `A PostgreSQL server not recorded before answers at ${server.address}, where a recorded clinic database server with live clinics was expected: ${server.reason}.`,
-          'Onramp recorded it as held: no clinic, spare or template is placed on it, and nothing on either server is quarantined or dropped. A clinic created there would be lost when the recorded server came back.',
-          `If the recorded server is only reached at another address now, add that URL to CLINIC_DATABASE_SERVERS and restart: the hold ends by itself. If the new server is meant to stay, accept it: pnpm clinics:servers accept ${server.name} (or the acceptDatabaseServer mutation).`,
-        ].join('\n\n'),
-      },
-      deps.encryptionKey,
-    );
+    await enqueueAlerts(tx, recipients, incident.alert, deps.encryptionKey);
     return true;
   });
-  if (created)
-    deps.logger.error({ server: server.name }, 'clinic database server held; super-admins alerted');
+  if (created) deps.logger.error({ server: server.name }, incident.logged);
   return created;
 }
