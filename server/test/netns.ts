@@ -158,3 +158,21 @@ export async function serverBehindNamespace() {
   onTestFinished(() => netns.revive());
   return { netns, server, url: overTcpAt(server.url, netns.nsAddress, 'postgres', port) };
 }
+
+export const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+
+/** Polls `probe` every 100 ms until `ok`; throws, with the last value, after `budgetMs`. */
+export async function until<T>(
+  what: string,
+  probe: () => Promise<T>,
+  ok: (value: T) => boolean,
+  budgetMs: number,
+): Promise<T> {
+  const end = Date.now() + budgetMs;
+  for (;;) {
+    const value = await probe();
+    if (ok(value)) return value;
+    if (Date.now() > end) throw new Error(`${what}: still ${JSON.stringify(value)} after ${budgetMs} ms`);
+    await sleep(100);
+  }
+}

@@ -9,10 +9,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { afterFile, overTcp, startTestApp, tempDir, testLogger } from '../../test/harness.js';
 import { createClinic } from '../../test/registration-flow.js';
 import { impostorDir, inventory } from '../../test/swap.js';
-import { clinicSubject } from '../modules/provisioning/index.js';
-import { type UpgradeState, upgradePlan } from '../modules/rollouts/steps.js';
+import { runUpgrade } from '../../test/upgrade.js';
 import { startEmbeddedPostgres } from './embedded.js';
-import { checksum, type Migration, migrate } from './migrator.js';
+import { migrate } from './migrator.js';
 import { ServerIdentityError } from './servers.js';
 import { databaseUrl, quoteIdent, withClient } from './sql.js';
 
@@ -27,7 +26,7 @@ describe('a clinic upgrade aimed at a server whose address answers as another cl
     CLINIC_HEALTH_INTERVAL_SECONDS: '0',
     CLINIC_DATABASE_SERVERS: url,
   });
-  const { provisioning, db } = t.app.deps;
+  const { db } = t.app.deps;
 
   it('touches nothing there: the session is refused as it opens, and the server distrusted', async () => {
     const { clinicId } = await createClinic(t);
@@ -56,23 +55,13 @@ describe('a clinic upgrade aimed at a server whose address answers as another cl
     });
     const before = await onOther();
 
-    const sql = 'CREATE TABLE "invoices" ("id" INTEGER PRIMARY KEY);';
-    const added: Migration = { name: '20991231000000_invoices', sql, checksum: checksum(sql) };
-    const plan = upgradePlan({
-      prisma: db.prisma,
-      migrations: [...db.clinicMigrations, added],
-      lockTimeoutMs: 5000,
-      checkClinic: (id) => provisioning.checkClinic(id),
-    });
-    const state: UpgradeState = {
+    const result = await runUpgrade(
+      t.app,
       clinicId,
-      clinicName: clinic.name,
       server,
-      databaseName: clinic.databaseName,
-      databaseRole: clinic.databaseRole,
-      applied: [],
-    };
-    const result = await provisioning.run(plan, clinicSubject(clinicId, clinic.name), state);
+      '20991231000000_invoices',
+      'CREATE TABLE "invoices" ("id" INTEGER PRIMARY KEY);',
+    );
     if (result.ok) throw new Error('the upgrade ran on the other cluster');
     expect(result.failedStep).toBe('migrate_database');
     expect(result.error).toBeInstanceOf(ServerIdentityError);

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { startTestApp, type TestApp } from '../../../test/harness.js';
-import { netnsUnavailable, serverBehindNamespace } from '../../../test/netns.js';
+import { netnsUnavailable, serverBehindNamespace, sleep, until } from '../../../test/netns.js';
 import { letters, type RegisterAnswer, registerClinic } from '../../../test/registration-flow.js';
 import { withClient } from '../../db/sql.js';
 import type { ProvisioningStepName } from './step-names.js';
@@ -20,18 +20,6 @@ const title = 'a clinic database server that vanishes in the middle of a registr
 const BOUND_MS = 45_000;
 /** How long the test waits for it at most: past the bound, short of TCP's 15 minutes. */
 const CAP_MS = 60_000;
-
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
-
-async function until<T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, budgetMs: number) {
-  const end = Date.now() + budgetMs;
-  for (;;) {
-    const value = await probe();
-    if (ok(value)) return value;
-    if (Date.now() > end) throw new Error(`${what}: still ${JSON.stringify(value)} after ${budgetMs} ms`);
-    await sleep(100);
-  }
-}
 
 /**
  * A throw-away clinic server reached at a forwarder in a namespace, and a test app (`mode`) whose

@@ -9,12 +9,10 @@
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { startTestApp } from '../../../test/harness.js';
-import { netnsUnavailable, serverBehindNamespace } from '../../../test/netns.js';
+import { netnsUnavailable, serverBehindNamespace, sleep, until } from '../../../test/netns.js';
 import { createClinic } from '../../../test/registration-flow.js';
-import { checksum, type Migration } from '../../db/migrator.js';
+import { runUpgrade } from '../../../test/upgrade.js';
 import { databaseUrl, LIVENESS, SessionLostError, withClient } from '../../db/sql.js';
-import { clinicSubject } from '../provisioning/index.js';
-import { type UpgradeState, upgradePlan } from './steps.js';
 
 const skipped = netnsUnavailable();
 if (skipped) console.warn(`upgrade-vanish.test.ts skipped: ${skipped}`);
@@ -24,18 +22,6 @@ const title = 'a clinic database server that vanishes in the middle of an upgrad
 const BOUND_MS = LIVENESS.everyMs + LIVENESS.misses * (LIVENESS.everyMs + LIVENESS.answerMs) + 5_000;
 /** How long the test waits for it at most: past the bound, short of TCP's 15 minutes. */
 const CAP_MS = 60_000;
-
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
-
-async function until<T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, budgetMs: number) {
-  const end = Date.now() + budgetMs;
-  for (;;) {
-    const value = await probe();
-    if (ok(value)) return value;
-    if (Date.now() > end) throw new Error(`${what}: still ${JSON.stringify(value)} after ${budgetMs} ms`);
-    await sleep(100);
-  }
-}
 
 describe.skipIf(skipped !== null)(skipped ? `${title} (skipped: ${skipped})` : title, () => {
   it('fails the run within the bound, typed and recorded, with nothing of the migration applied', async () => {
@@ -47,7 +33,7 @@ describe.skipIf(skipped !== null)(skipped ? `${title} (skipped: ${skipped})` : t
     });
     onTestFinished(() => t.app.stop());
     onTestFinished(() => netns.revive());
-    const { db, provisioning } = t.app.deps;
+    const { db } = t.app.deps;
     const { clinicId } = await createClinic(t);
     const clinic = await db.prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } });
     const clinicServer = db.servers.byId.get(clinic.databaseServerId);
@@ -56,23 +42,13 @@ describe.skipIf(skipped !== null)(skipped ? `${title} (skipped: ${skipped})` : t
     // A long migration: a statement longer than the liveness bound on a live server, then a
     // table. Its backend finds out it is alone once the statement ends (PostgreSQL does not read
     // the socket meanwhile), so not much longer, for the test's look at what it left.
-    const sql = 'SELECT pg_sleep(40); CREATE TABLE "vanish_invoices" ("id" INTEGER PRIMARY KEY);';
-    const added: Migration = { name: '20991231000000_slow', sql, checksum: checksum(sql) };
-    const plan = upgradePlan({
-      prisma: db.prisma,
-      migrations: [...db.clinicMigrations, added],
-      lockTimeoutMs: 5000,
-      checkClinic: (id) => provisioning.checkClinic(id),
-    });
-    const state: UpgradeState = {
+    const ran = runUpgrade(
+      t.app,
       clinicId,
-      clinicName: clinic.name,
-      server: clinicServer,
-      databaseName: clinic.databaseName,
-      databaseRole: clinic.databaseRole,
-      applied: [],
-    };
-    const ran = provisioning.run(plan, clinicSubject(clinicId, clinic.name), state);
+      clinicServer,
+      '20991231000000_slow',
+      'SELECT pg_sleep(40); CREATE TABLE "vanish_invoices" ("id" INTEGER PRIMARY KEY);',
+    );
 
     // Seen over the server's own socket, which the vanish does not cut.
     const migrating = (state?: string) =>
@@ -129,7 +105,9 @@ describe.skipIf(skipped !== null)(skipped ? `${title} (skipped: ${skipped})` : t
       await withClient(inClinic, async (client) => ({
         table: (await client.query("SELECT to_regclass('vanish_invoices') AS t")).rows[0]?.t ?? null,
         recorded: (
-          await client.query('SELECT 1 FROM "_prisma_migrations" WHERE migration_name = $1', [added.name])
+          await client.query('SELECT 1 FROM "_prisma_migrations" WHERE migration_name = $1', [
+            '20991231000000_slow',
+          ])
         ).rowCount,
       })),
     ).toEqual({ table: null, recorded: 0 });
