@@ -3,7 +3,7 @@ import type { App } from '../src/app.js';
 import { checksum, type Migration } from '../src/db/migrator.js';
 import type { ClinicServer } from '../src/db/servers.js';
 import { clinicSubject } from '../src/modules/provisioning/index.js';
-import { type UpgradeState, upgradePlan } from '../src/modules/rollouts/steps.js';
+import { upgradePlan, upgradeState } from '../src/modules/rollouts/steps.js';
 
 /**
  * Upgrades clinic `clinicId` on `server` to the app's clinic migrations plus one named `name`
@@ -25,13 +25,5 @@ export async function runUpgrade(
     lockTimeoutMs: 5000,
     checkClinic: (id) => provisioning.checkClinic(id),
   });
-  const state: UpgradeState = {
-    clinicId,
-    clinicName: clinic.name,
-    server,
-    databaseName: clinic.databaseName,
-    databaseRole: clinic.databaseRole,
-    applied: [],
-  };
-  return provisioning.run(plan, clinicSubject(clinicId, clinic.name), state);
+  return provisioning.run(plan, clinicSubject(clinicId, clinic.name), upgradeState(clinicId, clinic, server));
 }

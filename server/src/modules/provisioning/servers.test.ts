@@ -7,7 +7,7 @@ import { checksum, type Migration } from '../../db/migrator.js';
 import { serverAddress } from '../../db/servers.js';
 import { quoteIdent, withClient } from '../../db/sql.js';
 import { createLogger } from '../../logger.js';
-import { type UpgradeState, upgradePlan } from '../rollouts/steps.js';
+import { upgradePlan, upgradeState } from '../rollouts/steps.js';
 import { clinicSubject } from './engine/events.js';
 import { clinicPassword, clinicRoleUrl } from './integrity.js';
 import { ProvisioningService } from './service.js';
@@ -147,14 +147,7 @@ describe('clinic schema upgrades', async () => {
       const applied: string[] = [];
       await mapLimit(clinicIds, 4, async (clinicId) => {
         const clinic = await db.prisma.clinic.findUniqueOrThrow({ where: { id: clinicId } });
-        const state: UpgradeState = {
-          clinicId,
-          clinicName: clinic.name,
-          server,
-          databaseName: clinic.databaseName,
-          databaseRole: clinic.databaseRole,
-          applied: [],
-        };
+        const state = upgradeState(clinicId, clinic, server);
         const result = await upgraded.run(plan, clinicSubject(clinicId, clinic.name), state);
         if (!result.ok) failed.push(clinicId);
         else if (state.applied.length > 0) applied.push(clinicId);

@@ -15,7 +15,7 @@ import type { RolloutClinicState, RolloutStatus } from '../../generated/central/
 import type { Logger } from '../../logger.js';
 import { recordAudit } from '../audit/record.js';
 import { type AuditActor, clinicSubject, describe, type ProvisioningService } from '../provisioning/index.js';
-import { isBusy, type UpgradeState, upgradePlan } from './steps.js';
+import { isBusy, type UpgradeState, upgradePlan, upgradeState } from './steps.js';
 
 export interface StartRolloutInput {
   /** Clinics upgraded first, alone, before the rest. @default 1 */
@@ -602,15 +602,7 @@ export class RolloutService {
           : `the clinic is ${clinic.status}`;
       outcome = { state: 'FAILED', error, runId: null };
     } else {
-      const state: UpgradeState = {
-        clinicId,
-        clinicName: clinic.name,
-        server,
-        databaseName: clinic.databaseName,
-        databaseRole: clinic.databaseRole,
-        applied: [],
-      };
-      const result = await this.runUpgrade(state, attempt);
+      const result = await this.runUpgrade(upgradeState(clinicId, clinic, server), attempt);
       if (result.ok) outcome = { state: 'UPGRADED', error: null, runId: result.runId };
       else if (isBusy(result.error) && attempt < this.tuning.busyAttempts)
         outcome = {

@@ -30,6 +30,22 @@ export interface UpgradeState {
   health?: ClinicHealth;
 }
 
+/** The state an UPGRADE run of clinic `clinicId` on `server` starts from: nothing applied yet. */
+export function upgradeState(
+  clinicId: string,
+  clinic: { name: string; databaseName: string; databaseRole: string },
+  server: IdentifiedServer,
+): UpgradeState {
+  return {
+    clinicId,
+    clinicName: clinic.name,
+    server,
+    databaseName: clinic.databaseName,
+    databaseRole: clinic.databaseRole,
+    applied: [],
+  };
+}
+
 export interface UpgradeDeps {
   prisma: CentralPrisma;
   /** The clinic schema to bring the database to. */
