@@ -4,8 +4,29 @@
  */
 import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { afterAll } from 'vitest';
+import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import { withClient } from '../src/db/sql.js';
-import { type TestApp, tempDir } from './harness.js';
+import { overTcp, startTestApp, type TestApp, tempDir, testLogger } from './harness.js';
+
+/**
+ * The recorded server a swap test replaces: a throw-away cluster of the describe's in `dir`,
+ * reached over TCP at `url`, and a test app whose only clinic server it is (no warm pool, no
+ * sweep). Call it in a describe's body; the cluster stops after it.
+ */
+export async function recordedServerApp(prefix: string) {
+  const logger = testLogger({ env: 'test', logLevel: 'warn' });
+  const dir = tempDir(prefix);
+  const recorded = await startEmbeddedPostgres({ dir, logger, ephemeral: true });
+  afterAll(() => recorded.stop());
+  const url = overTcp(recorded.url);
+  const t = await startTestApp({
+    CLINIC_POOL_SIZE: '0',
+    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
+    CLINIC_DATABASE_SERVERS: url,
+  });
+  return { logger, dir, recorded, url, t };
+}
 
 /**
  * A fresh data directory given the embedded server's saved settings at `recordedDir` (its port and

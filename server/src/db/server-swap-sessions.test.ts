@@ -5,10 +5,10 @@
  * too as they open (docs/decisions/097). Nothing is migrated or granted on the other cluster, and
  * the server is taken out of the registry as decision 086 does.
  */
-import { afterAll, describe, expect, it } from 'vitest';
-import { afterFile, overTcp, startTestApp, tempDir, testLogger } from '../../test/harness.js';
+import { describe, expect, it } from 'vitest';
+import { afterFile, overTcp } from '../../test/harness.js';
 import { createClinic } from '../../test/registration-flow.js';
-import { impostorDir, inventory } from '../../test/swap.js';
+import { impostorDir, inventory, recordedServerApp } from '../../test/swap.js';
 import { runUpgrade } from '../../test/upgrade.js';
 import { startEmbeddedPostgres } from './embedded.js';
 import { migrate } from './migrator.js';
@@ -16,16 +16,7 @@ import { ServerIdentityError } from './servers.js';
 import { databaseUrl, quoteIdent, withClient } from './sql.js';
 
 describe('a clinic upgrade aimed at a server whose address answers as another cluster', async () => {
-  const logger = testLogger({ env: 'test', logLevel: 'warn' });
-  const dir = tempDir('onramp-swap-sessions-a-');
-  const recorded = await startEmbeddedPostgres({ dir, logger, ephemeral: true });
-  afterAll(() => recorded.stop());
-  const url = overTcp(recorded.url);
-  const t = await startTestApp({
-    CLINIC_POOL_SIZE: '0',
-    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
-    CLINIC_DATABASE_SERVERS: url,
-  });
+  const { logger, dir, recorded, url, t } = await recordedServerApp('onramp-swap-sessions-a-');
   const { db } = t.app.deps;
 
   it('touches nothing there: the session is refused as it opens, and the server distrusted', async () => {

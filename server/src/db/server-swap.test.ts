@@ -4,24 +4,15 @@
  * has none of the clinic's database: that is another server, not a missing database. Nothing is
  * created there in the clinic's name, nothing is settled as gone, and the real one keeps its rows.
  */
-import { afterAll, describe, expect, it } from 'vitest';
-import { afterFile, overTcp, startTestApp, tempDir, testLogger } from '../../test/harness.js';
+import { describe, expect, it } from 'vitest';
+import { afterFile, overTcp } from '../../test/harness.js';
 import { clinicWithAdmin } from '../../test/registration-flow.js';
-import { impostorDir } from '../../test/swap.js';
+import { impostorDir, recordedServerApp } from '../../test/swap.js';
 import { startEmbeddedPostgres } from './embedded.js';
 import { withClient } from './sql.js';
 
 describe('another server at a clinic server’s URL while Onramp runs', async () => {
-  const logger = testLogger({ env: 'test', logLevel: 'warn' });
-  const dir = tempDir('onramp-swap-a-');
-  const recorded = await startEmbeddedPostgres({ dir, logger, ephemeral: true });
-  afterAll(() => recorded.stop());
-  const url = overTcp(recorded.url);
-  const t = await startTestApp({
-    CLINIC_POOL_SIZE: '0',
-    CLINIC_HEALTH_INTERVAL_SECONDS: '0',
-    CLINIC_DATABASE_SERVERS: url,
-  });
+  const { logger, dir, recorded, url, t } = await recordedServerApp('onramp-swap-a-');
   const { provisioning, reconciler, db } = t.app.deps;
 
   it('is not taken for a missing database: no repair creates one there, no entry is settled as gone', async () => {
